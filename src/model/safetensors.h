@@ -1,0 +1,95 @@
+#pragma once
+// Safetensors checkpoints: reading (mmap, single file or sharded with
+// model.safetensors.index.json) and writing.
+//
+// File layout: u64 little-endian header length N, N bytes of JSON header
+// {"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, ...,
+//  "__metadata__": {"k": "v"}}, then the data section; offsets are relative to its start.
+// Every tensor is validated when the file is opened: known dtype, shape product times dtype
+// size equals the byte range, range inside the file, no overlaps. Errors are
+// nemotron::Error naming the file and the tensor.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace nemotron::model {
+
+enum class DType { BF16, F16, F32, F8_E4M3, U8, I64 };
+
+const char* dtype_name(DType dtype);           // "BF16", "F8_E4M3", ...
+std::size_t dtype_size(DType dtype);           // bytes per element
+bool parse_dtype(const std::string& name, DType* out);  // false for unsupported names
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;      // [] for a scalar
+  const uint8_t* data = nullptr;   // into the file's mapping; valid while the file is open
+  std::size_t nbytes = 0;
+  std::string file;                // path of the file that holds it (for error messages)
+  int64_t numel() const;
+  std::string shape_string() const;  // "[10304, 2688]"
+};
+
+// One .safetensors file, memory-mapped read-only.
+class SafetensorsFile {
+ public:
+  static std::unique_ptr<SafetensorsFile> open(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  std::size_t file_size() const { return size_; }
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  void* map_ = nullptr;
+  std::size_t size_ = 0;
+  std::map<std::string, TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// All tensors of a checkpoint directory: model.safetensors, or the shards listed in
+// model.safetensors.index.json (every shard opened; a tensor listed in the index must be
+// in the shard it names; a tensor in two files is an error). Other *.safetensors files in
+// the directory (e.g. a separate mtp.safetensors) are opened too when no index lists them.
+class Checkpoint {
+ public:
+  static Checkpoint open(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  const TensorInfo* find(const std::string& name) const;  // nullptr when absent
+  const TensorInfo& get(const std::string& name) const;   // throws Error naming the tensor
+  const std::map<std::string, const TensorInfo*>& all() const { return index_; }
+  std::size_t total_bytes() const;  // sum of tensor bytes
+
+ private:
+  std::string dir_;
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorInfo*> index_;
+};
+
+// A tensor to write. `bytes` holds exactly numel * dtype_size bytes.
+struct TensorData {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+
+// Writes a .safetensors file (tensors sorted by name, header padded to 8 bytes).
+void write_safetensors(const std::string& path, const std::vector<TensorData>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// Convenience for F32 outputs: shape and row-major values.
+TensorData make_f32_tensor(const std::string& name, std::vector<int64_t> shape,
+                           const std::vector<float>& values);
+
+}  // namespace nemotron::model

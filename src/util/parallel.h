@@ -1,0 +1,16 @@
+#pragma once
+// A small fixed thread pool for the CPU reference path.
+// parallel_for(n, fn) calls fn(begin, end) on disjoint ranges covering [0, n); it returns
+// when all ranges are done. Nested calls from inside a worker run serially.
+#include <cstddef>
+#include <functional>
+
+namespace nemotron {
+
+// Number of worker threads (NEMOTRON_THREADS, else hardware concurrency).
+int num_threads();
+
+void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn,
+                  std::size_t min_chunk = 1);
+
+}  // namespace nemotron
