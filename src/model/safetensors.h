@@ -23,6 +23,10 @@ const char* dtype_name(DType dtype);           // "BF16", "F8_E4M3", ...
 std::size_t dtype_size(DType dtype);           // bytes per element
 bool parse_dtype(const std::string& name, DType* out);  // false for unsupported names
 
+// Byte size of a tensor: product of `shape` times dtype_size. Returns false (leaving *out
+// untouched) when a dim is negative or the product overflows size_t / int64.
+bool checked_nbytes(DType dtype, const std::vector<int64_t>& shape, std::size_t* out);
+
 struct TensorInfo {
   std::string name;
   DType dtype = DType::F32;
@@ -56,10 +60,16 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// All tensors of a checkpoint directory: model.safetensors, or the shards listed in
-// model.safetensors.index.json (every shard opened; a tensor listed in the index must be
-// in the shard it names; a tensor in two files is an error). Other *.safetensors files in
-// the directory (e.g. a separate mtp.safetensors) are opened too when no index lists them.
+// All tensors of a checkpoint directory. Which files are opened:
+//  - with model.safetensors.index.json: every shard named in its weight_map (a tensor
+//    listed there must be in the shard it names; a shard may hold extra, unlisted tensors,
+//    which are indexed too), plus any mtp*.safetensors file not already a shard;
+//  - without an index: model.safetensors plus any mtp*.safetensors file;
+//  - every other file is ignored (test fixtures keep expected.safetensors next to the model).
+// Neither model.safetensors nor the index present -> Error. A tensor present in two opened
+// files -> Error "tensor X appears in both A and B". `dir` may also be the path of a single
+// .safetensors file, which is then the only file opened; dir() returns the path as given.
+// Copies share the open files; TensorInfo pointers stay valid while any copy lives.
 class Checkpoint {
  public:
   static Checkpoint open(const std::string& dir);

@@ -1,0 +1,67 @@
+#pragma once
+// The CPU reference forward pass: fp32 compute over the checkpoint-format weights.
+// Exact, readable, multithreaded; everything else (CUDA, batching) is tested against it.
+//
+// A sequence's state is one BlockCache per block: Mamba blocks hold the conv window
+// [K-1, conv_dim] (last pre-conv xBC rows, oldest first) and the SSM state [Hm, P, N];
+// attention blocks hold K and V rows [pos, Hkv*Dh] for every position seen. Processing
+// T tokens in one call, in chunks, or one at a time gives the same result.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "model/weights.h"
+
+namespace nemotron::model {
+
+struct BlockCache {
+  std::vector<float> conv, ssm;  // Mamba
+  std::vector<float> k, v;       // attention
+};
+
+struct SequenceState {
+  int64_t pos = 0;                 // tokens processed so far
+  std::vector<BlockCache> blocks;  // one per block of the stack it belongs to
+};
+
+// Called with (index, rows [T, H]): index 0 = embedding output, l+1 = output of block l,
+// num_layers + 1 = after norm_f. Used by tests to compare every layer with the reference.
+using HiddenObserver = std::function<void(int index, const std::vector<float>& rows)>;
+
+struct ForwardResult {
+  std::vector<float> logits;  // [rows, V]: every position, or the last one only
+  std::vector<float> hidden;  // [T, H] after the final norm (the MTP head's input)
+};
+
+class CpuModel {
+ public:
+  explicit CpuModel(const Model& model) : model_(model) {}
+  const Model& model() const { return model_; }
+
+  SequenceState new_state() const;      // empty trunk state
+  SequenceState new_mtp_state() const;  // empty MTP-head state
+
+  // Runs tokens ids[0..T) of one sequence, continuing from `state`.
+  ForwardResult forward(SequenceState& state, const int32_t* ids, int64_t T, bool all_logits,
+                        const HiddenObserver& observer = nullptr) const;
+
+  // MTP head over T positions: position i is fed (token next_ids[i], trunk hidden row i),
+  // where the hidden rows are the trunk's post-norm_f states (or, when chaining drafts,
+  // the head's own previous output). Returns logits for every position and the head's
+  // final-normed outputs [T, H]. Requires config.has_mtp().
+  ForwardResult mtp_forward(SequenceState& mtp_state, const int32_t* next_ids, const float* hidden,
+                            int64_t T, bool all_logits) const;
+
+ private:
+  void run_block(const BlockWeights& b, BlockCache& cache, int64_t pos0, std::vector<float>& x,
+                 int64_t T) const;
+  void embed(const int32_t* ids, int64_t T, std::vector<float>& x) const;
+  ForwardResult head(std::vector<float>& x, int64_t T, const std::vector<float>& final_norm,
+                     bool all_logits) const;
+  const Model& model_;
+};
+
+// Index of the largest value (first one on ties), as torch.argmax.
+int32_t argmax(const float* v, int64_t n);
+
+}  // namespace nemotron::model
