@@ -1,0 +1,96 @@
+// nemotron generate: greedy continuation of a token sequence, optionally with the MTP
+// head's chained drafts after the prompt.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "cli/args.h"
+#include "cli/command.h"
+#include "model/cpu_forward.h"
+#include "util/error.h"
+
+namespace nemotron::cli {
+namespace {
+
+int run_generate(int argc, char** argv) {
+  CLI::App app{"Greedy generation from token ids. Prints the generated ids; with --json the last line is "
+               "{\"ids\": [...], \"mtp_drafts\": [...]}."};
+  std::string model_dir, ids_text, device = "cpu", stop_text;
+  int64_t max_tokens = 16;
+  int mtp_drafts = 0;
+  bool json = false, ignore_eos = false;
+  app.add_option("--model", model_dir, "Model directory")->required();
+  app.add_option("--ids", ids_text, "Prompt token ids, comma-separated")->required();
+  app.add_option("--max-tokens", max_tokens, "Tokens to generate")->check(CLI::PositiveNumber);
+  app.add_option("--mtp-drafts", mtp_drafts,
+                 "Also report K chained greedy drafts of the MTP head right after the prompt")
+      ->check(CLI::Range(0, 64));
+  app.add_option("--stop-ids", stop_text, "Stop after any of these ids (default: the config's eos_token_id)");
+  app.add_flag("--ignore-eos", ignore_eos, "Never stop early: generate exactly --max-tokens tokens");
+  app.add_flag("--json", json, "Print a JSON result line");
+  app.add_option("--device", device, "cpu")->check(CLI::IsMember({"cpu", "cuda"}));
+  CLI11_PARSE(app, argc, argv);
+  if (device != "cpu") throw Error("--device " + device + ": only the CPU backend is available in this build");
+
+  const auto prompt = parse_ids(ids_text, "--ids");
+  const model::Model m = model::Model::load(model_dir);
+  if (mtp_drafts > 0 && !m.config.has_mtp())
+    throw Error("--mtp-drafts: " + m.config.path + " has no MTP head (num_nextn_predict_layers is 0)");
+  std::vector<int32_t> stop;
+  if (!stop_text.empty()) stop = parse_ids(stop_text, "--stop-ids");
+  else if (m.config.eos_token_id >= 0) stop.push_back(static_cast<int32_t>(m.config.eos_token_id));
+  if (ignore_eos) stop.clear();
+
+  const model::CpuModel cpu(m);
+  const int64_t V = m.config.vocab_size, H = m.config.hidden_size, T = static_cast<int64_t>(prompt.size());
+  auto state = cpu.new_state();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = cpu.forward(state, prompt.data(), T, false);
+  const auto t1 = std::chrono::steady_clock::now();
+  const std::vector<float> prompt_hidden = r.hidden;
+  std::vector<int32_t> out{model::argmax(r.logits.data(), V)};
+  auto is_stop = [&](int32_t id) { return std::find(stop.begin(), stop.end(), id) != stop.end(); };
+  while (static_cast<int64_t>(out.size()) < max_tokens && !is_stop(out.back())) {
+    const int32_t tok = out.back();
+    r = cpu.forward(state, &tok, 1, false);
+    out.push_back(model::argmax(r.logits.data(), V));
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+
+  std::vector<int32_t> drafts;
+  if (mtp_drafts > 0) {
+    // The MTP head sees every prompt position i fed (token i+1, trunk hidden i); the last
+    // position is fed the first generated token. Then drafts chain on its own output.
+    std::vector<int32_t> next(prompt.begin() + 1, prompt.end());
+    next.push_back(out[0]);
+    auto mst = cpu.new_mtp_state();
+    auto mr = cpu.mtp_forward(mst, next.data(), prompt_hidden.data(), T, false);
+    drafts.push_back(model::argmax(mr.logits.data(), V));
+    std::vector<float> h(mr.hidden.end() - H, mr.hidden.end());
+    while (static_cast<int>(drafts.size()) < mtp_drafts) {
+      const int32_t tok = drafts.back();
+      mr = cpu.mtp_forward(mst, &tok, h.data(), 1, false);
+      drafts.push_back(model::argmax(mr.logits.data(), V));
+      h = mr.hidden;
+    }
+  }
+
+  const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
+  const double decode_s = std::chrono::duration<double>(t2 - t1).count();
+  std::fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %zu tokens, %.1f tok/s decode (cpu)\n",
+               static_cast<long long>(T), prefill_s, T / std::max(prefill_s, 1e-9), out.size(),
+               out.size() > 1 ? (out.size() - 1) / std::max(decode_s, 1e-9) : 0.0);
+  if (json) {
+    std::printf("{\"ids\": %s, \"mtp_drafts\": %s}\n", ids_json(out).c_str(), ids_json(drafts).c_str());
+  } else {
+    std::printf("%s\n", ids_json(out).c_str());
+    if (!drafts.empty()) std::printf("mtp drafts: %s\n", ids_json(drafts).c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+NEMOTRON_COMMAND("generate", "greedy continuation of token ids (with MTP drafts)", run_generate)
+}  // namespace nemotron::cli
