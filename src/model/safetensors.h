@@ -34,7 +34,7 @@ struct TensorInfo {
   const uint8_t* data = nullptr;   // into the file's mapping; valid while the file is open
   std::size_t nbytes = 0;
   std::string file;                // path of the file that holds it (for error messages)
-  int64_t numel() const;
+  int64_t numel() const;             // throws Error for a negative or overflowing shape
   std::string shape_string() const;  // "[10304, 2688]"
 };
 
