@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --test
 bash scripts/build.sh -DNEMOTRON_WERROR=ON "$@"
-ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 900
+# GPU-labelled tests need a GPU machine: scripts/gpu/run-tests.sh runs them.
+ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 900 -LE gpu
