@@ -27,7 +27,7 @@ int run_generate(int argc, char** argv) {
   app.add_option("--mtp-drafts", mtp_drafts,
                  "Also report K chained greedy drafts of the MTP head right after the prompt")
       ->check(CLI::Range(0, 64));
-  app.add_option("--stop-ids", stop_text, "Stop after any of these ids (default: the config's eos_token_id)");
+  app.add_option("--stop-ids", stop_text, "Stop after any of these ids (default: the config's eos_token_id, one id or a list)");
   app.add_flag("--ignore-eos", ignore_eos, "Never stop early: generate exactly --max-tokens tokens");
   app.add_flag("--json", json, "Print a JSON result line");
   app.add_option("--device", device, "cpu")->check(CLI::IsMember({"cpu", "cuda"}));
@@ -40,7 +40,8 @@ int run_generate(int argc, char** argv) {
     throw Error("--mtp-drafts: " + m.config.path + " has no MTP head (num_nextn_predict_layers is 0)");
   std::vector<int32_t> stop;
   if (!stop_text.empty()) stop = parse_ids(stop_text, "--stop-ids");
-  else if (m.config.eos_token_id >= 0) stop.push_back(static_cast<int32_t>(m.config.eos_token_id));
+  else
+    for (int64_t id : m.config.eos_token_ids) stop.push_back(static_cast<int32_t>(id));
   if (ignore_eos) stop.clear();
 
   const model::CpuModel cpu(m);

@@ -198,13 +198,13 @@ Config parse_config(const std::string& json_text, const std::string& source) {
   c.tie_word_embeddings = r.boolean({"tie_word_embeddings"}, false);
   c.bos_token_id = r.integer({"bos_token_id"}, -1, false);
   c.pad_token_id = r.integer({"pad_token_id"}, -1, false);
-  {
-    // eos_token_id may be a list; the first entry is the model's EOS.
-    auto it = j.find("eos_token_id");
-    if (it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_number_integer())
-      c.eos_token_id = (*it)[0].get<int64_t>();
-    else
-      c.eos_token_id = r.integer({"eos_token_id"}, -1, false);
+  if (auto it = j.find("eos_token_id"); it != j.end() && !it->is_null()) {
+    const Json list = it->is_array() ? *it : Json::array({*it});
+    for (const auto& v : list) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0)
+        r.fail("eos_token_id", "expected a token id or a list of token ids, got " + it->dump());
+      c.eos_token_ids.push_back(v.get<int64_t>());
+    }
   }
 
   // MTP head.

@@ -66,7 +66,8 @@ struct Config {
   int64_t intermediate_size = 0;
 
   bool tie_word_embeddings = false;
-  int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;
+  int64_t bos_token_id = -1, pad_token_id = -1;
+  std::vector<int64_t> eos_token_ids;  // eos_token_id: an int or a list (e.g. [2, 11])
 
   // Derived sizes.
   int64_t d_inner() const { return mamba_num_heads * mamba_head_dim; }

@@ -126,6 +126,16 @@ TEST(Config, MtpSpellingsAndDefault) {
   EXPECT_THAT(error_of(j), HasSubstr("Mamba blocks in the MTP head are not supported"));
 }
 
+TEST(Config, EosTokenIdIntOrList) {
+  Json j = base();
+  j["eos_token_id"] = 2;
+  EXPECT_EQ(parse(j).eos_token_ids, (std::vector<int64_t>{2}));
+  j["eos_token_id"] = Json::array({2, 11});
+  EXPECT_EQ(parse(j).eos_token_ids, (std::vector<int64_t>{2, 11}));
+  j["eos_token_id"] = "x";
+  EXPECT_THAT(error_of(j), HasSubstr("'eos_token_id': expected a token id or a list"));
+}
+
 TEST(Config, LatentSizeNullOrAbsent) {
   Json j = base();
   j["moe_latent_size"] = nullptr;
