@@ -27,54 +27,67 @@ void relu2(std::vector<float>& v) {
   for (auto& a : v) a = a > 0.0f ? a * a : 0.0f;
 }
 
-// Mamba-2 mixer over T rows u [T, H] -> [T, H].
-std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, BlockCache& cache,
-                               const std::vector<float>& u, int64_t T) {
+// Rows [row0, row0+T) of a step that belong to one sequence (its cache at position pos0).
+struct Rows {
+  BlockCache* cache;
+  int64_t row0, T, pos0;
+};
+
+// Mamba-2 mixer over the step's rows u [R, H] -> [R, H]; conv and scan per sequence.
+std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, const std::vector<Rows>& segs,
+                               const std::vector<float>& u, int64_t R) {
   const int64_t di = c.d_inner(), cd = c.conv_dim(), Hm = c.mamba_num_heads, GN = c.n_groups * c.ssm_state_size;
   const int64_t W = c.in_proj_dim();
-  const std::vector<float> zxbcdt = apply(w.in_proj, u, T);  // [T, z | xBC | dt]
-  std::vector<float> z(T * di), xbc(T * cd), dt(T * Hm);
-  for (int64_t t = 0; t < T; ++t) {
+  const std::vector<float> zxbcdt = apply(w.in_proj, u, R);  // [R, z | xBC | dt]
+  std::vector<float> z(R * di), xbc(R * cd), dt(R * Hm);
+  for (int64_t t = 0; t < R; ++t) {
     const float* r = zxbcdt.data() + t * W;
     std::copy(r, r + di, z.data() + t * di);
     std::copy(r + di, r + di + cd, xbc.data() + t * cd);
     std::copy(r + di + cd, r + W, dt.data() + t * Hm);
   }
-  std::vector<float> conv_out(T * cd);
-  kernels::causal_conv1d_silu_cpu(xbc.data(), cache.conv.data(), w.conv_weight.data(),
-                                  w.conv_bias.empty() ? nullptr : w.conv_bias.data(), T, cd,
-                                  c.conv_kernel, conv_out.data());
-  std::vector<float> x(T * di), B(T * GN), C(T * GN);
-  for (int64_t t = 0; t < T; ++t) {
+  std::vector<float> conv_out(R * cd);
+  for (const auto& s : segs)
+    kernels::causal_conv1d_silu_cpu(xbc.data() + s.row0 * cd, s.cache->conv.data(), w.conv_weight.data(),
+                                    w.conv_bias.empty() ? nullptr : w.conv_bias.data(), s.T, cd, c.conv_kernel,
+                                    conv_out.data() + s.row0 * cd);
+  std::vector<float> x(R * di), B(R * GN), C(R * GN);
+  for (int64_t t = 0; t < R; ++t) {
     const float* r = conv_out.data() + t * cd;
     std::copy(r, r + di, x.data() + t * di);
     std::copy(r + di, r + di + GN, B.data() + t * GN);
     std::copy(r + di + GN, r + cd, C.data() + t * GN);
   }
   kernels::SsmDims dims{Hm, c.mamba_head_dim, c.ssm_state_size, c.n_groups};
-  std::vector<float> y(T * di);
-  kernels::ssm_scan_cpu(x.data(), dt.data(), B.data(), C.data(), w.dt_bias.data(), w.A.data(),
-                        w.D.data(), dims, static_cast<float>(c.time_step_limit_min),
-                        static_cast<float>(c.time_step_limit_max), T, cache.ssm.data(), y.data());
-  kernels::gated_rmsnorm_cpu(y.data(), z.data(), w.norm.data(), T, di, di / c.n_groups,
+  std::vector<float> y(R * di);
+  for (const auto& s : segs)
+    kernels::ssm_scan_cpu(x.data() + s.row0 * di, dt.data() + s.row0 * Hm, B.data() + s.row0 * GN,
+                          C.data() + s.row0 * GN, w.dt_bias.data(), w.A.data(), w.D.data(), dims,
+                          static_cast<float>(c.time_step_limit_min), static_cast<float>(c.time_step_limit_max),
+                          s.T, s.cache->ssm.data(), y.data() + s.row0 * di);
+  kernels::gated_rmsnorm_cpu(y.data(), z.data(), w.norm.data(), R, di, di / c.n_groups,
                              static_cast<float>(c.norm_eps), y.data());
-  return apply(w.out_proj, y, T);
+  return apply(w.out_proj, y, R);
 }
 
-std::vector<float> attention_mixer(const Config& c, const AttentionWeights& w, BlockCache& cache,
-                                   int64_t pos0, const std::vector<float>& u, int64_t T) {
-  const std::vector<float> q = apply(w.q, u, T), k = apply(w.k, u, T), v = apply(w.v, u, T);
-  // The cache holds rows for positions [0, pos0); append this call's rows.
-  const int64_t kw = c.kv_dim();
-  if (static_cast<int64_t>(cache.k.size()) != pos0 * kw)
-    throw Error("attention cache holds " + std::to_string(cache.k.size() / kw) + " positions, expected " +
-                std::to_string(pos0));
-  cache.k.insert(cache.k.end(), k.begin(), k.end());
-  cache.v.insert(cache.v.end(), v.begin(), v.end());
-  std::vector<float> o(T * c.q_dim());
+std::vector<float> attention_mixer(const Config& c, const AttentionWeights& w, const std::vector<Rows>& segs,
+                                   const std::vector<float>& u, int64_t R) {
+  const std::vector<float> q = apply(w.q, u, R), k = apply(w.k, u, R), v = apply(w.v, u, R);
+  const int64_t kw = c.kv_dim(), qw = c.q_dim();
+  std::vector<float> o(R * qw);
   kernels::AttentionDims dims{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
-  kernels::attention_cpu(q.data(), cache.k.data(), cache.v.data(), dims, T, pos0, o.data());
-  return apply(w.o, o, T);
+  for (const auto& s : segs) {
+    // The cache holds rows for positions [0, pos0); append this sequence's new rows.
+    BlockCache& cache = *s.cache;
+    if (static_cast<int64_t>(cache.k.size()) != s.pos0 * kw)
+      throw Error("attention cache holds " + std::to_string(cache.k.size() / kw) + " positions, expected " +
+                  std::to_string(s.pos0));
+    cache.k.insert(cache.k.end(), k.begin() + s.row0 * kw, k.begin() + (s.row0 + s.T) * kw);
+    cache.v.insert(cache.v.end(), v.begin() + s.row0 * kw, v.begin() + (s.row0 + s.T) * kw);
+    kernels::attention_cpu(q.data() + s.row0 * qw, cache.k.data(), cache.v.data(), dims, s.T, s.pos0,
+                           o.data() + s.row0 * qw);
+  }
+  return apply(w.o, o, R);
 }
 
 std::vector<float> moe_mixer(const Config& c, const MoEWeights& w, const std::vector<float>& u, int64_t T) {
@@ -163,61 +176,104 @@ SequenceState CpuModel::new_mtp_state() const {
   return s;
 }
 
-void CpuModel::run_block(const BlockWeights& b, BlockCache& cache, int64_t pos0, std::vector<float>& x,
-                         int64_t T) const {
+void CpuModel::run_block(const BlockWeights& b, const std::vector<Segment>& segs, std::vector<float>& x,
+                         int64_t R) const {
   const Config& c = model_.config;
   const int64_t H = c.hidden_size;
-  std::vector<float> u(T * H);
-  kernels::rmsnorm_cpu(x.data(), b.norm.data(), T, H, static_cast<float>(c.norm_eps), u.data());
+  std::vector<float> u(R * H);
+  kernels::rmsnorm_cpu(x.data(), b.norm.data(), R, H, static_cast<float>(c.norm_eps), u.data());
+  std::vector<Rows> rows;
+  for (const auto& s : segs) rows.push_back({s.cache, s.row0, s.T, s.pos0});
   std::vector<float> y;
   switch (b.kind) {
-    case LayerKind::Mamba: y = mamba_mixer(c, b.mamba, cache, u, T); break;
-    case LayerKind::Attention: y = attention_mixer(c, b.attn, cache, pos0, u, T); break;
-    case LayerKind::MoE: y = moe_mixer(c, b.moe, u, T); break;
-    case LayerKind::MLP: y = mlp_mixer(b.mlp, u, T); break;
+    case LayerKind::Mamba: y = mamba_mixer(c, b.mamba, rows, u, R); break;
+    case LayerKind::Attention: y = attention_mixer(c, b.attn, rows, u, R); break;
+    case LayerKind::MoE: y = moe_mixer(c, b.moe, u, R); break;
+    case LayerKind::MLP: y = mlp_mixer(b.mlp, u, R); break;
   }
-  for (int64_t i = 0; i < T * H; ++i) x[i] += y[i];
+  for (int64_t i = 0; i < R * H; ++i) x[i] += y[i];
 }
 
-void CpuModel::embed(const int32_t* ids, int64_t T, std::vector<float>& x) const {
+void CpuModel::embed(const int32_t* ids, int64_t T, float* x) const {
   const int64_t H = model_.config.hidden_size, V = model_.config.vocab_size;
-  x.resize(T * H);
   for (int64_t t = 0; t < T; ++t) {
     if (ids[t] < 0 || ids[t] >= V)
       throw Error("token id " + std::to_string(ids[t]) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
-    kernels::dequantize_row(model_.weights.embeddings, ids[t], x.data() + t * H);
+    kernels::dequantize_row(model_.weights.embeddings, ids[t], x + t * H);
   }
 }
 
-ForwardResult CpuModel::head(std::vector<float>& x, int64_t T, const std::vector<float>& final_norm,
-                             bool all_logits) const {
+std::vector<ForwardResult> CpuModel::heads(const std::vector<float>& x, const std::vector<Segment>& segs,
+                                           const std::vector<bool>& all_logits,
+                                           const std::vector<float>& final_norm) const {
   const Config& c = model_.config;
-  const int64_t H = c.hidden_size;
-  ForwardResult r;
-  r.hidden.resize(T * H);
-  kernels::rmsnorm_cpu(x.data(), final_norm.data(), T, H, static_cast<float>(c.norm_eps), r.hidden.data());
-  const int64_t first = all_logits ? 0 : T - 1, rows = T - first;
-  r.logits.resize(rows * c.vocab_size);
-  linear_cpu(model_.weights.lm_head.w, r.hidden.data() + first * H, rows, r.logits.data());
-  return r;
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  const int64_t R = static_cast<int64_t>(x.size()) / H;
+  std::vector<float> normed(R * H);
+  kernels::rmsnorm_cpu(x.data(), final_norm.data(), R, H, static_cast<float>(c.norm_eps), normed.data());
+  // One lm_head pass over the rows that need logits.
+  std::vector<int64_t> rows;
+  for (std::size_t i = 0; i < segs.size(); ++i)
+    for (int64_t t = all_logits[i] ? 0 : segs[i].T - 1; t < segs[i].T; ++t) rows.push_back(segs[i].row0 + t);
+  std::vector<float> sel(rows.size() * H), logits(rows.size() * V);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    std::copy(normed.begin() + rows[r] * H, normed.begin() + (rows[r] + 1) * H, sel.begin() + r * H);
+  linear_cpu(model_.weights.lm_head.w, sel.data(), static_cast<int64_t>(rows.size()), logits.data());
+  std::vector<ForwardResult> out(segs.size());
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < segs.size(); ++i) {
+    const int64_t n = all_logits[i] ? segs[i].T : 1;
+    out[i].logits.assign(logits.begin() + next * V, logits.begin() + (next + n) * V);
+    next += n;
+    out[i].hidden.assign(normed.begin() + segs[i].row0 * H, normed.begin() + (segs[i].row0 + segs[i].T) * H);
+  }
+  return out;
 }
 
 ForwardResult CpuModel::forward(SequenceState& state, const int32_t* ids, int64_t T, bool all_logits,
                                 const HiddenObserver& observer) const {
-  if (T <= 0) throw Error("forward: no tokens");
+  return std::move(forward_batch({{&state, ids, T, all_logits}}, observer)[0]);
+}
+
+std::vector<ForwardResult> CpuModel::forward_batch(const std::vector<SequenceChunk>& chunks,
+                                                   const HiddenObserver& observer) const {
   const auto& w = model_.weights;
-  if (state.blocks.size() != w.blocks.size()) throw Error("forward: state does not belong to this model");
-  std::vector<float> x;
-  embed(ids, T, x);
+  const int64_t H = model_.config.hidden_size;
+  if (chunks.empty()) throw Error("forward: empty batch");
+  int64_t R = 0;
+  for (const auto& ch : chunks) {
+    if (ch.T <= 0) throw Error("forward: a sequence with no tokens");
+    if (!ch.state || ch.state->blocks.size() != w.blocks.size())
+      throw Error("forward: state does not belong to this model");
+    R += ch.T;
+  }
+  std::vector<float> x(R * H);
+  std::vector<bool> all_logits;
+  int64_t row = 0;
+  for (const auto& ch : chunks) {
+    embed(ch.ids, ch.T, x.data() + row * H);
+    row += ch.T;
+    all_logits.push_back(ch.all_logits);
+  }
   if (observer) observer(0, x);
+  std::vector<Segment> segs(chunks.size());
   for (std::size_t l = 0; l < w.blocks.size(); ++l) {
-    run_block(w.blocks[l], state.blocks[l], state.pos, x, T);
+    row = 0;
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      segs[i] = {&chunks[i].state->blocks[l], row, chunks[i].T, chunks[i].state->pos};
+      row += chunks[i].T;
+    }
+    run_block(w.blocks[l], segs, x, R);
     if (observer) observer(static_cast<int>(l) + 1, x);
   }
-  ForwardResult r = head(x, T, w.norm_f, all_logits);
-  if (observer) observer(static_cast<int>(w.blocks.size()) + 1, r.hidden);
-  state.pos += T;
-  return r;
+  auto out = heads(x, segs, all_logits, w.norm_f);
+  if (observer) {
+    std::vector<float> normed;
+    for (const auto& r : out) normed.insert(normed.end(), r.hidden.begin(), r.hidden.end());
+    observer(static_cast<int>(w.blocks.size()) + 1, normed);
+  }
+  for (const auto& ch : chunks) ch.state->pos += ch.T;
+  return out;
 }
 
 ForwardResult CpuModel::mtp_forward(SequenceState& state, const int32_t* next_ids, const float* hidden,
@@ -225,11 +281,12 @@ ForwardResult CpuModel::mtp_forward(SequenceState& state, const int32_t* next_id
   const Config& c = model_.config;
   if (!c.has_mtp()) throw Error(c.path + ": this model has no MTP head (num_nextn_predict_layers is 0)");
   if (T <= 0) throw Error("mtp_forward: no tokens");
+  if (state.blocks.size() != c.mtp_layers.size()) throw Error("mtp_forward: state is not an MTP state");
   const auto& m = model_.weights.mtp;
   const int64_t H = c.hidden_size;
   const float eps = static_cast<float>(c.norm_eps);
-  std::vector<float> e;
-  embed(next_ids, T, e);
+  std::vector<float> e(T * H);
+  embed(next_ids, T, e.data());
   // eh_proj input: [enorm(embedding) ; hnorm(hidden)] per row, width 2H.
   std::vector<float> cat(T * 2 * H);
   for (int64_t t = 0; t < T; ++t) {
@@ -237,10 +294,11 @@ ForwardResult CpuModel::mtp_forward(SequenceState& state, const int32_t* next_id
     kernels::rmsnorm_cpu(hidden + t * H, m.hnorm.data(), 1, H, eps, cat.data() + t * 2 * H + H);
   }
   std::vector<float> x = apply(m.eh_proj, cat, T);
-  for (std::size_t j = 0; j < m.blocks.size(); ++j) run_block(m.blocks[j], state.blocks[j], state.pos, x, T);
-  ForwardResult r = head(x, T, m.final_norm, all_logits);
+  for (std::size_t j = 0; j < m.blocks.size(); ++j)
+    run_block(m.blocks[j], {{&state.blocks[j], 0, T, state.pos}}, x, T);
+  auto out = heads(x, {{nullptr, 0, T, state.pos}}, {all_logits}, m.final_norm);
   state.pos += T;
-  return r;
+  return std::move(out[0]);
 }
 
 }  // namespace nemotron::model

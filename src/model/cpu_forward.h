@@ -33,6 +33,14 @@ struct ForwardResult {
   std::vector<float> hidden;  // [T, H] after the final norm (the MTP head's input)
 };
 
+// One sequence's part of a batched step: T new tokens continuing from *state.
+struct SequenceChunk {
+  SequenceState* state = nullptr;
+  const int32_t* ids = nullptr;
+  int64_t T = 0;
+  bool all_logits = false;  // logits for every new position, or the last one only
+};
+
 class CpuModel {
  public:
   explicit CpuModel(const Model& model) : model_(model) {}
@@ -45,6 +53,12 @@ class CpuModel {
   ForwardResult forward(SequenceState& state, const int32_t* ids, int64_t T, bool all_logits,
                         const HiddenObserver& observer = nullptr) const;
 
+  // One step over several sequences (prefill chunks and decodes mixed). Row-wise work
+  // (linears, norms, MoE) runs over all rows at once; conv, scan and attention run per
+  // sequence on its own state. Gives each sequence what forward() alone would.
+  std::vector<ForwardResult> forward_batch(const std::vector<SequenceChunk>& chunks,
+                                           const HiddenObserver& observer = nullptr) const;
+
   // MTP head over T positions: position i is fed (token next_ids[i], trunk hidden row i),
   // where the hidden rows are the trunk's post-norm_f states (or, when chaining drafts,
   // the head's own previous output). Returns logits for every position and the head's
@@ -53,11 +67,16 @@ class CpuModel {
                             int64_t T, bool all_logits) const;
 
  private:
-  void run_block(const BlockWeights& b, BlockCache& cache, int64_t pos0, std::vector<float>& x,
-                 int64_t T) const;
-  void embed(const int32_t* ids, int64_t T, std::vector<float>& x) const;
-  ForwardResult head(std::vector<float>& x, int64_t T, const std::vector<float>& final_norm,
-                     bool all_logits) const;
+  // Rows [row0, row0 + T) of the step belong to one sequence's cache at position pos0.
+  struct Segment {
+    BlockCache* cache;
+    int64_t row0, T, pos0;
+  };
+  void run_block(const BlockWeights& b, const std::vector<Segment>& segs, std::vector<float>& x,
+                 int64_t rows) const;
+  void embed(const int32_t* ids, int64_t T, float* x) const;
+  std::vector<ForwardResult> heads(const std::vector<float>& x, const std::vector<Segment>& segs,
+                                   const std::vector<bool>& all_logits, const std::vector<float>& final_norm) const;
   const Model& model_;
 };
 
