@@ -1,0 +1,114 @@
+#pragma once
+// The engine: one thread that runs steps over all admitted sequences (continuous batching,
+// chunked prefill mixed with decode). Other threads talk to it only through submit() and
+// cancel(); results come back through each request's sink, called on the engine thread
+// (sinks must be quick and must not call back into the engine).
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/sampler.h"
+#include "runtime/scheduler.h"
+
+namespace nemotron::runtime {
+
+enum class FinishReason { None, Stop, Length, Cancelled, Error };
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "error"
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  int64_t max_tokens = 16;             // >= 1
+  std::vector<int32_t> stop_token_ids; // generation ends after emitting one of these
+};
+
+// One event per generated token; the last one has finished = true (a cancelled or failed
+// request gets a final event with token = -1).
+struct TokenEvent {
+  int32_t token = -1;
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top_logprobs;
+  bool finished = false;
+  FinishReason reason = FinishReason::None;
+  std::string error;
+};
+
+using EventSink = std::function<void(const TokenEvent&)>;
+
+struct EngineOptions {
+  SchedulerLimits limits;
+  int64_t max_model_len = 4096;  // prompt + max_tokens
+};
+
+struct EngineStats {
+  int running = 0, waiting = 0;
+  int64_t kv_reserved = 0, kv_capacity = 0;
+  int max_num_seqs = 0;
+  uint64_t prompt_tokens_total = 0, generation_tokens_total = 0, steps_total = 0;
+};
+
+class Engine {
+ public:
+  Engine(std::unique_ptr<Backend> backend, const EngineOptions& options);
+  ~Engine();  // stops the thread; pending requests get a cancelled event
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates and queues a request. Throws nemotron::Error (a client error) when the
+  // request is invalid or can never fit: empty prompt, token id outside the vocabulary,
+  // prompt + max_tokens > max_model_len or > the KV capacity, bad sampling parameters.
+  uint64_t submit(GenerationRequest request, EventSink sink);
+  // Stops a request (e.g. the client disconnected) and frees what it held. Its sink gets
+  // a final cancelled event unless it already finished. Unknown ids are ignored.
+  void cancel(uint64_t id);
+
+  EngineStats stats() const;
+  const EngineOptions& options() const { return options_; }
+  int64_t vocab_size() const { return vocab_; }
+
+ private:
+  struct Sequence {
+    GenerationRequest request;
+    EventSink sink;
+    std::unique_ptr<Sampler> sampler;
+    uint64_t backend_seq = 0;
+    bool started = false;
+    int64_t generated = 0;
+    int32_t last_token = -1;
+  };
+  void loop();
+  void run_step();
+  // Retires a sequence (frees scheduler and backend state); its final event is queued.
+  void finish(uint64_t id, FinishReason reason, const std::string& error = "");
+  void emit(Sequence& s, TokenEvent ev) { outbox_.emplace_back(&s.sink, std::move(ev)); }
+  // Publishes stats, then delivers the queued events: a sink that sees its final event
+  // also sees stats that no longer count its request.
+  void publish();
+
+  std::unique_ptr<Backend> backend_;
+  EngineOptions options_;
+  int64_t vocab_ = 0;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  uint64_t next_id_ = 1;
+  std::vector<std::pair<uint64_t, std::unique_ptr<Sequence>>> inbox_;
+  std::vector<uint64_t> cancels_;
+  // Engine-thread state.
+  Scheduler scheduler_;
+  std::map<uint64_t, std::unique_ptr<Sequence>> sequences_;
+  std::vector<std::pair<EventSink*, TokenEvent>> outbox_;
+  std::vector<std::unique_ptr<Sequence>> retired_;  // kept alive until their events are out
+  uint64_t step_prompt_tokens_ = 0, step_generated_ = 0;
+  EngineStats stats_;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace nemotron::runtime

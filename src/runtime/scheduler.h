@@ -1,0 +1,64 @@
+#pragma once
+// The scheduler decides, each step, which sequences run and how many tokens each feeds.
+// It is pure bookkeeping (no model, no threads), so its policy is unit-tested directly.
+//
+// Policy (continuous batching with chunked prefill):
+//   - at most `max_num_seqs` sequences are admitted (each holds one recurrent-state slot);
+//   - a sequence is admitted only when its whole KV need (prompt + max_tokens tokens) fits
+//     in the KV token capacity still unreserved: memory is reserved up front, so a running
+//     sequence can never run out and nothing is ever preempted or over-committed;
+//   - each step feeds at most `max_step_tokens` tokens: first one decode token for every
+//     running sequence that finished its prompt, then prefill chunks (oldest first) with
+//     the rest of the budget; admission is FIFO (no request overtakes an older one).
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <vector>
+
+namespace nemotron::runtime {
+
+struct SchedulerLimits {
+  int max_num_seqs = 8;
+  int64_t max_step_tokens = 512;      // token budget of one step
+  int64_t kv_token_capacity = 1 << 20; // KV positions that fit in the planned memory
+};
+
+struct ScheduledChunk {
+  uint64_t seq = 0;
+  int64_t start = 0;   // first prompt position fed (prefill), or -1 for a decode token
+  int64_t count = 0;   // tokens fed this step
+  bool decode() const { return start < 0; }
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(const SchedulerLimits& limits) : limits_(limits) {}
+
+  // Queues a sequence with `prompt_len` tokens that may generate up to `max_tokens`.
+  // Returns false when it can never fit (needs more KV than the whole capacity).
+  bool add(uint64_t seq, int64_t prompt_len, int64_t max_tokens);
+  // Removes a sequence (finished or cancelled), waiting or running; frees its reservation.
+  void remove(uint64_t seq);
+
+  // The next step's work. Sequences newly admitted this step appear with start == 0.
+  std::vector<ScheduledChunk> schedule();
+  // After the step ran: prefill progress was made as scheduled.
+  void commit(const std::vector<ScheduledChunk>& step);
+
+  int running() const { return static_cast<int>(running_.size()); }
+  int waiting() const { return static_cast<int>(waiting_.size()); }
+  int64_t kv_reserved() const { return kv_reserved_; }
+  const SchedulerLimits& limits() const { return limits_; }
+
+ private:
+  struct Entry {
+    int64_t prompt_len = 0, max_tokens = 0, prefilled = 0;
+  };
+  SchedulerLimits limits_;
+  std::deque<uint64_t> waiting_;
+  std::vector<uint64_t> running_;  // admission order
+  std::map<uint64_t, Entry> entries_;
+  int64_t kv_reserved_ = 0;
+};
+
+}  // namespace nemotron::runtime
