@@ -1,0 +1,130 @@
+#include "runtime/memory_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "util/error.h"
+
+namespace nemotron::runtime {
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+std::string gib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f GiB", static_cast<double>(bytes) / kGiB);
+  return buf;
+}
+
+int64_t kv_element_bytes(const std::string& device, const std::string& dtype) {
+  if (dtype == "fp32" || (dtype == "auto" && device == "cpu")) return 4;
+  if (dtype == "bf16" || dtype == "auto") return 2;
+  if (dtype == "fp8") return 1;
+  throw Error("--kv-cache-dtype: unsupported \"" + dtype + "\" (auto, fp32, bf16, fp8)");
+}
+
+}  // namespace
+
+int64_t available_system_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t value = 0;
+  std::string unit;
+  while (in >> key >> value >> unit)
+    if (key == "MemAvailable:") return value * 1024;
+  return 0;
+}
+
+MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
+  const auto& c = m.config;
+  if (req.device != "cpu") throw Error("--device " + req.device + ": the memory planner knows the CPU backend only");
+  if (req.max_num_seqs < 1) throw Error("--max-num-seqs must be at least 1");
+  if (req.max_step_tokens < 1) throw Error("--max-step-tokens must be at least 1");
+  if (req.max_model_len < 0) throw Error("--max-model-len must be positive");
+  if (req.device == "cpu" && req.kv_cache_dtype != "auto" && req.kv_cache_dtype != "fp32")
+    throw Error("--kv-cache-dtype " + req.kv_cache_dtype + ": the CPU backend keeps the KV cache in fp32");
+  MemoryPlan p;
+  p.device = req.device;
+  p.max_num_seqs = req.max_num_seqs;
+  p.max_step_tokens = req.max_step_tokens;
+  p.kv_cache_dtype = req.device == "cpu" ? "fp32" : req.kv_cache_dtype;
+  const int64_t kv_elem = kv_element_bytes(req.device, req.kv_cache_dtype);
+
+  p.weight_bytes = static_cast<int64_t>(m.checkpoint.total_bytes());
+  const int64_t mamba = c.count(model::LayerKind::Mamba);
+  // The CPU backend keeps conv windows and SSM states in fp32.
+  p.state_slot_bytes = mamba * 4 * (c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size +
+                                    (c.conv_kernel - 1) * c.conv_dim());
+  p.state_bytes = p.state_slot_bytes * req.max_num_seqs;
+  int64_t attn = c.count(model::LayerKind::Attention);
+  for (auto k : c.mtp_layers) attn += k == model::LayerKind::Attention;
+  p.kv_bytes_per_token = attn * 2 * c.kv_dim() * kv_elem;
+
+  // One step's working set: the widest per-row intermediates (fp32) times the rows in a
+  // step, a few buffers alive at once; logits for every row in the worst case.
+  const int64_t widest = std::max({c.in_proj_dim() + 2 * c.conv_dim() + 3 * c.d_inner(),
+                                   c.num_experts_per_tok * (c.moe_intermediate_size + c.expert_input_dim()) +
+                                       c.moe_shared_expert_intermediate_size + 4 * c.hidden_size,
+                                   c.intermediate_size + 2 * c.hidden_size, 3 * c.q_dim(), c.vocab_size});
+  p.activation_bytes = req.max_step_tokens * (widest + 4 * c.hidden_size) * 4 * 2 +
+                       // attention scores of one query row over the whole context, per thread
+                       64 * 4 * std::max<int64_t>(req.max_model_len, 4096);
+
+  const int64_t fixed = p.weight_bytes + p.state_bytes + p.activation_bytes;
+  if (req.memory_gib) {
+    if (!(*req.memory_gib > 0)) throw Error("--memory must be a positive number of GiB");
+    p.budget_bytes = static_cast<int64_t>(*req.memory_gib * kGiB);
+  } else {
+    const int64_t avail = available_system_memory();
+    if (avail <= 0) throw Error("cannot read available memory from /proc/meminfo; pass --memory GiB");
+    // Leave 10% (at least 1 GiB) to the rest of the system.
+    p.budget_bytes = avail - std::max<int64_t>(static_cast<int64_t>(kGiB), avail / 10);
+  }
+  p.max_model_len = req.max_model_len;
+  const int64_t kv_room = p.budget_bytes - fixed;
+  const int64_t fit_tokens = p.kv_bytes_per_token > 0 ? kv_room / p.kv_bytes_per_token : INT64_MAX / 4;
+  if (p.max_model_len == 0) {
+    // Derive: as long as one sequence can be while all slots hold one, capped at 256K.
+    p.max_model_len = std::min<int64_t>(262144, std::max<int64_t>(0, fit_tokens / req.max_num_seqs));
+  }
+  if (kv_room <= 0 || (p.kv_bytes_per_token > 0 && fit_tokens < p.max_model_len) || p.max_model_len < 1) {
+    std::ostringstream o;
+    o << "the model does not fit in " << gib(p.budget_bytes) << ": weights " << gib(p.weight_bytes) << ", "
+      << req.max_num_seqs << " state slots " << gib(p.state_bytes) << ", activations " << gib(p.activation_bytes)
+      << ", and one sequence of " << p.max_model_len << " tokens needs " << gib(p.kv_bytes_per_token * p.max_model_len)
+      << " of KV cache; lower --max-num-seqs, --max-model-len or --max-step-tokens, or raise --memory";
+    throw Error(o.str());
+  }
+  p.kv_token_capacity = p.kv_bytes_per_token > 0
+                            ? std::min(fit_tokens, p.max_model_len * req.max_num_seqs)
+                            : p.max_model_len * req.max_num_seqs;
+  p.kv_bytes = p.kv_token_capacity * p.kv_bytes_per_token;
+  p.total_bytes = fixed + p.kv_bytes;
+  return p;
+}
+
+std::string MemoryPlan::describe() const {
+  std::ostringstream o;
+  o << "memory plan (" << device << ", budget " << gib(budget_bytes) << "):\n"
+    << "  weights           " << gib(weight_bytes) << "\n"
+    << "  state slots       " << gib(state_bytes) << "  (" << max_num_seqs << " x " << gib(state_slot_bytes) << ")\n"
+    << "  KV cache          " << gib(kv_bytes) << "  (" << kv_token_capacity << " tokens x " << kv_bytes_per_token
+    << " B, " << kv_cache_dtype << ")\n"
+    << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n"
+    << "  total             " << gib(total_bytes) << "\n"
+    << "  max model length  " << max_model_len << " tokens, " << max_num_seqs << " concurrent sequences\n";
+  return o.str();
+}
+
+EngineOptions MemoryPlan::engine_options() const {
+  EngineOptions e;
+  e.limits.max_num_seqs = max_num_seqs;
+  e.limits.max_step_tokens = max_step_tokens;
+  e.limits.kv_token_capacity = kv_token_capacity;
+  e.max_model_len = max_model_len;
+  return e;
+}
+
+}  // namespace nemotron::runtime

@@ -1,0 +1,52 @@
+#pragma once
+// The start-up memory plan: exact bytes for weights, recurrent-state slots, KV cache and
+// step activations, within a budget (--memory, or what the device has free minus a safety
+// margin). A configuration that does not fit is refused with a message saying what does
+// not fit and what would; nothing is ever over-committed (on a DGX Spark GPU memory is
+// system memory, and over-commit freezes the machine).
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "model/weights.h"
+#include "runtime/engine.h"
+
+namespace nemotron::runtime {
+
+struct MemoryPlanRequest {
+  std::string device = "cpu";          // "cpu" (the CUDA backend plans with its own sizes)
+  int max_num_seqs = 8;                // concurrent sequences = state slots
+  int64_t max_model_len = 0;           // prompt + generated tokens per sequence; 0 = derive
+  int64_t max_step_tokens = 512;       // token budget of one engine step
+  std::string kv_cache_dtype = "auto"; // auto (the backend's native), fp32, bf16, fp8
+  std::optional<double> memory_gib;    // budget; default: available memory minus a margin
+};
+
+struct MemoryPlan {
+  std::string device;
+  int64_t budget_bytes = 0;
+  int64_t weight_bytes = 0;            // resident weights (checkpoint tensors)
+  int64_t state_slot_bytes = 0;        // one sequence's SSM + conv state
+  int64_t state_bytes = 0;             // all slots
+  int64_t kv_bytes_per_token = 0;      // K + V of every attention layer (+ MTP head)
+  int64_t kv_token_capacity = 0;       // KV positions planned
+  int64_t kv_bytes = 0;
+  int64_t activation_bytes = 0;        // one step's working buffers
+  int64_t total_bytes = 0;
+  int max_num_seqs = 0;
+  int64_t max_model_len = 0;
+  int64_t max_step_tokens = 0;
+  std::string kv_cache_dtype;
+
+  std::string describe() const;        // the table printed at start-up
+  EngineOptions engine_options() const;
+};
+
+// Throws nemotron::Error when the model and one full-length sequence do not fit, or when
+// a request field is invalid (names the flag).
+MemoryPlan plan_memory(const model::Model& model, const MemoryPlanRequest& request);
+
+// Bytes the OS can give this process without swapping (MemAvailable), or 0 if unknown.
+int64_t available_system_memory();
+
+}  // namespace nemotron::runtime

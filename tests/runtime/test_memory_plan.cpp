@@ -1,0 +1,89 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "fixture_util.h"
+#include "runtime/memory_plan.h"
+#include "util/error.h"
+
+using namespace nemotron;
+using namespace nemotron::runtime;
+using ::testing::HasSubstr;
+
+namespace {
+
+const model::Model& model() {
+  static const model::Model m = model::Model::load(nemotron::testing::fixture_dir("super-latent-mtp"));
+  return m;
+}
+
+TEST(MemoryPlan, ExactComponentSizes) {
+  MemoryPlanRequest r;
+  r.max_num_seqs = 4;
+  r.max_model_len = 1000;
+  r.memory_gib = 1.0;
+  const auto p = plan_memory(model(), r);
+  const auto& c = model().config;
+  // 5 Mamba layers, fp32 state [8,16,16] + conv window [3, 192].
+  EXPECT_EQ(p.state_slot_bytes, 5 * 4 * (8 * 16 * 16 + 3 * 192));
+  EXPECT_EQ(p.state_bytes, 4 * p.state_slot_bytes);
+  // 1 trunk + 1 MTP attention layer, K and V of 2 heads x 32, fp32.
+  EXPECT_EQ(p.kv_bytes_per_token, 2 * 2 * c.kv_dim() * 4);
+  EXPECT_EQ(p.weight_bytes, static_cast<int64_t>(model().checkpoint.total_bytes()));
+  EXPECT_EQ(p.kv_token_capacity, 4000);  // enough for every slot at full length
+  EXPECT_EQ(p.total_bytes, p.weight_bytes + p.state_bytes + p.kv_bytes + p.activation_bytes);
+  EXPECT_LE(p.total_bytes, p.budget_bytes);
+  const auto e = p.engine_options();
+  EXPECT_EQ(e.max_model_len, 1000);
+  EXPECT_EQ(e.limits.kv_token_capacity, 4000);
+  EXPECT_THAT(p.describe(), HasSubstr("KV cache"));
+}
+
+TEST(MemoryPlan, CapacityLimitedByBudgetNeverExceedsIt) {
+  MemoryPlanRequest r;
+  r.max_num_seqs = 64;
+  r.max_model_len = 100000;
+  r.memory_gib = 0.5;
+  const auto p = plan_memory(model(), r);
+  EXPECT_LT(p.kv_token_capacity, 64 * 100000);
+  EXPECT_GE(p.kv_token_capacity, 100000);
+  EXPECT_LE(p.total_bytes, p.budget_bytes);
+}
+
+TEST(MemoryPlan, RefusesWhatDoesNotFit) {
+  MemoryPlanRequest r;
+  r.memory_gib = 0.001;  // 1 MiB: less than the weights
+  try {
+    plan_memory(model(), r);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("does not fit"));
+    EXPECT_THAT(e.what(), HasSubstr("weights"));
+  }
+  r.memory_gib = 0.05;
+  r.max_model_len = 10'000'000;  // one sequence's KV alone is too big
+  EXPECT_THROW(plan_memory(model(), r), Error);
+}
+
+TEST(MemoryPlan, InvalidFlags) {
+  MemoryPlanRequest r;
+  r.memory_gib = 1.0;
+  r.max_num_seqs = 0;
+  EXPECT_THAT([&] { try { plan_memory(model(), r); } catch (const Error& e) { return std::string(e.what()); } return std::string(); }(),
+              HasSubstr("--max-num-seqs"));
+  r.max_num_seqs = 1;
+  r.kv_cache_dtype = "fp8";
+  EXPECT_THROW(plan_memory(model(), r), Error);
+  r.kv_cache_dtype = "auto";
+  r.memory_gib = -1;
+  EXPECT_THROW(plan_memory(model(), r), Error);
+}
+
+TEST(MemoryPlan, DefaultBudgetIsAvailableMemoryMinusMargin) {
+  MemoryPlanRequest r;
+  r.max_model_len = 2048;
+  const auto p = plan_memory(model(), r);
+  EXPECT_GT(available_system_memory(), 0);
+  EXPECT_LT(p.budget_bytes, available_system_memory());
+}
+
+}  // namespace
