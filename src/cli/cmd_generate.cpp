@@ -4,25 +4,32 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <cstdio>
 
 #include "cli/args.h"
 #include "cli/command.h"
 #include "model/cpu_forward.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
 #include "util/error.h"
 
 namespace nemotron::cli {
 namespace {
 
 int run_generate(int argc, char** argv) {
-  CLI::App app{"Greedy generation from token ids. Prints the generated ids; with --json the last line is "
-               "{\"ids\": [...], \"mtp_drafts\": [...]}."};
-  std::string model_dir, ids_text, device = "cpu", stop_text;
+  CLI::App app{"Greedy generation from token ids or text. Prints the generated ids (and, with a tokenizer, the "
+               "text); with --json the last line is {\"ids\": [...], \"mtp_drafts\": [...]}."};
+  std::string model_dir, ids_text, prompt_text, device = "cpu", stop_text;
+  bool chat = false;
   int64_t max_tokens = 16;
   int mtp_drafts = 0;
   bool json = false, ignore_eos = false;
   app.add_option("--model", model_dir, "Model directory")->required();
-  app.add_option("--ids", ids_text, "Prompt token ids, comma-separated")->required();
+  auto* ids_opt = app.add_option("--ids", ids_text, "Prompt token ids, comma-separated");
+  auto* prompt_opt = app.add_option("--prompt", prompt_text, "Prompt text (needs tokenizer.json in the model directory)");
+  ids_opt->excludes(prompt_opt);
+  app.add_flag("--chat", chat, "With --prompt: wrap the text as one user message in the model's chat template");
   app.add_option("--max-tokens", max_tokens, "Tokens to generate")->check(CLI::PositiveNumber);
   app.add_option("--mtp-drafts", mtp_drafts,
                  "Also report K chained greedy drafts of the MTP head right after the prompt")
@@ -34,8 +41,27 @@ int run_generate(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (device != "cpu") throw Error("--device " + device + ": only the CPU backend is available in this build");
 
-  const auto prompt = parse_ids(ids_text, "--ids");
+  if (ids_text.empty() && prompt_text.empty()) throw Error("give the prompt with --ids or --prompt");
+  if (chat && prompt_text.empty()) throw Error("--chat needs --prompt");
   const model::Model m = model::Model::load(model_dir);
+  std::optional<text::Tokenizer> tokenizer;
+  std::vector<int32_t> prompt;
+  if (!prompt_text.empty()) {
+    tokenizer = text::Tokenizer::load(model_dir);
+    std::string rendered = prompt_text;
+    if (chat) {
+      if (tokenizer->chat_template().empty()) throw Error(model_dir + ": tokenizer_config.json has no chat_template");
+      text::ChatTemplateOptions opts;
+      opts.bos_token = tokenizer->bos_token();
+      opts.eos_token = tokenizer->eos_token();
+      rendered = text::render_chat_template(tokenizer->chat_template(),
+                                            Json::array({{{"role", "user"}, {"content", prompt_text}}}), Json(), opts);
+    }
+    prompt = tokenizer->encode(rendered);
+    if (prompt.empty()) throw Error("--prompt: the text encodes to no tokens");
+  } else {
+    prompt = parse_ids(ids_text, "--ids");
+  }
   if (mtp_drafts > 0 && !m.config.has_mtp())
     throw Error("--mtp-drafts: " + m.config.path + " has no MTP head (num_nextn_predict_layers is 0)");
   std::vector<int32_t> stop;
@@ -85,6 +111,9 @@ int run_generate(int argc, char** argv) {
                out.size() > 1 ? (out.size() - 1) / std::max(decode_s, 1e-9) : 0.0);
   if (json) {
     std::printf("{\"ids\": %s, \"mtp_drafts\": %s}\n", ids_json(out).c_str(), ids_json(drafts).c_str());
+  } else if (tokenizer) {
+    std::printf("%s\n", tokenizer->decode(out).c_str());
+    if (!drafts.empty()) std::printf("mtp drafts: %s\n", ids_json(drafts).c_str());
   } else {
     std::printf("%s\n", ids_json(out).c_str());
     if (!drafts.empty()) std::printf("mtp drafts: %s\n", ids_json(drafts).c_str());
