@@ -1,5 +1,5 @@
 #pragma once
-// Helpers for comparing our CPU forward with the transformers reference fixtures
+// Shared test helpers (tests/common). Comparing our forward passes with the transformers reference fixtures
 // (tests/data/fixtures/<name>/expected.safetensors; see that folder's README).
 #include <cmath>
 #include <cstring>
