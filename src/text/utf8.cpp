@@ -76,13 +76,23 @@ std::string utf8_sanitize(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    if (b0 < 0x80) { out += static_cast<char>(b0); ++i; continue; }
     std::size_t len;
-    if (utf8_decode(s, i, len) < 0) {
-      out += "\xEF\xBF\xBD";
-    } else {
-      out.append(s.substr(i, len));
+    if (utf8_decode(s, i, len) >= 0) { out.append(s.substr(i, len)); i += len; continue; }
+    // Maximal subpart: the lead byte plus the continuation bytes that are still valid for it.
+    std::size_t need = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b0 >= 0xC2 && b0 <= 0xDF) need = 1;
+    else if (b0 >= 0xE0 && b0 <= 0xEF) { need = 2; if (b0 == 0xE0) lo = 0xA0; if (b0 == 0xED) hi = 0x9F; }
+    else if (b0 >= 0xF0 && b0 <= 0xF4) { need = 3; if (b0 == 0xF0) lo = 0x90; if (b0 == 0xF4) hi = 0x8F; }
+    std::size_t j = i + 1;
+    for (std::size_t k = 0; k < need && j < s.size(); ++k, ++j) {
+      const auto c = static_cast<unsigned char>(s[j]);
+      if (c < (k == 0 ? lo : 0x80) || c > (k == 0 ? hi : 0xBF)) break;
     }
-    i += len;
+    out += "\xEF\xBF\xBD";
+    i = j;
   }
   return out;
 }

@@ -149,7 +149,9 @@ std::vector<Case> cases() {
       {"utf8_value", false, false, true, false,
        "<tool_call>\n<function=write_file>\n<parameter=content>\n日本語 \"q\"\n</parameter>\n</function>\n</tool_call>", "", "",
        {{"write_file", R"({"content":"日本語 \"q\""})"}}},
-      {"invalid_utf8_replaced", false, false, false, false, "a\xff" "b\xe2\x82", "", "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD", {}},
+      // Python: b"a\xffb\xe2\x82".decode("utf-8", "replace") == "a\ufffdb\ufffd" (a truncated
+      // sequence is one maximal invalid subpart, so one U+FFFD).
+      {"invalid_utf8_replaced", false, false, false, false, "a\xff" "b\xe2\x82", "", "a\xEF\xBF\xBD" "b\xEF\xBF\xBD", {}},
   };
 }
 
