@@ -97,7 +97,11 @@ def test_mtp_drafts_on_model_without_mtp_is_an_error():
     (["score", "--model", "/nonexistent", "--ids", "1", "--out", "/tmp/x"], "not a model directory"),
     (["score", "--model", FIXTURES + "/nano-moe", "--ids", "1,abc", "--out", "/tmp/x"], "--ids"),
     (["score", "--model", FIXTURES + "/nano-moe", "--ids", "1,99999", "--out", "/tmp/x"], "outside the vocabulary"),
-    (["generate", "--model", FIXTURES + "/nano-moe", "--ids", ""], "no token ids"),
+    (["generate", "--model", FIXTURES + "/nano-moe", "--ids", ""], "give the prompt with --ids or --prompt"),
+    (["generate", "--model", FIXTURES + "/nano-moe", "--ids", ","], "expected comma-separated token ids"),
+    (["generate", "--model", FIXTURES + "/nano-moe", "--ids", "[]"], "no token ids"),
+    (["generate", "--model", FIXTURES + "/nano-moe", "--ids", "1", "--prompt", "x"], "excludes"),
+    (["generate", "--model", FIXTURES + "/nano-moe", "--prompt", "x"], "tokenizer"),
     (["inspect"], "--model"),
     (["frobnicate"], "unknown command"),
 ])

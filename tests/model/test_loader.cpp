@@ -8,6 +8,7 @@
 #include <functional>
 #include <random>
 
+#include "temp_dir.h"
 #include "fixture_util.h"
 #include "model/cpu_forward.h"
 #include "model/weights.h"
@@ -21,20 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("nemotron_loader_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string str() const { return path_.string(); }
-  fs::path path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using nemotron::testing::TempDir;
 
 using Tensors = std::vector<TensorData>;
 
