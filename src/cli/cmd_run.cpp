@@ -1,0 +1,145 @@
+// nemotron run: chat with a model in the terminal (like `ollama run`). Reads one user
+// message per line from stdin until EOF or "/bye", streams each reply as it is generated
+// (reasoning dimmed on a terminal, between "Thinking..." and "...done thinking." lines
+// otherwise), and keeps the conversation. Works with a pipe as stdin.
+#include <CLI/CLI.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "cli/command.h"
+#include "server/openai_format.h"
+#include "server/service.h"
+#include "server/service_flags.h"
+#include "server/session.h"
+#include "util/error.h"
+
+namespace nemotron::cli {
+namespace {
+
+using namespace std::chrono_literals;
+
+int run_run(int argc, char** argv) {
+  CLI::App app{"Chat with a model in the terminal: one message per line on stdin, /bye or EOF to quit."};
+  server::ServiceFlags flags;
+  flags.config.plan.max_num_seqs = 1;
+  server::add_service_flags(app, flags);
+  std::string system;
+  bool verbose = false, no_think = false;
+  double temperature = 1.0, top_p = 1.0, min_p = 0.0, presence = 0.0, frequency = 0.0, repetition = 1.0;
+  int top_k = -1;
+  int64_t max_tokens = 0;
+  std::optional<uint64_t> seed;
+  app.add_option("--system", system, "System prompt");
+  app.add_flag("--verbose", verbose, "Print prompt eval and eval rates after each reply");
+  app.add_flag("--no-think", no_think, "Turn reasoning off (chat_template_kwargs enable_thinking=false)");
+  app.add_option("--temperature", temperature, "Sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 2.0));
+  app.add_option("--top-p", top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--top-k", top_k, "Top-k (-1 = off)");
+  app.add_option("--min-p", min_p, "Min-p")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--presence-penalty", presence, "Presence penalty")->check(CLI::Range(-2.0, 2.0));
+  app.add_option("--frequency-penalty", frequency, "Frequency penalty")->check(CLI::Range(-2.0, 2.0));
+  app.add_option("--repetition-penalty", repetition, "Repetition penalty")->check(CLI::Range(0.0, 2.0));
+  app.add_option("--seed", seed, "Random seed (reproducible replies)");
+  app.add_option("--max-tokens", max_tokens, "Tokens per reply (default: up to the context length)")
+      ->check(CLI::NonNegativeNumber);
+  CLI11_PARSE(app, argc, argv);
+  server::finish_service_flags(flags);
+  if (flags.config.plan.device != "cpu")
+    throw Error("--device " + flags.config.plan.device + ": only the CPU backend is available in this build");
+
+  std::ostream quiet(nullptr);  // discards the memory plan unless --verbose
+  auto service = server::ModelService::load(flags.config, verbose ? std::cerr : quiet);
+  const bool tty = ::isatty(STDOUT_FILENO) != 0;
+  const bool interactive = ::isatty(STDIN_FILENO) != 0;
+
+  server::ChatRequest base;
+  base.gen.sampling.temperature = static_cast<float>(temperature);
+  base.gen.sampling.top_p = static_cast<float>(top_p);
+  base.gen.sampling.top_k = top_k;
+  base.gen.sampling.min_p = static_cast<float>(min_p);
+  base.gen.sampling.presence_penalty = static_cast<float>(presence);
+  base.gen.sampling.frequency_penalty = static_cast<float>(frequency);
+  base.gen.sampling.repetition_penalty = static_cast<float>(repetition);
+  base.gen.sampling.seed = seed;
+  base.gen.sampling.validate();
+  if (max_tokens > 0) base.gen.max_tokens = max_tokens;
+  if (no_think) base.chat_template_kwargs["enable_thinking"] = false;
+
+  Json history = Json::array();
+  if (!system.empty()) history.push_back({{"role", "system"}, {"content", system}});
+  std::string line;
+  for (;;) {
+    if (interactive) {
+      std::fputs(">>> ", stdout);
+      std::fflush(stdout);
+    }
+    if (!std::getline(std::cin, line)) break;
+    if (line == "/bye") break;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    history.push_back({{"role", "user"}, {"content", line}});
+
+    server::ChatRequest req = base;
+    req.messages = history;
+    const server::ChatPrompt prompt = service->render_chat(req);
+    const int64_t budget =
+        service->resolve_max_tokens(req.gen, static_cast<int64_t>(prompt.ids.size()), "messages");
+    server::OutputPipeline pipe(service->tokenizer(), service->chat_pipeline(req, prompt));
+    server::GenerationSession session(service->engine());
+    const auto t0 = server::Clock::now();
+    session.submit(service->make_request(prompt.ids, req.gen, budget, 0));
+    server::Clock::time_point first, last;
+    bool in_reasoning = false;
+    while (!pipe.done()) {
+      server::ChoiceEvent ev;
+      if (!session.next(ev, 200ms)) continue;
+      if (ev.event.token >= 0) {
+        if (first == server::Clock::time_point{}) first = ev.at;
+        last = ev.at;
+      }
+      const server::PipelineOutput out = pipe.push(ev.event);
+      if (pipe.stopped_by_string()) session.cancel(0);
+      for (const auto& e : out.events) {
+        const bool reasoning = e.kind == text::OutputEvent::Kind::kReasoning;
+        if (reasoning != in_reasoning) {
+          if (reasoning) std::fputs(tty ? "\033[2m" : "Thinking...\n", stdout);
+          else std::fputs(tty ? "\033[0m\n" : "\n...done thinking.\n\n", stdout);
+          in_reasoning = reasoning;
+        }
+        if (e.kind == text::OutputEvent::Kind::kToolCall) {
+          if (!e.tool_name.empty()) std::printf("[tool call %s] ", e.tool_name.c_str());
+          std::fputs(e.text.c_str(), stdout);
+        } else {
+          std::fwrite(e.text.data(), 1, e.text.size(), stdout);
+        }
+      }
+      std::fflush(stdout);
+    }
+    if (in_reasoning) std::fputs(tty ? "\033[0m" : "\n...done thinking.", stdout);
+    std::fputs("\n\n", stdout);
+    std::fflush(stdout);
+    if (pipe.finish_reason() == "error") throw Error("generation failed: " + pipe.error());
+
+    const auto& r = pipe.result();
+    Json reply = {{"role", "assistant"}, {"content", r.content}};
+    if (!r.reasoning.empty()) reply["reasoning_content"] = r.reasoning;
+    history.push_back(reply);
+    if (verbose) {
+      const double prompt_s = std::chrono::duration<double>(first - t0).count();
+      const double eval_s = std::chrono::duration<double>(last - first).count();
+      const int64_t n = pipe.completion_tokens();
+      std::fprintf(stderr, "prompt eval: %zu tokens, %.2f tokens/s | eval: %lld tokens, %.2f tokens/s\n",
+                   prompt.ids.size(), prompt.ids.size() / std::max(prompt_s, 1e-9), static_cast<long long>(n),
+                   n > 1 ? (n - 1) / std::max(eval_s, 1e-9) : 0.0);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+NEMOTRON_COMMAND("run", "chat with a model in the terminal", run_run)
+}  // namespace nemotron::cli

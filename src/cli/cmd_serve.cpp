@@ -1,0 +1,95 @@
+// nemotron serve: the OpenAI-compatible HTTP server (docs/serving.md).
+// Start-up: bind the port first (so /health answers 503 while the model loads), load the
+// model + tokenizer + chat template, plan memory (printed to stderr; refused -> exit 1),
+// start the engine, then /health answers 200. SIGINT/SIGTERM stop it gracefully: in-flight
+// generations are cancelled (finish_reason "abort"), the listener stops, the engine joins.
+#include <CLI/CLI.hpp>
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "cli/command.h"
+#include "server/http_server.h"
+#include "server/service.h"
+#include "server/service_flags.h"
+#include "util/error.h"
+
+namespace nemotron::cli {
+namespace {
+
+int run_serve(int argc, char** argv) {
+  CLI::App app{"Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, "
+               "/v1/models, /tokenize, /detokenize, /health, /metrics)."};
+  server::ServiceFlags flags;
+  server::HttpOptions http;
+  server::add_service_flags(app, flags);
+  app.add_option("--host", http.host, "Address to bind (default 127.0.0.1: this machine only)");
+  app.add_option("--port", http.port, "Port (0 = any free port)")->check(CLI::Range(0, 65535));
+  app.add_option("--api-key", http.api_key, "Require 'Authorization: Bearer KEY' on /v1/*, /tokenize, /detokenize");
+  app.add_option("--served-model-name", flags.config.served_model_name,
+                 "Model name clients use (default: the model directory's name)");
+  CLI11_PARSE(app, argc, argv);
+  server::finish_service_flags(flags);
+  if (flags.config.plan.device != "cpu")
+    throw Error("--device " + flags.config.plan.device + ": only the CPU backend is available in this build");
+  http.threads = std::max(64, 2 * flags.config.plan.max_num_seqs + 16);
+
+  // Every thread started from here on inherits this mask; one thread takes the signals.
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  server::HttpServer srv(http);
+  srv.bind();
+  std::thread listener([&] { srv.listen(); });
+  std::atomic<bool> finished{false};
+  std::thread signals([&] {
+    const timespec tick{0, 200'000'000};
+    while (!finished) {
+      const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+      if (sig == SIGINT || sig == SIGTERM) {
+        std::fprintf(stderr, "received %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        srv.stop();
+        return;
+      }
+    }
+  });
+  auto shutdown = [&] {
+    srv.stop();
+    listener.join();
+    finished = true;
+    signals.join();
+  };
+
+  std::unique_ptr<server::ModelService> service;
+  try {
+    service = server::ModelService::load(flags.config, std::cerr);
+  } catch (...) {
+    shutdown();
+    throw;
+  }
+  srv.set_service(service.get());
+  std::fprintf(stderr, "serving '%s' on http://%s:%d (max model length %lld tokens)\n", service->name().c_str(),
+               http.host.c_str(), srv.port(), static_cast<long long>(service->max_model_len()));
+  std::fflush(stderr);
+  listener.join();  // returns after stop() once every worker thread has finished
+  finished = true;
+  signals.join();
+  srv.set_service(nullptr);
+  service.reset();
+  std::fprintf(stderr, "stopped\n");
+  return 0;
+}
+
+}  // namespace
+NEMOTRON_COMMAND("serve", "OpenAI-compatible HTTP server", run_serve)
+}  // namespace nemotron::cli

@@ -1,0 +1,29 @@
+#pragma once
+// Internals shared by the HTTP route files (not used outside src/server).
+#include <httplib.h>
+
+#include <atomic>
+
+#include "server/api_error.h"
+#include "server/http_server.h"
+#include "server/service.h"
+
+namespace nemotron::server {
+
+struct HttpServer::State {
+  HttpOptions options;
+  httplib::Server http;
+  std::atomic<ModelService*> service{nullptr};
+  std::atomic<bool> stopping{false};
+  int bound_port = 0;
+};
+
+void send_json(httplib::Response& res, int status, const Json& body);
+inline void send_error(httplib::Response& res, const ApiError& e) { send_json(res, e.status(), error_body(e)); }
+
+// POST /v1/chat/completions and /v1/completions (http_generate.cpp).
+void handle_chat(HttpServer::State& state, ModelService& service, const httplib::Request& req, httplib::Response& res);
+void handle_completion(HttpServer::State& state, ModelService& service, const httplib::Request& req,
+                       httplib::Response& res);
+
+}  // namespace nemotron::server

@@ -1,0 +1,47 @@
+#pragma once
+// The OpenAI-compatible HTTP front end (cpp-httplib). Routes:
+//   POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,
+//   GET /metrics, POST /tokenize, POST /detokenize.
+// A known path with another method answers 405, an unknown path 404, a body over
+// max_body_bytes 413, all with OpenAI-shaped error JSON. With an API key, /v1/*, /tokenize
+// and /detokenize need "Authorization: Bearer <key>" (401 otherwise); /health and /metrics
+// stay open. Until set_service() is called (model loading) /health answers 503 and every
+// other route 503 too.
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace nemotron::server {
+
+class ModelService;
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string api_key;
+  std::size_t max_body_bytes = std::size_t{32} << 20;
+  int threads = 64;                   // httplib worker threads (one per open connection)
+};
+
+class HttpServer {
+ public:
+  explicit HttpServer(HttpOptions options);
+  ~HttpServer();
+  // Binds host:port; throws nemotron::Error when it cannot.
+  void bind();
+  int port() const;
+  // Serves until stop(); call from one thread.
+  void listen();
+  // Cancels in-flight generations (they finish with "abort") and stops listening. Safe to
+  // call from any thread.
+  void stop();
+  void set_service(ModelService* service);
+
+  struct State;
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace nemotron::server

@@ -1,0 +1,160 @@
+#include "server/service.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <ostream>
+
+#include "server/api_error.h"
+#include "text/reasoning_parser.h"
+#include "util/error.h"
+
+namespace nemotron::server {
+
+ModelService::~ModelService() {
+  engine_.reset();  // stops the engine thread before the model it reads goes away
+}
+
+std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, std::ostream& log) {
+  std::unique_ptr<ModelService> s(new ModelService());
+  s->model_dir_ = config.model_dir;
+  s->name_ = config.served_model_name;
+  if (s->name_.empty()) {
+    std::filesystem::path p(config.model_dir);
+    while (!p.empty() && p.filename().empty()) p = p.parent_path();
+    s->name_ = p.filename().string();
+    if (s->name_.empty()) s->name_ = config.model_dir;
+  }
+  s->model_ = std::make_unique<model::Model>(model::Model::load(config.model_dir));
+  s->tokenizer_ = text::Tokenizer::load(config.model_dir);
+  std::string source = s->tokenizer_.chat_template();
+  if (source.empty()) {
+    const auto path = std::filesystem::path(config.model_dir) / "chat_template.jinja";
+    if (std::filesystem::exists(path)) source = read_file(path.string());
+  }
+  if (source.empty())
+    throw Error(config.model_dir + ": no chat template (tokenizer_config.json has no chat_template and there is no "
+                                   "chat_template.jinja)");
+  s->template_ = std::make_unique<text::ChatTemplate>(source);
+
+  for (int64_t id : s->model_->config.eos_token_ids) s->eos_ids_.push_back(static_cast<int32_t>(id));
+  if (!s->tokenizer_.eos_token().empty()) {
+    const int32_t id = s->tokenizer_.token_to_id(s->tokenizer_.eos_token());
+    if (id >= 0 && std::find(s->eos_ids_.begin(), s->eos_ids_.end(), id) == s->eos_ids_.end()) s->eos_ids_.push_back(id);
+  }
+  for (const char* t : {"<think>", "</think>", "<tool_call>", "</tool_call>"}) {
+    const int32_t id = s->tokenizer_.token_to_id(t);
+    if (id >= 0) s->keep_special_ids_.push_back(id);
+  }
+
+  s->plan_ = runtime::plan_memory(*s->model_, config.plan);
+  log << s->plan_.describe();
+  log.flush();
+  s->engine_ = std::make_unique<runtime::Engine>(runtime::make_cpu_backend(*s->model_), s->plan_.engine_options());
+  s->metrics_ = std::make_unique<Metrics>(s->name_);
+  return s;
+}
+
+void ModelService::check_model(const std::string& model) const {
+  if (!model.empty() && model != name_)
+    throw ApiError(404, "The model '" + model + "' does not exist (this server serves '" + name_ + "')", "model",
+                   "model_not_found");
+}
+
+ChatPrompt ModelService::render_chat(const ChatRequest& r) const {
+  ChatPrompt p;
+  p.tools = r.tools;
+  if (r.tool_choice == ToolChoice::kNamed) {
+    p.tools = Json::array();
+    for (const Json& t : r.tools)
+      if (t["function"]["name"] == r.tool_choice_name) p.tools.push_back(t);
+  }
+  text::ChatTemplateOptions opts;
+  opts.add_generation_prompt = r.add_generation_prompt;
+  opts.kwargs = r.chat_template_kwargs;
+  opts.bos_token = tokenizer_.bos_token();
+  opts.eos_token = tokenizer_.eos_token();
+  try {
+    p.text = template_->render(r.messages, p.tools, opts);
+  } catch (const Error& e) {
+    throw bad_param("messages", std::string("cannot render the chat template: ") + e.what());
+  }
+  p.ids = tokenizer_.encode(p.text, false, true);
+  p.thinking = text::prompt_ends_in_reasoning(p.text);
+  return p;
+}
+
+std::vector<int32_t> ModelService::completion_prompt(const CompletionRequest& r) const {
+  if (!r.prompt_is_ids) return tokenizer_.encode(r.prompt_text, true, true);
+  const int64_t vocab = engine_->vocab_size();
+  for (int32_t id : r.prompt_ids)
+    if (id >= vocab) throw bad_param("prompt", "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                                                  std::to_string(vocab) + ")");
+  return r.prompt_ids;
+}
+
+int64_t ModelService::resolve_max_tokens(const GenerationOptions& gen, int64_t prompt_len,
+                                         const std::string& prompt_param) const {
+  const int64_t limit = plan_.max_model_len;
+  if (prompt_len == 0) throw bad_param(prompt_param, "the prompt encodes to no tokens");
+  if (gen.max_tokens ? prompt_len + *gen.max_tokens > limit : prompt_len >= limit) {
+    const int64_t want = gen.max_tokens.value_or(1);
+    throw ApiError(400,
+                   "This model's maximum context length is " + std::to_string(limit) + " tokens. However, you requested " +
+                       std::to_string(want) + " output tokens and your prompt contains at least " +
+                       std::to_string(prompt_len) + " input tokens, for a total of at least " +
+                       std::to_string(prompt_len + want) +
+                       " tokens. Please reduce the length of the input prompt or the number of requested output tokens.",
+                   gen.max_tokens ? "max_tokens" : prompt_param, "context_length_exceeded");
+  }
+  return gen.max_tokens.value_or(limit - prompt_len);
+}
+
+runtime::GenerationRequest ModelService::make_request(const std::vector<int32_t>& prompt, const GenerationOptions& gen,
+                                                      int64_t max_tokens, int choice) const {
+  runtime::GenerationRequest g;
+  g.prompt = prompt;
+  g.sampling = gen.sampling;
+  if (g.sampling.seed) *g.sampling.seed += static_cast<uint64_t>(choice);
+  g.max_tokens = max_tokens;
+  if (!gen.ignore_eos) g.stop_token_ids = eos_ids_;
+  const int64_t vocab = engine_->vocab_size();
+  for (int32_t id : gen.stop_token_ids) {
+    if (id >= vocab)
+      throw bad_param("stop_token_ids", "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                                            std::to_string(vocab) + ")");
+    g.stop_token_ids.push_back(id);
+  }
+  return g;
+}
+
+PipelineOptions ModelService::chat_pipeline(const ChatRequest& r, const ChatPrompt& prompt) const {
+  PipelineOptions o;
+  o.chat = true;
+  o.parser.thinking_enabled = prompt.thinking;
+  const auto force = r.chat_template_kwargs.find("force_nonempty_content");
+  o.parser.force_nonempty_content =
+      force != r.chat_template_kwargs.end() && force->is_boolean() && force->get<bool>();
+  if (!prompt.tools.is_null()) o.parser.tools = prompt.tools;
+  o.parser.tool_choice_none = r.tool_choice == ToolChoice::kNone;
+  o.stop = r.gen.stop;
+  o.eos_ids = eos_ids_;
+  o.skip_special_tokens = r.gen.skip_special_tokens;
+  o.keep_special_ids = keep_special_ids_;
+  o.logprobs = r.gen.logprobs;
+  o.top_logprobs = r.gen.top_logprobs;
+  o.max_tool_calls = r.parallel_tool_calls ? -1 : 1;
+  return o;
+}
+
+PipelineOptions ModelService::completion_pipeline(const CompletionRequest& r) const {
+  PipelineOptions o;
+  o.chat = false;
+  o.stop = r.gen.stop;
+  o.eos_ids = eos_ids_;
+  o.skip_special_tokens = r.gen.skip_special_tokens;
+  o.logprobs = r.gen.logprobs;
+  o.top_logprobs = r.gen.top_logprobs;
+  return o;
+}
+
+}  // namespace nemotron::server

@@ -1,0 +1,41 @@
+#pragma once
+// The model/engine flags `serve` and `run` share (CLI11, header-only):
+//   --model DIR --max-num-seqs N --max-model-len N --max-step-tokens N
+//   --kv-cache-dtype auto|fp32|bf16|fp8 --memory GiB --device cpu
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+
+#include "server/service.h"
+
+namespace nemotron::server {
+
+struct ServiceFlags {
+  ServiceConfig config;
+  double memory_gib = 0;  // 0 = not given
+};
+
+inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
+  app.add_option("--model", f.config.model_dir, "Model directory (config.json, *.safetensors, tokenizer.json)")
+      ->required();
+  app.add_option("--max-num-seqs", f.config.plan.max_num_seqs, "Concurrent sequences (state slots)")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--max-model-len", f.config.plan.max_model_len,
+                 "Prompt + generated tokens per sequence (default: what fits in memory, at most 262144)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-step-tokens", f.config.plan.max_step_tokens, "Token budget of one engine step")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--kv-cache-dtype", f.config.plan.kv_cache_dtype, "KV cache dtype: auto, fp32, bf16, fp8")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8"}));
+  app.add_option("--memory", f.memory_gib, "Memory budget in GiB (default: available memory minus a margin)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--device", f.config.plan.device, "Device: cpu")->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
+// Call after parsing.
+inline void finish_service_flags(ServiceFlags& f) {
+  if (f.memory_gib > 0) f.config.plan.memory_gib = f.memory_gib;
+}
+
+}  // namespace nemotron::server
