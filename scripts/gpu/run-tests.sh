@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs ON the GPU machine (through the `run` tool, carry: [".gpudeps"]), from the repo root:
+#   bash scripts/gpu/run-tests.sh [gtest filter] [--cpu] [--no-bench]
+# Unpacks the .deb dependencies into /tmp/gpudeps, configures and builds the CUDA build
+# (sm_90a) with -j16, runs the GPU tests (ctest -L gpu), the GEMV bandwidth bench, and
+# optionally the CPU tests. Logs go to $OUT (or ./gpu-logs without $OUT).
+set -uo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+out="${OUT:-$root/gpu-logs}"
+mkdir -p "$out"
+filter="*"; run_cpu=0; run_bench=1
+for a in "$@"; do
+  case "$a" in
+    --cpu) run_cpu=1 ;;
+    --no-bench) run_bench=0 ;;
+    *) filter="$a" ;;
+  esac
+done
+log="$out/summary.log"
+say() { echo "== $*" | tee -a "$log"; }
+
+deps=/tmp/gpudeps
+for f in .gpudeps/*.deb; do dpkg -x "$f" "$deps" || { say "dpkg -x $f failed"; exit 1; }; done
+# The .so symlinks of the -dev packages point to the runtime libraries unpacked beside them.
+export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PKG_CONFIG_PATH="$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/share/pkgconfig"
+# The .pc files say prefix=/usr: the sysroot maps their -I/-L into the unpacked tree.
+export PKG_CONFIG_SYSROOT_DIR="$deps"
+{ cat /etc/os-release | head -2; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
+  nvcc --version | tail -1; cmake --version | head -1; g++ --version | head -1; } 2>&1 | tee -a "$log"
+
+bdir=build-gpu
+t0=$(date +%s)
+cmake -S . -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNEMOTRON_CUDA=ON -DNEMOTRON_WERROR=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90a \
+  -DCMAKE_PREFIX_PATH="$deps/usr;$deps/usr/lib/x86_64-linux-gnu/cmake;$deps/usr/share/cmake" \
+  -DCMAKE_INCLUDE_PATH="$deps/usr/include" -DCMAKE_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu" \
+  -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include" -DCMAKE_CUDA_FLAGS="-isystem $deps/usr/include" \
+  > "$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; say "configure FAILED"; exit 1; }
+targets=(nemotron_cuda_tests)
+[ "$run_bench" = 1 ] && targets+=(bench_gemv_cuda)
+[ "$run_cpu" = 1 ] && targets=(all)
+cmake --build "$bdir" -j16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
+  || { grep -E "error|FAILED" "$out/build.log" | head -40; say "build FAILED"; exit 1; }
+say "configure+build: $(( $(date +%s) - t0 )) s"
+
+rc=0
+"$bdir/tests/nemotron_cuda_tests" --gtest_filter="$filter" 2>&1 | tee "$out/gpu-tests.log" | \
+  grep -E "^\[  (PASSED|FAILED) |^\[==========\]|FAILED|max_err|error" | tee -a "$log"
+[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+if [ "$run_bench" = 1 ] && [ -x "$bdir/bench/bench_gemv_cuda" ]; then
+  "$bdir/bench/bench_gemv_cuda" 2>&1 | tee "$out/bench-gemv.log" | tail -40
+fi
+if [ "$run_cpu" = 1 ]; then
+  ctest --test-dir "$bdir" -LE gpu -j16 --output-on-failure > "$out/cpu-tests.log" 2>&1 || rc=1
+  tail -5 "$out/cpu-tests.log" | tee -a "$log"
+fi
+say "rc=$rc"
+exit $rc

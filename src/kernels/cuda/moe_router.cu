@@ -1,0 +1,140 @@
+// Device MoE router: one warp per token, lane l owns experts l, l+32, ... (kPer per lane).
+// Selection repeats a warp arg-max (higher score, then lower id) k times, which reproduces
+// route_topk_cpu's partial_sort order; group scores (sum of the two best biased scores in
+// each group) and group selection follow the same order rules (stable: ties -> lower group).
+#include <cmath>
+#include <string>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/moe_cuda.h"
+
+namespace nemotron::kernels {
+namespace {
+
+constexpr int kPer = 32;  // E <= 1024
+constexpr int kMaxK = 64;
+
+struct Best {
+  float v;
+  int i;
+};
+
+__device__ __forceinline__ bool better(float a, int ia, float b, int ib) { return a > b || (a == b && ia < ib); }
+
+// Warp arg-max over (v, i) pairs; i < 0 marks "none". Every lane gets the winner.
+__device__ __forceinline__ Best warp_argmax(Best b) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float v = __shfl_xor_sync(0xFFFFFFFFu, b.v, o);
+    const int i = __shfl_xor_sync(0xFFFFFFFFu, b.i, o);
+    if (i >= 0 && (b.i < 0 || better(v, i, b.v, b.i))) b = {v, i};
+  }
+  return b;
+}
+
+__global__ void router_kernel(const float* __restrict__ logits, const float* __restrict__ bias, RouterParams p,
+                              int64_t T, int32_t* __restrict__ ids, float* __restrict__ weights) {
+  const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (t >= T) return;
+  const int lane = threadIdx.x & 31, E = static_cast<int>(p.experts), k = static_cast<int>(p.top_k);
+  const float* lg = logits + t * E;
+  float s[kPer], sel[kPer];
+  unsigned taken = 0;  // bit j: expert lane + 32 j already chosen
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int e = lane + 32 * j;
+    s[j] = sel[j] = -INFINITY;
+    if (e < E) {
+      s[j] = 1.0f / (1.0f + expf(-lg[e]));
+      sel[j] = s[j] + (bias ? bias[e] : 0.0f);
+    }
+  }
+  if (p.n_group > 1) {
+    const int G = static_cast<int>(p.n_group), per = E / G;
+    // Group g's score: top two biased scores among its experts (duplicates count twice).
+    // Groups are ranked one at a time: the best remaining group score wins, ties -> lower g.
+    // G is small in practice; scores are recomputed per group with two warp arg-max passes.
+    extern __shared__ float gscore_smem[];
+    float* gscore = gscore_smem + (threadIdx.x >> 5) * G;
+    for (int g = 0; g < G; ++g) {
+      Best a{-INFINITY, -1};
+#pragma unroll
+      for (int j = 0; j < kPer; ++j) {
+        const int e = lane + 32 * j;
+        if (e >= g * per && e < (g + 1) * per && (a.i < 0 || better(sel[j], e, a.v, a.i))) a = {sel[j], e};
+      }
+      const Best first = warp_argmax(a);
+      Best b{-INFINITY, -1};
+#pragma unroll
+      for (int j = 0; j < kPer; ++j) {
+        const int e = lane + 32 * j;
+        if (e >= g * per && e < (g + 1) * per && e != first.i && (b.i < 0 || better(sel[j], e, b.v, b.i)))
+          b = {sel[j], e};
+      }
+      const Best second = warp_argmax(b);
+      if (lane == 0) gscore[g] = first.v + (second.i >= 0 ? second.v : -INFINITY);
+    }
+    __syncwarp();
+    // Rank of group g = number of groups strictly ahead of it; kept when rank < topk_group.
+    for (int j = 0; j < kPer; ++j) {
+      const int e = lane + 32 * j;
+      if (e >= E) break;
+      const int g = e / per;
+      int rank = 0;
+      for (int h = 0; h < G; ++h) rank += (gscore[h] > gscore[g] || (gscore[h] == gscore[g] && h < g)) ? 1 : 0;
+      if (rank >= p.topk_group) sel[j] = -INFINITY;
+    }
+  }
+  float sum = 0.0f;
+  float* wout = weights + t * k;
+  int32_t* iout = ids + t * k;
+  for (int r = 0; r < k; ++r) {
+    Best b{-INFINITY, -1};
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const int e = lane + 32 * j;
+      if (e < E && !(taken >> j & 1u) && (b.i < 0 || better(sel[j], e, b.v, b.i))) b = {sel[j], e};
+    }
+    const Best w = warp_argmax(b);
+    float sw = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j)
+      if (lane + 32 * j == w.i) {
+        taken |= 1u << j;
+        sw = s[j];
+      }
+    sw = __shfl_sync(0xFFFFFFFFu, sw, w.i & 31);
+    sum += sw;
+    if (lane == 0) {
+      iout[r] = w.i;
+      wout[r] = sw;
+    }
+  }
+  __syncwarp();
+  if (lane == 0)
+    for (int r = 0; r < k; ++r) {
+      float w = wout[r];
+      if (p.norm_topk_prob) w /= (sum + 1e-20f);
+      wout[r] = w * p.routed_scaling_factor;
+    }
+}
+
+}  // namespace
+
+void route_topk_cuda(const float* logits, const float* bias, const RouterParams& p, int64_t T, int32_t* ids,
+                     float* weights, cudaStream_t stream) {
+  cuda::require(p.experts >= 1 && p.experts <= 32 * kPer, "route_topk_cuda: experts must be in [1, 1024]");
+  cuda::require(p.top_k >= 1 && p.top_k <= p.experts && p.top_k <= kMaxK, "route_topk_cuda: bad top_k");
+  cuda::require(p.n_group >= 1 && p.experts % p.n_group == 0 && p.topk_group >= 1 && p.topk_group <= p.n_group &&
+                    p.n_group <= 256,
+                "route_topk_cuda: n_group must divide experts (<= 256 groups), 1 <= topk_group <= n_group");
+  cuda::require(T >= 0 && (T == 0 || (logits && ids && weights)), "route_topk_cuda: null pointer");
+  if (T == 0) return;
+  constexpr int kWarpsPerBlock = 4;
+  const size_t smem = p.n_group > 1 ? sizeof(float) * kWarpsPerBlock * static_cast<size_t>(p.n_group) : 0;
+  router_kernel<<<static_cast<unsigned>((T + kWarpsPerBlock - 1) / kWarpsPerBlock), 32 * kWarpsPerBlock, smem,
+                  stream>>>(logits, bias, p, T, ids, weights);
+  cuda::check_launch("route_topk_cuda");
+}
+
+}  // namespace nemotron::kernels

@@ -1,0 +1,36 @@
+#pragma once
+// Linear layer on the GPU: y[t, :] = x[t, :] W^T with W [out, in] in its checkpoint format
+// (see linear.h: Dense BF16, FP8 per-tensor, NVFP4), BF16 activations in, fp32 accumulation,
+// BF16 or fp32 out. Weights are never materialized in another format: FP8 and NVFP4 are
+// dequantized in registers (GEMV) or per shared-memory tile (GEMM).
+//
+// Paths: GEMV for T <= kLinearGemvMaxRows (decode: one warp per output row, 16-byte weight
+// loads, all T rows share each weight load); GEMM for more rows (prefill: 64x64 tiles on the
+// BF16 tensor cores (wmma) with fp32 accumulation; FP8 and NVFP4 values, and NVFP4 element x
+// block-scale products, are exact in BF16, so only the per-tensor scale is applied after
+// accumulation).
+#include <cstdint>
+
+#include "kernels/cuda_stream.h"
+#include "kernels/linear.h"
+
+namespace nemotron::kernels {
+
+inline constexpr int64_t kLinearGemvMaxRows = 8;
+
+enum class LinearPath { Auto, Gemv, Gemm };
+
+struct LinearCudaArgs {
+  LinearWeight w;               // data / block_scale are device pointers, 16-byte aligned
+  const uint16_t* x = nullptr;  // [T, w.in] BF16, device, 16-byte aligned
+  int64_t T = 0;
+  void* y = nullptr;            // [T, w.out] BF16 or fp32 (y_type), device
+  OutType y_type = OutType::BF16;
+  LinearPath path = LinearPath::Auto;  // Gemv only for T <= kLinearGemvMaxRows
+};
+
+// Requirements (else nemotron::Error): Dense weights are BF16; w.in % 32 == 0 (every
+// Nemotron 3 projection); pointers 16-byte aligned; T >= 1.
+void linear_cuda(const LinearCudaArgs& args, cudaStream_t stream);
+
+}  // namespace nemotron::kernels

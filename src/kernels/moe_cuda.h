@@ -1,0 +1,49 @@
+#pragma once
+// MoE on the GPU without host synchronization: the router writes expert ids and weights to
+// device memory, and the routed-expert GEMV reads them there (CPU references: moe_router.h,
+// moe_mixer in model/cpu_forward.cpp).
+#include <cstdint>
+
+#include "kernels/cuda_stream.h"
+#include "kernels/linear.h"
+#include "kernels/moe_router.h"
+
+namespace nemotron::kernels {
+
+// Sigmoid router with correction bias and grouped top-k, exactly route_topk_cpu per token:
+//   logits fp32 [T, E] (device; e.g. linear_cuda with fp32 output), bias fp32 [E] or nullptr,
+//   ids int32 [T, k], weights fp32 [T, k] (device). One warp per token; E <= 1024.
+void route_topk_cuda(const float* logits, const float* bias, const RouterParams& p, int64_t T, int32_t* ids,
+                     float* weights, cudaStream_t stream);
+
+// The routed experts of one projection, all of one format and shape [out, in]: device arrays
+// of E entries (per expert: weight bytes, NVFP4 block scales (nullptr otherwise), scale).
+struct ExpertTable {
+  WeightFormat format = WeightFormat::NVFP4;
+  int64_t experts = 0, out = 0, in = 0;
+  const void* const* data = nullptr;
+  const uint8_t* const* block_scale = nullptr;
+  const float* scale = nullptr;
+};
+
+// Routed-expert GEMV for decode: for each (token t, slot s) pair i = t*k + s,
+//   y[i, :] = act(x[x_row(i), :] W[ids[i]]^T)   with x_row(i) = t when x_per_slot is false
+// (the up-projection reads the token's row) and i when true (the down-projection reads the
+// pair's row). act = relu² when `relu2`. x BF16, y BF16 [T*k, out]. An expert id outside
+// [0, E) is not read; that pair's output row becomes NaN.
+struct ExpertGemvArgs {
+  ExpertTable w;
+  const int32_t* ids = nullptr;  // [T, k], device
+  int64_t T = 0, k = 0;
+  const uint16_t* x = nullptr;
+  bool x_per_slot = false;
+  bool relu2 = false;
+  uint16_t* y = nullptr;
+};
+void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream);
+
+// out[t, :] = sum_s weights[t, s] * y[t*k + s, :] (fp32 sum in slot order), y BF16, out BF16.
+void moe_combine_cuda(const uint16_t* y, const float* weights, int64_t T, int64_t k, int64_t D, uint16_t* out,
+                      cudaStream_t stream);
+
+}  // namespace nemotron::kernels

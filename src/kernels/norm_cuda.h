@@ -1,0 +1,31 @@
+#pragma once
+// Norms and small elementwise ops on the GPU (CPU references: norm.h, model/cpu_forward.cpp).
+// Layouts: the residual stream is fp32 [T, H] (the CPU reference's precision); activations
+// that feed a linear layer are BF16; norm weights are the checkpoint's BF16 vectors.
+#include <cstdint>
+
+#include "kernels/cuda_stream.h"
+
+namespace nemotron::kernels {
+
+// x[t] += y[t] (y may be nullptr: no add); u[t] = rmsnorm(x[t]) * w, for T rows of width H.
+//   x fp32 [T, H] (updated in place), y BF16 [T, H], w BF16 [H], u BF16 [T, H].
+void add_rmsnorm_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_t T, int64_t H, float eps,
+                      uint16_t* u, cudaStream_t stream);
+
+// x[t, :] = table[ids[t], :] (BF16 [V, H] table) as fp32. ids are device int32 [T]. An id outside
+// [0, V) is never read: its row becomes NaN, so the error shows (the host validates ids).
+void embed_cuda(const int32_t* ids, const uint16_t* table, int64_t V, int64_t H, int64_t T, float* x,
+                cudaStream_t stream);
+
+// v = max(v, 0)^2 in place over n BF16 values.
+void relu2_cuda(uint16_t* v, int64_t n, cudaStream_t stream);
+
+// Mamba-2 gated group RMSNorm (norm_before_gate = False), as gated_rmsnorm_cpu:
+//   g = y * silu(z); each group of `group` channels is RMS-normalized; out = g_normed * w.
+//   y fp32 [T, D] (row stride D), z BF16 rows of stride z_stride (a slice of the in_proj
+//   output), w BF16 [D], out BF16 [T, D]. D % group == 0.
+void gated_rmsnorm_cuda(const float* y, const uint16_t* z, int64_t z_stride, const uint16_t* w, int64_t T,
+                        int64_t D, int64_t group, float eps, uint16_t* out, cudaStream_t stream);
+
+}  // namespace nemotron::kernels

@@ -1,0 +1,156 @@
+// linear_cuda (GEMV and GEMM paths, Dense BF16 / FP8 / NVFP4, BF16 and fp32 output) against
+// linear_cpu on the same BF16 inputs and the same stored weights.
+// Tolerance per output element: |gpu - ref| <= c * sum_k |w_k x_k| (+ 2^-8 |ref| when the output
+// is BF16: one rounding). c = 1e-5 for the GEMV, 3e-5 for the tensor-core GEMM; both sides
+// accumulate exact products in fp32 in different orders, so the gap is a few ulps of the
+// absolute sum. Outputs are poisoned (NaN) before the launch: an unwritten element fails.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "kernels/linear_cuda.h"
+#include "linear_test_util.h"
+#include "util/error.h"
+#include "util/parallel.h"
+
+namespace nemotron::testing {
+namespace {
+
+using kernels::LinearPath;
+using kernels::OutType;
+using kernels::WeightFormat;
+
+struct Case {
+  const char* name;
+  int64_t out, in;
+};
+
+// Real Nemotron 3 shapes ([out, in]) plus small ones with ragged tiles.
+const Case kNano[] = {{"nano.in_proj", 10304, 2688}, {"nano.out_proj", 2688, 4096}, {"nano.expert_up", 1856, 2688},
+                      {"nano.expert_down", 2688, 1856}, {"nano.router", 128, 2688}};
+const Case kSuper[] = {{"super.in_proj", 18560, 4096}, {"super.latent_expert_up", 2688, 1024},
+                       {"super.latent_expert_down", 1024, 2688}};
+const Case kSmall[] = {{"ragged", 37, 96}, {"one_row", 1, 32}, {"tile+1", 65, 160}};
+
+void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType yt, uint64_t seed) {
+  const HostWeight hw = make_weight(f, c.out, c.in, seed);
+  Rng rng(seed * 7 + 1);
+  std::vector<float> xf;
+  const std::vector<uint16_t> xb = rng.bf16(static_cast<std::size_t>(T * c.in), 1.0f, &xf);
+
+  DeviceBuffer<uint8_t> dw(hw.data), ds(hw.scales.empty() ? std::vector<uint8_t>(16) : hw.scales);
+  DeviceBuffer<uint16_t> dx(xb);
+  const std::size_t ny = static_cast<std::size_t>(T * c.out);
+  DeviceBuffer<float> dyf(yt == OutType::F32 ? ny : 1);
+  DeviceBuffer<uint16_t> dyb(yt == OutType::BF16 ? ny : 1);
+  ASSERT_TRUE(dw.get() && dx.get());
+  dyf.poison();
+  dyb.poison();
+
+  kernels::LinearCudaArgs a;
+  a.w = hw.w;
+  a.w.data = dw.get();
+  a.w.block_scale = f == WeightFormat::NVFP4 ? ds.get() : nullptr;
+  a.x = dx.get();
+  a.T = T;
+  a.y = yt == OutType::F32 ? static_cast<void*>(dyf.get()) : static_cast<void*>(dyb.get());
+  a.y_type = yt;
+  a.path = path;
+  ASSERT_NO_THROW(kernels::linear_cuda(a, nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<float> got = yt == OutType::F32 ? dyf.download() : bf16_to_f32(dyb.download());
+
+  std::vector<float> ref(ny), tol(ny);
+  kernels::linear_cpu(hw.w, xf.data(), T, ref.data());
+  const float c_acc = path == LinearPath::Gemm ? 3e-5f : 1e-5f;
+  parallel_for(static_cast<std::size_t>(c.out), [&](std::size_t r0, std::size_t r1) {
+    std::vector<float> row(static_cast<std::size_t>(c.in));
+    for (std::size_t r = r0; r < r1; ++r) {
+      kernels::dequantize_row(hw.w, static_cast<int64_t>(r), row.data());
+      for (int64_t t = 0; t < T; ++t) {
+        double s = 0;
+        for (int64_t k = 0; k < c.in; ++k) s += std::fabs(static_cast<double>(row[k]) * xf[t * c.in + k]);
+        const std::size_t o = static_cast<std::size_t>(t * c.out) + r;
+        tol[o] = c_acc * static_cast<float>(s) + 1e-30f +
+                 (yt == OutType::BF16 ? std::ldexp(std::fabs(ref[o]), -8) : 0.0f);
+      }
+    }
+  }, 16);
+  const std::string what = std::string(c.name) + " " + kernels::weight_format_name(f) + " T=" + std::to_string(T) +
+                           (path == LinearPath::Gemm ? " gemm" : " gemv") + (yt == OutType::F32 ? " f32" : " bf16");
+  EXPECT_EQ(report(what, got, ref, tol), 0u);
+}
+
+const WeightFormat kFormats[] = {WeightFormat::Dense, WeightFormat::FP8, WeightFormat::NVFP4};
+
+TEST(LinearCuda, GemvRealShapes) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 1;
+  for (const auto& c : kNano)
+    for (auto f : kFormats)
+      for (int64_t T : {1, 3, 8})
+        run_case(c, f, T, LinearPath::Gemv, std::string(c.name) == "nano.router" ? OutType::F32 : OutType::BF16, seed++);
+  for (const auto& c : kSuper)
+    for (auto f : kFormats)
+      for (int64_t T : {1, 5}) run_case(c, f, T, LinearPath::Gemv, OutType::BF16, seed++);
+}
+
+TEST(LinearCuda, GemvLmHeadF32) {
+  ASSERT_TRUE(have_device());
+  const Case lm{"nano.lm_head", 131072, 2688};
+  run_case(lm, WeightFormat::Dense, 1, LinearPath::Gemv, OutType::F32, 99);
+  run_case(lm, WeightFormat::Dense, 2, LinearPath::Gemv, OutType::F32, 98);
+}
+
+TEST(LinearCuda, GemvSmallAndEveryT) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 200;
+  for (const auto& c : kSmall)
+    for (auto f : kFormats)
+      for (int64_t T = 1; T <= 8; ++T)
+        run_case(c, f, T, LinearPath::Gemv, T % 2 ? OutType::BF16 : OutType::F32, seed++);
+}
+
+TEST(LinearCuda, GemmRealShapes) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 300;
+  for (const auto& c : kNano)
+    for (auto f : kFormats) run_case(c, f, 77, LinearPath::Gemm, OutType::BF16, seed++);
+  for (const auto& c : kSuper)
+    for (auto f : kFormats) run_case(c, f, 40, LinearPath::Gemm, OutType::F32, seed++);
+}
+
+TEST(LinearCuda, GemmSmallShapesAndAutoPath) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 400;
+  for (const auto& c : kSmall)
+    for (auto f : kFormats)
+      for (int64_t T : {1, 9, 64, 130}) run_case(c, f, T, LinearPath::Gemm, T % 2 ? OutType::F32 : OutType::BF16, seed++);
+  run_case(kNano[2], WeightFormat::NVFP4, 200, LinearPath::Auto, OutType::BF16, seed++);
+  run_case(kNano[2], WeightFormat::FP8, 4, LinearPath::Auto, OutType::BF16, seed++);
+}
+
+TEST(LinearCuda, RejectsBadArguments) {
+  kernels::LinearCudaArgs a;
+  a.w.out = 16;
+  a.w.in = 48;  // not a multiple of 32
+  a.T = 1;
+  EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);
+  a.w.in = 64;
+  EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);  // null pointers
+  a.T = 0;
+  EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);
+  a.T = 9;
+  a.path = LinearPath::Gemv;
+  a.w.data = a.x = reinterpret_cast<const uint16_t*>(uintptr_t{256});
+  a.y = reinterpret_cast<void*>(uintptr_t{256});
+  EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);  // GEMV takes at most 8 rows
+  a.T = 1;
+  a.w.format = WeightFormat::Dense;
+  a.w.dense_type = kernels::ElementType::F32;
+  EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);
+}
+
+}  // namespace
+}  // namespace nemotron::testing

@@ -1,0 +1,175 @@
+// Device MoE: route_topk_cuda against route_topk_cpu (ids must match exactly, weights within
+// 1e-6 relative), then the routed-expert GEMV reading those ids on the device (up with fused
+// relu², down per slot) and the weighted combine, each against the CPU computation on the same
+// BF16 inputs (linear_cpu per selected expert; tolerances as in test_linear: 1e-5 of the
+// absolute dot sum, x2|a| after the square, + one BF16 rounding 2^-8 |ref|).
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "kernels/moe_cuda.h"
+#include "kernels/moe_router.h"
+#include "linear_test_util.h"
+
+namespace nemotron::testing {
+namespace {
+
+using kernels::RouterParams;
+
+void check_router(const char* name, const RouterParams& p, int64_t T, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> logits(static_cast<std::size_t>(T * p.experts)), bias(static_cast<std::size_t>(p.experts));
+  for (auto& v : logits) v = rng.normal(2.0f);
+  for (auto& v : bias) v = rng.uniform(-0.2f, 0.2f);
+  DeviceBuffer<float> dl(logits), db(bias), dw(static_cast<std::size_t>(T * p.top_k));
+  DeviceBuffer<int32_t> di(static_cast<std::size_t>(T * p.top_k));
+  dw.poison();
+  di.poison();
+  kernels::route_topk_cuda(dl.get(), db.get(), p, T, di.get(), dw.get(), nullptr);
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<int32_t> rid(di.size());
+  std::vector<float> rw(dw.size());
+  for (int64_t t = 0; t < T; ++t)
+    kernels::route_topk_cpu(logits.data() + t * p.experts, bias.data(), p, rid.data() + t * p.top_k,
+                            rw.data() + t * p.top_k);
+  const auto gid = di.download();
+  EXPECT_EQ(gid, rid) << name << ": expert ids differ";
+  EXPECT_EQ(report(std::string("router ") + name + " weights", dw.download(), rw, uniform_tol(rw.size(), 0.0f, rw, 1e-6f)), 0u);
+}
+
+TEST(MoeCuda, RouterNanoSuperGrouped) {
+  ASSERT_TRUE(have_device());
+  check_router("nano E=128 k=6", RouterParams{128, 6, 1, 1, true, 2.5f}, 7, 31);
+  check_router("super E=512 k=22", RouterParams{512, 22, 1, 1, true, 5.0f}, 5, 32);
+  check_router("grouped E=256 k=8 g=8/4", RouterParams{256, 8, 8, 4, true, 2.5f}, 6, 33);
+  check_router("no-norm E=64 k=4", RouterParams{64, 4, 1, 1, false, 1.0f}, 3, 34);
+}
+
+TEST(MoeCuda, RoutedExpertsFromDeviceIds) {
+  ASSERT_TRUE(have_device());
+  const int64_t E = 8, T = 2, k = 6, H = 2688, I = 1856;  // Nano expert shapes, 8 experts
+  const RouterParams p{E, k, 1, 1, true, 2.5f};
+  Rng rng(41);
+  std::vector<float> logits(static_cast<std::size_t>(T * E));
+  for (auto& v : logits) v = rng.normal(2.0f);
+  DeviceBuffer<float> dl(logits), dgw(static_cast<std::size_t>(T * k));
+  DeviceBuffer<int32_t> dids(static_cast<std::size_t>(T * k));
+  kernels::route_topk_cuda(dl.get(), nullptr, p, T, dids.get(), dgw.get(), nullptr);
+
+  std::vector<HostWeight> up, down;
+  std::vector<std::unique_ptr<DeviceBuffer<uint8_t>>> bufs;
+  std::vector<const void*> upd, downd;
+  std::vector<const uint8_t*> ups, downs;
+  std::vector<float> upsc, downsc;
+  for (int64_t e = 0; e < E; ++e) {
+    up.push_back(make_weight(kernels::WeightFormat::NVFP4, I, H, 100 + e));
+    down.push_back(make_weight(kernels::WeightFormat::NVFP4, H, I, 200 + e));
+    for (auto* hw : {&up.back(), &down.back()}) {
+      bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(hw->data));
+      bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(hw->scales));
+    }
+    upd.push_back(bufs[bufs.size() - 4]->get());
+    ups.push_back(bufs[bufs.size() - 3]->get());
+    downd.push_back(bufs[bufs.size() - 2]->get());
+    downs.push_back(bufs[bufs.size() - 1]->get());
+    upsc.push_back(up.back().w.scale);
+    downsc.push_back(down.back().w.scale);
+  }
+  DeviceBuffer<const void*> d_upd(upd), d_downd(downd);
+  DeviceBuffer<const uint8_t*> d_ups(ups), d_downs(downs);
+  DeviceBuffer<float> d_upsc(upsc), d_downsc(downsc);
+  std::vector<float> xf;
+  const auto xb = rng.bf16(static_cast<std::size_t>(T * H), 1.0f, &xf);
+  DeviceBuffer<uint16_t> dx(xb), dh(static_cast<std::size_t>(T * k * I)), dy(static_cast<std::size_t>(T * k * H)),
+      dout(static_cast<std::size_t>(T * H));
+  dh.poison();
+  dy.poison();
+  dout.poison();
+
+  kernels::ExpertGemvArgs a;
+  a.w = {kernels::WeightFormat::NVFP4, E, I, H, d_upd.get(), d_ups.get(), d_upsc.get()};
+  a.ids = dids.get();
+  a.T = T;
+  a.k = k;
+  a.x = dx.get();
+  a.relu2 = true;
+  a.y = dh.get();
+  kernels::expert_gemv_cuda(a, nullptr);
+  a.w = {kernels::WeightFormat::NVFP4, E, H, I, d_downd.get(), d_downs.get(), d_downsc.get()};
+  a.x = dh.get();
+  a.x_per_slot = true;
+  a.relu2 = false;
+  a.y = dy.get();
+  kernels::expert_gemv_cuda(a, nullptr);
+  kernels::moe_combine_cuda(dy.get(), dgw.get(), T, k, H, dout.get(), nullptr);
+  CUDA_OK(cudaDeviceSynchronize());
+
+  const auto ids = dids.download();
+  const auto gw = dgw.download();
+  const auto h_gpu = bf16_to_f32(dh.download());
+  const auto y_gpu = bf16_to_f32(dy.download());
+  std::vector<float> h_ref(h_gpu.size()), h_tol(h_gpu.size()), y_ref(y_gpu.size()), y_tol(y_gpu.size());
+  std::vector<float> row(static_cast<std::size_t>(H));
+  for (int64_t i = 0; i < T * k; ++i) {
+    const int32_t e = ids[i];
+    ASSERT_TRUE(e >= 0 && e < E);
+    for (int64_t r = 0; r < I; ++r) {  // up + relu² on the token's row
+      kernels::dequantize_row(up[e].w, r, row.data());
+      double s = 0, sa = 0;
+      for (int64_t c = 0; c < H; ++c) {
+        s += static_cast<double>(row[c]) * xf[(i / k) * H + c];
+        sa += std::fabs(static_cast<double>(row[c]) * xf[(i / k) * H + c]);
+      }
+      const float av = static_cast<float>(s);
+      h_ref[i * I + r] = av > 0 ? av * av : 0.0f;
+      h_tol[i * I + r] = 2.0f * std::fabs(av) * 1e-5f * static_cast<float>(sa) + std::ldexp(h_ref[i * I + r], -8) + 1e-30f;
+    }
+    for (int64_t r = 0; r < H; ++r) {  // down on the pair's (GPU) row
+      kernels::dequantize_row(down[e].w, r, row.data());
+      double s = 0, sa = 0;
+      for (int64_t c = 0; c < I; ++c) {
+        s += static_cast<double>(row[c]) * h_gpu[i * I + c];
+        sa += std::fabs(static_cast<double>(row[c]) * h_gpu[i * I + c]);
+      }
+      y_ref[i * H + r] = static_cast<float>(s);
+      y_tol[i * H + r] = 1e-5f * static_cast<float>(sa) + std::ldexp(std::fabs(y_ref[i * H + r]), -8) + 1e-30f;
+    }
+  }
+  EXPECT_EQ(report("expert up+relu2 NVFP4 [1856,2688] T=2 k=6", h_gpu, h_ref, h_tol), 0u);
+  EXPECT_EQ(report("expert down NVFP4 [2688,1856] per slot", y_gpu, y_ref, y_tol), 0u);
+  std::vector<float> o_ref(static_cast<std::size_t>(T * H)), o_tol(o_ref.size());
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t c = 0; c < H; ++c) {
+      float acc = 0, sa = 0;
+      for (int64_t s = 0; s < k; ++s) {
+        acc += gw[t * k + s] * y_gpu[(t * k + s) * H + c];
+        sa += std::fabs(gw[t * k + s] * y_gpu[(t * k + s) * H + c]);
+      }
+      o_ref[t * H + c] = acc;
+      o_tol[t * H + c] = 1e-6f * sa + std::ldexp(std::fabs(acc), -8) + 1e-30f;
+    }
+  EXPECT_EQ(report("moe combine T=2 k=6 D=2688", bf16_to_f32(dout.download()), o_ref, o_tol), 0u);
+
+  // An id outside [0, E) is never dereferenced: its output row is NaN.
+  std::vector<int32_t> bad(static_cast<std::size_t>(T * k), 1);
+  bad[3] = 99;
+  dids.upload(bad);
+  a.w = {kernels::WeightFormat::NVFP4, E, I, H, d_upd.get(), d_ups.get(), d_upsc.get()};
+  a.x = dx.get();
+  a.x_per_slot = false;
+  a.y = dh.get();
+  kernels::expert_gemv_cuda(a, nullptr);
+  CUDA_OK(cudaDeviceSynchronize());
+  const auto hb = bf16_to_f32(dh.download());
+  for (int64_t r = 0; r < I; ++r) ASSERT_TRUE(std::isnan(hb[3 * I + r]));
+  for (int64_t r = 0; r < I; ++r) ASSERT_TRUE(std::isfinite(hb[2 * I + r]));
+}
+
+TEST(MoeCuda, RejectsBadArguments) {
+  EXPECT_THROW(kernels::route_topk_cuda(nullptr, nullptr, RouterParams{2048, 6, 1, 1, true, 1.0f}, 1, nullptr, nullptr, nullptr), Error);
+  EXPECT_THROW(kernels::route_topk_cuda(nullptr, nullptr, RouterParams{128, 6, 3, 1, true, 1.0f}, 1, nullptr, nullptr, nullptr), Error);
+}
+
+}  // namespace
+}  // namespace nemotron::testing

@@ -1,0 +1,115 @@
+// add_rmsnorm_cuda, embed_cuda, relu2_cuda, gated_rmsnorm_cuda against the CPU references
+// (rmsnorm_cpu, dequantize_row / plain copy, relu² as in cpu_forward, gated_rmsnorm_cpu) on the
+// same BF16-rounded inputs. Tolerances: the residual add and the gathers are exact (tol 0);
+// normalized BF16 outputs may differ by one BF16 rounding of a value whose fp32 inputs differ
+// by a few ulps: 2^-7 |ref| + 1e-6.
+#include <cmath>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "kernels/norm.h"
+#include "kernels/norm_cuda.h"
+
+namespace nemotron::testing {
+namespace {
+
+std::vector<float> bf16_tol(const std::vector<float>& ref) { return uniform_tol(ref.size(), 1e-6f, ref, 1.0f / 128); }
+
+TEST(NormCuda, AddRmsnorm) {
+  ASSERT_TRUE(have_device());
+  Rng rng(11);
+  for (int64_t H : {2688, 4096, 1000})
+    for (int64_t T : {1, 5, 33})
+      for (bool with_y : {true, false}) {
+        std::vector<float> x(static_cast<std::size_t>(T * H)), yf, wf;
+        for (auto& v : x) v = rng.normal(2.0f);
+        const auto yb = rng.bf16(x.size(), 1.0f, &yf);
+        auto wb = rng.bf16(static_cast<std::size_t>(H), 0.3f, &wf);
+        for (std::size_t i = 0; i < wb.size(); ++i) {
+          wb[i] = kernels::float_to_bf16(1.0f + wf[i]);
+          wf[i] = kernels::bf16_to_float(wb[i]);
+        }
+        DeviceBuffer<float> dx(x);
+        DeviceBuffer<uint16_t> dy(yb), dw(wb), du(x.size());
+        du.poison();
+        kernels::add_rmsnorm_cuda(dx.get(), with_y ? dy.get() : nullptr, dw.get(), T, H, 1e-5f, du.get(), nullptr);
+        CUDA_OK(cudaDeviceSynchronize());
+        std::vector<float> xr = x, ur(x.size());
+        if (with_y)
+          for (std::size_t i = 0; i < x.size(); ++i) xr[i] += yf[i];
+        kernels::rmsnorm_cpu(xr.data(), wf.data(), T, H, 1e-5f, ur.data());
+        const std::string what = "add_rmsnorm H=" + std::to_string(H) + " T=" + std::to_string(T) + (with_y ? "" : " no-add");
+        EXPECT_EQ(report(what + " x", dx.download(), xr, std::vector<float>(x.size(), 0.0f)), 0u);
+        EXPECT_EQ(report(what + " u", bf16_to_f32(du.download()), ur, bf16_tol(ur)), 0u);
+      }
+}
+
+TEST(NormCuda, EmbedGatherAndBadId) {
+  ASSERT_TRUE(have_device());
+  Rng rng(12);
+  const int64_t V = 1000, H = 2688;
+  std::vector<float> tf;
+  const auto table = rng.bf16(static_cast<std::size_t>(V * H), 1.0f, &tf);
+  const std::vector<int32_t> ids = {0, 999, 17, 17, 512, -1, 1000};
+  DeviceBuffer<uint16_t> dt(table);
+  DeviceBuffer<int32_t> di(ids);
+  DeviceBuffer<float> dx(ids.size() * H);
+  dx.poison();
+  kernels::embed_cuda(di.get(), dt.get(), V, H, static_cast<int64_t>(ids.size()), dx.get(), nullptr);
+  CUDA_OK(cudaDeviceSynchronize());
+  const auto got = dx.download();
+  const std::size_t good = 5 * H;  // the first five ids are valid
+  std::vector<float> ref(good);
+  for (std::size_t t = 0; t < 5; ++t)
+    for (int64_t i = 0; i < H; ++i) ref[t * H + i] = tf[ids[t] * H + i];
+  EXPECT_EQ(report("embed V=1000 H=2688", std::vector<float>(got.begin(), got.begin() + good), ref,
+                   std::vector<float>(good, 0.0f)),
+            0u);
+  for (std::size_t i = good; i < got.size(); ++i) ASSERT_TRUE(std::isnan(got[i])) << "bad id row not NaN at " << i;
+}
+
+TEST(NormCuda, Relu2) {
+  ASSERT_TRUE(have_device());
+  Rng rng(13);
+  std::vector<float> f;
+  const auto v = rng.bf16(100003, 3.0f, &f);
+  DeviceBuffer<uint16_t> dv(v);
+  kernels::relu2_cuda(dv.get(), static_cast<int64_t>(v.size()), nullptr);
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<float> ref(f.size());
+  for (std::size_t i = 0; i < f.size(); ++i) ref[i] = kernels::bf16_to_float(kernels::float_to_bf16(f[i] > 0 ? f[i] * f[i] : 0.0f));
+  EXPECT_EQ(report("relu2 n=100003", bf16_to_f32(dv.download()), ref, std::vector<float>(ref.size(), 0.0f)), 0u);
+}
+
+TEST(NormCuda, GatedRmsnorm) {
+  ASSERT_TRUE(have_device());
+  Rng rng(14);
+  struct C { int64_t D, group, z_stride, T; };
+  // Nano: d_inner 4096, 8 groups; Super: 8192, 8 groups; z read from the in_proj output row.
+  for (const C c : {C{4096, 512, 10304, 3}, C{8192, 1024, 18560, 2}, C{96, 32, 96, 7}}) {
+    std::vector<float> y(static_cast<std::size_t>(c.T * c.D)), zf, wf;
+    for (auto& v : y) v = rng.normal(1.0f);
+    const auto zb = rng.bf16(static_cast<std::size_t>(c.T * c.z_stride), 2.0f, &zf);
+    const auto wb = rng.bf16(static_cast<std::size_t>(c.D), 1.0f, &wf);
+    DeviceBuffer<float> dy(y);
+    DeviceBuffer<uint16_t> dz(zb), dw(wb), dout(y.size());
+    dout.poison();
+    kernels::gated_rmsnorm_cuda(dy.get(), dz.get(), c.z_stride, dw.get(), c.T, c.D, c.group, 1e-5f, dout.get(), nullptr);
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<float> z(y.size()), ref(y.size());
+    for (int64_t t = 0; t < c.T; ++t)
+      for (int64_t i = 0; i < c.D; ++i) z[t * c.D + i] = zf[t * c.z_stride + i];
+    kernels::gated_rmsnorm_cpu(y.data(), z.data(), wf.data(), c.T, c.D, c.group, 1e-5f, ref.data());
+    EXPECT_EQ(report("gated_rmsnorm D=" + std::to_string(c.D) + " group=" + std::to_string(c.group),
+                     bf16_to_f32(dout.download()), ref, bf16_tol(ref)),
+              0u);
+  }
+}
+
+TEST(NormCuda, RejectsBadArguments) {
+  EXPECT_THROW(kernels::gated_rmsnorm_cuda(nullptr, nullptr, 10, nullptr, 1, 10, 3, 1e-5f, nullptr, nullptr), Error);
+  EXPECT_THROW(kernels::add_rmsnorm_cuda(nullptr, nullptr, nullptr, 1, 0, 1e-5f, nullptr, nullptr), Error);
+}
+
+}  // namespace
+}  // namespace nemotron::testing
