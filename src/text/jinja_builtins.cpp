@@ -109,7 +109,8 @@ bool t_ge(Interpreter&, const Value& v, CallArgs& a) {
   return !values_less(v, o);
 }
 bool t_in(Interpreter&, const Value& v, CallArgs& a) {
-  const Value& seq = Params("in", a, {"seq"}).require(0);
+  const Params params("in", a, {"seq"});
+  const Value& seq = params.require(0);
   switch (seq.kind()) {
     case Value::Kind::Undefined: return false;
     case Value::Kind::String:

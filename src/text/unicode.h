@@ -2,6 +2,7 @@
 // Unicode normalization (NFC, NFD, NFKC, NFKD) and per-character lowercasing, as the HF
 // `tokenizers` normalizers do them. Data: unicode_tables.cpp (Unicode 14.0). Input must be
 // valid UTF-8 (the tokenizer sanitizes its input first); invalid bytes are copied through.
+#include <cstdint>
 #include <string>
 #include <string_view>
 
