@@ -50,4 +50,44 @@ struct SsmUpdateArgs {
 };
 void ssm_state_update_cuda(const SsmUpdateArgs& a, cudaStream_t stream);
 
+// Varlen prefill: sequences b = 0..B-1 own rows [cu_rows[b], cu_rows[b+1]) of the inputs
+// (cu_rows device int32 [B+1], cu_rows[0] = 0) and state slot slot[b].
+// Conv: like conv1d_update_silu_cuda but over each sequence's rows in order, starting from
+// the slot's window and leaving the last K-1 pre-conv rows of (window ++ rows) in it.
+//   xbc BF16 rows of stride xbc_stride; state fp32 [slots, K-1, C]; out fp32 [rows, C].
+struct ConvPrefillArgs {
+  const uint16_t* xbc = nullptr;
+  int64_t xbc_stride = 0;
+  float* state = nullptr;
+  const int32_t* slot = nullptr;
+  const int32_t* cu_rows = nullptr;
+  const uint16_t* w = nullptr;
+  const uint16_t* bias = nullptr;
+  int64_t B = 0, rows = 0, C = 0, K = 4;
+  float* out = nullptr;
+};
+void conv1d_prefill_silu_cuda(const ConvPrefillArgs& a, cudaStream_t stream);
+// Scan: ssm_state_update_cuda's math applied to each sequence's rows in order (row r of
+// sequence b uses and updates slot[b]'s state); y fp32 [rows, Hm*P]. Same operands and
+// strides as SsmUpdateArgs, with rows instead of B.
+struct SsmScanArgs {
+  const float* xbc = nullptr;
+  int64_t xbc_stride = 0;
+  const uint16_t* dt_raw = nullptr;
+  int64_t dt_stride = 0;
+  const float* dt_bias = nullptr;
+  const float* A = nullptr;
+  const float* D = nullptr;
+  float* state = nullptr;
+  const int32_t* slot = nullptr;
+  const int32_t* cu_rows = nullptr;
+  int64_t B = 0, rows = 0, heads = 0, head_dim = 0, state_dim = 0, groups = 1;
+  float dt_min = 0.0f, dt_max = std::numeric_limits<float>::infinity();
+  float* y = nullptr;
+  // Algorithm: 0 default (currently the sequential scan, the faster one measured); 1 sequential;
+  // 2 SSD chunked (chunk 128; head_dim 64 / state_dim 128, or 16 / 16). Same up to rounding.
+  int algo = 0;
+};
+void ssm_scan_cuda(const SsmScanArgs& a, cudaStream_t stream);
+
 }  // namespace nemotron::kernels
