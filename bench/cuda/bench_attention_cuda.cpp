@@ -1,0 +1,176 @@
+// Paged attention decode bandwidth (Nemotron 3 Nano/Super shape: 32 q heads, 2 kv heads,
+// head_dim 128, page size 16): bytes of K and V read per launch over the time per launch,
+// against the device's measured copy bandwidth (read + write counted). The cache is replicated
+// over enough copies (>= 512 MiB together, like several layers) that the L2 cannot serve
+// repeated launches; 50 launches (rotating copies) are captured in a CUDA graph (this also
+// checks that the split-K path's stream-ordered allocation captures) and replayed; median of 9.
+// Also one prefill line (512 new rows after 4K cached), where the CUDA-core kernel is
+// compute-bound: reported as time only.
+//   usage: bench_attention_cuda
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/attention_cuda.h"
+#include "kernels/device_info.h"
+#include "kernels/numeric.h"
+
+namespace {
+
+using nemotron::kernels::KvDType;
+
+#define CHECK(expr)                                                                           \
+  do {                                                                                        \
+    const cudaError_t e_ = (expr);                                                            \
+    if (e_ != cudaSuccess) {                                                                  \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                           \
+    }                                                                                         \
+  } while (0)
+
+constexpr int64_t kQHeads = 32, kKvHeads = 2, kDim = 128, kPage = 16;
+
+// Returns the time per launch in seconds. batch sequences of `ctx` cached positions; rows
+// queries per sequence at the last positions.
+double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t splits, double* kv_bytes) {
+  const int64_t pages_per_seq = (ctx + kPage - 1) / kPage, num_pages = batch * pages_per_seq;
+  const std::size_t elem = dt == KvDType::BF16 ? 2 : 1;
+  const std::size_t cache_bytes = static_cast<std::size_t>(num_pages * kPage * kKvHeads * kDim) * elem;
+  const int copies = static_cast<int>(std::clamp<int64_t>((int64_t{512} << 20) / (2 * cache_bytes) + 1, 2, 64));
+  std::mt19937 rng(7);
+  std::vector<uint8_t> fill(cache_bytes);
+  for (std::size_t i = 0; i < fill.size(); ++i)
+    fill[i] = elem == 2 && (i & 1) ? static_cast<uint8_t>(0x3C + (rng() & 1)) : static_cast<uint8_t>(rng() & 0x77);
+  std::vector<void*> kd(copies), vd(copies);
+  for (int i = 0; i < copies; ++i) {
+    CHECK(cudaMalloc(&kd[i], cache_bytes));
+    CHECK(cudaMalloc(&vd[i], cache_bytes));
+    CHECK(cudaMemcpy(kd[i], fill.data(), cache_bytes, cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(vd[i], fill.data(), cache_bytes, cudaMemcpyHostToDevice));
+  }
+  std::vector<int32_t> order(static_cast<std::size_t>(num_pages));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<int32_t> qseq, qpos;
+  for (int64_t s = 0; s < batch; ++s)
+    for (int64_t r = 0; r < rows; ++r) {
+      qseq.push_back(static_cast<int32_t>(s));
+      qpos.push_back(static_cast<int32_t>(ctx - rows + r));
+    }
+  const int64_t T = batch * rows;
+  std::vector<uint16_t> qh(static_cast<std::size_t>(T * kQHeads * kDim));
+  for (std::size_t i = 0; i < qh.size(); ++i)
+    qh[i] = nemotron::kernels::float_to_bf16(0.01f * static_cast<float>(i % 97) - 0.4f);
+  int32_t *dbt = nullptr, *dseq = nullptr, *dpos = nullptr;
+  uint16_t *dq = nullptr, *dout = nullptr;
+  CHECK(cudaMalloc(&dbt, order.size() * 4));
+  CHECK(cudaMalloc(&dseq, qseq.size() * 4));
+  CHECK(cudaMalloc(&dpos, qpos.size() * 4));
+  CHECK(cudaMalloc(&dq, qh.size() * 2));
+  CHECK(cudaMalloc(&dout, qh.size() * 2));
+  CHECK(cudaMemcpy(dbt, order.data(), order.size() * 4, cudaMemcpyHostToDevice));
+  CHECK(cudaMemcpy(dseq, qseq.data(), qseq.size() * 4, cudaMemcpyHostToDevice));
+  CHECK(cudaMemcpy(dpos, qpos.data(), qpos.size() * 4, cudaMemcpyHostToDevice));
+  CHECK(cudaMemcpy(dq, qh.data(), qh.size() * 2, cudaMemcpyHostToDevice));
+  cudaStream_t st;
+  CHECK(cudaStreamCreate(&st));
+  auto run = [&](int i) {
+    nemotron::kernels::PagedAttentionArgs a;
+    a.q = dq;
+    a.T = T;
+    a.q_heads = kQHeads;
+    a.query_seq = dseq;
+    a.query_pos = dpos;
+    a.block_tables = dbt;
+    a.max_pages = pages_per_seq;
+    a.cache.k = kd[i];
+    a.cache.v = vd[i];
+    a.cache.dtype = dt;
+    a.cache.num_pages = num_pages;
+    a.cache.page_size = kPage;
+    a.cache.kv_heads = kKvHeads;
+    a.cache.head_dim = kDim;
+    a.cache.k_scale = a.cache.v_scale = 0.01f;
+    a.out = dout;
+    a.num_splits = splits;
+    nemotron::kernels::paged_attention_cuda(a, st);
+  };
+  for (int i = 0; i < copies; ++i) run(i);  // warm-up
+  CHECK(cudaStreamSynchronize(st));
+  constexpr int kLaunches = 50;
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+  for (int i = 0; i < kLaunches; ++i) run(i % copies);
+  CHECK(cudaStreamEndCapture(st, &g));
+  CHECK(cudaGraphInstantiate(&ge, g, 0));
+  CHECK(cudaGraphLaunch(ge, st));
+  cudaEvent_t e0, e1;
+  CHECK(cudaEventCreate(&e0));
+  CHECK(cudaEventCreate(&e1));
+  std::vector<float> ms;
+  for (int r = 0; r < 9; ++r) {
+    CHECK(cudaEventRecord(e0, st));
+    CHECK(cudaGraphLaunch(ge, st));
+    CHECK(cudaEventRecord(e1, st));
+    CHECK(cudaEventSynchronize(e1));
+    float m = 0;
+    CHECK(cudaEventElapsedTime(&m, e0, e1));
+    ms.push_back(m / kLaunches);
+  }
+  std::sort(ms.begin(), ms.end());
+  CHECK(cudaGraphExecDestroy(ge));
+  CHECK(cudaGraphDestroy(g));
+  CHECK(cudaEventDestroy(e0));
+  CHECK(cudaEventDestroy(e1));
+  CHECK(cudaStreamDestroy(st));
+  for (int i = 0; i < copies; ++i) {
+    CHECK(cudaFree(kd[i]));
+    CHECK(cudaFree(vd[i]));
+  }
+  for (void* p : {static_cast<void*>(dbt), static_cast<void*>(dseq), static_cast<void*>(dpos),
+                  static_cast<void*>(dq), static_cast<void*>(dout)})
+    CHECK(cudaFree(p));
+  *kv_bytes = 2.0 * static_cast<double>(batch * ctx * kKvHeads * kDim) * static_cast<double>(elem);
+  return ms[ms.size() / 2] * 1e-3;
+}
+
+}  // namespace
+
+int main() {
+  nemotron::kernels::DeviceInfo info;
+  std::string err;
+  if (!nemotron::kernels::cuda_device_info(0, &info, &err)) {
+    std::fprintf(stderr, "no device: %s\n", err.c_str());
+    return 1;
+  }
+  double copy = 0;
+  if (!nemotron::kernels::cuda_measure_copy_bandwidth(0, std::size_t{1} << 30, 20, &copy, &err)) {
+    std::fprintf(stderr, "copy bandwidth: %s\n", err.c_str());
+    return 1;
+  }
+  std::printf("device: %s (sm_%d%d, %d SMs), copy bandwidth %.0f GB/s (read+write)\n\n", info.name.c_str(),
+              info.sm_major, info.sm_minor, info.multiprocessors, copy);
+  std::printf("decode, 32 q / 2 kv heads, head_dim 128, page 16\n\n");
+  std::printf("| kv | context | batch | splits | KV MB | us | GB/s | %% of copy |\n|---|---|---|---|---|---|---|---|\n");
+  for (KvDType dt : {KvDType::BF16, KvDType::FP8_E4M3})
+    for (int64_t ctx : {4096, 32768})
+      for (int64_t batch : {1, 16})
+        for (int64_t splits : {0, 1}) {
+          double bytes = 0;
+          const double t = bench(batch, ctx, 1, dt, splits, &bytes);
+          std::printf("| %s | %lld | %lld | %s | %.1f | %.1f | %.0f | %.1f%% |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
+                      static_cast<long long>(ctx), static_cast<long long>(batch), splits == 1 ? "1" : "auto",
+                      bytes / 1e6, t * 1e6, bytes / t / 1e9, 100.0 * bytes / t / 1e9 / copy);
+        }
+  double bytes = 0;
+  const double t = bench(1, 4096 + 512, 512, KvDType::BF16, 0, &bytes);
+  std::printf("\nprefill chunk: 512 rows after 4096 cached (bf16): %.1f us\n", t * 1e6);
+  return 0;
+}

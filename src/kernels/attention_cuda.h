@@ -1,0 +1,69 @@
+#pragma once
+// Paged-KV causal GQA attention without positional encoding (NoPE) on the GPU; CPU reference:
+// attention.h (attention_cpu over contiguous K/V rows).
+//
+// Cache layout (one attention layer): k and v are [num_pages, page_size, kv_heads, head_dim],
+// element type `dtype`; the row of physical slot s = page * page_size + offset holds one
+// position's kv_heads * head_dim values. BF16 values are stored as is; FP8 (e4m3, OCP,
+// saturating) values are stored as e4m3(value / scale) and read back as e4m3 * scale.
+// A sequence's logical page j is block_tables[seq * max_pages + j].
+#include <cstdint>
+
+#include "kernels/cuda_stream.h"
+
+namespace nemotron::kernels {
+
+enum class KvDType { BF16, FP8_E4M3 };
+
+// Paged KV cache of one attention layer: k and v are [num_pages, page_size, kv_heads, head_dim]
+// (element type `dtype`). FP8 values are stored as e4m3(value / scale) and read back * scale.
+struct PagedKvCache {
+  void* k = nullptr;
+  void* v = nullptr;
+  KvDType dtype = KvDType::BF16;
+  int64_t num_pages = 0, page_size = 16, kv_heads = 0, head_dim = 0;
+  float k_scale = 1.0f, v_scale = 1.0f;
+};
+
+// Writes T new rows: k_new, v_new BF16 [T, kv_heads*head_dim]; row t goes to physical slot
+// slot_mapping[t] = page * page_size + offset (device int32 [T]); a slot < 0 is skipped.
+// A slot >= num_pages * page_size is skipped too (never written out of bounds).
+void kv_cache_write_cuda(const PagedKvCache& cache, const uint16_t* k_new, const uint16_t* v_new,
+                         const int32_t* slot_mapping, int64_t T, cudaStream_t stream);
+
+// Attention for T query rows from any mix of sequences (decode rows and prefill chunks):
+// query row t belongs to sequence query_seq[t] (row of block_tables, [num_seqs, max_pages]
+// page ids) and sits at absolute position query_pos[t]; it attends to that sequence's
+// positions 0..query_pos[t] (causal; the rows for them must already be in the cache, so call
+// kv_cache_write_cuda first). q BF16 [T, q_heads*head_dim]; out BF16 [T, q_heads*head_dim];
+// q head h uses kv head h / (q_heads / kv_heads); softmax(q k^T * scale) v in fp32.
+// Requirements (else nemotron::Error): head_dim % 8 == 0 and <= 256; q_heads % kv_heads == 0;
+// pointers non-null and 16-byte aligned (q, out, k, v). A row whose sequence, position or page
+// ids are out of range on the device (seq < 0, pos < 0, pos >= max_pages * page_size, page id
+// outside [0, num_pages)) never reads out of bounds: its output row becomes NaN. (query_seq is
+// not checked against the number of sequences, which the call does not know.)
+//
+// Kernel: one block per (query row, kv head, group of up to 16 q heads sharing it, split);
+// K/V tiles are staged in shared memory as fp32 (FP8 dequantized there), online softmax in
+// fp32. For small batches the context is split over several blocks (flash-decoding) whose
+// partial results are merged by a second kernel; that path takes a stream-ordered temporary
+// buffer (cudaMallocAsync / cudaFreeAsync on `stream`, capturable in CUDA graphs).
+struct PagedAttentionArgs {
+  const uint16_t* q = nullptr;
+  int64_t T = 0, q_heads = 0;
+  const int32_t* query_seq = nullptr;
+  const int32_t* query_pos = nullptr;
+  const int32_t* block_tables = nullptr;
+  int64_t max_pages = 0;
+  PagedKvCache cache;
+  float scale = 0.0f;  // 0 = 1/sqrt(head_dim)
+  uint16_t* out = nullptr;
+  // Optional host-side upper bound on query_pos[t] + 1 over the batch (0 = max_pages *
+  // page_size). Only sizes the split-K partition: a wrong bound costs speed, never results.
+  int64_t max_context = 0;
+  // Split-K: 0 = automatic, 1 = single pass (no temporary buffer), n > 1 = at most n splits.
+  int64_t num_splits = 0;
+};
+void paged_attention_cuda(const PagedAttentionArgs& args, cudaStream_t stream);
+
+}  // namespace nemotron::kernels
