@@ -12,7 +12,7 @@ pkgs=(nlohmann-json3-dev libcli11-dev
       libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3
       libgtest-dev libgmock-dev googletest
       libbenchmark-dev libbenchmark1debian
-      libcpp-httplib-dev
+      libcpp-httplib-dev libcpp-httplib0.11
       # cpp-httplib.pc requires these (pkg-config checks Requires.private too); the runtime
       # libssl/zlib of the GPU machine's own OS are used, libbrotli1 is unpacked beside.
       libssl-dev zlib1g-dev libbrotli-dev libbrotli1)

@@ -2,6 +2,7 @@
 
 #include <cctype>
 
+#include "model/cuda_model.h"
 #include "util/error.h"
 
 namespace nemotron::cli {
@@ -32,6 +33,16 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& what)
   }
   if (ids.empty()) throw Error(what + ": no token ids given");
   return ids;
+}
+
+std::string resolve_device(const std::string& requested) {
+  if (requested == "cpu") return "cpu";
+  if (requested == "cuda") {
+    if (!model::cuda_backend_available()) throw Error("--device cuda: no CUDA device (or no CUDA backend in this build)");
+    return "cuda";
+  }
+  if (!requested.empty()) throw Error("--device must be cpu or cuda, got '" + requested + "'");
+  return model::cuda_backend_available() ? "cuda" : "cpu";
 }
 
 std::string ids_json(const std::vector<int32_t>& ids) {

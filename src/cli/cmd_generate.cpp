@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <cstdio>
 
 #include "cli/args.h"
 #include "cli/command.h"
 #include "model/cpu_forward.h"
+#include "model/cuda_model.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
@@ -20,7 +22,7 @@ namespace {
 int run_generate(int argc, char** argv) {
   CLI::App app{"Greedy generation from token ids or text. Prints the generated ids (and, with a tokenizer, the "
                "text); with --json the last line is {\"ids\": [...], \"mtp_drafts\": [...]}."};
-  std::string model_dir, ids_text, prompt_text, device = "cpu", stop_text;
+  std::string model_dir, ids_text, prompt_text, device, stop_text;
   bool chat = false;
   int64_t max_tokens = 16;
   int mtp_drafts = 0;
@@ -37,9 +39,12 @@ int run_generate(int argc, char** argv) {
   app.add_option("--stop-ids", stop_text, "Stop after any of these ids (default: the config's eos_token_id, one id or a list)");
   app.add_flag("--ignore-eos", ignore_eos, "Never stop early: generate exactly --max-tokens tokens");
   app.add_flag("--json", json, "Print a JSON result line");
-  app.add_option("--device", device, "cpu")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--device", device, "cpu or cuda (default: cuda when a CUDA device is present)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   CLI11_PARSE(app, argc, argv);
-  if (device != "cpu") throw Error("--device " + device + ": only the CPU backend is available in this build");
+  device = resolve_device(device);
+  if (device == "cuda" && mtp_drafts > 0)
+    throw Error("--mtp-drafts: the MTP head runs on the CPU backend only so far; add --device cpu");
 
   if (ids_text.empty() && prompt_text.empty()) throw Error("give the prompt with --ids or --prompt");
   if (chat && prompt_text.empty()) throw Error("--chat needs --prompt");
@@ -72,17 +77,34 @@ int run_generate(int argc, char** argv) {
 
   const model::CpuModel cpu(m);
   const int64_t V = m.config.vocab_size, H = m.config.hidden_size, T = static_cast<int64_t>(prompt.size());
+  std::unique_ptr<model::CudaModel> gpu;
+  int slot = 0;
+  if (device == "cuda") {
+    model::CudaModelOptions o;
+    o.max_seqs = 1;
+    o.max_step_tokens = T;
+    o.kv_tokens = T + max_tokens;
+    gpu = std::make_unique<model::CudaModel>(m, o);
+    slot = gpu->acquire_slot();
+  }
   auto state = cpu.new_state();
+  // One step of the chosen backend: logits of the last row (and, on the CPU, the hidden rows).
+  std::vector<float> prompt_hidden;
+  auto step = [&](const int32_t* ids, int64_t n) {
+    if (gpu) return std::move(gpu->forward({{slot, ids, n, false}})[0]);
+    auto r = cpu.forward(state, ids, n, false);
+    if (prompt_hidden.empty()) prompt_hidden = r.hidden;
+    return std::move(r.logits);
+  };
   const auto t0 = std::chrono::steady_clock::now();
-  auto r = cpu.forward(state, prompt.data(), T, false);
+  std::vector<float> logits = step(prompt.data(), T);
   const auto t1 = std::chrono::steady_clock::now();
-  const std::vector<float> prompt_hidden = r.hidden;
-  std::vector<int32_t> out{model::argmax(r.logits.data(), V)};
+  std::vector<int32_t> out{model::argmax(logits.data(), V)};
   auto is_stop = [&](int32_t id) { return std::find(stop.begin(), stop.end(), id) != stop.end(); };
   while (static_cast<int64_t>(out.size()) < max_tokens && !is_stop(out.back())) {
     const int32_t tok = out.back();
-    r = cpu.forward(state, &tok, 1, false);
-    out.push_back(model::argmax(r.logits.data(), V));
+    logits = step(&tok, 1);
+    out.push_back(model::argmax(logits.data(), V));
   }
   const auto t2 = std::chrono::steady_clock::now();
 
@@ -106,9 +128,9 @@ int run_generate(int argc, char** argv) {
 
   const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
   const double decode_s = std::chrono::duration<double>(t2 - t1).count();
-  std::fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %zu tokens, %.1f tok/s decode (cpu)\n",
+  std::fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %zu tokens, %.1f tok/s decode (%s)\n",
                static_cast<long long>(T), prefill_s, T / std::max(prefill_s, 1e-9), out.size(),
-               out.size() > 1 ? (out.size() - 1) / std::max(decode_s, 1e-9) : 0.0);
+               out.size() > 1 ? (out.size() - 1) / std::max(decode_s, 1e-9) : 0.0, device.c_str());
   if (json) {
     std::printf("{\"ids\": %s, \"mtp_drafts\": %s}\n", ids_json(out).c_str(), ids_json(drafts).c_str());
   } else if (tokenizer) {

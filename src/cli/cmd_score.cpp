@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "model/cpu_forward.h"
+#include "model/cuda_model.h"
 #include "model/safetensors.h"
 #include "util/error.h"
 
@@ -16,34 +17,47 @@ namespace {
 int run_score(int argc, char** argv) {
   CLI::App app{"Compute the logits at every position of a token sequence and write them to a safetensors "
                "file as `logits` F32 [T, vocab]."};
-  std::string model_dir, ids_text, out_path, device = "cpu";
+  std::string model_dir, ids_text, out_path, device;
   int64_t chunk = 0;
   app.add_option("--model", model_dir, "Model directory (config.json + safetensors)")->required();
   app.add_option("--ids", ids_text, "Token ids, comma-separated (e.g. 5,9,13)")->required();
   app.add_option("--chunk", chunk, "Process the sequence as prefill chunks of N tokens (default: all at once; "
                                    "1 runs the decode path for every token)")->check(CLI::NonNegativeNumber);
   app.add_option("--out", out_path, "Output .safetensors file")->required();
-  app.add_option("--device", device, "cpu (the CUDA backend is not built into this command yet)")
+  app.add_option("--device", device, "cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   CLI11_PARSE(app, argc, argv);
-  if (device != "cpu") throw Error("--device " + device + ": only the CPU backend is available in this build");
+  device = resolve_device(device);
 
   const auto ids = parse_ids(ids_text, "--ids");
   const model::Model m = model::Model::load(model_dir);
-  const model::CpuModel cpu(m);
-  auto state = cpu.new_state();
   const int64_t T = static_cast<int64_t>(ids.size());
   if (chunk <= 0) chunk = T;
   std::vector<float> logits;
   logits.reserve(static_cast<std::size_t>(T * m.config.vocab_size));
-  for (int64_t s = 0; s < T; s += chunk) {
-    const int64_t n = std::min(chunk, T - s);
-    auto r = cpu.forward(state, ids.data() + s, n, true);
-    logits.insert(logits.end(), r.logits.begin(), r.logits.end());
+  if (device == "cuda") {
+    model::CudaModelOptions o;
+    o.max_seqs = 1;
+    o.max_step_tokens = std::min(chunk, T);
+    o.kv_tokens = T;
+    model::CudaModel gpu(m, o);
+    const int slot = gpu.acquire_slot();
+    for (int64_t s = 0; s < T; s += chunk) {
+      auto r = gpu.forward({{slot, ids.data() + s, std::min(chunk, T - s), true}});
+      logits.insert(logits.end(), r[0].begin(), r[0].end());
+    }
+  } else {
+    const model::CpuModel cpu(m);
+    auto state = cpu.new_state();
+    for (int64_t s = 0; s < T; s += chunk) {
+      const int64_t n = std::min(chunk, T - s);
+      auto r = cpu.forward(state, ids.data() + s, n, true);
+      logits.insert(logits.end(), r.logits.begin(), r.logits.end());
+    }
   }
   model::write_safetensors(out_path, {model::make_f32_tensor("logits", {T, m.config.vocab_size}, logits)});
-  std::fprintf(stderr, "wrote logits [%lld, %lld] to %s\n", static_cast<long long>(T),
-               static_cast<long long>(m.config.vocab_size), out_path.c_str());
+  std::fprintf(stderr, "wrote logits [%lld, %lld] (%s) to %s\n", static_cast<long long>(T),
+               static_cast<long long>(m.config.vocab_size), device.c_str(), out_path.c_str());
   return 0;
 }
 

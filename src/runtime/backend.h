@@ -32,3 +32,18 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend(const model::Model& model);
 
 }  // namespace nemotron::runtime
+
+namespace nemotron::runtime {
+
+struct CudaBackendOptions {
+  int max_seqs = 8;
+  int64_t max_step_tokens = 512;
+  int64_t kv_tokens = 65536;
+  bool kv_fp8 = false;
+};
+
+// The model on the first CUDA device (model/cuda_model.h). Throws nemotron::Error when the
+// build has no CUDA backend or no device is present.
+std::unique_ptr<Backend> make_cuda_backend(const model::Model& model, const CudaBackendOptions& options);
+
+}  // namespace nemotron::runtime

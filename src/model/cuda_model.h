@@ -1,0 +1,63 @@
+#pragma once
+// The model on one CUDA device: weights uploaded in their checkpoint format (NVFP4 stays
+// 4-bit), BF16 activations with an fp32 residual stream, per-sequence state slots (fp32 conv
+// windows and SSM states) and a paged KV cache. One forward call runs a batch of sequence
+// chunks (prefill chunks and decode tokens mixed), like CpuModel::forward_batch, and is
+// tested against it and against the transformers fixtures.
+//
+// Built only with the CUDA backend (NEMOTRON_HAVE_CUDA); cuda_backend_available() says so
+// at run time.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/weights.h"
+
+namespace nemotron::model {
+
+bool cuda_backend_available();
+
+struct CudaModelOptions {
+  int device = 0;
+  int max_seqs = 8;                 // state slots
+  int64_t max_step_tokens = 2048;   // rows of one forward call
+  int64_t kv_tokens = 65536;        // KV positions (all sequences together), in pages of 16
+  bool kv_fp8 = false;              // FP8 E4M3 KV cache (scale 1) instead of BF16
+  bool verbose = true;              // print upload progress and bandwidth
+};
+
+// One sequence's part of a step: `T` tokens for the sequence in state slot `slot`.
+struct CudaChunk {
+  int slot = 0;
+  const int32_t* ids = nullptr;
+  int64_t T = 0;
+  bool all_logits = false;          // logits for every row, or the last one only
+};
+
+class CudaModel {
+ public:
+  CudaModel(const Model& model, const CudaModelOptions& options);
+  ~CudaModel();
+  CudaModel(const CudaModel&) = delete;
+  CudaModel& operator=(const CudaModel&) = delete;
+
+  const Model& model() const;
+  // A fresh sequence: zeroed state slot, empty KV. Throws when all slots are in use.
+  int acquire_slot();
+  void release_slot(int slot);
+  int64_t position(int slot) const;  // tokens processed so far
+
+  // Runs the chunks (distinct slots) and returns each chunk's logits (fp32 [rows, V]) on the
+  // host. Throws nemotron::Error on invalid input (bad ids, too many rows, KV exhausted).
+  std::vector<std::vector<float>> forward(const std::vector<CudaChunk>& chunks);
+
+  double upload_seconds() const;     // weight upload time
+  int64_t weight_bytes() const;      // bytes resident on the device
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nemotron::model
