@@ -36,8 +36,6 @@ int run_serve(int argc, char** argv) {
                  "Model name clients use (default: the model directory's name)");
   CLI11_PARSE(app, argc, argv);
   server::finish_service_flags(flags);
-  if (flags.config.plan.device != "cpu")
-    throw Error("--device " + flags.config.plan.device + ": only the CPU backend is available in this build");
   http.threads = std::max(64, 2 * flags.config.plan.max_num_seqs + 16);
 
   // Every thread started from here on inherits this mask; one thread takes the signals.

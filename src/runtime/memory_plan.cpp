@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kernels/device_info.h"
 #include "util/error.h"
 
 namespace nemotron::runtime {
@@ -39,22 +40,24 @@ int64_t available_system_memory() {
 
 MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   const auto& c = m.config;
-  if (req.device != "cpu") throw Error("--device " + req.device + ": the memory planner knows the CPU backend only");
+  if (req.device != "cpu" && req.device != "cuda") throw Error("--device must be cpu or cuda, got '" + req.device + "'");
   if (req.max_num_seqs < 1) throw Error("--max-num-seqs must be at least 1");
   if (req.max_step_tokens < 1) throw Error("--max-step-tokens must be at least 1");
   if (req.max_model_len < 0) throw Error("--max-model-len must be positive");
   if (req.device == "cpu" && req.kv_cache_dtype != "auto" && req.kv_cache_dtype != "fp32")
     throw Error("--kv-cache-dtype " + req.kv_cache_dtype + ": the CPU backend keeps the KV cache in fp32");
+  if (req.device == "cuda" && req.kv_cache_dtype == "fp32")
+    throw Error("--kv-cache-dtype fp32: the CUDA backend keeps the KV cache in bf16 or fp8");
   MemoryPlan p;
   p.device = req.device;
   p.max_num_seqs = req.max_num_seqs;
   p.max_step_tokens = req.max_step_tokens;
-  p.kv_cache_dtype = req.device == "cpu" ? "fp32" : req.kv_cache_dtype;
+  p.kv_cache_dtype = req.device == "cpu" ? "fp32" : (req.kv_cache_dtype == "auto" ? "bf16" : req.kv_cache_dtype);
   const int64_t kv_elem = kv_element_bytes(req.device, req.kv_cache_dtype);
 
   p.weight_bytes = static_cast<int64_t>(m.checkpoint.total_bytes());
   const int64_t mamba = c.count(model::LayerKind::Mamba);
-  // The CPU backend keeps conv windows and SSM states in fp32.
+  // Both backends keep conv windows and SSM states in fp32.
   p.state_slot_bytes = mamba * 4 * (c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size +
                                     (c.conv_kernel - 1) * c.conv_dim());
   p.state_bytes = p.state_slot_bytes * req.max_num_seqs;
@@ -76,6 +79,13 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   if (req.memory_gib) {
     if (!(*req.memory_gib > 0)) throw Error("--memory must be a positive number of GiB");
     p.budget_bytes = static_cast<int64_t>(*req.memory_gib * kGiB);
+  } else if (req.device == "cuda") {
+    kernels::DeviceInfo info;
+    std::string error;
+    if (!kernels::cuda_device_info(0, &info, &error)) throw Error("--device cuda: " + error);
+    // Leave 5% (at least 1 GiB) for the CUDA context, cuBLAS-free kernels' scratch and others.
+    const auto free_b = static_cast<int64_t>(info.free_memory_bytes);
+    p.budget_bytes = free_b - std::max<int64_t>(static_cast<int64_t>(kGiB), free_b / 20);
   } else {
     const int64_t avail = available_system_memory();
     if (avail <= 0) throw Error("cannot read available memory from /proc/meminfo; pass --memory GiB");

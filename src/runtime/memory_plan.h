@@ -14,7 +14,7 @@
 namespace nemotron::runtime {
 
 struct MemoryPlanRequest {
-  std::string device = "cpu";          // "cpu" (the CUDA backend plans with its own sizes)
+  std::string device = "cpu";          // "cpu" or "cuda" (budget: the device's free memory)
   int max_num_seqs = 8;                // concurrent sequences = state slots
   int64_t max_model_len = 0;           // prompt + generated tokens per sequence; 0 = derive
   int64_t max_step_tokens = 512;       // token budget of one engine step

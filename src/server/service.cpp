@@ -49,7 +49,18 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   s->plan_ = runtime::plan_memory(*s->model_, config.plan);
   log << s->plan_.describe();
   log.flush();
-  s->engine_ = std::make_unique<runtime::Engine>(runtime::make_cpu_backend(*s->model_), s->plan_.engine_options());
+  std::unique_ptr<runtime::Backend> backend;
+  if (s->plan_.device == "cuda") {
+    runtime::CudaBackendOptions o;
+    o.max_seqs = s->plan_.max_num_seqs;
+    o.max_step_tokens = s->plan_.max_step_tokens;
+    o.kv_tokens = s->plan_.kv_token_capacity;
+    o.kv_fp8 = s->plan_.kv_cache_dtype == "fp8";
+    backend = runtime::make_cuda_backend(*s->model_, o);
+  } else {
+    backend = runtime::make_cpu_backend(*s->model_);
+  }
+  s->engine_ = std::make_unique<runtime::Engine>(std::move(backend), s->plan_.engine_options());
   s->metrics_ = std::make_unique<Metrics>(s->name_);
   return s;
 }

@@ -30,7 +30,7 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8"}));
   app.add_option("--memory", f.memory_gib, "Memory budget in GiB (default: available memory minus a margin)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--device", f.config.plan.device, "Device: cpu")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--device", f.config.plan.device, "Device: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
 // Call after parsing.

@@ -78,6 +78,24 @@ TEST(MemoryPlan, InvalidFlags) {
   EXPECT_THROW(plan_memory(model(), r), Error);
 }
 
+TEST(MemoryPlan, CudaPlanUsesDeviceDtypes) {
+  MemoryPlanRequest r;
+  r.device = "cuda";
+  r.max_num_seqs = 2;
+  r.max_model_len = 1000;
+  r.memory_gib = 1.0;  // explicit budget: no device needed to plan
+  const auto p = plan_memory(model(), r);
+  EXPECT_EQ(p.kv_cache_dtype, "bf16");
+  EXPECT_EQ(p.kv_bytes_per_token, 2 * 2 * model().config.kv_dim() * 2);
+  r.kv_cache_dtype = "fp8";
+  EXPECT_EQ(plan_memory(model(), r).kv_bytes_per_token, 2 * 2 * model().config.kv_dim() * 1);
+  r.kv_cache_dtype = "fp32";
+  EXPECT_THROW(plan_memory(model(), r), Error);
+  r.kv_cache_dtype = "auto";
+  r.device = "tpu";
+  EXPECT_THROW(plan_memory(model(), r), Error);
+}
+
 TEST(MemoryPlan, DefaultBudgetIsAvailableMemoryMinusMargin) {
   MemoryPlanRequest r;
   r.max_model_len = 2048;
