@@ -9,6 +9,8 @@
 //   usage: bench_attention_cuda
 #include <cuda_runtime.h>
 
+#include "bench_util.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -25,14 +27,6 @@ namespace {
 
 using nemotron::kernels::KvDType;
 
-#define CHECK(expr)                                                                           \
-  do {                                                                                        \
-    const cudaError_t e_ = (expr);                                                            \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
 
 constexpr int64_t kQHeads = 32, kKvHeads = 2, kDim = 128, kPage = 16;
 
@@ -103,32 +97,7 @@ double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t split
   };
   for (int i = 0; i < copies; ++i) run(i);  // warm-up
   CHECK(cudaStreamSynchronize(st));
-  constexpr int kLaunches = 50;
-  cudaGraph_t g;
-  cudaGraphExec_t ge;
-  CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < kLaunches; ++i) run(i % copies);
-  CHECK(cudaStreamEndCapture(st, &g));
-  CHECK(cudaGraphInstantiate(&ge, g, 0));
-  CHECK(cudaGraphLaunch(ge, st));
-  cudaEvent_t e0, e1;
-  CHECK(cudaEventCreate(&e0));
-  CHECK(cudaEventCreate(&e1));
-  std::vector<float> ms;
-  for (int r = 0; r < 9; ++r) {
-    CHECK(cudaEventRecord(e0, st));
-    CHECK(cudaGraphLaunch(ge, st));
-    CHECK(cudaEventRecord(e1, st));
-    CHECK(cudaEventSynchronize(e1));
-    float m = 0;
-    CHECK(cudaEventElapsedTime(&m, e0, e1));
-    ms.push_back(m / kLaunches);
-  }
-  std::sort(ms.begin(), ms.end());
-  CHECK(cudaGraphExecDestroy(ge));
-  CHECK(cudaGraphDestroy(g));
-  CHECK(cudaEventDestroy(e0));
-  CHECK(cudaEventDestroy(e1));
+  const double ms = nemotron::bench::median_launch_ms(st, 50, [&](int i) { run(i % copies); });
   CHECK(cudaStreamDestroy(st));
   for (int i = 0; i < copies; ++i) {
     CHECK(cudaFree(kd[i]));
@@ -138,7 +107,7 @@ double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t split
                   static_cast<void*>(dq), static_cast<void*>(dout)})
     CHECK(cudaFree(p));
   *kv_bytes = 2.0 * static_cast<double>(batch * ctx * kKvHeads * kDim) * static_cast<double>(elem);
-  return ms[ms.size() / 2] * 1e-3;
+  return ms * 1e-3;
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 //   usage: bench_gemv_cuda [T ...]     (default T = 1 and 8)
 #include <cuda_runtime.h>
 
+#include "bench_util.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -22,14 +24,6 @@ using nemotron::kernels::LinearCudaArgs;
 using nemotron::kernels::OutType;
 using nemotron::kernels::WeightFormat;
 
-#define CHECK(expr)                                                                           \
-  do {                                                                                        \
-    const cudaError_t e_ = (expr);                                                            \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
 
 struct Shape {
   const char* name;
@@ -70,33 +64,9 @@ double bench(const Shape& s, const nemotron::testing::HostWeight& hw, int64_t T)
     return a;
   };
   for (int i = 0; i < copies; ++i) nemotron::kernels::linear_cuda(args(i), st);  // warm-up
-  constexpr int kLaunches = 50;
-  cudaGraph_t g;
-  cudaGraphExec_t ge;
-  CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < kLaunches; ++i) nemotron::kernels::linear_cuda(args(i % copies), st);
-  CHECK(cudaStreamEndCapture(st, &g));
-  CHECK(cudaGraphInstantiate(&ge, g, 0));
-  CHECK(cudaGraphLaunch(ge, st));
-  cudaEvent_t e0, e1;
-  CHECK(cudaEventCreate(&e0));
-  CHECK(cudaEventCreate(&e1));
-  std::vector<float> ms;
-  for (int r = 0; r < 9; ++r) {
-    CHECK(cudaEventRecord(e0, st));
-    CHECK(cudaGraphLaunch(ge, st));
-    CHECK(cudaEventRecord(e1, st));
-    CHECK(cudaEventSynchronize(e1));
-    float m = 0;
-    CHECK(cudaEventElapsedTime(&m, e0, e1));
-    ms.push_back(m / kLaunches);
-  }
-  std::sort(ms.begin(), ms.end());
-  const double t = ms[ms.size() / 2] * 1e-3;
-  CHECK(cudaGraphExecDestroy(ge));
-  CHECK(cudaGraphDestroy(g));
-  CHECK(cudaEventDestroy(e0));
-  CHECK(cudaEventDestroy(e1));
+  const double t = nemotron::bench::median_launch_ms(
+                       st, 50, [&](int i) { nemotron::kernels::linear_cuda(args(i % copies), st); }) *
+                   1e-3;
   CHECK(cudaStreamDestroy(st));
   for (int i = 0; i < copies; ++i) {
     CHECK(cudaFree(wd[i]));
