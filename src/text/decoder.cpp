@@ -118,17 +118,7 @@ class Replace : public Decoder {
  public:
   Replace(std::unique_ptr<Regex> re, std::string content) : re_(std::move(re)), content_(std::move(content)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
-    for (std::string& t : tokens) {
-      std::string out;
-      std::size_t prev = 0;
-      re_->find_all(t, [&](std::size_t s, std::size_t e) {
-        out.append(t, prev, s - prev);
-        out += content_;
-        prev = e;
-      });
-      out.append(t, prev, std::string::npos);
-      t = std::move(out);
-    }
+    for (std::string& t : tokens) t = re_->replace_all(t, content_);
   }
 
  private:

@@ -28,17 +28,7 @@ class Lowercase : public Normalizer {
 class Replace : public Normalizer {
  public:
   Replace(std::unique_ptr<Regex> re, std::string content) : re_(std::move(re)), content_(std::move(content)) {}
-  void normalize(std::string& t) const override {
-    std::string out;
-    std::size_t prev = 0;
-    re_->find_all(t, [&](std::size_t s, std::size_t e) {
-      out.append(t, prev, s - prev);
-      out += content_;
-      prev = e;
-    });
-    out.append(t, prev, std::string::npos);
-    t = std::move(out);
-  }
+  void normalize(std::string& t) const override { t = re_->replace_all(t, content_); }
 
  private:
   std::unique_ptr<Regex> re_;

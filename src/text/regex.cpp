@@ -108,6 +108,18 @@ void Regex::find_all(std::string_view subject,
   }
 }
 
+std::string Regex::replace_all(std::string_view subject, std::string_view content) const {
+  std::string out;
+  std::size_t prev = 0;
+  find_all(subject, [&](std::size_t s, std::size_t e) {
+    out.append(subject.substr(prev, s - prev));
+    out.append(content);
+    prev = e;
+  });
+  out.append(subject.substr(prev));
+  return out;
+}
+
 std::vector<std::pair<std::size_t, std::size_t>> Regex::find_all(std::string_view subject) const {
   std::vector<std::pair<std::size_t, std::size_t>> out;
   find_all(subject, [&](std::size_t s, std::size_t e) { out.emplace_back(s, e); });

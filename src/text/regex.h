@@ -28,6 +28,9 @@ class Regex {
                 const std::function<void(std::size_t, std::size_t)>& fn) const;
   std::vector<std::pair<std::size_t, std::size_t>> find_all(std::string_view subject) const;
 
+  // `subject` with every match (as find_all) replaced by `content` (taken literally).
+  std::string replace_all(std::string_view subject, std::string_view content) const;
+
   // True if the pattern matches starting exactly at `pos` (anchored there).
   bool matches_at(std::string_view subject, std::size_t pos, std::size_t* end = nullptr) const;
 
