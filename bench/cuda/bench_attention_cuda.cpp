@@ -113,19 +113,7 @@ double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t split
 }  // namespace
 
 int main() {
-  nemotron::kernels::DeviceInfo info;
-  std::string err;
-  if (!nemotron::kernels::cuda_device_info(0, &info, &err)) {
-    std::fprintf(stderr, "no device: %s\n", err.c_str());
-    return 1;
-  }
-  double copy = 0;
-  if (!nemotron::kernels::cuda_measure_copy_bandwidth(0, std::size_t{1} << 30, 20, &copy, &err)) {
-    std::fprintf(stderr, "copy bandwidth: %s\n", err.c_str());
-    return 1;
-  }
-  std::printf("device: %s (sm_%d%d, %d SMs), copy bandwidth %.0f GB/s (read+write)\n\n", info.name.c_str(),
-              info.sm_major, info.sm_minor, info.multiprocessors, copy);
+  const double copy = nemotron::bench::print_device_header();
   std::printf("decode, 32 q / 2 kv heads, head_dim 128, page 16\n\n");
   std::printf("| kv | context | batch | splits | KV MB | us | GB/s | %% of copy |\n|---|---|---|---|---|---|---|---|\n");
   for (KvDType dt : {KvDType::BF16, KvDType::FP8_E4M3})

@@ -86,19 +86,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> Ts;
   for (int i = 1; i < argc; ++i) Ts.push_back(std::atoll(argv[i]));
   if (Ts.empty()) Ts = {1, 8};
-  nemotron::kernels::DeviceInfo info;
-  std::string err;
-  if (!nemotron::kernels::cuda_device_info(0, &info, &err)) {
-    std::fprintf(stderr, "no device: %s\n", err.c_str());
-    return 1;
-  }
-  double copy = 0;
-  if (!nemotron::kernels::cuda_measure_copy_bandwidth(0, std::size_t{1} << 30, 20, &copy, &err)) {
-    std::fprintf(stderr, "copy bandwidth: %s\n", err.c_str());
-    return 1;
-  }
-  std::printf("device: %s (sm_%d%d, %d SMs), copy bandwidth %.0f GB/s (read+write)\n\n", info.name.c_str(),
-              info.sm_major, info.sm_minor, info.multiprocessors, copy);
+  const double copy = nemotron::bench::print_device_header();
   const Shape shapes[] = {{"nano.in_proj", 10304, 2688, OutType::BF16},
                           {"nano.out_proj", 2688, 4096, OutType::BF16},
                           {"nano.expert_up", 1856, 2688, OutType::BF16},

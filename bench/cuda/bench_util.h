@@ -6,7 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 #include <vector>
+
+#include "kernels/device_info.h"
 
 #define CHECK(expr)                                                                           \
   do {                                                                                        \
@@ -18,6 +21,25 @@
   } while (0)
 
 namespace nemotron::bench {
+
+// Prints the device line every CUDA bench starts with and returns the copy bandwidth (GB/s,
+// read + write) measured now; exits when there is no device.
+inline double print_device_header() {
+  kernels::DeviceInfo info;
+  std::string err;
+  if (!kernels::cuda_device_info(0, &info, &err)) {
+    std::fprintf(stderr, "no device: %s\n", err.c_str());
+    std::exit(1);
+  }
+  double copy = 0;
+  if (!kernels::cuda_measure_copy_bandwidth(0, std::size_t{1} << 30, 20, &copy, &err)) {
+    std::fprintf(stderr, "copy bandwidth: %s\n", err.c_str());
+    std::exit(1);
+  }
+  std::printf("device: %s (sm_%d%d, %d SMs), copy bandwidth %.0f GB/s (read+write)\n\n", info.name.c_str(),
+              info.sm_major, info.sm_minor, info.multiprocessors, copy);
+  return copy;
+}
 
 // Captures `launches` calls of launch(i) into a CUDA graph on `st`, replays it once to warm
 // up, then 9 times timed with events; returns the median time of one launch, in ms.

@@ -455,11 +455,19 @@ std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>&
     // Pages for positions pos .. pos+T-1.
     auto& pg = s.pages[ch.slot];
     const int64_t end = s.pos[ch.slot] + ch.T;
+    const std::size_t first_new = pg.size();
     while (static_cast<int64_t>(pg.size()) * kPage < end) {
       if (s.free_pages.empty()) throw Error("CUDA model: the KV cache is full");
       pg.push_back(s.free_pages.back());
       s.free_pages.pop_back();
       s.block_tables_host[static_cast<std::size_t>(ch.slot * s.num_pages) + pg.size() - 1] = pg.back();
+    }
+    // Pages are only appended: upload just this slot's new block-table entries.
+    if (pg.size() > first_new) {
+      const std::size_t at = static_cast<std::size_t>(ch.slot * s.num_pages) + first_new;
+      check(cudaMemcpyAsync(s.block_tables + at, s.block_tables_host.data() + at, (pg.size() - first_new) * 4,
+                            cudaMemcpyHostToDevice, st),
+            "block table");
     }
     for (int64_t t = 0; t < ch.T; ++t) {
       const int64_t p = s.pos[ch.slot] + t;
@@ -483,7 +491,6 @@ std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>&
   up(s.d_cu, cu);
   up(s.d_slots, slots);
   up(s.d_logit_rows, logit_rows);
-  up(s.block_tables, s.block_tables_host);
 
   auto linear = [&](const LinearWeight& w, const uint16_t* xin, int64_t rows, void* out, OutType t = OutType::BF16) {
     LinearCudaArgs a;
