@@ -1,11 +1,21 @@
 // POST /v1/chat/completions and POST /v1/completions: typed request -> prompt -> one engine
 // request per choice -> output pipelines -> one JSON response, or SSE chunks written from
-// httplib's chunked content provider. A failed write (client gone) cancels every engine
-// request of the response; so does server shutdown.
+// httplib's chunked content provider. A client gone (a failed write, or the peer's FIN/RST
+// seen on the connection: PeerSocket) cancels every engine request of the response; so does
+// server shutdown.
+//
+// Non-streaming responses are written only once the result is known: the handler waits for
+// every choice, checking the connection for a close every kDisconnectCheck, then sets the
+// status and body as a plain response. So a failure after generation started (a choice
+// finishing with "error") still gets its true status (500 + OpenAI error body), and a
+// disconnected client is noticed without writing anything to it. The abandoned request is
+// answered 499 (nginx's "client closed request"; the write goes nowhere but the status is
+// counted in nemotron:http_requests_total).
 #include <ctime>
 
 #include "server/http_internal.h"
 #include "server/openai_format.h"
+#include "server/peer_socket.h"
 #include "server/session.h"
 #include "util/error.h"
 
@@ -13,6 +23,8 @@ namespace nemotron::server {
 namespace {
 
 using namespace std::chrono_literals;
+
+constexpr auto kDisconnectCheck = 100ms;
 
 // The choices of one response: the session and one pipeline per choice.
 struct Job {
@@ -104,10 +116,22 @@ Json final_response(Job& job) {
   return body;
 }
 
-void run_to_end(Job& job) {
+// Every choice to its end; false (everything cancelled) when the client went away first.
+// The check is timed, not tied to pump timeouts: events may arrive without a pause.
+bool run_to_end(Job& job, const PeerSocket& peer) {
   int choice = 0;
   PipelineOutput out;
-  while (!job.done()) job.pump(choice, out, 200ms);
+  auto next_check = Clock::now() + kDisconnectCheck;
+  while (!job.done()) {
+    job.pump(choice, out, kDisconnectCheck);
+    if (Clock::now() < next_check) continue;
+    if (peer.closed()) {
+      job.abandon();
+      return false;
+    }
+    next_check = Clock::now() + kDisconnectCheck;
+  }
+  return true;
 }
 
 // Chunks for one pipeline output of choice `c`.
@@ -148,10 +172,11 @@ std::vector<Json> stream_chunks(Job& job, int c, PipelineOutput& out, std::vecto
   return chunks;
 }
 
-void respond(std::shared_ptr<Job> job, httplib::Response& res) {
+void respond(std::shared_ptr<Job> job, const httplib::Request& req, httplib::Response& res) {
+  const PeerSocket peer = PeerSocket::find(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
   if (!job->stream) {
-    run_to_end(*job);
-    send_json(res, 200, final_response(*job));
+    if (run_to_end(*job, peer)) send_json(res, 200, final_response(*job));
+    else send_error(res, ApiError(499, "The client closed the connection", "", "client_closed_request"));
     return;
   }
   res.status = 200;
@@ -159,7 +184,7 @@ void respond(std::shared_ptr<Job> job, httplib::Response& res) {
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [job](size_t, httplib::DataSink& sink) {
+      [job, peer](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         auto fail = [&] {
           job->abandon();
@@ -181,7 +206,7 @@ void respond(std::shared_ptr<Job> job, httplib::Response& res) {
           int c = 0;
           PipelineOutput out;
           if (!job->pump(c, out, 200ms)) {
-            if (!sink.is_writable()) return fail();
+            if (!sink.is_writable() || peer.closed()) return fail();
             continue;
           }
           for (const Json& ch : stream_chunks(*job, c, out, offsets))
@@ -228,7 +253,7 @@ void handle_chat(HttpServer::State& state, ModelService& service, const httplib:
   job->stream = r.gen.stream;
   job->include_usage = r.gen.include_usage;
   submit_or_400(*job, prompt.ids, r.gen, max_tokens, service.chat_pipeline(r, prompt));
-  respond(job, res);
+  respond(job, req, res);
 }
 
 void handle_completion(HttpServer::State& state, ModelService& service, const httplib::Request& req,
@@ -247,7 +272,7 @@ void handle_completion(HttpServer::State& state, ModelService& service, const ht
   job->include_usage = r.gen.include_usage;
   if (r.echo) job->echo = r.prompt_is_ids ? service.tokenizer().decode(prompt) : r.prompt_text;
   submit_or_400(*job, prompt, r.gen, max_tokens, service.completion_pipeline(r));
-  respond(job, res);
+  respond(job, req, res);
 }
 
 }  // namespace nemotron::server
