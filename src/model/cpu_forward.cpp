@@ -1,7 +1,9 @@
 #include "model/cpu_forward.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
+#include <utility>
 
 #include "kernels/attention.h"
 #include "kernels/linear.h"
@@ -17,7 +19,13 @@ using kernels::linear_cpu;
 
 namespace {
 
+// The innermost live LinearInputScope's observer on this thread (see cpu_forward.h).
+thread_local const LinearInputObserver* t_linear_input_observer = nullptr;
+// The innermost live RoutingScope's hook on this thread.
+thread_local const RoutingHook* t_routing_hook = nullptr;
+
 std::vector<float> apply(const Linear& L, const std::vector<float>& x, int64_t T) {
+  if (t_linear_input_observer) (*t_linear_input_observer)(L, x.data(), T);
   std::vector<float> y(static_cast<std::size_t>(T * L.w.out));
   linear_cpu(L.w, x.data(), T, y.data());
   return y;
@@ -90,7 +98,38 @@ std::vector<float> attention_mixer(const Config& c, const AttentionWeights& w, c
   return apply(w.o, o, R);
 }
 
-std::vector<float> moe_mixer(const Config& c, const MoEWeights& w, const std::vector<float>& u, int64_t T) {
+// RoutingHook: reports the block's own routing, then replaces it when forced (see cpu_forward.h).
+void apply_routing_hook(int block, const kernels::RouterParams& rp, const float* logits, const float* bias,
+                        int64_t T, int32_t* ids, float* gates) {
+  const RoutingHook& hook = *t_routing_hook;
+  const int64_t E = rp.experts, k = rp.top_k;
+  std::vector<float> s(static_cast<std::size_t>(T * E));
+  for (int64_t i = 0; i < T * E; ++i) s[i] = 1.0f / (1.0f + std::exp(-logits[i]));
+  if (hook.observe) {
+    std::vector<float> sel(s);
+    for (int64_t i = 0; i < T * E; ++i) sel[i] += bias ? bias[i % E] : 0.0f;
+    hook.observe(block, T, sel.data(), ids);
+  }
+  const int32_t* forced = hook.force ? hook.force(block, T) : nullptr;
+  if (!forced) return;
+  for (int64_t t = 0; t < T; ++t) {
+    float sum = 0.0f;
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t e = forced[t * k + j];
+      if (e < 0 || e >= E) throw Error("routing override: expert id " + std::to_string(e) + " outside [0, " + std::to_string(E) + ")");
+      ids[t * k + j] = e;
+      gates[t * k + j] = s[t * E + e];
+      sum += gates[t * k + j];
+    }
+    for (int64_t j = 0; j < k; ++j) {
+      if (rp.norm_topk_prob) gates[t * k + j] /= (sum + 1e-20f);
+      gates[t * k + j] *= rp.routed_scaling_factor;
+    }
+  }
+}
+
+std::vector<float> moe_mixer(const Config& c, const MoEWeights& w, const std::vector<float>& u, int64_t T,
+                             int block) {
   const int64_t H = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   const int64_t Din = c.expert_input_dim();
   const std::vector<float> logits = apply(w.gate, u, T);  // fp32 router logits [T, E]
@@ -100,6 +139,7 @@ std::vector<float> moe_mixer(const Config& c, const MoEWeights& w, const std::ve
   std::vector<float> gates(T * k);
   for (int64_t t = 0; t < T; ++t)
     kernels::route_topk_cpu(logits.data() + t * E, w.gate_bias.data(), rp, ids.data() + t * k, gates.data() + t * k);
+  if (t_routing_hook) apply_routing_hook(block, rp, logits.data(), w.gate_bias.data(), T, ids.data(), gates.data());
 
   const std::vector<float> r = c.moe_latent_size > 0 ? apply(w.fc1_latent, u, T) : u;  // [T, Din]
   // Group the (token, slot) pairs by expert and run each expert once over its tokens.
@@ -157,6 +197,16 @@ BlockCache empty_cache(const Config& c, LayerKind kind) {
 
 }  // namespace
 
+LinearInputScope::LinearInputScope(LinearInputObserver fn) : fn_(std::move(fn)), prev_(t_linear_input_observer) {
+  t_linear_input_observer = &fn_;
+}
+
+LinearInputScope::~LinearInputScope() { t_linear_input_observer = prev_; }
+
+RoutingScope::RoutingScope(RoutingHook hook) : hook_(std::move(hook)), prev_(t_routing_hook) { t_routing_hook = &hook_; }
+
+RoutingScope::~RoutingScope() { t_routing_hook = prev_; }
+
 int32_t argmax(const float* v, int64_t n) {
   int64_t best = 0;
   for (int64_t i = 1; i < n; ++i)
@@ -176,8 +226,8 @@ SequenceState CpuModel::new_mtp_state() const {
   return s;
 }
 
-void CpuModel::run_block(const BlockWeights& b, const std::vector<Segment>& segs, std::vector<float>& x,
-                         int64_t R) const {
+void CpuModel::run_block(const BlockWeights& b, int index, const std::vector<Segment>& segs,
+                         std::vector<float>& x, int64_t R) const {
   const Config& c = model_.config;
   const int64_t H = c.hidden_size;
   std::vector<float> u(R * H);
@@ -188,7 +238,7 @@ void CpuModel::run_block(const BlockWeights& b, const std::vector<Segment>& segs
   switch (b.kind) {
     case LayerKind::Mamba: y = mamba_mixer(c, b.mamba, rows, u, R); break;
     case LayerKind::Attention: y = attention_mixer(c, b.attn, rows, u, R); break;
-    case LayerKind::MoE: y = moe_mixer(c, b.moe, u, R); break;
+    case LayerKind::MoE: y = moe_mixer(c, b.moe, u, R, index); break;
     case LayerKind::MLP: y = mlp_mixer(b.mlp, u, R); break;
   }
   for (int64_t i = 0; i < R * H; ++i) x[i] += y[i];
@@ -263,7 +313,7 @@ std::vector<ForwardResult> CpuModel::forward_batch(const std::vector<SequenceChu
       segs[i] = {&chunks[i].state->blocks[l], row, chunks[i].T, chunks[i].state->pos};
       row += chunks[i].T;
     }
-    run_block(w.blocks[l], segs, x, R);
+    run_block(w.blocks[l], static_cast<int>(l), segs, x, R);
     if (observer) observer(static_cast<int>(l) + 1, x);
   }
   auto out = heads(x, segs, all_logits, w.norm_f);
@@ -295,7 +345,7 @@ ForwardResult CpuModel::mtp_forward(SequenceState& state, const int32_t* next_id
   }
   std::vector<float> x = apply(m.eh_proj, cat, T);
   for (std::size_t j = 0; j < m.blocks.size(); ++j)
-    run_block(m.blocks[j], {{&state.blocks[j], 0, T, state.pos}}, x, T);
+    run_block(m.blocks[j], static_cast<int>(c.layers.size() + j), {{&state.blocks[j], 0, T, state.pos}}, x, T);
   auto out = heads(x, {{nullptr, 0, T, state.pos}}, {all_logits}, m.final_norm);
   state.pos += T;
   return std::move(out[0]);

@@ -28,6 +28,47 @@ struct SequenceState {
 // num_layers + 1 = after norm_f. Used by tests to compare every layer with the reference.
 using HiddenObserver = std::function<void(int index, const std::vector<float>& rows)>;
 
+// Calibration hook (`nemotron quantize`): while a LinearInputScope lives, every linear the
+// CPU reference applies on the constructing thread (trunk and MTP blocks, eh_proj, router
+// gate; not lm_head) reports its module and its fp32 input rows x [rows, in] to it. Scopes nest.
+using LinearInputObserver = std::function<void(const Linear& layer, const float* x, int64_t rows)>;
+class LinearInputScope {
+ public:
+  explicit LinearInputScope(LinearInputObserver fn);
+  ~LinearInputScope();
+  LinearInputScope(const LinearInputScope&) = delete;
+  LinearInputScope& operator=(const LinearInputScope&) = delete;
+
+ private:
+  LinearInputObserver fn_;
+  const LinearInputObserver* prev_;
+};
+
+// Test hook (routing-aware comparison of other engines with this reference: random routers
+// have near-ties that lower-precision activations may break the other way). While a
+// RoutingScope lives, every MoE block the CPU reference runs on the constructing thread
+// (trunk block l has index l, MTP block j has index config.layers.size() + j) calls
+//   observe(block, rows, scores [rows, E], own [rows, k]): scores = sigmoid(logit) + bias,
+//     the selection scores before group masking; own = its own route_topk_cpu choice;
+//   force(block, rows): nullptr keeps its own choice, else ids [rows, k] to route to instead.
+//     Forced experts are weighted by their own sigmoid scores, normalized and scaled as
+//     route_topk_cpu does. A forced id outside [0, E) is an Error. Scopes nest.
+struct RoutingHook {
+  std::function<void(int block, int64_t rows, const float* scores, const int32_t* own)> observe;
+  std::function<const int32_t*(int block, int64_t rows)> force;
+};
+class RoutingScope {
+ public:
+  explicit RoutingScope(RoutingHook hook);
+  ~RoutingScope();
+  RoutingScope(const RoutingScope&) = delete;
+  RoutingScope& operator=(const RoutingScope&) = delete;
+
+ private:
+  RoutingHook hook_;
+  const RoutingHook* prev_;
+};
+
 struct ForwardResult {
   std::vector<float> logits;  // [rows, V]: every position, or the last one only
   std::vector<float> hidden;  // [T, H] after the final norm (the MTP head's input)
@@ -72,7 +113,8 @@ class CpuModel {
     BlockCache* cache;
     int64_t row0, T, pos0;
   };
-  void run_block(const BlockWeights& b, const std::vector<Segment>& segs, std::vector<float>& x,
+  // `index`: the block's number for RoutingHook (trunk l, MTP block j: num_layers + j).
+  void run_block(const BlockWeights& b, int index, const std::vector<Segment>& segs, std::vector<float>& x,
                  int64_t rows) const;
   void embed(const int32_t* ids, int64_t T, float* x) const;
   std::vector<ForwardResult> heads(const std::vector<float>& x, const std::vector<Segment>& segs,

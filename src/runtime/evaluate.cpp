@@ -1,0 +1,119 @@
+// Perplexity and MTP acceptance (protocols in evaluate.h). On the CPU, windows and prompts
+// are independent, so each thread of the pool takes whole windows / prompts (the kernels'
+// own parallel_for runs serially inside a worker): no per-layer synchronisation.
+#include "runtime/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/cpu_forward.h"
+#include "model/cuda_model.h"
+#include "util/error.h"
+#include "util/parallel.h"
+
+namespace nemotron::runtime {
+
+std::vector<std::pair<int64_t, int64_t>> perplexity_windows(int64_t n, int64_t context) {
+  if (context < 2) throw Error("context must be at least 2 tokens, got " + std::to_string(context));
+  std::vector<std::pair<int64_t, int64_t>> w;
+  for (int64_t b = 0; b < n; b += context) {
+    const int64_t e = std::min(n, b + context);
+    if (e - b >= 2) w.emplace_back(b, e);
+  }
+  return w;
+}
+
+void accumulate_nll(const float* logits, int64_t rows, int64_t vocab, const int32_t* targets, double* sum) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* l = logits + r * vocab;
+    const int32_t t = targets[r];
+    if (t < 0 || t >= vocab) throw Error("target id " + std::to_string(t) + " outside the vocabulary");
+    double m = l[0];
+    for (int64_t i = 1; i < vocab; ++i) m = std::max(m, static_cast<double>(l[i]));
+    double s = 0.0;
+    for (int64_t i = 0; i < vocab; ++i) s += std::exp(static_cast<double>(l[i]) - m);
+    *sum += (m + std::log(s)) - static_cast<double>(l[t]);
+  }
+}
+
+namespace {
+
+void check_ids(const model::Model& m, const std::vector<int32_t>& ids) {
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= m.config.vocab_size)
+      throw Error("token " + std::to_string(i) + " = " + std::to_string(ids[i]) + " is outside the vocabulary [0, " +
+                  std::to_string(m.config.vocab_size) + ")");
+}
+
+PerplexityResult finish(const std::vector<int32_t>& ids, const std::vector<std::pair<int64_t, int64_t>>& w,
+                        const std::vector<double>& per_window, const char* device) {
+  PerplexityResult r;
+  r.tokens = static_cast<int64_t>(ids.size());
+  r.windows = static_cast<int64_t>(w.size());
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    r.scored += w[i].second - w[i].first - 1;
+    r.nll_sum += per_window[i];  // window order: deterministic
+  }
+  r.mean_nll = r.nll_sum / static_cast<double>(r.scored);
+  r.ppl = std::exp(r.mean_nll);
+  r.window_nll = per_window;
+  r.device = device;
+  return r;
+}
+
+std::vector<std::pair<int64_t, int64_t>> windows_or_throw(const std::vector<int32_t>& ids, int64_t context) {
+  auto w = perplexity_windows(static_cast<int64_t>(ids.size()), context);
+  if (w.empty())
+    throw Error("perplexity needs at least 2 tokens, got " + std::to_string(ids.size()));
+  return w;
+}
+
+}  // namespace
+
+PerplexityResult perplexity_cpu(const model::Model& m, const std::vector<int32_t>& ids, int64_t context) {
+  check_ids(m, ids);
+  const auto w = windows_or_throw(ids, context);
+  const model::CpuModel cpu(m);
+  const int64_t V = m.config.vocab_size;
+  std::vector<double> nll(w.size(), 0.0);
+  parallel_for(w.size(), [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) {
+      const auto [b, e] = w[i];
+      auto state = cpu.new_state();
+      const auto r = cpu.forward(state, ids.data() + b, e - b, true);
+      accumulate_nll(r.logits.data(), e - b - 1, V, ids.data() + b + 1, &nll[i]);
+    }
+  });
+  return finish(ids, w, nll, "cpu");
+}
+
+PerplexityResult perplexity_cuda(const model::Model& m, const std::vector<int32_t>& ids, int64_t context) {
+  check_ids(m, ids);
+  const auto w = windows_or_throw(ids, context);
+  const int64_t V = m.config.vocab_size;
+  // Batches of windows, one state slot each; logits of a batch <= ~1 GiB on the host.
+  const int64_t by_memory = std::max<int64_t>(1, (int64_t{1} << 28) / std::max<int64_t>(1, context * V));
+  const int batch = static_cast<int>(std::min<int64_t>({8, by_memory, static_cast<int64_t>(w.size())}));
+  model::CudaModelOptions o;
+  o.max_seqs = batch;
+  o.max_step_tokens = batch * context;
+  o.kv_tokens = batch * ((context + 15) / 16 * 16);
+  o.verbose = false;
+  model::CudaModel gpu(m, o);
+  std::vector<double> nll(w.size(), 0.0);
+  for (std::size_t i0 = 0; i0 < w.size(); i0 += static_cast<std::size_t>(batch)) {
+    const std::size_t i1 = std::min(w.size(), i0 + static_cast<std::size_t>(batch));
+    std::vector<model::CudaChunk> chunks;
+    for (std::size_t i = i0; i < i1; ++i)
+      chunks.push_back({gpu.acquire_slot(), ids.data() + w[i].first, w[i].second - w[i].first, true});
+    const auto logits = gpu.forward(chunks);
+    for (std::size_t i = i0; i < i1; ++i) {
+      const auto [b, e] = w[i];
+      accumulate_nll(logits[i - i0].data(), e - b - 1, V, ids.data() + b + 1, &nll[i]);
+    }
+    for (const auto& c : chunks) gpu.release_slot(c.slot);
+  }
+  return finish(ids, w, nll, "cuda");
+}
+
+}  // namespace nemotron::runtime
