@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Builds the tokenizer of the bundled demo model with the Hugging Face `tokenizers` library.
+"""Builds small tokenizers with Nemotron 3's structure with the Hugging Face `tokenizers` library
+(the test tokenizers, and the trained demo model's through tools/train_demo/make_tokenizer.py).
 
 Structure (Nemotron 3's, see docs §2): byte-level BPE, ids 0-999 reserved special tokens
 (<unk> 0, <s> 1, </s> 2, <|im_start|> 10, <|im_end|> 11, <think> 12, </think> 13; we also put
@@ -15,7 +16,7 @@ Training data (deterministic, present on every Debian 12 machine with Python 3.1
 The BPE trainer runs single-threaded (RAYON_NUM_THREADS=1); its merges are then truncated so
 that the vocabulary has exactly --vocab-size entries (default 4096).
 
-Usage:  python3 tools/make_demo_tokenizer.py [--out models/demo] [--vocab-size 4096]
+Usage:  python3 tools/make_demo_tokenizer.py --out DIR [--vocab-size 4096]
 Writes OUT/tokenizer.json and OUT/tokenizer_config.json (chat_template = the content of
 data/chat_templates/nemotron3-nano-30b-a3b.chat_template.jinja).
 
@@ -161,7 +162,7 @@ def tokenizer_config(tok, chat_template):
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.path.join(root, "models", "demo"))
+    ap.add_argument("--out", required=True)
     ap.add_argument("--vocab-size", type=int, default=4096)
     args = ap.parse_args()
     tok = build_nemotron_tokenizer(training_texts(), args.vocab_size)

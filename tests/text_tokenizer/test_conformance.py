@@ -181,7 +181,7 @@ def test_demo_tokenizer_matches_library(cli):
     from tokenizers import Tokenizer
     demo_dir = os.path.join(os.environ["NEMOTRON_SOURCE_DIR"], "models", "demo")
     tok = Tokenizer.from_file(os.path.join(demo_dir, "tokenizer.json"))
-    assert tok.get_vocab_size() == 4096
+    assert tok.get_vocab_size() == 8192
     assert tok.token_to_id("<|im_end|>") == 11 and tok.token_to_id("\n") is None
     assert tok.token_to_id("Ċ") == 1010  # byte-level "\n" at 1000 + 10
     ours = cli.encode_batch(demo_dir, CORPUS)

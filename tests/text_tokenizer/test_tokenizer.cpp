@@ -20,7 +20,7 @@ namespace {
 
 TEST(Tokenizer, DemoHasNemotronLayout) {
   const Tokenizer t = demo_tokenizer();
-  EXPECT_EQ(t.vocab_size(), 4096);
+  EXPECT_EQ(t.vocab_size(), 8192);  // the trained demo model (tools/train_demo)
   EXPECT_EQ(t.token_to_id("<unk>"), 0);
   EXPECT_EQ(t.token_to_id("<s>"), 1);
   EXPECT_EQ(t.token_to_id("</s>"), 2);
