@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine after scripts/gpu/run-tests.sh configured build-gpu (same call):
 # synthesizes a real-shape checkpoint and runs `nemotron bench` on it.
-#   bash scripts/gpu/bench-real.sh [nano-nvfp4|nano-bf16] [bench args...]
+#   bash scripts/gpu/bench-real.sh [nano-nvfp4|nano-bf16|super-nvfp4] [bench args...]
+# The checkpoint goes to $MODEL_ROOT/model-<name> (default /tmp; Nano BF16 is 63 GB and Super
+# NVFP4 ~80 GB: use a machine whose disk or /dev/shm holds it) and is kept for later calls.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -11,8 +13,16 @@ which="${1:-nano-nvfp4}"
 shift || true
 export LD_LIBRARY_PATH="/tmp/gpudeps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cmake --build build-gpu -j16 --target nemotron > "$out/build-cli.log" 2>&1 || { tail -30 "$out/build-cli.log"; exit 1; }
+cfg=tests/data/configs/nano-30b-a3b.config.json
 quant=()
-[ "$which" = nano-nvfp4 ] && quant=(--quant tests/data/configs/nano-30b-a3b.nvfp4.hf_quant_config.json)
-dir=/tmp/model-$which
-[ -f "$dir/config.json" ] || build-gpu/nemotron synth --config tests/data/configs/nano-30b-a3b.config.json "${quant[@]}" --out "$dir" 2>&1 | tail -1
+case "$which" in
+  nano-nvfp4) quant=(--quant tests/data/configs/nano-30b-a3b.nvfp4.hf_quant_config.json) ;;
+  nano-bf16) ;;
+  super-nvfp4) cfg=tests/data/configs/super-120b-a12b.config.json; quant=(--layout super-mixed) ;;
+  *) echo "unknown model $which"; exit 2 ;;
+esac
+dir="${MODEL_ROOT:-/tmp}/model-$which"
+t0=$(date +%s)
+[ -f "$dir/config.json" ] || { build-gpu/nemotron synth --config "$cfg" "${quant[@]}" --out "$dir" --quiet 2>&1 | tail -1;
+  echo "synth $which: $(( $(date +%s) - t0 )) s, $(du -sh "$dir" | cut -f1)" | tee "$out/synth-$which.log"; }
 build-gpu/nemotron bench --model "$dir" "$@" 2>&1 | grep -v "uploading weights" | tee "$out/bench-$which.log"

@@ -16,6 +16,12 @@ namespace nemotron::kernels {
 void route_topk_cuda(const float* logits, const float* bias, const RouterParams& p, int64_t T, int32_t* ids,
                      float* weights, cudaStream_t stream);
 
+// Router logits from unrounded rows: logits[t, e] = sum_i x[t, i] * w[e, i], fp32 accumulation.
+//   x fp32 [T, H] (device, 16-byte aligned), w BF16 [E, H] (the gate), logits fp32 [T, E].
+// H even. (CudaModelOptions::router_fp32: the router reads the fp32 normed rows.)
+void router_logits_f32_cuda(const float* x, const uint16_t* w, int64_t T, int64_t E, int64_t H, float* logits,
+                            cudaStream_t stream);
+
 // The routed experts of one projection, all of one format and shape [out, in]: device arrays
 // of E entries (per expert: weight bytes, NVFP4 block scales (nullptr otherwise), scale).
 struct ExpertTable {

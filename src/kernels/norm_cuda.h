@@ -13,6 +13,16 @@ namespace nemotron::kernels {
 void add_rmsnorm_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_t T, int64_t H, float eps,
                       uint16_t* u, cudaStream_t stream);
 
+// As add_rmsnorm_cuda, and also writes the normed rows before BF16 rounding to uf fp32 [T, H]
+// (uf may be nullptr): the MoE router's input and the hidden rows the MTP head reads.
+void add_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_t T, int64_t H, float eps, uint16_t* u,
+                          float* uf, cudaStream_t stream);
+
+// out[t * out_stride + i] = bf16(rmsnorm(x[t]) * w) for i < H: x fp32 [T, H] (read only),
+// out BF16 rows of stride out_stride >= H (e.g. one half of the MTP head's [T, 2H] input).
+void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t H, float eps, uint16_t* out,
+                          int64_t out_stride, cudaStream_t stream);
+
 // x[t, :] = table[ids[t], :] (BF16 [V, H] table) as fp32. ids are device int32 [T]. An id outside
 // [0, V) is never read: its row becomes NaN, so the error shows (the host validates ids).
 void embed_cuda(const int32_t* ids, const uint16_t* table, int64_t V, int64_t H, int64_t T, float* x,

@@ -25,6 +25,10 @@ struct CudaModelOptions {
   int64_t kv_tokens = 65536;        // KV positions (all sequences together), in pages of 16
   bool kv_fp8 = false;              // FP8 E4M3 KV cache (scale 1) instead of BF16
   bool verbose = true;              // print upload progress and bandwidth
+  // MoE router logits from the fp32 normed rows instead of their BF16 rounding (which the
+  // experts read). Measured on the MoE fixtures it does not reduce routing flips against the
+  // fp32 reference (they come from the BF16 trunk), so the BF16 GEMV path stays the default.
+  bool router_fp32 = false;
 };
 
 // One sequence's part of a step: `T` tokens for the sequence in state slot `slot`.
@@ -51,6 +55,27 @@ class CudaModel {
   // Runs the chunks (distinct slots) and returns each chunk's logits (fp32 [rows, V]) on the
   // host. Throws nemotron::Error on invalid input (bad ids, too many rows, KV exhausted).
   std::vector<std::vector<float>> forward(const std::vector<CudaChunk>& chunks);
+
+  // The MTP head (CpuModel::mtp_forward on the GPU; requires config.has_mtp()) for the
+  // sequence in `slot`, with its own KV cache and position (mtp_position) in that slot: row i
+  // is fed (token next_ids[i], hidden row i), hidden fp32 [T, H] on the host: the trunk's
+  // post-norm_f rows (last_hidden() after forward) or, when chaining drafts, the head's own
+  // output (last_hidden() after mtp_forward). Returns logits fp32 [rows, V] (every row, or the
+  // last one). acquire_slot resets the head's state too.
+  std::vector<float> mtp_forward(int slot, const int32_t* next_ids, const float* hidden, int64_t T,
+                                 bool all_logits);
+  int64_t mtp_position(int slot) const;
+
+  // The final-normed hidden rows (fp32 [rows, H], every row of the step in chunk order) of the
+  // last forward() (after norm_f) or mtp_forward() (after the head's final norm).
+  std::vector<float> last_hidden() const;
+
+  // Test/debug: while on, every MoE block records the expert ids it selected; routing()[b] is
+  // block b's [rows, k] from the last forward()/mtp_forward() call if that call ran it (empty
+  // otherwise). Block numbering as model::RoutingHook: trunk block l = l, MTP block j =
+  // num_layers + j; rows in chunk order.
+  void record_routing(bool on);
+  std::vector<std::vector<int32_t>> routing() const;
 
   double upload_seconds() const;     // weight upload time
   int64_t weight_bytes() const;      // bytes resident on the device

@@ -1,13 +1,18 @@
-// The whole model on the GPU against the transformers fixtures and against itself:
+// The whole model on the GPU against the transformers fixtures, the CPU reference and itself:
 // prefill logits, teacher-forced decode logits, chunked prefill = full prefill, decode =
 // prefill, a mixed batch = each sequence alone. BF16 activations: compared with relative
-// error bounds and top-1 agreement where the reference has a clear margin.
+// error bounds and top-1 agreement where the reference has a clear margin. MoE fixtures are
+// compared routing-aware (cuda_model_test_util.h: Lockstep): against the CPU reference
+// forced to the GPU's expert choices once those are checked to be near-ties; the direct
+// error against the fixture is printed. Fixtures without MoE blocks must also match the
+// fixture directly.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
+#include "cuda_model_test_util.h"
 #include "fixture_util.h"
 #include "model/cpu_forward.h"
 #include "model/cuda_model.h"
@@ -19,36 +24,14 @@ using nemotron::testing::fixture_dir;
 
 namespace {
 
-// ||a - b|| / ||b|| over n values.
-double rel_err(const float* a, const float* b, std::size_t n) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
-
-struct Agreement {
-  int compared = 0, agree = 0;
-};
-
-// Top-1 agreement over rows whose reference top-2 margin exceeds `margin`.
-Agreement top1(const std::vector<float>& got, const std::vector<float>& ref, int64_t V, float margin) {
-  Agreement a;
-  for (std::size_t r = 0; r * V < ref.size(); ++r) {
-    const float* rr = ref.data() + r * V;
-    std::vector<float> row(rr, rr + V);
-    std::nth_element(row.begin(), row.begin() + 1, row.end(), std::greater<float>());
-    if (row[0] - row[1] < margin) continue;
-    ++a.compared;
-    a.agree += argmax(got.data() + r * V, V) == argmax(rr, V);
-  }
-  return a;
-}
-
-constexpr double kLogitRelTol = 3e-2;  // BF16 activations through ~10 blocks vs an fp32 reference
-constexpr double kSelfRelTol = 1e-2;   // GPU vs GPU along different kernel paths (GEMM vs GEMV)
+using nemotron::testing::Agreement;
+using nemotron::testing::has_moe;
+using nemotron::testing::kLogitRelTol;
+using nemotron::testing::kSelfRelTol;
+using nemotron::testing::Lockstep;
+using nemotron::testing::rel_err;
+using nemotron::testing::RouteStats;
+using nemotron::testing::top1;
 
 class CudaModelTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -84,51 +67,120 @@ class CudaModelTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<Expected> ex_;
 };
 
+// GPU logits against the CPU reference forced to the GPU's routing (always), and against
+// the fixture (asserted without MoE blocks, printed with them).
+void expect_close(const char* what, const std::vector<float>& got, const std::vector<float>& ref, int64_t V) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  const double e = rel_err(got.data(), ref.data(), ref.size());
+  const auto a = top1(got, ref, V, 0.1f);
+  std::printf("[ %s ] rel_err=%.4g top1 %d/%d\n", what, e, a.agree, a.compared);
+  EXPECT_LE(e, kLogitRelTol) << what;
+  EXPECT_GE(a.agree, a.compared * 95 / 100) << what;
+}
+
+void report_fixture(const char* what, bool assert_close, const std::vector<float>& got, const std::vector<float>& ref,
+                    int64_t V) {
+  if (assert_close) return expect_close(what, got, ref, V);
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  const auto a = top1(got, ref, V, 0.1f);
+  std::printf("[ %s ] (unforced, MoE) rel_err=%.4g top1 %d/%d\n", what, rel_err(got.data(), ref.data(), ref.size()),
+              a.agree, a.compared);
+}
+
 TEST_P(CudaModelTest, PrefillLogitsMatchReference) {
+  const bool direct = !has_moe(model_->config);
+  Lockstep ls(*model_, *gpu_);
   for (int i = 0; i < ex_->num_prompts(); ++i) {
     const auto ids = prompt(i);
-    const auto ref = ex_->f32("p" + std::to_string(i) + ".logits");
-    const auto got = prefill(ids, static_cast<int64_t>(ids.size()));
-    ASSERT_EQ(got.size(), ref.size());
-    const double e = rel_err(got.data(), ref.data(), ref.size());
-    const auto a = top1(got, ref, V(), 0.1f);
-    std::printf("[ %s p%d ] prefill rel_err=%.4g top1 %d/%d\n", GetParam().c_str(), i, e, a.agree, a.compared);
-    EXPECT_LE(e, kLogitRelTol);
-    EXPECT_GE(a.agree, a.compared * 95 / 100);
+    const std::string tag = GetParam() + " p" + std::to_string(i) + " prefill";
+    const int slot = gpu_->acquire_slot();
+    auto st = ls.cpu().new_state();
+    const auto o = ls.forward(slot, st, ids.data(), static_cast<int64_t>(ids.size()), true);
+    gpu_->release_slot(slot);
+    report_fixture((tag + " vs fixture").c_str(), direct, o.gpu, ex_->f32("p" + std::to_string(i) + ".logits"), V());
+    expect_close((tag + " vs CPU on GPU routes").c_str(), o.gpu, o.cpu, V());
   }
+  ls.stats.print((GetParam() + " prefill").c_str());
+  ls.stats.expect_legitimate("prefill");
 }
 
 TEST_P(CudaModelTest, TeacherForcedDecodeMatchesReference) {
+  const bool direct = !has_moe(model_->config);
+  Lockstep ls(*model_, *gpu_);
   for (int i = 0; i < ex_->num_prompts(); ++i) {
     const std::string p = "p" + std::to_string(i) + ".";
+    const std::string tag = GetParam() + " p" + std::to_string(i) + " decode";
     const auto ids = prompt(i);
     const auto greedy = ex_->ids(p + "greedy_ids");
-    const auto dref = ex_->f32(p + "decode_logits");
     const int slot = gpu_->acquire_slot();
-    gpu_->forward({{slot, ids.data(), static_cast<int64_t>(ids.size()), false}});
-    std::vector<float> got;
+    auto st = ls.cpu().new_state();
+    ls.forward(slot, st, ids.data(), static_cast<int64_t>(ids.size()), false);
+    std::vector<float> got, cpu;
     for (std::size_t k = 0; k + 1 < greedy.size(); ++k) {
-      auto r = gpu_->forward({{slot, &greedy[k], 1, false}});
-      got.insert(got.end(), r[0].begin(), r[0].end());
+      auto o = ls.forward(slot, st, &greedy[k], 1, false);
+      got.insert(got.end(), o.gpu.begin(), o.gpu.end());
+      cpu.insert(cpu.end(), o.cpu.begin(), o.cpu.end());
     }
     gpu_->release_slot(slot);
-    const double e = rel_err(got.data(), dref.data(), dref.size());
-    const auto a = top1(got, dref, V(), 0.1f);
-    std::printf("[ %s p%d ] decode rel_err=%.4g top1 %d/%d\n", GetParam().c_str(), i, e, a.agree, a.compared);
-    EXPECT_LE(e, kLogitRelTol);
-    EXPECT_GE(a.agree, a.compared * 95 / 100);
+    report_fixture((tag + " vs fixture").c_str(), direct, got, ex_->f32(p + "decode_logits"), V());
+    expect_close((tag + " vs CPU on GPU routes").c_str(), got, cpu, V());
   }
+  ls.stats.print((GetParam() + " prefill+decode").c_str());
+  ls.stats.expect_legitimate("decode");
 }
 
+// Chunks of 1 and 3 rows take the GEMV path, the full prompt the GEMM path: when both route
+// every row alike they must agree to kSelfRelTol; where the paths broke a near-tie
+// differently, each must match the CPU forced to its own routes instead.
 TEST_P(CudaModelTest, ChunkedPrefillEqualsFullPrefill) {
   const auto ids = prompt(0);
-  const auto full = prefill(ids, static_cast<int64_t>(ids.size()));
+  const int64_t T = static_cast<int64_t>(ids.size());
+  Lockstep ls(*model_, *gpu_);
+  auto run = [&](int64_t chunk, std::vector<float>& cpu, std::vector<std::vector<int32_t>>& routes) {
+    const int slot = gpu_->acquire_slot();
+    auto st = ls.cpu().new_state();
+    std::vector<float> got;
+    for (int64_t s = 0; s < T; s += chunk) {
+      auto o = ls.forward(slot, st, ids.data() + s, std::min(chunk, T - s), true);
+      got.insert(got.end(), o.gpu.begin(), o.gpu.end());
+      cpu.insert(cpu.end(), o.cpu.begin(), o.cpu.end());
+      routes.resize(o.routes.size());
+      for (std::size_t b = 0; b < o.routes.size(); ++b)
+        routes[b].insert(routes[b].end(), o.routes[b].begin(), o.routes[b].end());
+    }
+    gpu_->release_slot(slot);
+    return got;
+  };
+  std::vector<float> full_cpu;
+  std::vector<std::vector<int32_t>> full_routes;
+  const auto full = run(T, full_cpu, full_routes);
   for (int64_t chunk : {1, 3, 16}) {
-    const auto got = prefill(ids, chunk);
+    std::vector<float> cpu;
+    std::vector<std::vector<int32_t>> routes;
+    const auto got = run(chunk, cpu, routes);
+    int64_t differ = 0;
+    const int64_t k = std::max<int64_t>(1, model_->config.num_experts_per_tok);
+    for (std::size_t b = 0; b < routes.size(); ++b)
+      for (std::size_t i = 0; i < routes[b].size(); i += static_cast<std::size_t>(k)) {
+        std::vector<int32_t> x(routes[b].begin() + i, routes[b].begin() + i + k);
+        std::vector<int32_t> y(full_routes[b].begin() + i, full_routes[b].begin() + i + k);
+        std::sort(x.begin(), x.end());
+        std::sort(y.begin(), y.end());
+        differ += x != y;
+      }
     const double e = rel_err(got.data(), full.data(), full.size());
-    std::printf("[ %s ] chunk %lld vs full rel=%.4g\n", GetParam().c_str(), static_cast<long long>(chunk), e);
-    EXPECT_LE(e, kSelfRelTol) << "chunk " << chunk;
+    std::printf("[ %s ] chunk %lld vs full rel=%.4g, routes differing %lld\n", GetParam().c_str(),
+                static_cast<long long>(chunk), e, static_cast<long long>(differ));
+    if (differ == 0) {
+      EXPECT_LE(e, kSelfRelTol) << "chunk " << chunk;
+    } else {
+      const std::string tag = GetParam() + " chunk " + std::to_string(chunk);
+      expect_close((tag + " vs CPU on its routes").c_str(), got, cpu, V());
+      expect_close((tag + " full vs CPU on its routes").c_str(), full, full_cpu, V());
+    }
   }
+  ls.stats.print((GetParam() + " chunked prefill").c_str());
+  ls.stats.expect_legitimate("chunked prefill");
 }
 
 TEST_P(CudaModelTest, MixedBatchEqualsEachAlone) {
@@ -159,22 +211,63 @@ TEST_P(CudaModelTest, MixedBatchEqualsEachAlone) {
 
 TEST_P(CudaModelTest, MatchesCpuReferenceOnAFreshPrompt) {
   const std::vector<int32_t> ids{3, 17, 99, 250, 4, 4, 71, 300, 123, 5, 6, 7, 8, 200, 201};
-  const CpuModel cpu(*model_);
-  auto st = cpu.new_state();
-  const auto ref = cpu.forward(st, ids.data(), static_cast<int64_t>(ids.size()), true).logits;
-  const auto got = prefill(ids, 4);
-  const double e = rel_err(got.data(), ref.data(), ref.size());
-  std::printf("[ %s ] cuda vs cpu rel=%.4g\n", GetParam().c_str(), e);
-  EXPECT_LE(e, kLogitRelTol);
+  Lockstep ls(*model_, *gpu_);
+  const int slot = gpu_->acquire_slot();
+  auto st = ls.cpu().new_state();
+  std::vector<float> got, cpu;
+  for (std::size_t s = 0; s < ids.size(); s += 4) {
+    const int64_t n = std::min<int64_t>(4, static_cast<int64_t>(ids.size() - s));
+    auto o = ls.forward(slot, st, ids.data() + s, n, true);
+    got.insert(got.end(), o.gpu.begin(), o.gpu.end());
+    cpu.insert(cpu.end(), o.cpu.begin(), o.cpu.end());
+  }
+  gpu_->release_slot(slot);
+  expect_close((GetParam() + " fresh prompt, chunks of 4, vs CPU on GPU routes").c_str(), got, cpu, V());
+  ls.stats.print((GetParam() + " fresh prompt").c_str());
+  ls.stats.expect_legitimate("fresh prompt");
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaModelTest,
-                         ::testing::Values("nano-moe", "super-latent-mtp", "dense-mlp", "nano-nvfp4", "super-mixed-mtp"),
+                         ::testing::Values("nano-moe", "super-latent-mtp", "dense-mlp", "nano-nvfp4",
+                                           "super-mixed-mtp"),
                          [](const auto& param_info) {
                            std::string s = param_info.param;
                            std::replace(s.begin(), s.end(), '-', '_');
                            return s;
                          });
+
+// Flips against the CPU's own routing with the router reading the BF16 normed rows (the
+// default) and the fp32 ones (router_fp32); both must be near-ties only, and both runs must
+// match the CPU forced to their routes.
+TEST(CudaModelRouting, RouterInputPrecisionFlips) {
+  ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";
+  for (const std::string name : {"nano-moe", "super-latent-mtp", "nano-nvfp4", "super-mixed-mtp"}) {
+    const Model model = Model::load(fixture_dir(name));
+    const Expected ex(name);
+    ASSERT_TRUE(has_moe(model.config)) << name;
+    for (bool f32 : {false, true}) {
+      CudaModelOptions o;
+      o.max_seqs = 1;
+      o.max_step_tokens = 256;
+      o.kv_tokens = 1024;
+      o.verbose = false;
+      o.router_fp32 = f32;
+      CudaModel gpu(model, o);
+      Lockstep ls(model, gpu);
+      for (int i = 0; i < ex.num_prompts(); ++i) {
+        const auto ids = ex.ids("p" + std::to_string(i) + ".input_ids");
+        const int slot = gpu.acquire_slot();
+        auto st = ls.cpu().new_state();
+        const auto r = ls.forward(slot, st, ids.data(), static_cast<int64_t>(ids.size()), true);
+        gpu.release_slot(slot);
+        expect_close((name + (f32 ? " router fp32" : " router bf16") + " p" + std::to_string(i)).c_str(), r.gpu, r.cpu,
+                     model.config.vocab_size);
+      }
+      ls.stats.print((name + (f32 ? " router input fp32" : " router input bf16")).c_str());
+      ls.stats.expect_legitimate(f32 ? "router fp32" : "router bf16");
+    }
+  }
+}
 
 TEST(CudaModel, InvalidInputsAreErrors) {
   const Model m = Model::load(fixture_dir("nano-moe"));

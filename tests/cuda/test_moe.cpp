@@ -166,6 +166,39 @@ TEST(MoeCuda, RoutedExpertsFromDeviceIds) {
   for (int64_t r = 0; r < I; ++r) ASSERT_TRUE(std::isfinite(hb[2 * I + r]));
 }
 
+// router_logits_f32_cuda against fp32 sums over the same BF16 gate and fp32 rows
+// (1e-5 of the absolute dot sum), including a row count that is not a multiple of 8.
+TEST(MoeCuda, RouterLogitsFromF32Rows) {
+  ASSERT_TRUE(have_device());
+  Rng rng(31);
+  for (int64_t E : {16, 128, 512})
+    for (int64_t T : {1, 13}) {
+      const int64_t H = 256;
+      std::vector<float> x(static_cast<std::size_t>(T * H)), wf;
+      for (auto& v : x) v = rng.normal(1.0f);
+      const auto wb = rng.bf16(static_cast<std::size_t>(E * H), 0.1f, &wf);
+      DeviceBuffer<float> dx(x), dl(static_cast<std::size_t>(T * E));
+      DeviceBuffer<uint16_t> dw(wb);
+      dl.poison();
+      kernels::router_logits_f32_cuda(dx.get(), dw.get(), T, E, H, dl.get(), nullptr);
+      CUDA_OK(cudaDeviceSynchronize());
+      std::vector<float> ref(static_cast<std::size_t>(T * E)), tol(ref.size());
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t e = 0; e < E; ++e) {
+          double s = 0, a = 0;
+          for (int64_t i = 0; i < H; ++i) {
+            s += static_cast<double>(x[t * H + i]) * wf[e * H + i];
+            a += std::fabs(static_cast<double>(x[t * H + i]) * wf[e * H + i]);
+          }
+          ref[t * E + e] = static_cast<float>(s);
+          tol[t * E + e] = static_cast<float>(1e-5 * a + 1e-7);
+        }
+      EXPECT_EQ(report("router_logits_f32 E=" + std::to_string(E) + " T=" + std::to_string(T), dl.download(), ref, tol),
+                0u);
+    }
+  EXPECT_THROW(kernels::router_logits_f32_cuda(nullptr, nullptr, 1, 16, 255, nullptr, nullptr), Error);
+}
+
 TEST(MoeCuda, RejectsBadArguments) {
   EXPECT_THROW(kernels::route_topk_cuda(nullptr, nullptr, RouterParams{2048, 6, 1, 1, true, 1.0f}, 1, nullptr, nullptr, nullptr), Error);
   EXPECT_THROW(kernels::route_topk_cuda(nullptr, nullptr, RouterParams{128, 6, 3, 1, true, 1.0f}, 1, nullptr, nullptr, nullptr), Error);

@@ -44,6 +44,45 @@ TEST(NormCuda, AddRmsnorm) {
       }
 }
 
+// add_rmsnorm_f32_cuda: the BF16 rows as add_rmsnorm_cuda, the fp32 rows within a few ulps
+// of rmsnorm_cpu (fp32 vs double sum of squares: 1e-5 relative). rmsnorm_strided_cuda: the
+// BF16 rows into every other half-row of a [T, 2H] buffer, the other halves untouched.
+TEST(NormCuda, AddRmsnormF32AndStrided) {
+  ASSERT_TRUE(have_device());
+  Rng rng(21);
+  for (int64_t H : {128, 2688})
+    for (int64_t T : {1, 7}) {
+      std::vector<float> x(static_cast<std::size_t>(T * H)), yf, wf;
+      for (auto& v : x) v = rng.normal(2.0f);
+      const auto yb = rng.bf16(x.size(), 1.0f, &yf);
+      const auto wb = rng.bf16(static_cast<std::size_t>(H), 1.0f, &wf);
+      DeviceBuffer<float> dx(x), duf(x.size());
+      DeviceBuffer<uint16_t> dy(yb), dw(wb), du(x.size()), dcat(x.size() * 2);
+      du.poison();
+      duf.poison();
+      dcat.poison();
+      kernels::add_rmsnorm_f32_cuda(dx.get(), dy.get(), dw.get(), T, H, 1e-5f, du.get(), duf.get(), nullptr);
+      kernels::rmsnorm_strided_cuda(dx.get(), dw.get(), T, H, 1e-5f, dcat.get() + H, 2 * H, nullptr);
+      CUDA_OK(cudaDeviceSynchronize());
+      std::vector<float> xr = x, ur(x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) xr[i] += yf[i];
+      kernels::rmsnorm_cpu(xr.data(), wf.data(), T, H, 1e-5f, ur.data());
+      const std::string what = "add_rmsnorm_f32 H=" + std::to_string(H) + " T=" + std::to_string(T);
+      EXPECT_EQ(report(what + " x", dx.download(), xr, std::vector<float>(x.size(), 0.0f)), 0u);
+      EXPECT_EQ(report(what + " u", bf16_to_f32(du.download()), ur, bf16_tol(ur)), 0u);
+      EXPECT_EQ(report(what + " uf", duf.download(), ur, uniform_tol(ur.size(), 1e-6f, ur, 1e-5f)), 0u);
+      const auto cat = dcat.download();
+      std::vector<float> right(x.size());
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t i = 0; i < H; ++i) {
+          right[t * H + i] = kernels::bf16_to_float(cat[t * 2 * H + H + i]);
+          EXPECT_EQ(cat[t * 2 * H + i], 0xFFFF) << "left half written at row " << t;
+        }
+      EXPECT_EQ(report(what + " strided", right, ur, bf16_tol(ur)), 0u);
+    }
+  EXPECT_THROW(kernels::rmsnorm_strided_cuda(nullptr, nullptr, 1, 128, 1e-5f, nullptr, 64, nullptr), Error);
+}
+
 TEST(NormCuda, EmbedGatherAndBadId) {
   ASSERT_TRUE(have_device());
   Rng rng(12);

@@ -119,7 +119,55 @@ __global__ void router_kernel(const float* __restrict__ logits, const float* __r
     }
 }
 
+// Router logits from fp32 rows: grid (ceil(E / 8), ceil(T / 8)), 8 warps; warp w computes
+// expert blockIdx.x * 8 + w for the block's 8 rows, lane l reading element pairs 2l, 2l+64, ...
+constexpr int kRouterRows = 8, kRouterWarps = 8;
+__global__ void __launch_bounds__(32 * kRouterWarps) router_logits_kernel(const float* __restrict__ x,
+                                                                          const uint16_t* __restrict__ w, int64_t T,
+                                                                          int E, int H, float* __restrict__ logits) {
+  const int lane = threadIdx.x & 31;
+  const int e = blockIdx.x * kRouterWarps + (threadIdx.x >> 5);
+  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * kRouterRows;
+  if (e >= E) return;
+  const int nr = static_cast<int>(T - t0 < kRouterRows ? T - t0 : kRouterRows);
+  const uint32_t* wr = reinterpret_cast<const uint32_t*>(w + static_cast<int64_t>(e) * H);
+  float acc[kRouterRows];
+#pragma unroll
+  for (int r = 0; r < kRouterRows; ++r) acc[r] = 0.0f;
+  for (int i = 2 * lane; i < H; i += 64) {
+    const uint32_t wp = wr[i >> 1];
+    const float w0 = cuda::bf16lo(wp), w1 = cuda::bf16hi(wp);
+#pragma unroll
+    for (int r = 0; r < kRouterRows; ++r)
+      if (r < nr) {
+        const float2 xv = *reinterpret_cast<const float2*>(x + (t0 + r) * H + i);
+        acc[r] += w0 * xv.x + w1 * xv.y;
+      }
+  }
+#pragma unroll
+  for (int r = 0; r < kRouterRows; ++r) {
+    const float v = cuda::warp_sum(acc[r]);
+    if (lane == 0 && r < nr) logits[(t0 + r) * E + e] = v;
+  }
+}
+
 }  // namespace
+
+void router_logits_f32_cuda(const float* x, const uint16_t* w, int64_t T, int64_t E, int64_t H, float* logits,
+                            cudaStream_t stream) {
+  cuda::require(E >= 1 && E <= (int64_t{1} << 20) && H >= 2 && H % 2 == 0 && H < (int64_t{1} << 30),
+                "router_logits_f32_cuda: E must be in [1, 2^20], H even");
+  cuda::require(T >= 0 && T < (int64_t{65535} * kRouterRows), "router_logits_f32_cuda: bad T");
+  cuda::require(T == 0 || (x && w && logits), "router_logits_f32_cuda: null pointer");
+  cuda::require(cuda::aligned16(x) && (reinterpret_cast<uintptr_t>(w) & 3u) == 0,
+                "router_logits_f32_cuda: misaligned x or w");
+  if (T == 0) return;
+  const dim3 grid(static_cast<unsigned>((E + kRouterWarps - 1) / kRouterWarps),
+                  static_cast<unsigned>((T + kRouterRows - 1) / kRouterRows));
+  router_logits_kernel<<<grid, 32 * kRouterWarps, 0, stream>>>(x, w, T, static_cast<int>(E), static_cast<int>(H),
+                                                               logits);
+  cuda::check_launch("router_logits_f32_cuda");
+}
 
 void route_topk_cuda(const float* logits, const float* bias, const RouterParams& p, int64_t T, int32_t* ids,
                      float* weights, cudaStream_t stream) {

@@ -14,9 +14,11 @@ using cuda::f2bf;
 
 constexpr int kThreads = 256;
 
+// u row t starts at u + t * u_stride; uf (fp32, stride H) may be nullptr.
 __global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(float* __restrict__ x, const uint16_t* __restrict__ y,
                                                                const uint16_t* __restrict__ w, int H, float eps,
-                                                               uint16_t* __restrict__ u) {
+                                                               uint16_t* __restrict__ u, int64_t u_stride,
+                                                               float* __restrict__ uf) {
   __shared__ float scratch[32];
   float* xr = x + static_cast<int64_t>(blockIdx.x) * H;
   const uint16_t* yr = y ? y + static_cast<int64_t>(blockIdx.x) * H : nullptr;
@@ -31,8 +33,13 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(float* __restrict
   }
   ss = cuda::block_sum(ss, scratch);
   const float inv = 1.0f / sqrtf(ss / static_cast<float>(H) + eps);
-  uint16_t* ur = u + static_cast<int64_t>(blockIdx.x) * H;
-  for (int i = threadIdx.x; i < H; i += blockDim.x) ur[i] = f2bf((xr[i] * inv) * bf16f(w[i]));
+  uint16_t* ur = u + static_cast<int64_t>(blockIdx.x) * u_stride;
+  float* ufr = uf ? uf + static_cast<int64_t>(blockIdx.x) * H : nullptr;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) {
+    const float v = (xr[i] * inv) * bf16f(w[i]);
+    ur[i] = f2bf(v);
+    if (ufr) ufr[i] = v;
+  }
 }
 
 __global__ void embed_kernel(const int32_t* __restrict__ ids, const uint16_t* __restrict__ table, int64_t V, int H,
@@ -95,8 +102,30 @@ void add_rmsnorm_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_t T,
   check_rows(T, H, "add_rmsnorm_cuda");
   cuda::require(x && w && u, "add_rmsnorm_cuda: null pointer");
   if (T == 0) return;
-  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, w, static_cast<int>(H), eps, u);
+  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, w, static_cast<int>(H), eps, u, H,
+                                                                         nullptr);
   cuda::check_launch("add_rmsnorm_cuda");
+}
+
+void add_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_t T, int64_t H, float eps, uint16_t* u,
+                          float* uf, cudaStream_t stream) {
+  check_rows(T, H, "add_rmsnorm_f32_cuda");
+  cuda::require(x && w && u, "add_rmsnorm_f32_cuda: null pointer");
+  if (T == 0) return;
+  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, w, static_cast<int>(H), eps, u, H, uf);
+  cuda::check_launch("add_rmsnorm_f32_cuda");
+}
+
+void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t H, float eps, uint16_t* out,
+                          int64_t out_stride, cudaStream_t stream) {
+  check_rows(T, H, "rmsnorm_strided_cuda");
+  cuda::require(x && w && out && out_stride >= H, "rmsnorm_strided_cuda: null pointer or out_stride < H");
+  if (T == 0) return;
+  // With y == nullptr the kernel only reads x.
+  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(const_cast<float*>(x), nullptr, w,
+                                                                         static_cast<int>(H), eps, out, out_stride,
+                                                                         nullptr);
+  cuda::check_launch("rmsnorm_strided_cuda");
 }
 
 void embed_cuda(const int32_t* ids, const uint16_t* table, int64_t V, int64_t H, int64_t T, float* x,

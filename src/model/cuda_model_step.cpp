@@ -1,0 +1,281 @@
+// One step of a CudaModel block stack: step inputs, the blocks' kernel sequences, the final
+// norm and lm_head (see cuda_model.h, cuda_model_internal.h). Host-side orchestration only;
+// the device code is in src/kernels/cuda (one launcher per op).
+#ifdef NEMOTRON_HAVE_CUDA
+
+#include <algorithm>
+#include <set>
+
+#include "kernels/elementwise_cuda.h"
+#include "kernels/mamba_cuda.h"
+#include "kernels/norm_cuda.h"
+#include "model/cuda_model_internal.h"
+
+namespace nemotron::model {
+
+using namespace nemotron::kernels;
+using cuda_detail::check;
+using cuda_detail::kPage;
+
+int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& chunks, int64_t& L) {
+  const int64_t V = model.config.vocab_size;
+  int64_t R = 0;
+  std::set<int> seen;
+  for (const auto& ch : chunks) {
+    if (ch.slot < 0 || ch.slot >= static_cast<int>(in_use.size()) || !in_use[ch.slot])
+      throw Error("CUDA model: slot " + std::to_string(ch.slot) + " is not in use");
+    if (!seen.insert(ch.slot).second) throw Error("CUDA model: slot " + std::to_string(ch.slot) + " twice in one step");
+    if (ch.T <= 0) throw Error("CUDA model: a chunk with no tokens");
+    if (!ch.ids) throw Error("CUDA model: a chunk without token ids");
+    for (int64_t t = 0; t < ch.T; ++t)
+      if (ch.ids[t] < 0 || ch.ids[t] >= V)
+        throw Error("token id " + std::to_string(ch.ids[t]) + " is outside the vocabulary [0, " + std::to_string(V) +
+                    ")");
+    R += ch.T;
+  }
+  if (R > opt.max_step_tokens)
+    throw Error("CUDA model: " + std::to_string(R) + " rows exceed max_step_tokens " +
+                std::to_string(opt.max_step_tokens));
+  // Pages first for every chunk, so that a full cache leaves no chunk half-advanced.
+  std::size_t needed = 0;
+  for (const auto& ch : chunks) {
+    const int64_t pages = (st.pos[ch.slot] + ch.T + kPage - 1) / kPage;
+    needed += static_cast<std::size_t>(std::max<int64_t>(0, pages - static_cast<int64_t>(st.pages[ch.slot].size())));
+  }
+  if (needed > st.free_pages.size()) throw Error("CUDA model: the KV cache is full");
+  std::vector<int32_t> ids, qseq, qpos, slot_map, cu{0}, slots, logit_rows;
+  for (const auto& ch : chunks) {
+    auto& pg = st.pages[ch.slot];
+    const int64_t end = st.pos[ch.slot] + ch.T;
+    const std::size_t first_new = pg.size();
+    while (static_cast<int64_t>(pg.size()) * kPage < end) {
+      pg.push_back(st.free_pages.back());
+      st.free_pages.pop_back();
+      st.block_tables_host[static_cast<std::size_t>(ch.slot * num_pages) + pg.size() - 1] = pg.back();
+    }
+    // Pages are only appended: upload just this slot's new block-table entries.
+    if (pg.size() > first_new) {
+      const std::size_t at = static_cast<std::size_t>(ch.slot * num_pages) + first_new;
+      check(cudaMemcpyAsync(st.block_tables + at, st.block_tables_host.data() + at, (pg.size() - first_new) * 4,
+                            cudaMemcpyHostToDevice, stream),
+            "block table");
+    }
+    for (int64_t t = 0; t < ch.T; ++t) {
+      const int64_t p = st.pos[ch.slot] + t;
+      ids.push_back(ch.ids[t]);
+      qseq.push_back(ch.slot);
+      qpos.push_back(static_cast<int32_t>(p));
+      slot_map.push_back(static_cast<int32_t>(pg[p / kPage] * kPage + p % kPage));
+      if (ch.all_logits || t == ch.T - 1) logit_rows.push_back(static_cast<int32_t>(ids.size() - 1));
+    }
+    cu.push_back(static_cast<int32_t>(ids.size()));
+    slots.push_back(ch.slot);
+  }
+  auto up = [&](int32_t* d, const std::vector<int32_t>& h) {
+    check(cudaMemcpyAsync(d, h.data(), h.size() * 4, cudaMemcpyHostToDevice, stream), "step inputs");
+  };
+  up(d_ids, ids);
+  up(d_query_seq, qseq);
+  up(d_query_pos, qpos);
+  up(d_slot_mapping, slot_map);
+  up(d_cu, cu);
+  up(d_slots, slots);
+  up(d_logit_rows, logit_rows);  // (copies from pageable memory: staged before returning)
+  L = static_cast<int64_t>(logit_rows.size());
+  last_rows = R;
+  std::fill(route_rows.begin(), route_rows.end(), 0);
+  return R;
+}
+
+const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B) {
+  const Config& c = model.config;
+  const int64_t H = c.hidden_size;
+  const float eps = static_cast<float>(c.norm_eps);
+  cudaStream_t sm = stream;
+  auto linear = [&](const LinearWeight& w, const uint16_t* xin, int64_t rows, void* out, OutType t = OutType::BF16) {
+    LinearCudaArgs a;
+    a.w = w;
+    a.x = xin;
+    a.T = rows;
+    a.y = out;
+    a.y_type = t;
+    linear_cuda(a, sm);
+  };
+  const uint16_t* y_prev = nullptr;
+  for (const DBlock& b : st.blocks) {
+    // MoE blocks with router_fp32 also keep the unrounded normed rows for the router.
+    const bool f32_router = b.kind == LayerKind::MoE && opt.router_fp32;
+    add_rmsnorm_f32_cuda(x, y_prev, b.norm, R, H, eps, u, f32_router ? uf : nullptr, sm);
+    switch (b.kind) {
+      case LayerKind::Mamba: {
+        const int64_t W = c.in_proj_dim(), di = c.d_inner(), C = c.conv_dim();
+        linear(b.m.in_proj, u, R, big);  // [R, z | xBC | dt]
+        ConvPrefillArgs ca;
+        ca.xbc = big + di;
+        ca.xbc_stride = W;
+        ca.state = b.m.conv_state;
+        ca.slot = d_slots;
+        ca.cu_rows = d_cu;
+        ca.w = b.m.conv_w;
+        ca.bias = b.m.conv_b;
+        ca.B = B;
+        ca.rows = R;
+        ca.C = C;
+        ca.K = c.conv_kernel;
+        ca.out = conv_out;
+        conv1d_prefill_silu_cuda(ca, sm);
+        SsmScanArgs sa;
+        sa.xbc = conv_out;
+        sa.xbc_stride = C;
+        sa.dt_raw = big + di + C;
+        sa.dt_stride = W;
+        sa.dt_bias = b.m.dt_bias;
+        sa.A = b.m.A;
+        sa.D = b.m.D;
+        sa.state = b.m.ssm_state;
+        sa.slot = d_slots;
+        sa.cu_rows = d_cu;
+        sa.B = B;
+        sa.rows = R;
+        sa.heads = c.mamba_num_heads;
+        sa.head_dim = c.mamba_head_dim;
+        sa.state_dim = c.ssm_state_size;
+        sa.groups = c.n_groups;
+        sa.dt_min = static_cast<float>(c.time_step_limit_min);
+        sa.dt_max = static_cast<float>(c.time_step_limit_max);
+        sa.y = ssm_y;
+        ssm_scan_cuda(sa, sm);
+        gated_rmsnorm_cuda(ssm_y, big, W, b.m.norm, R, di, di / c.n_groups, eps, g, sm);
+        linear(b.m.out_proj, g, R, y);
+        break;
+      }
+      case LayerKind::Attention: {
+        linear(b.a.q, u, R, q);
+        linear(b.a.k, u, R, kb);
+        linear(b.a.v, u, R, vb);
+        kv_cache_write_cuda(b.a.cache, kb, vb, d_slot_mapping, R, sm);
+        PagedAttentionArgs pa;
+        pa.q = q;
+        pa.T = R;
+        pa.q_heads = c.num_attention_heads;
+        pa.query_seq = d_query_seq;
+        pa.query_pos = d_query_pos;
+        pa.block_tables = st.block_tables;
+        pa.max_pages = num_pages;
+        pa.cache = b.a.cache;
+        pa.out = o;
+        paged_attention_cuda(pa, sm);
+        linear(b.a.o, o, R, y);
+        break;
+      }
+      case LayerKind::MoE: {
+        const int64_t k = c.num_experts_per_tok, Din = c.expert_input_dim();
+        if (f32_router)
+          router_logits_f32_cuda(uf, static_cast<const uint16_t*>(b.e.gate.data), R, c.n_routed_experts, H,
+                                 router_logits, sm);
+        else
+          linear(b.e.gate, u, R, router_logits, OutType::F32);
+        RouterParams rp{c.n_routed_experts, k, c.n_group, c.topk_group, c.norm_topk_prob,
+                        static_cast<float>(c.routed_scaling_factor)};
+        route_topk_cuda(router_logits, b.e.bias, rp, R, d_route_ids, route_w, sm);
+        if (record_routing) {
+          check(cudaMemcpyAsync(route_log + static_cast<int64_t>(b.index) * opt.max_step_tokens * k, d_route_ids,
+                                static_cast<std::size_t>(R * k) * 4, cudaMemcpyDeviceToDevice, sm),
+                "routing record");
+          route_rows[static_cast<std::size_t>(b.index)] = R;
+        }
+        const uint16_t* rin = u;
+        if (c.moe_latent_size > 0) {
+          linear(b.e.fc1, u, R, r);
+          rin = r;
+        }
+        ExpertGemvArgs ea;
+        ea.w = b.e.up;
+        ea.ids = d_route_ids;
+        ea.T = R;
+        ea.k = k;
+        ea.x = rin;
+        ea.relu2 = true;
+        ea.y = h;
+        expert_gemv_cuda(ea, sm);
+        ea.w = b.e.down;
+        ea.x = h;
+        ea.x_per_slot = true;
+        ea.relu2 = false;
+        ea.y = yk;
+        expert_gemv_cuda(ea, sm);
+        if (c.moe_latent_size > 0) {
+          moe_combine_cuda(yk, route_w, R, k, Din, acc, sm);
+          linear(b.e.fc2, acc, R, y);
+        } else {
+          moe_combine_cuda(yk, route_w, R, k, Din, y, sm);
+        }
+        if (c.n_shared_experts > 0) {
+          linear(b.e.shared_up, u, R, sh);
+          relu2_cuda(sh, R * Is_pad, sm);
+          linear(b.e.shared_down, sh, R, sd);
+          add_bf16_cuda(y, sd, R * H, y, sm);
+        }
+        break;
+      }
+      case LayerKind::MLP:
+        linear(b.mlp_up, u, R, h);
+        relu2_cuda(h, R * Imlp_pad, sm);
+        linear(b.mlp_down, h, R, y);
+        break;
+    }
+    y_prev = y;
+  }
+  return y_prev;
+}
+
+std::vector<std::vector<float>> CudaModel::Impl::finish_step(Stack& st, const std::vector<StepChunk>& chunks,
+                                                             const uint16_t* final_norm, const uint16_t* y_prev,
+                                                             int64_t R, int64_t L) {
+  const Config& c = model.config;
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  add_rmsnorm_f32_cuda(x, y_prev, final_norm, R, H, static_cast<float>(c.norm_eps), u, uf, stream);
+  gather_rows_bf16_cuda(u, d_logit_rows, L, H, ug, stream);
+  LinearCudaArgs a;
+  a.w = lm_head;
+  a.x = ug;
+  a.T = L;
+  a.y = logits;
+  a.y_type = OutType::F32;
+  linear_cuda(a, stream);
+  std::vector<float> host(static_cast<std::size_t>(L * V));
+  check(cudaMemcpyAsync(host.data(), logits, host.size() * 4, cudaMemcpyDeviceToHost, stream), "logits");
+  check(cudaStreamSynchronize(stream), "forward");
+
+  std::vector<std::vector<float>> out(chunks.size());
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    const int64_t n = chunks[i].all_logits ? chunks[i].T : 1;
+    out[i].assign(host.begin() + static_cast<int64_t>(next) * V, host.begin() + static_cast<int64_t>(next + n) * V);
+    next += static_cast<std::size_t>(n);
+    st.pos[chunks[i].slot] += chunks[i].T;
+  }
+  return out;
+}
+
+void CudaModel::Impl::reset_slot(Stack& st, int slot) {
+  const Config& c = model.config;
+  st.pos[slot] = 0;
+  for (auto& b : st.blocks) {
+    if (b.kind != LayerKind::Mamba) continue;
+    const int64_t conv = (c.conv_kernel - 1) * c.conv_dim();
+    const int64_t ssm = c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size;
+    check(cudaMemsetAsync(b.m.conv_state + slot * conv, 0, static_cast<std::size_t>(conv) * 4, stream), "reset slot");
+    check(cudaMemsetAsync(b.m.ssm_state + slot * ssm, 0, static_cast<std::size_t>(ssm) * 4, stream), "reset slot");
+  }
+}
+
+void CudaModel::Impl::free_slot(Stack& st, int slot) {
+  for (int32_t p : st.pages[slot]) st.free_pages.push_back(p);
+  st.pages[slot].clear();
+  st.pos[slot] = 0;
+}
+
+}  // namespace nemotron::model
+
+#endif

@@ -1,0 +1,179 @@
+// The MTP head on the GPU (CudaModel::mtp_forward) against the CPU reference's mtp_forward,
+// routing-aware (cuda_model_test_util.h: the CPU is forced to the GPU's expert choices in the
+// trunk and in the head once those are checked to be near-ties): the trunk's post-norm_f
+// rows, the head's logits over a prompt, and chained drafts (each engine fed its own hidden
+// output, both the GPU's draft token). The fixtures' MTP logits and draft ids are printed
+// (every MTP fixture has MoE blocks). Also: a head run in chunks equals one call, and the
+// head's errors.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "cuda_model_test_util.h"
+#include "fixture_util.h"
+#include "model/cpu_forward.h"
+#include "model/cuda_model.h"
+#include "util/error.h"
+
+using namespace nemotron::model;
+using nemotron::testing::Expected;
+using nemotron::testing::fixture_dir;
+using nemotron::testing::kLogitRelTol;
+using nemotron::testing::kSelfRelTol;
+using nemotron::testing::Lockstep;
+using nemotron::testing::rel_err;
+using nemotron::testing::top1;
+
+namespace {
+
+CudaModelOptions small_options() {
+  CudaModelOptions o;
+  o.max_seqs = 2;
+  o.max_step_tokens = 256;
+  o.kv_tokens = 2048;
+  o.verbose = false;
+  return o;
+}
+
+void expect_close(const std::string& what, const std::vector<float>& got, const std::vector<float>& ref, int64_t V) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  const double e = rel_err(got.data(), ref.data(), ref.size());
+  const auto a = top1(got, ref, V, 0.1f);
+  std::printf("[ %s ] rel_err=%.4g top1 %d/%d\n", what.c_str(), e, a.agree, a.compared);
+  EXPECT_LE(e, kLogitRelTol) << what;
+  EXPECT_GE(a.agree, a.compared * 95 / 100) << what;
+}
+
+class CudaMtpTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";
+    model_ = std::make_unique<Model>(Model::load(fixture_dir(GetParam())));
+    ASSERT_TRUE(model_->config.has_mtp()) << GetParam();
+    gpu_ = std::make_unique<CudaModel>(*model_, small_options());
+    ex_ = std::make_unique<Expected>(GetParam());
+  }
+  int64_t V() const { return model_->config.vocab_size; }
+  int64_t H() const { return model_->config.hidden_size; }
+  std::string p(int i, const char* what) const { return "p" + std::to_string(i) + "." + what; }
+
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<CudaModel> gpu_;
+  std::unique_ptr<Expected> ex_;
+};
+
+TEST_P(CudaMtpTest, HeadAndDraftsMatchCpuOnGpuRoutes) {
+  Lockstep ls(*model_, *gpu_);
+  for (int i = 0; i < ex_->num_prompts(); ++i) {
+    const std::string tag = GetParam() + " p" + std::to_string(i);
+    const auto ids = ex_->ids(p(i, "input_ids"));
+    const auto greedy = ex_->ids(p(i, "greedy_ids"));
+    const int64_t T = static_cast<int64_t>(ids.size());
+    const int slot = gpu_->acquire_slot();
+    auto st = ls.cpu().new_state();
+    auto mst = ls.cpu().new_mtp_state();
+    const auto trunk = ls.forward(slot, st, ids.data(), T, false);
+    ASSERT_EQ(trunk.gpu_hidden.size(), static_cast<std::size_t>(T * H()));
+    const double eh = rel_err(trunk.gpu_hidden.data(), trunk.cpu_hidden.data(), trunk.cpu_hidden.size());
+    const auto href = ex_->f32(p(i, "trunk_hidden"));
+    std::printf("[ %s ] trunk hidden rel_err vs CPU on GPU routes %.4g, vs fixture (unforced) %.4g\n", tag.c_str(), eh,
+                rel_err(trunk.gpu_hidden.data(), href.data(), href.size()));
+    EXPECT_LE(eh, kLogitRelTol) << tag;
+
+    // Position j is fed token j+1 and trunk row j; the last position the first generated token.
+    std::vector<int32_t> next(ids.begin() + 1, ids.end());
+    next.push_back(greedy[0]);
+    const auto m = ls.mtp(slot, mst, next.data(), trunk.gpu_hidden.data(), trunk.cpu_hidden.data(), T, true);
+    expect_close(tag + " MTP logits vs CPU on GPU routes", m.gpu, m.cpu, V());
+    const auto mref = ex_->f32(p(i, "mtp_logits"));
+    const auto ma = top1(m.gpu, mref, V(), 0.1f);
+    std::printf("[ %s ] MTP logits vs fixture (unforced) rel_err=%.4g top1 %d/%d\n", tag.c_str(),
+                rel_err(m.gpu.data(), mref.data(), mref.size()), ma.agree, ma.compared);
+    EXPECT_EQ(gpu_->mtp_position(slot), T);
+
+    // Chained drafts: the GPU's draft token feeds both engines; each gets its own hidden row.
+    const auto dref = ex_->ids(p(i, "mtp_draft_ids"));
+    std::vector<int32_t> drafts{argmax(m.gpu.data() + (T - 1) * V(), V())};
+    std::vector<float> hg(m.gpu_hidden.end() - H(), m.gpu_hidden.end());
+    std::vector<float> hc(m.cpu_hidden.end() - H(), m.cpu_hidden.end());
+    std::vector<float> chain_gpu(m.gpu.end() - V(), m.gpu.end()), chain_cpu(m.cpu.end() - V(), m.cpu.end());
+    while (drafts.size() < dref.size()) {
+      const int32_t tok = drafts.back();
+      const auto o = ls.mtp(slot, mst, &tok, hg.data(), hc.data(), 1, false);
+      chain_gpu.insert(chain_gpu.end(), o.gpu.begin(), o.gpu.end());
+      chain_cpu.insert(chain_cpu.end(), o.cpu.begin(), o.cpu.end());
+      drafts.push_back(argmax(o.gpu.data(), V()));
+      hg = o.gpu_hidden;
+      hc = o.cpu_hidden;
+    }
+    gpu_->release_slot(slot);
+    expect_close(tag + " draft chain logits vs CPU on GPU routes", chain_gpu, chain_cpu, V());
+    int same = 0;
+    for (std::size_t k = 0; k < dref.size(); ++k) same += drafts[k] == dref[k];
+    std::printf("[ %s ] GPU drafts equal to the fixture's: %d/%zu\n", tag.c_str(), same, dref.size());
+  }
+  ls.stats.print((GetParam() + " trunk + MTP").c_str());
+  ls.stats.expect_legitimate("trunk + MTP");
+}
+
+// The head over a prompt in one call equals the head over it in chunks (its KV cache appends).
+TEST_P(CudaMtpTest, ChunkedHeadEqualsOneCall) {
+  const auto ids = ex_->ids(p(0, "input_ids"));
+  const int64_t T = static_cast<int64_t>(ids.size());
+  const int slot = gpu_->acquire_slot();
+  gpu_->forward({{slot, ids.data(), T, false}});
+  const auto hidden = gpu_->last_hidden();
+  std::vector<int32_t> next(ids.begin() + 1, ids.end());
+  next.push_back(ids[0]);
+  const auto full = gpu_->mtp_forward(slot, next.data(), hidden.data(), T, true);
+  gpu_->release_slot(slot);
+  const int s2 = gpu_->acquire_slot();
+  EXPECT_EQ(gpu_->mtp_position(s2), 0);
+  std::vector<float> got;
+  for (int64_t s = 0; s < T; s += 5) {
+    const int64_t n = std::min<int64_t>(5, T - s);
+    const auto r = gpu_->mtp_forward(s2, next.data() + s, hidden.data() + s * H(), n, true);
+    got.insert(got.end(), r.begin(), r.end());
+  }
+  EXPECT_EQ(gpu_->mtp_position(s2), T);
+  EXPECT_EQ(gpu_->position(s2), 0);  // the trunk's position is separate
+  gpu_->release_slot(s2);
+  ASSERT_EQ(got.size(), full.size());
+  const double e = rel_err(got.data(), full.data(), full.size());
+  std::printf("[ %s ] MTP chunks of 5 vs one call rel=%.4g\n", GetParam().c_str(), e);
+  EXPECT_LE(e, kSelfRelTol);
+}
+
+TEST_P(CudaMtpTest, InvalidInputsAreErrors) {
+  const int slot = gpu_->acquire_slot();
+  std::vector<float> h(static_cast<std::size_t>(H()), 0.5f);
+  const int32_t bad = static_cast<int32_t>(V());
+  EXPECT_THROW(gpu_->mtp_forward(slot, &bad, h.data(), 1, false), nemotron::Error);
+  const int32_t ok = 3;
+  EXPECT_THROW(gpu_->mtp_forward(slot, &ok, nullptr, 1, false), nemotron::Error);
+  EXPECT_THROW(gpu_->mtp_forward(slot + 1, &ok, h.data(), 1, false), nemotron::Error);  // not acquired
+  EXPECT_THROW(gpu_->mtp_forward(slot, &ok, h.data(), 0, false), nemotron::Error);
+  EXPECT_EQ(gpu_->mtp_position(slot), 0);
+  gpu_->release_slot(slot);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaMtpTest, ::testing::Values("super-latent-mtp", "super-mixed-mtp"),
+                         [](const auto& param_info) {
+                           std::string s = param_info.param;
+                           std::replace(s.begin(), s.end(), '-', '_');
+                           return s;
+                         });
+
+TEST(CudaMtp, ModelWithoutMtpHeadIsAnError) {
+  ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";
+  const Model m = Model::load(fixture_dir("nano-moe"));
+  ASSERT_FALSE(m.config.has_mtp());
+  CudaModel gpu(m, small_options());
+  const int slot = gpu.acquire_slot();
+  std::vector<float> h(static_cast<std::size_t>(m.config.hidden_size), 0.5f);
+  const int32_t tok = 3;
+  EXPECT_THROW(gpu.mtp_forward(slot, &tok, h.data(), 1, false), nemotron::Error);
+}
+
+}  // namespace
