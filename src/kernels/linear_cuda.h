@@ -4,8 +4,9 @@
 // BF16 or fp32 out. Weights are never materialized in another format: FP8 and NVFP4 are
 // dequantized in registers (GEMV) or per shared-memory tile (GEMM).
 //
-// Paths: GEMV for T <= kLinearGemvMaxRows (decode: one warp per output row, 16-byte weight
-// loads, all T rows share each weight load); GEMM for more rows (prefill: 64x64 tiles on the
+// Paths: GEMV for T <= kLinearGemvMaxRows (decode: 16-row tiles of W decoded to BF16 in
+// registers and multiplied with all T rows of x (staged in shared memory) on the tensor cores,
+// fp32 accumulation; every weight byte read once for the whole batch); GEMM for more rows (prefill: 64x64 tiles on the
 // BF16 tensor cores (wmma) with fp32 accumulation; FP8 and NVFP4 values, and NVFP4 element x
 // block-scale products, are exact in BF16, so only the per-tensor scale is applied after
 // accumulation).
@@ -18,7 +19,10 @@ namespace nemotron::kernels {
 
 inline constexpr int64_t kLinearGemvMaxRows = 8;
 
-enum class LinearPath { Auto, Gemv, Gemm };
+// Gemv: the tensor-core GEMV. GemvWarpRow: the CUDA-core GEMV (one warp per output row), also
+// used when x does not fit in shared memory, and by Auto at T = 1 for BF16, FP8 and NVFP4
+// weights under 4 MB, where it measured faster.
+enum class LinearPath { Auto, Gemv, Gemm, GemvWarpRow };
 
 struct LinearCudaArgs {
   LinearWeight w;               // data / block_scale are device pointers, 16-byte aligned
@@ -26,7 +30,7 @@ struct LinearCudaArgs {
   int64_t T = 0;
   void* y = nullptr;            // [T, w.out] BF16 or fp32 (y_type), device
   OutType y_type = OutType::BF16;
-  LinearPath path = LinearPath::Auto;  // Gemv only for T <= kLinearGemvMaxRows
+  LinearPath path = LinearPath::Auto;  // Gemv, GemvWarpRow only for T <= kLinearGemvMaxRows
 };
 
 // Requirements (else nemotron::Error): Dense weights are BF16; w.in % 32 == 0 (every

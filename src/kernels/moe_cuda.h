@@ -45,6 +45,9 @@ struct ExpertGemvArgs {
   bool x_per_slot = false;
   bool relu2 = false;
   uint16_t* y = nullptr;
+  // false: the tensor-core GEMV (16-row tiles, x in shared memory); true: one warp per output
+  // row on the CUDA cores (the former kernel, kept for tests and benches).
+  bool warp_rows = false;
 };
 void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream);
 

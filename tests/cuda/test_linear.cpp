@@ -1,5 +1,5 @@
-// linear_cuda (GEMV and GEMM paths, Dense BF16 / FP8 / NVFP4, BF16 and fp32 output) against
-// linear_cpu on the same BF16 inputs and the same stored weights.
+// linear_cuda (GEMV paths: tensor-core tiles and warp-per-row; GEMM; Dense BF16 / FP8 / NVFP4,
+// BF16 and fp32 output) against linear_cpu on the same BF16 inputs and the same stored weights.
 // Tolerance per output element: |gpu - ref| <= c * sum_k |w_k x_k| (+ 2^-8 |ref| when the output
 // is BF16: one rounding). c = 1e-5 for the GEMV, 3e-5 for the tensor-core GEMM; both sides
 // accumulate exact products in fp32 in different orders, so the gap is a few ulps of the
@@ -33,8 +33,22 @@ const Case kSuper[] = {{"super.in_proj", 18560, 4096}, {"super.latent_expert_up"
                        {"super.latent_expert_down", 1024, 2688}};
 const Case kSmall[] = {{"ragged", 37, 96}, {"one_row", 1, 32}, {"tile+1", 65, 160}};
 
-void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType yt, uint64_t seed) {
-  const HostWeight hw = make_weight(f, c.out, c.in, seed);
+// Extreme NVFP4 block scales (0, the smallest E4M3 subnormal 2^-9, the largest 448, a
+// negative one) and extreme FP8 codes (+-448, +-2^-9, +-0) written over part of a weight.
+void add_extremes(HostWeight& hw) {
+  if (hw.w.format == WeightFormat::NVFP4) {
+    const uint8_t codes[] = {0x00, 0x01, 0x7E, 0xB8};
+    for (std::size_t i = 0; i < hw.scales.size(); i += 7) hw.scales[i] = codes[(i / 7) % 4];
+  } else if (hw.w.format == WeightFormat::FP8) {
+    const uint8_t codes[] = {0x7E, 0xFE, 0x01, 0x81, 0x00, 0x80};
+    for (std::size_t i = 0; i < hw.data.size(); i += 5) hw.data[i] = codes[(i / 5) % 6];
+  }
+}
+
+void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType yt, uint64_t seed,
+              bool extremes = false) {
+  HostWeight hw = make_weight(f, c.out, c.in, seed);
+  if (extremes) add_extremes(hw);
   Rng rng(seed * 7 + 1);
   std::vector<float> xf;
   const std::vector<uint16_t> xb = rng.bf16(static_cast<std::size_t>(T * c.in), 1.0f, &xf);
@@ -77,8 +91,9 @@ void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType
       }
     }
   }, 16);
+  const char* pname = path == LinearPath::Gemm ? " gemm" : path == LinearPath::GemvWarpRow ? " gemv-rows" : " gemv";
   const std::string what = std::string(c.name) + " " + kernels::weight_format_name(f) + " T=" + std::to_string(T) +
-                           (path == LinearPath::Gemm ? " gemm" : " gemv") + (yt == OutType::F32 ? " f32" : " bf16");
+                           pname + (yt == OutType::F32 ? " f32" : " bf16") + (extremes ? " extremes" : "");
   EXPECT_EQ(report(what, got, ref, tol), 0u);
 }
 
@@ -112,6 +127,43 @@ TEST(LinearCuda, GemvSmallAndEveryT) {
         run_case(c, f, T, LinearPath::Gemv, T % 2 ? OutType::BF16 : OutType::F32, seed++);
 }
 
+// The warp-per-row CUDA-core GEMV (the fallback for x too large for shared memory).
+TEST(LinearCuda, GemvWarpRowPath) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 500;
+  for (auto f : kFormats) {
+    run_case(kNano[3], f, 1, LinearPath::GemvWarpRow, OutType::BF16, seed++);
+    run_case(kNano[4], f, 6, LinearPath::GemvWarpRow, OutType::F32, seed++);
+    for (const auto& c : kSmall) run_case(c, f, 3, LinearPath::GemvWarpRow, OutType::BF16, seed++);
+  }
+}
+
+// Tensor-core GEMV edge cases: every T on shapes whose K is not a multiple of the 128-element
+// NVFP4 super-step (1856, 96, 160) and whose rows are not a multiple of the 16-row tile; extreme
+// scales and codes; the largest weights with every format; x too large for shared memory
+// (T=8, in=16384: 256 KiB) falls back to the warp-per-row kernel.
+TEST(LinearCuda, GemvTilesEdgeCases) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 600;
+  const Case odd[] = {{"k1856_rows37", 37, 1856}, {"k160_rows1", 1, 160}, {"k96_rows17", 17, 96},
+                      {"k224_rows300", 300, 224}};
+  for (const auto& c : odd)
+    for (auto f : kFormats)
+      for (int64_t T = 1; T <= 8; ++T) run_case(c, f, T, LinearPath::Gemv, T % 3 ? OutType::BF16 : OutType::F32, seed++);
+  for (auto f : {WeightFormat::FP8, WeightFormat::NVFP4})
+    for (int64_t T : {1, 4, 8}) {
+      run_case(kNano[2], f, T, LinearPath::Gemv, OutType::BF16, seed++, true);
+      run_case(odd[0], f, T, LinearPath::Gemv, OutType::F32, seed++, true);
+    }
+  const Case lm{"nano.lm_head", 131072, 2688};
+  for (auto f : {WeightFormat::FP8, WeightFormat::NVFP4}) run_case(lm, f, 2, LinearPath::Gemv, OutType::F32, seed++);
+  const Case wide{"wide_in16384", 24, 16384};
+  for (auto f : kFormats) {
+    run_case(wide, f, 8, LinearPath::Gemv, OutType::F32, seed++);
+    run_case(wide, f, 1, LinearPath::Gemv, OutType::BF16, seed++);
+  }
+}
+
 TEST(LinearCuda, GemmRealShapes) {
   ASSERT_TRUE(have_device());
   uint64_t seed = 300;
@@ -128,6 +180,10 @@ TEST(LinearCuda, GemmSmallShapesAndAutoPath) {
     for (auto f : kFormats)
       for (int64_t T : {1, 9, 64, 130}) run_case(c, f, T, LinearPath::Gemm, T % 2 ? OutType::F32 : OutType::BF16, seed++);
   run_case(kNano[2], WeightFormat::NVFP4, 200, LinearPath::Auto, OutType::BF16, seed++);
+  for (auto f : kFormats) {  // Auto at T = 1 picks per format and size (both GEMV kernels)
+    run_case(kNano[0], f, 1, LinearPath::Auto, OutType::BF16, seed++);
+    run_case(kNano[2], f, 1, LinearPath::Auto, OutType::BF16, seed++);
+  }
   run_case(kNano[2], WeightFormat::FP8, 4, LinearPath::Auto, OutType::BF16, seed++);
 }
 

@@ -166,6 +166,100 @@ TEST(MoeCuda, RoutedExpertsFromDeviceIds) {
   for (int64_t r = 0; r < I; ++r) ASSERT_TRUE(std::isfinite(hb[2 * I + r]));
 }
 
+// expert_gemv_cuda for every format on both kernels (tensor-core tiles, warp per row), shapes
+// with rows not a multiple of 16 and K not a multiple of 128, up- (token row, relu²) and
+// down-style (pair row) inputs, ids given directly (including repeats and one bad id -> NaN row).
+void check_experts(kernels::WeightFormat f, int64_t E, int64_t out, int64_t in, int64_t T, int64_t k, bool per_slot,
+                   bool relu2, bool warp_rows, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<HostWeight> hw;
+  std::vector<std::unique_ptr<DeviceBuffer<uint8_t>>> bufs;
+  std::vector<const void*> dptr;
+  std::vector<const uint8_t*> sptr;
+  std::vector<float> sc;
+  for (int64_t e = 0; e < E; ++e) {
+    hw.push_back(make_weight(f, out, in, seed * 100 + e));
+    bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(hw.back().data));
+    dptr.push_back(bufs.back()->get());
+    if (hw.back().scales.empty()) {
+      sptr.push_back(nullptr);
+    } else {
+      bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(hw.back().scales));
+      sptr.push_back(bufs.back()->get());
+    }
+    sc.push_back(hw.back().w.scale);
+  }
+  DeviceBuffer<const void*> d_data(dptr);
+  DeviceBuffer<const uint8_t*> d_scales(sptr);
+  DeviceBuffer<float> d_sc(sc);
+  std::vector<int32_t> ids(static_cast<std::size_t>(T * k));
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 5 + seed) % E);
+  const std::size_t bad = ids.size() / 2;
+  ids[bad] = static_cast<int32_t>(E);  // out of range
+  DeviceBuffer<int32_t> d_ids(ids);
+  const int64_t xrows = per_slot ? T * k : T;
+  std::vector<float> xf;
+  const auto xb = rng.bf16(static_cast<std::size_t>(xrows * in), 1.0f, &xf);
+  DeviceBuffer<uint16_t> dx(xb), dy(static_cast<std::size_t>(T * k * out));
+  dy.poison();
+  kernels::ExpertGemvArgs a;
+  a.w = {f, E, out, in, d_data.get(), f == kernels::WeightFormat::NVFP4 ? d_scales.get() : nullptr, d_sc.get()};
+  a.ids = d_ids.get();
+  a.T = T;
+  a.k = k;
+  a.x = dx.get();
+  a.x_per_slot = per_slot;
+  a.relu2 = relu2;
+  a.y = dy.get();
+  a.warp_rows = warp_rows;
+  ASSERT_NO_THROW(kernels::expert_gemv_cuda(a, nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+  const auto got = bf16_to_f32(dy.download());
+  std::vector<float> ref(got.size()), tol(got.size()), row(static_cast<std::size_t>(in));
+  for (int64_t i = 0; i < T * k; ++i) {
+    if (i == static_cast<int64_t>(bad)) {
+      for (int64_t r = 0; r < out; ++r) ASSERT_TRUE(std::isnan(got[i * out + r])) << "bad id row " << r;
+      continue;
+    }
+    const float* xr = xf.data() + (per_slot ? i : i / k) * in;
+    for (int64_t r = 0; r < out; ++r) {
+      kernels::dequantize_row(hw[ids[i]].w, r, row.data());
+      double s = 0, sa = 0;
+      for (int64_t c = 0; c < in; ++c) {
+        s += static_cast<double>(row[c]) * xr[c];
+        sa += std::fabs(static_cast<double>(row[c]) * xr[c]);
+      }
+      const float av = static_cast<float>(s);
+      const float v = relu2 ? (av > 0 ? av * av : 0.0f) : av;
+      const float d = 1e-5f * static_cast<float>(sa);
+      ref[i * out + r] = v;
+      tol[i * out + r] = (relu2 ? 2.0f * std::fabs(av) * d + d * d : d) + std::ldexp(std::fabs(v), -8) + 1e-30f;
+    }
+  }
+  for (std::size_t b = bad * out; b < (bad + 1) * out; ++b) ref[b] = tol[b] = 0.0f;
+  std::vector<float> g2 = got;
+  for (std::size_t b = bad * out; b < (bad + 1) * out; ++b) g2[b] = 0.0f;
+  EXPECT_EQ(report(std::string("experts ") + kernels::weight_format_name(f) + " [" + std::to_string(out) + "," +
+                       std::to_string(in) + "] T=" + std::to_string(T) + " k=" + std::to_string(k) +
+                       (per_slot ? " per-slot" : "") + (relu2 ? " relu2" : "") + (warp_rows ? " warp-rows" : " tiles"),
+                   g2, ref, tol),
+            0u);
+}
+
+TEST(MoeCuda, RoutedExpertsEveryFormatAndPath) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 1;
+  for (auto f : {kernels::WeightFormat::Dense, kernels::WeightFormat::FP8, kernels::WeightFormat::NVFP4})
+    for (bool warp_rows : {false, true}) {
+      check_experts(f, 5, 37, 1856, 2, 3, false, true, warp_rows, seed++);
+      check_experts(f, 5, 300, 96, 3, 2, true, false, warp_rows, seed++);
+      check_experts(f, 4, 17, 224, 1, 6, false, false, warp_rows, seed++);
+    }
+  // Nano expert shapes, one token, k = 6 (the decode case).
+  check_experts(kernels::WeightFormat::NVFP4, 8, 1856, 2688, 1, 6, false, true, false, seed++);
+  check_experts(kernels::WeightFormat::NVFP4, 8, 2688, 1856, 1, 6, true, false, false, seed++);
+}
+
 // router_logits_f32_cuda against fp32 sums over the same BF16 gate and fp32 rows
 // (1e-5 of the absolute dot sum), including a row count that is not a multiple of 8.
 TEST(MoeCuda, RouterLogitsFromF32Rows) {

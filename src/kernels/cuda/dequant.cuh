@@ -96,6 +96,98 @@ struct Fmt<WeightFormat::NVFP4> {
   }
 };
 
+// ---- BF16 tensor-core operands (the mma GEMV, gemv_core.cuh) ----
+// A 16-byte chunk of one stored row holds kE elements = kE/8 "units" of 8 consecutive k. Each
+// unit becomes 4 BF16x2 registers r[0..3] (the A operands of two m16n8k16 mmas: r[0], r[1] for
+// the first, r[2], r[3] for the second); the element pair in r[i] is listed in kPairs, and the
+// activations are staged in shared memory in that same order (stage_unit), so that one 16-byte
+// shared load per unit gives the matching B operands. Products are exact in BF16 (FP8 values,
+// e2m1 x E4M3 block scale), so only fp32 accumulation rounds; kPost scales the sum.
+
+__device__ __forceinline__ uint32_t bf16x2_mul(uint32_t a, uint32_t b) {
+  uint32_t d;  // a * b + (-0): fma.rn.bf16x2 keeps subnormal inputs (sm_80+)
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
+  return d;
+}
+
+// Two E4M3 codes (low byte first) -> FP16x2 (exact: every E4M3 value is a normal FP16 or 0).
+__device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t v16) {
+  const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(v16 & 0xFFFFu), __NV_E4M3);
+  return static_cast<uint32_t>(r.x) | (static_cast<uint32_t>(r.y) << 16);
+}
+
+// FP16x2 of normal numbers or zeros -> BF16x2 of the same values times 2^-112 (the exponent
+// field is kept, the mantissa loses its 3 low bits, which are zero for E4M3-derived values).
+__device__ __forceinline__ uint32_t f16x2_to_bf16x2_shifted(uint32_t h) {
+  return ((h >> 3) & 0x0FFF0FFFu) | (h & 0x80008000u);
+}
+
+template <WeightFormat F>
+struct MmaFmt;
+
+template <>
+struct MmaFmt<WeightFormat::Dense> {
+  static constexpr int kE = 8;
+  static constexpr float kPost = 1.0f;
+  __device__ __forceinline__ static void prep_scale(uint16_t, uint32_t (&)[2]) {}
+  __device__ __forceinline__ static void unit(const uint4& c, const uint32_t (&)[2], int, uint32_t (&r)[4]) {
+    r[0] = c.x;  // pairs (0,1) (2,3) (4,5) (6,7): natural order
+    r[1] = c.y;
+    r[2] = c.z;
+    r[3] = c.w;
+  }
+  __device__ __forceinline__ static uint4 stage_unit(uint4 v) { return v; }
+};
+
+template <>
+struct MmaFmt<WeightFormat::FP8> {
+  static constexpr int kE = 16;
+  static constexpr float kPost = 1.0f;
+  __device__ __forceinline__ static void prep_scale(uint16_t, uint32_t (&)[2]) {}
+  // Unit w = bytes 8w..8w+7 of the chunk, pairs in natural order; value = e4m3 exactly.
+  __device__ __forceinline__ static void unit(const uint4& c, const uint32_t (&)[2], int w, uint32_t (&r)[4]) {
+    const uint32_t lo = w == 0 ? c.x : c.z, hi = w == 0 ? c.y : c.w;
+    constexpr uint32_t k2p112 = 0x77807780u;  // BF16x2 (2^112, 2^112)
+    r[0] = bf16x2_mul(f16x2_to_bf16x2_shifted(e4m3x2_to_f16x2(lo)), k2p112);
+    r[1] = bf16x2_mul(f16x2_to_bf16x2_shifted(e4m3x2_to_f16x2(lo >> 16)), k2p112);
+    r[2] = bf16x2_mul(f16x2_to_bf16x2_shifted(e4m3x2_to_f16x2(hi)), k2p112);
+    r[3] = bf16x2_mul(f16x2_to_bf16x2_shifted(e4m3x2_to_f16x2(hi >> 16)), k2p112);
+  }
+  __device__ __forceinline__ static uint4 stage_unit(uint4 v) { return v; }
+};
+
+template <>
+struct MmaFmt<WeightFormat::NVFP4> {
+  static constexpr int kE = 32;
+  static constexpr float kPost = 256.0f;  // A = e2m1 * block scale * 2^-8
+  // The chunk's two E4M3 block scales (block 0 in the low byte) -> s[b] = BF16x2 splat of
+  // scale_b * 2^118 (<= 448 * 2^118 < 2^127, exact).
+  __device__ __forceinline__ static void prep_scale(uint16_t sv, uint32_t (&s)[2]) {
+    constexpr uint32_t k2p115 = 0x79007900u;  // BF16x2 (2^115, 2^115)
+    const uint32_t v = bf16x2_mul(bf16x2_mul(f16x2_to_bf16x2_shifted(e4m3x2_to_f16x2(sv)), k2p115), k2p115);
+    s[0] = __byte_perm(v, 0, 0x1010);
+    s[1] = __byte_perm(v, 0, 0x3232);
+  }
+  // Unit w = 32-bit word w (element 2j in the low nibble of byte j). An E2M1 code (sign s,
+  // exponent e, mantissa m) placed at BF16 bits 15 and 8..6 is the BF16 of e2m1 * 2^-126 (e = 0
+  // lands on the subnormals: m/2 * 2^-126), so one shift and mask per pair of codes 4 apart
+  // (the same shift serves both halves): r[i] = (code i, code i+4); times the block scale.
+  __device__ __forceinline__ static void unit(const uint4& c, const uint32_t (&s)[2], int w, uint32_t (&r)[4]) {
+    const uint32_t q = w == 0 ? c.x : w == 1 ? c.y : w == 2 ? c.z : c.w;
+    const uint32_t sc = w < 2 ? s[0] : s[1];
+    constexpr uint32_t M = 0x01C001C0u, S = 0x80008000u;
+    r[0] = bf16x2_mul(((q << 6) & M) | ((q << 12) & S), sc);
+    r[1] = bf16x2_mul(((q << 2) & M) | ((q << 8) & S), sc);
+    r[2] = bf16x2_mul(((q >> 2) & M) | ((q << 4) & S), sc);
+    r[3] = bf16x2_mul(((q >> 6) & M) | (q & S), sc);
+  }
+  // Natural x pairs (0,1) (2,3) (4,5) (6,7) -> (0,4) (1,5) (2,6) (3,7).
+  __device__ __forceinline__ static uint4 stage_unit(uint4 v) {
+    return make_uint4(__byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632), __byte_perm(v.y, v.w, 0x5410),
+                      __byte_perm(v.y, v.w, 0x7632));
+  }
+};
+
 // Stored bytes of one weight row and the scale applied after accumulation.
 __host__ __device__ inline int64_t row_bytes(WeightFormat f, int64_t in) {
   return f == WeightFormat::Dense ? in * 2 : f == WeightFormat::FP8 ? in : in / 2;

@@ -1,6 +1,8 @@
 #pragma once
-// Warp-per-row GEMV core shared by the decode linear (linear_gemv.cu) and the routed experts
-// (moe.cu). Each lane streams 16-byte chunks of the stored row (coalesced: lane l reads chunk
+// GEMV cores shared by the decode linear (linear_gemv.cu) and the routed experts (moe.cu).
+//
+// 1. gemv_row: warp per output row on the CUDA cores (the fallback when x does not fit in
+//    shared memory, and LinearPath::GemvWarpRow). Each lane streams 16-byte chunks of the stored row (coalesced: lane l reads chunk
 // l, l+32, ...), kUnroll chunks issued before any is used so that enough bytes are in flight;
 // each decoded chunk is multiplied with all NT rows of x (read through L1, 16 bytes at a
 // time), so the weight is read once for the whole batch.
@@ -97,6 +99,192 @@ __device__ __forceinline__ void gemv_row(const uint8_t* __restrict__ wdata, cons
       else static_cast<uint16_t*>(y)[o] = f2bf(s);
     }
   }
+}
+
+// 2. The tensor-core GEMV (the default). A block owns a tile of 16 output rows; its warps split
+// the tile's K range (super-steps round-robin) and their partial sums are added in warp order
+// (deterministic). Per super-step a warp reads, for each of its 16 rows, 4 consecutive 16-byte
+// chunks (lane 4g+t: rows g and g+8, chunk t: coalesced 64-byte runs), decodes them to BF16
+// in registers (dequant.cuh, MmaFmt) and issues m16n8k16 BF16 mmas with fp32 accumulation:
+// A = the 16 weight rows, B = up to 8 rows of x (column n = token n, read from shared memory,
+// staged once per block), so T = 1..8 costs the same weight traffic and instructions. The
+// mma chain of one super-step (at most 8 mmas, 128 k) is added to fp32 accumulators.
+constexpr int kTileRows = 16;
+constexpr int kMmaMaxWarps = 16;
+constexpr int kAhead = 2;  // super-steps per warp per load batch (two batches in flight)
+
+__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Shared-memory x: row n (token) of `xs_stride(in)` 16-byte units; unit u (8 elements, in the
+// format's pair order) of row n sits at n * stride + (u ^ xs_swizzle(n, u)). The swizzle puts
+// the 8 lanes of each quarter-warp 16-byte load (tokens 2p, 2p+1; chunks t = 0..3) on 8
+// distinct 16-byte bank groups; it only permutes units inside aligned groups of 8, so the
+// stride is padded to a multiple of 8 units.
+__host__ __device__ inline int xs_stride(int in) { return ((in / 8 + 7) / 8) * 8; }
+
+template <WeightFormat F>
+__device__ __forceinline__ int xs_swizzle(int n, int u) {
+  if constexpr (F == WeightFormat::NVFP4) return ((u >> 3) & 1) | ((n & 1) << 1);
+  else if constexpr (F == WeightFormat::FP8) return n & 1;
+  else return (n & 1) << 2;
+}
+
+template <WeightFormat F>
+__host__ __device__ inline int64_t mma_smem_bytes(int64_t T, int64_t in, int warps) {
+  return T * xs_stride(static_cast<int>(in)) * 16 + int64_t{warps} * 4 * 32 * 4;
+}
+
+// All threads of the block: x rows [T, in] (BF16, global) -> shared memory.
+template <WeightFormat F>
+__device__ __forceinline__ void stage_x(const uint16_t* __restrict__ x, int T, int in, uint4* xs) {
+  const int units = in / 8, stride = xs_stride(in), total = T * units;
+  constexpr int kBatch = 4;  // loads issued before the first store
+  for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * blockDim.x) {
+    uint4 v[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int i = i0 + j * blockDim.x, n = i / units, u = i - n * units;
+      v[j] = i < total ? __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(n) * in) + u)
+                       : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int i = i0 + j * blockDim.x, n = i / units, u = i - n * units;
+      if (i < total) xs[n * stride + (u ^ xs_swizzle<F>(n, u))] = MmaFmt<F>::stage_unit(v[j]);
+    }
+  }
+}
+
+// One warp's share of a 16-row tile: super-steps warp, warp + nwarps, ... Returns the fp32
+// partial sums acc[j] of lane 4g+t: j = 0, 1: row g, tokens 2t, 2t+1; j = 2, 3: row g+8.
+// Rows past `out` are clamped (read, never stored); chunks past `in` count as zeros.
+// `stage()` (all threads: x into shared memory, then a barrier) runs after the warp's first
+// weight loads are issued, so that staging overlaps their latency.
+template <WeightFormat F, class Stage>
+__device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
+                                         int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
+                                         Stage&& stage, float (&acc)[4]) {
+  using D = MmaFmt<F>;
+  constexpr int E = D::kE, U = E / 8;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int nchunk = in / E, nsteps = (nchunk + 3) / 4, stride = xs_stride(in);
+  const int64_t rb = row_bytes(F, in);
+  const int ra = min(row0 + g, out - 1), rc = min(row0 + g + 8, out - 1);
+  const uint4* wa = reinterpret_cast<const uint4*>(wdata + ra * rb);
+  const uint4* wc = reinterpret_cast<const uint4*>(wdata + rc * rb);
+  const uint16_t* sa = nullptr;
+  const uint16_t* sc = nullptr;
+  if constexpr (F == WeightFormat::NVFP4) {
+    sa = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(ra) * (in / 16));
+    sc = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(rc) * (in / 16));
+  }
+  const bool has_b = g < T;
+  const uint4* xrow = xs + g * stride;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) acc[j] = 0.0f;
+
+  // Two register buffers of kAhead super-steps: the loads of the next batch are in flight
+  // while the current one is decoded and multiplied.
+  uint4 va0[kAhead], vc0[kAhead], va1[kAhead], vc1[kAhead];
+  uint16_t qa0[kAhead], qc0[kAhead], qa1[kAhead], qc1[kAhead];
+  auto load = [&](uint4 (&va)[kAhead], uint4 (&vc)[kAhead], uint16_t (&qa)[kAhead], uint16_t (&qc)[kAhead], int s0) {
+#pragma unroll
+    for (int i = 0; i < kAhead; ++i) {
+      const int c = (s0 + i * nwarps) * 4 + t;
+      const bool ok = c < nchunk;
+      va[i] = ok ? ldg_stream(wa + c) : make_uint4(0, 0, 0, 0);
+      vc[i] = ok ? ldg_stream(wc + c) : make_uint4(0, 0, 0, 0);
+      qa[i] = qc[i] = 0;
+      if constexpr (F == WeightFormat::NVFP4) {
+        qa[i] = ok ? __ldg(sa + c) : uint16_t{0};
+        qc[i] = ok ? __ldg(sc + c) : uint16_t{0};
+      }
+    }
+  };
+  auto compute = [&](const uint4 (&va)[kAhead], const uint4 (&vc)[kAhead], const uint16_t (&qa)[kAhead],
+                     const uint16_t (&qc)[kAhead], int s0) {
+#pragma unroll
+    for (int i = 0; i < kAhead; ++i) {
+      const int s = s0 + i * nwarps;
+      if (s >= nsteps) break;  // warp-uniform: the mma needs every lane
+      const int c = s * 4 + t;
+      uint32_t sca[2] = {0, 0}, scc[2] = {0, 0};
+      D::prep_scale(qa[i], sca);
+      D::prep_scale(qc[i], scc);
+      float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int w = 0; w < U; ++w) {
+        uint32_t ra4[4], rc4[4];
+        D::unit(va[i], sca, w, ra4);
+        D::unit(vc[i], scc, w, rc4);
+        uint4 b = make_uint4(0, 0, 0, 0);
+        if (has_b && c < nchunk) {
+          const int u = c * U + w;
+          b = xrow[u ^ xs_swizzle<F>(g, u)];
+        }
+        const uint32_t a0[4] = {ra4[0], rc4[0], ra4[1], rc4[1]};
+        const uint32_t a1[4] = {ra4[2], rc4[2], ra4[3], rc4[3]};
+        mma_bf16_16816(part, a0, b.x, b.y);
+        mma_bf16_16816(part, a1, b.z, b.w);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[j] += part[j];
+    }
+  };
+  const int batch = nwarps * kAhead;
+  load(va0, vc0, qa0, qc0, warp);
+  stage();
+  for (int s0 = warp; s0 < nsteps; s0 += 2 * batch) {
+    load(va1, vc1, qa1, qc1, s0 + batch);
+    compute(va0, vc0, qa0, qc0, s0);
+    if (s0 + batch >= nsteps) break;
+    load(va0, vc0, qa0, qc0, s0 + 2 * batch);
+    compute(va1, vc1, qa1, qc1, s0 + batch);
+  }
+}
+
+// Adds the warps' partial sums in warp order (red: 4 * 32 floats per warp of shared memory)
+// and stores y[n, row] = act(sum * post) for the tile's rows < out and tokens n < T. Ends with
+// every thread past a barrier; called by all threads of the block.
+__device__ __forceinline__ void mma_tile_store(const float (&acc)[4], float* red, int row0, int out, int T,
+                                               float post, bool relu2, void* __restrict__ y, bool y_f32,
+                                               int64_t y_row_stride) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) red[(warp * 4 + j) * 32 + lane] = acc[j];
+  __syncthreads();
+  if (threadIdx.x < 128) {
+    const int j = threadIdx.x >> 5;
+    float s = 0.0f;
+    for (int w = 0; w < nwarps; ++w) s += red[(w * 4 + j) * 32 + lane];
+    s *= post;
+    if (relu2) s = s > 0.0f ? s * s : 0.0f;
+    const int row = row0 + (lane >> 2) + (j >= 2 ? 8 : 0), n = 2 * (lane & 3) + (j & 1);
+    if (row < out && n < T) {
+      const int64_t o = n * y_row_stride + row;
+      if (y_f32) static_cast<float*>(y)[o] = s;
+      else static_cast<uint16_t*>(y)[o] = f2bf(s);
+    }
+  }
+}
+
+// Warps per block (4, 8 or 16) for `blocks` blocks over a K range of `nsteps` super-steps:
+// the most warps (more loads in flight per tile) with which every block is resident at once
+// (resident(w) = blocks per SM at w warps; no tail wave), else 4 (many waves: the steady state
+// keeps the memory busy); never more warps than super-steps.
+template <class Resident>
+inline int mma_warps(int64_t blocks, int nsteps, int sms, Resident&& resident) {
+  int best = 4;
+  for (int w = 8; w <= kMmaMaxWarps && w <= nsteps; w *= 2)
+    if (blocks <= int64_t{sms} * resident(w)) best = w;
+  if (blocks > int64_t{sms} * resident(best)) best = 4;
+  return best;
 }
 
 }  // namespace nemotron::kernels::cuda

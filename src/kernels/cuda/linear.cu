@@ -21,7 +21,8 @@ void linear_cuda(const LinearCudaArgs& a, cudaStream_t stream) {
   require(w.data && a.x && a.y, "linear_cuda: null pointer");
   require(w.format != WeightFormat::NVFP4 || w.block_scale, "linear_cuda: NVFP4 weight without block scales");
   require(cuda::aligned16(w.data) && cuda::aligned16(a.x), "linear_cuda: weight and x must be 16-byte aligned");
-  const bool gemv = a.path == LinearPath::Gemv || (a.path == LinearPath::Auto && a.T <= kLinearGemvMaxRows);
+  const bool gemv = a.path == LinearPath::Gemv || a.path == LinearPath::GemvWarpRow ||
+                    (a.path == LinearPath::Auto && a.T <= kLinearGemvMaxRows);
   require(!gemv || a.T <= kLinearGemvMaxRows,
           "linear_cuda: the GEMV path takes at most " + std::to_string(kLinearGemvMaxRows) + " rows");
   if (gemv) cuda::launch_linear_gemv(a, stream);

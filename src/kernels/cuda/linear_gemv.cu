@@ -1,5 +1,12 @@
-// Decode GEMV: y[t, r] = sum_k x[t, k] W[r, k] for T <= 8 rows of x; one warp per output row
-// (gemv_core.cuh), kWarps rows per block.
+// Decode GEMV: y[t, r] = sum_k x[t, k] W[r, k] for T <= 8 rows of x.
+//   Default: the tensor-core GEMV (gemv_core.cuh, mma_tile): one block per 16 output rows, x
+//   staged in shared memory, 4-16 warps splitting K.
+//   LinearPath::GemvWarpRow, Auto at T = 1 for BF16 / FP8 / small NVFP4 (prefer_rows), or x too
+//   large for shared memory: one warp per output row on the CUDA cores (gemv_row), kWarps rows
+//   per block.
+#include <atomic>
+#include <string>
+
 #include "kernels/cuda/gemv_core.cuh"
 #include "kernels/cuda/linear_internal.cuh"
 
@@ -16,7 +23,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint8_t* __rest
 }
 
 template <WeightFormat F>
-void launch_fmt(const LinearCudaArgs& a, cudaStream_t stream) {
+void launch_rows(const LinearCudaArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.w.out + kWarps - 1) / kWarps)), block(kWarps * 32);
   const auto* wd = static_cast<const uint8_t*>(a.w.data);
   const int T = static_cast<int>(a.T), in = static_cast<int>(a.w.in), out = static_cast<int>(a.w.out);
@@ -27,7 +34,89 @@ void launch_fmt(const LinearCudaArgs& a, cudaStream_t stream) {
   else gemv_kernel<F, 8><<<grid, block, 0, stream>>>(wd, a.w.block_scale, a.w.scale, a.x, T, in, out, a.y, f32);
 }
 
+// grid.x = 16-row tiles; dynamic shared memory = mma_smem_bytes (x, then the warp partials).
+template <WeightFormat F>
+__global__ void __launch_bounds__(kMmaMaxWarps * 32) gemv_mma_kernel(const uint8_t* __restrict__ wdata,
+                                                                     const uint8_t* __restrict__ wscale, float post,
+                                                                     const uint16_t* __restrict__ x, int T, int in,
+                                                                     int out, void* __restrict__ y, bool y_f32) {
+  extern __shared__ uint4 smem[];
+  float* red = reinterpret_cast<float*>(smem + T * xs_stride(in));
+  const int row0 = blockIdx.x * kTileRows;
+  float acc[4];
+  mma_tile<F>(wdata, wscale, in, out, row0, smem, T, threadIdx.x >> 5, blockDim.x >> 5, [&] {
+    stage_x<F>(x, T, in, smem);
+    __syncthreads();
+  }, acc);
+  mma_tile_store(acc, red, row0, out, T, post, false, y, y_f32, out);
+}
+
+// Returns false (nothing launched) when x does not fit in shared memory.
+template <WeightFormat F>
+bool launch_mma(const LinearCudaArgs& a, cudaStream_t stream) {
+  const DeviceLimits lim = device_limits();
+  const int64_t tiles = (a.w.out + kTileRows - 1) / kTileRows;
+  const int nsteps = static_cast<int>((a.w.in / MmaFmt<F>::kE + 3) / 4);
+  const int warps = mma_warps(tiles, nsteps, lim.sms, [&](int w) {
+    return resident_blocks(reinterpret_cast<const void*>(gemv_mma_kernel<F>), w * 32, mma_smem_bytes<F>(a.T, a.w.in, w));
+  });
+  const int64_t smem = mma_smem_bytes<F>(a.T, a.w.in, warps);
+  if (smem > lim.smem_optin) return false;
+  if (smem > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem));
+    require(e == cudaSuccess, std::string("linear_gemv: shared memory opt-in failed: ") + cudaGetErrorString(e));
+  }
+  const float post = MmaFmt<F>::kPost * post_scale(F, a.w.scale);
+  gemv_mma_kernel<F><<<static_cast<unsigned>(tiles), warps * 32, static_cast<size_t>(smem), stream>>>(
+      static_cast<const uint8_t*>(a.w.data), a.w.block_scale, post, a.x, static_cast<int>(a.T),
+      static_cast<int>(a.w.in), static_cast<int>(a.w.out), a.y, a.y_type == OutType::F32);
+  return true;
+}
+
+// LinearPath::Auto at T = 1 keeps the warp-per-row kernel where it measured faster on the H100
+// (bench/RESULTS.md): BF16 and FP8 (little decode work: it streams at 76-110% of the copy
+// bandwidth), and NVFP4 weights under 4 MB (launch-bound either way). Gemv forces the tiles.
+template <WeightFormat F>
+bool prefer_rows(const LinearCudaArgs& a) {
+  if (a.path == LinearPath::GemvWarpRow) return true;
+  if (a.path != LinearPath::Auto || a.T != 1) return false;
+  return F != WeightFormat::NVFP4 || a.w.stored_bytes() < (int64_t{4} << 20);
+}
+
+template <WeightFormat F>
+void launch_fmt(const LinearCudaArgs& a, cudaStream_t stream) {
+  if (prefer_rows<F>(a) || !launch_mma<F>(a, stream)) launch_rows<F>(a, stream);
+}
+
 }  // namespace
+
+int resident_blocks(const void* kernel, int threads, int64_t smem) {
+  int n = 0;
+  if (smem > device_limits().smem_optin) return 1;
+  if (smem > 48 * 1024 &&
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
+    return 1;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, static_cast<size_t>(smem)) != cudaSuccess)
+    return 1;
+  return n < 1 ? 1 : n;
+}
+
+DeviceLimits device_limits() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> sms_cache[kMaxDevices], optin_cache[kMaxDevices];
+  int dev = 0;
+  require(cudaGetDevice(&dev) == cudaSuccess && dev >= 0 && dev < kMaxDevices, "linear_gemv: no current device");
+  DeviceLimits d{sms_cache[dev].load(std::memory_order_relaxed), optin_cache[dev].load(std::memory_order_relaxed)};
+  if (d.sms == 0 || d.smem_optin == 0) {  // racing initializations store the same values
+    require(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+                cudaDeviceGetAttribute(&d.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess,
+            "linear_gemv: device attributes unavailable");
+    optin_cache[dev].store(d.smem_optin, std::memory_order_relaxed);
+    sms_cache[dev].store(d.sms, std::memory_order_relaxed);
+  }
+  return d;
+}
 
 void launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream) {
   switch (a.w.format) {

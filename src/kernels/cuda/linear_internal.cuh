@@ -9,4 +9,16 @@ namespace nemotron::kernels::cuda {
 void launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream);
 void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream);
 
+// The current device's multiprocessor count and per-block shared-memory opt-in limit (bytes),
+// read once per device.
+struct DeviceLimits {
+  int sms = 0;
+  int smem_optin = 0;
+};
+DeviceLimits device_limits();
+
+// Blocks of `kernel` (threads per block, dynamic shared memory bytes) resident per SM (>= 1);
+// raises the kernel's dynamic shared-memory limit to `smem` when needed.
+int resident_blocks(const void* kernel, int threads, int64_t smem);
+
 }  // namespace nemotron::kernels::cuda

@@ -1,7 +1,9 @@
-// Routed-expert GEMV (expert ids read on the device) and the weighted combine of the slots.
+// Routed-expert GEMV (expert ids read on the device; all T*k pairs in one launch) and the
+// weighted combine of the slots.
 #include <string>
 
 #include "kernels/cuda/gemv_core.cuh"
+#include "kernels/cuda/linear_internal.cuh"
 #include "kernels/moe_cuda.h"
 
 namespace nemotron::kernels {
@@ -9,7 +11,7 @@ namespace {
 
 using namespace cuda;
 
-// grid (ceil(out / kWarps), T*k): block y is one (token, slot) pair.
+// grid (ceil(out / kWarps), T*k): block y is one (token, slot) pair. (ExpertGemvArgs::warp_rows)
 template <WeightFormat F>
 __global__ void __launch_bounds__(kWarps * 32) expert_gemv_kernel(ExpertGemvArgs a) {
   const int64_t i = blockIdx.y;
@@ -25,6 +27,55 @@ __global__ void __launch_bounds__(kWarps * 32) expert_gemv_kernel(ExpertGemvArgs
   const uint16_t* x = a.x + (a.x_per_slot ? i : i / a.k) * in;
   gemv_row<F, 1>(static_cast<const uint8_t*>(a.w.data[e]), a.w.block_scale ? a.w.block_scale[e] : nullptr,
                  a.w.scale ? a.w.scale[e] : 1.0f, x, 1, in, out, y, false, row, a.relu2);
+}
+
+// The tensor-core path (gemv_core.cuh): grid (16-row tiles, T*k); every pair's x row is
+// staged by each of its blocks (in * 2 bytes of shared memory, plus the warp partials).
+template <WeightFormat F>
+__global__ void __launch_bounds__(kMmaMaxWarps * 32) expert_mma_kernel(ExpertGemvArgs a) {
+  extern __shared__ uint4 smem[];
+  const int64_t i = blockIdx.y;
+  const int out = static_cast<int>(a.w.out), in = static_cast<int>(a.w.in);
+  const int row0 = blockIdx.x * kTileRows;
+  const int32_t e = a.ids[i];
+  uint16_t* y = a.y + i * out;
+  if (e < 0 || e >= a.w.experts) {  // block-uniform: no barrier is skipped by part of the block
+    for (int r = row0 + static_cast<int>(threadIdx.x); r < min(out, row0 + kTileRows); r += blockDim.x)
+      y[r] = 0x7FC0;  // NaN: a bad id must show
+    return;
+  }
+  float* red = reinterpret_cast<float*>(smem + xs_stride(in));
+  float acc[4];
+  mma_tile<F>(static_cast<const uint8_t*>(a.w.data[e]), a.w.block_scale ? a.w.block_scale[e] : nullptr, in, out,
+              row0, smem, 1, threadIdx.x >> 5, blockDim.x >> 5, [&] {
+                stage_x<F>(a.x + (a.x_per_slot ? i : i / a.k) * in, 1, in, smem);
+                __syncthreads();
+              }, acc);
+  const float post = MmaFmt<F>::kPost * post_scale(F, a.w.scale ? a.w.scale[e] : 1.0f);
+  mma_tile_store(acc, red, row0, out, 1, post, a.relu2, y, false, out);
+}
+
+template <WeightFormat F>
+void launch_expert(const ExpertGemvArgs& a, cudaStream_t stream) {
+  const DeviceLimits lim = device_limits();
+  const int64_t pairs = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows;
+  const int nsteps = static_cast<int>((a.w.in / MmaFmt<F>::kE + 3) / 4);
+  const int warps = mma_warps(tiles * pairs, nsteps, lim.sms, [&](int w) {
+    return resident_blocks(reinterpret_cast<const void*>(expert_mma_kernel<F>), w * 32, mma_smem_bytes<F>(1, a.w.in, w));
+  });
+  const int64_t smem = mma_smem_bytes<F>(1, a.w.in, warps);
+  if (a.warp_rows || smem > lim.smem_optin) {
+    const dim3 grid(static_cast<unsigned>((a.w.out + kWarps - 1) / kWarps), static_cast<unsigned>(pairs));
+    expert_gemv_kernel<F><<<grid, kWarps * 32, 0, stream>>>(a);
+    return;
+  }
+  if (smem > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(expert_mma_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem));
+    require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
+  }
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(pairs));
+  expert_mma_kernel<F><<<grid, warps * 32, static_cast<size_t>(smem), stream>>>(a);
 }
 
 __global__ void combine_kernel(const uint16_t* __restrict__ y, const float* __restrict__ w, int k, int D,
@@ -48,11 +99,10 @@ void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream) {
           "expert_gemv_cuda: null pointer");
   require(cuda::aligned16(a.x), "expert_gemv_cuda: x must be 16-byte aligned");
   if (a.T == 0) return;
-  const dim3 grid(static_cast<unsigned>((w.out + kWarps - 1) / kWarps), static_cast<unsigned>(a.T * a.k));
   switch (w.format) {
-    case WeightFormat::Dense: expert_gemv_kernel<WeightFormat::Dense><<<grid, kWarps * 32, 0, stream>>>(a); break;
-    case WeightFormat::FP8: expert_gemv_kernel<WeightFormat::FP8><<<grid, kWarps * 32, 0, stream>>>(a); break;
-    case WeightFormat::NVFP4: expert_gemv_kernel<WeightFormat::NVFP4><<<grid, kWarps * 32, 0, stream>>>(a); break;
+    case WeightFormat::Dense: launch_expert<WeightFormat::Dense>(a, stream); break;
+    case WeightFormat::FP8: launch_expert<WeightFormat::FP8>(a, stream); break;
+    case WeightFormat::NVFP4: launch_expert<WeightFormat::NVFP4>(a, stream); break;
   }
   check_launch("expert_gemv_cuda");
 }
