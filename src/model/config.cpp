@@ -52,14 +52,14 @@ namespace {
 // Reads config keys with their aliases; every error names the file and key.
 class Reader {
  public:
-  Reader(const Json& j, std::string source) : j_(j), source_(std::move(source)) {}
+  Reader(const PlainJson& j, std::string source) : j_(j), source_(std::move(source)) {}
 
   [[noreturn]] void fail(const std::string& key, const std::string& what) const {
     throw Error(source_ + ": key '" + key + "': " + what);
   }
 
   // The first of `keys` present with a non-null value, or nullptr.
-  const Json* find(std::initializer_list<const char*> keys, std::string* found = nullptr) const {
+  const PlainJson* find(std::initializer_list<const char*> keys, std::string* found = nullptr) const {
     for (const char* k : keys) {
       auto it = j_.find(k);
       if (it != j_.end() && !it->is_null()) {
@@ -72,7 +72,7 @@ class Reader {
 
   int64_t integer(std::initializer_list<const char*> keys, int64_t fallback, bool required) const {
     std::string key;
-    const Json* v = find(keys, &key);
+    const PlainJson* v = find(keys, &key);
     if (!v) {
       if (required) fail(*keys.begin(), "missing (required for this model)");
       return fallback;
@@ -94,14 +94,14 @@ class Reader {
 
   double number(std::initializer_list<const char*> keys, double fallback) const {
     std::string key;
-    const Json* v = find(keys, &key);
+    const PlainJson* v = find(keys, &key);
     if (!v) return fallback;
     return json_number(*v, source_ + ": key '" + key + "'");
   }
 
   bool boolean(std::initializer_list<const char*> keys, bool fallback) const {
     std::string key;
-    const Json* v = find(keys, &key);
+    const PlainJson* v = find(keys, &key);
     if (!v) return fallback;
     if (!v->is_boolean()) fail(key, "expected true or false, got " + v->dump());
     return v->get<bool>();
@@ -109,7 +109,7 @@ class Reader {
 
   std::string string(std::initializer_list<const char*> keys, const std::string& fallback) const {
     std::string key;
-    const Json* v = find(keys, &key);
+    const PlainJson* v = find(keys, &key);
     if (!v) return fallback;
     if (!v->is_string()) fail(key, "expected a string, got " + v->dump());
     return v->get<std::string>();
@@ -117,7 +117,7 @@ class Reader {
 
   // A layer pattern given as a symbol string ("MEM*E") or a list of block-type names.
   std::vector<LayerKind> pattern(const std::string& key) const {
-    const Json& v = j_.at(key);
+    const PlainJson& v = j_.at(key);
     std::vector<LayerKind> out;
     if (v.is_string()) {
       const std::string s = v.get<std::string>();
@@ -154,14 +154,14 @@ class Reader {
   }
 
  private:
-  const Json& j_;
+  const PlainJson& j_;
   std::string source_;
 };
 
 }  // namespace
 
 Config parse_config(const std::string& json_text, const std::string& source) {
-  const Json j = parse_json(json_text, source);
+  const PlainJson j = parse_plain_json(json_text, source);
   if (!j.is_object()) throw Error(source + ": expected a JSON object");
   Reader r(j, source);
   Config c;
@@ -199,7 +199,7 @@ Config parse_config(const std::string& json_text, const std::string& source) {
   c.bos_token_id = r.integer({"bos_token_id"}, -1, false);
   c.pad_token_id = r.integer({"pad_token_id"}, -1, false);
   if (auto it = j.find("eos_token_id"); it != j.end() && !it->is_null()) {
-    const Json list = it->is_array() ? *it : Json::array({*it});
+    const PlainJson list = it->is_array() ? *it : PlainJson::array({*it});
     for (const auto& v : list) {
       if (!v.is_number_integer() || v.get<int64_t>() < 0)
         r.fail("eos_token_id", "expected a token id or a list of token ids, got " + it->dump());
@@ -249,7 +249,7 @@ Config parse_config(const std::string& json_text, const std::string& source) {
       r.fail("n_groups", "mamba_num_heads (" + std::to_string(c.mamba_num_heads) +
                              ") must be a multiple of n_groups (" + std::to_string(c.n_groups) + ")");
     std::string key;
-    if (const Json* lim = r.find({"time_step_limit", "mamba_dt_limit"}, &key)) {
+    if (const PlainJson* lim = r.find({"time_step_limit", "mamba_dt_limit"}, &key)) {
       if (!lim->is_array() || lim->size() != 2) r.fail(key, "expected [min, max]");
       c.time_step_limit_min = json_number((*lim)[0], source + ": key '" + key + "'[0]");
       c.time_step_limit_max = json_number((*lim)[1], source + ": key '" + key + "'[1]");

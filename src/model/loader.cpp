@@ -196,7 +196,7 @@ Model Model::load(const std::string& dir) {
   Model m;
   const std::string config_path = (fs::path(dir) / "config.json").string();
   m.config = load_config(dir);
-  m.quant = load_quant_config(dir, read_json_file(config_path));
+  m.quant = load_quant_config(dir, read_plain_json_file(config_path));
   m.checkpoint = Checkpoint::open(dir);
   CheckpointBinder binder(m.checkpoint, m.config, m.quant);
   m.weights = walk_layout(m.config, binder);

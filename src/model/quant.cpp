@@ -67,7 +67,7 @@ WeightFormat QuantConfig::format_of(const std::string& module) const {
 
 namespace {
 
-WeightFormat parse_algo(const Json& v, const std::string& where) {
+WeightFormat parse_algo(const PlainJson& v, const std::string& where) {
   if (!v.is_string()) throw Error(where + ": expected a string quant_algo, got " + v.dump());
   const std::string s = v.get<std::string>();
   if (s == "NVFP4" || s == "W4A16_NVFP4") return WeightFormat::NVFP4;
@@ -76,7 +76,7 @@ WeightFormat parse_algo(const Json& v, const std::string& where) {
 }
 
 // Parses one "quantization" object (hf_quant_config.json) or "quantization_config" (config.json).
-QuantConfig parse_section(const Json& q, const std::string& where) {
+QuantConfig parse_section(const PlainJson& q, const std::string& where) {
   if (!q.is_object()) throw Error(where + ": expected an object");
   QuantConfig c;
   c.source = where;
@@ -123,14 +123,14 @@ QuantConfig parse_section(const Json& q, const std::string& where) {
 
 }  // namespace
 
-QuantConfig load_quant_config(const std::string& dir, const Json& config_json) {
+QuantConfig load_quant_config(const std::string& dir, const PlainJson& config_json) {
   namespace fs = std::filesystem;
   QuantConfig from_file, from_config;
   bool have_file = false, have_config = false;
   const std::string hf_path = (fs::path(dir) / "hf_quant_config.json").string();
   std::error_code ec;
   if (fs::exists(hf_path, ec)) {
-    const Json j = read_json_file(hf_path);
+    const PlainJson j = read_plain_json_file(hf_path);
     auto q = j.find("quantization");
     if (q == j.end()) throw Error(hf_path + ": key 'quantization' missing");
     from_file = parse_section(*q, hf_path + ": quantization");

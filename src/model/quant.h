@@ -36,7 +36,7 @@ struct QuantConfig {
 
 // Reads the quantization config of a checkpoint directory. `config_json` is the parsed
 // config.json. Both sources may be present; they must agree on quant_algo.
-QuantConfig load_quant_config(const std::string& dir, const Json& config_json);
+QuantConfig load_quant_config(const std::string& dir, const PlainJson& config_json);
 
 // fnmatch-style match of `name` against `pattern` (* matches any run, ? one char, [..] a class).
 bool wildcard_match(const std::string& pattern, const std::string& name);

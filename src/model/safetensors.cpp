@@ -136,27 +136,27 @@ void write_safetensors(const std::string& path, const std::vector<TensorData>& t
   std::sort(sorted.begin(), sorted.end(),
             [](const TensorData* a, const TensorData* b) { return a->name < b->name; });
 
-  Json header = Json::object();
-  if (!metadata.empty()) {
-    Json meta = Json::object();
-    for (const auto& [k, v] : metadata) meta[k] = v;
-    header["__metadata__"] = std::move(meta);
-  }
-  uint64_t offset = 0;
-  for (const TensorData* t : sorted) {
-    const uint64_t end = offset + t->bytes.size();
-    header[t->name] = {{"dtype", dtype_name(t->dtype)},
-                       {"shape", t->shape},
-                       {"data_offsets", {offset, end}}};
-    offset = end;
-  }
-  std::string text;
+  // Built entry by entry (an ordered Json of 10^5 keys would take quadratic time); each entry
+  // keeps the safetensors library's key order dtype, shape, data_offsets.
+  std::string text = "{";
   try {
-    text = header.dump();
+    if (!metadata.empty()) {
+      Json meta = Json::object();
+      for (const auto& [k, v] : metadata) meta[k] = v;
+      text += "\"__metadata__\":" + meta.dump();
+    }
+    uint64_t offset = 0;
+    for (const TensorData* t : sorted) {
+      const uint64_t end = offset + t->bytes.size();
+      const Json entry = {{"dtype", dtype_name(t->dtype)}, {"shape", t->shape}, {"data_offsets", {offset, end}}};
+      text += (text.size() > 1 ? "," : "") + Json(t->name).dump() + ":" + entry.dump();
+      offset = end;
+    }
   } catch (const nlohmann::json::exception& e) {
     // Names or metadata that are not valid UTF-8.
     throw Error(path + ": cannot encode the safetensors header: " + e.what());
   }
+  text += "}";
   text.append((8 - text.size() % 8) % 8, ' ');
   uint8_t len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<uint8_t>(uint64_t{text.size()} >> (8 * i));

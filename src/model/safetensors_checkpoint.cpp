@@ -39,11 +39,11 @@ std::vector<std::string> mtp_files(const fs::path& dir) {
 
 // Shard file names from the index's weight_map: tensor name -> shard file name.
 std::map<std::string, std::string> read_weight_map(const std::string& index_path) {
-  const Json index = read_json_file(index_path);
+  const PlainJson index = parse_plain_json(read_file(index_path), index_path);
   if (!index.is_object() || !index.contains("weight_map")) {
     throw Error(index_path + ": missing \"weight_map\"");
   }
-  const Json& wm = index.at("weight_map");
+  const PlainJson& wm = index.at("weight_map");
   if (!wm.is_object()) throw Error(index_path + ": weight_map is not a JSON object");
   std::map<std::string, std::string> out;
   for (const auto& [tensor, shard] : wm.items()) {

@@ -26,7 +26,7 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 std::string supported_dtypes() { return "BF16, F16, F32, F8_E4M3, U8, I64"; }
 
 // Reads a non-negative JSON integer into *out; false for any other value.
-bool json_u64(const Json& v, uint64_t* out) {
+bool json_u64(const PlainJson& v, uint64_t* out) {
   if (v.is_number_unsigned()) {
     *out = v.get<uint64_t>();
     return true;
@@ -102,8 +102,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
                 " extends past the end of the file (" + std::to_string(file_size) +
                 " bytes); the file is truncated or not a safetensors file");
   }
-  const Json header =
-      parse_json(std::string(reinterpret_cast<const char*>(base + 8), header_len), path);
+  const PlainJson header =
+      parse_plain_json(std::string(reinterpret_cast<const char*>(base + 8), header_len), path);
   if (!header.is_object()) {
     throw Error(path + ": safetensors header is a JSON " + std::string(header.type_name()) +
                 ", expected an object");
@@ -133,16 +133,16 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     t.name = name;
     t.file = path;
 
-    const Json& dt = v.at("dtype");
+    const PlainJson& dt = v.at("dtype");
     if (!dt.is_string()) throw Error(where + "dtype is not a string");
     if (!parse_dtype(dt.get<std::string>(), &t.dtype)) {
       throw Error(where + "dtype " + dt.get<std::string>() + " is not supported (supported: " +
                   supported_dtypes() + ")");
     }
 
-    const Json& shape = v.at("shape");
+    const PlainJson& shape = v.at("shape");
     if (!shape.is_array()) throw Error(where + "shape is not an array");
-    for (const Json& d : shape) {
+    for (const PlainJson& d : shape) {
       if (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0) {
         throw Error(where + "shape has a negative dimension " + std::to_string(d.get<int64_t>()));
       }
@@ -158,7 +158,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
       throw Error(where + "shape " + t.shape_string() + " overflows (element count too large)");
     }
 
-    const Json& offs = v.at("data_offsets");
+    const PlainJson& offs = v.at("data_offsets");
     uint64_t begin = 0;
     uint64_t end = 0;
     if (!offs.is_array() || offs.size() != 2 || !json_u64(offs[0], &begin) ||

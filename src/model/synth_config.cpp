@@ -173,8 +173,8 @@ QuantConfig write_config_files(const Options& o, Config* config) {
   if (!section.is_null()) {
     // Validate with the loader's parser before anything in out_dir is touched (a directory
     // that does not exist: only the config.json section is read).
-    Json probe = cj;
-    probe["quantization_config"] = section;
+    PlainJson probe = PlainJson::object();
+    probe["quantization_config"] = PlainJson::parse(section.dump());
     const std::string from = !o.quant_path.empty() ? o.quant_path : o.super_mixed ? "--layout super-mixed" : o.config_path;
     try {
       (void)load_quant_config((fs::path(o.out_dir) / "(synth: not a directory)").string(), probe);
@@ -195,7 +195,7 @@ QuantConfig write_config_files(const Options& o, Config* config) {
     if (!same_file(o.config_path, config_out)) write_text_file(config_out, text);
     fs::remove(hf_out, ec);  // a stale one would quantize the loader's view
   }
-  QuantConfig q = load_quant_config(o.out_dir, read_json_file(config_out));
+  QuantConfig q = load_quant_config(o.out_dir, read_plain_json_file(config_out));
   config->path = config_out;
   return q;
 }

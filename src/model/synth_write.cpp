@@ -67,14 +67,16 @@ std::vector<Shard> assign_shards(const Plan& plan, double shard_gb) {
 
 // u64 LE length N (a multiple of 8) + the JSON header padded with spaces to N bytes.
 std::string header_bytes(const Shard& s) {
-  Json h = Json::object();
-  h["__metadata__"] = {{"format", "pt"}};
+  // Built entry by entry (an ordered Json of 10^5 keys would take quadratic time); each entry
+  // keeps the safetensors library's key order dtype, shape, data_offsets.
+  std::string text = "{\"__metadata__\":{\"format\":\"pt\"}";
   uint64_t off = 0;
   for (const auto* t : s.tensors) {
-    h[t->name] = {{"dtype", dtype_name(t->dtype)}, {"shape", t->shape}, {"data_offsets", {off, off + t->nbytes}}};
+    const Json entry = {{"dtype", dtype_name(t->dtype)}, {"shape", t->shape}, {"data_offsets", {off, off + t->nbytes}}};
+    text += "," + Json(t->name).dump() + ":" + entry.dump();
     off += t->nbytes;
   }
-  std::string text = h.dump();
+  text += "}";
   text.append((8 - text.size() % 8) % 8, ' ');
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>(uint64_t{text.size()} >> (8 * i));
@@ -229,10 +231,16 @@ Result synthesize(const Options& o) {
     for (const auto& s : shards)
       for (const auto* t : s.tensors) entries.emplace_back(t->name, s.file);
     std::sort(entries.begin(), entries.end());
-    Json map = Json::object();
-    for (auto& [name, file] : entries) map[name] = file;
-    Json index = {{"metadata", {{"total_size", plan.total_bytes}}}, {"weight_map", std::move(map)}};
-    write_text_file((fs::path(o.out_dir) / "model.safetensors.index.json").string(), python_json(index) + "\n");
+    // Written entry by entry in json.dump(indent=2)'s format: an ordered Json object of
+    // 10^5 keys (Super) would take quadratic time to build.
+    std::string text = "{\n  \"metadata\": {\n    \"total_size\": " + std::to_string(plan.total_bytes) +
+                       "\n  },\n  \"weight_map\": {\n";
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      text += "    " + python_json(Json(entries[i].first)) + ": " + python_json(Json(entries[i].second)) +
+              (i + 1 < entries.size() ? ",\n" : "\n");
+    }
+    text += "  }\n}\n";
+    write_text_file((fs::path(o.out_dir) / "model.safetensors.index.json").string(), text);
   }
   progress.update(tensors_done, bytes_done, true);
   Result r;

@@ -58,6 +58,14 @@ Json parse_json(const std::string& text, const std::string& source) {
   }
 }
 
+PlainJson parse_plain_json(const std::string& text, const std::string& source) {
+  try {
+    return PlainJson::parse(quote_python_specials(text));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(source + ": invalid JSON: " + e.what());
+  }
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open file");
@@ -68,16 +76,21 @@ std::string read_file(const std::string& path) {
 }
 
 Json read_json_file(const std::string& path) { return parse_json(read_file(path), path); }
+PlainJson read_plain_json_file(const std::string& path) { return parse_plain_json(read_file(path), path); }
 
-double json_number(const Json& value, const std::string& what) {
-  if (value.is_number()) return value.get<double>();
+template <class J>
+double number_of(const J& value, const std::string& what) {
+  if (value.is_number()) return value.template get<double>();
   if (value.is_string()) {
-    const auto& s = value.get_ref<const std::string&>();
+    const auto& s = value.template get_ref<const std::string&>();
     if (s == "Infinity") return std::numeric_limits<double>::infinity();
     if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
     if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
   }
   throw Error(what + ": expected a number, got " + value.dump());
 }
+
+double json_number(const Json& value, const std::string& what) { return number_of(value, what); }
+double json_number(const PlainJson& value, const std::string& what) { return number_of(value, what); }
 
 }  // namespace nemotron

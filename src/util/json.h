@@ -13,11 +13,20 @@ using Json = nlohmann::ordered_json;
 
 // Throws nemotron::Error "<source>: invalid JSON: ..." on malformed input.
 Json parse_json(const std::string& text, const std::string& source);
+
+// The same, into objects keyed by std::map (key order not kept). For documents that may be
+// large (safetensors headers and shard indexes, config.json / hf_quant_config.json with a
+// MIXED_PRECISION module table: 10^5 keys for Super), where the ordered map's linear-time
+// insert would make parsing quadratic.
+using PlainJson = nlohmann::json;
+PlainJson parse_plain_json(const std::string& text, const std::string& source);
+PlainJson read_plain_json_file(const std::string& path);
 Json read_json_file(const std::string& path);
 std::string read_file(const std::string& path);  // throws Error naming the path
 
 // A number, or one of the strings "Infinity", "-Infinity", "NaN". Throws Error naming
 // `what` otherwise.
 double json_number(const Json& value, const std::string& what);
+double json_number(const PlainJson& value, const std::string& what);
 
 }  // namespace nemotron
