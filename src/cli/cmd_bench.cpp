@@ -38,11 +38,14 @@ int run_bench(int argc, char** argv) {
                "measured in the same run."};
   std::string model_dir, depths_text = "0,4096,32768", prefill_text = "512,2048,8192";
   int64_t decode_tokens = 64, chunk = 2048;
+  bool eager = true;
   app.add_option("--model", model_dir, "Model directory")->required();
   app.add_option("--depths", depths_text, "Context depths for decode, comma-separated");
   app.add_option("--prefill", prefill_text, "Prompt lengths for prefill, comma-separated");
   app.add_option("--decode-tokens", decode_tokens, "Decode steps timed per depth")->check(CLI::PositiveNumber);
   app.add_option("--chunk", chunk, "Prefill chunk (rows per forward call)")->check(CLI::PositiveNumber);
+  app.add_flag("--eager,!--no-eager", eager,
+               "Also time decode without the CUDA graph (kernels launched one by one), after the graph rows");
   CLI11_PARSE(app, argc, argv);
   if (!model::cuda_backend_available()) throw Error("bench: no CUDA device (or no CUDA backend in this build)");
   std::vector<int64_t> depths, prefills;
@@ -63,7 +66,7 @@ int run_bench(int argc, char** argv) {
   model::CudaModelOptions o;
   o.max_seqs = 1;
   o.max_step_tokens = chunk;
-  o.kv_tokens = std::max(*std::max_element(depths.begin(), depths.end()) + decode_tokens,
+  o.kv_tokens = std::max(*std::max_element(depths.begin(), depths.end()) + 2 * decode_tokens + 2,
                          *std::max_element(prefills.begin(), prefills.end())) + 64;
   model::CudaModel gpu(m, o);
 
@@ -98,28 +101,35 @@ int run_bench(int argc, char** argv) {
     gpu.release_slot(slot);
   }
 
-  std::printf("\n%-12s %10s %12s %12s %10s %12s\n", "decode depth", "tok/s", "GB/token", "GB/s", "% of copy",
-              "roofline t/s");
+  std::printf("\n%-12s %-6s %10s %12s %12s %10s %12s\n", "decode depth", "mode", "tok/s", "GB/token", "GB/s",
+              "% of copy", "roofline t/s");
   for (int64_t d : depths) {
     const int slot = gpu.acquire_slot();
     if (d > 0) prefill(slot, synthetic_ids(d, V, static_cast<uint32_t>(d) + 1));
     int32_t tok = 1000;
-    auto r = gpu.forward({{slot, &tok, 1, false}});  // warm-up step
-    const auto t = Clock::now();
-    for (int64_t i = 0; i < decode_tokens; ++i) {
-      tok = static_cast<int32_t>(std::max_element(r[0].begin(), r[0].end()) - r[0].begin());
-      r = gpu.forward({{slot, &tok, 1, false}});
+    // Greedy steps: the argmax runs on the device, only the token id comes back. The graph
+    // rows first (the warm-up step captures the graph), then the eager ones continue the
+    // same sequence (decode_tokens + 1 positions deeper).
+    for (const bool graph : {true, false}) {
+      if (!graph && !eager) break;
+      gpu.set_cuda_graphs(graph);
+      tok = gpu.forward_greedy({{slot, &tok, 1, false}})[0];  // warm-up step
+      const auto t = Clock::now();
+      for (int64_t i = 0; i < decode_tokens; ++i) tok = gpu.forward_greedy({{slot, &tok, 1, false}})[0];
+      const double s = seconds_since(t);
+      const double tps = static_cast<double>(decode_tokens) / s;
+      const double bytes = static_cast<double>(acc.weight_bytes_per_token + acc.state_bytes_per_token) +
+                           static_cast<double>(acc.kv_bytes_per_token_per_position) * static_cast<double>(d);  // BF16 KV
+      std::printf("%-12lld %-6s %10.1f %12.3f %12.0f %9.1f%% %12.0f\n", static_cast<long long>(d),
+                  graph ? "graph" : "eager", tps, bytes / 1e9, tps * bytes / 1e9, 100.0 * tps * bytes / 1e9 / copy_gbps,
+                  copy_gbps * 1e9 / bytes);
     }
-    const double s = seconds_since(t);
-    const double tps = static_cast<double>(decode_tokens) / s;
-    const double bytes = static_cast<double>(acc.weight_bytes_per_token + acc.state_bytes_per_token) +
-                         static_cast<double>(acc.kv_bytes_per_token_per_position) * static_cast<double>(d);  // BF16 KV
-    std::printf("%-12lld %10.1f %12.3f %12.0f %9.1f%% %12.0f\n", static_cast<long long>(d), tps, bytes / 1e9,
-                tps * bytes / 1e9, 100.0 * tps * bytes / 1e9 / copy_gbps, copy_gbps * 1e9 / bytes);
+    gpu.set_cuda_graphs(true);
     gpu.release_slot(slot);
   }
   std::printf("\nGB/token = weights + SSM/conv state read+write + BF16 KV read at that depth (engine accounting);\n"
-              "roofline t/s = copy bandwidth / GB per token.\n");
+              "roofline t/s = copy bandwidth / GB per token. Decode steps are greedy with the argmax on the\n"
+              "device; graph = the step replayed as one CUDA graph, eager = its kernels launched one by one.\n");
   return 0;
 }
 

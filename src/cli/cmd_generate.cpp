@@ -88,23 +88,23 @@ int run_generate(int argc, char** argv) {
     slot = gpu->acquire_slot();
   }
   auto state = cpu.new_state();
-  // One step of the chosen backend: logits of the last row (and, on the CPU, the hidden rows).
+  // One greedy step of the chosen backend: the argmax of the last row's logits (on the GPU
+  // computed on the device, decode steps replayed as a CUDA graph; on the CPU also the hidden
+  // rows, for the MTP drafts).
   std::vector<float> prompt_hidden;
   auto step = [&](const int32_t* ids, int64_t n) {
-    if (gpu) return std::move(gpu->forward({{slot, ids, n, false}})[0]);
+    if (gpu) return gpu->forward_greedy({{slot, ids, n, false}})[0];
     auto r = cpu.forward(state, ids, n, false);
     if (prompt_hidden.empty()) prompt_hidden = r.hidden;
-    return std::move(r.logits);
+    return model::argmax(r.logits.data(), V);
   };
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> logits = step(prompt.data(), T);
+  std::vector<int32_t> out{step(prompt.data(), T)};
   const auto t1 = std::chrono::steady_clock::now();
-  std::vector<int32_t> out{model::argmax(logits.data(), V)};
   auto is_stop = [&](int32_t id) { return std::find(stop.begin(), stop.end(), id) != stop.end(); };
   while (static_cast<int64_t>(out.size()) < max_tokens && !is_stop(out.back())) {
     const int32_t tok = out.back();
-    logits = step(&tok, 1);
-    out.push_back(model::argmax(logits.data(), V));
+    out.push_back(step(&tok, 1));
   }
   const auto t2 = std::chrono::steady_clock::now();
 

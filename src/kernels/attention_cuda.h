@@ -46,8 +46,17 @@ void kv_cache_write_cuda(const PagedKvCache& cache, const uint16_t* k_new, const
 // Kernel: one block per (query row, kv head, group of up to 16 q heads sharing it, split);
 // K/V tiles are staged in shared memory as fp32 (FP8 dequantized there), online softmax in
 // fp32. For small batches the context is split over several blocks (flash-decoding) whose
-// partial results are merged by a second kernel; that path takes a stream-ordered temporary
-// buffer (cudaMallocAsync / cudaFreeAsync on `stream`, capturable in CUDA graphs).
+// partial results are merged by a second kernel; that path needs a temporary buffer: the
+// caller's `workspace` (paged_attention_workspace_bytes) or else a stream-ordered one
+// (cudaMallocAsync / cudaFreeAsync on `stream`).
+//
+// Graph capture: the launch configuration (grid, number of splits) depends only on the
+// host-side shape (T, heads, max_pages * page_size or max_context), never on the positions.
+// Every block reads its row's context length (query_pos[t] + 1) from device memory and picks
+// the row's split length there (the context spread over as many of the splits as keep at
+// least 2 tiles each); splits starting past the context exit at once. So a launch captured
+// once for T rows with max_context = 0 stays valid for any positions, and short contexts use
+// few splits while long ones use all of them.
 struct PagedAttentionArgs {
   const uint16_t* q = nullptr;
   int64_t T = 0, q_heads = 0;
@@ -63,7 +72,14 @@ struct PagedAttentionArgs {
   int64_t max_context = 0;
   // Split-K: 0 = automatic, 1 = single pass (no temporary buffer), n > 1 = at most n splits.
   int64_t num_splits = 0;
+  // Optional temporary buffer for the split-K partials (device, 16-byte aligned) of at least
+  // paged_attention_workspace_bytes(args) bytes; nullptr = stream-ordered allocation.
+  void* workspace = nullptr;
+  int64_t workspace_bytes = 0;
 };
 void paged_attention_cuda(const PagedAttentionArgs& args, cudaStream_t stream);
+// Bytes of split-K partials paged_attention_cuda needs for these arguments (0 = single pass).
+// Depends only on T, q_heads, the cache shape, max_pages, max_context and num_splits.
+int64_t paged_attention_workspace_bytes(const PagedAttentionArgs& args);
 
 }  // namespace nemotron::kernels

@@ -14,4 +14,9 @@ void add_bf16_cuda(const uint16_t* a, const uint16_t* b, int64_t n, uint16_t* ou
 void gather_rows_bf16_cuda(const uint16_t* in, const int32_t* rows, int64_t R, int64_t width, uint16_t* out,
                            cudaStream_t stream);
 
+// out[r] = argmax of logits row r (fp32 [R, V]) with model::argmax's semantics: the first index
+// of the largest value; NaN values are never chosen, except that a row whose first value is
+// NaN gives 0 (as the host loop `if (v[i] > v[best]) best = i` starting at 0). out device int32 [R].
+void argmax_rows_f32_cuda(const float* logits, int64_t R, int64_t V, int32_t* out, cudaStream_t stream);
+
 }  // namespace nemotron::kernels

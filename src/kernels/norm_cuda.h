@@ -18,6 +18,12 @@ void add_rmsnorm_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_t T,
 void add_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_t T, int64_t H, float eps, uint16_t* u,
                           float* uf, cudaStream_t stream);
 
+// As add_rmsnorm_f32_cuda with a second BF16 addend: x[t] += bf16(y[t] + y2[t]), the sum
+// rounded to BF16 first exactly as add_bf16_cuda(y, y2) followed by add_rmsnorm_f32_cuda
+// (bit-identical), in one kernel. y2 may be nullptr (then as add_rmsnorm_f32_cuda); y2 needs y.
+void add2_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* y2, const uint16_t* w, int64_t T, int64_t H,
+                           float eps, uint16_t* u, float* uf, cudaStream_t stream);
+
 // out[t * out_stride + i] = bf16(rmsnorm(x[t]) * w) for i < H: x fp32 [T, H] (read only),
 // out BF16 rows of stride out_stride >= H (e.g. one half of the MTP head's [T, 2H] input).
 void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t H, float eps, uint16_t* out,

@@ -18,6 +18,8 @@ int CudaModel::acquire_slot() { throw Error("no CUDA backend"); }
 void CudaModel::release_slot(int) {}
 int64_t CudaModel::position(int) const { return 0; }
 std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>&) { throw Error("no CUDA backend"); }
+std::vector<int32_t> CudaModel::forward_greedy(const std::vector<CudaChunk>&) { throw Error("no CUDA backend"); }
+void CudaModel::set_cuda_graphs(bool) {}
 std::vector<float> CudaModel::mtp_forward(int, const int32_t*, const float*, int64_t, bool) {
   throw Error("no CUDA backend");
 }
@@ -97,6 +99,7 @@ CudaModel::~CudaModel() = default;
 
 const Model& CudaModel::model() const { return impl_->model; }
 double CudaModel::upload_seconds() const { return impl_->upload_s; }
+void CudaModel::set_cuda_graphs(bool on) { impl_->opt.cuda_graphs = on; }
 int64_t CudaModel::weight_bytes() const { return impl_->weight_bytes; }
 
 int CudaModel::acquire_slot() {
@@ -129,16 +132,24 @@ int64_t CudaModel::mtp_position(int slot) const {
 
 std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>& chunks) {
   Impl& s = *impl_;
-  const Config& c = s.model.config;
   if (chunks.empty()) return {};
   std::vector<StepChunk> steps;
   for (const auto& ch : chunks) steps.push_back({ch.slot, ch.ids, ch.T, ch.all_logits});
   int64_t L = 0;
   const int64_t R = s.prepare_step(s.trunk, steps, L);
-  embed_cuda(s.d_ids, static_cast<const uint16_t*>(s.embeddings.data), c.vocab_size, c.hidden_size, R, s.x,
-             s.stream);
-  const uint16_t* y_prev = s.run_stack(s.trunk, R, static_cast<int64_t>(chunks.size()));
-  return s.finish_step(s.trunk, steps, s.norm_f, y_prev, R, L);
+  s.run_trunk(steps, R, L, false);
+  return s.collect_logits(s.trunk, steps, L);
+}
+
+std::vector<int32_t> CudaModel::forward_greedy(const std::vector<CudaChunk>& chunks) {
+  Impl& s = *impl_;
+  if (chunks.empty()) return {};
+  std::vector<StepChunk> steps;
+  for (const auto& ch : chunks) steps.push_back({ch.slot, ch.ids, ch.T, false});
+  int64_t L = 0;
+  const int64_t R = s.prepare_step(s.trunk, steps, L);
+  s.run_trunk(steps, R, L, true);
+  return s.collect_greedy(s.trunk, steps, L);
 }
 
 std::vector<float> CudaModel::mtp_forward(int slot, const int32_t* next_ids, const float* hidden, int64_t T,
@@ -166,8 +177,10 @@ std::vector<float> CudaModel::mtp_forward(int slot, const int32_t* next_ids, con
   a.y = s.x;
   a.y_type = OutType::F32;
   linear_cuda(a, s.stream);
-  const uint16_t* y_prev = s.run_stack(s.mtp, R, 1);
-  return std::move(s.finish_step(s.mtp, steps, s.mtp_final_norm, y_prev, R, L)[0]);
+  const uint16_t* y2_prev = nullptr;
+  const uint16_t* y_prev = s.run_stack(s.mtp, R, 1, &y2_prev);
+  s.head(s.mtp_final_norm, y_prev, y2_prev, R, L);
+  return std::move(s.collect_logits(s.mtp, steps, L)[0]);
 }
 
 std::vector<float> CudaModel::last_hidden() const {

@@ -29,6 +29,10 @@ struct CudaModelOptions {
   // experts read). Measured on the MoE fixtures it does not reduce routing flips against the
   // fp32 reference (they come from the BF16 trunk), so the BF16 GEMV path stays the default.
   bool router_fp32 = false;
+  // Steps whose chunks are all single decode tokens (T = 1) replay a CUDA graph captured once
+  // per batch size B (lazily, on its first such step) instead of launching every kernel; same
+  // kernels and launch shapes as the eager path, so the same results bit for bit. Off: eager.
+  bool cuda_graphs = true;
 };
 
 // One sequence's part of a step: `T` tokens for the sequence in state slot `slot`.
@@ -54,7 +58,19 @@ class CudaModel {
 
   // Runs the chunks (distinct slots) and returns each chunk's logits (fp32 [rows, V]) on the
   // host. Throws nemotron::Error on invalid input (bad ids, too many rows, KV exhausted).
+  // Steps of single decode tokens (every T = 1) run as a CUDA graph when options.cuda_graphs
+  // (and routing is not being recorded).
   std::vector<std::vector<float>> forward(const std::vector<CudaChunk>& chunks);
+
+  // As forward(), but returns only each chunk's greedy next token: the argmax of its last
+  // row's logits (first index on ties, as model::argmax), computed on the device, so that the
+  // only device->host copy of the step is those ids. all_logits is ignored (last row only).
+  // Decode-only steps use the graph as forward() does.
+  std::vector<int32_t> forward_greedy(const std::vector<CudaChunk>& chunks);
+
+  // Turns the decode graphs (CudaModelOptions::cuda_graphs) on or off for later steps;
+  // captured graphs are kept.
+  void set_cuda_graphs(bool on);
 
   // The MTP head (CpuModel::mtp_forward on the GPU; requires config.has_mtp()) for the
   // sequence in `slot`, with its own KV cache and position (mtp_position) in that slot: row i

@@ -4,7 +4,9 @@
 // slots, paged KV cache and positions), and the step buffers.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -24,7 +26,7 @@ inline void check(cudaError_t e, const std::string& what) {
   if (e != cudaSuccess) throw Error(what + ": " + cudaGetErrorString(e));
 }
 
-// Owns device allocations; frees them all at destruction.
+// Owns device allocations and pinned host buffers; frees them all at destruction.
 class Arena {
  public:
   Arena() = default;
@@ -32,6 +34,17 @@ class Arena {
   Arena& operator=(const Arena&) = delete;
   ~Arena() {
     for (void* p : blocks_) cudaFree(p);
+    for (void* p : host_) cudaFreeHost(p);
+  }
+  // Zeroed page-locked host memory (async copies from it never stage through the driver).
+  template <class T>
+  T* pinned(std::size_t count) {
+    void* p = nullptr;
+    const std::size_t n = std::max<std::size_t>(count * sizeof(T), 16);
+    check(cudaMallocHost(&p, n), "cudaMallocHost of " + std::to_string(n) + " bytes");
+    host_.push_back(p);
+    std::memset(p, 0, n);
+    return static_cast<T*>(p);
   }
   void* alloc(std::size_t n) {
     void* p = nullptr;
@@ -55,7 +68,7 @@ class Arena {
   int64_t bytes() const { return bytes_; }
 
  private:
-  std::vector<void*> blocks_;
+  std::vector<void*> blocks_, host_;
   int64_t bytes_ = 0;
 };
 
@@ -101,7 +114,7 @@ struct Stack {
   std::vector<int64_t> pos;                 // per slot
   std::vector<std::vector<int32_t>> pages;  // per slot, in logical order
   std::vector<int32_t> free_pages;
-  std::vector<int32_t> block_tables_host;
+  int32_t* block_tables_host = nullptr;  // pinned mirror of block_tables
   int32_t* block_tables = nullptr;
 };
 
@@ -142,8 +155,23 @@ struct CudaModel::Impl {
 
   std::vector<bool> in_use;
 
-  // Step inputs (device) and activations (up to max_step_tokens rows).
+  // Step inputs: prepare_step packs them for R rows of B chunks into the pinned h_step and
+  // copies them with one async copy into d_step, laid out as
+  //   ids [R] | query_seq [R] | query_pos [R] | slot_mapping [R] | logit_rows [R] | cu [B+1] | slots [B]
+  // (int32); d_ids ... d_slots point into d_step for the current step. The offsets depend
+  // only on (R, B), so a graph captured for B decode rows reads the right ones on replay.
+  // inputs_done (recorded after the step's host->device copies) guards the pinned buffers
+  // (h_step, block_tables_host) against being rewritten while a copy is pending.
+  int32_t *d_step = nullptr, *h_step = nullptr;
+  cudaEvent_t inputs_done = nullptr;
   int32_t *d_ids, *d_query_seq, *d_query_pos, *d_slot_mapping, *d_cu, *d_slots, *d_logit_rows, *d_route_ids;
+  // Greedy outputs: argmax of each logit row (device) and its pinned host copy.
+  int32_t *d_argmax = nullptr, *h_argmax = nullptr;
+  // Split-K partials of paged attention, sized for any step of up to max_step_tokens rows.
+  void* attn_ws = nullptr;
+  int64_t attn_ws_bytes = 0;
+  // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used).
+  std::vector<cudaGraphExec_t> graphs;
   float *x, *uf, *hid_in, *conv_out, *ssm_y, *router_logits, *route_w, *logits;
   uint16_t *u, *y, *big, *g, *q, *kb, *vb, *o, *r, *h, *yk, *acc, *sh, *sd, *ug, *cat;
 
@@ -156,6 +184,9 @@ struct CudaModel::Impl {
 
   Impl(const Model& m, const CudaModelOptions& o) : model(m), opt(o) {}
   ~Impl() {
+    for (cudaGraphExec_t g : graphs)
+      if (g) cudaGraphExecDestroy(g);
+    if (inputs_done) cudaEventDestroy(inputs_done);
     if (stream) cudaStreamDestroy(stream);
   }
 
@@ -168,13 +199,25 @@ struct CudaModel::Impl {
   // inputs; returns the step's rows and fills logit_rows (rows that need logits).
   int64_t prepare_step(Stack& st, const std::vector<StepChunk>& chunks, int64_t& logit_rows);
   // Runs the stack's blocks over the step's rows (residual in x); returns the last block's
-  // output (BF16 [R, H], not yet added to x).
-  const uint16_t* run_stack(const Stack& st, int64_t R, int64_t B);
-  // Final add + norm (fp32 rows kept in uf), lm_head over the logit rows; returns the logits
-  // of each chunk on the host and advances the chunks' positions in `st`.
-  std::vector<std::vector<float>> finish_step(Stack& st, const std::vector<StepChunk>& chunks,
-                                              const uint16_t* final_norm, const uint16_t* y_prev, int64_t R,
-                                              int64_t L);
+  // output (BF16 [R, H], not yet added to x) and sets *y2_last to a second BF16 addend of it
+  // (the shared experts' output of a last MoE block; else nullptr), for head().
+  const uint16_t* run_stack(const Stack& st, int64_t R, int64_t B, const uint16_t** y2_last);
+  // Enqueues the final add + norm (fp32 rows kept in uf) and lm_head over the L logit rows
+  // (fp32 into `logits`).
+  void head(const uint16_t* final_norm, const uint16_t* y_prev, const uint16_t* y2_prev, int64_t R, int64_t L);
+  // Copies the L logit rows to the host (one vector per chunk), waits for the stream and
+  // advances the chunks' positions in `st`.
+  std::vector<std::vector<float>> collect_logits(Stack& st, const std::vector<StepChunk>& chunks, int64_t L);
+  // Copies the L greedy ids (d_argmax) to the host, waits and advances the positions.
+  std::vector<int32_t> collect_greedy(Stack& st, const std::vector<StepChunk>& chunks, int64_t L);
+  // cuda_model_graph.cpp
+  // Enqueues the trunk step over the inputs prepare_step uploaded (R rows, B chunks, L logit
+  // rows; with `argmax` also the greedy ids into d_argmax): eagerly, or, for B single-token
+  // chunks with graphs on, by replaying (capturing first if new) the graph for B. The graph
+  // always ends with the argmax.
+  void run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, bool argmax);
+  void enqueue_trunk(int64_t R, int64_t B, int64_t L, bool argmax);
+  cudaGraphExec_t decode_graph(int64_t B);
   void reset_slot(Stack& st, int slot);
   void free_slot(Stack& st, int slot);
 };

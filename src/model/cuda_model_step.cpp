@@ -4,6 +4,7 @@
 #ifdef NEMOTRON_HAVE_CUDA
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "kernels/elementwise_cuda.h"
@@ -43,8 +44,16 @@ int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& c
     needed += static_cast<std::size_t>(std::max<int64_t>(0, pages - static_cast<int64_t>(st.pages[ch.slot].size())));
   }
   if (needed > st.free_pages.size()) throw Error("CUDA model: the KV cache is full");
-  std::vector<int32_t> ids, qseq, qpos, slot_map, cu{0}, slots, logit_rows;
-  for (const auto& ch : chunks) {
+  // The pinned buffers may still feed the copies of a step that failed before its wait.
+  check(cudaEventSynchronize(inputs_done), "step inputs");
+  const int64_t B = static_cast<int64_t>(chunks.size());
+  int32_t* ids = h_step;
+  int32_t *qseq = ids + R, *qpos = qseq + R, *slot_map = qpos + R, *logit_rows = slot_map + R;
+  int32_t *cu = logit_rows + R, *slots = cu + B + 1;
+  int64_t row = 0, nlogit = 0;
+  cu[0] = 0;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    const auto& ch = chunks[i];
     auto& pg = st.pages[ch.slot];
     const int64_t end = st.pos[ch.slot] + ch.T;
     const std::size_t first_new = pg.size();
@@ -56,38 +65,39 @@ int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& c
     // Pages are only appended: upload just this slot's new block-table entries.
     if (pg.size() > first_new) {
       const std::size_t at = static_cast<std::size_t>(ch.slot * num_pages) + first_new;
-      check(cudaMemcpyAsync(st.block_tables + at, st.block_tables_host.data() + at, (pg.size() - first_new) * 4,
+      check(cudaMemcpyAsync(st.block_tables + at, st.block_tables_host + at, (pg.size() - first_new) * 4,
                             cudaMemcpyHostToDevice, stream),
             "block table");
     }
-    for (int64_t t = 0; t < ch.T; ++t) {
+    for (int64_t t = 0; t < ch.T; ++t, ++row) {
       const int64_t p = st.pos[ch.slot] + t;
-      ids.push_back(ch.ids[t]);
-      qseq.push_back(ch.slot);
-      qpos.push_back(static_cast<int32_t>(p));
-      slot_map.push_back(static_cast<int32_t>(pg[p / kPage] * kPage + p % kPage));
-      if (ch.all_logits || t == ch.T - 1) logit_rows.push_back(static_cast<int32_t>(ids.size() - 1));
+      ids[row] = ch.ids[t];
+      qseq[row] = ch.slot;
+      qpos[row] = static_cast<int32_t>(p);
+      slot_map[row] = static_cast<int32_t>(pg[p / kPage] * kPage + p % kPage);
+      if (ch.all_logits || t == ch.T - 1) logit_rows[nlogit++] = static_cast<int32_t>(row);
     }
-    cu.push_back(static_cast<int32_t>(ids.size()));
-    slots.push_back(ch.slot);
+    cu[i + 1] = static_cast<int32_t>(row);
+    slots[i] = ch.slot;
   }
-  auto up = [&](int32_t* d, const std::vector<int32_t>& h) {
-    check(cudaMemcpyAsync(d, h.data(), h.size() * 4, cudaMemcpyHostToDevice, stream), "step inputs");
-  };
-  up(d_ids, ids);
-  up(d_query_seq, qseq);
-  up(d_query_pos, qpos);
-  up(d_slot_mapping, slot_map);
-  up(d_cu, cu);
-  up(d_slots, slots);
-  up(d_logit_rows, logit_rows);  // (copies from pageable memory: staged before returning)
-  L = static_cast<int64_t>(logit_rows.size());
+  const int64_t words = 5 * R + 2 * B + 1;
+  check(cudaMemcpyAsync(d_step, h_step, static_cast<std::size_t>(words) * 4, cudaMemcpyHostToDevice, stream),
+        "step inputs");
+  check(cudaEventRecord(inputs_done, stream), "step inputs");
+  d_ids = d_step;
+  d_query_seq = d_ids + R;
+  d_query_pos = d_query_seq + R;
+  d_slot_mapping = d_query_pos + R;
+  d_logit_rows = d_slot_mapping + R;
+  d_cu = d_logit_rows + R;
+  d_slots = d_cu + B + 1;
+  L = nlogit;
   last_rows = R;
   std::fill(route_rows.begin(), route_rows.end(), 0);
   return R;
 }
 
-const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B) {
+const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B, const uint16_t** y2_last) {
   const Config& c = model.config;
   const int64_t H = c.hidden_size;
   const float eps = static_cast<float>(c.norm_eps);
@@ -101,11 +111,14 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
     a.y_type = t;
     linear_cuda(a, sm);
   };
-  const uint16_t* y_prev = nullptr;
+  // A block's output is y_prev, plus y2_prev (BF16, added to it with BF16 rounding) after an
+  // MoE block with shared experts: the next norm kernel does that add (add2_rmsnorm_f32_cuda).
+  const uint16_t *y_prev = nullptr, *y2_prev = nullptr;
   for (const DBlock& b : st.blocks) {
     // MoE blocks with router_fp32 also keep the unrounded normed rows for the router.
     const bool f32_router = b.kind == LayerKind::MoE && opt.router_fp32;
-    add_rmsnorm_f32_cuda(x, y_prev, b.norm, R, H, eps, u, f32_router ? uf : nullptr, sm);
+    add2_rmsnorm_f32_cuda(x, y_prev, y2_prev, b.norm, R, H, eps, u, f32_router ? uf : nullptr, sm);
+    y2_prev = nullptr;
     switch (b.kind) {
       case LayerKind::Mamba: {
         const int64_t W = c.in_proj_dim(), di = c.d_inner(), C = c.conv_dim();
@@ -164,6 +177,8 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         pa.max_pages = num_pages;
         pa.cache = b.a.cache;
         pa.out = o;
+        pa.workspace = attn_ws;
+        pa.workspace_bytes = attn_ws_bytes;
         paged_attention_cuda(pa, sm);
         linear(b.a.o, o, R, y);
         break;
@@ -214,7 +229,7 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
           linear(b.e.shared_up, u, R, sh);
           relu2_cuda(sh, R * Is_pad, sm);
           linear(b.e.shared_down, sh, R, sd);
-          add_bf16_cuda(y, sd, R * H, y, sm);
+          y2_prev = sd;  // y + sd: added by the next norm
         }
         break;
       }
@@ -226,15 +241,15 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
     }
     y_prev = y;
   }
+  *y2_last = y2_prev;
   return y_prev;
 }
 
-std::vector<std::vector<float>> CudaModel::Impl::finish_step(Stack& st, const std::vector<StepChunk>& chunks,
-                                                             const uint16_t* final_norm, const uint16_t* y_prev,
-                                                             int64_t R, int64_t L) {
+void CudaModel::Impl::head(const uint16_t* final_norm, const uint16_t* y_prev, const uint16_t* y2_prev, int64_t R,
+                           int64_t L) {
   const Config& c = model.config;
-  const int64_t H = c.hidden_size, V = c.vocab_size;
-  add_rmsnorm_f32_cuda(x, y_prev, final_norm, R, H, static_cast<float>(c.norm_eps), u, uf, stream);
+  const int64_t H = c.hidden_size;
+  add2_rmsnorm_f32_cuda(x, y_prev, y2_prev, final_norm, R, H, static_cast<float>(c.norm_eps), u, uf, stream);
   gather_rows_bf16_cuda(u, d_logit_rows, L, H, ug, stream);
   LinearCudaArgs a;
   a.w = lm_head;
@@ -243,6 +258,11 @@ std::vector<std::vector<float>> CudaModel::Impl::finish_step(Stack& st, const st
   a.y = logits;
   a.y_type = OutType::F32;
   linear_cuda(a, stream);
+}
+
+std::vector<std::vector<float>> CudaModel::Impl::collect_logits(Stack& st, const std::vector<StepChunk>& chunks,
+                                                                int64_t L) {
+  const int64_t V = model.config.vocab_size;
   std::vector<float> host(static_cast<std::size_t>(L * V));
   check(cudaMemcpyAsync(host.data(), logits, host.size() * 4, cudaMemcpyDeviceToHost, stream), "logits");
   check(cudaStreamSynchronize(stream), "forward");
@@ -256,6 +276,14 @@ std::vector<std::vector<float>> CudaModel::Impl::finish_step(Stack& st, const st
     st.pos[chunks[i].slot] += chunks[i].T;
   }
   return out;
+}
+
+std::vector<int32_t> CudaModel::Impl::collect_greedy(Stack& st, const std::vector<StepChunk>& chunks, int64_t L) {
+  check(cudaMemcpyAsync(h_argmax, d_argmax, static_cast<std::size_t>(L) * 4, cudaMemcpyDeviceToHost, stream),
+        "greedy ids");
+  check(cudaStreamSynchronize(stream), "forward");
+  for (const auto& ch : chunks) st.pos[ch.slot] += ch.T;
+  return std::vector<int32_t>(h_argmax, h_argmax + L);
 }
 
 void CudaModel::Impl::reset_slot(Stack& st, int slot) {

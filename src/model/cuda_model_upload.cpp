@@ -207,8 +207,8 @@ void CudaModel::Impl::alloc_stack(Stack& st, const std::vector<BlockWeights>& bl
   st.pos.assign(slots, 0);
   st.pages.assign(slots, {});
   for (int64_t p = num_pages - 1; p >= 0; --p) st.free_pages.push_back(static_cast<int32_t>(p));
-  st.block_tables_host.assign(static_cast<std::size_t>(slots * num_pages), 0);
-  st.block_tables = arena.zeros<int32_t>(st.block_tables_host.size());
+  st.block_tables_host = arena.pinned<int32_t>(static_cast<std::size_t>(slots * num_pages));
+  st.block_tables = arena.zeros<int32_t>(static_cast<std::size_t>(slots * num_pages));
 }
 
 void CudaModel::Impl::alloc_activations() {
@@ -218,14 +218,29 @@ void CudaModel::Impl::alloc_activations() {
   auto bf = [&](int64_t n) { return static_cast<uint16_t*>(arena.alloc(static_cast<std::size_t>(n) * 2)); };
   auto f32 = [&](int64_t n) { return static_cast<float*>(arena.alloc(static_cast<std::size_t>(n) * 4)); };
   auto i32 = [&](int64_t n) { return static_cast<int32_t*>(arena.alloc(static_cast<std::size_t>(n) * 4)); };
-  d_ids = i32(R);
-  d_query_seq = i32(R);
-  d_query_pos = i32(R);
-  d_slot_mapping = i32(R);
-  d_cu = i32(S + 1);
-  d_slots = i32(S);
-  d_logit_rows = i32(R);
+  // Step inputs (layout: cuda_model_internal.h); pointers are set per step by prepare_step.
+  d_step = i32(5 * R + 2 * S + 1);
+  h_step = arena.pinned<int32_t>(static_cast<std::size_t>(5 * R + 2 * S + 1));
+  d_ids = d_query_seq = d_query_pos = d_slot_mapping = d_cu = d_slots = d_logit_rows = d_step;
+  check(cudaEventCreateWithFlags(&inputs_done, cudaEventDisableTiming), "cudaEventCreate");
+  d_argmax = i32(R);
+  h_argmax = arena.pinned<int32_t>(static_cast<std::size_t>(R));
+  graphs.assign(static_cast<std::size_t>(S) + 1, nullptr);
   d_route_ids = i32(R * k);
+  // Paged attention's split-K partials: the most any step of 1..R rows needs (both stacks
+  // share the attention shape and the page count).
+  if (c.num_attention_heads > 0 && c.num_key_value_heads > 0) {
+    kernels::PagedAttentionArgs pa;
+    pa.q_heads = c.num_attention_heads;
+    pa.max_pages = num_pages;
+    pa.cache.num_pages = num_pages;
+    pa.cache.page_size = kPage;
+    pa.cache.kv_heads = c.num_key_value_heads;
+    pa.cache.head_dim = c.head_dim;
+    for (pa.T = 1; pa.T <= R; ++pa.T)
+      attn_ws_bytes = std::max(attn_ws_bytes, kernels::paged_attention_workspace_bytes(pa));
+    if (attn_ws_bytes > 0) attn_ws = arena.alloc(static_cast<std::size_t>(attn_ws_bytes));
+  }
   x = f32(R * H);
   uf = f32(R * H);
   u = bf(R * H);

@@ -30,6 +30,8 @@ class CudaBackend final : public Backend {
       if (s == slots_.end()) throw Error("cuda backend: unknown sequence " + std::to_string(it.sequence));
       chunks.push_back({s->second, it.ids, it.count, false});
     }
+    // Steps of decode rows only (count 1 each) replay the model's CUDA graph for that batch
+    // size (CudaModelOptions::cuda_graphs); the sampler needs the logits, copied after it.
     logits = gpu_.forward(chunks);
   }
 

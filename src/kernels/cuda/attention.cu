@@ -54,12 +54,22 @@ struct Params {
   int page_size, kv_heads, q_heads, group, D;
   int HG, chunks;     // q heads per block (<= group); chunks = ceil(group / HG)
   int pr_rows;        // rows of the P and alpha arrays: kMaxAcc * (kThreads / (D / 4))
-  int splits, split_len;
+  int splits, tile;   // split-K blocks per (row, head chunk); positions per tile (P)
   float score_scale;  // scale * log2(e)
   float k_scale, v_scale;
   float* part_acc;   // [T, q_heads, splits, D] unnormalized sum of P * v
   float2* part_ml;   // [T, q_heads, splits] (m, l); l = NaN when a page id was bad
 };
+
+// Positions per split for a row of context length len, chosen on the device so that one
+// launch shape (fixed `splits`, sized on the host for the largest context) fits every step of
+// a captured graph: the context is spread over as many of the splits as keep at least
+// kMinTilesPerSplit tiles each; splits past the context exit at once. Always a multiple of
+// the tile, and ceil(len / split_len) <= splits.
+__device__ __forceinline__ int split_len_for(const Params& p, int len) {
+  const int tiles = (len + p.tile - 1) / p.tile;
+  return max(kMinTilesPerSplit, (tiles + p.splits - 1) / p.splits) * p.tile;
+}
 
 // Sequence and length (query_pos + 1) of row t; false for ids that would read out of bounds.
 __device__ __forceinline__ bool row_ok(const Params& p, int64_t t, int* seq, int* len) {
@@ -131,8 +141,9 @@ __global__ void __launch_bounds__(kThreads, NEMOTRON_ATTN_MIN_BLOCKS) attn_kerne
   const int split = blockIdx.z;
   int seq = 0, len = 0;
   const bool ok = row_ok(p, t, &seq, &len);
-  const int s0 = split * p.split_len;
-  const int s1 = split == p.splits - 1 ? len : min(len, s0 + p.split_len);
+  const int split_len = split_len_for(p, len);
+  const int s0 = split * split_len;
+  const int s1 = split == p.splits - 1 ? len : min(len, s0 + split_len);
   uint16_t* out_row = p.out + (t * p.q_heads + qh0) * D;
   if (p.splits > 1 && (!ok || s0 >= len)) return;  // merge_kernel covers bad rows, idle splits
   if (!ok) {
@@ -303,7 +314,15 @@ __global__ void __launch_bounds__(kThreads, NEMOTRON_ATTN_MIN_BLOCKS) attn_kerne
 }
 
 // One block per (row, q head): combines the splits that saw part of the row's context.
-__global__ void merge_kernel(const Params p) {
+// kMergeThreads threads = G groups of D/4 column threads (G >= 4 since D <= 256): group g sums
+// splits g, g + G, ... of float4 column c, so long contexts (hundreds of splits) are read by
+// many independent loads at once; the G partial sums are then added in group order (fixed
+// order: deterministic).
+constexpr int kMergeThreads = 256;
+__global__ void __launch_bounds__(kMergeThreads) merge_kernel(const Params p) {
+  __shared__ float4 part[kMergeThreads];
+  __shared__ float lpart[kMergeThreads];
+  __shared__ float mred[kMergeThreads / 32];
   const int64_t row = blockIdx.x;  // t * q_heads + head
   const int64_t t = row / p.q_heads;
   const int D4 = p.D / 4;
@@ -313,28 +332,51 @@ __global__ void merge_kernel(const Params p) {
     for (int i = threadIdx.x; i < p.D; i += blockDim.x) o[i] = kBf16NaN;
     return;
   }
-  const int n = min(p.splits, (len + p.split_len - 1) / p.split_len);
+  const int split_len = split_len_for(p, len);
+  const int n = min(p.splits, (len + split_len - 1) / split_len);
   const float2* ml = p.part_ml + row * p.splits;
   float M = -INFINITY;
-  for (int s = 0; s < n; ++s) M = fmaxf(M, ml[s].x);
-  for (int c = threadIdx.x; c < D4; c += blockDim.x) {
-    float L = 0.0f, a[4] = {};
-    for (int s = 0; s < n; ++s) {
+  for (int s = threadIdx.x; s < n; s += blockDim.x) M = fmaxf(M, ml[s].x);
+  M = cuda::warp_max(M);
+  if ((threadIdx.x & 31) == 0) mred[threadIdx.x >> 5] = M;
+  __syncthreads();
+  M = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kMergeThreads / 32; ++w) M = fmaxf(M, mred[w]);
+  const int G = kMergeThreads / D4, c = threadIdx.x % D4, g = threadIdx.x / D4;
+  float4 a = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  float L = 0.0f;
+  if (g < G) {
+    const float4* acc = reinterpret_cast<const float4*>(p.part_acc + row * p.splits * p.D) + c;
+#pragma unroll 4
+    for (int s = g; s < n; s += G) {
       const float2 x = ml[s];
       const float w = exp2f(x.x - M);
       L += x.y * w;
-      const float4 v = reinterpret_cast<const float4*>(p.part_acc + (row * p.splits + s) * p.D)[c];
-      a[0] += v.x * w;
-      a[1] += v.y * w;
-      a[2] += v.z * w;
-      a[3] += v.w * w;
+      const float4 v = acc[static_cast<int64_t>(s) * D4];
+      a.x += v.x * w;
+      a.y += v.y * w;
+      a.z += v.z * w;
+      a.w += v.w * w;
     }
-    const float inv = 1.0f / L;
-    uint2 r;
-    r.x = cuda::f2bf(a[0] * inv) | (static_cast<uint32_t>(cuda::f2bf(a[1] * inv)) << 16);
-    r.y = cuda::f2bf(a[2] * inv) | (static_cast<uint32_t>(cuda::f2bf(a[3] * inv)) << 16);
-    reinterpret_cast<uint2*>(o)[c] = r;
   }
+  part[threadIdx.x] = a;
+  lpart[threadIdx.x] = L;
+  __syncthreads();
+  if (g != 0) return;
+  for (int j = 1; j < G; ++j) {
+    const float4 v = part[j * D4 + c];
+    a.x += v.x;
+    a.y += v.y;
+    a.z += v.z;
+    a.w += v.w;
+    L += lpart[j * D4 + c];
+  }
+  const float inv = 1.0f / L;
+  uint2 r;
+  r.x = cuda::f2bf(a.x * inv) | (static_cast<uint32_t>(cuda::f2bf(a.y * inv)) << 16);
+  r.y = cuda::f2bf(a.z * inv) | (static_cast<uint32_t>(cuda::f2bf(a.w * inv)) << 16);
+  reinterpret_cast<uint2*>(o)[c] = r;
 }
 
 int sm_count() {
@@ -347,7 +389,44 @@ int sm_count() {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Split-K plan: splits and positions per split (a multiple of the tile P) for the shape.
+struct SplitPlan {
+  int64_t splits = 1, split_len = 0;
+};
+SplitPlan plan_splits(const PagedAttentionArgs& a, int64_t base_blocks, int P) {
+  int64_t ctx = a.max_pages * a.cache.page_size;
+  if (a.max_context > 0) ctx = std::min(ctx, a.max_context);
+  const int64_t tiles = ceil_div(ctx, P);
+  int64_t splits = 1;
+  if (a.num_splits != 1) {
+    const int64_t target = 4LL * sm_count();  // about one wave of resident blocks
+    if (base_blocks < target) splits = ceil_div(target, base_blocks);
+    splits = std::min({splits, ceil_div(tiles, kMinTilesPerSplit), static_cast<int64_t>(kMaxSplits)});
+    if (a.num_splits > 1) splits = std::min(splits, a.num_splits);
+    splits = std::max<int64_t>(splits, 1);
+  }
+  const int64_t tiles_per_split = ceil_div(tiles, splits);
+  return {ceil_div(tiles, tiles_per_split), tiles_per_split * P};
+}
+
+int64_t workspace_for(const PagedAttentionArgs& a, int64_t splits) {
+  if (splits <= 1) return 0;
+  const int64_t parts = a.T * a.q_heads * splits;
+  return parts * static_cast<int64_t>(sizeof(float) * a.cache.head_dim + sizeof(float2));
+}
+
 }  // namespace
+
+int64_t paged_attention_workspace_bytes(const PagedAttentionArgs& a) {
+  const PagedKvCache& c = a.cache;
+  if (a.T <= 0 || c.kv_heads <= 0 || a.q_heads <= 0 || a.q_heads % c.kv_heads != 0 || c.head_dim <= 0 ||
+      c.page_size <= 0 || a.max_pages <= 0)
+    return 0;
+  const int64_t group = a.q_heads / c.kv_heads;
+  const bool wide = c.head_dim > 128;
+  const int64_t chunks = ceil_div(group, std::min<int64_t>(group, wide ? 8 : 16));
+  return workspace_for(a, plan_splits(a, a.T * c.kv_heads * chunks, wide ? 16 : 32).splits);
+}
 
 void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
   using cuda::require;
@@ -402,33 +481,30 @@ void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
 
   const int64_t base_blocks = a.T * p.kv_heads * p.chunks;
   require(base_blocks <= std::numeric_limits<int32_t>::max(), name + "too many query rows");
-  int64_t ctx = a.max_pages * c.page_size;
-  if (a.max_context > 0) ctx = std::min(ctx, a.max_context);
-  const int64_t tiles = ceil_div(ctx, P);
-  int64_t splits = 1;
-  if (a.num_splits != 1) {
-    const int64_t target = 4LL * sm_count();  // about one wave of resident blocks
-    if (base_blocks < target) splits = ceil_div(target, base_blocks);
-    splits = std::min({splits, ceil_div(tiles, kMinTilesPerSplit), static_cast<int64_t>(kMaxSplits)});
-    if (a.num_splits > 1) splits = std::min(splits, a.num_splits);
-    splits = std::max<int64_t>(splits, 1);
-  }
-  const int64_t tiles_per_split = ceil_div(tiles, splits);
-  splits = ceil_div(tiles, tiles_per_split);
+  const SplitPlan plan = plan_splits(a, base_blocks, P);
+  const int64_t splits = plan.splits;
   p.splits = static_cast<int>(splits);
-  p.split_len = static_cast<int>(tiles_per_split * P);
+  p.tile = P;
 
   const int DS = p.D + 4;
   const size_t smem =
       sizeof(float) * static_cast<size_t>(q_rows * DS + 2 * P * DS + p.pr_rows * (P + 1) + 2 * p.HG);
   const dim3 grid(static_cast<unsigned>(base_blocks), 1, static_cast<unsigned>(splits));
   void* ws = nullptr;
+  const bool own_ws = splits > 1 && !a.workspace;
   if (splits > 1) {
     const size_t parts = static_cast<size_t>(a.T * a.q_heads * splits);
-    const size_t bytes = parts * (sizeof(float) * p.D + sizeof(float2));
-    const cudaError_t e = cudaMallocAsync(&ws, bytes, stream);
-    require(e == cudaSuccess, name + "cudaMallocAsync of " + std::to_string(bytes) +
-                                  " bytes for the split-K partials failed: " + cudaGetErrorString(e));
+    const int64_t bytes = workspace_for(a, splits);
+    if (a.workspace) {
+      require(a.workspace_bytes >= bytes && cuda::aligned16(a.workspace),
+              name + "workspace of " + std::to_string(a.workspace_bytes) + " bytes (16-byte aligned) given, " +
+                  std::to_string(bytes) + " needed");
+      ws = a.workspace;
+    } else {
+      const cudaError_t e = cudaMallocAsync(&ws, static_cast<size_t>(bytes), stream);
+      require(e == cudaSuccess, name + "cudaMallocAsync of " + std::to_string(bytes) +
+                                    " bytes for the split-K partials failed: " + cudaGetErrorString(e));
+    }
     p.part_acc = static_cast<float*>(ws);
     p.part_ml = reinterpret_cast<float2*>(p.part_acc + parts * p.D);
   }
@@ -439,8 +515,8 @@ void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
     (fp8 ? attn_kernel<true, 32> : attn_kernel<false, 32>)<<<grid, kThreads, smem, stream>>>(p);
   const cudaError_t launch = cudaGetLastError();
   if (splits > 1) {
-    if (launch == cudaSuccess) merge_kernel<<<static_cast<unsigned>(a.T * a.q_heads), 32, 0, stream>>>(p);
-    cudaFreeAsync(ws, stream);
+    if (launch == cudaSuccess) merge_kernel<<<static_cast<unsigned>(a.T * a.q_heads), kMergeThreads, 0, stream>>>(p);
+    if (own_ws) cudaFreeAsync(ws, stream);
   }
   require(launch == cudaSuccess, name + "CUDA launch failed: " + cudaGetErrorString(launch));
   cuda::check_launch("paged_attention_cuda (merge)");

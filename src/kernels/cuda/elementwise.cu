@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <cmath>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/elementwise_cuda.h"
 
@@ -20,7 +22,56 @@ __global__ void gather_rows_kernel(const uint16_t* __restrict__ in, const int32_
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[i] = src[i];
 }
 
+// One block per row: each thread keeps its best (value, index) over a strided range, then a
+// warp and a block reduction keep the larger value, the lower index on equal values.
+constexpr int kArgmaxThreads = 1024;
+
+__device__ __forceinline__ void better(float& v, int& i, float ov, int oi) {
+  if (ov > v || (ov == v && oi < i)) {
+    v = ov;
+    i = oi;
+  }
+}
+
+__global__ void argmax_rows_kernel(const float* __restrict__ logits, int64_t V, int32_t* __restrict__ out) {
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  const float* row = logits + static_cast<int64_t>(blockIdx.x) * V;
+  float bv = -INFINITY;
+  int bi = 0x7FFFFFFF;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
+    const float x = row[j];
+    if (x > bv) {  // NaN never compares greater; strided j only grows, so ties keep the first
+      bv = x;
+      bi = static_cast<int>(j);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) better(bv, bi, __shfl_xor_sync(0xFFFFFFFFu, bv, o), __shfl_xor_sync(0xFFFFFFFFu, bi, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    sv[warp] = bv;
+    si[warp] = bi;
+  }
+  __syncthreads();
+  if (warp != 0) return;
+  const int nw = blockDim.x >> 5;
+  bv = lane < nw ? sv[lane] : -INFINITY;
+  bi = lane < nw ? si[lane] : 0x7FFFFFFF;
+  for (int o = 16; o > 0; o >>= 1) better(bv, bi, __shfl_xor_sync(0xFFFFFFFFu, bv, o), __shfl_xor_sync(0xFFFFFFFFu, bi, o));
+  // All values NaN or -inf: index 0 (the host's start); a NaN first value: index 0 too.
+  if (lane == 0) out[blockIdx.x] = (bi == 0x7FFFFFFF || isnan(row[0])) ? 0 : bi;
+}
+
 }  // namespace
+
+void argmax_rows_f32_cuda(const float* logits, int64_t R, int64_t V, int32_t* out, cudaStream_t stream) {
+  cuda::require(R >= 0 && R < (int64_t{1} << 31) && V >= 1 && V < (int64_t{1} << 31),
+                "argmax_rows_f32_cuda: bad shape");
+  if (R == 0) return;
+  cuda::require(logits && out, "argmax_rows_f32_cuda: null pointer");
+  argmax_rows_kernel<<<static_cast<unsigned>(R), kArgmaxThreads, 0, stream>>>(logits, V, out);
+  cuda::check_launch("argmax_rows_f32_cuda");
+}
 
 void add_bf16_cuda(const uint16_t* a, const uint16_t* b, int64_t n, uint16_t* out, cudaStream_t stream) {
   if (n <= 0) return;

@@ -14,19 +14,24 @@ using cuda::f2bf;
 
 constexpr int kThreads = 256;
 
-// u row t starts at u + t * u_stride; uf (fp32, stride H) may be nullptr.
+// u row t starts at u + t * u_stride; uf (fp32, stride H) may be nullptr. y2 (only with y)
+// is added to y first with BF16 rounding, as add_bf16_cuda would.
 __global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(float* __restrict__ x, const uint16_t* __restrict__ y,
+                                                               const uint16_t* __restrict__ y2,
                                                                const uint16_t* __restrict__ w, int H, float eps,
                                                                uint16_t* __restrict__ u, int64_t u_stride,
                                                                float* __restrict__ uf) {
   __shared__ float scratch[32];
   float* xr = x + static_cast<int64_t>(blockIdx.x) * H;
   const uint16_t* yr = y ? y + static_cast<int64_t>(blockIdx.x) * H : nullptr;
+  const uint16_t* y2r = y && y2 ? y2 + static_cast<int64_t>(blockIdx.x) * H : nullptr;
   float ss = 0.0f;
   for (int i = threadIdx.x; i < H; i += blockDim.x) {
     float v = xr[i];
     if (yr) {
-      v += bf16f(yr[i]);
+      float a = bf16f(yr[i]);
+      if (y2r) a = bf16f(f2bf(a + bf16f(y2r[i])));
+      v += a;
       xr[i] = v;
     }
     ss += v * v;
@@ -102,7 +107,7 @@ void add_rmsnorm_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_t T,
   check_rows(T, H, "add_rmsnorm_cuda");
   cuda::require(x && w && u, "add_rmsnorm_cuda: null pointer");
   if (T == 0) return;
-  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, w, static_cast<int>(H), eps, u, H,
+  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, nullptr, w, static_cast<int>(H), eps, u, H,
                                                                          nullptr);
   cuda::check_launch("add_rmsnorm_cuda");
 }
@@ -112,8 +117,18 @@ void add_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_
   check_rows(T, H, "add_rmsnorm_f32_cuda");
   cuda::require(x && w && u, "add_rmsnorm_f32_cuda: null pointer");
   if (T == 0) return;
-  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, w, static_cast<int>(H), eps, u, H, uf);
+  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, nullptr, w, static_cast<int>(H), eps, u, H, uf);
   cuda::check_launch("add_rmsnorm_f32_cuda");
+}
+
+void add2_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* y2, const uint16_t* w, int64_t T, int64_t H,
+                           float eps, uint16_t* u, float* uf, cudaStream_t stream) {
+  check_rows(T, H, "add2_rmsnorm_f32_cuda");
+  cuda::require(x && w && u && (y || !y2), "add2_rmsnorm_f32_cuda: null pointer (y2 needs y)");
+  if (T == 0) return;
+  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, y2, w, static_cast<int>(H), eps, u, H,
+                                                                         uf);
+  cuda::check_launch("add2_rmsnorm_f32_cuda");
 }
 
 void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t H, float eps, uint16_t* out,
@@ -122,7 +137,7 @@ void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t 
   cuda::require(x && w && out && out_stride >= H, "rmsnorm_strided_cuda: null pointer or out_stride < H");
   if (T == 0) return;
   // With y == nullptr the kernel only reads x.
-  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(const_cast<float*>(x), nullptr, w,
+  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(const_cast<float*>(x), nullptr, nullptr, w,
                                                                          static_cast<int>(H), eps, out, out_stride,
                                                                          nullptr);
   cuda::check_launch("rmsnorm_strided_cuda");
