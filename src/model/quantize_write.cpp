@@ -3,7 +3,6 @@
 #include <cmath>
 #include <filesystem>
 #include <cstring>
-#include <fstream>
 #include <set>
 
 #include "kernels/linear.h"
@@ -25,21 +24,6 @@ std::string expert_family(const std::string& module) {
   const auto q = module.find('.', p + key.size());
   if (q == std::string::npos) return "";
   return module.substr(0, p + key.size()) + "*" + module.substr(q);
-}
-
-// Writes JSON as Python's json.dump does: read_json_file keeps the bare tokens Infinity,
-// -Infinity and NaN (e.g. config.json time_step_limit) as strings; they go back out bare.
-void write_json(const std::string& path, const Json& j) {
-  std::string text = j.dump(2);
-  for (const char* token : {"-Infinity", "Infinity", "NaN"}) {
-    const std::string quoted = std::string("\"") + token + "\"";
-    for (std::size_t p = text.find(quoted); p != std::string::npos; p = text.find(quoted, p))
-      text.replace(p, quoted.size(), token);
-  }
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) throw Error("cannot write " + path);
-  f << text << "\n";
-  if (!f) throw Error("error writing " + path);
 }
 
 std::vector<uint8_t> bytes_of(const TensorInfo& t) { return {t.data, t.data + t.nbytes}; }
@@ -163,8 +147,8 @@ QuantizeSummary write_nvfp4_checkpoint(const Model& m, const std::string& src_di
   hf["quantization"] = quant;
 
   write_safetensors((fs::path(out_dir) / "model.safetensors").string(), out, {{"format", "pt"}});
-  write_json((fs::path(out_dir) / "config.json").string(), config);
-  write_json((fs::path(out_dir) / "hf_quant_config.json").string(), hf);
+  write_text_file((fs::path(out_dir) / "config.json").string(), python_json(config) + "\n");
+  write_text_file((fs::path(out_dir) / "hf_quant_config.json").string(), python_json(hf) + "\n");
   return sum;
 }
 

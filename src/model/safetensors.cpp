@@ -61,6 +61,12 @@ bool write_all(int fd, const void* data, std::size_t size) {
 
 const char* dtype_name(DType dtype) { return entry(dtype).name; }
 
+std::string safetensors_header_entry(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                                     uint64_t begin, uint64_t end) {
+  const Json e = {{"dtype", dtype_name(dtype)}, {"shape", shape}, {"data_offsets", {begin, end}}};
+  return Json(name).dump() + ":" + e.dump();
+}
+
 std::size_t dtype_size(DType dtype) { return entry(dtype).size; }
 
 bool parse_dtype(const std::string& name, DType* out) {
@@ -136,8 +142,6 @@ void write_safetensors(const std::string& path, const std::vector<TensorData>& t
   std::sort(sorted.begin(), sorted.end(),
             [](const TensorData* a, const TensorData* b) { return a->name < b->name; });
 
-  // Built entry by entry (an ordered Json of 10^5 keys would take quadratic time); each entry
-  // keeps the safetensors library's key order dtype, shape, data_offsets.
   std::string text = "{";
   try {
     if (!metadata.empty()) {
@@ -148,8 +152,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorData>& t
     uint64_t offset = 0;
     for (const TensorData* t : sorted) {
       const uint64_t end = offset + t->bytes.size();
-      const Json entry = {{"dtype", dtype_name(t->dtype)}, {"shape", t->shape}, {"data_offsets", {offset, end}}};
-      text += (text.size() > 1 ? "," : "") + Json(t->name).dump() + ":" + entry.dump();
+      text += (text.size() > 1 ? "," : "") + safetensors_header_entry(t->name, t->dtype, t->shape, offset, end);
       offset = end;
     }
   } catch (const nlohmann::json::exception& e) {

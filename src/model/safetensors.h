@@ -20,6 +20,12 @@ namespace nemotron::model {
 enum class DType { BF16, F16, F32, F8_E4M3, U8, I64 };
 
 const char* dtype_name(DType dtype);           // "BF16", "F8_E4M3", ...
+
+// One entry of a safetensors header, `"name":{"dtype":..,"shape":[..],"data_offsets":[b,e]}`
+// (the safetensors library's key order). Headers are built entry by entry: an ordered Json
+// object of 10^5 keys would take quadratic time. Throws nlohmann's exception on invalid UTF-8.
+std::string safetensors_header_entry(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                                     uint64_t begin, uint64_t end);
 std::size_t dtype_size(DType dtype);           // bytes per element
 bool parse_dtype(const std::string& name, DType* out);  // false for unsupported names
 

@@ -1,11 +1,6 @@
 // config.json / hf_quant_config.json of a synthetic checkpoint, and the MIXED_PRECISION
 // module map of the real Super NVFP4 release.
-#include <unistd.h>
-
-#include <atomic>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 
@@ -29,36 +24,6 @@ const std::set<int> kFp8Fc1 = {1, 3, 5};
 const std::set<int> kFp8Fc2 = {3};
 const std::set<int> kFp8OProj = {69, 78};
 
-void emit(const Json& v, int depth, std::string& out) {
-  if (depth > 64) throw Error("synth: config.json nests deeper than 64 levels");
-  const std::string pad(2 * (depth + 1), ' '), close(2 * depth, ' ');
-  if (v.is_object()) {
-    if (v.empty()) { out += "{}"; return; }
-    out += "{\n";
-    bool first = true;
-    for (auto it = v.begin(); it != v.end(); ++it) {
-      if (!first) out += ",\n";
-      first = false;
-      out += pad + Json(it.key()).dump() + ": ";
-      emit(it.value(), depth + 1, out);
-    }
-    out += "\n" + close + "}";
-  } else if (v.is_array()) {
-    if (v.empty()) { out += "[]"; return; }
-    out += "[\n";
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      if (i) out += ",\n";
-      out += pad;
-      emit(v[i], depth + 1, out);
-    }
-    out += "\n" + close + "]";
-  } else if (v.is_string() && (v == "Infinity" || v == "-Infinity" || v == "NaN")) {
-    out += v.get<std::string>();
-  } else {
-    out += v.dump();
-  }
-}
-
 bool same_file(const std::string& a, const std::string& b) {
   std::error_code ec;
   return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);
@@ -72,33 +37,6 @@ Json hf_file_for(const Json& section) {
 }
 
 }  // namespace
-
-std::string python_json(const Json& value) {
-  std::string out;
-  emit(value, 0, out);
-  return out;
-}
-
-void write_text_file(const std::string& path, const std::string& text) {
-  static std::atomic<unsigned> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw Error(path + ": cannot create " + tmp);
-    f << text;
-    f.close();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw Error(path + ": write failed");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot rename " + tmp + " into place: " + ec.message());
-  }
-}
 
 Json super_mixed_section(const Config& c) {
   std::map<std::string, Json> layers;  // sorted by module name, as ModelOpt writes them

@@ -16,13 +16,6 @@ namespace nemotron::model::synth {
 // read it back from out_dir. Fills *config with the parsed model config.
 QuantConfig write_config_files(const Options& options, Config* config);
 
-// Config JSON as Python's json.dumps(indent=2) writes it: the strings "Infinity",
-// "-Infinity" and "NaN" (how parse_json stores those tokens) become bare tokens again.
-std::string python_json(const Json& value);
-
-// Writes `text` to `path` through a temporary file renamed into place.
-void write_text_file(const std::string& path, const std::string& text);
-
 // Produces the bytes of planned tensors. Quantized modules need a whole-tensor pass
 // first (global amax; NVFP4 block scales), kept until all of the module's quantized
 // tensors have been produced. Not thread-safe itself; it parallelizes internally.

@@ -67,13 +67,10 @@ std::vector<Shard> assign_shards(const Plan& plan, double shard_gb) {
 
 // u64 LE length N (a multiple of 8) + the JSON header padded with spaces to N bytes.
 std::string header_bytes(const Shard& s) {
-  // Built entry by entry (an ordered Json of 10^5 keys would take quadratic time); each entry
-  // keeps the safetensors library's key order dtype, shape, data_offsets.
   std::string text = "{\"__metadata__\":{\"format\":\"pt\"}";
   uint64_t off = 0;
   for (const auto* t : s.tensors) {
-    const Json entry = {{"dtype", dtype_name(t->dtype)}, {"shape", t->shape}, {"data_offsets", {off, off + t->nbytes}}};
-    text += "," + Json(t->name).dump() + ":" + entry.dump();
+    text += "," + safetensors_header_entry(t->name, t->dtype, t->shape, off, off + t->nbytes);
     off += t->nbytes;
   }
   text += "}";

@@ -1,6 +1,11 @@
 #include "util/json.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -48,6 +53,36 @@ std::string quote_python_specials(const std::string& text) {
   return out;
 }
 
+void emit(const Json& v, int depth, std::string& out) {
+  if (depth > 64) throw Error("JSON nests deeper than 64 levels");
+  const std::string pad(2 * (depth + 1), ' '), close(2 * depth, ' ');
+  if (v.is_object()) {
+    if (v.empty()) { out += "{}"; return; }
+    out += "{\n";
+    bool first = true;
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (!first) out += ",\n";
+      first = false;
+      out += pad + Json(it.key()).dump() + ": ";
+      emit(it.value(), depth + 1, out);
+    }
+    out += "\n" + close + "}";
+  } else if (v.is_array()) {
+    if (v.empty()) { out += "[]"; return; }
+    out += "[\n";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (i) out += ",\n";
+      out += pad;
+      emit(v[i], depth + 1, out);
+    }
+    out += "\n" + close + "]";
+  } else if (v.is_string() && (v == "Infinity" || v == "-Infinity" || v == "NaN")) {
+    out += v.get<std::string>();
+  } else {
+    out += v.dump();
+  }
+}
+
 }  // namespace
 
 Json parse_json(const std::string& text, const std::string& source) {
@@ -77,6 +112,33 @@ std::string read_file(const std::string& path) {
 
 Json read_json_file(const std::string& path) { return parse_json(read_file(path), path); }
 PlainJson read_plain_json_file(const std::string& path) { return parse_plain_json(read_file(path), path); }
+
+std::string python_json(const Json& value) {
+  std::string out;
+  emit(value, 0, out);
+  return out;
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  static std::atomic<unsigned> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw Error(path + ": cannot create " + tmp);
+    f << text;
+    f.close();
+    if (!f) {
+      std::remove(tmp.c_str());
+      throw Error(path + ": write failed");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot rename " + tmp + " into place: " + ec.message());
+  }
+}
 
 template <class J>
 double number_of(const J& value, const std::string& what) {

@@ -24,6 +24,15 @@ PlainJson read_plain_json_file(const std::string& path);
 Json read_json_file(const std::string& path);
 std::string read_file(const std::string& path);  // throws Error naming the path
 
+// JSON as Python's json.dumps(indent=2) writes it: the strings "Infinity", "-Infinity" and
+// "NaN" (how parse_json stores those tokens) become bare tokens again. Throws Error past
+// 64 levels of nesting.
+std::string python_json(const Json& value);
+
+// Writes `text` to `path` through a temporary file renamed into place (throws Error naming
+// the path).
+void write_text_file(const std::string& path, const std::string& text);
+
 // A number, or one of the strings "Infinity", "-Infinity", "NaN". Throws Error naming
 // `what` otherwise.
 double json_number(const Json& value, const std::string& what);
