@@ -38,7 +38,7 @@ int run_bench(int argc, char** argv) {
                "measured in the same run."};
   std::string model_dir, depths_text = "0,4096,32768", prefill_text = "512,2048,8192";
   int64_t decode_tokens = 64, chunk = 2048;
-  bool eager = true;
+  bool eager = true, profile = false;
   app.add_option("--model", model_dir, "Model directory")->required();
   app.add_option("--depths", depths_text, "Context depths for decode, comma-separated");
   app.add_option("--prefill", prefill_text, "Prompt lengths for prefill, comma-separated");
@@ -46,6 +46,9 @@ int run_bench(int argc, char** argv) {
   app.add_option("--chunk", chunk, "Prefill chunk (rows per forward call)")->check(CLI::PositiveNumber);
   app.add_flag("--eager,!--no-eager", eager,
                "Also time decode without the CUDA graph (kernels launched one by one), after the graph rows");
+  app.add_flag("--profile", profile,
+               "Then time every op of a profiled prefill (the first --prefill length) and of eager decode "
+               "steps at the first depth, and print where the time goes");
   CLI11_PARSE(app, argc, argv);
   if (!model::cuda_backend_available()) throw Error("bench: no CUDA device (or no CUDA backend in this build)");
   std::vector<int64_t> depths, prefills;
@@ -127,6 +130,48 @@ int run_bench(int argc, char** argv) {
     gpu.set_cuda_graphs(true);
     gpu.release_slot(slot);
   }
+  if (profile) {
+    // Per-op tables (CudaModel::set_profiling): ms per forward call, share, calls per call and
+    // the GB/s of the op's linear weights.
+    auto print_profile = [&](const char* title, int64_t steps) {
+      const auto ops = gpu.profile();
+      double total = 0;
+      for (const auto& op : ops) total += op.ms;
+      std::printf("\n%s: %.3f ms per call\n%-20s %10s %8s %8s %10s\n", title, total / static_cast<double>(steps),
+                  "op", "ms/call", "share", "calls", "GB/s");
+      for (const auto& op : ops)
+        std::printf("%-20s %10.4f %7.1f%% %8.1f %10.0f\n", op.op.c_str(), op.ms / static_cast<double>(steps),
+                    100.0 * op.ms / total, static_cast<double>(op.calls) / static_cast<double>(steps),
+                    op.weight_bytes > 0 ? op.weight_bytes / (op.ms * 1e6) : 0.0);
+    };
+    if (!prefills.empty()) {
+      const int slot = gpu.acquire_slot();
+      const auto ids = synthetic_ids(prefills[0], V, 11);
+      gpu.set_profiling(true);
+      prefill(slot, ids);
+      gpu.set_profiling(false);
+      char title[96];
+      std::snprintf(title, sizeof title, "profile: prefill of %lld tokens in chunks of %lld",
+                    static_cast<long long>(prefills[0]), static_cast<long long>(chunk));
+      print_profile(title, (prefills[0] + chunk - 1) / chunk);
+      gpu.release_slot(slot);
+    }
+    {
+      const int slot = gpu.acquire_slot();
+      const int64_t d = depths.empty() ? 0 : depths[0];
+      if (d > 0) prefill(slot, synthetic_ids(d, V, 13));
+      int32_t tok = 1000;
+      gpu.set_profiling(true);
+      for (int64_t i = 0; i < decode_tokens; ++i) tok = gpu.forward_greedy({{slot, &tok, 1, false}})[0];
+      gpu.set_profiling(false);
+      char title[96];
+      std::snprintf(title, sizeof title, "profile: eager decode step at depth %lld", static_cast<long long>(d));
+      print_profile(title, decode_tokens);
+      gpu.release_slot(slot);
+    }
+  }
+  std::printf("\ndecode graph (B = 1): %lld nodes, %.1f MiB of device memory at instantiation\n",
+              static_cast<long long>(gpu.graph_nodes()), static_cast<double>(gpu.graph_device_bytes()) / 1048576.0);
   std::printf("\nGB/token = weights + SSM/conv state read+write + BF16 KV read at that depth (engine accounting);\n"
               "roofline t/s = copy bandwidth / GB per token. Decode steps are greedy with the argmax on the\n"
               "device; graph = the step replayed as one CUDA graph, eager = its kernels launched one by one.\n");

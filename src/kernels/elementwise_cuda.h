@@ -19,4 +19,9 @@ void gather_rows_bf16_cuda(const uint16_t* in, const int32_t* rows, int64_t R, i
 // NaN gives 0 (as the host loop `if (v[i] > v[best]) best = i` starting at 0). out device int32 [R].
 void argmax_rows_f32_cuda(const float* logits, int64_t R, int64_t V, int32_t* out, cudaStream_t stream);
 
+// Holds the stream for `ns` nanoseconds (one thread spinning on the global timer): profiling
+// puts it before a step so that the host has enqueued the whole step before its first kernel
+// runs, and the events between kernels then time the kernels, not the host's launches.
+void device_wait_cuda(uint64_t ns, cudaStream_t stream);
+
 }  // namespace nemotron::kernels

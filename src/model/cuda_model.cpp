@@ -27,6 +27,10 @@ int64_t CudaModel::mtp_position(int) const { return 0; }
 std::vector<float> CudaModel::last_hidden() const { throw Error("no CUDA backend"); }
 void CudaModel::record_routing(bool) {}
 std::vector<std::vector<int32_t>> CudaModel::routing() const { return {}; }
+void CudaModel::set_profiling(bool) {}
+int64_t CudaModel::graph_nodes() const { return 0; }
+int64_t CudaModel::graph_device_bytes() const { return 0; }
+std::vector<CudaModel::OpTime> CudaModel::profile() const { return {}; }
 double CudaModel::upload_seconds() const { return 0; }
 int64_t CudaModel::weight_bytes() const { return 0; }
 }  // namespace nemotron::model
@@ -101,6 +105,8 @@ const Model& CudaModel::model() const { return impl_->model; }
 double CudaModel::upload_seconds() const { return impl_->upload_s; }
 void CudaModel::set_cuda_graphs(bool on) { impl_->opt.cuda_graphs = on; }
 int64_t CudaModel::weight_bytes() const { return impl_->weight_bytes; }
+int64_t CudaModel::graph_nodes() const { return impl_->graph_nodes; }
+int64_t CudaModel::graph_device_bytes() const { return impl_->graph_bytes; }
 
 int CudaModel::acquire_slot() {
   Impl& s = *impl_;

@@ -93,6 +93,25 @@ class CudaModel {
   void record_routing(bool on);
   std::vector<std::vector<int32_t>> routing() const;
 
+  // Profiling (bench --profile): while on, steps run eagerly (no graphs); each trunk step
+  // starts behind a device-side wait (so the host has enqueued it all before it runs) and an
+  // event after every op times it. profile() sums the ops of all trunk steps since the last
+  // set_profiling(true), in order of first appearance; weight_bytes = checkpoint bytes the
+  // op's linear weights hold (0 for other ops).
+  struct OpTime {
+    std::string op;
+    double ms = 0;
+    int64_t calls = 0;
+    double weight_bytes = 0;
+  };
+  void set_profiling(bool on);
+  std::vector<OpTime> profile() const;
+
+  // Decode graphs captured so far: their nodes and the device memory their instantiation
+  // took (measured as the change in free device memory), summed.
+  int64_t graph_nodes() const;
+  int64_t graph_device_bytes() const;
+
   double upload_seconds() const;     // weight upload time
   int64_t weight_bytes() const;      // bytes resident on the device
 

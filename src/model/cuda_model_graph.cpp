@@ -33,10 +33,14 @@ using cuda_detail::check;
 void CudaModel::Impl::enqueue_trunk(int64_t R, int64_t B, int64_t L, bool argmax) {
   const Config& c = model.config;
   embed_cuda(d_ids, static_cast<const uint16_t*>(embeddings.data), c.vocab_size, c.hidden_size, R, x, stream);
+  mark("embed");
   const uint16_t* y2_prev = nullptr;
   const uint16_t* y_prev = run_stack(trunk, R, B, &y2_prev);
   head(norm_f, y_prev, y2_prev, R, L);
-  if (argmax) argmax_rows_f32_cuda(logits, L, c.vocab_size, d_argmax, stream);
+  if (argmax) {
+    argmax_rows_f32_cuda(logits, L, c.vocab_size, d_argmax, stream);
+    mark("argmax");
+  }
 }
 
 cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
@@ -53,8 +57,15 @@ cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
     throw;
   }
   check(cudaStreamEndCapture(stream, &g), "CUDA graph capture (decode, B = " + std::to_string(B) + ")");
+  std::size_t nodes = 0, free0 = 0, free1 = 0, total = 0;
+  cudaGraphGetNodes(g, nullptr, &nodes);
+  cudaMemGetInfo(&free0, &total);
   const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
   cudaGraphDestroy(g);
+  if (e == cudaSuccess && cudaMemGetInfo(&free1, &total) == cudaSuccess) {
+    graph_nodes += static_cast<int64_t>(nodes);
+    graph_bytes += static_cast<int64_t>(free0) - static_cast<int64_t>(free1);
+  }
   if (e != cudaSuccess) {
     exec = nullptr;
     check(e, "CUDA graph instantiation (decode, B = " + std::to_string(B) + ")");
@@ -65,8 +76,10 @@ cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
 void CudaModel::Impl::run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, bool argmax) {
   const int64_t B = static_cast<int64_t>(chunks.size());
   // R == B: every chunk is one token (T >= 1 each), so L == B too.
-  const bool graph = opt.cuda_graphs && !record_routing && R == B && B < static_cast<int64_t>(graphs.size());
+  const bool graph =
+      opt.cuda_graphs && !record_routing && !profiling && R == B && B < static_cast<int64_t>(graphs.size());
   if (!graph) {
+    prof_begin();
     enqueue_trunk(R, B, L, argmax);
     return;
   }

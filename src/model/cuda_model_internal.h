@@ -172,6 +172,9 @@ struct CudaModel::Impl {
   int64_t attn_ws_bytes = 0;
   // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used).
   std::vector<cudaGraphExec_t> graphs;
+  // Kernel nodes of the captured graphs and the device memory their instantiation took (free
+  // memory before - after; the driver allocates in 2 MiB granules), summed over graphs.
+  int64_t graph_nodes = 0, graph_bytes = 0;
   float *x, *uf, *hid_in, *conv_out, *ssm_y, *router_logits, *route_w, *logits;
   uint16_t *u, *y, *big, *g, *q, *kb, *vb, *o, *r, *h, *yk, *acc, *sh, *sd, *ug, *cat;
 
@@ -182,8 +185,23 @@ struct CudaModel::Impl {
   int32_t* route_log = nullptr;
   std::vector<int64_t> route_rows;
 
+  // Profiling (CudaModel::set_profiling): marks of the step being enqueued (op name, weight
+  // bytes, event recorded after the op), the event before its first op, and the totals.
+  struct Mark {
+    const char* op;
+    double bytes;
+    cudaEvent_t ev;
+  };
+  bool profiling = false, prof_active = false;
+  cudaEvent_t prof_start = nullptr;
+  std::vector<Mark> marks;
+  std::vector<cudaEvent_t> prof_events;  // pool, reused by every step
+  std::vector<CudaModel::OpTime> prof_totals;
+
   Impl(const Model& m, const CudaModelOptions& o) : model(m), opt(o) {}
   ~Impl() {
+    for (cudaEvent_t e : prof_events) cudaEventDestroy(e);
+    if (prof_start) cudaEventDestroy(prof_start);
     for (cudaGraphExec_t g : graphs)
       if (g) cudaGraphExecDestroy(g);
     if (inputs_done) cudaEventDestroy(inputs_done);
@@ -218,6 +236,12 @@ struct CudaModel::Impl {
   void run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, bool argmax);
   void enqueue_trunk(int64_t R, int64_t B, int64_t L, bool argmax);
   cudaGraphExec_t decode_graph(int64_t B);
+  // cuda_model_profile.cpp: mark() records the end of an op while a profiled step is being
+  // enqueued (no-op otherwise); prof_begin() starts one, prof_end() (after the stream
+  // synchronized) adds its op times to prof_totals.
+  void mark(const char* op, double weight_bytes = 0);
+  void prof_begin();
+  void prof_end();
   void reset_slot(Stack& st, int slot);
   void free_slot(Stack& st, int slot);
 };

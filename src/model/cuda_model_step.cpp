@@ -102,7 +102,8 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
   const int64_t H = c.hidden_size;
   const float eps = static_cast<float>(c.norm_eps);
   cudaStream_t sm = stream;
-  auto linear = [&](const LinearWeight& w, const uint16_t* xin, int64_t rows, void* out, OutType t = OutType::BF16) {
+  auto linear = [&](const char* op, const LinearWeight& w, const uint16_t* xin, int64_t rows, void* out,
+                    OutType t = OutType::BF16) {
     LinearCudaArgs a;
     a.w = w;
     a.x = xin;
@@ -110,6 +111,7 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
     a.y = out;
     a.y_type = t;
     linear_cuda(a, sm);
+    mark(op, static_cast<double>(w.stored_bytes()));
   };
   // A block's output is y_prev, plus y2_prev (BF16, added to it with BF16 rounding) after an
   // MoE block with shared experts: the next norm kernel does that add (add2_rmsnorm_f32_cuda).
@@ -118,11 +120,12 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
     // MoE blocks with router_fp32 also keep the unrounded normed rows for the router.
     const bool f32_router = b.kind == LayerKind::MoE && opt.router_fp32;
     add2_rmsnorm_f32_cuda(x, y_prev, y2_prev, b.norm, R, H, eps, u, f32_router ? uf : nullptr, sm);
+    mark("add+norm");
     y2_prev = nullptr;
     switch (b.kind) {
       case LayerKind::Mamba: {
         const int64_t W = c.in_proj_dim(), di = c.d_inner(), C = c.conv_dim();
-        linear(b.m.in_proj, u, R, big);  // [R, z | xBC | dt]
+        linear("mamba.in_proj", b.m.in_proj, u, R, big);  // [R, z | xBC | dt]
         ConvPrefillArgs ca;
         ca.xbc = big + di;
         ca.xbc_stride = W;
@@ -137,6 +140,7 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         ca.K = c.conv_kernel;
         ca.out = conv_out;
         conv1d_prefill_silu_cuda(ca, sm);
+        mark("mamba.conv");
         SsmScanArgs sa;
         sa.xbc = conv_out;
         sa.xbc_stride = C;
@@ -158,15 +162,18 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         sa.dt_max = static_cast<float>(c.time_step_limit_max);
         sa.y = ssm_y;
         ssm_scan_cuda(sa, sm);
+        mark("mamba.scan");
         gated_rmsnorm_cuda(ssm_y, big, W, b.m.norm, R, di, di / c.n_groups, eps, g, sm);
-        linear(b.m.out_proj, g, R, y);
+        mark("mamba.gated_norm");
+        linear("mamba.out_proj", b.m.out_proj, g, R, y);
         break;
       }
       case LayerKind::Attention: {
-        linear(b.a.q, u, R, q);
-        linear(b.a.k, u, R, kb);
-        linear(b.a.v, u, R, vb);
+        linear("attn.q", b.a.q, u, R, q);
+        linear("attn.k", b.a.k, u, R, kb);
+        linear("attn.v", b.a.v, u, R, vb);
         kv_cache_write_cuda(b.a.cache, kb, vb, d_slot_mapping, R, sm);
+        mark("attn.kv_write");
         PagedAttentionArgs pa;
         pa.q = q;
         pa.T = R;
@@ -180,7 +187,8 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         pa.workspace = attn_ws;
         pa.workspace_bytes = attn_ws_bytes;
         paged_attention_cuda(pa, sm);
-        linear(b.a.o, o, R, y);
+        mark("attn.attention");
+        linear("attn.o", b.a.o, o, R, y);
         break;
       }
       case LayerKind::MoE: {
@@ -189,10 +197,12 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
           router_logits_f32_cuda(uf, static_cast<const uint16_t*>(b.e.gate.data), R, c.n_routed_experts, H,
                                  router_logits, sm);
         else
-          linear(b.e.gate, u, R, router_logits, OutType::F32);
+          linear("moe.gate", b.e.gate, u, R, router_logits, OutType::F32);
+        if (f32_router) mark("moe.gate", static_cast<double>(b.e.gate.stored_bytes()));
         RouterParams rp{c.n_routed_experts, k, c.n_group, c.topk_group, c.norm_topk_prob,
                         static_cast<float>(c.routed_scaling_factor)};
         route_topk_cuda(router_logits, b.e.bias, rp, R, d_route_ids, route_w, sm);
+        mark("moe.topk");
         if (record_routing) {
           check(cudaMemcpyAsync(route_log + static_cast<int64_t>(b.index) * opt.max_step_tokens * k, d_route_ids,
                                 static_cast<std::size_t>(R * k) * 4, cudaMemcpyDeviceToDevice, sm),
@@ -201,7 +211,7 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         }
         const uint16_t* rin = u;
         if (c.moe_latent_size > 0) {
-          linear(b.e.fc1, u, R, r);
+          linear("moe.latent_in", b.e.fc1, u, R, r);
           rin = r;
         }
         ExpertGemvArgs ea;
@@ -213,30 +223,36 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         ea.relu2 = true;
         ea.y = h;
         expert_gemv_cuda(ea, sm);
+        mark("moe.experts_up");
         ea.w = b.e.down;
         ea.x = h;
         ea.x_per_slot = true;
         ea.relu2 = false;
         ea.y = yk;
         expert_gemv_cuda(ea, sm);
+        mark("moe.experts_down");
         if (c.moe_latent_size > 0) {
           moe_combine_cuda(yk, route_w, R, k, Din, acc, sm);
-          linear(b.e.fc2, acc, R, y);
+          mark("moe.combine");
+          linear("moe.latent_out", b.e.fc2, acc, R, y);
         } else {
           moe_combine_cuda(yk, route_w, R, k, Din, y, sm);
+          mark("moe.combine");
         }
         if (c.n_shared_experts > 0) {
-          linear(b.e.shared_up, u, R, sh);
+          linear("moe.shared_up", b.e.shared_up, u, R, sh);
           relu2_cuda(sh, R * Is_pad, sm);
-          linear(b.e.shared_down, sh, R, sd);
+          mark("relu2");
+          linear("moe.shared_down", b.e.shared_down, sh, R, sd);
           y2_prev = sd;  // y + sd: added by the next norm
         }
         break;
       }
       case LayerKind::MLP:
-        linear(b.mlp_up, u, R, h);
+        linear("mlp.up", b.mlp_up, u, R, h);
         relu2_cuda(h, R * Imlp_pad, sm);
-        linear(b.mlp_down, h, R, y);
+        mark("relu2");
+        linear("mlp.down", b.mlp_down, h, R, y);
         break;
     }
     y_prev = y;
@@ -250,7 +266,9 @@ void CudaModel::Impl::head(const uint16_t* final_norm, const uint16_t* y_prev, c
   const Config& c = model.config;
   const int64_t H = c.hidden_size;
   add2_rmsnorm_f32_cuda(x, y_prev, y2_prev, final_norm, R, H, static_cast<float>(c.norm_eps), u, uf, stream);
+  mark("final_norm");
   gather_rows_bf16_cuda(u, d_logit_rows, L, H, ug, stream);
+  mark("head.gather");
   LinearCudaArgs a;
   a.w = lm_head;
   a.x = ug;
@@ -258,6 +276,7 @@ void CudaModel::Impl::head(const uint16_t* final_norm, const uint16_t* y_prev, c
   a.y = logits;
   a.y_type = OutType::F32;
   linear_cuda(a, stream);
+  mark("lm_head", static_cast<double>(lm_head.stored_bytes()));
 }
 
 std::vector<std::vector<float>> CudaModel::Impl::collect_logits(Stack& st, const std::vector<StepChunk>& chunks,
@@ -266,6 +285,7 @@ std::vector<std::vector<float>> CudaModel::Impl::collect_logits(Stack& st, const
   std::vector<float> host(static_cast<std::size_t>(L * V));
   check(cudaMemcpyAsync(host.data(), logits, host.size() * 4, cudaMemcpyDeviceToHost, stream), "logits");
   check(cudaStreamSynchronize(stream), "forward");
+  prof_end();
 
   std::vector<std::vector<float>> out(chunks.size());
   std::size_t next = 0;
@@ -282,6 +302,7 @@ std::vector<int32_t> CudaModel::Impl::collect_greedy(Stack& st, const std::vecto
   check(cudaMemcpyAsync(h_argmax, d_argmax, static_cast<std::size_t>(L) * 4, cudaMemcpyDeviceToHost, stream),
         "greedy ids");
   check(cudaStreamSynchronize(stream), "forward");
+  prof_end();
   for (const auto& ch : chunks) st.pos[ch.slot] += ch.T;
   return std::vector<int32_t>(h_argmax, h_argmax + L);
 }

@@ -5,7 +5,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "util/error.h"
 
@@ -58,5 +60,56 @@ inline void require(bool ok, const std::string& message) {
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Programmatic dependent launch (PDL, sm_90 and later; no-ops on older targets).
+// A kernel launched with launch_pdl may start while the previous kernel in the stream is still
+// running; it must call pdl_wait() before it reads anything an earlier kernel wrote and before
+// it writes any global memory, on every path of every block (a block may exit early only after
+// pdl_wait()). Before pdl_wait() it may only read memory no kernel writes during a step (weights).
+// pdl_trigger() lets the next PDL-launched kernel start launching its blocks now (call it
+// early; it does not make this kernel's writes visible: pdl_wait() in the next kernel waits for
+// this whole grid to finish and flush). Both are safe in kernels launched without PDL.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// PDL on unless NEMOTRON_PDL=0 in the environment (read once), and the device is sm_90+.
+inline bool pdl_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("NEMOTRON_PDL");
+    if (v && v[0] == '0') return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+      return false;
+    return major >= 9;
+  }();
+  return on;
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) with the programmatic-stream-serialization
+// attribute when pdl_enabled() (works inside CUDA graph capture: the edge becomes a
+// programmatic dependency).
+template <class... Params, class... Args>
+void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                Args&&... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 }  // namespace nemotron::kernels::cuda

@@ -22,6 +22,15 @@ __global__ void gather_rows_kernel(const uint16_t* __restrict__ in, const int32_
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dst[i] = src[i];
 }
 
+__global__ void wait_kernel(uint64_t ns) {
+  uint64_t t0 = 0, t = 0;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    __nanosleep(1000);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+}
+
 // One block per row: each thread keeps its best (value, index) over a strided range, then a
 // warp and a block reduction keep the larger value, the lower index on equal values.
 constexpr int kArgmaxThreads = 1024;
@@ -86,6 +95,11 @@ void gather_rows_bf16_cuda(const uint16_t* in, const int32_t* rows, int64_t R, i
   if (R <= 0) return;
   gather_rows_kernel<<<static_cast<unsigned>(R), 256, 0, stream>>>(in, rows, width, out);
   cuda::check_launch("gather_rows_bf16_cuda");
+}
+
+void device_wait_cuda(uint64_t ns, cudaStream_t stream) {
+  wait_kernel<<<1, 1, 0, stream>>>(ns);
+  cuda::check_launch("device_wait_cuda");
 }
 
 }  // namespace nemotron::kernels
