@@ -29,6 +29,7 @@ void CudaModel::record_routing(bool) {}
 std::vector<std::vector<int32_t>> CudaModel::routing() const { return {}; }
 void CudaModel::set_profiling(bool) {}
 int64_t CudaModel::graph_nodes() const { return 0; }
+int64_t CudaModel::device_bytes() const { return 0; }
 int64_t CudaModel::graph_device_bytes() const { return 0; }
 std::vector<CudaModel::OpTime> CudaModel::profile() const { return {}; }
 double CudaModel::upload_seconds() const { return 0; }
@@ -45,6 +46,7 @@ int64_t CudaModel::weight_bytes() const { return 0; }
 
 #include "kernels/linear_cuda.h"
 #include "kernels/norm_cuda.h"
+#include "model/cuda_memory.h"
 #include "model/cuda_model_internal.h"
 
 namespace nemotron::model {
@@ -73,7 +75,7 @@ CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
   s.I_pad = cuda_detail::round_up32(c.moe_intermediate_size);
   s.Is_pad = cuda_detail::round_up32(c.moe_shared_expert_intermediate_size);
   s.Imlp_pad = cuda_detail::round_up32(c.intermediate_size);
-  s.num_pages = (options.kv_tokens + kPage - 1) / kPage + S;
+  s.num_pages = cuda_kv_pages(options);
 
   s.embeddings = cuda_detail::upload_linear(s.arena, w.embeddings);
   s.lm_head = cuda_detail::upload_linear(s.arena, w.lm_head.w);
@@ -106,6 +108,7 @@ double CudaModel::upload_seconds() const { return impl_->upload_s; }
 void CudaModel::set_cuda_graphs(bool on) { impl_->opt.cuda_graphs = on; }
 int64_t CudaModel::weight_bytes() const { return impl_->weight_bytes; }
 int64_t CudaModel::graph_nodes() const { return impl_->graph_nodes; }
+int64_t CudaModel::device_bytes() const { return impl_->arena.bytes(); }
 int64_t CudaModel::graph_device_bytes() const { return impl_->graph_bytes; }
 
 int CudaModel::acquire_slot() {

@@ -112,6 +112,10 @@ class CudaModel {
   int64_t graph_nodes() const;
   int64_t graph_device_bytes() const;
 
+  // Device memory this model allocated (weights, state, KV cache, step buffers; not the
+  // graphs): equals cuda_memory(model, options, sms).allocated() after construction.
+  int64_t device_bytes() const;
+
   double upload_seconds() const;     // weight upload time
   int64_t weight_bytes() const;      // bytes resident on the device
 

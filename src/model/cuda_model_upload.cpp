@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "kernels/numeric.h"
+#include "model/cuda_memory.h"
 #include "model/cuda_model_internal.h"
 
 namespace nemotron::model {
@@ -228,19 +229,12 @@ void CudaModel::Impl::alloc_activations() {
   graphs.assign(static_cast<std::size_t>(S) + 1, nullptr);
   d_route_ids = i32(R * k);
   // Paged attention's split-K partials: the most any step of 1..R rows needs (both stacks
-  // share the attention shape and the page count).
-  if (c.num_attention_heads > 0 && c.num_key_value_heads > 0) {
-    kernels::PagedAttentionArgs pa;
-    pa.q_heads = c.num_attention_heads;
-    pa.max_pages = num_pages;
-    pa.cache.num_pages = num_pages;
-    pa.cache.page_size = kPage;
-    pa.cache.kv_heads = c.num_key_value_heads;
-    pa.cache.head_dim = c.head_dim;
-    for (pa.T = 1; pa.T <= R; ++pa.T)
-      attn_ws_bytes = std::max(attn_ws_bytes, kernels::paged_attention_workspace_bytes(pa));
-    if (attn_ws_bytes > 0) attn_ws = arena.alloc(static_cast<std::size_t>(attn_ws_bytes));
-  }
+  // share the attention shape and the page count); the planner sizes it the same way.
+  int device = 0, sms = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "multiprocessor count");
+  attn_ws_bytes = cuda_memory(model, opt, sms).attention_workspace;
+  if (attn_ws_bytes > 0) attn_ws = arena.alloc(static_cast<std::size_t>(attn_ws_bytes));
   x = f32(R * H);
   uf = f32(R * H);
   u = bf(R * H);

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "kernels/device_info.h"
+#include "model/cuda_memory.h"
 #include "util/error.h"
 
 namespace nemotron::runtime {
@@ -24,6 +25,55 @@ int64_t kv_element_bytes(const std::string& device, const std::string& dtype) {
   if (dtype == "bf16" || dtype == "auto") return 2;
   if (dtype == "fp8") return 1;
   throw Error("--kv-cache-dtype: unsupported \"" + dtype + "\" (auto, fp32, bf16, fp8)");
+}
+
+// The CUDA plan: CudaModel's own allocations (model/cuda_memory.h) for the largest KV capacity
+// that fits the budget (a multiple of 16 positions, at most max_model_len per slot).
+void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, MemoryPlan& p) {
+  model::CudaModelOptions o;
+  o.max_seqs = req.max_num_seqs;
+  o.max_step_tokens = req.max_step_tokens;
+  o.kv_fp8 = p.kv_cache_dtype == "fp8";
+  auto terms = [&](int64_t kv_tokens) {
+    o.kv_tokens = kv_tokens;
+    return model::cuda_memory(m, o, sms);
+  };
+  auto total = [](const model::CudaMemory& t) { return t.device_total() + t.pinned_host; };
+  // Largest kv_tokens (multiple of 16) whose plan fits: totals grow with kv_tokens.
+  int64_t fit = -1;
+  if (total(terms(0)) <= p.budget_bytes) {
+    int64_t lo = 0, hi = int64_t{1} << 36;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (total(terms(mid * 16)) <= p.budget_bytes) lo = mid;
+      else hi = mid - 1;
+    }
+    fit = lo * 16;
+  }
+  if (p.kv_bytes_per_token == 0 && fit >= 0) fit = int64_t{1} << 40;  // no attention: KV is free
+  if (p.max_model_len == 0)
+    p.max_model_len = std::min<int64_t>(262144, std::max<int64_t>(0, fit / req.max_num_seqs));
+  const model::CudaMemory base = terms(std::max<int64_t>(0, std::min(fit, p.max_model_len)));
+  if (fit < p.max_model_len || p.max_model_len < 1) {
+    std::ostringstream o2;
+    o2 << "the model does not fit in " << gib(p.budget_bytes) << ": weights " << gib(base.weights) << ", "
+       << req.max_num_seqs << " state slots " << gib(base.state) << ", activations and workspace "
+       << gib(base.activations + base.attention_workspace) << ", CUDA graphs " << gib(base.graphs)
+       << ", and one sequence of " << p.max_model_len << " tokens needs "
+       << gib(p.kv_bytes_per_token * p.max_model_len)
+       << " of KV cache; lower --max-num-seqs, --max-model-len or --max-step-tokens, or raise --memory";
+    throw Error(o2.str());
+  }
+  p.kv_token_capacity = std::min(fit, p.max_model_len * req.max_num_seqs);
+  const model::CudaMemory t = terms(p.kv_token_capacity);
+  p.weight_bytes = t.weights;
+  p.state_bytes = t.state;
+  p.state_slot_bytes = t.state / req.max_num_seqs;
+  p.kv_bytes = t.kv;
+  p.activation_bytes = t.activations + t.attention_workspace + t.tables;
+  p.graph_bytes = t.graphs;
+  p.pinned_host_bytes = t.pinned_host;
+  p.total_bytes = total(t);
 }
 
 }  // namespace
@@ -75,14 +125,17 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
                        // attention scores of one query row over the whole context, per thread
                        64 * 4 * std::max<int64_t>(req.max_model_len, 4096);
 
-  const int64_t fixed = p.weight_bytes + p.state_bytes + p.activation_bytes;
+  kernels::DeviceInfo info;
+  bool have_info = false;
+  if (req.device == "cuda" && (!req.memory_gib || req.cuda_sms <= 0)) {
+    std::string error;
+    have_info = kernels::cuda_device_info(0, &info, &error);
+    if (!have_info && !req.memory_gib) throw Error("--device cuda: " + error);
+  }
   if (req.memory_gib) {
     if (!(*req.memory_gib > 0)) throw Error("--memory must be a positive number of GiB");
     p.budget_bytes = static_cast<int64_t>(*req.memory_gib * kGiB);
   } else if (req.device == "cuda") {
-    kernels::DeviceInfo info;
-    std::string error;
-    if (!kernels::cuda_device_info(0, &info, &error)) throw Error("--device cuda: " + error);
     // Leave 5% (at least 1 GiB) for the CUDA context, cuBLAS-free kernels' scratch and others.
     const auto free_b = static_cast<int64_t>(info.free_memory_bytes);
     p.budget_bytes = free_b - std::max<int64_t>(static_cast<int64_t>(kGiB), free_b / 20);
@@ -93,6 +146,12 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
     p.budget_bytes = avail - std::max<int64_t>(static_cast<int64_t>(kGiB), avail / 10);
   }
   p.max_model_len = req.max_model_len;
+  if (req.device == "cuda") {
+    const int sms = req.cuda_sms > 0 ? req.cuda_sms : have_info ? info.multiprocessors : kCudaSmsBound;
+    plan_cuda(m, req, sms, p);
+    return p;
+  }
+  const int64_t fixed = p.weight_bytes + p.state_bytes + p.activation_bytes;
   const int64_t kv_room = p.budget_bytes - fixed;
   const int64_t fit_tokens = p.kv_bytes_per_token > 0 ? kv_room / p.kv_bytes_per_token : INT64_MAX / 4;
   if (p.max_model_len == 0) {
@@ -122,7 +181,11 @@ std::string MemoryPlan::describe() const {
     << "  state slots       " << gib(state_bytes) << "  (" << max_num_seqs << " x " << gib(state_slot_bytes) << ")\n"
     << "  KV cache          " << gib(kv_bytes) << "  (" << kv_token_capacity << " tokens x " << kv_bytes_per_token
     << " B, " << kv_cache_dtype << ")\n"
-    << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n"
+    << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n";
+  if (device == "cuda")
+    o << "  CUDA graphs       " << gib(graph_bytes) << "  (bound; " << max_num_seqs << " decode graphs)\n"
+      << "  pinned host       " << gib(pinned_host_bytes) << "\n";
+  o
     << "  total             " << gib(total_bytes) << "\n"
     << "  max model length  " << max_model_len << " tokens, " << max_num_seqs << " concurrent sequences\n";
   return o.str();

@@ -1,6 +1,6 @@
 #pragma once
-// The start-up memory plan: exact bytes for weights, recurrent-state slots, KV cache and
-// step activations, within a budget (--memory, or what the device has free minus a safety
+// The start-up memory plan: exact bytes for weights, recurrent-state slots, KV cache, step
+// activations and (CUDA) the decode graphs, within a budget (--memory, or what the device has free minus a safety
 // margin). A configuration that does not fit is refused with a message saying what does
 // not fit and what would; nothing is ever over-committed (on a DGX Spark GPU memory is
 // system memory, and over-commit freezes the machine).
@@ -20,7 +20,12 @@ struct MemoryPlanRequest {
   int64_t max_step_tokens = 512;       // token budget of one engine step
   std::string kv_cache_dtype = "auto"; // auto (the backend's native), fp32, bf16, fp8
   std::optional<double> memory_gib;    // budget; default: available memory minus a margin
+  // CUDA: the device's multiprocessor count (sizes paged attention's workspace); 0 = ask the
+  // device, or assume kCudaSmsBound when there is none (planning only, with --memory).
+  int cuda_sms = 0;
 };
+
+inline constexpr int kCudaSmsBound = 160;
 
 struct MemoryPlan {
   std::string device;
@@ -31,7 +36,9 @@ struct MemoryPlan {
   int64_t kv_bytes_per_token = 0;      // K + V of every attention layer (+ MTP head)
   int64_t kv_token_capacity = 0;       // KV positions planned
   int64_t kv_bytes = 0;
-  int64_t activation_bytes = 0;        // one step's working buffers
+  int64_t activation_bytes = 0;        // one step's working buffers (CUDA: + attention workspace, block tables)
+  int64_t graph_bytes = 0;             // CUDA: bound on the decode graphs (one per batch size)
+  int64_t pinned_host_bytes = 0;       // CUDA: page-locked host buffers (system memory; counted in the total)
   int64_t total_bytes = 0;
   int max_num_seqs = 0;
   int64_t max_model_len = 0;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "fixture_util.h"
+#include "model/cuda_memory.h"
 #include "runtime/memory_plan.h"
 #include "util/error.h"
 
@@ -94,6 +95,55 @@ TEST(MemoryPlan, CudaPlanUsesDeviceDtypes) {
   r.kv_cache_dtype = "auto";
   r.device = "tpu";
   EXPECT_THROW(plan_memory(model(), r), Error);
+}
+
+// The CUDA plan is CudaModel's own allocation (model/cuda_memory.h, checked against the real
+// allocations by tests/cuda/test_cuda_memory.cpp) plus the graph bound, for the largest KV
+// capacity that fits.
+TEST(MemoryPlan, CudaPlanCountsTheModelsAllocationsAndGraphs) {
+  MemoryPlanRequest r;
+  r.device = "cuda";
+  r.cuda_sms = 132;
+  r.max_num_seqs = 3;
+  r.max_step_tokens = 256;
+  r.max_model_len = 1000;
+  r.memory_gib = 1.0;
+  const auto p = plan_memory(model(), r);
+  model::CudaModelOptions o;
+  o.max_seqs = 3;
+  o.max_step_tokens = 256;
+  o.kv_tokens = p.kv_token_capacity;
+  const auto t = model::cuda_memory(model(), o, 132);
+  EXPECT_EQ(p.kv_token_capacity, 3000);  // every slot at full length fits in 1 GiB
+  EXPECT_EQ(p.weight_bytes, t.weights);
+  EXPECT_EQ(p.kv_bytes, t.kv);
+  EXPECT_EQ(p.state_bytes, t.state);
+  EXPECT_EQ(p.activation_bytes, t.activations + t.attention_workspace + t.tables);
+  EXPECT_GT(t.attention_workspace, 0);
+  EXPECT_GT(p.graph_bytes, 3 * model::kGraphBytesPerGraph);
+  EXPECT_EQ(p.total_bytes, p.weight_bytes + p.state_bytes + p.kv_bytes + p.activation_bytes + p.graph_bytes +
+                               p.pinned_host_bytes);
+  EXPECT_LE(p.total_bytes, p.budget_bytes);
+  // KV pages: capacity rounded up to pages of 16, plus one partial page per slot, in the trunk's
+  // and the MTP head's attention blocks.
+  EXPECT_EQ(t.kv, ((3000 + 15) / 16 + 3) * 16 * p.kv_bytes_per_token);
+  EXPECT_THAT(p.describe(), HasSubstr("CUDA graphs"));
+
+  // A budget just below the plan's total for 3000 tokens gives fewer tokens, never more memory.
+  r.memory_gib = static_cast<double>(p.total_bytes - 1) / (1024.0 * 1024.0 * 1024.0);
+  const auto q = plan_memory(model(), r);
+  EXPECT_LT(q.kv_token_capacity, 3000);
+  EXPECT_GE(q.kv_token_capacity, 1000);
+  EXPECT_LE(q.total_bytes, q.budget_bytes);
+  EXPECT_EQ(q.kv_token_capacity % 16, 0);
+  // A budget below weights + graphs + one sequence is refused, naming the graphs.
+  r.memory_gib = static_cast<double>(p.weight_bytes + p.graph_bytes) / (1024.0 * 1024.0 * 1024.0);
+  try {
+    plan_memory(model(), r);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("CUDA graphs"));
+  }
 }
 
 TEST(MemoryPlan, DefaultBudgetIsAvailableMemoryMinusMargin) {

@@ -24,10 +24,16 @@
 #include <string>
 
 #include "kernels/attention_cuda.h"
+#include "kernels/attention_splits.h"
 #include "kernels/cuda/common.cuh"
 
 namespace nemotron::kernels {
 namespace {
+
+using attention_splits::ceil_div;
+using attention_splits::kMinTilesPerSplit;
+using attention_splits::SplitPlan;
+using attention_splits::workspace_for;
 
 // Resident blocks per SM that the register allocation targets (4: at most 128 registers).
 #ifndef NEMOTRON_ATTN_MIN_BLOCKS
@@ -37,8 +43,6 @@ namespace {
 constexpr int kThreads = 128, kWarps = kThreads / 32;
 constexpr int kMaxAcc = 4;    // heads per thread in the score, softmax and PV mappings
 constexpr int kMaxLoads = 4;  // 8-element K (and V) pieces per thread per tile: P * D / 8 <= 512
-constexpr int kMinTilesPerSplit = 2;
-constexpr int kMaxSplits = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr uint16_t kBf16NaN = 0x7FC0;
 
@@ -387,45 +391,10 @@ int sm_count() {
   return sms;
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// Split-K plan: splits and positions per split (a multiple of the tile P) for the shape.
-struct SplitPlan {
-  int64_t splits = 1, split_len = 0;
-};
-SplitPlan plan_splits(const PagedAttentionArgs& a, int64_t base_blocks, int P) {
-  int64_t ctx = a.max_pages * a.cache.page_size;
-  if (a.max_context > 0) ctx = std::min(ctx, a.max_context);
-  const int64_t tiles = ceil_div(ctx, P);
-  int64_t splits = 1;
-  if (a.num_splits != 1) {
-    const int64_t target = 4LL * sm_count();  // about one wave of resident blocks
-    if (base_blocks < target) splits = ceil_div(target, base_blocks);
-    splits = std::min({splits, ceil_div(tiles, kMinTilesPerSplit), static_cast<int64_t>(kMaxSplits)});
-    if (a.num_splits > 1) splits = std::min(splits, a.num_splits);
-    splits = std::max<int64_t>(splits, 1);
-  }
-  const int64_t tiles_per_split = ceil_div(tiles, splits);
-  return {ceil_div(tiles, tiles_per_split), tiles_per_split * P};
-}
-
-int64_t workspace_for(const PagedAttentionArgs& a, int64_t splits) {
-  if (splits <= 1) return 0;
-  const int64_t parts = a.T * a.q_heads * splits;
-  return parts * static_cast<int64_t>(sizeof(float) * a.cache.head_dim + sizeof(float2));
-}
-
 }  // namespace
 
 int64_t paged_attention_workspace_bytes(const PagedAttentionArgs& a) {
-  const PagedKvCache& c = a.cache;
-  if (a.T <= 0 || c.kv_heads <= 0 || a.q_heads <= 0 || a.q_heads % c.kv_heads != 0 || c.head_dim <= 0 ||
-      c.page_size <= 0 || a.max_pages <= 0)
-    return 0;
-  const int64_t group = a.q_heads / c.kv_heads;
-  const bool wide = c.head_dim > 128;
-  const int64_t chunks = ceil_div(group, std::min<int64_t>(group, wide ? 8 : 16));
-  return workspace_for(a, plan_splits(a, a.T * c.kv_heads * chunks, wide ? 16 : 32).splits);
+  return attention_splits::workspace_bytes(a, sm_count());
 }
 
 void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
@@ -481,7 +450,7 @@ void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
 
   const int64_t base_blocks = a.T * p.kv_heads * p.chunks;
   require(base_blocks <= std::numeric_limits<int32_t>::max(), name + "too many query rows");
-  const SplitPlan plan = plan_splits(a, base_blocks, P);
+  const SplitPlan plan = attention_splits::plan(a, base_blocks, P, sm_count());
   const int64_t splits = plan.splits;
   p.splits = static_cast<int>(splits);
   p.tile = P;
