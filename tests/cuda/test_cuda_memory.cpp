@@ -55,7 +55,7 @@ TEST_P(CudaMemoryPlan, AllocationsEqualTheEstimateAndGraphsStayWithinTheBound) {
 
     // One decode graph per batch size 1..seqs (each sequence first gets a short prompt).
     std::vector<int> slots;
-    std::vector<int32_t> ids(static_cast<std::size_t>(c.seqs), 3);
+    const std::vector<int32_t> ids(16, 3);
     for (int b = 1; b <= c.seqs; ++b) {
       slots.push_back(gpu.acquire_slot());
       gpu.forward({{slots.back(), ids.data(), 2, false}});
