@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "kernels/attention_splits.h"
+#include "kernels/expert_gemm_cuda.h"
+#include "kernels/linear_cuda.h"
 
 namespace nemotron::model {
 namespace {
@@ -106,6 +108,8 @@ CudaMemory cuda_memory(const Model& m, const CudaModelOptions& o, int sms) {
           R * k * std::max({I_pad, Imlp_pad, one}) + R * k * Din + R * Din + R * std::max(one, Is_pad) + 2 * R * H +
           (c.has_mtp() ? R * 2 * H : 0);
   a.mem.activations = 4 * (f32 + i32) + 2 * bf16;
+  if (c.n_routed_experts > 0 && R > kernels::kLinearGemvMaxRows)
+    a.mem.activations += kernels::expert_gemm_workspace_bytes(R, k, c.n_routed_experts);
   a.mem.pinned_host = 4 * ((5 * R + 2 * S + 1) + R + stacks * S * pages);
 
   if (a.attention_blocks > 0 && c.num_attention_heads > 0 && c.num_key_value_heads > 0) {

@@ -170,6 +170,10 @@ struct CudaModel::Impl {
   // Split-K partials of paged attention, sized for any step of up to max_step_tokens rows.
   void* attn_ws = nullptr;
   int64_t attn_ws_bytes = 0;
+  // Bucketing scratch of the grouped routed-expert GEMM (steps of more than
+  // kLinearGemvMaxRows rows), sized for max_step_tokens rows.
+  void* moe_ws = nullptr;
+  int64_t moe_ws_bytes = 0;
   // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used).
   std::vector<cudaGraphExec_t> graphs;
   // Kernel nodes of the captured graphs and the device memory their instantiation took (free

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "kernels/elementwise_cuda.h"
+#include "kernels/expert_gemm_cuda.h"
 #include "kernels/mamba_cuda.h"
 #include "kernels/norm_cuda.h"
 #include "model/cuda_model_internal.h"
@@ -222,14 +223,21 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         ea.x = rin;
         ea.relu2 = true;
         ea.y = h;
-        expert_gemv_cuda(ea, sm);
+        // More rows than a GEMV batch: the grouped GEMM (expert_gemm_cuda.h) reads each
+        // selected expert once per 64 pairs instead of once per pair.
+        const bool grouped = R > kLinearGemvMaxRows && moe_ws;
+        auto experts = [&](const ExpertGemvArgs& args) {
+          if (grouped) expert_gemm_cuda(args, moe_ws, moe_ws_bytes, sm);
+          else expert_gemv_cuda(args, sm);
+        };
+        experts(ea);
         mark("moe.experts_up");
         ea.w = b.e.down;
         ea.x = h;
         ea.x_per_slot = true;
         ea.relu2 = false;
         ea.y = yk;
-        expert_gemv_cuda(ea, sm);
+        experts(ea);
         mark("moe.experts_down");
         if (c.moe_latent_size > 0) {
           moe_combine_cuda(yk, route_w, R, k, Din, acc, sm);
@@ -267,11 +275,14 @@ void CudaModel::Impl::head(const uint16_t* final_norm, const uint16_t* y_prev, c
   const int64_t H = c.hidden_size;
   add2_rmsnorm_f32_cuda(x, y_prev, y2_prev, final_norm, R, H, static_cast<float>(c.norm_eps), u, uf, stream);
   mark("final_norm");
-  gather_rows_bf16_cuda(u, d_logit_rows, L, H, ug, stream);
-  mark("head.gather");
+  // L == R: every row needs logits, and prepare_step lists them in order (logit_rows[i] = i).
+  if (L != R) {
+    gather_rows_bf16_cuda(u, d_logit_rows, L, H, ug, stream);
+    mark("head.gather");
+  }
   LinearCudaArgs a;
   a.w = lm_head;
-  a.x = ug;
+  a.x = L == R ? u : ug;
   a.T = L;
   a.y = logits;
   a.y_type = OutType::F32;

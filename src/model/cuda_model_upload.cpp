@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "kernels/expert_gemm_cuda.h"
 #include "kernels/numeric.h"
 #include "model/cuda_memory.h"
 #include "model/cuda_model_internal.h"
@@ -235,6 +236,10 @@ void CudaModel::Impl::alloc_activations() {
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "multiprocessor count");
   attn_ws_bytes = cuda_memory(model, opt, sms).attention_workspace;
   if (attn_ws_bytes > 0) attn_ws = arena.alloc(static_cast<std::size_t>(attn_ws_bytes));
+  if (c.n_routed_experts > 0 && R > kernels::kLinearGemvMaxRows) {
+    moe_ws_bytes = kernels::expert_gemm_workspace_bytes(R, k, c.n_routed_experts);
+    moe_ws = arena.alloc(static_cast<std::size_t>(moe_ws_bytes));
+  }
   x = f32(R * H);
   uf = f32(R * H);
   u = bf(R * H);

@@ -266,7 +266,7 @@ TEST(CudaGraph, DeviceArgmaxEqualsHostArgmax) {
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-4.0f, 4.0f);
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
-  for (const int64_t V : {int64_t{1}, int64_t{7}, int64_t{1023}, int64_t{1024}, int64_t{1025}, int64_t{131072}}) {
+  for (const int64_t V : {int64_t{1}, int64_t{7}, int64_t{1023}, int64_t{1024}, int64_t{1025}, int64_t{32772}, int64_t{131072}}) {
     const int64_t R = 12;
     std::vector<float> h(static_cast<std::size_t>(R * V));
     for (auto& v : h) v = std::round(u(rng) * 4.0f) / 4.0f;  // coarse values: many ties

@@ -42,18 +42,47 @@ __device__ __forceinline__ void better(float& v, int& i, float ov, int oi) {
   }
 }
 
-__global__ void argmax_rows_kernel(const float* __restrict__ logits, int64_t V, int32_t* __restrict__ out) {
+// kVec: the row is read as float4 (V % 4 == 0, 16-byte aligned rows), kArgmaxUnroll loads in
+// flight per thread; element order per thread still only grows, so strict > keeps the first.
+constexpr int kArgmaxUnroll = 8;
+
+template <bool kVec>
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_rows_kernel(const float* __restrict__ logits, int64_t V,
+                                                                      int32_t* __restrict__ out) {
   __shared__ float sv[32];
   __shared__ int si[32];
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const float* row = logits + static_cast<int64_t>(blockIdx.x) * V;
   float bv = -INFINITY;
   int bi = 0x7FFFFFFF;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-    const float x = row[j];
-    if (x > bv) {  // NaN never compares greater; strided j only grows, so ties keep the first
+  auto take = [&](float x, int64_t j) {
+    if (x > bv) {  // NaN never compares greater; j only grows per thread, so ties keep the first
       bv = x;
       bi = static_cast<int>(j);
     }
+  };
+  if constexpr (kVec) {
+    const float4* r4 = reinterpret_cast<const float4*>(row);
+    const int64_t n4 = V / 4, step = static_cast<int64_t>(blockDim.x) * kArgmaxUnroll;
+    for (int64_t base = threadIdx.x; base < n4; base += step) {
+      float4 v[kArgmaxUnroll];
+#pragma unroll
+      for (int u = 0; u < kArgmaxUnroll; ++u) {
+        const int64_t q = base + static_cast<int64_t>(u) * blockDim.x;
+        v[u] = q < n4 ? __ldg(r4 + q) : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+      }
+#pragma unroll
+      for (int u = 0; u < kArgmaxUnroll; ++u) {
+        const int64_t j = 4 * (base + static_cast<int64_t>(u) * blockDim.x);
+        take(v[u].x, j);
+        take(v[u].y, j + 1);
+        take(v[u].z, j + 2);
+        take(v[u].w, j + 3);
+      }
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < V; j += blockDim.x) take(row[j], j);
   }
   for (int o = 16; o > 0; o >>= 1) better(bv, bi, __shfl_xor_sync(0xFFFFFFFFu, bv, o), __shfl_xor_sync(0xFFFFFFFFu, bi, o));
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -78,7 +107,11 @@ void argmax_rows_f32_cuda(const float* logits, int64_t R, int64_t V, int32_t* ou
                 "argmax_rows_f32_cuda: bad shape");
   if (R == 0) return;
   cuda::require(logits && out, "argmax_rows_f32_cuda: null pointer");
-  argmax_rows_kernel<<<static_cast<unsigned>(R), kArgmaxThreads, 0, stream>>>(logits, V, out);
+  const bool vec = V % 4 == 0 && cuda::aligned16(logits);
+  if (vec) cuda::launch_pdl(argmax_rows_kernel<true>, dim3(static_cast<unsigned>(R)), dim3(kArgmaxThreads), 0, stream,
+                           logits, V, out);
+  else cuda::launch_pdl(argmax_rows_kernel<false>, dim3(static_cast<unsigned>(R)), dim3(kArgmaxThreads), 0, stream,
+                        logits, V, out);
   cuda::check_launch("argmax_rows_f32_cuda");
 }
 
