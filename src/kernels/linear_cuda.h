@@ -31,6 +31,9 @@ struct LinearCudaArgs {
   void* y = nullptr;            // [T, w.out] BF16 or fp32 (y_type), device
   OutType y_type = OutType::BF16;
   LinearPath path = LinearPath::Auto;  // Gemv, GemvWarpRow only for T <= kLinearGemvMaxRows
+  // y = relu(x W^T)^2: in the GEMV epilogue (fp32, one rounding to y's type); the GEMM path
+  // stores BF16 and then squares the stored values (relu2_cuda, a second rounding).
+  bool relu2 = false;
 };
 
 // Requirements (else nemotron::Error): Dense weights are BF16; w.in % 32 == 0 (every

@@ -104,13 +104,14 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
   const float eps = static_cast<float>(c.norm_eps);
   cudaStream_t sm = stream;
   auto linear = [&](const char* op, const LinearWeight& w, const uint16_t* xin, int64_t rows, void* out,
-                    OutType t = OutType::BF16) {
+                    OutType t = OutType::BF16, bool relu2 = false) {
     LinearCudaArgs a;
     a.w = w;
     a.x = xin;
     a.T = rows;
     a.y = out;
     a.y_type = t;
+    a.relu2 = relu2;
     linear_cuda(a, sm);
     mark(op, static_cast<double>(w.stored_bytes()));
   };
@@ -197,7 +198,11 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         if (f32_router)
           router_logits_f32_cuda(uf, static_cast<const uint16_t*>(b.e.gate.data), R, c.n_routed_experts, H,
                                  router_logits, sm);
-        else
+        else if (R <= kLinearGemvMaxRows && b.e.gate.format == WeightFormat::Dense && H % 8 == 0) {
+          gate_logits_bf16_cuda(u, static_cast<const uint16_t*>(b.e.gate.data), R, c.n_routed_experts, H,
+                                router_logits, sm);
+          mark("moe.gate", static_cast<double>(b.e.gate.stored_bytes()));
+        } else
           linear("moe.gate", b.e.gate, u, R, router_logits, OutType::F32);
         if (f32_router) mark("moe.gate", static_cast<double>(b.e.gate.stored_bytes()));
         RouterParams rp{c.n_routed_experts, k, c.n_group, c.topk_group, c.norm_topk_prob,
@@ -248,18 +253,14 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
           mark("moe.combine");
         }
         if (c.n_shared_experts > 0) {
-          linear("moe.shared_up", b.e.shared_up, u, R, sh);
-          relu2_cuda(sh, R * Is_pad, sm);
-          mark("relu2");
+          linear("moe.shared_up", b.e.shared_up, u, R, sh, OutType::BF16, true);  // relu² in the epilogue
           linear("moe.shared_down", b.e.shared_down, sh, R, sd);
           y2_prev = sd;  // y + sd: added by the next norm
         }
         break;
       }
       case LayerKind::MLP:
-        linear("mlp.up", b.mlp_up, u, R, h);
-        relu2_cuda(h, R * Imlp_pad, sm);
-        mark("relu2");
+        linear("mlp.up", b.mlp_up, u, R, h, OutType::BF16, true);  // relu² in the epilogue
         linear("mlp.down", b.mlp_down, h, R, y);
         break;
     }

@@ -3,6 +3,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/linear_internal.cuh"
+#include "kernels/norm_cuda.h"
 
 namespace nemotron::kernels {
 
@@ -25,8 +26,13 @@ void linear_cuda(const LinearCudaArgs& a, cudaStream_t stream) {
                     (a.path == LinearPath::Auto && a.T <= kLinearGemvMaxRows);
   require(!gemv || a.T <= kLinearGemvMaxRows,
           "linear_cuda: the GEMV path takes at most " + std::to_string(kLinearGemvMaxRows) + " rows");
-  if (gemv) cuda::launch_linear_gemv(a, stream);
-  else cuda::launch_linear_gemm(a, stream);
+  require(!a.relu2 || a.y_type == OutType::BF16 || gemv, "linear_cuda: relu2 with fp32 output needs the GEMV path");
+  if (gemv) {
+    cuda::launch_linear_gemv(a, stream);
+  } else {
+    cuda::launch_linear_gemm(a, stream);
+    if (a.relu2) relu2_cuda(static_cast<uint16_t*>(a.y), a.T * w.out, stream);
+  }
 }
 
 }  // namespace nemotron::kernels

@@ -17,9 +17,11 @@ template <WeightFormat F, int NT>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint8_t* __restrict__ wdata,
                                                            const uint8_t* __restrict__ wscale, float scale,
                                                            const uint16_t* __restrict__ x, int T, int in, int out,
-                                                           void* __restrict__ y, bool y_f32) {
+                                                           void* __restrict__ y, bool y_f32, bool relu2) {
+  pdl_trigger();
+  pdl_wait();
   const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
-  if (row < out) gemv_row<F, NT>(wdata, wscale, scale, x, T, in, out, y, y_f32, row);
+  if (row < out) gemv_row<F, NT>(wdata, wscale, scale, x, T, in, out, y, y_f32, row, relu2);
 }
 
 template <WeightFormat F>
@@ -28,10 +30,11 @@ void launch_rows(const LinearCudaArgs& a, cudaStream_t stream) {
   const auto* wd = static_cast<const uint8_t*>(a.w.data);
   const int T = static_cast<int>(a.T), in = static_cast<int>(a.w.in), out = static_cast<int>(a.w.out);
   const bool f32 = a.y_type == OutType::F32;
-  if (T == 1) gemv_kernel<F, 1><<<grid, block, 0, stream>>>(wd, a.w.block_scale, a.w.scale, a.x, T, in, out, a.y, f32);
-  else if (T == 2) gemv_kernel<F, 2><<<grid, block, 0, stream>>>(wd, a.w.block_scale, a.w.scale, a.x, T, in, out, a.y, f32);
-  else if (T <= 4) gemv_kernel<F, 4><<<grid, block, 0, stream>>>(wd, a.w.block_scale, a.w.scale, a.x, T, in, out, a.y, f32);
-  else gemv_kernel<F, 8><<<grid, block, 0, stream>>>(wd, a.w.block_scale, a.w.scale, a.x, T, in, out, a.y, f32);
+  const uint8_t* bs = a.w.block_scale;
+  if (T == 1) launch_pdl(gemv_kernel<F, 1>, grid, block, 0, stream, wd, bs, a.w.scale, a.x, T, in, out, a.y, f32, a.relu2);
+  else if (T == 2) launch_pdl(gemv_kernel<F, 2>, grid, block, 0, stream, wd, bs, a.w.scale, a.x, T, in, out, a.y, f32, a.relu2);
+  else if (T <= 4) launch_pdl(gemv_kernel<F, 4>, grid, block, 0, stream, wd, bs, a.w.scale, a.x, T, in, out, a.y, f32, a.relu2);
+  else launch_pdl(gemv_kernel<F, 8>, grid, block, 0, stream, wd, bs, a.w.scale, a.x, T, in, out, a.y, f32, a.relu2);
 }
 
 // grid.x = 16-row tiles; dynamic shared memory = mma_smem_bytes (x, then the warp partials).
@@ -39,16 +42,21 @@ template <WeightFormat F>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32) gemv_mma_kernel(const uint8_t* __restrict__ wdata,
                                                                      const uint8_t* __restrict__ wscale, float post,
                                                                      const uint16_t* __restrict__ x, int T, int in,
-                                                                     int out, void* __restrict__ y, bool y_f32) {
+                                                                     int out, void* __restrict__ y, bool y_f32,
+                                                                     bool relu2) {
   extern __shared__ uint4 smem[];
+  pdl_trigger();
   float* red = reinterpret_cast<float*>(smem + T * xs_stride(in));
   const int row0 = blockIdx.x * kTileRows;
   float acc[4];
+  // The first weight loads are in flight before the wait for the previous kernel (PDL): the
+  // weights are never written during a step; x and y only after pdl_wait().
   mma_tile<F>(wdata, wscale, in, out, row0, smem, T, threadIdx.x >> 5, blockDim.x >> 5, [&] {
+    pdl_wait();
     stage_x<F>(x, T, in, smem);
     __syncthreads();
   }, acc);
-  mma_tile_store(acc, red, row0, out, T, post, false, y, y_f32, out);
+  mma_tile_store(acc, red, row0, out, T, post, relu2, y, y_f32, out);
 }
 
 // Returns false (nothing launched) when x does not fit in shared memory.
@@ -68,9 +76,9 @@ bool launch_mma(const LinearCudaArgs& a, cudaStream_t stream) {
     require(e == cudaSuccess, std::string("linear_gemv: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
   const float post = MmaFmt<F>::kPost * post_scale(F, a.w.scale);
-  gemv_mma_kernel<F><<<static_cast<unsigned>(tiles), warps * 32, static_cast<size_t>(smem), stream>>>(
-      static_cast<const uint8_t*>(a.w.data), a.w.block_scale, post, a.x, static_cast<int>(a.T),
-      static_cast<int>(a.w.in), static_cast<int>(a.w.out), a.y, a.y_type == OutType::F32);
+  launch_pdl(gemv_mma_kernel<F>, dim3(static_cast<unsigned>(tiles)), dim3(warps * 32), static_cast<size_t>(smem), stream,
+             static_cast<const uint8_t*>(a.w.data), a.w.block_scale, post, a.x, static_cast<int>(a.T),
+             static_cast<int>(a.w.in), static_cast<int>(a.w.out), a.y, a.y_type == OutType::F32, a.relu2);
   return true;
 }
 

@@ -14,6 +14,8 @@ using namespace cuda;
 // grid (ceil(out / kWarps), T*k): block y is one (token, slot) pair. (ExpertGemvArgs::warp_rows)
 template <WeightFormat F>
 __global__ void __launch_bounds__(kWarps * 32) expert_gemv_kernel(ExpertGemvArgs a) {
+  pdl_trigger();
+  pdl_wait();  // the expert ids come from the router kernel
   const int64_t i = blockIdx.y;
   const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
   const int out = static_cast<int>(a.w.out), in = static_cast<int>(a.w.in);
@@ -34,6 +36,8 @@ __global__ void __launch_bounds__(kWarps * 32) expert_gemv_kernel(ExpertGemvArgs
 template <WeightFormat F>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32) expert_mma_kernel(ExpertGemvArgs a) {
   extern __shared__ uint4 smem[];
+  pdl_trigger();
+  pdl_wait();  // the expert ids come from the router kernel
   const int64_t i = blockIdx.y;
   const int out = static_cast<int>(a.w.out), in = static_cast<int>(a.w.in);
   const int row0 = blockIdx.x * kTileRows;
@@ -66,7 +70,7 @@ void launch_expert(const ExpertGemvArgs& a, cudaStream_t stream) {
   const int64_t smem = mma_smem_bytes<F>(1, a.w.in, warps);
   if (a.warp_rows || smem > lim.smem_optin) {
     const dim3 grid(static_cast<unsigned>((a.w.out + kWarps - 1) / kWarps), static_cast<unsigned>(pairs));
-    expert_gemv_kernel<F><<<grid, kWarps * 32, 0, stream>>>(a);
+    launch_pdl(expert_gemv_kernel<F>, grid, dim3(kWarps * 32), 0, stream, a);
     return;
   }
   if (smem > 48 * 1024) {
@@ -75,7 +79,7 @@ void launch_expert(const ExpertGemvArgs& a, cudaStream_t stream) {
     require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(pairs));
-  expert_mma_kernel<F><<<grid, warps * 32, static_cast<size_t>(smem), stream>>>(a);
+  launch_pdl(expert_mma_kernel<F>, grid, dim3(warps * 32), static_cast<size_t>(smem), stream, a);
 }
 
 __global__ void combine_kernel(const uint16_t* __restrict__ y, const float* __restrict__ w, int k, int D,

@@ -11,7 +11,7 @@
 namespace nemotron::kernels {
 namespace {
 
-constexpr int kPer = 32;  // E <= 1024
+constexpr int kMaxPer = 32;  // E <= 1024
 constexpr int kMaxK = 64;
 
 struct Best {
@@ -32,8 +32,12 @@ __device__ __forceinline__ Best warp_argmax(Best b) {
   return b;
 }
 
+// kPer: experts per lane (E <= 32 * kPer), so a 128-expert router loops over 4, not 32.
+template <int kPer>
 __global__ void router_kernel(const float* __restrict__ logits, const float* __restrict__ bias, RouterParams p,
                               int64_t T, int32_t* __restrict__ ids, float* __restrict__ weights) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
   if (t >= T) return;
   const int lane = threadIdx.x & 31, E = static_cast<int>(p.experts), k = static_cast<int>(p.top_k);
@@ -88,6 +92,7 @@ __global__ void router_kernel(const float* __restrict__ logits, const float* __r
   float sum = 0.0f;
   float* wout = weights + t * k;
   int32_t* iout = ids + t * k;
+  float mine0 = 0.0f, mine1 = 0.0f;  // the weights of rounds lane and lane + 32 (k <= 64)
   for (int r = 0; r < k; ++r) {
     Best b{-INFINITY, -1};
 #pragma unroll
@@ -105,18 +110,19 @@ __global__ void router_kernel(const float* __restrict__ logits, const float* __r
       }
     sw = __shfl_sync(0xFFFFFFFFu, sw, w.i & 31);
     sum += sw;
-    if (lane == 0) {
-      iout[r] = w.i;
-      wout[r] = sw;
+    if (lane == 0) iout[r] = w.i;
+    if (lane == (r & 31)) {
+      if (r < 32) mine0 = sw;
+      else mine1 = sw;
     }
   }
-  __syncwarp();
-  if (lane == 0)
-    for (int r = 0; r < k; ++r) {
-      float w = wout[r];
-      if (p.norm_topk_prob) w /= (sum + 1e-20f);
-      wout[r] = w * p.routed_scaling_factor;
-    }
+  for (int q = 0; q < 2; ++q) {
+    const int r = lane + 32 * q;
+    if (r >= k) break;
+    float w = q == 0 ? mine0 : mine1;
+    if (p.norm_topk_prob) w /= (sum + 1e-20f);
+    wout[r] = w * p.routed_scaling_factor;
+  }
 }
 
 // Router logits from fp32 rows: grid (ceil(E / 8), ceil(T / 8)), 8 warps; warp w computes
@@ -151,7 +157,70 @@ __global__ void __launch_bounds__(32 * kRouterWarps) router_logits_kernel(const 
   }
 }
 
+// Router logits of up to kGateRows BF16 rows (decode): grid ceil(E / 2); warp w of a block
+// takes expert 2 * blockIdx.x + (w & 1) and K quarter w >> 1 (16-byte chunks of 8 elements,
+// lane-strided), for every row; quarters are summed in order. 64 blocks for E = 128 instead
+// of the 16 a warp-per-expert kernel would have.
+constexpr int kGateRows = 8, kGateWarps = 8, kGateSplit = 4;
+__global__ void __launch_bounds__(32 * kGateWarps) gate_logits_kernel(const uint16_t* __restrict__ x,
+                                                                      const uint16_t* __restrict__ w, int T, int E,
+                                                                      int H, float* __restrict__ logits) {
+  __shared__ float part[kGateWarps][kGateRows];
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int e = blockIdx.x * 2 + (warp & 1), q = warp >> 1;
+  const int chunks = H / 8, per = (chunks + kGateSplit - 1) / kGateSplit;
+  const int c0 = q * per, c1 = min(chunks, c0 + per);
+  float acc[kGateRows];
+#pragma unroll
+  for (int r = 0; r < kGateRows; ++r) acc[r] = 0.0f;
+  if (e < E) {
+    const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(e) * H);
+    for (int c = c0 + lane; c < c1; c += 32) {
+      const uint4 wv = __ldg(wr + c);
+      const uint32_t ww[4] = {wv.x, wv.y, wv.z, wv.w};
+#pragma unroll
+      for (int r = 0; r < kGateRows; ++r) {
+        if (r >= T) break;
+        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * H) + c);
+        const uint32_t xx[4] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          acc[r] = fmaf(cuda::bf16hi(ww[i]), cuda::bf16hi(xx[i]), fmaf(cuda::bf16lo(ww[i]), cuda::bf16lo(xx[i]), acc[r]));
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kGateRows; ++r) {
+    const float v = cuda::warp_sum(acc[r]);
+    if (lane == 0) part[warp][r] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < 2 * kGateRows) {
+    const int ex = threadIdx.x & 1, r = threadIdx.x >> 1, ee = blockIdx.x * 2 + ex;
+    if (ee < E && r < T) {
+      float v = 0.0f;
+      for (int qq = 0; qq < kGateSplit; ++qq) v += part[2 * qq + ex][r];
+      logits[static_cast<int64_t>(r) * E + ee] = v;
+    }
+  }
+}
+
 }  // namespace
+
+void gate_logits_bf16_cuda(const uint16_t* x, const uint16_t* w, int64_t T, int64_t E, int64_t H, float* logits,
+                           cudaStream_t stream) {
+  cuda::require(E >= 1 && E < (int64_t{1} << 24) && H >= 8 && H % 8 == 0 && H < (int64_t{1} << 30),
+                "gate_logits_bf16_cuda: E must be in [1, 2^24), H a multiple of 8");
+  cuda::require(T >= 0 && T <= kGateRows, "gate_logits_bf16_cuda: at most 8 rows");
+  cuda::require(T == 0 || (x && w && logits), "gate_logits_bf16_cuda: null pointer");
+  cuda::require(cuda::aligned16(x) && cuda::aligned16(w), "gate_logits_bf16_cuda: x and w must be 16-byte aligned");
+  if (T == 0) return;
+  cuda::launch_pdl(gate_logits_kernel, dim3(static_cast<unsigned>((E + 1) / 2)), dim3(32 * kGateWarps), 0, stream, x, w,
+                   static_cast<int>(T), static_cast<int>(E), static_cast<int>(H), logits);
+  cuda::check_launch("gate_logits_bf16_cuda");
+}
 
 void router_logits_f32_cuda(const float* x, const uint16_t* w, int64_t T, int64_t E, int64_t H, float* logits,
                             cudaStream_t stream) {
@@ -171,7 +240,7 @@ void router_logits_f32_cuda(const float* x, const uint16_t* w, int64_t T, int64_
 
 void route_topk_cuda(const float* logits, const float* bias, const RouterParams& p, int64_t T, int32_t* ids,
                      float* weights, cudaStream_t stream) {
-  cuda::require(p.experts >= 1 && p.experts <= 32 * kPer, "route_topk_cuda: experts must be in [1, 1024]");
+  cuda::require(p.experts >= 1 && p.experts <= 32 * kMaxPer, "route_topk_cuda: experts must be in [1, 1024]");
   cuda::require(p.top_k >= 1 && p.top_k <= p.experts && p.top_k <= kMaxK, "route_topk_cuda: bad top_k");
   cuda::require(p.n_group >= 1 && p.experts % p.n_group == 0 && p.topk_group >= 1 && p.topk_group <= p.n_group &&
                     p.n_group <= 256,
@@ -180,8 +249,12 @@ void route_topk_cuda(const float* logits, const float* bias, const RouterParams&
   if (T == 0) return;
   constexpr int kWarpsPerBlock = 4;
   const size_t smem = p.n_group > 1 ? sizeof(float) * kWarpsPerBlock * static_cast<size_t>(p.n_group) : 0;
-  router_kernel<<<static_cast<unsigned>((T + kWarpsPerBlock - 1) / kWarpsPerBlock), 32 * kWarpsPerBlock, smem,
-                  stream>>>(logits, bias, p, T, ids, weights);
+  const dim3 grid(static_cast<unsigned>((T + kWarpsPerBlock - 1) / kWarpsPerBlock)), block(32 * kWarpsPerBlock);
+  const int per = static_cast<int>((p.experts + 31) / 32);
+  if (per <= 4) cuda::launch_pdl(router_kernel<4>, grid, block, smem, stream, logits, bias, p, T, ids, weights);
+  else if (per <= 8) cuda::launch_pdl(router_kernel<8>, grid, block, smem, stream, logits, bias, p, T, ids, weights);
+  else if (per <= 16) cuda::launch_pdl(router_kernel<16>, grid, block, smem, stream, logits, bias, p, T, ids, weights);
+  else cuda::launch_pdl(router_kernel<kMaxPer>, grid, block, smem, stream, logits, bias, p, T, ids, weights);
   cuda::check_launch("route_topk_cuda");
 }
 

@@ -15,36 +15,69 @@ using cuda::f2bf;
 constexpr int kThreads = 256;
 
 // u row t starts at u + t * u_stride; uf (fp32, stride H) may be nullptr. y2 (only with y)
-// is added to y first with BF16 rounding, as add_bf16_cuda would.
+// is added to y first with BF16 rounding, as add_bf16_cuda would. Thread i owns elements
+// i, i + 256, ... (at most kPer of them, H <= 256 * kPer), kept in registers between the sum
+// of squares and the scaling: all loads of the row are issued before any is used. The sum
+// of squares runs in the same order as a strided loop would (element order per thread, then
+// block_sum), so the result does not depend on kPer.
+template <int kPer>
 __global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(float* __restrict__ x, const uint16_t* __restrict__ y,
                                                                const uint16_t* __restrict__ y2,
                                                                const uint16_t* __restrict__ w, int H, float eps,
                                                                uint16_t* __restrict__ u, int64_t u_stride,
                                                                float* __restrict__ uf) {
   __shared__ float scratch[32];
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   float* xr = x + static_cast<int64_t>(blockIdx.x) * H;
   const uint16_t* yr = y ? y + static_cast<int64_t>(blockIdx.x) * H : nullptr;
   const uint16_t* y2r = y && y2 ? y2 + static_cast<int64_t>(blockIdx.x) * H : nullptr;
+  float v[kPer], a[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    v[j] = i < H ? xr[i] : 0.0f;
+    a[j] = yr && i < H ? bf16f(yr[i]) : 0.0f;
+    if (y2r && i < H) a[j] = bf16f(f2bf(a[j] + bf16f(y2r[i])));
+  }
   float ss = 0.0f;
-  for (int i = threadIdx.x; i < H; i += blockDim.x) {
-    float v = xr[i];
-    if (yr) {
-      float a = bf16f(yr[i]);
-      if (y2r) a = bf16f(f2bf(a + bf16f(y2r[i])));
-      v += a;
-      xr[i] = v;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    if (i < H) {
+      if (yr) {
+        v[j] += a[j];
+        xr[i] = v[j];
+      }
+      ss += v[j] * v[j];
     }
-    ss += v * v;
   }
   ss = cuda::block_sum(ss, scratch);
   const float inv = 1.0f / sqrtf(ss / static_cast<float>(H) + eps);
   uint16_t* ur = u + static_cast<int64_t>(blockIdx.x) * u_stride;
   float* ufr = uf ? uf + static_cast<int64_t>(blockIdx.x) * H : nullptr;
-  for (int i = threadIdx.x; i < H; i += blockDim.x) {
-    const float v = (xr[i] * inv) * bf16f(w[i]);
-    ur[i] = f2bf(v);
-    if (ufr) ufr[i] = v;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    if (i < H) {
+      const float o = (v[j] * inv) * bf16f(w[i]);
+      ur[i] = f2bf(o);
+      if (ufr) ufr[i] = o;
+    }
   }
+}
+
+// Launches add_rmsnorm_kernel with the smallest register count that holds a row.
+void launch_add_rmsnorm(float* x, const uint16_t* y, const uint16_t* y2, const uint16_t* w, int64_t T, int64_t H,
+                        float eps, uint16_t* u, int64_t u_stride, float* uf, cudaStream_t stream) {
+  cuda::require(H <= 32 * kThreads, "RMSNorm: hidden size " + std::to_string(H) + " above " +
+                                       std::to_string(32 * kThreads) + " is not supported");
+  const dim3 grid(static_cast<unsigned>(T)), block(kThreads);
+  const int h = static_cast<int>(H);
+  if (H <= 4 * kThreads) cuda::launch_pdl(add_rmsnorm_kernel<4>, grid, block, 0, stream, x, y, y2, w, h, eps, u, u_stride, uf);
+  else if (H <= 8 * kThreads) cuda::launch_pdl(add_rmsnorm_kernel<8>, grid, block, 0, stream, x, y, y2, w, h, eps, u, u_stride, uf);
+  else if (H <= 16 * kThreads) cuda::launch_pdl(add_rmsnorm_kernel<16>, grid, block, 0, stream, x, y, y2, w, h, eps, u, u_stride, uf);
+  else cuda::launch_pdl(add_rmsnorm_kernel<32>, grid, block, 0, stream, x, y, y2, w, h, eps, u, u_stride, uf);
 }
 
 __global__ void embed_kernel(const int32_t* __restrict__ ids, const uint16_t* __restrict__ table, int64_t V, int H,
@@ -107,8 +140,7 @@ void add_rmsnorm_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_t T,
   check_rows(T, H, "add_rmsnorm_cuda");
   cuda::require(x && w && u, "add_rmsnorm_cuda: null pointer");
   if (T == 0) return;
-  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, nullptr, w, static_cast<int>(H), eps, u, H,
-                                                                         nullptr);
+  launch_add_rmsnorm(x, y, nullptr, w, T, H, eps, u, H, nullptr, stream);
   cuda::check_launch("add_rmsnorm_cuda");
 }
 
@@ -117,7 +149,7 @@ void add_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_
   check_rows(T, H, "add_rmsnorm_f32_cuda");
   cuda::require(x && w && u, "add_rmsnorm_f32_cuda: null pointer");
   if (T == 0) return;
-  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, nullptr, w, static_cast<int>(H), eps, u, H, uf);
+  launch_add_rmsnorm(x, y, nullptr, w, T, H, eps, u, H, uf, stream);
   cuda::check_launch("add_rmsnorm_f32_cuda");
 }
 
@@ -126,8 +158,7 @@ void add2_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* y2, cons
   check_rows(T, H, "add2_rmsnorm_f32_cuda");
   cuda::require(x && w && u && (y || !y2), "add2_rmsnorm_f32_cuda: null pointer (y2 needs y)");
   if (T == 0) return;
-  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(x, y, y2, w, static_cast<int>(H), eps, u, H,
-                                                                         uf);
+  launch_add_rmsnorm(x, y, y2, w, T, H, eps, u, H, uf, stream);
   cuda::check_launch("add2_rmsnorm_f32_cuda");
 }
 
@@ -137,9 +168,7 @@ void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t 
   cuda::require(x && w && out && out_stride >= H, "rmsnorm_strided_cuda: null pointer or out_stride < H");
   if (T == 0) return;
   // With y == nullptr the kernel only reads x.
-  add_rmsnorm_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(const_cast<float*>(x), nullptr, nullptr, w,
-                                                                         static_cast<int>(H), eps, out, out_stride,
-                                                                         nullptr);
+  launch_add_rmsnorm(const_cast<float*>(x), nullptr, nullptr, w, T, H, eps, out, out_stride, nullptr, stream);
   cuda::check_launch("rmsnorm_strided_cuda");
 }
 
