@@ -69,6 +69,9 @@ CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
     throw Error("CUDA model: max_seqs, max_step_tokens and kv_tokens must be positive");
   check(cudaSetDevice(options.device), "cudaSetDevice(" + std::to_string(options.device) + ")");
   check(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  check(cudaStreamCreateWithFlags(&s.side_stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  check(cudaEventCreateWithFlags(&s.fork_ev, cudaEventDisableTiming), "cudaEventCreate");
+  check(cudaEventCreateWithFlags(&s.join_ev, cudaEventDisableTiming), "cudaEventCreate");
   const auto t0 = std::chrono::steady_clock::now();
   const ModelWeights& w = model.weights;
   const int S = options.max_seqs;

@@ -103,6 +103,7 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
   const int64_t H = c.hidden_size;
   const float eps = static_cast<float>(c.norm_eps);
   cudaStream_t sm = stream;
+  cudaStream_t ls = sm;  // the stream `linear` launches on (side_stream for the shared experts)
   auto linear = [&](const char* op, const LinearWeight& w, const uint16_t* xin, int64_t rows, void* out,
                     OutType t = OutType::BF16, bool relu2 = false) {
     LinearCudaArgs a;
@@ -112,7 +113,7 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
     a.y = out;
     a.y_type = t;
     a.relu2 = relu2;
-    linear_cuda(a, sm);
+    linear_cuda(a, ls);
     mark(op, static_cast<double>(w.stored_bytes()));
   };
   // A block's output is y_prev, plus y2_prev (BF16, added to it with BF16 rounding) after an
@@ -195,6 +196,22 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
       }
       case LayerKind::MoE: {
         const int64_t k = c.num_experts_per_tok, Din = c.expert_input_dim();
+        // The shared expert reads only u: it runs on the side stream, concurrently with the
+        // router and the routed experts, and joins before the next block's norm (which adds
+        // its output sd). Profiled steps keep it on the main stream, so that each op is timed.
+        const bool shared = c.n_shared_experts > 0;
+        const bool side = shared && !prof_active;
+        if (shared) {
+          if (side) {
+            check(cudaEventRecord(fork_ev, sm), "shared-expert fork");
+            check(cudaStreamWaitEvent(side_stream, fork_ev, 0), "shared-expert fork");
+            ls = side_stream;
+          }
+          linear("moe.shared_up", b.e.shared_up, u, R, sh, OutType::BF16, true);  // relu² in the epilogue
+          linear("moe.shared_down", b.e.shared_down, sh, R, sd);
+          ls = sm;
+          if (side) check(cudaEventRecord(join_ev, side_stream), "shared-expert join");
+        }
         if (f32_router)
           router_logits_f32_cuda(uf, static_cast<const uint16_t*>(b.e.gate.data), R, c.n_routed_experts, H,
                                  router_logits, sm);
@@ -252,9 +269,8 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
           moe_combine_cuda(yk, route_w, R, k, Din, y, sm);
           mark("moe.combine");
         }
-        if (c.n_shared_experts > 0) {
-          linear("moe.shared_up", b.e.shared_up, u, R, sh, OutType::BF16, true);  // relu² in the epilogue
-          linear("moe.shared_down", b.e.shared_down, sh, R, sd);
+        if (shared) {
+          if (side) check(cudaStreamWaitEvent(sm, join_ev, 0), "shared-expert join");
           y2_prev = sd;  // y + sd: added by the next norm
         }
         break;
