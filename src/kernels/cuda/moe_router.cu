@@ -43,7 +43,6 @@ __global__ void router_kernel(const float* __restrict__ logits, const float* __r
   const int lane = threadIdx.x & 31, E = static_cast<int>(p.experts), k = static_cast<int>(p.top_k);
   const float* lg = logits + t * E;
   float s[kPer], sel[kPer];
-  unsigned taken = 0;  // bit j: expert lane + 32 j already chosen
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int e = lane + 32 * j;
@@ -89,37 +88,77 @@ __global__ void router_kernel(const float* __restrict__ logits, const float* __r
       if (rank >= p.topk_group) sel[j] = -INFINITY;
     }
   }
-  float sum = 0.0f;
+  // Top-k without k sequential arg-max rounds: (1) the k-th largest selection key by a
+  // 32-step bitwise search (each step counts the keys >= a candidate over the warp), (2) the
+  // chosen set = keys above it plus the lowest-id keys equal to it, (3) each chosen expert's
+  // rank = chosen ones that beat it (higher score, or equal and lower id): route_topk_cpu's
+  // partial_sort order. Experts past E get key 0, below every float's key, and are never chosen.
+  uint32_t key[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const uint32_t bits = __float_as_uint(sel[j] + 0.0f);  // -0 -> +0: equal scores, equal keys
+    key[j] = lane + 32 * j < E ? (bits & 0x80000000u ? ~bits : bits | 0x80000000u) : 0u;
+  }
+  uint32_t tau = 0;
+  for (int bit = 31; bit >= 0; --bit) {
+    const uint32_t cand = tau | (1u << bit);
+    int cnt = 0;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) cnt += key[j] >= cand;
+    if (__reduce_add_sync(0xFFFFFFFFu, static_cast<unsigned>(cnt)) >= static_cast<unsigned>(k)) tau = cand;
+  }
+  int above = 0;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) above += key[j] > tau;
+  const int need_eq = k - static_cast<int>(__reduce_add_sync(0xFFFFFFFFu, static_cast<unsigned>(above)));
+  // Equal keys are taken in id order: e = lane + 32 j grows with j, then with the lane.
+  const unsigned lt_mask = (1u << lane) - 1u;
+  int eq_before = 0;
+  unsigned chosen = 0;  // bit j: expert lane + 32 j is in the top k
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const unsigned eq = __ballot_sync(0xFFFFFFFFu, key[j] == tau);
+    const int my_rank = eq_before + __popc(eq & lt_mask);
+    if (key[j] > tau || (key[j] == tau && my_rank < need_eq)) chosen |= 1u << j;
+    eq_before += __popc(eq);
+  }
+  // Gather the chosen (score, id) pairs into shared memory, in any order.
+  __shared__ float cs[4][kMaxK], cw[4][kMaxK];
+  __shared__ int ci[4][kMaxK];
+  const int wib = threadIdx.x >> 5;
+  int mine = __popc(chosen), off = mine;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int v = __shfl_up_sync(0xFFFFFFFFu, off, o);
+    if (lane >= o) off += v;
+  }
+  off -= mine;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j)
+    if (chosen >> j & 1u) {
+      cs[wib][off] = sel[j];
+      cw[wib][off] = s[j];
+      ci[wib][off] = lane + 32 * j;
+      ++off;
+    }
+  __syncwarp();
   float* wout = weights + t * k;
   int32_t* iout = ids + t * k;
-  float mine0 = 0.0f, mine1 = 0.0f;  // the weights of rounds lane and lane + 32 (k <= 64)
-  for (int r = 0; r < k; ++r) {
-    Best b{-INFINITY, -1};
-#pragma unroll
-    for (int j = 0; j < kPer; ++j) {
-      const int e = lane + 32 * j;
-      if (e < E && !(taken >> j & 1u) && (b.i < 0 || better(sel[j], e, b.v, b.i))) b = {sel[j], e};
-    }
-    const Best w = warp_argmax(b);
-    float sw = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kPer; ++j)
-      if (lane + 32 * j == w.i) {
-        taken |= 1u << j;
-        sw = s[j];
-      }
-    sw = __shfl_sync(0xFFFFFFFFu, sw, w.i & 31);
-    sum += sw;
-    if (lane == 0) iout[r] = w.i;
-    if (lane == (r & 31)) {
-      if (r < 32) mine0 = sw;
-      else mine1 = sw;
-    }
+  // Rank of chosen entry q (lane q, q + 32): how many chosen entries come before it.
+  __shared__ float ranked[4][kMaxK];
+  for (int q = lane; q < k; q += 32) {
+    int rank = 0;
+    for (int o = 0; o < k; ++o)
+      rank += cs[wib][o] > cs[wib][q] || (cs[wib][o] == cs[wib][q] && ci[wib][o] < ci[wib][q]);
+    iout[rank] = ci[wib][q];
+    ranked[wib][rank] = cw[wib][q];
   }
-  for (int q = 0; q < 2; ++q) {
-    const int r = lane + 32 * q;
-    if (r >= k) break;
-    float w = q == 0 ? mine0 : mine1;
+  __syncwarp();
+  // The sum in rank order (as route_topk_cpu), then the normalized, scaled weights.
+  float sum = 0.0f;
+  for (int r = 0; r < k; ++r) sum += ranked[wib][r];
+  for (int r = lane; r < k; r += 32) {
+    float w = ranked[wib][r];
     if (p.norm_topk_prob) w /= (sum + 1e-20f);
     wout[r] = w * p.routed_scaling_factor;
   }
