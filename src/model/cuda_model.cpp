@@ -72,6 +72,7 @@ CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
   check(cudaStreamCreateWithFlags(&s.side_stream, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cudaEventCreateWithFlags(&s.fork_ev, cudaEventDisableTiming), "cudaEventCreate");
   check(cudaEventCreateWithFlags(&s.join_ev, cudaEventDisableTiming), "cudaEventCreate");
+  check(cudaEventCreateWithFlags(&s.latent_ev, cudaEventDisableTiming), "cudaEventCreate");
   const auto t0 = std::chrono::steady_clock::now();
   const ModelWeights& w = model.weights;
   const int S = options.max_seqs;

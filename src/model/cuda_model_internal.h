@@ -142,10 +142,11 @@ struct CudaModel::Impl {
   int64_t I_pad = 0, Is_pad = 0, Imlp_pad = 0;
   Arena arena;
   cudaStream_t stream = nullptr;
-  // Second stream for work that can overlap the main one (the MoE shared expert), forked and
-  // joined through fork_ev / join_ev (reused by every block; captured into graphs as edges).
+  // Second stream for work that can overlap the main one (the MoE shared expert and latent
+  // input projection), forked and joined through fork_ev / latent_ev / join_ev (reused by
+  // every block; captured into graphs as edges).
   cudaStream_t side_stream = nullptr;
-  cudaEvent_t fork_ev = nullptr, join_ev = nullptr;
+  cudaEvent_t fork_ev = nullptr, latent_ev = nullptr, join_ev = nullptr;
   double upload_s = 0;
   int64_t weight_bytes = 0;
   int64_t num_pages = 0;  // per attention block, in each stack
@@ -215,6 +216,7 @@ struct CudaModel::Impl {
     if (inputs_done) cudaEventDestroy(inputs_done);
     if (fork_ev) cudaEventDestroy(fork_ev);
     if (join_ev) cudaEventDestroy(join_ev);
+    if (latent_ev) cudaEventDestroy(latent_ev);
     if (side_stream) cudaStreamDestroy(side_stream);
     if (stream) cudaStreamDestroy(stream);
   }

@@ -198,20 +198,27 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         const int64_t k = c.num_experts_per_tok, Din = c.expert_input_dim();
         // The shared expert reads only u: it runs on the side stream, concurrently with the
         // router and the routed experts, and joins before the next block's norm (which adds
-        // its output sd). Profiled steps keep it on the main stream, so that each op is timed.
-        const bool shared = c.n_shared_experts > 0;
-        const bool side = shared && !prof_active;
+        // its output sd). Profiled steps keep everything on the main stream, so that each op
+        // is timed alone.
+        // LatentMoE's input projection (r = u fc1^T) does not depend on the routing either: it
+        // runs first on the side stream, overlapping the gate and top-k (latent_ev).
+        const bool shared = c.n_shared_experts > 0, latent = c.moe_latent_size > 0;
+        const bool side = (shared || latent) && !prof_active;
+        if (side) {
+          check(cudaEventRecord(fork_ev, sm), "MoE fork");
+          check(cudaStreamWaitEvent(side_stream, fork_ev, 0), "MoE fork");
+          ls = side_stream;
+        }
+        if (latent) {
+          linear("moe.latent_in", b.e.fc1, u, R, r);
+          if (side) check(cudaEventRecord(latent_ev, side_stream), "MoE latent");
+        }
         if (shared) {
-          if (side) {
-            check(cudaEventRecord(fork_ev, sm), "shared-expert fork");
-            check(cudaStreamWaitEvent(side_stream, fork_ev, 0), "shared-expert fork");
-            ls = side_stream;
-          }
           linear("moe.shared_up", b.e.shared_up, u, R, sh, OutType::BF16, true);  // relu² in the epilogue
           linear("moe.shared_down", b.e.shared_down, sh, R, sd);
-          ls = sm;
-          if (side) check(cudaEventRecord(join_ev, side_stream), "shared-expert join");
         }
+        ls = sm;
+        if (side) check(cudaEventRecord(join_ev, side_stream), "MoE join");
         if (f32_router)
           router_logits_f32_cuda(uf, static_cast<const uint16_t*>(b.e.gate.data), R, c.n_routed_experts, H,
                                  router_logits, sm);
@@ -232,11 +239,8 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
                 "routing record");
           route_rows[static_cast<std::size_t>(b.index)] = R;
         }
-        const uint16_t* rin = u;
-        if (c.moe_latent_size > 0) {
-          linear("moe.latent_in", b.e.fc1, u, R, r);
-          rin = r;
-        }
+        const uint16_t* rin = latent ? r : u;
+        if (latent && side) check(cudaStreamWaitEvent(sm, latent_ev, 0), "MoE latent");
         ExpertGemvArgs ea;
         ea.w = b.e.up;
         ea.ids = d_route_ids;
@@ -269,10 +273,8 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
           moe_combine_cuda(yk, route_w, R, k, Din, y, sm);
           mark("moe.combine");
         }
-        if (shared) {
-          if (side) check(cudaStreamWaitEvent(sm, join_ev, 0), "shared-expert join");
-          y2_prev = sd;  // y + sd: added by the next norm
-        }
+        if (side) check(cudaStreamWaitEvent(sm, join_ev, 0), "MoE join");
+        if (shared) y2_prev = sd;  // y + sd: added by the next norm
         break;
       }
       case LayerKind::MLP:
