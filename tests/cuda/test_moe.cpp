@@ -17,11 +17,12 @@ namespace {
 
 using kernels::RouterParams;
 
-void check_router(const char* name, const RouterParams& p, int64_t T, uint64_t seed) {
+// coarse: logits on a grid of 0.25 and no bias, so that many experts tie (lowest ids first).
+void check_router(const char* name, const RouterParams& p, int64_t T, uint64_t seed, bool coarse = false) {
   Rng rng(seed);
   std::vector<float> logits(static_cast<std::size_t>(T * p.experts)), bias(static_cast<std::size_t>(p.experts));
-  for (auto& v : logits) v = rng.normal(2.0f);
-  for (auto& v : bias) v = rng.uniform(-0.2f, 0.2f);
+  for (auto& v : logits) v = coarse ? std::round(rng.normal(1.0f) * 4.0f) / 4.0f : rng.normal(2.0f);
+  for (auto& v : bias) v = coarse ? 0.0f : rng.uniform(-0.2f, 0.2f);
   DeviceBuffer<float> dl(logits), db(bias), dw(static_cast<std::size_t>(T * p.top_k));
   DeviceBuffer<int32_t> di(static_cast<std::size_t>(T * p.top_k));
   dw.poison();
@@ -44,6 +45,11 @@ TEST(MoeCuda, RouterNanoSuperGrouped) {
   check_router("super E=512 k=22", RouterParams{512, 22, 1, 1, true, 5.0f}, 5, 32);
   check_router("grouped E=256 k=8 g=8/4", RouterParams{256, 8, 8, 4, true, 2.5f}, 6, 33);
   check_router("no-norm E=64 k=4", RouterParams{64, 4, 1, 1, false, 1.0f}, 3, 34);
+  // The block-per-token kernel (E > 128, ungrouped) and the warp kernel, with many ties.
+  check_router("ties E=512 k=22", RouterParams{512, 22, 1, 1, true, 5.0f}, 9, 35, true);
+  check_router("ties E=1000 k=40", RouterParams{1000, 40, 1, 1, true, 1.0f}, 4, 36, true);
+  check_router("ties E=128 k=6", RouterParams{128, 6, 1, 1, true, 2.5f}, 9, 37, true);
+  check_router("E=300 k=64", RouterParams{300, 64, 1, 1, false, 1.0f}, 3, 38);
 }
 
 TEST(MoeCuda, RoutedExpertsFromDeviceIds) {

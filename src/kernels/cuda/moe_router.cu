@@ -164,6 +164,110 @@ __global__ void router_kernel(const float* __restrict__ logits, const float* __r
   }
 }
 
+// Ungrouped routing of many experts (E > 128, n_group == 1; Super: 512, k = 22): one block of
+// kTopkThreads per token, thread i owning experts i, i + 128, ... (kPer each), so that each
+// step of the search compares kPer keys per thread instead of 4 * kPer per lane. Same three
+// stages and the same order rules as router_kernel.
+constexpr int kTopkThreads = 128, kTopkWarps = kTopkThreads / 32;
+template <int kPer>
+__global__ void __launch_bounds__(kTopkThreads) router_block_kernel(const float* __restrict__ logits,
+                                                                    const float* __restrict__ bias, RouterParams p,
+                                                                    int32_t* __restrict__ ids,
+                                                                    float* __restrict__ weights) {
+  __shared__ unsigned cnt[2][kTopkWarps];
+  __shared__ int eqc[kPer][kTopkWarps];
+  __shared__ float cs[kMaxK], cw[kMaxK], ranked[kMaxK];
+  __shared__ int ci[kMaxK], nchosen;
+  __shared__ float total;
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  const int64_t t = blockIdx.x;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int E = static_cast<int>(p.experts), k = static_cast<int>(p.top_k);
+  const float* lg = logits + t * E;
+  float s[kPer], sel[kPer];
+  uint32_t key[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int e = tid + kTopkThreads * j;
+    s[j] = sel[j] = -INFINITY;
+    key[j] = 0u;
+    if (e < E) {
+      s[j] = 1.0f / (1.0f + expf(-lg[e]));
+      sel[j] = s[j] + (bias ? bias[e] : 0.0f);
+      const uint32_t bits = __float_as_uint(sel[j] + 0.0f);
+      key[j] = bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+    }
+  }
+  if (tid == 0) nchosen = 0;
+  uint32_t tau = 0;
+  for (int bit = 31; bit >= 0; --bit) {
+    const uint32_t cand = tau | (1u << bit);
+    int c = 0;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) c += key[j] >= cand;
+    const unsigned wc = __reduce_add_sync(0xFFFFFFFFu, static_cast<unsigned>(c));
+    if (lane == 0) cnt[bit & 1][warp] = wc;
+    __syncthreads();  // cnt[bit & 1] was last read two steps ago, before the previous barrier
+    unsigned all = 0;
+#pragma unroll
+    for (int w = 0; w < kTopkWarps; ++w) all += cnt[bit & 1][w];
+    if (all >= static_cast<unsigned>(k)) tau = cand;
+  }
+  int above = 0;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) above += key[j] > tau;
+  const unsigned wa = __reduce_add_sync(0xFFFFFFFFu, static_cast<unsigned>(above));
+  // Equal keys in id order: e = tid + 128 j grows with j, then with the warp, then the lane.
+  const unsigned lt_mask = (1u << lane) - 1u;
+  unsigned eqm[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    eqm[j] = __ballot_sync(0xFFFFFFFFu, key[j] == tau);
+    if (lane == 0) eqc[j][warp] = __popc(eqm[j]);
+  }
+  if (lane == 0) cnt[1][warp] = wa;  // cnt[1] was last read at bit 1, before bit 0's barrier
+  __syncthreads();
+  unsigned n_above = 0;
+#pragma unroll
+  for (int w = 0; w < kTopkWarps; ++w) n_above += cnt[1][w];
+  const int need_eq = k - static_cast<int>(n_above);
+  int before = 0;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    int rank = before + __popc(eqm[j] & lt_mask);
+    for (int w = 0; w < warp; ++w) rank += eqc[j][w];
+    for (int w = 0; w < kTopkWarps; ++w) before += eqc[j][w];
+    if (key[j] > tau || (key[j] == tau && rank < need_eq)) {
+      const int slot = atomicAdd(&nchosen, 1);
+      cs[slot] = sel[j];
+      cw[slot] = s[j];
+      ci[slot] = tid + kTopkThreads * j;
+    }
+  }
+  __syncthreads();
+  int32_t* iout = ids + t * k;
+  float* wout = weights + t * k;
+  for (int q = tid; q < k; q += kTopkThreads) {
+    int rank = 0;
+    for (int o = 0; o < k; ++o) rank += cs[o] > cs[q] || (cs[o] == cs[q] && ci[o] < ci[q]);
+    iout[rank] = ci[q];
+    ranked[rank] = cw[q];
+  }
+  __syncthreads();
+  if (tid == 0) {
+    float sum = 0.0f;
+    for (int r = 0; r < k; ++r) sum += ranked[r];
+    total = sum;
+  }
+  __syncthreads();
+  for (int r = tid; r < k; r += kTopkThreads) {
+    float w = ranked[r];
+    if (p.norm_topk_prob) w /= (total + 1e-20f);
+    wout[r] = w * p.routed_scaling_factor;
+  }
+}
+
 // Router logits from fp32 rows: grid (ceil(E / 8), ceil(T / 8)), 8 warps; warp w computes
 // expert blockIdx.x * 8 + w for the block's 8 rows, lane l reading element pairs 2l, 2l+64, ...
 constexpr int kRouterRows = 8, kRouterWarps = 8;
@@ -288,6 +392,13 @@ void route_topk_cuda(const float* logits, const float* bias, const RouterParams&
   if (T == 0) return;
   constexpr int kWarpsPerBlock = 4;
   const size_t smem = p.n_group > 1 ? sizeof(float) * kWarpsPerBlock * static_cast<size_t>(p.n_group) : 0;
+  if (p.n_group == 1 && p.experts > 128 && p.experts <= kTopkThreads * 8) {
+    const dim3 g1(static_cast<unsigned>(T)), b1(kTopkThreads);
+    if (p.experts <= kTopkThreads * 4) cuda::launch_pdl(router_block_kernel<4>, g1, b1, 0, stream, logits, bias, p, ids, weights);
+    else cuda::launch_pdl(router_block_kernel<8>, g1, b1, 0, stream, logits, bias, p, ids, weights);
+    cuda::check_launch("route_topk_cuda");
+    return;
+  }
   const dim3 grid(static_cast<unsigned>((T + kWarpsPerBlock - 1) / kWarpsPerBlock)), block(32 * kWarpsPerBlock);
   const int per = static_cast<int>((p.experts + 31) / 32);
   if (per <= 4) cuda::launch_pdl(router_kernel<4>, grid, block, smem, stream, logits, bias, p, T, ids, weights);
