@@ -13,6 +13,17 @@ namespace nemotron::testing {
 
 inline std::string fixture_dir(const std::string& name) { return std::string(NEMOTRON_TEST_DATA) + "/fixtures/" + name; }
 
+// Test-name suffix for a fixture parameter (GoogleTest names allow no '-'): "nano-moe" -> "nano_moe".
+struct FixtureParamName {
+  template <class ParamInfo>
+  std::string operator()(const ParamInfo& info) const {
+    std::string s = info.param;
+    for (char& c : s)
+      if (c == '-') c = '_';
+    return s;
+  }
+};
+
 class Expected {
  public:
   explicit Expected(const std::string& fixture)

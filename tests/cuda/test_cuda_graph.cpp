@@ -227,11 +227,7 @@ TEST_P(CudaGraphTest, InvalidDecodeInputThrowsBeforeLaunch) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGraphTest,
                          ::testing::Values("nano-moe", "super-latent-mtp", "dense-mlp", "nano-nvfp4",
                                            "super-mixed-mtp"),
-                         [](const auto& param_info) {
-                           std::string s = param_info.param;
-                           std::replace(s.begin(), s.end(), '-', '_');
-                           return s;
-                         });
+                         nemotron::testing::FixtureParamName());
 
 // A decode step that needs a new KV page when the cache is full throws and leaves the
 // sequence where it was (graph path).

@@ -230,11 +230,7 @@ TEST_P(CudaModelTest, MatchesCpuReferenceOnAFreshPrompt) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaModelTest,
                          ::testing::Values("nano-moe", "super-latent-mtp", "dense-mlp", "nano-nvfp4",
                                            "super-mixed-mtp"),
-                         [](const auto& param_info) {
-                           std::string s = param_info.param;
-                           std::replace(s.begin(), s.end(), '-', '_');
-                           return s;
-                         });
+                         nemotron::testing::FixtureParamName());
 
 // Flips against the CPU's own routing with the router reading the BF16 normed rows (the
 // default) and the fp32 ones (router_fp32); both must be near-ties only, and both runs must

@@ -159,11 +159,7 @@ TEST_P(CudaMtpTest, InvalidInputsAreErrors) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaMtpTest, ::testing::Values("super-latent-mtp", "super-mixed-mtp"),
-                         [](const auto& param_info) {
-                           std::string s = param_info.param;
-                           std::replace(s.begin(), s.end(), '-', '_');
-                           return s;
-                         });
+                         nemotron::testing::FixtureParamName());
 
 TEST(CudaMtp, ModelWithoutMtpHeadIsAnError) {
   ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";

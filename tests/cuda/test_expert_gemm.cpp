@@ -13,44 +13,11 @@
 #include "cuda_test_util.h"
 #include "kernels/expert_gemm_cuda.h"
 #include "kernels/moe_cuda.h"
+#include "expert_test_util.h"
 #include "linear_test_util.h"
 
 namespace nemotron::testing {
 namespace {
-
-struct Experts {
-  std::vector<HostWeight> hw;
-  std::vector<std::unique_ptr<DeviceBuffer<uint8_t>>> bufs;
-  std::unique_ptr<DeviceBuffer<const void*>> data;
-  std::unique_ptr<DeviceBuffer<const uint8_t*>> scales;
-  std::unique_ptr<DeviceBuffer<float>> scale;
-  kernels::ExpertTable table;
-};
-
-std::unique_ptr<Experts> make_experts(kernels::WeightFormat f, int64_t E, int64_t out, int64_t in, uint64_t seed) {
-  auto x = std::make_unique<Experts>();
-  std::vector<const void*> dptr;
-  std::vector<const uint8_t*> sptr;
-  std::vector<float> sc;
-  for (int64_t e = 0; e < E; ++e) {
-    x->hw.push_back(make_weight(f, out, in, seed * 1000 + static_cast<uint64_t>(e)));
-    x->bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(x->hw.back().data));
-    dptr.push_back(x->bufs.back()->get());
-    if (x->hw.back().scales.empty()) {
-      sptr.push_back(nullptr);
-    } else {
-      x->bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(x->hw.back().scales));
-      sptr.push_back(x->bufs.back()->get());
-    }
-    sc.push_back(x->hw.back().w.scale);
-  }
-  x->data = std::make_unique<DeviceBuffer<const void*>>(dptr);
-  x->scales = std::make_unique<DeviceBuffer<const uint8_t*>>(sptr);
-  x->scale = std::make_unique<DeviceBuffer<float>>(sc);
-  x->table = {f, E, out, in, x->data->get(), f == kernels::WeightFormat::NVFP4 ? x->scales->get() : nullptr,
-              x->scale->get()};
-  return x;
-}
 
 enum class Routing { Spread, Skewed, OneExpert };
 
@@ -73,7 +40,7 @@ std::vector<int32_t> make_ids(int64_t n, int64_t E, Routing r, uint64_t seed) {
 // and, with `vs_gemv`, every pair against expert_gemv_cuda within one BF16 rounding.
 void check(kernels::WeightFormat f, int64_t E, int64_t out, int64_t in, int64_t T, int64_t k, bool per_slot,
            bool relu2, Routing routing, int64_t stride, bool vs_gemv, bool bad_ids, uint64_t seed) {
-  const auto ex = make_experts(f, E, out, in, seed);
+  const auto ex = make_experts(f, E, out, in, seed, 1000);
   const int64_t N = T * k;
   auto ids = make_ids(N, E, routing, seed + 7);
   std::vector<std::size_t> bad;
@@ -180,7 +147,7 @@ TEST(ExpertGemm, RealShapesAgainstCpuSampleAndGemv) {
 
 TEST(ExpertGemm, RejectsBadArguments) {
   ASSERT_TRUE(have_device());
-  const auto ex = make_experts(kernels::WeightFormat::Dense, 4, 32, 64, 5);
+  const auto ex = make_experts(kernels::WeightFormat::Dense, 4, 32, 64, 5, 1000);
   DeviceBuffer<int32_t> ids(std::vector<int32_t>(8, 0));
   DeviceBuffer<uint16_t> x(std::vector<uint16_t>(8 * 64, 0)), y(std::vector<uint16_t>(8 * 32, 0));
   kernels::ExpertGemvArgs a;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cuda_test_util.h"
+#include "expert_test_util.h"
 #include "kernels/moe_cuda.h"
 #include "kernels/moe_router.h"
 #include "linear_test_util.h"
@@ -178,26 +179,8 @@ TEST(MoeCuda, RoutedExpertsFromDeviceIds) {
 void check_experts(kernels::WeightFormat f, int64_t E, int64_t out, int64_t in, int64_t T, int64_t k, bool per_slot,
                    bool relu2, bool warp_rows, uint64_t seed) {
   Rng rng(seed);
-  std::vector<HostWeight> hw;
-  std::vector<std::unique_ptr<DeviceBuffer<uint8_t>>> bufs;
-  std::vector<const void*> dptr;
-  std::vector<const uint8_t*> sptr;
-  std::vector<float> sc;
-  for (int64_t e = 0; e < E; ++e) {
-    hw.push_back(make_weight(f, out, in, seed * 100 + e));
-    bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(hw.back().data));
-    dptr.push_back(bufs.back()->get());
-    if (hw.back().scales.empty()) {
-      sptr.push_back(nullptr);
-    } else {
-      bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(hw.back().scales));
-      sptr.push_back(bufs.back()->get());
-    }
-    sc.push_back(hw.back().w.scale);
-  }
-  DeviceBuffer<const void*> d_data(dptr);
-  DeviceBuffer<const uint8_t*> d_scales(sptr);
-  DeviceBuffer<float> d_sc(sc);
+  const auto ex = make_experts(f, E, out, in, seed, 100);
+  const std::vector<HostWeight>& hw = ex->hw;
   std::vector<int32_t> ids(static_cast<std::size_t>(T * k));
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 5 + seed) % E);
   const std::size_t bad = ids.size() / 2;
@@ -209,7 +192,7 @@ void check_experts(kernels::WeightFormat f, int64_t E, int64_t out, int64_t in, 
   DeviceBuffer<uint16_t> dx(xb), dy(static_cast<std::size_t>(T * k * out));
   dy.poison();
   kernels::ExpertGemvArgs a;
-  a.w = {f, E, out, in, d_data.get(), f == kernels::WeightFormat::NVFP4 ? d_scales.get() : nullptr, d_sc.get()};
+  a.w = ex->table;
   a.ids = d_ids.get();
   a.T = T;
   a.k = k;

@@ -108,19 +108,6 @@ __global__ void __launch_bounds__(kBucketThreads) bucket_kernel(const int32_t* _
   }
 }
 
-template <int N>
-__device__ __forceinline__ void store_bf16(uint16_t* dst, const float (&f)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; i += 8) {
-    uint4 v;
-    v.x = f2bf(f[i]) | (static_cast<uint32_t>(f2bf(f[i + 1])) << 16);
-    v.y = f2bf(f[i + 2]) | (static_cast<uint32_t>(f2bf(f[i + 3])) << 16);
-    v.z = f2bf(f[i + 4]) | (static_cast<uint32_t>(f2bf(f[i + 5])) << 16);
-    v.w = f2bf(f[i + 6]) | (static_cast<uint32_t>(f2bf(f[i + 7])) << 16);
-    *reinterpret_cast<uint4*>(dst + i) = v;
-  }
-}
-
 // Global -> register staging of one BK = 64 slice: kA uint4 of gathered x rows and kW uint4 of
 // weight (+ NVFP4 block scales) per thread, loaded one slice ahead of the tensor-core work.
 template <WeightFormat F>

@@ -14,20 +14,6 @@ namespace {
 
 constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8, LDC = BN + 4, kThreads = 128;
 
-// Writes 16 floats (already exact in BF16) as BF16 into dst (16-byte aligned).
-template <int N>
-__device__ __forceinline__ void store_bf16(uint16_t* dst, const float (&f)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; i += 8) {
-    uint4 v;
-    v.x = f2bf(f[i]) | (static_cast<uint32_t>(f2bf(f[i + 1])) << 16);
-    v.y = f2bf(f[i + 2]) | (static_cast<uint32_t>(f2bf(f[i + 3])) << 16);
-    v.z = f2bf(f[i + 4]) | (static_cast<uint32_t>(f2bf(f[i + 5])) << 16);
-    v.w = f2bf(f[i + 6]) | (static_cast<uint32_t>(f2bf(f[i + 7])) << 16);
-    *reinterpret_cast<uint4*>(dst + i) = v;
-  }
-}
-
 template <WeightFormat F>
 __global__ void __launch_bounds__(kThreads) gemm_kernel(const uint8_t* __restrict__ wdata,
                                                         const uint8_t* __restrict__ wscale, float scale,

@@ -21,6 +21,13 @@ struct Best {
 
 __device__ __forceinline__ bool better(float a, int ia, float b, int ib) { return a > b || (a == b && ia < ib); }
 
+// Unsigned key ordered as the float (larger float, larger key); -0 and +0 get the same key, as
+// they compare equal.
+__device__ __forceinline__ uint32_t order_key(float v) {
+  const uint32_t bits = __float_as_uint(v + 0.0f);
+  return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+}
+
 // Warp arg-max over (v, i) pairs; i < 0 marks "none". Every lane gets the winner.
 __device__ __forceinline__ Best warp_argmax(Best b) {
 #pragma unroll
@@ -96,8 +103,8 @@ __global__ void router_kernel(const float* __restrict__ logits, const float* __r
   uint32_t key[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
-    const uint32_t bits = __float_as_uint(sel[j] + 0.0f);  // -0 -> +0: equal scores, equal keys
-    key[j] = lane + 32 * j < E ? (bits & 0x80000000u ? ~bits : bits | 0x80000000u) : 0u;
+    const uint32_t kj = order_key(sel[j]);
+    key[j] = lane + 32 * j < E ? kj : 0u;
   }
   uint32_t tau = 0;
   for (int bit = 31; bit >= 0; --bit) {
@@ -195,8 +202,7 @@ __global__ void __launch_bounds__(kTopkThreads) router_block_kernel(const float*
     if (e < E) {
       s[j] = 1.0f / (1.0f + expf(-lg[e]));
       sel[j] = s[j] + (bias ? bias[e] : 0.0f);
-      const uint32_t bits = __float_as_uint(sel[j] + 0.0f);
-      key[j] = bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+      key[j] = order_key(sel[j]);
     }
   }
   if (tid == 0) nchosen = 0;

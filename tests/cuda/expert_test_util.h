@@ -1,0 +1,49 @@
+#pragma once
+// Routed-expert tables for the GPU MoE tests: E random weights in checkpoint format
+// (make_weight), their host copies, and the device ExpertTable pointing at them.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "kernels/moe_cuda.h"
+#include "linear_test_util.h"
+
+namespace nemotron::testing {
+
+struct Experts {
+  std::vector<HostWeight> hw;  // expert e: make_weight(f, out, in, seed * seed_stride + e)
+  std::vector<std::unique_ptr<DeviceBuffer<uint8_t>>> bufs;
+  std::unique_ptr<DeviceBuffer<const void*>> data;
+  std::unique_ptr<DeviceBuffer<const uint8_t*>> scales;
+  std::unique_ptr<DeviceBuffer<float>> scale;
+  kernels::ExpertTable table;
+};
+
+inline std::unique_ptr<Experts> make_experts(kernels::WeightFormat f, int64_t E, int64_t out, int64_t in,
+                                             uint64_t seed, uint64_t seed_stride) {
+  auto x = std::make_unique<Experts>();
+  std::vector<const void*> dptr;
+  std::vector<const uint8_t*> sptr;
+  std::vector<float> sc;
+  for (int64_t e = 0; e < E; ++e) {
+    x->hw.push_back(make_weight(f, out, in, seed * seed_stride + static_cast<uint64_t>(e)));
+    x->bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(x->hw.back().data));
+    dptr.push_back(x->bufs.back()->get());
+    if (x->hw.back().scales.empty()) {
+      sptr.push_back(nullptr);
+    } else {
+      x->bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(x->hw.back().scales));
+      sptr.push_back(x->bufs.back()->get());
+    }
+    sc.push_back(x->hw.back().w.scale);
+  }
+  x->data = std::make_unique<DeviceBuffer<const void*>>(dptr);
+  x->scales = std::make_unique<DeviceBuffer<const uint8_t*>>(sptr);
+  x->scale = std::make_unique<DeviceBuffer<float>>(sc);
+  x->table = {f, E, out, in, x->data->get(), f == kernels::WeightFormat::NVFP4 ? x->scales->get() : nullptr,
+              x->scale->get()};
+  return x;
+}
+
+}  // namespace nemotron::testing
