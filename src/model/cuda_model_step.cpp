@@ -164,10 +164,40 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         sa.dt_min = static_cast<float>(c.time_step_limit_min);
         sa.dt_max = static_cast<float>(c.time_step_limit_max);
         sa.y = ssm_y;
-        ssm_scan_cuda(sa, sm);
-        mark("mamba.scan");
-        gated_rmsnorm_cuda(ssm_y, big, W, b.m.norm, R, di, di / c.n_groups, eps, g, sm);
-        mark("mamba.gated_norm");
+        if (R == B && mamba_ws) {
+          // Decode rows only (row b = sequence b): one launch for the SSM update and the norm.
+          SsmDecodeNormArgs da;
+          da.ssm.xbc = conv_out;
+          da.ssm.xbc_stride = C;
+          da.ssm.dt_raw = big + di + C;
+          da.ssm.dt_stride = W;
+          da.ssm.dt_bias = b.m.dt_bias;
+          da.ssm.A = b.m.A;
+          da.ssm.D = b.m.D;
+          da.ssm.state = b.m.ssm_state;
+          da.ssm.slot = d_slots;
+          da.ssm.B = B;
+          da.ssm.heads = c.mamba_num_heads;
+          da.ssm.head_dim = c.mamba_head_dim;
+          da.ssm.state_dim = c.ssm_state_size;
+          da.ssm.groups = c.n_groups;
+          da.ssm.dt_min = static_cast<float>(c.time_step_limit_min);
+          da.ssm.dt_max = static_cast<float>(c.time_step_limit_max);
+          da.ssm.y = ssm_y;
+          da.z = big;
+          da.z_stride = W;
+          da.w = b.m.norm;
+          da.eps = eps;
+          da.out = g;
+          da.workspace = mamba_ws;
+          ssm_update_gated_norm_cuda(da, sm);
+          mark("mamba.scan+norm");
+        } else {
+          ssm_scan_cuda(sa, sm);
+          mark("mamba.scan");
+          gated_rmsnorm_cuda(ssm_y, big, W, b.m.norm, R, di, di / c.n_groups, eps, g, sm);
+          mark("mamba.gated_norm");
+        }
         linear("mamba.out_proj", b.m.out_proj, g, R, y);
         break;
       }

@@ -123,6 +123,8 @@ constexpr int kQRows = (kThreads / kP) * kScoreHeads<kP>;
 
 template <bool kFp8, int kP>
 __global__ void __launch_bounds__(kThreads, NEMOTRON_ATTN_MIN_BLOCKS) attn_kernel(const Params p) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   extern __shared__ float4 smem4[];
   __shared__ int bad_page;
   constexpr int P = kP, SS = kThreads / kP, kJ = kScoreHeads<kP>;
@@ -324,6 +326,8 @@ __global__ void __launch_bounds__(kThreads, NEMOTRON_ATTN_MIN_BLOCKS) attn_kerne
 // order: deterministic).
 constexpr int kMergeThreads = 256;
 __global__ void __launch_bounds__(kMergeThreads) merge_kernel(const Params p) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   __shared__ float4 part[kMergeThreads];
   __shared__ float lpart[kMergeThreads];
   __shared__ float mred[kMergeThreads / 32];
@@ -478,13 +482,13 @@ void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
     p.part_ml = reinterpret_cast<float2*>(p.part_acc + parts * p.D);
   }
   const bool fp8 = c.dtype == KvDType::FP8_E4M3;
-  if (wide)
-    (fp8 ? attn_kernel<true, 16> : attn_kernel<false, 16>)<<<grid, kThreads, smem, stream>>>(p);
-  else
-    (fp8 ? attn_kernel<true, 32> : attn_kernel<false, 32>)<<<grid, kThreads, smem, stream>>>(p);
+  auto* kernel = wide ? (fp8 ? attn_kernel<true, 16> : attn_kernel<false, 16>)
+                      : (fp8 ? attn_kernel<true, 32> : attn_kernel<false, 32>);
+  cuda::launch_pdl(kernel, grid, dim3(kThreads), smem, stream, p);
   const cudaError_t launch = cudaGetLastError();
   if (splits > 1) {
-    if (launch == cudaSuccess) merge_kernel<<<static_cast<unsigned>(a.T * a.q_heads), kMergeThreads, 0, stream>>>(p);
+    if (launch == cudaSuccess)
+      cuda::launch_pdl(merge_kernel, dim3(static_cast<unsigned>(a.T * a.q_heads)), dim3(kMergeThreads), 0, stream, p);
     if (own_ws) cudaFreeAsync(ws, stream);
   }
   require(launch == cudaSuccess, name + "CUDA launch failed: " + cudaGetErrorString(launch));

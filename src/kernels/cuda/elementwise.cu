@@ -16,6 +16,8 @@ __global__ void add_bf16_kernel(const uint16_t* __restrict__ a, const uint16_t* 
 
 __global__ void gather_rows_kernel(const uint16_t* __restrict__ in, const int32_t* __restrict__ rows, int64_t width,
                                    uint16_t* __restrict__ out) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t r = blockIdx.x;
   const uint16_t* src = in + static_cast<int64_t>(rows[r]) * width;
   uint16_t* dst = out + r * width;
@@ -126,7 +128,7 @@ void add_bf16_cuda(const uint16_t* a, const uint16_t* b, int64_t n, uint16_t* ou
 void gather_rows_bf16_cuda(const uint16_t* in, const int32_t* rows, int64_t R, int64_t width, uint16_t* out,
                            cudaStream_t stream) {
   if (R <= 0) return;
-  gather_rows_kernel<<<static_cast<unsigned>(R), 256, 0, stream>>>(in, rows, width, out);
+  cuda::launch_pdl(gather_rows_kernel, dim3(static_cast<unsigned>(R)), dim3(256), 0, stream, in, rows, width, out);
   cuda::check_launch("gather_rows_bf16_cuda");
 }
 

@@ -27,6 +27,8 @@ __global__ void __launch_bounds__(kThreads) kv_write_kernel(const uint16_t* __re
                                                             const int32_t* __restrict__ slots, int64_t num_slots,
                                                             int W, void* __restrict__ k, void* __restrict__ v,
                                                             float k_scale, float v_scale) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t t = blockIdx.x;
   const int32_t slot = slots[t];
   if (slot < 0 || slot >= num_slots) return;
@@ -80,12 +82,9 @@ void kv_cache_write_cuda(const PagedKvCache& c, const uint16_t* k_new, const uin
   const int W = static_cast<int>(c.kv_heads * c.head_dim);
   const int threads = W / 8 < kThreads ? ((W / 8 + 31) / 32) * 32 : kThreads;
   const int64_t num_slots = c.num_pages * c.page_size;
-  if (c.dtype == KvDType::BF16)
-    kv_write_kernel<false><<<static_cast<unsigned>(T), threads, 0, stream>>>(k_new, v_new, slot_mapping, num_slots,
-                                                                              W, c.k, c.v, c.k_scale, c.v_scale);
-  else
-    kv_write_kernel<true><<<static_cast<unsigned>(T), threads, 0, stream>>>(k_new, v_new, slot_mapping, num_slots, W,
-                                                                             c.k, c.v, c.k_scale, c.v_scale);
+  auto* kernel = c.dtype == KvDType::BF16 ? kv_write_kernel<false> : kv_write_kernel<true>;
+  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(T)), dim3(threads), 0, stream, k_new, v_new, slot_mapping,
+                   num_slots, W, c.k, c.v, c.k_scale, c.v_scale);
   cuda::check_launch("kv_cache_write_cuda");
 }
 

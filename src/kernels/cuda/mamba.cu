@@ -73,7 +73,95 @@ __global__ void __launch_bounds__(256) ssm_update_kernel(SsmUpdateArgs a) {
   }
 }
 
+// grid (heads, B), 256 threads: ssm_update_kernel's mapping, then the gate, a block sum of
+// squares, and the last-block normalization of the head's group (see mamba_cuda.h).
+__global__ void __launch_bounds__(256) ssm_update_norm_kernel(SsmDecodeNormArgs d) {
+  __shared__ float scratch[32];
+  __shared__ bool last;
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  const SsmUpdateArgs& a = d.ssm;
+  const int h = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t b = blockIdx.y;
+  const int P = static_cast<int>(a.head_dim), N = static_cast<int>(a.state_dim), HP = static_cast<int>(a.heads) * P;
+  const int hpg = static_cast<int>(a.heads / a.groups), g = h / hpg;
+  const float* row = a.xbc + b * a.xbc_stride;
+  const float* x = row + static_cast<int64_t>(h) * P;
+  const float* Bv = row + a.heads * P + static_cast<int64_t>(g) * N;
+  const float* Cv = row + a.heads * P + a.groups * N + static_cast<int64_t>(g) * N;
+  float dt = softplus(bf16f(a.dt_raw[b * a.dt_stride + h]) + a.dt_bias[h]);
+  dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+  const float decay = expf(dt * a.A[h]);
+  const float Dh = a.D[h];
+  float* S = a.state + (static_cast<int64_t>(a.slot[b]) * a.heads + h) * P * N;
+  float* v = a.y + b * HP;  // gated values of the row
+  float ss = 0.0f;
+  for (int p = warp; p < P; p += 8) {
+    const float xp = x[p];
+    const float dx = dt * xp;
+    float acc = 0.0f;
+    for (int n = 4 * lane; n < N; n += 128) {
+      float4 s = *reinterpret_cast<const float4*>(S + static_cast<int64_t>(p) * N + n);
+      const float4 bb = *reinterpret_cast<const float4*>(Bv + n);
+      const float4 cc = *reinterpret_cast<const float4*>(Cv + n);
+      s.x = decay * s.x + dx * bb.x;
+      s.y = decay * s.y + dx * bb.y;
+      s.z = decay * s.z + dx * bb.z;
+      s.w = decay * s.w + dx * bb.w;
+      acc += s.x * cc.x + s.y * cc.y + s.z * cc.z + s.w * cc.w;
+      *reinterpret_cast<float4*>(S + static_cast<int64_t>(p) * N + n) = s;
+    }
+    acc = cuda::warp_sum(acc);
+    if (lane == 0) {
+      const float zi = bf16f(d.z[b * d.z_stride + static_cast<int64_t>(h) * P + p]);
+      const float gv = (acc + Dh * xp) * (zi / (1.0f + expf(-zi)));
+      v[static_cast<int64_t>(h) * P + p] = gv;
+      ss += gv * gv;
+    }
+  }
+  __threadfence();  // this thread's v rows are visible device-wide before the counter moves
+  ss = cuda::block_sum(ss, scratch);
+  float* part = static_cast<float*>(d.workspace);                          // [B, heads]
+  int* count = reinterpret_cast<int*>(part + a.B * a.heads) + b * a.groups;  // [B, groups]
+  if (threadIdx.x == 0) {
+    part[b * a.heads + h] = ss;
+    __threadfence();
+    last = atomicAdd(count + g, 1) == hpg - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  float tot = 0.0f;
+  for (int k = 0; k < hpg; ++k) tot += __ldcg(part + b * a.heads + g * hpg + k);
+  const int gs = hpg * P;
+  const float inv = 1.0f / sqrtf(tot / static_cast<float>(gs) + d.eps);
+  for (int i = threadIdx.x; i < gs; i += blockDim.x) {
+    const int64_t c = static_cast<int64_t>(g) * gs + i;
+    d.out[b * HP + c] = cuda::f2bf((__ldcg(v + c) * inv) * bf16f(d.w[c]));
+  }
+  if (threadIdx.x == 0) count[g] = 0;  // ready for the next launch
+}
+
 }  // namespace
+
+void ssm_update_gated_norm_cuda(const SsmDecodeNormArgs& d, cudaStream_t stream) {
+  const SsmUpdateArgs& a = d.ssm;
+  cuda::require(a.B >= 0 && a.B < 65536 && a.heads >= 1 && a.groups >= 1 && a.heads % a.groups == 0 &&
+                    a.head_dim >= 1 && a.state_dim >= 4 && a.state_dim % 4 == 0,
+                "ssm_update_gated_norm_cuda: bad dims (heads % groups == 0, state_dim a multiple of 4)");
+  cuda::require(a.xbc_stride >= a.heads * a.head_dim + 2 * a.groups * a.state_dim && a.xbc_stride % 4 == 0 &&
+                    (a.heads * a.head_dim) % 4 == 0 && a.dt_stride >= a.heads && d.z_stride >= a.heads * a.head_dim,
+                "ssm_update_gated_norm_cuda: bad strides");
+  cuda::require(a.xbc && a.dt_raw && a.dt_bias && a.A && a.D && a.state && a.slot && a.y && d.z && d.w && d.out &&
+                    d.workspace,
+                "ssm_update_gated_norm_cuda: null pointer");
+  cuda::require(cuda::aligned16(a.xbc) && cuda::aligned16(a.state),
+                "ssm_update_gated_norm_cuda: xbc/state not 16-byte aligned");
+  if (a.B == 0) return;
+  const dim3 grid(static_cast<unsigned>(a.heads), static_cast<unsigned>(a.B));
+  cuda::launch_pdl(ssm_update_norm_kernel, grid, dim3(256), 0, stream, d);
+  cuda::check_launch("ssm_update_gated_norm_cuda");
+}
 
 void conv1d_update_silu_cuda(const ConvUpdateArgs& a, cudaStream_t stream) {
   cuda::require(a.B >= 0 && a.B < 65536 && a.C >= 1 && a.K >= 1 && a.K <= kMaxK && a.xbc_stride >= a.C,

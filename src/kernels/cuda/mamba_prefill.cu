@@ -21,6 +21,8 @@ constexpr int kConvTile = 64;  // rows per conv block; >= K-1, so tile 0 holds e
 // K-1 previous pre-conv rows in registers. Tile 0 of a sequence is the only block that reads the
 // slot's old window, so it alone writes the new one (no race with other tiles).
 __global__ void __launch_bounds__(256) conv_prefill_kernel(ConvPrefillArgs a) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   int64_t idx = blockIdx.y, b = -1, start = 0, len = 0, tile = 0;
   for (int64_t s = 0; s < a.B; ++s) {
     const mamba_prefill::SeqRange r = mamba_prefill::seq_range(a.cu_rows, s, a.rows);
@@ -78,6 +80,8 @@ __device__ __forceinline__ float softplus(float v) { return v > 20.0f ? v : log1
 // bytes. Runs of TS steps are staged (B, C, x, dt, decay) and y is written back per run.
 template <int NPT, int LPR>
 __global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   constexpr int PT = 256 / LPR, N = NPT * LPR, N4 = N / 4, TS = N <= 128 ? 32 : 16;
   __shared__ float4 Bs[TS][N4], Cs[TS][N4];
   __shared__ float xs[TS][PT], ys[TS][PT], dts[TS], decs[TS];
@@ -147,7 +151,7 @@ void launch_seq(const SsmScanArgs& a, cudaStream_t stream) {
   constexpr int PT = 256 / LPR;
   const dim3 grid(static_cast<unsigned>((a.head_dim + PT - 1) / PT), static_cast<unsigned>(a.heads),
                   static_cast<unsigned>(a.B));
-  ssm_scan_seq_kernel<NPT, LPR><<<grid, 256, 0, stream>>>(a);
+  cuda::launch_pdl(ssm_scan_seq_kernel<NPT, LPR>, grid, dim3(256), 0, stream, a);
 }
 
 }  // namespace
@@ -161,7 +165,7 @@ void conv1d_prefill_silu_cuda(const ConvPrefillArgs& a, cudaStream_t stream) {
   if (a.B == 0 || a.rows == 0) return;
   const dim3 grid(static_cast<unsigned>((a.C + 255) / 256),
                   static_cast<unsigned>((a.rows + kConvTile - 1) / kConvTile + a.B));
-  conv_prefill_kernel<<<grid, 256, 0, stream>>>(a);
+  cuda::launch_pdl(conv_prefill_kernel, grid, dim3(256), 0, stream, a);
   cuda::check_launch("conv1d_prefill_silu_cuda");
 }
 

@@ -84,6 +84,8 @@ void launch_expert(const ExpertGemvArgs& a, cudaStream_t stream) {
 
 __global__ void combine_kernel(const uint16_t* __restrict__ y, const float* __restrict__ w, int k, int D,
                                uint16_t* __restrict__ out) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t t = blockIdx.y;
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= D) return;
@@ -117,7 +119,7 @@ void moe_combine_cuda(const uint16_t* y, const float* weights, int64_t T, int64_
   require(T == 0 || (y && weights && out), "moe_combine_cuda: null pointer");
   if (T == 0) return;
   const dim3 grid(static_cast<unsigned>((D + 255) / 256), static_cast<unsigned>(T));
-  combine_kernel<<<grid, 256, 0, stream>>>(y, weights, static_cast<int>(k), static_cast<int>(D), out);
+  launch_pdl(combine_kernel, grid, dim3(256), 0, stream, y, weights, static_cast<int>(k), static_cast<int>(D), out);
   check_launch("moe_combine_cuda");
 }
 

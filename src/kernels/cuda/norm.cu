@@ -82,6 +82,8 @@ void launch_add_rmsnorm(float* x, const uint16_t* y, const uint16_t* y2, const u
 
 __global__ void embed_kernel(const int32_t* __restrict__ ids, const uint16_t* __restrict__ table, int64_t V, int H,
                              float* __restrict__ x) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int32_t id = ids[blockIdx.x];
   float* xr = x + static_cast<int64_t>(blockIdx.x) * H;
   const bool ok = id >= 0 && id < V;
@@ -104,6 +106,8 @@ __global__ void __launch_bounds__(kThreads) gated_rmsnorm_kernel(const float* __
                                                                  const uint16_t* __restrict__ z, int64_t z_stride,
                                                                  const uint16_t* __restrict__ w, int D, int group,
                                                                  float eps, uint16_t* __restrict__ out) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   __shared__ float scratch[32];
   const int64_t t = blockIdx.y;
   const int g0 = blockIdx.x * group;
@@ -177,7 +181,8 @@ void embed_cuda(const int32_t* ids, const uint16_t* table, int64_t V, int64_t H,
   check_rows(T, H, "embed_cuda");
   cuda::require(ids && table && x && V >= 1, "embed_cuda: null pointer or empty table");
   if (T == 0) return;
-  embed_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(ids, table, V, static_cast<int>(H), x);
+  cuda::launch_pdl(embed_kernel, dim3(static_cast<unsigned>(T)), dim3(kThreads), 0, stream, ids, table, V,
+                   static_cast<int>(H), x);
   cuda::check_launch("embed_cuda");
 }
 
@@ -199,8 +204,8 @@ void gated_rmsnorm_cuda(const float* y, const uint16_t* z, int64_t z_stride, con
   cuda::require(T < 65536, "gated_rmsnorm_cuda: T must be < 65536");
   if (T == 0) return;
   const dim3 grid(static_cast<unsigned>(D / group), static_cast<unsigned>(T));
-  gated_rmsnorm_kernel<<<grid, kThreads, 0, stream>>>(y, z, z_stride, w, static_cast<int>(D), static_cast<int>(group),
-                                                      eps, out);
+  cuda::launch_pdl(gated_rmsnorm_kernel, grid, dim3(kThreads), 0, stream, y, z, z_stride, w, static_cast<int>(D),
+                   static_cast<int>(group), eps, out);
   cuda::check_launch("gated_rmsnorm_cuda");
 }
 
