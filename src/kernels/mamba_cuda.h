@@ -115,4 +115,41 @@ inline int64_t mamba_decode_workspace_bytes(int64_t B, int64_t heads, int64_t gr
 }
 void ssm_update_gated_norm_cuda(const SsmDecodeNormArgs& a, cudaStream_t stream);
 
+// Fused Mamba-2 decode (mamba_decode.cu): one new token per row, row r its own state slot
+// slot[r], from the in_proj output row [z | xBC | dt] to out_proj's BF16 input, in one kernel:
+// conv1d state update + SiLU (as conv1d_update_silu_cuda), selective state update with the
+// D skip (as ssm_state_update_cuda), and the gated group RMSNorm (as gated_rmsnorm_cuda with
+// group = di / groups). Same fp32 state layouts and per-element arithmetic as those kernels;
+// the group norm's sum of squares is reduced in a different (fixed) order, so `out` matches
+// the three-kernel path up to float rounding, and each row depends on that row alone.
+//   in_proj  BF16 rows of stride in_stride >= di + C + heads: z at 0, xBC at di, dt at di + C
+//            (di = heads * head_dim, C = di + 2 * groups * state_dim)
+//   conv_state fp32 [slots, K-1, C]; conv_w BF16 [C, K]; conv_b BF16 [C] or nullptr
+//   ssm_state fp32 [slots, heads, head_dim, state_dim]; dt_bias, A, D fp32 [heads]
+//   norm_w BF16 [di]; out BF16 [rows, di]; slot device int32 [rows], distinct.
+// Runs on sm_90+ only (thread block clusters): check mamba_decode_fused_supported first.
+struct MambaDecodeArgs {
+  const uint16_t* in_proj = nullptr;
+  int64_t in_stride = 0;
+  float* conv_state = nullptr;
+  const uint16_t* conv_w = nullptr;
+  const uint16_t* conv_b = nullptr;
+  float* ssm_state = nullptr;
+  const float* dt_bias = nullptr;
+  const float* A = nullptr;
+  const float* D = nullptr;
+  const uint16_t* norm_w = nullptr;
+  const int32_t* slot = nullptr;
+  int64_t rows = 0, heads = 0, head_dim = 0, state_dim = 0, groups = 1, K = 4;
+  float dt_min = 0.0f, dt_max = std::numeric_limits<float>::infinity();
+  float eps = 1e-5f;
+  uint16_t* out = nullptr;
+};
+// True when the current device and these dimensions are supported: sm_90+, heads % groups
+// == 0, state_dim in {16, 32, 64, 128, 256}, K in [1, 8], (heads / groups) * head_dim / (the
+// blocks per group, up to 8) <= 1024.
+bool mamba_decode_fused_supported(int64_t heads, int64_t head_dim, int64_t state_dim, int64_t groups, int64_t K);
+// Throws Error on unsupported or inconsistent arguments.
+void mamba_decode_fused_cuda(const MambaDecodeArgs& a, cudaStream_t stream);
+
 }  // namespace nemotron::kernels

@@ -1,5 +1,7 @@
 #pragma once
 // Norms and small elementwise ops on the GPU (CPU references: norm.h, model/cpu_forward.cpp).
+// The add+norm kernels are launched with programmatic dependent launch (common.cuh): they
+// read only the norm weights before waiting on the previous kernel.
 // Layouts: the residual stream is fp32 [T, H] (the CPU reference's precision); activations
 // that feed a linear layer are BF16; norm weights are the checkpoint's BF16 vectors.
 #include <cstdint>
@@ -23,6 +25,15 @@ void add_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_
 // (bit-identical), in one kernel. y2 may be nullptr (then as add_rmsnorm_f32_cuda); y2 needs y.
 void add2_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* y2, const uint16_t* w, int64_t T, int64_t H,
                            float eps, uint16_t* u, float* uf, cudaStream_t stream);
+
+// As add2_rmsnorm_f32_cuda with the MoE combine folded in: the addend of row t is
+// bf16(sum_s rw[t, s] * yk[t, s, :]) exactly as moe_combine_cuda computes it (fp32 sum in slot
+// order, one BF16 rounding), so this equals moe_combine_cuda(yk, rw, T, k, H, y) followed by
+// add2_rmsnorm_f32_cuda(x, y, y2, ...) bit for bit, in one kernel.
+//   yk BF16 [T, k, H] (the routed experts' down outputs), rw fp32 [T, k], y2 BF16 [T, H] or nullptr.
+void combine_add2_rmsnorm_f32_cuda(float* x, const uint16_t* yk, const float* rw, int64_t k, const uint16_t* y2,
+                                   const uint16_t* w, int64_t T, int64_t H, float eps, uint16_t* u, float* uf,
+                                   cudaStream_t stream);
 
 // out[t * out_stride + i] = bf16(rmsnorm(x[t]) * w) for i < H: x fp32 [T, H] (read only),
 // out BF16 rows of stride out_stride >= H (e.g. one half of the MTP head's [T, 2H] input).

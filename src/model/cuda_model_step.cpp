@@ -4,6 +4,7 @@
 #ifdef NEMOTRON_HAVE_CUDA
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -18,6 +19,18 @@ namespace nemotron::model {
 using namespace nemotron::kernels;
 using cuda_detail::check;
 using cuda_detail::kPage;
+
+namespace {
+// TEMPORARY (measurement): NEMOTRON_MAMBA_DECODE=0 three kernels, 1 conv + fused SSM/norm,
+// 2 (default) one fused kernel.
+int mamba_decode_variant() {
+  static const int v = [] {
+    const char* e = std::getenv("NEMOTRON_MAMBA_DECODE");
+    return e ? std::atoi(e) : 2;
+  }();
+  return v;
+}
+}  // namespace
 
 int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& chunks, int64_t& L) {
   const int64_t V = model.config.vocab_size;
@@ -119,16 +132,56 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
   // A block's output is y_prev, plus y2_prev (BF16, added to it with BF16 rounding) after an
   // MoE block with shared experts: the next norm kernel does that add (add2_rmsnorm_f32_cuda).
   const uint16_t *y_prev = nullptr, *y2_prev = nullptr;
+  // combine_k > 0: the previous block was an MoE block without latent projection whose
+  // weighted combine of the k expert outputs (yk, route_w) is folded into this block's norm
+  // (combine_add2_rmsnorm_f32_cuda: the same BF16 rounding points as moe_combine_cuda).
+  int64_t combine_k = 0;
   for (const DBlock& b : st.blocks) {
     // MoE blocks with router_fp32 also keep the unrounded normed rows for the router.
     const bool f32_router = b.kind == LayerKind::MoE && opt.router_fp32;
-    add2_rmsnorm_f32_cuda(x, y_prev, y2_prev, b.norm, R, H, eps, u, f32_router ? uf : nullptr, sm);
+    if (combine_k > 0)
+      combine_add2_rmsnorm_f32_cuda(x, yk, route_w, combine_k, y2_prev, b.norm, R, H, eps, u, f32_router ? uf : nullptr,
+                                    sm);
+    else
+      add2_rmsnorm_f32_cuda(x, y_prev, y2_prev, b.norm, R, H, eps, u, f32_router ? uf : nullptr, sm);
     mark("add+norm");
     y2_prev = nullptr;
+    combine_k = 0;
     switch (b.kind) {
       case LayerKind::Mamba: {
         const int64_t W = c.in_proj_dim(), di = c.d_inner(), C = c.conv_dim();
         linear("mamba.in_proj", b.m.in_proj, u, R, big);  // [R, z | xBC | dt]
+        // Decode-only steps (every chunk one token: R == B, row i is sequence i): conv update,
+        // state update and gated norm in one kernel.
+        if (R == B && mamba_decode_variant() == 2 && mamba_decode_fused_supported(c.mamba_num_heads, c.mamba_head_dim, c.ssm_state_size, c.n_groups,
+                                                   c.conv_kernel)) {
+          MambaDecodeArgs da;
+          da.in_proj = big;
+          da.in_stride = W;
+          da.conv_state = b.m.conv_state;
+          da.conv_w = b.m.conv_w;
+          da.conv_b = b.m.conv_b;
+          da.ssm_state = b.m.ssm_state;
+          da.dt_bias = b.m.dt_bias;
+          da.A = b.m.A;
+          da.D = b.m.D;
+          da.norm_w = b.m.norm;
+          da.slot = d_slots;
+          da.rows = R;
+          da.heads = c.mamba_num_heads;
+          da.head_dim = c.mamba_head_dim;
+          da.state_dim = c.ssm_state_size;
+          da.groups = c.n_groups;
+          da.K = c.conv_kernel;
+          da.dt_min = static_cast<float>(c.time_step_limit_min);
+          da.dt_max = static_cast<float>(c.time_step_limit_max);
+          da.eps = eps;
+          da.out = g;
+          mamba_decode_fused_cuda(da, sm);
+          mark("mamba.fused_decode");
+          linear("mamba.out_proj", b.m.out_proj, g, R, y);
+          break;
+        }
         ConvPrefillArgs ca;
         ca.xbc = big + di;
         ca.xbc_stride = W;
@@ -164,7 +217,7 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         sa.dt_min = static_cast<float>(c.time_step_limit_min);
         sa.dt_max = static_cast<float>(c.time_step_limit_max);
         sa.y = ssm_y;
-        if (R == B && mamba_ws) {
+        if (R == B && mamba_ws && mamba_decode_variant() >= 1) {
           // Decode rows only (row b = sequence b): one launch for the SSM update and the norm.
           SsmDecodeNormArgs da;
           da.ssm.xbc = conv_out;
@@ -297,6 +350,8 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
           moe_combine_cuda(yk, route_w, R, k, Din, acc, sm);
           mark("moe.combine");
           linear("moe.latent_out", b.e.fc2, acc, R, y);
+        } else if (&b != &st.blocks.back() && Din == H) {
+          combine_k = k;  // done by the next block's norm
         } else {
           moe_combine_cuda(yk, route_w, R, k, Din, y, sm);
           mark("moe.combine");

@@ -51,6 +51,16 @@ TEST(MoeCuda, RouterNanoSuperGrouped) {
   check_router("ties E=1000 k=40", RouterParams{1000, 40, 1, 1, true, 1.0f}, 4, 36, true);
   check_router("ties E=128 k=6", RouterParams{128, 6, 1, 1, true, 2.5f}, 9, 37, true);
   check_router("E=300 k=64", RouterParams{300, 64, 1, 1, false, 1.0f}, 3, 38);
+  // The rank kernel (ungrouped, E <= 256): expert counts that are not multiples of 32 or 4, the
+  // fixtures' 16 experts, k = E, a single expert, many ties at k = 64, and a prefill-sized T.
+  check_router("rank E=200 k=9", RouterParams{200, 9, 1, 1, true, 2.5f}, 5, 39);
+  check_router("rank E=16 k=4", RouterParams{16, 4, 1, 1, true, 1.0f}, 11, 40);
+  check_router("rank E=37 k=37", RouterParams{37, 37, 1, 1, true, 1.0f}, 3, 41, true);
+  check_router("rank E=1 k=1", RouterParams{1, 1, 1, 1, true, 1.0f}, 2, 42);
+  check_router("rank ties E=256 k=64", RouterParams{256, 64, 1, 1, true, 1.0f}, 6, 43, true);
+  check_router("rank nano T=300", RouterParams{128, 6, 1, 1, true, 2.5f}, 300, 44);
+  // The warp kernel (grouped) with many ties.
+  check_router("ties grouped E=128 k=6 g=4/2", RouterParams{128, 6, 4, 2, true, 2.5f}, 9, 45, true);
 }
 
 TEST(MoeCuda, RoutedExpertsFromDeviceIds) {

@@ -1,12 +1,15 @@
-// add_rmsnorm_cuda, embed_cuda, relu2_cuda, gated_rmsnorm_cuda against the CPU references
+// add_rmsnorm_cuda (vector and scalar paths), embed_cuda, relu2_cuda, gated_rmsnorm_cuda against the CPU references
 // (rmsnorm_cpu, dequantize_row / plain copy, relu² as in cpu_forward, gated_rmsnorm_cpu) on the
 // same BF16-rounded inputs. Tolerances: the residual add and the gathers are exact (tol 0);
 // normalized BF16 outputs may differ by one BF16 rounding of a value whose fp32 inputs differ
 // by a few ulps: 2^-7 |ref| + 1e-6.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "cuda_test_util.h"
+#include "kernels/moe_cuda.h"
 #include "kernels/norm.h"
 #include "kernels/norm_cuda.h"
 
@@ -81,6 +84,75 @@ TEST(NormCuda, AddRmsnormF32AndStrided) {
       EXPECT_EQ(report(what + " strided", right, ur, bf16_tol(ur)), 0u);
     }
   EXPECT_THROW(kernels::rmsnorm_strided_cuda(nullptr, nullptr, 1, 128, 1e-5f, nullptr, 64, nullptr), Error);
+}
+
+// The scalar path (H not a multiple of 4, or rows not 16-byte aligned) against the CPU
+// reference, with and without the add; the vector path is covered above (H % 4 == 0).
+TEST(NormCuda, AddRmsnormScalarPath) {
+  ASSERT_TRUE(have_device());
+  Rng rng(31);
+  for (const int64_t H : {int64_t{1001}, int64_t{2688}})
+    for (const int64_t T : {int64_t{1}, int64_t{6}}) {
+      const std::size_t n = static_cast<std::size_t>(T * H);
+      std::vector<float> x(n), yf, wf;
+      for (auto& v : x) v = rng.normal(2.0f);
+      const auto yb = rng.bf16(n, 1.0f, &yf);
+      const auto wb = rng.bf16(static_cast<std::size_t>(H), 1.0f, &wf);
+      // One extra leading element: x + 1 is 4 but not 16-byte aligned.
+      std::vector<float> xpad(n + 1, 0.0f);
+      std::copy(x.begin(), x.end(), xpad.begin() + 1);
+      DeviceBuffer<float> dx(xpad), duf(n);
+      DeviceBuffer<uint16_t> dy(yb), dw(wb), du(n);
+      du.poison();
+      duf.poison();
+      kernels::add_rmsnorm_f32_cuda(dx.get() + 1, dy.get(), dw.get(), T, H, 1e-5f, du.get(), duf.get(), nullptr);
+      CUDA_OK(cudaDeviceSynchronize());
+      std::vector<float> xr = x, ur(n);
+      for (std::size_t i = 0; i < n; ++i) xr[i] += yf[i];
+      kernels::rmsnorm_cpu(xr.data(), wf.data(), T, H, 1e-5f, ur.data());
+      const auto got_x = dx.download();
+      const std::string what = "scalar add_rmsnorm H=" + std::to_string(H) + " T=" + std::to_string(T);
+      EXPECT_EQ(report(what + " x", std::vector<float>(got_x.begin() + 1, got_x.end()), xr, std::vector<float>(n, 0.0f)),
+                0u);
+      EXPECT_EQ(report(what + " u", bf16_to_f32(du.download()), ur, bf16_tol(ur)), 0u);
+      EXPECT_EQ(report(what + " uf", duf.download(), ur, uniform_tol(n, 1e-6f, ur, 1e-5f)), 0u);
+    }
+}
+
+// combine_add2_rmsnorm_f32_cuda (the MoE combine folded into the next norm) equals
+// moe_combine_cuda followed by add2_rmsnorm_f32_cuda bit for bit (residual, BF16 and fp32 rows),
+// with and without the shared-expert addend, on the vector and the scalar path (H = 1001).
+TEST(NormCuda, CombineFoldedIntoNormEqualsTwoKernels) {
+  ASSERT_TRUE(have_device());
+  Rng rng(32);
+  for (const int64_t H : {int64_t{2688}, int64_t{96}, int64_t{1001}})
+    for (const int64_t T : {int64_t{1}, int64_t{5}})
+      for (const int64_t k : {int64_t{6}, int64_t{1}})
+        for (const bool shared : {true, false}) {
+          const std::size_t n = static_cast<std::size_t>(T * H);
+          std::vector<float> x(n), rw(static_cast<std::size_t>(T * k));
+          for (auto& v : x) v = rng.normal(2.0f);
+          for (auto& v : rw) v = rng.uniform(0.0f, 1.0f);
+          const auto yk = rng.bf16(n * static_cast<std::size_t>(k), 1.0f, nullptr);
+          const auto y2 = rng.bf16(n, 1.0f, nullptr), w = rng.bf16(static_cast<std::size_t>(H), 1.0f, nullptr);
+          DeviceBuffer<float> x1(x), x2(x), uf1(n), uf2(n), drw(rw);
+          DeviceBuffer<uint16_t> dyk(yk), dy2(y2), dw(w), y(n), u1(n), u2(n);
+          const uint16_t* add2 = shared ? dy2.get() : nullptr;
+          kernels::moe_combine_cuda(dyk.get(), drw.get(), T, k, H, y.get(), nullptr);
+          kernels::add2_rmsnorm_f32_cuda(x1.get(), y.get(), add2, dw.get(), T, H, 1e-5f, u1.get(), uf1.get(), nullptr);
+          kernels::combine_add2_rmsnorm_f32_cuda(x2.get(), dyk.get(), drw.get(), k, add2, dw.get(), T, H, 1e-5f,
+                                                 u2.get(), uf2.get(), nullptr);
+          CUDA_OK(cudaDeviceSynchronize());
+          const std::string what = "H=" + std::to_string(H) + " T=" + std::to_string(T) + " k=" + std::to_string(k) +
+                                   (shared ? " +shared" : "");
+          const auto a1 = x1.download(), a2 = x2.download(), f1 = uf1.download(), f2 = uf2.download();
+          EXPECT_EQ(0, std::memcmp(a1.data(), a2.data(), n * 4)) << what << ": residual";
+          EXPECT_EQ(0, std::memcmp(f1.data(), f2.data(), n * 4)) << what << ": fp32 normed rows";
+          EXPECT_EQ(u1.download(), u2.download()) << what << ": BF16 normed rows";
+        }
+  EXPECT_THROW(kernels::combine_add2_rmsnorm_f32_cuda(nullptr, nullptr, nullptr, 6, nullptr, nullptr, 1, 8, 1e-5f,
+                                                      nullptr, nullptr, nullptr),
+               Error);
 }
 
 TEST(NormCuda, EmbedGatherAndBadId) {

@@ -1,4 +1,5 @@
-// Mamba-2 decode kernels: conv1d state update + SiLU, and the selective state update.
+// Mamba-2 decode kernels: conv1d state update + SiLU, and the selective state update (PDL
+// launches; the model's decode steps use the fused kernel in mamba_decode.cu instead).
 #include <string>
 
 #include "kernels/cuda/common.cuh"
@@ -13,6 +14,8 @@ constexpr int kMaxK = 8;
 
 // grid (ceil(C/256), B): one thread per channel.
 __global__ void conv_update_kernel(ConvUpdateArgs a) {
+  cuda::pdl_trigger();
+  cuda::pdl_wait();
   const int64_t b = blockIdx.y;
   const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (c >= a.C) return;
@@ -40,6 +43,8 @@ __device__ __forceinline__ float softplus(float v) { return v > 20.0f ? v : log1
 // grid (heads, B), 256 threads = 8 warps; warp w handles head rows p = w, w+8, ...; lane l holds
 // state columns n = 4l .. 4l+3 (+128 per step), so state rows move as coalesced float4.
 __global__ void __launch_bounds__(256) ssm_update_kernel(SsmUpdateArgs a) {
+  cuda::pdl_trigger();
+  cuda::pdl_wait();
   const int h = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t b = blockIdx.y;
   const int P = static_cast<int>(a.head_dim), N = static_cast<int>(a.state_dim);
@@ -170,7 +175,7 @@ void conv1d_update_silu_cuda(const ConvUpdateArgs& a, cudaStream_t stream) {
   cuda::require(a.xbc && a.state && a.slot && a.w && a.out, "conv1d_update_silu_cuda: null pointer");
   if (a.B == 0) return;
   const dim3 grid(static_cast<unsigned>((a.C + 255) / 256), static_cast<unsigned>(a.B));
-  conv_update_kernel<<<grid, 256, 0, stream>>>(a);
+  cuda::launch_pdl(conv_update_kernel, grid, dim3(256), 0, stream, a);
   cuda::check_launch("conv1d_update_silu_cuda");
 }
 
@@ -186,7 +191,7 @@ void ssm_state_update_cuda(const SsmUpdateArgs& a, cudaStream_t stream) {
   cuda::require(cuda::aligned16(a.xbc) && cuda::aligned16(a.state), "ssm_state_update_cuda: xbc/state not 16-byte aligned");
   if (a.B == 0) return;
   const dim3 grid(static_cast<unsigned>(a.heads), static_cast<unsigned>(a.B));
-  ssm_update_kernel<<<grid, 256, 0, stream>>>(a);
+  cuda::launch_pdl(ssm_update_kernel, grid, dim3(256), 0, stream, a);
   cuda::check_launch("ssm_state_update_cuda");
 }
 

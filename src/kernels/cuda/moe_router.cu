@@ -1,4 +1,6 @@
-// Device MoE router: one warp per token, lane l owns experts l, l+32, ... (kPer per lane).
+// Device MoE router. Ungrouped routing of up to 256 experts: router_rank_kernel (one block per
+// token, each expert's rank counted directly). Otherwise one warp per token, lane l owns
+// experts l, l+32, ... (kPer per lane), or one block per token for E > 256.
 // Selection repeats a warp arg-max (higher score, then lower id) k times, which reproduces
 // route_topk_cpu's partial_sort order; group scores (sum of the two best biased scores in
 // each group) and group selection follow the same order rules (stable: ties -> lower group).
@@ -43,8 +45,8 @@ __device__ __forceinline__ Best warp_argmax(Best b) {
 template <int kPer>
 __global__ void router_kernel(const float* __restrict__ logits, const float* __restrict__ bias, RouterParams p,
                               int64_t T, int32_t* __restrict__ ids, float* __restrict__ weights) {
-  cuda::pdl_wait();
   cuda::pdl_trigger();
+  cuda::pdl_wait();
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
   if (t >= T) return;
   const int lane = threadIdx.x & 31, E = static_cast<int>(p.experts), k = static_cast<int>(p.top_k);
@@ -171,7 +173,59 @@ __global__ void router_kernel(const float* __restrict__ logits, const float* __r
   }
 }
 
-// Ungrouped routing of many experts (E > 128, n_group == 1; Super: 512, k = 22): one block of
+// Ungrouped routing of up to kRankMaxE experts (Nano: 128, k = 6): one block per token, thread
+// e owning expert e (blockDim = E rounded up to 32). Each thread counts the experts that beat
+// its own (a higher selection key, or an equal key and a lower id: the same keys and order
+// rules as router_kernel, so the same ids as route_topk_cpu) over all keys in shared memory;
+// the k with rank < k write themselves to ids[rank]. No serial search or arg-max rounds: one
+// barrier, ~E/4 broadcast 16-byte shared loads per thread, then the rank-order weight sum.
+constexpr int kRankMaxE = 256;
+__global__ void __launch_bounds__(kRankMaxE) router_rank_kernel(const float* __restrict__ logits,
+                                                                const float* __restrict__ bias, RouterParams p,
+                                                                int32_t* __restrict__ ids,
+                                                                float* __restrict__ weights) {
+  __shared__ uint4 keys4[kRankMaxE / 4];
+  __shared__ float ranked[kMaxK];
+  const int e = threadIdx.x, E = static_cast<int>(p.experts), k = static_cast<int>(p.top_k);
+  const float b = bias && e < E ? bias[e] : 0.0f;  // the correction bias is a weight: read before the wait
+  cuda::pdl_trigger();
+  cuda::pdl_wait();
+  const int64_t t = blockIdx.x;
+  float s = 0.0f;
+  uint32_t key = 0u;  // experts past E: key 0, below every real key, and a higher id
+  if (e < E) {
+    s = 1.0f / (1.0f + expf(-logits[t * E + e]));
+    const uint32_t bits = __float_as_uint(s + b + 0.0f);  // -0 -> +0: equal scores, equal keys
+    key = bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+  }
+  reinterpret_cast<uint32_t*>(keys4)[e] = key;
+  __syncthreads();
+  int rank = 0;
+  const int n4 = static_cast<int>(blockDim.x) >> 2;
+  for (int q = 0; q < n4; ++q) {
+    const uint4 kk = keys4[q];
+    const int o = 4 * q;
+    rank += (kk.x > key) + (kk.x == key && o < e);
+    rank += (kk.y > key) + (kk.y == key && o + 1 < e);
+    rank += (kk.z > key) + (kk.z == key && o + 2 < e);
+    rank += (kk.w > key) + (kk.w == key && o + 3 < e);
+  }
+  if (e < E && rank < k) {
+    ids[t * k + rank] = e;
+    ranked[rank] = s;
+  }
+  __syncthreads();
+  if (e < k) {
+    // The sum in rank order (as route_topk_cpu), then the normalized, scaled weight.
+    float sum = 0.0f;
+    for (int r = 0; r < k; ++r) sum += ranked[r];
+    float w = ranked[e];
+    if (p.norm_topk_prob) w /= (sum + 1e-20f);
+    weights[t * k + e] = w * p.routed_scaling_factor;
+  }
+}
+
+// Ungrouped routing of many experts (E > 256, n_group == 1; Super: 512, k = 22): one block of
 // kTopkThreads per token, thread i owning experts i, i + 128, ... (kPer each), so that each
 // step of the search compares kPer keys per thread instead of 4 * kPer per lane. Same three
 // stages and the same order rules as router_kernel.
@@ -186,8 +240,8 @@ __global__ void __launch_bounds__(kTopkThreads) router_block_kernel(const float*
   __shared__ float cs[kMaxK], cw[kMaxK], ranked[kMaxK];
   __shared__ int ci[kMaxK], nchosen;
   __shared__ float total;
-  cuda::pdl_wait();
   cuda::pdl_trigger();
+  cuda::pdl_wait();
   const int64_t t = blockIdx.x;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int E = static_cast<int>(p.experts), k = static_cast<int>(p.top_k);
@@ -398,6 +452,13 @@ void route_topk_cuda(const float* logits, const float* bias, const RouterParams&
   if (T == 0) return;
   constexpr int kWarpsPerBlock = 4;
   const size_t smem = p.n_group > 1 ? sizeof(float) * kWarpsPerBlock * static_cast<size_t>(p.n_group) : 0;
+  if (p.n_group == 1 && p.experts <= kRankMaxE && T < (int64_t{1} << 31)) {
+    const unsigned threads = static_cast<unsigned>((p.experts + 31) / 32 * 32);
+    cuda::launch_pdl(router_rank_kernel, dim3(static_cast<unsigned>(T)), dim3(threads), 0, stream, logits, bias, p, ids,
+                     weights);
+    cuda::check_launch("route_topk_cuda");
+    return;
+  }
   if (p.n_group == 1 && p.experts > 128 && p.experts <= kTopkThreads * 8) {
     const dim3 g1(static_cast<unsigned>(T)), b1(kTopkThreads);
     if (p.experts <= kTopkThreads * 4) cuda::launch_pdl(router_block_kernel<4>, g1, b1, 0, stream, logits, bias, p, ids, weights);

@@ -14,70 +14,228 @@ using cuda::f2bf;
 
 constexpr int kThreads = 256;
 
-// u row t starts at u + t * u_stride; uf (fp32, stride H) may be nullptr. y2 (only with y)
-// is added to y first with BF16 rounding, as add_bf16_cuda would. Thread i owns elements
-// i, i + 256, ... (at most kPer of them, H <= 256 * kPer), kept in registers between the sum
-// of squares and the scaling: all loads of the row are issued before any is used. The sum
-// of squares runs in the same order as a strided loop would (element order per thread, then
-// block_sum), so the result does not depend on kPer.
+// Operands of one add+norm launch over T rows of width H (see norm_cuda.h). The addend of
+// row t is, when yk is set, the MoE combine bf16(sum_s rw[t, s] * yk[t, s, :]) (as
+// moe_combine_cuda: fp32 sum in slot order, one BF16 rounding), else y[t] (nullptr: no add,
+// x is only read); y2, when set, is added to it with BF16 rounding (as add_bf16_cuda).
+struct NormArgs {
+  float* x = nullptr;
+  const uint16_t* y = nullptr;
+  const uint16_t* y2 = nullptr;
+  const uint16_t* yk = nullptr;
+  const float* rw = nullptr;
+  int k = 0;
+  const uint16_t* w = nullptr;
+  int H = 0;
+  float eps = 0.0f;
+  uint16_t* u = nullptr;
+  int64_t u_stride = 0;
+  float* uf = nullptr;
+};
+
+// Scalar path (any H <= 256 * kPer, any alignment). Thread i owns elements i, i + 256, ...
+// (at most kPer), kept in registers between the sum of squares and the scaling. Every path:
+// norm weights are read before pdl_wait (they are constant during a step), pdl_trigger early.
 template <int kPer>
-__global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(float* __restrict__ x, const uint16_t* __restrict__ y,
-                                                               const uint16_t* __restrict__ y2,
-                                                               const uint16_t* __restrict__ w, int H, float eps,
-                                                               uint16_t* __restrict__ u, int64_t u_stride,
-                                                               float* __restrict__ uf) {
+__global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(NormArgs a) {
   __shared__ float scratch[32];
-  cuda::pdl_wait();
+  const int H = a.H;
+  float wv[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    wv[j] = i < H ? bf16f(a.w[i]) : 0.0f;
+  }
   cuda::pdl_trigger();
-  float* xr = x + static_cast<int64_t>(blockIdx.x) * H;
-  const uint16_t* yr = y ? y + static_cast<int64_t>(blockIdx.x) * H : nullptr;
-  const uint16_t* y2r = y && y2 ? y2 + static_cast<int64_t>(blockIdx.x) * H : nullptr;
-  float v[kPer], a[kPer];
+  cuda::pdl_wait();
+  const int64_t t = blockIdx.x;
+  float* xr = a.x + t * H;
+  const bool add = a.y || a.yk;
+  float v[kPer], s[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int i = threadIdx.x + j * kThreads;
     v[j] = i < H ? xr[i] : 0.0f;
-    a[j] = yr && i < H ? bf16f(yr[i]) : 0.0f;
-    if (y2r && i < H) a[j] = bf16f(f2bf(a[j] + bf16f(y2r[i])));
+    s[j] = 0.0f;
+    if (add && i < H) {
+      if (a.yk) {
+        float acc = 0.0f;
+        for (int q = 0; q < a.k; ++q) acc += a.rw[t * a.k + q] * bf16f(a.yk[(t * a.k + q) * H + i]);
+        s[j] = bf16f(f2bf(acc));
+      } else {
+        s[j] = bf16f(a.y[t * H + i]);
+      }
+      if (a.y2) s[j] = bf16f(f2bf(s[j] + bf16f(a.y2[t * H + i])));
+    }
   }
   float ss = 0.0f;
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int i = threadIdx.x + j * kThreads;
     if (i < H) {
-      if (yr) {
-        v[j] += a[j];
+      if (add) {
+        v[j] += s[j];
         xr[i] = v[j];
       }
       ss += v[j] * v[j];
     }
   }
   ss = cuda::block_sum(ss, scratch);
-  const float inv = 1.0f / sqrtf(ss / static_cast<float>(H) + eps);
-  uint16_t* ur = u + static_cast<int64_t>(blockIdx.x) * u_stride;
-  float* ufr = uf ? uf + static_cast<int64_t>(blockIdx.x) * H : nullptr;
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(H) + a.eps);
+  uint16_t* ur = a.u + t * a.u_stride;
+  float* ufr = a.uf ? a.uf + t * H : nullptr;
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int i = threadIdx.x + j * kThreads;
     if (i < H) {
-      const float o = (v[j] * inv) * bf16f(w[i]);
+      const float o = (v[j] * inv) * wv[j];
       ur[i] = f2bf(o);
       if (ufr) ufr[i] = o;
     }
   }
 }
 
-// Launches add_rmsnorm_kernel with the smallest register count that holds a row.
-void launch_add_rmsnorm(float* x, const uint16_t* y, const uint16_t* y2, const uint16_t* w, int64_t T, int64_t H,
-                        float eps, uint16_t* u, int64_t u_stride, float* uf, cudaStream_t stream) {
+__device__ __forceinline__ void unpack4(uint2 p, float* f) {
+  f[0] = cuda::bf16lo(p.x);
+  f[1] = cuda::bf16hi(p.x);
+  f[2] = cuda::bf16lo(p.y);
+  f[3] = cuda::bf16hi(p.y);
+}
+
+// Vector path (H % 4 == 0; x, uf 16-byte and y, y2, yk, w, u 8-byte aligned, u_stride % 4 == 0):
+// thread i owns the 4-element quads i, i + 256, ... (at most kVec, H <= 1024 * kVec), moved
+// as float4 / 4 x BF16, so a row of 2688 is 3 quads per thread. Same per-element arithmetic
+// as the scalar path; the sum of squares runs over the thread's elements in order, then
+// block_sum (a row's result depends on that row alone).
+template <int kVec>
+__global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
+  __shared__ float scratch[32];
+  const int H = a.H, H4 = H >> 2;
+  float wv[kVec][4];
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    const int q = threadIdx.x + j * kThreads;
+    if (q < H4) unpack4(__ldg(reinterpret_cast<const uint2*>(a.w) + q), wv[j]);
+  }
+  cuda::pdl_trigger();
+  cuda::pdl_wait();
+  const int64_t t = blockIdx.x;
+  float4* xr = reinterpret_cast<float4*>(a.x + t * H);
+  const bool add = a.y || a.yk;
+  float v[kVec][4], s[kVec][4];
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    const int q = threadIdx.x + j * kThreads;
+    const float4 xv = q < H4 ? xr[q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    v[j][0] = xv.x, v[j][1] = xv.y, v[j][2] = xv.z, v[j][3] = xv.w;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[j][e] = 0.0f;
+    if (a.y && !a.yk && q < H4) unpack4(reinterpret_cast<const uint2*>(a.y + t * H)[q], s[j]);
+  }
+  if (a.yk) {
+    for (int r = 0; r < a.k; ++r) {
+      const float wr = a.rw[t * a.k + r];
+      const uint2* yr = reinterpret_cast<const uint2*>(a.yk + (t * a.k + r) * H);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        const int q = threadIdx.x + j * kThreads;
+        if (q < H4) {
+          float f[4];
+          unpack4(yr[q], f);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[j][e] += wr * f[e];
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kVec; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[j][e] = bf16f(f2bf(s[j][e]));
+  }
+  if (a.y2) {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      const int q = threadIdx.x + j * kThreads;
+      if (q < H4) {
+        float f[4];
+        unpack4(reinterpret_cast<const uint2*>(a.y2 + t * H)[q], f);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[j][e] = bf16f(f2bf(s[j][e] + f[e]));
+      }
+    }
+  }
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    const int q = threadIdx.x + j * kThreads;
+    if (q < H4) {
+      if (add) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[j][e] += s[j][e];
+        xr[q] = make_float4(v[j][0], v[j][1], v[j][2], v[j][3]);
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) ss += v[j][e] * v[j][e];
+    }
+  }
+  ss = cuda::block_sum(ss, scratch);
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(H) + a.eps);
+  uint2* ur = reinterpret_cast<uint2*>(a.u + t * a.u_stride);
+  float4* ufr = a.uf ? reinterpret_cast<float4*>(a.uf + t * H) : nullptr;
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    const int q = threadIdx.x + j * kThreads;
+    if (q < H4) {
+      float o[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[e] = (v[j][e] * inv) * wv[j][e];
+      ur[q] = make_uint2(f2bf(o[0]) | static_cast<uint32_t>(f2bf(o[1])) << 16,
+                         f2bf(o[2]) | static_cast<uint32_t>(f2bf(o[3])) << 16);
+      if (ufr) ufr[q] = make_float4(o[0], o[1], o[2], o[3]);
+    }
+  }
+}
+
+bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
+
+// Launches the vector kernel when the shape and alignment allow it, else the scalar one, each
+// with the smallest register count that holds a row.
+void launch_add_rmsnorm(const NormArgs& a, int64_t T, cudaStream_t stream) {
+  const int64_t H = a.H;
   cuda::require(H <= 32 * kThreads, "RMSNorm: hidden size " + std::to_string(H) + " above " +
                                        std::to_string(32 * kThreads) + " is not supported");
   const dim3 grid(static_cast<unsigned>(T)), block(kThreads);
-  const int h = static_cast<int>(H);
-  if (H <= 4 * kThreads) cuda::launch_pdl(add_rmsnorm_kernel<4>, grid, block, 0, stream, x, y, y2, w, h, eps, u, u_stride, uf);
-  else if (H <= 8 * kThreads) cuda::launch_pdl(add_rmsnorm_kernel<8>, grid, block, 0, stream, x, y, y2, w, h, eps, u, u_stride, uf);
-  else if (H <= 16 * kThreads) cuda::launch_pdl(add_rmsnorm_kernel<16>, grid, block, 0, stream, x, y, y2, w, h, eps, u, u_stride, uf);
-  else cuda::launch_pdl(add_rmsnorm_kernel<32>, grid, block, 0, stream, x, y, y2, w, h, eps, u, u_stride, uf);
+  const bool vec = H % 4 == 0 && a.u_stride % 4 == 0 && cuda::aligned16(a.x) && (!a.uf || cuda::aligned16(a.uf)) &&
+                   aligned8(a.w) && aligned8(a.u) && (!a.y || aligned8(a.y)) && (!a.y2 || aligned8(a.y2)) &&
+                   (!a.yk || aligned8(a.yk));
+  if (vec) {
+    const int64_t H4 = H / 4;
+    if (H4 <= kThreads) cuda::launch_pdl(add_rmsnorm_vec_kernel<1>, grid, block, 0, stream, a);
+    else if (H4 <= 2 * kThreads) cuda::launch_pdl(add_rmsnorm_vec_kernel<2>, grid, block, 0, stream, a);
+    else if (H4 <= 3 * kThreads) cuda::launch_pdl(add_rmsnorm_vec_kernel<3>, grid, block, 0, stream, a);
+    else if (H4 <= 4 * kThreads) cuda::launch_pdl(add_rmsnorm_vec_kernel<4>, grid, block, 0, stream, a);
+    else cuda::launch_pdl(add_rmsnorm_vec_kernel<8>, grid, block, 0, stream, a);
+    return;
+  }
+  if (H <= 4 * kThreads) cuda::launch_pdl(add_rmsnorm_kernel<4>, grid, block, 0, stream, a);
+  else if (H <= 8 * kThreads) cuda::launch_pdl(add_rmsnorm_kernel<8>, grid, block, 0, stream, a);
+  else if (H <= 16 * kThreads) cuda::launch_pdl(add_rmsnorm_kernel<16>, grid, block, 0, stream, a);
+  else cuda::launch_pdl(add_rmsnorm_kernel<32>, grid, block, 0, stream, a);
+}
+
+NormArgs norm_args(float* x, const uint16_t* y, const uint16_t* y2, const uint16_t* w, int64_t H, float eps, uint16_t* u,
+                   int64_t u_stride, float* uf) {
+  NormArgs a;
+  a.x = x;
+  a.y = y;
+  a.y2 = y2;
+  a.w = w;
+  a.H = static_cast<int>(H);
+  a.eps = eps;
+  a.u = u;
+  a.u_stride = u_stride;
+  a.uf = uf;
+  return a;
 }
 
 __global__ void embed_kernel(const int32_t* __restrict__ ids, const uint16_t* __restrict__ table, int64_t V, int H,
@@ -92,6 +250,8 @@ __global__ void embed_kernel(const int32_t* __restrict__ ids, const uint16_t* __
 }
 
 __global__ void relu2_kernel(uint16_t* __restrict__ v, int64_t n) {
+  cuda::pdl_trigger();
+  cuda::pdl_wait();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float a = bf16f(v[i]);
@@ -109,6 +269,8 @@ __global__ void __launch_bounds__(kThreads) gated_rmsnorm_kernel(const float* __
   cuda::pdl_wait();
   cuda::pdl_trigger();
   __shared__ float scratch[32];
+  cuda::pdl_trigger();
+  cuda::pdl_wait();
   const int64_t t = blockIdx.y;
   const int g0 = blockIdx.x * group;
   float v[kPer];
@@ -144,7 +306,7 @@ void add_rmsnorm_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_t T,
   check_rows(T, H, "add_rmsnorm_cuda");
   cuda::require(x && w && u, "add_rmsnorm_cuda: null pointer");
   if (T == 0) return;
-  launch_add_rmsnorm(x, y, nullptr, w, T, H, eps, u, H, nullptr, stream);
+  launch_add_rmsnorm(norm_args(x, y, nullptr, w, H, eps, u, H, nullptr), T, stream);
   cuda::check_launch("add_rmsnorm_cuda");
 }
 
@@ -153,7 +315,7 @@ void add_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* w, int64_
   check_rows(T, H, "add_rmsnorm_f32_cuda");
   cuda::require(x && w && u, "add_rmsnorm_f32_cuda: null pointer");
   if (T == 0) return;
-  launch_add_rmsnorm(x, y, nullptr, w, T, H, eps, u, H, uf, stream);
+  launch_add_rmsnorm(norm_args(x, y, nullptr, w, H, eps, u, H, uf), T, stream);
   cuda::check_launch("add_rmsnorm_f32_cuda");
 }
 
@@ -162,8 +324,23 @@ void add2_rmsnorm_f32_cuda(float* x, const uint16_t* y, const uint16_t* y2, cons
   check_rows(T, H, "add2_rmsnorm_f32_cuda");
   cuda::require(x && w && u && (y || !y2), "add2_rmsnorm_f32_cuda: null pointer (y2 needs y)");
   if (T == 0) return;
-  launch_add_rmsnorm(x, y, y2, w, T, H, eps, u, H, uf, stream);
+  launch_add_rmsnorm(norm_args(x, y, y2, w, H, eps, u, H, uf), T, stream);
   cuda::check_launch("add2_rmsnorm_f32_cuda");
+}
+
+void combine_add2_rmsnorm_f32_cuda(float* x, const uint16_t* yk, const float* rw, int64_t k, const uint16_t* y2,
+                                   const uint16_t* w, int64_t T, int64_t H, float eps, uint16_t* u, float* uf,
+                                   cudaStream_t stream) {
+  check_rows(T, H, "combine_add2_rmsnorm_f32_cuda");
+  cuda::require(k >= 1 && k <= 1024, "combine_add2_rmsnorm_f32_cuda: k must be in [1, 1024]");
+  cuda::require(x && yk && rw && w && u, "combine_add2_rmsnorm_f32_cuda: null pointer");
+  if (T == 0) return;
+  NormArgs a = norm_args(x, nullptr, y2, w, H, eps, u, H, uf);
+  a.yk = yk;
+  a.rw = rw;
+  a.k = static_cast<int>(k);
+  launch_add_rmsnorm(a, T, stream);
+  cuda::check_launch("combine_add2_rmsnorm_f32_cuda");
 }
 
 void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t H, float eps, uint16_t* out,
@@ -172,7 +349,8 @@ void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t 
   cuda::require(x && w && out && out_stride >= H, "rmsnorm_strided_cuda: null pointer or out_stride < H");
   if (T == 0) return;
   // With y == nullptr the kernel only reads x.
-  launch_add_rmsnorm(const_cast<float*>(x), nullptr, nullptr, w, T, H, eps, out, out_stride, nullptr, stream);
+  launch_add_rmsnorm(norm_args(const_cast<float*>(x), nullptr, nullptr, w, H, eps, out, out_stride, nullptr), T,
+                     stream);
   cuda::check_launch("rmsnorm_strided_cuda");
 }
 
@@ -190,7 +368,7 @@ void relu2_cuda(uint16_t* v, int64_t n, cudaStream_t stream) {
   cuda::require(n >= 0 && (n == 0 || v), "relu2_cuda: bad arguments");
   if (n == 0) return;
   const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, 4096);
-  relu2_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(v, n);
+  cuda::launch_pdl(relu2_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream, v, n);
   cuda::check_launch("relu2_cuda");
 }
 
