@@ -38,11 +38,24 @@ struct ExpertTable {
   const float* scale = nullptr;
 };
 
-// Routed-expert GEMV for decode: for each (token t, slot s) pair i = t*k + s,
+// Routed experts: for each (token t, slot s) pair i = t*k + s,
 //   y[i, :] = act(x[x_row(i), :] W[ids[i]]^T)   with x_row(i) = t when x_per_slot is false
 // (the up-projection reads the token's row) and i when true (the down-projection reads the
-// pair's row). act = relu² when `relu2`. x BF16, y BF16 [T*k, out]. An expert id outside
-// [0, E) is not read; that pair's output row becomes NaN.
+// pair's row). act = relu² when `relu2` (applied in fp32, one rounding). x BF16, y BF16
+// [T*k, out], fp32 accumulation. An expert id outside [0, E) is not read; that pair's output
+// row becomes NaN.
+// Paths: the GEMV (decode; one pass over the pair's expert weights per pair; T*k < 65536);
+// with a workspace, !warp_rows and T*k >= kExpertGroupedMinPairs, the grouped GEMM
+// (prefill; moe_grouped.cu): the pairs are bucketed by expert on the device (no host sync),
+// and each expert's weights are read once per 64 or 128 of its pairs, on the tensor cores
+// (mma.sync BF16; FP8 / NVFP4 decoded exactly to BF16). E <= 4096 and T*k < 2^31 there. Each
+// output row depends only on its own inputs (fixed K order): results do not depend on the
+// routing of the other pairs; both paths agree within one BF16 rounding.
+inline constexpr int64_t kExpertGroupedMinPairs = 64;
+
+// Device scratch for the grouped path of expert_gemv_cuda (bucketing of T*k pairs by expert).
+int64_t expert_gemv_workspace_bytes(int64_t T, int64_t k, int64_t experts);
+
 struct ExpertGemvArgs {
   ExpertTable w;
   const int32_t* ids = nullptr;  // [T, k], device
@@ -54,6 +67,10 @@ struct ExpertGemvArgs {
   // false: the tensor-core GEMV (16-row tiles, x in shared memory); true: one warp per output
   // row on the CUDA cores (the former kernel, kept for tests and benches).
   bool warp_rows = false;
+  // Device scratch of expert_gemv_workspace_bytes(T, k, w.experts) bytes, 16-byte aligned
+  // (nullptr: always the GEMV). Overwritten by every grouped call (stream-ordered).
+  void* workspace = nullptr;
+  int64_t workspace_bytes = 0;
 };
 void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream);
 

@@ -187,6 +187,22 @@ TEST(LinearCuda, GemmSmallShapesAndAutoPath) {
   run_case(kNano[2], WeightFormat::FP8, 4, LinearPath::Auto, OutType::BF16, seed++);
 }
 
+// The mma GEMM at prefill sizes: both row tiles (128 when the grid is large enough, else 64),
+// T not a multiple of the tile, out not a multiple of the 128 column tile, in % 64 == 32 (a
+// zero-filled half slice), odd out (unpaired stores), BF16 and fp32 outputs.
+TEST(LinearCuda, GemmLargeTAndRaggedShapes) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 700;
+  const Case big[] = {{"nano.expert_down", 2688, 1856}, {"wide_k96", 2200, 96}, {"odd_out301_k352", 301, 352}};
+  for (auto f : kFormats) {
+    run_case(big[0], f, 2048, LinearPath::Gemm, OutType::BF16, seed++);
+    run_case(big[1], f, 2047, LinearPath::Gemm, OutType::F32, seed++);
+    run_case(big[2], f, 1000, LinearPath::Gemm, f == WeightFormat::FP8 ? OutType::F32 : OutType::BF16, seed++);
+  }
+  run_case(kNano[1], WeightFormat::NVFP4, 600, LinearPath::Gemm, OutType::BF16, seed++, true);
+  run_case(kNano[2], WeightFormat::FP8, 1500, LinearPath::Gemm, OutType::BF16, seed++, true);
+}
+
 TEST(LinearCuda, RejectsBadArguments) {
   kernels::LinearCudaArgs a;
   a.w.out = 16;

@@ -1,15 +1,93 @@
-// Prefill GEMM: Y [T, out] = X [T, in] W^T on the BF16 tensor cores (wmma 16x16x16, fp32
-// accumulators; portable to every sm_80+ target, sm_90a and sm_121a included).
-// Block tile: 64 rows of X x 64 rows of W, K step 32; 4 warps, each 32x32 (2x2 fragments).
-// W tiles are decoded into shared memory as BF16: exact for BF16, for FP8 values and for
-// NVFP4 e2m1 * block_scale products; the per-tensor scale is applied to the fp32 result.
+// Prefill GEMM: Y [T, out] = X [T, in] W^T on the BF16 tensor cores, fp32 accumulation.
+// The kernel is the shared block of gemm_core.cuh (mma.sync + ldmatrix, cp.async pipeline,
+// weights decoded to BF16 in shared memory; exact for BF16, FP8 values and NVFP4 e2m1 x block
+// scale products; the per-tensor scale is applied to the fp32 result), on 128 x 128 tiles (64 x
+// 128 when that leaves too few blocks for the device). Blocks are rasterized in groups of 8
+// row tiles per weight column tile, so that a column tile of W is read from DRAM about once
+// per 8 row tiles and the A rows of the group stay in L2.
+//
+// The former kernel (wmma 16x16x16, 64 x 64 tiles, no pipelining) is kept below as
+// launch_linear_gemm_wmma: the fallback on devices whose per-block shared memory cannot hold
+// the 64-row tile, and the baseline of bench_gemm_cuda.
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <string>
+
 #include "kernels/cuda/dequant.cuh"
+#include "kernels/cuda/gemm_core.cuh"
 #include "kernels/cuda/linear_internal.cuh"
 
 namespace nemotron::kernels::cuda {
+namespace {
+
+constexpr int kGroupRows = 8;  // row tiles per rasterization group
+
+template <WeightFormat F, int BM>
+__global__ void __launch_bounds__(gemm::kThreads, 2)
+    gemm_mma_kernel(const uint8_t* __restrict__ w, const uint8_t* __restrict__ wscale, float post,
+                    const uint16_t* __restrict__ x, int T, int in, int out, void* __restrict__ y, bool y_f32,
+                    bool pairs, int mtn, int ntn) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ const uint16_t* arow[BM];
+  __shared__ int32_t yrow[BM];
+  const int id = blockIdx.x, group = kGroupRows * ntn, first = id / group * kGroupRows;
+  const int gm = min(mtn - first, kGroupRows), r = id % group;
+  const int m0 = (first + r % gm) * BM, n0 = (r / gm) * gemm::BN;
+  for (int i = threadIdx.x; i < BM; i += blockDim.x) {
+    const bool ok = m0 + i < T;
+    arow[i] = ok ? x + static_cast<int64_t>(m0 + i) * in : nullptr;
+    yrow[i] = ok ? m0 + i : -1;
+  }
+  __syncthreads();
+  const gemm::WOperand op{w, wscale, row_bytes(F, in), in, out, n0};
+  float acc[BM / 32][4][4];
+  gemm::gemm_mainloop<F, BM>(arow, op, smem, acc);
+  gemm::gemm_store<BM>(acc, yrow, y, y_f32, pairs, out, n0, post, false);
+}
+
+template <WeightFormat F, int BM>
+void launch_mma(const LinearCudaArgs& a, cudaStream_t stream) {
+  constexpr int smem = gemm::Cfg<F, BM>::kSmem;
+  const cudaError_t e = cudaFuncSetAttribute(gemm_mma_kernel<F, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  require(e == cudaSuccess, std::string("linear_gemm: shared memory opt-in failed: ") + cudaGetErrorString(e));
+  const int64_t mtn = (a.T + BM - 1) / BM, ntn = (a.w.out + gemm::BN - 1) / gemm::BN;
+  require(mtn * ntn < (int64_t{1} << 31), "linear_gemm: too many tiles");
+  const bool f32 = a.y_type == OutType::F32;
+  const bool pairs = a.w.out % 2 == 0 && reinterpret_cast<uintptr_t>(a.y) % (f32 ? 8 : 4) == 0;
+  const float post = gemm::Cfg<F, BM>::kPost * post_scale(F, a.w.scale);
+  gemm_mma_kernel<F, BM><<<static_cast<unsigned>(mtn * ntn), gemm::kThreads, smem, stream>>>(
+      static_cast<const uint8_t*>(a.w.data), a.w.block_scale, post, a.x, static_cast<int>(a.T),
+      static_cast<int>(a.w.in), static_cast<int>(a.w.out), a.y, f32, pairs, static_cast<int>(mtn),
+      static_cast<int>(ntn));
+}
+
+// false when the device's per-block shared memory cannot hold even the 64-row tile (the wmma
+// kernel takes over).
+template <WeightFormat F>
+bool launch_fmt_mma(const LinearCudaArgs& a, cudaStream_t stream) {
+  const DeviceLimits lim = device_limits();
+  const int64_t ntn = (a.w.out + gemm::BN - 1) / gemm::BN, big = (a.T + 127) / 128 * ntn;
+  if (big >= 2 * lim.sms && gemm::smem_fits<F, 128>(lim.smem_optin)) launch_mma<F, 128>(a, stream);
+  else if (gemm::smem_fits<F, 64>(lim.smem_optin)) launch_mma<F, 64>(a, stream);
+  else return false;
+  return true;
+}
+
+}  // namespace
+
+void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream) {
+  bool done = false;
+  switch (a.w.format) {
+    case WeightFormat::Dense: done = launch_fmt_mma<WeightFormat::Dense>(a, stream); break;
+    case WeightFormat::FP8: done = launch_fmt_mma<WeightFormat::FP8>(a, stream); break;
+    case WeightFormat::NVFP4: done = launch_fmt_mma<WeightFormat::NVFP4>(a, stream); break;
+  }
+  if (!done) return launch_linear_gemm_wmma(a, stream);
+  check_launch("linear_gemm");
+}
+
+// ---- The former wmma kernel (bench comparison only) ----
 namespace {
 
 constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8, LDC = BN + 4, kThreads = 128;
@@ -118,13 +196,13 @@ void launch_fmt(const LinearCudaArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream) {
+void launch_linear_gemm_wmma(const LinearCudaArgs& a, cudaStream_t stream) {
   switch (a.w.format) {
     case WeightFormat::Dense: launch_fmt<WeightFormat::Dense>(a, stream); break;
     case WeightFormat::FP8: launch_fmt<WeightFormat::FP8>(a, stream); break;
     case WeightFormat::NVFP4: launch_fmt<WeightFormat::NVFP4>(a, stream); break;
   }
-  check_launch("linear_gemm");
+  check_launch("linear_gemm_wmma");
 }
 
 }  // namespace nemotron::kernels::cuda

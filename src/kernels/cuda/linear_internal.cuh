@@ -3,11 +3,18 @@
 #include <cuda_runtime.h>
 
 #include "kernels/linear_cuda.h"
+#include "kernels/moe_cuda.h"
 
 namespace nemotron::kernels::cuda {
 
 void launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream);
 void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream);
+// The former prefill GEMM (wmma, 64 x 64 tiles): fallback for small shared memory, and bench baseline.
+void launch_linear_gemm_wmma(const LinearCudaArgs& a, cudaStream_t stream);
+
+// The grouped path of expert_gemv_cuda (moe_grouped.cu; arguments checked by the caller,
+// workspace checked here). bm: pairs per row tile, 64 or 128; 0 picks by pairs per expert.
+void launch_expert_grouped(const ExpertGemvArgs& a, cudaStream_t stream, int bm = 0);
 
 // The current device's multiprocessor count and per-block shared-memory opt-in limit (bytes),
 // read once per device.

@@ -100,11 +100,21 @@ void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream) {
   const ExpertTable& w = a.w;
   require(w.experts >= 1 && w.out >= 1 && w.in >= 1 && w.in % 32 == 0 && w.out < (1 << 30) && w.in < (1 << 30),
           "expert_gemv_cuda: bad expert shape (in % 32 == 0)");
-  require(a.T >= 0 && a.k >= 1 && a.T * a.k < 65536, "expert_gemv_cuda: T*k must be < 65536");
+  require(a.T >= 0 && a.k >= 1 && a.T < (int64_t{1} << 31) && a.k < 65536, "expert_gemv_cuda: bad T or k");
+  const int64_t pairs = a.T * a.k;
+  const bool grouped = a.workspace && !a.warp_rows && pairs >= kExpertGroupedMinPairs;
+  require(grouped || pairs < 65536,
+          "expert_gemv_cuda: T*k must be < 65536 without a workspace (the grouped path takes a workspace of "
+          "expert_gemv_workspace_bytes)");
   require(w.data && a.ids && a.x && a.y && (w.format != WeightFormat::NVFP4 || w.block_scale),
           "expert_gemv_cuda: null pointer");
   require(cuda::aligned16(a.x), "expert_gemv_cuda: x must be 16-byte aligned");
   if (a.T == 0) return;
+  if (grouped) {
+    cuda::launch_expert_grouped(a, stream);
+    check_launch("expert_gemv_cuda (grouped)");
+    return;
+  }
   switch (w.format) {
     case WeightFormat::Dense: launch_expert<WeightFormat::Dense>(a, stream); break;
     case WeightFormat::FP8: launch_expert<WeightFormat::FP8>(a, stream); break;

@@ -1,0 +1,307 @@
+#pragma once
+// Tensor-core GEMM block shared by the dense prefill linear (linear_gemm.cu) and the grouped
+// routed-expert GEMM (moe_grouped.cu): a BM x 128 tile of Y = A W^T, A rows BF16 (gathered
+// through a per-row pointer table), W [out, in] in its checkpoint format.
+//
+// Portable sm_80+ instructions only (mma.sync m16n8k16 BF16 -> fp32, ldmatrix, cp.async), so
+// the same code builds for sm_90a and sm_121a.
+//
+// Block: 256 threads = 8 warps as 2 (rows) x 4 (columns); warp tile (BM/2) x 32, i.e. BM/32
+// m16 tiles x 4 n8 tiles. K advances in slices of BK = 64 (a slice past `in`, possible when
+// in % 64 == 32, is zero-filled on both sides).
+// Pipeline per slice kt:
+//   A (activations): cp.async into a kStages-deep ring (kStages - 1 slices in flight).
+//   W, Dense BF16: cp.async into the same kind of ring (no decoding needed).
+//   W, FP8 / NVFP4: global -> registers two slices ahead, decoded to BF16 into one of two
+//     shared buffers one slice ahead (after the slice's mma work, overlapping the other
+//     resident block's tensor work). Decoded values are exact in BF16: FP8 values as such,
+//     NVFP4 e2m1 x E4M3 block scale as the product times 2^-8 (kPost = 256 restores it);
+//     the per-tensor scale is applied to the fp32 accumulators.
+// Shared layout of one slice: rows of 64 BF16 = 8 chunks of 16 bytes, chunk c of row r at
+// chunk position c ^ (r & 7) (XOR swizzle: ldmatrix and the 16-byte stores are conflict-free).
+#include <cstdint>
+
+#include "kernels/cuda/dequant.cuh"
+
+namespace nemotron::kernels::cuda::gemm {
+
+inline constexpr int BN = 128, BK = 64, kStages = 3, kThreads = 256;
+
+template <WeightFormat F, int BM>
+struct Cfg {
+  static_assert(BM == 64 || BM == 128, "row tile of 64 or 128");
+  static constexpr int kAStage = BM * BK * 2, kBStage = BN * BK * 2;  // bytes
+  static constexpr int kBBufs = F == WeightFormat::Dense ? kStages : 2;
+  static constexpr int kSmem = kStages * kAStage + kBBufs * kBStage;
+  static constexpr int MT = BM / 32, NT = 4;
+  static constexpr float kPost = F == WeightFormat::NVFP4 ? 256.0f : 1.0f;
+};
+
+// Whether the block's dynamic (Cfg::kSmem) plus static (row tables) shared memory fits the
+// device's per-block opt-in limit (H100: 227 KiB; sm_120-class parts: 99 KiB).
+template <WeightFormat F, int BM>
+inline bool smem_fits(int smem_optin) {
+  return Cfg<F, BM>::kSmem + BM * (static_cast<int>(sizeof(void*)) + 4) <= smem_optin;
+}
+
+// Element offset of chunk `c` of row `r` in a swizzled slice.
+__device__ __forceinline__ int sw(int r, int c) { return r * BK + ((c ^ (r & 7)) << 3); }
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared; bytes past `src_bytes` (0 or 16) are zero-filled and not read.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+}
+
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// NVFP4 word (8 codes, code 2j in the low nibble of byte j) -> 4 BF16x2 in natural order,
+// (code 2i, code 2i+1) in o[i], each e2m1 * 2^-126 (see MmaFmt<NVFP4>::unit) times the splat
+// `sc` (block scale * 2^118): e2m1 * scale * 2^-8, exact.
+__device__ __forceinline__ void nvfp4_word(uint32_t q, uint32_t sc, uint32_t* o) {
+  constexpr uint32_t M = 0x01C001C0u, S = 0x80008000u;
+  const uint32_t lo = q & 0x0F0F0F0Fu, hi = (q >> 4) & 0x0F0F0F0Fu;
+  // a: codes 0, 2 in bytes 0, 1 and codes 1, 3 in bytes 2, 3 (b: codes 4..7 likewise), so that
+  // one shift pair moves a code to the low half and its neighbour to the high half.
+  const uint32_t a = __byte_perm(lo, hi, 0x5410), b = __byte_perm(lo, hi, 0x7632);
+  o[0] = bf16x2_mul(((a << 6) & M) | ((a << 12) & S), sc);
+  o[1] = bf16x2_mul(((a >> 2) & M) | ((a << 4) & S), sc);
+  o[2] = bf16x2_mul(((b << 6) & M) | ((b << 12) & S), sc);
+  o[3] = bf16x2_mul(((b >> 2) & M) | ((b << 4) & S), sc);
+}
+
+// Register staging of one W slice for the decoded formats (kW uint4 per thread).
+template <WeightFormat F>
+struct WRegs {
+  static constexpr int kW = F == WeightFormat::FP8 ? 2 : 1;
+  uint4 v[kW];
+  uint16_t s;  // NVFP4: the two E4M3 block scales of v[0]
+};
+
+// The weight operand of one block: rows n0.. of W (row stride rb bytes).
+struct WOperand {
+  const uint8_t* w;
+  const uint8_t* wscale;  // NVFP4 block scales [out, in / 16]
+  int64_t rb;
+  int in, out, n0;
+};
+
+template <WeightFormat F>
+__device__ __forceinline__ void load_w(WRegs<F>& r, const WOperand& o, int k0) {
+  const int tid = threadIdx.x;
+  if constexpr (F == WeightFormat::FP8) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int idx = tid + kThreads * i, row = idx >> 2, c = idx & 3;
+      r.v[i] = make_uint4(0, 0, 0, 0);
+      if (o.n0 + row < o.out && k0 + 16 * c < o.in)
+        r.v[i] = __ldg(reinterpret_cast<const uint4*>(o.w + (o.n0 + row) * o.rb + k0) + c);
+    }
+  } else {
+    const int row = tid >> 1, c = tid & 1;
+    r.v[0] = make_uint4(0, 0, 0, 0);
+    r.s = 0;
+    if (o.n0 + row < o.out && k0 + 32 * c < o.in) {
+      r.v[0] = __ldg(reinterpret_cast<const uint4*>(o.w + (o.n0 + row) * o.rb + k0 / 2) + c);
+      const uint8_t* srow = o.wscale + static_cast<int64_t>(o.n0 + row) * (o.in / 16);
+      r.s = __ldg(reinterpret_cast<const uint16_t*>(srow + k0 / 16) + c);
+    }
+  }
+}
+
+template <WeightFormat F>
+__device__ __forceinline__ void store_w(const WRegs<F>& r, uint16_t* Bs) {
+  const int tid = threadIdx.x;
+  if constexpr (F == WeightFormat::FP8) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int idx = tid + kThreads * i, row = idx >> 2, c = idx & 3;
+      const uint32_t s0[2] = {0, 0};
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        uint32_t u[4];
+        MmaFmt<WeightFormat::FP8>::unit(r.v[i], s0, h, u);
+        *reinterpret_cast<uint4*>(Bs + sw(row, 2 * c + h)) = make_uint4(u[0], u[1], u[2], u[3]);
+      }
+    }
+  } else {
+    const int row = tid >> 1, c = tid & 1;
+    uint32_t sc[2];
+    MmaFmt<WeightFormat::NVFP4>::prep_scale(r.s, sc);
+    const uint32_t q[4] = {r.v[0].x, r.v[0].y, r.v[0].z, r.v[0].w};
+#pragma unroll
+    for (int h = 0; h < 4; ++h) {
+      uint32_t u[4];
+      nvfp4_word(q[h], sc[h >> 1], u);
+      *reinterpret_cast<uint4*>(Bs + sw(row, 4 * c + h)) = make_uint4(u[0], u[1], u[2], u[3]);
+    }
+  }
+}
+
+// acc[mt][nt][0..3] (mma C layout): rows wm + 16 mt + lane/4 (+8 for [2], [3]), columns
+// wn + 8 nt + 2 (lane % 4) (+1 for [1], [3]) of the block tile, wm = (warp / 4) * BM/2,
+// wn = (warp % 4) * 32.
+//
+// arow: shared table of BM row pointers into A (nullptr: a zero row); each points at `in`
+// BF16, 16-byte aligned. `smem`: Cfg<F, BM>::kSmem bytes, 128-byte aligned. The caller has
+// written arow and synchronized.
+template <WeightFormat F, int BM>
+__device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const WOperand& o, unsigned char* smem,
+                                              float (&acc)[BM / 32][4][4]) {
+  using C = Cfg<F, BM>;
+  constexpr int kAChunks = BM * 8 / kThreads;  // 16-byte chunks of A per thread per slice
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = (warp >> 2) * (BM / 2), wn = (warp & 3) * 32;
+  uint16_t* As = reinterpret_cast<uint16_t*>(smem);
+  uint16_t* Bs = reinterpret_cast<uint16_t*>(smem + kStages * C::kAStage);
+  const int in = o.in, KT = (in + BK - 1) / BK;
+
+  const uint16_t* ap[kAChunks];
+#pragma unroll
+  for (int i = 0; i < kAChunks; ++i) ap[i] = arow[(tid + kThreads * i) >> 3];
+#pragma unroll
+  for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[mt][nt][q] = 0.0f;
+
+  auto issue = [&](int slot, int k0) {
+#pragma unroll
+    for (int i = 0; i < kAChunks; ++i) {
+      const int idx = tid + kThreads * i, row = idx >> 3, c = idx & 7;
+      const bool ok = ap[i] != nullptr && k0 + 8 * c < in;
+      cp_async16(As + slot * (BM * BK) + sw(row, c), ok ? ap[i] + k0 + 8 * c : static_cast<const void*>(o.w),
+                 ok ? 16 : 0);
+    }
+    if constexpr (F == WeightFormat::Dense) {
+#pragma unroll
+      for (int i = 0; i < BN * 8 / kThreads; ++i) {
+        const int idx = tid + kThreads * i, row = idx >> 3, c = idx & 7;
+        const bool ok = o.n0 + row < o.out && k0 + 8 * c < in;
+        cp_async16(Bs + slot * (BN * BK) + sw(row, c), ok ? o.w + (o.n0 + row) * o.rb + (k0 + 8 * c) * 2 : o.w,
+                   ok ? 16 : 0);
+      }
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < KT) issue(s, s * BK);
+    cp_async_commit();  // empty groups keep the wait counts uniform
+  }
+  [[maybe_unused]] WRegs<F> wr;
+  if constexpr (F != WeightFormat::Dense) {
+    load_w(wr, o, 0);
+    store_w(wr, Bs);
+    if (KT > 1) load_w(wr, o, BK);
+  }
+
+  for (int kt = 0; kt < KT; ++kt) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // slice kt of A (and W) visible; every warp is done with slice kt - 1
+    {
+      const int nk = kt + kStages - 1;
+      if (nk < KT) issue(nk % kStages, nk * BK);
+      cp_async_commit();
+    }
+    const uint16_t* A = As + (kt % kStages) * (BM * BK);
+    const uint16_t* B = Bs + (F == WeightFormat::Dense ? kt % kStages : kt & 1) * (BN * BK);
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      uint32_t b[4][2];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        uint32_t r[4];
+        ldmatrix_x4(r, B + sw(wn + 16 * j + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1)));
+        b[2 * j][0] = r[0];
+        b[2 * j][1] = r[1];
+        b[2 * j + 1][0] = r[2];
+        b[2 * j + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int mt = 0; mt < C::MT; ++mt) {
+        uint32_t a[4];
+        ldmatrix_x4(a, A + sw(wm + 16 * mt + (lane & 15), 2 * kk + (lane >> 4)));
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) mma_bf16(acc[mt][nt], a, b[nt][0], b[nt][1]);
+      }
+    }
+    if constexpr (F != WeightFormat::Dense) {
+      if (kt + 1 < KT) {
+        store_w(wr, Bs + ((kt + 1) & 1) * (BN * BK));
+        if (kt + 2 < KT) load_w(wr, o, (kt + 2) * BK);
+      }
+    }
+  }
+  cp_async_wait<0>();
+}
+
+// Writes the block tile: element (r, c) -> y[yrow[r] * out + n0 + c] (rows with yrow < 0 and
+// columns >= out skipped), value acc * post, relu² applied after scaling when `relu2`; BF16
+// (rounded once) or fp32. `pairs`: out is even and y aligned to two elements, so column pairs
+// are stored as one word.
+template <int BM>
+__device__ __forceinline__ void gemm_store(const float (&acc)[BM / 32][4][4], const int32_t* yrow, void* y, bool y_f32,
+                                           bool pairs, int out, int n0, float post, bool relu2) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = (warp >> 2) * (BM / 2), wn = (warp & 3) * 32;
+#pragma unroll
+  for (int mt = 0; mt < BM / 32; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int yr = yrow[wm + 16 * mt + (lane >> 2) + 8 * h];
+      if (yr < 0) continue;
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int c = n0 + wn + 8 * nt + 2 * (lane & 3);
+        if (c >= out) continue;
+        float v0 = acc[mt][nt][2 * h] * post, v1 = acc[mt][nt][2 * h + 1] * post;
+        if (relu2) {
+          v0 = v0 > 0.0f ? v0 * v0 : 0.0f;
+          v1 = v1 > 0.0f ? v1 * v1 : 0.0f;
+        }
+        const int64_t off = static_cast<int64_t>(yr) * out + c;
+        if (y_f32) {
+          float* p = static_cast<float*>(y) + off;
+          if (pairs) {
+            *reinterpret_cast<float2*>(p) = make_float2(v0, v1);
+          } else {
+            p[0] = v0;
+            if (c + 1 < out) p[1] = v1;
+          }
+        } else {
+          uint16_t* p = static_cast<uint16_t*>(y) + off;
+          if (pairs) {
+            *reinterpret_cast<uint32_t*>(p) = f2bf(v0) | (static_cast<uint32_t>(f2bf(v1)) << 16);
+          } else {
+            p[0] = f2bf(v0);
+            if (c + 1 < out) p[1] = f2bf(v1);
+          }
+        }
+      }
+    }
+}
+
+}  // namespace nemotron::kernels::cuda::gemm
