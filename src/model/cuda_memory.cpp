@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include "kernels/attention_splits.h"
-#include "kernels/expert_gemm_cuda.h"
 #include "kernels/linear_cuda.h"
 #include "kernels/mamba_cuda.h"
+#include "kernels/moe_cuda.h"
 
 namespace nemotron::model {
 namespace {
@@ -111,8 +111,8 @@ CudaMemory cuda_memory(const Model& m, const CudaModelOptions& o, int sms) {
   a.mem.activations = 4 * (f32 + i32) + 2 * bf16;
   if (c.count(LayerKind::Mamba) > 0 && c.mamba_num_heads % std::max(one, c.n_groups) == 0)
     a.mem.activations += kernels::mamba_decode_workspace_bytes(S, c.mamba_num_heads, c.n_groups);
-  if (c.n_routed_experts > 0 && R > kernels::kLinearGemvMaxRows)
-    a.mem.activations += kernels::expert_gemm_workspace_bytes(R, k, c.n_routed_experts);
+  if (c.n_routed_experts > 0 && R * k >= kernels::kExpertGroupedMinPairs)
+    a.mem.activations += kernels::expert_gemv_workspace_bytes(R, k, c.n_routed_experts);
   a.mem.pinned_host = 4 * ((5 * R + 2 * S + 1) + R + stacks * S * pages);
 
   if (a.attention_blocks > 0 && c.num_attention_heads > 0 && c.num_key_value_heads > 0) {

@@ -175,8 +175,8 @@ struct CudaModel::Impl {
   // Split-K partials of paged attention, sized for any step of up to max_step_tokens rows.
   void* attn_ws = nullptr;
   int64_t attn_ws_bytes = 0;
-  // Bucketing scratch of the grouped routed-expert GEMM (steps of more than
-  // kLinearGemvMaxRows rows), sized for max_step_tokens rows.
+  // Bucketing scratch of the grouped routed-expert GEMM (expert_gemv_cuda's workspace, used
+  // from kExpertGroupedMinPairs (row, expert) pairs), sized for max_step_tokens rows.
   void* moe_ws = nullptr;
   int64_t moe_ws_bytes = 0;
   // Fused decode SSM + gated norm (ssm_update_gated_norm_cuda): partial sums and per-group

@@ -9,7 +9,6 @@
 #include <set>
 
 #include "kernels/elementwise_cuda.h"
-#include "kernels/expert_gemm_cuda.h"
 #include "kernels/mamba_cuda.h"
 #include "kernels/norm_cuda.h"
 #include "model/cuda_model_internal.h"
@@ -330,21 +329,18 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         ea.x = rin;
         ea.relu2 = true;
         ea.y = h;
-        // More rows than a GEMV batch: the grouped GEMM (expert_gemm_cuda.h) reads each
-        // selected expert once per 64 pairs instead of once per pair.
-        const bool grouped = R > kLinearGemvMaxRows && moe_ws;
-        auto experts = [&](const ExpertGemvArgs& args) {
-          if (grouped) expert_gemm_cuda(args, moe_ws, moe_ws_bytes, sm);
-          else expert_gemv_cuda(args, sm);
-        };
-        experts(ea);
+        // From kExpertGroupedMinPairs pairs on, expert_gemv_cuda runs the grouped GEMM in this
+        // workspace (each selected expert read once per row tile instead of once per pair).
+        ea.workspace = moe_ws;
+        ea.workspace_bytes = moe_ws_bytes;
+        expert_gemv_cuda(ea, sm);
         mark("moe.experts_up");
         ea.w = b.e.down;
         ea.x = h;
         ea.x_per_slot = true;
         ea.relu2 = false;
         ea.y = yk;
-        experts(ea);
+        expert_gemv_cuda(ea, sm);
         mark("moe.experts_down");
         if (c.moe_latent_size > 0) {
           moe_combine_cuda(yk, route_w, R, k, Din, acc, sm);

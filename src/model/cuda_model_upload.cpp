@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "kernels/expert_gemm_cuda.h"
 #include "kernels/mamba_cuda.h"
+#include "kernels/moe_cuda.h"
 #include "kernels/numeric.h"
 #include "model/cuda_memory.h"
 #include "model/cuda_model_internal.h"
@@ -242,8 +242,8 @@ void CudaModel::Impl::alloc_activations() {
     mamba_ws = arena.alloc(static_cast<std::size_t>(bytes));
     check(cudaMemset(mamba_ws, 0, static_cast<std::size_t>(bytes)), "cudaMemset");
   }
-  if (c.n_routed_experts > 0 && R > kernels::kLinearGemvMaxRows) {
-    moe_ws_bytes = kernels::expert_gemm_workspace_bytes(R, k, c.n_routed_experts);
+  if (c.n_routed_experts > 0 && R * k >= kernels::kExpertGroupedMinPairs) {
+    moe_ws_bytes = kernels::expert_gemv_workspace_bytes(R, k, c.n_routed_experts);
     moe_ws = arena.alloc(static_cast<std::size_t>(moe_ws_bytes));
   }
   x = f32(R * H);

@@ -1,6 +1,7 @@
 #pragma once
 // Routed-expert tables for the GPU MoE tests: E random weights in checkpoint format
-// (make_weight), their host copies, and the device ExpertTable pointing at them.
+// (make_weight; per-tensor scales differ between experts), their host copies, and the device
+// ExpertTable pointing at them.
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -12,7 +13,7 @@
 namespace nemotron::testing {
 
 struct Experts {
-  std::vector<HostWeight> hw;  // expert e: make_weight(f, out, in, seed * seed_stride + e)
+  std::vector<HostWeight> hw;  // expert e: make_weight(f, out, in, seed * seed_stride + e), scale x (1 + e % 5 / 100)
   std::vector<std::unique_ptr<DeviceBuffer<uint8_t>>> bufs;
   std::unique_ptr<DeviceBuffer<const void*>> data;
   std::unique_ptr<DeviceBuffer<const uint8_t*>> scales;
@@ -28,6 +29,7 @@ inline std::unique_ptr<Experts> make_experts(kernels::WeightFormat f, int64_t E,
   std::vector<float> sc;
   for (int64_t e = 0; e < E; ++e) {
     x->hw.push_back(make_weight(f, out, in, seed * seed_stride + static_cast<uint64_t>(e)));
+    x->hw.back().w.scale *= 1.0f + 0.01f * static_cast<float>(e % 5);  // distinct per-expert scales
     x->bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(x->hw.back().data));
     dptr.push_back(x->bufs.back()->get());
     if (x->hw.back().scales.empty()) {

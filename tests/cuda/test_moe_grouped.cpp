@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cuda_test_util.h"
+#include "expert_test_util.h"
 #include "kernels/cuda/linear_internal.cuh"
 #include "kernels/moe_cuda.h"
 #include "linear_test_util.h"
@@ -26,40 +27,6 @@ namespace nemotron::testing {
 namespace {
 
 using kernels::WeightFormat;
-
-struct Experts {
-  std::vector<HostWeight> hw;
-  std::vector<std::unique_ptr<DeviceBuffer<uint8_t>>> bufs;
-  std::unique_ptr<DeviceBuffer<const void*>> data;
-  std::unique_ptr<DeviceBuffer<const uint8_t*>> scales;
-  std::unique_ptr<DeviceBuffer<float>> scale;
-  kernels::ExpertTable table;
-};
-
-std::unique_ptr<Experts> make_experts(WeightFormat f, int64_t E, int64_t out, int64_t in, uint64_t seed) {
-  auto x = std::make_unique<Experts>();
-  std::vector<const void*> dptr;
-  std::vector<const uint8_t*> sptr;
-  std::vector<float> sc;
-  for (int64_t e = 0; e < E; ++e) {
-    x->hw.push_back(make_weight(f, out, in, seed * 7919 + static_cast<uint64_t>(e)));
-    x->hw.back().w.scale *= 1.0f + 0.01f * static_cast<float>(e % 5);  // distinct per-expert scales
-    x->bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(x->hw.back().data));
-    dptr.push_back(x->bufs.back()->get());
-    if (x->hw.back().scales.empty()) {
-      sptr.push_back(nullptr);
-    } else {
-      x->bufs.push_back(std::make_unique<DeviceBuffer<uint8_t>>(x->hw.back().scales));
-      sptr.push_back(x->bufs.back()->get());
-    }
-    sc.push_back(x->hw.back().w.scale);
-  }
-  x->data = std::make_unique<DeviceBuffer<const void*>>(dptr);
-  x->scales = std::make_unique<DeviceBuffer<const uint8_t*>>(sptr);
-  x->scale = std::make_unique<DeviceBuffer<float>>(sc);
-  x->table = {f, E, out, in, x->data->get(), f == WeightFormat::NVFP4 ? x->scales->get() : nullptr, x->scale->get()};
-  return x;
-}
 
 enum class Routing { Spread, Skewed, OneExpert };
 
@@ -113,7 +80,9 @@ std::vector<uint16_t> launch(const Case& c, const Experts& ex, const std::vector
     a.workspace = ws.get();
     a.workspace_bytes = ws_bytes;
   }
-  if (with_workspace && c.bm) {
+  // bm 0 below the grouped threshold: the grouped path with its automatic row tile (the
+  // dispatch would take the GEMV there).
+  if (with_workspace && (c.bm || N < kernels::kExpertGroupedMinPairs)) {
     EXPECT_NO_THROW(kernels::cuda::launch_expert_grouped(a, nullptr, c.bm));
   } else {
     EXPECT_NO_THROW(kernels::expert_gemv_cuda(a, nullptr));
@@ -131,7 +100,7 @@ std::string case_name(const Case& c) {
 }
 
 void check(const Case& c) {
-  const auto ex = make_experts(c.f, c.E, c.out, c.in, c.seed);
+  const auto ex = make_experts(c.f, c.E, c.out, c.in, c.seed, 7919);
   const int64_t N = c.T * c.k;
   auto ids = make_ids(N, c.E, c.routing, c.seed + 7);
   std::vector<int64_t> bad;
@@ -238,7 +207,7 @@ TEST(MoeGrouped, IndependentOfBucketOrder) {
   ASSERT_TRUE(have_device());
   for (auto f : kFormats) {
     const Case c{f, 8, 200, 192, 200, 4, false, true, Routing::Spread, 0, 1, false, false, 61};
-    const auto ex = make_experts(c.f, c.E, c.out, c.in, c.seed);
+    const auto ex = make_experts(c.f, c.E, c.out, c.in, c.seed, 7919);
     const auto ids = make_ids(c.T * c.k, c.E, c.routing, 62);
     Rng rng(63);
     const auto xb = rng.bf16(static_cast<std::size_t>(c.T * c.in), 1.0f, nullptr);
@@ -258,10 +227,10 @@ TEST(MoeGrouped, IndependentOfBucketOrder) {
 // Decode sizes (T*k < kExpertGroupedMinPairs) keep the GEMV even with a workspace.
 TEST(MoeGrouped, DecodeSizesKeepTheGemv) {
   ASSERT_TRUE(have_device());
-  for (int64_t T : {1, 4, 8, 10}) {
+  for (int64_t T : {1, 4, 8, 10, 42}) {
     ASSERT_LT(T * 6, kernels::kExpertGroupedMinPairs);
     const Case c{WeightFormat::NVFP4, 128, 1856, 2688, T, 6, false, true, Routing::Spread, 0, 1, false, false, 71};
-    const auto ex = make_experts(c.f, c.E, c.out, c.in, c.seed);
+    const auto ex = make_experts(c.f, c.E, c.out, c.in, c.seed, 7919);
     const auto ids = make_ids(T * 6, 128, Routing::Spread, 72 + static_cast<uint64_t>(T));
     Rng rng(73);
     const auto xb = rng.bf16(static_cast<std::size_t>(T * c.in), 1.0f, nullptr);
@@ -272,17 +241,18 @@ TEST(MoeGrouped, DecodeSizesKeepTheGemv) {
 
 TEST(MoeGrouped, RejectsBadArguments) {
   ASSERT_TRUE(have_device());
-  const auto ex = make_experts(WeightFormat::Dense, 4, 32, 64, 5);
-  DeviceBuffer<int32_t> ids(std::vector<int32_t>(128, 0));
-  DeviceBuffer<uint16_t> x(std::vector<uint16_t>(128 * 64, 0)), y(std::vector<uint16_t>(128 * 32, 0));
+  const auto ex = make_experts(WeightFormat::Dense, 4, 32, 64, 5, 7919);
+  DeviceBuffer<int32_t> ids(std::vector<int32_t>(256, 0));
+  DeviceBuffer<uint16_t> x(std::vector<uint16_t>(128 * 64, 0)), y(std::vector<uint16_t>(256 * 32, 0));
   kernels::ExpertGemvArgs a;
   a.w = ex->table;
   a.ids = ids.get();
-  a.T = 64;
+  a.T = 128;  // 256 pairs: the grouped path
   a.k = 2;
   a.x = x.get();
   a.y = y.get();
-  const int64_t need = kernels::expert_gemv_workspace_bytes(64, 2, 4);
+  ASSERT_GE(a.T * a.k, kernels::kExpertGroupedMinPairs);
+  const int64_t need = kernels::expert_gemv_workspace_bytes(128, 2, 4);
   DeviceBuffer<uint8_t> ws(static_cast<std::size_t>(need));
   a.workspace = ws.get();
   a.workspace_bytes = need - 16;
@@ -299,7 +269,7 @@ TEST(MoeGrouped, RejectsBadArguments) {
   EXPECT_THROW(kernels::expert_gemv_cuda(a, nullptr), Error);
   a.workspace = nullptr;
   EXPECT_THROW(kernels::expert_gemv_cuda(a, nullptr), Error);
-  a.T = 64;
+  a.T = 128;
   a.w.experts = 5000;  // the grouped path's limit
   EXPECT_THROW(kernels::expert_gemv_workspace_bytes(64, 2, 5000), Error);
   a.workspace = ws.get();

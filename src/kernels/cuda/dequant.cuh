@@ -188,21 +188,6 @@ struct MmaFmt<WeightFormat::NVFP4> {
   }
 };
 
-// Writes N floats (N % 8 == 0; exact in BF16 when they are decoded weights) as BF16 into dst
-// (16-byte aligned): the GEMMs' weight tiles in shared memory.
-template <int N>
-__device__ __forceinline__ void store_bf16(uint16_t* dst, const float (&f)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; i += 8) {
-    uint4 v;
-    v.x = f2bf(f[i]) | (static_cast<uint32_t>(f2bf(f[i + 1])) << 16);
-    v.y = f2bf(f[i + 2]) | (static_cast<uint32_t>(f2bf(f[i + 3])) << 16);
-    v.z = f2bf(f[i + 4]) | (static_cast<uint32_t>(f2bf(f[i + 5])) << 16);
-    v.w = f2bf(f[i + 6]) | (static_cast<uint32_t>(f2bf(f[i + 7])) << 16);
-    *reinterpret_cast<uint4*>(dst + i) = v;
-  }
-}
-
 // Stored bytes of one weight row and the scale applied after accumulation.
 __host__ __device__ inline int64_t row_bytes(WeightFormat f, int64_t in) {
   return f == WeightFormat::Dense ? in * 2 : f == WeightFormat::FP8 ? in : in / 2;

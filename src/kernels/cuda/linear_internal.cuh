@@ -9,8 +9,6 @@ namespace nemotron::kernels::cuda {
 
 void launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream);
 void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream);
-// The former prefill GEMM (wmma, 64 x 64 tiles): fallback for small shared memory, and bench baseline.
-void launch_linear_gemm_wmma(const LinearCudaArgs& a, cudaStream_t stream);
 
 // The grouped path of expert_gemv_cuda (moe_grouped.cu; arguments checked by the caller,
 // workspace checked here). bm: pairs per row tile, 64 or 128; 0 picks by pairs per expert.
