@@ -90,31 +90,6 @@ struct SsmScanArgs {
 };
 void ssm_scan_cuda(const SsmScanArgs& a, cudaStream_t stream);
 
-// Decode (one row per sequence) selective state update fused with Mamba-2's gated group
-// RMSNorm: for row b and head h, y = ssm_state_update_cuda's y; v = y * silu(z[b, h*P + p]);
-// then each norm group (the `heads / groups` heads of an SSM group, di / groups channels) is
-// RMS-normalized and multiplied by w: out[b, c] = bf16(v * rsqrt(mean(v^2) + eps) * w[c]),
-// as gated_rmsnorm_cuda after ssm_state_update_cuda (up to the order of the fp32 sum of
-// squares: per head, then heads in order). One launch: every (head, row) block writes its v
-// rows and sum of squares to the workspace, and the last block of a group to finish (an
-// atomic counter per (row, group), reset by that block) normalizes the group.
-//   z BF16 rows of stride z_stride (the in_proj output: z at column 0); w BF16 [Hm*P];
-//   out BF16 [B, Hm*P]; workspace: mamba_decode_workspace_bytes(B, heads, groups) bytes,
-//   zeroed once before first use (the counters must start at 0; every launch leaves them 0).
-struct SsmDecodeNormArgs {
-  SsmUpdateArgs ssm;  // ssm.y: fp32 [B, Hm*P] scratch for v (not the plain y)
-  const uint16_t* z = nullptr;
-  int64_t z_stride = 0;
-  const uint16_t* w = nullptr;
-  float eps = 1e-5f;
-  uint16_t* out = nullptr;
-  void* workspace = nullptr;
-};
-inline int64_t mamba_decode_workspace_bytes(int64_t B, int64_t heads, int64_t groups) {
-  return ((B * heads + B * groups) * 4 + 15) / 16 * 16;  // fp32 [B, heads] sums | int32 [B, groups] counters
-}
-void ssm_update_gated_norm_cuda(const SsmDecodeNormArgs& a, cudaStream_t stream);
-
 // Fused Mamba-2 decode (mamba_decode.cu): one new token per row, row r its own state slot
 // slot[r], from the in_proj output row [z | xBC | dt] to out_proj's BF16 input, in one kernel:
 // conv1d state update + SiLU (as conv1d_update_silu_cuda), selective state update with the

@@ -4,7 +4,6 @@
 
 #include "kernels/attention_splits.h"
 #include "kernels/linear_cuda.h"
-#include "kernels/mamba_cuda.h"
 #include "kernels/moe_cuda.h"
 
 namespace nemotron::model {
@@ -109,8 +108,6 @@ CudaMemory cuda_memory(const Model& m, const CudaModelOptions& o, int sms) {
           R * k * std::max({I_pad, Imlp_pad, one}) + R * k * Din + R * Din + R * std::max(one, Is_pad) + 2 * R * H +
           (c.has_mtp() ? R * 2 * H : 0);
   a.mem.activations = 4 * (f32 + i32) + 2 * bf16;
-  if (c.count(LayerKind::Mamba) > 0 && c.mamba_num_heads % std::max(one, c.n_groups) == 0)
-    a.mem.activations += kernels::mamba_decode_workspace_bytes(S, c.mamba_num_heads, c.n_groups);
   if (c.n_routed_experts > 0 && R * k >= kernels::kExpertGroupedMinPairs)
     a.mem.activations += kernels::expert_gemv_workspace_bytes(R, k, c.n_routed_experts);
   a.mem.pinned_host = 4 * ((5 * R + 2 * S + 1) + R + stacks * S * pages);

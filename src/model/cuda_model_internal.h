@@ -179,9 +179,6 @@ struct CudaModel::Impl {
   // from kExpertGroupedMinPairs (row, expert) pairs), sized for max_step_tokens rows.
   void* moe_ws = nullptr;
   int64_t moe_ws_bytes = 0;
-  // Fused decode SSM + gated norm (ssm_update_gated_norm_cuda): partial sums and per-group
-  // counters for max_seqs rows; zeroed once, left zeroed by every launch.
-  void* mamba_ws = nullptr;
   // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used).
   std::vector<cudaGraphExec_t> graphs;
   // Kernel nodes of the captured graphs and the device memory their instantiation took (free

@@ -4,7 +4,6 @@
 #ifdef NEMOTRON_HAVE_CUDA
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -18,18 +17,6 @@ namespace nemotron::model {
 using namespace nemotron::kernels;
 using cuda_detail::check;
 using cuda_detail::kPage;
-
-namespace {
-// TEMPORARY (measurement): NEMOTRON_MAMBA_DECODE=0 three kernels, 1 conv + fused SSM/norm,
-// 2 (default) one fused kernel.
-int mamba_decode_variant() {
-  static const int v = [] {
-    const char* e = std::getenv("NEMOTRON_MAMBA_DECODE");
-    return e ? std::atoi(e) : 2;
-  }();
-  return v;
-}
-}  // namespace
 
 int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& chunks, int64_t& L) {
   const int64_t V = model.config.vocab_size;
@@ -152,7 +139,7 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         linear("mamba.in_proj", b.m.in_proj, u, R, big);  // [R, z | xBC | dt]
         // Decode-only steps (every chunk one token: R == B, row i is sequence i): conv update,
         // state update and gated norm in one kernel.
-        if (R == B && mamba_decode_variant() == 2 && mamba_decode_fused_supported(c.mamba_num_heads, c.mamba_head_dim, c.ssm_state_size, c.n_groups,
+        if (R == B && mamba_decode_fused_supported(c.mamba_num_heads, c.mamba_head_dim, c.ssm_state_size, c.n_groups,
                                                    c.conv_kernel)) {
           MambaDecodeArgs da;
           da.in_proj = big;
@@ -216,40 +203,10 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         sa.dt_min = static_cast<float>(c.time_step_limit_min);
         sa.dt_max = static_cast<float>(c.time_step_limit_max);
         sa.y = ssm_y;
-        if (R == B && mamba_ws && mamba_decode_variant() >= 1) {
-          // Decode rows only (row b = sequence b): one launch for the SSM update and the norm.
-          SsmDecodeNormArgs da;
-          da.ssm.xbc = conv_out;
-          da.ssm.xbc_stride = C;
-          da.ssm.dt_raw = big + di + C;
-          da.ssm.dt_stride = W;
-          da.ssm.dt_bias = b.m.dt_bias;
-          da.ssm.A = b.m.A;
-          da.ssm.D = b.m.D;
-          da.ssm.state = b.m.ssm_state;
-          da.ssm.slot = d_slots;
-          da.ssm.B = B;
-          da.ssm.heads = c.mamba_num_heads;
-          da.ssm.head_dim = c.mamba_head_dim;
-          da.ssm.state_dim = c.ssm_state_size;
-          da.ssm.groups = c.n_groups;
-          da.ssm.dt_min = static_cast<float>(c.time_step_limit_min);
-          da.ssm.dt_max = static_cast<float>(c.time_step_limit_max);
-          da.ssm.y = ssm_y;
-          da.z = big;
-          da.z_stride = W;
-          da.w = b.m.norm;
-          da.eps = eps;
-          da.out = g;
-          da.workspace = mamba_ws;
-          ssm_update_gated_norm_cuda(da, sm);
-          mark("mamba.scan+norm");
-        } else {
-          ssm_scan_cuda(sa, sm);
-          mark("mamba.scan");
-          gated_rmsnorm_cuda(ssm_y, big, W, b.m.norm, R, di, di / c.n_groups, eps, g, sm);
-          mark("mamba.gated_norm");
-        }
+        ssm_scan_cuda(sa, sm);
+        mark("mamba.scan");
+        gated_rmsnorm_cuda(ssm_y, big, W, b.m.norm, R, di, di / c.n_groups, eps, g, sm);
+        mark("mamba.gated_norm");
         linear("mamba.out_proj", b.m.out_proj, g, R, y);
         break;
       }

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "kernels/mamba_cuda.h"
 #include "kernels/moe_cuda.h"
 #include "kernels/numeric.h"
 #include "model/cuda_memory.h"
@@ -237,11 +236,6 @@ void CudaModel::Impl::alloc_activations() {
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "multiprocessor count");
   attn_ws_bytes = cuda_memory(model, opt, sms).attention_workspace;
   if (attn_ws_bytes > 0) attn_ws = arena.alloc(static_cast<std::size_t>(attn_ws_bytes));
-  if (c.count(LayerKind::Mamba) > 0 && c.mamba_num_heads % std::max<int64_t>(1, c.n_groups) == 0) {
-    const int64_t bytes = kernels::mamba_decode_workspace_bytes(S, c.mamba_num_heads, c.n_groups);
-    mamba_ws = arena.alloc(static_cast<std::size_t>(bytes));
-    check(cudaMemset(mamba_ws, 0, static_cast<std::size_t>(bytes)), "cudaMemset");
-  }
   if (c.n_routed_experts > 0 && R * k >= kernels::kExpertGroupedMinPairs) {
     moe_ws_bytes = kernels::expert_gemv_workspace_bytes(R, k, c.n_routed_experts);
     moe_ws = arena.alloc(static_cast<std::size_t>(moe_ws_bytes));

@@ -52,7 +52,8 @@ struct Case {
   int64_t E, out, in, T, k;
   bool per_slot, relu2;
   Routing routing;
-  int bm = 0;            // 0: expert_gemv_cuda (auto row tile); 64 / 128: forced
+  int bm = 0;            // 0: grouped, auto row tile (through expert_gemv_cuda when T*k allows); 64 / 128:
+                         // forced; -1: expert_gemv_cuda's choice
   int64_t stride = 1;    // check every stride-th pair against the CPU
   bool vs_gemv = false;  // and all pairs against the GEMV path
   bool bad_ids = false;
@@ -81,8 +82,8 @@ std::vector<uint16_t> launch(const Case& c, const Experts& ex, const std::vector
     a.workspace_bytes = ws_bytes;
   }
   // bm 0 below the grouped threshold: the grouped path with its automatic row tile (the
-  // dispatch would take the GEMV there).
-  if (with_workspace && (c.bm || N < kernels::kExpertGroupedMinPairs)) {
+  // dispatch would take the GEMV there); bm -1: always through the dispatch.
+  if (with_workspace && c.bm >= 0 && (c.bm || N < kernels::kExpertGroupedMinPairs)) {
     EXPECT_NO_THROW(kernels::cuda::launch_expert_grouped(a, nullptr, c.bm));
   } else {
     EXPECT_NO_THROW(kernels::expert_gemv_cuda(a, nullptr));
@@ -229,7 +230,7 @@ TEST(MoeGrouped, DecodeSizesKeepTheGemv) {
   ASSERT_TRUE(have_device());
   for (int64_t T : {1, 4, 8, 10, 42}) {
     ASSERT_LT(T * 6, kernels::kExpertGroupedMinPairs);
-    const Case c{WeightFormat::NVFP4, 128, 1856, 2688, T, 6, false, true, Routing::Spread, 0, 1, false, false, 71};
+    const Case c{WeightFormat::NVFP4, 128, 1856, 2688, T, 6, false, true, Routing::Spread, -1, 1, false, false, 71};
     const auto ex = make_experts(c.f, c.E, c.out, c.in, c.seed, 7919);
     const auto ids = make_ids(T * 6, 128, Routing::Spread, 72 + static_cast<uint64_t>(T));
     Rng rng(73);
