@@ -65,7 +65,9 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 // A kernel launched with launch_pdl may start while the previous kernel in the stream is still
 // running; it must call pdl_wait() before it reads anything an earlier kernel wrote and before
 // it writes any global memory, on every path of every block (a block may exit early only after
-// pdl_wait()). Before pdl_wait() it may only read memory no kernel writes during a step (weights).
+// pdl_wait()). Before pdl_wait() it may only read memory no kernel writes during a step (weights,
+// and the slot ids uploaded before the step), or rows that only this kernel writes during the
+// step (mamba_decode.cu: its layer's state; steps end with a stream synchronization).
 // pdl_trigger() lets the next PDL-launched kernel start launching its blocks now (call it
 // early; it does not make this kernel's writes visible: pdl_wait() in the next kernel waits for
 // this whole grid to finish and flush). Both are safe in kernels launched without PDL.

@@ -64,12 +64,30 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
   const int64_t di = static_cast<int64_t>(Hm) * P, GN = static_cast<int64_t>(G) * N, C = di + 2 * GN;
   const int K = static_cast<int>(a.K), W = K - 1;
   const int64_t b = blockIdx.y;
-  // Per-head weights before the wait.
+  // Before the wait: the per-head weights, the slot (uploaded before the step's first kernel)
+  // and the block's first SSM state rows. Only this kernel writes these state rows during a
+  // step, and every step ends with a stream synchronization (cuda_model_step.cpp), so no
+  // earlier kernel can still be writing them.
   float dtb = 0.0f, Ah = 0.0f;
   if (tid < hpb) dtb = a.dt_bias[h0 + tid], Ah = a.A[h0 + tid];
+  const int64_t slot = a.slot[b];
+  const int r = tid / LPR, j = tid % LPR;
+  float4 s[kPasses][NPT / 4];
+  float4* S[kPasses];
+  auto load_state = [&](int q00) {
+#pragma unroll
+    for (int m = 0; m < kPasses; ++m) {
+      const int q = q00 + m * PT + r;
+      const bool valid = q < rows;
+      const int hl = valid ? q / P : 0, p = valid ? q % P : 0;
+      S[m] = reinterpret_cast<float4*>(a.ssm_state + ((slot * Hm + h0 + hl) * P + p) * N);
+#pragma unroll
+      for (int i = 0; i < NPT / 4; ++i) s[m][i] = valid ? S[m][i * LPR + j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+  };
+  load_state(0);
   cuda::pdl_trigger();
   cuda::pdl_wait();
-  const int64_t slot = a.slot[b];
   const uint16_t* in = a.in_proj + b * a.in_stride;
   const uint16_t* xbc = in + di;
   float* cst = a.conv_state + slot * W * C;
@@ -131,19 +149,8 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
 
   // Selective state update: PT rows (head, p) per pass, LPR lanes per row; kPasses passes'
   // state rows are loaded before any is stored.
-  const int r = tid / LPR, j = tid % LPR;
   for (int q00 = 0; q00 < rows; q00 += kPasses * PT) {
-    float4 s[kPasses][NPT / 4];
-    float4* S[kPasses];
-#pragma unroll
-    for (int m = 0; m < kPasses; ++m) {
-      const int q = q00 + m * PT + r;
-      const bool valid = q < rows;
-      const int hl = valid ? q / P : 0, p = valid ? q % P : 0;
-      S[m] = reinterpret_cast<float4*>(a.ssm_state + ((slot * Hm + h0 + hl) * P + p) * N);
-#pragma unroll
-      for (int i = 0; i < NPT / 4; ++i) s[m][i] = valid ? S[m][i * LPR + j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    }
+    if (q00 > 0) load_state(q00);  // the first passes were loaded before the wait
 #pragma unroll
     for (int m = 0; m < kPasses; ++m) {
       const int q = q00 + m * PT + r;

@@ -123,9 +123,11 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
   float4* xr = reinterpret_cast<float4*>(a.x + t * H);
   const bool add = a.y || a.yk;
   float v[kVec][4], s[kVec][4];
+  uint2 y2raw[kVec];  // loaded with x, used after the addend
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {
     const int q = threadIdx.x + j * kThreads;
+    y2raw[j] = a.y2 && q < H4 ? reinterpret_cast<const uint2*>(a.y2 + t * H)[q] : make_uint2(0u, 0u);
     const float4 xv = q < H4 ? xr[q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     v[j][0] = xv.x, v[j][1] = xv.y, v[j][2] = xv.z, v[j][3] = xv.w;
 #pragma unroll
@@ -133,17 +135,32 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
     if (a.y && !a.yk && q < H4) unpack4(reinterpret_cast<const uint2*>(a.y + t * H)[q], s[j]);
   }
   if (a.yk) {
-    for (int r = 0; r < a.k; ++r) {
-      const float wr = a.rw[t * a.k + r];
-      const uint2* yr = reinterpret_cast<const uint2*>(a.yk + (t * a.k + r) * H);
+    // Slots in runs of kRun: the run's loads are all issued before its sums (a sequence of
+    // dependent load latencies otherwise); the sum stays in slot order.
+    constexpr int kRun = 4;
+    for (int r0 = 0; r0 < a.k; r0 += kRun) {
+      uint2 raw[kRun][kVec];
+      float wr[kRun];
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        const int q = threadIdx.x + j * kThreads;
-        if (q < H4) {
+      for (int u = 0; u < kRun; ++u) {
+        const int r = r0 + u;
+        wr[u] = r < a.k ? a.rw[t * a.k + r] : 0.0f;
+        const uint2* yr = reinterpret_cast<const uint2*>(a.yk + (t * a.k + (r < a.k ? r : r0)) * H);
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          const int q = threadIdx.x + j * kThreads;
+          raw[u][j] = q < H4 && r < a.k ? yr[q] : make_uint2(0u, 0u);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kRun; ++u) {
+        if (r0 + u >= a.k) break;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
           float f[4];
-          unpack4(yr[q], f);
+          unpack4(raw[u][j], f);
 #pragma unroll
-          for (int e = 0; e < 4; ++e) s[j][e] += wr * f[e];
+          for (int e = 0; e < 4; ++e) s[j][e] += wr[u] * f[e];
         }
       }
     }
@@ -158,7 +175,7 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
       const int q = threadIdx.x + j * kThreads;
       if (q < H4) {
         float f[4];
-        unpack4(reinterpret_cast<const uint2*>(a.y2 + t * H)[q], f);
+        unpack4(y2raw[j], f);
 #pragma unroll
         for (int e = 0; e < 4; ++e) s[j][e] = bf16f(f2bf(s[j][e] + f[e]));
       }
