@@ -21,7 +21,7 @@ std::vector<float> bf16_tol(const std::vector<float>& ref) { return uniform_tol(
 TEST(NormCuda, AddRmsnorm) {
   ASSERT_TRUE(have_device());
   Rng rng(11);
-  for (int64_t H : {2688, 4096, 1000})
+  for (int64_t H : {2688, 4096, 8192, 1000})
     for (int64_t T : {1, 5, 33})
       for (bool with_y : {true, false}) {
         std::vector<float> x(static_cast<std::size_t>(T * H)), yf, wf;
@@ -125,9 +125,9 @@ TEST(NormCuda, AddRmsnormScalarPath) {
 TEST(NormCuda, CombineFoldedIntoNormEqualsTwoKernels) {
   ASSERT_TRUE(have_device());
   Rng rng(32);
-  for (const int64_t H : {int64_t{2688}, int64_t{96}, int64_t{1001}})
+  for (const int64_t H : {int64_t{2688}, int64_t{8192}, int64_t{96}, int64_t{1001}})
     for (const int64_t T : {int64_t{1}, int64_t{5}})
-      for (const int64_t k : {int64_t{6}, int64_t{1}})
+      for (const int64_t k : {int64_t{6}, int64_t{1}, int64_t{22}})
         for (const bool shared : {true, false}) {
           const std::size_t n = static_cast<std::size_t>(T * H);
           std::vector<float> x(n), rw(static_cast<std::size_t>(T * k));

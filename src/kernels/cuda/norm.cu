@@ -1,5 +1,6 @@
 // RMSNorm (+ residual add), embedding gather, relu², Mamba gated group RMSNorm.
 // One block per row (per (row, group) for the gated norm); sums of squares in fp32.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -103,18 +104,20 @@ __device__ __forceinline__ void unpack4(uint2 p, float* f) {
 }
 
 // Vector path (H % 4 == 0; x, uf 16-byte and y, y2, yk, w, u 8-byte aligned, u_stride % 4 == 0):
-// thread i owns the 4-element quads i, i + 256, ... (at most kVec, H <= 1024 * kVec), moved
-// as float4 / 4 x BF16, so a row of 2688 is 3 quads per thread. Same per-element arithmetic
+// with nt = blockDim.x threads (a multiple of 32, <= 1024), thread i owns the 4-element quads
+// i, i + nt, ... (at most kVec; H <= 4 * nt * kVec), moved as float4 / 4 x BF16: a row of 2688
+// is one quad per thread of a 672-thread block, so that the few loads of each thread are in
+// flight together (one row per block: decode is latency-bound). Same per-element arithmetic
 // as the scalar path; the sum of squares runs over the thread's elements in order, then
-// block_sum (a row's result depends on that row alone).
+// block_sum (a row's result depends on that row and H alone).
 template <int kVec>
-__global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
+__global__ void __launch_bounds__(1024) add_rmsnorm_vec_kernel(NormArgs a) {
   __shared__ float scratch[32];
-  const int H = a.H, H4 = H >> 2;
+  const int H = a.H, H4 = H >> 2, nt = static_cast<int>(blockDim.x);
   float wv[kVec][4];
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {
-    const int q = threadIdx.x + j * kThreads;
+    const int q = threadIdx.x + j * nt;
     if (q < H4) unpack4(__ldg(reinterpret_cast<const uint2*>(a.w) + q), wv[j]);
   }
   cuda::pdl_trigger();
@@ -126,7 +129,7 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
   uint2 y2raw[kVec];  // loaded with x, used after the addend
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {
-    const int q = threadIdx.x + j * kThreads;
+    const int q = threadIdx.x + j * nt;
     y2raw[j] = a.y2 && q < H4 ? reinterpret_cast<const uint2*>(a.y2 + t * H)[q] : make_uint2(0u, 0u);
     const float4 xv = q < H4 ? xr[q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     v[j][0] = xv.x, v[j][1] = xv.y, v[j][2] = xv.z, v[j][3] = xv.w;
@@ -137,7 +140,7 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
   if (a.yk) {
     // Slots in runs of kRun: the run's loads are all issued before its sums (a sequence of
     // dependent load latencies otherwise); the sum stays in slot order.
-    constexpr int kRun = 4;
+    constexpr int kRun = 8 / kVec;
     for (int r0 = 0; r0 < a.k; r0 += kRun) {
       uint2 raw[kRun][kVec];
       float wr[kRun];
@@ -148,7 +151,7 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
         const uint2* yr = reinterpret_cast<const uint2*>(a.yk + (t * a.k + (r < a.k ? r : r0)) * H);
 #pragma unroll
         for (int j = 0; j < kVec; ++j) {
-          const int q = threadIdx.x + j * kThreads;
+          const int q = threadIdx.x + j * nt;
           raw[u][j] = q < H4 && r < a.k ? yr[q] : make_uint2(0u, 0u);
         }
       }
@@ -172,7 +175,7 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
   if (a.y2) {
 #pragma unroll
     for (int j = 0; j < kVec; ++j) {
-      const int q = threadIdx.x + j * kThreads;
+      const int q = threadIdx.x + j * nt;
       if (q < H4) {
         float f[4];
         unpack4(y2raw[j], f);
@@ -184,7 +187,7 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
   float ss = 0.0f;
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {
-    const int q = threadIdx.x + j * kThreads;
+    const int q = threadIdx.x + j * nt;
     if (q < H4) {
       if (add) {
 #pragma unroll
@@ -201,7 +204,7 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_vec_kernel(NormArgs a) {
   float4* ufr = a.uf ? reinterpret_cast<float4*>(a.uf + t * H) : nullptr;
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {
-    const int q = threadIdx.x + j * kThreads;
+    const int q = threadIdx.x + j * nt;
     if (q < H4) {
       float o[4];
 #pragma unroll
@@ -226,12 +229,11 @@ void launch_add_rmsnorm(const NormArgs& a, int64_t T, cudaStream_t stream) {
                    aligned8(a.w) && aligned8(a.u) && (!a.y || aligned8(a.y)) && (!a.y2 || aligned8(a.y2)) &&
                    (!a.yk || aligned8(a.yk));
   if (vec) {
+    // One quad per thread up to 1024 threads, then 1024 threads with two quads each (H <= 8192).
     const int64_t H4 = H / 4;
-    if (H4 <= kThreads) cuda::launch_pdl(add_rmsnorm_vec_kernel<1>, grid, block, 0, stream, a);
-    else if (H4 <= 2 * kThreads) cuda::launch_pdl(add_rmsnorm_vec_kernel<2>, grid, block, 0, stream, a);
-    else if (H4 <= 3 * kThreads) cuda::launch_pdl(add_rmsnorm_vec_kernel<3>, grid, block, 0, stream, a);
-    else if (H4 <= 4 * kThreads) cuda::launch_pdl(add_rmsnorm_vec_kernel<4>, grid, block, 0, stream, a);
-    else cuda::launch_pdl(add_rmsnorm_vec_kernel<8>, grid, block, 0, stream, a);
+    const dim3 vblock(static_cast<unsigned>(std::min<int64_t>(1024, (H4 + 31) / 32 * 32)));
+    if (H4 <= 1024) cuda::launch_pdl(add_rmsnorm_vec_kernel<1>, grid, vblock, 0, stream, a);
+    else cuda::launch_pdl(add_rmsnorm_vec_kernel<2>, grid, vblock, 0, stream, a);
     return;
   }
   if (H <= 4 * kThreads) cuda::launch_pdl(add_rmsnorm_kernel<4>, grid, block, 0, stream, a);
