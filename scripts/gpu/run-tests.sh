@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine (through the `run` tool, carry: [".gpudeps"]), from the repo root:
-#   bash scripts/gpu/run-tests.sh [gtest filter] [--cpu] [--no-bench]
+#   bash scripts/gpu/run-tests.sh [gtest filter] [--cpu] [--no-bench] [--cli-only]
+# (--cli-only: configure and build the nemotron binary alone, for bench-real.sh; no tests)
 # Unpacks the .deb dependencies into /tmp/gpudeps, configures and builds the CUDA build
 # (sm_90a) with -j16, runs the GPU tests (ctest -L gpu), the GEMV bandwidth bench, and
 # optionally the CPU tests. Logs go to $OUT (or ./gpu-logs without $OUT).
@@ -9,11 +10,12 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 out="${OUT:-$root/gpu-logs}"
 mkdir -p "$out"
-filter="*"; run_cpu=0; run_bench=1
+filter="*"; run_cpu=0; run_bench=1; cli_only=0
 for a in "$@"; do
   case "$a" in
     --cpu) run_cpu=1 ;;
     --no-bench) run_bench=0 ;;
+    --cli-only) cli_only=1 ;;
     *) filter="$a" ;;
   esac
 done
@@ -41,9 +43,11 @@ cmake -S . -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNEMOTRON_CUDA=ON -DN
 targets=(nemotron_cuda_tests)
 [ "$run_bench" = 1 ] && targets+=(bench_gemv_cuda)
 [ "$run_cpu" = 1 ] && targets=(all)
+[ "$cli_only" = 1 ] && targets=(nemotron)
 cmake --build "$bdir" -j16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
   || { grep -E "error|FAILED" "$out/build.log" | head -40; say "build FAILED"; exit 1; }
 say "configure+build: $(( $(date +%s) - t0 )) s"
+[ "$cli_only" = 1 ] && exit 0
 
 rc=0
 "$bdir/tests/nemotron_cuda_tests" --gtest_filter="$filter" 2>&1 | tee "$out/gpu-tests.log" | \
