@@ -6,10 +6,10 @@
 //
 // Paths: GEMV for T <= kLinearGemvMaxRows (decode: 16-row tiles of W decoded to BF16 in
 // registers and multiplied with all T rows of x (staged in shared memory) on the tensor cores,
-// fp32 accumulation; every weight byte read once for the whole batch); GEMM for more rows (prefill: 64x64 tiles on the
-// BF16 tensor cores (wmma) with fp32 accumulation; FP8 and NVFP4 values, and NVFP4 element x
-// block-scale products, are exact in BF16, so only the per-tensor scale is applied after
-// accumulation).
+// fp32 accumulation; every weight byte read once for the whole batch); GEMM for more rows
+// (prefill: 128x128 or 64x128 tiles on the BF16 tensor cores, mma.sync with fp32 accumulation,
+// gemm_core.cuh; FP8 and NVFP4 values, and NVFP4 element x block-scale products, are exact in
+// BF16, so only the per-tensor scale is applied after accumulation).
 #include <cstdint>
 
 #include "kernels/cuda_stream.h"
