@@ -104,6 +104,16 @@ struct Fmt<WeightFormat::NVFP4> {
 // shared load per unit gives the matching B operands. Products are exact in BF16 (FP8 values,
 // e2m1 x E4M3 block scale), so only fp32 accumulation rounds; kPost scales the sum.
 
+// D += A B on the tensor cores: one m16n8k16 BF16 mma with fp32 accumulators (both GEMV and
+// GEMM cores; register layouts as in the PTX ISA).
+__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 __device__ __forceinline__ uint32_t bf16x2_mul(uint32_t a, uint32_t b) {
   uint32_t d;  // a * b + (-0): fma.rn.bf16x2 keeps subnormal inputs (sm_80+)
   asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));

@@ -68,14 +68,6 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
                : "r"(smem_u32(p)));
 }
 
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // NVFP4 word (8 codes, code 2j in the low nibble of byte j) -> 4 BF16x2 in natural order,
 // (code 2i, code 2i+1) in o[i], each e2m1 * 2^-126 (see MmaFmt<NVFP4>::unit) times the splat
 // `sc` (block scale * 2^118): e2m1 * scale * 2^-8, exact.
@@ -245,7 +237,7 @@ __device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const
         uint32_t a[4];
         ldmatrix_x4(a, A + sw(wm + 16 * mt + (lane & 15), 2 * kk + (lane >> 4)));
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) mma_bf16(acc[mt][nt], a, b[nt][0], b[nt][1]);
+        for (int nt = 0; nt < 4; ++nt) mma_bf16_16816(acc[mt][nt], a, b[nt][0], b[nt][1]);
       }
     }
     if constexpr (F != WeightFormat::Dense) {

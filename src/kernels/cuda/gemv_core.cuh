@@ -113,14 +113,6 @@ constexpr int kTileRows = 16;
 constexpr int kMmaMaxWarps = 16;
 constexpr int kAhead = 2;  // super-steps per warp per load batch (two batches in flight)
 
-__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // Shared-memory x: row n (token) of `xs_stride(in)` 16-byte units; unit u (8 elements, in the
 // format's pair order) of row n sits at n * stride + (u ^ xs_swizzle(n, u)). The swizzle puts
 // the 8 lanes of each quarter-warp 16-byte load (tokens 2p, 2p+1; chunks t = 0..3) on 8
