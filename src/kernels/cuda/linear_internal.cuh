@@ -19,6 +19,7 @@ void launch_expert_grouped(const ExpertGemvArgs& a, cudaStream_t stream, int bm 
 struct DeviceLimits {
   int sms = 0;
   int smem_optin = 0;
+  int cc_major = 0;  // compute capability major (9: Hopper, 12: GB10)
 };
 DeviceLimits device_limits();
 

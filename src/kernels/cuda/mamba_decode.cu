@@ -18,6 +18,7 @@
 #include <string>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/linear_internal.cuh"
 #include "kernels/mamba_cuda.h"
 
 namespace nemotron::kernels {
@@ -247,12 +248,8 @@ void launch(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t stream) 
   }
 }
 
-bool device_has_clusters() {
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-    return false;
-  return major >= 9;
-}
+// Thread block clusters: sm_90 and later (cached per device, as the model asks every step).
+bool device_has_clusters() { return cuda::device_limits().cc_major >= 9; }
 
 bool dims_supported(int64_t heads, int64_t head_dim, int64_t N, int64_t groups, int64_t K) {
   if (heads < 1 || heads > 65535 || groups < 1 || heads % groups != 0 || head_dim < 1 || K < 1 || K > kMaxK)

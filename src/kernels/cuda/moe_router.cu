@@ -1,9 +1,10 @@
-// Device MoE router. Ungrouped routing of up to 256 experts: router_rank_kernel (one block per
-// token, each expert's rank counted directly). Otherwise one warp per token, lane l owns
-// experts l, l+32, ... (kPer per lane), or one block per token for E > 256.
-// Selection repeats a warp arg-max (higher score, then lower id) k times, which reproduces
-// route_topk_cpu's partial_sort order; group scores (sum of the two best biased scores in
-// each group) and group selection follow the same order rules (stable: ties -> lower group).
+// Device MoE router. Ungrouped routing: up to 256 experts router_rank_kernel (one block per
+// token, each expert's rank counted directly), more router_block_kernel (one block per token,
+// bitwise search for the k-th key). Grouped routing: router_kernel, one warp per token, lane l
+// owning experts l, l+32, ... (kPer per lane), the k-th key by the same bitwise search. Every
+// path orders by higher score, then lower id, which reproduces route_topk_cpu's partial_sort
+// order; group scores (sum of the two best biased scores in each group) and group selection
+// follow the same order rules (stable: ties -> lower group).
 #include <cmath>
 #include <string>
 
@@ -459,7 +460,7 @@ void route_topk_cuda(const float* logits, const float* bias, const RouterParams&
     cuda::check_launch("route_topk_cuda");
     return;
   }
-  if (p.n_group == 1 && p.experts > 128 && p.experts <= kTopkThreads * 8) {
+  if (p.n_group == 1) {  // E in (256, 1024]
     const dim3 g1(static_cast<unsigned>(T)), b1(kTopkThreads);
     if (p.experts <= kTopkThreads * 4) cuda::launch_pdl(router_block_kernel<4>, g1, b1, 0, stream, logits, bias, p, ids, weights);
     else cuda::launch_pdl(router_block_kernel<8>, g1, b1, 0, stream, logits, bias, p, ids, weights);
