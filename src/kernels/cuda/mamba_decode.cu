@@ -54,7 +54,7 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   constexpr int PT = kThreads / LPR, N = NPT * LPR, N4 = N / 4;
   __shared__ float4 Bs[N4], Cs[N4];
-  __shared__ float xs[kMaxRows], gs[kMaxRows];
+  __shared__ float xs[kMaxRows], gs[kMaxRows], zs[kMaxRows];
   __shared__ float dts[kMaxHpb], decs[kMaxHpb];
   __shared__ float scratch[32];
   __shared__ float partial;
@@ -65,8 +65,8 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
   const int64_t di = static_cast<int64_t>(Hm) * P, GN = static_cast<int64_t>(G) * N, C = di + 2 * GN;
   const int K = static_cast<int>(a.K), W = K - 1;
   const int64_t b = blockIdx.y;
-  // Before the wait: the per-head weights, the slot (uploaded before the step's first kernel)
-  // and the block's first SSM state rows. Only this kernel writes these state rows during a
+  // Before the wait: the per-head weights, the slot (uploaded before the step's first kernel),
+  // the block's first SSM state rows and (below) its conv windows. Only this kernel writes these state rows during a
   // step, and every step ends with a stream synchronization (cuda_model_step.cpp), so no
   // earlier kernel can still be writing them.
   float dtb = 0.0f, Ah = 0.0f;
@@ -86,22 +86,18 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
       for (int i = 0; i < NPT / 4; ++i) s[m][i] = valid ? S[m][i * LPR + j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
   };
-  load_state(0);
-  cuda::pdl_trigger();
-  cuda::pdl_wait();
-  const uint16_t* in = a.in_proj + b * a.in_stride;
-  const uint16_t* xbc = in + di;
   float* cst = a.conv_state + slot * W * C;
-
   // Conv over the block's channels: q < rows: x channel h0 * P + q; then the group's N B and
-  // N C channels. Two channels per thread per round, both windows loaded before any store
-  // (the stores could alias the loads as far as the compiler knows).
-  float* Bf = reinterpret_cast<float*>(Bs);
-  float* Cf = reinterpret_cast<float*>(Cs);
+  // N C channels. Two channels per thread per round (q0 + u * kThreads), both windows loaded
+  // before any store (the stores could alias the loads as far as the compiler knows). When one
+  // round covers every channel (Nano, Super), its windows (conv state rows only this kernel
+  // writes during a step, like the SSM state), conv weights and bias are loaded before the
+  // wait, and the rank-0 block shifts the group's B/C windows from those registers at the end.
   const int nch = rows + 2 * N;
-  for (int q0 = tid; q0 < nch; q0 += 2 * kThreads) {
-    float win[2][kMaxK], xin[2];
-    int64_t ch[2];
+  const bool one_round = nch <= 2 * kThreads;
+  float win[2][kMaxK], cw[2][kMaxK], cb[2], xin[2];
+  int64_t ch[2];
+  auto load_round = [&](int q0) {
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       const int q = q0 + u * kThreads;
@@ -110,21 +106,43 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
                                        : di + GN + static_cast<int64_t>(g) * N + (q - rows - N));
       if (q < nch) {
 #pragma unroll
-        for (int k = 0; k < kMaxK; ++k)
+        for (int k = 0; k < kMaxK; ++k) {
           if (k < W) win[u][k] = cst[k * C + ch[u]];
-        xin[u] = bf16f(xbc[ch[u]]);
+          if (k < K) cw[u][k] = bf16f(a.conv_w[ch[u] * K + k]);
+        }
+        cb[u] = a.conv_b ? bf16f(a.conv_b[ch[u]]) : 0.0f;
       }
     }
+  };
+  if (one_round) load_round(tid);
+  load_state(0);
+  cuda::pdl_trigger();
+  cuda::pdl_wait();
+  const uint16_t* in = a.in_proj + b * a.in_stride;
+  const uint16_t* xbc = in + di;
+
+  // The gate z of the block's rows and the raw dt of its heads: loaded with the conv inputs,
+  // not at their use, so that no load waits on the conv and SSM phases.
+  for (int q = tid; q < rows; q += kThreads) zs[q] = bf16f(in[static_cast<int64_t>(h0) * P + q]);
+  const float dt_raw = tid < hpb ? bf16f(in[di + C + h0 + tid]) : 0.0f;
+  float* Bf = reinterpret_cast<float*>(Bs);
+  float* Cf = reinterpret_cast<float*>(Cs);
+  for (int q0 = tid; q0 < nch; q0 += 2 * kThreads) {
+    if (!one_round) load_round(q0);
+#pragma unroll
+    for (int u = 0; u < 2; ++u)
+      if (q0 + u * kThreads < nch) xin[u] = bf16f(xbc[ch[u]]);
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       const int q = q0 + u * kThreads;
       if (q >= nch) continue;
       const int64_t c = ch[u];
-      float acc = a.conv_b ? bf16f(a.conv_b[c]) : 0.0f;
+      float acc = cb[u];
 #pragma unroll
-      for (int k = 0; k < kMaxK; ++k)
-        if (k < W) acc += bf16f(a.conv_w[c * K + k]) * win[u][k];
-      acc += bf16f(a.conv_w[c * K + W]) * xin[u];
+      for (int k = 0; k < kMaxK; ++k) {  // static indices: the arrays stay in registers
+        if (k < W) acc += cw[u][k] * win[u][k];
+        else if (k == W) acc += cw[u][k] * xin[u];
+      }
       const float o = acc / (1.0f + expf(-acc));
       if (q < rows) {
         xs[q] = o;
@@ -141,7 +159,7 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
     }
   }
   if (tid < hpb) {
-    float dt = softplus(bf16f(in[di + C + h0 + tid]) + dtb);
+    float dt = softplus(dt_raw + dtb);
     dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
     dts[tid] = dt;
     decs[tid] = expf(dt * Ah);
@@ -156,7 +174,7 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
     for (int m = 0; m < kPasses; ++m) {
       const int q = q00 + m * PT + r;
       const bool valid = q < rows;
-      const int hl = valid ? q / P : 0, p = valid ? q % P : 0, h = h0 + hl;
+      const int hl = valid ? q / P : 0, h = h0 + hl;
       const float decay = decs[hl], xp = valid ? xs[q] : 0.0f, dx = dts[hl] * xp;
       float acc = 0.0f;
 #pragma unroll
@@ -175,7 +193,7 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
         for (int i = 0; i < NPT / 4; ++i) S[m][i * LPR + j] = s[m][i];
         if (j == 0) {
           const float y = acc + a.D[h] * xp;
-          const float zi = bf16f(in[static_cast<int64_t>(h) * P + p]);
+          const float zi = zs[q];
           gs[q] = y * (zi / (1.0f + expf(-zi)));
         }
       }
@@ -197,7 +215,18 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
   const uint16_t* nw = a.norm_w + static_cast<int64_t>(h0) * P;
   for (int q = tid; q < rows; q += kThreads) out[q] = f2bf((gs[q] * inv) * bf16f(nw[q]));
   // Every block of the group has read the old B/C window (before the barrier): shift it now.
-  if (cluster.block_rank() == 0) {
+  if (cluster.block_rank() == 0 && one_round) {
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int q = tid + u * kThreads;
+      if (q < rows || q >= nch) continue;
+      float* st = cst + ch[u];
+#pragma unroll
+      for (int k = 0; k + 1 < kMaxK; ++k)
+        if (k + 1 < W) st[k * C] = win[u][k + 1];
+      if (W > 0) st[(W - 1) * C] = xin[u];
+    }
+  } else if (cluster.block_rank() == 0) {
     for (int q = tid; q < 2 * N; q += kThreads) {
       const int64_t c = q < N ? di + static_cast<int64_t>(g) * N + q : di + GN + static_cast<int64_t>(g) * N + (q - N);
       float* st = cst + c;
