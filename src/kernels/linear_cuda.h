@@ -40,4 +40,9 @@ struct LinearCudaArgs {
 // Nemotron 3 projection); pointers 16-byte aligned; T >= 1.
 void linear_cuda(const LinearCudaArgs& args, cudaStream_t stream);
 
+// n linears over the same x (attention q, k, v): exactly linear_cuda on each part (same bits),
+// in one launch when every part takes the warp-per-row GEMV (same x, T, in, format and path;
+// at most 4 parts), else one linear_cuda call each.
+void linear_group_cuda(const LinearCudaArgs* parts, int n, cudaStream_t stream);
+
 }  // namespace nemotron::kernels

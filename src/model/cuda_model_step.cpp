@@ -211,9 +211,11 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
         break;
       }
       case LayerKind::Attention: {
-        linear("attn.q", b.a.q, u, R, q);
-        linear("attn.k", b.a.k, u, R, kb);
-        linear("attn.v", b.a.v, u, R, vb);
+        {  // one launch for the three where the warp-row GEMV serves them (decode, BF16 / FP8)
+          const LinearCudaArgs qkv[3] = {{b.a.q, u, R, q}, {b.a.k, u, R, kb}, {b.a.v, u, R, vb}};
+          linear_group_cuda(qkv, 3, sm);
+          mark("attn.qkv", static_cast<double>(b.a.q.stored_bytes() + b.a.k.stored_bytes() + b.a.v.stored_bytes()));
+        }
         kv_cache_write_cuda(b.a.cache, kb, vb, d_slot_mapping, R, sm);
         mark("attn.kv_write");
         PagedAttentionArgs pa;

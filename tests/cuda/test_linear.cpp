@@ -5,6 +5,7 @@
 // accumulate exact products in fp32 in different orders, so the gap is a few ulps of the
 // absolute sum. Outputs are poisoned (NaN) before the launch: an unwritten element fails.
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -201,6 +202,62 @@ TEST(LinearCuda, GemmLargeTAndRaggedShapes) {
   }
   run_case(kNano[1], WeightFormat::NVFP4, 600, LinearPath::Gemm, OutType::BF16, seed++, true);
   run_case(kNano[2], WeightFormat::FP8, 1500, LinearPath::Gemm, OutType::BF16, seed++, true);
+}
+
+// linear_group_cuda gives each part's linear_cuda result bit for bit, in one launch (the Nano
+// attention q, k, v in BF16 and FP8 at T = 1; ragged rows) or one call each (T > 1, the tile
+// GEMV, mixed formats).
+void check_group(const std::vector<Case>& parts, const std::vector<WeightFormat>& fmts, int64_t T, uint64_t seed) {
+  const int n = static_cast<int>(parts.size());
+  const int64_t in = parts[0].in;
+  Rng rng(seed);
+  std::vector<float> xf;
+  const std::vector<uint16_t> xb = rng.bf16(static_cast<std::size_t>(T * in), 1.0f, &xf);
+  DeviceBuffer<uint16_t> dx(xb);
+  std::vector<HostWeight> hw;
+  std::vector<std::unique_ptr<DeviceBuffer<uint8_t>>> dw, ds;
+  std::vector<std::unique_ptr<DeviceBuffer<uint16_t>>> y1, y2;
+  std::vector<kernels::LinearCudaArgs> a(static_cast<std::size_t>(n)), b(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    hw.push_back(make_weight(fmts[i], parts[i].out, in, seed * 10 + static_cast<uint64_t>(i)));
+    dw.push_back(std::make_unique<DeviceBuffer<uint8_t>>(hw[i].data));
+    ds.push_back(std::make_unique<DeviceBuffer<uint8_t>>(hw[i].scales.empty() ? std::vector<uint8_t>(16) : hw[i].scales));
+    y1.push_back(std::make_unique<DeviceBuffer<uint16_t>>(static_cast<std::size_t>(T * parts[i].out)));
+    y2.push_back(std::make_unique<DeviceBuffer<uint16_t>>(static_cast<std::size_t>(T * parts[i].out)));
+    y1[i]->poison();
+    y2[i]->poison();
+    a[i].w = hw[i].w;
+    a[i].w.data = dw[i]->get();
+    a[i].w.block_scale = fmts[i] == WeightFormat::NVFP4 ? ds[i]->get() : nullptr;
+    a[i].x = dx.get();
+    a[i].T = T;
+    a[i].y = y1[i]->get();
+    b[i] = a[i];
+    b[i].y = y2[i]->get();
+  }
+  for (int i = 0; i < n; ++i) ASSERT_NO_THROW(kernels::linear_cuda(a[i], nullptr));
+  ASSERT_NO_THROW(kernels::linear_group_cuda(b.data(), n, nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+  for (int i = 0; i < n; ++i)
+    EXPECT_EQ(y1[i]->download(), y2[i]->download())
+        << "group part " << i << " (" << parts[i].name << ", " << kernels::weight_format_name(fmts[i]) << ") T=" << T;
+}
+
+TEST(LinearCuda, GroupEqualsSeparateCalls) {
+  ASSERT_TRUE(have_device());
+  const std::vector<Case> qkv = {{"nano.q", 4096, 2688}, {"nano.k", 256, 2688}, {"nano.v", 256, 2688}};
+  const std::vector<Case> ragged = {{"a", 37, 96}, {"b", 1, 96}, {"c", 17, 96}, {"d", 8, 96}};
+  uint64_t seed = 900;
+  for (auto f : {WeightFormat::Dense, WeightFormat::FP8}) {
+    check_group(qkv, {f, f, f}, 1, seed++);
+    check_group(ragged, {f, f, f, f}, 1, seed++);
+  }
+  check_group(ragged, std::vector<WeightFormat>(4, WeightFormat::NVFP4), 1, seed++);  // small NVFP4: warp rows
+  check_group(qkv, std::vector<WeightFormat>(3, WeightFormat::NVFP4), 1, seed++);     // q: the tile GEMV
+  check_group(qkv, std::vector<WeightFormat>(3, WeightFormat::Dense), 3, seed++);     // T > 1
+  check_group(ragged, {WeightFormat::Dense, WeightFormat::FP8, WeightFormat::Dense, WeightFormat::NVFP4}, 1, seed++);
+  check_group({{"one", 24, 64}}, {WeightFormat::Dense}, 1, seed++);
+  EXPECT_THROW(kernels::linear_group_cuda(nullptr, 2, nullptr), Error);
 }
 
 TEST(LinearCuda, RejectsBadArguments) {

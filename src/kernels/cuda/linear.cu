@@ -7,7 +7,10 @@
 
 namespace nemotron::kernels {
 
-void linear_cuda(const LinearCudaArgs& a, cudaStream_t stream) {
+namespace {
+
+// Throws Error on bad arguments; true when the GEMV path serves them.
+bool check_args(const LinearCudaArgs& a) {
   using cuda::require;
   const LinearWeight& w = a.w;
   const std::string fmt = weight_format_name(w.format);
@@ -27,12 +30,26 @@ void linear_cuda(const LinearCudaArgs& a, cudaStream_t stream) {
   require(!gemv || a.T <= kLinearGemvMaxRows,
           "linear_cuda: the GEMV path takes at most " + std::to_string(kLinearGemvMaxRows) + " rows");
   require(!a.relu2 || a.y_type == OutType::BF16 || gemv, "linear_cuda: relu2 with fp32 output needs the GEMV path");
-  if (gemv) {
+  return gemv;
+}
+
+}  // namespace
+
+void linear_cuda(const LinearCudaArgs& a, cudaStream_t stream) {
+  if (check_args(a)) {
     cuda::launch_linear_gemv(a, stream);
   } else {
     cuda::launch_linear_gemm(a, stream);
-    if (a.relu2) relu2_cuda(static_cast<uint16_t*>(a.y), a.T * w.out, stream);
+    if (a.relu2) relu2_cuda(static_cast<uint16_t*>(a.y), a.T * a.w.out, stream);
   }
+}
+
+void linear_group_cuda(const LinearCudaArgs* parts, int n, cudaStream_t stream) {
+  cuda::require(parts && n >= 1, "linear_group_cuda: no parts");
+  bool gemv = true;
+  for (int i = 0; i < n; ++i) gemv = check_args(parts[i]) && gemv;
+  if (gemv && cuda::launch_linear_gemv_group(parts, n, stream)) return;
+  for (int i = 0; i < n; ++i) linear_cuda(parts[i], stream);
 }
 
 }  // namespace nemotron::kernels

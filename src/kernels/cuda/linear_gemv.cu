@@ -37,6 +37,58 @@ void launch_rows(const LinearCudaArgs& a, cudaStream_t stream) {
   else launch_pdl(gemv_kernel<F, 8>, grid, block, 0, stream, wd, bs, a.w.scale, a.x, T, in, out, a.y, f32, a.relu2);
 }
 
+// Several warp-row GEMVs of one format over the same x in one launch (linear_group_cuda):
+// blocks [block0[p], block0[p + 1]) compute part p's rows, kWarps per block.
+constexpr int kMaxGroup = 4;
+struct RowGroup {
+  int n = 0;
+  const uint8_t* wdata[kMaxGroup] = {};
+  const uint8_t* wscale[kMaxGroup] = {};
+  float scale[kMaxGroup] = {};
+  int out[kMaxGroup] = {};
+  void* y[kMaxGroup] = {};
+  bool y_f32[kMaxGroup] = {};
+  bool relu2[kMaxGroup] = {};
+  int block0[kMaxGroup + 1] = {};
+};
+
+template <WeightFormat F, int NT>
+__global__ void __launch_bounds__(kWarps * 32) gemv_group_kernel(const RowGroup g, const uint16_t* __restrict__ x, int T,
+                                                                 int in) {
+  pdl_trigger();
+  pdl_wait();
+  int p = 0;
+  while (p + 1 < g.n && static_cast<int>(blockIdx.x) >= g.block0[p + 1]) ++p;
+  const int row = (static_cast<int>(blockIdx.x) - g.block0[p]) * kWarps + (threadIdx.x >> 5);
+  if (row < g.out[p])
+    gemv_row<F, NT>(g.wdata[p], g.wscale[p], g.scale[p], x, T, in, g.out[p], g.y[p], g.y_f32[p], row, g.relu2[p]);
+}
+
+template <WeightFormat F>
+bool launch_group(const LinearCudaArgs* parts, int n, cudaStream_t stream) {
+  RowGroup g;
+  g.n = n;
+  for (int i = 0; i < n; ++i) {
+    const LinearCudaArgs& a = parts[i];
+    g.wdata[i] = static_cast<const uint8_t*>(a.w.data);
+    g.wscale[i] = a.w.block_scale;
+    g.scale[i] = a.w.scale;
+    g.out[i] = static_cast<int>(a.w.out);
+    g.y[i] = a.y;
+    g.y_f32[i] = a.y_type == OutType::F32;
+    g.relu2[i] = a.relu2;
+    g.block0[i + 1] = g.block0[i] + static_cast<int>((a.w.out + kWarps - 1) / kWarps);
+  }
+  const dim3 grid(static_cast<unsigned>(g.block0[n])), block(kWarps * 32);
+  const int T = static_cast<int>(parts[0].T), in = static_cast<int>(parts[0].w.in);
+  const uint16_t* x = parts[0].x;
+  if (T == 1) launch_pdl(gemv_group_kernel<F, 1>, grid, block, 0, stream, g, x, T, in);
+  else if (T == 2) launch_pdl(gemv_group_kernel<F, 2>, grid, block, 0, stream, g, x, T, in);
+  else if (T <= 4) launch_pdl(gemv_group_kernel<F, 4>, grid, block, 0, stream, g, x, T, in);
+  else launch_pdl(gemv_group_kernel<F, 8>, grid, block, 0, stream, g, x, T, in);
+  return true;
+}
+
 // grid.x = 16-row tiles; dynamic shared memory = mma_smem_bytes (x, then the warp partials).
 template <WeightFormat F>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32) gemv_mma_kernel(const uint8_t* __restrict__ wdata,
@@ -127,6 +179,29 @@ DeviceLimits device_limits() {
     sms_cache[dev].store(d.sms, std::memory_order_relaxed);
   }
   return d;
+}
+
+bool launch_linear_gemv_group(const LinearCudaArgs* parts, int n, cudaStream_t stream) {
+  if (n < 2 || n > kMaxGroup) return false;
+  const LinearCudaArgs& a0 = parts[0];
+  int64_t blocks = 0;
+  for (int i = 0; i < n; ++i) {
+    const LinearCudaArgs& a = parts[i];
+    if (a.w.format != a0.w.format || a.w.in != a0.w.in || a.x != a0.x || a.T != a0.T || a.path != a0.path) return false;
+    const bool rows = a.w.format == WeightFormat::Dense   ? prefer_rows<WeightFormat::Dense>(a)
+                      : a.w.format == WeightFormat::FP8   ? prefer_rows<WeightFormat::FP8>(a)
+                                                          : prefer_rows<WeightFormat::NVFP4>(a);
+    if (!rows) return false;  // the tile GEMV serves it: one launch each
+    blocks += (a.w.out + kWarps - 1) / kWarps;
+  }
+  if (blocks >= (int64_t{1} << 31)) return false;
+  switch (a0.w.format) {
+    case WeightFormat::Dense: launch_group<WeightFormat::Dense>(parts, n, stream); break;
+    case WeightFormat::FP8: launch_group<WeightFormat::FP8>(parts, n, stream); break;
+    case WeightFormat::NVFP4: launch_group<WeightFormat::NVFP4>(parts, n, stream); break;
+  }
+  check_launch("linear_group (gemv rows)");
+  return true;
 }
 
 void launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream) {

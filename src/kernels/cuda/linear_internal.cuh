@@ -8,6 +8,8 @@
 namespace nemotron::kernels::cuda {
 
 void launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream);
+// linear_group_cuda's one-launch path (checked arguments); false when it does not apply.
+bool launch_linear_gemv_group(const LinearCudaArgs* parts, int n, cudaStream_t stream);
 void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream);
 
 // The grouped path of expert_gemv_cuda (moe_grouped.cu; arguments checked by the caller,
