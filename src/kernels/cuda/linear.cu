@@ -9,11 +9,15 @@ namespace nemotron::kernels {
 
 namespace {
 
-// Throws Error on bad arguments; true when the GEMV path serves them.
-bool check_args(const LinearCudaArgs& a) {
+bool uses_gemv(const LinearCudaArgs& a) {
+  return a.path == LinearPath::Gemv || a.path == LinearPath::GemvWarpRow ||
+         (a.path == LinearPath::Auto && a.T <= kLinearGemvMaxRows);
+}
+
+// Throws Error on bad arguments.
+void check_args(const LinearCudaArgs& a) {
   using cuda::require;
   const LinearWeight& w = a.w;
-  const std::string fmt = weight_format_name(w.format);
   require(a.T >= 1, "linear_cuda: T must be >= 1 (got " + std::to_string(a.T) + ")");
   require(w.out >= 1 && w.in >= 1, "linear_cuda: empty weight");
   require(w.in % 32 == 0, "linear_cuda: in (" + std::to_string(w.in) + ") must be a multiple of 32");
@@ -25,18 +29,15 @@ bool check_args(const LinearCudaArgs& a) {
   require(w.data && a.x && a.y, "linear_cuda: null pointer");
   require(w.format != WeightFormat::NVFP4 || w.block_scale, "linear_cuda: NVFP4 weight without block scales");
   require(cuda::aligned16(w.data) && cuda::aligned16(a.x), "linear_cuda: weight and x must be 16-byte aligned");
-  const bool gemv = a.path == LinearPath::Gemv || a.path == LinearPath::GemvWarpRow ||
-                    (a.path == LinearPath::Auto && a.T <= kLinearGemvMaxRows);
+  const bool gemv = uses_gemv(a);
   require(!gemv || a.T <= kLinearGemvMaxRows,
           "linear_cuda: the GEMV path takes at most " + std::to_string(kLinearGemvMaxRows) + " rows");
   require(!a.relu2 || a.y_type == OutType::BF16 || gemv, "linear_cuda: relu2 with fp32 output needs the GEMV path");
-  return gemv;
 }
 
-}  // namespace
-
-void linear_cuda(const LinearCudaArgs& a, cudaStream_t stream) {
-  if (check_args(a)) {
+// A checked linear.
+void launch(const LinearCudaArgs& a, cudaStream_t stream) {
+  if (uses_gemv(a)) {
     cuda::launch_linear_gemv(a, stream);
   } else {
     cuda::launch_linear_gemm(a, stream);
@@ -44,12 +45,22 @@ void linear_cuda(const LinearCudaArgs& a, cudaStream_t stream) {
   }
 }
 
+}  // namespace
+
+void linear_cuda(const LinearCudaArgs& a, cudaStream_t stream) {
+  check_args(a);
+  launch(a, stream);
+}
+
 void linear_group_cuda(const LinearCudaArgs* parts, int n, cudaStream_t stream) {
   cuda::require(parts && n >= 1, "linear_group_cuda: no parts");
   bool gemv = true;
-  for (int i = 0; i < n; ++i) gemv = check_args(parts[i]) && gemv;
+  for (int i = 0; i < n; ++i) {
+    check_args(parts[i]);
+    gemv = gemv && uses_gemv(parts[i]);
+  }
   if (gemv && cuda::launch_linear_gemv_group(parts, n, stream)) return;
-  for (int i = 0; i < n; ++i) linear_cuda(parts[i], stream);
+  for (int i = 0; i < n; ++i) launch(parts[i], stream);
 }
 
 }  // namespace nemotron::kernels

@@ -6,6 +6,7 @@
 //   per block.
 #include <atomic>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/gemv_core.cuh"
 #include "kernels/cuda/linear_internal.cuh"
@@ -24,17 +25,26 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint8_t* __rest
   if (row < out) gemv_row<F, NT>(wdata, wscale, scale, x, T, in, out, y, y_f32, row, relu2);
 }
 
+// Calls f(std::integral_constant<int, NT>{}) with NT the row capacity of the warp-row kernel
+// instance for T rows (1, 2, 4 or 8).
+template <class Fn>
+void with_row_capacity(int T, Fn&& f) {
+  if (T == 1) f(std::integral_constant<int, 1>{});
+  else if (T == 2) f(std::integral_constant<int, 2>{});
+  else if (T <= 4) f(std::integral_constant<int, 4>{});
+  else f(std::integral_constant<int, 8>{});
+}
+
 template <WeightFormat F>
 void launch_rows(const LinearCudaArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.w.out + kWarps - 1) / kWarps)), block(kWarps * 32);
   const auto* wd = static_cast<const uint8_t*>(a.w.data);
   const int T = static_cast<int>(a.T), in = static_cast<int>(a.w.in), out = static_cast<int>(a.w.out);
   const bool f32 = a.y_type == OutType::F32;
-  const uint8_t* bs = a.w.block_scale;
-  if (T == 1) launch_pdl(gemv_kernel<F, 1>, grid, block, 0, stream, wd, bs, a.w.scale, a.x, T, in, out, a.y, f32, a.relu2);
-  else if (T == 2) launch_pdl(gemv_kernel<F, 2>, grid, block, 0, stream, wd, bs, a.w.scale, a.x, T, in, out, a.y, f32, a.relu2);
-  else if (T <= 4) launch_pdl(gemv_kernel<F, 4>, grid, block, 0, stream, wd, bs, a.w.scale, a.x, T, in, out, a.y, f32, a.relu2);
-  else launch_pdl(gemv_kernel<F, 8>, grid, block, 0, stream, wd, bs, a.w.scale, a.x, T, in, out, a.y, f32, a.relu2);
+  with_row_capacity(T, [&](auto nt) {
+    launch_pdl(gemv_kernel<F, decltype(nt)::value>, grid, block, 0, stream, wd, a.w.block_scale, a.w.scale, a.x, T,
+               in, out, a.y, f32, a.relu2);
+  });
 }
 
 // Several warp-row GEMVs of one format over the same x in one launch (linear_group_cuda):
@@ -64,8 +74,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_group_kernel(const RowGroup 
     gemv_row<F, NT>(g.wdata[p], g.wscale[p], g.scale[p], x, T, in, g.out[p], g.y[p], g.y_f32[p], row, g.relu2[p]);
 }
 
+// Blocks: at most kMaxGroup parts of out < 2^30 rows each, so block0 fits an int.
 template <WeightFormat F>
-bool launch_group(const LinearCudaArgs* parts, int n, cudaStream_t stream) {
+void launch_group(const LinearCudaArgs* parts, int n, cudaStream_t stream) {
   RowGroup g;
   g.n = n;
   for (int i = 0; i < n; ++i) {
@@ -81,12 +92,9 @@ bool launch_group(const LinearCudaArgs* parts, int n, cudaStream_t stream) {
   }
   const dim3 grid(static_cast<unsigned>(g.block0[n])), block(kWarps * 32);
   const int T = static_cast<int>(parts[0].T), in = static_cast<int>(parts[0].w.in);
-  const uint16_t* x = parts[0].x;
-  if (T == 1) launch_pdl(gemv_group_kernel<F, 1>, grid, block, 0, stream, g, x, T, in);
-  else if (T == 2) launch_pdl(gemv_group_kernel<F, 2>, grid, block, 0, stream, g, x, T, in);
-  else if (T <= 4) launch_pdl(gemv_group_kernel<F, 4>, grid, block, 0, stream, g, x, T, in);
-  else launch_pdl(gemv_group_kernel<F, 8>, grid, block, 0, stream, g, x, T, in);
-  return true;
+  with_row_capacity(T, [&](auto nt) {
+    launch_pdl(gemv_group_kernel<F, decltype(nt)::value>, grid, block, 0, stream, g, parts[0].x, T, in);
+  });
 }
 
 // grid.x = 16-row tiles; dynamic shared memory = mma_smem_bytes (x, then the warp partials).
@@ -184,7 +192,6 @@ DeviceLimits device_limits() {
 bool launch_linear_gemv_group(const LinearCudaArgs* parts, int n, cudaStream_t stream) {
   if (n < 2 || n > kMaxGroup) return false;
   const LinearCudaArgs& a0 = parts[0];
-  int64_t blocks = 0;
   for (int i = 0; i < n; ++i) {
     const LinearCudaArgs& a = parts[i];
     if (a.w.format != a0.w.format || a.w.in != a0.w.in || a.x != a0.x || a.T != a0.T || a.path != a0.path) return false;
@@ -192,9 +199,7 @@ bool launch_linear_gemv_group(const LinearCudaArgs* parts, int n, cudaStream_t s
                       : a.w.format == WeightFormat::FP8   ? prefer_rows<WeightFormat::FP8>(a)
                                                           : prefer_rows<WeightFormat::NVFP4>(a);
     if (!rows) return false;  // the tile GEMV serves it: one launch each
-    blocks += (a.w.out + kWarps - 1) / kWarps;
   }
-  if (blocks >= (int64_t{1} << 31)) return false;
   switch (a0.w.format) {
     case WeightFormat::Dense: launch_group<WeightFormat::Dense>(parts, n, stream); break;
     case WeightFormat::FP8: launch_group<WeightFormat::FP8>(parts, n, stream); break;

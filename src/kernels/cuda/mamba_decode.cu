@@ -66,9 +66,9 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
   const int K = static_cast<int>(a.K), W = K - 1;
   const int64_t b = blockIdx.y;
   // Before the wait: the per-head weights, the slot (uploaded before the step's first kernel),
-  // the block's first SSM state rows and (below) its conv windows. Only this kernel writes these state rows during a
-  // step, and every step ends with a stream synchronization (cuda_model_step.cpp), so no
-  // earlier kernel can still be writing them.
+  // the block's first SSM state rows and (below) its conv windows. Only this kernel writes
+  // these state rows during a step, and every step ends with a stream synchronization
+  // (cuda_model_step.cpp), so no earlier kernel can still be writing them.
   float dtb = 0.0f, Ah = 0.0f;
   if (tid < hpb) dtb = a.dt_bias[h0 + tid], Ah = a.A[h0 + tid];
   const int64_t slot = a.slot[b];

@@ -48,19 +48,24 @@ Workspace carve(void* base, int64_t N, int64_t E) {
   return w;
 }
 
+// Inclusive warp scan of two values per lane.
+__device__ __forceinline__ void warp_scan2(int& a, int& b, int lane) {
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int ta = __shfl_up_sync(0xFFFFFFFFu, a, o), tb = __shfl_up_sync(0xFFFFFFFFu, b, o);
+    if (lane >= o) {
+      a += ta;
+      b += tb;
+    }
+  }
+}
+
 // Block-wide exclusive scan of two values per thread (blockDim.x == kBucketThreads); `sh`
 // holds 66 ints of shared memory. Returns the block totals in *tot_a, *tot_b.
 __device__ void block_scan2(int& a, int& b, int* tot_a, int* tot_b, int* sh) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   int ia = a, ib = b;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int ta = __shfl_up_sync(0xFFFFFFFFu, ia, o), tb = __shfl_up_sync(0xFFFFFFFFu, ib, o);
-    if (lane >= o) {
-      ia += ta;
-      ib += tb;
-    }
-  }
+  warp_scan2(ia, ib, lane);
   if (lane == 31) {
     sh[warp] = ia;
     sh[32 + warp] = ib;
@@ -69,14 +74,7 @@ __device__ void block_scan2(int& a, int& b, int* tot_a, int* tot_b, int* sh) {
   if (warp == 0) {
     int wa = sh[lane], wb = sh[32 + lane];
     const int xa = wa, xb = wb;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int ta = __shfl_up_sync(0xFFFFFFFFu, wa, o), tb = __shfl_up_sync(0xFFFFFFFFu, wb, o);
-      if (lane >= o) {
-        wa += ta;
-        wb += tb;
-      }
-    }
+    warp_scan2(wa, wb, lane);
     __syncwarp();
     sh[lane] = wa - xa;  // exclusive warp offsets
     sh[32 + lane] = wb - xb;
