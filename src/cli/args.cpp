@@ -2,7 +2,7 @@
 
 #include <cctype>
 
-#include "model/cuda_model.h"
+#include "model/cuda/cuda_model.h"
 #include "util/error.h"
 
 namespace nemotron::cli {

@@ -11,7 +11,7 @@
 #include "cli/command.h"
 #include "kernels/device_info.h"
 #include "model/accounting.h"
-#include "model/cuda_model.h"
+#include "model/cuda/cuda_model.h"
 #include "util/error.h"
 
 namespace nemotron::cli {

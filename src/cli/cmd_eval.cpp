@@ -10,9 +10,9 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "model/cuda_model.h"
+#include "model/cuda/cuda_model.h"
 #include "runtime/evaluate.h"
-#include "text/tokenizer.h"
+#include "text/tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/json.h"
 

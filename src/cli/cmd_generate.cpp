@@ -10,10 +10,10 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
-#include "model/cpu_forward.h"
-#include "model/cuda_model.h"
-#include "text/chat_template.h"
-#include "text/tokenizer.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/cuda/cuda_model.h"
+#include "text/jinja/chat_template.h"
+#include "text/tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace nemotron::cli {

@@ -7,7 +7,7 @@
 
 #include "cli/command.h"
 #include "model/accounting.h"
-#include "model/weights.h"
+#include "model/checkpoint/weights.h"
 
 namespace nemotron::cli {
 namespace {

@@ -7,8 +7,8 @@
 #include <fstream>
 
 #include "cli/command.h"
-#include "model/quantize.h"
-#include "text/tokenizer.h"
+#include "model/convert/quantize.h"
+#include "text/tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/json.h"
 

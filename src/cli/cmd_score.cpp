@@ -6,9 +6,9 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
-#include "model/cpu_forward.h"
-#include "model/cuda_model.h"
-#include "model/safetensors.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/cuda/cuda_model.h"
+#include "model/checkpoint/safetensors.h"
 #include "util/error.h"
 
 namespace nemotron::cli {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "cli/command.h"
-#include "model/synth.h"
+#include "model/convert/synth.h"
 #include "util/error.h"
 
 namespace nemotron::cli {

@@ -7,7 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/command.h"
-#include "text/chat_template.h"
+#include "text/jinja/chat_template.h"
 #include "util/error.h"
 #include "util/json.h"
 

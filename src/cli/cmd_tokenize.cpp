@@ -9,7 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/command.h"
-#include "text/tokenizer.h"
+#include "text/tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/json.h"
 

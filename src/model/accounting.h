@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "model/weights.h"
+#include "model/checkpoint/weights.h"
 
 namespace nemotron::model {
 

@@ -1,7 +1,7 @@
 // The CPU reference behind the engine's Backend interface.
 #include <map>
 
-#include "model/cpu_forward.h"
+#include "model/cpu/cpu_forward.h"
 #include "runtime/backend.h"
 #include "util/error.h"
 

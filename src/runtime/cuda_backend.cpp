@@ -1,7 +1,7 @@
 // The CUDA model behind the engine's Backend interface.
 #include <map>
 
-#include "model/cuda_model.h"
+#include "model/cuda/cuda_model.h"
 #include "runtime/backend.h"
 #include "util/error.h"
 

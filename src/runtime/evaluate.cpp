@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "model/cpu_forward.h"
-#include "model/cuda_model.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/cuda/cuda_model.h"
 #include "util/error.h"
 #include "util/parallel.h"
 

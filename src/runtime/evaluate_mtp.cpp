@@ -1,7 +1,7 @@
 // MTP draft acceptance on the CPU reference (protocol in evaluate.h).
 #include <algorithm>
 
-#include "model/cpu_forward.h"
+#include "model/cpu/cpu_forward.h"
 #include "runtime/evaluate.h"
 #include "util/error.h"
 #include "util/parallel.h"

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "kernels/device_info.h"
-#include "model/cuda_memory.h"
+#include "model/cuda/cuda_memory.h"
 #include "util/error.h"
 
 namespace nemotron::runtime {

@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "model/weights.h"
+#include "model/checkpoint/weights.h"
 #include "runtime/engine.h"
 
 namespace nemotron::runtime {

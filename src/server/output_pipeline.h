@@ -19,8 +19,8 @@
 
 #include "runtime/engine.h"
 #include "server/stop_matcher.h"
-#include "text/output_parser.h"
-#include "text/tokenizer.h"
+#include "text/parsers/output_parser.h"
+#include "text/tokenizer/tokenizer.h"
 #include "util/json.h"
 
 namespace nemotron::server {

@@ -5,7 +5,7 @@
 #include <ostream>
 
 #include "server/api_error.h"
-#include "text/reasoning_parser.h"
+#include "text/parsers/reasoning_parser.h"
 #include "util/error.h"
 
 namespace nemotron::server {

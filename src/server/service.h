@@ -17,14 +17,14 @@
 #include <string>
 #include <vector>
 
-#include "model/weights.h"
+#include "model/checkpoint/weights.h"
 #include "runtime/engine.h"
 #include "runtime/memory_plan.h"
 #include "server/metrics.h"
 #include "server/output_pipeline.h"
 #include "server/request.h"
-#include "text/chat_template.h"
-#include "text/tokenizer.h"
+#include "text/jinja/chat_template.h"
+#include "text/tokenizer/tokenizer.h"
 
 namespace nemotron::server {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "model/safetensors.h"
+#include "model/checkpoint/safetensors.h"
 
 namespace nemotron::testing {
 

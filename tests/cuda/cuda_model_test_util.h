@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "model/cpu_forward.h"
-#include "model/cuda_model.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/cuda/cuda_model.h"
 
 namespace nemotron::testing {
 

@@ -20,8 +20,8 @@
 #include "fixture_util.h"
 #include "kernels/elementwise_cuda.h"
 #include "kernels/norm_cuda.h"
-#include "model/cpu_forward.h"
-#include "model/cuda_model.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/cuda/cuda_model.h"
 #include "util/error.h"
 
 using namespace nemotron::model;

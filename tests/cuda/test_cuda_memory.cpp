@@ -11,8 +11,8 @@
 #include <cstdio>
 
 #include "fixture_util.h"
-#include "model/cuda_memory.h"
-#include "model/cuda_model.h"
+#include "model/cuda/cuda_memory.h"
+#include "model/cuda/cuda_model.h"
 
 using namespace nemotron::model;
 using nemotron::testing::fixture_dir;

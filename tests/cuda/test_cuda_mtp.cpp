@@ -12,8 +12,8 @@
 
 #include "cuda_model_test_util.h"
 #include "fixture_util.h"
-#include "model/cpu_forward.h"
-#include "model/cuda_model.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/cuda/cuda_model.h"
 #include "util/error.h"
 
 using namespace nemotron::model;

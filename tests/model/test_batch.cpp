@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "fixture_util.h"
-#include "model/cpu_forward.h"
+#include "model/cpu/cpu_forward.h"
 
 using namespace nemotron::model;
 using nemotron::testing::Expected;

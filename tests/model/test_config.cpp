@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "model/config.h"
+#include "model/checkpoint/config.h"
 #include "util/error.h"
 #include "util/json.h"
 

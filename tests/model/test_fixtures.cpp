@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "fixture_util.h"
-#include "model/cpu_forward.h"
+#include "model/cpu/cpu_forward.h"
 #include "util/error.h"
 
 using namespace nemotron;

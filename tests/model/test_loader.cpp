@@ -10,8 +10,8 @@
 
 #include "temp_dir.h"
 #include "fixture_util.h"
-#include "model/cpu_forward.h"
-#include "model/weights.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/checkpoint/weights.h"
 #include "util/error.h"
 #include "util/json.h"
 

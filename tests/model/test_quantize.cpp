@@ -8,8 +8,8 @@
 
 #include "fixture_util.h"
 #include "kernels/numeric.h"
-#include "model/cpu_forward.h"
-#include "model/quantize.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/convert/quantize.h"
 #include "util/error.h"
 
 namespace nemotron::model {

@@ -1,7 +1,7 @@
 // Safetensors reader/writer: round trips, the real fixtures (names, shapes and bytes read
 // from their headers with Python's json/struct), one test per malformed-input error, and a
 // light seeded fuzz of header bytes.
-#include "model/safetensors.h"
+#include "model/checkpoint/safetensors.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -15,9 +15,9 @@
 #include "temp_dir.h"
 #include "fixture_util.h"
 #include "kernels/numeric.h"
-#include "model/cpu_forward.h"
-#include "model/synth.h"
-#include "model/weights.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/convert/synth.h"
+#include "model/checkpoint/weights.h"
 #include "util/error.h"
 #include "util/json.h"
 

@@ -9,7 +9,7 @@
 #include <mutex>
 
 #include "fixture_util.h"
-#include "model/weights.h"
+#include "model/checkpoint/weights.h"
 #include "runtime/engine.h"
 #include "util/error.h"
 

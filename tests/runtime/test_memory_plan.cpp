@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "fixture_util.h"
-#include "model/cuda_memory.h"
+#include "model/cuda/cuda_memory.h"
 #include "runtime/memory_plan.h"
 #include "util/error.h"
 

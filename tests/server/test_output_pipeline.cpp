@@ -6,7 +6,7 @@
 
 #include "server/output_pipeline.h"
 #include "server/stop_matcher.h"
-#include "text/tokenizer.h"
+#include "text/tokenizer/tokenizer.h"
 
 namespace nemotron::server {
 namespace {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "text/output_parser.h"
+#include "text/parsers/output_parser.h"
 #include "text/utf8.h"
 
 namespace nemotron::text::testing {

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "parser_test_util.h"
-#include "text/output_parser.h"
+#include "text/parsers/output_parser.h"
 
 namespace nemotron::text {
 namespace {

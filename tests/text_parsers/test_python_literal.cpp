@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "text/python_literal.h"
+#include "text/parsers/python_literal.h"
 #include "util/error.h"
 
 namespace nemotron::text {

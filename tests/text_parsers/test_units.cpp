@@ -3,9 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "parser_test_util.h"
-#include "text/output_parser.h"
-#include "text/reasoning_parser.h"
-#include "text/tool_call_parser.h"
+#include "text/parsers/output_parser.h"
+#include "text/parsers/reasoning_parser.h"
+#include "text/parsers/tool_call_parser.h"
 #include "util/error.h"
 
 namespace nemotron::text {

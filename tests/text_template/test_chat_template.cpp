@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "text/chat_template.h"
+#include "text/jinja/chat_template.h"
 #include "util/error.h"
 #include "util/json.h"
 

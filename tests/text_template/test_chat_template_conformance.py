@@ -2,7 +2,7 @@
 as transformers' chat_template_utils configures it (ImmutableSandboxedEnvironment,
 trim_blocks, lstrip_blocks, loopcontrols, tojson = json.dumps(ensure_ascii=False, ...),
 raise_exception, strftime_now), after the same OpenAI-request preprocessing the C++ glue
-documents in src/text/chat_template.h (vLLM's behaviour). Every template in
+documents in src/text/jinja/chat_template.h (vLLM's behaviour). Every template in
 data/chat_templates is rendered for every conversation of the corpus below; where the
 reference raises, the binary must fail with a message on stderr.
 """

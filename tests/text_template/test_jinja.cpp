@@ -6,9 +6,9 @@
 #include <chrono>
 #include <string>
 
-#include "text/jinja_interpreter.h"
-#include "text/jinja_lexer.h"
-#include "text/jinja_value.h"
+#include "text/jinja/jinja_interpreter.h"
+#include "text/jinja/jinja_lexer.h"
+#include "text/jinja/jinja_value.h"
 #include "util/error.h"
 #include "util/json.h"
 

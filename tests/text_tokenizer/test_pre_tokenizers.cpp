@@ -2,8 +2,8 @@
 // split on "-"), invert, Digits, Whitespace, WhitespaceSplit, Metaspace, ByteLevel.
 #include <gtest/gtest.h>
 
-#include "text/pre_tokenizer.h"
-#include "text/tokenizer_json.h"
+#include "text/tokenizer/pre_tokenizer.h"
+#include "text/tokenizer/tokenizer_json.h"
 
 using Json = nemotron::text::TokJson;
 using namespace nemotron::text;

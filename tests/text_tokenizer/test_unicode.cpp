@@ -2,9 +2,9 @@
 // examples: UAX #15 figures, SpecialCasing.txt).
 #include <gtest/gtest.h>
 
-#include "text/decoder.h"
+#include "text/tokenizer/decoder.h"
 #include "text/utf8.h"
-#include "text/unicode.h"
+#include "text/tokenizer/unicode.h"
 
 using namespace nemotron::text;
 

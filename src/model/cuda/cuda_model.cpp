@@ -1,0 +1,235 @@
+// CudaModel: see cuda_model.h. Construction, sequence slots and the public calls; the block
+// kernels of a step are in cuda_model_step.cpp, weight upload in cuda_model_upload.cpp.
+#include "model/cuda/cuda_model.h"
+
+#include "util/error.h"
+
+#ifndef NEMOTRON_HAVE_CUDA
+
+namespace nemotron::model {
+bool cuda_backend_available() { return false; }
+struct CudaModel::Impl {};
+CudaModel::CudaModel(const Model&, const CudaModelOptions&) {
+  throw Error("this build has no CUDA backend (configure with -DNEMOTRON_CUDA=ON)");
+}
+CudaModel::~CudaModel() = default;
+const Model& CudaModel::model() const { throw Error("no CUDA backend"); }
+int CudaModel::acquire_slot() { throw Error("no CUDA backend"); }
+void CudaModel::release_slot(int) {}
+int64_t CudaModel::position(int) const { return 0; }
+std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>&) { throw Error("no CUDA backend"); }
+std::vector<int32_t> CudaModel::forward_greedy(const std::vector<CudaChunk>&) { throw Error("no CUDA backend"); }
+void CudaModel::set_cuda_graphs(bool) {}
+std::vector<float> CudaModel::mtp_forward(int, const int32_t*, const float*, int64_t, bool) {
+  throw Error("no CUDA backend");
+}
+int64_t CudaModel::mtp_position(int) const { return 0; }
+std::vector<float> CudaModel::last_hidden() const { throw Error("no CUDA backend"); }
+void CudaModel::record_routing(bool) {}
+std::vector<std::vector<int32_t>> CudaModel::routing() const { return {}; }
+void CudaModel::set_profiling(bool) {}
+int64_t CudaModel::graph_nodes() const { return 0; }
+int64_t CudaModel::device_bytes() const { return 0; }
+int64_t CudaModel::graph_device_bytes() const { return 0; }
+std::vector<CudaModel::OpTime> CudaModel::profile() const { return {}; }
+double CudaModel::upload_seconds() const { return 0; }
+int64_t CudaModel::weight_bytes() const { return 0; }
+}  // namespace nemotron::model
+
+#else
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "kernels/linear_cuda.h"
+#include "kernels/norm_cuda.h"
+#include "model/cuda/cuda_memory.h"
+#include "model/cuda/cuda_model_internal.h"
+
+namespace nemotron::model {
+
+using namespace nemotron::kernels;
+using cuda_detail::check;
+using cuda_detail::kPage;
+using cuda_detail::StepChunk;
+
+bool cuda_backend_available() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
+    : impl_(std::make_unique<Impl>(model, options)) {
+  Impl& s = *impl_;
+  const Config& c = model.config;
+  if (options.max_seqs < 1 || options.max_step_tokens < 1 || options.kv_tokens < 1)
+    throw Error("CUDA model: max_seqs, max_step_tokens and kv_tokens must be positive");
+  check(cudaSetDevice(options.device), "cudaSetDevice(" + std::to_string(options.device) + ")");
+  check(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  check(cudaStreamCreateWithFlags(&s.side_stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  check(cudaEventCreateWithFlags(&s.fork_ev, cudaEventDisableTiming), "cudaEventCreate");
+  check(cudaEventCreateWithFlags(&s.join_ev, cudaEventDisableTiming), "cudaEventCreate");
+  check(cudaEventCreateWithFlags(&s.latent_ev, cudaEventDisableTiming), "cudaEventCreate");
+  const auto t0 = std::chrono::steady_clock::now();
+  const ModelWeights& w = model.weights;
+  const int S = options.max_seqs;
+  s.I_pad = cuda_detail::round_up32(c.moe_intermediate_size);
+  s.Is_pad = cuda_detail::round_up32(c.moe_shared_expert_intermediate_size);
+  s.Imlp_pad = cuda_detail::round_up32(c.intermediate_size);
+  s.num_pages = cuda_kv_pages(options);
+
+  s.embeddings = cuda_detail::upload_linear(s.arena, w.embeddings);
+  s.lm_head = cuda_detail::upload_linear(s.arena, w.lm_head.w);
+  s.norm_f = cuda_detail::upload_bf16(s.arena, w.norm_f);
+  s.alloc_stack(s.trunk, w.blocks, 0, S);
+  if (c.has_mtp()) {
+    const MtpWeights& m = w.mtp;
+    s.mtp_enorm = cuda_detail::upload_bf16(s.arena, m.enorm);
+    s.mtp_hnorm = cuda_detail::upload_bf16(s.arena, m.hnorm);
+    s.mtp_final_norm = cuda_detail::upload_bf16(s.arena, m.final_norm);
+    s.mtp_eh_proj = cuda_detail::upload_linear(s.arena, m.eh_proj.w);
+    s.alloc_stack(s.mtp, m.blocks, c.num_layers(), S);
+  }
+  check(cudaDeviceSynchronize(), "weight upload");
+  s.upload_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  s.weight_bytes = s.arena.bytes();
+  if (options.verbose)
+    std::fprintf(stderr, "\ruploaded %.2f GB (weights, KV cache and state) in %.2f s (%.2f GB/s)\n",
+                 static_cast<double>(s.weight_bytes) / 1e9, s.upload_s,
+                 static_cast<double>(s.weight_bytes) / 1e9 / std::max(s.upload_s, 1e-9));
+  s.in_use.assign(S, false);
+  s.route_rows.assign(s.trunk.blocks.size() + s.mtp.blocks.size(), 0);
+  s.alloc_activations();
+}
+
+CudaModel::~CudaModel() = default;
+
+const Model& CudaModel::model() const { return impl_->model; }
+double CudaModel::upload_seconds() const { return impl_->upload_s; }
+void CudaModel::set_cuda_graphs(bool on) { impl_->opt.cuda_graphs = on; }
+int64_t CudaModel::weight_bytes() const { return impl_->weight_bytes; }
+int64_t CudaModel::graph_nodes() const { return impl_->graph_nodes; }
+int64_t CudaModel::device_bytes() const { return impl_->arena.bytes(); }
+int64_t CudaModel::graph_device_bytes() const { return impl_->graph_bytes; }
+
+int CudaModel::acquire_slot() {
+  Impl& s = *impl_;
+  for (int i = 0; i < static_cast<int>(s.in_use.size()); ++i) {
+    if (s.in_use[i]) continue;
+    s.in_use[i] = true;
+    s.reset_slot(s.trunk, i);
+    if (!s.mtp.blocks.empty()) s.reset_slot(s.mtp, i);
+    return i;
+  }
+  throw Error("CUDA model: all " + std::to_string(s.in_use.size()) + " sequence slots are in use");
+}
+
+void CudaModel::release_slot(int slot) {
+  Impl& s = *impl_;
+  if (slot < 0 || slot >= static_cast<int>(s.in_use.size()) || !s.in_use[slot]) return;
+  s.in_use[slot] = false;
+  s.free_slot(s.trunk, slot);
+  if (!s.mtp.blocks.empty()) s.free_slot(s.mtp, slot);
+}
+
+int64_t CudaModel::position(int slot) const { return impl_->trunk.pos.at(static_cast<std::size_t>(slot)); }
+
+int64_t CudaModel::mtp_position(int slot) const {
+  const Impl& s = *impl_;
+  if (s.mtp.blocks.empty()) return 0;
+  return s.mtp.pos.at(static_cast<std::size_t>(slot));
+}
+
+std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>& chunks) {
+  Impl& s = *impl_;
+  if (chunks.empty()) return {};
+  std::vector<StepChunk> steps;
+  for (const auto& ch : chunks) steps.push_back({ch.slot, ch.ids, ch.T, ch.all_logits});
+  int64_t L = 0;
+  const int64_t R = s.prepare_step(s.trunk, steps, L);
+  s.run_trunk(steps, R, L, false);
+  return s.collect_logits(s.trunk, steps, L);
+}
+
+std::vector<int32_t> CudaModel::forward_greedy(const std::vector<CudaChunk>& chunks) {
+  Impl& s = *impl_;
+  if (chunks.empty()) return {};
+  std::vector<StepChunk> steps;
+  for (const auto& ch : chunks) steps.push_back({ch.slot, ch.ids, ch.T, false});
+  int64_t L = 0;
+  const int64_t R = s.prepare_step(s.trunk, steps, L);
+  s.run_trunk(steps, R, L, true);
+  return s.collect_greedy(s.trunk, steps, L);
+}
+
+std::vector<float> CudaModel::mtp_forward(int slot, const int32_t* next_ids, const float* hidden, int64_t T,
+                                          bool all_logits) {
+  Impl& s = *impl_;
+  const Config& c = s.model.config;
+  if (!c.has_mtp()) throw Error(c.path + ": this model has no MTP head (num_nextn_predict_layers is 0)");
+  if (!hidden) throw Error("CUDA model: mtp_forward without hidden rows");
+  const int64_t H = c.hidden_size;
+  const float eps = static_cast<float>(c.norm_eps);
+  const std::vector<StepChunk> steps{{slot, next_ids, T, all_logits}};
+  int64_t L = 0;
+  const int64_t R = s.prepare_step(s.mtp, steps, L);
+  check(cudaMemcpyAsync(s.hid_in, hidden, static_cast<std::size_t>(R * H) * 4, cudaMemcpyHostToDevice, s.stream),
+        "MTP hidden rows");
+  // eh_proj input [R, 2H] = [enorm(embedding) ; hnorm(hidden)]; its output starts the
+  // head's fp32 residual stream.
+  embed_cuda(s.d_ids, static_cast<const uint16_t*>(s.embeddings.data), c.vocab_size, H, R, s.x, s.stream);
+  rmsnorm_strided_cuda(s.x, s.mtp_enorm, R, H, eps, s.cat, 2 * H, s.stream);
+  rmsnorm_strided_cuda(s.hid_in, s.mtp_hnorm, R, H, eps, s.cat + H, 2 * H, s.stream);
+  LinearCudaArgs a;
+  a.w = s.mtp_eh_proj;
+  a.x = s.cat;
+  a.T = R;
+  a.y = s.x;
+  a.y_type = OutType::F32;
+  linear_cuda(a, s.stream);
+  const uint16_t* y2_prev = nullptr;
+  const uint16_t* y_prev = s.run_stack(s.mtp, R, 1, &y2_prev);
+  s.head(s.mtp_final_norm, y_prev, y2_prev, R, L);
+  return std::move(s.collect_logits(s.mtp, steps, L)[0]);
+}
+
+std::vector<float> CudaModel::last_hidden() const {
+  const Impl& s = *impl_;
+  std::vector<float> h(static_cast<std::size_t>(s.last_rows * s.model.config.hidden_size));
+  if (h.empty()) return h;
+  check(cudaMemcpyAsync(h.data(), s.uf, h.size() * 4, cudaMemcpyDeviceToHost, s.stream), "hidden rows");
+  check(cudaStreamSynchronize(s.stream), "hidden rows");
+  return h;
+}
+
+void CudaModel::record_routing(bool on) {
+  Impl& s = *impl_;
+  const int64_t k = std::max<int64_t>(1, s.model.config.num_experts_per_tok);
+  if (on && !s.route_log && !s.route_rows.empty())
+    s.route_log = static_cast<int32_t*>(
+        s.arena.alloc(s.route_rows.size() * static_cast<std::size_t>(s.opt.max_step_tokens * k) * 4));
+  s.record_routing = on;
+  std::fill(s.route_rows.begin(), s.route_rows.end(), 0);
+}
+
+std::vector<std::vector<int32_t>> CudaModel::routing() const {
+  const Impl& s = *impl_;
+  const int64_t k = s.model.config.num_experts_per_tok;
+  std::vector<std::vector<int32_t>> out(s.route_rows.size());
+  for (std::size_t b = 0; b < out.size(); ++b) {
+    if (s.route_rows[b] == 0) continue;
+    out[b].resize(static_cast<std::size_t>(s.route_rows[b] * k));
+    check(cudaMemcpyAsync(out[b].data(), s.route_log + static_cast<int64_t>(b) * s.opt.max_step_tokens * k,
+                          out[b].size() * 4, cudaMemcpyDeviceToHost, s.stream),
+          "routing");
+  }
+  check(cudaStreamSynchronize(s.stream), "routing");
+  return out;
+}
+
+}  // namespace nemotron::model
+
+#endif

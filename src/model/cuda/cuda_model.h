@@ -1,0 +1,127 @@
+#pragma once
+// The model on one CUDA device: weights uploaded in their checkpoint format (NVFP4 stays
+// 4-bit), BF16 activations with an fp32 residual stream, per-sequence state slots (fp32 conv
+// windows and SSM states) and a paged KV cache. One forward call runs a batch of sequence
+// chunks (prefill chunks and decode tokens mixed), like CpuModel::forward_batch, and is
+// tested against it and against the transformers fixtures.
+//
+// Built only with the CUDA backend (NEMOTRON_HAVE_CUDA); cuda_backend_available() says so
+// at run time.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/checkpoint/weights.h"
+
+namespace nemotron::model {
+
+bool cuda_backend_available();
+
+struct CudaModelOptions {
+  int device = 0;
+  int max_seqs = 8;                 // state slots
+  int64_t max_step_tokens = 2048;   // rows of one forward call
+  int64_t kv_tokens = 65536;        // KV positions (all sequences together), in pages of 16
+  bool kv_fp8 = false;              // FP8 E4M3 KV cache (scale 1) instead of BF16
+  bool verbose = true;              // print upload progress and bandwidth
+  // MoE router logits from the fp32 normed rows instead of their BF16 rounding (which the
+  // experts read). Measured on the MoE fixtures it does not reduce routing flips against the
+  // fp32 reference (they come from the BF16 trunk), so the BF16 GEMV path stays the default.
+  bool router_fp32 = false;
+  // Steps whose chunks are all single decode tokens (T = 1) replay a CUDA graph captured once
+  // per batch size B (lazily, on its first such step) instead of launching every kernel; same
+  // kernels and launch shapes as the eager path, so the same results bit for bit. Off: eager.
+  bool cuda_graphs = true;
+};
+
+// One sequence's part of a step: `T` tokens for the sequence in state slot `slot`.
+struct CudaChunk {
+  int slot = 0;
+  const int32_t* ids = nullptr;
+  int64_t T = 0;
+  bool all_logits = false;          // logits for every row, or the last one only
+};
+
+class CudaModel {
+ public:
+  CudaModel(const Model& model, const CudaModelOptions& options);
+  ~CudaModel();
+  CudaModel(const CudaModel&) = delete;
+  CudaModel& operator=(const CudaModel&) = delete;
+
+  const Model& model() const;
+  // A fresh sequence: zeroed state slot, empty KV. Throws when all slots are in use.
+  int acquire_slot();
+  void release_slot(int slot);
+  int64_t position(int slot) const;  // tokens processed so far
+
+  // Runs the chunks (distinct slots) and returns each chunk's logits (fp32 [rows, V]) on the
+  // host. Throws nemotron::Error on invalid input (bad ids, too many rows, KV exhausted).
+  // Steps of single decode tokens (every T = 1) run as a CUDA graph when options.cuda_graphs
+  // (and routing is not being recorded).
+  std::vector<std::vector<float>> forward(const std::vector<CudaChunk>& chunks);
+
+  // As forward(), but returns only each chunk's greedy next token: the argmax of its last
+  // row's logits (first index on ties, as model::argmax), computed on the device, so that the
+  // only device->host copy of the step is those ids. all_logits is ignored (last row only).
+  // Decode-only steps use the graph as forward() does.
+  std::vector<int32_t> forward_greedy(const std::vector<CudaChunk>& chunks);
+
+  // Turns the decode graphs (CudaModelOptions::cuda_graphs) on or off for later steps;
+  // captured graphs are kept.
+  void set_cuda_graphs(bool on);
+
+  // The MTP head (CpuModel::mtp_forward on the GPU; requires config.has_mtp()) for the
+  // sequence in `slot`, with its own KV cache and position (mtp_position) in that slot: row i
+  // is fed (token next_ids[i], hidden row i), hidden fp32 [T, H] on the host: the trunk's
+  // post-norm_f rows (last_hidden() after forward) or, when chaining drafts, the head's own
+  // output (last_hidden() after mtp_forward). Returns logits fp32 [rows, V] (every row, or the
+  // last one). acquire_slot resets the head's state too.
+  std::vector<float> mtp_forward(int slot, const int32_t* next_ids, const float* hidden, int64_t T,
+                                 bool all_logits);
+  int64_t mtp_position(int slot) const;
+
+  // The final-normed hidden rows (fp32 [rows, H], every row of the step in chunk order) of the
+  // last forward() (after norm_f) or mtp_forward() (after the head's final norm).
+  std::vector<float> last_hidden() const;
+
+  // Test/debug: while on, every MoE block records the expert ids it selected; routing()[b] is
+  // block b's [rows, k] from the last forward()/mtp_forward() call if that call ran it (empty
+  // otherwise). Block numbering as model::RoutingHook: trunk block l = l, MTP block j =
+  // num_layers + j; rows in chunk order.
+  void record_routing(bool on);
+  std::vector<std::vector<int32_t>> routing() const;
+
+  // Profiling (bench --profile): while on, steps run eagerly (no graphs); each trunk step
+  // starts behind a device-side wait (so the host has enqueued it all before it runs) and an
+  // event after every op times it. profile() sums the ops of all trunk steps since the last
+  // set_profiling(true), in order of first appearance; weight_bytes = checkpoint bytes the
+  // op's linear weights hold (0 for other ops).
+  struct OpTime {
+    std::string op;
+    double ms = 0;
+    int64_t calls = 0;
+    double weight_bytes = 0;
+  };
+  void set_profiling(bool on);
+  std::vector<OpTime> profile() const;
+
+  // Decode graphs captured so far: their nodes and the device memory their instantiation
+  // took (measured as the change in free device memory), summed.
+  int64_t graph_nodes() const;
+  int64_t graph_device_bytes() const;
+
+  // Device memory this model allocated (weights, state, KV cache, step buffers; not the
+  // graphs): equals cuda_memory(model, options, sms).allocated() after construction.
+  int64_t device_bytes() const;
+
+  double upload_seconds() const;     // weight upload time
+  int64_t weight_bytes() const;      // bytes resident on the device
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nemotron::model

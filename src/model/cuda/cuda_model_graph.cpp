@@ -1,0 +1,91 @@
+// The trunk step of a CudaModel, eager or as a replayed CUDA graph (see cuda_model.h,
+// cuda_model_internal.h).
+//
+// Decode graphs: graphs[B] holds the whole trunk step for B single-token chunks (embedding,
+// every block, final norm, lm_head over the B rows, argmax of each row), captured the first
+// time such a step runs and replayed afterwards. What varies from step to step lives in
+// device memory at addresses fixed for that B, written by prepare_step's async copies before
+// the replay: token ids, sequences, positions, KV slot mapping, chunk boundaries, state slots
+// (d_step) and block-table entries (Stack::block_tables). Every captured kernel reads those;
+// the host-side launch parameters depend only on B:
+//   - linear / MoE / norm / Mamba kernels: shapes from B and the config; MoE routing is on
+//     the device already (route_topk_cuda -> expert ids read by expert_gemv_cuda).
+//   - paged attention: called without max_context, so its grid (number of splits) is sized
+//     for the whole cache (max_pages * page_size); each block reads its row's context length
+//     from query_pos on the device and derives the row's split length there (the context
+//     spread over as many splits as keep >= 2 tiles each); splits past the context exit at
+//     once. The eager path makes the same call, so both launch identical kernels with
+//     identical shapes and give bit-identical results. Its partials go to the preallocated
+//     attn_ws (no allocation inside the graph).
+// Capture uses cudaStreamCaptureModeRelaxed: kernel launchers may query occupancy or set a
+// kernel's shared-memory attribute on the host while being captured (not stream work).
+#ifdef NEMOTRON_HAVE_CUDA
+
+#include "kernels/elementwise_cuda.h"
+#include "kernels/norm_cuda.h"
+#include "model/cuda/cuda_model_internal.h"
+
+namespace nemotron::model {
+
+using namespace nemotron::kernels;
+using cuda_detail::check;
+
+void CudaModel::Impl::enqueue_trunk(int64_t R, int64_t B, int64_t L, bool argmax) {
+  const Config& c = model.config;
+  embed_cuda(d_ids, static_cast<const uint16_t*>(embeddings.data), c.vocab_size, c.hidden_size, R, x, stream);
+  mark("embed");
+  const uint16_t* y2_prev = nullptr;
+  const uint16_t* y_prev = run_stack(trunk, R, B, &y2_prev);
+  head(norm_f, y_prev, y2_prev, R, L);
+  if (argmax) {
+    argmax_rows_f32_cuda(logits, L, c.vocab_size, d_argmax, stream);
+    mark("argmax");
+  }
+}
+
+cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
+  cudaGraphExec_t& exec = graphs.at(static_cast<std::size_t>(B));
+  if (exec) return exec;
+  check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "CUDA graph capture");
+  cudaGraph_t g = nullptr;
+  try {
+    enqueue_trunk(B, B, B, true);
+  } catch (...) {
+    cudaStreamEndCapture(stream, &g);  // leaves the stream usable again
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();
+    throw;
+  }
+  check(cudaStreamEndCapture(stream, &g), "CUDA graph capture (decode, B = " + std::to_string(B) + ")");
+  std::size_t nodes = 0, free0 = 0, free1 = 0, total = 0;
+  cudaGraphGetNodes(g, nullptr, &nodes);
+  cudaMemGetInfo(&free0, &total);
+  const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+  cudaGraphDestroy(g);
+  if (e == cudaSuccess && cudaMemGetInfo(&free1, &total) == cudaSuccess) {
+    graph_nodes += static_cast<int64_t>(nodes);
+    graph_bytes += static_cast<int64_t>(free0) - static_cast<int64_t>(free1);
+  }
+  if (e != cudaSuccess) {
+    exec = nullptr;
+    check(e, "CUDA graph instantiation (decode, B = " + std::to_string(B) + ")");
+  }
+  return exec;
+}
+
+void CudaModel::Impl::run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, bool argmax) {
+  const int64_t B = static_cast<int64_t>(chunks.size());
+  // R == B: every chunk is one token (T >= 1 each), so L == B too.
+  const bool graph =
+      opt.cuda_graphs && !record_routing && !profiling && R == B && B < static_cast<int64_t>(graphs.size());
+  if (!graph) {
+    prof_begin();
+    enqueue_trunk(R, B, L, argmax);
+    return;
+  }
+  check(cudaGraphLaunch(decode_graph(B), stream), "CUDA graph launch (decode, B = " + std::to_string(B) + ")");
+}
+
+}  // namespace nemotron::model
+
+#endif
