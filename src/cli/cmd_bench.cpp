@@ -1,11 +1,15 @@
-// nemotron bench: single-stream decode and prefill speed of a model on the GPU, against the
-// bytes the engine reads per token (model/accounting.h) and the copy bandwidth measured on
-// the same device in the same run. A benchmark, never a test.
+// nemotron bench: decode and prefill speed of a model on the GPU, against the bytes the engine
+// reads (model/accounting.h) and the copy bandwidth measured on the same device in the same
+// run: single-stream decode at several context depths, prefill and time to first token, and
+// (--batch) decode steps of B sequences at once. Every number also goes to --json FILE.
+// A benchmark, never a test.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <set>
 
 #include "cli/args.h"
 #include "cli/command.h"
@@ -13,6 +17,7 @@
 #include "model/accounting.h"
 #include "model/cuda/cuda_model.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace nemotron::cli {
 namespace {
@@ -32,28 +37,104 @@ std::vector<int32_t> synthetic_ids(int64_t n, int64_t vocab, uint32_t seed) {
   return ids;
 }
 
+// "0,4096,32768" -> values; "" or "none" -> no values (that section is skipped).
+std::vector<int64_t> parse_list(const std::string& text, const std::string& what) {
+  std::vector<int64_t> out;
+  if (text.empty() || text == "none") return out;
+  for (int32_t v : parse_ids(text, what)) out.push_back(v);
+  return out;
+}
+
+int64_t max_of(const std::vector<int64_t>& v) { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
+
+// Bytes one decode step of B rows reads, by the engine's accounting: every weight once per
+// step (the GEMV/GEMM reads a weight once for all rows), except the embedding (one row per
+// token) and the routed experts, of which a step reads the distinct ones its rows selected.
+// That count is estimated, per MoE layer, as E (1 - (1 - k/E)^B): the expected number of
+// distinct experts when each row picks k of E uniformly and independently (an estimate: real
+// routing is neither). State (read + write) and KV are per row.
+struct StepBytes {
+  int64_t fixed_weights = 0;     // weight_bytes_per_token without the embedding row and routed experts
+  int64_t embedding_row = 0;
+  struct MoeLayer {
+    int64_t E = 0;
+    int64_t mean_expert_bytes = 0;  // up + down of one expert, mean over the layer's experts
+  };
+  std::vector<MoeLayer> moe;
+  int64_t k = 0;                  // experts per token
+  int64_t state_per_row = 0;
+  int64_t kv_per_position = 0;    // BF16 K+V of every attention layer
+
+  StepBytes(const model::Model& m, const model::ModelAccounting& acc) {
+    const auto& w = m.weights;
+    embedding_row = w.embeddings.stored_bytes() / std::max<int64_t>(1, w.embeddings.out);
+    k = m.config.num_experts_per_tok;
+    int64_t routed_k = 0;  // accounting.cpp's "routed experts (active)" row, computed the same way
+    for (const auto& b : w.blocks) {
+      if (b.kind != model::LayerKind::MoE || b.moe.up.empty()) continue;
+      int64_t by = 0;
+      for (std::size_t e = 0; e < b.moe.up.size(); ++e) by += b.moe.up[e].w.stored_bytes() + b.moe.down[e].w.stored_bytes();
+      const int64_t E = static_cast<int64_t>(b.moe.up.size());
+      moe.push_back({E, by / E});
+      routed_k += by / E * k;
+    }
+    fixed_weights = acc.weight_bytes_per_token - embedding_row - routed_k;
+    state_per_row = acc.state_bytes_per_token;
+    kv_per_position = acc.kv_bytes_per_token_per_position;
+  }
+  // Expected distinct experts of one MoE layer with E experts for B rows.
+  double experts(int64_t E, int64_t B) const {
+    const double p = std::min(1.0, static_cast<double>(k) / static_cast<double>(E));
+    return static_cast<double>(E) * (1.0 - std::pow(1.0 - p, static_cast<double>(B)));
+  }
+  double mean_experts(int64_t B) const {
+    double s = 0;
+    for (const auto& l : moe) s += experts(l.E, B);
+    return moe.empty() ? 0.0 : s / static_cast<double>(moe.size());
+  }
+  double weights(int64_t B) const {
+    double routed = 0;
+    for (const auto& l : moe) routed += static_cast<double>(l.mean_expert_bytes) * experts(l.E, B);
+    return static_cast<double>(fixed_weights) + static_cast<double>(B * embedding_row) + routed;
+  }
+};
+
 int run_bench(int argc, char** argv) {
-  CLI::App app{"Benchmark single-stream decode (at several context depths), prefill and time to first token on "
-               "the GPU; reports achieved GB/s from the engine's bytes per token and % of the copy bandwidth "
-               "measured in the same run."};
-  std::string model_dir, depths_text = "0,4096,32768", prefill_text = "512,2048,8192";
-  int64_t decode_tokens = 64, chunk = 2048;
+  CLI::App app{"Benchmark decode on the GPU: single-stream at several context depths, prefill and time to first "
+               "token, and (--batch) decode steps of B sequences at once; reports achieved GB/s from the engine's "
+               "bytes per token or step and % of the copy bandwidth measured in the same run."};
+  std::string model_dir, depths_text = "0,4096,32768", prefill_text = "512,2048,8192", batch_text, json_out;
+  int64_t decode_tokens = 64, chunk = 2048, batch_prompt = 128, batch_steps = 32, batch_warmup = 3;
   bool eager = true, profile = false;
   app.add_option("--model", model_dir, "Model directory")->required();
-  app.add_option("--depths", depths_text, "Context depths for decode, comma-separated");
-  app.add_option("--prefill", prefill_text, "Prompt lengths for prefill, comma-separated");
+  app.add_option("--depths", depths_text, "Context depths for single-stream decode, comma-separated ('' = none)");
+  app.add_option("--prefill", prefill_text, "Prompt lengths for prefill, comma-separated ('' = none)");
   app.add_option("--decode-tokens", decode_tokens, "Decode steps timed per depth")->check(CLI::PositiveNumber);
   app.add_option("--chunk", chunk, "Prefill chunk (rows per forward call)")->check(CLI::PositiveNumber);
   app.add_flag("--eager,!--no-eager", eager,
                "Also time decode without the CUDA graph (kernels launched one by one), after the graph rows");
+  app.add_option("--batch", batch_text,
+                 "Batch sizes B for batched decode, comma-separated (e.g. 1,2,4,8,16,32,64): B sequences, each "
+                 "prefilled with its own --batch-prompt tokens, then timed greedy steps of one token each");
+  app.add_option("--batch-prompt", batch_prompt, "Prompt tokens of each batched sequence")->check(CLI::PositiveNumber);
+  app.add_option("--batch-steps", batch_steps, "Decode steps timed per batch size")->check(CLI::PositiveNumber);
+  app.add_option("--batch-warmup", batch_warmup,
+                 "Untimed decode steps per batch size before the timed ones (the first captures the graph)")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--profile", profile,
                "Then time every op of a profiled prefill (the first --prefill length) and of eager decode "
                "steps at the first depth, and print where the time goes");
+  app.add_option("--json", json_out, "Also write every number (settings, device, each table) to this JSON file");
   CLI11_PARSE(app, argc, argv);
   if (!model::cuda_backend_available()) throw Error("bench: no CUDA device (or no CUDA backend in this build)");
-  std::vector<int64_t> depths, prefills;
-  for (int32_t v : parse_ids(depths_text, "--depths")) depths.push_back(v);
-  for (int32_t v : parse_ids(prefill_text, "--prefill")) prefills.push_back(v);
+  const std::vector<int64_t> depths = parse_list(depths_text, "--depths");
+  const std::vector<int64_t> prefills = parse_list(prefill_text, "--prefill");
+  const std::vector<int64_t> batches = parse_list(batch_text, "--batch");
+  for (int64_t b : batches)
+    if (b < 1) throw Error("--batch: batch sizes must be at least 1");
+  if (max_of(batches) > chunk)
+    throw Error("--batch: batch size " + std::to_string(max_of(batches)) + " exceeds --chunk " + std::to_string(chunk) +
+                " (the rows of one step)");
 
   kernels::DeviceInfo dev;
   std::string err;
@@ -65,22 +146,53 @@ int run_bench(int argc, char** argv) {
   const model::Model m = model::Model::load(model_dir);
   const double load_s = seconds_since(t0);
   const auto acc = model::account(m);
+  const StepBytes step_bytes(m, acc);
   const int64_t V = m.config.vocab_size;
   model::CudaModelOptions o;
-  o.max_seqs = 1;
+  // One slot per batched sequence; KV for the deepest single stream or for every batched
+  // sequence's prompt + warm-up + timed steps + the routing-count step (plus a page each).
+  o.max_seqs = static_cast<int>(std::max<int64_t>(1, max_of(batches)));
   o.max_step_tokens = chunk;
-  o.kv_tokens = std::max(*std::max_element(depths.begin(), depths.end()) + 2 * decode_tokens + 2,
-                         *std::max_element(prefills.begin(), prefills.end())) + 64;
+  const int64_t batch_kv = max_of(batches) * (batch_prompt + batch_warmup + batch_steps + 1 + 16);
+  o.kv_tokens = std::max({max_of(depths) + 2 * decode_tokens + 2, max_of(prefills), batch_kv}) + 64;
   model::CudaModel gpu(m, o);
 
+  const double bytes_depth0 = static_cast<double>(acc.weight_bytes_per_token + acc.state_bytes_per_token);
   std::printf("device      %s (sm_%d%d, %d SMs), copy bandwidth %.0f GB/s (read+write, measured now)\n",
               dev.name.c_str(), dev.sm_major, dev.sm_minor, dev.multiprocessors, copy_gbps);
   std::printf("model       %s (%s), %.3f GB read per token at depth 0\n", model_dir.c_str(),
-              m.quant.quant_algo.empty() ? "BF16" : m.quant.quant_algo.c_str(),
-              static_cast<double>(acc.weight_bytes_per_token + acc.state_bytes_per_token) / 1e9);
+              m.quant.quant_algo.empty() ? "BF16" : m.quant.quant_algo.c_str(), bytes_depth0 / 1e9);
   std::printf("load        mmap + validate %.2f s; upload %.2f GB in %.2f s (%.1f GB/s)\n\n", load_s,
               static_cast<double>(gpu.weight_bytes()) / 1e9, gpu.upload_seconds(),
               static_cast<double>(gpu.weight_bytes()) / 1e9 / std::max(gpu.upload_seconds(), 1e-9));
+
+  Json j;
+  j["kind"] = "nemotron-bench";
+  j["settings"] = {{"model", model_dir},          {"depths", depths},
+                   {"prefill", prefills},         {"decode_tokens", decode_tokens},
+                   {"chunk", chunk},              {"eager", eager},
+                   {"batch", batches},            {"batch_prompt", batch_prompt},
+                   {"batch_steps", batch_steps},  {"batch_warmup", batch_warmup},
+                   {"max_seqs", o.max_seqs},      {"kv_tokens", o.kv_tokens}};
+  j["device"] = {{"name", dev.name},
+                 {"sm", std::to_string(dev.sm_major) + std::to_string(dev.sm_minor)},
+                 {"multiprocessors", dev.multiprocessors},
+                 {"total_memory_bytes", dev.total_memory_bytes},
+                 {"copy_gbps", copy_gbps}};
+  j["model"] = {{"dir", model_dir},
+                {"quant", m.quant.quant_algo.empty() ? "BF16" : m.quant.quant_algo},
+                {"vocab_size", V},
+                {"weight_bytes_per_token", acc.weight_bytes_per_token},
+                {"state_bytes_per_token", acc.state_bytes_per_token},
+                {"kv_bytes_per_token_per_position", acc.kv_bytes_per_token_per_position},
+                {"embedding_row_bytes", step_bytes.embedding_row},
+                {"moe_layers", step_bytes.moe.size()},
+                {"n_routed_experts", m.config.n_routed_experts},
+                {"experts_per_tok", m.config.num_experts_per_tok},
+                {"device_bytes", gpu.device_bytes()}};
+  j["load"] = {{"mmap_validate_s", load_s},
+               {"upload_bytes", gpu.weight_bytes()},
+               {"upload_s", gpu.upload_seconds()}};
 
   // Prefill `ids` in chunks on a fresh slot; returns seconds until the last logits are on the host.
   auto prefill = [&](int slot, const std::vector<int32_t>& ids) {
@@ -89,23 +201,28 @@ int run_bench(int argc, char** argv) {
       gpu.forward({{slot, ids.data() + s, std::min<int64_t>(chunk, static_cast<int64_t>(ids.size()) - s), false}});
     return seconds_since(t);
   };
-
-  std::printf("%-28s %10s %10s %10s %10s\n", "prefill (one sequence)", "tokens", "seconds", "tok/s", "TTFT ms");
   {
     const int warm = gpu.acquire_slot();  // warm-up: kernels loaded, allocator settled
     prefill(warm, synthetic_ids(std::min<int64_t>(chunk, 256), V, 7));
     gpu.release_slot(warm);
   }
+
+  j["prefill"] = Json::array();
+  if (!prefills.empty())
+    std::printf("%-28s %10s %10s %10s %10s\n", "prefill (one sequence)", "tokens", "seconds", "tok/s", "TTFT ms");
   for (int64_t p : prefills) {
     const int slot = gpu.acquire_slot();
     const double s = prefill(slot, synthetic_ids(p, V, static_cast<uint32_t>(p)));
     std::printf("%-28s %10lld %10.3f %10.0f %10.1f\n", "", static_cast<long long>(p), s, static_cast<double>(p) / s,
                 s * 1e3);
+    j["prefill"].push_back({{"tokens", p}, {"seconds", s}, {"tok_s", static_cast<double>(p) / s}, {"ttft_ms", s * 1e3}});
     gpu.release_slot(slot);
   }
 
-  std::printf("\n%-12s %-6s %10s %12s %12s %10s %12s\n", "decode depth", "mode", "tok/s", "GB/token", "GB/s",
-              "% of copy", "roofline t/s");
+  j["decode"] = Json::array();
+  if (!depths.empty())
+    std::printf("\n%-12s %-6s %10s %12s %12s %10s %12s\n", "decode depth", "mode", "tok/s", "GB/token", "GB/s",
+                "% of copy", "roofline t/s");
   for (int64_t d : depths) {
     const int slot = gpu.acquire_slot();
     if (d > 0) prefill(slot, synthetic_ids(d, V, static_cast<uint32_t>(d) + 1));
@@ -121,15 +238,123 @@ int run_bench(int argc, char** argv) {
       for (int64_t i = 0; i < decode_tokens; ++i) tok = gpu.forward_greedy({{slot, &tok, 1, false}})[0];
       const double s = seconds_since(t);
       const double tps = static_cast<double>(decode_tokens) / s;
-      const double bytes = static_cast<double>(acc.weight_bytes_per_token + acc.state_bytes_per_token) +
-                           static_cast<double>(acc.kv_bytes_per_token_per_position) * static_cast<double>(d);  // BF16 KV
+      const double bytes = bytes_depth0 + static_cast<double>(acc.kv_bytes_per_token_per_position) *
+                                              static_cast<double>(d);  // BF16 KV
+      const double gbps = tps * bytes / 1e9;
       std::printf("%-12lld %-6s %10.1f %12.3f %12.0f %9.1f%% %12.0f\n", static_cast<long long>(d),
-                  graph ? "graph" : "eager", tps, bytes / 1e9, tps * bytes / 1e9, 100.0 * tps * bytes / 1e9 / copy_gbps,
-                  copy_gbps * 1e9 / bytes);
+                  graph ? "graph" : "eager", tps, bytes / 1e9, gbps, 100.0 * gbps / copy_gbps, copy_gbps * 1e9 / bytes);
+      j["decode"].push_back({{"depth", d},
+                             {"mode", graph ? "graph" : "eager"},
+                             {"tok_s", tps},
+                             {"step_ms", 1e3 * s / static_cast<double>(decode_tokens)},
+                             {"bytes_per_token", bytes},
+                             {"gb_s", gbps},
+                             {"pct_copy", 100.0 * gbps / copy_gbps},
+                             {"roofline_tok_s", copy_gbps * 1e9 / bytes}});
     }
     gpu.set_cuda_graphs(true);
     gpu.release_slot(slot);
   }
+
+  // Batched decode: B sequences, each prefilled with its own prompt (distinct ids, so routing
+  // differs), packed into steps of up to --chunk rows; then greedy steps of B single-token
+  // chunks (the decode graph of batch size B; the warm-up steps capture it).
+  j["batch"] = Json::array();
+  if (!batches.empty())
+    std::printf("\nbatched decode: B sequences of %lld-token prompts, greedy, CUDA graph, %lld steps timed\n"
+                "%6s %11s %9s %10s %10s %17s %10s %9s %10s\n",
+                static_cast<long long>(batch_prompt), static_cast<long long>(batch_steps), "B", "prefill ms",
+                "step ms", "tok/s", "tok/s/seq", "experts est/meas", "GB/step", "GB/s", "% of copy");
+  for (int64_t B : batches) {
+    std::vector<int> slots;
+    std::vector<std::vector<int32_t>> prompts;
+    for (int64_t i = 0; i < B; ++i) {
+      slots.push_back(gpu.acquire_slot());
+      prompts.push_back(synthetic_ids(batch_prompt, V, static_cast<uint32_t>(7919 * (i + 1) + 31 * B)));
+    }
+    std::vector<int32_t> toks(static_cast<std::size_t>(B));
+    const auto tp = Clock::now();
+    {
+      std::vector<int64_t> done(static_cast<std::size_t>(B), 0);  // prompt tokens fed per sequence
+      for (int64_t first = 0; first < B;) {
+        std::vector<model::CudaChunk> step;
+        std::vector<int64_t> who;
+        int64_t rows = 0;
+        for (int64_t i = first; i < B && rows < chunk; ++i) {
+          const int64_t n = std::min(batch_prompt - done[i], chunk - rows);
+          step.push_back({slots[i], prompts[i].data() + done[i], n, false});
+          who.push_back(i);
+          rows += n;
+        }
+        const auto next = gpu.forward_greedy(step);
+        for (std::size_t c = 0; c < step.size(); ++c) {
+          const int64_t i = who[c];
+          done[i] += step[c].T;
+          if (done[i] == batch_prompt) toks[i] = next[c];
+        }
+        while (first < B && done[first] == batch_prompt) ++first;
+      }
+    }
+    const double prefill_s = seconds_since(tp);
+    std::vector<model::CudaChunk> step;
+    for (int64_t i = 0; i < B; ++i) step.push_back({slots[i], &toks[i], 1, false});
+    auto decode_step = [&] {
+      const auto next = gpu.forward_greedy(step);  // reads toks before it returns
+      std::copy(next.begin(), next.end(), toks.begin());
+    };
+    for (int64_t i = 0; i < batch_warmup; ++i) decode_step();
+    const auto t = Clock::now();
+    for (int64_t i = 0; i < batch_steps; ++i) decode_step();
+    const double s = seconds_since(t);
+    // One more step, eager, with the routing recorded: the distinct experts each MoE layer
+    // really read (a sample of one step, next to the estimate).
+    gpu.record_routing(true);
+    decode_step();
+    const auto routes = gpu.routing();
+    gpu.record_routing(false);
+    double measured = 0;
+    int64_t moe_layers = 0;
+    for (std::size_t b = 0; b < routes.size() && b < m.config.layers.size(); ++b) {
+      if (m.config.layers[b] != model::LayerKind::MoE || routes[b].empty()) continue;
+      measured += static_cast<double>(std::set<int32_t>(routes[b].begin(), routes[b].end()).size());
+      ++moe_layers;
+    }
+    if (moe_layers > 0) measured /= static_cast<double>(moe_layers);
+    for (int slot : slots) gpu.release_slot(slot);
+
+    const double step_s = s / static_cast<double>(batch_steps);
+    const double mean_ctx = static_cast<double>(batch_prompt + batch_warmup + 1) + static_cast<double>(batch_steps - 1) / 2;
+    const double w_bytes = step_bytes.weights(B);
+    const double state_bytes = static_cast<double>(B * step_bytes.state_per_row);
+    const double kv_bytes = static_cast<double>(B * step_bytes.kv_per_position) * mean_ctx;
+    const double bytes = w_bytes + state_bytes + kv_bytes;
+    const double gbps = bytes / step_s / 1e9;
+    const double est = step_bytes.mean_experts(B);
+    char experts[32];
+    std::snprintf(experts, sizeof experts, "%.1f/%.1f", est, measured);
+    std::printf("%6lld %11.1f %9.3f %10.1f %10.1f %17s %10.3f %9.0f %9.1f%%\n", static_cast<long long>(B),
+                prefill_s * 1e3, step_s * 1e3, static_cast<double>(B) / step_s, 1.0 / step_s, experts, bytes / 1e9,
+                gbps, 100.0 * gbps / copy_gbps);
+    j["batch"].push_back({{"batch", B},
+                          {"prompt_tokens", batch_prompt},
+                          {"prefill_s", prefill_s},
+                          {"prefill_tok_s", static_cast<double>(B * batch_prompt) / prefill_s},
+                          {"steps", batch_steps},
+                          {"step_ms", step_s * 1e3},
+                          {"tok_s", static_cast<double>(B) / step_s},
+                          {"tok_s_per_seq", 1.0 / step_s},
+                          {"experts_per_layer_estimate", est},
+                          {"experts_per_layer_measured_one_step", measured},
+                          {"mean_context", mean_ctx},
+                          {"weight_bytes", w_bytes},
+                          {"state_bytes", state_bytes},
+                          {"kv_bytes", kv_bytes},
+                          {"bytes_per_step", bytes},
+                          {"gb_s", gbps},
+                          {"pct_copy", 100.0 * gbps / copy_gbps}});
+  }
+
+  j["profile"] = Json::array();
   if (profile) {
     // Per-op tables (CudaModel::set_profiling): ms per forward call, share, calls per call and
     // the GB/s of the op's linear weights.
@@ -137,12 +362,21 @@ int run_bench(int argc, char** argv) {
       const auto ops = gpu.profile();
       double total = 0;
       for (const auto& op : ops) total += op.ms;
-      std::printf("\n%s: %.3f ms per call\n%-20s %10s %8s %8s %10s\n", title, total / static_cast<double>(steps),
-                  "op", "ms/call", "share", "calls", "GB/s");
-      for (const auto& op : ops)
-        std::printf("%-20s %10.4f %7.1f%% %8.1f %10.0f\n", op.op.c_str(), op.ms / static_cast<double>(steps),
-                    100.0 * op.ms / total, static_cast<double>(op.calls) / static_cast<double>(steps),
-                    op.weight_bytes > 0 ? op.weight_bytes / (op.ms * 1e6) : 0.0);
+      const double per = static_cast<double>(steps);
+      std::printf("\n%s: %.3f ms per call\n%-20s %10s %8s %8s %10s\n", title, total / per, "op", "ms/call", "share",
+                  "calls", "GB/s");
+      Json table = {{"title", title}, {"ms_per_call", total / per}, {"ops", Json::array()}};
+      for (const auto& op : ops) {
+        const double gbps = op.weight_bytes > 0 ? op.weight_bytes / (op.ms * 1e6) : 0.0;
+        std::printf("%-20s %10.4f %7.1f%% %8.1f %10.0f\n", op.op.c_str(), op.ms / per, 100.0 * op.ms / total,
+                    static_cast<double>(op.calls) / per, gbps);
+        table["ops"].push_back({{"op", op.op},
+                                {"ms_per_call", op.ms / per},
+                                {"share", op.ms / total},
+                                {"calls_per_call", static_cast<double>(op.calls) / per},
+                                {"gb_s", gbps}});
+      }
+      j["profile"].push_back(std::move(table));
     };
     if (!prefills.empty()) {
       const int slot = gpu.acquire_slot();
@@ -170,14 +404,29 @@ int run_bench(int argc, char** argv) {
       gpu.release_slot(slot);
     }
   }
-  std::printf("\ndecode graph (B = 1): %lld nodes, %.1f MiB of device memory at instantiation\n",
+  std::printf("\ndecode graphs (every batch size used): %lld nodes, %.1f MiB of device memory at instantiation\n",
               static_cast<long long>(gpu.graph_nodes()), static_cast<double>(gpu.graph_device_bytes()) / 1048576.0);
-  std::printf("\nGB/token = weights + SSM/conv state read+write + BF16 KV read at that depth (engine accounting);\n"
-              "roofline t/s = copy bandwidth / GB per token. Decode steps are greedy with the argmax on the\n"
-              "device; graph = the step replayed as one CUDA graph, eager = its kernels launched one by one.\n");
+  j["graphs"] = {{"nodes", gpu.graph_nodes()}, {"device_bytes", gpu.graph_device_bytes()}};
+  if (!depths.empty())
+    std::printf("\nGB/token = weights + SSM/conv state read+write + BF16 KV read at that depth (engine accounting);\n"
+                "roofline t/s = copy bandwidth / GB per token. Decode steps are greedy with the argmax on the\n"
+                "device; graph = the step replayed as one CUDA graph, eager = its kernels launched one by one.\n");
+  if (!batches.empty())
+    std::printf("\nBatched: prefill ms = all B prompts, packed into steps of up to %lld rows; tok/s = B / step time.\n"
+                "GB/step = every weight read once per step (the routed experts: the distinct ones selected) + B\n"
+                "embedding rows + B x state read+write + B x BF16 KV at the rows' mean context. experts est = the\n"
+                "expected distinct routed experts per MoE layer, E (1 - (1 - k/E)^B) for uniform independent\n"
+                "routing: an ESTIMATE, used for GB/step; meas = the mean distinct experts per MoE layer counted in\n"
+                "one recorded step after the timed ones.\n",
+                static_cast<long long>(chunk));
+  if (!json_out.empty()) {
+    write_text_file(json_out, j.dump(2) + "\n");
+    std::printf("\nwrote %s\n", json_out.c_str());
+  }
   return 0;
 }
 
 }  // namespace
-NEMOTRON_COMMAND("bench", "GPU decode / prefill / TTFT / load benchmark against the bandwidth roofline", run_bench)
+NEMOTRON_COMMAND("bench", "GPU decode (single-stream and batched) / prefill / TTFT / load benchmark against the bandwidth roofline",
+                 run_bench)
 }  // namespace nemotron::cli
