@@ -138,6 +138,15 @@ const TensorInfo& Checkpoint::get(const std::string& name) const {
   return *t;
 }
 
+void Checkpoint::release_pages(const void* data, std::size_t n) const {
+  for (const auto& f : files_)
+    if (f->contains(data)) f->release_pages(f->offset_of(data), n);
+}
+
+void Checkpoint::release_pages() const {
+  for (const auto& f : files_) f->release_pages();
+}
+
 std::size_t Checkpoint::total_bytes() const {
   std::size_t total = 0;
   for (const auto& [name, info] : index_) total += info->nbytes;
