@@ -337,6 +337,9 @@ TEST_F(SafetensorsTest, ReleasingPagesKeepsTheBytesReadable) {
   const std::vector<uint8_t> outside(100, 1);
   ck.release_pages(outside.data(), outside.size());
   EXPECT_EQ(outside, std::vector<uint8_t>(100, 1));
+  // A range that starts in the header and covers the first pages of data.
+  ck.release_pages(ck.get("t0").data - 16, 4096 * 3);
+  same("after releasing a range from the header on");
   ck.release_pages();
   const int after = resident();  // before `same` faults them back in
   same("after releasing every file");

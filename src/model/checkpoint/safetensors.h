@@ -68,6 +68,7 @@ class SafetensorsFile {
   // Whether `p` points into this file's mapping, and its offset in the file if so.
   bool contains(const void* p) const;
   std::size_t offset_of(const void* p) const;
+  const uint8_t* mapping() const { return static_cast<const uint8_t*>(map_); }  // file byte 0
 
  private:
   SafetensorsFile() = default;
@@ -99,9 +100,9 @@ class Checkpoint {
   const std::map<std::string, const TensorInfo*>& all() const { return index_; }
   std::size_t total_bytes() const;  // sum of tensor bytes
 
-  // SafetensorsFile::release_pages for the bytes [data, data + n) of any opened file (a
-  // TensorInfo::data range, or a run of them; a range outside every file is ignored), or
-  // for every file. Tensors stay readable.
+  // SafetensorsFile::release_pages for the part of [data, data + n) inside each opened file's
+  // mapping (a TensorInfo::data range, or a run of them; any part outside every file is
+  // ignored), or for every file. Tensors stay readable.
   void release_pages(const void* data, std::size_t n) const;
   void release_pages() const;
 

@@ -38,7 +38,7 @@ class DeviceArenas final : public DeviceAllocator {
  public:
   DeviceArenas() = default;
   ~DeviceArenas() override;
-  // One cudaMalloc per non-empty arena of `counted`; takes place into them from now on.
+  // One cudaMalloc per arena of `counted` (at least 256 bytes); takes place into them from now on.
   // `verbose`: print upload progress (weights_done) against the weights arena's size.
   void reserve(const ArenaTable& counted, bool verbose);
   // Page release during the upload: with a checkpoint, weights_done() drops the checkpoint
