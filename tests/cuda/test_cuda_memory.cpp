@@ -142,7 +142,8 @@ TEST(CudaMemoryReal, DeviceUseIsThePlan) {
   // Steps: a full prefill chunk, 64 short prompts in one step, one decode step of 64 rows.
   const int64_t V = m.config.vocab_size;
   std::vector<int32_t> ids(static_cast<std::size_t>(o.max_step_tokens));
-  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<std::size_t>(V));
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<std::size_t>(V));
   std::vector<int> slots;
   for (int i = 0; i < o.max_seqs; ++i) slots.push_back(gpu.acquire_slot());
   gpu.forward({{slots[0], ids.data(), o.max_step_tokens, false}});
@@ -156,7 +157,8 @@ TEST(CudaMemoryReal, DeviceUseIsThePlan) {
   ASSERT_EQ(cudaMemGetInfo(&stepped, &total), cudaSuccess);
   const int64_t step_growth = static_cast<int64_t>(after) - static_cast<int64_t>(stepped);
   std::printf("[ %s ] steps took %.1f MiB more (one graph: %.1f MiB at instantiation; bound of 64 graphs %.1f MiB)\n",
-              dir, static_cast<double>(step_growth) / 1048576.0, static_cast<double>(gpu.graph_device_bytes()) / 1048576.0,
+              dir, static_cast<double>(step_growth) / 1048576.0,
+              static_cast<double>(gpu.graph_device_bytes()) / 1048576.0,
               static_cast<double>(plan.graphs) / 1048576.0);
   EXPECT_LE(step_growth, plan.graphs);
 }

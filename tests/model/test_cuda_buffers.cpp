@@ -192,7 +192,8 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
         expect_bf16(a, b.norm, x.norm, at + "norm");
         switch (b.kind) {
           case LayerKind::Mamba: {
-            expect_linear(a, b.mamba.in_proj.w, x.m.in_proj, b.mamba.in_proj.w.out, b.mamba.in_proj.w.in, at + "in_proj");
+            expect_linear(a, b.mamba.in_proj.w, x.m.in_proj, b.mamba.in_proj.w.out, b.mamba.in_proj.w.in,
+                          at + "in_proj");
             expect_linear(a, b.mamba.out_proj.w, x.m.out_proj, b.mamba.out_proj.w.out, b.mamba.out_proj.w.in,
                           at + "out_proj");
             expect_bf16(a, b.mamba.conv_weight, x.m.conv_w, at + "conv_weight");
@@ -277,7 +278,8 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaBufferWalk,
-                         ::testing::Values("nano-moe", "super-latent-mtp", "dense-mlp", "nano-nvfp4", "super-mixed-mtp"),
+                         ::testing::Values("nano-moe", "super-latent-mtp", "dense-mlp", "nano-nvfp4",
+                                           "super-mixed-mtp"),
                          testing::FixtureParamName());
 
 // The counting walk allocates nothing and writes nothing: every address it hands out is null.

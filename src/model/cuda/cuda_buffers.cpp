@@ -95,7 +95,8 @@ void* padded_rows(DeviceAllocator& a, const uint8_t* src, int64_t rows, int64_t 
       d, out_rows * pad_row_bytes,
       [=](uint8_t* host) {
         std::fill(host, host + out_rows * pad_row_bytes, uint8_t{0});
-        for (int64_t r = 0; r < rows; ++r) std::copy(src + r * row_bytes, src + (r + 1) * row_bytes, host + r * pad_row_bytes);
+        for (int64_t r = 0; r < rows; ++r)
+          std::copy(src + r * row_bytes, src + (r + 1) * row_bytes, host + r * pad_row_bytes);
       },
       src, rows * row_bytes);
   return d;
@@ -139,7 +140,8 @@ LinearWeight linear(DeviceAllocator& a, const LinearWeight& src, int64_t out_pad
       break;
     case WeightFormat::NVFP4:
       w.data = padded_rows(a, data, src.out, src.in / 2, out_pad, in_pad / 2);
-      w.block_scale = static_cast<const uint8_t*>(padded_rows(a, src.block_scale, src.out, src.in / 16, out_pad, in_pad / 16));
+      w.block_scale = static_cast<const uint8_t*>(
+          padded_rows(a, src.block_scale, src.out, src.in / 16, out_pad, in_pad / 16));
       break;
   }
   return w;

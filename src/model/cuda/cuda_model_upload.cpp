@@ -96,7 +96,8 @@ void DeviceArenas::weights_done() {
     // Tensors of a block lie together in the file: merge neighbours (small gaps are other
     // tensors of the block, read at load time) so that whole runs of pages go at once.
     std::vector<std::pair<uintptr_t, uintptr_t>> runs;  // [begin, end) addresses
-    for (const auto& [p, n] : sources_) runs.emplace_back(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + n);
+    for (const auto& [p, n] : sources_)
+      runs.emplace_back(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + n);
     std::sort(runs.begin(), runs.end());
     std::size_t kept = 0;
     for (std::size_t i = 1; i < runs.size(); ++i) {
