@@ -13,6 +13,9 @@ struct DeviceInfo {
   int multiprocessors = 0;
   std::size_t total_memory_bytes = 0;
   std::size_t free_memory_bytes = 0;
+  // cudaDevAttrIntegrated: the GPU shares the host's memory (DGX Spark GB10, Jetson), so its
+  // free memory and the host's available memory describe the same RAM.
+  bool integrated = false;
 };
 
 // False (with *error set) when there is no such device or no CUDA backend.

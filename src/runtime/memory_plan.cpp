@@ -13,6 +13,7 @@ namespace nemotron::runtime {
 namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+static_assert(model::cuda_detail::kArenaKinds == 3, "MemoryPlan::arena_bytes holds three arenas");
 
 std::string gib(int64_t bytes) {
   char buf[32];
@@ -27,8 +28,9 @@ int64_t kv_element_bytes(const std::string& device, const std::string& dtype) {
   throw Error("--kv-cache-dtype: unsupported \"" + dtype + "\" (auto, fp32, bf16, fp8)");
 }
 
-// The CUDA plan: CudaModel's own allocations (model/cuda_memory.h) for the largest KV capacity
-// that fits the budget (a multiple of 16 positions, at most max_model_len per slot).
+// The CUDA plan: CudaModel's own allocations (model/cuda_memory.h: its allocation walk,
+// counted) for the largest KV capacity that fits the budget (a multiple of 16 positions, at
+// most max_model_len per slot). Every candidate capacity is one counting walk.
 void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, MemoryPlan& p) {
   model::CudaModelOptions o;
   o.max_seqs = req.max_num_seqs;
@@ -39,18 +41,22 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
     return model::cuda_memory(m, o, sms);
   };
   auto total = [](const model::CudaMemory& t) { return t.device_total() + t.pinned_host; };
-  // Largest kv_tokens (multiple of 16) whose plan fits: totals grow with kv_tokens.
+  // Largest kv_tokens (multiple of 16) whose plan fits: totals grow with kv_tokens, and each
+  // position costs at least kv_bytes_per_token, which bounds the search.
   int64_t fit = -1;
   if (total(terms(0)) <= p.budget_bytes) {
-    int64_t lo = 0, hi = int64_t{1} << 36;
-    while (lo < hi) {
-      const int64_t mid = (lo + hi + 1) / 2;
-      if (total(terms(mid * 16)) <= p.budget_bytes) lo = mid;
-      else hi = mid - 1;
+    if (p.kv_bytes_per_token == 0) {
+      fit = int64_t{1} << 40;  // no attention: KV is free
+    } else {
+      int64_t lo = 0, hi = p.budget_bytes / p.kv_bytes_per_token / 16 + 1;
+      while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (total(terms(mid * 16)) <= p.budget_bytes) lo = mid;
+        else hi = mid - 1;
+      }
+      fit = lo * 16;
     }
-    fit = lo * 16;
   }
-  if (p.kv_bytes_per_token == 0 && fit >= 0) fit = int64_t{1} << 40;  // no attention: KV is free
   if (p.max_model_len == 0)
     p.max_model_len = std::min<int64_t>(262144, std::max<int64_t>(0, fit / req.max_num_seqs));
   const model::CudaMemory base = terms(std::max<int64_t>(0, std::min(fit, p.max_model_len)));
@@ -71,6 +77,7 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   p.state_slot_bytes = t.state / req.max_num_seqs;
   p.kv_bytes = t.kv;
   p.activation_bytes = t.activations + t.attention_workspace + t.tables;
+  for (int k = 0; k < model::cuda_detail::kArenaKinds; ++k) p.arena_bytes[k] = t.table.arena[k];
   p.graph_bytes = t.graphs;
   p.pinned_host_bytes = t.pinned_host;
   p.total_bytes = total(t);
@@ -132,13 +139,30 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
     have_info = kernels::cuda_device_info(0, &info, &error);
     if (!have_info && !req.memory_gib) throw Error("--device cuda: " + error);
   }
+  // The memory the device can give: its free memory; on unified memory (an integrated GPU:
+  // DGX Spark GB10, Jetson) the GPU's free memory and MemAvailable describe the same RAM, so
+  // the smaller of the two.
+  int64_t device_free = 0;
+  if (have_info) {
+    device_free = static_cast<int64_t>(info.free_memory_bytes);
+    p.unified_memory = info.integrated;
+    if (info.integrated) {
+      const int64_t avail = available_system_memory();
+      if (avail > 0) device_free = std::min(device_free, avail);
+    }
+  }
   if (req.memory_gib) {
     if (!(*req.memory_gib > 0)) throw Error("--memory must be a positive number of GiB");
     p.budget_bytes = static_cast<int64_t>(*req.memory_gib * kGiB);
+    if (have_info && p.budget_bytes > device_free)
+      throw Error("--memory " + gib(p.budget_bytes) + " is more than the device has free (" + gib(device_free) +
+                  (info.integrated ? ", unified memory: the smaller of the GPU's free memory and MemAvailable" : "") +
+                  "); lower --memory");
   } else if (req.device == "cuda") {
-    // Leave 5% (at least 1 GiB) for the CUDA context, cuBLAS-free kernels' scratch and others.
-    const auto free_b = static_cast<int64_t>(info.free_memory_bytes);
-    p.budget_bytes = free_b - std::max<int64_t>(static_cast<int64_t>(kGiB), free_b / 20);
+    // Leave 5% (at least 1 GiB) for the CUDA context, kernel images and other processes; on
+    // unified memory the system's 10% (at least 1 GiB), as for the CPU backend.
+    const int64_t share = info.integrated ? 10 : 20;
+    p.budget_bytes = device_free - std::max<int64_t>(static_cast<int64_t>(kGiB), device_free / share);
   } else {
     const int64_t avail = available_system_memory();
     if (avail <= 0) throw Error("cannot read available memory from /proc/meminfo; pass --memory GiB");
@@ -176,7 +200,8 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
 
 std::string MemoryPlan::describe() const {
   std::ostringstream o;
-  o << "memory plan (" << device << ", budget " << gib(budget_bytes) << "):\n"
+  o << "memory plan (" << device << ", budget " << gib(budget_bytes) << (unified_memory ? ", unified memory" : "")
+    << "):\n"
     << "  weights           " << gib(weight_bytes) << "\n"
     << "  state slots       " << gib(state_bytes) << "  (" << max_num_seqs << " x " << gib(state_slot_bytes) << ")\n"
     << "  KV cache          " << gib(kv_bytes) << "  (" << kv_token_capacity << " tokens x " << kv_bytes_per_token
@@ -184,7 +209,9 @@ std::string MemoryPlan::describe() const {
     << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n";
   if (device == "cuda")
     o << "  CUDA graphs       " << gib(graph_bytes) << "  (bound; " << max_num_seqs << " decode graphs)\n"
-      << "  pinned host       " << gib(pinned_host_bytes) << "\n";
+      << "  pinned host       " << gib(pinned_host_bytes) << "\n"
+      << "  device arenas     weights " << gib(arena_bytes[0]) << ", cache " << gib(arena_bytes[1]) << ", step "
+      << gib(arena_bytes[2]) << "  (one allocation each)\n";
   o
     << "  total             " << gib(total_bytes) << "\n"
     << "  max model length  " << max_model_len << " tokens, " << max_num_seqs << " concurrent sequences\n";

@@ -1,9 +1,13 @@
 #pragma once
 // The start-up memory plan: exact bytes for weights, recurrent-state slots, KV cache, step
-// activations and (CUDA) the decode graphs, within a budget (--memory, or what the device has free minus a safety
-// margin). A configuration that does not fit is refused with a message saying what does
-// not fit and what would; nothing is ever over-committed (on a DGX Spark GPU memory is
-// system memory, and over-commit freezes the machine).
+// activations and (CUDA) the decode graphs, within a budget (--memory, or what the device has
+// free minus a safety margin). A configuration that does not fit is refused with a message
+// saying what does not fit and what would; nothing is ever over-committed (on a DGX Spark GPU
+// memory is system memory, and over-commit freezes the machine). The CUDA plan is CudaModel's
+// own allocation walk, counted (model/cuda/cuda_memory.h): what it accepts is exactly what the
+// model allocates, in three allocations (weights, cache, step arenas), plus the graphs' bound.
+// On unified memory (integrated GPU) the budget is the smaller of the GPU's free memory and
+// MemAvailable (the same RAM), minus the system's margin.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -39,6 +43,8 @@ struct MemoryPlan {
   int64_t activation_bytes = 0;        // one step's working buffers (CUDA: + attention workspace, block tables)
   int64_t graph_bytes = 0;             // CUDA: bound on the decode graphs (one per batch size)
   int64_t pinned_host_bytes = 0;       // CUDA: page-locked host buffers (system memory; counted in the total)
+  int64_t arena_bytes[3] = {};         // CUDA: the weights, cache and step arenas (one cudaMalloc each)
+  bool unified_memory = false;         // CUDA: an integrated GPU (device memory is system memory)
   int64_t total_bytes = 0;
   int max_num_seqs = 0;
   int64_t max_model_len = 0;
@@ -49,8 +55,9 @@ struct MemoryPlan {
   EngineOptions engine_options() const;
 };
 
-// Throws nemotron::Error when the model and one full-length sequence do not fit, or when
-// a request field is invalid (names the flag).
+// Throws nemotron::Error when the model and one full-length sequence do not fit, when --memory
+// exceeds what the device has free (CUDA, device present), or when a request field is invalid
+// (names the flag).
 MemoryPlan plan_memory(const model::Model& model, const MemoryPlanRequest& request);
 
 // Bytes the OS can give this process without swapping (MemAvailable), or 0 if unknown.

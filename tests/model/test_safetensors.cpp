@@ -5,8 +5,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -295,6 +297,64 @@ TEST_F(SafetensorsTest, CheckpointOutlivesScopeAndCopies) {
   float v[3];
   std::memcpy(v, w.data, sizeof v);
   EXPECT_EQ(v[2], 3.0f);
+}
+
+// Page release (unified memory, CudaModel's upload): dropping the pages of a byte range, of
+// a tensor run and of whole files keeps every tensor readable with the same bytes (the
+// mapping stays valid and faults them back in from the file). Whether the kernel really
+// dropped them is best effort (tmpfs keeps them), so it is printed, not asserted.
+TEST_F(SafetensorsTest, ReleasingPagesKeepsTheBytesReadable) {
+  std::vector<TensorData> in;
+  for (int i = 0; i < 4; ++i) in.push_back(tensor("t" + std::to_string(i), DType::F32, {3, 4099}, uint8_t(10 + i)));
+  write_safetensors(path("model.safetensors"), in);
+  ::sync();  // dirty pages of the fresh file are not dropped, only clean ones
+  const Checkpoint ck = Checkpoint::open(dir_);
+  auto same = [&](const char* when) {
+    for (const auto& t : in) {
+      const TensorInfo& info = ck.get(t.name);
+      ASSERT_EQ(info.nbytes, t.bytes.size());
+      EXPECT_EQ(std::vector<uint8_t>(info.data, info.data + info.nbytes), t.bytes) << t.name << " " << when;
+    }
+  };
+  auto resident = [&] {
+    const TensorInfo& first = ck.get("t0");
+    const long page = ::sysconf(_SC_PAGESIZE);
+    const auto base = reinterpret_cast<uintptr_t>(first.data) / page * page;
+    const std::size_t len = reinterpret_cast<uintptr_t>(ck.get("t3").data) + ck.get("t3").nbytes - base;
+    std::vector<unsigned char> vec((len + page - 1) / page);
+    if (::mincore(reinterpret_cast<void*>(base), len, vec.data()) != 0) return -1;
+    int n = 0;
+    for (unsigned char v : vec) n += v & 1;
+    return n;
+  };
+  same("before");
+  const int before = resident();
+  // One tensor, then a run of two at an unaligned start, then a range outside every file.
+  ck.release_pages(ck.get("t1").data, ck.get("t1").nbytes);
+  same("after releasing t1");
+  ck.release_pages(ck.get("t2").data + 3, ck.get("t2").nbytes + ck.get("t3").nbytes - 3);
+  same("after releasing t2..t3");
+  const std::vector<uint8_t> outside(100, 1);
+  ck.release_pages(outside.data(), outside.size());
+  EXPECT_EQ(outside, std::vector<uint8_t>(100, 1));
+  // A range that starts in the header and covers the first pages of data.
+  ck.release_pages(ck.get("t0").data - 16, 4096 * 3);
+  same("after releasing a range from the header on");
+  ck.release_pages();
+  const int after = resident();  // before `same` faults them back in
+  same("after releasing every file");
+  std::printf("[ resident pages of the tensors: %d before release, %d after ]\n", before, after);
+
+  // SafetensorsFile level: offsets past the end are clamped, empty ranges are no-ops.
+  auto f = SafetensorsFile::open(path("model.safetensors"));
+  f->release_pages(0, 0);
+  f->release_pages(f->file_size() - 1, 1 << 20);
+  f->release_pages(f->file_size() + 10, 5);
+  f->release_pages();
+  EXPECT_TRUE(f->contains(f->tensors().at("t0").data));
+  EXPECT_FALSE(f->contains(outside.data()));
+  const TensorInfo& t0 = f->tensors().at("t0");
+  EXPECT_EQ(std::vector<uint8_t>(t0.data, t0.data + t0.nbytes), in[0].bytes);
 }
 
 // ---- malformed single files ----

@@ -146,6 +146,74 @@ TEST(MemoryPlan, CudaPlanCountsTheModelsAllocationsAndGraphs) {
   }
 }
 
+// The CUDA terms come from one counting walk of CudaModel's allocation code (no device here):
+// three arenas whose sizes are the sums of their uses, every sub-allocation a multiple of 256
+// bytes; the KV capacity moves only the cache arena, the step rows only the step arena, and
+// the weights arena depends on neither.
+TEST(MemoryPlan, CudaTableIsOneWalkOverThreeArenas) {
+  using model::cuda_detail::ArenaKind;
+  using model::cuda_detail::Use;
+  for (const char* name : {"nano-moe", "super-latent-mtp", "dense-mlp", "nano-nvfp4", "super-mixed-mtp"}) {
+    const model::Model m = model::Model::load(nemotron::testing::fixture_dir(name));
+    model::CudaModelOptions o;
+    o.max_seqs = 3;
+    o.max_step_tokens = 300;
+    o.kv_tokens = 1000;
+    const model::CudaMemory t = model::cuda_memory(m, o, 132);
+    const auto& tab = t.table;
+    EXPECT_EQ(tab.of(ArenaKind::Weights), t.weights) << name;
+    EXPECT_EQ(tab.of(ArenaKind::Cache), t.state + t.kv + t.tables) << name;
+    EXPECT_EQ(tab.of(ArenaKind::Step), t.activations + t.attention_workspace) << name;
+    EXPECT_EQ(tab.device(), t.allocated()) << name;
+    for (int u = 0; u < model::cuda_detail::kUses; ++u) EXPECT_EQ(tab.by_use[u] % 256, 0) << name << " use " << u;
+    EXPECT_GT(t.weights, static_cast<int64_t>(m.checkpoint.total_bytes()) / 2) << name;
+    EXPECT_GT(t.pinned_host, 0) << name;
+    EXPECT_GT(tab.takes, 10) << name;
+    EXPECT_EQ(model::cuda_memory(m, o, 132).allocated(), t.allocated()) << name;  // deterministic
+
+    model::CudaModelOptions more_kv = o;
+    more_kv.kv_tokens = 50000;
+    const auto k = model::cuda_memory(m, more_kv, 132);
+    EXPECT_EQ(k.weights, t.weights) << name;
+    EXPECT_EQ(k.state, t.state) << name;
+    EXPECT_GE(k.kv, t.kv) << name;
+    EXPECT_GT(k.tables, t.tables) << name;
+    EXPECT_GE(k.arena(ArenaKind::Step), t.arena(ArenaKind::Step)) << name;  // attention splits see more pages
+
+    model::CudaModelOptions more_rows = o;
+    more_rows.max_step_tokens = 600;
+    const auto r = model::cuda_memory(m, more_rows, 132);
+    EXPECT_EQ(r.arena(ArenaKind::Weights), t.arena(ArenaKind::Weights)) << name;
+    EXPECT_EQ(r.arena(ArenaKind::Cache), t.arena(ArenaKind::Cache)) << name;
+    EXPECT_GT(r.arena(ArenaKind::Step), t.arena(ArenaKind::Step)) << name;
+
+    model::CudaModelOptions more_seqs = o;
+    more_seqs.max_seqs = 6;
+    const auto sq = model::cuda_memory(m, more_seqs, 132);
+    EXPECT_EQ(sq.weights, t.weights) << name;
+    EXPECT_GE(sq.state, t.state) << name;
+    if (t.state > 0) {
+      EXPECT_GT(sq.state, t.state) << name;
+    }
+  }
+  // The plan reports the same arenas.
+  MemoryPlanRequest r;
+  r.device = "cuda";
+  r.cuda_sms = 132;
+  r.max_num_seqs = 3;
+  r.max_step_tokens = 300;
+  r.max_model_len = 1000;
+  r.memory_gib = 1.0;
+  const auto p = plan_memory(model(), r);
+  model::CudaModelOptions o;
+  o.max_seqs = 3;
+  o.max_step_tokens = 300;
+  o.kv_tokens = p.kv_token_capacity;
+  const auto t = model::cuda_memory(model(), o, 132);
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(p.arena_bytes[k], t.table.arena[k]);
+  EXPECT_THAT(p.describe(), HasSubstr("device arenas"));
+}
+
 TEST(MemoryPlan, DefaultBudgetIsAvailableMemoryMinusMargin) {
   MemoryPlanRequest r;
   r.max_model_len = 2048;

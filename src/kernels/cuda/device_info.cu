@@ -38,6 +38,7 @@ bool cuda_device_info(int device, DeviceInfo* info, std::string* error) {
   info->sm_minor = prop.minor;
   info->multiprocessors = prop.multiProcessorCount;
   info->total_memory_bytes = prop.totalGlobalMem;
+  info->integrated = prop.integrated != 0;
   size_t free_b = 0, total_b = 0;
   if (!check(cudaSetDevice(device), error)) return false;
   if (!check(cudaMemGetInfo(&free_b, &total_b), error)) return false;

@@ -57,10 +57,24 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   std::size_t file_size() const { return size_; }
 
+  // Page release (unified memory: the file's cached pages and a GPU's copy of the weights are
+  // the same RAM). Drops the pages of bytes [offset, offset + n) of the file (clamped to it):
+  // from this process's mapping (madvise MADV_DONTNEED) and from the page cache
+  // (posix_fadvise POSIX_FADV_DONTNEED); only whole pages inside the range go. The mapping
+  // stays valid: a later read faults the same bytes back in from the file. Best effort (the
+  // kernel may keep pages; errors are ignored: the bytes never change).
+  void release_pages(std::size_t offset, std::size_t n) const;
+  void release_pages() const { release_pages(0, size_); }  // the whole file
+  // Whether `p` points into this file's mapping, and its offset in the file if so.
+  bool contains(const void* p) const;
+  std::size_t offset_of(const void* p) const;
+  const uint8_t* mapping() const { return static_cast<const uint8_t*>(map_); }  // file byte 0
+
  private:
   SafetensorsFile() = default;
   std::string path_;
   void* map_ = nullptr;
+  int fd_ = -1;  // kept open for posix_fadvise
   std::size_t size_ = 0;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
@@ -85,6 +99,12 @@ class Checkpoint {
   const TensorInfo& get(const std::string& name) const;   // throws Error naming the tensor
   const std::map<std::string, const TensorInfo*>& all() const { return index_; }
   std::size_t total_bytes() const;  // sum of tensor bytes
+
+  // SafetensorsFile::release_pages for the part of [data, data + n) inside each opened file's
+  // mapping (a TensorInfo::data range, or a run of them; any part outside every file is
+  // ignored), or for every file. Tensors stay readable.
+  void release_pages(const void* data, std::size_t n) const;
+  void release_pages() const;
 
  private:
   std::string dir_;

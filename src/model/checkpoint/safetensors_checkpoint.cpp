@@ -1,6 +1,7 @@
 // Checkpoint: the set of .safetensors files that make up a model directory (which files,
 // see safetensors.h) and one name -> TensorInfo index over all of them.
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <set>
 
@@ -136,6 +137,19 @@ const TensorInfo& Checkpoint::get(const std::string& name) const {
   const TensorInfo* t = find(name);
   if (t == nullptr) throw Error("tensor " + name + " not found in checkpoint " + dir_);
   return *t;
+}
+
+void Checkpoint::release_pages(const void* data, std::size_t n) const {
+  const auto begin = reinterpret_cast<uintptr_t>(data), end = begin + n;
+  for (const auto& f : files_) {
+    const auto base = reinterpret_cast<uintptr_t>(f->mapping());
+    const uintptr_t b = std::max(begin, base), e = std::min(end, base + f->file_size());
+    if (f->mapping() != nullptr && b < e) f->release_pages(b - base, e - b);
+  }
+}
+
+void Checkpoint::release_pages() const {
+  for (const auto& f : files_) f->release_pages();
 }
 
 std::size_t Checkpoint::total_bytes() const {

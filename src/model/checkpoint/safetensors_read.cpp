@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -68,6 +69,27 @@ struct Range {
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_ != nullptr) ::munmap(map_, size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool SafetensorsFile::contains(const void* p) const {
+  const auto a = reinterpret_cast<uintptr_t>(p), base = reinterpret_cast<uintptr_t>(map_);
+  return map_ != nullptr && a >= base && a < base + size_;
+}
+
+std::size_t SafetensorsFile::offset_of(const void* p) const {
+  return static_cast<std::size_t>(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(map_));
+}
+
+void SafetensorsFile::release_pages(std::size_t offset, std::size_t n) const {
+  if (map_ == nullptr || offset >= size_) return;
+  n = std::min(n, size_ - offset);
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  // Whole pages inside [offset, offset + n): the mapping starts on a page boundary.
+  const std::size_t first = (offset + page - 1) / page * page, last = (offset + n) / page * page;
+  if (last > first) ::madvise(static_cast<uint8_t*>(map_) + first, last - first, MADV_DONTNEED);
+  if (fd_ >= 0 && n > 0)
+    ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(n), POSIX_FADV_DONTNEED);
 }
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
@@ -88,6 +110,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   if (map == MAP_FAILED) throw Error(path + ": mmap failed: " + std::strerror(errno));
   f->map_ = map;  // unmapped by the destructor from here on, also when we throw below
   f->size_ = file_size;
+  f->fd_ = fd.fd;  // closed by the destructor
+  fd.fd = -1;
   const auto* base = static_cast<const uint8_t*>(map);
 
   uint64_t header_len = 0;

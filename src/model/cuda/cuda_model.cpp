@@ -64,7 +64,6 @@ bool cuda_backend_available() {
 CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
     : impl_(std::make_unique<Impl>(model, options)) {
   Impl& s = *impl_;
-  const Config& c = model.config;
   if (options.max_seqs < 1 || options.max_step_tokens < 1 || options.kv_tokens < 1)
     throw Error("CUDA model: max_seqs, max_step_tokens and kv_tokens must be positive");
   check(cudaSetDevice(options.device), "cudaSetDevice(" + std::to_string(options.device) + ")");
@@ -73,36 +72,37 @@ CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
   check(cudaEventCreateWithFlags(&s.fork_ev, cudaEventDisableTiming), "cudaEventCreate");
   check(cudaEventCreateWithFlags(&s.join_ev, cudaEventDisableTiming), "cudaEventCreate");
   check(cudaEventCreateWithFlags(&s.latent_ev, cudaEventDisableTiming), "cudaEventCreate");
+  check(cudaEventCreateWithFlags(&s.inputs_done, cudaEventDisableTiming), "cudaEventCreate");
+  int sms = 0, integrated = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, options.device), "multiprocessor count");
+  check(cudaDeviceGetAttribute(&integrated, cudaDevAttrIntegrated, options.device), "integrated attribute");
   const auto t0 = std::chrono::steady_clock::now();
-  const ModelWeights& w = model.weights;
-  const int S = options.max_seqs;
-  s.I_pad = cuda_detail::round_up32(c.moe_intermediate_size);
-  s.Is_pad = cuda_detail::round_up32(c.moe_shared_expert_intermediate_size);
-  s.Imlp_pad = cuda_detail::round_up32(c.intermediate_size);
-  s.num_pages = cuda_kv_pages(options);
 
-  s.embeddings = cuda_detail::upload_linear(s.arena, w.embeddings);
-  s.lm_head = cuda_detail::upload_linear(s.arena, w.lm_head.w);
-  s.norm_f = cuda_detail::upload_bf16(s.arena, w.norm_f);
-  s.alloc_stack(s.trunk, w.blocks, 0, S);
-  if (c.has_mtp()) {
-    const MtpWeights& m = w.mtp;
-    s.mtp_enorm = cuda_detail::upload_bf16(s.arena, m.enorm);
-    s.mtp_hnorm = cuda_detail::upload_bf16(s.arena, m.hnorm);
-    s.mtp_final_norm = cuda_detail::upload_bf16(s.arena, m.final_norm);
-    s.mtp_eh_proj = cuda_detail::upload_linear(s.arena, m.eh_proj.w);
-    s.alloc_stack(s.mtp, m.blocks, c.num_layers(), S);
-  }
+  // The walk of cuda_buffers.h twice: counted (the planner's table, cuda_memory), then placed
+  // into one allocation per arena of exactly the counted size, which it must consume exactly.
+  // On unified memory (integrated GPU) each block's checkpoint pages are dropped as soon as
+  // the block is on the device, so the upload never holds the checkpoint twice.
+  s.arena.reserve(cuda_memory(model, options, sms).table, options.verbose);
+  if (integrated) s.arena.release_pages_from(&model.checkpoint);
+  cuda_detail::walk_device_buffers(model, options, sms, s.arena, s);
+  s.arena.check_consumed();
   check(cudaDeviceSynchronize(), "weight upload");
+  // The weights live on the device now: the checkpoint's page cache can go (its mapping
+  // stays valid; the CPU paths fault pages back in when they read it).
+  model.checkpoint.release_pages();
   s.upload_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  s.weight_bytes = s.arena.bytes();
+  s.weight_bytes = s.arena.table().of(cuda_detail::ArenaKind::Weights);
   if (options.verbose)
-    std::fprintf(stderr, "\ruploaded %.2f GB (weights, KV cache and state) in %.2f s (%.2f GB/s)\n",
+    std::fprintf(stderr, "\ruploaded %.2f GB of weights in %.2f s (%.2f GB/s); device arenas: weights %.2f GB, "
+                 "cache %.2f GB, step %.2f GB\n",
                  static_cast<double>(s.weight_bytes) / 1e9, s.upload_s,
-                 static_cast<double>(s.weight_bytes) / 1e9 / std::max(s.upload_s, 1e-9));
-  s.in_use.assign(S, false);
+                 static_cast<double>(s.weight_bytes) / 1e9 / std::max(s.upload_s, 1e-9),
+                 static_cast<double>(s.weight_bytes) / 1e9,
+                 static_cast<double>(s.arena.table().of(cuda_detail::ArenaKind::Cache)) / 1e9,
+                 static_cast<double>(s.arena.table().of(cuda_detail::ArenaKind::Step)) / 1e9);
+  s.init_slots();
+  s.graphs.assign(static_cast<std::size_t>(options.max_seqs) + 1, nullptr);
   s.route_rows.assign(s.trunk.blocks.size() + s.mtp.blocks.size(), 0);
-  s.alloc_activations();
 }
 
 CudaModel::~CudaModel() = default;

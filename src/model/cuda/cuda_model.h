@@ -1,9 +1,10 @@
 #pragma once
 // The model on one CUDA device: weights uploaded in their checkpoint format (NVFP4 stays
 // 4-bit), BF16 activations with an fp32 residual stream, per-sequence state slots (fp32 conv
-// windows and SSM states) and a paged KV cache. One forward call runs a batch of sequence
-// chunks (prefill chunks and decode tokens mixed), like CpuModel::forward_batch, and is
-// tested against it and against the transformers fixtures.
+// windows and SSM states) and a paged KV cache, all in three device allocations sized by the
+// memory planner's own count (cuda_buffers.h, cuda_memory.h). One forward call runs a batch
+// of sequence chunks (prefill chunks and decode tokens mixed), like CpuModel::forward_batch,
+// and is tested against it and against the transformers fixtures.
 //
 // Built only with the CUDA backend (NEMOTRON_HAVE_CUDA); cuda_backend_available() says so
 // at run time.
@@ -112,12 +113,14 @@ class CudaModel {
   int64_t graph_nodes() const;
   int64_t graph_device_bytes() const;
 
-  // Device memory this model allocated (weights, state, KV cache, step buffers; not the
-  // graphs): equals cuda_memory(model, options, sms).allocated() after construction.
+  // Device memory this model allocated: its three arenas (weights; cache: state slots, KV
+  // pages, block tables; step buffers), one cudaMalloc each, not the graphs. Equals
+  // cuda_memory(model, options, sms).allocated() after construction (record_routing adds its
+  // own buffer later).
   int64_t device_bytes() const;
 
-  double upload_seconds() const;     // weight upload time
-  int64_t weight_bytes() const;      // bytes resident on the device
+  double upload_seconds() const;     // construction time: weight upload, state zeroed
+  int64_t weight_bytes() const;      // the weights arena (weights as uploaded)
 
  private:
   struct Impl;

@@ -1,0 +1,200 @@
+#pragma once
+// Every device buffer of a CudaModel, from ONE walk (walk_device_buffers) that runs twice:
+//   - counting (DeviceAllocator itself; no device, no copies, no conversions, so it runs in CI
+//     without a GPU): the sizes of every sub-allocation, summed per use and per arena. The
+//     memory planner plans with these sums (cuda_memory.h);
+//   - placing (CudaModel's DeviceArenas, cuda_model_internal.h): one cudaMalloc per arena at
+//     the counted size, each sub-allocation placed at the arena's cursor and filled (weights
+//     copied from the checkpoint, state and block tables zeroed); at the end every arena must
+//     be consumed exactly.
+// Three arenas, one per lifetime/kind of data:
+//   weights  embeddings, lm_head, norms, every block's weights, expert pointer tables;
+//   cache    KV pages, conv/SSM state slots, block tables (everything per sequence slot);
+//   step     activations, attention and MoE workspaces, step inputs, greedy outputs.
+// Each sub-allocation is rounded up to kArenaAlign = 256 bytes (at least 256), so every
+// address is 256-byte aligned (cudaMalloc returns 256-byte aligned bases). Page-locked host
+// buffers are counted separately (pinned_host) and allocated one by one.
+//
+// Adding a buffer: one line in walk_device_buffers (cuda_buffers.cpp), e.g.
+//   d.penalties = a.array<int32_t>(Use::State, S * V);   // cache arena, per slot
+// Both modes see it; the plan, the allocation and CudaModel::device_bytes() follow.
+//
+// CUDA-free: compiled into every build (the planner needs it without a device).
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "kernels/attention_cuda.h"
+#include "kernels/linear.h"
+#include "kernels/moe_cuda.h"
+#include "model/checkpoint/weights.h"
+#include "model/cuda/cuda_model.h"
+
+namespace nemotron::model::cuda_detail {
+
+using kernels::ExpertTable;
+using kernels::LinearWeight;
+using kernels::PagedKvCache;
+
+inline constexpr int64_t kArenaAlign = 256;
+inline constexpr int64_t kPage = 16;  // KV positions per page
+
+inline int64_t round_up32(int64_t v) { return (v + 31) / 32 * 32; }
+
+enum class ArenaKind : int { Weights, Cache, Step };
+inline constexpr int kArenaKinds = 3;
+const char* arena_name(ArenaKind k);  // "weights", "cache", "step"
+
+// What a sub-allocation holds (the planner's breakdown); each use lives in one arena.
+enum class Use : int {
+  Weights,             // weights arena
+  State,               // cache: conv windows and SSM states of every slot
+  Kv,                  // cache: K and V pages of every attention block
+  Tables,              // cache: block tables
+  Activations,         // step: step inputs, activations, MoE workspace, greedy outputs
+  AttentionWorkspace,  // step: paged attention's split-K partials
+};
+inline constexpr int kUses = 6;
+ArenaKind arena_of(Use u);
+
+// Bytes taken so far, per use and per arena (each sub-allocation rounded to kArenaAlign).
+struct ArenaTable {
+  int64_t by_use[kUses] = {};
+  int64_t arena[kArenaKinds] = {};  // == the sums of by_use over the arena's uses
+  int64_t pinned_host = 0;          // page-locked host buffers (in 4 KiB pages)
+  int64_t takes = 0;                // sub-allocations
+  int64_t use(Use u) const { return by_use[static_cast<int>(u)]; }
+  int64_t of(ArenaKind k) const { return arena[static_cast<int>(k)]; }
+  int64_t device() const { return arena[0] + arena[1] + arena[2]; }
+};
+
+// The walk's only way to device memory. This base class counts: take() returns nullptr and
+// the filling calls do nothing (a fill callback is never run). The placing subclass sets the
+// arena bases and implements the fills.
+class DeviceAllocator {
+ public:
+  DeviceAllocator() = default;
+  DeviceAllocator(const DeviceAllocator&) = delete;
+  DeviceAllocator& operator=(const DeviceAllocator&) = delete;
+  virtual ~DeviceAllocator() = default;
+
+  bool placing() const { return base_[0] != nullptr; }
+  const ArenaTable& table() const { return table_; }
+
+  // `bytes` (>= 0) at the cursor of `use`'s arena: its device address, or nullptr when counting.
+  void* take(Use use, int64_t bytes);
+  template <class T>
+  T* array(Use use, int64_t count) {
+    return static_cast<T*>(take(use, count * static_cast<int64_t>(sizeof(T))));
+  }
+
+  // Host -> device copy of `bytes` from `src` (checkpoint bytes or a host array).
+  virtual void copy(void* /*dst*/, const void* /*src*/, int64_t /*bytes*/) {}
+  // `bytes` built on the host by fill(buffer) (a conversion or padding), then copied to dst;
+  // [source, source + source_bytes) are the checkpoint bytes fill reads (for page release).
+  using Fill = std::function<void(uint8_t* host)>;
+  virtual void produce(void* /*dst*/, int64_t /*bytes*/, const Fill& /*fill*/, const void* /*source*/ = nullptr,
+                       int64_t /*source_bytes*/ = 0) {}
+  virtual void zero(void* /*dst*/, int64_t /*bytes*/) {}
+  // Zeroed page-locked host memory, counted in pinned_host; nullptr when counting.
+  virtual void* pinned(int64_t bytes);
+  // Every weight taken so far is on the device (called after the head weights and after
+  // each block): the placing allocator may release their checkpoint pages here.
+  virtual void weights_done() {}
+
+ protected:
+  ArenaTable table_;
+  uint8_t* base_[kArenaKinds] = {};
+};
+
+struct DMamba {
+  LinearWeight in_proj, out_proj;
+  uint16_t *conv_w = nullptr, *conv_b = nullptr, *norm = nullptr;
+  float *dt_bias = nullptr, *A = nullptr, *D = nullptr;
+  float *conv_state = nullptr, *ssm_state = nullptr;  // [slots, K-1, C], [slots, Hm, P, N]
+};
+struct DAttn {
+  LinearWeight q, k, v, o;
+  PagedKvCache cache;
+};
+struct DMoE {
+  LinearWeight gate, shared_up, shared_down, fc1, fc2;
+  float* bias = nullptr;
+  ExpertTable up, down;
+};
+struct DBlock {
+  LayerKind kind = LayerKind::Mamba;
+  int index = 0;  // RoutingHook numbering: trunk block l = l, MTP block j = num_layers + j
+  uint16_t* norm = nullptr;
+  DMamba m;
+  DAttn a;
+  DMoE e;
+  LinearWeight mlp_up, mlp_down;
+};
+
+// A stack of blocks with its own per-slot positions and paged KV cache (pages of kPage
+// positions; block_tables [max_seqs, num_pages] maps a slot's logical page to a physical one
+// in every attention block of the stack). The walk sets blocks and the tables; pos, pages and
+// free_pages are host bookkeeping (CudaModel's constructor fills them).
+struct Stack {
+  std::vector<DBlock> blocks;
+  std::vector<int64_t> pos;                 // per slot
+  std::vector<std::vector<int32_t>> pages;  // per slot, in logical order
+  std::vector<int32_t> free_pages;
+  int32_t* block_tables_host = nullptr;  // pinned mirror of block_tables
+  int32_t* block_tables = nullptr;
+};
+
+// What the walk places: the uploaded weights, the cache and the step buffers. CudaModel::Impl
+// derives from it (the step code reads these members by name).
+struct DeviceBuffers {
+  // Intermediate widths rounded up to 32 (routed experts, shared expert, dense MLP).
+  int64_t I_pad = 0, Is_pad = 0, Imlp_pad = 0;
+  int64_t num_pages = 0;  // per attention block, in each stack
+
+  kernels::LinearWeight embeddings, lm_head;
+  uint16_t* norm_f = nullptr;
+  Stack trunk, mtp;
+  // MTP head (when config.has_mtp()): input norms, eh_proj [H, 2H], final norm.
+  uint16_t *mtp_enorm = nullptr, *mtp_hnorm = nullptr, *mtp_final_norm = nullptr;
+  kernels::LinearWeight mtp_eh_proj;
+
+  // Step inputs: prepare_step packs them for R rows of B chunks into the pinned h_step and
+  // copies them with one async copy into d_step, laid out as
+  //   ids [R] | query_seq [R] | query_pos [R] | slot_mapping [R] | logit_rows [R] | cu [B+1] | slots [B]
+  // (int32); d_ids ... d_slots point into d_step for the current step. The offsets depend
+  // only on (R, B), so a graph captured for B decode rows reads the right ones on replay.
+  int32_t *d_step = nullptr, *h_step = nullptr;
+  int32_t *d_ids = nullptr, *d_query_seq = nullptr, *d_query_pos = nullptr, *d_slot_mapping = nullptr,
+          *d_cu = nullptr, *d_slots = nullptr, *d_logit_rows = nullptr, *d_route_ids = nullptr;
+  // Greedy outputs: argmax of each logit row (device) and its pinned host copy.
+  int32_t *d_argmax = nullptr, *h_argmax = nullptr;
+  // Split-K partials of paged attention, sized for any step of up to max_step_tokens rows.
+  void* attn_ws = nullptr;
+  int64_t attn_ws_bytes = 0;
+  // Bucketing scratch of the grouped routed-expert GEMM (expert_gemv_cuda's workspace, used
+  // from kExpertGroupedMinPairs (row, expert) pairs), sized for max_step_tokens rows.
+  void* moe_ws = nullptr;
+  int64_t moe_ws_bytes = 0;
+  float *x = nullptr, *uf = nullptr, *hid_in = nullptr, *conv_out = nullptr, *ssm_y = nullptr,
+        *router_logits = nullptr, *route_w = nullptr, *logits = nullptr;
+  uint16_t *u = nullptr, *y = nullptr, *big = nullptr, *g = nullptr, *q = nullptr, *kb = nullptr, *vb = nullptr,
+           *o = nullptr, *r = nullptr, *h = nullptr, *yk = nullptr, *acc = nullptr, *sh = nullptr, *sd = nullptr,
+           *ug = nullptr, *cat = nullptr;
+};
+
+// The walk: takes every buffer of a CudaModel for `o` from `a` into `d` (which must be fresh),
+// in a fixed order. `sms`: the device's multiprocessor count (sizes the attention workspace).
+// Throws nemotron::Error for weights the CUDA backend cannot take (naming the tensor), in
+// both modes, so the planner refuses them before anything is uploaded.
+void walk_device_buffers(const Model& m, const CudaModelOptions& o, int sms, DeviceAllocator& a, DeviceBuffers& d);
+
+}  // namespace nemotron::model::cuda_detail
+
+namespace nemotron::model {
+
+// Pages of kPage = 16 positions per attention block and stack: enough for kv_tokens positions
+// plus one partly filled page per slot.
+int64_t cuda_kv_pages(const CudaModelOptions& o);
+
+}  // namespace nemotron::model
