@@ -1,7 +1,9 @@
 // sample_cuda against the CPU reference (kernels/sampling.h) on the same rows: many parameter
 // mixes and logit shapes (normal, peaked, flat, all-equal, masked -inf, huge values, BF16 ties,
-// NaN) in one batch, rows in scattered order, V = 131072 (cluster of 16), 50000 (8) and 1001
-// (one block, scalar loads). Greedy rows must be bit-identical (argmax_rows_f32_cuda and the CPU);
+// NaN) in one batch, rows in scattered order, V = 131072 (clusters of 16 for up to 8 rows, of 8
+// beyond), 50000 (4), 1001 and 20 (one block, scalar loads, padding). Both threshold paths run
+// (candidates on peaked rows; the radix select on flat, all-equal and BF16-tie rows). Greedy rows
+// must be bit-identical (argmax_rows_f32_cuda and the CPU);
 // sampled tokens equal the CPU's for the same seed/draw except for a tiny number of rows where
 // the device's and the host's expf/logf differ by an ulp at a boundary (printed); logprobs
 // within 1e-4 (+ float rounding of |lse|); top-n ids equal; the penalty state equal after several
