@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine (through the `run` tool, carry: [".gpudeps"]), from the repo root:
-#   bash scripts/gpu/run-tests.sh [gtest filter] [--cpu] [--no-bench] [--cli-only]
+#   bash scripts/gpu/run-tests.sh [gtest filter] [--cpu] [--no-bench] [--cli-only] [--no-py]
 # (--cli-only: configure and build the nemotron binary alone, for bench-real.sh; no tests)
+# Also builds `nemotron` and runs the GPU Python tests (tests/cuda/test_*.py: the server on the
+# GPU through the openai client) unless --no-py; their packages travel as wheels in .whl/
+# (carry: [".gpudeps", ".whl"]; see the device tool's README for how to download them).
 # Unpacks the .deb dependencies into /tmp/gpudeps, configures and builds the CUDA build
 # (sm_90a) with -j16, runs the GPU tests (ctest -L gpu), the GEMV bandwidth bench, and
 # optionally the CPU tests. Logs go to $OUT (or ./gpu-logs without $OUT).
@@ -10,12 +13,13 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 out="${OUT:-$root/gpu-logs}"
 mkdir -p "$out"
-filter="*"; run_cpu=0; run_bench=1; cli_only=0
+filter="*"; run_cpu=0; run_bench=1; cli_only=0; run_py=1
 for a in "$@"; do
   case "$a" in
     --cpu) run_cpu=1 ;;
     --no-bench) run_bench=0 ;;
     --cli-only) cli_only=1 ;;
+    --no-py) run_py=0 ;;
     *) filter="$a" ;;
   esac
 done
@@ -41,6 +45,7 @@ cmake -S . -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNEMOTRON_CUDA=ON -DN
   -DCMAKE_CXX_FLAGS="-isystem $deps/usr/include" -DCMAKE_CUDA_FLAGS="-isystem $deps/usr/include" \
   > "$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; say "configure FAILED"; exit 1; }
 targets=(nemotron_cuda_tests)
+[ "$run_py" = 1 ] && targets+=(nemotron)
 [ "$run_bench" = 1 ] && targets+=(bench_gemv_cuda)
 [ "$run_cpu" = 1 ] && targets=(all)
 [ "$cli_only" = 1 ] && targets=(nemotron)
@@ -53,6 +58,17 @@ rc=0
 "$bdir/tests/nemotron_cuda_tests" --gtest_filter="$filter" 2>&1 | tee "$out/gpu-tests.log" | \
   grep -E "^\[  (PASSED|FAILED) |^\[==========\]|FAILED|max_err|error" | tee -a "$log"
 [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+if [ "$run_py" = 1 ]; then
+  if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      > "$out/pip.log" 2>&1 || { tail -5 "$out/pip.log"; say "wheel install FAILED"; }
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  NEMOTRON_BIN="$root/$bdir/nemotron" NEMOTRON_SOURCE_DIR="$root" PYTHONUNBUFFERED=1 \
+    timeout 600 python3 -m pytest -q -p no:cacheprovider tests/cuda 2>&1 | tee "$out/gpu-py-tests.log" | tail -15
+  [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+  say "python GPU tests: $(tail -1 "$out/gpu-py-tests.log")"
+fi
 if [ "$run_bench" = 1 ] && [ -x "$bdir/bench/bench_gemv_cuda" ]; then
   "$bdir/bench/bench_gemv_cuda" 2>&1 | tee "$out/bench-gemv.log" | tail -40
 fi

@@ -2,7 +2,6 @@
 
 #include <cctype>
 
-#include "model/cuda/cuda_model.h"
 #include "util/error.h"
 
 namespace nemotron::cli {
@@ -35,15 +34,6 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& what)
   return ids;
 }
 
-std::string resolve_device(const std::string& requested) {
-  if (requested == "cpu") return "cpu";
-  if (requested == "cuda") {
-    if (!model::cuda_backend_available()) throw Error("--device cuda: no CUDA device (or no CUDA backend in this build)");
-    return "cuda";
-  }
-  if (!requested.empty()) throw Error("--device must be cpu or cuda, got '" + requested + "'");
-  return model::cuda_backend_available() ? "cuda" : "cpu";
-}
 
 std::string ids_json(const std::vector<int32_t>& ids) {
   std::string s = "[";

@@ -9,9 +9,6 @@ namespace nemotron::cli {
 // "5,9,13" or a JSON array "[5, 9, 13]" -> ids. Throws Error naming the bad entry.
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& what);
 
-// "cpu" or "cuda": an explicit --device, else cuda when a CUDA device is present.
-std::string resolve_device(const std::string& requested);
-
 // JSON array text of ids: [5,9,13]
 std::string ids_json(const std::vector<int32_t>& ids);
 

@@ -10,7 +10,7 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "model/cuda/cuda_model.h"
+#include "model/backend.h"
 #include "runtime/evaluate.h"
 #include "text/tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -90,7 +90,7 @@ int run_eval(int argc, char** argv) {
       "K tokens (chained) that are compared with the trunk's greedy continuation. Reports cumulative and "
       "conditional acceptance per draft position and tokens per step. MTP acceptance always runs on the "
       "CPU reference."};
-  std::string model_dir, json_out, device = "cpu";
+  std::string model_dir, json_out, device;
   std::vector<std::string> text_files, ids_files;
   int64_t context = 512, max_tokens = 0;
   runtime::MtpOptions mo;
@@ -111,7 +111,8 @@ int run_eval(int argc, char** argv) {
                     ->check(CLI::PositiveNumber);
   auto* g_opt = app.add_option("--mtp-gen", mo.gen, "Greedy tokens generated per MTP prompt (default 32)")
                     ->check(CLI::PositiveNumber);
-  app.add_option("--device", device, "cpu (default) or cuda (perplexity only; MTP stays on the CPU)")
+  app.add_option("--device", device,
+                 "cpu or cuda (default: cuda when a CUDA device is present); MTP acceptance runs on the CPU reference")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--json", json_out, "Write every number to this JSON file");
   CLI11_PARSE(app, argc, argv);
@@ -128,8 +129,7 @@ int run_eval(int argc, char** argv) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(f.path, ec)) throw Error(f.path + ": no such file");
   }
-  if (device == "cuda" && !model::cuda_backend_available())
-    throw Error("--device cuda: no CUDA device (or no CUDA backend in this build)");
+  device = model::resolve_device(device);
 
   const model::Model m = model::Model::load(model_dir);
   const bool mtp_asked = d_opt->count() || p_opt->count() || l_opt->count() || g_opt->count();
@@ -139,7 +139,7 @@ int run_eval(int argc, char** argv) {
   const bool run_mtp = mtp_on && m.config.has_mtp();
   std::string mtp_note = !m.config.has_mtp() ? "no MTP head"
                          : !mtp_on           ? "disabled (--mtp-drafts or --mtp-prompts 0)"
-                         : device == "cuda"  ? "CPU reference (no CUDA MTP API)"
+                         : device == "cuda"  ? "CPU reference (drafts chain on copies of the head's state)"
                                              : "CPU reference";
   std::unique_ptr<text::Tokenizer> tok;
 
@@ -163,7 +163,7 @@ int run_eval(int argc, char** argv) {
     if (ids.size() < 2) throw Error(f.path + ": perplexity needs at least 2 tokens, the file has " +
                                     std::to_string(ids.size()));
     auto t0 = std::chrono::steady_clock::now();
-    const auto ppl = device == "cuda" ? runtime::perplexity_cuda(m, ids, context) : runtime::perplexity_cpu(m, ids, context);
+    const auto ppl = runtime::perplexity(m, ids, context, device);
     const double ppl_secs = since(t0);
     std::printf("%-32s %9lld %8lld %9lld %11.6f %11.4f %8.1f\n",
                 std::filesystem::path(f.path).filename().string().substr(0, 32).c_str(),

@@ -10,8 +10,8 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
-#include "model/cuda/cuda_model.h"
 #include "text/jinja/chat_template.h"
 #include "text/tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -42,9 +42,7 @@ int run_generate(int argc, char** argv) {
   app.add_option("--device", device, "cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   CLI11_PARSE(app, argc, argv);
-  device = resolve_device(device);
-  if (device == "cuda" && mtp_drafts > 0)
-    throw Error("--mtp-drafts: the MTP head runs on the CPU backend only so far; add --device cpu");
+  device = model::resolve_device(device);
 
   if (ids_text.empty() && prompt_text.empty()) throw Error("give the prompt with --ids or --prompt");
   if (chat && prompt_text.empty()) throw Error("--chat needs --prompt");
@@ -75,32 +73,23 @@ int run_generate(int argc, char** argv) {
     for (int64_t id : m.config.eos_token_ids) stop.push_back(static_cast<int32_t>(id));
   if (ignore_eos) stop.clear();
 
-  const model::CpuModel cpu(m);
   const int64_t V = m.config.vocab_size, H = m.config.hidden_size, T = static_cast<int64_t>(prompt.size());
-  std::unique_ptr<model::CudaModel> gpu;
-  int slot = 0;
-  if (device == "cuda") {
-    model::CudaModelOptions o;
-    o.max_seqs = 1;
-    o.max_step_tokens = T;
-    o.kv_tokens = T + max_tokens;
-    gpu = std::make_unique<model::CudaModel>(m, o);
-    slot = gpu->acquire_slot();
-  }
-  auto state = cpu.new_state();
-  // One greedy step of the chosen backend: the argmax of the last row's logits (on the GPU
-  // computed on the device, decode steps replayed as a CUDA graph; on the CPU also the hidden
-  // rows, for the MTP drafts).
-  std::vector<float> prompt_hidden;
+  model::BackendOptions bo;
+  bo.device = device;
+  bo.max_step_tokens = T;
+  bo.kv_tokens = T + max_tokens;
+  const auto backend = model::make_backend(m, bo);
+  const int slot = backend->acquire_slot();
+  // One greedy step: the argmax of the last row (on the GPU computed on the device, decode
+  // steps replayed as a CUDA graph; only the id comes back).
   auto step = [&](const int32_t* ids, int64_t n) {
-    if (gpu) return gpu->forward_greedy({{slot, ids, n, false}})[0];
-    auto r = cpu.forward(state, ids, n, false);
-    if (prompt_hidden.empty()) prompt_hidden = r.hidden;
-    return model::argmax(r.logits.data(), V);
+    return backend->step({{.slot = slot, .ids = ids, .T = n, .sample = true}})[0].sample.token;
   };
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int32_t> out{step(prompt.data(), T)};
   const auto t1 = std::chrono::steady_clock::now();
+  // The trunk's post-norm_f rows of the prompt: the MTP head's input.
+  const std::vector<float> prompt_hidden = mtp_drafts > 0 ? backend->last_hidden() : std::vector<float>{};
   auto is_stop = [&](int32_t id) { return std::find(stop.begin(), stop.end(), id) != stop.end(); };
   while (static_cast<int64_t>(out.size()) < max_tokens && !is_stop(out.back())) {
     const int32_t tok = out.back();
@@ -114,15 +103,14 @@ int run_generate(int argc, char** argv) {
     // position is fed the first generated token. Then drafts chain on its own output.
     std::vector<int32_t> next(prompt.begin() + 1, prompt.end());
     next.push_back(out[0]);
-    auto mst = cpu.new_mtp_state();
-    auto mr = cpu.mtp_forward(mst, next.data(), prompt_hidden.data(), T, false);
-    drafts.push_back(model::argmax(mr.logits.data(), V));
-    std::vector<float> h(mr.hidden.end() - H, mr.hidden.end());
+    auto logits = backend->mtp_forward(slot, next.data(), prompt_hidden.data(), T, false);
+    drafts.push_back(model::argmax(logits.data(), V));
     while (static_cast<int>(drafts.size()) < mtp_drafts) {
+      const std::vector<float> all = backend->last_hidden();
+      const std::vector<float> h(all.end() - H, all.end());
       const int32_t tok = drafts.back();
-      mr = cpu.mtp_forward(mst, &tok, h.data(), 1, false);
-      drafts.push_back(model::argmax(mr.logits.data(), V));
-      h = mr.hidden;
+      logits = backend->mtp_forward(slot, &tok, h.data(), 1, false);
+      drafts.push_back(model::argmax(logits.data(), V));
     }
   }
 

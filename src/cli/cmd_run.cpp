@@ -49,8 +49,6 @@ int run_run(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   server::finish_service_flags(flags);
-  if (flags.config.plan.device != "cpu")
-    throw Error("--device " + flags.config.plan.device + ": only the CPU backend is available in this build");
 
   std::ostream quiet(nullptr);  // discards the memory plan unless --verbose
   auto service = server::ModelService::load(flags.config, verbose ? std::cerr : quiet);

@@ -6,8 +6,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
-#include "model/cpu/cpu_forward.h"
-#include "model/cuda/cuda_model.h"
+#include "model/backend.h"
 #include "model/checkpoint/safetensors.h"
 #include "util/error.h"
 
@@ -27,33 +26,24 @@ int run_score(int argc, char** argv) {
   app.add_option("--device", device, "cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   CLI11_PARSE(app, argc, argv);
-  device = resolve_device(device);
+  device = model::resolve_device(device);
 
   const auto ids = parse_ids(ids_text, "--ids");
   const model::Model m = model::Model::load(model_dir);
   const int64_t T = static_cast<int64_t>(ids.size());
   if (chunk <= 0) chunk = T;
+  model::BackendOptions bo;
+  bo.device = device;
+  bo.max_step_tokens = std::min(chunk, T);
+  bo.kv_tokens = T;
+  const auto backend = model::make_backend(m, bo);
+  const int slot = backend->acquire_slot();
   std::vector<float> logits;
   logits.reserve(static_cast<std::size_t>(T * m.config.vocab_size));
-  if (device == "cuda") {
-    model::CudaModelOptions o;
-    o.max_seqs = 1;
-    o.max_step_tokens = std::min(chunk, T);
-    o.kv_tokens = T;
-    model::CudaModel gpu(m, o);
-    const int slot = gpu.acquire_slot();
-    for (int64_t s = 0; s < T; s += chunk) {
-      auto r = gpu.forward({{slot, ids.data() + s, std::min(chunk, T - s), true}});
-      logits.insert(logits.end(), r[0].begin(), r[0].end());
-    }
-  } else {
-    const model::CpuModel cpu(m);
-    auto state = cpu.new_state();
-    for (int64_t s = 0; s < T; s += chunk) {
-      const int64_t n = std::min(chunk, T - s);
-      auto r = cpu.forward(state, ids.data() + s, n, true);
-      logits.insert(logits.end(), r.logits.begin(), r.logits.end());
-    }
+  for (int64_t s = 0; s < T; s += chunk) {
+    auto r = backend->step({{.slot = slot, .ids = ids.data() + s, .T = std::min(chunk, T - s),
+                             .logits = model::LogitsOut::All}});
+    logits.insert(logits.end(), r[0].logits.begin(), r[0].logits.end());
   }
   model::write_safetensors(out_path, {model::make_f32_tensor("logits", {T, m.config.vocab_size}, logits)});
   std::fprintf(stderr, "wrote logits [%lld, %lld] (%s) to %s\n", static_cast<long long>(T),

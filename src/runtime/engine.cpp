@@ -18,8 +18,14 @@ const char* finish_reason_name(FinishReason r) {
   return "?";
 }
 
-Engine::Engine(std::unique_ptr<Backend> backend, const EngineOptions& options)
-    : backend_(std::move(backend)), options_(options), vocab_(backend_->vocab_size()), scheduler_(options.limits) {
+Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& options)
+    : backend_(std::move(backend)),
+      options_(options),
+      vocab_(backend_->model().config.vocab_size),
+      scheduler_(options.limits) {
+  if (options.limits.max_num_seqs > backend_->slots())
+    throw Error("the engine admits " + std::to_string(options.limits.max_num_seqs) + " sequences but the backend has " +
+                std::to_string(backend_->slots()) + " slots");
   stats_.kv_capacity = options.limits.kv_token_capacity;
   stats_.max_num_seqs = options.limits.max_num_seqs;
   thread_ = std::thread([this] { loop(); });
@@ -54,12 +60,12 @@ uint64_t Engine::submit(GenerationRequest request, EventSink sink) {
                 std::to_string(options_.limits.kv_token_capacity));
   request.sampling.validate();
   auto seq = std::make_unique<Sequence>();
-  seq->sampler = std::make_unique<Sampler>(request.sampling, request.prompt);
   seq->request = std::move(request);
   seq->sink = std::move(sink);
   uint64_t id;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    seq->seed = seq->request.sampling.seed ? *seq->request.sampling.seed : seeds_();
     id = next_id_++;
     inbox_.emplace_back(id, std::move(seq));
     stats_.waiting++;
@@ -93,7 +99,9 @@ void Engine::finish(uint64_t id, FinishReason reason, const std::string& error) 
     emit(s, std::move(ev));
   }
   scheduler_.remove(id);
-  if (s.started) backend_->release_sequence(s.backend_seq);
+  // A step in flight may still compute this slot's rows; the backend orders a later reuse of
+  // the slot after it (its results for this sequence are dropped: the id is gone).
+  if (s.slot >= 0) backend_->release_slot(s.slot);
   retired_.push_back(std::move(it->second));
   sequences_.erase(it);
 }
@@ -113,64 +121,96 @@ void Engine::publish() {
   retired_.clear();
 }
 
+bool Engine::intake(bool block) {
+  std::vector<std::pair<uint64_t, std::unique_ptr<Sequence>>> inbox;
+  std::vector<uint64_t> cancels;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (block) cv_.wait(lock, [&] { return stop_ || !inbox_.empty() || !cancels_.empty() || !sequences_.empty(); });
+    if (stop_) return false;
+    inbox.swap(inbox_);
+    cancels.swap(cancels_);
+  }
+  for (auto& [id, s] : inbox) {
+    scheduler_.add(id, static_cast<int64_t>(s->request.prompt.size()), s->request.max_tokens);
+    sequences_.emplace(id, std::move(s));
+  }
+  for (uint64_t id : cancels) finish(id, FinishReason::Cancelled);  // unknown or finished: no-op
+  return true;
+}
+
 void Engine::loop() {
   for (;;) {
-    std::vector<std::pair<uint64_t, std::unique_ptr<Sequence>>> inbox;
-    std::vector<uint64_t> cancels;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !inbox_.empty() || !cancels_.empty() || !sequences_.empty(); });
-      if (stop_) return;
-      inbox.swap(inbox_);
-      cancels.swap(cancels_);
+    // Nothing left to run: deliver the last step's events before waiting for work.
+    if (sequences_.empty()) publish();
+    if (!intake(true)) return;
+    InFlight f;
+    if (sequences_.empty() || !begin_step(f)) {
+      publish();
+      continue;
     }
-    for (auto& [id, s] : inbox) {
-      scheduler_.add(id, static_cast<int64_t>(s->request.prompt.size()), s->request.max_tokens);
-      sequences_.emplace(id, std::move(s));
-    }
-    for (uint64_t id : cancels) finish(id, FinishReason::Cancelled);  // unknown or finished: no-op
-    if (!sequences_.empty()) run_step();
+    // While the step runs: deliver the previous step's events, take in new work.
     publish();
+    if (!intake(false)) {
+      backend_->finish_step();
+      return;
+    }
+    finish_step(f);
   }
 }
 
-void Engine::run_step() {
-  const auto plan = scheduler_.schedule();
-  if (plan.empty()) return;
-  std::vector<StepItem> items;
-  std::vector<uint64_t> ids;
-  std::vector<bool> samples;  // does this item's last row produce the next token?
-  int64_t prompt_tokens = 0;
-  for (const auto& c : plan) {
-    Sequence& s = *sequences_.at(c.seq);
-    if (!s.started) {
-      s.backend_seq = backend_->create_sequence();
-      s.started = true;
-    }
-    if (c.decode()) {
-      items.push_back({s.backend_seq, &s.last_token, 1});
-      samples.push_back(true);
-    } else {
-      items.push_back({s.backend_seq, s.request.prompt.data() + c.start, c.count});
-      samples.push_back(c.start + c.count == static_cast<int64_t>(s.request.prompt.size()));
-      prompt_tokens += c.count;
-    }
-    ids.push_back(c.seq);
-  }
-  std::vector<std::vector<float>> logits;
+bool Engine::begin_step(InFlight& f) {
+  f.plan = scheduler_.schedule();
+  if (f.plan.empty()) return false;
+  std::vector<model::StepChunk> chunks;
   try {
-    backend_->step(items, logits);
+    for (const auto& c : f.plan) {
+      Sequence& s = *sequences_.at(c.seq);
+      if (s.slot < 0) s.slot = backend_->acquire_slot();
+      model::StepChunk ch;
+      ch.slot = s.slot;
+      ch.sampling = &s.request.sampling;
+      ch.seed = s.seed;
+      ch.draw = static_cast<uint64_t>(s.generated);
+      if (c.decode()) {
+        ch.ids = &s.last_token;
+        ch.T = 1;
+        ch.sample = true;
+      } else {
+        ch.ids = s.request.prompt.data() + c.start;
+        ch.T = c.count;
+        ch.sample = c.start + c.count == static_cast<int64_t>(s.request.prompt.size());
+        f.prompt_tokens += c.count;
+      }
+      chunks.push_back(ch);
+      f.ids.push_back(c.seq);
+      f.samples.push_back(ch.sample);
+    }
+    backend_->begin_step(chunks);
   } catch (const std::exception& e) {
-    // A failed step fails the sequences in it; the engine keeps serving the others.
-    for (uint64_t id : ids) finish(id, FinishReason::Error, e.what());
+    // A step that cannot start fails the sequences in it; the engine keeps serving the others.
+    for (const auto& c : f.plan) finish(c.seq, FinishReason::Error, e.what());
+    return false;
+  }
+  return true;
+}
+
+void Engine::finish_step(InFlight& f) {
+  std::vector<model::StepOutput> out;
+  try {
+    out = backend_->finish_step();
+  } catch (const std::exception& e) {
+    for (uint64_t id : f.ids) finish(id, FinishReason::Error, e.what());
     return;
   }
-  scheduler_.commit(plan);
+  scheduler_.commit(f.plan);
   uint64_t generated = 0;
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (!samples[i]) continue;
-    Sequence& s = *sequences_.at(ids[i]);
-    const SampleResult r = s.sampler->sample(logits[i].data(), vocab_);
+  for (std::size_t i = 0; i < f.ids.size(); ++i) {
+    if (!f.samples[i]) continue;
+    auto it = sequences_.find(f.ids[i]);
+    if (it == sequences_.end()) continue;  // cancelled while the step ran
+    Sequence& s = *it->second;
+    const kernels::SampleResult& r = out[i].sample;
     s.last_token = r.token;
     s.generated++;
     generated++;
@@ -184,9 +224,9 @@ void Engine::run_step() {
     ev.finished = ev.reason != FinishReason::None;
     const FinishReason reason = ev.reason;
     emit(s, std::move(ev));
-    if (reason != FinishReason::None) finish(ids[i], reason);
+    if (reason != FinishReason::None) finish(f.ids[i], reason);
   }
-  step_prompt_tokens_ += static_cast<uint64_t>(prompt_tokens);
+  step_prompt_tokens_ += static_cast<uint64_t>(f.prompt_tokens);
   step_generated_ += generated;
   std::lock_guard<std::mutex> lock(mu_);
   stats_.steps_total++;

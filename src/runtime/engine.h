@@ -1,30 +1,37 @@
 #pragma once
 // The engine: one thread that runs steps over all admitted sequences (continuous batching,
-// chunked prefill mixed with decode). Other threads talk to it only through submit() and
-// cancel(); results come back through each request's sink, called on the engine thread
-// (sinks must be quick and must not call back into the engine).
+// chunked prefill mixed with decode) on a model::Backend. Other threads talk to it only
+// through submit() and cancel(); results come back through each request's sink, called on the
+// engine thread (sinks must be quick and must not call back into the engine).
+//
+// The loop overlaps host and device: it begins step N (on the GPU the step is enqueued and
+// runs asynchronously; tokens are sampled on the device), then delivers step N-1's events and
+// takes in new requests and cancellations while step N runs, then waits for step N's tokens.
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "runtime/backend.h"
-#include "runtime/sampler.h"
+#include "model/backend.h"
 #include "runtime/scheduler.h"
 
 namespace nemotron::runtime {
+
+using kernels::SamplingParams;
+using kernels::TokenLogprob;
 
 enum class FinishReason { None, Stop, Length, Cancelled, Error };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "error"
 
 struct GenerationRequest {
   std::vector<int32_t> prompt;
-  SamplingParams sampling;
+  SamplingParams sampling;             // no seed: the engine draws one
   int64_t max_tokens = 16;             // >= 1
   std::vector<int32_t> stop_token_ids; // generation ends after emitting one of these
 };
@@ -56,14 +63,15 @@ struct EngineStats {
 
 class Engine {
  public:
-  Engine(std::unique_ptr<Backend> backend, const EngineOptions& options);
+  Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& options);
   ~Engine();  // stops the thread; pending requests get a cancelled event
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
   // Validates and queues a request. Throws nemotron::Error (a client error) when the
   // request is invalid or can never fit: empty prompt, token id outside the vocabulary,
-  // prompt + max_tokens > max_model_len or > the KV capacity, bad sampling parameters.
+  // prompt + max_tokens > max_model_len or > the KV capacity, bad sampling parameters,
+  // more top logprobs than the backend returns.
   uint64_t submit(GenerationRequest request, EventSink sink);
   // Stops a request (e.g. the client disconnected) and frees what it held. Its sink gets
   // a final cancelled event unless it already finished. Unknown ids are ignored.
@@ -77,14 +85,24 @@ class Engine {
   struct Sequence {
     GenerationRequest request;
     EventSink sink;
-    std::unique_ptr<Sampler> sampler;
-    uint64_t backend_seq = 0;
-    bool started = false;
+    uint64_t seed = 0;      // request.sampling.seed, or drawn at submit
+    int slot = -1;          // backend slot once admitted
     int64_t generated = 0;
     int32_t last_token = -1;
   };
+  // One step between begin_step and finish_step: the scheduled chunks and, per chunk, the
+  // sequence and whether its last row samples the next token.
+  struct InFlight {
+    std::vector<ScheduledChunk> plan;
+    std::vector<uint64_t> ids;
+    std::vector<bool> samples;
+    int64_t prompt_tokens = 0;
+  };
   void loop();
-  void run_step();
+  // Takes the inbox and the cancellations (waiting for work when `block`); false on stop.
+  bool intake(bool block);
+  bool begin_step(InFlight& f);
+  void finish_step(InFlight& f);
   // Retires a sequence (frees scheduler and backend state); its final event is queued.
   void finish(uint64_t id, FinishReason reason, const std::string& error = "");
   void emit(Sequence& s, TokenEvent ev) { outbox_.emplace_back(&s.sink, std::move(ev)); }
@@ -92,13 +110,14 @@ class Engine {
   // also sees stats that no longer count its request.
   void publish();
 
-  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<model::Backend> backend_;
   EngineOptions options_;
   int64_t vocab_ = 0;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
   uint64_t next_id_ = 1;
+  std::mt19937_64 seeds_{std::random_device{}()};  // for requests without a seed
   std::vector<std::pair<uint64_t, std::unique_ptr<Sequence>>> inbox_;
   std::vector<uint64_t> cancels_;
   // Engine-thread state.

@@ -6,8 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "model/cpu/cpu_forward.h"
-#include "model/cuda/cuda_model.h"
+#include "model/backend.h"
 #include "util/error.h"
 #include "util/parallel.h"
 
@@ -70,50 +69,47 @@ std::vector<std::pair<int64_t, int64_t>> windows_or_throw(const std::vector<int3
 
 }  // namespace
 
-PerplexityResult perplexity_cpu(const model::Model& m, const std::vector<int32_t>& ids, int64_t context) {
+PerplexityResult perplexity(const model::Model& m, const std::vector<int32_t>& ids, int64_t context,
+                            const std::string& device_request) {
   check_ids(m, ids);
   const auto w = windows_or_throw(ids, context);
-  const model::CpuModel cpu(m);
+  const std::string device = model::resolve_device(device_request);
   const int64_t V = m.config.vocab_size;
   std::vector<double> nll(w.size(), 0.0);
-  parallel_for(w.size(), [&](std::size_t i0, std::size_t i1) {
-    for (std::size_t i = i0; i < i1; ++i) {
-      const auto [b, e] = w[i];
-      auto state = cpu.new_state();
-      const auto r = cpu.forward(state, ids.data() + b, e - b, true);
-      accumulate_nll(r.logits.data(), e - b - 1, V, ids.data() + b + 1, &nll[i]);
-    }
-  });
-  return finish(ids, w, nll, "cpu");
-}
-
-PerplexityResult perplexity_cuda(const model::Model& m, const std::vector<int32_t>& ids, int64_t context) {
-  check_ids(m, ids);
-  const auto w = windows_or_throw(ids, context);
-  const int64_t V = m.config.vocab_size;
-  // Batches of windows, one state slot each; logits of a batch <= ~1 GiB on the host.
-  const int64_t by_memory = std::max<int64_t>(1, (int64_t{1} << 28) / std::max<int64_t>(1, context * V));
-  const int batch = static_cast<int>(std::min<int64_t>({8, by_memory, static_cast<int64_t>(w.size())}));
-  model::CudaModelOptions o;
-  o.max_seqs = batch;
-  o.max_step_tokens = batch * context;
-  o.kv_tokens = batch * ((context + 15) / 16 * 16);
-  o.verbose = false;
-  model::CudaModel gpu(m, o);
-  std::vector<double> nll(w.size(), 0.0);
-  for (std::size_t i0 = 0; i0 < w.size(); i0 += static_cast<std::size_t>(batch)) {
-    const std::size_t i1 = std::min(w.size(), i0 + static_cast<std::size_t>(batch));
-    std::vector<model::CudaChunk> chunks;
+  auto score = [&](model::Backend& b, std::size_t i0, std::size_t i1) {
+    std::vector<model::StepChunk> chunks;
     for (std::size_t i = i0; i < i1; ++i)
-      chunks.push_back({gpu.acquire_slot(), ids.data() + w[i].first, w[i].second - w[i].first, true});
-    const auto logits = gpu.forward(chunks);
+      chunks.push_back({.slot = b.acquire_slot(), .ids = ids.data() + w[i].first, .T = w[i].second - w[i].first,
+                        .logits = model::LogitsOut::All});
+    const auto out = b.step(chunks);
     for (std::size_t i = i0; i < i1; ++i) {
-      const auto [b, e] = w[i];
-      accumulate_nll(logits[i - i0].data(), e - b - 1, V, ids.data() + b + 1, &nll[i]);
+      const auto [beg, end] = w[i];
+      accumulate_nll(out[i - i0].logits.data(), end - beg - 1, V, ids.data() + beg + 1, &nll[i]);
     }
-    for (const auto& c : chunks) gpu.release_slot(c.slot);
+    for (const auto& c : chunks) b.release_slot(c.slot);
+  };
+  model::BackendOptions o;
+  o.device = device;
+  if (device == "cpu") {
+    // Windows are independent: each pool thread takes whole windows on a backend of its own
+    // (the kernels' own parallel_for runs serially inside a worker).
+    o.max_step_tokens = context;
+    parallel_for(w.size(), [&](std::size_t i0, std::size_t i1) {
+      const auto b = model::make_backend(m, o);
+      for (std::size_t i = i0; i < i1; ++i) score(*b, i, i + 1);
+    });
+  } else {
+    // Batches of windows, one slot each; logits of a batch <= ~1 GiB on the host.
+    const int64_t by_memory = std::max<int64_t>(1, (int64_t{1} << 28) / std::max<int64_t>(1, context * V));
+    const int batch = static_cast<int>(std::min<int64_t>({8, by_memory, static_cast<int64_t>(w.size())}));
+    o.max_seqs = batch;
+    o.max_step_tokens = batch * context;
+    o.kv_tokens = batch * ((context + 15) / 16 * 16);
+    const auto b = model::make_backend(m, o);
+    for (std::size_t i0 = 0; i0 < w.size(); i0 += static_cast<std::size_t>(batch))
+      score(*b, i0, std::min(w.size(), i0 + static_cast<std::size_t>(batch)));
   }
-  return finish(ids, w, nll, "cuda");
+  return finish(ids, w, nll, device.c_str());
 }
 
 }  // namespace nemotron::runtime

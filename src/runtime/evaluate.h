@@ -45,10 +45,10 @@ std::vector<std::pair<int64_t, int64_t>> perplexity_windows(int64_t n, int64_t c
 // Adds -log_softmax(logits [rows, V])[targets[r]] for r < rows to *sum (double).
 void accumulate_nll(const float* logits, int64_t rows, int64_t vocab, const int32_t* targets, double* sum);
 
-// CPU reference, windows batched through CpuModel::forward_batch (bounded logits memory).
-PerplexityResult perplexity_cpu(const model::Model& m, const std::vector<int32_t>& ids, int64_t context);
-// CUDA model (model/cuda_model.h); throws Error when the build or machine has no CUDA.
-PerplexityResult perplexity_cuda(const model::Model& m, const std::vector<int32_t>& ids, int64_t context);
+// On `device` ("cpu", "cuda", "" = the default) through model::Backend: on the CPU each pool
+// thread takes whole windows, on the GPU windows run in batches (bounded logits memory).
+PerplexityResult perplexity(const model::Model& m, const std::vector<int32_t>& ids, int64_t context,
+                            const std::string& device);
 
 struct MtpOptions {
   int drafts = 3;         // K

@@ -218,6 +218,16 @@ std::string MemoryPlan::describe() const {
   return o.str();
 }
 
+model::BackendOptions MemoryPlan::backend_options() const {
+  model::BackendOptions o;
+  o.device = device;
+  o.max_seqs = max_num_seqs;
+  o.max_step_tokens = max_step_tokens;
+  o.kv_tokens = kv_token_capacity;
+  o.kv_fp8 = kv_cache_dtype == "fp8";
+  return o;
+}
+
 EngineOptions MemoryPlan::engine_options() const {
   EngineOptions e;
   e.limits.max_num_seqs = max_num_seqs;

@@ -12,13 +12,14 @@
 #include <optional>
 #include <string>
 
+#include "model/backend.h"
 #include "model/checkpoint/weights.h"
 #include "runtime/engine.h"
 
 namespace nemotron::runtime {
 
 struct MemoryPlanRequest {
-  std::string device = "cpu";          // "cpu" or "cuda" (budget: the device's free memory)
+  std::string device = "cpu";          // "cpu" or "cuda" (budget: the device's free memory); resolved by the caller
   int max_num_seqs = 8;                // concurrent sequences = state slots
   int64_t max_model_len = 0;           // prompt + generated tokens per sequence; 0 = derive
   int64_t max_step_tokens = 512;       // token budget of one engine step
@@ -53,6 +54,7 @@ struct MemoryPlan {
 
   std::string describe() const;        // the table printed at start-up
   EngineOptions engine_options() const;
+  model::BackendOptions backend_options() const;  // the backend this plan sized
 };
 
 // Throws nemotron::Error when the model and one full-length sequence do not fit, when --memory

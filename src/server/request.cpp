@@ -105,17 +105,34 @@ void refuse_unsupported(const Json& body) {
 
 GenerationOptions parse_generation(const Json& body, bool chat) {
   GenerationOptions g;
-  runtime::SamplingParams& s = g.sampling;
-  if (auto v = get_number(body, "temperature")) { check_range("temperature", *v, 0, 2); s.temperature = float(*v); }
-  if (auto v = get_number(body, "top_p")) { check_range("top_p", *v, 0, 1, true); s.top_p = float(*v); }
+  kernels::SamplingParams& s = g.sampling;
+  if (auto v = get_number(body, "temperature")) {
+    check_range("temperature", *v, 0, 2);
+    s.temperature = float(*v);
+    g.given.temperature = true;
+  }
+  if (auto v = get_number(body, "top_p")) {
+    check_range("top_p", *v, 0, 1, true);
+    s.top_p = float(*v);
+    g.given.top_p = true;
+  }
   if (auto v = get_int(body, "top_k")) {
     if (*v < -1 || *v > 1'000'000) throw bad_param("top_k", "'top_k' must be -1 (off) or a non-negative integer");
     s.top_k = static_cast<int32_t>(*v);
+    g.given.top_k = true;
   }
-  if (auto v = get_number(body, "min_p")) { check_range("min_p", *v, 0, 1); s.min_p = float(*v); }
+  if (auto v = get_number(body, "min_p")) {
+    check_range("min_p", *v, 0, 1);
+    s.min_p = float(*v);
+    g.given.min_p = true;
+  }
   if (auto v = get_number(body, "presence_penalty")) { check_range("presence_penalty", *v, -2, 2); s.presence_penalty = float(*v); }
   if (auto v = get_number(body, "frequency_penalty")) { check_range("frequency_penalty", *v, -2, 2); s.frequency_penalty = float(*v); }
-  if (auto v = get_number(body, "repetition_penalty")) { check_range("repetition_penalty", *v, 0, 2, true); s.repetition_penalty = float(*v); }
+  if (auto v = get_number(body, "repetition_penalty")) {
+    check_range("repetition_penalty", *v, 0, 2, true);
+    s.repetition_penalty = float(*v);
+    g.given.repetition_penalty = true;
+  }
   if (const Json* v = field(body, "seed")) {
     if (!v->is_number_integer()) throw wrong_type("seed", "an integer", *v);
     s.seed = v->is_number_unsigned() ? v->get<uint64_t>() : static_cast<uint64_t>(v->get<int64_t>());

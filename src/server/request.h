@@ -23,14 +23,21 @@
 #include <string>
 #include <vector>
 
-#include "runtime/sampler.h"
+#include "kernels/sampling.h"
 #include "util/json.h"
 
 namespace nemotron::server {
 
 // Sampling and stopping fields shared by chat and completions.
+// Which sampling fields the request gave; the others take the model directory's
+// generation_config.json defaults (ModelService), else SamplingParams' own.
+struct SamplingGiven {
+  bool temperature = false, top_p = false, top_k = false, min_p = false, repetition_penalty = false;
+};
+
 struct GenerationOptions {
-  runtime::SamplingParams sampling;     // logprobs = top-N count when logprobs are requested
+  kernels::SamplingParams sampling;     // logprobs = top-N count when logprobs are requested
+  SamplingGiven given;
   std::optional<int64_t> max_tokens;    // absent: max_model_len - prompt length
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;

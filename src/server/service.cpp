@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <ostream>
 
+#include "model/backend.h"
 #include "server/api_error.h"
 #include "text/parsers/reasoning_parser.h"
 #include "util/error.h"
@@ -46,23 +47,57 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
     if (id >= 0) s->keep_special_ids_.push_back(id);
   }
 
-  s->plan_ = runtime::plan_memory(*s->model_, config.plan);
+  s->defaults_ = SamplingDefaults::load(config.model_dir);
+
+  runtime::MemoryPlanRequest plan = config.plan;
+  plan.device = model::resolve_device(plan.device);
+  s->plan_ = runtime::plan_memory(*s->model_, plan);
   log << s->plan_.describe();
   log.flush();
-  std::unique_ptr<runtime::Backend> backend;
-  if (s->plan_.device == "cuda") {
-    runtime::CudaBackendOptions o;
-    o.max_seqs = s->plan_.max_num_seqs;
-    o.max_step_tokens = s->plan_.max_step_tokens;
-    o.kv_tokens = s->plan_.kv_token_capacity;
-    o.kv_fp8 = s->plan_.kv_cache_dtype == "fp8";
-    backend = runtime::make_cuda_backend(*s->model_, o);
-  } else {
-    backend = runtime::make_cpu_backend(*s->model_);
-  }
-  s->engine_ = std::make_unique<runtime::Engine>(std::move(backend), s->plan_.engine_options());
+  s->engine_ = std::make_unique<runtime::Engine>(model::make_backend(*s->model_, s->plan_.backend_options()),
+                                                 s->plan_.engine_options());
   s->metrics_ = std::make_unique<Metrics>(s->name_);
   return s;
+}
+
+SamplingDefaults SamplingDefaults::load(const std::string& model_dir) {
+  SamplingDefaults d;
+  const auto path = (std::filesystem::path(model_dir) / "generation_config.json").string();
+  if (!std::filesystem::exists(path)) return d;
+  Json j;
+  try {
+    j = Json::parse(read_file(path));
+  } catch (const Json::exception& e) {
+    throw Error(path + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw Error(path + ": expected a JSON object");
+  auto number = [&](const char* key, double lo, double hi, bool lo_open) -> std::optional<float> {
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return std::nullopt;
+    if (!it->is_number()) throw Error(path + ": '" + key + "' must be a number");
+    const double v = it->get<double>();
+    if (v < lo || v > hi || (lo_open && v == lo))
+      throw Error(path + ": '" + key + "' = " + std::to_string(v) + " is out of range");
+    return static_cast<float>(v);
+  };
+  d.temperature = number("temperature", 0, 2, false);
+  d.top_p = number("top_p", 0, 1, true);
+  d.min_p = number("min_p", 0, 1, false);
+  d.repetition_penalty = number("repetition_penalty", 0, 2, true);
+  if (const auto it = j.find("top_k"); it != j.end() && !it->is_null()) {
+    if (!it->is_number_integer() || it->get<int64_t>() < -1 || it->get<int64_t>() > 1'000'000)
+      throw Error(path + ": 'top_k' must be -1 or a non-negative integer");
+    d.top_k = static_cast<int32_t>(it->get<int64_t>());
+  }
+  return d;
+}
+
+void SamplingDefaults::apply(const SamplingGiven& given, kernels::SamplingParams& p) const {
+  if (!given.temperature && temperature) p.temperature = *temperature;
+  if (!given.top_p && top_p) p.top_p = *top_p;
+  if (!given.top_k && top_k) p.top_k = *top_k;
+  if (!given.min_p && min_p) p.min_p = *min_p;
+  if (!given.repetition_penalty && repetition_penalty) p.repetition_penalty = *repetition_penalty;
 }
 
 void ModelService::check_model(const std::string& model) const {
@@ -125,6 +160,7 @@ runtime::GenerationRequest ModelService::make_request(const std::vector<int32_t>
   runtime::GenerationRequest g;
   g.prompt = prompt;
   g.sampling = gen.sampling;
+  defaults_.apply(gen.given, g.sampling);
   if (g.sampling.seed) *g.sampling.seed += static_cast<uint64_t>(choice);
   g.max_tokens = max_tokens;
   if (!gen.ignore_eos) g.stop_token_ids = eos_ids_;

@@ -6,7 +6,8 @@
 //   completions: prompt text -> ids (add_special_tokens as the tokenizer config says), or ids
 //   both:        max_tokens (default max_model_len - prompt), context check, stop ids
 //                (config eos_token_id list + tokenizer eos token, unless ignore_eos, plus
-//                stop_token_ids), seed + i for choice i.
+//                stop_token_ids), seed + i for choice i, sampling fields the request omits
+//                from generation_config.json.
 // tool_choice without constrained decoding (serving doc §4.4): "none" renders the tools but
 // parses no calls (vLLM's default); "required" renders and parses as "auto"; a named choice
 // renders and parses only that function. Neither is enforced: a reply without a call is
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,17 @@ struct ServiceConfig {
   std::string model_dir;
   std::string served_model_name;    // default: the model directory's last component
   runtime::MemoryPlanRequest plan;
+};
+
+// Sampling defaults from the model directory's generation_config.json (as vLLM applies
+// them): a request that omits a field takes the model's value, else SamplingParams' default.
+struct SamplingDefaults {
+  std::optional<float> temperature, top_p, min_p, repetition_penalty;
+  std::optional<int32_t> top_k;
+  // Reads DIR/generation_config.json when present; throws nemotron::Error naming the file and
+  // key for a malformed file or an out-of-range value.
+  static SamplingDefaults load(const std::string& model_dir);
+  void apply(const SamplingGiven& given, kernels::SamplingParams& p) const;
 };
 
 struct ChatPrompt {
@@ -56,6 +69,7 @@ class ModelService {
   int64_t max_model_len() const { return plan_.max_model_len; }
   Metrics& metrics() { return *metrics_; }
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
+  const SamplingDefaults& sampling_defaults() const { return defaults_; }
 
   // ApiError 404 when `model` is given and is not the served name.
   void check_model(const std::string& model) const;
@@ -80,6 +94,7 @@ class ModelService {
   std::unique_ptr<runtime::Engine> engine_;
   std::unique_ptr<Metrics> metrics_;
   std::vector<int32_t> eos_ids_;
+  SamplingDefaults defaults_;
   std::vector<int32_t> keep_special_ids_;  // <think>, </think>, <tool_call>, </tool_call>
   bool add_special_for_completions_ = false;
 };

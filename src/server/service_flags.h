@@ -1,7 +1,7 @@
 #pragma once
 // The model/engine flags `serve` and `run` share (CLI11, header-only):
 //   --model DIR --max-num-seqs N --max-model-len N --max-step-tokens N
-//   --kv-cache-dtype auto|fp32|bf16|fp8 --memory GiB --device cpu
+//   --kv-cache-dtype auto|fp32|bf16|fp8 --memory GiB --device cpu|cuda
 #include <CLI/CLI.hpp>
 
 #include <optional>
@@ -30,7 +30,9 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8"}));
   app.add_option("--memory", f.memory_gib, "Memory budget in GiB (default: available memory minus a margin)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--device", f.config.plan.device, "Device: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  f.config.plan.device = "";  // resolved at load: cuda when a CUDA device is present
+  app.add_option("--device", f.config.plan.device, "Device: cpu or cuda (default: cuda when a CUDA device is present)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
 // Call after parsing.

@@ -272,8 +272,12 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
     if (d.moe_ws) {
       EXPECT_TRUE(a.holds(ArenaKind::Step, d.moe_ws, d.moe_ws_bytes));
     }
+    EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_sample_rows, o.max_seqs * 4));
+    EXPECT_TRUE(a.holds(ArenaKind::Cache, d.pen_counts, o.max_seqs * c.vocab_size * 4));
+    EXPECT_TRUE(all_bytes(d.pen_counts, o.max_seqs * c.vocab_size * 4, 0));  // penalty state zeroed
     ASSERT_NE(d.h_step, nullptr);
-    ASSERT_NE(d.h_argmax, nullptr);
+    ASSERT_NE(d.h_sample_rows, nullptr);
+    ASSERT_NE(d.h_tokens, nullptr);
   }
 }
 

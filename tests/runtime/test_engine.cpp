@@ -70,7 +70,11 @@ class EngineTest : public ::testing::Test {
     EngineOptions o;
     o.limits = {max_seqs, step_tokens, kv};
     o.max_model_len = max_len;
-    return std::make_unique<Engine>(make_cpu_backend(*model_), o);
+    model::BackendOptions b;
+    b.device = "cpu";
+    b.max_seqs = max_seqs;
+    b.max_step_tokens = step_tokens;
+    return std::make_unique<Engine>(model::make_backend(*model_, b), o);
   }
   GenerationRequest greedy(const std::vector<int32_t>& prompt, int64_t n) {
     GenerationRequest r;

@@ -3,6 +3,8 @@
 // placing (the fill callbacks run only then).
 #include "model/cuda/cuda_buffers.h"
 
+#include "kernels/sampling_cuda.h"
+
 #include <algorithm>
 #include <string>
 
@@ -261,6 +263,16 @@ struct Walk {
     return blk;
   }
 
+  // The sampler's penalty state of every slot: output-token counts [S, V] int32 and the
+  // seen-token bitmask [S, ceil(V/32)] (zeroed; reset when a slot is acquired).
+  void penalties() {
+    const int64_t S = o.max_seqs, V = c.vocab_size, words = S * ((V + 31) / 32);
+    d.pen_counts = a.array<int32_t>(Use::State, S * V);
+    a.zero(d.pen_counts, S * V * 4);
+    d.pen_seen = a.array<uint32_t>(Use::State, words);
+    a.zero(d.pen_seen, words * 4);
+  }
+
   void stack(Stack& st, const std::vector<BlockWeights>& blocks, int first_index) {
     for (std::size_t i = 0; i < blocks.size(); ++i) {
       st.blocks.push_back(block(blocks[i], first_index + static_cast<int>(i)));
@@ -300,9 +312,25 @@ struct Walk {
     d.d_step = i32(5 * R + 2 * S + 1);
     d.h_step = static_cast<int32_t*>(a.pinned((5 * R + 2 * S + 1) * 4));
     d.d_ids = d.d_query_seq = d.d_query_pos = d.d_slot_mapping = d.d_cu = d.d_slots = d.d_logit_rows = d.d_step;
-    d.d_argmax = i32(R);
-    d.h_argmax = static_cast<int32_t*>(a.pinned(R * 4));
     d.d_route_ids = i32(R * k);
+    // Sampling (kernels/sampling_cuda.h): one parameter row per chunk (at most S), the ids,
+    // logprobs and top logprobs it returns, with pinned host copies; the kernels' workspace.
+    const int64_t top = S * kernels::kMaxTopLogprobs, V = c.vocab_size;
+    d.d_sample_rows = a.array<kernels::SampleRow>(Use::Activations, S);
+    d.h_sample_rows = static_cast<kernels::SampleRow*>(a.pinned(S * static_cast<int64_t>(sizeof(kernels::SampleRow))));
+    d.d_tokens = i32(S);
+    d.h_tokens = static_cast<int32_t*>(a.pinned(S * 4));
+    d.d_logprobs = f32(S);
+    d.h_logprobs = static_cast<float*>(a.pinned(S * 4));
+    d.d_top_ids = i32(top);
+    d.h_top_ids = static_cast<int32_t*>(a.pinned(top * 4));
+    d.d_top_lp = f32(top);
+    d.h_top_lp = static_cast<float*>(a.pinned(top * 4));
+    // The sampler needs no workspace (kernels::sample_workspace_bytes is 0; it must run on the
+    // device, where it also prepares the kernels: CudaModel's constructor calls it).
+    (void)V;
+    d.sample_ws_bytes = 0;
+    d.sample_ws = nullptr;
     bool any_attention = false;
     for (const Stack* st : {&d.trunk, &d.mtp})
       for (const DBlock& b : st->blocks) any_attention = any_attention || b.kind == LayerKind::Attention;
@@ -365,6 +393,7 @@ void walk_device_buffers(const Model& m, const CudaModelOptions& o, int sms, Dev
     d.mtp_eh_proj = linear(a, t.eh_proj.w);
     walk.stack(d.mtp, t.blocks, c.num_layers());
   }
+  walk.penalties();
   walk.step(sms);
 }
 

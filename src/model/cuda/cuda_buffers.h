@@ -10,7 +10,8 @@
 // Three arenas, one per lifetime/kind of data:
 //   weights  embeddings, lm_head, norms, every block's weights, expert pointer tables;
 //   cache    KV pages, conv/SSM state slots, block tables (everything per sequence slot);
-//   step     activations, attention and MoE workspaces, step inputs, greedy outputs.
+//   step     activations, attention and MoE workspaces, step inputs, sampling parameters,
+//            outputs and workspace.
 // Each sub-allocation is rounded up to kArenaAlign = 256 bytes (at least 256), so every
 // address is 256-byte aligned (cudaMalloc returns 256-byte aligned bases). Page-locked host
 // buffers are counted separately (pinned_host) and allocated one by one.
@@ -27,6 +28,7 @@
 #include "kernels/attention_cuda.h"
 #include "kernels/linear.h"
 #include "kernels/moe_cuda.h"
+#include "kernels/sampling_cuda.h"
 #include "model/checkpoint/weights.h"
 #include "model/cuda/cuda_model.h"
 
@@ -48,10 +50,10 @@ const char* arena_name(ArenaKind k);  // "weights", "cache", "step"
 // What a sub-allocation holds (the planner's breakdown); each use lives in one arena.
 enum class Use : int {
   Weights,             // weights arena
-  State,               // cache: conv windows and SSM states of every slot
+  State,               // cache: conv windows, SSM states and sampler penalty state of every slot
   Kv,                  // cache: K and V pages of every attention block
   Tables,              // cache: block tables
-  Activations,         // step: step inputs, activations, MoE workspace, greedy outputs
+  Activations,         // step: step inputs, activations, MoE workspace, sampling buffers
   AttentionWorkspace,  // step: paged attention's split-K partials
 };
 inline constexpr int kUses = 6;
@@ -167,8 +169,19 @@ struct DeviceBuffers {
   int32_t *d_step = nullptr, *h_step = nullptr;
   int32_t *d_ids = nullptr, *d_query_seq = nullptr, *d_query_pos = nullptr, *d_slot_mapping = nullptr,
           *d_cu = nullptr, *d_slots = nullptr, *d_logit_rows = nullptr, *d_route_ids = nullptr;
-  // Greedy outputs: argmax of each logit row (device) and its pinned host copy.
-  int32_t *d_argmax = nullptr, *h_argmax = nullptr;
+  // Sampling (cuda_model_sampling.cpp): per-row parameters [max_seqs] (pinned h_sample_rows
+  // copied to d_sample_rows with the step inputs), outputs token / logprob [max_seqs] and top
+  // logprobs [max_seqs, kMaxTopLogprobs] with pinned host copies, the kernels' workspace, and
+  // the per-slot penalty state (cache arena): output-token counts [max_seqs, V] int32 and the
+  // seen-token bitmask [max_seqs, ceil(V/32)] (reset when a slot is acquired; every step's
+  // input ids are marked seen).
+  kernels::SampleRow *d_sample_rows = nullptr, *h_sample_rows = nullptr;
+  int32_t *d_tokens = nullptr, *h_tokens = nullptr, *d_top_ids = nullptr, *h_top_ids = nullptr;
+  float *d_logprobs = nullptr, *h_logprobs = nullptr, *d_top_lp = nullptr, *h_top_lp = nullptr;
+  void* sample_ws = nullptr;
+  int64_t sample_ws_bytes = 0;
+  int32_t* pen_counts = nullptr;
+  uint32_t* pen_seen = nullptr;
   // Split-K partials of paged attention, sized for any step of up to max_step_tokens rows.
   void* attn_ws = nullptr;
   int64_t attn_ws_bytes = 0;

@@ -17,6 +17,9 @@ const Model& CudaModel::model() const { throw Error("no CUDA backend"); }
 int CudaModel::acquire_slot() { throw Error("no CUDA backend"); }
 void CudaModel::release_slot(int) {}
 int64_t CudaModel::position(int) const { return 0; }
+int CudaModel::slots() const { return 0; }
+void CudaModel::begin_step(const std::vector<StepChunk>&) { throw Error("no CUDA backend"); }
+std::vector<StepOutput> CudaModel::finish_step() { throw Error("no CUDA backend"); }
 std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>&) { throw Error("no CUDA backend"); }
 std::vector<int32_t> CudaModel::forward_greedy(const std::vector<CudaChunk>&) { throw Error("no CUDA backend"); }
 void CudaModel::set_cuda_graphs(bool) {}
@@ -45,6 +48,7 @@ int64_t CudaModel::weight_bytes() const { return 0; }
 #include <cstdio>
 
 #include "kernels/linear_cuda.h"
+#include "kernels/sampling_cuda.h"
 #include "kernels/norm_cuda.h"
 #include "model/cuda/cuda_memory.h"
 #include "model/cuda/cuda_model_internal.h"
@@ -54,7 +58,6 @@ namespace nemotron::model {
 using namespace nemotron::kernels;
 using cuda_detail::check;
 using cuda_detail::kPage;
-using cuda_detail::StepChunk;
 
 bool cuda_backend_available() {
   int n = 0;
@@ -101,6 +104,10 @@ CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
                  static_cast<double>(s.arena.table().of(cuda_detail::ArenaKind::Cache)) / 1e9,
                  static_cast<double>(s.arena.table().of(cuda_detail::ArenaKind::Step)) / 1e9);
   s.init_slots();
+  // Prepares the sampling kernels (shared-memory attributes) before any graph capture; the
+  // walk planned no workspace for them.
+  if (kernels::sample_workspace_bytes(options.max_seqs, model.config.vocab_size) != s.sample_ws_bytes)
+    throw Error("CUDA model: the sampler's workspace differs from the planned one");
   s.graphs.assign(static_cast<std::size_t>(options.max_seqs) + 1, nullptr);
   s.route_rows.assign(s.trunk.blocks.size() + s.mtp.blocks.size(), 0);
 }
@@ -115,6 +122,8 @@ int64_t CudaModel::graph_nodes() const { return impl_->graph_nodes; }
 int64_t CudaModel::device_bytes() const { return impl_->arena.bytes(); }
 int64_t CudaModel::graph_device_bytes() const { return impl_->graph_bytes; }
 
+int CudaModel::slots() const { return static_cast<int>(impl_->in_use.size()); }
+
 int CudaModel::acquire_slot() {
   Impl& s = *impl_;
   for (int i = 0; i < static_cast<int>(s.in_use.size()); ++i) {
@@ -122,6 +131,7 @@ int CudaModel::acquire_slot() {
     s.in_use[i] = true;
     s.reset_slot(s.trunk, i);
     if (!s.mtp.blocks.empty()) s.reset_slot(s.mtp, i);
+    s.reset_penalties(i);
     return i;
   }
   throw Error("CUDA model: all " + std::to_string(s.in_use.size()) + " sequence slots are in use");
@@ -143,26 +153,90 @@ int64_t CudaModel::mtp_position(int slot) const {
   return s.mtp.pos.at(static_cast<std::size_t>(slot));
 }
 
-std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>& chunks) {
+void CudaModel::begin_step(const std::vector<StepChunk>& chunks) {
   Impl& s = *impl_;
-  if (chunks.empty()) return {};
-  std::vector<StepChunk> steps;
-  for (const auto& ch : chunks) steps.push_back({ch.slot, ch.ids, ch.T, ch.all_logits});
+  if (s.pending.active) throw Error("CUDA model: begin_step while the previous step is not finished");
+  if (chunks.empty()) throw Error("CUDA model: a step without chunks");
+  std::vector<cuda_detail::StepChunk> steps;
+  bool decode = true;
+  for (const auto& ch : chunks) {
+    if (ch.sampling) ch.sampling->validate();
+    LogitsOut rows = ch.logits;
+    if (ch.sample && rows == LogitsOut::None) rows = LogitsOut::Last;
+    steps.push_back({ch.slot, ch.ids, ch.T, rows});
+    decode = decode && ch.T == 1;
+  }
+  // A decode-only step computes and samples every row, so that it can replay the graph
+  // captured for its batch size (rows that do not sample get a greedy placeholder).
+  if (decode)
+    for (auto& st : steps) st.logits = LogitsOut::Last;
   int64_t L = 0;
   const int64_t R = s.prepare_step(s.trunk, steps, L);
-  s.run_trunk(steps, R, L, false);
-  return s.collect_logits(s.trunk, steps, L);
+  const int64_t B = static_cast<int64_t>(steps.size());
+  s.pending.n_samples = s.pack_samples(chunks, steps, s.graph_step(R, B, L, B));
+  s.run_trunk(steps, R, L, s.pending.n_samples);
+  if (s.pending.n_samples > 0) s.enqueue_sample_copies();
+  for (const auto& st : steps) s.trunk.pos[st.slot] += st.T;
+  s.pending.chunks = chunks;
+  s.pending.computed.clear();
+  for (const auto& st : steps) s.pending.computed.push_back(st.logits);
+  s.pending.L = L;
+  s.pending.active = true;
+}
+
+std::vector<StepOutput> CudaModel::finish_step() {
+  Impl& s = *impl_;
+  if (!s.pending.active) throw Error("CUDA model: finish_step without a step begun");
+  s.pending.active = false;
+  check(cudaStreamSynchronize(s.stream), "step");
+  s.prof_end();
+  const int64_t V = s.model.config.vocab_size;
+  const auto& chunks = s.pending.chunks;
+  std::vector<StepOutput> out(chunks.size());
+  int64_t logit_row = 0;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    const StepChunk& ch = chunks[i];
+    const LogitsOut computed = s.pending.computed[i];
+    const int64_t rows = computed == LogitsOut::All ? ch.T : computed == LogitsOut::Last ? 1 : 0;
+    if (ch.logits != LogitsOut::None && rows > 0) {
+      out[i].logits.resize(static_cast<std::size_t>(rows * V));
+      check(cudaMemcpy(out[i].logits.data(), s.logits + logit_row * V, out[i].logits.size() * 4,
+                       cudaMemcpyDeviceToHost),
+            "logits");
+    }
+    logit_row += rows;
+    SampleResult& r = out[i].sample;
+    r.token = -1;
+    const int row = s.pending.sample_row[i];
+    if (row < 0) continue;
+    r.token = s.h_tokens[row];
+    r.logprob = s.h_logprobs[row];
+    const int n = ch.sampling ? std::min(ch.sampling->logprobs, kernels::kMaxTopLogprobs) : 0;
+    for (int j = 0; j < n; ++j)
+      r.top.push_back({s.h_top_ids[row * kernels::kMaxTopLogprobs + j], s.h_top_lp[row * kernels::kMaxTopLogprobs + j]});
+  }
+  return out;
+}
+
+std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>& chunks) {
+  if (chunks.empty()) return {};
+  std::vector<StepChunk> steps;
+  for (const auto& ch : chunks)
+    steps.push_back({.slot = ch.slot, .ids = ch.ids, .T = ch.T,
+                     .logits = ch.all_logits ? LogitsOut::All : LogitsOut::Last});
+  auto out = step(steps);
+  std::vector<std::vector<float>> logits;
+  for (auto& o : out) logits.push_back(std::move(o.logits));
+  return logits;
 }
 
 std::vector<int32_t> CudaModel::forward_greedy(const std::vector<CudaChunk>& chunks) {
-  Impl& s = *impl_;
   if (chunks.empty()) return {};
   std::vector<StepChunk> steps;
-  for (const auto& ch : chunks) steps.push_back({ch.slot, ch.ids, ch.T, false});
-  int64_t L = 0;
-  const int64_t R = s.prepare_step(s.trunk, steps, L);
-  s.run_trunk(steps, R, L, true);
-  return s.collect_greedy(s.trunk, steps, L);
+  for (const auto& ch : chunks) steps.push_back({.slot = ch.slot, .ids = ch.ids, .T = ch.T, .sample = true});
+  std::vector<int32_t> ids;
+  for (const auto& o : step(steps)) ids.push_back(o.sample.token);
+  return ids;
 }
 
 std::vector<float> CudaModel::mtp_forward(int slot, const int32_t* next_ids, const float* hidden, int64_t T,
@@ -173,7 +247,7 @@ std::vector<float> CudaModel::mtp_forward(int slot, const int32_t* next_ids, con
   if (!hidden) throw Error("CUDA model: mtp_forward without hidden rows");
   const int64_t H = c.hidden_size;
   const float eps = static_cast<float>(c.norm_eps);
-  const std::vector<StepChunk> steps{{slot, next_ids, T, all_logits}};
+  const std::vector<cuda_detail::StepChunk> steps{{slot, next_ids, T, all_logits ? LogitsOut::All : LogitsOut::Last}};
   int64_t L = 0;
   const int64_t R = s.prepare_step(s.mtp, steps, L);
   check(cudaMemcpyAsync(s.hid_in, hidden, static_cast<std::size_t>(R * H) * 4, cudaMemcpyHostToDevice, s.stream),

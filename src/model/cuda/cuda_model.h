@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "model/backend.h"
 #include "model/checkpoint/weights.h"
 
 namespace nemotron::model {
@@ -44,29 +45,38 @@ struct CudaChunk {
   bool all_logits = false;          // logits for every row, or the last one only
 };
 
-class CudaModel {
+// The model behind the one model interface (model/backend.h). begin_step enqueues the step
+// -- step inputs, the trunk (a CUDA graph for decode-only steps), penalty bookkeeping and
+// sampling (kernels/sampling_cuda.h) -- and the device-to-host copies of the sampled ids and
+// requested logprobs; finish_step waits and copies requested logits.
+class CudaModel final : public Backend {
  public:
   CudaModel(const Model& model, const CudaModelOptions& options);
-  ~CudaModel();
+  ~CudaModel() override;
   CudaModel(const CudaModel&) = delete;
   CudaModel& operator=(const CudaModel&) = delete;
 
-  const Model& model() const;
-  // A fresh sequence: zeroed state slot, empty KV. Throws when all slots are in use.
-  int acquire_slot();
-  void release_slot(int slot);
-  int64_t position(int slot) const;  // tokens processed so far
+  const Model& model() const override;
+  const char* device() const override { return "cuda"; }
+  int slots() const override;
+  // A fresh sequence: zeroed state slot, empty KV, empty penalty state. Throws when all slots
+  // are in use.
+  int acquire_slot() override;
+  void release_slot(int slot) override;
+  int64_t position(int slot) const override;  // tokens processed so far
 
-  // Runs the chunks (distinct slots) and returns each chunk's logits (fp32 [rows, V]) on the
-  // host. Throws nemotron::Error on invalid input (bad ids, too many rows, KV exhausted).
-  // Steps of single decode tokens (every T = 1) run as a CUDA graph when options.cuda_graphs
-  // (and routing is not being recorded).
+  void begin_step(const std::vector<StepChunk>& chunks) override;
+  std::vector<StepOutput> finish_step() override;
+
+  // Shorthands over step() for tests and benchmarks.
+  // forward: each chunk's logits (fp32 [rows, V]: every row with all_logits, else the last)
+  // on the host. Throws nemotron::Error on invalid input (bad ids, too many rows, KV
+  // exhausted). Steps of single decode tokens (every T = 1) run as a CUDA graph when
+  // options.cuda_graphs (and routing is not being recorded or profiled).
   std::vector<std::vector<float>> forward(const std::vector<CudaChunk>& chunks);
-
-  // As forward(), but returns only each chunk's greedy next token: the argmax of its last
-  // row's logits (first index on ties, as model::argmax), computed on the device, so that the
-  // only device->host copy of the step is those ids. all_logits is ignored (last row only).
-  // Decode-only steps use the graph as forward() does.
+  // forward_greedy: each chunk's greedy next token (the argmax of its last row, first index
+  // on ties, as model::argmax), computed on the device; only the ids are copied back.
+  // all_logits is ignored.
   std::vector<int32_t> forward_greedy(const std::vector<CudaChunk>& chunks);
 
   // Turns the decode graphs (CudaModelOptions::cuda_graphs) on or off for later steps;
@@ -80,19 +90,19 @@ class CudaModel {
   // output (last_hidden() after mtp_forward). Returns logits fp32 [rows, V] (every row, or the
   // last one). acquire_slot resets the head's state too.
   std::vector<float> mtp_forward(int slot, const int32_t* next_ids, const float* hidden, int64_t T,
-                                 bool all_logits);
-  int64_t mtp_position(int slot) const;
+                                 bool all_logits) override;
+  int64_t mtp_position(int slot) const override;
 
   // The final-normed hidden rows (fp32 [rows, H], every row of the step in chunk order) of the
   // last forward() (after norm_f) or mtp_forward() (after the head's final norm).
-  std::vector<float> last_hidden() const;
+  std::vector<float> last_hidden() const override;
 
   // Test/debug: while on, every MoE block records the expert ids it selected; routing()[b] is
   // block b's [rows, k] from the last forward()/mtp_forward() call if that call ran it (empty
   // otherwise). Block numbering as model::RoutingHook: trunk block l = l, MTP block j =
   // num_layers + j; rows in chunk order.
-  void record_routing(bool on);
-  std::vector<std::vector<int32_t>> routing() const;
+  void record_routing(bool on) override;
+  std::vector<std::vector<int32_t>> routing() const override;
 
   // Profiling (bench --profile): while on, steps run eagerly (no graphs); each trunk step
   // starts behind a device-side wait (so the host has enqueued it all before it runs) and an

@@ -2,11 +2,12 @@
 // cuda_model_internal.h).
 //
 // Decode graphs: graphs[B] holds the whole trunk step for B single-token chunks (embedding,
-// every block, final norm, lm_head over the B rows, argmax of each row), captured the first
-// time such a step runs and replayed afterwards. What varies from step to step lives in
-// device memory at addresses fixed for that B, written by prepare_step's async copies before
-// the replay: token ids, sequences, positions, KV slot mapping, chunk boundaries, state slots
-// (d_step) and block-table entries (Stack::block_tables). Every captured kernel reads those;
+// every block, final norm, lm_head over the B rows, penalty marks and the sampling of B rows),
+// captured the first time such a step runs and replayed afterwards. What varies from step to
+// step lives in device memory at addresses fixed for that B, written by prepare_step's async
+// copies before the replay: token ids, sequences, positions, KV slot mapping, chunk
+// boundaries, state slots (d_step), block-table entries (Stack::block_tables) and the B rows'
+// sampling parameters (d_sample_rows). Every captured kernel reads those;
 // the host-side launch parameters depend only on B:
 //   - linear / MoE / norm / Mamba kernels: shapes from B and the config; MoE routing is on
 //     the device already (route_topk_cuda -> expert ids read by expert_gemv_cuda).
@@ -30,17 +31,20 @@ namespace nemotron::model {
 using namespace nemotron::kernels;
 using cuda_detail::check;
 
-void CudaModel::Impl::enqueue_trunk(int64_t R, int64_t B, int64_t L, bool argmax) {
+void CudaModel::Impl::enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_samples) {
   const Config& c = model.config;
   embed_cuda(d_ids, static_cast<const uint16_t*>(embeddings.data), c.vocab_size, c.hidden_size, R, x, stream);
   mark("embed");
   const uint16_t* y2_prev = nullptr;
   const uint16_t* y_prev = run_stack(trunk, R, B, &y2_prev);
   head(norm_f, y_prev, y2_prev, R, L);
-  if (argmax) {
-    argmax_rows_f32_cuda(logits, L, c.vocab_size, d_argmax, stream);
-    mark("argmax");
-  }
+  if (n_samples > 0) enqueue_sampling(R, n_samples);
+}
+
+bool CudaModel::Impl::graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const {
+  // R == B: every chunk is one token; the graph computes B logit rows and samples B rows.
+  return opt.cuda_graphs && !record_routing && !profiling && R == B && L == B && n_samples == B &&
+         B < static_cast<int64_t>(graphs.size());
 }
 
 cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
@@ -49,7 +53,7 @@ cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
   check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "CUDA graph capture");
   cudaGraph_t g = nullptr;
   try {
-    enqueue_trunk(B, B, B, true);
+    enqueue_trunk(B, B, B, B);
   } catch (...) {
     cudaStreamEndCapture(stream, &g);  // leaves the stream usable again
     if (g) cudaGraphDestroy(g);
@@ -73,14 +77,11 @@ cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
   return exec;
 }
 
-void CudaModel::Impl::run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, bool argmax) {
+void CudaModel::Impl::run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, int64_t n_samples) {
   const int64_t B = static_cast<int64_t>(chunks.size());
-  // R == B: every chunk is one token (T >= 1 each), so L == B too.
-  const bool graph =
-      opt.cuda_graphs && !record_routing && !profiling && R == B && B < static_cast<int64_t>(graphs.size());
-  if (!graph) {
+  if (!graph_step(R, B, L, n_samples)) {
     prof_begin();
-    enqueue_trunk(R, B, L, argmax);
+    enqueue_trunk(R, B, L, n_samples);
     return;
   }
   check(cudaGraphLaunch(decode_graph(B), stream), "CUDA graph launch (decode, B = " + std::to_string(B) + ")");

@@ -68,12 +68,13 @@ class DeviceArenas final : public DeviceAllocator {
   int64_t extra_bytes_ = 0;
 };
 
-// One sequence's rows of a step (trunk forward or MTP forward).
+// One sequence's rows of a step (trunk forward or MTP forward) and the logit rows it needs:
+// none, its last row, or all of them.
 struct StepChunk {
   int slot = 0;
   const int32_t* ids = nullptr;
   int64_t T = 0;
-  bool all_logits = false;
+  LogitsOut logits = LogitsOut::Last;
 };
 
 }  // namespace nemotron::model::cuda_detail
@@ -103,8 +104,18 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   std::vector<bool> in_use;
 
   // inputs_done (recorded after the step's host->device copies) guards the pinned buffers
-  // (h_step, block_tables_host) against being rewritten while a copy is pending.
+  // (h_step, h_sample_rows, block_tables_host) against being rewritten while a copy is pending.
   cudaEvent_t inputs_done = nullptr;
+  // The step begun by begin_step and not yet finished: its chunks, the logit rows each
+  // chunk's step computed, the sample row of each chunk (-1: none), the sample rows enqueued.
+  struct Pending {
+    bool active = false;
+    std::vector<model::StepChunk> chunks;
+    std::vector<LogitsOut> computed;
+    std::vector<int> sample_row;
+    int64_t L = 0, n_samples = 0;
+    bool logprobs = false;  // some row asked for top logprobs
+  } pending;
   // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used).
   std::vector<cudaGraphExec_t> graphs;
   // Kernel nodes of the captured graphs and the device memory their instantiation took (free
@@ -151,6 +162,20 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // Validates the chunks, takes KV pages in `st` for their new positions, uploads the step
   // inputs; returns the step's rows and fills logit_rows (rows that need logits).
   int64_t prepare_step(Stack& st, const std::vector<StepChunk>& chunks, int64_t& logit_rows);
+  // What a block leaves to the next norm besides y: a second BF16 addend (shared experts'
+  // output) and/or the pending weighted combine of k routed-expert outputs (yk, route_w).
+  struct Folded {
+    const uint16_t* y2 = nullptr;
+    int64_t combine_k = 0;
+  };
+  // One linear (kernels/linear_cuda.h) on `on` (default: the main stream), profiled as `op`.
+  void linear(const char* op, const kernels::LinearWeight& w, const uint16_t* xin, int64_t rows, void* out,
+              kernels::OutType t = kernels::OutType::BF16, bool relu2 = false, cudaStream_t on = nullptr);
+  // The blocks of a step, one per kind (cuda_block_*.cpp), each from u [R, H] to y [R, H].
+  void mamba_block(const DBlock& b, int64_t R, int64_t B);
+  void attention_block(const Stack& st, const DBlock& b, int64_t R);
+  Folded moe_block(const DBlock& b, int64_t R, bool last);  // last: the stack's last block
+  void mlp_block(const DBlock& b, int64_t R);
   // Runs the stack's blocks over the step's rows (residual in x); returns the last block's
   // output (BF16 [R, H], not yet added to x) and sets *y2_last to a second BF16 addend of it
   // (the shared experts' output of a last MoE block; else nullptr), for head().
@@ -159,17 +184,26 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // (fp32 into `logits`).
   void head(const uint16_t* final_norm, const uint16_t* y_prev, const uint16_t* y2_prev, int64_t R, int64_t L);
   // Copies the L logit rows to the host (one vector per chunk), waits for the stream and
-  // advances the chunks' positions in `st`.
+  // advances the chunks' positions in `st` (the MTP head).
   std::vector<std::vector<float>> collect_logits(Stack& st, const std::vector<StepChunk>& chunks, int64_t L);
-  // Copies the L greedy ids (d_argmax) to the host, waits and advances the positions.
-  std::vector<int32_t> collect_greedy(Stack& st, const std::vector<StepChunk>& chunks, int64_t L);
   // cuda_model_graph.cpp
   // Enqueues the trunk step over the inputs prepare_step uploaded (R rows, B chunks, L logit
-  // rows; with `argmax` also the greedy ids into d_argmax): eagerly, or, for B single-token
-  // chunks with graphs on, by replaying (capturing first if new) the graph for B. The graph
-  // always ends with the argmax.
-  void run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, bool argmax);
-  void enqueue_trunk(int64_t R, int64_t B, int64_t L, bool argmax);
+  // rows) and, with n_samples > 0, the penalty marks and the sampling of the first n_samples
+  // rows of d_sample_rows: eagerly, or, for B single-token chunks with graphs on, by replaying
+  // (capturing first if new) the graph for B, which always samples B rows.
+  void run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, int64_t n_samples);
+  void enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_samples);
+  // Does a step of this shape replay the decode graph?
+  bool graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const;
+  // cuda_model_sampling.cpp
+  // Packs h_sample_rows for `chunks` (the rows of the chunks that sample; with `all_rows`, one
+  // row per chunk, greedy placeholders for the others) and queues their copy; returns the count.
+  int64_t pack_samples(const std::vector<model::StepChunk>& chunks, const std::vector<StepChunk>& steps,
+                       bool all_rows);
+  void enqueue_sampling(int64_t R, int64_t n_samples);
+  // Queues the device-to-host copies of the sampled ids (and top logprobs when asked).
+  void enqueue_sample_copies();
+  void reset_penalties(int slot);
   cudaGraphExec_t decode_graph(int64_t B);
   // cuda_model_profile.cpp: mark() records the end of an op while a profiled step is being
   // enqueued (no-op otherwise); prof_begin() starts one, prof_end() (after the stream

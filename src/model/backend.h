@@ -1,0 +1,110 @@
+#pragma once
+// The one model interface: every command (score, generate, eval, run, serve, bench's
+// batched decode) and the runtime's engine drive a model through it, whatever the device.
+// Two implementations: the CPU reference (model/cpu) and the CUDA model (model/cuda).
+//
+// A backend owns `slots()` sequence slots (recurrent state, KV pages, the MTP head's state
+// and the sampler's penalty state). One step runs a batch of chunks -- prefill chunks and
+// decode tokens mixed, one chunk per slot -- and returns, per chunk, the token sampled from
+// its last row (when asked) and its logits (when asked). Sampling happens where the logits
+// are (kernels/sampling.h: the same semantics on both devices; on the GPU only ids and the
+// requested logprobs are copied back). A batch step gives each sequence what it would get
+// alone (the CPU bit for bit; the GPU too at decode batch sizes that take the same kernels).
+//
+// step() = begin_step() + finish_step(): begin_step enqueues the work (on the GPU it returns
+// before the step ran), finish_step waits for it and returns the results, so a caller can do
+// host work while the device computes. The chunks' ids and sampling params must stay valid
+// until finish_step returns.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/sampling.h"
+#include "model/checkpoint/weights.h"
+
+namespace nemotron::model {
+
+using kernels::SampleResult;
+using kernels::SamplingParams;
+using kernels::TokenLogprob;
+
+struct BackendOptions {
+  std::string device = "cpu";       // "cpu" or "cuda"
+  int max_seqs = 1;                 // sequence slots
+  int64_t max_step_tokens = 512;    // rows of one step (CUDA buffers are sized for it)
+  int64_t kv_tokens = 4096;         // CUDA: KV positions of all slots together
+  bool kv_fp8 = false;              // CUDA: FP8 E4M3 KV cache
+  bool verbose = false;             // print upload progress
+};
+
+enum class LogitsOut { None, Last, All };
+
+// One sequence's part of a step: T tokens for the sequence in `slot`.
+struct StepChunk {
+  int slot = 0;
+  const int32_t* ids = nullptr;
+  int64_t T = 0;
+  // The sequence's sampling settings (penalties included); nullptr = greedy, no penalties.
+  // Given on every chunk of a penalized sequence, so that its prompt tokens are recorded.
+  const SamplingParams* sampling = nullptr;
+  bool sample = false;              // draw the next token from the last row
+  uint64_t seed = 0;                // the sequence's seed (SamplingParams::seed or the caller's pick)
+  uint64_t draw = 0;                // which of the sequence's tokens this is (0 = first)
+  LogitsOut logits = LogitsOut::None;
+};
+
+struct StepOutput {
+  SampleResult sample;              // token -1 unless chunk.sample
+  std::vector<float> logits;        // [rows, V]: 1 row (Last), T rows (All), empty (None)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const Model& model() const = 0;
+  virtual const char* device() const = 0;  // "cpu" or "cuda"
+  virtual int slots() const = 0;
+  // A fresh sequence (empty state, empty KV, empty penalty state); throws when all are in use.
+  virtual int acquire_slot() = 0;
+  virtual void release_slot(int slot) = 0;  // unknown or free slots are ignored
+  virtual int64_t position(int slot) const = 0;  // tokens processed so far
+
+  // Validates the chunks (distinct slots in use, ids in the vocabulary, rows within
+  // max_step_tokens, KV room) and throws nemotron::Error before anything runs.
+  virtual void begin_step(const std::vector<StepChunk>& chunks) = 0;
+  virtual std::vector<StepOutput> finish_step() = 0;
+  std::vector<StepOutput> step(const std::vector<StepChunk>& chunks) {
+    begin_step(chunks);
+    return finish_step();
+  }
+
+  // Final-normed hidden rows (fp32 [rows, H], every row of the last step in chunk order, or
+  // of the last mtp_forward): the MTP head's input.
+  virtual std::vector<float> last_hidden() const = 0;
+
+  // The MTP head (config.has_mtp()) for `slot`, with its own state and position: row i is fed
+  // (token next_ids[i], hidden row i) (fp32 [T, H], host). Returns logits [rows, V] (every row
+  // or the last one); last_hidden() then holds the head's output rows (for chaining drafts).
+  virtual std::vector<float> mtp_forward(int slot, const int32_t* next_ids, const float* hidden, int64_t T,
+                                         bool all_logits) = 0;
+  virtual int64_t mtp_position(int slot) const = 0;
+
+  // Test hook: while on, every MoE block records the experts it selected; routing()[b] is
+  // block b's ids [rows, k] from the last call that ran it (trunk block l = l, MTP block
+  // j = num_layers + j; rows in chunk order), empty for blocks the last call did not run.
+  virtual void record_routing(bool on) = 0;
+  virtual std::vector<std::vector<int32_t>> routing() const = 0;
+};
+
+// Throws nemotron::Error for an unknown device, or "cuda" without a CUDA device / backend.
+std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& options);
+
+// "cuda" when this build has the CUDA backend and a device is present, else "cpu": every
+// command's default.
+std::string default_device();
+// `requested` ("", "cpu", "cuda") -> the device to use; "" = default_device(). Throws for
+// "cuda" without a device and for anything else.
+std::string resolve_device(const std::string& requested);
+
+}  // namespace nemotron::model
