@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine (through the `run` tool, carry: [".gpudeps"]), from the repo root:
 #   bash scripts/gpu/run-tests.sh [gtest filter] [--cpu] [--no-bench] [--cli-only] [--no-py]
-# (--cli-only: configure and build the nemotron binary alone, for bench-real.sh; no tests)
+# (--cli-only: configure and build the nemotron binary alone, for bench-real.sh; no tests;
+# TEST_TIMEOUT=seconds bounds the GPU test binary, default 1200)
 # Also builds `nemotron` and runs the GPU Python tests (tests/cuda/test_*.py: the server on the
 # GPU through the openai client) unless --no-py; their packages travel as wheels in .whl/
 # (carry: [".gpudeps", ".whl"]; see the device tool's README for how to download them).
@@ -55,7 +56,7 @@ say "configure+build: $(( $(date +%s) - t0 )) s"
 [ "$cli_only" = 1 ] && exit 0
 
 rc=0
-"$bdir/tests/nemotron_cuda_tests" --gtest_filter="$filter" 2>&1 | tee "$out/gpu-tests.log" | \
+timeout "${TEST_TIMEOUT:-1200}" "$bdir/tests/nemotron_cuda_tests" --gtest_filter="$filter" 2>&1 | tee "$out/gpu-tests.log" | \
   grep -E "^\[  (PASSED|FAILED) |^\[==========\]|FAILED|max_err|error" | tee -a "$log"
 [ "${PIPESTATUS[0]}" = 0 ] || rc=1
 if [ "$run_py" = 1 ]; then

@@ -77,8 +77,9 @@ def test_seed_gives_the_same_text_and_concurrent_requests_are_served(client):
 
 
 def test_sampling_knobs_and_logprobs(client):
-    for kw in [dict(temperature=0.7, top_k=20), dict(temperature=0.7, top_p=0.5), dict(temperature=1.0, min_p=0.2),
-               dict(temperature=0.9, extra_body={"ignore_eos": True, "repetition_penalty": 1.3}),
+    extra = lambda **kw: {"extra_body": {"ignore_eos": True, **kw}}  # vLLM's fields beyond the OpenAI API
+    for kw in [dict(temperature=0.7, **extra(top_k=20)), dict(temperature=0.7, top_p=0.5),
+               dict(temperature=1.0, **extra(min_p=0.2)), dict(temperature=0.9, **extra(repetition_penalty=1.3)),
                dict(temperature=0.9, presence_penalty=1.0, frequency_penalty=0.5)]:
         r = complete(client, **kw)
         assert r.usage.completion_tokens == 24, kw
