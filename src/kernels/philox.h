@@ -9,11 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define NEMOTRON_HD __host__ __device__ __forceinline__
-#else
-#define NEMOTRON_HD inline
-#endif
+#include "kernels/host_device.h"
 
 namespace nemotron::kernels {
 
