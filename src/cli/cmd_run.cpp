@@ -88,6 +88,7 @@ int run_run(int argc, char** argv) {
         service->resolve_max_tokens(req.gen, static_cast<int64_t>(prompt.ids.size()), "messages");
     server::OutputPipeline pipe(service->tokenizer(), service->chat_pipeline(req, prompt));
     server::GenerationSession session(service->engine());
+    const runtime::EngineStats before = service->engine().stats();
     const auto t0 = server::Clock::now();
     session.submit(service->make_request(prompt.ids, req.gen, budget, 0));
     server::Clock::time_point first, last;
@@ -133,6 +134,13 @@ int run_run(int argc, char** argv) {
       std::fprintf(stderr, "prompt eval: %zu tokens, %.2f tokens/s | eval: %lld tokens, %.2f tokens/s\n",
                    prompt.ids.size(), prompt.ids.size() / std::max(prompt_s, 1e-9), static_cast<long long>(n),
                    n > 1 ? (n - 1) / std::max(eval_s, 1e-9) : 0.0);
+      const runtime::EngineStats after = service->engine().stats();
+      const uint64_t verifies = after.spec_drafts - before.spec_drafts;
+      if (service->speculative_tokens() > 0)
+        std::fprintf(stderr, "speculative decoding (%d MTP drafts): %llu verify steps, %.2f tokens per verify step\n",
+                     service->speculative_tokens(), static_cast<unsigned long long>(verifies),
+                     verifies ? 1.0 + double(after.spec_accepted_tokens - before.spec_accepted_tokens) / double(verifies)
+                              : 0.0);
     }
   }
   return 0;

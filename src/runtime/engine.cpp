@@ -3,9 +3,15 @@
 #include <algorithm>
 #include <exception>
 
+#include "model/cpu/cpu_forward.h"  // model::argmax
 #include "util/error.h"
 
 namespace nemotron::runtime {
+namespace {
+// Pending MTP-head inputs of a sequence are fed once this many have gathered (the head's own
+// forward costs about one trunk layer per row).
+constexpr int64_t kMtpPendingRows = 64;
+}  // namespace
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
@@ -22,7 +28,17 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
     : backend_(std::move(backend)),
       options_(options),
       vocab_(backend_->model().config.vocab_size),
-      scheduler_(options.limits) {
+      scheduler_(options.limits),
+      spec_(options.speculative_tokens) {
+  const int K = options.speculative_tokens;
+  if (K < 0 || K > 16) throw Error("--speculative-tokens must be in [0, 16], got " + std::to_string(K));
+  if (K > 0 && !backend_->model().config.has_mtp())
+    throw Error("--speculative-tokens " + std::to_string(K) + ": " + backend_->model().config.path +
+                " has no MTP head (num_nextn_predict_layers is 0)");
+  if (K > 0 && !backend_->can_roll_back())
+    throw Error("--speculative-tokens " + std::to_string(K) + ": speculative decoding is not implemented on the " +
+                backend_->device() + " backend yet; use --speculative-tokens 0");
+  stats_.spec_accepted_per_pos.assign(static_cast<std::size_t>(K), 0);
   if (options.limits.max_num_seqs > backend_->slots())
     throw Error("the engine admits " + std::to_string(options.limits.max_num_seqs) + " sequences but the backend has " +
                 std::to_string(backend_->slots()) + " slots");
@@ -55,8 +71,9 @@ uint64_t Engine::submit(GenerationRequest request, EventSink sink) {
     throw Error("this model's maximum context length is " + std::to_string(options_.max_model_len) +
                 " tokens; the request needs " + std::to_string(total) + " (" + std::to_string(request.prompt.size()) +
                 " in the prompt, " + std::to_string(request.max_tokens) + " to generate)");
-  if (total > options_.limits.kv_token_capacity)
-    throw Error("the request needs " + std::to_string(total) + " tokens of KV cache; the server has " +
+  const int64_t kv = total + options_.speculative_tokens;  // drafts past the last token
+  if (kv > options_.limits.kv_token_capacity)
+    throw Error("the request needs " + std::to_string(kv) + " tokens of KV cache; the server has " +
                 std::to_string(options_.limits.kv_token_capacity));
   request.sampling.validate();
   auto seq = std::make_unique<Sequence>();
@@ -132,7 +149,8 @@ bool Engine::intake(bool block) {
     cancels.swap(cancels_);
   }
   for (auto& [id, s] : inbox) {
-    scheduler_.add(id, static_cast<int64_t>(s->request.prompt.size()), s->request.max_tokens);
+    scheduler_.add(id, static_cast<int64_t>(s->request.prompt.size()), s->request.max_tokens,
+                   options_.speculative_tokens);
     sequences_.emplace(id, std::move(s));
   }
   for (uint64_t id : cancels) finish(id, FinishReason::Cancelled);  // unknown or finished: no-op
@@ -162,6 +180,15 @@ void Engine::loop() {
 bool Engine::begin_step(InFlight& f) {
   f.plan = scheduler_.schedule();
   if (f.plan.empty()) return false;
+  f.t0 = std::chrono::steady_clock::now();  // the step's time includes the drafting
+  const int K = options_.speculative_tokens;
+  int64_t decoding = 0;
+  for (const auto& c : f.plan) {
+    decoding += c.decode();
+    f.decode_only = f.decode_only && c.decode();
+  }
+  // Speculate this step? Measured, per batch size (runtime/speculation.h).
+  const bool speculate = K > 0 && decoding > 0 && (options_.speculate_always || spec_.choose(decoding));
   std::vector<model::StepChunk> chunks;
   try {
     for (const auto& c : f.plan) {
@@ -172,7 +199,19 @@ bool Engine::begin_step(InFlight& f) {
       ch.sampling = &s.request.sampling;
       ch.seed = s.seed;
       ch.draw = static_cast<uint64_t>(s.generated);
-      if (c.decode()) {
+      bool verify = false;
+      if (c.decode() && speculate && !s.mtp_ids.empty()) {
+        // [last token, K drafts]: every row draws; keep_states for the roll-back.
+        s.verify = {s.last_token};
+        const auto d = draft(s);
+        s.verify.insert(s.verify.end(), d.begin(), d.end());
+        ch.ids = s.verify.data();
+        ch.T = static_cast<int64_t>(s.verify.size());
+        ch.sample = true;
+        ch.sample_rows = ch.T;
+        ch.keep_states = true;
+        verify = true;
+      } else if (c.decode()) {
         ch.ids = &s.last_token;
         ch.T = 1;
         ch.sample = true;
@@ -182,9 +221,15 @@ bool Engine::begin_step(InFlight& f) {
         ch.sample = c.start + c.count == static_cast<int64_t>(s.request.prompt.size());
         f.prompt_tokens += c.count;
       }
+      // The MTP head consumes every position's hidden row (speculation on): decode rows too,
+      // so that it has the inputs when the next step speculates.
+      f.hidden = f.hidden || K > 0;
       chunks.push_back(ch);
       f.ids.push_back(c.seq);
       f.samples.push_back(ch.sample);
+      f.verifies.push_back(verify);
+      f.row0.push_back(f.rows);
+      f.rows += ch.T;
     }
     backend_->begin_step(chunks);
   } catch (const std::exception& e) {
@@ -195,41 +240,150 @@ bool Engine::begin_step(InFlight& f) {
   return true;
 }
 
+std::vector<int32_t> Engine::draft(Sequence& s) {
+  const int K = options_.speculative_tokens;
+  const int64_t V = vocab_, H = backend_->model().config.hidden_size;
+  const int64_t n = static_cast<int64_t>(s.mtp_ids.size());
+  // Feeding the pending (token, hidden) pairs advances the head's committed state; its last
+  // row drafts d_1. Drafts 2..K chain on the head's own output and are cut back afterwards.
+  std::vector<float> logits = backend_->mtp_forward(s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), n, false);
+  const int64_t committed = backend_->mtp_position(s.slot);
+  s.mtp_ids.clear();
+  s.mtp_hidden.clear();
+  std::vector<int32_t> d{model::argmax(logits.data(), V)};
+  for (int k = 1; k < K; ++k) {
+    const std::vector<float> h = backend_->last_hidden();
+    logits = backend_->mtp_forward(s.slot, &d.back(), h.data() + static_cast<int64_t>(h.size()) - H, 1, false);
+    d.push_back(model::argmax(logits.data(), V));
+  }
+  if (K > 1) backend_->mtp_roll_back(s.slot, committed);
+  return d;
+}
+
+bool Engine::emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r) {
+  s.last_token = r.token;
+  s.generated++;
+  step_generated_++;
+  TokenEvent ev;
+  ev.token = r.token;
+  ev.logprob = r.logprob;
+  ev.top_logprobs = r.top;
+  const auto& stops = s.request.stop_token_ids;
+  if (std::find(stops.begin(), stops.end(), r.token) != stops.end()) ev.reason = FinishReason::Stop;
+  else if (s.generated >= s.request.max_tokens) ev.reason = FinishReason::Length;
+  ev.finished = ev.reason != FinishReason::None;
+  const FinishReason reason = ev.reason;
+  emit(s, std::move(ev));
+  if (reason == FinishReason::None) return false;
+  finish(id, reason);
+  return true;
+}
+
 void Engine::finish_step(InFlight& f) {
   std::vector<model::StepOutput> out;
+  std::vector<float> hidden;
   try {
     out = backend_->finish_step();
+    if (f.hidden) hidden = backend_->last_hidden();
   } catch (const std::exception& e) {
     for (uint64_t id : f.ids) finish(id, FinishReason::Error, e.what());
     return;
   }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - f.t0).count();
+  if (f.decode_only) spec_.record_step(f.rows, seconds);
   scheduler_.commit(f.plan);
-  uint64_t generated = 0;
+  const int K = options_.speculative_tokens;
+  const int64_t H = backend_->model().config.hidden_size;
+  uint64_t drafts = 0, draft_tokens = 0, accepted_total = 0;
+  std::vector<uint64_t> per_pos(static_cast<std::size_t>(K), 0);
   for (std::size_t i = 0; i < f.ids.size(); ++i) {
-    if (!f.samples[i]) continue;
     auto it = sequences_.find(f.ids[i]);
     if (it == sequences_.end()) continue;  // cancelled while the step ran
     Sequence& s = *it->second;
-    const kernels::SampleResult& r = out[i].sample;
-    s.last_token = r.token;
-    s.generated++;
-    generated++;
-    TokenEvent ev;
-    ev.token = r.token;
-    ev.logprob = r.logprob;
-    ev.top_logprobs = r.top;
-    const auto& stops = s.request.stop_token_ids;
-    if (std::find(stops.begin(), stops.end(), r.token) != stops.end()) ev.reason = FinishReason::Stop;
-    else if (s.generated >= s.request.max_tokens) ev.reason = FinishReason::Length;
-    ev.finished = ev.reason != FinishReason::None;
-    const FinishReason reason = ev.reason;
-    emit(s, std::move(ev));
-    if (reason != FinishReason::None) finish(f.ids[i], reason);
+    const ScheduledChunk& c = f.plan[i];
+    const float* rows = hidden.empty() ? nullptr : hidden.data() + f.row0[i] * H;
+    // The MTP head's next inputs: (token after row r, hidden row r) for the rows that stay.
+    auto feed_head = [&](const int32_t* next, int64_t n) {
+      if (!rows || K == 0) return;
+      s.mtp_ids.insert(s.mtp_ids.end(), next, next + n);
+      s.mtp_hidden.insert(s.mtp_hidden.end(), rows, rows + n * H);
+      // While speculation pauses (a large batch) the inputs pile up: feed them in bounded runs,
+      // all but the last pair, which the next draft starts from.
+      const int64_t pending = static_cast<int64_t>(s.mtp_ids.size());
+      if (pending >= kMtpPendingRows) {
+        backend_->mtp_forward(s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), pending - 1, false);
+        s.mtp_ids.erase(s.mtp_ids.begin(), s.mtp_ids.end() - 1);
+        s.mtp_hidden.erase(s.mtp_hidden.begin(), s.mtp_hidden.end() - H);
+      }
+    };
+    const auto& samples = out[i].samples;
+    if (f.verifies[i]) {
+      // Keep drafts while they equal the draws of the rows before them; the first draw that
+      // differs (or the draw after the last draft) is the bonus token.
+      int a = 0;
+      while (a < K && samples[static_cast<std::size_t>(a)].token == s.verify[static_cast<std::size_t>(a) + 1]) ++a;
+      ++drafts;
+      draft_tokens += static_cast<uint64_t>(K);
+      accepted_total += static_cast<uint64_t>(a);
+      for (int k = 0; k < a; ++k) ++per_pos[static_cast<std::size_t>(k)];
+      spec_.record_accept(a);
+      const int64_t pos0 = backend_->position(s.slot) - (K + 1);
+      bool done = false;
+      for (int j = 0; j <= a && !done; ++j) done = emit_token(f.ids[i], s, samples[static_cast<std::size_t>(j)]);
+      if (done) continue;  // finished (slot released)
+      if (a < K) backend_->roll_back(s.slot, pos0 + a + 1);
+      std::vector<int32_t> next;
+      for (int j = 0; j <= a; ++j) next.push_back(samples[static_cast<std::size_t>(j)].token);
+      feed_head(next.data(), a + 1);
+      continue;
+    }
+    if (!c.decode()) {
+      // Prefill rows: the next token of each is the prompt's next, or the draw after the last.
+      const auto& prompt = s.request.prompt;
+      std::vector<int32_t> next(prompt.begin() + c.start + 1,
+                                prompt.begin() + std::min<int64_t>(c.start + c.count + 1, static_cast<int64_t>(prompt.size())));
+      if (f.samples[i]) next.push_back(out[i].sample.token);
+      feed_head(next.data(), static_cast<int64_t>(next.size()));
+    } else if (f.samples[i]) {
+      feed_head(&out[i].sample.token, 1);
+    }
+    if (f.samples[i]) emit_token(f.ids[i], s, out[i].sample);
   }
   step_prompt_tokens_ += static_cast<uint64_t>(f.prompt_tokens);
-  step_generated_ += generated;
   std::lock_guard<std::mutex> lock(mu_);
   stats_.steps_total++;
+  stats_.spec_drafts += drafts;
+  stats_.spec_draft_tokens += draft_tokens;
+  stats_.spec_accepted_tokens += accepted_total;
+  for (int k = 0; k < K; ++k) stats_.spec_accepted_per_pos[static_cast<std::size_t>(k)] += per_pos[static_cast<std::size_t>(k)];
+}
+
+std::vector<TimedEvent> generate_blocking(Engine& engine, GenerationRequest request) {
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<TimedEvent> events;
+    bool done = false;
+  };
+  auto shared = std::make_shared<Shared>();
+  engine.submit(std::move(request), [shared](const TokenEvent& ev) {
+    std::lock_guard<std::mutex> lock(shared->mu);
+    shared->events.push_back({ev, std::chrono::steady_clock::now()});
+    if (ev.finished) {
+      shared->done = true;
+      shared->cv.notify_all();
+    }
+  });
+  std::unique_lock<std::mutex> lock(shared->mu);
+  shared->cv.wait(lock, [&] { return shared->done; });
+  const TokenEvent& last = shared->events.back().event;
+  if (last.reason == FinishReason::Error) throw Error("generation failed: " + last.error);
+  if (last.reason == FinishReason::Cancelled) throw Error("generation was cancelled");
+  return shared->events;
+}
+
+int default_speculative_tokens(const model::Backend& backend) {
+  return backend.model().config.has_mtp() && backend.can_roll_back() ? 3 : 0;
 }
 
 }  // namespace nemotron::runtime

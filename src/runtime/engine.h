@@ -7,6 +7,7 @@
 // The loop overlaps host and device: it begins step N (on the GPU the step is enqueued and
 // runs asynchronously; tokens are sampled on the device), then delivers step N-1's events and
 // takes in new requests and cancellations while step N runs, then waits for step N's tokens.
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -20,6 +21,7 @@
 
 #include "model/backend.h"
 #include "runtime/scheduler.h"
+#include "runtime/speculation.h"
 
 namespace nemotron::runtime {
 
@@ -52,6 +54,14 @@ using EventSink = std::function<void(const TokenEvent&)>;
 struct EngineOptions {
   SchedulerLimits limits;
   int64_t max_model_len = 4096;  // prompt + max_tokens
+  // Speculative decoding with the MTP head: K greedy drafts per decode step, verified in one
+  // step (0 = off). Needs a model with an MTP head and a backend that can roll back
+  // (Backend::can_roll_back). Lossless: each verified row draws with the noise of the token it
+  // would be without speculation, a draft is kept when that draw equals it, and the first
+  // draw that differs is emitted in its place (rejection sampling with greedy drafts).
+  int speculative_tokens = 0;
+  // Verify drafts in every decode step instead of when it measures faster (tests, benches).
+  bool speculate_always = false;
 };
 
 struct EngineStats {
@@ -59,6 +69,10 @@ struct EngineStats {
   int64_t kv_reserved = 0, kv_capacity = 0;
   int max_num_seqs = 0;
   uint64_t prompt_tokens_total = 0, generation_tokens_total = 0, steps_total = 0;
+  // Speculative decoding (vLLM's spec_decode_* counters): verify steps of a sequence, drafts
+  // verified, drafts accepted, and accepted per draft position.
+  uint64_t spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
+  std::vector<uint64_t> spec_accepted_per_pos;
 };
 
 class Engine {
@@ -89,20 +103,33 @@ class Engine {
     int slot = -1;          // backend slot once admitted
     int64_t generated = 0;
     int32_t last_token = -1;
+    // Speculative decoding: the MTP head's inputs not yet fed (token i+1 with the trunk's
+    // hidden row of token i), fed when it next drafts, and the verify chunk in flight
+    // [last_token, drafts...].
+    std::vector<int32_t> mtp_ids;
+    std::vector<float> mtp_hidden;
+    std::vector<int32_t> verify;
   };
   // One step between begin_step and finish_step: the scheduled chunks and, per chunk, the
-  // sequence and whether its last row samples the next token.
+  // sequence, whether it samples, whether it verifies drafts, and its first row.
   struct InFlight {
     std::vector<ScheduledChunk> plan;
     std::vector<uint64_t> ids;
-    std::vector<bool> samples;
-    int64_t prompt_tokens = 0;
+    std::vector<bool> samples, verifies;
+    std::vector<int64_t> row0;
+    int64_t rows = 0, prompt_tokens = 0;
+    bool decode_only = true, hidden = false;  // hidden: some chunk needs the hidden rows
+    std::chrono::steady_clock::time_point t0;
   };
   void loop();
   // Takes the inbox and the cancellations (waiting for work when `block`); false on stop.
   bool intake(bool block);
   bool begin_step(InFlight& f);
   void finish_step(InFlight& f);
+  // The K greedy drafts of the MTP head for `s` (feeds its pending inputs first).
+  std::vector<int32_t> draft(Sequence& s);
+  // Emits a token of `s`; true when it finished the sequence (stop id or max_tokens).
+  bool emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r);
   // Retires a sequence (frees scheduler and backend state); its final event is queued.
   void finish(uint64_t id, FinishReason reason, const std::string& error = "");
   void emit(Sequence& s, TokenEvent ev) { outbox_.emplace_back(&s.sink, std::move(ev)); }
@@ -126,8 +153,21 @@ class Engine {
   std::vector<std::pair<EventSink*, TokenEvent>> outbox_;
   std::vector<std::unique_ptr<Sequence>> retired_;  // kept alive until their events are out
   uint64_t step_prompt_tokens_ = 0, step_generated_ = 0;
+  SpecController spec_;
   EngineStats stats_;  // guarded by mu_
   std::thread thread_;
 };
+
+// Submits one request and waits for its final event (the CLI's generate): its events with
+// their arrival times. Throws nemotron::Error when the request is refused or fails.
+struct TimedEvent {
+  TokenEvent event;
+  std::chrono::steady_clock::time_point at;
+};
+std::vector<TimedEvent> generate_blocking(Engine& engine, GenerationRequest request);
+
+// The default of --speculative-tokens: 3 for a model with an MTP head on a backend that can
+// roll back, else 0.
+int default_speculative_tokens(const model::Backend& backend);
 
 }  // namespace nemotron::runtime

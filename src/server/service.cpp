@@ -54,8 +54,14 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   s->plan_ = runtime::plan_memory(*s->model_, plan);
   log << s->plan_.describe();
   log.flush();
-  s->engine_ = std::make_unique<runtime::Engine>(model::make_backend(*s->model_, s->plan_.backend_options()),
-                                                 s->plan_.engine_options());
+  auto backend = model::make_backend(*s->model_, s->plan_.backend_options());
+  runtime::EngineOptions eo = s->plan_.engine_options();
+  eo.speculative_tokens =
+      config.speculative_tokens >= 0 ? config.speculative_tokens : runtime::default_speculative_tokens(*backend);
+  if (eo.speculative_tokens > 0)
+    log << "speculative decoding: " << eo.speculative_tokens
+        << " MTP drafts per decode step, verified when measured faster (--speculative-tokens 0: off)\n";
+  s->engine_ = std::make_unique<runtime::Engine>(std::move(backend), eo);
   s->metrics_ = std::make_unique<Metrics>(s->name_);
   return s;
 }

@@ -34,6 +34,7 @@ struct ServiceConfig {
   std::string model_dir;
   std::string served_model_name;    // default: the model directory's last component
   runtime::MemoryPlanRequest plan;
+  int speculative_tokens = -1;      // MTP drafts per step; -1 = runtime::default_speculative_tokens
 };
 
 // Sampling defaults from the model directory's generation_config.json (as vLLM applies
@@ -67,6 +68,7 @@ class ModelService {
   runtime::Engine& engine() { return *engine_; }
   const runtime::MemoryPlan& plan() const { return plan_; }
   int64_t max_model_len() const { return plan_.max_model_len; }
+  int speculative_tokens() const { return engine_->options().speculative_tokens; }
   Metrics& metrics() { return *metrics_; }
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
   const SamplingDefaults& sampling_defaults() const { return defaults_; }

@@ -30,6 +30,10 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8"}));
   app.add_option("--memory", f.memory_gib, "Memory budget in GiB (default: available memory minus a margin)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--speculative-tokens", f.config.speculative_tokens,
+                 "MTP drafts verified per decode step (0 = off; default 3 when the model has an MTP head and the "
+                 "backend can roll back, else 0); verified only while measured faster")
+      ->check(CLI::Range(0, 16));
   f.config.plan.device = "";  // resolved at load: cuda when a CUDA device is present
   app.add_option("--device", f.config.plan.device, "Device: cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));

@@ -53,6 +53,9 @@ class CpuBackend final : public Backend {
           throw Error("token id " + std::to_string(ch.ids[t]) + " is outside the vocabulary [0, " + std::to_string(V) +
                       ")");
       if (ch.sampling) ch.sampling->validate();
+      if (ch.sample && (ch.sample_rows < 1 || ch.sample_rows > ch.T))
+        throw Error("CPU backend: sample_rows " + std::to_string(ch.sample_rows) + " outside [1, " +
+                    std::to_string(ch.T) + "]");
       rows += ch.T;
     }
     if (rows > opt_.max_step_tokens)
@@ -89,6 +92,38 @@ class CpuBackend final : public Backend {
   }
   int64_t mtp_position(int slot) const override { return at(slot).mtp.pos; }
 
+  bool can_roll_back() const override { return true; }
+
+  void roll_back(int slot, int64_t pos) override {
+    Slot& s = at(slot);
+    Kept& k = s.kept;
+    if (!k.valid)
+      throw Error("CPU backend: roll_back of slot " + std::to_string(slot) + " without a kept step (keep_states)");
+    if (pos < k.pos0 || pos > k.pos0 + k.T)
+      throw Error("CPU backend: roll_back to " + std::to_string(pos) + " outside the kept chunk [" +
+                  std::to_string(k.pos0) + ", " + std::to_string(k.pos0 + k.T) + "]");
+    k.valid = false;
+    const int64_t n = pos - k.pos0;  // rows kept
+    roll_back_state(s.state, k.rows, k.before, pos, model().config.kv_dim());
+    // Penalty state: as the step built it, but only from the kept rows (prompt rows up to the
+    // first sampled one, then the kept rows' draws).
+    s.penalties = std::move(k.penalties);
+    const int64_t first = k.T - k.sample_rows;  // chunk row of the first draw
+    kernels::penalty_observe_prompt(s.penalties, k.ids.data(), std::min(n, k.sample_rows > 0 ? first + 1 : k.T));
+    for (int64_t j = 0; j < n - first && j < static_cast<int64_t>(k.samples.size()); ++j) {
+      s.penalties.counts[k.samples[j].token]++;
+      s.penalties.seen.insert(k.samples[j].token);
+    }
+  }
+
+  void mtp_roll_back(int slot, int64_t pos) override {
+    Slot& s = at(slot);
+    for (const auto& b : s.mtp.blocks)
+      if (!b.conv.empty() || !b.ssm.empty())
+        throw Error("CPU backend: the MTP head has recurrent blocks; it cannot be rolled back by length");
+    roll_back_state(s.mtp, {}, {}, pos, model().config.kv_dim());
+  }
+
   void record_routing(bool on) override {
     recording_ = on;
     routing_.clear();
@@ -96,10 +131,23 @@ class CpuBackend final : public Backend {
   std::vector<std::vector<int32_t>> routing() const override { return routing_; }
 
  private:
+  // What the last step kept of a slot's chunk for roll_back: its start position and rows, the
+  // Mamba states before it and after each row, the penalty state before it, its ids and the
+  // draws of its last sample_rows rows.
+  struct Kept {
+    bool valid = false;
+    int64_t pos0 = 0, T = 0, sample_rows = 0;
+    RowStates rows;
+    std::vector<BlockCache> before;
+    kernels::PenaltyState penalties;
+    std::vector<int32_t> ids;
+    std::vector<SampleResult> samples;
+  };
   struct Slot {
     bool in_use = false;
     SequenceState state, mtp;
     kernels::PenaltyState penalties;
+    Kept kept;
   };
   // While recording, a RoutingScope around one forward call keeps each MoE block's own
   // choice (blocks the call does not run are left empty).
@@ -122,8 +170,22 @@ class CpuBackend final : public Backend {
   std::vector<StepOutput> run(const std::vector<StepChunk>& chunks) {
     const int64_t V = model().config.vocab_size;
     std::vector<SequenceChunk> seqs;
-    for (const auto& ch : chunks)
-      seqs.push_back({&at(ch.slot).state, ch.ids, ch.T, ch.logits == LogitsOut::All});
+    for (const auto& ch : chunks) {
+      Slot& s = at(ch.slot);
+      Kept& k = s.kept;
+      k.valid = ch.keep_states;
+      if (ch.keep_states) {
+        k.pos0 = s.state.pos;
+        k.T = ch.T;
+        k.before.clear();
+        for (const auto& b : s.state.blocks) k.before.push_back({b.conv, b.ssm, {}, {}});
+        k.penalties = s.penalties;
+        k.ids.assign(ch.ids, ch.ids + ch.T);
+        k.sample_rows = ch.sample ? ch.sample_rows : 0;
+      }
+      const bool all = ch.logits == LogitsOut::All || (ch.sample && ch.sample_rows > 1);
+      seqs.push_back({&s.state, ch.ids, ch.T, all, ch.keep_states ? &k.rows : nullptr});
+    }
     std::vector<ForwardResult> results;
     {
       Recorder rec(*this);
@@ -138,13 +200,20 @@ class CpuBackend final : public Backend {
       Slot& s = at(ch.slot);
       const SamplingParams greedy{.temperature = 0.0f};
       const SamplingParams& p = ch.sampling ? *ch.sampling : greedy;
-      if (p.penalized()) kernels::penalty_observe_prompt(s.penalties, ch.ids, ch.T);
-      if (ch.sample) {
-        const float* last = r.logits.data() + (static_cast<int64_t>(r.logits.size()) / V - 1) * V;
-        out[i].sample = kernels::sample_cpu(last, V, p, ch.seed, ch.draw, p.penalized() ? &s.penalties : nullptr);
-      } else {
-        out[i].sample.token = -1;
+      // The rows up to the first sampled one are prompt (seen); each later sampled row's input
+      // is the previous row's draw, which sample_cpu has just counted (a verify chunk of drafts:
+      // for the accepted prefix the drafts are the draws).
+      const int64_t S = ch.sample ? ch.sample_rows : 0;
+      if (p.penalized()) kernels::penalty_observe_prompt(s.penalties, ch.ids, S > 0 ? ch.T - S + 1 : ch.T);
+      const int64_t rows = static_cast<int64_t>(r.logits.size()) / V;
+      for (int64_t j = 0; j < S; ++j) {
+        const float* row = r.logits.data() + (rows - S + j) * V;
+        out[i].samples.push_back(kernels::sample_cpu(row, V, p, ch.seed, ch.draw + static_cast<uint64_t>(j),
+                                                     p.penalized() ? &s.penalties : nullptr));
       }
+      if (S > 0) s.kept.samples = out[i].samples;
+      if (S > 0) out[i].sample = out[i].samples.back();
+      else out[i].sample.token = -1;
       if (ch.logits == LogitsOut::Last && r.logits.size() > static_cast<std::size_t>(V))
         r.logits.erase(r.logits.begin(), r.logits.end() - V);
       if (ch.logits != LogitsOut::None) out[i].logits = std::move(r.logits);

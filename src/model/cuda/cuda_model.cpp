@@ -18,6 +18,8 @@ int CudaModel::acquire_slot() { throw Error("no CUDA backend"); }
 void CudaModel::release_slot(int) {}
 int64_t CudaModel::position(int) const { return 0; }
 int CudaModel::slots() const { return 0; }
+void CudaModel::roll_back(int, int64_t) { throw Error("no CUDA backend"); }
+void CudaModel::mtp_roll_back(int, int64_t) { throw Error("no CUDA backend"); }
 void CudaModel::begin_step(const std::vector<StepChunk>&) { throw Error("no CUDA backend"); }
 std::vector<StepOutput> CudaModel::finish_step() { throw Error("no CUDA backend"); }
 std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>&) { throw Error("no CUDA backend"); }
@@ -161,6 +163,8 @@ void CudaModel::begin_step(const std::vector<StepChunk>& chunks) {
   bool decode = true;
   for (const auto& ch : chunks) {
     if (ch.sampling) ch.sampling->validate();
+    if (ch.keep_states || (ch.sample && ch.sample_rows != 1))
+      throw Error("CUDA model: speculative decoding (keep_states, sample_rows > 1) is not implemented on the GPU yet");
     LogitsOut rows = ch.logits;
     if (ch.sample && rows == LogitsOut::None) rows = LogitsOut::Last;
     steps.push_back({ch.slot, ch.ids, ch.T, rows});
@@ -214,8 +218,17 @@ std::vector<StepOutput> CudaModel::finish_step() {
     const int n = ch.sampling ? std::min(ch.sampling->logprobs, kernels::kMaxTopLogprobs) : 0;
     for (int j = 0; j < n; ++j)
       r.top.push_back({s.h_top_ids[row * kernels::kMaxTopLogprobs + j], s.h_top_lp[row * kernels::kMaxTopLogprobs + j]});
+    out[i].samples.push_back(r);
   }
   return out;
+}
+
+void CudaModel::roll_back(int, int64_t) {
+  throw Error("CUDA model: roll_back (speculative decoding) is not implemented on the GPU yet");
+}
+
+void CudaModel::mtp_roll_back(int, int64_t) {
+  throw Error("CUDA model: mtp_roll_back (speculative decoding) is not implemented on the GPU yet");
 }
 
 std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>& chunks) {

@@ -67,6 +67,11 @@ class CudaModel final : public Backend {
 
   void begin_step(const std::vector<StepChunk>& chunks) override;
   std::vector<StepOutput> finish_step() override;
+  // Speculative decoding's roll-back is not implemented on the GPU yet: chunks with
+  // keep_states or sample_rows > 1 are refused, and the engine does not speculate here.
+  bool can_roll_back() const override { return false; }
+  void roll_back(int slot, int64_t pos) override;
+  void mtp_roll_back(int slot, int64_t pos) override;
 
   // Shorthands over step() for tests and benchmarks.
   // forward: each chunk's logits (fp32 [rows, V]: every row with all_logits, else the last)
