@@ -27,7 +27,7 @@ int run_generate(int argc, char** argv) {
   bool chat = false;
   int64_t max_tokens = 16;
   int mtp_drafts = 0, spec_tokens = -1;
-  bool json = false, ignore_eos = false;
+  bool json = false, ignore_eos = false, spec_always = false;
   app.add_option("--model", model_dir, "Model directory")->required();
   auto* ids_opt = app.add_option("--ids", ids_text, "Prompt token ids, comma-separated");
   auto* prompt_opt = app.add_option("--prompt", prompt_text, "Prompt text (needs tokenizer.json in the model directory)");
@@ -44,6 +44,8 @@ int run_generate(int argc, char** argv) {
                  "MTP drafts verified per step (0 = off; default 3 when the model has an MTP head and the backend "
                  "can roll back, else 0); the ids are the same either way")
       ->check(CLI::Range(0, 16));
+  app.add_flag("--speculate-always", spec_always,
+               "Verify drafts in every decode step (default: only while measured faster); for measurements");
   app.add_option("--device", device, "cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   CLI11_PARSE(app, argc, argv);
@@ -114,6 +116,7 @@ int run_generate(int argc, char** argv) {
   eo.limits = {1, bo.max_step_tokens, bo.kv_tokens};
   eo.max_model_len = T + max_tokens;
   eo.speculative_tokens = K;
+  eo.speculate_always = spec_always;
   runtime::Engine engine(std::move(backend), eo);
   runtime::GenerationRequest req;
   req.prompt = prompt;
