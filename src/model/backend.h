@@ -98,6 +98,19 @@ class Backend {
   virtual void roll_back(int slot, int64_t pos) = 0;
   virtual void mtp_roll_back(int slot, int64_t pos) = 0;
 
+  // Prefix caching (runtime/prefix_cache.h). A snapshot is a sequence's whole state at its
+  // position -- Mamba conv and SSM states, the K/V rows of positions [0, pos), the MTP head's
+  // state -- kept by the backend under an id the caller chooses. Loading one into a fresh slot
+  // continues exactly as the snapshotted sequence would (the penalty state is not part of it:
+  // observe_prompt marks tokens seen without feeding them). can_snapshot: whether this backend
+  // implements them (the engine caches prefixes only then).
+  virtual bool can_snapshot() const = 0;
+  virtual int64_t snapshot_bytes(int64_t pos) const = 0;  // the memory one at `pos` takes
+  virtual void save_snapshot(int slot, uint64_t id) = 0;  // throws when `id` is taken
+  virtual void load_snapshot(uint64_t id, int slot) = 0;  // `slot` must be fresh (position 0)
+  virtual void drop_snapshot(uint64_t id) = 0;            // unknown ids are ignored
+  virtual void observe_prompt(int slot, const int32_t* ids, int64_t n) = 0;
+
   // The MTP head (config.has_mtp()) for `slot`, with its own state and position: row i is fed
   // (token next_ids[i], hidden row i) (fp32 [T, H], host). Returns logits [rows, V] (every row
   // or the last one); last_hidden() then holds the head's output rows (for chaining drafts).

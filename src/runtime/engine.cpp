@@ -39,6 +39,10 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
     throw Error("--speculative-tokens " + std::to_string(K) + ": speculative decoding is not implemented on the " +
                 backend_->device() + " backend yet; use --speculative-tokens 0");
   stats_.spec_accepted_per_pos.assign(static_cast<std::size_t>(K), 0);
+  if (options.prefix_cache_bytes < 0) throw Error("--prefix-cache-memory must not be negative");
+  if (options.prefix_snapshot_interval < 1) throw Error("the prefix snapshot interval must be positive");
+  if (options.prefix_cache_bytes > 0 && backend_->can_snapshot())
+    cache_ = std::make_unique<PrefixCache>(options.prefix_cache_bytes);
   if (options.limits.max_num_seqs > backend_->slots())
     throw Error("the engine admits " + std::to_string(options.limits.max_num_seqs) + " sequences but the backend has " +
                 std::to_string(backend_->slots()) + " slots");
@@ -115,6 +119,15 @@ void Engine::finish(uint64_t id, FinishReason reason, const std::string& error) 
     ev.error = error;
     emit(s, std::move(ev));
   }
+  // The prompt + reply it has been fed (all but the last token) is the next turn's prefix.
+  const auto& prompt = s.request.prompt;
+  const int64_t fed = static_cast<int64_t>(prompt.size() + s.output.size()) - 1;
+  if (cache_ && (reason == FinishReason::Stop || reason == FinishReason::Length) && s.slot >= 0 &&
+      !s.output.empty() && backend_->position(s.slot) == fed) {
+    std::vector<int32_t> ids(prompt);
+    ids.insert(ids.end(), s.output.begin(), s.output.end() - 1);
+    save_prefix(s, ids.data(), fed);
+  }
   scheduler_.remove(id);
   // A step in flight may still compute this slot's rows; the backend orders a later reuse of
   // the slot after it (its results for this sequence are dropped: the id is gone).
@@ -131,6 +144,7 @@ void Engine::publish() {
     stats_.kv_reserved = scheduler_.kv_reserved();
     stats_.prompt_tokens_total += step_prompt_tokens_;
     stats_.generation_tokens_total += step_generated_;
+    if (cache_) stats_.prefix_cache = cache_->stats();
   }
   step_prompt_tokens_ = step_generated_ = 0;
   for (auto& [sink, ev] : outbox_) (*sink)(ev);
@@ -179,6 +193,7 @@ void Engine::loop() {
 
 bool Engine::begin_step(InFlight& f) {
   f.plan = scheduler_.schedule();
+  if (cache_) defer_same_prompts(f.plan);
   if (f.plan.empty()) return false;
   f.t0 = std::chrono::steady_clock::now();  // the step's time includes the drafting
   const int K = options_.speculative_tokens;
@@ -191,9 +206,15 @@ bool Engine::begin_step(InFlight& f) {
   const bool speculate = K > 0 && decoding > 0 && (options_.speculate_always || spec_.choose(decoding));
   std::vector<model::StepChunk> chunks;
   try {
-    for (const auto& c : f.plan) {
+    for (auto& c : f.plan) {
       Sequence& s = *sequences_.at(c.seq);
-      if (s.slot < 0) s.slot = backend_->acquire_slot();
+      if (s.slot < 0) {
+        s.slot = backend_->acquire_slot();
+        if (cache_ && !c.decode()) resume_from_cache(s, c);
+      }
+      // Prefill chunks end at snapshot points (so that the snapshot there exists); a leader's
+      // point before its last token lets the followers with the same prompt feed it themselves.
+      if (cache_ && !c.decode()) c.count = std::min(c.count, next_snapshot_point(s, c.start) - c.start);
       model::StepChunk ch;
       ch.slot = s.slot;
       ch.sampling = &s.request.sampling;
@@ -260,11 +281,67 @@ std::vector<int32_t> Engine::draft(Sequence& s) {
   return d;
 }
 
+void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {
+  const auto& prompt = s.request.prompt;
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  const PrefixCache::Hit hit = cache_->lookup(prompt.data(), n);
+  if (hit.tokens <= 0) return;
+  backend_->load_snapshot(hit.id, s.slot);
+  if (s.request.sampling.penalized()) backend_->observe_prompt(s.slot, prompt.data(), hit.tokens);
+  s.cached = hit.tokens;
+  c.count = std::min(c.count, n - hit.tokens);
+  c.start = hit.tokens;
+}
+
+int64_t Engine::next_snapshot_point(const Sequence& s, int64_t after) const {
+  const int64_t n = static_cast<int64_t>(s.request.prompt.size()), every = options_.prefix_snapshot_interval;
+  int64_t p = std::min(n, (after / every + 1) * every);
+  for (int64_t q : s.request.snapshot_at)
+    if (q > after) p = std::min(p, q);
+  if (s.lead_prefix && n - 1 > after) p = std::min(p, n - 1);
+  return p;
+}
+
+void Engine::save_prefix(Sequence& s, const int32_t* ids, int64_t n) {
+  if (cache_->contains(ids, n)) return;
+  std::vector<uint64_t> evicted;
+  const uint64_t id = next_snapshot_++;
+  if (!cache_->insert(ids, n, id, backend_->snapshot_bytes(n), evicted)) return;
+  for (uint64_t e : evicted) backend_->drop_snapshot(e);
+  backend_->save_snapshot(s.slot, id);
+}
+
+void Engine::defer_same_prompts(std::vector<ScheduledChunk>& plan) {
+  // A fresh sequence whose prompt equals that of a sequence still prefilling (started, no
+  // token yet) or of an earlier fresh one in this plan waits; that one becomes its leader.
+  std::vector<Sequence*> prefilling;
+  for (auto& [id, seq] : sequences_)
+    if (seq->slot >= 0 && seq->output.empty()) prefilling.push_back(seq.get());
+  std::vector<ScheduledChunk> kept;
+  for (const auto& c : plan) {
+    Sequence& s = *sequences_.at(c.seq);
+    if (!c.decode() && s.slot < 0) {
+      Sequence* leader = nullptr;
+      for (Sequence* p : prefilling)
+        if (p != &s && p->request.prompt == s.request.prompt) leader = p;
+      if (leader && s.request.prompt.size() > 1) {
+        leader->lead_prefix = true;
+        continue;  // waits for the leader's snapshot
+      }
+      prefilling.push_back(&s);  // leads the later ones of this plan
+    }
+    kept.push_back(c);
+  }
+  plan.swap(kept);
+}
+
 bool Engine::emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r) {
   s.last_token = r.token;
   s.generated++;
+  s.output.push_back(r.token);
   step_generated_++;
   TokenEvent ev;
+  if (s.generated == 1) ev.cached_tokens = s.cached;
   ev.token = r.token;
   ev.logprob = r.logprob;
   ev.top_logprobs = r.top;
@@ -340,6 +417,8 @@ void Engine::finish_step(InFlight& f) {
     if (!c.decode()) {
       // Prefill rows: the next token of each is the prompt's next, or the draw after the last.
       const auto& prompt = s.request.prompt;
+      const int64_t end = c.start + c.count;
+      if (cache_ && end == next_snapshot_point(s, c.start)) save_prefix(s, prompt.data(), end);
       std::vector<int32_t> next(prompt.begin() + c.start + 1,
                                 prompt.begin() + std::min<int64_t>(c.start + c.count + 1, static_cast<int64_t>(prompt.size())));
       if (f.samples[i]) next.push_back(out[i].sample.token);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "model/backend.h"
+#include "runtime/prefix_cache.h"
 #include "runtime/scheduler.h"
 #include "runtime/speculation.h"
 
@@ -36,6 +37,9 @@ struct GenerationRequest {
   SamplingParams sampling;             // no seed: the engine draws one
   int64_t max_tokens = 16;             // >= 1
   std::vector<int32_t> stop_token_ids; // generation ends after emitting one of these
+  // Prompt lengths worth a prefix-cache snapshot besides the engine's own (the chat history
+  // before the generation prompt: the next turn of the conversation starts with it).
+  std::vector<int64_t> snapshot_at;
 };
 
 // One event per generated token; the last one has finished = true (a cancelled or failed
@@ -47,6 +51,7 @@ struct TokenEvent {
   bool finished = false;
   FinishReason reason = FinishReason::None;
   std::string error;
+  int64_t cached_tokens = 0;  // first token's event: prompt tokens resumed from the prefix cache
 };
 
 using EventSink = std::function<void(const TokenEvent&)>;
@@ -62,6 +67,13 @@ struct EngineOptions {
   int speculative_tokens = 0;
   // Verify drafts in every decode step instead of when it measures faster (tests, benches).
   bool speculate_always = false;
+  // Prefix cache (runtime/prefix_cache.h): the bytes its backend snapshots may take (0 = off;
+  // also off when the backend cannot snapshot). A request resumes from the longest cached
+  // prefix of its prompt; snapshots are taken at the end of every prompt, every
+  // `prefix_snapshot_interval` prompt tokens along a long prefill, and at the end of every
+  // generation (prompt + reply: the next turn of a conversation starts with them).
+  int64_t prefix_cache_bytes = 0;
+  int64_t prefix_snapshot_interval = 2048;
 };
 
 struct EngineStats {
@@ -73,6 +85,7 @@ struct EngineStats {
   // verified, drafts accepted, and accepted per draft position.
   uint64_t spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
   std::vector<uint64_t> spec_accepted_per_pos;
+  PrefixCacheStats prefix_cache;  // budget 0: off
 };
 
 class Engine {
@@ -109,6 +122,12 @@ class Engine {
     std::vector<int32_t> mtp_ids;
     std::vector<float> mtp_hidden;
     std::vector<int32_t> verify;
+    // Prefix cache: the tokens emitted so far, the prompt tokens resumed from the cache, and
+    // whether the prompt's last token is held back one step (followers with the same prompt
+    // wait for the snapshot before it: the state that lets them feed that token themselves).
+    std::vector<int32_t> output;
+    int64_t cached = 0;
+    bool lead_prefix = false;
   };
   // One step between begin_step and finish_step: the scheduled chunks and, per chunk, the
   // sequence, whether it samples, whether it verifies drafts, and its first row.
@@ -130,6 +149,16 @@ class Engine {
   std::vector<int32_t> draft(Sequence& s);
   // Emits a token of `s`; true when it finished the sequence (stop id or max_tokens).
   bool emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r);
+  // Prefix cache: resumes a fresh sequence from the longest cached prefix of its prompt (the
+  // chunk is moved past it); snapshots `s`'s state as the prefix ids[0, n) it has been fed.
+  void resume_from_cache(Sequence& s, ScheduledChunk& c);
+  void save_prefix(Sequence& s, const int32_t* ids, int64_t n);
+  // The first prompt length after `after` at which `s` takes a snapshot (prefill chunks are
+  // cut there): a multiple of prefix_snapshot_interval, a requested one, the one before the
+  // last token for a leader; else the prompt's end.
+  int64_t next_snapshot_point(const Sequence& s, int64_t after) const;
+  // Sequences waiting this step for a same-prompt sequence's prefill (their chunks dropped).
+  void defer_same_prompts(std::vector<ScheduledChunk>& plan);
   // Retires a sequence (frees scheduler and backend state); its final event is queued.
   void finish(uint64_t id, FinishReason reason, const std::string& error = "");
   void emit(Sequence& s, TokenEvent ev) { outbox_.emplace_back(&s.sink, std::move(ev)); }
@@ -154,6 +183,8 @@ class Engine {
   std::vector<std::unique_ptr<Sequence>> retired_;  // kept alive until their events are out
   uint64_t step_prompt_tokens_ = 0, step_generated_ = 0;
   SpecController spec_;
+  std::unique_ptr<PrefixCache> cache_;
+  uint64_t next_snapshot_ = 1;
   EngineStats stats_;  // guarded by mu_
   std::thread thread_;
 };

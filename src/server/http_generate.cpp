@@ -39,6 +39,8 @@ struct Job {
   GenerationSession session;
   std::vector<std::unique_ptr<OutputPipeline>> pipes;
   int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;  // of the prompt, resumed from the prefix cache (any choice's)
+  std::vector<int64_t> snapshot_at;  // prefix-cache snapshot points of the prompt (chat history)
 
   Job(HttpServer::State& st, ModelService& s) : state(st), service(s), session(s.engine(), &s.metrics()) {}
 
@@ -46,7 +48,7 @@ struct Job {
              const PipelineOptions& popts) {
     prompt_tokens = static_cast<int64_t>(prompt.size());
     for (int i = 0; i < gen.n; ++i) pipes.push_back(std::make_unique<OutputPipeline>(service.tokenizer(), popts));
-    for (int i = 0; i < gen.n; ++i) session.submit(service.make_request(prompt, gen, max_tokens, i));
+    for (int i = 0; i < gen.n; ++i) session.submit(service.make_request(prompt, gen, max_tokens, i, snapshot_at));
   }
 
   bool done() const {
@@ -61,6 +63,7 @@ struct Job {
     ChoiceEvent ev;
     if (!session.next(ev, timeout)) return false;
     choice = ev.choice;
+    cached_tokens = std::max(cached_tokens, ev.event.cached_tokens);
     OutputPipeline& p = *pipes[static_cast<std::size_t>(choice)];
     out = p.push(ev.event);
     if (p.stopped_by_string()) session.cancel(choice);
@@ -112,7 +115,7 @@ Json final_response(Job& job) {
     choices.push_back(c);
   }
   body["choices"] = choices;
-  body["usage"] = usage_json(job.prompt_tokens, job.completion_tokens());
+  body["usage"] = usage_json(job.prompt_tokens, job.completion_tokens(), job.cached_tokens);
   return body;
 }
 
@@ -215,7 +218,7 @@ void respond(std::shared_ptr<Job> job, const httplib::Request& req, httplib::Res
         if (job->include_usage) {
           Json ch = job->envelope(job->chat ? "chat.completion.chunk" : "text_completion");
           ch["choices"] = Json::array();
-          ch["usage"] = usage_json(job->prompt_tokens, job->completion_tokens());
+          ch["usage"] = usage_json(job->prompt_tokens, job->completion_tokens(), job->cached_tokens);
           if (!write(sse(ch))) return fail();
         }
         if (!write("data: [DONE]\n\n")) return fail();
@@ -252,6 +255,7 @@ void handle_chat(HttpServer::State& state, ModelService& service, const httplib:
   job->include_reasoning = r.include_reasoning;
   job->stream = r.gen.stream;
   job->include_usage = r.gen.include_usage;
+  if (prompt.history_tokens > 0) job->snapshot_at = {prompt.history_tokens};
   submit_or_400(*job, prompt.ids, r.gen, max_tokens, service.chat_pipeline(r, prompt));
   respond(job, req, res);
 }

@@ -113,6 +113,14 @@ std::string Metrics::render(const runtime::EngineStats& st) const {
           double(st.spec_drafts));
   counter("nemotron:spec_decode_num_draft_tokens", "MTP draft tokens verified.", double(st.spec_draft_tokens));
   counter("nemotron:spec_decode_num_accepted_tokens", "MTP draft tokens accepted.", double(st.spec_accepted_tokens));
+  counter("nemotron:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
+          double(st.prefix_cache.query_tokens));
+  counter("nemotron:prefix_cache_hits", "Prompt tokens resumed from the prefix cache.",
+          double(st.prefix_cache.hit_tokens));
+  gauge("nemotron:prefix_cache_snapshots", "Cached prefixes (backend snapshots).", double(st.prefix_cache.entries));
+  gauge("nemotron:prefix_cache_bytes", "Memory the cached prefixes take.", double(st.prefix_cache.bytes));
+  gauge("nemotron:prefix_cache_budget_bytes", "Memory the prefix cache may take (0: off).",
+        double(st.prefix_cache.budget));
   header(o, "nemotron:spec_decode_num_accepted_tokens_per_pos", "counter",
          "MTP draft tokens accepted, by draft position (0 = the first draft).");
   for (std::size_t k = 0; k < st.spec_accepted_per_pos.size(); ++k)

@@ -132,6 +132,20 @@ ChatPrompt ModelService::render_chat(const ChatRequest& r) const {
   }
   p.ids = tokenizer_.encode(p.text, false, true);
   p.thinking = text::prompt_ends_in_reasoning(p.text);
+  if (r.add_generation_prompt) {
+    // The same conversation without the generation prompt: where the next turn diverges.
+    opts.add_generation_prompt = false;
+    try {
+      const std::string history = template_->render(r.messages, p.tools, opts);
+      if (p.text.compare(0, history.size(), history) == 0) {
+        const auto h = tokenizer_.encode(history, false, true);
+        if (h.size() < p.ids.size() && std::equal(h.begin(), h.end(), p.ids.begin()))
+          p.history_tokens = static_cast<int64_t>(h.size());
+      }
+    } catch (const Error&) {
+      // A template that cannot render without the generation prompt: no snapshot point.
+    }
+  }
   return p;
 }
 
@@ -162,9 +176,11 @@ int64_t ModelService::resolve_max_tokens(const GenerationOptions& gen, int64_t p
 }
 
 runtime::GenerationRequest ModelService::make_request(const std::vector<int32_t>& prompt, const GenerationOptions& gen,
-                                                      int64_t max_tokens, int choice) const {
+                                                      int64_t max_tokens, int choice,
+                                                      std::vector<int64_t> snapshot_at) const {
   runtime::GenerationRequest g;
   g.prompt = prompt;
+  g.snapshot_at = std::move(snapshot_at);
   g.sampling = gen.sampling;
   defaults_.apply(gen.given, g.sampling);
   if (g.sampling.seed) *g.sampling.seed += static_cast<uint64_t>(choice);

@@ -53,6 +53,9 @@ struct ChatPrompt {
   std::vector<int32_t> ids;
   bool thinking = false;            // the prompt leaves the model inside <think>
   Json tools;                       // the tools rendered and parsed (named choice: one)
+  // Tokens of the conversation before the generation prompt, when they are a prefix of `ids`
+  // (0 otherwise): a prefix-cache snapshot point, since the next turn starts with them.
+  int64_t history_tokens = 0;
 };
 
 class ModelService {
@@ -82,7 +85,8 @@ class ModelService {
   // prompt + max_tokens exceeds max_model_len. `prompt_param` names the prompt field.
   int64_t resolve_max_tokens(const GenerationOptions& gen, int64_t prompt_len, const std::string& prompt_param) const;
   runtime::GenerationRequest make_request(const std::vector<int32_t>& prompt, const GenerationOptions& gen,
-                                          int64_t max_tokens, int choice) const;
+                                          int64_t max_tokens, int choice,
+                                          std::vector<int64_t> snapshot_at = {}) const;
   PipelineOptions chat_pipeline(const ChatRequest& request, const ChatPrompt& prompt) const;
   PipelineOptions completion_pipeline(const CompletionRequest& request) const;
 

@@ -2,6 +2,7 @@
 // SequenceState (trunk and MTP head) and PenaltyState, one CpuModel::forward_batch per step,
 // sampling with kernels::sample_cpu.
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "model/backend.h"
@@ -116,6 +117,39 @@ class CpuBackend final : public Backend {
     }
   }
 
+  bool can_snapshot() const override { return true; }
+
+  int64_t snapshot_bytes(int64_t pos) const override {
+    const Config& c = model().config;
+    const int64_t mamba = 4 * ((c.conv_kernel - 1) * c.conv_dim() + c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size);
+    int64_t bytes = 0;
+    for (auto kind : c.layers) bytes += kind == LayerKind::Mamba ? mamba : kind == LayerKind::Attention ? 2 * 4 * pos * c.kv_dim() : 0;
+    for (auto kind : c.mtp_layers) bytes += kind == LayerKind::Attention ? 2 * 4 * pos * c.kv_dim() : 0;
+    return bytes;
+  }
+
+  void save_snapshot(int slot, uint64_t id) override {
+    const Slot& s = at(slot);
+    if (!snapshots_.emplace(id, Snapshot{s.state, s.mtp}).second)
+      throw Error("CPU backend: snapshot " + std::to_string(id) + " exists");
+  }
+
+  void load_snapshot(uint64_t id, int slot) override {
+    Slot& s = at(slot);
+    const auto it = snapshots_.find(id);
+    if (it == snapshots_.end()) throw Error("CPU backend: no snapshot " + std::to_string(id));
+    if (s.state.pos != 0) throw Error("CPU backend: load_snapshot into slot " + std::to_string(slot) + " in use");
+    s.state = it->second.state;
+    s.mtp = it->second.mtp;
+    s.kept.valid = false;
+  }
+
+  void drop_snapshot(uint64_t id) override { snapshots_.erase(id); }
+
+  void observe_prompt(int slot, const int32_t* ids, int64_t n) override {
+    kernels::penalty_observe_prompt(at(slot).penalties, ids, n);
+  }
+
   void mtp_roll_back(int slot, int64_t pos) override {
     Slot& s = at(slot);
     for (const auto& b : s.mtp.blocks)
@@ -228,8 +262,13 @@ class CpuBackend final : public Backend {
   }
   Slot& at(int slot) { return const_cast<Slot&>(static_cast<const CpuBackend*>(this)->at(slot)); }
 
+  struct Snapshot {
+    SequenceState state, mtp;
+  };
+
   CpuModel cpu_;
   BackendOptions opt_;
+  std::map<uint64_t, Snapshot> snapshots_;
   std::vector<Slot> slots_;
   bool pending_ = false;
   std::vector<StepOutput> done_;

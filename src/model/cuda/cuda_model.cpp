@@ -19,6 +19,9 @@ void CudaModel::release_slot(int) {}
 int64_t CudaModel::position(int) const { return 0; }
 int CudaModel::slots() const { return 0; }
 void CudaModel::roll_back(int, int64_t) { throw Error("no CUDA backend"); }
+void CudaModel::save_snapshot(int, uint64_t) { throw Error("no CUDA backend"); }
+void CudaModel::load_snapshot(uint64_t, int) { throw Error("no CUDA backend"); }
+void CudaModel::observe_prompt(int, const int32_t*, int64_t) { throw Error("no CUDA backend"); }
 void CudaModel::mtp_roll_back(int, int64_t) { throw Error("no CUDA backend"); }
 void CudaModel::begin_step(const std::vector<StepChunk>&) { throw Error("no CUDA backend"); }
 std::vector<StepOutput> CudaModel::finish_step() { throw Error("no CUDA backend"); }
@@ -229,6 +232,18 @@ void CudaModel::roll_back(int, int64_t) {
 
 void CudaModel::mtp_roll_back(int, int64_t) {
   throw Error("CUDA model: mtp_roll_back (speculative decoding) is not implemented on the GPU yet");
+}
+
+void CudaModel::save_snapshot(int, uint64_t) {
+  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
+}
+
+void CudaModel::load_snapshot(uint64_t, int) {
+  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
+}
+
+void CudaModel::observe_prompt(int, const int32_t*, int64_t) {
+  throw Error("CUDA model: observe_prompt (prefix cache) is not implemented on the GPU yet");
 }
 
 std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>& chunks) {

@@ -72,6 +72,13 @@ class CudaModel final : public Backend {
   bool can_roll_back() const override { return false; }
   void roll_back(int slot, int64_t pos) override;
   void mtp_roll_back(int slot, int64_t pos) override;
+  // Prefix-cache snapshots are not implemented on the GPU yet (the engine then caches nothing).
+  bool can_snapshot() const override { return false; }
+  int64_t snapshot_bytes(int64_t) const override { return 0; }
+  void save_snapshot(int slot, uint64_t id) override;
+  void load_snapshot(uint64_t id, int slot) override;
+  void drop_snapshot(uint64_t) override {}
+  void observe_prompt(int slot, const int32_t* ids, int64_t n) override;
 
   // Shorthands over step() for tests and benchmarks.
   // forward: each chunk's logits (fp32 [rows, V]: every row with all_logits, else the last)
