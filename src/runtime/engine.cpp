@@ -1,9 +1,12 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <exception>
+#include <iostream>
 
 #include "model/cpu/cpu_forward.h"  // model::argmax
+#include "runtime/prefix_store.h"
 #include "util/error.h"
 
 namespace nemotron::runtime {
@@ -43,6 +46,11 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
   if (options.prefix_snapshot_interval < 1) throw Error("the prefix snapshot interval must be positive");
   if (options.prefix_cache_bytes > 0 && backend_->can_snapshot())
     cache_ = std::make_unique<PrefixCache>(options.prefix_cache_bytes);
+  if (cache_ && !options.prefix_cache_dir.empty()) {
+    fingerprint_ = model_fingerprint(backend_->model());
+    const int n = load_prefixes(options.prefix_cache_dir, fingerprint_, *cache_, *backend_, next_snapshot_, std::cerr);
+    if (n > 0) std::fprintf(stderr, "prefix cache: %d cached prefixes read from %s\n", n, options.prefix_cache_dir.c_str());
+  }
   if (options.limits.max_num_seqs > backend_->slots())
     throw Error("the engine admits " + std::to_string(options.limits.max_num_seqs) + " sequences but the backend has " +
                 std::to_string(backend_->slots()) + " slots");
@@ -58,6 +66,14 @@ Engine::~Engine() {
   }
   cv_.notify_all();
   thread_.join();
+  if (cache_ && !options_.prefix_cache_dir.empty()) {
+    try {
+      const int n = save_prefixes(options_.prefix_cache_dir, fingerprint_, *cache_, *backend_);
+      std::fprintf(stderr, "prefix cache: %d cached prefixes written to %s\n", n, options_.prefix_cache_dir.c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "prefix cache: not saved: %s\n", e.what());
+    }
+  }
   TokenEvent ev;
   ev.finished = true;
   ev.reason = FinishReason::Cancelled;

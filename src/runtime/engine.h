@@ -74,6 +74,9 @@ struct EngineOptions {
   // generation (prompt + reply: the next turn of a conversation starts with them).
   int64_t prefix_cache_bytes = 0;
   int64_t prefix_snapshot_interval = 2048;
+  // Keep the cached prefixes in this directory across restarts (runtime/prefix_store.h):
+  // read when the engine starts, written when it stops. Empty: in memory only.
+  std::string prefix_cache_dir;
 };
 
 struct EngineStats {
@@ -185,6 +188,7 @@ class Engine {
   SpecController spec_;
   std::unique_ptr<PrefixCache> cache_;
   uint64_t next_snapshot_ = 1;
+  uint64_t fingerprint_ = 0;  // of the model, for the prefix-cache directory
   EngineStats stats_;  // guarded by mu_
   std::thread thread_;
 };

@@ -73,6 +73,12 @@ bool PrefixCache::insert(const int32_t* ids, int64_t n, uint64_t id, int64_t byt
   return true;
 }
 
+std::vector<PrefixCache::EntryView> PrefixCache::entries() const {
+  std::vector<EntryView> out;
+  for (auto it = lru_.rbegin(); it != lru_.rend(); ++it) out.push_back({&it->ids, it->id, it->bytes});
+  return out;
+}
+
 void PrefixCache::clear(std::vector<uint64_t>& evicted) {
   while (!lru_.empty()) {
     evicted.push_back(lru_.back().id);

@@ -41,6 +41,12 @@ class PrefixCache {
   // Empties the index; the ids of every entry are appended to `evicted`.
   void clear(std::vector<uint64_t>& evicted);
   const PrefixCacheStats& stats() const { return stats_; }
+  struct EntryView {
+    const std::vector<int32_t>* ids;
+    uint64_t id;
+    int64_t bytes;
+  };
+  std::vector<EntryView> entries() const;  // least recently used first
 
  private:
   struct Entry {

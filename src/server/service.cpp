@@ -58,6 +58,7 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   runtime::EngineOptions eo = s->plan_.engine_options();
   eo.speculative_tokens =
       config.speculative_tokens >= 0 ? config.speculative_tokens : runtime::default_speculative_tokens(*backend);
+  eo.prefix_cache_dir = config.prefix_cache_dir;
   if (eo.speculative_tokens > 0)
     log << "speculative decoding: " << eo.speculative_tokens
         << " MTP drafts per decode step, verified when measured faster (--speculative-tokens 0: off)\n";

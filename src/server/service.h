@@ -35,6 +35,7 @@ struct ServiceConfig {
   std::string served_model_name;    // default: the model directory's last component
   runtime::MemoryPlanRequest plan;
   int speculative_tokens = -1;      // MTP drafts per step; -1 = runtime::default_speculative_tokens
+  std::string prefix_cache_dir;     // keep cached prefixes across restarts (empty: off)
 };
 
 // Sampling defaults from the model directory's generation_config.json (as vLLM applies

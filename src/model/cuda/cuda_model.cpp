@@ -20,6 +20,8 @@ int64_t CudaModel::position(int) const { return 0; }
 int CudaModel::slots() const { return 0; }
 void CudaModel::roll_back(int, int64_t) { throw Error("no CUDA backend"); }
 void CudaModel::save_snapshot(int, uint64_t) { throw Error("no CUDA backend"); }
+std::vector<uint8_t> CudaModel::export_snapshot(uint64_t) const { throw Error("no CUDA backend"); }
+void CudaModel::import_snapshot(uint64_t, const std::vector<uint8_t>&) { throw Error("no CUDA backend"); }
 void CudaModel::load_snapshot(uint64_t, int) { throw Error("no CUDA backend"); }
 void CudaModel::observe_prompt(int, const int32_t*, int64_t) { throw Error("no CUDA backend"); }
 void CudaModel::mtp_roll_back(int, int64_t) { throw Error("no CUDA backend"); }
@@ -239,6 +241,14 @@ void CudaModel::save_snapshot(int, uint64_t) {
 }
 
 void CudaModel::load_snapshot(uint64_t, int) {
+  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
+}
+
+std::vector<uint8_t> CudaModel::export_snapshot(uint64_t) const {
+  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
+}
+
+void CudaModel::import_snapshot(uint64_t, const std::vector<uint8_t>&) {
   throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
 }
 

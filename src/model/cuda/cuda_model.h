@@ -78,6 +78,8 @@ class CudaModel final : public Backend {
   void save_snapshot(int slot, uint64_t id) override;
   void load_snapshot(uint64_t id, int slot) override;
   void drop_snapshot(uint64_t) override {}
+  std::vector<uint8_t> export_snapshot(uint64_t) const override;
+  void import_snapshot(uint64_t, const std::vector<uint8_t>&) override;
   void observe_prompt(int slot, const int32_t* ids, int64_t n) override;
 
   // Shorthands over step() for tests and benchmarks.
