@@ -56,6 +56,10 @@ struct StepChunk {
   // Keep what roll_back(slot, pos) needs to cut the sequence back to any position inside this
   // chunk (speculative decoding: a verify chunk of the last token and K drafts).
   bool keep_states = false;
+  // Constrained decoding: sample_rows masks of ceil(V / 32) words, bit t of row j set when
+  // token t may be drawn there (the others' logits become -inf before sampling -- in the
+  // logits the step returns too -- so logprobs are those of the allowed tokens); nullptr = all.
+  const uint32_t* allowed = nullptr;
 };
 
 struct StepOutput {

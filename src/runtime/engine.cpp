@@ -258,6 +258,11 @@ bool Engine::begin_step(InFlight& f) {
         ch.sample = c.start + c.count == static_cast<int64_t>(s.request.prompt.size());
         f.prompt_tokens += c.count;
       }
+      if (ch.sample && s.request.constraint) {
+        if (!fill_masks(s, verify ? s.verify.data() + 1 : nullptr, ch.sample_rows))
+          throw Error("the output constraint allows no token after " + std::to_string(s.generated) + " tokens");
+        ch.allowed = s.masks.data();
+      }
       // The MTP head consumes every position's hidden row (speculation on): decode rows too,
       // so that it has the inputs when the next step speculates.
       f.hidden = f.hidden || K > 0;
@@ -351,7 +356,38 @@ void Engine::defer_same_prompts(std::vector<ScheduledChunk>& plan) {
   plan.swap(kept);
 }
 
+bool Engine::fill_masks(Sequence& s, const int32_t* drafts, int64_t rows) {
+  const int64_t words = (vocab_ + 31) / 32;
+  s.masks.assign(static_cast<std::size_t>(rows * words), 0);
+  TokenConstraint& c = *s.request.constraint;
+  int accepted = 0;
+  for (int64_t j = 0; j < rows; ++j) {
+    uint32_t* m = s.masks.data() + j * words;
+    // Row j follows drafts 1..j: advance through them; a draft the constraint refuses can
+    // never be kept (the row before it draws only allowed tokens), so the rows after it keep
+    // the last mask.
+    if (j > 0 && accepted == j - 1 && c.accept(drafts[j - 1])) ++accepted;
+    if (accepted < j) {
+      std::copy(m - words, m, m);
+      continue;
+    }
+    c.fill_mask(m);
+    bool any = false;
+    for (int64_t w = 0; w < words && !any; ++w) any = m[w] != 0;
+    if (!any && j == 0) {
+      c.rollback(accepted);
+      return false;
+    }
+  }
+  c.rollback(accepted);
+  return true;
+}
+
 bool Engine::emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r) {
+  if (s.request.constraint && !s.request.constraint->accept(r.token)) {
+    finish(id, FinishReason::Error, "the sampled token " + std::to_string(r.token) + " breaks the output constraint");
+    return true;
+  }
   s.last_token = r.token;
   s.generated++;
   s.output.push_back(r.token);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "model/backend.h"
+#include "runtime/constraint.h"
 #include "runtime/prefix_cache.h"
 #include "runtime/scheduler.h"
 #include "runtime/speculation.h"
@@ -40,6 +41,8 @@ struct GenerationRequest {
   // Prompt lengths worth a prefix-cache snapshot besides the engine's own (the chat history
   // before the generation prompt: the next turn of the conversation starts with it).
   std::vector<int64_t> snapshot_at;
+  // Constrained decoding (runtime/constraint.h): the tokens each draw may take; null = any.
+  std::shared_ptr<TokenConstraint> constraint;
 };
 
 // One event per generated token; the last one has finished = true (a cancelled or failed
@@ -131,6 +134,7 @@ class Engine {
     std::vector<int32_t> output;
     int64_t cached = 0;
     bool lead_prefix = false;
+    std::vector<uint32_t> masks;  // constrained decoding: this step's allowed-token masks
   };
   // One step between begin_step and finish_step: the scheduled chunks and, per chunk, the
   // sequence, whether it samples, whether it verifies drafts, and its first row.
@@ -150,6 +154,10 @@ class Engine {
   void finish_step(InFlight& f);
   // The K greedy drafts of the MTP head for `s` (feeds its pending inputs first).
   std::vector<int32_t> draft(Sequence& s);
+  // The allowed-token masks of the chunk's sampled rows (constrained decoding): row 0 from the
+  // constraint's state, row j after the drafts before it (a verify); false when some row
+  // allows nothing (the request then fails).
+  bool fill_masks(Sequence& s, const int32_t* drafts, int64_t rows);
   // Emits a token of `s`; true when it finished the sequence (stop id or max_tokens).
   bool emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r);
   // Prefix cache: resumes a fresh sequence from the longest cached prefix of its prompt (the

@@ -2,9 +2,11 @@
 // SequenceState (trunk and MTP head) and PenaltyState, one CpuModel::forward_batch per step,
 // sampling with kernels::sample_cpu.
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
+#include "kernels/token_mask.h"
 #include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
 #include "model/cpu/cpu_backend.h"
@@ -289,8 +291,10 @@ class CpuBackend final : public Backend {
       const int64_t S = ch.sample ? ch.sample_rows : 0;
       if (p.penalized()) kernels::penalty_observe_prompt(s.penalties, ch.ids, S > 0 ? ch.T - S + 1 : ch.T);
       const int64_t rows = static_cast<int64_t>(r.logits.size()) / V;
+      const int64_t words = (V + 31) / 32;
       for (int64_t j = 0; j < S; ++j) {
-        const float* row = r.logits.data() + (rows - S + j) * V;
+        float* row = r.logits.data() + (rows - S + j) * V;
+        if (ch.allowed) kernels::mask_logits_cpu(row, V, ch.allowed + j * words);  // disallowed: -inf
         out[i].samples.push_back(kernels::sample_cpu(row, V, p, ch.seed, ch.draw + static_cast<uint64_t>(j),
                                                      p.penalized() ? &s.penalties : nullptr));
       }

@@ -182,7 +182,10 @@ void CudaModel::begin_step(const std::vector<StepChunk>& chunks) {
   int64_t L = 0;
   const int64_t R = s.prepare_step(s.trunk, steps, L);
   const int64_t B = static_cast<int64_t>(steps.size());
-  s.pending.n_samples = s.pack_samples(chunks, steps, s.graph_step(R, B, L, B));
+  // A step with allowed-token masks runs eagerly (the decode graphs carry no mask kernel).
+  bool masked = false;
+  for (const auto& ch : chunks) masked = masked || (ch.sample && ch.allowed);
+  s.pending.n_samples = s.pack_samples(chunks, steps, !masked && s.graph_step(R, B, L, B));
   s.run_trunk(steps, R, L, s.pending.n_samples);
   if (s.pending.n_samples > 0) s.enqueue_sample_copies();
   for (const auto& st : steps) s.trunk.pos[st.slot] += st.T;

@@ -42,8 +42,9 @@ void CudaModel::Impl::enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_s
 }
 
 bool CudaModel::Impl::graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const {
-  // R == B: every chunk is one token; the graph computes B logit rows and samples B rows.
-  return opt.cuda_graphs && !record_routing && !profiling && R == B && L == B && n_samples == B &&
+  // R == B: every chunk is one token; the graph computes B logit rows and samples B rows. A
+  // step with allowed-token masks (pending.masks, set by pack_samples) runs eagerly.
+  return opt.cuda_graphs && !record_routing && !profiling && !pending.masks && R == B && L == B && n_samples == B &&
          B < static_cast<int64_t>(graphs.size());
 }
 

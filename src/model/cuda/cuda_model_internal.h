@@ -115,6 +115,7 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
     std::vector<int> sample_row;
     int64_t L = 0, n_samples = 0;
     bool logprobs = false;  // some row asked for top logprobs
+    bool masks = false;     // some row has an allowed-token mask (constrained decoding)
   } pending;
   // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used).
   std::vector<cudaGraphExec_t> graphs;
