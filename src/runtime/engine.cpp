@@ -96,7 +96,10 @@ uint64_t Engine::submit(GenerationRequest request, EventSink sink) {
     throw Error("the request needs " + std::to_string(kv) + " tokens of KV cache; the server has " +
                 std::to_string(options_.limits.kv_token_capacity));
   request.sampling.validate();
+  if (request.reasoning_budget >= 0 && request.reasoning && request.reasoning_end.empty())
+    throw Error("a reasoning budget needs the tokens that end reasoning");
   auto seq = std::make_unique<Sequence>();
+  seq->in_reasoning = request.reasoning;
   seq->request = std::move(request);
   seq->sink = std::move(sink);
   uint64_t id;
@@ -237,7 +240,11 @@ bool Engine::begin_step(InFlight& f) {
       ch.seed = s.seed;
       ch.draw = static_cast<uint64_t>(s.generated);
       bool verify = false;
-      if (c.decode() && speculate && !s.mtp_ids.empty()) {
+      // Near the end of a reasoning budget (or with forced tokens to feed) a sequence does not
+      // verify drafts: the budget cuts at one token.
+      const bool budget_near = s.in_reasoning && s.request.reasoning_budget >= 0 &&
+                               s.reasoning_tokens + K + 1 > s.request.reasoning_budget;
+      if (c.decode() && speculate && !s.mtp_ids.empty() && s.forced.empty() && !budget_near) {
         // [last token, K drafts]: every row draws; keep_states for the roll-back.
         s.verify = {s.last_token};
         const auto d = draft(s);
@@ -249,8 +256,12 @@ bool Engine::begin_step(InFlight& f) {
         ch.keep_states = true;
         verify = true;
       } else if (c.decode()) {
-        ch.ids = &s.last_token;
-        ch.T = 1;
+        // The last token, after the rest of a forced reasoning end when one is pending (those
+        // tokens were emitted already; none was fed).
+        s.chunk.assign(s.forced.begin(), s.forced.end());
+        s.chunk.push_back(s.last_token);
+        ch.ids = s.chunk.data();
+        ch.T = static_cast<int64_t>(s.chunk.size());
         ch.sample = true;
       } else {
         ch.ids = s.request.prompt.data() + c.start;
@@ -383,7 +394,21 @@ bool Engine::fill_masks(Sequence& s, const int32_t* drafts, int64_t rows) {
   return true;
 }
 
-bool Engine::emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r) {
+bool Engine::emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r, bool forced) {
+  if (s.in_reasoning && !forced && r.token != s.request.reasoning_end_id && s.request.reasoning_budget >= 0 &&
+      s.reasoning_tokens >= s.request.reasoning_budget) {
+    // Over budget: the forced end instead of this draw, emitted now; fed with the next step
+    // (all of it but its last token, which becomes the last token as usual).
+    const auto& end = s.request.reasoning_end;
+    s.forced.assign(end.begin(), end.end() - 1);
+    for (int32_t t : end)
+      if (emit_token(id, s, kernels::SampleResult{t, 0.0f, {}}, true)) return true;
+    return false;
+  }
+  if (s.in_reasoning) {
+    if (r.token == s.request.reasoning_end_id) s.in_reasoning = false;
+    else if (!forced) s.reasoning_tokens++;
+  }
   if (s.request.constraint && !s.request.constraint->accept(r.token)) {
     finish(id, FinishReason::Error, "the sampled token " + std::to_string(r.token) + " breaks the output constraint");
     return true;
@@ -476,7 +501,10 @@ void Engine::finish_step(InFlight& f) {
       if (f.samples[i]) next.push_back(out[i].sample.token);
       feed_head(next.data(), static_cast<int64_t>(next.size()));
     } else if (f.samples[i]) {
-      feed_head(&out[i].sample.token, 1);
+      std::vector<int32_t> next(s.chunk.begin() + 1, s.chunk.end());
+      next.push_back(out[i].sample.token);
+      feed_head(next.data(), static_cast<int64_t>(next.size()));
+      s.forced.clear();  // fed in this step
     }
     if (f.samples[i]) emit_token(f.ids[i], s, out[i].sample);
   }

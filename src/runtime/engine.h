@@ -43,6 +43,14 @@ struct GenerationRequest {
   std::vector<int64_t> snapshot_at;
   // Constrained decoding (runtime/constraint.h): the tokens each draw may take; null = any.
   std::shared_ptr<TokenConstraint> constraint;
+  // Reasoning budget: when the output starts inside reasoning (`reasoning` true: the prompt
+  // ends in <think>), after `reasoning_budget` tokens (>= 0) without `reasoning_end_id`, the
+  // next draw is replaced by the tokens `reasoning_end` (e.g. "\n</think>\n"), emitted as
+  // output, and the answer follows. Reasoning also ends when the model draws reasoning_end_id.
+  bool reasoning = false;
+  int64_t reasoning_budget = -1;
+  std::vector<int32_t> reasoning_end;
+  int32_t reasoning_end_id = -1;
 };
 
 // One event per generated token; the last one has finished = true (a cancelled or failed
@@ -135,6 +143,12 @@ class Engine {
     int64_t cached = 0;
     bool lead_prefix = false;
     std::vector<uint32_t> masks;  // constrained decoding: this step's allowed-token masks
+    // Reasoning budget: still reasoning, its tokens so far, and the forced end's tokens not yet
+    // fed (fed with the next decode step, whose draw then follows them).
+    bool in_reasoning = false;
+    int64_t reasoning_tokens = 0;
+    std::vector<int32_t> forced;
+    std::vector<int32_t> chunk;  // a decode chunk's ids: [last token, forced...]
   };
   // One step between begin_step and finish_step: the scheduled chunks and, per chunk, the
   // sequence, whether it samples, whether it verifies drafts, and its first row.
@@ -158,8 +172,10 @@ class Engine {
   // constraint's state, row j after the drafts before it (a verify); false when some row
   // allows nothing (the request then fails).
   bool fill_masks(Sequence& s, const int32_t* drafts, int64_t rows);
-  // Emits a token of `s`; true when it finished the sequence (stop id or max_tokens).
-  bool emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r);
+  // Emits a token of `s`; true when it finished the sequence (stop id or max_tokens). A drawn
+  // token past the reasoning budget is replaced by the forced end (the rest of which is fed
+  // next step); `forced`: a token of that end.
+  bool emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r, bool forced = false);
   // Prefix cache: resumes a fresh sequence from the longest cached prefix of its prompt (the
   // chunk is moved past it); snapshots `s`'s state as the prefix ids[0, n) it has been fed.
   void resume_from_cache(Sequence& s, ScheduledChunk& c);

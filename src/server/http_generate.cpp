@@ -172,6 +172,7 @@ void handle_chat(HttpServer::State& state, ModelService& service, const httplib:
   job->stream = r.gen.stream;
   job->include_usage = r.gen.include_usage;
   if (prompt.history_tokens > 0) job->snapshot_at = {prompt.history_tokens};
+  job->reasoning = prompt.thinking;
   submit_or_400(*job, prompt.ids, r.gen, max_tokens, service.chat_pipeline(r, prompt));
   respond(job, req, res);
 }

@@ -34,6 +34,7 @@ struct Job {
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;  // of the prompt, resumed from the prefix cache (any choice's)
   std::vector<int64_t> snapshot_at;  // prefix-cache snapshot points of the prompt (chat history)
+  bool reasoning = false;            // the prompt leaves the model reasoning (chat thinking mode)
 
   Job(HttpServer::State& st, ModelService& s) : state(st), service(s), session(s.engine(), &s.metrics()) {}
 

@@ -280,6 +280,23 @@ ChatRequest parse_chat_request(const Json& body) {
   r.gen = parse_generation(body, true);
   r.include_reasoning = get_bool(body, "include_reasoning").value_or(true);
   r.parallel_tool_calls = get_bool(body, "parallel_tool_calls").value_or(true);
+  if (const Json* e = field(body, "reasoning_effort")) {
+    if (!e->is_string()) throw wrong_type("reasoning_effort", "a string", *e);
+    const std::string v = e->get<std::string>();
+    if (v == "low") r.gen.reasoning_budget = 1024;
+    else if (v == "medium") r.gen.reasoning_budget = 8192;
+    else if (v != "high") throw bad_param("reasoning_effort", "'reasoning_effort' must be low, medium or high");
+  }
+  const auto kw = r.chat_template_kwargs.find("reasoning_budget");
+  if (kw != r.chat_template_kwargs.end() && !kw->is_null()) {
+    if (!kw->is_number_integer() || kw->get<int64_t>() < 0)
+      throw bad_param("chat_template_kwargs", "'chat_template_kwargs.reasoning_budget' must be a non-negative integer");
+    r.gen.reasoning_budget = kw->get<int64_t>();
+  }
+  if (auto v = get_int(body, "thinking_token_budget")) {
+    if (*v < 0) throw bad_param("thinking_token_budget", "'thinking_token_budget' must be a non-negative integer");
+    r.gen.reasoning_budget = *v;
+  }
   if (field(body, "functions") || field(body, "function_call"))
     throw bad_param("functions", "the legacy 'functions' / 'function_call' fields are not supported; use 'tools'",
                     "unsupported_parameter");

@@ -48,6 +48,10 @@ struct GenerationOptions {
   int top_logprobs = 0;                 // alternatives per token
   bool stream = false;
   bool include_usage = false;           // stream_options.include_usage
+  // Reasoning budget in tokens (chat, when the prompt leaves the model reasoning): from
+  // thinking_token_budget, chat_template_kwargs.reasoning_budget, or reasoning_effort (low 1024,
+  // medium 8192, high unbounded). Absent: unbounded.
+  std::optional<int64_t> reasoning_budget;
 };
 
 enum class ToolChoice { kAuto, kNone, kRequired, kNamed };

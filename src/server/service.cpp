@@ -177,11 +177,21 @@ int64_t ModelService::resolve_max_tokens(const GenerationOptions& gen, int64_t p
 }
 
 runtime::GenerationRequest ModelService::make_request(const std::vector<int32_t>& prompt, const GenerationOptions& gen,
-                                                      int64_t max_tokens, int choice,
-                                                      std::vector<int64_t> snapshot_at) const {
+                                                      int64_t max_tokens, int choice, std::vector<int64_t> snapshot_at,
+                                                      bool reasoning) const {
   runtime::GenerationRequest g;
   g.prompt = prompt;
   g.snapshot_at = std::move(snapshot_at);
+  if (reasoning) {
+    g.reasoning = true;
+    g.reasoning_end_id = tokenizer_.token_to_id("</think>");
+    if (gen.reasoning_budget) {
+      if (g.reasoning_end_id < 0)
+        throw bad_param("reasoning_effort", "this model's tokenizer has no </think> token: a reasoning budget cannot end reasoning");
+      g.reasoning_budget = *gen.reasoning_budget;
+      g.reasoning_end = tokenizer_.encode("\n</think>\n", false, true);
+    }
+  }
   g.sampling = gen.sampling;
   defaults_.apply(gen.given, g.sampling);
   if (g.sampling.seed) *g.sampling.seed += static_cast<uint64_t>(choice);

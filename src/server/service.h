@@ -85,9 +85,11 @@ class ModelService {
   // max_tokens for a prompt; ApiError 400 "This model's maximum context length is ..." when
   // prompt + max_tokens exceeds max_model_len. `prompt_param` names the prompt field.
   int64_t resolve_max_tokens(const GenerationOptions& gen, int64_t prompt_len, const std::string& prompt_param) const;
+  // `reasoning`: the prompt leaves the model reasoning (ChatPrompt::thinking): the output starts
+  // inside <think>, and gen.reasoning_budget applies.
   runtime::GenerationRequest make_request(const std::vector<int32_t>& prompt, const GenerationOptions& gen,
-                                          int64_t max_tokens, int choice,
-                                          std::vector<int64_t> snapshot_at = {}) const;
+                                          int64_t max_tokens, int choice, std::vector<int64_t> snapshot_at = {},
+                                          bool reasoning = false) const;
   PipelineOptions chat_pipeline(const ChatRequest& request, const ChatPrompt& prompt) const;
   PipelineOptions completion_pipeline(const CompletionRequest& request) const;
 

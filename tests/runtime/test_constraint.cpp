@@ -228,3 +228,50 @@ TEST_F(ConstraintTest, AConstraintThatAllowsNothingFailsTheRequest) {
 }
 
 }  // namespace
+
+namespace {
+
+// Reasoning budget (GenerationRequest::reasoning_budget): after the budget the forced end is
+// emitted and the answer follows; the forced tokens count toward max_tokens; with speculation
+// on the output is the same.
+TEST(ReasoningBudget, TheEndIsForcedAfterTheBudget) {
+  const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
+  for (int K : {0, 2}) {
+    model::BackendOptions b;
+    b.device = "cpu";
+    b.max_step_tokens = 64;
+    EngineOptions o;
+    o.limits = {1, 64, 1 << 14};
+    o.max_model_len = 1024;
+    o.speculative_tokens = K;
+    o.speculate_always = K > 0;
+    Engine e(model::make_backend(m, b), o);
+    GenerationRequest r;
+    r.prompt = {4, 5, 6, 7};
+    r.max_tokens = 12;
+    r.sampling.temperature = 0.0f;
+    r.reasoning = true;
+    r.reasoning_budget = 4;
+    r.reasoning_end = {301, 302, 303};
+    r.reasoning_end_id = 302;
+    std::vector<int32_t> out;
+    for (const auto& ev : generate_blocking(e, r))
+      if (ev.event.token >= 0) out.push_back(ev.event.token);
+    ASSERT_EQ(out.size(), 12u) << "K = " << K;
+    // 4 reasoning tokens (none of them the end id), then the forced end, then the answer.
+    for (int i = 0; i < 4; ++i) EXPECT_NE(out[static_cast<std::size_t>(i)], 302);
+    EXPECT_EQ(std::vector<int32_t>(out.begin() + 4, out.begin() + 7), (std::vector<int32_t>{301, 302, 303}));
+    // The answer continues from the fed end: the same as a prompt that contains it.
+    GenerationRequest plain;
+    plain.prompt = {4, 5, 6, 7};
+    plain.prompt.insert(plain.prompt.end(), out.begin(), out.begin() + 7);
+    plain.max_tokens = 5;
+    plain.sampling.temperature = 0.0f;
+    std::vector<int32_t> rest;
+    for (const auto& ev : generate_blocking(e, plain))
+      if (ev.event.token >= 0) rest.push_back(ev.event.token);
+    EXPECT_EQ(std::vector<int32_t>(out.begin() + 7, out.end()), rest) << "K = " << K;
+  }
+}
+
+}  // namespace
