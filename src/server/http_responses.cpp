@@ -210,7 +210,8 @@ void handle_responses_create(HttpServer::State& state, ModelService& service, co
 
   PipelineOptions popts = service.chat_pipeline(r.chat, prompt);
   if (r.max_tool_calls >= 0)
-    popts.max_tool_calls = popts.max_tool_calls < 0 ? r.max_tool_calls : std::min(popts.max_tool_calls, r.max_tool_calls);
+    popts.max_tool_calls =
+        popts.max_tool_calls < 0 ? r.max_tool_calls : std::min(popts.max_tool_calls, r.max_tool_calls);
   try {
     job.start(prompt.ids, r.chat.gen, max_tokens, popts);
   } catch (const ApiError&) {

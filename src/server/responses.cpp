@@ -124,7 +124,8 @@ Json convert_tools(const Json& tools, Json& echo) {
     const std::string name = get_string(t, "name", "tools", where, true);
     if (name.empty()) throw bad_param("tools", where + ".name must not be empty");
     Json fn = {{"name", name}};
-    Json e = {{"type", "function"}, {"name", name}, {"description", nullptr}, {"parameters", nullptr}, {"strict", nullptr}};
+    Json e = {{"type", "function"}, {"name", name}, {"description", nullptr}, {"parameters", nullptr},
+              {"strict", nullptr}};
     if (const Json* d = field(t, "description")) {
       if (!d->is_string()) throw wrong_type("tools", where + ".description", "a string", *d);
       fn["description"] = e["description"] = *d;
@@ -148,7 +149,8 @@ Json convert_tool_choice(const Json& tc, Json& echo) {
   if (tc.is_string()) {
     const std::string s = tc.get<std::string>();
     if (s != "auto" && s != "none" && s != "required")
-      throw bad_param("tool_choice", "'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}");
+      throw bad_param("tool_choice",
+                      "'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}");
     echo = tc;
     return tc;
   }
@@ -206,7 +208,8 @@ Json convert_text(const Json* text) {
     if (type == "json_schema" || type == "json_object")
       throw unsupported("text.format", "text.format type '" + type +
                                            "' is not supported: this server has no constrained decoding yet");
-    if (type != "text") throw bad_param("text.format", "text.format type '" + type + "' is not one of text, json_schema, json_object");
+    if (type != "text")
+      throw bad_param("text.format", "text.format type '" + type + "' is not one of text, json_schema, json_object");
   }
   if (const Json* v = field(*text, "verbosity")) {
     if (!v->is_string() || (*v != "low" && *v != "medium" && *v != "high"))
@@ -237,7 +240,8 @@ std::string previous_response_id(const Json& body) {
   const Json* p = field(body, "previous_response_id");
   if (!p) return "";
   if (!p->is_string()) throw wrong_type("previous_response_id", "'previous_response_id'", "a string", *p);
-  if (p->get<std::string>().empty()) throw bad_param("previous_response_id", "'previous_response_id' must not be empty");
+  if (p->get<std::string>().empty())
+    throw bad_param("previous_response_id", "'previous_response_id' must not be empty");
   return p->get<std::string>();
 }
 

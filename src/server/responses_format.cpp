@@ -77,9 +77,9 @@ void ResponseBuilder::open(Open kind, const text::OutputEvent* call, std::vector
   output_.push_back(item);
   out.push_back(event("response.output_item.added", {{"output_index", output_.size() - 1}, {"item", item}}));
   if (kind == Open::kCall) return;
-  Json part = kind == Open::kReasoning
-                  ? Json{{"type", "reasoning_text"}, {"text", ""}}
-                  : Json{{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()}, {"logprobs", Json::array()}};
+  Json part = kind == Open::kReasoning ? Json{{"type", "reasoning_text"}, {"text", ""}}
+                                       : Json{{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()},
+                                              {"logprobs", Json::array()}};
   Json f = item_fields();
   f["content_index"] = 0;
   f["part"] = std::move(part);

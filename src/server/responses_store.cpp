@@ -73,7 +73,8 @@ std::optional<Json> ResponseStore::conversation(const std::string& id) {
     items = e.items;
   }
   Json all = Json::parse(items);
-  for (Json& item : normalize_items(Json::parse(response)["output"], "previous_response_id")) all.push_back(std::move(item));
+  for (Json& item : normalize_items(Json::parse(response)["output"], "previous_response_id"))
+    all.push_back(std::move(item));
   return all;
 }
 
