@@ -6,6 +6,7 @@
 
 #include "server/api_error.h"
 #include "server/http_server.h"
+#include "server/responses.h"
 #include "server/service.h"
 
 namespace nemotron::server {
@@ -16,6 +17,7 @@ struct HttpServer::State {
   std::atomic<ModelService*> service{nullptr};
   std::atomic<bool> stopping{false};
   int bound_port = 0;
+  ResponseStore responses;  // /v1/responses with store (bounded by options.responses_store_*)
 };
 
 void send_json(httplib::Response& res, int status, const Json& body);
@@ -25,5 +27,13 @@ inline void send_error(httplib::Response& res, const ApiError& e) { send_json(re
 void handle_chat(HttpServer::State& state, ModelService& service, const httplib::Request& req, httplib::Response& res);
 void handle_completion(HttpServer::State& state, ModelService& service, const httplib::Request& req,
                        httplib::Response& res);
+
+// POST /v1/responses, GET and DELETE /v1/responses/{id} (http_responses.cpp).
+void handle_responses_create(HttpServer::State& state, ModelService& service, const httplib::Request& req,
+                             httplib::Response& res);
+void handle_responses_get(HttpServer::State& state, ModelService& service, const httplib::Request& req,
+                          httplib::Response& res);
+void handle_responses_delete(HttpServer::State& state, ModelService& service, const httplib::Request& req,
+                             httplib::Response& res);
 
 }  // namespace nemotron::server

@@ -78,6 +78,7 @@ void send_json(httplib::Response& res, int status, const Json& body) {
 HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) {
   state_->options = std::move(options);
   State* st = state_.get();
+  st->responses.configure(st->options.responses_store_max, st->options.responses_store_bytes);
   httplib::Server& http = st->http;
   const int threads = st->options.threads;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
@@ -152,6 +153,14 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
   route("/tokenize", true, handle_tokenize);
   route("/detokenize", true, handle_detokenize);
   route("/metrics", false, handle_metrics);
+  // The Responses API (http_responses.cpp).
+  route("/v1/responses", true, handle_responses_create);
+  const char* response_path = R"(/v1/responses/([^/]+))";
+  http.Get(response_path, wrap(handle_responses_get));
+  http.Delete(response_path, wrap(handle_responses_delete));
+  http.Post(response_path, method_not_allowed("GET, DELETE"));
+  http.Put(response_path, method_not_allowed("GET, DELETE"));
+  http.Patch(response_path, method_not_allowed("GET, DELETE"));
   http.Get("/health", [st](const Request&, Response& res) {
     if (st->service.load() && !st->stopping) send_json(res, 200, {{"status", "ok"}});
     else send_json(res, 503, {{"status", st->stopping ? "stopping" : "loading"}});

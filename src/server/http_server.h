@@ -1,7 +1,8 @@
 #pragma once
 // The OpenAI-compatible HTTP front end (cpp-httplib). Routes:
 //   POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,
-//   GET /metrics, POST /tokenize, POST /detokenize.
+//   GET /metrics, POST /tokenize, POST /detokenize, POST /v1/responses,
+//   GET / DELETE /v1/responses/{id}.
 // A known path with another method answers 405, an unknown path 404, a body over
 // max_body_bytes 413, all with OpenAI-shaped error JSON. With an API key, /v1/*, /tokenize
 // and /detokenize need "Authorization: Bearer <key>" (401 otherwise); /health and /metrics
@@ -22,6 +23,9 @@ struct HttpOptions {
   std::string api_key;
   std::size_t max_body_bytes = std::size_t{32} << 20;
   int threads = 64;                   // httplib worker threads (one per open connection)
+  // Stored /v1/responses (least recently used evicted beyond either bound; 0 = none stored).
+  std::size_t responses_store_max = 1024;
+  std::size_t responses_store_bytes = std::size_t{256} << 20;
 };
 
 class HttpServer {
