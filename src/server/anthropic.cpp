@@ -466,7 +466,8 @@ std::string anthropic_stop_reason(const std::string& finish_reason, const Json& 
 
 Json anthropic_content(const text::OutputResult& r, bool include_thinking) {
   Json content = Json::array();
-  if (include_thinking && !r.reasoning.empty()) content.push_back({{"type", "thinking"}, {"thinking", r.reasoning}, {"signature", ""}});
+  if (include_thinking && !r.reasoning.empty())
+    content.push_back({{"type", "thinking"}, {"thinking", r.reasoning}, {"signature", ""}});
   if (!r.content.empty()) content.push_back({{"type", "text"}, {"text", r.content}});
   for (const auto& call : r.tool_calls) {
     Json input = Json::parse(call.arguments, nullptr, false);
@@ -495,8 +496,8 @@ std::string anthropic_sse(const std::string& name, const Json& data) {
 std::string AnthropicBlockStream::open(Block kind, Json content_block) {
   open_ = kind;
   ++index_;
-  return anthropic_sse("content_block_start",
-                       {{"type", "content_block_start"}, {"index", index_}, {"content_block", std::move(content_block)}});
+  Json start = {{"type", "content_block_start"}, {"index", index_}, {"content_block", std::move(content_block)}};
+  return anthropic_sse("content_block_start", start);
 }
 
 std::string AnthropicBlockStream::close() {
@@ -508,7 +509,8 @@ std::string AnthropicBlockStream::close() {
 std::string AnthropicBlockStream::push(const std::vector<text::OutputEvent>& events) {
   std::string out;
   auto delta = [&](Json d) {
-    out += anthropic_sse("content_block_delta", {{"type", "content_block_delta"}, {"index", index_}, {"delta", std::move(d)}});
+    Json ev = {{"type", "content_block_delta"}, {"index", index_}, {"delta", std::move(d)}};
+    out += anthropic_sse("content_block_delta", ev);
   };
   for (const auto& e : events) {
     switch (e.kind) {

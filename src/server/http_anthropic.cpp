@@ -11,6 +11,8 @@
 // Client disconnects cancel the generation as in http_generate.cpp (a failed write, or the
 // peer's FIN/RST seen while waiting).
 #include <chrono>
+#include <memory>
+#include <optional>
 
 #include "server/anthropic.h"
 #include "server/http_internal.h"
@@ -80,9 +82,8 @@ void respond_whole(Job& job, const httplib::Request& req, httplib::Response& res
   if (auto e = failure(p)) throw *e;
   Json stop_sequence;
   const std::string stop_reason = anthropic_stop_reason(p.finish_reason(), p.stop_reason(), stop_sequence);
-  send_json(res, 200,
-            anthropic_message(job.id, job.model, anthropic_content(p.result(), job.include_reasoning), stop_reason, stop_sequence,
-                              usage_of(job)));
+  Json content = anthropic_content(p.result(), job.include_reasoning);
+  send_json(res, 200, anthropic_message(job.id, job.model, std::move(content), stop_reason, stop_sequence, usage_of(job)));
 }
 
 void respond_stream(std::shared_ptr<Job> job, httplib::Response& res, const PeerSocket& peer) {

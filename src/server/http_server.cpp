@@ -125,7 +125,8 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
     return [st, h](const Request& req, Response& res) {
       ModelService* s = st->service.load();
       if (!s || st->stopping) {
-        send_error(req, res, ApiError(503, s ? "The server is shutting down" : "The model is loading", "", "unavailable"));
+        send_error(req, res,
+                   ApiError(503, s ? "The server is shutting down" : "The model is loading", "", "unavailable"));
         return;
       }
       try {
