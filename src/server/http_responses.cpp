@@ -208,6 +208,7 @@ void handle_responses_create(HttpServer::State& state, ModelService& service, co
   o.echo["temperature"] = effective(r.echo["temperature"], used.temperature);
   o.echo["top_p"] = effective(r.echo["top_p"], used.top_p);
 
+  job.reasoning = prompt.thinking;
   PipelineOptions popts = service.chat_pipeline(r.chat, prompt);
   if (r.max_tool_calls >= 0)
     popts.max_tool_calls =
