@@ -61,11 +61,8 @@ int64_t CudaModel::Impl::pack_samples(const std::vector<model::StepChunk>& chunk
   return n;
 }
 
-void CudaModel::Impl::enqueue_sampling(int64_t R, int64_t n_samples) {
+void CudaModel::Impl::enqueue_sampling(int64_t n_samples) {
   const int64_t V = model.config.vocab_size;
-  // Every input row joins its slot's seen set (prompt tokens for the repetition penalty; a
-  // decode row's token was already marked when it was sampled).
-  kernels::penalty_mark_seen_cuda(d_ids, d_query_seq, R, pen_seen, V, stream);
   // Constrained rows: disallowed tokens' logits to -inf (eager steps only: a step with masks
   // never replays a decode graph).
   if (pending.masks) kernels::mask_logits_cuda(logits, V, d_sample_rows, d_mask_rows, d_masks, n_samples, stream);
