@@ -189,9 +189,9 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   std::vector<std::vector<float>> collect_logits(Stack& st, const std::vector<StepChunk>& chunks, int64_t L);
   // cuda_model_graph.cpp
   // Enqueues the trunk step over the inputs prepare_step uploaded (R rows, B chunks, L logit
-  // rows), the penalty marks of its input rows and, with n_samples > 0, the sampling of the first n_samples
-  // rows of d_sample_rows: eagerly, or, for B single-token chunks with graphs on, by replaying
-  // (capturing first if new) the graph for B, which always samples B rows.
+  // rows), the penalty marks of its input rows and, with n_samples > 0, the sampling of the
+  // first n_samples rows of d_sample_rows: eagerly, or, for B single-token chunks with graphs
+  // on, by replaying (capturing first if new) the graph for B, which always samples B rows.
   void run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, int64_t n_samples);
   void enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_samples);
   // Does a step of this shape replay the decode graph?
