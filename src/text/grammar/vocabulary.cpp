@@ -1,0 +1,179 @@
+#include "text/grammar/vocabulary.h"
+
+#include <algorithm>
+#include <map>
+#include <unordered_set>
+
+#include "text/tokenizer/tokenizer.h"
+#include "text/utf8.h"
+#include "util/error.h"
+
+namespace nemotron::text::grammar {
+
+std::shared_ptr<const Vocabulary> Vocabulary::from_tokenizer(const Tokenizer& tok) {
+  std::vector<std::string> bytes(static_cast<std::size_t>(tok.vocab_size()));
+  for (int32_t id = 0; id < tok.vocab_size(); ++id)
+    if (!tok.is_special(id)) bytes[static_cast<std::size_t>(id)] = tok.token_bytes(id);
+  return from_token_bytes(std::move(bytes));
+}
+
+std::shared_ptr<const Vocabulary> Vocabulary::from_token_bytes(std::vector<std::string> token_bytes) {
+  if (token_bytes.size() > (1u << 30)) throw Error("grammar vocabulary: too many tokens");
+  auto v = std::shared_ptr<Vocabulary>(new Vocabulary());
+  v->bytes_ = std::move(token_bytes);
+  v->build_trie();
+  return v;
+}
+
+// Builds a pointer trie, then lays it out breadth-first so that each node's children are
+// contiguous.
+void Vocabulary::build_trie() {
+  struct Tmp {
+    std::map<uint8_t, uint32_t> kids;
+    std::vector<int32_t> toks;
+  };
+  std::vector<Tmp> tmp(1);
+  for (std::size_t id = 0; id < bytes_.size(); ++id) {
+    const std::string& b = bytes_[id];
+    if (b.empty()) continue;
+    uint32_t n = 0;
+    for (char c : b) {
+      const auto byte = static_cast<uint8_t>(c);
+      auto it = tmp[n].kids.find(byte);
+      if (it == tmp[n].kids.end()) {
+        tmp.emplace_back();
+        it = tmp[n].kids.emplace(byte, static_cast<uint32_t>(tmp.size() - 1)).first;
+      }
+      n = it->second;
+    }
+    tmp[n].toks.push_back(static_cast<int32_t>(id));
+  }
+  nodes_.assign(tmp.size(), Node{});
+  node_tokens_.clear();
+  std::vector<uint32_t> order{0}, index(tmp.size(), 0);  // BFS order; index: tmp -> final
+  for (std::size_t i = 0; i < order.size(); ++i)
+    for (const auto& kv : tmp[order[i]].kids) {
+      index[kv.second] = static_cast<uint32_t>(order.size());
+      order.push_back(kv.second);
+    }
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const Tmp& t = tmp[order[i]];
+    Node& nd = nodes_[i];
+    nd.num_children = static_cast<uint32_t>(t.kids.size());
+    nd.first_child = t.kids.empty() ? 0 : index[t.kids.begin()->second];
+    nd.tok_begin = static_cast<uint32_t>(node_tokens_.size());
+    node_tokens_.insert(node_tokens_.end(), t.toks.begin(), t.toks.end());
+    nd.tok_end = static_cast<uint32_t>(node_tokens_.size());
+  }
+  for (std::size_t i = 0; i < order.size(); ++i)
+    for (const auto& kv : tmp[order[i]].kids) nodes_[index[kv.second]].byte = kv.first;
+}
+
+// ---- synthetic ----------------------------------------------------------------------------
+
+namespace {
+
+struct Rng {
+  uint64_t s;
+  uint64_t next() {  // splitmix64
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
+};
+
+std::string utf8(uint32_t cp) {
+  std::string s;
+  utf8_append(s, cp);
+  return s;
+}
+
+}  // namespace
+
+// Composition (about, at 131,072): 16 special ids, 256 bytes, ~2,000 punctuation runs (every
+// pair of 40 JSON/code punctuation characters, common longer runs such as `":"`, `"},{"`),
+// ~400 whitespace runs (spaces, tabs, newline + indentation), 2,000 numbers with and without a
+// leading space, ~9,000 UTF-8 tokens (Latin-1/Greek/Cyrillic letters and short words, 5,000 CJK
+// characters and 2-character words, emoji, and their partial prefixes), and English-like words
+// from syllables (1 to 4) in the forms "word", " word", " Word", "Word", " WORD" for the rest.
+std::shared_ptr<const Vocabulary> Vocabulary::synthetic(int64_t size, uint64_t seed) {
+  if (size < 512) throw Error("Vocabulary::synthetic: size must be at least 512");
+  Rng rng{seed};
+  std::vector<std::string> out;
+  std::unordered_set<std::string> seen;
+  const auto target = static_cast<std::size_t>(size);
+  auto add = [&](const std::string& s) {
+    if (out.size() >= target || s.empty() || !seen.insert(s).second) return;
+    out.push_back(s);
+  };
+  for (int i = 0; i < 16; ++i) out.emplace_back();  // special tokens: no bytes
+  for (int b = 0; b < 256; ++b) add(std::string(1, static_cast<char>(b)));
+  const std::string punct = "\"{}[]:,.;()<>=+-*/\\_'!?#$%&@^|~`\n\t 0123";
+  for (char a : punct)
+    for (char b : punct) add(std::string{a, b});
+  for (const char* s : {"\":", "\":\"", "\",", "\",\"", "\"},", "\"}", "{\"", "[{\"", "\"]", "},{", "\":[", "\":{\"",
+                        "\"}]", "\n}", "\\n", "\\\"", "\\\\", " \"", " {", " [", "}}", "]]", "null", "true", "false",
+                        " null", " true", " false", "\": \"", "\", \"", "\": ", "\": {", "\": [", "}\n", "},\n",
+                        "\",\n", "\n\"", "();", "()", "{\n", "};\n", "->", "::", "==", "!=", "<=", ">=", "&&", "||",
+                        "\"\n", "\"},{\"", "\"}}", "\":\"\"", "\\u00", "...", "\"\"", "://", "www", ".com"})
+    add(s);
+  for (int n = 1; n <= 32; ++n) add(std::string(static_cast<std::size_t>(n), ' '));
+  for (int n = 1; n <= 8; ++n) add(std::string(static_cast<std::size_t>(n), '\t'));
+  for (int n = 0; n <= 32; ++n) add("\n" + std::string(static_cast<std::size_t>(n), ' '));
+  for (int n = 1; n <= 4; ++n) add(std::string(static_cast<std::size_t>(n), '\n'));
+  for (int i = 0; i < 1000; ++i) {
+    add(std::to_string(i));
+    add(" " + std::to_string(i));
+  }
+  // UTF-8: 2-byte letters and words, CJK characters and pairs, emoji, partial characters.
+  std::vector<std::string> cyr;
+  for (uint32_t cp = 0xC0; cp <= 0x24F; ++cp) add(utf8(cp));
+  for (uint32_t cp = 0x391; cp <= 0x3C9; ++cp) add(utf8(cp));
+  for (uint32_t cp = 0x410; cp <= 0x44F; ++cp) cyr.push_back(utf8(cp)), add(utf8(cp));
+  for (int i = 0; i < 1500; ++i) {
+    std::string w = (i % 2) ? " " : "";
+    for (std::size_t k = 0, n = 2 + rng.below(5); k < n; ++k) w += cyr[rng.below(cyr.size())];
+    add(w);
+  }
+  for (uint32_t cp = 0x4E00; cp < 0x4E00 + 5000; ++cp) add(utf8(cp));
+  for (int i = 0; i < 1500; ++i) add(utf8(0x4E00 + static_cast<uint32_t>(rng.below(3000))) + utf8(0x4E00 + static_cast<uint32_t>(rng.below(3000))));
+  for (uint32_t cp = 0x1F600; cp < 0x1F650; ++cp) {
+    const std::string e = utf8(cp);
+    add(e);
+    add(e.substr(0, 3));
+    add(e.substr(0, 2));
+  }
+  for (uint32_t cp = 0x4E00; cp < 0x4E00 + 3000; cp += 7) add(utf8(cp).substr(0, 2));
+  for (uint32_t cp = 0x4E00; cp < 0x4E00 + 3000; cp += 11) add(utf8(cp).substr(1));
+  // English-like words.
+  static const char* onsets[] = {"", "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v",
+                                 "w", "z", "th", "st", "str", "pr", "tr", "ch", "sh", "cl", "gr", "br", "pl", "sp", "qu"};
+  static const char* vowels[] = {"a", "e", "i", "o", "u", "ea", "ou", "io", "ai", "y", "ee", "oo"};
+  static const char* codas[] = {"", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ng", "ck", "rd", "x", "nt", "ss"};
+  auto syllable = [&] {
+    return std::string(onsets[rng.below(std::size(onsets))]) + vowels[rng.below(std::size(vowels))] +
+           codas[rng.below(std::size(codas))];
+  };
+  for (int guard = 0; out.size() < target && guard < 50 * size; ++guard) {
+    std::string w;
+    const std::size_t r = rng.below(100);
+    const std::size_t syl = r < 35 ? 1 : r < 75 ? 2 : r < 93 ? 3 : 4;
+    for (std::size_t k = 0; k < syl; ++k) w += syllable();
+    const std::size_t form = rng.below(100);
+    if (form < 45) add(" " + w);
+    else if (form < 70) add(w);
+    else if (form < 85) add(" " + std::string(1, static_cast<char>(w[0] - 'a' + 'A')) + w.substr(1));
+    else if (form < 95) add(std::string(1, static_cast<char>(w[0] - 'a' + 'A')) + w.substr(1));
+    else {
+      std::string u = " " + w;
+      for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      add(u);
+    }
+  }
+  while (out.size() < target) out.emplace_back();  // (not reached in practice)
+  return from_token_bytes(std::move(out));
+}
+
+}  // namespace nemotron::text::grammar
