@@ -200,6 +200,12 @@ class SchemaCompiler {
       if (k == "multipleOf" && v.is_number() && v.get<double>() == 1.0) continue;  // handled in numbers
       unsupported(k, ptr);
     }
+    if (s.contains("format")) {
+      // A format is enforced or refused (validators may assert formats).
+      const Json& f = s["format"];
+      if (!f.is_string()) invalid(json_pointer_child(ptr, "format"), "must be a string");
+      if (!formats().count(f.get<std::string>())) unsupported("format", ptr, "format '" + f.get<std::string>() + "'");
+    }
     std::set<std::string> types;
     if (s.contains("type")) {
       const Json& t = s["type"];
@@ -228,8 +234,6 @@ class SchemaCompiler {
       for (auto it = s.begin(); it != s.end(); ++it) {
         auto o = owner.find(it.key());
         if (o == owner.end()) continue;
-        if (o->second == "string" && it.key() == "format" && !formats().count(s["format"].is_string() ? s["format"].get<std::string>() : ""))
-          continue;  // an unknown format is an annotation
         types.insert(o->second);
       }
       if (types.empty()) return json_.value();
