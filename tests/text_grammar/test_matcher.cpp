@@ -6,6 +6,7 @@
 #include <random>
 
 #include "grammar_test_util.h"
+#include "text/grammar/automaton.h"
 #include "text/grammar/sampler.h"
 #include "text/tokenizer/tokenizer.h"
 #include "text/utf8.h"
@@ -84,6 +85,19 @@ TEST(Matcher, MasksEqualBruteForceRegexAndEbnf) {
   compare_masks(from_regex("(the|a) [a-z]+( [a-z]+){0,3}\\."), v, 12, 4);
   compare_masks(from_ebnf(R"(root ::= item ("," " "? item)*
                              item ::= [0-9]+ | "\"" [^"]* "\"" | "[" root? "]")"), v, 30, 5);
+}
+
+TEST(Matcher, MasksStayRightAcrossAutomatonResets) {
+  // Past the state limit the shared automaton is cleared and matchers re-intern their states.
+  Automaton::set_max_states(20);
+  auto v = Vocabulary::synthetic(3000, 5);
+  auto g = nested_schema();
+  Matcher other(g, v, {0});
+  ASSERT_TRUE(other.accept_bytes("{\"name\": \"ab"));
+  compare_masks(g, v, 25, 11);
+  EXPECT_TRUE(other.accept_bytes("c\", \"age\": 7}"));
+  EXPECT_TRUE(other.can_end());
+  Automaton::set_max_states(Automaton::kMaxStates);
 }
 
 TEST(Matcher, EndIdsOnlyWhenComplete) {

@@ -1,6 +1,7 @@
 #include "text/grammar/automaton.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
 #include "text/grammar/mask.h"
@@ -20,8 +21,14 @@ std::size_t Automaton::KeyHash::operator()(const std::vector<int32_t>& k) const 
 
 Automaton::Automaton(const Grammar& g) : g_(g) {}
 
+namespace {
+std::atomic<std::size_t> g_max_states{Automaton::kMaxStates};
+}
+
+void Automaton::set_max_states(std::size_t n) { g_max_states = n; }
+
 void Automaton::maybe_reset() {
-  if (states_.size() <= kMaxStates) return;
+  if (states_.size() <= g_max_states.load(std::memory_order_relaxed)) return;
   states_.clear();
   rows_.clear();
   ids_.clear();
@@ -143,6 +150,18 @@ int32_t Automaton::next_slow(int32_t s, unsigned byte) {
   }
   rows_[static_cast<std::size_t>(s)][byte] = result;
   return result;
+}
+
+const ByteSet& Automaton::self_loop(int32_t s) {
+  if (!states_[static_cast<std::size_t>(s)].loop_known) {
+    ByteSet loop;
+    const ByteSet first = states_[static_cast<std::size_t>(s)].first;
+    for (unsigned b = 0; b < 256; ++b)
+      if (first.test(b) && next(s, b) == s) loop.set(b);
+    states_[static_cast<std::size_t>(s)].loop = loop;
+    states_[static_cast<std::size_t>(s)].loop_known = true;
+  }
+  return states_[static_cast<std::size_t>(s)].loop;
 }
 
 MaskCache& Automaton::masks(const std::shared_ptr<const Vocabulary>& vocab) {

@@ -44,6 +44,8 @@ class Automaton {
   explicit Automaton(const Grammar& g);
 
   static constexpr std::size_t kMaxStates = 200000;
+  // The reset threshold (kMaxStates; tests lower it to exercise resets).
+  static void set_max_states(std::size_t n);
   static constexpr std::size_t kMaxDepth = 4096;
   static constexpr std::size_t kMaxStacks = 4096;
 
@@ -69,6 +71,9 @@ class Automaton {
   bool live(int32_t s) const { return states_[static_cast<std::size_t>(s)].live; }
   // Union of the byte sets at the tops of the stacks: the bytes worth trying.
   const ByteSet& first_bytes(int32_t s) const { return states_[static_cast<std::size_t>(s)].first; }
+  // Bytes b with next(s, b) == s (computed on first use): a trie subtree made only of these
+  // bytes is accepted whole from s (mask.cpp).
+  const ByteSet& self_loop(int32_t s);
   // Fewest bytes that complete a match from state s.
   int64_t min_completion(int32_t s) const { return states_[static_cast<std::size_t>(s)].min_completion; }
   std::size_t num_states() const { return states_.size(); }
@@ -84,6 +89,8 @@ class Automaton {
     ByteSet first;
     int64_t min_completion = 0;
     bool accepting = false, live = false;
+    bool loop_known = false;
+    ByteSet loop;
   };
   int32_t next_slow(int32_t s, unsigned byte);
   void closure(std::vector<int32_t>& stack, std::vector<std::vector<int32_t>>& out);

@@ -8,13 +8,21 @@
 
 namespace nemotron::text::grammar {
 
+// Depth-first over (trie node, state) pairs; a child is entered only when the automaton can
+// take its byte. A subtree whose byte summary lies inside the state's self-loop set is taken
+// whole (every token below stays in that state), which is what makes the "inside a JSON
+// string" states cheap: most of the vocabulary is accepted without walking it.
 void compute_mask(Automaton& a, const Vocabulary& v, int32_t s, uint32_t* bits) {
   std::memset(bits, 0, v.mask_words() * sizeof(uint32_t));
   const std::vector<Vocabulary::Node>& nodes = v.nodes();
   const std::vector<int32_t>& toks = v.node_tokens();
+  const std::vector<int32_t>& sub = v.subtree_tokens();
+  const auto& sums = v.summaries();
   if (nodes.empty()) return;
-  // Depth-first over (trie node, state) pairs; a child is entered only when the automaton can
-  // take its byte.
+  auto set_bit = [bits](int32_t t) {
+    const auto u = static_cast<uint32_t>(t);
+    bits[u >> 5] |= uint32_t{1} << (u & 31);
+  };
   std::vector<std::pair<uint32_t, int32_t>> stack;
   stack.reserve(256);
   stack.emplace_back(0u, s);
@@ -22,17 +30,21 @@ void compute_mask(Automaton& a, const Vocabulary& v, int32_t s, uint32_t* bits) 
     const auto [n, st] = stack.back();
     stack.pop_back();
     const Vocabulary::Node& nd = nodes[n];
-    const ByteSet first = a.first_bytes(st);  // a copy: next() may add states
     for (uint32_t c = nd.first_child, e = nd.first_child + nd.num_children; c < e; ++c) {
       const Vocabulary::Node& ch = nodes[c];
-      if (!first.test(ch.byte)) continue;
       const int32_t ns = a.next(st, ch.byte);
       if (ns == kDead) continue;
-      for (uint32_t k = ch.tok_begin; k < ch.tok_end; ++k) {
-        const auto t = static_cast<uint32_t>(toks[k]);
-        bits[t >> 5] |= uint32_t{1} << (t & 31);
+      for (uint32_t k = ch.tok_begin; k < ch.tok_end; ++k) set_bit(toks[k]);
+      if (!ch.num_children) continue;
+      if (ch.summary >= 0) {
+        const ByteSet& loop = a.self_loop(ns);
+        const auto& sum = sums[static_cast<std::size_t>(ch.summary)];
+        if (((sum[0] & ~loop.w[0]) | (sum[1] & ~loop.w[1]) | (sum[2] & ~loop.w[2]) | (sum[3] & ~loop.w[3])) == 0) {
+          for (uint32_t k = ch.desc_begin; k < ch.desc_end; ++k) set_bit(sub[k]);
+          continue;
+        }
       }
-      if (ch.num_children) stack.emplace_back(c, ns);
+      stack.emplace_back(c, ns);
     }
   }
 }

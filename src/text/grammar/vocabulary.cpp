@@ -67,6 +67,51 @@ void Vocabulary::build_trie() {
   }
   for (std::size_t i = 0; i < order.size(); ++i)
     for (const auto& kv : tmp[order[i]].kids) nodes_[index[kv.second]].byte = kv.first;
+  // Depth-first: the tokens below each node, contiguous, and the byte summaries.
+  subtree_tokens_.clear();
+  summaries_.clear();
+  struct Frame {
+    uint32_t node;
+    uint32_t next_child;
+  };
+  std::vector<Frame> stack{{0, 0}};
+  nodes_[0].desc_begin = 0;
+  while (!stack.empty()) {
+    Frame& f = stack.back();
+    Node& nd = nodes_[f.node];
+    if (f.next_child < nd.num_children) {
+      const uint32_t c = nd.first_child + f.next_child++;
+      Node& ch = nodes_[c];
+      subtree_tokens_.insert(subtree_tokens_.end(), node_tokens_.begin() + ch.tok_begin, node_tokens_.begin() + ch.tok_end);
+      ch.desc_begin = static_cast<uint32_t>(subtree_tokens_.size());
+      stack.push_back({c, 0});
+      continue;
+    }
+    nd.desc_end = static_cast<uint32_t>(subtree_tokens_.size());
+    const uint32_t done = f.node;
+    stack.pop_back();
+    Node& d = nodes_[done];
+    if (d.desc_end - d.desc_begin >= kSummaryMin) {
+      // Bytes below `done`: its children's bytes and their summaries (or, for small children,
+      // a walk of their subtrees).
+      std::array<uint64_t, 4> sum{};
+      std::vector<uint32_t> todo;
+      for (uint32_t c = d.first_child; c < d.first_child + d.num_children; ++c) todo.push_back(c);
+      while (!todo.empty()) {
+        const uint32_t c = todo.back();
+        todo.pop_back();
+        const Node& ch = nodes_[c];
+        sum[ch.byte >> 6] |= uint64_t{1} << (ch.byte & 63);
+        if (ch.summary >= 0) {
+          for (int w = 0; w < 4; ++w) sum[static_cast<std::size_t>(w)] |= summaries_[static_cast<std::size_t>(ch.summary)][static_cast<std::size_t>(w)];
+        } else {
+          for (uint32_t g = ch.first_child; g < ch.first_child + ch.num_children; ++g) todo.push_back(g);
+        }
+      }
+      d.summary = static_cast<int32_t>(summaries_.size());
+      summaries_.push_back(sum);
+    }
+  }
 }
 
 // ---- synthetic ----------------------------------------------------------------------------

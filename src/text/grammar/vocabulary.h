@@ -11,6 +11,10 @@
 // Trie layout: node 0 is the empty string; each node's children are contiguous
 // (first_child .. first_child + num_children, in byte order), so a mask walk reads them in one
 // sweep; tokens whose bytes end exactly at a node are node_tokens()[tok_begin, tok_end).
+// For whole-subtree decisions, subtree_tokens()[desc_begin, desc_end) are the tokens strictly
+// below a node (depth-first order), and a node with at least kSummaryMin of them has a
+// summary: the set of every byte on the edges below it (summaries()[summary]).
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -41,16 +45,23 @@ class Vocabulary {
   struct Node {
     uint32_t first_child = 0, num_children = 0;
     uint32_t tok_begin = 0, tok_end = 0;
+    uint32_t desc_begin = 0, desc_end = 0;
+    int32_t summary = -1;
     uint8_t byte = 0;
   };
+  static constexpr uint32_t kSummaryMin = 16;
   const std::vector<Node>& nodes() const { return nodes_; }
   const std::vector<int32_t>& node_tokens() const { return node_tokens_; }
+  const std::vector<int32_t>& subtree_tokens() const { return subtree_tokens_; }
+  const std::vector<std::array<uint64_t, 4>>& summaries() const { return summaries_; }
 
  private:
   void build_trie();
   std::vector<std::string> bytes_;
   std::vector<Node> nodes_;
   std::vector<int32_t> node_tokens_;
+  std::vector<int32_t> subtree_tokens_;
+  std::vector<std::array<uint64_t, 4>> summaries_;
 };
 
 }  // namespace nemotron::text::grammar
