@@ -87,6 +87,20 @@ TEST(Matcher, MasksEqualBruteForceRegexAndEbnf) {
                              item ::= [0-9]+ | "\"" [^"]* "\"" | "[" root? "]")"), v, 30, 5);
 }
 
+TEST(Matcher, RepetitionsOfNullableBodies) {
+  // x* where x can be empty: a cycle of tail calls, ended in the closure (ir.cpp, automaton.cpp).
+  auto v = Vocabulary::synthetic(1200, 2);
+  auto r = from_regex("(a?b?)*c(d|)*");
+  EXPECT_TRUE(grammar_test::matches(r, "ababbc"));
+  EXPECT_TRUE(grammar_test::matches(r, "cdd"));
+  EXPECT_FALSE(grammar_test::matches(r, "abca"));
+  compare_masks(r, v, 10, 3);
+  auto e = from_ebnf(R"(root ::= ( "x"? ("y" | "")* )* "z" item*
+                        item ::= " "? | "w")");
+  EXPECT_TRUE(grammar_test::matches(e, "xyyxz w w"));
+  compare_masks(e, v, 10, 4);
+}
+
 TEST(Matcher, MasksStayRightAcrossAutomatonResets) {
   // Past the state limit the shared automaton is cleared and matchers re-intern their states.
   Automaton::set_max_states(20);

@@ -39,7 +39,8 @@ void Automaton::maybe_reset() {
 
 // Expands the top of `st` until it is a byte-set element (or the stack is empty), appending
 // each resulting stack to `out`. Consumes `st`.
-void Automaton::closure(std::vector<int32_t>& st, std::vector<std::vector<int32_t>>& out) {
+void Automaton::closure(std::vector<int32_t>& st, std::vector<std::vector<int32_t>>& out,
+                        std::unordered_set<std::vector<int32_t>, KeyHash>& seen) {
   const std::vector<int32_t>& el = g_.elems();
   for (;;) {
     if (out.size() >= kMaxStacks) return;  // cut (see header)
@@ -58,6 +59,7 @@ void Automaton::closure(std::vector<int32_t>& st, std::vector<std::vector<int32_
       return;
     }
     // A call: the caller continues at p + 1, or nowhere when p + 1 ends its sequence.
+    if (!seen.insert(st).second) return;  // expanded before in this closure
     if (el[static_cast<std::size_t>(p) + 1] == kEnd) st.pop_back();
     else st.back() = p + 1;
     if (st.size() >= kMaxDepth) return;  // cut (see header)
@@ -67,7 +69,7 @@ void Automaton::closure(std::vector<int32_t>& st, std::vector<std::vector<int32_
       if (i + 1 < alts.size()) s2 = st;
       else s2 = std::move(st);
       s2.push_back(alts[i]);
-      closure(s2, out);
+      closure(s2, out, seen);
     }
     return;
   }
@@ -115,9 +117,10 @@ int32_t Automaton::intern(const std::vector<int32_t>& key) {
 int32_t Automaton::initial() {
   if (initial_ >= 0) return initial_;
   std::vector<std::vector<int32_t>> out;
+  std::unordered_set<std::vector<int32_t>, KeyHash> seen;
   for (int32_t a : g_.alternatives(g_.root())) {
     std::vector<int32_t> st{a};
-    closure(st, out);
+    closure(st, out, seen);
   }
   initial_ = intern_stacks(out);
   return initial_;
@@ -133,6 +136,7 @@ int32_t Automaton::next_slow(int32_t s, unsigned byte) {
     const std::vector<int32_t> key = states_[static_cast<std::size_t>(s)].key;  // copy: interning may reallocate
     const std::vector<int32_t>& el = g_.elems();
     std::vector<std::vector<int32_t>> out;
+    std::unordered_set<std::vector<int32_t>, KeyHash> seen;
     for (std::size_t i = 0; i < key.size();) {
       const auto len = static_cast<std::size_t>(key[i]);
       if (len > 0) {
@@ -141,7 +145,7 @@ int32_t Automaton::next_slow(int32_t s, unsigned byte) {
           std::vector<int32_t> st(key.begin() + static_cast<std::ptrdiff_t>(i + 1),
                                   key.begin() + static_cast<std::ptrdiff_t>(i + 1 + len));
           st.back() = top + 1;
-          closure(st, out);
+          closure(st, out, seen);
         }
       }
       i += len + 1;

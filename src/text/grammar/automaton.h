@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "text/grammar/ir.h"
@@ -41,6 +42,9 @@ constexpr int32_t kDead = -1;
 
 class Automaton {
  public:
+  struct KeyHash {
+    std::size_t operator()(const std::vector<int32_t>& k) const noexcept;
+  };
   explicit Automaton(const Grammar& g);
 
   static constexpr std::size_t kMaxStates = 200000;
@@ -93,7 +97,10 @@ class Automaton {
     ByteSet loop;
   };
   int32_t next_slow(int32_t s, unsigned byte);
-  void closure(std::vector<int32_t>& stack, std::vector<std::vector<int32_t>>& out);
+  // `seen`: the configurations already expanded in this closure (ends cycles of tail calls
+  // through rules that can be empty).
+  void closure(std::vector<int32_t>& stack, std::vector<std::vector<int32_t>>& out,
+               std::unordered_set<std::vector<int32_t>, KeyHash>& seen);
   int32_t intern_stacks(std::vector<std::vector<int32_t>>& stacks);
 
   const Grammar& g_;
@@ -101,9 +108,6 @@ class Automaton {
   int32_t initial_ = -1;
   std::vector<State> states_;
   std::vector<std::unique_ptr<int32_t[]>> rows_;
-  struct KeyHash {
-    std::size_t operator()(const std::vector<int32_t>& k) const noexcept;
-  };
   std::unordered_map<std::vector<int32_t>, int32_t, KeyHash> ids_;
   std::vector<std::pair<std::weak_ptr<const Vocabulary>, std::unique_ptr<MaskCache>>> masks_;
 };

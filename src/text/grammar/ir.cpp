@@ -230,23 +230,69 @@ std::shared_ptr<const Grammar> GrammarBuilder::build(int32_t root, const std::st
         }
     }
   }
-  std::vector<char> color(n, 0);  // 0 new, 1 on the DFS path, 2 done
-  std::function<void(std::size_t)> visit = [&](std::size_t r) {
-    color[r] = 1;
-    for (const auto& a : rules[r])
-      for (int32_t v : a) {
-        if (!elem_is_ref(v)) break;
-        const auto s = static_cast<std::size_t>(v);
-        if (color[s] == 1)
-          throw Error(what + ": left recursion through rule '" + names_[s] +
-                      "' (a rule must consume text before it can refer back to itself)");
-        if (color[s] == 0) visit(s);
-        if (!nullable[s]) break;
-      }
-    color[r] = 2;
+  // Left recursion: r -> s when s can be the first thing r expands to; the edge is a TAIL call
+  // when s ends its alternative (the matcher then pushes no frame). A cycle of tail calls
+  // only (a repetition of something that can be empty, e.g. ("a"?)*) keeps stacks flat and
+  // the matcher's closure stops at the repeated configuration; a cycle with any other call
+  // would grow the stack forever and is refused. Edges inside one strongly connected
+  // component are exactly the edges on cycles (Tarjan, iterative).
+  struct Edge {
+    std::size_t to;
+    bool tail;
   };
+  std::vector<std::vector<Edge>> edges(n);
   for (std::size_t r = 0; r < n; ++r)
-    if (color[r] == 0) visit(r);
+    for (const auto& a : rules[r])
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        const int32_t v = a[i];
+        if (!elem_is_ref(v)) break;
+        edges[r].push_back({static_cast<std::size_t>(v), i + 1 == a.size()});
+        if (!nullable[static_cast<std::size_t>(v)]) break;
+      }
+  std::vector<int64_t> index(n, -1), low(n, 0), comp(n, -1);
+  std::vector<char> on_stack(n, 0);
+  std::vector<std::size_t> tstack;
+  int64_t counter = 0, ncomp = 0;
+  for (std::size_t start = 0; start < n; ++start) {
+    if (index[start] >= 0) continue;
+    std::vector<std::pair<std::size_t, std::size_t>> work{{start, 0}};  // (node, next edge)
+    index[start] = low[start] = counter++;
+    tstack.push_back(start);
+    on_stack[start] = 1;
+    while (!work.empty()) {
+      auto& [u, ei] = work.back();
+      if (ei < edges[u].size()) {
+        const std::size_t w = edges[u][ei++].to;
+        if (index[w] < 0) {
+          index[w] = low[w] = counter++;
+          tstack.push_back(w);
+          on_stack[w] = 1;
+          work.emplace_back(w, 0);
+        } else if (on_stack[w]) {
+          low[u] = std::min(low[u], index[w]);
+        }
+        continue;
+      }
+      const std::size_t done = u;
+      work.pop_back();
+      if (!work.empty()) low[work.back().first] = std::min(low[work.back().first], low[done]);
+      if (low[done] == index[done]) {
+        for (;;) {
+          const std::size_t w = tstack.back();
+          tstack.pop_back();
+          on_stack[w] = 0;
+          comp[w] = ncomp;
+          if (w == done) break;
+        }
+        ++ncomp;
+      }
+    }
+  }
+  for (std::size_t r = 0; r < n; ++r)
+    for (const Edge& e : edges[r])
+      if (comp[r] == comp[e.to] && !e.tail)
+        throw Error(what + ": left recursion through rule '" + names_[e.to] +
+                    "' (a rule must consume text before it can refer back to itself)");
 
   auto g = std::shared_ptr<Grammar>(new Grammar());
   g->root_ = root;
