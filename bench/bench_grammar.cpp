@@ -8,7 +8,8 @@
 //     cache have seen earlier documents, as in a server after a few requests);
 //   - the uncached worst case: the trie walk alone (compute_mask, no cache) at every distinct
 //     state of the documents, with the automaton's transitions already known, and the first
-//     visit of a state on a cold automaton.
+//     visit of a state on a cold automaton;
+//   - a string with maxLength 200 (every character a new state) against a plain string.
 // Plain timing (steady_clock per call); run: build/bench/bench_grammar [documents].
 #include <algorithm>
 #include <chrono>
@@ -229,5 +230,22 @@ int main(int argc, char** argv) {
   std::printf("schema compiled in %.2f ms (%zu rules)\n", us_since(t0) / 1000, g->num_rules());
   scenario("json_object", make_object, v, docs);
   scenario("nested schema", make_schema, v, docs);
+  // A bounded string: every character is a new state (a count-down), so nothing recurs.
+  for (const char* sch : {R"({"type":"string","maxLength":200})", R"({"type":"string"})"}) {
+    auto gs = from_json_schema(parse_json(sch, "bench schema"));
+    auto a = automaton_of(*gs);
+    std::vector<uint32_t> bits(v->mask_words());
+    Stats first;
+    std::lock_guard<std::mutex> lock(a->mutex);
+    int32_t s = a->next(a->initial(), '"');
+    for (int k = 0; k < 100; ++k) {
+      const auto t1 = Clock::now();
+      compute_mask(*a, *v, s, bits.data());
+      first.add(us_since(t1));
+      s = a->next(s, 'a');
+    }
+    std::printf("%s\n", sch);
+    first.print("first visit per state, 100 characters");
+  }
   return 0;
 }

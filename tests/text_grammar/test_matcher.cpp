@@ -80,6 +80,13 @@ TEST(Matcher, MasksEqualBruteForceNestedSchema) {
   for (uint32_t seed = 1; seed <= 3; ++seed) compare_masks(nested_schema(), v, 30, seed);
 }
 
+TEST(Matcher, MasksEqualBruteForceBoundedStrings) {
+  // Count-down states (maxLength): subtrees are taken whole only while enough characters remain.
+  auto v = Vocabulary::synthetic(3000, 13);
+  compare_masks(from_json_schema(nemotron::parse_json(R"({"type":"string","maxLength":9})", "t")), v, 12, 6);
+  compare_masks(from_json_schema(nemotron::parse_json(R"({"type":"array","items":{"type":"string","minLength":2,"maxLength":5}})", "t")), v, 25, 7);
+}
+
 TEST(Matcher, MasksEqualBruteForceRegexAndEbnf) {
   auto v = Vocabulary::synthetic(3000, 3);
   compare_masks(from_regex("(the|a) [a-z]+( [a-z]+){0,3}\\."), v, 12, 4);

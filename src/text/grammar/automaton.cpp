@@ -156,16 +156,29 @@ int32_t Automaton::next_slow(int32_t s, unsigned byte) {
   return result;
 }
 
-const ByteSet& Automaton::self_loop(int32_t s) {
-  if (!states_[static_cast<std::size_t>(s)].loop_known) {
-    ByteSet loop;
+const Automaton::Main& Automaton::main_step(int32_t s) {
+  if (!states_[static_cast<std::size_t>(s)].main_known) {
     const ByteSet first = states_[static_cast<std::size_t>(s)].first;
-    for (unsigned b = 0; b < 256; ++b)
-      if (first.test(b) && next(s, b) == s) loop.set(b);
-    states_[static_cast<std::size_t>(s)].loop = loop;
-    states_[static_cast<std::size_t>(s)].loop_known = true;
+    int32_t target[256];
+    std::unordered_map<int32_t, int> count;
+    for (unsigned b = 0; b < 256; ++b) {
+      target[b] = first.test(b) ? next(s, b) : kDead;
+      if (target[b] != kDead) ++count[target[b]];
+    }
+    Main m;
+    int best = 0;
+    for (const auto& [t, c] : count)
+      if (c > best || (c == best && t < m.target)) {
+        best = c;
+        m.target = t;
+      }
+    if (m.target != kDead)
+      for (unsigned b = 0; b < 256; ++b)
+        if (target[b] == m.target) m.bytes.set(b);
+    states_[static_cast<std::size_t>(s)].main = m;
+    states_[static_cast<std::size_t>(s)].main_known = true;
   }
-  return states_[static_cast<std::size_t>(s)].loop;
+  return states_[static_cast<std::size_t>(s)].main;
 }
 
 MaskCache& Automaton::masks(const std::shared_ptr<const Vocabulary>& vocab) {

@@ -75,9 +75,16 @@ class Automaton {
   bool live(int32_t s) const { return states_[static_cast<std::size_t>(s)].live; }
   // Union of the byte sets at the tops of the stacks: the bytes worth trying.
   const ByteSet& first_bytes(int32_t s) const { return states_[static_cast<std::size_t>(s)].first; }
-  // Bytes b with next(s, b) == s (computed on first use): a trie subtree made only of these
-  // bytes is accepted whole from s (mask.cpp).
-  const ByteSet& self_loop(int32_t s);
+  // The MAIN step of state s (computed on first use): the largest set of bytes that all
+  // lead to one same state, and that state. A trie subtree whose bytes lie in the main bytes
+  // of every state along the chain s -> main target -> ... for its height is accepted whole
+  // (mask.cpp): inside a JSON string the chain is a self-loop; in a string with maxLength it
+  // counts down.
+  struct Main {
+    ByteSet bytes;
+    int32_t target = kDead;
+  };
+  const Main& main_step(int32_t s);
   // Fewest bytes that complete a match from state s.
   int64_t min_completion(int32_t s) const { return states_[static_cast<std::size_t>(s)].min_completion; }
   std::size_t num_states() const { return states_.size(); }
@@ -93,8 +100,8 @@ class Automaton {
     ByteSet first;
     int64_t min_completion = 0;
     bool accepting = false, live = false;
-    bool loop_known = false;
-    ByteSet loop;
+    bool main_known = false;
+    Main main;
   };
   int32_t next_slow(int32_t s, unsigned byte);
   // `seen`: the configurations already expanded in this closure (ends cycles of tail calls

@@ -1,6 +1,7 @@
 #include "text/grammar/mask.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "text/grammar/automaton.h"
@@ -8,10 +9,30 @@
 
 namespace nemotron::text::grammar {
 
+namespace {
+
+// Every token in a subtree of `height` bytes, all from `sum`, is accepted from state s when
+// each byte level stays inside the main step of the state it reaches (automaton.h): then no
+// path below can die. Inside a JSON string the main step is a self-loop (checked once); in a
+// string with maxLength it counts down, and the subtree is taken whole while enough remain.
+bool whole_subtree(Automaton& a, int32_t s, const std::array<uint64_t, 4>& sum, uint32_t height) {
+  for (uint32_t level = 0; level < height; ++level) {
+    const Automaton::Main& m = a.main_step(s);
+    if (m.target == kDead) return false;
+    if (((sum[0] & ~m.bytes.w[0]) | (sum[1] & ~m.bytes.w[1]) | (sum[2] & ~m.bytes.w[2]) | (sum[3] & ~m.bytes.w[3])) != 0)
+      return false;
+    if (m.target == s) return true;  // a self-loop: every further level is the same check
+    s = m.target;
+  }
+  return true;
+}
+
+}  // namespace
+
 // Depth-first over (trie node, state) pairs; a child is entered only when the automaton can
-// take its byte. A subtree whose byte summary lies inside the state's self-loop set is taken
-// whole (every token below stays in that state), which is what makes the "inside a JSON
-// string" states cheap: most of the vocabulary is accepted without walking it.
+// take its byte. Subtrees that cannot die (whole_subtree) are taken without walking them,
+// which is what makes the "inside a JSON string" states cheap: most of the vocabulary is
+// accepted at once.
 void compute_mask(Automaton& a, const Vocabulary& v, int32_t s, uint32_t* bits) {
   std::memset(bits, 0, v.mask_words() * sizeof(uint32_t));
   const std::vector<Vocabulary::Node>& nodes = v.nodes();
@@ -36,13 +57,9 @@ void compute_mask(Automaton& a, const Vocabulary& v, int32_t s, uint32_t* bits) 
       if (ns == kDead) continue;
       for (uint32_t k = ch.tok_begin; k < ch.tok_end; ++k) set_bit(toks[k]);
       if (!ch.num_children) continue;
-      if (ch.summary >= 0) {
-        const ByteSet& loop = a.self_loop(ns);
-        const auto& sum = sums[static_cast<std::size_t>(ch.summary)];
-        if (((sum[0] & ~loop.w[0]) | (sum[1] & ~loop.w[1]) | (sum[2] & ~loop.w[2]) | (sum[3] & ~loop.w[3])) == 0) {
-          for (uint32_t k = ch.desc_begin; k < ch.desc_end; ++k) set_bit(sub[k]);
-          continue;
-        }
+      if (ch.summary >= 0 && whole_subtree(a, ns, sums[static_cast<std::size_t>(ch.summary)], ch.height)) {
+        for (uint32_t k = ch.desc_begin; k < ch.desc_end; ++k) set_bit(sub[k]);
+        continue;
       }
       stack.emplace_back(c, ns);
     }

@@ -91,6 +91,8 @@ void Vocabulary::build_trie() {
     const uint32_t done = f.node;
     stack.pop_back();
     Node& d = nodes_[done];
+    for (uint32_t c = d.first_child; c < d.first_child + d.num_children; ++c)
+      d.height = static_cast<uint16_t>(std::max<uint32_t>(d.height, std::min<uint32_t>(65535u, nodes_[c].height + 1u)));
     if (d.desc_end - d.desc_begin >= kSummaryMin) {
       // Bytes below `done`: its children's bytes and their summaries (or, for small children,
       // a walk of their subtrees).

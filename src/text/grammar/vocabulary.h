@@ -47,6 +47,7 @@ class Vocabulary {
     uint32_t tok_begin = 0, tok_end = 0;
     uint32_t desc_begin = 0, desc_end = 0;
     int32_t summary = -1;
+    uint16_t height = 0;  // longest path below the node, in bytes (capped at 65535)
     uint8_t byte = 0;
   };
   static constexpr uint32_t kSummaryMin = 16;
