@@ -223,7 +223,11 @@ TEST(Vocabulary, FromDemoTokenizer) {
   for (int32_t id = 0; id < tok.vocab_size(); ++id) {
     const std::string& b = v->token_bytes(id);
     if (tok.is_special(id)) {
-      EXPECT_TRUE(b.empty()) << id;
+      EXPECT_EQ(b, Vocabulary::special_token_bytes(id)) << id;
+      continue;
+    }
+    if (b.empty()) {
+      EXPECT_TRUE(nemotron::text::utf8_valid(tok.token_bytes(id)) == false) << id;  // a raw byte >= 0xF8
       continue;
     }
     if (nemotron::text::utf8_valid(b)) {
@@ -240,4 +244,45 @@ TEST(Vocabulary, FromDemoTokenizer) {
   for (int32_t id : tok.encode(text)) ASSERT_TRUE(m.accept(id)) << id;
   EXPECT_TRUE(m.can_end());
   (void)partial;
+}
+
+TEST(Vocabulary, SpecialTokensOnlyWhereNamed) {
+  // Nemotron's <tool_call> is a special token: the tool-call grammar names the TOKEN.
+  const auto tok = nemotron::text::Tokenizer::load(NEMOTRON_SOURCE_DIR "/models/demo");
+  auto v = Vocabulary::from_tokenizer(tok);
+  const int32_t open = tok.token_to_id("<tool_call>"), close = tok.token_to_id("</tool_call>");
+  const int32_t eos = tok.token_to_id("<|im_end|>");
+  ASSERT_TRUE(open >= 0 && close >= 0 && eos >= 0 && tok.is_special(open));
+  auto args = from_json_schema(nemotron::parse_json(R"({"type":"object","properties":{"q":{"type":"string"}},"required":["q"]})", "t"));
+  auto call = Grammar::sequence({Grammar::token(open), Grammar::literal("\n<function=search>\n"), args,
+                                 Grammar::literal("\n</function>\n"), Grammar::token(close)});
+  Matcher m(call, v, {eos});
+  std::vector<uint32_t> bits(v->mask_words());
+  m.fill_mask(bits.data());
+  int allowed = 0;
+  for (int32_t t = 0; t < v->size(); ++t) allowed += bit(bits, t);
+  EXPECT_EQ(allowed, 1);  // only <tool_call>: not "<", not the text spelled out
+  EXPECT_TRUE(bit(bits, open));
+  const std::string text = "<tool_call>\n<function=search>\n{\"q\": \"x <tool_call> y\"}\n</function>\n</tool_call>";
+  ASSERT_EQ(tok.encode("<tool_call>", false, true), std::vector<int32_t>{open});
+  // The tags as tokens, the text between (a "<tool_call>" inside the JSON string as text).
+  std::vector<int32_t> seq{open};
+  const auto middle = tok.encode(text.substr(11, text.size() - 11 - 12), false, /*parse_special=*/false);
+  seq.insert(seq.end(), middle.begin(), middle.end());
+  seq.push_back(close);
+  for (std::size_t i = 0; i < seq.size(); ++i) {
+    m.fill_mask(bits.data());
+    ASSERT_TRUE(bit(bits, seq[i])) << i;
+    if (i > 0 && i + 1 < seq.size()) {
+      EXPECT_FALSE(bit(bits, open)) << i;  // never inside the text
+    }
+    ASSERT_TRUE(m.accept(seq[i])) << i;
+  }
+  EXPECT_TRUE(m.can_end());
+  m.fill_mask(bits.data());
+  EXPECT_TRUE(bit(bits, eos));
+  // EBNF names a special token as <[id]>.
+  auto e = from_ebnf("root ::= <[" + std::to_string(open) + "]> \"x\"");
+  EXPECT_TRUE(grammar_test::matches(e, Vocabulary::special_token_bytes(open) + "x"));
+  EXPECT_FALSE(grammar_test::matches(e, "<tool_call>x"));
 }

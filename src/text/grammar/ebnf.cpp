@@ -5,7 +5,8 @@
 // leading `|`); names [A-Za-z0-9_-]+ (also dotted); literals "..." or '...' with escapes
 // \n \r \t \\ \" \' \xHH \uHHHH \UHHHHHHHH; character classes [a-z] [^...] over code points
 // (the same escapes, plus \] \[ \- \^); `.` = any character; grouping ( ); postfix ? * +
-// {m} {m,} {m,n}; comments from # to the end of the line. Errors name line and column.
+// {m} {m,} {m,n}; token references <[id]> (exactly that special token: vocabulary.h);
+// comments from # to the end of the line. Errors name line and column.
 #include <map>
 #include <vector>
 
@@ -259,7 +260,16 @@ class EbnfParser {
       first_use_.emplace(name, at);
       return Expr::ref(rule(name));
     }
-    if (c == '<') fail("token references (<...>) are not supported", at);
+    if (c == '<') {  // <[id]>: exactly that (special) token
+      if (src_.compare(pos_, 2, "<[") != 0) fail("token references by text (<...>) are not supported; use <[id]>", at);
+      pos_ += 2;
+      int64_t id = 0;
+      const std::size_t start = pos_;
+      while (pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '9' && id < (1 << 28)) id = id * 10 + (src_[pos_++] - '0');
+      if (pos_ == start || src_.compare(pos_, 2, "]>") != 0 || id >= (1 << 28)) fail("bad token reference, expected <[id]>", at);
+      pos_ += 2;
+      return Expr::literal(Vocabulary::special_token_bytes(static_cast<int32_t>(id)));
+    }
     fail(std::string("unexpected character '") + c + "'", at);
   }
 

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "text/grammar/automaton.h"
+#include "text/grammar/vocabulary.h"
 #include "util/error.h"
 
 namespace nemotron::text::grammar {
@@ -408,6 +409,11 @@ std::shared_ptr<const Grammar> Grammar::repeat(const std::shared_ptr<const Gramm
   GrammarBuilder b;
   const int32_t x = b.import(*body, "rep.");
   return b.build(b.add("repeat", Expr::repeat(Expr::ref(x), min, max)), "repeat");
+}
+
+std::shared_ptr<const Grammar> Grammar::token(int32_t id) {
+  GrammarBuilder b;
+  return b.build(b.add("token" + std::to_string(id), Expr::literal(Vocabulary::special_token_bytes(id))), "token");
 }
 
 }  // namespace nemotron::text::grammar

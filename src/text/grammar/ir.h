@@ -153,6 +153,8 @@ class Grammar {
   static std::shared_ptr<const Grammar> sequence(const std::vector<std::shared_ptr<const Grammar>>& parts);
   static std::shared_ptr<const Grammar> alternatives(const std::vector<std::shared_ptr<const Grammar>>& options);
   static std::shared_ptr<const Grammar> repeat(const std::shared_ptr<const Grammar>& body, int32_t min, int32_t max);
+  // Exactly the special token `id` (Vocabulary::special_token_bytes), e.g. <tool_call>.
+  static std::shared_ptr<const Grammar> token(int32_t id);
 
   // Internal: the shared automaton slot (automaton.cpp).
   struct Cache;

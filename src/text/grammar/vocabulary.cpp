@@ -10,10 +10,32 @@
 
 namespace nemotron::text::grammar {
 
+namespace {
+bool has_reserved_byte(const std::string& s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0xF8) return true;
+  return false;
+}
+}  // namespace
+
+std::string Vocabulary::special_token_bytes(int32_t id) {
+  if (id < 0 || id >= (1 << 28)) throw Error("grammar: special token id " + std::to_string(id) + " out of range");
+  std::string s(1, static_cast<char>(0xF8));
+  for (int shift = 21; shift >= 0; shift -= 7) s += static_cast<char>(0x80 | ((id >> shift) & 0x7F));
+  return s;
+}
+
 std::shared_ptr<const Vocabulary> Vocabulary::from_tokenizer(const Tokenizer& tok) {
   std::vector<std::string> bytes(static_cast<std::size_t>(tok.vocab_size()));
-  for (int32_t id = 0; id < tok.vocab_size(); ++id)
-    if (!tok.is_special(id)) bytes[static_cast<std::size_t>(id)] = tok.token_bytes(id);
+  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+    std::string& b = bytes[static_cast<std::size_t>(id)];
+    if (tok.is_special(id)) {
+      b = special_token_bytes(id);
+    } else {
+      b = tok.token_bytes(id);
+      if (has_reserved_byte(b)) b.clear();  // never text; must not spell a reserved string
+    }
+  }
   return from_token_bytes(std::move(bytes));
 }
 
@@ -156,7 +178,10 @@ std::shared_ptr<const Vocabulary> Vocabulary::synthetic(int64_t size, uint64_t s
     out.push_back(s);
   };
   for (int i = 0; i < 16; ++i) out.emplace_back();  // special tokens: no bytes
-  for (int b = 0; b < 256; ++b) add(std::string(1, static_cast<char>(b)));
+  for (int b = 0; b < 256; ++b) {
+    if (b >= 0xF8) out.emplace_back();  // never text (from_tokenizer clears these too)
+    else add(std::string(1, static_cast<char>(b)));
+  }
   const std::string punct = "\"{}[]:,.;()<>=+-*/\\_'!?#$%&@^|~`\n\t 0123";
   for (char a : punct)
     for (char b : punct) add(std::string{a, b});

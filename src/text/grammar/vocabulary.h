@@ -4,9 +4,17 @@
 //
 // Byte-level: a token's bytes are what it contributes in the middle of a text (ByteLevel
 // characters mapped back to bytes, <0xXX> byte-fallback tokens as their byte, Metaspace as a
-// space), so a token may hold part of a UTF-8 character. SPECIAL added tokens (and ids with no
-// token) have no bytes: a grammar never allows them; they are only ever allowed as a
-// matcher's end ids. Non-special added tokens are their content.
+// space), so a token may hold part of a UTF-8 character. Non-special added tokens are their
+// content.
+//
+// SPECIAL tokens (<|im_end|>, and in Nemotron also <think>, <tool_call>, ...) are not text:
+// each gets a reserved byte string, special_token_bytes(id), that starts with byte 0xF8 (a
+// byte valid UTF-8 never holds), so no text grammar (JSON, regex, EBNF character classes)
+// ever allows one, and a grammar allows it exactly where it names it (Grammar::token(id),
+// EBNF `<[id]>`): the tool-call grammar asks for the <tool_call> TOKEN, not for the text
+// "<tool_call>" spelled out in pieces. Ordinary tokens holding a byte >= 0xF8 (possible only
+// as raw byte tokens, never part of UTF-8 text) are never allowed, so nothing can spell a
+// reserved string. Ids with no token have no bytes (never allowed).
 //
 // Trie layout: node 0 is the empty string; each node's children are contiguous
 // (first_child .. first_child + num_children, in byte order), so a mask walk reads them in one
@@ -29,10 +37,15 @@ namespace nemotron::text::grammar {
 class Vocabulary {
  public:
   static std::shared_ptr<const Vocabulary> from_tokenizer(const Tokenizer& tok);
-  // token_bytes[id]; an empty string marks an id a grammar never allows.
+  // token_bytes[id]; an empty string marks an id a grammar never allows. Special tokens
+  // should be given special_token_bytes(id).
   static std::shared_ptr<const Vocabulary> from_token_bytes(std::vector<std::string> token_bytes);
+  // The reserved byte string of special token `id`: 0xF8, then the id in four 7-bit groups
+  // (most significant first), each as 0x80 | group. Ids below 2^28.
+  static std::string special_token_bytes(int32_t id);
   // A realistic byte-level BPE-like vocabulary for tests and benchmarks (vocabulary.cpp says
-  // what it holds): 16 special ids (no bytes), the 256 single bytes, JSON/code punctuation
+  // what it holds): 16 special ids (no bytes), the 256 single bytes (those >= 0xF8 never
+  // allowed, as from_tokenizer does), JSON/code punctuation
   // runs, whitespace and indentation runs, numbers, English-like words with and without a
   // leading space and capitalized, UTF-8 letters and words (2, 3 and 4-byte characters) and
   // partial UTF-8 characters. Deterministic for a seed.
