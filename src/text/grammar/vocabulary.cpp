@@ -1,7 +1,6 @@
 #include "text/grammar/vocabulary.h"
 
 #include <algorithm>
-#include <map>
 #include <unordered_set>
 
 #include "text/tokenizer/tokenizer.h"
@@ -47,48 +46,73 @@ std::shared_ptr<const Vocabulary> Vocabulary::from_token_bytes(std::vector<std::
   return v;
 }
 
-// Builds a pointer trie, then lays it out breadth-first so that each node's children are
-// contiguous.
+// Builds the trie from the token strings in sorted order (children are then created in byte
+// order, linked as first-child / next-sibling), then lays it out breadth-first so that each
+// node's children are contiguous.
 void Vocabulary::build_trie() {
+  constexpr uint32_t kNone = UINT32_MAX;
+  std::vector<int32_t> ids;
+  for (std::size_t id = 0; id < bytes_.size(); ++id)
+    if (!bytes_[id].empty()) ids.push_back(static_cast<int32_t>(id));
+  std::sort(ids.begin(), ids.end(), [&](int32_t x, int32_t y) {
+    const std::string& a = bytes_[static_cast<std::size_t>(x)];
+    const std::string& b = bytes_[static_cast<std::size_t>(y)];
+    return a != b ? a < b : x < y;
+  });
   struct Tmp {
-    std::map<uint8_t, uint32_t> kids;
-    std::vector<int32_t> toks;
+    uint32_t first_child = UINT32_MAX, last_child = UINT32_MAX, next_sibling = UINT32_MAX;
+    uint8_t byte = 0;
   };
   std::vector<Tmp> tmp(1);
-  for (std::size_t id = 0; id < bytes_.size(); ++id) {
-    const std::string& b = bytes_[id];
-    if (b.empty()) continue;
-    uint32_t n = 0;
-    for (char c : b) {
-      const auto byte = static_cast<uint8_t>(c);
-      auto it = tmp[n].kids.find(byte);
-      if (it == tmp[n].kids.end()) {
-        tmp.emplace_back();
-        it = tmp[n].kids.emplace(byte, static_cast<uint32_t>(tmp.size() - 1)).first;
-      }
-      n = it->second;
+  std::vector<uint32_t> token_node(bytes_.size(), kNone);
+  std::vector<uint32_t> path{0};  // path[d]: the node at depth d of the previous token
+  const std::string* prev = nullptr;
+  for (int32_t id : ids) {
+    const std::string& t = bytes_[static_cast<std::size_t>(id)];
+    std::size_t lcp = 0;
+    if (prev)
+      while (lcp < t.size() && lcp < prev->size() && t[lcp] == (*prev)[lcp]) ++lcp;
+    path.resize(lcp + 1);
+    for (std::size_t k = lcp; k < t.size(); ++k) {
+      const auto n = static_cast<uint32_t>(tmp.size());
+      tmp.emplace_back();
+      tmp.back().byte = static_cast<uint8_t>(t[k]);
+      Tmp& parent = tmp[path.back()];
+      if (parent.first_child == kNone) parent.first_child = n;
+      else tmp[parent.last_child].next_sibling = n;
+      parent.last_child = n;
+      path.push_back(n);
     }
-    tmp[n].toks.push_back(static_cast<int32_t>(id));
+    token_node[static_cast<std::size_t>(id)] = path.back();
+    prev = &t;
   }
-  nodes_.assign(tmp.size(), Node{});
-  node_tokens_.clear();
-  std::vector<uint32_t> order{0}, index(tmp.size(), 0);  // BFS order; index: tmp -> final
+  // Breadth-first order.
+  std::vector<uint32_t> order{0}, index(tmp.size(), 0);
   for (std::size_t i = 0; i < order.size(); ++i)
-    for (const auto& kv : tmp[order[i]].kids) {
-      index[kv.second] = static_cast<uint32_t>(order.size());
-      order.push_back(kv.second);
+    for (uint32_t c = tmp[order[i]].first_child; c != kNone; c = tmp[c].next_sibling) {
+      index[c] = static_cast<uint32_t>(order.size());
+      order.push_back(c);
     }
+  nodes_.assign(tmp.size(), Node{});
+  std::vector<uint32_t> count(tmp.size(), 0);
+  for (uint32_t n : token_node)
+    if (n != kNone) ++count[index[n]];
+  uint32_t at = 0;
   for (std::size_t i = 0; i < order.size(); ++i) {
     const Tmp& t = tmp[order[i]];
     Node& nd = nodes_[i];
-    nd.num_children = static_cast<uint32_t>(t.kids.size());
-    nd.first_child = t.kids.empty() ? 0 : index[t.kids.begin()->second];
-    nd.tok_begin = static_cast<uint32_t>(node_tokens_.size());
-    node_tokens_.insert(node_tokens_.end(), t.toks.begin(), t.toks.end());
-    nd.tok_end = static_cast<uint32_t>(node_tokens_.size());
+    nd.byte = t.byte;
+    nd.first_child = t.first_child == kNone ? 0 : index[t.first_child];
+    for (uint32_t c = t.first_child; c != kNone; c = tmp[c].next_sibling) ++nd.num_children;
+    nd.tok_begin = nd.tok_end = at;
+    at += count[i];
   }
-  for (std::size_t i = 0; i < order.size(); ++i)
-    for (const auto& kv : tmp[order[i]].kids) nodes_[index[kv.second]].byte = kv.first;
+  node_tokens_.assign(at, 0);
+  for (std::size_t id = 0; id < token_node.size(); ++id)
+    if (token_node[id] != kNone) {
+      Node& nd = nodes_[index[token_node[id]]];
+      node_tokens_[nd.tok_end++] = static_cast<int32_t>(id);
+    }
   // Depth-first: the tokens below each node, contiguous, and the byte summaries.
   subtree_tokens_.clear();
   summaries_.clear();
