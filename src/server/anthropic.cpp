@@ -348,6 +348,31 @@ void parse_thinking(const Json& body, MessagesRequest& r) {
     throw bad_param("thinking.display", "must be summarized or omitted, got '" + display + "'");
 }
 
+// Structured outputs: output_config.format, or the beta's top-level output_format, as
+// {type: "json_schema", schema} -> a JSON-schema constrained answer.
+void parse_output_format(const Json& body, StructuredOutput& s) {
+  const Json* f = field(body, "output_format");
+  std::string param = "output_format";
+  if (const Json* oc = field(body, "output_config")) {
+    if (!oc->is_object()) throw wrong_type("output_config", "an object", *oc);
+    if (const Json* of = field(*oc, "format")) {
+      if (f) throw bad_param("output_config.format", "give 'output_config.format' or 'output_format', not both");
+      f = of;
+      param = "output_config.format";
+    }
+  }
+  if (!f) return;
+  if (!f->is_object()) throw wrong_type(param, "an object", *f);
+  const std::string type = get_string(*f, "type", param, true);
+  if (type != "json_schema") throw bad_param(param + ".type", "must be json_schema, got '" + type + "'");
+  const Json* schema = field(*f, "schema");
+  if (!schema || !(schema->is_object() || schema->is_boolean()))
+    throw bad_param(param + ".schema", "a JSON schema object is required");
+  s.kind = StructuredOutput::Kind::kJsonSchema;
+  s.schema = *schema;
+  s.param = param;
+}
+
 void parse_generation(const Json& body, GenerationOptions& g) {
   const auto max_tokens = get_int(body, "max_tokens", "max_tokens");
   if (!max_tokens) throw missing("max_tokens");
@@ -380,6 +405,7 @@ void parse_generation(const Json& body, GenerationOptions& g) {
     g.given.top_k = true;
   }
   g.stream = get_bool(body, "stream", "stream").value_or(false);
+  parse_output_format(body, g.structured);
   if (const Json* m = field(body, "metadata")) {
     if (!m->is_object()) throw wrong_type("metadata", "an object", *m);
     get_string(*m, "user_id", "metadata", false);
@@ -390,15 +416,6 @@ void parse_generation(const Json& body, GenerationOptions& g) {
 
 // Fields whose meaning this server cannot honour: refused, never silently ignored.
 void refuse_unsupported(const Json& body) {
-  if (field(body, "output_format"))
-    throw bad_param("output_format", "structured outputs are not supported: this server has no constrained "
-                                     "decoding yet", "unsupported_parameter");
-  if (const Json* oc = field(body, "output_config")) {
-    if (!oc->is_object()) throw wrong_type("output_config", "an object", *oc);
-    if (field(*oc, "format"))
-      throw bad_param("output_config.format", "structured outputs are not supported: this server has no "
-                                              "constrained decoding yet", "unsupported_parameter");
-  }
   if (const Json* m = field(body, "mcp_servers")) {
     if (!m->is_array()) throw wrong_type("mcp_servers", "a list", *m);
     if (!m->empty()) throw bad_param("mcp_servers", "MCP servers are not supported", "unsupported_parameter");

@@ -163,6 +163,10 @@ void handle_messages(HttpServer::State& state, ModelService& service, const http
   job->include_reasoning = r.chat.include_reasoning;
   if (prompt.history_tokens > 0) job->snapshot_at = {prompt.history_tokens};
   job->reasoning = prompt.thinking;
+  job->grammar = service.output_grammar(r.chat.gen, &r.chat, &prompt);
+  if (job->grammar && r.prefill)
+    throw bad_param("messages", "a prefilled assistant turn cannot be continued under a structured output or an "
+                                "enforced tool_choice (the output would have to start over)");
   PipelineOptions popts = service.chat_pipeline(r.chat, prompt);
   popts.parser.make_tool_call_id = [] { return make_id("toolu_"); };
   try {

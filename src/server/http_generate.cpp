@@ -173,6 +173,7 @@ void handle_chat(HttpServer::State& state, ModelService& service, const httplib:
   job->include_usage = r.gen.include_usage;
   if (prompt.history_tokens > 0) job->snapshot_at = {prompt.history_tokens};
   job->reasoning = prompt.thinking;
+  job->grammar = service.output_grammar(r.gen, &r, &prompt);
   submit_or_400(*job, prompt.ids, r.gen, max_tokens, service.chat_pipeline(r, prompt));
   respond(job, req, res);
 }
@@ -192,6 +193,7 @@ void handle_completion(HttpServer::State& state, ModelService& service, const ht
   job->stream = r.gen.stream;
   job->include_usage = r.gen.include_usage;
   if (r.echo) job->echo = r.prompt_is_ids ? service.tokenizer().decode(prompt) : r.prompt_text;
+  job->grammar = service.output_grammar(r.gen);
   submit_or_400(*job, prompt, r.gen, max_tokens, service.completion_pipeline(r));
   respond(job, req, res);
 }

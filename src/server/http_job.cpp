@@ -9,7 +9,7 @@ void Job::start(const std::vector<int32_t>& prompt, const GenerationOptions& gen
   prompt_tokens = static_cast<int64_t>(prompt.size());
   for (int i = 0; i < gen.n; ++i) pipes.push_back(std::make_unique<OutputPipeline>(service.tokenizer(), popts));
   for (int i = 0; i < gen.n; ++i)
-    session.submit(service.make_request(prompt, gen, max_tokens, i, snapshot_at, reasoning));
+    session.submit(service.make_request(prompt, gen, max_tokens, i, snapshot_at, reasoning, grammar));
 }
 
 bool Job::pump(int& choice, PipelineOutput& out, std::chrono::milliseconds timeout) {

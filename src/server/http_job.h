@@ -35,6 +35,7 @@ struct Job {
   int64_t cached_tokens = 0;  // of the prompt, resumed from the prefix cache (any choice's)
   std::vector<int64_t> snapshot_at;  // prefix-cache snapshot points of the prompt (chat history)
   bool reasoning = false;            // the prompt leaves the model reasoning (chat thinking mode)
+  std::shared_ptr<const text::grammar::Grammar> grammar;  // the output's constraint (or null)
 
   Job(HttpServer::State& st, ModelService& s) : state(st), service(s), session(s.engine(), &s.metrics()) {}
 

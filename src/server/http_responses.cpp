@@ -38,10 +38,6 @@ struct ResponsesJob {
   int64_t reasoning_tokens = 0;  // generated before the first answer text or tool call
 };
 
-ApiError renamed(const ApiError& e, const std::string& from, const std::string& to) {
-  return ApiError(e.status(), e.what(), e.param() == from ? to : e.param(), e.code());
-}
-
 // Settles the response after its last engine event: status, output, usage, the store, and
 // the terminal stream events.
 void finish(ResponsesJob& rj, std::vector<Json>& events) {
@@ -209,6 +205,11 @@ void handle_responses_create(HttpServer::State& state, ModelService& service, co
   o.echo["top_p"] = effective(r.echo["top_p"], used.top_p);
 
   job.reasoning = prompt.thinking;
+  try {
+    job.grammar = service.output_grammar(r.chat.gen, &r.chat, &prompt);
+  } catch (const ApiError& e) {
+    throw renamed(e, "response_format", "text.format");
+  }
   PipelineOptions popts = service.chat_pipeline(r.chat, prompt);
   if (r.max_tool_calls >= 0)
     popts.max_tool_calls =

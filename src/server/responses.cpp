@@ -196,20 +196,26 @@ void convert_reasoning(const Json* reasoning, Json& kwargs, Json& echo) {
   echo["effort"] = effort;
 }
 
-// text {format, verbosity}: plain text only until constrained decoding lands (as chat's
-// response_format).
-Json convert_text(const Json* text) {
+// text {format, verbosity}. format {type: text | json_object | json_schema {name, schema,
+// strict}} becomes chat's response_format (constrained decoding); the echo repeats it.
+Json convert_text(const Json* text, Json& chat) {
   Json echo = {{"format", {{"type", "text"}}}};
   if (!text) return echo;
   if (!text->is_object()) throw wrong_type("text", "'text'", "an object", *text);
   if (const Json* f = field(*text, "format")) {
     if (!f->is_object()) throw wrong_type("text.format", "'text.format'", "an object", *f);
     const std::string type = get_string(*f, "type", "text.format", "text.format", true);
-    if (type == "json_schema" || type == "json_object")
-      throw unsupported("text.format", "text.format type '" + type +
-                                           "' is not supported: this server has no constrained decoding yet");
-    if (type != "text")
+    if (type == "json_object") {
+      chat["response_format"] = {{"type", "json_object"}};
+    } else if (type == "json_schema") {
+      const Json* schema = field(*f, "schema");
+      if (!schema) throw bad_param("text.format", "text.format type 'json_schema' needs 'schema'");
+      chat["response_format"] = {{"type", "json_schema"},
+                                 {"json_schema", {{"name", f->value("name", "output")}, {"schema", *schema}}}};
+    } else if (type != "text") {
       throw bad_param("text.format", "text.format type '" + type + "' is not one of text, json_schema, json_object");
+    }
+    echo["format"] = *f;
   }
   if (const Json* v = field(*text, "verbosity")) {
     if (!v->is_string() || (*v != "low" && *v != "medium" && *v != "high"))
@@ -370,7 +376,7 @@ ResponsesRequest parse_responses_request(const Json& body, const Json& history) 
   }
   convert_reasoning(field(body, "reasoning"), kwargs, echo["reasoning"]);
   if (!kwargs.empty()) chat["chat_template_kwargs"] = kwargs;
-  echo["text"] = convert_text(field(body, "text"));
+  echo["text"] = convert_text(field(body, "text"), chat);
 
   if (const Json* inc = field(body, "include")) {
     if (!inc->is_array()) throw wrong_type("include", "'include'", "a list of strings", *inc);
@@ -413,7 +419,11 @@ ResponsesRequest parse_responses_request(const Json& body, const Json& history) 
   for (const char* key : {"stream", "temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
                           "repetition_penalty", "seed", "stop", "stop_token_ids", "ignore_eos", "skip_special_tokens"})
     if (const Json* v = field(body, key)) chat[key] = *v;
-  r.chat = parse_chat_request(chat);
+  try {
+    r.chat = parse_chat_request(chat);
+  } catch (const ApiError& e) {
+    throw renamed(e, "response_format", "text.format");
+  }
   echo["temperature"] = field(body, "temperature") ? body["temperature"] : Json(nullptr);
   echo["top_p"] = field(body, "top_p") ? body["top_p"] : Json(nullptr);
   return r;

@@ -249,10 +249,22 @@ TEST(AnthropicRequest, Thinking) {
   EXPECT_EQ(error_param(body(R"({"thinking":{"type":"adaptive","display":"full"}})")), "thinking.display");
 }
 
-TEST(AnthropicRequest, UnsupportedFieldsAreRefused) {
-  EXPECT_EQ(error_param(body(R"({"output_format":{"type":"json_schema","schema":{}}})")), "output_format");
-  EXPECT_EQ(error_param(body(R"({"output_config":{"format":{"type":"json_schema","schema":{}}}})")),
+TEST(AnthropicRequest, StructuredOutputFormat) {
+  auto r = parse_messages_request(body(R"({"output_format":{"type":"json_schema","schema":{"type":"object"}}})"));
+  EXPECT_EQ(r.chat.gen.structured.kind, StructuredOutput::Kind::kJsonSchema);
+  EXPECT_EQ(r.chat.gen.structured.schema, j(R"({"type":"object"})"));
+  EXPECT_EQ(r.chat.gen.structured.param, "output_format");
+  r = parse_messages_request(body(R"({"output_config":{"format":{"type":"json_schema","schema":{}}}})"));
+  EXPECT_EQ(r.chat.gen.structured.param, "output_config.format");
+  EXPECT_EQ(error_param(body(R"({"output_format":{"type":"text","schema":{}}})")), "output_format.type");
+  EXPECT_EQ(error_param(body(R"({"output_format":{"type":"json_schema"}})")), "output_format.schema");
+  EXPECT_EQ(error_param(body(R"({"output_format":"json"})")), "output_format");
+  EXPECT_EQ(error_param(body(R"({"output_format":{"type":"json_schema","schema":{}},)"
+                             R"("output_config":{"format":{"type":"json_schema","schema":{}}}})")),
             "output_config.format");
+}
+
+TEST(AnthropicRequest, UnsupportedFieldsAreRefused) {
   EXPECT_EQ(error_param(body(R"({"output_config":{"effort":"low"}})")), "<no error>");
   EXPECT_EQ(error_param(body(R"({"mcp_servers":[{"type":"url","url":"x","name":"m"}]})")), "mcp_servers");
   EXPECT_EQ(error_param(body(R"({"container":"c1"})")), "container");

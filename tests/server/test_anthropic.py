@@ -302,8 +302,11 @@ BAD = [
     ({"max_tokens": 8, "messages": USER, "tools": TOOLS, "tool_choice": {"type": "tool", "name": "nope"}},
      "tool_choice.name"),
     ({"max_tokens": 8, "messages": USER, "thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
-    ({"max_tokens": 8, "messages": USER, "output_config": {"format": {"type": "json_schema", "schema": {}}}},
-     "output_config.format", "constrained decoding"),
+    ({"max_tokens": 8, "messages": USER, "output_config": {"format": {"type": "json_schema", "schema": {"if": {}}}}},
+     "output_config.format", "'if'"),
+    ({"max_tokens": 8, "messages": USER, "output_format": {"type": "json_schema"}}, "output_format.schema"),
+    ({"max_tokens": 8, "messages": USER + [{"role": "assistant", "content": "{"}],
+      "output_format": {"type": "json_schema", "schema": {"type": "object"}}}, "messages", "prefilled"),
     ({"max_tokens": 8, "messages": [{"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": "toolu_x", "content": "r"}]}]}, "messages[0].content[0].tool_use_id"),
 ]

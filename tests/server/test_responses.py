@@ -310,8 +310,9 @@ BAD = [
     ({"input": "x", "tools": TOOLS, "tool_choice": {"type": "function", "name": "nope"}}, 400, "tool_choice"),
     ({"input": "x", "tool_choice": "required"}, 400, "tool_choice"),
     ({"input": "x", "tool_choice": {"type": "web_search_preview"}}, 400, "tool_choice"),
-    ({"input": "x", "text": {"format": {"type": "json_schema", "name": "s", "schema": {}}}}, 400, "text.format"),
-    ({"input": "x", "text": {"format": {"type": "json_object"}}}, 400, "text.format"),
+    ({"input": "x", "text": {"format": {"type": "json_schema", "name": "s"}}}, 400, "text.format"),
+    ({"input": "x", "text": {"format": {"type": "json_schema", "name": "s", "schema": {"if": {}}}}}, 400, "text.format"),
+    ({"input": "x", "text": {"format": {"type": "yaml"}}}, 400, "text.format"),
     ({"input": "x", "reasoning": {"effort": "extreme"}}, 400, "reasoning.effort"),
     ({"input": "x", "temperature": 3}, 400, "temperature"),
     ({"input": "x", "top_p": 0}, 400, "top_p"),
@@ -340,8 +341,8 @@ def test_error_details(server, client):
         create(client, input="x", tools=[{"type": "web_search"}])
     assert "web_search" in e.value.body["message"] and e.value.body["code"] == "unsupported_parameter"
     with pytest.raises(openai.BadRequestError) as e:
-        create(client, input="x", text={"format": {"type": "json_object"}})
-    assert "constrained decoding" in e.value.body["message"]
+        create(client, input="x", text={"format": {"type": "json_schema", "name": "s", "schema": {"if": {}}}})
+    assert "'if'" in e.value.body["message"] and "'text.format'" in e.value.body["message"]
     r = requests.post(server.url + "/v1/responses", json={"input": "x", "max_output_tokens": 10 ** 9}, timeout=30)
     assert r.json()["error"]["code"] == "context_length_exceeded"
     assert r.json()["error"]["message"].startswith("This model's maximum context length is")

@@ -172,13 +172,18 @@ TEST(JsonSchema, RefsAndRecursion) {
 
 TEST(JsonSchema, WhitespaceIsBounded) {
   auto g = schema(R"({"type":"array","items":{"type":"integer"}})", JsonOptions{4});
-  EXPECT_TRUE(matches(g, "[ \n\t 1 ,\n  2 ]"));
-  EXPECT_FALSE(matches(g, "[     1]"));  // five
+  EXPECT_TRUE(matches(g, "[\n\t 1 ,\r\n    2 ]"));
+  EXPECT_TRUE(matches(g, "[1, 2]"));
+  EXPECT_FALSE(matches(g, "[\n     1]"));  // five
+  EXPECT_FALSE(matches(g, "[  1]"));       // a run of spaces mid-line
+  EXPECT_FALSE(matches(g, "[\n\n1]"));    // a blank line
+  EXPECT_FALSE(matches(g, "[ \n1]"));
   EXPECT_TRUE(matches(schema(R"({"type":"array"})", JsonOptions{0}), "[1,[2]]"));
   EXPECT_FALSE(matches(schema(R"({"type":"array"})", JsonOptions{0}), "[1, 2]"));
-  // Top level: no leading whitespace, bounded trailing whitespace.
+  // Top level: no whitespace before or after the value.
   EXPECT_FALSE(matches(g, " [1]"));
-  EXPECT_TRUE(matches(g, "[1]\n"));
+  EXPECT_FALSE(matches(g, "[1]\n"));
+  EXPECT_TRUE(matches(g, "[1]"));
 }
 
 TEST(JsonSchema, JsonObjectMode) {

@@ -135,11 +135,11 @@ TEST(Matcher, EndIdsOnlyWhenComplete) {
   EXPECT_FALSE(m.accept(2));  // not allowed: no change
   EXPECT_TRUE(m.accept(3));
   EXPECT_TRUE(m.can_end());
-  EXPECT_FALSE(m.done());  // whitespace may still follow
+  EXPECT_TRUE(m.done());  // nothing may follow the value but an end id
   m.fill_mask(bits.data());
   EXPECT_TRUE(bit(bits, 0));
   EXPECT_TRUE(bit(bits, 8));
-  EXPECT_TRUE(bit(bits, 7));   // trailing whitespace
+  EXPECT_FALSE(bit(bits, 7));  // no trailing whitespace
   EXPECT_FALSE(bit(bits, 1));
   EXPECT_TRUE(m.accept(8));
   EXPECT_TRUE(m.done());
@@ -147,8 +147,12 @@ TEST(Matcher, EndIdsOnlyWhenComplete) {
   for (uint32_t w : bits) EXPECT_EQ(w, 0u);
   EXPECT_FALSE(m.accept(7));
   m.rollback(1);  // the end id is undone too
+  EXPECT_TRUE(m.done());  // still nothing but an end id may follow "{}"
+  EXPECT_FALSE(m.accept(7));
+  m.rollback(1);
   EXPECT_FALSE(m.done());
-  EXPECT_TRUE(m.accept(7));
+  EXPECT_TRUE(m.accept(1));
+  EXPECT_TRUE(m.accept(7));  // whitespace inside the object
 }
 
 TEST(Matcher, DoneWhenNothingCanFollow) {

@@ -28,9 +28,11 @@ class MaskCache;
 
 // How JSON is laid out by the JSON grammars.
 struct JsonOptions {
-  // Whitespace between JSON tokens: at most this many of [ \t\n\r] (0: compact JSON only).
-  // Bounded so that a model cannot ramble in whitespace.
-  int32_t max_whitespace = 16;
+  // Whitespace between JSON tokens: nothing, one space, or one line break ("\n" or "\r\n")
+  // followed by at most this many spaces or tabs of indentation -- what JSON printers write,
+  // compact or indented. 0: compact JSON only. Shaped and bounded so that a model cannot
+  // ramble in whitespace (runs of spaces mid-line and blank lines are never allowed).
+  int32_t max_indent = 16;
 };
 
 // Any JSON object (OpenAI json_object mode).

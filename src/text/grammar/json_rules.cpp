@@ -12,9 +12,11 @@ int32_t JsonRules::get(int32_t& slot, const std::string& name) {
   if (slot >= 0) return slot;
   slot = b_.declare(name);
   if (name == "ws") {
-    ByteSet s;
-    for (unsigned c : {' ', '\t', '\n', '\r'}) s.set(c);
-    b_.define(slot, Expr::repeat(Expr::byteset(s), 0, opt_.max_whitespace));
+    ByteSet indent;
+    for (unsigned c : {' ', '\t'}) indent.set(c);
+    const Expr line_break = Expr::seq({Expr::opt(Expr::byte('\r')), Expr::byte('\n'),
+                                       Expr::repeat(Expr::byteset(indent), 0, opt_.max_indent)});
+    b_.define(slot, opt_.max_indent <= 0 ? Expr::empty() : Expr::opt(Expr::alt({Expr::byte(' '), line_break})));
   } else if (name == "value") {
     b_.define(slot, Expr::alt({object(), array(), string(), number(), Expr::literal("true"), Expr::literal("false"),
                                Expr::literal("null")}));
@@ -89,13 +91,13 @@ Expr JsonRules::integer() { return Expr::ref(get(integer_, "integer")); }
 std::shared_ptr<const Grammar> json_object(const JsonOptions& opt) {
   GrammarBuilder b;
   JsonRules j(b, opt);
-  return b.build(b.add("root", Expr::seq({j.object(), j.ws()})), "JSON object grammar");
+  return b.build(b.add("root", j.object()), "JSON object grammar");
 }
 
 std::shared_ptr<const Grammar> json_value(const JsonOptions& opt) {
   GrammarBuilder b;
   JsonRules j(b, opt);
-  return b.build(b.add("root", Expr::seq({j.value(), j.ws()})), "JSON value grammar");
+  return b.build(b.add("root", j.value()), "JSON value grammar");
 }
 
 }  // namespace nemotron::text::grammar

@@ -1,7 +1,7 @@
 #pragma once
 // Shared JSON grammar pieces, declared on first use in a GrammarBuilder:
 //
-//   ws      ::= [ \t\n\r]{0,max_whitespace}
+//   ws      ::= ( " " | "\r"? "\n" [ \t]{0,max_indent} )?     (nothing when max_indent is 0)
 //   value   ::= object | array | string | number | "true" | "false" | "null"
 //   object  ::= "{" ws ( "}" | member obj-tail )
 //   obj-tail::= ws ( "," ws member obj-tail | "}" )

@@ -134,7 +134,7 @@ class SchemaCompiler {
 
   std::shared_ptr<const Grammar> compile() {
     const Expr body = compile_schema(root_, "");
-    const int32_t r = b_.add("root", Expr::seq({body, json_.ws()}));
+    const int32_t r = b_.add("root", body);
     return b_.build(r, "JSON schema");
   }
 
