@@ -210,3 +210,34 @@ def test_grammar_errors_are_400s_naming_the_field(server, kw, param):
     r = requests.post(server.url + "/v1/chat/completions", json={"messages": Q, **kw}, timeout=60)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param and r.json()["error"]["message"]
+
+
+def test_openai_sdk_parse_with_pydantic(client):
+    """The SDK's own structured-output helpers: a pydantic model becomes a strict JSON schema
+    ($defs, anyOf with null, titles, additionalProperties false), the reply parses back into it."""
+    from typing import List, Literal, Optional
+
+    from pydantic import BaseModel, Field
+
+    class Address(BaseModel):
+        city: str = Field(max_length=12)
+        zip: Optional[int]
+
+    class Person(BaseModel):
+        name: str = Field(max_length=12)
+        age: int = Field(ge=0, le=120)
+        role: Literal["admin", "user"]
+        tags: List[str] = Field(max_length=3)
+        address: Address
+
+    r = client.chat.completions.parse(model="demo", messages=Q, response_format=Person, max_tokens=300,
+                                      temperature=0, extra_body=NO_THINK)
+    assert r.choices[0].finish_reason == "stop"
+    assert isinstance(r.choices[0].message.parsed, Person)
+    r = client.responses.parse(model="demo", input="Describe a person.", text_format=Person, max_output_tokens=300,
+                               temperature=0)
+    assert isinstance(r.output_parsed, Person)
+    with client.responses.stream(model="demo", input="Describe a person.", text_format=Person,
+                                 max_output_tokens=300, temperature=0) as s:
+        final = s.get_final_response()
+    assert final.output_parsed == r.output_parsed
