@@ -38,12 +38,14 @@ void CudaModel::Impl::enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_s
   const uint16_t* y2_prev = nullptr;
   const uint16_t* y_prev = run_stack(trunk, R, B, &y2_prev);
   head(norm_f, y_prev, y2_prev, R, L);
-  if (n_samples > 0) enqueue_sampling(R, n_samples);
+  // The penalty marks run in every trunk step (a prompt's chunks before its last sample
+  // nothing, and their ids join the seen set too); the sampling when rows sample.
+  enqueue_sampling(R, n_samples);
 }
 
 bool CudaModel::Impl::graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const {
   // R == B: every chunk is one token; the graph computes B logit rows and samples B rows.
-  return opt.cuda_graphs && !record_routing && !profiling && R == B && L == B && n_samples == B &&
+  return opt.cuda_graphs && !record_routing && !profiling && !keep_step && R == B && L == B && n_samples == B &&
          B < static_cast<int64_t>(graphs.size());
 }
 
