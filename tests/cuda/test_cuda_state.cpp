@@ -103,8 +103,9 @@ TEST_P(CudaStateTest, RollBackToEveryRowEqualsTheShorterSequence) {
       EXPECT_TRUE(exact) << "n " << n << ": max |diff| " << max_abs(la, lb);
     }
     EXPECT_LE(e, kSelfRelTol) << "n " << n;
-    for (int r = 0; r < 3; ++r)
-      EXPECT_EQ(argmax(la.data() + r * V, V), argmax(lb.data() + r * V, V)) << "n " << n << " row " << r;
+    // The same next tokens wherever the reference's top two are not a near-tie.
+    const auto agree = nemotron::testing::top1(la, lb, V, 0.05f);
+    EXPECT_EQ(agree.agree, agree.compared) << "n " << n;
   }
 }
 
