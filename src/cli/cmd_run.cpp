@@ -92,7 +92,7 @@ int run_run(int argc, char** argv) {
     const auto t0 = server::Clock::now();
     std::vector<int64_t> snapshot_at;
     if (prompt.history_tokens > 0) snapshot_at.push_back(prompt.history_tokens);
-    session.submit(service->make_request(prompt.ids, req.gen, budget, 0, snapshot_at));
+    session.submit(service->make_request(prompt.ids, req.gen, budget, 0, snapshot_at, prompt.thinking));
     server::Clock::time_point first, last;
     int64_t cached = 0;
     bool in_reasoning = false;

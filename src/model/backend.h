@@ -71,6 +71,10 @@ struct StepChunk {
   // Keep what roll_back(slot, pos) needs to cut the sequence back to any position inside this
   // chunk (speculative decoding: a verify chunk of the last token and K drafts).
   bool keep_states = false;
+  // Constrained decoding: sample_rows masks of ceil(V / 32) words, bit t of row j set when
+  // token t may be drawn there (the others' logits become -inf before sampling -- in the
+  // logits the step returns too -- so logprobs are those of the allowed tokens); nullptr = all.
+  const uint32_t* allowed = nullptr;
 };
 
 struct StepOutput {
@@ -133,6 +137,9 @@ class Backend {
   virtual void save_snapshot(int slot, uint64_t id) = 0;  // throws when `id` is taken
   virtual void load_snapshot(uint64_t id, int slot) = 0;  // `slot` must be fresh (position 0)
   virtual void drop_snapshot(uint64_t id) = 0;            // unknown ids are ignored
+  // A snapshot as bytes (to keep on disk) and back; import throws for bytes of another shape.
+  virtual std::vector<uint8_t> export_snapshot(uint64_t id) const = 0;
+  virtual void import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) = 0;
   virtual void observe_prompt(int slot, const int32_t* ids, int64_t n) = 0;
 
   // The MTP head (config.has_mtp()) for `slot`, with its own state and position: row i is fed

@@ -1,9 +1,12 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <exception>
+#include <iostream>
 
 #include "model/cpu/cpu_forward.h"  // model::argmax
+#include "runtime/prefix_store.h"
 #include "util/error.h"
 
 namespace nemotron::runtime {
@@ -50,6 +53,11 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
   // of snapshots within it then fits, so save_snapshot never fails for want of room).
   const int64_t cache_bytes = std::min(options.prefix_cache_bytes, backend_->snapshot_capacity());
   if (cache_bytes > 0 && backend_->can_snapshot()) cache_ = std::make_unique<PrefixCache>(cache_bytes);
+  if (cache_ && !options.prefix_cache_dir.empty()) {
+    fingerprint_ = model_fingerprint(backend_->model());
+    const int n = load_prefixes(options.prefix_cache_dir, fingerprint_, *cache_, *backend_, next_snapshot_, std::cerr);
+    if (n > 0) std::fprintf(stderr, "prefix cache: %d cached prefixes read from %s\n", n, options.prefix_cache_dir.c_str());
+  }
   if (options.limits.max_num_seqs > backend_->slots())
     throw Error("the engine admits " + std::to_string(options.limits.max_num_seqs) + " sequences but the backend has " +
                 std::to_string(backend_->slots()) + " slots");
@@ -65,6 +73,14 @@ Engine::~Engine() {
   }
   cv_.notify_all();
   thread_.join();
+  if (cache_ && !options_.prefix_cache_dir.empty()) {
+    try {
+      const int n = save_prefixes(options_.prefix_cache_dir, fingerprint_, *cache_, *backend_);
+      std::fprintf(stderr, "prefix cache: %d cached prefixes written to %s\n", n, options_.prefix_cache_dir.c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "prefix cache: not saved: %s\n", e.what());
+    }
+  }
   TokenEvent ev;
   ev.finished = true;
   ev.reason = FinishReason::Cancelled;
@@ -87,7 +103,10 @@ uint64_t Engine::submit(GenerationRequest request, EventSink sink) {
     throw Error("the request needs " + std::to_string(kv) + " tokens of KV cache; the server has " +
                 std::to_string(options_.limits.kv_token_capacity));
   request.sampling.validate();
+  if (request.reasoning_budget >= 0 && request.reasoning && request.reasoning_end.empty())
+    throw Error("a reasoning budget needs the tokens that end reasoning");
   auto seq = std::make_unique<Sequence>();
+  seq->in_reasoning = request.reasoning;
   seq->request = std::move(request);
   seq->sink = std::move(sink);
   uint64_t id;
@@ -229,7 +248,12 @@ bool Engine::begin_step(InFlight& f) {
       ch.seed = s.seed;
       ch.draw = static_cast<uint64_t>(s.generated);
       bool verify = false;
-      if (c.decode() && speculate && !s.mtp_ids.empty() && verifying < keep_limits_.chunks) {
+      // Near the end of a reasoning budget (or with forced tokens to feed) a sequence does not
+      // verify drafts: the budget cuts at one token.
+      const bool budget_near = s.in_reasoning && s.request.reasoning_budget >= 0 &&
+                               s.reasoning_tokens + K + 1 > s.request.reasoning_budget;
+      if (c.decode() && speculate && !s.mtp_ids.empty() && s.forced.empty() && !budget_near &&
+          verifying < keep_limits_.chunks) {
         ++verifying;
         // [last token, K drafts]: every row draws; keep_states for the roll-back.
         s.verify = {s.last_token};
@@ -242,14 +266,23 @@ bool Engine::begin_step(InFlight& f) {
         ch.keep_states = true;
         verify = true;
       } else if (c.decode()) {
-        ch.ids = &s.last_token;
-        ch.T = 1;
+        // The last token, after the rest of a forced reasoning end when one is pending (those
+        // tokens were emitted already; none was fed).
+        s.chunk.assign(s.forced.begin(), s.forced.end());
+        s.chunk.push_back(s.last_token);
+        ch.ids = s.chunk.data();
+        ch.T = static_cast<int64_t>(s.chunk.size());
         ch.sample = true;
       } else {
         ch.ids = s.request.prompt.data() + c.start;
         ch.T = c.count;
         ch.sample = c.start + c.count == static_cast<int64_t>(s.request.prompt.size());
         f.prompt_tokens += c.count;
+      }
+      if (ch.sample && s.request.constraint) {
+        if (!fill_masks(s, verify ? s.verify.data() + 1 : nullptr, ch.sample_rows))
+          throw Error("the output constraint allows no token after " + std::to_string(s.generated) + " tokens");
+        ch.allowed = s.masks.data();
       }
       // The MTP head consumes every position's hidden row (speculation on): decode rows too,
       // so that it has the inputs when the next step speculates.
@@ -344,7 +377,52 @@ void Engine::defer_same_prompts(std::vector<ScheduledChunk>& plan) {
   plan.swap(kept);
 }
 
-bool Engine::emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r) {
+bool Engine::fill_masks(Sequence& s, const int32_t* drafts, int64_t rows) {
+  const int64_t words = (vocab_ + 31) / 32;
+  s.masks.assign(static_cast<std::size_t>(rows * words), 0);
+  TokenConstraint& c = *s.request.constraint;
+  int accepted = 0;
+  for (int64_t j = 0; j < rows; ++j) {
+    uint32_t* m = s.masks.data() + j * words;
+    // Row j follows drafts 1..j: advance through them; a draft the constraint refuses can
+    // never be kept (the row before it draws only allowed tokens), so the rows after it keep
+    // the last mask.
+    if (j > 0 && accepted == j - 1 && c.accept(drafts[j - 1])) ++accepted;
+    if (accepted < j) {
+      std::copy(m - words, m, m);
+      continue;
+    }
+    c.fill_mask(m);
+    bool any = false;
+    for (int64_t w = 0; w < words && !any; ++w) any = m[w] != 0;
+    if (!any && j == 0) {
+      c.rollback(accepted);
+      return false;
+    }
+  }
+  c.rollback(accepted);
+  return true;
+}
+
+bool Engine::emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r, bool forced) {
+  if (s.in_reasoning && !forced && r.token != s.request.reasoning_end_id && s.request.reasoning_budget >= 0 &&
+      s.reasoning_tokens >= s.request.reasoning_budget) {
+    // Over budget: the forced end instead of this draw, emitted now; fed with the next step
+    // (all of it but its last token, which becomes the last token as usual).
+    const auto& end = s.request.reasoning_end;
+    s.forced.assign(end.begin(), end.end() - 1);
+    for (int32_t t : end)
+      if (emit_token(id, s, kernels::SampleResult{t, 0.0f, {}}, true)) return true;
+    return false;
+  }
+  if (s.in_reasoning) {
+    if (r.token == s.request.reasoning_end_id) s.in_reasoning = false;
+    else if (!forced) s.reasoning_tokens++;
+  }
+  if (s.request.constraint && !s.request.constraint->accept(r.token)) {
+    finish(id, FinishReason::Error, "the sampled token " + std::to_string(r.token) + " breaks the output constraint");
+    return true;
+  }
   s.last_token = r.token;
   s.generated++;
   s.output.push_back(r.token);
@@ -433,7 +511,10 @@ void Engine::finish_step(InFlight& f) {
       if (f.samples[i]) next.push_back(out[i].sample.token);
       feed_head(next.data(), static_cast<int64_t>(next.size()));
     } else if (f.samples[i]) {
-      feed_head(&out[i].sample.token, 1);
+      std::vector<int32_t> next(s.chunk.begin() + 1, s.chunk.end());
+      next.push_back(out[i].sample.token);
+      feed_head(next.data(), static_cast<int64_t>(next.size()));
+      s.forced.clear();  // fed in this step
     }
     if (f.samples[i]) emit_token(f.ids[i], s, out[i].sample);
   }

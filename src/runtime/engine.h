@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "model/backend.h"
+#include "runtime/constraint.h"
 #include "runtime/prefix_cache.h"
 #include "runtime/scheduler.h"
 #include "runtime/speculation.h"
@@ -40,6 +41,16 @@ struct GenerationRequest {
   // Prompt lengths worth a prefix-cache snapshot besides the engine's own (the chat history
   // before the generation prompt: the next turn of the conversation starts with it).
   std::vector<int64_t> snapshot_at;
+  // Constrained decoding (runtime/constraint.h): the tokens each draw may take; null = any.
+  std::shared_ptr<TokenConstraint> constraint;
+  // Reasoning budget: when the output starts inside reasoning (`reasoning` true: the prompt
+  // ends in <think>), after `reasoning_budget` tokens (>= 0) without `reasoning_end_id`, the
+  // next draw is replaced by the tokens `reasoning_end` (e.g. "\n</think>\n"), emitted as
+  // output, and the answer follows. Reasoning also ends when the model draws reasoning_end_id.
+  bool reasoning = false;
+  int64_t reasoning_budget = -1;
+  std::vector<int32_t> reasoning_end;
+  int32_t reasoning_end_id = -1;
 };
 
 // One event per generated token; the last one has finished = true (a cancelled or failed
@@ -74,6 +85,9 @@ struct EngineOptions {
   // generation (prompt + reply: the next turn of a conversation starts with them).
   int64_t prefix_cache_bytes = 0;
   int64_t prefix_snapshot_interval = 2048;
+  // Keep the cached prefixes in this directory across restarts (runtime/prefix_store.h):
+  // read when the engine starts, written when it stops. Empty: in memory only.
+  std::string prefix_cache_dir;
 };
 
 struct EngineStats {
@@ -128,6 +142,13 @@ class Engine {
     std::vector<int32_t> output;
     int64_t cached = 0;
     bool lead_prefix = false;
+    std::vector<uint32_t> masks;  // constrained decoding: this step's allowed-token masks
+    // Reasoning budget: still reasoning, its tokens so far, and the forced end's tokens not yet
+    // fed (fed with the next decode step, whose draw then follows them).
+    bool in_reasoning = false;
+    int64_t reasoning_tokens = 0;
+    std::vector<int32_t> forced;
+    std::vector<int32_t> chunk;  // a decode chunk's ids: [last token, forced...]
   };
   // One step between begin_step and finish_step: the scheduled chunks and, per chunk, the
   // sequence, whether it samples, whether it verifies drafts, and its first row.
@@ -147,8 +168,14 @@ class Engine {
   void finish_step(InFlight& f);
   // The K greedy drafts of the MTP head for `s` (feeds its pending inputs first).
   std::vector<int32_t> draft(Sequence& s);
-  // Emits a token of `s`; true when it finished the sequence (stop id or max_tokens).
-  bool emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r);
+  // The allowed-token masks of the chunk's sampled rows (constrained decoding): row 0 from the
+  // constraint's state, row j after the drafts before it (a verify); false when some row
+  // allows nothing (the request then fails).
+  bool fill_masks(Sequence& s, const int32_t* drafts, int64_t rows);
+  // Emits a token of `s`; true when it finished the sequence (stop id or max_tokens). A drawn
+  // token past the reasoning budget is replaced by the forced end (the rest of which is fed
+  // next step); `forced`: a token of that end.
+  bool emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r, bool forced = false);
   // Prefix cache: resumes a fresh sequence from the longest cached prefix of its prompt (the
   // chunk is moved past it); snapshots `s`'s state as the prefix ids[0, n) it has been fed.
   void resume_from_cache(Sequence& s, ScheduledChunk& c);
@@ -186,6 +213,7 @@ class Engine {
   model::KeepLimits keep_limits_;  // the backend's: verify chunks per step, rows per verify
   std::unique_ptr<PrefixCache> cache_;
   uint64_t next_snapshot_ = 1;
+  uint64_t fingerprint_ = 0;  // of the model, for the prefix-cache directory
   EngineStats stats_;  // guarded by mu_
   std::thread thread_;
 };

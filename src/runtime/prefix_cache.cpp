@@ -73,6 +73,21 @@ bool PrefixCache::insert(const int32_t* ids, int64_t n, uint64_t id, int64_t byt
   return true;
 }
 
+std::vector<PrefixCache::EntryView> PrefixCache::entries() const {
+  std::vector<EntryView> out;
+  for (auto it = lru_.rbegin(); it != lru_.rend(); ++it) out.push_back({&it->ids, it->id, it->bytes});
+  return out;
+}
+
+bool PrefixCache::remove(uint64_t id) {
+  for (auto it = lru_.begin(); it != lru_.end(); ++it)
+    if (it->id == id) {
+      erase(it);
+      return true;
+    }
+  return false;
+}
+
 void PrefixCache::clear(std::vector<uint64_t>& evicted) {
   while (!lru_.empty()) {
     evicted.push_back(lru_.back().id);

@@ -14,7 +14,9 @@
 // returned as text (documented in docs/serving.md).
 #include <cstdint>
 #include <iosfwd>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +27,7 @@
 #include "server/metrics.h"
 #include "server/output_pipeline.h"
 #include "server/request.h"
+#include "text/grammar/grammar.h"
 #include "text/jinja/chat_template.h"
 #include "text/tokenizer/tokenizer.h"
 
@@ -35,6 +38,7 @@ struct ServiceConfig {
   std::string served_model_name;    // default: the model directory's last component
   runtime::MemoryPlanRequest plan;
   int speculative_tokens = -1;      // MTP drafts per step; -1 = runtime::default_speculative_tokens
+  std::string prefix_cache_dir;     // keep cached prefixes across restarts (empty: off)
 };
 
 // Sampling defaults from the model directory's generation_config.json (as vLLM applies
@@ -84,9 +88,21 @@ class ModelService {
   // max_tokens for a prompt; ApiError 400 "This model's maximum context length is ..." when
   // prompt + max_tokens exceeds max_model_len. `prompt_param` names the prompt field.
   int64_t resolve_max_tokens(const GenerationOptions& gen, int64_t prompt_len, const std::string& prompt_param) const;
+  // `reasoning`: the prompt leaves the model reasoning (ChatPrompt::thinking): the output starts
+  // inside <think>, and gen.reasoning_budget applies.
+  // `grammar`: the output's constraint (output_grammar), or null.
   runtime::GenerationRequest make_request(const std::vector<int32_t>& prompt, const GenerationOptions& gen,
-                                          int64_t max_tokens, int choice,
-                                          std::vector<int64_t> snapshot_at = {}) const;
+                                          int64_t max_tokens, int choice, std::vector<int64_t> snapshot_at = {},
+                                          bool reasoning = false,
+                                          std::shared_ptr<const text::grammar::Grammar> grammar = nullptr) const;
+  // The grammar a request's output must match: its structured output (gen.structured), or, for
+  // a chat request with tools and tool_choice "required" or a named function, the tool call.
+  // Null when the output is free. ApiError 400 naming the field when it cannot compile.
+  std::shared_ptr<const text::grammar::Grammar> output_grammar(const GenerationOptions& gen,
+                                                               const ChatRequest* chat = nullptr,
+                                                               const ChatPrompt* prompt = nullptr) const;
+  // The tokenizer's vocabulary as the grammar matcher reads it (built on first use).
+  std::shared_ptr<const text::grammar::Vocabulary> grammar_vocabulary() const;
   PipelineOptions chat_pipeline(const ChatRequest& request, const ChatPrompt& prompt) const;
   PipelineOptions completion_pipeline(const CompletionRequest& request) const;
 
@@ -101,6 +117,10 @@ class ModelService {
   std::unique_ptr<Metrics> metrics_;
   std::vector<int32_t> eos_ids_;
   SamplingDefaults defaults_;
+  mutable std::once_flag vocabulary_once_;
+  mutable std::shared_ptr<const text::grammar::Vocabulary> vocabulary_;
+  mutable std::mutex grammars_mu_;
+  mutable std::map<std::string, std::shared_ptr<const text::grammar::Grammar>> grammars_;  // compiled, by request
   std::vector<int32_t> keep_special_ids_;  // <think>, </think>, <tool_call>, </tool_call>
   bool add_special_for_completions_ = false;
 };

@@ -40,6 +40,8 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
                  "activations)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-prefix-cache", f.no_prefix_cache, "Turn the prefix cache off");
+  app.add_option("--prefix-cache-dir", f.config.prefix_cache_dir,
+                 "Keep the cached prefixes in DIR across restarts (written when the server stops, read at start)");
   f.config.plan.device = "";  // resolved at load: cuda when a CUDA device is present
   app.add_option("--device", f.config.plan.device, "Device: cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));

@@ -264,6 +264,87 @@ TEST_P(CudaStateTest, SnapshotLoadContinuesBitForBit) {
   EXPECT_THROW(b->load_snapshot(99, sy), Error);
 }
 
+// export_snapshot / import_snapshot (--prefix-cache-dir): the bytes of a snapshot, imported
+// into another backend of the same model and options (a restarted server), continue bit for
+// bit as the saved slot; bytes of another layout, damaged bytes, a taken id and a full pool
+// are refused, leaving the pool as it was.
+TEST_P(CudaStateTest, ExportedSnapshotImportsIntoAnotherBackendBitForBit) {
+  const Config& c = m().config;
+  const auto prompt = state_prompt(GetParam(), 3);
+  const auto T0 = static_cast<int64_t>(prompt.size());
+  const int64_t k = T0 - 4;
+  const std::vector<int32_t> rest(prompt.begin() + k, prompt.end());
+  auto feed = [&](Backend& b, int slot) {
+    b.step({{.slot = slot, .ids = prompt.data(), .T = k}});
+    if (c.has_mtp()) {
+      const auto h = b.last_hidden();
+      b.mtp_forward(slot, prompt.data() + 1, h.data(), k - 1, false);
+    }
+  };
+  auto go = [&](Backend& b, int slot, std::vector<float>* mtp_logits) {
+    auto l = b.step({{.slot = slot, .ids = rest.data(), .T = 4, .logits = LogitsOut::All}})[0].logits;
+    if (c.has_mtp()) {
+      const auto h = b.last_hidden();
+      *mtp_logits = b.mtp_forward(slot, rest.data(), h.data(), 4, true);
+    }
+    return l;
+  };
+  const auto a = cuda_backend(m(), 2, int64_t{64} << 20);
+  const int sa = a->acquire_slot();
+  feed(*a, sa);
+  a->save_snapshot(sa, 3);
+  const std::vector<uint8_t> bytes = a->export_snapshot(3);
+  EXPECT_THROW(a->export_snapshot(4), Error);
+  std::vector<float> ma, mb;
+  const auto la = go(*a, sa, &ma);
+
+  const int64_t one = a->snapshot_bytes(k);
+  const auto b = cuda_backend(m(), 2, 5 * one + one / 2);
+  b->import_snapshot(11, bytes);
+  EXPECT_THROW(b->import_snapshot(11, bytes), Error);  // the id is taken
+  const int sb = b->acquire_slot();
+  b->load_snapshot(11, sb);
+  EXPECT_EQ(b->position(sb), k);
+  const auto lb = go(*b, sb, &mb);
+  EXPECT_TRUE(same_bits(la, lb)) << "max |diff| " << max_abs(la, lb);
+  EXPECT_TRUE(same_bits(ma, mb)) << "MTP head: max |diff| " << max_abs(ma, mb);
+  // The round trip is exact: the imported snapshot exports the same bytes.
+  EXPECT_EQ(b->export_snapshot(11), bytes);
+
+  // Refused: damaged or truncated bytes, bytes of another layout (a changed field), the CPU
+  // backend's export.
+  std::vector<uint8_t> bad = bytes;
+  bad[0] ^= 1;
+  EXPECT_THROW(b->import_snapshot(12, bad), Error);
+  bad = bytes;
+  bad.resize(bad.size() - 1);
+  EXPECT_THROW(b->import_snapshot(12, bad), Error);
+  bad = bytes;
+  bad[8 + 8 * 2] ^= 0x10;  // the unit size
+  EXPECT_THROW(b->import_snapshot(12, bad), Error);
+  const auto cpu = make_backend(m(), BackendOptions{.device = "cpu", .max_seqs = 1, .prefix_cache_bytes = int64_t{64} << 20});
+  const int sc = cpu->acquire_slot();
+  cpu->step({{.slot = sc, .ids = prompt.data(), .T = k}});
+  cpu->save_snapshot(sc, 1);
+  EXPECT_THROW(b->import_snapshot(12, cpu->export_snapshot(1)), Error);
+  // A pool with no room refuses, and nothing leaked: after dropping the import the whole
+  // capacity is free again (as many copies fit as before).
+  const auto small = cuda_backend(m(), 1, one / 2 + 1);
+  EXPECT_THROW(small->import_snapshot(1, bytes), Error);
+  b->release_slot(sb);
+  b->drop_snapshot(11);
+  int fitted = 0;
+  for (uint64_t id = 100; id < 100 + 10; ++id) {
+    try {
+      b->import_snapshot(id, bytes);
+      ++fitted;
+    } catch (const Error&) {
+      break;
+    }
+  }
+  EXPECT_EQ(fitted, 5);
+}
+
 // observe_prompt after a load marks the cached prompt seen (the engine's resumed request).
 TEST_P(CudaStateTest, ObservePromptMarksTheCachedPrefixSeen) {
   const int64_t V = m().config.vocab_size;

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "cuda_state_test_util.h"
@@ -34,6 +35,7 @@ struct EngineSetup {
   int spec_seqs = 8;
   int64_t cache_bytes = 0;
   int64_t interval = 16;
+  std::string dir;  // --prefix-cache-dir
 };
 
 std::unique_ptr<Engine> cuda_engine(const model::Model& m, int slots, const EngineSetup& e) {
@@ -44,6 +46,7 @@ std::unique_ptr<Engine> cuda_engine(const model::Model& m, int slots, const Engi
   o.speculate_always = e.K > 0;
   o.prefix_cache_bytes = e.cache_bytes;
   o.prefix_snapshot_interval = e.interval;
+  o.prefix_cache_dir = e.dir;
   return std::make_unique<Engine>(cuda_backend(m, slots, e.cache_bytes, e.spec_seqs, 64), o);
 }
 
@@ -231,6 +234,39 @@ TEST_F(CudaPrefixCacheTest, ConversationTurnsResumeAndEqualTheUncachedOutputs) {
                 static_cast<long long>(cached[2]), static_cast<long long>(st.entries),
                 static_cast<long long>(st.bytes));
   }
+}
+
+// --prefix-cache-dir on the CUDA backend: the snapshots a server wrote at exit are imported
+// by the next one (a restart), which resumes the conversation from them with the same tokens.
+TEST_F(CudaPrefixCacheTest, PrefixesWrittenAtExitResumeAfterARestart) {
+  const std::string dir = ::testing::TempDir() + "/cuda-prefix-dir";
+  std::filesystem::remove_all(dir);
+  const auto p1 = seq(40, 3);
+  auto plain = cuda_engine(*m_, 2, {});
+  const auto r1 = serial(*plain, {req(p1, false)})[0];
+  std::vector<int32_t> p2 = p1;
+  p2.insert(p2.end(), r1.begin(), r1.end());
+  const auto extra = seq(7, 11);
+  p2.insert(p2.end(), extra.begin(), extra.end());
+  const auto want = serial(*plain, {req(p2, false)});
+  {
+    auto first = cuda_engine(*m_, 2, {.cache_bytes = int64_t{64} << 20, .dir = dir});
+    EXPECT_EQ(greedy_divergence(*m_, p1, r1, serial(*first, {req(p1, false)})[0]), "");
+  }  // written here
+  ASSERT_TRUE(std::filesystem::exists(dir + "/prefix-0.bin"));
+  auto second = cuda_engine(*m_, 2, {.cache_bytes = int64_t{64} << 20, .dir = dir});
+  EXPECT_GT(second->stats().prefix_cache.entries, 0);
+  std::vector<int64_t> cached;
+  const auto got = serial(*second, {req(p2, false)}, &cached);
+  EXPECT_EQ(greedy_divergence(*m_, p2, want[0], got[0]), "");
+  EXPECT_GE(cached[0], static_cast<int64_t>(p1.size()));
+  // A pool too small for them: the newest that fit are imported, nothing fails.
+  const int64_t one = cuda_backend(*m_, 1, 0, 0)->snapshot_bytes(64);
+  auto tiny = cuda_engine(*m_, 2, {.cache_bytes = one, .dir = dir});
+  EXPECT_LE(tiny->stats().prefix_cache.bytes, one);
+  const auto again = serial(*tiny, {req(p2, false)});
+  EXPECT_EQ(greedy_divergence(*m_, p2, want[0], again[0]), "");
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(CudaPrefixCacheTest, EvictionAndSpeculationStayExact) {

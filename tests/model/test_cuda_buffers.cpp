@@ -317,6 +317,11 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
     EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_sample_rows,
                         d.sample_capacity * static_cast<int64_t>(sizeof(kernels::SampleRow))));
     EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_top_lp, d.sample_capacity * kernels::kMaxTopLogprobs * 4));
+    // Constrained decoding: a mask per sampled row (sample_rows > 1 chunks included).
+    EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_masks, d.sample_capacity * words * 4));
+    EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_mask_rows, d.sample_capacity * 4));
+    ASSERT_NE(d.h_masks, nullptr);
+    ASSERT_NE(d.h_mask_rows, nullptr);
     EXPECT_TRUE(a.holds(ArenaKind::Cache, d.pen_counts, o.max_seqs * c.vocab_size * 4));
     EXPECT_TRUE(all_bytes(d.pen_counts, o.max_seqs * c.vocab_size * 4, 0));  // penalty state zeroed
     ASSERT_NE(d.h_step, nullptr);

@@ -8,12 +8,18 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
+
+#include "temp_dir.h"
 
 #include "fixture_util.h"
 #include "model/backend.h"
 #include "runtime/engine.h"
 #include "runtime/prefix_cache.h"
+#include "runtime/prefix_store.h"
 #include "util/error.h"
 
 using namespace nemotron;
@@ -57,6 +63,12 @@ TEST(PrefixCacheIndex, LongestProperPrefixLruAndBudget) {
   EXPECT_EQ(ev, (std::vector<uint64_t>{2u}));
   EXPECT_EQ(c.stats().bytes, 1000);
   EXPECT_FALSE(c.insert(seq(5, 3).data(), 5, 5, 1001, ev));  // never fits
+  // remove: the entry goes (its bytes with it); unknown ids are left alone.
+  EXPECT_TRUE(c.remove(4));
+  EXPECT_FALSE(c.remove(4));
+  EXPECT_EQ(c.stats().bytes, 200);
+  EXPECT_FALSE(c.contains(seq(5, 2).data(), 5));
+  EXPECT_TRUE(c.insert(seq(5, 2).data(), 5, 4, 800, ev));
   ev.clear();
   c.clear(ev);
   EXPECT_EQ(ev.size(), 3u);
@@ -68,7 +80,8 @@ class PrefixCacheEngine : public ::testing::Test {
  protected:
   void SetUp() override { m_ = std::make_unique<model::Model>(model::Model::load(fixture_dir("super-latent-mtp"))); }
 
-  std::unique_ptr<Engine> engine(int64_t cache_bytes, int slots = 4, int K = 0, int64_t interval = 16) {
+  std::unique_ptr<Engine> engine(int64_t cache_bytes, int slots = 4, int K = 0, int64_t interval = 16,
+                                 const std::string& dir = "") {
     model::BackendOptions b;
     b.device = "cpu";
     b.max_seqs = slots;
@@ -80,6 +93,7 @@ class PrefixCacheEngine : public ::testing::Test {
     o.speculate_always = K > 0;
     o.prefix_cache_bytes = cache_bytes;
     o.prefix_snapshot_interval = interval;
+    o.prefix_cache_dir = dir;
     return std::make_unique<Engine>(model::make_backend(*m_, b), o);
   }
 
@@ -204,6 +218,43 @@ TEST_F(PrefixCacheEngine, EvictionAndSpeculationStayExact) {
   EXPECT_EQ(serial(*spec, rs), want);
   EXPECT_GT(spec->stats().prefix_cache.hit_tokens, 0u);
   EXPECT_GT(spec->stats().spec_drafts, 0u);
+}
+
+TEST_F(PrefixCacheEngine, PrefixesSurviveARestartThroughTheDirectory) {
+  nemotron::testing::TempDir tmp;
+  const std::string dir = tmp.sub("prefixes");
+  const auto p1 = seq(40, 4);
+  std::vector<int32_t> p2 = p1;
+  const auto extra = seq(7, 8);
+  p2.insert(p2.end(), extra.begin(), extra.end());
+  auto plain = engine(0);
+  const auto want = serial(*plain, {req(p2, true)});
+  {
+    auto first = engine(1 << 26, 4, 0, 16, dir);
+    serial(*first, {req(p1, false)});
+  }  // stops: writes the prefixes
+  ASSERT_TRUE(std::filesystem::exists(dir + "/prefix-0.bin"));
+  // A file of another model and a damaged one are skipped with a message.
+  std::filesystem::copy_file(dir + "/prefix-0.bin", dir + "/prefix-90.bin");
+  {
+    std::fstream f(dir + "/prefix-90.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(8);
+    f.put('x');  // the fingerprint
+  }
+  std::ofstream(dir + "/prefix-91.bin") << "NMTPFX01 short";
+  std::vector<int64_t> cached;
+  auto second = engine(1 << 26, 4, 0, 16, dir);
+  EXPECT_EQ(serial(*second, {req(p2, true)}, &cached), want);
+  EXPECT_EQ(cached[0], static_cast<int64_t>(p1.size()));  // p1's prompt-end snapshot
+  // The loader on its own: what it reads and what it skips.
+  PrefixCache index(1 << 26);
+  auto backend = model::make_backend(*m_, {.device = "cpu"});
+  uint64_t next = 1;
+  std::ostringstream log;
+  const int n = load_prefixes(dir, model_fingerprint(*m_), index, *backend, next, log);
+  EXPECT_GE(n, 1);
+  EXPECT_THAT(log.str(), ::testing::HasSubstr("prefix-90.bin: skipped (written for another model"));
+  EXPECT_THAT(log.str(), ::testing::HasSubstr("prefix-91.bin: skipped"));
 }
 
 }  // namespace

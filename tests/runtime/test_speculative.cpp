@@ -327,6 +327,8 @@ class LimitedBackend final : public model::Backend {
   void save_snapshot(int slot, uint64_t id) override { b_->save_snapshot(slot, id); }
   void load_snapshot(uint64_t id, int slot) override { b_->load_snapshot(id, slot); }
   void drop_snapshot(uint64_t id) override { b_->drop_snapshot(id); }
+  std::vector<uint8_t> export_snapshot(uint64_t id) const override { return b_->export_snapshot(id); }
+  void import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) override { b_->import_snapshot(id, bytes); }
   void observe_prompt(int slot, const int32_t* ids, int64_t n) override { b_->observe_prompt(slot, ids, n); }
   std::vector<float> mtp_forward(int slot, const int32_t* ids, const float* hidden, int64_t T, bool all) override {
     return b_->mtp_forward(slot, ids, hidden, T, all);

@@ -52,3 +52,21 @@ def test_turns_resume_from_the_cache_and_equal_uncached_replies():
     finally:
         on.stop()
         off.stop()
+
+
+def test_prefixes_survive_a_restart(tmp_path):
+    d = str(tmp_path / "prefixes")
+    messages = [{"role": "system", "content": "You answer briefly."},
+                {"role": "user", "content": "What does \"ephemeral\" mean?"}]
+    first = Server("--prefix-cache-dir", d)
+    try:
+        reply = chat(first, messages)["choices"][0]["message"].get("content") or ""
+    finally:
+        first.stop()  # SIGTERM: the cached prefixes are written
+    messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": "And \"transient\"?"}]
+    second = Server("--prefix-cache-dir", d)
+    try:
+        u = chat(second, messages)["usage"]
+        assert u["prompt_tokens_details"]["cached_tokens"] > 0
+    finally:
+        second.stop()

@@ -2,9 +2,11 @@
 // SequenceState (trunk and MTP head) and PenaltyState, one CpuModel::forward_batch per step,
 // sampling with kernels::sample_cpu.
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
+#include "kernels/token_mask.h"
 #include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
 #include "model/cpu/cpu_backend.h"
@@ -146,6 +148,55 @@ class CpuBackend final : public Backend {
 
   void drop_snapshot(uint64_t id) override { snapshots_.erase(id); }
 
+  // Layout: for the trunk state then the MTP state: pos (int64), then per block the sizes
+  // (int64) of conv, ssm, k, v followed by their floats.
+  std::vector<uint8_t> export_snapshot(uint64_t id) const override {
+    const auto it = snapshots_.find(id);
+    if (it == snapshots_.end()) throw Error("CPU backend: no snapshot " + std::to_string(id));
+    std::vector<uint8_t> out;
+    auto put = [&](const void* p, std::size_t n) {
+      out.insert(out.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n);
+    };
+    for (const SequenceState* st : {&it->second.state, &it->second.mtp}) {
+      put(&st->pos, 8);
+      for (const auto& b : st->blocks)
+        for (const auto* v : {&b.conv, &b.ssm, &b.k, &b.v}) {
+          const int64_t n = static_cast<int64_t>(v->size());
+          put(&n, 8);
+          put(v->data(), v->size() * 4);
+        }
+    }
+    return out;
+  }
+
+  void import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) override {
+    Snapshot snap{cpu_.new_state(), model().config.has_mtp() ? cpu_.new_mtp_state() : SequenceState{}};
+    std::size_t at = 0;
+    auto get = [&](void* p, std::size_t n) {
+      if (at + n > bytes.size()) throw Error("CPU backend: snapshot bytes end early");
+      std::copy(bytes.begin() + static_cast<std::ptrdiff_t>(at), bytes.begin() + static_cast<std::ptrdiff_t>(at + n),
+                static_cast<uint8_t*>(p));
+      at += n;
+    };
+    const int64_t kv = model().config.kv_dim();
+    for (SequenceState* st : {&snap.state, &snap.mtp}) {
+      get(&st->pos, 8);
+      for (auto& b : st->blocks)
+        for (auto* v : {&b.conv, &b.ssm, &b.k, &b.v}) {
+          int64_t n = 0;
+          get(&n, 8);
+          const bool kv_rows = v == &b.k || v == &b.v;
+          // Recurrent states keep their model-given size; K/V hold pos rows (or none).
+          if (kv_rows ? (n != 0 && n != st->pos * kv) : n != static_cast<int64_t>(v->size()))
+            throw Error("CPU backend: snapshot bytes do not fit this model");
+          v->resize(static_cast<std::size_t>(n));
+          get(v->data(), static_cast<std::size_t>(n) * 4);
+        }
+    }
+    if (at != bytes.size()) throw Error("CPU backend: snapshot bytes do not fit this model");
+    snapshots_[id] = std::move(snap);
+  }
+
   void observe_prompt(int slot, const int32_t* ids, int64_t n) override {
     kernels::penalty_observe_prompt(at(slot).penalties, ids, n);
   }
@@ -240,8 +291,10 @@ class CpuBackend final : public Backend {
       const int64_t S = ch.sample ? ch.sample_rows : 0;
       if (p.penalized()) kernels::penalty_observe_prompt(s.penalties, ch.ids, S > 0 ? ch.T - S + 1 : ch.T);
       const int64_t rows = static_cast<int64_t>(r.logits.size()) / V;
+      const int64_t words = (V + 31) / 32;
       for (int64_t j = 0; j < S; ++j) {
-        const float* row = r.logits.data() + (rows - S + j) * V;
+        float* row = r.logits.data() + (rows - S + j) * V;
+        if (ch.allowed) kernels::mask_logits_cpu(row, V, ch.allowed + j * words);  // disallowed: -inf
         out[i].samples.push_back(kernels::sample_cpu(row, V, p, ch.seed, ch.draw + static_cast<uint64_t>(j),
                                                      p.penalized() ? &s.penalties : nullptr));
       }

@@ -220,6 +220,11 @@ struct DeviceBuffers {
   // Sampled rows one step may have: max_seqs + spec_entries * (spec_rows - 1) (decode rows,
   // plus the extra rows of sample_rows > 1 chunks); the sampling buffers hold this many.
   int64_t sample_capacity = 0;
+  // Constrained decoding: allowed-token masks [sample_capacity, ceil(V / 32)] (one per sampled
+  // row at most) and per sample row the mask it takes (-1: none) [sample_capacity], with pinned
+  // host copies (kernels/token_mask_cuda.h).
+  uint32_t *d_masks = nullptr, *h_masks = nullptr;
+  int32_t *d_mask_rows = nullptr, *h_mask_rows = nullptr;
   // Split-K partials of paged attention, sized for any step of up to max_step_tokens rows.
   void* attn_ws = nullptr;
   int64_t attn_ws_bytes = 0;

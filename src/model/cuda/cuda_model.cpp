@@ -20,6 +20,8 @@ int64_t CudaModel::position(int) const { return 0; }
 int CudaModel::slots() const { return 0; }
 void CudaModel::roll_back(int, int64_t) { throw Error("no CUDA backend"); }
 void CudaModel::save_snapshot(int, uint64_t) { throw Error("no CUDA backend"); }
+std::vector<uint8_t> CudaModel::export_snapshot(uint64_t) const { throw Error("no CUDA backend"); }
+void CudaModel::import_snapshot(uint64_t, const std::vector<uint8_t>&) { throw Error("no CUDA backend"); }
 void CudaModel::load_snapshot(uint64_t, int) { throw Error("no CUDA backend"); }
 void CudaModel::observe_prompt(int, const int32_t*, int64_t) { throw Error("no CUDA backend"); }
 bool CudaModel::can_roll_back() const { return false; }
@@ -216,6 +218,10 @@ void CudaModel::begin_step(const std::vector<StepChunk>& chunks) {
   // From here on the step runs: what the slots kept for roll_back before it is gone.
   for (const auto& st : steps) s.drop_kept(st.slot);
   s.pending.serial = ++s.step_serial;
+  // A step with allowed-token masks runs eagerly (the decode graphs carry no mask kernel);
+  // graph_step reads pending.masks, which pack_samples sets again from the rows it packs.
+  s.pending.masks = false;
+  for (const auto& ch : chunks) s.pending.masks = s.pending.masks || (ch.sample && ch.allowed);
   s.pending.n_samples = s.pack_samples(chunks, steps, s.graph_step(R, B, L, B));
   if (s.keep_step) s.begin_keep(chunks, steps);
   try {

@@ -102,6 +102,12 @@ class CudaModel final : public Backend {
   void save_snapshot(int slot, uint64_t id) override;
   void load_snapshot(uint64_t id, int slot) override;
   void drop_snapshot(uint64_t id) override;
+  // A snapshot as bytes (--prefix-cache-dir) and back: a header naming the layout (unit, page
+  // bytes, K/V blocks, Mamba bytes, positions), then the snapshot's Mamba bytes and its K/V
+  // pages (cuda_model_state.cpp). Import takes free units of the pool and throws when they do
+  // not suffice or the header is not this model's layout.
+  std::vector<uint8_t> export_snapshot(uint64_t id) const override;
+  void import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) override;
   void observe_prompt(int slot, const int32_t* ids, int64_t n) override;
 
   // Shorthands over step() for tests and benchmarks.

@@ -120,6 +120,7 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
     std::vector<std::vector<int32_t>> sample_at;
     int64_t L = 0, n_samples = 0;
     bool logprobs = false;  // some row asked for top logprobs
+    bool masks = false;     // some row has an allowed-token mask (constrained decoding)
   } pending;
   // The sampler launches of the step being enqueued: launch w samples the rows
   // [sample_waves[w], sample_waves[w + 1]) of d_sample_rows (one launch unless a penalized
@@ -236,19 +237,24 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   std::vector<std::vector<float>> collect_logits(Stack& st, const std::vector<StepChunk>& chunks, int64_t L);
   // cuda_model_graph.cpp
   // Enqueues the trunk step over the inputs prepare_step uploaded (R rows, B chunks, L logit
-  // rows), the penalty marks and, with n_samples > 0, the sampling of the first n_samples
-  // rows of d_sample_rows: eagerly, or, for B single-token chunks with graphs on, by replaying
-  // (capturing first if new) the graph for B, which always samples B rows.
+  // rows), the penalty marks of its input rows (d_mark_seq: all of them but the drafts of a
+  // sample_rows > 1 chunk) and, with n_samples > 0, the masks and sampling of the first
+  // n_samples rows of d_sample_rows: eagerly, or, for B single-token chunks with graphs on, by
+  // replaying (capturing first if new) the graph for B, which always samples B rows.
   void run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, int64_t n_samples);
   void enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_samples);
   // Does a step of this shape replay the decode graph?
   bool graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const;
   // cuda_model_sampling.cpp
   // Packs h_sample_rows for `chunks` (the rows of the chunks that sample; with `all_rows`, one
-  // row per chunk, greedy placeholders for the others) and queues their copy; returns the count.
+  // row per chunk, greedy placeholders for the others), in sampler waves (sample_waves), and
+  // each masked row's allowed-token mask (h_masks, h_mask_rows; pending.masks), and queues
+  // their copies; returns the count.
   int64_t pack_samples(const std::vector<model::StepChunk>& chunks, const std::vector<StepChunk>& steps,
                        bool all_rows);
-  void enqueue_sampling(int64_t R, int64_t n_samples);
+  // The masks (one launch over every sampled row: they are known before any draw), then one
+  // sampler launch per wave.
+  void enqueue_sampling(int64_t n_samples);
   // Queues the device-to-host copies of the sampled ids (and top logprobs when asked).
   void enqueue_sample_copies();
   void reset_penalties(int slot);
@@ -278,6 +284,11 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   void settle();  // enqueues the queued roll-backs' Mamba replays and penalty repairs
   // The copies between `slot` and snapshot `snap` (save: slot -> pool; load: pool -> slot).
   void snapshot_copies(int slot, const Snapshot& snap, bool save, std::vector<kernels::CopyBlock>& list) const;
+  // export/import_snapshot: the bytes of snapshot `snap` that hold state, as (pool address,
+  // bytes) pieces (split at unit boundaries) in the exported order: the packed Mamba states,
+  // then per K/V page j the trunk's attention blocks' K and V pages, then, for pages below
+  // mtp_pos, the MTP head's (SnapshotLayout order; unit padding left out).
+  std::vector<std::pair<uint8_t*, int64_t>> snapshot_pieces(const Snapshot& snap) const;
 };
 
 }  // namespace nemotron::model

@@ -3,6 +3,10 @@
 // The buffers are placed by the buffer walk (cuda_buffers.h).
 #ifdef NEMOTRON_HAVE_CUDA
 
+#include <algorithm>
+
+#include "kernels/token_mask.h"
+#include "kernels/token_mask_cuda.h"
 #include "model/cuda/cuda_model_internal.h"
 
 namespace nemotron::model {
@@ -55,7 +59,11 @@ int64_t CudaModel::Impl::pack_samples(const std::vector<model::StepChunk>& chunk
     }
     pending.logprobs = pending.logprobs || (real && p.logprobs > 0);
   }
-  int64_t n = 0;
+  // Constrained rows: sampled row j of a chunk with `allowed` takes that chunk's mask j
+  // (allowed + j * words), packed into h_masks in sample-row order (at most sample_capacity
+  // masks: one per sampled row); h_mask_rows[n] is row n's mask, -1 for none.
+  const int64_t words = kernels::token_mask_words(model.config.vocab_size);
+  int64_t n = 0, masks = 0;
   sample_waves.assign(1, 0);
   for (const auto& wave : waves) {
     for (const Row& r : wave) {
@@ -65,28 +73,42 @@ int64_t CudaModel::Impl::pack_samples(const std::vector<model::StepChunk>& chunk
         throw Error("CUDA model: more sampled rows than the sampler's " + std::to_string(sample_capacity));
       h_sample_rows[n] =
           kernels::make_sample_row(p, r.logit_row, r.penalty_slot, ch.seed, ch.draw + static_cast<uint64_t>(r.j));
+      h_mask_rows[n] = -1;
+      if (ch.sample && ch.allowed) {
+        const uint32_t* m = ch.allowed + r.j * words;
+        std::copy(m, m + words, h_masks + masks * words);
+        h_mask_rows[n] = static_cast<int32_t>(masks++);
+      }
       if (ch.sample) pending.sample_at[r.chunk].push_back(static_cast<int32_t>(n));
       ++n;
     }
     sample_waves.push_back(n);
   }
+  pending.masks = masks > 0;
   // pending.sample_at lists each chunk's rows in row order: waves are visited in order, and a
   // chunk's rows are all in wave 0 or one per wave.
   if (n > 0) {
     check(cudaMemcpyAsync(d_sample_rows, h_sample_rows, static_cast<std::size_t>(n) * sizeof(SampleRow),
                           cudaMemcpyHostToDevice, stream),
           "sampling parameters");
+    if (masks > 0) {
+      check(cudaMemcpyAsync(d_mask_rows, h_mask_rows, static_cast<std::size_t>(n) * 4, cudaMemcpyHostToDevice, stream),
+            "token masks");
+      check(cudaMemcpyAsync(d_masks, h_masks, static_cast<std::size_t>(masks * words) * 4, cudaMemcpyHostToDevice,
+                            stream),
+            "token masks");
+    }
     check(cudaEventRecord(inputs_done, stream), "step inputs");
   }
   return n;
 }
 
-void CudaModel::Impl::enqueue_sampling(int64_t R, int64_t n_samples) {
+void CudaModel::Impl::enqueue_sampling(int64_t n_samples) {
   const int64_t V = model.config.vocab_size;
-  // Every input row joins its slot's seen set (prompt tokens for the repetition penalty; a
-  // decode row's token was already marked when it was sampled), but the drafts of a chunk that
-  // samples several rows (d_mark_seq: -1 there; they are counted when drawn).
-  kernels::penalty_mark_seen_cuda(d_ids, d_mark_seq, R, pen_seen, V, stream);
+  // Constrained rows: disallowed tokens' logits to -inf, for every sampled row at once before
+  // the first wave (the masks are known up front; the draws of earlier waves do not change
+  // them). Eager steps only: a step with masks never replays a decode graph.
+  if (pending.masks) kernels::mask_logits_cuda(logits, V, d_sample_rows, d_mask_rows, d_masks, n_samples, stream);
   // The launches of pack_samples (a decode graph's capture: one launch of its B rows).
   std::vector<int64_t> waves = sample_waves;
   if (waves.size() < 2 || waves.back() != n_samples) waves = {0, n_samples};

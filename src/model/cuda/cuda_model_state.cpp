@@ -1,7 +1,8 @@
 // CudaModel's state primitives besides the step (see cuda_model.h): speculative decoding's
 // roll-back (kept states and rows of keep_states chunks, Mamba replays queued by roll_back and
 // enqueued in a batch by settle(), the penalty repair), the MTP head's roll-back, prefix-cache
-// snapshots (copies into a pool of fixed-size units) and observe_prompt.
+// snapshots (copies into a pool of fixed-size units; exported to and imported from host bytes
+// for --prefix-cache-dir) and observe_prompt.
 //
 // Roll-back by replay: a keep_states chunk's step first copies its slot's conv windows and SSM
 // states (every trunk Mamba layer) into the chunk's entry of spec_state, and, right after each
@@ -16,6 +17,7 @@
 #ifdef NEMOTRON_HAVE_CUDA
 
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/copy_cuda.h"
 #include "kernels/mamba_cuda.h"
@@ -312,6 +314,32 @@ void CudaModel::Impl::snapshot_copies(int slot, const Snapshot& snap, bool save,
   }
 }
 
+std::vector<std::pair<uint8_t*, int64_t>> CudaModel::Impl::snapshot_pieces(const Snapshot& snap) const {
+  const cuda_detail::SnapshotLayout& L = snap_layout;
+  std::vector<std::pair<uint8_t*, int64_t>> out;
+  // Bytes [at, at + n) of the snapshot's units taken in order (its unit image).
+  auto image = [&](int64_t at, int64_t n) {
+    while (n > 0) {
+      const int64_t u = snap.units[static_cast<std::size_t>(at / L.unit)], off = at % L.unit;
+      const int64_t m = std::min(n, L.unit - off);
+      out.emplace_back(snap_pool + u * L.unit + off, m);
+      at += m;
+      n -= m;
+    }
+  };
+  image(0, L.mamba_bytes);
+  int64_t trunk_kv = 0;
+  for (const DBlock& b : trunk.blocks) trunk_kv += b.kind == LayerKind::Attention;
+  const int64_t pages = (snap.pos + kPage - 1) / kPage, mtp_pages = (snap.mtp_pos + kPage - 1) / kPage;
+  for (int64_t j = 0; j < pages; ++j) {
+    // Page j's unit: the trunk's blocks' K | V pages, then the MTP head's (snapshot_copies).
+    const int64_t unit0 = (L.mamba_units + j) * L.unit;
+    const int64_t blocks = j < mtp_pages ? L.kv_blocks : trunk_kv;
+    if (blocks > 0) image(unit0, blocks * 2 * L.page_bytes);
+  }
+  return out;
+}
+
 // ---- The public calls.
 
 bool CudaModel::can_roll_back() const { return impl_->spec_entries > 0; }
@@ -460,6 +488,96 @@ void CudaModel::drop_snapshot(uint64_t id) {
   // A load enqueued from these units runs before any later save rewrites them (stream order).
   s.free_units.insert(s.free_units.end(), it->second.units.begin(), it->second.units.end());
   s.snapshots.erase(it);
+}
+
+namespace {
+
+// export_snapshot's header: kSnapMagic, then kSnapFields int64: the page size, the K/V
+// element bytes, the layout (unit, page_bytes, kv_blocks, the trunk's K/V blocks, mamba_bytes,
+// mamba_units), the trunk and MTP positions; the state bytes follow (snapshot_pieces order).
+constexpr char kSnapMagic[8] = {'N', 'M', 'C', 'U', 'S', 'N', 'P', '1'};
+constexpr int kSnapFields = 10;
+constexpr std::size_t kSnapHeader = 8 + 8 * kSnapFields;
+
+}  // namespace
+
+std::vector<uint8_t> CudaModel::export_snapshot(uint64_t id) const {
+  const Impl& s = *impl_;
+  const auto it = s.snapshots.find(id);
+  if (it == s.snapshots.end()) throw Error("CUDA model: no snapshot " + std::to_string(id));
+  const Impl::Snapshot& snap = it->second;
+  const cuda_detail::SnapshotLayout& L = s.snap_layout;
+  int64_t trunk_kv = 0;
+  for (const auto& b : s.trunk.blocks) trunk_kv += b.kind == LayerKind::Attention;
+  const int64_t fields[kSnapFields] = {
+      kPage, s.opt.kv_fp8 ? 1 : 2, L.unit, L.page_bytes, L.kv_blocks, trunk_kv, L.mamba_bytes, L.mamba_units,
+      snap.pos, snap.mtp_pos};
+  const auto pieces = s.snapshot_pieces(snap);
+  std::size_t total = kSnapHeader;
+  for (const auto& [p, n] : pieces) total += static_cast<std::size_t>(n);
+  std::vector<uint8_t> out(total);
+  std::memcpy(out.data(), kSnapMagic, 8);
+  std::memcpy(out.data() + 8, fields, sizeof fields);
+  // Pageable copies on the model's stream: after the save that wrote the units (and any step
+  // in flight), waited for at the end.
+  std::size_t at = kSnapHeader;
+  for (const auto& [p, n] : pieces) {
+    check(cudaMemcpyAsync(out.data() + at, p, static_cast<std::size_t>(n), cudaMemcpyDeviceToHost, s.stream),
+          "snapshot export");
+    at += static_cast<std::size_t>(n);
+  }
+  check(cudaStreamSynchronize(s.stream), "snapshot export");
+  return out;
+}
+
+void CudaModel::import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) {
+  Impl& s = *impl_;
+  if (s.snapshots.count(id)) throw Error("CUDA model: snapshot " + std::to_string(id) + " exists");
+  if (s.snap_units == 0) throw Error("CUDA model: no snapshot pool (prefix_cache_bytes is 0)");
+  if (bytes.size() < kSnapHeader || std::memcmp(bytes.data(), kSnapMagic, 8) != 0)
+    throw Error("CUDA model: the snapshot bytes are not a CUDA snapshot (export_snapshot of the CUDA backend)");
+  int64_t f[kSnapFields];
+  std::memcpy(f, bytes.data() + 8, sizeof f);
+  const cuda_detail::SnapshotLayout& L = s.snap_layout;
+  int64_t trunk_kv = 0;
+  for (const auto& b : s.trunk.blocks) trunk_kv += b.kind == LayerKind::Attention;
+  const int64_t want[8] = {kPage, s.opt.kv_fp8 ? 1 : 2, L.unit, L.page_bytes, L.kv_blocks, trunk_kv, L.mamba_bytes,
+                           L.mamba_units};
+  if (!std::equal(want, want + 8, f))
+    throw Error("CUDA model: the snapshot bytes do not fit this model (another layout: K/V element size " +
+                std::to_string(f[1]) + " vs " + std::to_string(want[1]) + ", unit " + std::to_string(f[2]) + " vs " +
+                std::to_string(want[2]) + ", Mamba bytes " + std::to_string(f[6]) + " vs " + std::to_string(want[6]) +
+                ")");
+  Impl::Snapshot snap;
+  snap.pos = f[8];
+  snap.mtp_pos = f[9];
+  if (snap.pos < 0 || snap.pos > (int64_t{1} << 40) || snap.mtp_pos < 0 || snap.mtp_pos > snap.pos ||
+      (s.mtp.blocks.empty() && snap.mtp_pos != 0))
+    throw Error("CUDA model: the snapshot bytes do not fit this model (positions " + std::to_string(snap.pos) + ", " +
+                std::to_string(snap.mtp_pos) + ")");
+  const int64_t need = L.units(snap.pos);
+  if (need > static_cast<int64_t>(s.free_units.size()))
+    throw Error("CUDA model: an imported snapshot at position " + std::to_string(snap.pos) + " needs " +
+                std::to_string(need) + " units of the snapshot pool, " + std::to_string(s.free_units.size()) + " of " +
+                std::to_string(s.snap_units) + " are free");
+  snap.units.assign(s.free_units.end() - need, s.free_units.end());
+  const auto pieces = s.snapshot_pieces(snap);
+  std::size_t total = kSnapHeader;
+  for (const auto& [p, n] : pieces) total += static_cast<std::size_t>(n);
+  if (total != bytes.size())
+    throw Error("CUDA model: the snapshot bytes do not fit this model (" + std::to_string(bytes.size()) +
+                " bytes, a snapshot at position " + std::to_string(snap.pos) + " has " + std::to_string(total) + ")");
+  // Pageable copies on the model's stream (after any load still reading these units), waited
+  // for here: the bytes are the caller's.
+  std::size_t at = kSnapHeader;
+  for (const auto& [p, n] : pieces) {
+    check(cudaMemcpyAsync(p, bytes.data() + at, static_cast<std::size_t>(n), cudaMemcpyHostToDevice, s.stream),
+          "snapshot import");
+    at += static_cast<std::size_t>(n);
+  }
+  check(cudaStreamSynchronize(s.stream), "snapshot import");
+  s.free_units.resize(s.free_units.size() - static_cast<std::size_t>(need));
+  s.snapshots.emplace(id, std::move(snap));
 }
 
 void CudaModel::observe_prompt(int slot, const int32_t* ids, int64_t n) {
