@@ -36,6 +36,7 @@ int run_score(int argc, char** argv) {
   bo.device = device;
   bo.max_step_tokens = std::min(chunk, T);
   bo.kv_tokens = T;
+  bo.max_spec_seqs = 0;  // scoring never rolls back
   const auto backend = model::make_backend(m, bo);
   const int slot = backend->acquire_slot();
   std::vector<float> logits;

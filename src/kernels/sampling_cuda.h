@@ -83,6 +83,12 @@ void sample_cuda(const SampleCudaArgs& args, cudaStream_t stream);
 void penalty_mark_seen_cuda(const int32_t* ids, const int32_t* slot_of_row, int64_t n, uint32_t* seen, int64_t V,
                             cudaStream_t stream);
 
+// counts[slot_of_row[r], ids[r]] += delta for the n rows r with slot_of_row[r] >= 0 and ids[r] in
+// [0, V) (atomic: rows may repeat a (slot, id)); speculative decoding's roll-back takes the
+// counts of dropped draws back with delta = -1. ids, slot_of_row: device int32 [n].
+void penalty_count_cuda(const int32_t* ids, const int32_t* slot_of_row, int64_t n, int32_t delta, int32_t* counts,
+                        int64_t V, cudaStream_t stream);
+
 // Clears one slot's counts and seen words (a new sequence takes the slot).
 void penalty_reset_slot_cuda(int32_t* counts, uint32_t* seen, int64_t V, int slot, cudaStream_t stream);
 

@@ -27,6 +27,9 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
   o.kv_tokens = options.kv_tokens;
   o.kv_fp8 = options.kv_fp8;
   o.verbose = options.verbose;
+  o.spec_seqs = options.max_spec_seqs;
+  o.spec_rows = options.max_spec_rows;
+  o.prefix_cache_bytes = options.prefix_cache_bytes;
   return std::make_unique<CudaModel>(model, o);
 }
 

@@ -36,6 +36,21 @@ struct BackendOptions {
   int64_t kv_tokens = 4096;         // CUDA: KV positions of all slots together
   bool kv_fp8 = false;              // CUDA: FP8 E4M3 KV cache
   bool verbose = false;             // print upload progress
+  // CUDA: speculative decoding's roll-back memory (Backend::keep_limits): keep_states chunks
+  // per step (at most max_seqs; 0: no roll-back) and rows per such chunk (1 + drafts).
+  int max_spec_seqs = 8;
+  int64_t max_spec_rows = 17;
+  // CUDA: device memory for prefix-cache snapshots (0: none, can_snapshot() is false). The CPU
+  // backend keeps its snapshots in host memory, bounded by the engine's budget alone.
+  int64_t prefix_cache_bytes = 0;
+};
+
+// What a backend can keep for roll_back at once (Backend::keep_limits): keep_states chunks in
+// one step, and rows in each of them. The engine verifies no more sequences per step than
+// `chunks` and no more than `rows` - 1 drafts.
+struct KeepLimits {
+  int64_t chunks = INT64_MAX;
+  int64_t rows = INT64_MAX;
 };
 
 enum class LogitsOut { None, Last, All };
@@ -97,8 +112,13 @@ class Backend {
   // and SSM states and the sampler's penalty state become exactly what they would be had only
   // the tokens before `pos` been fed (and only those rows' draws made). mtp_roll_back cuts the
   // MTP head's state back to `pos` (its blocks have no recurrent state: lengths only).
-  // can_roll_back: whether this backend implements them (the engine speculates only then).
+  // can_roll_back: whether this backend implements them (the engine speculates only then);
+  // keep_limits: how many keep_states chunks (and rows each) one step may have (more is an
+  // Error at begin_step). A chunk's kept data lasts until the slot's next step, its roll_back
+  // or its release; on the CUDA backend also until a later step needs the room for its own
+  // keep_states chunks (then roll_back of the older one is an Error).
   virtual bool can_roll_back() const = 0;
+  virtual KeepLimits keep_limits() const { return {}; }
   virtual void roll_back(int slot, int64_t pos) = 0;
   virtual void mtp_roll_back(int slot, int64_t pos) = 0;
 
@@ -107,9 +127,13 @@ class Backend {
   // state -- kept by the backend under an id the caller chooses. Loading one into a fresh slot
   // continues exactly as the snapshotted sequence would (the penalty state is not part of it:
   // observe_prompt marks tokens seen without feeding them). can_snapshot: whether this backend
-  // implements them (the engine caches prefixes only then).
+  // implements them (the engine caches prefixes only then). snapshot_capacity: the memory all
+  // snapshots together may take (the CUDA backend's snapshot pool; INT64_MAX on the CPU): any
+  // set of snapshots whose snapshot_bytes sum to at most this fits, and save_snapshot throws
+  // beyond it.
   virtual bool can_snapshot() const = 0;
   virtual int64_t snapshot_bytes(int64_t pos) const = 0;  // the memory one at `pos` takes
+  virtual int64_t snapshot_capacity() const { return INT64_MAX; }
   virtual void save_snapshot(int slot, uint64_t id) = 0;  // throws when `id` is taken
   virtual void load_snapshot(uint64_t id, int slot) = 0;  // `slot` must be fresh (position 0)
   virtual void drop_snapshot(uint64_t id) = 0;            // unknown ids are ignored

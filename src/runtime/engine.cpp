@@ -39,13 +39,20 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
     throw Error("--speculative-tokens " + std::to_string(K) + ": " + backend_->model().config.path +
                 " has no MTP head (num_nextn_predict_layers is 0)");
   if (K > 0 && !backend_->can_roll_back())
-    throw Error("--speculative-tokens " + std::to_string(K) + ": speculative decoding is not implemented on the " +
-                backend_->device() + " backend yet; use --speculative-tokens 0");
+    throw Error("--speculative-tokens " + std::to_string(K) + ": the " + backend_->device() +
+                " backend cannot roll back (no room kept for it); use --speculative-tokens 0");
+  keep_limits_ = backend_->keep_limits();
+  if (K > 0 && (K + 1 > keep_limits_.rows || keep_limits_.chunks < 1))
+    throw Error("--speculative-tokens " + std::to_string(K) + ": the " + backend_->device() + " backend keeps " +
+                std::to_string(keep_limits_.rows) + " rows per verify step (1 + drafts) for " +
+                std::to_string(keep_limits_.chunks) + " sequences; lower --speculative-tokens");
   stats_.spec_accepted_per_pos.assign(static_cast<std::size_t>(K), 0);
   if (options.prefix_cache_bytes < 0) throw Error("--prefix-cache-memory must not be negative");
   if (options.prefix_snapshot_interval < 1) throw Error("the prefix snapshot interval must be positive");
-  if (options.prefix_cache_bytes > 0 && backend_->can_snapshot())
-    cache_ = std::make_unique<PrefixCache>(options.prefix_cache_bytes);
+  // The cache's budget: what the engine is given, at most what the backend can hold (every set
+  // of snapshots within it then fits, so save_snapshot never fails for want of room).
+  const int64_t cache_bytes = std::min(options.prefix_cache_bytes, backend_->snapshot_capacity());
+  if (cache_bytes > 0 && backend_->can_snapshot()) cache_ = std::make_unique<PrefixCache>(cache_bytes);
   if (cache_ && !options.prefix_cache_dir.empty()) {
     fingerprint_ = model_fingerprint(backend_->model());
     const int n = load_prefixes(options.prefix_cache_dir, fingerprint_, *cache_, *backend_, next_snapshot_, std::cerr);
@@ -224,6 +231,7 @@ bool Engine::begin_step(InFlight& f) {
   // Speculate this step? Measured, per batch size (runtime/speculation.h).
   const bool speculate = K > 0 && decoding > 0 && (options_.speculate_always || spec_.choose(decoding));
   std::vector<model::StepChunk> chunks;
+  int64_t verifying = 0;  // at most keep_limits_.chunks verify chunks; the rest decode plainly
   try {
     for (auto& c : f.plan) {
       Sequence& s = *sequences_.at(c.seq);
@@ -244,7 +252,9 @@ bool Engine::begin_step(InFlight& f) {
       // verify drafts: the budget cuts at one token.
       const bool budget_near = s.in_reasoning && s.request.reasoning_budget >= 0 &&
                                s.reasoning_tokens + K + 1 > s.request.reasoning_budget;
-      if (c.decode() && speculate && !s.mtp_ids.empty() && s.forced.empty() && !budget_near) {
+      if (c.decode() && speculate && !s.mtp_ids.empty() && s.forced.empty() && !budget_near &&
+          verifying < keep_limits_.chunks) {
+        ++verifying;
         // [last token, K drafts]: every row draws; keep_states for the roll-back.
         s.verify = {s.last_token};
         const auto d = draft(s);
@@ -542,7 +552,9 @@ std::vector<TimedEvent> generate_blocking(Engine& engine, GenerationRequest requ
 }
 
 int default_speculative_tokens(const model::Backend& backend) {
-  return backend.model().config.has_mtp() && backend.can_roll_back() ? 3 : 0;
+  if (!backend.model().config.has_mtp() || !backend.can_roll_back()) return 0;
+  const model::KeepLimits k = backend.keep_limits();
+  return k.chunks < 1 ? 0 : static_cast<int>(std::min<int64_t>(3, k.rows - 1));
 }
 
 }  // namespace nemotron::runtime

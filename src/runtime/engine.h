@@ -79,7 +79,7 @@ struct EngineOptions {
   // Verify drafts in every decode step instead of when it measures faster (tests, benches).
   bool speculate_always = false;
   // Prefix cache (runtime/prefix_cache.h): the bytes its backend snapshots may take (0 = off;
-  // also off when the backend cannot snapshot). A request resumes from the longest cached
+  // also off when the backend cannot snapshot; at most the backend's snapshot_capacity()). A request resumes from the longest cached
   // prefix of its prompt; snapshots are taken at the end of every prompt, every
   // `prefix_snapshot_interval` prompt tokens along a long prefill, and at the end of every
   // generation (prompt + reply: the next turn of a conversation starts with them).
@@ -210,6 +210,7 @@ class Engine {
   std::vector<std::unique_ptr<Sequence>> retired_;  // kept alive until their events are out
   uint64_t step_prompt_tokens_ = 0, step_generated_ = 0;
   SpecController spec_;
+  model::KeepLimits keep_limits_;  // the backend's: verify chunks per step, rows per verify
   std::unique_ptr<PrefixCache> cache_;
   uint64_t next_snapshot_ = 1;
   uint64_t fingerprint_ = 0;  // of the model, for the prefix-cache directory
@@ -226,7 +227,7 @@ struct TimedEvent {
 std::vector<TimedEvent> generate_blocking(Engine& engine, GenerationRequest request);
 
 // The default of --speculative-tokens: 3 for a model with an MTP head on a backend that can
-// roll back, else 0.
+// roll back (fewer if it keeps fewer rows per verify), else 0.
 int default_speculative_tokens(const model::Backend& backend);
 
 }  // namespace nemotron::runtime

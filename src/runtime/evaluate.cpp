@@ -90,6 +90,7 @@ PerplexityResult perplexity(const model::Model& m, const std::vector<int32_t>& i
   };
   model::BackendOptions o;
   o.device = device;
+  o.max_spec_seqs = 0;  // scoring never rolls back
   if (device == "cpu") {
     // Windows are independent: each pool thread takes whole windows on a backend of its own
     // (the kernels' own parallel_for runs serially inside a worker).

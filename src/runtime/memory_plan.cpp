@@ -36,11 +36,21 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   o.max_seqs = req.max_num_seqs;
   o.max_step_tokens = req.max_step_tokens;
   o.kv_fp8 = p.kv_cache_dtype == "fp8";
+  // Roll-back room for speculative decoding (with an MTP head and K > 0).
+  const int K = req.speculative_tokens >= 0 ? req.speculative_tokens : (m.config.has_mtp() ? 3 : 0);
+  o.spec_seqs = m.config.has_mtp() && K > 0 ? std::min(kCudaSpecSeqs, req.max_num_seqs) : 0;
+  o.spec_rows = K + 1;
   auto terms = [&](int64_t kv_tokens) {
     o.kv_tokens = kv_tokens;
     return model::cuda_memory(m, o, sms);
   };
   auto total = [](const model::CudaMemory& t) { return t.device_total() + t.pinned_host; };
+  // The snapshot pool: as asked, or a tenth of what the budget leaves after everything but
+  // the KV cache (the pool takes whole units of it).
+  o.prefix_cache_bytes = 0;
+  if (req.prefix_cache)
+    o.prefix_cache_bytes = req.prefix_cache_gib ? static_cast<int64_t>(*req.prefix_cache_gib * kGiB)
+                                                : std::max<int64_t>(0, (p.budget_bytes - total(terms(0))) / 10);
   // Largest kv_tokens (multiple of 16) whose plan fits: totals grow with kv_tokens, and each
   // position costs at least kv_bytes_per_token, which bounds the search.
   int64_t fit = -1;
@@ -65,9 +75,12 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
     o2 << "the model does not fit in " << gib(p.budget_bytes) << ": weights " << gib(base.weights) << ", "
        << req.max_num_seqs << " state slots " << gib(base.state) << ", activations and workspace "
        << gib(base.activations + base.attention_workspace) << ", CUDA graphs " << gib(base.graphs)
+       << (base.speculation > 0 ? ", speculative decoding " + gib(base.speculation) : std::string())
+       << (base.snapshots > 0 ? ", prefix cache " + gib(base.snapshots) : std::string())
        << ", and one sequence of " << p.max_model_len << " tokens needs "
        << gib(p.kv_bytes_per_token * p.max_model_len)
-       << " of KV cache; lower --max-num-seqs, --max-model-len or --max-step-tokens, or raise --memory";
+       << " of KV cache; lower --max-num-seqs, --max-model-len, --max-step-tokens, --prefix-cache-memory or "
+          "--speculative-tokens, or raise --memory";
     throw Error(o2.str());
   }
   p.kv_token_capacity = std::min(fit, p.max_model_len * req.max_num_seqs);
@@ -80,6 +93,10 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   for (int k = 0; k < model::cuda_detail::kArenaKinds; ++k) p.arena_bytes[k] = t.table.arena[k];
   p.graph_bytes = t.graphs;
   p.pinned_host_bytes = t.pinned_host;
+  p.prefix_cache_bytes = t.snapshots;
+  p.spec_bytes = t.speculation;
+  p.max_spec_seqs = o.spec_seqs;
+  p.max_spec_rows = o.spec_rows;
   p.total_bytes = total(t);
 }
 
@@ -170,14 +187,14 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
     p.budget_bytes = avail - std::max<int64_t>(static_cast<int64_t>(kGiB), avail / 10);
   }
   p.max_model_len = req.max_model_len;
+  if (req.prefix_cache_gib && !(*req.prefix_cache_gib >= 0))
+    throw Error("--prefix-cache-memory must be a non-negative number of GiB");
   if (req.device == "cuda") {
     const int sms = req.cuda_sms > 0 ? req.cuda_sms : have_info ? info.multiprocessors : kCudaSmsBound;
     plan_cuda(m, req, sms, p);
     return p;
   }
   int64_t fixed = p.weight_bytes + p.state_bytes + p.activation_bytes;
-  if (req.prefix_cache_gib && !(*req.prefix_cache_gib >= 0))
-    throw Error("--prefix-cache-memory must be a non-negative number of GiB");
   if (req.prefix_cache)
     p.prefix_cache_bytes = req.prefix_cache_gib ? static_cast<int64_t>(*req.prefix_cache_gib * kGiB)
                                                 : std::max<int64_t>(0, (p.budget_bytes - fixed) / 10);
@@ -214,10 +231,14 @@ std::string MemoryPlan::describe() const {
     << "  KV cache          " << gib(kv_bytes) << "  (" << kv_token_capacity << " tokens x " << kv_bytes_per_token
     << " B, " << kv_cache_dtype << ")\n"
     << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n"
-    << "  prefix cache      " << (prefix_cache_bytes > 0 ? gib(prefix_cache_bytes) : std::string("off"))
-    << (device == "cuda" ? "  (not on the GPU yet)" : "") << "\n";
+    << "  prefix cache      " << (prefix_cache_bytes > 0 ? gib(prefix_cache_bytes) : std::string("off")) << "\n";
   if (device == "cuda")
-    o << "  CUDA graphs       " << gib(graph_bytes) << "  (bound; " << max_num_seqs << " decode graphs)\n"
+    o << "  speculation       "
+      << (spec_bytes > 0 ? gib(spec_bytes) + "  (" + std::to_string(max_spec_seqs) + " sequences x " +
+                               std::to_string(max_spec_rows) + " rows kept for roll-back)"
+                         : std::string("off"))
+      << "\n"
+      << "  CUDA graphs       " << gib(graph_bytes) << "  (bound; " << max_num_seqs << " decode graphs)\n"
       << "  pinned host       " << gib(pinned_host_bytes) << "\n"
       << "  device arenas     weights " << gib(arena_bytes[0]) << ", cache " << gib(arena_bytes[1]) << ", step "
       << gib(arena_bytes[2]) << "  (one allocation each)\n";
@@ -234,6 +255,9 @@ model::BackendOptions MemoryPlan::backend_options() const {
   o.max_step_tokens = max_step_tokens;
   o.kv_tokens = kv_token_capacity;
   o.kv_fp8 = kv_cache_dtype == "fp8";
+  o.max_spec_seqs = max_spec_seqs;
+  o.max_spec_rows = std::max<int64_t>(1, max_spec_rows);
+  o.prefix_cache_bytes = device == "cuda" ? prefix_cache_bytes : 0;
   return o;
 }
 

@@ -29,11 +29,19 @@ struct MemoryPlanRequest {
   // device, or assume kCudaSmsBound when there is none (planning only, with --memory).
   int cuda_sms = 0;
   // Prefix cache (snapshots of cached prefixes): its budget in GiB; default (unset) a tenth of
-  // what the budget leaves after weights, state and activations; 0 or prefix_cache false = off.
-  // The CUDA backend has no snapshots yet: there the cache is off.
+  // what the budget leaves after weights, state and activations (CUDA: and the speculation
+  // buffers and graphs); 0 or prefix_cache false = off. On the GPU it is the snapshot pool of
+  // the CUDA model (device memory, whole units of SnapshotLayout).
   std::optional<double> prefix_cache_gib;
   bool prefix_cache = true;
+  // Speculative decoding (--speculative-tokens; -1: the default, 3 with an MTP head): the CUDA
+  // plan keeps roll-back room for min(8, max_num_seqs) verifying sequences of K + 1 rows
+  // (nothing without an MTP head or with K = 0).
+  int speculative_tokens = -1;
 };
+
+// Sequences the CUDA plan lets verify drafts in one step (their roll-back room is planned).
+inline constexpr int kCudaSpecSeqs = 8;
 
 inline constexpr int kCudaSmsBound = 160;
 
@@ -51,7 +59,10 @@ struct MemoryPlan {
   int64_t pinned_host_bytes = 0;       // CUDA: page-locked host buffers (system memory; counted in the total)
   int64_t arena_bytes[3] = {};         // CUDA: the weights, cache and step arenas (one cudaMalloc each)
   bool unified_memory = false;         // CUDA: an integrated GPU (device memory is system memory)
-  int64_t prefix_cache_bytes = 0;     // snapshots of cached prefixes (0: off)
+  int64_t prefix_cache_bytes = 0;     // snapshots of cached prefixes (0: off; CUDA: the snapshot pool)
+  int64_t spec_bytes = 0;              // CUDA: speculative decoding's roll-back buffers
+  int max_spec_seqs = 0;               // CUDA: verifying sequences per step they hold
+  int64_t max_spec_rows = 0;           // CUDA: rows per verify (1 + drafts)
   int64_t total_bytes = 0;
   int max_num_seqs = 0;
   int64_t max_model_len = 0;

@@ -79,6 +79,15 @@ std::vector<PrefixCache::EntryView> PrefixCache::entries() const {
   return out;
 }
 
+bool PrefixCache::remove(uint64_t id) {
+  for (auto it = lru_.begin(); it != lru_.end(); ++it)
+    if (it->id == id) {
+      erase(it);
+      return true;
+    }
+  return false;
+}
+
 void PrefixCache::clear(std::vector<uint64_t>& evicted) {
   while (!lru_.empty()) {
     evicted.push_back(lru_.back().id);

@@ -38,6 +38,8 @@ class PrefixCache {
   // snapshots). Returns false, registering nothing, when it can never fit the budget or the
   // prefix is cached already.
   bool insert(const int32_t* ids, int64_t n, uint64_t id, int64_t bytes, std::vector<uint64_t>& evicted);
+  // Unregisters snapshot `id` (the caller drops it); false when no entry has it.
+  bool remove(uint64_t id);
   // Empties the index; the ids of every entry are appended to `evicted`.
   void clear(std::vector<uint64_t>& evicted);
   const PrefixCacheStats& stats() const { return stats_; }

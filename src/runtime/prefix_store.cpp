@@ -102,13 +102,18 @@ int load_prefixes(const std::string& dir, uint64_t fingerprint, PrefixCache& cac
       in.read(reinterpret_cast<char*>(snap.data()), m);
       if (!in || in.peek() != std::char_traits<char>::eof()) throw Error("truncated or trailing bytes");
       const uint64_t id = next_id++;
-      backend.import_snapshot(id, snap);  // throws for bytes of another shape
+      // Registered first, evicting (and dropping) older entries until it fits the budget, so
+      // that a backend with a bounded snapshot pool (CUDA; the budget is at most its capacity)
+      // has the room when the bytes are imported; newer files win over older ones.
       std::vector<uint64_t> evicted;
-      if (!cache.insert(ids.data(), n, id, backend.snapshot_bytes(n), evicted)) {
-        backend.drop_snapshot(id);
-        continue;
-      }
+      if (!cache.insert(ids.data(), n, id, backend.snapshot_bytes(n), evicted)) continue;
       for (uint64_t e : evicted) backend.drop_snapshot(e);
+      try {
+        backend.import_snapshot(id, snap);  // throws for bytes of another shape
+      } catch (...) {
+        cache.remove(id);
+        throw;
+      }
       ++loaded;
     } catch (const std::exception& e) {
       log << path.string() << ": skipped (" << e.what() << ")\n";

@@ -23,8 +23,9 @@ int save_prefixes(const std::string& dir, uint64_t fingerprint, const PrefixCach
                   const model::Backend& backend);
 
 // Imports DIR's prefix files into the backend (ids from next_id on) and the index, oldest
-// first, while they fit its budget. A file of another model or a damaged one is skipped with
-// a line on `log`. Returns the number loaded; a missing DIR loads nothing.
+// first, each registered before its import (older entries evicted to fit the budget, as the
+// engine does). A file of another model or a damaged one is skipped with a line on `log`.
+// Returns the number loaded; a missing DIR loads nothing.
 int load_prefixes(const std::string& dir, uint64_t fingerprint, PrefixCache& cache, model::Backend& backend,
                   uint64_t& next_id, std::ostream& log);
 

@@ -52,6 +52,7 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
 
   runtime::MemoryPlanRequest plan = config.plan;
   plan.device = model::resolve_device(plan.device);
+  plan.speculative_tokens = config.speculative_tokens;
   s->plan_ = runtime::plan_memory(*s->model_, plan);
   log << s->plan_.describe();
   log.flush();

@@ -35,23 +35,29 @@ TEST_P(CudaMemoryPlan, AllocationsEqualTheEstimateAndGraphsStayWithinTheBound) {
     int seqs;
     int64_t step_tokens, kv_tokens;
     bool fp8;
+    int spec_seqs;         // roll-back room (cuda_model_state.cpp)
+    int64_t prefix_bytes;  // snapshot pool
   };
-  for (const Case& c : {Case{1, 16, 100, false}, Case{3, 64, 1000, true}, Case{5, 200, 4096, false}}) {
+  for (const Case& c : {Case{1, 16, 100, false, 0, 0}, Case{3, 64, 1000, true, 2, 1 << 20},
+                        Case{5, 200, 4096, false, 8, 0}}) {
     CudaModelOptions o;
     o.max_seqs = c.seqs;
     o.max_step_tokens = c.step_tokens;
     o.kv_tokens = c.kv_tokens;
     o.kv_fp8 = c.fp8;
     o.verbose = false;
+    o.spec_seqs = c.spec_seqs;
+    o.prefix_cache_bytes = c.prefix_bytes;
     const CudaMemory est = cuda_memory(m, o, sm_count());
     CudaModel gpu(m, o);
     std::printf("[ %s seqs=%d rows=%lld kv=%lld ] allocated %lld, estimated %lld (weights %lld state %lld kv %lld "
-                "tables %lld activations %lld workspace %lld)\n",
+                "tables %lld activations %lld workspace %lld speculation %lld snapshots %lld)\n",
                 GetParam(), c.seqs, static_cast<long long>(c.step_tokens), static_cast<long long>(c.kv_tokens),
                 static_cast<long long>(gpu.device_bytes()), static_cast<long long>(est.allocated()),
                 static_cast<long long>(est.weights), static_cast<long long>(est.state), static_cast<long long>(est.kv),
                 static_cast<long long>(est.tables), static_cast<long long>(est.activations),
-                static_cast<long long>(est.attention_workspace));
+                static_cast<long long>(est.attention_workspace), static_cast<long long>(est.speculation),
+                static_cast<long long>(est.snapshots));
     EXPECT_EQ(gpu.device_bytes(), est.allocated()) << GetParam();
 
     // One decode graph per batch size 1..seqs (each sequence first gets a short prompt).

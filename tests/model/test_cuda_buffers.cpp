@@ -158,13 +158,19 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
     int seqs;
     int64_t rows, kv;
     bool fp8;
+    int spec_seqs;
+    int64_t spec_rows, prefix;
   };
-  for (const Case& k : {Case{1, 16, 100, false}, Case{3, 300, 1000, true}, Case{5, 200, 4096, false}}) {
+  for (const Case& k : {Case{1, 16, 100, false, 0, 17, 0}, Case{3, 300, 1000, true, 2, 5, 1 << 20},
+                        Case{5, 200, 4096, false, 8, 4, 0}}) {
     CudaModelOptions o;
     o.max_seqs = k.seqs;
     o.max_step_tokens = k.rows;
     o.kv_tokens = k.kv;
     o.kv_fp8 = k.fp8;
+    o.spec_seqs = k.spec_seqs;
+    o.spec_rows = k.spec_rows;
+    o.prefix_cache_bytes = k.prefix;
     const CudaMemory counted = cuda_memory(m, o, 132);
     HostArenas a(counted.table);
     DeviceBuffers d;
@@ -258,9 +264,45 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
       EXPECT_EQ(d.hid_in, nullptr);
     }
 
+    // Mamba blocks are numbered in stack order.
+    int mamba = 0;
+    for (const auto& x : d.trunk.blocks) EXPECT_EQ(x.mamba_index, x.kind == LayerKind::Mamba ? mamba++ : -1);
+    // Speculation: min(spec_seqs, seqs) entries of saved states, seen words and rows (cache).
+    const int64_t E = std::min(k.spec_seqs, k.seqs), Lm = mamba, words = (c.vocab_size + 31) / 32;
+    EXPECT_EQ(d.spec_entries, E);
+    EXPECT_EQ(counted.speculation > 0, E > 0);
+    if (E > 0) {
+      const int64_t ssm = c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size;
+      EXPECT_EQ(d.spec_layers, Lm);
+      EXPECT_GE(d.spec_conv_pad, (c.conv_kernel - 1) * c.conv_dim());
+      EXPECT_EQ(d.spec_conv_pad % 64, 0);
+      EXPECT_EQ(d.spec_layer_floats, Lm > 0 ? d.spec_conv_pad + ssm : 0);
+      EXPECT_TRUE(a.holds(ArenaKind::Cache, d.spec_state, E * Lm * d.spec_layer_floats * 4));
+      EXPECT_TRUE(a.holds(ArenaKind::Cache, d.spec_seen, E * words * 4));
+      const int64_t row_bytes = E * k.spec_rows * Lm * (c.conv_dim() + c.mamba_num_heads) * 2;
+      EXPECT_TRUE(a.holds(ArenaKind::Cache, d.spec_saved, row_bytes));
+      EXPECT_TRUE(a.holds(ArenaKind::Cache, d.spec_stage, row_bytes));
+      const auto copy_block = static_cast<int64_t>(sizeof(kernels::CopyBlock));
+      EXPECT_TRUE(a.holds(ArenaKind::Cache, d.spec_table, E * k.spec_rows * Lm * copy_block));
+    }
+    // The snapshot pool: whole units of the layout.
+    const auto layout = cuda_detail::snapshot_layout(c, k.fp8);
+    EXPECT_EQ(d.snap_unit, layout.unit);
+    EXPECT_EQ(layout.unit % 256, 0);
+    EXPECT_GE(layout.unit, 2 * layout.kv_blocks * layout.page_bytes);
+    EXPECT_EQ(d.snap_units, k.prefix / layout.unit);
+    EXPECT_EQ(counted.snapshots, d.snap_units * layout.unit);
+    if (d.snap_units > 0) {
+      EXPECT_TRUE(a.holds(ArenaKind::Cache, d.snap_pool, d.snap_units * layout.unit));
+    }
+    const auto table_bytes = d.copy_table_entries * static_cast<int64_t>(sizeof(kernels::CopyBlock));
+    EXPECT_TRUE(a.holds(ArenaKind::Step, d.copy_table, table_bytes));
+    EXPECT_TRUE(a.holds(ArenaKind::Step, d.aux, d.aux_ints * 4));
+    EXPECT_EQ(d.sample_capacity, k.seqs + E * (k.spec_rows - 1));
+
     // Step buffers: in the step arena, left unwritten.
     const int64_t R = k.rows;
-    ASSERT_TRUE(a.holds(ArenaKind::Step, d.d_step, (5 * R + 2 * S + 1) * 4));
+    ASSERT_TRUE(a.holds(ArenaKind::Step, d.d_step, (6 * R + 2 * S + 1) * 4));
     EXPECT_EQ(d.d_ids, d.d_step);
     EXPECT_TRUE(a.holds(ArenaKind::Step, d.x, R * H * 4));
     EXPECT_TRUE(a.holds(ArenaKind::Step, d.logits, R * c.vocab_size * 4));
@@ -272,7 +314,14 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
     if (d.moe_ws) {
       EXPECT_TRUE(a.holds(ArenaKind::Step, d.moe_ws, d.moe_ws_bytes));
     }
-    EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_sample_rows, o.max_seqs * 4));
+    EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_sample_rows,
+                        d.sample_capacity * static_cast<int64_t>(sizeof(kernels::SampleRow))));
+    EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_top_lp, d.sample_capacity * kernels::kMaxTopLogprobs * 4));
+    // Constrained decoding: a mask per sampled row (sample_rows > 1 chunks included).
+    EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_masks, d.sample_capacity * words * 4));
+    EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_mask_rows, d.sample_capacity * 4));
+    ASSERT_NE(d.h_masks, nullptr);
+    ASSERT_NE(d.h_mask_rows, nullptr);
     EXPECT_TRUE(a.holds(ArenaKind::Cache, d.pen_counts, o.max_seqs * c.vocab_size * 4));
     EXPECT_TRUE(all_bytes(d.pen_counts, o.max_seqs * c.vocab_size * 4, 0));  // penalty state zeroed
     ASSERT_NE(d.h_step, nullptr);

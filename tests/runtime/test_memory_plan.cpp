@@ -9,6 +9,7 @@
 using namespace nemotron;
 using namespace nemotron::runtime;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace {
 
@@ -136,21 +137,25 @@ TEST(MemoryPlan, CudaPlanCountsTheModelsAllocationsAndGraphs) {
   r.max_step_tokens = 256;
   r.max_model_len = 1000;
   r.memory_gib = 1.0;
+  r.prefix_cache = false;  // (its default share moves with the budget; tested below)
   const auto p = plan_memory(model(), r);
   model::CudaModelOptions o;
   o.max_seqs = 3;
   o.max_step_tokens = 256;
   o.kv_tokens = p.kv_token_capacity;
+  o.spec_seqs = p.max_spec_seqs;
+  o.spec_rows = p.max_spec_rows;
   const auto t = model::cuda_memory(model(), o, 132);
   EXPECT_EQ(p.kv_token_capacity, 3000);  // every slot at full length fits in 1 GiB
   EXPECT_EQ(p.weight_bytes, t.weights);
   EXPECT_EQ(p.kv_bytes, t.kv);
   EXPECT_EQ(p.state_bytes, t.state);
   EXPECT_EQ(p.activation_bytes, t.activations + t.attention_workspace + t.tables);
+  EXPECT_EQ(p.spec_bytes, t.speculation);
   EXPECT_GT(t.attention_workspace, 0);
   EXPECT_GT(p.graph_bytes, 3 * model::kGraphBytesPerGraph);
   EXPECT_EQ(p.total_bytes, p.weight_bytes + p.state_bytes + p.kv_bytes + p.activation_bytes + p.graph_bytes +
-                               p.pinned_host_bytes);
+                               p.pinned_host_bytes + p.spec_bytes + p.prefix_cache_bytes);
   EXPECT_LE(p.total_bytes, p.budget_bytes);
   // KV pages: capacity rounded up to pages of 16, plus one partial page per slot, in the trunk's
   // and the MTP head's attention blocks.
@@ -190,7 +195,9 @@ TEST(MemoryPlan, CudaTableIsOneWalkOverThreeArenas) {
     const model::CudaMemory t = model::cuda_memory(m, o, 132);
     const auto& tab = t.table;
     EXPECT_EQ(tab.of(ArenaKind::Weights), t.weights) << name;
-    EXPECT_EQ(tab.of(ArenaKind::Cache), t.state + t.kv + t.tables) << name;
+    EXPECT_EQ(tab.of(ArenaKind::Cache), t.state + t.kv + t.tables + t.speculation + t.snapshots) << name;
+    EXPECT_EQ(t.speculation, 0) << name;  // spec_seqs 0 and prefix_cache_bytes 0 by default
+    EXPECT_EQ(t.snapshots, 0) << name;
     EXPECT_EQ(tab.of(ArenaKind::Step), t.activations + t.attention_workspace) << name;
     EXPECT_EQ(tab.device(), t.allocated()) << name;
     for (int u = 0; u < model::cuda_detail::kUses; ++u) EXPECT_EQ(tab.by_use[u] % 256, 0) << name << " use " << u;
@@ -237,9 +244,68 @@ TEST(MemoryPlan, CudaTableIsOneWalkOverThreeArenas) {
   o.max_seqs = 3;
   o.max_step_tokens = 300;
   o.kv_tokens = p.kv_token_capacity;
+  o.spec_seqs = p.max_spec_seqs;
+  o.spec_rows = p.max_spec_rows;
+  o.prefix_cache_bytes = p.prefix_cache_bytes;
   const auto t = model::cuda_memory(model(), o, 132);
   for (int k = 0; k < 3; ++k) EXPECT_EQ(p.arena_bytes[k], t.table.arena[k]);
   EXPECT_THAT(p.describe(), HasSubstr("device arenas"));
+}
+
+// The CUDA plan holds the prefix cache as the model's snapshot pool (whole units, a tenth of
+// what is left by default, or the flag) and roll-back room for speculative decoding (with an
+// MTP head: min(8, seqs) sequences of K + 1 rows); the backend options carry both.
+TEST(MemoryPlan, CudaPlanHoldsTheSnapshotPoolAndSpeculation) {
+  MemoryPlanRequest r;
+  r.device = "cuda";
+  r.cuda_sms = 132;
+  r.max_num_seqs = 3;
+  r.max_step_tokens = 256;
+  r.max_model_len = 1000;
+  r.memory_gib = 1.0;
+  const auto p = plan_memory(model(), r);
+  const auto unit = model::cuda_detail::snapshot_layout(model().config, false).unit;
+  EXPECT_GT(p.prefix_cache_bytes, 0);
+  EXPECT_EQ(p.prefix_cache_bytes % unit, 0);
+  EXPECT_EQ(p.max_spec_seqs, 3);  // min(8, max_num_seqs): the fixture has an MTP head
+  EXPECT_EQ(p.max_spec_rows, 4);  // K = 3 by default
+  EXPECT_GT(p.spec_bytes, 0);
+  EXPECT_LE(p.total_bytes, p.budget_bytes);
+  EXPECT_THAT(p.describe(), HasSubstr("3 sequences x 4 rows kept for roll-back"));
+  EXPECT_THAT(p.describe(), Not(HasSubstr("not on the GPU")));
+  const auto b = p.backend_options();
+  EXPECT_EQ(b.prefix_cache_bytes, p.prefix_cache_bytes);
+  EXPECT_EQ(b.max_spec_seqs, 3);
+  EXPECT_EQ(b.max_spec_rows, 4);
+  EXPECT_EQ(p.engine_options().prefix_cache_bytes, p.prefix_cache_bytes);
+  // A tenth of what is left besides the KV cache, in whole units.
+  model::CudaModelOptions o;
+  o.max_seqs = 3;
+  o.max_step_tokens = 256;
+  o.kv_tokens = 0;
+  o.spec_seqs = 3;
+  o.spec_rows = 4;
+  const auto none = model::cuda_memory(model(), o, 132);
+  const int64_t share = (p.budget_bytes - none.device_total() - none.pinned_host) / 10;
+  EXPECT_EQ(p.prefix_cache_bytes, share / unit * unit);
+  // The flag, K and the switch.
+  r.prefix_cache_gib = 0.01;
+  r.speculative_tokens = 5;
+  auto q = plan_memory(model(), r);
+  EXPECT_EQ(q.prefix_cache_bytes, static_cast<int64_t>(0.01 * (1 << 30)) / unit * unit);
+  EXPECT_EQ(q.max_spec_rows, 6);
+  EXPECT_GT(q.spec_bytes, p.spec_bytes);
+  r.speculative_tokens = 0;
+  r.prefix_cache = false;
+  q = plan_memory(model(), r);
+  EXPECT_EQ(q.prefix_cache_bytes, 0);
+  EXPECT_EQ(q.spec_bytes, 0);
+  EXPECT_EQ(q.max_spec_seqs, 0);
+  EXPECT_THAT(q.describe(), HasSubstr("speculation       off"));
+  // Without an MTP head nothing is kept for roll-back.
+  const model::Model plain = model::Model::load(nemotron::testing::fixture_dir("nano-moe"));
+  r.speculative_tokens = -1;
+  EXPECT_EQ(plan_memory(plain, r).spec_bytes, 0);
 }
 
 TEST(MemoryPlan, DefaultBudgetIsAvailableMemoryMinusMargin) {

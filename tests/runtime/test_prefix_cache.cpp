@@ -63,6 +63,12 @@ TEST(PrefixCacheIndex, LongestProperPrefixLruAndBudget) {
   EXPECT_EQ(ev, (std::vector<uint64_t>{2u}));
   EXPECT_EQ(c.stats().bytes, 1000);
   EXPECT_FALSE(c.insert(seq(5, 3).data(), 5, 5, 1001, ev));  // never fits
+  // remove: the entry goes (its bytes with it); unknown ids are left alone.
+  EXPECT_TRUE(c.remove(4));
+  EXPECT_FALSE(c.remove(4));
+  EXPECT_EQ(c.stats().bytes, 200);
+  EXPECT_FALSE(c.contains(seq(5, 2).data(), 5));
+  EXPECT_TRUE(c.insert(seq(5, 2).data(), 5, 4, 800, ev));
   ev.clear();
   c.clear(ev);
   EXPECT_EQ(ev.size(), 3u);

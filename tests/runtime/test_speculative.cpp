@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <map>
+#include <thread>
 
 #include "fixture_util.h"
 #include "model/backend.h"
@@ -289,6 +290,107 @@ TEST(Speculative, ControllerPicksTheFasterModeAndProbes) {
   EXPECT_LE(spec, 8);
   SpecController off(0);
   EXPECT_FALSE(off.choose(4));
+}
+
+// A CPU backend that reports the limits of a backend with bounded roll-back and snapshot room
+// (as the CUDA backend's keep_limits / snapshot_capacity) and checks that the engine keeps to
+// them: at most `chunks` keep_states chunks of at most `rows` rows in a step.
+class LimitedBackend final : public model::Backend {
+ public:
+  LimitedBackend(std::unique_ptr<model::Backend> b, model::KeepLimits k, int64_t capacity)
+      : b_(std::move(b)), k_(k), capacity_(capacity) {}
+  const model::Model& model() const override { return b_->model(); }
+  const char* device() const override { return "limited"; }
+  int slots() const override { return b_->slots(); }
+  int acquire_slot() override { return b_->acquire_slot(); }
+  void release_slot(int slot) override { b_->release_slot(slot); }
+  int64_t position(int slot) const override { return b_->position(slot); }
+  void begin_step(const std::vector<model::StepChunk>& chunks) override {
+    int64_t keeps = 0;
+    for (const auto& c : chunks) {
+      keeps += c.keep_states;
+      if (c.keep_states && c.T > k_.rows) throw Error("a keep_states chunk of " + std::to_string(c.T) + " rows");
+    }
+    if (keeps > k_.chunks) throw Error(std::to_string(keeps) + " keep_states chunks in one step");
+    max_keeps = std::max(max_keeps, keeps);
+    b_->begin_step(chunks);
+  }
+  std::vector<model::StepOutput> finish_step() override { return b_->finish_step(); }
+  std::vector<float> last_hidden() const override { return b_->last_hidden(); }
+  bool can_roll_back() const override { return true; }
+  model::KeepLimits keep_limits() const override { return k_; }
+  void roll_back(int slot, int64_t pos) override { b_->roll_back(slot, pos); }
+  void mtp_roll_back(int slot, int64_t pos) override { b_->mtp_roll_back(slot, pos); }
+  bool can_snapshot() const override { return true; }
+  int64_t snapshot_bytes(int64_t pos) const override { return b_->snapshot_bytes(pos); }
+  int64_t snapshot_capacity() const override { return capacity_; }
+  void save_snapshot(int slot, uint64_t id) override { b_->save_snapshot(slot, id); }
+  void load_snapshot(uint64_t id, int slot) override { b_->load_snapshot(id, slot); }
+  void drop_snapshot(uint64_t id) override { b_->drop_snapshot(id); }
+  std::vector<uint8_t> export_snapshot(uint64_t id) const override { return b_->export_snapshot(id); }
+  void import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) override { b_->import_snapshot(id, bytes); }
+  void observe_prompt(int slot, const int32_t* ids, int64_t n) override { b_->observe_prompt(slot, ids, n); }
+  std::vector<float> mtp_forward(int slot, const int32_t* ids, const float* hidden, int64_t T, bool all) override {
+    return b_->mtp_forward(slot, ids, hidden, T, all);
+  }
+  int64_t mtp_position(int slot) const override { return b_->mtp_position(slot); }
+  void record_routing(bool on) override { b_->record_routing(on); }
+  std::vector<std::vector<int32_t>> routing() const override { return b_->routing(); }
+
+  int64_t max_keeps = 0;  // the most keep_states chunks the engine put in one step
+
+ private:
+  std::unique_ptr<model::Backend> b_;
+  model::KeepLimits k_;
+  int64_t capacity_;
+};
+
+// The engine verifies no more sequences per step than the backend keeps (the others decode
+// plainly in the same step, with the same tokens), refuses K + 1 above the rows it keeps,
+// defaults to fewer drafts when it keeps fewer rows, and caps the prefix cache's budget at
+// the backend's snapshot capacity.
+TEST(Speculative, EngineKeepsToTheBackendsRoom) {
+  const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 3; ++i) {
+    GenerationRequest r;
+    r.prompt = prompt_of("super-latent-mtp", i);
+    r.sampling.temperature = 0.0f;
+    r.max_tokens = 15;
+    reqs.push_back(r);
+  }
+  const auto plain = run(m, reqs, 0);
+  EngineOptions o;
+  o.limits = {3, 64, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 2;
+  o.speculate_always = true;
+  o.prefix_cache_bytes = int64_t{1} << 30;
+  auto limited = std::make_unique<LimitedBackend>(cpu(m, 3, 64), model::KeepLimits{1, 3}, 12345);
+  LimitedBackend* seen = limited.get();
+  Engine engine(std::move(limited), o);
+  std::vector<std::vector<int32_t>> out(reqs.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < reqs.size(); ++i)
+    threads.emplace_back([&, i] {
+      for (const auto& e : generate_blocking(engine, reqs[i]))
+        if (e.event.token >= 0) out[i].push_back(e.event.token);
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(out, plain);
+  EXPECT_EQ(seen->max_keeps, 1);
+  EXPECT_GT(engine.stats().spec_drafts, 0u);
+  EXPECT_EQ(engine.stats().prefix_cache.budget, 12345);
+  // K + 1 above the rows kept: refused; the default K follows the rows kept.
+  o.speculative_tokens = 3;
+  try {
+    Engine e(std::make_unique<LimitedBackend>(cpu(m, 3, 64), model::KeepLimits{1, 3}, 0), o);
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("--speculative-tokens 3"));
+  }
+  EXPECT_EQ(default_speculative_tokens(LimitedBackend(cpu(m, 1), model::KeepLimits{1, 3}, 0)), 2);
+  EXPECT_EQ(default_speculative_tokens(LimitedBackend(cpu(m, 1), model::KeepLimits{8, 17}, 0)), 3);
 }
 
 TEST(Speculative, RefusedWithoutAnMtpHead) {

@@ -875,6 +875,17 @@ __global__ void mark_seen_kernel(const int32_t* __restrict__ ids, const int32_t*
   }
 }
 
+__global__ void count_kernel(const int32_t* __restrict__ ids, const int32_t* __restrict__ slot_of_row, int64_t n,
+                             int32_t delta, int32_t* __restrict__ counts, int64_t V) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int32_t slot = slot_of_row[i], id = ids[i];
+    if (slot >= 0 && id >= 0 && id < V) atomicAdd(counts + slot * V + id, delta);
+  }
+}
+
 // ---- Host: the launch plan (cluster size, chunk, shared memory) per (device, V, batch class), cached.
 
 struct Plan {
@@ -1015,6 +1026,19 @@ void penalty_mark_seen_cuda(const int32_t* ids, const int32_t* slot_of_row, int6
   cuda::launch_pdl(mark_seen_kernel, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, stream, ids, slot_of_row, n,
                    seen, V);
   cuda::check_launch("penalty_mark_seen_cuda");
+}
+
+void penalty_count_cuda(const int32_t* ids, const int32_t* slot_of_row, int64_t n, int32_t delta, int32_t* counts,
+                        int64_t V, cudaStream_t stream) {
+  check_shape(V, "penalty_count_cuda");
+  cuda::require(n >= 0, "penalty_count_cuda: n must be >= 0");
+  if (n == 0) return;
+  cuda::require(ids && slot_of_row && counts, "penalty_count_cuda: null pointer");
+  const int threads = 256;
+  const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 1024);
+  cuda::launch_pdl(count_kernel, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, stream, ids, slot_of_row, n,
+                   delta, counts, V);
+  cuda::check_launch("penalty_count_cuda");
 }
 
 void penalty_reset_slot_cuda(int32_t* counts, uint32_t* seen, int64_t V, int slot, cudaStream_t stream) {

@@ -4,6 +4,7 @@
 // Reads the normed rows u [R, H], writes y [R, H] (BF16).
 #ifdef NEMOTRON_HAVE_CUDA
 
+#include "kernels/copy_cuda.h"
 #include "kernels/mamba_cuda.h"
 #include "kernels/norm_cuda.h"
 #include "model/cuda/cuda_model_internal.h"
@@ -19,6 +20,12 @@ void CudaModel::Impl::mamba_block(const DBlock& b, int64_t R, int64_t B) {
   const cudaStream_t sm = stream;
   const int64_t W = c.in_proj_dim(), di = c.d_inner(), C = c.conv_dim();
   linear("mamba.in_proj", b.m.in_proj, u, R, big);  // [R, z | xBC | dt]
+  // A step with keep_states chunks: their rows' xBC | dt, saved for roll_back's replay
+  // (spec_table [layer, keep_rows] of row copies into spec_saved, uploaded by begin_keep).
+  if (keep_rows > 0 && b.mamba_index >= 0) {
+    copy_blocks_cuda(spec_table + b.mamba_index * keep_rows, keep_rows, sm);
+    mark("mamba.keep_rows");
+  }
   // Decode-only steps (every chunk one token: R == B, row i is sequence i): conv update,
   // state update and gated norm in one kernel.
   if (R == B && mamba_decode_fused_supported(c.mamba_num_heads, c.mamba_head_dim, c.ssm_state_size, c.n_groups,

@@ -20,6 +20,24 @@ int64_t cuda_kv_pages(const CudaModelOptions& o) {
 
 namespace cuda_detail {
 
+SnapshotLayout snapshot_layout(const Config& c, bool kv_fp8) {
+  SnapshotLayout l;
+  l.page_bytes = kPage * c.kv_dim() * (kv_fp8 ? 1 : 2);
+  const int64_t mamba =
+      4 * ((c.conv_kernel - 1) * c.conv_dim() + c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size);
+  static const std::vector<LayerKind> none;
+  for (const auto* list : {&c.layers, c.has_mtp() ? &c.mtp_layers : &none})
+    for (auto kind : *list) {
+      l.kv_blocks += kind == LayerKind::Attention;
+      l.mamba_bytes += kind == LayerKind::Mamba ? mamba : 0;
+    }
+  l.unit = std::max<int64_t>(4096, (2 * l.kv_blocks * l.page_bytes + kArenaAlign - 1) / kArenaAlign * kArenaAlign);
+  l.mamba_units = (l.mamba_bytes + l.unit - 1) / l.unit;
+  return l;
+}
+
+int64_t spec_entries(const CudaModelOptions& o) { return std::max(0, std::min(o.spec_seqs, o.max_seqs)); }
+
 using kernels::ElementType;
 using kernels::WeightFormat;
 
@@ -37,7 +55,9 @@ ArenaKind arena_of(Use u) {
     case Use::Weights: return ArenaKind::Weights;
     case Use::State:
     case Use::Kv:
-    case Use::Tables: return ArenaKind::Cache;
+    case Use::Tables:
+    case Use::Speculation:
+    case Use::Snapshots: return ArenaKind::Cache;
     case Use::Activations:
     case Use::AttentionWorkspace: return ArenaKind::Step;
   }
@@ -274,14 +294,47 @@ struct Walk {
   }
 
   void stack(Stack& st, const std::vector<BlockWeights>& blocks, int first_index) {
+    int mamba = 0;
     for (std::size_t i = 0; i < blocks.size(); ++i) {
       st.blocks.push_back(block(blocks[i], first_index + static_cast<int>(i)));
+      if (blocks[i].kind == LayerKind::Mamba) st.blocks.back().mamba_index = mamba++;
       a.weights_done();
     }
     const int64_t n = o.max_seqs * d.num_pages;
     st.block_tables = a.array<int32_t>(Use::Tables, n);
     a.zero(st.block_tables, n * 4);
     st.block_tables_host = static_cast<int32_t*>(a.pinned(n * 4));
+  }
+
+  // Speculative decoding's kept data (cuda_buffers.h: DeviceBuffers, spec_*), for
+  // spec_entries(o) keep_states chunks of o.spec_rows rows; nothing without entries.
+  void speculation() {
+    const int64_t E = spec_entries(o);
+    d.spec_entries = E;
+    if (E == 0) return;
+    if (o.spec_rows < 1) throw Error("CUDA model: spec_rows must be at least 1");
+    int64_t layers = 0;
+    for (auto kind : c.layers) layers += kind == LayerKind::Mamba;
+    const int64_t conv = (c.conv_kernel - 1) * c.conv_dim();
+    d.spec_rows = o.spec_rows;
+    d.spec_layers = layers;
+    d.spec_conv_pad = (conv + 63) / 64 * 64;
+    d.spec_layer_floats = layers > 0 ? d.spec_conv_pad + c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size : 0;
+    d.spec_row_width = layers > 0 ? c.conv_dim() + c.mamba_num_heads : 0;
+    const int64_t words = (c.vocab_size + 31) / 32, rows = E * o.spec_rows;
+    d.spec_state = a.array<float>(Use::Speculation, E * layers * d.spec_layer_floats);
+    d.spec_seen = a.array<uint32_t>(Use::Speculation, E * words);
+    d.spec_saved = a.array<uint16_t>(Use::Speculation, rows * layers * d.spec_row_width);
+    d.spec_stage = a.array<uint16_t>(Use::Speculation, rows * layers * d.spec_row_width);
+    d.spec_table = a.array<kernels::CopyBlock>(Use::Speculation, rows * layers);
+  }
+
+  // The prefix-cache snapshot pool: o.prefix_cache_bytes in whole units (none below one unit).
+  void snapshots() {
+    const SnapshotLayout l = snapshot_layout(c, o.kv_fp8);
+    d.snap_unit = l.unit;
+    d.snap_units = std::max<int64_t>(0, o.prefix_cache_bytes) / l.unit;
+    if (d.snap_units > 0) d.snap_pool = a.array<uint8_t>(Use::Snapshots, d.snap_units * l.unit);
   }
 
   // Paged attention's split-K partials: the most any step of 1..R rows needs (both stacks
@@ -309,28 +362,39 @@ struct Walk {
     auto f32 = [&](int64_t n) { return a.array<float>(Use::Activations, n); };
     auto i32 = [&](int64_t n) { return a.array<int32_t>(Use::Activations, n); };
     // Step inputs (layout: DeviceBuffers); pointers are set per step by prepare_step.
-    d.d_step = i32(5 * R + 2 * S + 1);
-    d.h_step = static_cast<int32_t*>(a.pinned((5 * R + 2 * S + 1) * 4));
+    d.d_step = i32(6 * R + 2 * S + 1);
+    d.h_step = static_cast<int32_t*>(a.pinned((6 * R + 2 * S + 1) * 4));
     d.d_ids = d.d_query_seq = d.d_query_pos = d.d_slot_mapping = d.d_cu = d.d_slots = d.d_logit_rows = d.d_step;
+    d.d_mark_seq = d.d_step;
     d.d_route_ids = i32(R * k);
-    // Sampling (kernels/sampling_cuda.h): one parameter row per chunk (at most S), the ids,
-    // logprobs and top logprobs it returns, with pinned host copies; the kernels' workspace.
-    const int64_t top = S * kernels::kMaxTopLogprobs, V = c.vocab_size;
-    d.d_sample_rows = a.array<kernels::SampleRow>(Use::Activations, S);
-    d.h_sample_rows = static_cast<kernels::SampleRow*>(a.pinned(S * static_cast<int64_t>(sizeof(kernels::SampleRow))));
-    d.d_tokens = i32(S);
-    d.h_tokens = static_cast<int32_t*>(a.pinned(S * 4));
-    d.d_logprobs = f32(S);
-    d.h_logprobs = static_cast<float*>(a.pinned(S * 4));
+    // Copies between steps (cuda_model_state.cpp): a CopyBlock table and int32 scratch for the
+    // roll-back's replay lists and penalty ids (observe_prompt uploads in pieces of it).
+    d.copy_table_entries = 4096;
+    d.copy_table = a.array<kernels::CopyBlock>(Use::Activations, d.copy_table_entries);
+    d.aux_ints = std::max<int64_t>(8192, 2 * d.spec_entries + 1 + 6 * d.spec_entries * d.spec_rows);
+    d.aux = i32(d.aux_ints);
+    // Sampling (kernels/sampling_cuda.h): one parameter row per sampled row (a row per chunk,
+    // plus the extra rows of sample_rows > 1 chunks), the ids, logprobs and top logprobs it
+    // returns, with pinned host copies; the kernels' workspace.
+    const int64_t Sc = S + d.spec_entries * std::max<int64_t>(0, d.spec_rows - 1);
+    d.sample_capacity = Sc;
+    const int64_t top = Sc * kernels::kMaxTopLogprobs, V = c.vocab_size;
+    d.d_sample_rows = a.array<kernels::SampleRow>(Use::Activations, Sc);
+    d.h_sample_rows = static_cast<kernels::SampleRow*>(a.pinned(Sc * static_cast<int64_t>(sizeof(kernels::SampleRow))));
+    d.d_tokens = i32(Sc);
+    d.h_tokens = static_cast<int32_t*>(a.pinned(Sc * 4));
+    d.d_logprobs = f32(Sc);
+    d.h_logprobs = static_cast<float*>(a.pinned(Sc * 4));
     d.d_top_ids = i32(top);
     d.h_top_ids = static_cast<int32_t*>(a.pinned(top * 4));
     d.d_top_lp = f32(top);
     d.h_top_lp = static_cast<float*>(a.pinned(top * 4));
-    const int64_t mask_words = S * ((V + 31) / 32);
+    // Constrained decoding: a mask per sampled row (Sc of them) and each row's mask index.
+    const int64_t mask_words = Sc * ((V + 31) / 32);
     d.d_masks = a.array<uint32_t>(Use::Activations, mask_words);
     d.h_masks = static_cast<uint32_t*>(a.pinned(mask_words * 4));
-    d.d_mask_rows = i32(S);
-    d.h_mask_rows = static_cast<int32_t*>(a.pinned(S * 4));
+    d.d_mask_rows = i32(Sc);
+    d.h_mask_rows = static_cast<int32_t*>(a.pinned(Sc * 4));
     // The sampler needs no workspace (kernels::sample_workspace_bytes is 0; it must run on the
     // device, where it also prepares the kernels: CudaModel's constructor calls it).
     d.sample_ws_bytes = 0;
@@ -398,6 +462,8 @@ void walk_device_buffers(const Model& m, const CudaModelOptions& o, int sms, Dev
     walk.stack(d.mtp, t.blocks, c.num_layers());
   }
   walk.penalties();
+  walk.speculation();
+  walk.snapshots();
   walk.step(sms);
 }
 

@@ -9,7 +9,8 @@
 //     be consumed exactly.
 // Three arenas, one per lifetime/kind of data:
 //   weights  embeddings, lm_head, norms, every block's weights, expert pointer tables;
-//   cache    KV pages, conv/SSM state slots, block tables (everything per sequence slot);
+//   cache    KV pages, conv/SSM state slots, block tables (everything per sequence slot),
+//            speculative decoding's kept states and rows, the prefix-cache snapshot pool;
 //   step     activations, attention and MoE workspaces, step inputs, sampling parameters,
 //            outputs and workspace.
 // Each sub-allocation is rounded up to kArenaAlign = 256 bytes (at least 256), so every
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "kernels/attention_cuda.h"
+#include "kernels/copy_cuda.h"
 #include "kernels/linear.h"
 #include "kernels/moe_cuda.h"
 #include "kernels/sampling_cuda.h"
@@ -53,10 +55,12 @@ enum class Use : int {
   State,               // cache: conv windows, SSM states and sampler penalty state of every slot
   Kv,                  // cache: K and V pages of every attention block
   Tables,              // cache: block tables
-  Activations,         // step: step inputs, activations, MoE workspace, sampling buffers
+  Activations,         // step: step inputs, activations, MoE workspace, sampling buffers, copy tables
   AttentionWorkspace,  // step: paged attention's split-K partials
+  Speculation,         // cache: keep_states chunks' saved Mamba states, seen words and in_proj rows
+  Snapshots,           // cache: the prefix-cache snapshot pool
 };
-inline constexpr int kUses = 6;
+inline constexpr int kUses = 8;
 ArenaKind arena_of(Use u);
 
 // Bytes taken so far, per use and per arena (each sub-allocation rounded to kArenaAlign).
@@ -127,6 +131,7 @@ struct DMoE {
 struct DBlock {
   LayerKind kind = LayerKind::Mamba;
   int index = 0;  // RoutingHook numbering: trunk block l = l, MTP block j = num_layers + j
+  int mamba_index = -1;  // Mamba blocks: ordinal among the stack's Mamba blocks
   uint16_t* norm = nullptr;
   DMamba m;
   DAttn a;
@@ -164,14 +169,19 @@ struct DeviceBuffers {
   // Step inputs: prepare_step packs them for R rows of B chunks into the pinned h_step and
   // copies them with one async copy into d_step, laid out as
   //   ids [R] | query_seq [R] | query_pos [R] | slot_mapping [R] | logit_rows [R] | cu [B+1] | slots [B]
+  //   [| mark_seq [R]]
   // (int32); d_ids ... d_slots point into d_step for the current step. The offsets depend
   // only on (R, B), so a graph captured for B decode rows reads the right ones on replay.
+  // mark_seq (only in steps with a sample_rows > 1 chunk): the slot whose penalty seen set a
+  // row's id joins, -1 for a sampled row after a chunk's first (its id is a draft, counted
+  // when drawn); d_mark_seq is d_query_seq in every other step.
   int32_t *d_step = nullptr, *h_step = nullptr;
   int32_t *d_ids = nullptr, *d_query_seq = nullptr, *d_query_pos = nullptr, *d_slot_mapping = nullptr,
-          *d_cu = nullptr, *d_slots = nullptr, *d_logit_rows = nullptr, *d_route_ids = nullptr;
-  // Sampling (cuda_model_sampling.cpp): per-row parameters [max_seqs] (pinned h_sample_rows
-  // copied to d_sample_rows with the step inputs), outputs token / logprob [max_seqs] and top
-  // logprobs [max_seqs, kMaxTopLogprobs] with pinned host copies, the kernels' workspace, and
+          *d_cu = nullptr, *d_slots = nullptr, *d_logit_rows = nullptr, *d_route_ids = nullptr, *d_mark_seq = nullptr;
+  // Sampling (cuda_model_sampling.cpp): per-row parameters [sample_capacity] (pinned
+  // h_sample_rows copied to d_sample_rows with the step inputs), outputs token / logprob
+  // [sample_capacity] and top logprobs [sample_capacity, kMaxTopLogprobs] with pinned host
+  // copies, the kernels' workspace, and
   // the per-slot penalty state (cache arena): output-token counts [max_seqs, V] int32 and the
   // seen-token bitmask [max_seqs, ceil(V/32)] (reset when a slot is acquired; every step's
   // input ids are marked seen).
@@ -182,8 +192,37 @@ struct DeviceBuffers {
   int64_t sample_ws_bytes = 0;
   int32_t* pen_counts = nullptr;
   uint32_t* pen_seen = nullptr;
-  // Constrained decoding: allowed-token masks [max_seqs, ceil(V / 32)] and per sample row the
-  // mask it takes (-1: none), with pinned host copies (kernels/token_mask_cuda.h).
+  // Speculative decoding (cuda_model_state.cpp): spec_entries (E) entries, each held by one
+  // slot's keep_states chunk of at most spec_rows (Tk) rows, over the trunk's spec_layers (Lm)
+  // Mamba layers; per layer spec_layer_floats = spec_conv_pad (the conv window (K-1)*C, padded
+  // to 64 floats) + Hm*P*N; spec_row_width (Wk) = C + Hm (the xBC | dt part of in_proj's row).
+  //   spec_state  fp32 [E, Lm, spec_layer_floats]: the slot's conv window and SSM state before
+  //               the chunk (conv at 0, SSM at spec_conv_pad)
+  //   spec_seen   uint32 [E, ceil(V/32)]: its penalty seen words before the chunk
+  //   spec_saved  BF16 [E, Lm, Tk, Wk]: the chunk's in_proj rows (xBC | dt), per layer
+  //   spec_stage  BF16 [Lm, E * Tk, Wk]: rows to replay, packed per layer (roll_back)
+  //   spec_table  CopyBlock [Lm, E * Tk]: a keep step's row saves, layer by layer
+  float* spec_state = nullptr;
+  uint32_t* spec_seen = nullptr;
+  uint16_t *spec_saved = nullptr, *spec_stage = nullptr;
+  kernels::CopyBlock* spec_table = nullptr;
+  int64_t spec_entries = 0, spec_rows = 0, spec_layers = 0, spec_layer_floats = 0, spec_conv_pad = 0,
+          spec_row_width = 0;
+  // Prefix-cache snapshot pool (SnapshotLayout): snap_units units of snap_unit bytes.
+  uint8_t* snap_pool = nullptr;
+  int64_t snap_unit = 0, snap_units = 0;
+  // Copies and small uploads between steps (roll-back, snapshots, observe_prompt): a CopyBlock
+  // table of copy_table_entries, and aux_ints int32 of scratch.
+  kernels::CopyBlock* copy_table = nullptr;
+  int64_t copy_table_entries = 0;
+  int32_t* aux = nullptr;
+  int64_t aux_ints = 0;
+  // Sampled rows one step may have: max_seqs + spec_entries * (spec_rows - 1) (decode rows,
+  // plus the extra rows of sample_rows > 1 chunks); the sampling buffers hold this many.
+  int64_t sample_capacity = 0;
+  // Constrained decoding: allowed-token masks [sample_capacity, ceil(V / 32)] (one per sampled
+  // row at most) and per sample row the mask it takes (-1: none) [sample_capacity], with pinned
+  // host copies (kernels/token_mask_cuda.h).
   uint32_t *d_masks = nullptr, *h_masks = nullptr;
   int32_t *d_mask_rows = nullptr, *h_mask_rows = nullptr;
   // Split-K partials of paged attention, sized for any step of up to max_step_tokens rows.
@@ -199,6 +238,25 @@ struct DeviceBuffers {
            *o = nullptr, *r = nullptr, *h = nullptr, *yk = nullptr, *acc = nullptr, *sh = nullptr, *sd = nullptr,
            *ug = nullptr, *cat = nullptr;
 };
+
+// Prefix-cache snapshots (cuda_model_state.cpp): a snapshot is a list of pool units of `unit`
+// bytes: first mamba_units units holding the slot's Mamba states (every Mamba block of the
+// trunk, then of the MTP head: conv window then SSM state, packed, split at unit boundaries),
+// then one unit per KV page of positions [0, pos): that page's K then V rows of every attention
+// block of the trunk, then of the MTP head (kv_blocks blocks, page_bytes each for K and V).
+struct SnapshotLayout {
+  int64_t unit = 0;         // bytes per unit: 2 * kv_blocks * page_bytes rounded up to 256, >= 4096
+  int64_t page_bytes = 0;   // one block's K (or V) page: kPage * kv_dim * (1 FP8, 2 BF16)
+  int64_t kv_blocks = 0;    // attention blocks of both stacks
+  int64_t mamba_bytes = 0;  // one slot's conv windows and SSM states, both stacks (fp32)
+  int64_t mamba_units = 0;  // ceil(mamba_bytes / unit)
+  int64_t units(int64_t pos) const { return mamba_units + (pos + kPage - 1) / kPage; }
+  int64_t bytes(int64_t pos) const { return units(pos) * unit; }
+};
+SnapshotLayout snapshot_layout(const Config& c, bool kv_fp8);
+
+// Keep_states entries a CudaModel has for these options: min(spec_seqs, max_seqs), at least 0.
+int64_t spec_entries(const CudaModelOptions& o);
 
 // The walk: takes every buffer of a CudaModel for `o` from `a` into `d` (which must be fresh),
 // in a fixed order. `sms`: the device's multiprocessor count (sizes the attention workspace).

@@ -15,6 +15,8 @@ CudaMemory cuda_memory(const Model& m, const CudaModelOptions& o, int sms) {
   mem.tables = mem.table.use(Use::Tables);
   mem.activations = mem.table.use(Use::Activations);
   mem.attention_workspace = mem.table.use(Use::AttentionWorkspace);
+  mem.speculation = mem.table.use(Use::Speculation);
+  mem.snapshots = mem.table.use(Use::Snapshots);
   mem.pinned_host = mem.table.pinned_host;
   const int64_t nodes = 8 + kGraphNodesPerBlock * static_cast<int64_t>(m.weights.blocks.size());
   mem.graphs = o.max_seqs * (kGraphBytesPerGraph + nodes * kGraphBytesPerNode);

@@ -3,7 +3,8 @@
 // the options by counting the constructor's own allocation walk (cuda_buffers.h): the same
 // code that places every buffer, run without a device. Three arenas, one cudaMalloc each:
 // weights (as uploaded: NVFP4 stays 4-bit; dense F16/F32 become BF16; padded expert and MLP
-// widths; expert pointer tables), cache (state slots, the paged KV cache, block tables) and
+// widths; expert pointer tables), cache (state slots, the paged KV cache, block tables, the
+// speculation and snapshot pools) and
 // step (step buffers, paged attention's split-K workspace, the MoE workspace); plus a bound on
 // the decode CUDA graphs (one per batch size 1..max_seqs, captured lazily) and the page-locked
 // host buffers. The memory planner (runtime/memory_plan) plans with it; CudaModel's constructor
@@ -26,10 +27,14 @@ struct CudaMemory {
   int64_t tables = 0;       // cache arena: block tables (device)
   int64_t activations = 0;  // step arena: step buffers for max_step_tokens rows, MoE workspace
   int64_t attention_workspace = 0;  // step arena
+  int64_t speculation = 0;  // cache arena: keep_states chunks' saved states and rows (options.spec_seqs)
+  int64_t snapshots = 0;    // cache arena: the prefix-cache snapshot pool (options.prefix_cache_bytes)
   int64_t graphs = 0;       // bound on the decode graphs' instantiation memory
   int64_t pinned_host = 0;  // page-locked host buffers (system memory, not device memory)
   // What the constructor allocates on the device: the three arenas (CudaModel::device_bytes()).
-  int64_t allocated() const { return weights + state + kv + tables + activations + attention_workspace; }
+  int64_t allocated() const {
+    return weights + state + kv + tables + activations + attention_workspace + speculation + snapshots;
+  }
   int64_t device_total() const { return allocated() + graphs; }
   int64_t arena(cuda_detail::ArenaKind k) const { return table.of(k); }
 };

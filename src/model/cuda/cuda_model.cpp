@@ -24,6 +24,12 @@ std::vector<uint8_t> CudaModel::export_snapshot(uint64_t) const { throw Error("n
 void CudaModel::import_snapshot(uint64_t, const std::vector<uint8_t>&) { throw Error("no CUDA backend"); }
 void CudaModel::load_snapshot(uint64_t, int) { throw Error("no CUDA backend"); }
 void CudaModel::observe_prompt(int, const int32_t*, int64_t) { throw Error("no CUDA backend"); }
+bool CudaModel::can_roll_back() const { return false; }
+KeepLimits CudaModel::keep_limits() const { return {0, 0}; }
+bool CudaModel::can_snapshot() const { return false; }
+int64_t CudaModel::snapshot_bytes(int64_t) const { return 0; }
+int64_t CudaModel::snapshot_capacity() const { return 0; }
+void CudaModel::drop_snapshot(uint64_t) {}
 void CudaModel::mtp_roll_back(int, int64_t) { throw Error("no CUDA backend"); }
 void CudaModel::begin_step(const std::vector<StepChunk>&) { throw Error("no CUDA backend"); }
 std::vector<StepOutput> CudaModel::finish_step() { throw Error("no CUDA backend"); }
@@ -117,6 +123,7 @@ CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
     throw Error("CUDA model: the sampler's workspace differs from the planned one");
   s.graphs.assign(static_cast<std::size_t>(options.max_seqs) + 1, nullptr);
   s.route_rows.assign(s.trunk.blocks.size() + s.mtp.blocks.size(), 0);
+  s.init_state_pools();
 }
 
 CudaModel::~CudaModel() = default;
@@ -136,6 +143,7 @@ int CudaModel::acquire_slot() {
   for (int i = 0; i < static_cast<int>(s.in_use.size()); ++i) {
     if (s.in_use[i]) continue;
     s.in_use[i] = true;
+    s.drop_kept(i);
     s.reset_slot(s.trunk, i);
     if (!s.mtp.blocks.empty()) s.reset_slot(s.mtp, i);
     s.reset_penalties(i);
@@ -148,6 +156,7 @@ void CudaModel::release_slot(int slot) {
   Impl& s = *impl_;
   if (slot < 0 || slot >= static_cast<int>(s.in_use.size()) || !s.in_use[slot]) return;
   s.in_use[slot] = false;
+  s.drop_kept(slot);
   s.free_slot(s.trunk, slot);
   if (!s.mtp.blocks.empty()) s.free_slot(s.mtp, slot);
 }
@@ -166,27 +175,62 @@ void CudaModel::begin_step(const std::vector<StepChunk>& chunks) {
   if (chunks.empty()) throw Error("CUDA model: a step without chunks");
   std::vector<cuda_detail::StepChunk> steps;
   bool decode = true;
+  int64_t keeps = 0, sampled = 0;
   for (const auto& ch : chunks) {
     if (ch.sampling) ch.sampling->validate();
-    if (ch.keep_states || (ch.sample && ch.sample_rows != 1))
-      throw Error("CUDA model: speculative decoding (keep_states, sample_rows > 1) is not implemented on the GPU yet");
-    LogitsOut rows = ch.logits;
-    if (ch.sample && rows == LogitsOut::None) rows = LogitsOut::Last;
-    steps.push_back({ch.slot, ch.ids, ch.T, rows});
+    if (ch.sample && (ch.sample_rows < 1 || ch.sample_rows > ch.T))
+      throw Error("CUDA model: sample_rows " + std::to_string(ch.sample_rows) + " outside [1, " +
+                  std::to_string(ch.T) + "]");
+    if (ch.keep_states) {
+      if (++keeps > s.spec_entries)
+        throw Error("CUDA model: " + std::to_string(keeps) + " keep_states chunks in one step; this model keeps " +
+                    std::to_string(s.spec_entries) + " (spec_seqs, at most max_seqs)");
+      if (ch.T > s.spec_rows)
+        throw Error("CUDA model: a keep_states chunk of " + std::to_string(ch.T) + " rows; this model keeps " +
+                    std::to_string(s.spec_rows) + " rows per chunk (spec_rows)");
+    }
+    sampled += ch.sample ? ch.sample_rows : 0;
+    cuda_detail::StepChunk st{ch.slot, ch.ids, ch.T, ch.logits};
+    if (ch.sample && st.logits == LogitsOut::None) st.logits = LogitsOut::Last;
+    // Several sampled rows: logits for every row; the drafts after the first sampled row are
+    // not marked seen (each is counted when the row before it draws it).
+    if (ch.sample && ch.sample_rows > 1) {
+      st.logits = LogitsOut::All;
+      st.seen_rows = ch.T - ch.sample_rows + 1;
+    }
+    steps.push_back(st);
     decode = decode && ch.T == 1;
   }
+  if (sampled > s.sample_capacity)
+    throw Error("CUDA model: " + std::to_string(sampled) + " sampled rows in one step; the sampler holds " +
+                std::to_string(s.sample_capacity) + " (max_seqs + spec_seqs * (spec_rows - 1))");
+  s.keep_step = keeps > 0;
   // A decode-only step computes and samples every row, so that it can replay the graph
-  // captured for its batch size (rows that do not sample get a greedy placeholder).
-  if (decode)
+  // captured for its batch size (rows that do not sample get a greedy placeholder). A step
+  // with keep_states chunks runs eagerly (it saves their Mamba rows as it goes).
+  if (decode && !s.keep_step)
     for (auto& st : steps) st.logits = LogitsOut::Last;
+  // Roll-backs since the last step reach the Mamba and penalty state before this step reads it.
+  s.settle();
   int64_t L = 0;
   const int64_t R = s.prepare_step(s.trunk, steps, L);
   const int64_t B = static_cast<int64_t>(steps.size());
-  // A step with allowed-token masks runs eagerly (the decode graphs carry no mask kernel).
-  bool masked = false;
-  for (const auto& ch : chunks) masked = masked || (ch.sample && ch.allowed);
-  s.pending.n_samples = s.pack_samples(chunks, steps, !masked && s.graph_step(R, B, L, B));
-  s.run_trunk(steps, R, L, s.pending.n_samples);
+  // From here on the step runs: what the slots kept for roll_back before it is gone.
+  for (const auto& st : steps) s.drop_kept(st.slot);
+  s.pending.serial = ++s.step_serial;
+  // A step with allowed-token masks runs eagerly (the decode graphs carry no mask kernel);
+  // graph_step reads pending.masks, which pack_samples sets again from the rows it packs.
+  s.pending.masks = false;
+  for (const auto& ch : chunks) s.pending.masks = s.pending.masks || (ch.sample && ch.allowed);
+  s.pending.n_samples = s.pack_samples(chunks, steps, s.graph_step(R, B, L, B));
+  if (s.keep_step) s.begin_keep(chunks, steps);
+  try {
+    s.run_trunk(steps, R, L, s.pending.n_samples);
+  } catch (...) {
+    s.keep_rows = 0;
+    throw;
+  }
+  s.keep_rows = 0;
   if (s.pending.n_samples > 0) s.enqueue_sample_copies();
   for (const auto& st : steps) s.trunk.pos[st.slot] += st.T;
   s.pending.chunks = chunks;
@@ -210,53 +254,39 @@ std::vector<StepOutput> CudaModel::finish_step() {
     const StepChunk& ch = chunks[i];
     const LogitsOut computed = s.pending.computed[i];
     const int64_t rows = computed == LogitsOut::All ? ch.T : computed == LogitsOut::Last ? 1 : 0;
-    if (ch.logits != LogitsOut::None && rows > 0) {
-      out[i].logits.resize(static_cast<std::size_t>(rows * V));
-      check(cudaMemcpy(out[i].logits.data(), s.logits + logit_row * V, out[i].logits.size() * 4,
+    // The rows asked for: all of them, or the last of those computed.
+    const int64_t want =
+        ch.logits == LogitsOut::All ? rows : ch.logits == LogitsOut::Last ? std::min<int64_t>(rows, 1) : 0;
+    if (want > 0) {
+      out[i].logits.resize(static_cast<std::size_t>(want * V));
+      check(cudaMemcpy(out[i].logits.data(), s.logits + (logit_row + rows - want) * V, out[i].logits.size() * 4,
                        cudaMemcpyDeviceToHost),
             "logits");
     }
     logit_row += rows;
-    SampleResult& r = out[i].sample;
-    r.token = -1;
-    const int row = s.pending.sample_row[i];
-    if (row < 0) continue;
-    r.token = s.h_tokens[row];
-    r.logprob = s.h_logprobs[row];
     const int n = ch.sampling ? std::min(ch.sampling->logprobs, kernels::kMaxTopLogprobs) : 0;
-    for (int j = 0; j < n; ++j)
-      r.top.push_back({s.h_top_ids[row * kernels::kMaxTopLogprobs + j], s.h_top_lp[row * kernels::kMaxTopLogprobs + j]});
-    out[i].samples.push_back(r);
+    for (const int32_t row : s.pending.sample_at[i]) {
+      SampleResult r;
+      r.token = s.h_tokens[row];
+      r.logprob = s.h_logprobs[row];
+      for (int j = 0; j < n; ++j)
+        r.top.push_back(
+            {s.h_top_ids[row * kernels::kMaxTopLogprobs + j], s.h_top_lp[row * kernels::kMaxTopLogprobs + j]});
+      out[i].samples.push_back(std::move(r));
+    }
+    out[i].sample.token = -1;
+    if (!out[i].samples.empty()) out[i].sample = out[i].samples.back();
+    // A keep_states chunk's draws, for its roll_back's penalty repair (a slot released while
+    // the step ran keeps nothing).
+    if (ch.keep_states && ch.slot >= 0 && ch.slot < slots()) {
+      auto& k = s.kept[static_cast<std::size_t>(ch.slot)];
+      if (k.valid && k.serial == s.pending.serial) {
+        k.draws.clear();
+        for (const auto& r : out[i].samples) k.draws.push_back(r.token);
+      }
+    }
   }
   return out;
-}
-
-void CudaModel::roll_back(int, int64_t) {
-  throw Error("CUDA model: roll_back (speculative decoding) is not implemented on the GPU yet");
-}
-
-void CudaModel::mtp_roll_back(int, int64_t) {
-  throw Error("CUDA model: mtp_roll_back (speculative decoding) is not implemented on the GPU yet");
-}
-
-void CudaModel::save_snapshot(int, uint64_t) {
-  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
-}
-
-void CudaModel::load_snapshot(uint64_t, int) {
-  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
-}
-
-std::vector<uint8_t> CudaModel::export_snapshot(uint64_t) const {
-  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
-}
-
-void CudaModel::import_snapshot(uint64_t, const std::vector<uint8_t>&) {
-  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
-}
-
-void CudaModel::observe_prompt(int, const int32_t*, int64_t) {
-  throw Error("CUDA model: observe_prompt (prefix cache) is not implemented on the GPU yet");
 }
 
 std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>& chunks) {

@@ -35,6 +35,15 @@ struct CudaModelOptions {
   // per batch size B (lazily, on its first such step) instead of launching every kernel; same
   // kernels and launch shapes as the eager path, so the same results bit for bit. Off: eager.
   bool cuda_graphs = true;
+  // Speculative decoding's roll-back (keep_states chunks, roll_back): keep_states chunks per
+  // step (at most max_seqs; 0: no roll-back, can_roll_back() is false) and rows per such chunk.
+  // Each chunk keeps its slot's Mamba states and penalty seen words from before the chunk and
+  // its rows' in_proj output of every Mamba layer (cuda_buffers.h, Use::Speculation).
+  int spec_seqs = 0;
+  int64_t spec_rows = 17;
+  // Prefix-cache snapshots: bytes of the snapshot pool, rounded down to whole units
+  // (cuda_buffers.h: SnapshotLayout; 0: none, can_snapshot() is false).
+  int64_t prefix_cache_bytes = 0;
 };
 
 // One sequence's part of a step: `T` tokens for the sequence in state slot `slot`.
@@ -67,19 +76,38 @@ class CudaModel final : public Backend {
 
   void begin_step(const std::vector<StepChunk>& chunks) override;
   std::vector<StepOutput> finish_step() override;
-  // Speculative decoding's roll-back is not implemented on the GPU yet: chunks with
-  // keep_states or sample_rows > 1 are refused, and the engine does not speculate here.
-  bool can_roll_back() const override { return false; }
+  // Speculative decoding (cuda_model_state.cpp). A step with keep_states chunks runs eagerly
+  // (never a decode graph) and saves, per such chunk, the slot's Mamba states and penalty seen
+  // words before it and every Mamba layer's in_proj rows of it. roll_back cuts K/V by length
+  // (pages past the new end go back to the free list) and queues the Mamba replay: the saved
+  // states are copied back and the kept rows re-run through the same conv and sequential scan
+  // kernels (bit-identical to the states the chunk's step had after those rows), batched over
+  // every rolled-back slot at the start of the next step (or before a snapshot); the penalty
+  // state gets its seen words back, the kept rows' marks again, and the dropped draws' counts
+  // taken back. Rows of a sample_rows > 1 chunk draw in order, one sampler launch per row index
+  // (so a penalized row sees the previous rows' draws). keep_limits: options.spec_seqs chunks
+  // (at most max_seqs) of options.spec_rows rows.
+  bool can_roll_back() const override;
+  KeepLimits keep_limits() const override;
   void roll_back(int slot, int64_t pos) override;
   void mtp_roll_back(int slot, int64_t pos) override;
-  // Prefix-cache snapshots are not implemented on the GPU yet (the engine then caches nothing).
-  bool can_snapshot() const override { return false; }
-  int64_t snapshot_bytes(int64_t) const override { return 0; }
+  // Prefix-cache snapshots (cuda_model_state.cpp): copies, not shared pages. A snapshot takes
+  // snapshot_bytes(pos) of the snapshot pool (options.prefix_cache_bytes): whole units of the
+  // pool holding the slot's Mamba states (both stacks) and its K/V pages of [0, pos) for the
+  // trunk and [0, mtp_position) for the MTP head (cuda_buffers.h: SnapshotLayout). Loading
+  // copies them into a fresh slot's new pages.
+  bool can_snapshot() const override;
+  int64_t snapshot_bytes(int64_t pos) const override;
+  int64_t snapshot_capacity() const override;
   void save_snapshot(int slot, uint64_t id) override;
   void load_snapshot(uint64_t id, int slot) override;
-  void drop_snapshot(uint64_t) override {}
-  std::vector<uint8_t> export_snapshot(uint64_t) const override;
-  void import_snapshot(uint64_t, const std::vector<uint8_t>&) override;
+  void drop_snapshot(uint64_t id) override;
+  // A snapshot as bytes (--prefix-cache-dir) and back: a header naming the layout (unit, page
+  // bytes, K/V blocks, Mamba bytes, positions), then the snapshot's Mamba bytes and its K/V
+  // pages (cuda_model_state.cpp). Import takes free units of the pool and throws when they do
+  // not suffice or the header is not this model's layout.
+  std::vector<uint8_t> export_snapshot(uint64_t id) const override;
+  void import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) override;
   void observe_prompt(int slot, const int32_t* ids, int64_t n) override;
 
   // Shorthands over step() for tests and benchmarks.

@@ -41,16 +41,18 @@ void CudaModel::Impl::enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_s
   head(norm_f, y_prev, y2_prev, R, L);
   // Every input row joins its slot's seen set, in every step (prompt tokens for the repetition
   // penalty, also of prefill chunks that draw nothing; a decode row's token was already marked
-  // when it was drawn).
-  kernels::penalty_mark_seen_cuda(d_ids, d_query_seq, R, pen_seen, c.vocab_size, stream);
+  // when it was drawn), but the drafts of a chunk that samples several rows (d_mark_seq: -1
+  // there; each is counted and marked when the row before it draws it).
+  kernels::penalty_mark_seen_cuda(d_ids, d_mark_seq, R, pen_seen, c.vocab_size, stream);
   if (n_samples > 0) enqueue_sampling(n_samples);
 }
 
 bool CudaModel::Impl::graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const {
   // R == B: every chunk is one token; the graph computes B logit rows and samples B rows. A
-  // step with allowed-token masks (pending.masks, set by pack_samples) runs eagerly.
-  return opt.cuda_graphs && !record_routing && !profiling && !pending.masks && R == B && L == B && n_samples == B &&
-         B < static_cast<int64_t>(graphs.size());
+  // step with keep_states chunks (it saves Mamba rows as it goes) or with allowed-token masks
+  // (pending.masks, set by begin_step before pack_samples) runs eagerly.
+  return opt.cuda_graphs && !record_routing && !profiling && !keep_step && !pending.masks && R == B && L == B &&
+         n_samples == B && B < static_cast<int64_t>(graphs.size());
 }
 
 cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {

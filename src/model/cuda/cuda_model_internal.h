@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,12 +70,14 @@ class DeviceArenas final : public DeviceAllocator {
 };
 
 // One sequence's rows of a step (trunk forward or MTP forward) and the logit rows it needs:
-// none, its last row, or all of them.
+// none, its last row, or all of them. seen_rows: the leading rows whose ids join the slot's
+// penalty seen set (-1: all; a sample_rows > 1 chunk: up to its first sampled row).
 struct StepChunk {
   int slot = 0;
   const int32_t* ids = nullptr;
   int64_t T = 0;
   LogitsOut logits = LogitsOut::Last;
+  int64_t seen_rows = -1;
 };
 
 }  // namespace nemotron::model::cuda_detail
@@ -107,16 +110,61 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // (h_step, h_sample_rows, block_tables_host) against being rewritten while a copy is pending.
   cudaEvent_t inputs_done = nullptr;
   // The step begun by begin_step and not yet finished: its chunks, the logit rows each
-  // chunk's step computed, the sample row of each chunk (-1: none), the sample rows enqueued.
+  // chunk's step computed, each chunk's sampled rows (their indices in the sampler's outputs,
+  // in row order; empty: none), the sample rows enqueued.
   struct Pending {
     bool active = false;
+    uint64_t serial = 0;  // begin_step's count, for Kept::serial
     std::vector<model::StepChunk> chunks;
     std::vector<LogitsOut> computed;
-    std::vector<int> sample_row;
+    std::vector<std::vector<int32_t>> sample_at;
     int64_t L = 0, n_samples = 0;
     bool logprobs = false;  // some row asked for top logprobs
     bool masks = false;     // some row has an allowed-token mask (constrained decoding)
   } pending;
+  // The sampler launches of the step being enqueued: launch w samples the rows
+  // [sample_waves[w], sample_waves[w + 1]) of d_sample_rows (one launch unless a penalized
+  // chunk samples several rows: its row j goes to launch j, after the draws of rows < j).
+  std::vector<int64_t> sample_waves{0, 0};
+
+  // Speculative decoding (cuda_model_state.cpp). kept[slot]: the slot's keep_states chunk of
+  // the last step it ran (valid until the slot's next step, its roll_back or release, or a
+  // later step's eviction of its entry): its entry of the spec_* buffers, start position, rows,
+  // sampled rows S (0: none; the first is row T - S), whether its sequence is penalized, its
+  // ids and (from finish_step) its draws.
+  struct Kept {
+    bool valid = false;
+    int entry = -1;
+    uint64_t serial = 0;
+    int64_t pos0 = 0, T = 0, S = 0;
+    bool penalized = false;
+    std::vector<int32_t> ids, draws;
+  };
+  std::vector<Kept> kept;
+  std::vector<int> free_entries;
+  // A roll_back whose Mamba and penalty part is not enqueued yet (settle() does, batched over
+  // slots, before the next step or snapshot): restore entry's states into slot, replay its
+  // first n saved rows; penalized: restore the seen words, mark seen_ids, uncount drop_ids.
+  struct Replay {
+    int slot = 0, entry = 0;
+    int64_t n = 0;
+    bool penalized = false;
+    std::vector<int32_t> seen_ids, drop_ids;
+  };
+  std::vector<Replay> replays;
+  uint64_t step_serial = 0;
+  bool keep_step = false;  // the step being enqueued has keep_states chunks (eager)
+  int64_t keep_rows = 0;   // while enqueuing it: rows whose in_proj output mamba_block saves (spec_table)
+
+  // Prefix-cache snapshots (cuda_model_state.cpp): id -> trunk and MTP positions and the pool
+  // units holding it (SnapshotLayout order); the units no snapshot holds.
+  struct Snapshot {
+    int64_t pos = 0, mtp_pos = 0;
+    std::vector<int32_t> units;
+  };
+  cuda_detail::SnapshotLayout snap_layout;
+  std::map<uint64_t, Snapshot> snapshots;
+  std::vector<int32_t> free_units;
   // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used).
   std::vector<cudaGraphExec_t> graphs;
   // Kernel nodes of the captured graphs and the device memory their instantiation took (free
@@ -189,18 +237,23 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   std::vector<std::vector<float>> collect_logits(Stack& st, const std::vector<StepChunk>& chunks, int64_t L);
   // cuda_model_graph.cpp
   // Enqueues the trunk step over the inputs prepare_step uploaded (R rows, B chunks, L logit
-  // rows), the penalty marks of its input rows and, with n_samples > 0, the sampling of the
-  // first n_samples rows of d_sample_rows: eagerly, or, for B single-token chunks with graphs
-  // on, by replaying (capturing first if new) the graph for B, which always samples B rows.
+  // rows), the penalty marks of its input rows (d_mark_seq: all of them but the drafts of a
+  // sample_rows > 1 chunk) and, with n_samples > 0, the masks and sampling of the first
+  // n_samples rows of d_sample_rows: eagerly, or, for B single-token chunks with graphs on, by
+  // replaying (capturing first if new) the graph for B, which always samples B rows.
   void run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, int64_t n_samples);
   void enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_samples);
   // Does a step of this shape replay the decode graph?
   bool graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const;
   // cuda_model_sampling.cpp
   // Packs h_sample_rows for `chunks` (the rows of the chunks that sample; with `all_rows`, one
-  // row per chunk, greedy placeholders for the others) and queues their copy; returns the count.
+  // row per chunk, greedy placeholders for the others), in sampler waves (sample_waves), and
+  // each masked row's allowed-token mask (h_masks, h_mask_rows; pending.masks), and queues
+  // their copies; returns the count.
   int64_t pack_samples(const std::vector<model::StepChunk>& chunks, const std::vector<StepChunk>& steps,
                        bool all_rows);
+  // The masks (one launch over every sampled row: they are known before any draw), then one
+  // sampler launch per wave.
   void enqueue_sampling(int64_t n_samples);
   // Queues the device-to-host copies of the sampled ids (and top logprobs when asked).
   void enqueue_sample_copies();
@@ -214,6 +267,28 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   void prof_end();
   void reset_slot(Stack& st, int slot);
   void free_slot(Stack& st, int slot);
+  // cuda_model_state.cpp
+  void init_state_pools();  // kept / entries / snapshot units bookkeeping (constructor)
+  // Copies `list` on the stream: uploaded into copy_table in pieces, copy_blocks_cuda each.
+  void copy_blocks(const std::vector<kernels::CopyBlock>& list);
+  // Appends (a, b, bytes) split into pieces of at most kCopyPiece: a -> b, or b -> a when !forward.
+  static void add_copy(std::vector<kernels::CopyBlock>& list, const void* a, void* b, int64_t bytes, bool forward);
+  // Uploads n int32 values to aux + at (pageable: the source may go when this returns).
+  void upload_aux(int64_t at, const int32_t* v, int64_t n);
+  void cut(Stack& st, int slot, int64_t pos);  // position `pos`, pages past it freed
+  void drop_kept(int slot);                    // frees the slot's entry and queued replay
+  // For a step whose keep_states chunks are known (begin_step, after prepare_step): takes an
+  // entry per keep chunk, enqueues the saves of their slots' states and uploads the row-save
+  // table (keep_rows).
+  void begin_keep(const std::vector<model::StepChunk>& chunks, const std::vector<StepChunk>& steps);
+  void settle();  // enqueues the queued roll-backs' Mamba replays and penalty repairs
+  // The copies between `slot` and snapshot `snap` (save: slot -> pool; load: pool -> slot).
+  void snapshot_copies(int slot, const Snapshot& snap, bool save, std::vector<kernels::CopyBlock>& list) const;
+  // export/import_snapshot: the bytes of snapshot `snap` that hold state, as (pool address,
+  // bytes) pieces (split at unit boundaries) in the exported order: the packed Mamba states,
+  // then per K/V page j the trunk's attention blocks' K and V pages, then, for pages below
+  // mtp_pos, the MTP head's (SnapshotLayout order; unit padding left out).
+  std::vector<std::pair<uint8_t*, int64_t>> snapshot_pieces(const Snapshot& snap) const;
 };
 
 }  // namespace nemotron::model

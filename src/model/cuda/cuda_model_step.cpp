@@ -46,9 +46,11 @@ int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& c
   // The pinned buffers may still feed the copies of a step that failed before its wait.
   check(cudaEventSynchronize(inputs_done), "step inputs");
   const int64_t B = static_cast<int64_t>(chunks.size());
+  bool marks = false;  // some chunk marks only part of its rows seen: a mark_seq array follows
+  for (const auto& ch : chunks) marks = marks || (ch.seen_rows >= 0 && ch.seen_rows < ch.T);
   int32_t* ids = h_step;
   int32_t *qseq = ids + R, *qpos = qseq + R, *slot_map = qpos + R, *logit_rows = slot_map + R;
-  int32_t *cu = logit_rows + R, *slots = cu + B + 1;
+  int32_t *cu = logit_rows + R, *slots = cu + B + 1, *mark = slots + B;
   int64_t row = 0, nlogit = 0;
   cu[0] = 0;
   for (std::size_t i = 0; i < chunks.size(); ++i) {
@@ -74,13 +76,14 @@ int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& c
       qseq[row] = ch.slot;
       qpos[row] = static_cast<int32_t>(p);
       slot_map[row] = static_cast<int32_t>(pg[p / kPage] * kPage + p % kPage);
+      if (marks) mark[row] = ch.seen_rows < 0 || t < ch.seen_rows ? ch.slot : -1;
       if (ch.logits == LogitsOut::All || (ch.logits == LogitsOut::Last && t == ch.T - 1))
         logit_rows[nlogit++] = static_cast<int32_t>(row);
     }
     cu[i + 1] = static_cast<int32_t>(row);
     slots[i] = ch.slot;
   }
-  const int64_t words = 5 * R + 2 * B + 1;
+  const int64_t words = 5 * R + 2 * B + 1 + (marks ? R : 0);
   check(cudaMemcpyAsync(d_step, h_step, static_cast<std::size_t>(words) * 4, cudaMemcpyHostToDevice, stream),
         "step inputs");
   check(cudaEventRecord(inputs_done, stream), "step inputs");
@@ -91,6 +94,7 @@ int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& c
   d_logit_rows = d_slot_mapping + R;
   d_cu = d_logit_rows + R;
   d_slots = d_cu + B + 1;
+  d_mark_seq = marks ? d_slots + B : d_query_seq;
   L = nlogit;
   last_rows = R;
   std::fill(route_rows.begin(), route_rows.end(), 0);
