@@ -14,6 +14,8 @@ Requests: streaming chat (/v1/chat/completions, the prompt a repeated word sized
 /v1/completions with a prompt of exactly --prompt-tokens token ids (pseudo-random ids in
 [min(1000, V/2), V) for V = --vocab-size, different for every request of a level and the same
 at every level; skip_special_tokens false, so special tokens stream as text too).
+--extra-body merges fields into every request (a structured output, chat_template_kwargs, ...):
+the same load with and without a grammar gives the cost of constrained decoding.
 
 Tokens are counted from the streamed usage chunk (stream_options.include_usage) when the
 server sends one, else one per chunk that carries a token. Timestamps are taken per streamed
@@ -71,6 +73,7 @@ def request_body(args, index, prompt):
         body["seed"] = args.seed + index
     if args.ignore_eos:
         body["ignore_eos"] = True
+    body.update(args.extra_body)
     return body
 
 
@@ -202,6 +205,8 @@ def main():
     ap.add_argument("--logprobs", action="store_true",
                     help="ask for logprobs (completions: logprobs=0; chat: logprobs=true) to count each chunk's tokens "
                          "exactly; costs the server a log-softmax over the vocabulary per token")
+    ap.add_argument("--extra-body", type=json.loads, default={},
+                    help='JSON object merged into every request, e.g. \'{"response_format": {"type": "json_object"}}\'')
     ap.add_argument("--label", default="", help="a name for these settings (kept in the JSON; plot.py shows it)")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--json", default="", help="write the results as JSON to this file ('-' = stdout)")

@@ -12,6 +12,7 @@
 #include "cli/command.h"
 #include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
+#include "runtime/engine.h"
 #include "text/jinja/chat_template.h"
 #include "text/tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -25,8 +26,8 @@ int run_generate(int argc, char** argv) {
   std::string model_dir, ids_text, prompt_text, device, stop_text;
   bool chat = false;
   int64_t max_tokens = 16;
-  int mtp_drafts = 0;
-  bool json = false, ignore_eos = false;
+  int mtp_drafts = 0, spec_tokens = -1;
+  bool json = false, ignore_eos = false, spec_always = false;
   app.add_option("--model", model_dir, "Model directory")->required();
   auto* ids_opt = app.add_option("--ids", ids_text, "Prompt token ids, comma-separated");
   auto* prompt_opt = app.add_option("--prompt", prompt_text, "Prompt text (needs tokenizer.json in the model directory)");
@@ -39,6 +40,12 @@ int run_generate(int argc, char** argv) {
   app.add_option("--stop-ids", stop_text, "Stop after any of these ids (default: the config's eos_token_id, one id or a list)");
   app.add_flag("--ignore-eos", ignore_eos, "Never stop early: generate exactly --max-tokens tokens");
   app.add_flag("--json", json, "Print a JSON result line");
+  app.add_option("--speculative-tokens", spec_tokens,
+                 "MTP drafts verified per step (0 = off; default 3 when the model has an MTP head and the backend "
+                 "can roll back, else 0); the ids are the same either way")
+      ->check(CLI::Range(0, 16));
+  app.add_flag("--speculate-always", spec_always,
+               "Verify drafts in every decode step (default: only while measured faster); for measurements");
   app.add_option("--device", device, "cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   CLI11_PARSE(app, argc, argv);
@@ -76,34 +83,22 @@ int run_generate(int argc, char** argv) {
   const int64_t V = m.config.vocab_size, H = m.config.hidden_size, T = static_cast<int64_t>(prompt.size());
   model::BackendOptions bo;
   bo.device = device;
-  bo.max_step_tokens = T;
-  bo.kv_tokens = T + max_tokens;
-  const auto backend = model::make_backend(m, bo);
-  const int slot = backend->acquire_slot();
-  // One greedy step: the argmax of the last row (on the GPU computed on the device, decode
-  // steps replayed as a CUDA graph; only the id comes back).
-  auto step = [&](const int32_t* ids, int64_t n) {
-    return backend->step({{.slot = slot, .ids = ids, .T = n, .sample = true}})[0].sample.token;
-  };
-  const auto t0 = std::chrono::steady_clock::now();
-  std::vector<int32_t> out{step(prompt.data(), T)};
-  const auto t1 = std::chrono::steady_clock::now();
-  // The trunk's post-norm_f rows of the prompt: the MTP head's input.
-  const std::vector<float> prompt_hidden = mtp_drafts > 0 ? backend->last_hidden() : std::vector<float>{};
-  auto is_stop = [&](int32_t id) { return std::find(stop.begin(), stop.end(), id) != stop.end(); };
-  while (static_cast<int64_t>(out.size()) < max_tokens && !is_stop(out.back())) {
-    const int32_t tok = out.back();
-    out.push_back(step(&tok, 1));
-  }
-  const auto t2 = std::chrono::steady_clock::now();
+  bo.max_step_tokens = std::max<int64_t>(T, 1 + 16);  // a prompt in one step; a verify of up to 16 drafts
+  bo.kv_tokens = T + max_tokens + 16;
+  auto backend = model::make_backend(m, bo);
+  const int K = spec_tokens >= 0 ? spec_tokens : runtime::default_speculative_tokens(*backend);
 
   std::vector<int32_t> drafts;
   if (mtp_drafts > 0) {
     // The MTP head sees every prompt position i fed (token i+1, trunk hidden i); the last
-    // position is fed the first generated token. Then drafts chain on its own output.
+    // position is fed the first greedy token. Then drafts chain on its own output. (A pass of
+    // its own before the generation, which the engine below runs on the same backend.)
+    const int slot = backend->acquire_slot();
+    const int32_t first = backend->step({{.slot = slot, .ids = prompt.data(), .T = T, .sample = true}})[0].sample.token;
+    const std::vector<float> hidden = backend->last_hidden();
     std::vector<int32_t> next(prompt.begin() + 1, prompt.end());
-    next.push_back(out[0]);
-    auto logits = backend->mtp_forward(slot, next.data(), prompt_hidden.data(), T, false);
+    next.push_back(first);
+    auto logits = backend->mtp_forward(slot, next.data(), hidden.data(), T, false);
     drafts.push_back(model::argmax(logits.data(), V));
     while (static_cast<int>(drafts.size()) < mtp_drafts) {
       const std::vector<float> all = backend->last_hidden();
@@ -112,13 +107,42 @@ int run_generate(int argc, char** argv) {
       logits = backend->mtp_forward(slot, &tok, h.data(), 1, false);
       drafts.push_back(model::argmax(logits.data(), V));
     }
+    backend->release_slot(slot);
   }
+
+  // Greedy generation through the engine (speculative with K MTP drafts per step when K > 0;
+  // the ids are those of plain greedy decoding either way).
+  runtime::EngineOptions eo;
+  eo.limits = {1, bo.max_step_tokens, bo.kv_tokens};
+  eo.max_model_len = T + max_tokens;
+  eo.speculative_tokens = K;
+  eo.speculate_always = spec_always;
+  runtime::Engine engine(std::move(backend), eo);
+  runtime::GenerationRequest req;
+  req.prompt = prompt;
+  req.sampling.temperature = 0.0f;
+  req.max_tokens = max_tokens;
+  req.stop_token_ids = stop;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto events = runtime::generate_blocking(engine, std::move(req));
+  std::vector<int32_t> out;
+  for (const auto& e : events)
+    if (e.event.token >= 0) out.push_back(e.event.token);
+  const auto t1 = events.front().at, t2 = events.back().at;
+  const runtime::EngineStats st = engine.stats();
 
   const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
   const double decode_s = std::chrono::duration<double>(t2 - t1).count();
-  std::fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %zu tokens, %.1f tok/s decode (%s)\n",
+  std::string spec = "";
+  if (K > 0 && st.spec_drafts > 0)
+    spec = ", " + std::to_string(K) + " MTP drafts: " +
+           std::to_string(1.0 + static_cast<double>(st.spec_accepted_tokens) / static_cast<double>(st.spec_drafts))
+               .substr(0, 4) +
+           " tokens per verify step, " + std::to_string(st.spec_drafts) + " of " + std::to_string(st.steps_total) +
+           " steps verified drafts";
+  std::fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %zu tokens, %.1f tok/s decode (%s%s)\n",
                static_cast<long long>(T), prefill_s, T / std::max(prefill_s, 1e-9), out.size(),
-               out.size() > 1 ? (out.size() - 1) / std::max(decode_s, 1e-9) : 0.0, device.c_str());
+               out.size() > 1 ? (out.size() - 1) / std::max(decode_s, 1e-9) : 0.0, device.c_str(), spec.c_str());
   if (json) {
     std::printf("{\"ids\": %s, \"mtp_drafts\": %s}\n", ids_json(out).c_str(), ids_json(drafts).c_str());
   } else if (tokenizer) {

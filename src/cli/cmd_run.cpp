@@ -88,15 +88,22 @@ int run_run(int argc, char** argv) {
         service->resolve_max_tokens(req.gen, static_cast<int64_t>(prompt.ids.size()), "messages");
     server::OutputPipeline pipe(service->tokenizer(), service->chat_pipeline(req, prompt));
     server::GenerationSession session(service->engine());
+    const runtime::EngineStats before = service->engine().stats();
     const auto t0 = server::Clock::now();
-    session.submit(service->make_request(prompt.ids, req.gen, budget, 0));
+    std::vector<int64_t> snapshot_at;
+    if (prompt.history_tokens > 0) snapshot_at.push_back(prompt.history_tokens);
+    session.submit(service->make_request(prompt.ids, req.gen, budget, 0, snapshot_at, prompt.thinking));
     server::Clock::time_point first, last;
+    int64_t cached = 0;
     bool in_reasoning = false;
     while (!pipe.done()) {
       server::ChoiceEvent ev;
       if (!session.next(ev, 200ms)) continue;
       if (ev.event.token >= 0) {
-        if (first == server::Clock::time_point{}) first = ev.at;
+        if (first == server::Clock::time_point{}) {
+          first = ev.at;
+          cached = ev.event.cached_tokens;
+        }
         last = ev.at;
       }
       const server::PipelineOutput out = pipe.push(ev.event);
@@ -130,9 +137,18 @@ int run_run(int argc, char** argv) {
       const double prompt_s = std::chrono::duration<double>(first - t0).count();
       const double eval_s = std::chrono::duration<double>(last - first).count();
       const int64_t n = pipe.completion_tokens();
-      std::fprintf(stderr, "prompt eval: %zu tokens, %.2f tokens/s | eval: %lld tokens, %.2f tokens/s\n",
-                   prompt.ids.size(), prompt.ids.size() / std::max(prompt_s, 1e-9), static_cast<long long>(n),
-                   n > 1 ? (n - 1) / std::max(eval_s, 1e-9) : 0.0);
+      std::fprintf(stderr,
+                   "prompt eval: %zu tokens (%lld from the prefix cache), %.2f tokens/s | eval: %lld tokens, %.2f "
+                   "tokens/s\n",
+                   prompt.ids.size(), static_cast<long long>(cached), prompt.ids.size() / std::max(prompt_s, 1e-9),
+                   static_cast<long long>(n), n > 1 ? (n - 1) / std::max(eval_s, 1e-9) : 0.0);
+      const runtime::EngineStats after = service->engine().stats();
+      const uint64_t verifies = after.spec_drafts - before.spec_drafts;
+      if (service->speculative_tokens() > 0)
+        std::fprintf(stderr, "speculative decoding (%d MTP drafts): %llu verify steps, %.2f tokens per verify step\n",
+                     service->speculative_tokens(), static_cast<unsigned long long>(verifies),
+                     verifies ? 1.0 + double(after.spec_accepted_tokens - before.spec_accepted_tokens) / double(verifies)
+                              : 0.0);
     }
   }
   return 0;

@@ -25,7 +25,7 @@ namespace {
 
 int run_serve(int argc, char** argv) {
   CLI::App app{"Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, "
-               "/v1/models, /tokenize, /detokenize, /health, /metrics)."};
+               "/v1/responses, /v1/models, /tokenize, /detokenize, /health, /metrics)."};
   server::ServiceFlags flags;
   server::HttpOptions http;
   server::add_service_flags(app, flags);
@@ -34,7 +34,14 @@ int run_serve(int argc, char** argv) {
   app.add_option("--api-key", http.api_key, "Require 'Authorization: Bearer KEY' on /v1/*, /tokenize, /detokenize");
   app.add_option("--served-model-name", flags.config.served_model_name,
                  "Model name clients use (default: the model directory's name)");
+  app.add_option("--responses-store-max", http.responses_store_max,
+                 "Stored /v1/responses kept for previous_response_id and GET (least recently used evicted; "
+                 "0 = none stored)");
+  double store_mib = static_cast<double>(http.responses_store_bytes >> 20);
+  app.add_option("--responses-store-mib", store_mib, "MiB of stored /v1/responses (their JSON text)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
+  http.responses_store_bytes = static_cast<std::size_t>(store_mib * 1048576.0);
   server::finish_service_flags(flags);
   http.threads = std::max(64, 2 * flags.config.plan.max_num_seqs + 16);
 

@@ -48,14 +48,23 @@ struct StepChunk {
   // The sequence's sampling settings (penalties included); nullptr = greedy, no penalties.
   // Given on every chunk of a penalized sequence, so that its prompt tokens are recorded.
   const SamplingParams* sampling = nullptr;
-  bool sample = false;              // draw the next token from the last row
+  bool sample = false;              // draw tokens from the last `sample_rows` rows
+  int64_t sample_rows = 1;          // 1 <= sample_rows <= T; row j of them draws token draw + j
   uint64_t seed = 0;                // the sequence's seed (SamplingParams::seed or the caller's pick)
   uint64_t draw = 0;                // which of the sequence's tokens this is (0 = first)
   LogitsOut logits = LogitsOut::None;
+  // Keep what roll_back(slot, pos) needs to cut the sequence back to any position inside this
+  // chunk (speculative decoding: a verify chunk of the last token and K drafts).
+  bool keep_states = false;
+  // Constrained decoding: sample_rows masks of ceil(V / 32) words, bit t of row j set when
+  // token t may be drawn there (the others' logits become -inf before sampling -- in the
+  // logits the step returns too -- so logprobs are those of the allowed tokens); nullptr = all.
+  const uint32_t* allowed = nullptr;
 };
 
 struct StepOutput {
-  SampleResult sample;              // token -1 unless chunk.sample
+  SampleResult sample;              // the last sampled row's draw; token -1 unless chunk.sample
+  std::vector<SampleResult> samples;  // every sampled row's draw, in row order (sample == back())
   std::vector<float> logits;        // [rows, V]: 1 row (Last), T rows (All), empty (None)
 };
 
@@ -82,6 +91,32 @@ class Backend {
   // Final-normed hidden rows (fp32 [rows, H], every row of the last step in chunk order, or
   // of the last mtp_forward): the MTP head's input.
   virtual std::vector<float> last_hidden() const = 0;
+
+  // Speculative decoding. roll_back cuts `slot`'s trunk back to `pos` tokens, pos inside the
+  // last step's chunk for the slot, which must have had keep_states: K/V lengths, Mamba conv
+  // and SSM states and the sampler's penalty state become exactly what they would be had only
+  // the tokens before `pos` been fed (and only those rows' draws made). mtp_roll_back cuts the
+  // MTP head's state back to `pos` (its blocks have no recurrent state: lengths only).
+  // can_roll_back: whether this backend implements them (the engine speculates only then).
+  virtual bool can_roll_back() const = 0;
+  virtual void roll_back(int slot, int64_t pos) = 0;
+  virtual void mtp_roll_back(int slot, int64_t pos) = 0;
+
+  // Prefix caching (runtime/prefix_cache.h). A snapshot is a sequence's whole state at its
+  // position -- Mamba conv and SSM states, the K/V rows of positions [0, pos), the MTP head's
+  // state -- kept by the backend under an id the caller chooses. Loading one into a fresh slot
+  // continues exactly as the snapshotted sequence would (the penalty state is not part of it:
+  // observe_prompt marks tokens seen without feeding them). can_snapshot: whether this backend
+  // implements them (the engine caches prefixes only then).
+  virtual bool can_snapshot() const = 0;
+  virtual int64_t snapshot_bytes(int64_t pos) const = 0;  // the memory one at `pos` takes
+  virtual void save_snapshot(int slot, uint64_t id) = 0;  // throws when `id` is taken
+  virtual void load_snapshot(uint64_t id, int slot) = 0;  // `slot` must be fresh (position 0)
+  virtual void drop_snapshot(uint64_t id) = 0;            // unknown ids are ignored
+  // A snapshot as bytes (to keep on disk) and back; import throws for bytes of another shape.
+  virtual std::vector<uint8_t> export_snapshot(uint64_t id) const = 0;
+  virtual void import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) = 0;
+  virtual void observe_prompt(int slot, const int32_t* ids, int64_t n) = 0;
 
   // The MTP head (config.has_mtp()) for `slot`, with its own state and position: row i is fed
   // (token next_ids[i], hidden row i) (fp32 [T, H], host). Returns logits [rows, V] (every row

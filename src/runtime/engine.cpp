@@ -1,11 +1,20 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <exception>
+#include <iostream>
 
+#include "model/cpu/cpu_forward.h"  // model::argmax
+#include "runtime/prefix_store.h"
 #include "util/error.h"
 
 namespace nemotron::runtime {
+namespace {
+// Pending MTP-head inputs of a sequence are fed once this many have gathered (the head's own
+// forward costs about one trunk layer per row).
+constexpr int64_t kMtpPendingRows = 64;
+}  // namespace
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
@@ -22,7 +31,26 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
     : backend_(std::move(backend)),
       options_(options),
       vocab_(backend_->model().config.vocab_size),
-      scheduler_(options.limits) {
+      scheduler_(options.limits),
+      spec_(options.speculative_tokens) {
+  const int K = options.speculative_tokens;
+  if (K < 0 || K > 16) throw Error("--speculative-tokens must be in [0, 16], got " + std::to_string(K));
+  if (K > 0 && !backend_->model().config.has_mtp())
+    throw Error("--speculative-tokens " + std::to_string(K) + ": " + backend_->model().config.path +
+                " has no MTP head (num_nextn_predict_layers is 0)");
+  if (K > 0 && !backend_->can_roll_back())
+    throw Error("--speculative-tokens " + std::to_string(K) + ": speculative decoding is not implemented on the " +
+                backend_->device() + " backend yet; use --speculative-tokens 0");
+  stats_.spec_accepted_per_pos.assign(static_cast<std::size_t>(K), 0);
+  if (options.prefix_cache_bytes < 0) throw Error("--prefix-cache-memory must not be negative");
+  if (options.prefix_snapshot_interval < 1) throw Error("the prefix snapshot interval must be positive");
+  if (options.prefix_cache_bytes > 0 && backend_->can_snapshot())
+    cache_ = std::make_unique<PrefixCache>(options.prefix_cache_bytes);
+  if (cache_ && !options.prefix_cache_dir.empty()) {
+    fingerprint_ = model_fingerprint(backend_->model());
+    const int n = load_prefixes(options.prefix_cache_dir, fingerprint_, *cache_, *backend_, next_snapshot_, std::cerr);
+    if (n > 0) std::fprintf(stderr, "prefix cache: %d cached prefixes read from %s\n", n, options.prefix_cache_dir.c_str());
+  }
   if (options.limits.max_num_seqs > backend_->slots())
     throw Error("the engine admits " + std::to_string(options.limits.max_num_seqs) + " sequences but the backend has " +
                 std::to_string(backend_->slots()) + " slots");
@@ -38,6 +66,14 @@ Engine::~Engine() {
   }
   cv_.notify_all();
   thread_.join();
+  if (cache_ && !options_.prefix_cache_dir.empty()) {
+    try {
+      const int n = save_prefixes(options_.prefix_cache_dir, fingerprint_, *cache_, *backend_);
+      std::fprintf(stderr, "prefix cache: %d cached prefixes written to %s\n", n, options_.prefix_cache_dir.c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "prefix cache: not saved: %s\n", e.what());
+    }
+  }
   TokenEvent ev;
   ev.finished = true;
   ev.reason = FinishReason::Cancelled;
@@ -55,11 +91,15 @@ uint64_t Engine::submit(GenerationRequest request, EventSink sink) {
     throw Error("this model's maximum context length is " + std::to_string(options_.max_model_len) +
                 " tokens; the request needs " + std::to_string(total) + " (" + std::to_string(request.prompt.size()) +
                 " in the prompt, " + std::to_string(request.max_tokens) + " to generate)");
-  if (total > options_.limits.kv_token_capacity)
-    throw Error("the request needs " + std::to_string(total) + " tokens of KV cache; the server has " +
+  const int64_t kv = total + options_.speculative_tokens;  // drafts past the last token
+  if (kv > options_.limits.kv_token_capacity)
+    throw Error("the request needs " + std::to_string(kv) + " tokens of KV cache; the server has " +
                 std::to_string(options_.limits.kv_token_capacity));
   request.sampling.validate();
+  if (request.reasoning_budget >= 0 && request.reasoning && request.reasoning_end.empty())
+    throw Error("a reasoning budget needs the tokens that end reasoning");
   auto seq = std::make_unique<Sequence>();
+  seq->in_reasoning = request.reasoning;
   seq->request = std::move(request);
   seq->sink = std::move(sink);
   uint64_t id;
@@ -98,6 +138,15 @@ void Engine::finish(uint64_t id, FinishReason reason, const std::string& error) 
     ev.error = error;
     emit(s, std::move(ev));
   }
+  // The prompt + reply it has been fed (all but the last token) is the next turn's prefix.
+  const auto& prompt = s.request.prompt;
+  const int64_t fed = static_cast<int64_t>(prompt.size() + s.output.size()) - 1;
+  if (cache_ && (reason == FinishReason::Stop || reason == FinishReason::Length) && s.slot >= 0 &&
+      !s.output.empty() && backend_->position(s.slot) == fed) {
+    std::vector<int32_t> ids(prompt);
+    ids.insert(ids.end(), s.output.begin(), s.output.end() - 1);
+    save_prefix(s, ids.data(), fed);
+  }
   scheduler_.remove(id);
   // A step in flight may still compute this slot's rows; the backend orders a later reuse of
   // the slot after it (its results for this sequence are dropped: the id is gone).
@@ -114,6 +163,7 @@ void Engine::publish() {
     stats_.kv_reserved = scheduler_.kv_reserved();
     stats_.prompt_tokens_total += step_prompt_tokens_;
     stats_.generation_tokens_total += step_generated_;
+    if (cache_) stats_.prefix_cache = cache_->stats();
   }
   step_prompt_tokens_ = step_generated_ = 0;
   for (auto& [sink, ev] : outbox_) (*sink)(ev);
@@ -132,7 +182,8 @@ bool Engine::intake(bool block) {
     cancels.swap(cancels_);
   }
   for (auto& [id, s] : inbox) {
-    scheduler_.add(id, static_cast<int64_t>(s->request.prompt.size()), s->request.max_tokens);
+    scheduler_.add(id, static_cast<int64_t>(s->request.prompt.size()), s->request.max_tokens,
+                   options_.speculative_tokens);
     sequences_.emplace(id, std::move(s));
   }
   for (uint64_t id : cancels) finish(id, FinishReason::Cancelled);  // unknown or finished: no-op
@@ -161,20 +212,56 @@ void Engine::loop() {
 
 bool Engine::begin_step(InFlight& f) {
   f.plan = scheduler_.schedule();
+  if (cache_) defer_same_prompts(f.plan);
   if (f.plan.empty()) return false;
+  f.t0 = std::chrono::steady_clock::now();  // the step's time includes the drafting
+  const int K = options_.speculative_tokens;
+  int64_t decoding = 0;
+  for (const auto& c : f.plan) {
+    decoding += c.decode();
+    f.decode_only = f.decode_only && c.decode();
+  }
+  // Speculate this step? Measured, per batch size (runtime/speculation.h).
+  const bool speculate = K > 0 && decoding > 0 && (options_.speculate_always || spec_.choose(decoding));
   std::vector<model::StepChunk> chunks;
   try {
-    for (const auto& c : f.plan) {
+    for (auto& c : f.plan) {
       Sequence& s = *sequences_.at(c.seq);
-      if (s.slot < 0) s.slot = backend_->acquire_slot();
+      if (s.slot < 0) {
+        s.slot = backend_->acquire_slot();
+        if (cache_ && !c.decode()) resume_from_cache(s, c);
+      }
+      // Prefill chunks end at snapshot points (so that the snapshot there exists); a leader's
+      // point before its last token lets the followers with the same prompt feed it themselves.
+      if (cache_ && !c.decode()) c.count = std::min(c.count, next_snapshot_point(s, c.start) - c.start);
       model::StepChunk ch;
       ch.slot = s.slot;
       ch.sampling = &s.request.sampling;
       ch.seed = s.seed;
       ch.draw = static_cast<uint64_t>(s.generated);
-      if (c.decode()) {
-        ch.ids = &s.last_token;
-        ch.T = 1;
+      bool verify = false;
+      // Near the end of a reasoning budget (or with forced tokens to feed) a sequence does not
+      // verify drafts: the budget cuts at one token.
+      const bool budget_near = s.in_reasoning && s.request.reasoning_budget >= 0 &&
+                               s.reasoning_tokens + K + 1 > s.request.reasoning_budget;
+      if (c.decode() && speculate && !s.mtp_ids.empty() && s.forced.empty() && !budget_near) {
+        // [last token, K drafts]: every row draws; keep_states for the roll-back.
+        s.verify = {s.last_token};
+        const auto d = draft(s);
+        s.verify.insert(s.verify.end(), d.begin(), d.end());
+        ch.ids = s.verify.data();
+        ch.T = static_cast<int64_t>(s.verify.size());
+        ch.sample = true;
+        ch.sample_rows = ch.T;
+        ch.keep_states = true;
+        verify = true;
+      } else if (c.decode()) {
+        // The last token, after the rest of a forced reasoning end when one is pending (those
+        // tokens were emitted already; none was fed).
+        s.chunk.assign(s.forced.begin(), s.forced.end());
+        s.chunk.push_back(s.last_token);
+        ch.ids = s.chunk.data();
+        ch.T = static_cast<int64_t>(s.chunk.size());
         ch.sample = true;
       } else {
         ch.ids = s.request.prompt.data() + c.start;
@@ -182,9 +269,20 @@ bool Engine::begin_step(InFlight& f) {
         ch.sample = c.start + c.count == static_cast<int64_t>(s.request.prompt.size());
         f.prompt_tokens += c.count;
       }
+      if (ch.sample && s.request.constraint) {
+        if (!fill_masks(s, verify ? s.verify.data() + 1 : nullptr, ch.sample_rows))
+          throw Error("the output constraint allows no token after " + std::to_string(s.generated) + " tokens");
+        ch.allowed = s.masks.data();
+      }
+      // The MTP head consumes every position's hidden row (speculation on): decode rows too,
+      // so that it has the inputs when the next step speculates.
+      f.hidden = f.hidden || K > 0;
       chunks.push_back(ch);
       f.ids.push_back(c.seq);
       f.samples.push_back(ch.sample);
+      f.verifies.push_back(verify);
+      f.row0.push_back(f.rows);
+      f.rows += ch.T;
     }
     backend_->begin_step(chunks);
   } catch (const std::exception& e) {
@@ -195,41 +293,256 @@ bool Engine::begin_step(InFlight& f) {
   return true;
 }
 
+std::vector<int32_t> Engine::draft(Sequence& s) {
+  const int K = options_.speculative_tokens;
+  const int64_t V = vocab_, H = backend_->model().config.hidden_size;
+  const int64_t n = static_cast<int64_t>(s.mtp_ids.size());
+  // Feeding the pending (token, hidden) pairs advances the head's committed state; its last
+  // row drafts d_1. Drafts 2..K chain on the head's own output and are cut back afterwards.
+  std::vector<float> logits = backend_->mtp_forward(s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), n, false);
+  const int64_t committed = backend_->mtp_position(s.slot);
+  s.mtp_ids.clear();
+  s.mtp_hidden.clear();
+  std::vector<int32_t> d{model::argmax(logits.data(), V)};
+  for (int k = 1; k < K; ++k) {
+    const std::vector<float> h = backend_->last_hidden();
+    logits = backend_->mtp_forward(s.slot, &d.back(), h.data() + static_cast<int64_t>(h.size()) - H, 1, false);
+    d.push_back(model::argmax(logits.data(), V));
+  }
+  if (K > 1) backend_->mtp_roll_back(s.slot, committed);
+  return d;
+}
+
+void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {
+  const auto& prompt = s.request.prompt;
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  const PrefixCache::Hit hit = cache_->lookup(prompt.data(), n);
+  if (hit.tokens <= 0) return;
+  backend_->load_snapshot(hit.id, s.slot);
+  if (s.request.sampling.penalized()) backend_->observe_prompt(s.slot, prompt.data(), hit.tokens);
+  s.cached = hit.tokens;
+  c.count = std::min(c.count, n - hit.tokens);
+  c.start = hit.tokens;
+}
+
+int64_t Engine::next_snapshot_point(const Sequence& s, int64_t after) const {
+  const int64_t n = static_cast<int64_t>(s.request.prompt.size()), every = options_.prefix_snapshot_interval;
+  int64_t p = std::min(n, (after / every + 1) * every);
+  for (int64_t q : s.request.snapshot_at)
+    if (q > after) p = std::min(p, q);
+  if (s.lead_prefix && n - 1 > after) p = std::min(p, n - 1);
+  return p;
+}
+
+void Engine::save_prefix(Sequence& s, const int32_t* ids, int64_t n) {
+  if (cache_->contains(ids, n)) return;
+  std::vector<uint64_t> evicted;
+  const uint64_t id = next_snapshot_++;
+  if (!cache_->insert(ids, n, id, backend_->snapshot_bytes(n), evicted)) return;
+  for (uint64_t e : evicted) backend_->drop_snapshot(e);
+  backend_->save_snapshot(s.slot, id);
+}
+
+void Engine::defer_same_prompts(std::vector<ScheduledChunk>& plan) {
+  // A fresh sequence whose prompt equals that of a sequence still prefilling (started, no
+  // token yet) or of an earlier fresh one in this plan waits; that one becomes its leader.
+  std::vector<Sequence*> prefilling;
+  for (auto& [id, seq] : sequences_)
+    if (seq->slot >= 0 && seq->output.empty()) prefilling.push_back(seq.get());
+  std::vector<ScheduledChunk> kept;
+  for (const auto& c : plan) {
+    Sequence& s = *sequences_.at(c.seq);
+    if (!c.decode() && s.slot < 0) {
+      Sequence* leader = nullptr;
+      for (Sequence* p : prefilling)
+        if (p != &s && p->request.prompt == s.request.prompt) leader = p;
+      if (leader && s.request.prompt.size() > 1) {
+        leader->lead_prefix = true;
+        continue;  // waits for the leader's snapshot
+      }
+      prefilling.push_back(&s);  // leads the later ones of this plan
+    }
+    kept.push_back(c);
+  }
+  plan.swap(kept);
+}
+
+bool Engine::fill_masks(Sequence& s, const int32_t* drafts, int64_t rows) {
+  const int64_t words = (vocab_ + 31) / 32;
+  s.masks.assign(static_cast<std::size_t>(rows * words), 0);
+  TokenConstraint& c = *s.request.constraint;
+  int accepted = 0;
+  for (int64_t j = 0; j < rows; ++j) {
+    uint32_t* m = s.masks.data() + j * words;
+    // Row j follows drafts 1..j: advance through them; a draft the constraint refuses can
+    // never be kept (the row before it draws only allowed tokens), so the rows after it keep
+    // the last mask.
+    if (j > 0 && accepted == j - 1 && c.accept(drafts[j - 1])) ++accepted;
+    if (accepted < j) {
+      std::copy(m - words, m, m);
+      continue;
+    }
+    c.fill_mask(m);
+    bool any = false;
+    for (int64_t w = 0; w < words && !any; ++w) any = m[w] != 0;
+    if (!any && j == 0) {
+      c.rollback(accepted);
+      return false;
+    }
+  }
+  c.rollback(accepted);
+  return true;
+}
+
+bool Engine::emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r, bool forced) {
+  if (s.in_reasoning && !forced && r.token != s.request.reasoning_end_id && s.request.reasoning_budget >= 0 &&
+      s.reasoning_tokens >= s.request.reasoning_budget) {
+    // Over budget: the forced end instead of this draw, emitted now; fed with the next step
+    // (all of it but its last token, which becomes the last token as usual).
+    const auto& end = s.request.reasoning_end;
+    s.forced.assign(end.begin(), end.end() - 1);
+    for (int32_t t : end)
+      if (emit_token(id, s, kernels::SampleResult{t, 0.0f, {}}, true)) return true;
+    return false;
+  }
+  if (s.in_reasoning) {
+    if (r.token == s.request.reasoning_end_id) s.in_reasoning = false;
+    else if (!forced) s.reasoning_tokens++;
+  }
+  if (s.request.constraint && !s.request.constraint->accept(r.token)) {
+    finish(id, FinishReason::Error, "the sampled token " + std::to_string(r.token) + " breaks the output constraint");
+    return true;
+  }
+  s.last_token = r.token;
+  s.generated++;
+  s.output.push_back(r.token);
+  step_generated_++;
+  TokenEvent ev;
+  if (s.generated == 1) ev.cached_tokens = s.cached;
+  ev.token = r.token;
+  ev.logprob = r.logprob;
+  ev.top_logprobs = r.top;
+  const auto& stops = s.request.stop_token_ids;
+  if (std::find(stops.begin(), stops.end(), r.token) != stops.end()) ev.reason = FinishReason::Stop;
+  else if (s.generated >= s.request.max_tokens) ev.reason = FinishReason::Length;
+  ev.finished = ev.reason != FinishReason::None;
+  const FinishReason reason = ev.reason;
+  emit(s, std::move(ev));
+  if (reason == FinishReason::None) return false;
+  finish(id, reason);
+  return true;
+}
+
 void Engine::finish_step(InFlight& f) {
   std::vector<model::StepOutput> out;
+  std::vector<float> hidden;
   try {
     out = backend_->finish_step();
+    if (f.hidden) hidden = backend_->last_hidden();
   } catch (const std::exception& e) {
     for (uint64_t id : f.ids) finish(id, FinishReason::Error, e.what());
     return;
   }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - f.t0).count();
+  if (f.decode_only) spec_.record_step(f.rows, seconds);
   scheduler_.commit(f.plan);
-  uint64_t generated = 0;
+  const int K = options_.speculative_tokens;
+  const int64_t H = backend_->model().config.hidden_size;
+  uint64_t drafts = 0, draft_tokens = 0, accepted_total = 0;
+  std::vector<uint64_t> per_pos(static_cast<std::size_t>(K), 0);
   for (std::size_t i = 0; i < f.ids.size(); ++i) {
-    if (!f.samples[i]) continue;
     auto it = sequences_.find(f.ids[i]);
     if (it == sequences_.end()) continue;  // cancelled while the step ran
     Sequence& s = *it->second;
-    const kernels::SampleResult& r = out[i].sample;
-    s.last_token = r.token;
-    s.generated++;
-    generated++;
-    TokenEvent ev;
-    ev.token = r.token;
-    ev.logprob = r.logprob;
-    ev.top_logprobs = r.top;
-    const auto& stops = s.request.stop_token_ids;
-    if (std::find(stops.begin(), stops.end(), r.token) != stops.end()) ev.reason = FinishReason::Stop;
-    else if (s.generated >= s.request.max_tokens) ev.reason = FinishReason::Length;
-    ev.finished = ev.reason != FinishReason::None;
-    const FinishReason reason = ev.reason;
-    emit(s, std::move(ev));
-    if (reason != FinishReason::None) finish(f.ids[i], reason);
+    const ScheduledChunk& c = f.plan[i];
+    const float* rows = hidden.empty() ? nullptr : hidden.data() + f.row0[i] * H;
+    // The MTP head's next inputs: (token after row r, hidden row r) for the rows that stay.
+    auto feed_head = [&](const int32_t* next, int64_t n) {
+      if (!rows || K == 0) return;
+      s.mtp_ids.insert(s.mtp_ids.end(), next, next + n);
+      s.mtp_hidden.insert(s.mtp_hidden.end(), rows, rows + n * H);
+      // While speculation pauses (a large batch) the inputs pile up: feed them in bounded runs,
+      // all but the last pair, which the next draft starts from.
+      const int64_t pending = static_cast<int64_t>(s.mtp_ids.size());
+      if (pending >= kMtpPendingRows) {
+        backend_->mtp_forward(s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), pending - 1, false);
+        s.mtp_ids.erase(s.mtp_ids.begin(), s.mtp_ids.end() - 1);
+        s.mtp_hidden.erase(s.mtp_hidden.begin(), s.mtp_hidden.end() - H);
+      }
+    };
+    const auto& samples = out[i].samples;
+    if (f.verifies[i]) {
+      // Keep drafts while they equal the draws of the rows before them; the first draw that
+      // differs (or the draw after the last draft) is the bonus token.
+      int a = 0;
+      while (a < K && samples[static_cast<std::size_t>(a)].token == s.verify[static_cast<std::size_t>(a) + 1]) ++a;
+      ++drafts;
+      draft_tokens += static_cast<uint64_t>(K);
+      accepted_total += static_cast<uint64_t>(a);
+      for (int k = 0; k < a; ++k) ++per_pos[static_cast<std::size_t>(k)];
+      spec_.record_accept(a);
+      const int64_t pos0 = backend_->position(s.slot) - (K + 1);
+      bool done = false;
+      for (int j = 0; j <= a && !done; ++j) done = emit_token(f.ids[i], s, samples[static_cast<std::size_t>(j)]);
+      if (done) continue;  // finished (slot released)
+      if (a < K) backend_->roll_back(s.slot, pos0 + a + 1);
+      std::vector<int32_t> next;
+      for (int j = 0; j <= a; ++j) next.push_back(samples[static_cast<std::size_t>(j)].token);
+      feed_head(next.data(), a + 1);
+      continue;
+    }
+    if (!c.decode()) {
+      // Prefill rows: the next token of each is the prompt's next, or the draw after the last.
+      const auto& prompt = s.request.prompt;
+      const int64_t end = c.start + c.count;
+      if (cache_ && end == next_snapshot_point(s, c.start)) save_prefix(s, prompt.data(), end);
+      std::vector<int32_t> next(prompt.begin() + c.start + 1,
+                                prompt.begin() + std::min<int64_t>(c.start + c.count + 1, static_cast<int64_t>(prompt.size())));
+      if (f.samples[i]) next.push_back(out[i].sample.token);
+      feed_head(next.data(), static_cast<int64_t>(next.size()));
+    } else if (f.samples[i]) {
+      std::vector<int32_t> next(s.chunk.begin() + 1, s.chunk.end());
+      next.push_back(out[i].sample.token);
+      feed_head(next.data(), static_cast<int64_t>(next.size()));
+      s.forced.clear();  // fed in this step
+    }
+    if (f.samples[i]) emit_token(f.ids[i], s, out[i].sample);
   }
   step_prompt_tokens_ += static_cast<uint64_t>(f.prompt_tokens);
-  step_generated_ += generated;
   std::lock_guard<std::mutex> lock(mu_);
   stats_.steps_total++;
+  stats_.spec_drafts += drafts;
+  stats_.spec_draft_tokens += draft_tokens;
+  stats_.spec_accepted_tokens += accepted_total;
+  for (int k = 0; k < K; ++k) stats_.spec_accepted_per_pos[static_cast<std::size_t>(k)] += per_pos[static_cast<std::size_t>(k)];
+}
+
+std::vector<TimedEvent> generate_blocking(Engine& engine, GenerationRequest request) {
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<TimedEvent> events;
+    bool done = false;
+  };
+  auto shared = std::make_shared<Shared>();
+  engine.submit(std::move(request), [shared](const TokenEvent& ev) {
+    std::lock_guard<std::mutex> lock(shared->mu);
+    shared->events.push_back({ev, std::chrono::steady_clock::now()});
+    if (ev.finished) {
+      shared->done = true;
+      shared->cv.notify_all();
+    }
+  });
+  std::unique_lock<std::mutex> lock(shared->mu);
+  shared->cv.wait(lock, [&] { return shared->done; });
+  const TokenEvent& last = shared->events.back().event;
+  if (last.reason == FinishReason::Error) throw Error("generation failed: " + last.error);
+  if (last.reason == FinishReason::Cancelled) throw Error("generation was cancelled");
+  return shared->events;
+}
+
+int default_speculative_tokens(const model::Backend& backend) {
+  return backend.model().config.has_mtp() && backend.can_roll_back() ? 3 : 0;
 }
 
 }  // namespace nemotron::runtime

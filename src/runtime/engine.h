@@ -7,6 +7,7 @@
 // The loop overlaps host and device: it begins step N (on the GPU the step is enqueued and
 // runs asynchronously; tokens are sampled on the device), then delivers step N-1's events and
 // takes in new requests and cancellations while step N runs, then waits for step N's tokens.
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -19,7 +20,10 @@
 #include <vector>
 
 #include "model/backend.h"
+#include "runtime/constraint.h"
+#include "runtime/prefix_cache.h"
 #include "runtime/scheduler.h"
+#include "runtime/speculation.h"
 
 namespace nemotron::runtime {
 
@@ -34,6 +38,19 @@ struct GenerationRequest {
   SamplingParams sampling;             // no seed: the engine draws one
   int64_t max_tokens = 16;             // >= 1
   std::vector<int32_t> stop_token_ids; // generation ends after emitting one of these
+  // Prompt lengths worth a prefix-cache snapshot besides the engine's own (the chat history
+  // before the generation prompt: the next turn of the conversation starts with it).
+  std::vector<int64_t> snapshot_at;
+  // Constrained decoding (runtime/constraint.h): the tokens each draw may take; null = any.
+  std::shared_ptr<TokenConstraint> constraint;
+  // Reasoning budget: when the output starts inside reasoning (`reasoning` true: the prompt
+  // ends in <think>), after `reasoning_budget` tokens (>= 0) without `reasoning_end_id`, the
+  // next draw is replaced by the tokens `reasoning_end` (e.g. "\n</think>\n"), emitted as
+  // output, and the answer follows. Reasoning also ends when the model draws reasoning_end_id.
+  bool reasoning = false;
+  int64_t reasoning_budget = -1;
+  std::vector<int32_t> reasoning_end;
+  int32_t reasoning_end_id = -1;
 };
 
 // One event per generated token; the last one has finished = true (a cancelled or failed
@@ -45,6 +62,7 @@ struct TokenEvent {
   bool finished = false;
   FinishReason reason = FinishReason::None;
   std::string error;
+  int64_t cached_tokens = 0;  // first token's event: prompt tokens resumed from the prefix cache
 };
 
 using EventSink = std::function<void(const TokenEvent&)>;
@@ -52,6 +70,24 @@ using EventSink = std::function<void(const TokenEvent&)>;
 struct EngineOptions {
   SchedulerLimits limits;
   int64_t max_model_len = 4096;  // prompt + max_tokens
+  // Speculative decoding with the MTP head: K greedy drafts per decode step, verified in one
+  // step (0 = off). Needs a model with an MTP head and a backend that can roll back
+  // (Backend::can_roll_back). Lossless: each verified row draws with the noise of the token it
+  // would be without speculation, a draft is kept when that draw equals it, and the first
+  // draw that differs is emitted in its place (rejection sampling with greedy drafts).
+  int speculative_tokens = 0;
+  // Verify drafts in every decode step instead of when it measures faster (tests, benches).
+  bool speculate_always = false;
+  // Prefix cache (runtime/prefix_cache.h): the bytes its backend snapshots may take (0 = off;
+  // also off when the backend cannot snapshot). A request resumes from the longest cached
+  // prefix of its prompt; snapshots are taken at the end of every prompt, every
+  // `prefix_snapshot_interval` prompt tokens along a long prefill, and at the end of every
+  // generation (prompt + reply: the next turn of a conversation starts with them).
+  int64_t prefix_cache_bytes = 0;
+  int64_t prefix_snapshot_interval = 2048;
+  // Keep the cached prefixes in this directory across restarts (runtime/prefix_store.h):
+  // read when the engine starts, written when it stops. Empty: in memory only.
+  std::string prefix_cache_dir;
 };
 
 struct EngineStats {
@@ -59,6 +95,11 @@ struct EngineStats {
   int64_t kv_reserved = 0, kv_capacity = 0;
   int max_num_seqs = 0;
   uint64_t prompt_tokens_total = 0, generation_tokens_total = 0, steps_total = 0;
+  // Speculative decoding (vLLM's spec_decode_* counters): verify steps of a sequence, drafts
+  // verified, drafts accepted, and accepted per draft position.
+  uint64_t spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
+  std::vector<uint64_t> spec_accepted_per_pos;
+  PrefixCacheStats prefix_cache;  // budget 0: off
 };
 
 class Engine {
@@ -89,20 +130,62 @@ class Engine {
     int slot = -1;          // backend slot once admitted
     int64_t generated = 0;
     int32_t last_token = -1;
+    // Speculative decoding: the MTP head's inputs not yet fed (token i+1 with the trunk's
+    // hidden row of token i), fed when it next drafts, and the verify chunk in flight
+    // [last_token, drafts...].
+    std::vector<int32_t> mtp_ids;
+    std::vector<float> mtp_hidden;
+    std::vector<int32_t> verify;
+    // Prefix cache: the tokens emitted so far, the prompt tokens resumed from the cache, and
+    // whether the prompt's last token is held back one step (followers with the same prompt
+    // wait for the snapshot before it: the state that lets them feed that token themselves).
+    std::vector<int32_t> output;
+    int64_t cached = 0;
+    bool lead_prefix = false;
+    std::vector<uint32_t> masks;  // constrained decoding: this step's allowed-token masks
+    // Reasoning budget: still reasoning, its tokens so far, and the forced end's tokens not yet
+    // fed (fed with the next decode step, whose draw then follows them).
+    bool in_reasoning = false;
+    int64_t reasoning_tokens = 0;
+    std::vector<int32_t> forced;
+    std::vector<int32_t> chunk;  // a decode chunk's ids: [last token, forced...]
   };
   // One step between begin_step and finish_step: the scheduled chunks and, per chunk, the
-  // sequence and whether its last row samples the next token.
+  // sequence, whether it samples, whether it verifies drafts, and its first row.
   struct InFlight {
     std::vector<ScheduledChunk> plan;
     std::vector<uint64_t> ids;
-    std::vector<bool> samples;
-    int64_t prompt_tokens = 0;
+    std::vector<bool> samples, verifies;
+    std::vector<int64_t> row0;
+    int64_t rows = 0, prompt_tokens = 0;
+    bool decode_only = true, hidden = false;  // hidden: some chunk needs the hidden rows
+    std::chrono::steady_clock::time_point t0;
   };
   void loop();
   // Takes the inbox and the cancellations (waiting for work when `block`); false on stop.
   bool intake(bool block);
   bool begin_step(InFlight& f);
   void finish_step(InFlight& f);
+  // The K greedy drafts of the MTP head for `s` (feeds its pending inputs first).
+  std::vector<int32_t> draft(Sequence& s);
+  // The allowed-token masks of the chunk's sampled rows (constrained decoding): row 0 from the
+  // constraint's state, row j after the drafts before it (a verify); false when some row
+  // allows nothing (the request then fails).
+  bool fill_masks(Sequence& s, const int32_t* drafts, int64_t rows);
+  // Emits a token of `s`; true when it finished the sequence (stop id or max_tokens). A drawn
+  // token past the reasoning budget is replaced by the forced end (the rest of which is fed
+  // next step); `forced`: a token of that end.
+  bool emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r, bool forced = false);
+  // Prefix cache: resumes a fresh sequence from the longest cached prefix of its prompt (the
+  // chunk is moved past it); snapshots `s`'s state as the prefix ids[0, n) it has been fed.
+  void resume_from_cache(Sequence& s, ScheduledChunk& c);
+  void save_prefix(Sequence& s, const int32_t* ids, int64_t n);
+  // The first prompt length after `after` at which `s` takes a snapshot (prefill chunks are
+  // cut there): a multiple of prefix_snapshot_interval, a requested one, the one before the
+  // last token for a leader; else the prompt's end.
+  int64_t next_snapshot_point(const Sequence& s, int64_t after) const;
+  // Sequences waiting this step for a same-prompt sequence's prefill (their chunks dropped).
+  void defer_same_prompts(std::vector<ScheduledChunk>& plan);
   // Retires a sequence (frees scheduler and backend state); its final event is queued.
   void finish(uint64_t id, FinishReason reason, const std::string& error = "");
   void emit(Sequence& s, TokenEvent ev) { outbox_.emplace_back(&s.sink, std::move(ev)); }
@@ -126,8 +209,24 @@ class Engine {
   std::vector<std::pair<EventSink*, TokenEvent>> outbox_;
   std::vector<std::unique_ptr<Sequence>> retired_;  // kept alive until their events are out
   uint64_t step_prompt_tokens_ = 0, step_generated_ = 0;
+  SpecController spec_;
+  std::unique_ptr<PrefixCache> cache_;
+  uint64_t next_snapshot_ = 1;
+  uint64_t fingerprint_ = 0;  // of the model, for the prefix-cache directory
   EngineStats stats_;  // guarded by mu_
   std::thread thread_;
 };
+
+// Submits one request and waits for its final event (the CLI's generate): its events with
+// their arrival times. Throws nemotron::Error when the request is refused or fails.
+struct TimedEvent {
+  TokenEvent event;
+  std::chrono::steady_clock::time_point at;
+};
+std::vector<TimedEvent> generate_blocking(Engine& engine, GenerationRequest request);
+
+// The default of --speculative-tokens: 3 for a model with an MTP head on a backend that can
+// roll back, else 0.
+int default_speculative_tokens(const model::Backend& backend);
 
 }  // namespace nemotron::runtime

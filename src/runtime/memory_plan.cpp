@@ -175,7 +175,13 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
     plan_cuda(m, req, sms, p);
     return p;
   }
-  const int64_t fixed = p.weight_bytes + p.state_bytes + p.activation_bytes;
+  int64_t fixed = p.weight_bytes + p.state_bytes + p.activation_bytes;
+  if (req.prefix_cache_gib && !(*req.prefix_cache_gib >= 0))
+    throw Error("--prefix-cache-memory must be a non-negative number of GiB");
+  if (req.prefix_cache)
+    p.prefix_cache_bytes = req.prefix_cache_gib ? static_cast<int64_t>(*req.prefix_cache_gib * kGiB)
+                                                : std::max<int64_t>(0, (p.budget_bytes - fixed) / 10);
+  fixed += p.prefix_cache_bytes;
   const int64_t kv_room = p.budget_bytes - fixed;
   const int64_t fit_tokens = p.kv_bytes_per_token > 0 ? kv_room / p.kv_bytes_per_token : INT64_MAX / 4;
   if (p.max_model_len == 0) {
@@ -187,7 +193,8 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
     o << "the model does not fit in " << gib(p.budget_bytes) << ": weights " << gib(p.weight_bytes) << ", "
       << req.max_num_seqs << " state slots " << gib(p.state_bytes) << ", activations " << gib(p.activation_bytes)
       << ", and one sequence of " << p.max_model_len << " tokens needs " << gib(p.kv_bytes_per_token * p.max_model_len)
-      << " of KV cache; lower --max-num-seqs, --max-model-len or --max-step-tokens, or raise --memory";
+      << " of KV cache" << (p.prefix_cache_bytes > 0 ? " (with " + gib(p.prefix_cache_bytes) + " of prefix cache)" : "")
+      << "; lower --max-num-seqs, --max-model-len, --max-step-tokens or --prefix-cache-memory, or raise --memory";
     throw Error(o.str());
   }
   p.kv_token_capacity = p.kv_bytes_per_token > 0
@@ -206,7 +213,9 @@ std::string MemoryPlan::describe() const {
     << "  state slots       " << gib(state_bytes) << "  (" << max_num_seqs << " x " << gib(state_slot_bytes) << ")\n"
     << "  KV cache          " << gib(kv_bytes) << "  (" << kv_token_capacity << " tokens x " << kv_bytes_per_token
     << " B, " << kv_cache_dtype << ")\n"
-    << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n";
+    << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n"
+    << "  prefix cache      " << (prefix_cache_bytes > 0 ? gib(prefix_cache_bytes) : std::string("off"))
+    << (device == "cuda" ? "  (not on the GPU yet)" : "") << "\n";
   if (device == "cuda")
     o << "  CUDA graphs       " << gib(graph_bytes) << "  (bound; " << max_num_seqs << " decode graphs)\n"
       << "  pinned host       " << gib(pinned_host_bytes) << "\n"
@@ -230,6 +239,7 @@ model::BackendOptions MemoryPlan::backend_options() const {
 
 EngineOptions MemoryPlan::engine_options() const {
   EngineOptions e;
+  e.prefix_cache_bytes = prefix_cache_bytes;
   e.limits.max_num_seqs = max_num_seqs;
   e.limits.max_step_tokens = max_step_tokens;
   e.limits.kv_token_capacity = kv_token_capacity;

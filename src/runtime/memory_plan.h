@@ -28,6 +28,11 @@ struct MemoryPlanRequest {
   // CUDA: the device's multiprocessor count (sizes paged attention's workspace); 0 = ask the
   // device, or assume kCudaSmsBound when there is none (planning only, with --memory).
   int cuda_sms = 0;
+  // Prefix cache (snapshots of cached prefixes): its budget in GiB; default (unset) a tenth of
+  // what the budget leaves after weights, state and activations; 0 or prefix_cache false = off.
+  // The CUDA backend has no snapshots yet: there the cache is off.
+  std::optional<double> prefix_cache_gib;
+  bool prefix_cache = true;
 };
 
 inline constexpr int kCudaSmsBound = 160;
@@ -46,6 +51,7 @@ struct MemoryPlan {
   int64_t pinned_host_bytes = 0;       // CUDA: page-locked host buffers (system memory; counted in the total)
   int64_t arena_bytes[3] = {};         // CUDA: the weights, cache and step arenas (one cudaMalloc each)
   bool unified_memory = false;         // CUDA: an integrated GPU (device memory is system memory)
+  int64_t prefix_cache_bytes = 0;     // snapshots of cached prefixes (0: off)
   int64_t total_bytes = 0;
   int max_num_seqs = 0;
   int64_t max_model_len = 0;

@@ -4,9 +4,11 @@
 
 namespace nemotron::runtime {
 
-bool Scheduler::add(uint64_t seq, int64_t prompt_len, int64_t max_tokens) {
-  if (prompt_len <= 0 || max_tokens < 0 || prompt_len + max_tokens > limits_.kv_token_capacity) return false;
-  entries_[seq] = {prompt_len, max_tokens, 0};
+bool Scheduler::add(uint64_t seq, int64_t prompt_len, int64_t max_tokens, int64_t lookahead) {
+  if (prompt_len <= 0 || max_tokens < 0 || lookahead < 0 ||
+      prompt_len + max_tokens + lookahead > limits_.kv_token_capacity)
+    return false;
+  entries_[seq] = {prompt_len, max_tokens, 0, lookahead};
   waiting_.push_back(seq);
   return true;
 }
@@ -17,7 +19,7 @@ void Scheduler::remove(uint64_t seq) {
   auto r = std::find(running_.begin(), running_.end(), seq);
   if (r != running_.end()) {
     running_.erase(r);
-    kv_reserved_ -= it->second.prompt_len + it->second.max_tokens;
+    kv_reserved_ -= it->second.kv();
   } else {
     waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), seq), waiting_.end());
   }
@@ -28,7 +30,7 @@ std::vector<ScheduledChunk> Scheduler::schedule() {
   // Admit FIFO while a slot and the KV reservation are available.
   while (!waiting_.empty() && static_cast<int>(running_.size()) < limits_.max_num_seqs) {
     const Entry& e = entries_[waiting_.front()];
-    const int64_t need = e.prompt_len + e.max_tokens;
+    const int64_t need = e.kv();
     if (kv_reserved_ + need > limits_.kv_token_capacity) break;
     kv_reserved_ += need;
     running_.push_back(waiting_.front());
@@ -41,7 +43,7 @@ std::vector<ScheduledChunk> Scheduler::schedule() {
     const Entry& e = entries_[seq];
     if (e.prefilled == e.prompt_len) {
       step.push_back({seq, -1, 1});
-      --budget;
+      budget -= 1 + e.lookahead;
     }
   }
   for (uint64_t seq : running_) {

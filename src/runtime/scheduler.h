@@ -34,9 +34,12 @@ class Scheduler {
  public:
   explicit Scheduler(const SchedulerLimits& limits) : limits_(limits) {}
 
-  // Queues a sequence with `prompt_len` tokens that may generate up to `max_tokens`.
+  // Queues a sequence with `prompt_len` tokens that may generate up to `max_tokens`. With
+  // `lookahead` > 0 (speculative decoding: a decode step feeds the last token and up to
+  // `lookahead` drafts) a decode step takes 1 + lookahead tokens of the step budget and the KV
+  // reservation covers the drafts past the last token too.
   // Returns false when it can never fit (needs more KV than the whole capacity).
-  bool add(uint64_t seq, int64_t prompt_len, int64_t max_tokens);
+  bool add(uint64_t seq, int64_t prompt_len, int64_t max_tokens, int64_t lookahead = 0);
   // Removes a sequence (finished or cancelled), waiting or running; frees its reservation.
   void remove(uint64_t seq);
 
@@ -52,7 +55,8 @@ class Scheduler {
 
  private:
   struct Entry {
-    int64_t prompt_len = 0, max_tokens = 0, prefilled = 0;
+    int64_t prompt_len = 0, max_tokens = 0, prefilled = 0, lookahead = 0;
+    int64_t kv() const { return prompt_len + max_tokens + lookahead; }
   };
   SchedulerLimits limits_;
   std::deque<uint64_t> waiting_;

@@ -32,6 +32,10 @@ inline ApiError bad_param(const std::string& param, const std::string& message,
   return ApiError(400, message, param, code);
 }
 
+// The same error for an API that names the field `to` where the chat parser says `from`
+// (param, and the quoted name in the message).
+ApiError renamed(const ApiError& e, const std::string& from, const std::string& to);
+
 // The error body for a status (empty param/code become null).
 Json error_body(int status, const std::string& message, const std::string& param = "",
                 const std::string& code = "");

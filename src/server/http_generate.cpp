@@ -14,6 +14,7 @@
 #include <ctime>
 
 #include "server/http_internal.h"
+#include "server/http_job.h"
 #include "server/openai_format.h"
 #include "server/peer_socket.h"
 #include "server/session.h"
@@ -24,70 +25,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr auto kDisconnectCheck = 100ms;
-
-// The choices of one response: the session and one pipeline per choice.
-struct Job {
-  HttpServer::State& state;
-  ModelService& service;
-  std::string id, model;
-  long long created = static_cast<long long>(std::time(nullptr));
-  bool chat = true;
-  bool include_reasoning = true;
-  bool stream = false, include_usage = false;
-  std::string echo;  // completions echo: the prompt text
-  GenerationSession session;
-  std::vector<std::unique_ptr<OutputPipeline>> pipes;
-  int64_t prompt_tokens = 0;
-
-  Job(HttpServer::State& st, ModelService& s) : state(st), service(s), session(s.engine(), &s.metrics()) {}
-
-  void start(const std::vector<int32_t>& prompt, const GenerationOptions& gen, int64_t max_tokens,
-             const PipelineOptions& popts) {
-    prompt_tokens = static_cast<int64_t>(prompt.size());
-    for (int i = 0; i < gen.n; ++i) pipes.push_back(std::make_unique<OutputPipeline>(service.tokenizer(), popts));
-    for (int i = 0; i < gen.n; ++i) session.submit(service.make_request(prompt, gen, max_tokens, i));
-  }
-
-  bool done() const {
-    for (const auto& p : pipes)
-      if (!p->done()) return false;
-    return true;
-  }
-
-  // One engine event through its pipeline; false on timeout. Shutdown cancels everything.
-  bool pump(int& choice, PipelineOutput& out, std::chrono::milliseconds timeout) {
-    if (state.stopping) session.cancel_all();
-    ChoiceEvent ev;
-    if (!session.next(ev, timeout)) return false;
-    choice = ev.choice;
-    OutputPipeline& p = *pipes[static_cast<std::size_t>(choice)];
-    out = p.push(ev.event);
-    if (p.stopped_by_string()) session.cancel(choice);
-    if (out.finished) session.report(choice, p.completion_tokens(), p.finish_reason());
-    return true;
-  }
-
-  // The client is gone: cancel every engine request and count the unfinished choices as
-  // aborted (their final events are never read).
-  void abandon() {
-    session.cancel_all();
-    for (std::size_t i = 0; i < pipes.size(); ++i)
-      if (!pipes[i]->done() && !abandoned) session.report(static_cast<int>(i), pipes[i]->completion_tokens(), "abort");
-    abandoned = true;
-  }
-  bool abandoned = false;
-
-  int64_t completion_tokens() const {
-    int64_t n = 0;
-    for (const auto& p : pipes) n += p->completion_tokens();
-    return n;
-  }
-
-  Json envelope(const char* object) const {
-    return {{"id", id}, {"object", object}, {"created", created}, {"model", model}};
-  }
-};
 
 Json final_response(Job& job) {
   Json body = job.envelope(job.chat ? "chat.completion" : "text_completion");
@@ -112,26 +49,8 @@ Json final_response(Job& job) {
     choices.push_back(c);
   }
   body["choices"] = choices;
-  body["usage"] = usage_json(job.prompt_tokens, job.completion_tokens());
+  body["usage"] = usage_json(job.prompt_tokens, job.completion_tokens(), job.cached_tokens);
   return body;
-}
-
-// Every choice to its end; false (everything cancelled) when the client went away first.
-// The check is timed, not tied to pump timeouts: events may arrive without a pause.
-bool run_to_end(Job& job, const PeerSocket& peer) {
-  int choice = 0;
-  PipelineOutput out;
-  auto next_check = Clock::now() + kDisconnectCheck;
-  while (!job.done()) {
-    job.pump(choice, out, kDisconnectCheck);
-    if (Clock::now() < next_check) continue;
-    if (peer.closed()) {
-      job.abandon();
-      return false;
-    }
-    next_check = Clock::now() + kDisconnectCheck;
-  }
-  return true;
 }
 
 // Chunks for one pipeline output of choice `c`.
@@ -215,7 +134,7 @@ void respond(std::shared_ptr<Job> job, const httplib::Request& req, httplib::Res
         if (job->include_usage) {
           Json ch = job->envelope(job->chat ? "chat.completion.chunk" : "text_completion");
           ch["choices"] = Json::array();
-          ch["usage"] = usage_json(job->prompt_tokens, job->completion_tokens());
+          ch["usage"] = usage_json(job->prompt_tokens, job->completion_tokens(), job->cached_tokens);
           if (!write(sse(ch))) return fail();
         }
         if (!write("data: [DONE]\n\n")) return fail();
@@ -252,6 +171,9 @@ void handle_chat(HttpServer::State& state, ModelService& service, const httplib:
   job->include_reasoning = r.include_reasoning;
   job->stream = r.gen.stream;
   job->include_usage = r.gen.include_usage;
+  if (prompt.history_tokens > 0) job->snapshot_at = {prompt.history_tokens};
+  job->reasoning = prompt.thinking;
+  job->grammar = service.output_grammar(r.gen, &r, &prompt);
   submit_or_400(*job, prompt.ids, r.gen, max_tokens, service.chat_pipeline(r, prompt));
   respond(job, req, res);
 }
@@ -271,6 +193,7 @@ void handle_completion(HttpServer::State& state, ModelService& service, const ht
   job->stream = r.gen.stream;
   job->include_usage = r.gen.include_usage;
   if (r.echo) job->echo = r.prompt_is_ids ? service.tokenizer().decode(prompt) : r.prompt_text;
+  job->grammar = service.output_grammar(r.gen);
   submit_or_400(*job, prompt, r.gen, max_tokens, service.completion_pipeline(r));
   respond(job, req, res);
 }

@@ -78,6 +78,7 @@ void send_json(httplib::Response& res, int status, const Json& body) {
 HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) {
   state_->options = std::move(options);
   State* st = state_.get();
+  st->responses.configure(st->options.responses_store_max, st->options.responses_store_bytes);
   httplib::Server& http = st->http;
   const int threads = st->options.threads;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
@@ -86,24 +87,33 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
   http.set_write_timeout(60, 0);
 
   // Authentication and readiness before routing.
+  // The Anthropic routes also take the key as `x-api-key` (what Anthropic clients send).
   http.set_pre_routing_handler([st](const Request& req, Response& res) {
     if (st->options.api_key.empty() || !needs_key(req.path)) return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
     const std::string prefix = "Bearer ";
     if (auth.rfind(prefix, 0) == 0 && same_key(auth.substr(prefix.size()), st->options.api_key))
       return httplib::Server::HandlerResponse::Unhandled;
-    send_error(res, ApiError(401, auth.empty() ? "Missing API key: pass it as 'Authorization: Bearer <key>'"
-                                               : "Incorrect API key provided",
-                             "", "invalid_api_key"));
+    const bool anthropic = anthropic_path(req.path);
+    const std::string x_api_key = anthropic ? req.get_header_value("x-api-key") : "";
+    if (!x_api_key.empty() && same_key(x_api_key, st->options.api_key))
+      return httplib::Server::HandlerResponse::Unhandled;
+    const bool none = auth.empty() && x_api_key.empty();
+    send_error(req, res,
+               ApiError(401,
+                        !none ? "Incorrect API key provided"
+                        : anthropic ? "Missing API key: pass it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
+                                    : "Missing API key: pass it as 'Authorization: Bearer <key>'",
+                        "", "invalid_api_key"));
     return httplib::Server::HandlerResponse::Handled;
   });
   // Fills the OpenAI error body for statuses httplib produces itself (404, 413, 400 ...).
-  http.set_error_handler(httplib::Server::HandlerWithResponse([](const Request&, Response& res) {
+  http.set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     switch (res.status) {
-      case 404: send_error(res, ApiError(404, "Not found", "", "not_found")); break;
-      case 413: send_error(res, ApiError(413, "The request body is too large", "", "payload_too_large")); break;
-      default: send_json(res, res.status, error_body(res.status, "HTTP error " + std::to_string(res.status))); break;
+      case 404: send_error(req, res, ApiError(404, "Not found", "", "not_found")); break;
+      case 413: send_error(req, res, ApiError(413, "The request body is too large", "", "payload_too_large")); break;
+      default: send_error(req, res, ApiError(res.status, "HTTP error " + std::to_string(res.status), "", "")); break;
     }
     return httplib::Server::HandlerResponse::Handled;
   }));
@@ -116,24 +126,25 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
     return [st, h](const Request& req, Response& res) {
       ModelService* s = st->service.load();
       if (!s || st->stopping) {
-        send_error(res, ApiError(503, s ? "The server is shutting down" : "The model is loading", "", "unavailable"));
+        send_error(req, res,
+                   ApiError(503, s ? "The server is shutting down" : "The model is loading", "", "unavailable"));
         return;
       }
       try {
         h(*st, *s, req, res);
       } catch (const ApiError& e) {
-        send_error(res, e);
+        send_error(req, res, e);
       } catch (const Error& e) {
-        send_error(res, ApiError(400, e.what()));
+        send_error(req, res, ApiError(400, e.what()));
       } catch (const std::exception& e) {
-        send_error(res, ApiError(500, std::string("internal error: ") + e.what(), "", "internal_error"));
+        send_error(req, res, ApiError(500, std::string("internal error: ") + e.what(), "", "internal_error"));
       }
     };
   };
   auto method_not_allowed = [](const char* allowed) {
-    return [allowed](const Request&, Response& res) {
+    return [allowed](const Request& req, Response& res) {
       res.set_header("Allow", allowed);
-      send_error(res, ApiError(405, std::string("Method not allowed; use ") + allowed, "", "method_not_allowed"));
+      send_error(req, res, ApiError(405, std::string("Method not allowed; use ") + allowed, "", "method_not_allowed"));
     };
   };
   auto route = [&](const char* path, bool post, Handler h) {
@@ -148,10 +159,20 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
   };
   route("/v1/chat/completions", true, handle_chat);
   route("/v1/completions", true, handle_completion);
+  route("/v1/messages", true, handle_messages);
+  route("/v1/messages/count_tokens", true, handle_count_tokens);
   route("/v1/models", false, handle_models);
   route("/tokenize", true, handle_tokenize);
   route("/detokenize", true, handle_detokenize);
   route("/metrics", false, handle_metrics);
+  // The Responses API (http_responses.cpp).
+  route("/v1/responses", true, handle_responses_create);
+  const char* response_path = R"(/v1/responses/([^/]+))";
+  http.Get(response_path, wrap(handle_responses_get));
+  http.Delete(response_path, wrap(handle_responses_delete));
+  http.Post(response_path, method_not_allowed("GET, DELETE"));
+  http.Put(response_path, method_not_allowed("GET, DELETE"));
+  http.Patch(response_path, method_not_allowed("GET, DELETE"));
   http.Get("/health", [st](const Request&, Response& res) {
     if (st->service.load() && !st->stopping) send_json(res, 200, {{"status", "ok"}});
     else send_json(res, 503, {{"status", st->stopping ? "stopping" : "loading"}});

@@ -1,11 +1,14 @@
 #pragma once
 // The OpenAI-compatible HTTP front end (cpp-httplib). Routes:
 //   POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,
-//   GET /metrics, POST /tokenize, POST /detokenize.
+//   GET /metrics, POST /tokenize, POST /detokenize, POST /v1/responses,
+//   GET / DELETE /v1/responses/{id}; Anthropic's POST /v1/messages and
+//   POST /v1/messages/count_tokens.
 // A known path with another method answers 405, an unknown path 404, a body over
-// max_body_bytes 413, all with OpenAI-shaped error JSON. With an API key, /v1/*, /tokenize
-// and /detokenize need "Authorization: Bearer <key>" (401 otherwise); /health and /metrics
-// stay open. Until set_service() is called (model loading) /health answers 503 and every
+// max_body_bytes 413, all with OpenAI-shaped error JSON (Anthropic-shaped under
+// /v1/messages). With an API key, /v1/*, /tokenize and /detokenize need
+// "Authorization: Bearer <key>" (401 otherwise; /v1/messages also takes "x-api-key: <key>");
+// /health and /metrics stay open. Until set_service() is called (model loading) /health answers 503 and every
 // other route 503 too.
 #include <atomic>
 #include <cstddef>
@@ -22,6 +25,9 @@ struct HttpOptions {
   std::string api_key;
   std::size_t max_body_bytes = std::size_t{32} << 20;
   int threads = 64;                   // httplib worker threads (one per open connection)
+  // Stored /v1/responses (least recently used evicted beyond either bound; 0 = none stored).
+  std::size_t responses_store_max = 1024;
+  std::size_t responses_store_bytes = std::size_t{256} << 20;
 };
 
 class HttpServer {

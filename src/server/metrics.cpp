@@ -109,6 +109,23 @@ std::string Metrics::render(const runtime::EngineStats& st) const {
   counter("nemotron:prompt_tokens_total", "Prompt tokens processed.", double(st.prompt_tokens_total));
   counter("nemotron:generation_tokens_total", "Tokens generated.", double(st.generation_tokens_total));
   counter("nemotron:engine_steps_total", "Engine steps run.", double(st.steps_total));
+  counter("nemotron:spec_decode_num_drafts", "Speculative verify steps (one per sequence per step).",
+          double(st.spec_drafts));
+  counter("nemotron:spec_decode_num_draft_tokens", "MTP draft tokens verified.", double(st.spec_draft_tokens));
+  counter("nemotron:spec_decode_num_accepted_tokens", "MTP draft tokens accepted.", double(st.spec_accepted_tokens));
+  counter("nemotron:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
+          double(st.prefix_cache.query_tokens));
+  counter("nemotron:prefix_cache_hits", "Prompt tokens resumed from the prefix cache.",
+          double(st.prefix_cache.hit_tokens));
+  gauge("nemotron:prefix_cache_snapshots", "Cached prefixes (backend snapshots).", double(st.prefix_cache.entries));
+  gauge("nemotron:prefix_cache_bytes", "Memory the cached prefixes take.", double(st.prefix_cache.bytes));
+  gauge("nemotron:prefix_cache_budget_bytes", "Memory the prefix cache may take (0: off).",
+        double(st.prefix_cache.budget));
+  header(o, "nemotron:spec_decode_num_accepted_tokens_per_pos", "counter",
+         "MTP draft tokens accepted, by draft position (0 = the first draft).");
+  for (std::size_t k = 0; k < st.spec_accepted_per_pos.size(); ++k)
+    sample(o, "nemotron:spec_decode_num_accepted_tokens_per_pos", labels_ + ",position=\"" + std::to_string(k) + "\"",
+           double(st.spec_accepted_per_pos[k]));
   std::lock_guard<std::mutex> lock(mu_);
   header(o, "nemotron:request_success_total", "counter", "Finished engine requests by finish reason.");
   for (const char* r : {"stop", "length", "tool_calls", "abort", "error"}) {

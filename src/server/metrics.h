@@ -7,6 +7,9 @@
 //              nemotron:state_slots_used, nemotron:state_slots_total
 //   counters   nemotron:prompt_tokens_total, nemotron:generation_tokens_total,
 //              nemotron:engine_steps_total, nemotron:request_success_total{finished_reason},
+//              nemotron:spec_decode_num_drafts, _num_draft_tokens, _num_accepted_tokens,
+//              _num_accepted_tokens_per_pos{position} (speculative decoding, vLLM's names),
+//              nemotron:prefix_cache_queries, _hits (prompt tokens), _snapshots, _bytes, _budget_bytes,
 //              nemotron:http_requests_total{status}
 //   histograms nemotron:time_to_first_token_seconds, nemotron:inter_token_latency_seconds,
 //              nemotron:e2e_request_latency_seconds, nemotron:request_prompt_tokens,

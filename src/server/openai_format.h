@@ -26,7 +26,9 @@ namespace nemotron::server {
 
 std::string make_id(const std::string& prefix);  // prefix + 24 random hex digits
 
-Json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
+// usage: prompt, completion and total tokens, and prompt_tokens_details.cached_tokens (the
+// prompt tokens resumed from the prefix cache).
+Json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_tokens = 0);
 Json chat_logprobs_json(const std::vector<LogprobEntry>& entries);
 // `offset`: text_offset of the first entry; advanced past these entries.
 Json completion_logprobs_json(const std::vector<LogprobEntry>& entries, int64_t& offset);

@@ -84,27 +84,117 @@ std::vector<int32_t> get_token_list(const Json& v, const std::string& param) {
 }
 
 void refuse_unsupported(const Json& body) {
-  if (const Json* rf = field(body, "response_format")) {
-    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
-      throw bad_param("response_format", "'response_format' must be an object with a string 'type'", "invalid_type");
-    const std::string t = (*rf)["type"].get<std::string>();
-    if (t != "text")
-      throw bad_param("response_format", "response_format type '" + t +
-                                             "' is not supported: this server has no constrained decoding yet",
-                      "unsupported_parameter");
-  }
   if (const Json* lb = field(body, "logit_bias")) {
     if (!lb->is_object()) throw wrong_type("logit_bias", "an object", *lb);
     if (!lb->empty()) throw bad_param("logit_bias", "'logit_bias' is not supported", "unsupported_parameter");
   }
   if (get_bool(body, "use_beam_search").value_or(false))
     throw bad_param("use_beam_search", "beam search is not supported", "unsupported_parameter");
-  for (const char* key : {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs"})
-    if (field(body, key)) throw bad_param(key, std::string("'") + key + "' is not supported", "unsupported_parameter");
 }
+
+// A JSON schema given as an object (or true/false) or as JSON text.
+Json schema_value(const Json& v, const std::string& param) {
+  if (v.is_object() || v.is_boolean()) return v;
+  if (v.is_string()) {
+    Json j = Json::parse(v.get<std::string>(), nullptr, false);
+    if (j.is_discarded() || !(j.is_object() || j.is_boolean()))
+      throw bad_param(param, "'" + param + "' is not a JSON schema (an object, or its JSON text)");
+    return j;
+  }
+  throw wrong_type(param, "a JSON schema object", v);
+}
+
+std::string string_value(const Json& v, const std::string& param) {
+  if (!v.is_string() || v.get<std::string>().empty()) throw wrong_type(param, "a non-empty string", v);
+  return v.get<std::string>();
+}
+
+std::vector<std::string> choice_value(const Json& v, const std::string& param) {
+  if (!v.is_array() || v.empty()) throw wrong_type(param, "a non-empty list of strings", v);
+  std::vector<std::string> out;
+  for (const Json& c : v) {
+    if (!c.is_string()) throw wrong_type(param, "a non-empty list of strings", v);
+    out.push_back(c.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+StructuredOutput parse_structured_output(const Json& body) {
+  using Kind = StructuredOutput::Kind;
+  StructuredOutput s;
+  auto set = [&](Kind k, const std::string& param) {
+    if (s.kind != Kind::kNone)
+      throw bad_param(param, "'" + param + "' and '" + s.param + "' both constrain the output: give one");
+    s.kind = k;
+    s.param = param;
+  };
+  if (const Json* rf = field(body, "response_format")) {
+    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
+      throw bad_param("response_format", "'response_format' must be an object with a string 'type'", "invalid_type");
+    const std::string t = (*rf)["type"].get<std::string>();
+    if (t == "json_object") {
+      set(Kind::kJsonObject, "response_format");
+    } else if (t == "json_schema") {
+      const Json* js = field(*rf, "json_schema");
+      if (!js || !js->is_object() || !js->contains("schema"))
+        throw bad_param("response_format", "response_format type 'json_schema' needs 'json_schema': {name, schema}");
+      set(Kind::kJsonSchema, "response_format");
+      s.schema = schema_value((*js)["schema"], "response_format");
+    } else if (t != "text") {
+      throw bad_param("response_format", "response_format type '" + t + "' is not one of text, json_object, json_schema");
+    }
+  }
+  if (const Json* v = field(body, "guided_json")) {
+    set(Kind::kJsonSchema, "guided_json");
+    s.schema = schema_value(*v, "guided_json");
+  }
+  if (const Json* v = field(body, "guided_regex")) {
+    set(Kind::kRegex, "guided_regex");
+    s.text = string_value(*v, "guided_regex");
+  }
+  if (const Json* v = field(body, "guided_choice")) {
+    set(Kind::kChoice, "guided_choice");
+    s.choices = choice_value(*v, "guided_choice");
+  }
+  if (const Json* v = field(body, "guided_grammar")) {
+    set(Kind::kGrammar, "guided_grammar");
+    s.text = string_value(*v, "guided_grammar");
+  }
+  if (const Json* so = field(body, "structured_outputs")) {
+    if (!so->is_object()) throw wrong_type("structured_outputs", "an object", *so);
+    for (const auto& [key, v] : so->items()) {
+      if (v.is_null()) continue;
+      const std::string param = "structured_outputs." + key;
+      if (key == "json") {
+        set(Kind::kJsonSchema, param);
+        s.schema = schema_value(v, param);
+      } else if (key == "regex") {
+        set(Kind::kRegex, param);
+        s.text = string_value(v, param);
+      } else if (key == "choice") {
+        set(Kind::kChoice, param);
+        s.choices = choice_value(v, param);
+      } else if (key == "grammar") {
+        set(Kind::kGrammar, param);
+        s.text = string_value(v, param);
+      } else if (key == "json_object") {
+        if (v.is_boolean() && v.get<bool>()) set(Kind::kJsonObject, param);
+      } else {
+        throw bad_param(param, "'" + param + "' is not supported (json, regex, choice, grammar, json_object)",
+                        "unsupported_parameter");
+      }
+    }
+  }
+  return s;
+}
+
+namespace {
 
 GenerationOptions parse_generation(const Json& body, bool chat) {
   GenerationOptions g;
+  g.structured = parse_structured_output(body);
   kernels::SamplingParams& s = g.sampling;
   if (auto v = get_number(body, "temperature")) {
     check_range("temperature", *v, 0, 2);
@@ -248,6 +338,15 @@ Json error_body(int status, const std::string& message, const std::string& param
   return Json{{"error", e}};
 }
 
+ApiError renamed(const ApiError& e, const std::string& from, const std::string& to) {
+  if (e.param() != from) return e;
+  std::string msg = e.what();
+  const std::string quoted = "'" + from + "'";
+  for (std::size_t at = msg.find(quoted); at != std::string::npos; at = msg.find(quoted, at + to.size() + 2))
+    msg.replace(at, quoted.size(), "'" + to + "'");
+  return ApiError(e.status(), msg, to, e.code());
+}
+
 Json parse_body(const std::string& body) {
   // Bound the nesting before parsing so hostile input cannot exhaust the stack anywhere
   // that walks the tree recursively (dump, the template's tojson).
@@ -280,6 +379,23 @@ ChatRequest parse_chat_request(const Json& body) {
   r.gen = parse_generation(body, true);
   r.include_reasoning = get_bool(body, "include_reasoning").value_or(true);
   r.parallel_tool_calls = get_bool(body, "parallel_tool_calls").value_or(true);
+  if (const Json* e = field(body, "reasoning_effort")) {
+    if (!e->is_string()) throw wrong_type("reasoning_effort", "a string", *e);
+    const std::string v = e->get<std::string>();
+    if (v == "low") r.gen.reasoning_budget = 1024;
+    else if (v == "medium") r.gen.reasoning_budget = 8192;
+    else if (v != "high") throw bad_param("reasoning_effort", "'reasoning_effort' must be low, medium or high");
+  }
+  const auto kw = r.chat_template_kwargs.find("reasoning_budget");
+  if (kw != r.chat_template_kwargs.end() && !kw->is_null()) {
+    if (!kw->is_number_integer() || kw->get<int64_t>() < 0)
+      throw bad_param("chat_template_kwargs", "'chat_template_kwargs.reasoning_budget' must be a non-negative integer");
+    r.gen.reasoning_budget = kw->get<int64_t>();
+  }
+  if (auto v = get_int(body, "thinking_token_budget")) {
+    if (*v < 0) throw bad_param("thinking_token_budget", "'thinking_token_budget' must be a non-negative integer");
+    r.gen.reasoning_budget = *v;
+  }
   if (field(body, "functions") || field(body, "function_call"))
     throw bad_param("functions", "the legacy 'functions' / 'function_call' fields are not supported; use 'tools'",
                     "unsupported_parameter");

@@ -28,13 +28,26 @@
 
 namespace nemotron::server {
 
-// Sampling and stopping fields shared by chat and completions.
 // Which sampling fields the request gave; the others take the model directory's
 // generation_config.json defaults (ModelService), else SamplingParams' own.
 struct SamplingGiven {
   bool temperature = false, top_p = false, top_k = false, min_p = false, repetition_penalty = false;
 };
 
+// Structured outputs: what the output must match (constrained decoding, text/grammar). From
+// response_format {type: json_object | json_schema {schema}}, or vLLM's guided_json,
+// guided_regex, guided_choice, guided_grammar and structured_outputs {json, regex, choice,
+// grammar, json_object}; at most one of them.
+struct StructuredOutput {
+  enum class Kind { kNone, kJsonObject, kJsonSchema, kRegex, kChoice, kGrammar };
+  Kind kind = Kind::kNone;
+  Json schema;                       // kJsonSchema
+  std::string text;                  // kRegex, kGrammar
+  std::vector<std::string> choices;  // kChoice
+  std::string param;                 // the field it came from (errors name it)
+};
+
+// Sampling and stopping fields shared by chat and completions.
 struct GenerationOptions {
   kernels::SamplingParams sampling;     // logprobs = top-N count when logprobs are requested
   SamplingGiven given;
@@ -48,7 +61,15 @@ struct GenerationOptions {
   int top_logprobs = 0;                 // alternatives per token
   bool stream = false;
   bool include_usage = false;           // stream_options.include_usage
+  // Reasoning budget in tokens (chat, when the prompt leaves the model reasoning): from
+  // thinking_token_budget, chat_template_kwargs.reasoning_budget, or reasoning_effort (low 1024,
+  // medium 8192, high unbounded). Absent: unbounded.
+  std::optional<int64_t> reasoning_budget;
+  StructuredOutput structured;
 };
+
+// The structured-output fields of a body (shared with the other APIs' parsers).
+StructuredOutput parse_structured_output(const Json& body);
 
 enum class ToolChoice { kAuto, kNone, kRequired, kNamed };
 

@@ -6,6 +6,7 @@
 
 #include "model/backend.h"
 #include "server/api_error.h"
+#include "server/grammar_constraint.h"
 #include "text/parsers/reasoning_parser.h"
 #include "util/error.h"
 
@@ -54,8 +55,15 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   s->plan_ = runtime::plan_memory(*s->model_, plan);
   log << s->plan_.describe();
   log.flush();
-  s->engine_ = std::make_unique<runtime::Engine>(model::make_backend(*s->model_, s->plan_.backend_options()),
-                                                 s->plan_.engine_options());
+  auto backend = model::make_backend(*s->model_, s->plan_.backend_options());
+  runtime::EngineOptions eo = s->plan_.engine_options();
+  eo.speculative_tokens =
+      config.speculative_tokens >= 0 ? config.speculative_tokens : runtime::default_speculative_tokens(*backend);
+  eo.prefix_cache_dir = config.prefix_cache_dir;
+  if (eo.speculative_tokens > 0)
+    log << "speculative decoding: " << eo.speculative_tokens
+        << " MTP drafts per decode step, verified when measured faster (--speculative-tokens 0: off)\n";
+  s->engine_ = std::make_unique<runtime::Engine>(std::move(backend), eo);
   s->metrics_ = std::make_unique<Metrics>(s->name_);
   return s;
 }
@@ -126,6 +134,20 @@ ChatPrompt ModelService::render_chat(const ChatRequest& r) const {
   }
   p.ids = tokenizer_.encode(p.text, false, true);
   p.thinking = text::prompt_ends_in_reasoning(p.text);
+  if (r.add_generation_prompt) {
+    // The same conversation without the generation prompt: where the next turn diverges.
+    opts.add_generation_prompt = false;
+    try {
+      const std::string history = template_->render(r.messages, p.tools, opts);
+      if (p.text.compare(0, history.size(), history) == 0) {
+        const auto h = tokenizer_.encode(history, false, true);
+        if (h.size() < p.ids.size() && std::equal(h.begin(), h.end(), p.ids.begin()))
+          p.history_tokens = static_cast<int64_t>(h.size());
+      }
+    } catch (const Error&) {
+      // A template that cannot render without the generation prompt: no snapshot point.
+    }
+  }
   return p;
 }
 
@@ -155,10 +177,78 @@ int64_t ModelService::resolve_max_tokens(const GenerationOptions& gen, int64_t p
   return gen.max_tokens.value_or(limit - prompt_len);
 }
 
+std::shared_ptr<const text::grammar::Vocabulary> ModelService::grammar_vocabulary() const {
+  std::call_once(vocabulary_once_, [&] { vocabulary_ = text::grammar::Vocabulary::from_tokenizer(tokenizer_); });
+  return vocabulary_;
+}
+
+std::shared_ptr<const text::grammar::Grammar> ModelService::output_grammar(const GenerationOptions& gen,
+                                                                           const ChatRequest* chat,
+                                                                           const ChatPrompt* prompt) const {
+  namespace grammar = text::grammar;
+  using Kind = StructuredOutput::Kind;
+  const StructuredOutput& s = gen.structured;
+  const bool tool_call = chat && prompt && !prompt->tools.is_null() && !prompt->tools.empty() &&
+                         (chat->tool_choice == ToolChoice::kRequired || chat->tool_choice == ToolChoice::kNamed);
+  if (s.kind == Kind::kNone && !tool_call) return nullptr;
+  if (s.kind != Kind::kNone && tool_call)
+    throw bad_param(s.param, "'" + s.param + "' and an enforced 'tool_choice' cannot be combined");
+  // Compiled grammars are immutable: one per distinct request, kept (bounded).
+  const std::string key = tool_call ? "tools:" + std::string(chat->parallel_tool_calls ? "n:" : "1:") + prompt->tools.dump()
+                                    : std::to_string(static_cast<int>(s.kind)) + ":" + s.schema.dump() + ":" + s.text +
+                                          ":" + Json(s.choices).dump();
+  {
+    std::lock_guard<std::mutex> lock(grammars_mu_);
+    const auto it = grammars_.find(key);
+    if (it != grammars_.end()) return it->second;
+  }
+  std::shared_ptr<const grammar::Grammar> g;
+  const std::string param = tool_call ? "tool_choice" : s.param;
+  try {
+    if (tool_call) {
+      g = tool_call_grammar(prompt->tools, chat->parallel_tool_calls, tokenizer_.token_to_id("<tool_call>"),
+                            tokenizer_.token_to_id("</tool_call>"));
+    } else {
+      switch (s.kind) {
+        case Kind::kJsonObject: g = grammar::json_object(); break;
+        case Kind::kJsonSchema: g = grammar::from_json_schema(s.schema); break;
+        case Kind::kRegex: g = grammar::from_regex(s.text); break;
+        case Kind::kGrammar: g = grammar::from_ebnf(s.text); break;
+        case Kind::kChoice: {
+          std::vector<std::shared_ptr<const grammar::Grammar>> options;
+          for (const auto& c : s.choices) options.push_back(grammar::Grammar::literal(c));
+          g = grammar::Grammar::alternatives(options);
+          break;
+        }
+        case Kind::kNone: break;
+      }
+    }
+  } catch (const Error& e) {
+    throw bad_param(param, "'" + param + "': " + e.what());
+  }
+  std::lock_guard<std::mutex> lock(grammars_mu_);
+  if (grammars_.size() >= 256) grammars_.clear();
+  grammars_.emplace(key, g);
+  return g;
+}
+
 runtime::GenerationRequest ModelService::make_request(const std::vector<int32_t>& prompt, const GenerationOptions& gen,
-                                                      int64_t max_tokens, int choice) const {
+                                                      int64_t max_tokens, int choice, std::vector<int64_t> snapshot_at,
+                                                      bool reasoning,
+                                                      std::shared_ptr<const text::grammar::Grammar> grammar) const {
   runtime::GenerationRequest g;
   g.prompt = prompt;
+  g.snapshot_at = std::move(snapshot_at);
+  if (reasoning) {
+    g.reasoning = true;
+    g.reasoning_end_id = tokenizer_.token_to_id("</think>");
+    if (gen.reasoning_budget) {
+      if (g.reasoning_end_id < 0)
+        throw bad_param("reasoning_effort", "this model's tokenizer has no </think> token: a reasoning budget cannot end reasoning");
+      g.reasoning_budget = *gen.reasoning_budget;
+      g.reasoning_end = tokenizer_.encode("\n</think>\n", false, true);
+    }
+  }
   g.sampling = gen.sampling;
   defaults_.apply(gen.given, g.sampling);
   if (g.sampling.seed) *g.sampling.seed += static_cast<uint64_t>(choice);
@@ -170,6 +260,16 @@ runtime::GenerationRequest ModelService::make_request(const std::vector<int32_t>
       throw bad_param("stop_token_ids", "token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                                             std::to_string(vocab) + ")");
     g.stop_token_ids.push_back(id);
+  }
+  if (grammar) {
+    // The output ends once the grammar is matched: the end-of-sequence ids end it (also with
+    // ignore_eos, which would otherwise leave nothing to draw).
+    for (int32_t id : eos_ids_)
+      if (std::find(g.stop_token_ids.begin(), g.stop_token_ids.end(), id) == g.stop_token_ids.end())
+        g.stop_token_ids.push_back(id);
+    const int32_t think_end = g.reasoning ? tokenizer_.token_to_id("</think>") : -1;
+    g.constraint = std::make_shared<GrammarConstraint>(std::move(grammar), grammar_vocabulary(), eos_ids_,
+                                                       vocab, think_end);
   }
   return g;
 }

@@ -14,7 +14,9 @@
 // returned as text (documented in docs/serving.md).
 #include <cstdint>
 #include <iosfwd>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +27,7 @@
 #include "server/metrics.h"
 #include "server/output_pipeline.h"
 #include "server/request.h"
+#include "text/grammar/grammar.h"
 #include "text/jinja/chat_template.h"
 #include "text/tokenizer/tokenizer.h"
 
@@ -34,6 +37,8 @@ struct ServiceConfig {
   std::string model_dir;
   std::string served_model_name;    // default: the model directory's last component
   runtime::MemoryPlanRequest plan;
+  int speculative_tokens = -1;      // MTP drafts per step; -1 = runtime::default_speculative_tokens
+  std::string prefix_cache_dir;     // keep cached prefixes across restarts (empty: off)
 };
 
 // Sampling defaults from the model directory's generation_config.json (as vLLM applies
@@ -52,6 +57,9 @@ struct ChatPrompt {
   std::vector<int32_t> ids;
   bool thinking = false;            // the prompt leaves the model inside <think>
   Json tools;                       // the tools rendered and parsed (named choice: one)
+  // Tokens of the conversation before the generation prompt, when they are a prefix of `ids`
+  // (0 otherwise): a prefix-cache snapshot point, since the next turn starts with them.
+  int64_t history_tokens = 0;
 };
 
 class ModelService {
@@ -67,6 +75,7 @@ class ModelService {
   runtime::Engine& engine() { return *engine_; }
   const runtime::MemoryPlan& plan() const { return plan_; }
   int64_t max_model_len() const { return plan_.max_model_len; }
+  int speculative_tokens() const { return engine_->options().speculative_tokens; }
   Metrics& metrics() { return *metrics_; }
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
   const SamplingDefaults& sampling_defaults() const { return defaults_; }
@@ -79,8 +88,21 @@ class ModelService {
   // max_tokens for a prompt; ApiError 400 "This model's maximum context length is ..." when
   // prompt + max_tokens exceeds max_model_len. `prompt_param` names the prompt field.
   int64_t resolve_max_tokens(const GenerationOptions& gen, int64_t prompt_len, const std::string& prompt_param) const;
+  // `reasoning`: the prompt leaves the model reasoning (ChatPrompt::thinking): the output starts
+  // inside <think>, and gen.reasoning_budget applies.
+  // `grammar`: the output's constraint (output_grammar), or null.
   runtime::GenerationRequest make_request(const std::vector<int32_t>& prompt, const GenerationOptions& gen,
-                                          int64_t max_tokens, int choice) const;
+                                          int64_t max_tokens, int choice, std::vector<int64_t> snapshot_at = {},
+                                          bool reasoning = false,
+                                          std::shared_ptr<const text::grammar::Grammar> grammar = nullptr) const;
+  // The grammar a request's output must match: its structured output (gen.structured), or, for
+  // a chat request with tools and tool_choice "required" or a named function, the tool call.
+  // Null when the output is free. ApiError 400 naming the field when it cannot compile.
+  std::shared_ptr<const text::grammar::Grammar> output_grammar(const GenerationOptions& gen,
+                                                               const ChatRequest* chat = nullptr,
+                                                               const ChatPrompt* prompt = nullptr) const;
+  // The tokenizer's vocabulary as the grammar matcher reads it (built on first use).
+  std::shared_ptr<const text::grammar::Vocabulary> grammar_vocabulary() const;
   PipelineOptions chat_pipeline(const ChatRequest& request, const ChatPrompt& prompt) const;
   PipelineOptions completion_pipeline(const CompletionRequest& request) const;
 
@@ -95,6 +117,10 @@ class ModelService {
   std::unique_ptr<Metrics> metrics_;
   std::vector<int32_t> eos_ids_;
   SamplingDefaults defaults_;
+  mutable std::once_flag vocabulary_once_;
+  mutable std::shared_ptr<const text::grammar::Vocabulary> vocabulary_;
+  mutable std::mutex grammars_mu_;
+  mutable std::map<std::string, std::shared_ptr<const text::grammar::Grammar>> grammars_;  // compiled, by request
   std::vector<int32_t> keep_special_ids_;  // <think>, </think>, <tool_call>, </tool_call>
   bool add_special_for_completions_ = false;
 };

@@ -14,6 +14,7 @@ namespace nemotron::server {
 struct ServiceFlags {
   ServiceConfig config;
   double memory_gib = 0;  // 0 = not given
+  bool no_prefix_cache = false;
 };
 
 inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
@@ -30,6 +31,17 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8"}));
   app.add_option("--memory", f.memory_gib, "Memory budget in GiB (default: available memory minus a margin)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--speculative-tokens", f.config.speculative_tokens,
+                 "MTP drafts verified per decode step (0 = off; default 3 when the model has an MTP head and the "
+                 "backend can roll back, else 0); verified only while measured faster")
+      ->check(CLI::Range(0, 16));
+  app.add_option("--prefix-cache-memory", f.config.plan.prefix_cache_gib,
+                 "GiB for prefix-cache snapshots (default: a tenth of the memory left after weights, state and "
+                 "activations)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--no-prefix-cache", f.no_prefix_cache, "Turn the prefix cache off");
+  app.add_option("--prefix-cache-dir", f.config.prefix_cache_dir,
+                 "Keep the cached prefixes in DIR across restarts (written when the server stops, read at start)");
   f.config.plan.device = "";  // resolved at load: cuda when a CUDA device is present
   app.add_option("--device", f.config.plan.device, "Device: cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
@@ -38,6 +50,7 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
 // Call after parsing.
 inline void finish_service_flags(ServiceFlags& f) {
   if (f.memory_gib > 0) f.config.plan.memory_gib = f.memory_gib;
+  if (f.no_prefix_cache) f.config.plan.prefix_cache = false;
 }
 
 }  // namespace nemotron::server

@@ -31,12 +31,40 @@ TEST(MemoryPlan, ExactComponentSizes) {
   EXPECT_EQ(p.kv_bytes_per_token, 2 * 2 * c.kv_dim() * 4);
   EXPECT_EQ(p.weight_bytes, static_cast<int64_t>(model().checkpoint.total_bytes()));
   EXPECT_EQ(p.kv_token_capacity, 4000);  // enough for every slot at full length
-  EXPECT_EQ(p.total_bytes, p.weight_bytes + p.state_bytes + p.kv_bytes + p.activation_bytes);
+  EXPECT_EQ(p.total_bytes, p.weight_bytes + p.state_bytes + p.kv_bytes + p.activation_bytes + p.prefix_cache_bytes);
   EXPECT_LE(p.total_bytes, p.budget_bytes);
+  // The prefix cache: a tenth of what the budget leaves after weights, state and activations.
+  EXPECT_EQ(p.prefix_cache_bytes,
+            (p.budget_bytes - p.weight_bytes - p.state_bytes - p.activation_bytes) / 10);
   const auto e = p.engine_options();
+  EXPECT_EQ(e.prefix_cache_bytes, p.prefix_cache_bytes);
   EXPECT_EQ(e.max_model_len, 1000);
   EXPECT_EQ(e.limits.kv_token_capacity, 4000);
   EXPECT_THAT(p.describe(), HasSubstr("KV cache"));
+}
+
+TEST(MemoryPlan, PrefixCacheMemoryIsAFlagAndCanBeOff) {
+  MemoryPlanRequest r;
+  r.max_num_seqs = 4;
+  r.max_model_len = 1000;
+  r.memory_gib = 1.0;
+  r.prefix_cache_gib = 0.25;
+  auto p = plan_memory(model(), r);
+  EXPECT_EQ(p.prefix_cache_bytes, int64_t{1} << 28);
+  EXPECT_THAT(p.describe(), HasSubstr("prefix cache      0.250 GiB"));
+  r.prefix_cache = false;
+  p = plan_memory(model(), r);
+  EXPECT_EQ(p.prefix_cache_bytes, 0);
+  EXPECT_THAT(p.describe(), HasSubstr("prefix cache      off"));
+  r.prefix_cache = true;
+  r.prefix_cache_gib = 0.99;  // leaves too little for one sequence's KV
+  r.max_model_len = 100000;
+  try {
+    plan_memory(model(), r);
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("--prefix-cache-memory"));
+  }
 }
 
 TEST(MemoryPlan, CapacityLimitedByBudgetNeverExceedsIt) {

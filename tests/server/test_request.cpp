@@ -84,7 +84,16 @@ TEST(Request, EachInvalidFieldIsNamed) {
       {R"({"messages":[{"role":"user","content":"x"}],"stop":[1]})", "stop"},
       {R"({"messages":[{"role":"user","content":"x"}],"stop_token_ids":[-1]})", "stop_token_ids"},
       {R"({"messages":[{"role":"user","content":"x"}],"top_logprobs":2})", "top_logprobs"},
-      {R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})", "response_format"},
+      {R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}})", "response_format"},
+      {R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}})", "response_format"},
+      {R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"},"guided_regex":"a"})",
+       "guided_regex"},
+      {R"({"messages":[{"role":"user","content":"x"}],"guided_json":"{not json"})", "guided_json"},
+      {R"({"messages":[{"role":"user","content":"x"}],"guided_regex":""})", "guided_regex"},
+      {R"({"messages":[{"role":"user","content":"x"}],"guided_choice":[]})", "guided_choice"},
+      {R"({"messages":[{"role":"user","content":"x"}],"guided_choice":["a",1]})", "guided_choice"},
+      {R"({"messages":[{"role":"user","content":"x"}],"structured_outputs":{"xml":"a"}})", "structured_outputs.xml"},
+      {R"({"messages":[{"role":"user","content":"x"}],"structured_outputs":[]})", "structured_outputs"},
       {R"({"messages":[{"role":"user","content":"x"}],"functions":[]})", "functions"},
       {R"({"messages":[{"role":"user","content":"x"}],"tool_choice":"required"})", "tool_choice"},
       {R"({"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}})", "stream_options"},
@@ -110,6 +119,37 @@ TEST(Request, Completions) {
   EXPECT_EQ(error_param([] { parse_completion_request(j(R"({"prompt":["a","b"]})")); }), "prompt");
   EXPECT_EQ(error_param([] { parse_completion_request(j(R"({"prompt":[1,2.5]})")); }), "prompt");
   EXPECT_EQ(error_param([] { parse_completion_request(j(R"({"prompt":"x","logprobs":true})")); }), "logprobs");
+}
+
+TEST(Request, StructuredOutputs) {
+  using Kind = StructuredOutput::Kind;
+  auto so = [](const char* body) { return parse_chat_request(j(body)).gen.structured; };
+  const char* m = R"("messages":[{"role":"user","content":"x"}])";
+  auto with = [&](const std::string& extra) { return so(("{" + std::string(m) + "," + extra + "}").c_str()); };
+  EXPECT_EQ(so(R"({"messages":[{"role":"user","content":"x"}]})").kind, Kind::kNone);
+  EXPECT_EQ(with(R"("response_format":{"type":"text"})").kind, Kind::kNone);
+  EXPECT_EQ(with(R"("response_format":{"type":"json_object"})").kind, Kind::kJsonObject);
+  StructuredOutput s = with(R"("response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"integer"}}})");
+  EXPECT_EQ(s.kind, Kind::kJsonSchema);
+  EXPECT_EQ(s.schema, j(R"({"type":"integer"})"));
+  EXPECT_EQ(s.param, "response_format");
+  s = with(R"("guided_json":"{\"type\":\"string\"}")");  // a schema as JSON text
+  EXPECT_EQ(s.kind, Kind::kJsonSchema);
+  EXPECT_EQ(s.schema, j(R"({"type":"string"})"));
+  EXPECT_EQ(s.param, "guided_json");
+  s = with(R"("guided_regex":"[a-z]+")");
+  EXPECT_EQ(s.kind, Kind::kRegex);
+  EXPECT_EQ(s.text, "[a-z]+");
+  s = with(R"("guided_choice":["yes","no"])");
+  EXPECT_EQ(s.kind, Kind::kChoice);
+  EXPECT_EQ(s.choices, (std::vector<std::string>{"yes", "no"}));
+  s = with(R"("guided_grammar":"root ::= \"a\"")");
+  EXPECT_EQ(s.kind, Kind::kGrammar);
+  s = with(R"("structured_outputs":{"choice":["a"],"json":null})");
+  EXPECT_EQ(s.kind, Kind::kChoice);
+  EXPECT_EQ(s.param, "structured_outputs.choice");
+  EXPECT_EQ(with(R"("structured_outputs":{"json_object":true})").kind, Kind::kJsonObject);
+  EXPECT_EQ(parse_completion_request(j(R"({"prompt":"x","guided_regex":"a"})")).gen.structured.kind, Kind::kRegex);
 }
 
 TEST(Request, BodyParsing) {

@@ -39,6 +39,7 @@ void relu2(std::vector<float>& v) {
 struct Rows {
   BlockCache* cache;
   int64_t row0, T, pos0;
+  std::vector<BlockCache>* keep = nullptr;  // [T]: a Mamba block's state after each row
 };
 
 // Mamba-2 mixer over the step's rows u [R, H] -> [R, H]; conv and scan per sequence.
@@ -55,10 +56,17 @@ std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, const std
     std::copy(r + di + cd, r + W, dt.data() + t * Hm);
   }
   std::vector<float> conv_out(R * cd);
-  for (const auto& s : segs)
-    kernels::causal_conv1d_silu_cpu(xbc.data() + s.row0 * cd, s.cache->conv.data(), w.conv_weight.data(),
-                                    w.conv_bias.empty() ? nullptr : w.conv_bias.data(), s.T, cd, c.conv_kernel,
-                                    conv_out.data() + s.row0 * cd);
+  // A segment that keeps its per-row states runs conv and scan one row at a time (the same
+  // arithmetic: both are sequential in the rows) and copies the state after each row.
+  for (const auto& s : segs) {
+    const int64_t step = s.keep ? 1 : s.T;
+    for (int64_t t = 0; t < s.T; t += step) {
+      kernels::causal_conv1d_silu_cpu(xbc.data() + (s.row0 + t) * cd, s.cache->conv.data(), w.conv_weight.data(),
+                                      w.conv_bias.empty() ? nullptr : w.conv_bias.data(), step, cd, c.conv_kernel,
+                                      conv_out.data() + (s.row0 + t) * cd);
+      if (s.keep) (*s.keep)[t].conv = s.cache->conv;
+    }
+  }
   std::vector<float> x(R * di), B(R * GN), C(R * GN);
   for (int64_t t = 0; t < R; ++t) {
     const float* r = conv_out.data() + t * cd;
@@ -68,11 +76,17 @@ std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, const std
   }
   kernels::SsmDims dims{Hm, c.mamba_head_dim, c.ssm_state_size, c.n_groups};
   std::vector<float> y(R * di);
-  for (const auto& s : segs)
-    kernels::ssm_scan_cpu(x.data() + s.row0 * di, dt.data() + s.row0 * Hm, B.data() + s.row0 * GN,
-                          C.data() + s.row0 * GN, w.dt_bias.data(), w.A.data(), w.D.data(), dims,
-                          static_cast<float>(c.time_step_limit_min), static_cast<float>(c.time_step_limit_max),
-                          s.T, s.cache->ssm.data(), y.data() + s.row0 * di);
+  for (const auto& s : segs) {
+    const int64_t step = s.keep ? 1 : s.T;
+    for (int64_t t = 0; t < s.T; t += step) {
+      const int64_t r = s.row0 + t;
+      kernels::ssm_scan_cpu(x.data() + r * di, dt.data() + r * Hm, B.data() + r * GN, C.data() + r * GN,
+                            w.dt_bias.data(), w.A.data(), w.D.data(), dims,
+                            static_cast<float>(c.time_step_limit_min), static_cast<float>(c.time_step_limit_max), step,
+                            s.cache->ssm.data(), y.data() + r * di);
+      if (s.keep) (*s.keep)[t].ssm = s.cache->ssm;
+    }
+  }
   kernels::gated_rmsnorm_cpu(y.data(), z.data(), w.norm.data(), R, di, di / c.n_groups,
                              static_cast<float>(c.norm_eps), y.data());
   return apply(w.out_proj, y, R);
@@ -207,6 +221,27 @@ RoutingScope::RoutingScope(RoutingHook hook) : hook_(std::move(hook)), prev_(t_r
 
 RoutingScope::~RoutingScope() { t_routing_hook = prev_; }
 
+void roll_back_state(SequenceState& state, const RowStates& rows, const std::vector<BlockCache>& before, int64_t pos,
+                     int64_t kv_dim) {
+  if (pos > state.pos) throw Error("roll back: position " + std::to_string(pos) + " is ahead of the state's " +
+                                   std::to_string(state.pos));
+  for (std::size_t b = 0; b < state.blocks.size(); ++b) {
+    BlockCache& c = state.blocks[b];
+    if (!c.conv.empty() || !c.ssm.empty()) {  // Mamba: the state after row pos - pos0 - 1
+      const auto& kept = rows.at(b);
+      const int64_t n = static_cast<int64_t>(kept.size()) - (state.pos - pos);  // rows kept
+      if (n < 0) throw Error("roll back: position " + std::to_string(pos) + " is before the kept chunk");
+      const BlockCache& src = n == 0 ? before.at(b) : kept[static_cast<std::size_t>(n - 1)];
+      c.conv = src.conv;
+      c.ssm = src.ssm;
+    } else {  // attention: K/V rows for positions [0, pos)
+      c.k.resize(static_cast<std::size_t>(std::min<int64_t>(static_cast<int64_t>(c.k.size()), pos * kv_dim)));
+      c.v.resize(static_cast<std::size_t>(std::min<int64_t>(static_cast<int64_t>(c.v.size()), pos * kv_dim)));
+    }
+  }
+  state.pos = pos;
+}
+
 int32_t argmax(const float* v, int64_t n) {
   int64_t best = 0;
   for (int64_t i = 1; i < n; ++i)
@@ -233,7 +268,7 @@ void CpuModel::run_block(const BlockWeights& b, int index, const std::vector<Seg
   std::vector<float> u(R * H);
   kernels::rmsnorm_cpu(x.data(), b.norm.data(), R, H, static_cast<float>(c.norm_eps), u.data());
   std::vector<Rows> rows;
-  for (const auto& s : segs) rows.push_back({s.cache, s.row0, s.T, s.pos0});
+  for (const auto& s : segs) rows.push_back({s.cache, s.row0, s.T, s.pos0, s.keep});
   std::vector<float> y;
   switch (b.kind) {
     case LayerKind::Mamba: y = mamba_mixer(c, b.mamba, rows, u, R); break;
@@ -306,12 +341,21 @@ std::vector<ForwardResult> CpuModel::forward_batch(const std::vector<SequenceChu
     all_logits.push_back(ch.all_logits);
   }
   if (observer) observer(0, x);
+  for (const auto& ch : chunks)
+    if (ch.row_states) {
+      ch.row_states->assign(w.blocks.size(), {});
+      for (std::size_t l = 0; l < w.blocks.size(); ++l)
+        if (w.blocks[l].kind == LayerKind::Mamba) (*ch.row_states)[l].resize(static_cast<std::size_t>(ch.T));
+    }
   std::vector<Segment> segs(chunks.size());
   for (std::size_t l = 0; l < w.blocks.size(); ++l) {
     row = 0;
     for (std::size_t i = 0; i < chunks.size(); ++i) {
-      segs[i] = {&chunks[i].state->blocks[l], row, chunks[i].T, chunks[i].state->pos};
-      row += chunks[i].T;
+      const auto& ch = chunks[i];
+      std::vector<BlockCache>* keep =
+          ch.row_states && w.blocks[l].kind == LayerKind::Mamba ? &(*ch.row_states)[l] : nullptr;
+      segs[i] = {&ch.state->blocks[l], row, ch.T, ch.state->pos, keep};
+      row += ch.T;
     }
     run_block(w.blocks[l], static_cast<int>(l), segs, x, R);
     if (observer) observer(static_cast<int>(l) + 1, x);

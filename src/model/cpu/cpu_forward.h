@@ -74,13 +74,27 @@ struct ForwardResult {
   std::vector<float> hidden;  // [T, H] after the final norm (the MTP head's input)
 };
 
+// The recurrent state of a chunk's Mamba blocks after each of its rows, for rolling a
+// sequence back into the chunk (speculative decoding): row_states[b][t] holds block b's conv
+// window and SSM state after row t (empty for blocks of other kinds, whose state -- K/V rows
+// -- is cut back by length instead).
+using RowStates = std::vector<std::vector<BlockCache>>;
+
 // One sequence's part of a batched step: T new tokens continuing from *state.
 struct SequenceChunk {
   SequenceState* state = nullptr;
   const int32_t* ids = nullptr;
   int64_t T = 0;
   bool all_logits = false;  // logits for every new position, or the last one only
+  RowStates* row_states = nullptr;  // when set: filled with the per-row Mamba states
 };
+
+// Rolls `state` (which ran `chunk_rows` rows from position state.pos - chunk_rows, keeping
+// `rows` (RowStates of that chunk) and `before` (its Mamba states before the chunk)) back to
+// position `pos`: Mamba states from the kept rows, K/V rows cut to `pos`. Exact: the sequence
+// continues as if only tokens before `pos` had been fed.
+void roll_back_state(SequenceState& state, const RowStates& rows, const std::vector<BlockCache>& before, int64_t pos,
+                     int64_t kv_dim);
 
 class CpuModel {
  public:
@@ -112,6 +126,7 @@ class CpuModel {
   struct Segment {
     BlockCache* cache;
     int64_t row0, T, pos0;
+    std::vector<BlockCache>* keep = nullptr;  // [T]: the block's state after each row
   };
   // `index`: the block's number for RoutingHook (trunk l, MTP block j: num_layers + j).
   void run_block(const BlockWeights& b, int index, const std::vector<Segment>& segs, std::vector<float>& x,

@@ -326,9 +326,13 @@ struct Walk {
     d.h_top_ids = static_cast<int32_t*>(a.pinned(top * 4));
     d.d_top_lp = f32(top);
     d.h_top_lp = static_cast<float*>(a.pinned(top * 4));
+    const int64_t mask_words = S * ((V + 31) / 32);
+    d.d_masks = a.array<uint32_t>(Use::Activations, mask_words);
+    d.h_masks = static_cast<uint32_t*>(a.pinned(mask_words * 4));
+    d.d_mask_rows = i32(S);
+    d.h_mask_rows = static_cast<int32_t*>(a.pinned(S * 4));
     // The sampler needs no workspace (kernels::sample_workspace_bytes is 0; it must run on the
     // device, where it also prepares the kernels: CudaModel's constructor calls it).
-    (void)V;
     d.sample_ws_bytes = 0;
     d.sample_ws = nullptr;
     bool any_attention = false;

@@ -182,6 +182,10 @@ struct DeviceBuffers {
   int64_t sample_ws_bytes = 0;
   int32_t* pen_counts = nullptr;
   uint32_t* pen_seen = nullptr;
+  // Constrained decoding: allowed-token masks [max_seqs, ceil(V / 32)] and per sample row the
+  // mask it takes (-1: none), with pinned host copies (kernels/token_mask_cuda.h).
+  uint32_t *d_masks = nullptr, *h_masks = nullptr;
+  int32_t *d_mask_rows = nullptr, *h_mask_rows = nullptr;
   // Split-K partials of paged attention, sized for any step of up to max_step_tokens rows.
   void* attn_ws = nullptr;
   int64_t attn_ws_bytes = 0;

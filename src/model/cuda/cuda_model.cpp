@@ -18,6 +18,13 @@ int CudaModel::acquire_slot() { throw Error("no CUDA backend"); }
 void CudaModel::release_slot(int) {}
 int64_t CudaModel::position(int) const { return 0; }
 int CudaModel::slots() const { return 0; }
+void CudaModel::roll_back(int, int64_t) { throw Error("no CUDA backend"); }
+void CudaModel::save_snapshot(int, uint64_t) { throw Error("no CUDA backend"); }
+std::vector<uint8_t> CudaModel::export_snapshot(uint64_t) const { throw Error("no CUDA backend"); }
+void CudaModel::import_snapshot(uint64_t, const std::vector<uint8_t>&) { throw Error("no CUDA backend"); }
+void CudaModel::load_snapshot(uint64_t, int) { throw Error("no CUDA backend"); }
+void CudaModel::observe_prompt(int, const int32_t*, int64_t) { throw Error("no CUDA backend"); }
+void CudaModel::mtp_roll_back(int, int64_t) { throw Error("no CUDA backend"); }
 void CudaModel::begin_step(const std::vector<StepChunk>&) { throw Error("no CUDA backend"); }
 std::vector<StepOutput> CudaModel::finish_step() { throw Error("no CUDA backend"); }
 std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>&) { throw Error("no CUDA backend"); }
@@ -161,6 +168,8 @@ void CudaModel::begin_step(const std::vector<StepChunk>& chunks) {
   bool decode = true;
   for (const auto& ch : chunks) {
     if (ch.sampling) ch.sampling->validate();
+    if (ch.keep_states || (ch.sample && ch.sample_rows != 1))
+      throw Error("CUDA model: speculative decoding (keep_states, sample_rows > 1) is not implemented on the GPU yet");
     LogitsOut rows = ch.logits;
     if (ch.sample && rows == LogitsOut::None) rows = LogitsOut::Last;
     steps.push_back({ch.slot, ch.ids, ch.T, rows});
@@ -173,7 +182,10 @@ void CudaModel::begin_step(const std::vector<StepChunk>& chunks) {
   int64_t L = 0;
   const int64_t R = s.prepare_step(s.trunk, steps, L);
   const int64_t B = static_cast<int64_t>(steps.size());
-  s.pending.n_samples = s.pack_samples(chunks, steps, s.graph_step(R, B, L, B));
+  // A step with allowed-token masks runs eagerly (the decode graphs carry no mask kernel).
+  bool masked = false;
+  for (const auto& ch : chunks) masked = masked || (ch.sample && ch.allowed);
+  s.pending.n_samples = s.pack_samples(chunks, steps, !masked && s.graph_step(R, B, L, B));
   s.run_trunk(steps, R, L, s.pending.n_samples);
   if (s.pending.n_samples > 0) s.enqueue_sample_copies();
   for (const auto& st : steps) s.trunk.pos[st.slot] += st.T;
@@ -214,8 +226,37 @@ std::vector<StepOutput> CudaModel::finish_step() {
     const int n = ch.sampling ? std::min(ch.sampling->logprobs, kernels::kMaxTopLogprobs) : 0;
     for (int j = 0; j < n; ++j)
       r.top.push_back({s.h_top_ids[row * kernels::kMaxTopLogprobs + j], s.h_top_lp[row * kernels::kMaxTopLogprobs + j]});
+    out[i].samples.push_back(r);
   }
   return out;
+}
+
+void CudaModel::roll_back(int, int64_t) {
+  throw Error("CUDA model: roll_back (speculative decoding) is not implemented on the GPU yet");
+}
+
+void CudaModel::mtp_roll_back(int, int64_t) {
+  throw Error("CUDA model: mtp_roll_back (speculative decoding) is not implemented on the GPU yet");
+}
+
+void CudaModel::save_snapshot(int, uint64_t) {
+  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
+}
+
+void CudaModel::load_snapshot(uint64_t, int) {
+  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
+}
+
+std::vector<uint8_t> CudaModel::export_snapshot(uint64_t) const {
+  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
+}
+
+void CudaModel::import_snapshot(uint64_t, const std::vector<uint8_t>&) {
+  throw Error("CUDA model: prefix-cache snapshots are not implemented on the GPU yet");
+}
+
+void CudaModel::observe_prompt(int, const int32_t*, int64_t) {
+  throw Error("CUDA model: observe_prompt (prefix cache) is not implemented on the GPU yet");
 }
 
 std::vector<std::vector<float>> CudaModel::forward(const std::vector<CudaChunk>& chunks) {

@@ -67,6 +67,20 @@ class CudaModel final : public Backend {
 
   void begin_step(const std::vector<StepChunk>& chunks) override;
   std::vector<StepOutput> finish_step() override;
+  // Speculative decoding's roll-back is not implemented on the GPU yet: chunks with
+  // keep_states or sample_rows > 1 are refused, and the engine does not speculate here.
+  bool can_roll_back() const override { return false; }
+  void roll_back(int slot, int64_t pos) override;
+  void mtp_roll_back(int slot, int64_t pos) override;
+  // Prefix-cache snapshots are not implemented on the GPU yet (the engine then caches nothing).
+  bool can_snapshot() const override { return false; }
+  int64_t snapshot_bytes(int64_t) const override { return 0; }
+  void save_snapshot(int slot, uint64_t id) override;
+  void load_snapshot(uint64_t id, int slot) override;
+  void drop_snapshot(uint64_t) override {}
+  std::vector<uint8_t> export_snapshot(uint64_t) const override;
+  void import_snapshot(uint64_t, const std::vector<uint8_t>&) override;
+  void observe_prompt(int slot, const int32_t* ids, int64_t n) override;
 
   // Shorthands over step() for tests and benchmarks.
   // forward: each chunk's logits (fp32 [rows, V]: every row with all_logits, else the last)

@@ -23,6 +23,7 @@
 #ifdef NEMOTRON_HAVE_CUDA
 
 #include "kernels/elementwise_cuda.h"
+#include "kernels/sampling_cuda.h"
 #include "kernels/norm_cuda.h"
 #include "model/cuda/cuda_model_internal.h"
 
@@ -38,12 +39,17 @@ void CudaModel::Impl::enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_s
   const uint16_t* y2_prev = nullptr;
   const uint16_t* y_prev = run_stack(trunk, R, B, &y2_prev);
   head(norm_f, y_prev, y2_prev, R, L);
-  if (n_samples > 0) enqueue_sampling(R, n_samples);
+  // Every input row joins its slot's seen set, in every step (prompt tokens for the repetition
+  // penalty, also of prefill chunks that draw nothing; a decode row's token was already marked
+  // when it was drawn).
+  kernels::penalty_mark_seen_cuda(d_ids, d_query_seq, R, pen_seen, c.vocab_size, stream);
+  if (n_samples > 0) enqueue_sampling(n_samples);
 }
 
 bool CudaModel::Impl::graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const {
-  // R == B: every chunk is one token; the graph computes B logit rows and samples B rows.
-  return opt.cuda_graphs && !record_routing && !profiling && R == B && L == B && n_samples == B &&
+  // R == B: every chunk is one token; the graph computes B logit rows and samples B rows. A
+  // step with allowed-token masks (pending.masks, set by pack_samples) runs eagerly.
+  return opt.cuda_graphs && !record_routing && !profiling && !pending.masks && R == B && L == B && n_samples == B &&
          B < static_cast<int64_t>(graphs.size());
 }
 

@@ -115,6 +115,7 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
     std::vector<int> sample_row;
     int64_t L = 0, n_samples = 0;
     bool logprobs = false;  // some row asked for top logprobs
+    bool masks = false;     // some row has an allowed-token mask (constrained decoding)
   } pending;
   // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used).
   std::vector<cudaGraphExec_t> graphs;
@@ -188,9 +189,9 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   std::vector<std::vector<float>> collect_logits(Stack& st, const std::vector<StepChunk>& chunks, int64_t L);
   // cuda_model_graph.cpp
   // Enqueues the trunk step over the inputs prepare_step uploaded (R rows, B chunks, L logit
-  // rows) and, with n_samples > 0, the penalty marks and the sampling of the first n_samples
-  // rows of d_sample_rows: eagerly, or, for B single-token chunks with graphs on, by replaying
-  // (capturing first if new) the graph for B, which always samples B rows.
+  // rows), the penalty marks of its input rows and, with n_samples > 0, the sampling of the
+  // first n_samples rows of d_sample_rows: eagerly, or, for B single-token chunks with graphs
+  // on, by replaying (capturing first if new) the graph for B, which always samples B rows.
   void run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, int64_t n_samples);
   void enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_samples);
   // Does a step of this shape replay the decode graph?
@@ -200,7 +201,7 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // row per chunk, greedy placeholders for the others) and queues their copy; returns the count.
   int64_t pack_samples(const std::vector<model::StepChunk>& chunks, const std::vector<StepChunk>& steps,
                        bool all_rows);
-  void enqueue_sampling(int64_t R, int64_t n_samples);
+  void enqueue_sampling(int64_t n_samples);
   // Queues the device-to-host copies of the sampled ids (and top logprobs when asked).
   void enqueue_sample_copies();
   void reset_penalties(int slot);

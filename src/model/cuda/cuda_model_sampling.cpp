@@ -3,6 +3,8 @@
 // The buffers are placed by the buffer walk (cuda_buffers.h).
 #ifdef NEMOTRON_HAVE_CUDA
 
+#include "kernels/token_mask.h"
+#include "kernels/token_mask_cuda.h"
 #include "model/cuda/cuda_model_internal.h"
 
 namespace nemotron::model {
@@ -17,7 +19,8 @@ void CudaModel::Impl::reset_penalties(int slot) {
 
 int64_t CudaModel::Impl::pack_samples(const std::vector<model::StepChunk>& chunks, const std::vector<StepChunk>& steps,
                                       bool all_rows) {
-  int64_t n = 0, logit_row = 0;
+  int64_t n = 0, logit_row = 0, masks = 0;
+  const int64_t words = kernels::token_mask_words(model.config.vocab_size);
   pending.sample_row.assign(chunks.size(), -1);
   pending.logprobs = false;
   for (std::size_t i = 0; i < chunks.size(); ++i) {
@@ -33,23 +36,36 @@ int64_t CudaModel::Impl::pack_samples(const std::vector<model::StepChunk>& chunk
     const int32_t penalty_slot = real && p.penalized() ? ch.slot : -1;
     h_sample_rows[n] = kernels::make_sample_row(p, static_cast<int32_t>(logit_row - 1), penalty_slot, ch.seed, ch.draw);
     pending.logprobs = pending.logprobs || (real && p.logprobs > 0);
+    h_mask_rows[n] = -1;
+    if (ch.sample && ch.allowed) {
+      std::copy(ch.allowed, ch.allowed + words, h_masks + masks * words);
+      h_mask_rows[n] = static_cast<int32_t>(masks++);
+    }
     if (ch.sample) pending.sample_row[i] = static_cast<int>(n);
     ++n;
   }
+  pending.masks = masks > 0;
   if (n > 0) {
     check(cudaMemcpyAsync(d_sample_rows, h_sample_rows, static_cast<std::size_t>(n) * sizeof(SampleRow),
                           cudaMemcpyHostToDevice, stream),
           "sampling parameters");
+    if (masks > 0) {
+      check(cudaMemcpyAsync(d_mask_rows, h_mask_rows, static_cast<std::size_t>(n) * 4, cudaMemcpyHostToDevice, stream),
+            "token masks");
+      check(cudaMemcpyAsync(d_masks, h_masks, static_cast<std::size_t>(masks * words) * 4, cudaMemcpyHostToDevice,
+                            stream),
+            "token masks");
+    }
     check(cudaEventRecord(inputs_done, stream), "step inputs");
   }
   return n;
 }
 
-void CudaModel::Impl::enqueue_sampling(int64_t R, int64_t n_samples) {
+void CudaModel::Impl::enqueue_sampling(int64_t n_samples) {
   const int64_t V = model.config.vocab_size;
-  // Every input row joins its slot's seen set (prompt tokens for the repetition penalty; a
-  // decode row's token was already marked when it was sampled).
-  kernels::penalty_mark_seen_cuda(d_ids, d_query_seq, R, pen_seen, V, stream);
+  // Constrained rows: disallowed tokens' logits to -inf (eager steps only: a step with masks
+  // never replays a decode graph).
+  if (pending.masks) kernels::mask_logits_cuda(logits, V, d_sample_rows, d_mask_rows, d_masks, n_samples, stream);
   kernels::SampleCudaArgs a;
   a.logits = logits;
   a.V = V;

@@ -255,6 +255,14 @@ const Json* ToolSchemas::properties(std::string_view function) const {
   return &it->second;
 }
 
+static bool is_text_type(const std::string& type) {
+  for (const char* s : {"string", "str", "text", "varchar", "char", "enum"})
+    if (type == s) return true;
+  return false;
+}
+
+bool param_value_is_text(const Json& property_schema) { return is_text_type(schema_type(property_schema).type); }
+
 Json convert_param_value(const std::string& value, const Json* property_schema) {
   if (property_schema == nullptr) return Json(value);
   const SchemaType st = schema_type(*property_schema);
@@ -262,8 +270,7 @@ Json convert_param_value(const std::string& value, const Json* property_schema) 
   const std::string lv = lower_ascii(value);
   const bool null_word = lv == "null" || lv == "none";
   if (st.nullable && null_word) return Json(nullptr);
-  for (const char* s : {"string", "str", "text", "varchar", "char", "enum"})
-    if (type == s) return Json(value);
+  if (is_text_type(type)) return Json(value);
   if (null_word) return Json(nullptr);
   Json out;
   for (const char* p : {"int", "uint", "long", "short", "unsigned"}) {

@@ -70,6 +70,9 @@ class ToolSchemas {
 // treated like anyOf; inf/nan and integers beyond 64 bits stay strings; an integral float
 // beyond 2^63 stays a float.
 Json convert_param_value(const std::string& value, const Json* property_schema);
+// Whether convert_param_value keeps a value as raw text under this schema (string types, and
+// schemas without a type), rather than reading it as a number, boolean, null or JSON.
+bool param_value_is_text(const Json& property_schema);
 
 // "call_" + 24 random alphanumerics.
 std::string random_tool_call_id();

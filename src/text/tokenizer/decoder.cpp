@@ -44,6 +44,17 @@ class ByteLevel : public Decoder {
     }
     tokens.assign(1, utf8_sanitize(bytes));
   }
+  void raw_token(std::string& t) const override {
+    std::string bytes;
+    for (std::size_t i = 0; i < t.size();) {
+      std::size_t len;
+      const int32_t cp = utf8_decode(t, i, len);
+      if (cp < 0 || cp >= kTableSize || table_[cp] < 0) return;  // not byte-level: kept as is
+      bytes += static_cast<char>(table_[cp]);
+      i += len;
+    }
+    t = std::move(bytes);
+  }
 
  private:
   static constexpr int kTableSize = 0x144;
@@ -84,6 +95,11 @@ class ByteFallback : public Decoder {
     flush();
     tokens = std::move(out);
   }
+  void raw_token(std::string& t) const override {
+    if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
+        std::isxdigit(static_cast<unsigned char>(t[3])) && std::isxdigit(static_cast<unsigned char>(t[4])))
+      t = std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
+  }
 };
 
 class Fuse : public Decoder {
@@ -120,6 +136,7 @@ class Replace : public Decoder {
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (std::string& t : tokens) t = re_->replace_all(t, content_);
   }
+  void raw_token(std::string& t) const override { t = re_->replace_all(t, content_); }
 
  private:
   std::unique_ptr<Regex> re_;
@@ -146,6 +163,18 @@ class Metaspace : public Decoder {
       t = std::move(out);
     }
   }
+  void raw_token(std::string& t) const override {
+    std::string out;
+    for (std::size_t k = 0; k < t.size();) {
+      if (t.compare(k, rep_.size(), rep_) == 0) {
+        out += ' ';
+        k += rep_.size();
+      } else {
+        out += t[k++];
+      }
+    }
+    t = std::move(out);
+  }
 
  private:
   std::string rep_;
@@ -157,6 +186,9 @@ class Sequence : public Decoder {
   explicit Sequence(std::vector<std::unique_ptr<Decoder>> parts) : parts_(std::move(parts)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (const auto& p : parts_) p->decode_chain(tokens);
+  }
+  void raw_token(std::string& t) const override {
+    for (const auto& p : parts_) p->raw_token(t);
   }
 
  private:

@@ -13,6 +13,10 @@ class Decoder {
  public:
   virtual ~Decoder() = default;
   virtual void decode_chain(std::vector<std::string>& tokens) const = 0;
+  // The raw bytes one token contributes in the middle of a text: like decode_chain on that
+  // token alone, but without replacing invalid UTF-8 (a byte-level token may hold part of a
+  // character) and without position-dependent edits (Strip, Metaspace's first-token rule).
+  virtual void raw_token(std::string& token) const { (void)token; }
 };
 
 // Returns nullptr for JSON null. Throws SpecError naming `path`.

@@ -162,6 +162,16 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   return out;
 }
 
+std::string Tokenizer::token_bytes(int32_t id) const {
+  const TokenizerImpl& m = impl();
+  if (const AddedToken* a = m.added.find(id)) return a->display;
+  const std::string* s = m.model->id_to_token(id);
+  if (!s) return std::string();
+  std::string t = *s;
+  if (m.decoder) m.decoder->raw_token(t);
+  return t;
+}
+
 int32_t Tokenizer::token_to_id(std::string_view token) const {
   const int32_t a = impl().added.find(token);
   return a >= 0 ? a : impl().model->token_to_id(token);

@@ -34,6 +34,11 @@ class Tokenizer {
                               bool parse_special = true) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = false) const;
 
+  // The raw bytes token `id` contributes in the middle of a text (byte-level tokens may hold
+  // part of a UTF-8 character; nothing is replaced by U+FFFD). Added tokens: their content
+  // as decode() shows it. Unknown ids: "".
+  std::string token_bytes(int32_t id) const;
+
   int32_t token_to_id(std::string_view token) const;  // -1 when absent
   std::string id_to_token(int32_t id) const;          // "" when absent
   int32_t vocab_size() const;                         // max id + 1, added tokens included

@@ -1,0 +1,310 @@
+// Speculative decoding with the MTP head (engine.h, speculation.h) on the CPU backend:
+//   - roll_back: after a verify chunk (keep_states), cutting back to any position inside it
+//     leaves exactly the state of a sequence fed only the tokens before it (the next logits are
+//     bit-identical, penalty state included);
+//   - lossless: greedy ids with K = 1..4 drafts equal those without, on every MTP fixture and
+//     the demo model, several sequences of mixed lengths in one batch, stop ids and max_tokens
+//     landing inside a verify; seeded sampling (temperature, top-k/p, penalties) gives the same
+//     tokens token for token (each verified row draws with the noise of its position), and
+//     the drawn tokens follow the target distribution (chi-square);
+//   - the controller: speculates where it measures more tokens per second, probes the other mode;
+//   - a model without an MTP head, or a backend that cannot roll back, refuses K > 0.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "fixture_util.h"
+#include "model/backend.h"
+#include "model/cpu/cpu_forward.h"
+#include "runtime/engine.h"
+#include "runtime/speculation.h"
+#include "util/error.h"
+
+using namespace nemotron;
+using namespace nemotron::runtime;
+using nemotron::testing::Expected;
+using nemotron::testing::fixture_dir;
+
+namespace {
+
+std::string model_path(const std::string& name) {
+  return name == "demo" ? std::string(NEMOTRON_SOURCE_DIR) + "/models/demo" : fixture_dir(name);
+}
+
+std::unique_ptr<model::Backend> cpu(const model::Model& m, int slots, int64_t rows = 256) {
+  model::BackendOptions o;
+  o.device = "cpu";
+  o.max_seqs = slots;
+  o.max_step_tokens = rows;
+  return model::make_backend(m, o);
+}
+
+// Generates every request to its end on an engine with K drafts (always verified).
+std::vector<std::vector<int32_t>> run(const model::Model& m, const std::vector<GenerationRequest>& reqs, int K,
+                                      EngineStats* stats = nullptr) {
+  EngineOptions o;
+  o.limits = {static_cast<int>(reqs.size()), 64, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = K;
+  o.speculate_always = true;
+  Engine engine(cpu(m, static_cast<int>(reqs.size()), 64), o);
+  std::vector<std::shared_ptr<std::vector<TimedEvent>>> done;
+  std::vector<std::thread> threads;
+  std::vector<std::vector<int32_t>> out(reqs.size());
+  for (std::size_t i = 0; i < reqs.size(); ++i)
+    threads.emplace_back([&, i] {
+      for (const auto& e : generate_blocking(engine, reqs[i]))
+        if (e.event.token >= 0) out[i].push_back(e.event.token);
+    });
+  for (auto& t : threads) t.join();
+  if (stats) *stats = engine.stats();
+  return out;
+}
+
+std::vector<int32_t> prompt_of(const std::string& name, int i) {
+  if (name == "demo") {
+    // The demo's chat template around 'What does "ephemeral" mean?' (generate --chat's prompt).
+    std::vector<int32_t> p{10,   4988, 1010, 11,   1010, 10,   3148, 1010, 7735, 2348, 1333, 1979, 1271, 2676,
+                           1274, 1034, 3717, 1063, 11,   1010, 10,   1314, 1509, 1582, 1010, 12,   1010};
+    for (int j = 0; j < i; ++j) p.push_back(1300 + 17 * j);
+    return p;
+  }
+  const Expected ex(name);
+  auto p = ex.ids("p" + std::to_string(i % ex.num_prompts()) + ".input_ids");
+  for (int j = 0; j < i; ++j) p.push_back(static_cast<int32_t>(3 + 5 * j));
+  return p;
+}
+
+class SpeculativeTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SpeculativeTest, RollBackLeavesExactlyTheShorterSequencesState) {
+  const model::Model m = model::Model::load(model_path(GetParam()));
+  const int64_t V = m.config.vocab_size;
+  const auto prompt = prompt_of(GetParam(), 0);
+  const std::vector<int32_t> tail{7, 11, 13, 17, 19};  // a "verify chunk" of 5 rows
+  kernels::SamplingParams p;
+  p.temperature = 0.8f;
+  p.repetition_penalty = 1.3f;
+  p.frequency_penalty = 0.5f;
+  const auto T = static_cast<int64_t>(prompt.size());
+  for (int64_t keep = 0; keep <= 5; ++keep) {
+    // Rolled back: prompt, then the 5-row chunk with every row drawing, cut back to `keep`.
+    auto a = cpu(m, 1);
+    const int sa = a->acquire_slot();
+    a->step({{.slot = sa, .ids = prompt.data(), .T = T, .sampling = &p, .sample = true, .seed = 9}});
+    const auto drawn = a->step({{.slot = sa, .ids = tail.data(), .T = 5, .sampling = &p, .sample = true,
+                                 .sample_rows = 5, .seed = 9, .draw = 1, .keep_states = true}})[0].samples;
+    a->roll_back(sa, T + keep);
+    // Reference: the prompt, then only the first `keep` rows, one at a time (what decoding
+    // would have fed: the draws' penalty updates follow the kept rows).
+    auto b = cpu(m, 1);
+    const int sb = b->acquire_slot();
+    b->step({{.slot = sb, .ids = prompt.data(), .T = T, .sampling = &p, .sample = true, .seed = 9}});
+    for (int64_t j = 0; j < keep; ++j) {
+      const auto o = b->step({{.slot = sb, .ids = &tail[static_cast<std::size_t>(j)], .T = 1, .sampling = &p,
+                               .sample = true, .seed = 9, .draw = 1 + static_cast<uint64_t>(j)}});
+      // The same draws as the verify rows (same logits, same noise, same penalty state
+      // whenever the previous draw equals the next fed token; here they are compared as is).
+      if (j == 0) {
+        EXPECT_EQ(o[0].sample.token, drawn[0].token);
+      }
+    }
+    ASSERT_EQ(a->position(sa), b->position(sb));
+    // The next token's logits and draw from both: identical bits.
+    const int32_t next = 23;
+    const auto oa = a->step({{.slot = sa, .ids = &next, .T = 1, .sampling = &p, .sample = true, .seed = 9,
+                              .draw = 50, .logits = model::LogitsOut::Last}});
+    const auto ob = b->step({{.slot = sb, .ids = &next, .T = 1, .sampling = &p, .sample = true, .seed = 9,
+                              .draw = 50, .logits = model::LogitsOut::Last}});
+    ASSERT_EQ(static_cast<int64_t>(oa[0].logits.size()), V);
+    EXPECT_EQ(oa[0].logits, ob[0].logits) << "kept " << keep;
+    EXPECT_EQ(oa[0].sample.token, ob[0].sample.token) << "kept " << keep;
+  }
+}
+
+TEST_P(SpeculativeTest, GreedyIdsEqualPlainDecodingForEveryK) {
+  const model::Model m = model::Model::load(model_path(GetParam()));
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 3; ++i) {
+    GenerationRequest r;
+    r.prompt = prompt_of(GetParam(), i);
+    r.sampling.temperature = 0.0f;
+    r.max_tokens = 13 + 7 * i;  // ends inside a verify for most K
+    reqs.push_back(r);
+  }
+  const auto plain = run(m, reqs, 0);
+  for (int K = 1; K <= 4; ++K) {
+    EngineStats st;
+    EXPECT_EQ(run(m, reqs, K, &st), plain) << "K = " << K;
+    EXPECT_GT(st.spec_drafts, 0u);
+    EXPECT_EQ(st.spec_draft_tokens, st.spec_drafts * static_cast<uint64_t>(K));
+    EXPECT_EQ(st.spec_accepted_per_pos.size(), static_cast<std::size_t>(K));
+    if (K >= 2) {
+      EXPECT_GE(st.spec_accepted_per_pos[0], st.spec_accepted_per_pos[1]);
+    }
+    std::printf("[ %s ] K=%d: %llu verify steps, %.2f tokens per verify\n", GetParam().c_str(), K,
+                static_cast<unsigned long long>(st.spec_drafts),
+                1.0 + static_cast<double>(st.spec_accepted_tokens) / static_cast<double>(st.spec_drafts));
+  }
+}
+
+TEST_P(SpeculativeTest, SeededSamplingEqualsPlainTokenForToken) {
+  const model::Model m = model::Model::load(model_path(GetParam()));
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 3; ++i) {
+    GenerationRequest r;
+    r.prompt = prompt_of(GetParam(), i);
+    r.sampling.temperature = 0.9f;
+    r.sampling.top_p = 0.95f;
+    r.sampling.top_k = 50;
+    r.sampling.seed = 77u + static_cast<uint64_t>(i);
+    if (i == 1) {
+      r.sampling.repetition_penalty = 1.2f;
+      r.sampling.presence_penalty = 0.4f;
+      r.sampling.frequency_penalty = 0.3f;
+    }
+    if (i == 2) r.sampling.min_p = 0.05f;
+    r.max_tokens = 24;
+    reqs.push_back(r);
+  }
+  const auto plain = run(m, reqs, 0);
+  for (int K : {1, 3}) EXPECT_EQ(run(m, reqs, K), plain) << "K = " << K;
+}
+
+TEST_P(SpeculativeTest, StopIdInsideAVerifyEndsThere) {
+  const model::Model m = model::Model::load(model_path(GetParam()));
+  GenerationRequest r;
+  r.prompt = prompt_of(GetParam(), 1);
+  r.sampling.temperature = 0.0f;
+  r.max_tokens = 30;
+  const auto plain = run(m, {r}, 0)[0];
+  ASSERT_EQ(plain.size(), 30u);
+  // Stop at the 7th token: every K must end exactly there.
+  r.stop_token_ids = {plain[6]};
+  const auto first = std::find(plain.begin(), plain.end(), plain[6]) - plain.begin();
+  for (int K = 0; K <= 3; ++K) {
+    const auto got = run(m, {r}, K)[0];
+    EXPECT_EQ(got, std::vector<int32_t>(plain.begin(), plain.begin() + first + 1)) << "K = " << K;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, SpeculativeTest, ::testing::Values("super-latent-mtp", "super-mixed-mtp", "demo"),
+                         nemotron::testing::FixtureParamName());
+
+// The third token of many seeded requests with K = 2 on the demo model (drawn in a verify, in a row after an
+// accepted draft or in the first row of the next verify), among the requests whose first two
+// tokens were the most frequent pair, against the target distribution after that pair
+// (sampling_distribution_cpu on the reference's logits): chi-square over the tokens with
+// expected count >= 5, the rest pooled.
+TEST(Speculative, DrawsFollowTheTargetDistribution) {
+  // The demo model: its trained MTP head has its drafts accepted (random fixture heads never).
+  const model::Model m = model::Model::load(model_path("demo"));
+  const int64_t V = m.config.vocab_size;
+  const auto prompt = prompt_of("demo", 0);
+  kernels::SamplingParams p;
+  p.temperature = 1.3f;
+  const int N = 1200;
+  std::vector<std::vector<int32_t>> runs;
+  uint64_t accepted = 0;
+  for (int b = 0; b < N; b += 32) {
+    std::vector<GenerationRequest> reqs;
+    for (int i = b; i < std::min(N, b + 32); ++i) {
+      GenerationRequest r;
+      r.prompt = prompt;
+      r.sampling = p;
+      r.sampling.seed = 1000u + static_cast<uint64_t>(i);
+      r.max_tokens = 3;
+      reqs.push_back(r);
+    }
+    EngineStats st;
+    for (auto& ids : run(m, reqs, 2, &st)) runs.push_back(std::move(ids));
+    accepted += st.spec_accepted_tokens;
+  }
+  EXPECT_GT(accepted, 0u) << "no draft was accepted: the test would not cover accepted rows";
+  std::map<std::pair<int32_t, int32_t>, int> pairs;
+  for (const auto& r : runs) pairs[{r.at(0), r.at(1)}]++;
+  const auto mode = std::max_element(pairs.begin(), pairs.end(),
+                                     [](const auto& a, const auto& b) { return a.second < b.second; })->first;
+  std::vector<int> counts(static_cast<std::size_t>(V), 0);
+  int n = 0;
+  for (const auto& r : runs)
+    if (r[0] == mode.first && r[1] == mode.second) {
+      counts[static_cast<std::size_t>(r[2])]++;
+      ++n;
+    }
+  ASSERT_GE(n, 150) << "the most frequent pair of first tokens is too rare for the test";
+  std::vector<int32_t> ctx = prompt;
+  ctx.push_back(mode.first);
+  ctx.push_back(mode.second);
+  const model::CpuModel ref(m);
+  auto st = ref.new_state();
+  const auto logits = ref.forward(st, ctx.data(), static_cast<int64_t>(ctx.size()), false).logits;
+  const auto dist = kernels::sampling_distribution_cpu(logits.data(), V, p, nullptr);
+  double chi2 = 0, pooled_e = 0, pooled_o = 0;
+  int dof = -1;
+  for (int64_t t = 0; t < V; ++t) {
+    const double e = dist[static_cast<std::size_t>(t)] * n;
+    if (e >= 5) {
+      chi2 += (counts[t] - e) * (counts[t] - e) / e;
+      ++dof;
+    } else {
+      pooled_e += e;
+      pooled_o += counts[t];
+    }
+  }
+  if (pooled_e >= 5) {
+    chi2 += (pooled_o - pooled_e) * (pooled_o - pooled_e) / pooled_e;
+    ++dof;
+  } else {
+    EXPECT_LE(pooled_o, 12) << "tokens the target gives almost no mass were drawn";
+  }
+  ASSERT_GE(dof, 1);
+  // About a 1e-6 tail: the mean dof plus 5 standard deviations sqrt(2 dof), plus a margin for
+  // small dof.
+  const double bound = dof + 5.0 * std::sqrt(2.0 * dof) + 12;
+  std::printf("third token after the pair (%d, %d): %d draws, chi-square %.1f, %d dof (bound %.1f)\n", mode.first,
+              mode.second, n, chi2, dof, bound);
+  EXPECT_LT(chi2, bound);
+}
+
+TEST(Speculative, ControllerPicksTheFasterModeAndProbes) {
+  SpecController c(3, 8);
+  EXPECT_TRUE(c.choose(1));  // nothing measured: try verifying first
+  c.record_step(4, 0.004);
+  c.record_accept(3);
+  EXPECT_FALSE(c.choose(1));  // then plain
+  c.record_step(1, 0.003);
+  // 4 tokens per verify in 4 ms vs 1 in 3 ms: speculate, except for the probes.
+  int spec = 0;
+  for (int i = 0; i < 64; ++i) spec += c.choose(1);
+  EXPECT_GE(spec, 56);
+  EXPECT_LT(spec, 64);
+  // Acceptance collapses: plain wins.
+  for (int i = 0; i < 200; ++i) c.record_accept(0);
+  EXPECT_NEAR(c.expected_tokens(), 1.0, 0.01);
+  spec = 0;
+  for (int i = 0; i < 64; ++i) spec += c.choose(1);
+  EXPECT_LE(spec, 8);
+  SpecController off(0);
+  EXPECT_FALSE(off.choose(4));
+}
+
+TEST(Speculative, RefusedWithoutAnMtpHead) {
+  const model::Model m = model::Model::load(fixture_dir("nano-moe"));
+  EngineOptions o;
+  o.limits = {1, 64, 4096};
+  o.speculative_tokens = 2;
+  try {
+    Engine e(cpu(m, 1), o);
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("no MTP head"));
+  }
+  EXPECT_EQ(default_speculative_tokens(*cpu(m, 1)), 0);
+  const model::Model mtp = model::Model::load(fixture_dir("super-latent-mtp"));
+  EXPECT_EQ(default_speculative_tokens(*cpu(mtp, 1)), 3);
+}
+
+}  // namespace
