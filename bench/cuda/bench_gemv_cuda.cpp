@@ -6,8 +6,16 @@
 // cannot serve repeated launches; 50 launches (rotating copies) are captured in a CUDA graph
 // and replayed; the median of 9 replays is reported.
 // Then the routed-expert GEMV (expert_gemv_cuda, Nano: 128 NVFP4 experts, k = 6, experts
-// rotating over launches so that the L2 cannot serve them), both kernels.
+// rotating over launches so that the L2 cannot serve them), both per-pair kernels.
+// Then the routed-expert projection by path (moe_cuda.h) at Nano (128 experts, k = 6) and Super
+// latent (512, k = 22) expert shapes, NVFP4, router-like random routing (k distinct experts per
+// token, new ids every launch): per-pair GEMV, batch path, grouped GEMM, and expert_gemv_cuda's
+// own choice with a workspace (what the model runs), in us per call and as the bytes of the
+// distinct experts a call selects over its time (the bytes the batch path must read; the
+// per-pair GEMV reads more at T > 1). At T <= 4 a later launch may find some of its experts
+// still in L2 (the 50 MB hold ~18 Nano experts), which flatters those rows a little.
 //   usage: bench_gemv_cuda [T ...]     (default T = 1 2 4 8)
+//          bench_gemv_cuda --experts   (only the routed-expert tables)
 #include <cuda_runtime.h>
 
 #include "bench_util.h"
@@ -15,9 +23,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/linear_internal.cuh"
 #include "kernels/device_info.h"
 #include "kernels/linear_cuda.h"
 #include "kernels/moe_cuda.h"
@@ -154,13 +165,153 @@ double bench_experts(int64_t out, int64_t in, int64_t T, int64_t k, bool relu2, 
   return t;
 }
 
+// E device copies of one random NVFP4 expert [out, in] (identical bytes, distinct memory: no L2
+// sharing between experts); the same bytes serve as [in, out] for the other projection.
+struct ExpertCopies {
+  std::vector<void*> w, s;
+  void *dw = nullptr, *ds = nullptr, *dsc = nullptr;
+  int64_t E, bytes;  // bytes: stored weight + block scales of one expert
+  ExpertCopies(int64_t experts, int64_t out, int64_t in) : E(experts) {
+    const auto hw = nemotron::testing::make_weight(WeightFormat::NVFP4, out, in, 78);
+    bytes = hw.w.stored_bytes();
+    w.assign(static_cast<std::size_t>(E), nullptr);
+    s.assign(static_cast<std::size_t>(E), nullptr);
+    for (int64_t e = 0; e < E; ++e) {
+      CHECK(cudaMalloc(&w[e], hw.data.size()));
+      CHECK(cudaMemcpy(w[e], hw.data.data(), hw.data.size(), cudaMemcpyHostToDevice));
+      CHECK(cudaMalloc(&s[e], hw.scales.size()));
+      CHECK(cudaMemcpy(s[e], hw.scales.data(), hw.scales.size(), cudaMemcpyHostToDevice));
+    }
+    const std::vector<float> sc(static_cast<std::size_t>(E), hw.w.scale);
+    CHECK(cudaMalloc(&dw, E * sizeof(void*)));
+    CHECK(cudaMalloc(&ds, E * sizeof(void*)));
+    CHECK(cudaMalloc(&dsc, E * sizeof(float)));
+    CHECK(cudaMemcpy(dw, w.data(), E * sizeof(void*), cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(ds, s.data(), E * sizeof(void*), cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(dsc, sc.data(), E * sizeof(float), cudaMemcpyHostToDevice));
+  }
+  ~ExpertCopies() {
+    for (std::size_t e = 0; e < w.size(); ++e) {
+      cudaFree(w[e]);
+      cudaFree(s[e]);
+    }
+    for (void* p : {dw, ds, dsc}) cudaFree(p);
+  }
+  nemotron::kernels::ExpertTable table(int64_t out, int64_t in) const {
+    return {WeightFormat::NVFP4, E, out, in, static_cast<const void* const*>(dw), static_cast<const uint8_t* const*>(ds),
+            static_cast<const float*>(dsc)};
+  }
+};
+
+// One projection at T rows: `launches` routings (k distinct random experts per token each), one
+// per launch of the graph. Prints one table row.
+void bench_expert_projection(const char* name, const ExpertCopies& ex, int64_t out, int64_t in, int64_t T, int64_t k,
+                             bool up, double copy) {
+  namespace nk = nemotron::kernels;
+  const int launches = 20;
+  const int64_t N = T * k, E = ex.E;
+  std::vector<int32_t> ids(static_cast<std::size_t>(launches * N));
+  uint64_t seed = 4242 + static_cast<uint64_t>(T);
+  double distinct = 0;
+  for (int l = 0; l < launches; ++l) {
+    std::vector<char> used(static_cast<std::size_t>(E), 0);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < k; ++j) {
+        int32_t* slot = &ids[static_cast<std::size_t>((l * T + t) * k + j)];
+        do {
+          *slot = static_cast<int32_t>(nemotron::testing::splitmix(seed) % static_cast<uint64_t>(E));
+        } while (std::find(slot - j, slot, *slot) != slot);  // distinct inside the token
+        used[static_cast<std::size_t>(*slot)] = 1;
+      }
+    distinct += static_cast<double>(std::count(used.begin(), used.end(), 1));
+  }
+  distinct /= launches;
+  const double bytes = distinct * static_cast<double>(ex.bytes);
+  void *dids = nullptr, *x = nullptr, *y = nullptr, *ws = nullptr;
+  CHECK(cudaMalloc(&dids, ids.size() * 4));
+  CHECK(cudaMemcpy(dids, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+  const int64_t xrows = up ? T : N;
+  std::vector<uint16_t> xh(static_cast<std::size_t>(xrows * in));
+  for (std::size_t i = 0; i < xh.size(); ++i) xh[i] = nk::float_to_bf16(0.01f * static_cast<float>(i % 89) - 0.4f);
+  CHECK(cudaMalloc(&x, xh.size() * 2));
+  CHECK(cudaMemcpy(x, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+  CHECK(cudaMalloc(&y, static_cast<std::size_t>(N * out) * 2));
+  const int64_t ws_bytes = nk::expert_gemv_workspace_bytes(T, k, E);
+  CHECK(cudaMalloc(&ws, static_cast<std::size_t>(ws_bytes)));
+  cudaStream_t st;
+  CHECK(cudaStreamCreate(&st));
+  auto args = [&](int i, bool with_ws) {
+    nk::ExpertGemvArgs a;
+    a.w = ex.table(out, in);
+    a.ids = static_cast<const int32_t*>(dids) + (i % launches) * N;
+    a.T = T;
+    a.k = k;
+    a.x = static_cast<const uint16_t*>(x);
+    a.x_per_slot = !up;
+    a.relu2 = up;
+    a.y = static_cast<uint16_t*>(y);
+    if (with_ws) {
+      a.workspace = ws;
+      a.workspace_bytes = ws_bytes;
+    }
+    return a;
+  };
+  auto time = [&](const std::function<void(int)>& launch) {
+    for (int i = 0; i < launches; ++i) launch(i);  // warm-up (attributes, first touch)
+    CHECK(cudaStreamSynchronize(st));
+    return nemotron::bench::median_launch_ms(st, launches, launch) * 1e3;  // us per call
+  };
+  const double pp = time([&](int i) { nk::expert_gemv_cuda(args(i, false), st); });
+  const double batch = time([&](int i) {
+    if (!nk::cuda::launch_expert_batch(args(i, true), st)) {
+      std::fprintf(stderr, "batch path declined\n");
+      std::exit(1);
+    }
+  });
+  const double grouped = time([&](int i) { nk::cuda::launch_expert_grouped(args(i, true), st, 0); });
+  const double aut = time([&](int i) { nk::expert_gemv_cuda(args(i, true), st); });
+  const auto path = nk::expert_gemv_path(T, k, E, true);
+  const char* pname = path == nk::ExpertGemvPath::Batch ? "batch" : path == nk::ExpertGemvPath::Grouped ? "grouped" : "per-pair";
+  auto gbs = [&](double us) { return bytes / (us * 1e-6) / 1e9; };
+  std::printf("| %s | %d | %d | %.1f | %.1f | %.1f (%.0f GB/s) | %.1f (%.0f GB/s, %.1f%%) | %.1f (%.0f GB/s) | %.1f %s | "
+              "%.2fx |\n",
+              name, static_cast<int>(T), static_cast<int>(N), distinct, bytes / 1e6, pp, gbs(pp), batch, gbs(batch),
+              100.0 * gbs(batch) / copy, grouped, gbs(grouped), aut, pname, pp / batch);
+  std::fflush(stdout);
+  CHECK(cudaStreamDestroy(st));
+  for (void* p : {dids, x, y, ws}) CHECK(cudaFree(p));
+}
+
+void bench_expert_paths(double copy) {
+  std::printf("\nrouted-expert projection by path (NVFP4, random router-like routing; GB/s = bytes of the distinct "
+              "experts selected / time; auto = expert_gemv_cuda with a workspace)\n\n");
+  std::printf("| projection | T | pairs | experts | MB | per-pair us | batch us | grouped us | auto us | "
+              "per-pair / batch |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  const int64_t Ts[] = {1, 2, 4, 8, 32, 64};
+  {
+    const ExpertCopies nano(128, 1856, 2688);
+    for (int64_t T : Ts) bench_expert_projection("nano up [1856, 2688] + relu2", nano, 1856, 2688, T, 6, true, copy);
+    for (int64_t T : Ts) bench_expert_projection("nano down [2688, 1856]", nano, 2688, 1856, T, 6, false, copy);
+  }
+  {
+    const ExpertCopies super(512, 2688, 1024);
+    for (int64_t T : Ts) bench_expert_projection("super up [2688, 1024] + relu2", super, 2688, 1024, T, 22, true, copy);
+    for (int64_t T : Ts) bench_expert_projection("super down [1024, 2688]", super, 1024, 2688, T, 22, false, copy);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<int64_t> Ts;
-  for (int i = 1; i < argc; ++i) Ts.push_back(std::atoll(argv[i]));
+  const bool experts_only = argc > 1 && std::strcmp(argv[1], "--experts") == 0;
+  for (int i = experts_only ? 2 : 1; i < argc; ++i) Ts.push_back(std::atoll(argv[i]));
   if (Ts.empty()) Ts = {1, 2, 4, 8};
   const double copy = nemotron::bench::print_device_header();
+  if (experts_only) {
+    bench_expert_paths(copy);
+    return 0;
+  }
   const Shape shapes[] = {{"nano.in_proj", 10304, 2688, OutType::BF16},
                           {"nano.out_proj", 2688, 4096, OutType::BF16},
                           {"nano.expert_up", 1856, 2688, OutType::BF16},
@@ -199,5 +350,6 @@ int main(int argc, char** argv) {
                   tr * 1e6, bytes / tr / 1e9, 100.0 * bytes / tr / 1e9 / copy, tt * 1e6, bytes / tt / 1e9,
                   100.0 * bytes / tt / 1e9 / copy);
     }
+  bench_expert_paths(copy);
   return 0;
 }

@@ -44,18 +44,59 @@ struct ExpertTable {
 // pair's row). act = relu² when `relu2` (applied in fp32, one rounding). x BF16, y BF16
 // [T*k, out], fp32 accumulation. An expert id outside [0, E) is not read; that pair's output
 // row becomes NaN.
-// Paths: the GEMV (decode; one pass over the pair's expert weights per pair; T*k < 65536);
-// with a workspace, !warp_rows and T*k >= kExpertGroupedMinPairs, the grouped GEMM
-// (prefill; moe_grouped.cu): the pairs are bucketed by expert on the device (no host sync),
-// and each expert's weights are read once per 64 or 128 of its pairs, on the tensor cores
-// (mma.sync BF16; FP8 / NVFP4 decoded exactly to BF16). E <= 4096 and T*k < 2^31 there. Each
-// output row depends only on its own inputs (fixed K order): results do not depend on the
-// routing of the other pairs; both paths agree within one BF16 rounding.
+// Paths (expert_gemv_path):
+// - PerPair: the GEMV (moe.cu; one pass over the pair's expert weights per pair; T*k < 65536):
+//   without a workspace, with warp_rows, and for single-row steps (T < kExpertBatchMinRows).
+// - Batch (decode batches; moe_batch.cu): the pairs are bucketed by expert on the device (no
+//   host sync), then each selected expert's weights are read once for all its pairs: 16-row
+//   tiles decoded in registers and multiplied with up to 8 gathered x rows per pass on the
+//   tensor cores (an expert with more than 8 pairs streams its tile once more per further 8,
+//   from L2). E <= kExpertBucketMaxExperts there.
+// - Grouped (prefill; moe_grouped.cu): the same bucketing, then each expert's weights are read
+//   once per 64 or 128 of its pairs by a tensor-core GEMM (mma.sync BF16; FP8 / NVFP4 decoded
+//   exactly to BF16). E <= kExpertBucketMaxExperts and T*k < 2^31 there.
+// Each output row depends only on its own inputs (fixed K order): results do not depend on the
+// routing of the other pairs; the paths agree within one BF16 rounding.
 // Measured on an H100 at Nano's up projection (NVFP4, 128 experts, bench_gemm_cuda): the GEMV
 // takes 232 us at 192 pairs and 470 us at 384, the grouped GEMM 317 and 399 us.
+//
+// Rows from which a call with a workspace takes the batch path. At T = 1 a router's k experts
+// are distinct, so the per-pair GEMV reads the same bytes without the bucketing launch; at T = 2
+// (Nano: ~0.3 of 12 pairs share an expert) the bucketing (~2-3 us) outweighs the ~1 MB saved;
+// from T = 4 (Nano: ~1.6 of 24 pairs shared; Super: ~5.5 of 88) the saving pays for it. A
+// guess from that estimate, to be measured (bench_gemv_cuda's routed-expert table, T = 2, 4).
+inline constexpr int64_t kExpertBatchMinRows = 4;
+// The grouped GEMM from T*k >= kExpertGroupedMinPairs pairs and kExpertGroupedMinPairsPerExpert
+// pairs per expert on average: the batch path re-streams an expert's tile per 8 of its pairs
+// and runs its mmas at N = 8, the grouped GEMM reads it once per 64-128 pairs at a fixed cost
+// of ~300-400 us per call at decode sizes; they cross near 12-20 pairs per expert on paper
+// (Nano: T ~ 256 rows, Super: T ~ 280). A guess, to be measured (bench_gemm_cuda's crossover).
 inline constexpr int64_t kExpertGroupedMinPairs = 256;
+inline constexpr int64_t kExpertGroupedMinPairsPerExpert = 12;
 
-// Device scratch for the grouped path of expert_gemv_cuda (bucketing of T*k pairs by expert).
+// The most experts the batch and grouped paths take (their bucketing counts in shared memory).
+inline constexpr int64_t kExpertBucketMaxExperts = 4096;
+
+enum class ExpertGemvPath { PerPair, Batch, Grouped };
+
+// The path expert_gemv_cuda takes for T rows of k slots over E experts, given a workspace or
+// not (ExpertGemvArgs::warp_rows forces PerPair).
+inline ExpertGemvPath expert_gemv_path(int64_t T, int64_t k, int64_t E, bool workspace) {
+  if (!workspace) return ExpertGemvPath::PerPair;
+  const int64_t N = T * k;
+  if (N >= kExpertGroupedMinPairs && N >= kExpertGroupedMinPairsPerExpert * E) return ExpertGemvPath::Grouped;
+  return T >= kExpertBatchMinRows ? ExpertGemvPath::Batch : ExpertGemvPath::PerPair;
+}
+
+// Whether steps of up to T rows can use a workspace (the batch or grouped path can run for
+// some T' <= T): callers allocate expert_gemv_workspace_bytes(T, k, E) then, which covers every
+// T' <= T.
+inline bool expert_gemv_uses_workspace(int64_t T, int64_t k, int64_t E) {
+  return expert_gemv_path(T, k, E, true) != ExpertGemvPath::PerPair;
+}
+
+// Device scratch for the batch and grouped paths of expert_gemv_cuda (bucketing of T*k pairs
+// by expert). Non-decreasing in T.
 int64_t expert_gemv_workspace_bytes(int64_t T, int64_t k, int64_t experts);
 
 struct ExpertGemvArgs {
@@ -67,10 +108,12 @@ struct ExpertGemvArgs {
   bool relu2 = false;
   uint16_t* y = nullptr;
   // false: the tensor-core GEMV (16-row tiles, x in shared memory); true: one warp per output
-  // row on the CUDA cores (the former kernel, kept for tests and benches).
+  // row on the CUDA cores (the former per-pair kernel, kept for tests and benches; no workspace
+  // path then).
   bool warp_rows = false;
   // Device scratch of expert_gemv_workspace_bytes(T, k, w.experts) bytes, 16-byte aligned
-  // (nullptr: always the GEMV). Overwritten by every grouped call (stream-ordered).
+  // (nullptr: always the per-pair GEMV). Overwritten by every batch or grouped call
+  // (stream-ordered).
   void* workspace = nullptr;
   int64_t workspace_bytes = 0;
 };

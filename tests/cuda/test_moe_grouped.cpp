@@ -9,7 +9,8 @@
 // Nano (128 experts, k 6) and Super-latent (512 experts, k 22) expert shapes at T up to 2048
 // (a sample of the pairs against the CPU, all of them against the GEMV path within one BF16
 // rounding); results independent of the bucket order (bitwise, with the slots permuted); the
-// decode sizes (T*k < kExpertGroupedMinPairs) keep the GEMV bit for bit; argument errors.
+// decode sizes (T*k < kExpertGroupedMinPairs) do not take it (the per-pair GEMV at one row,
+// the batch path from kExpertBatchMinRows rows, bit for bit); argument errors.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -225,8 +226,10 @@ TEST(MoeGrouped, IndependentOfBucketOrder) {
   }
 }
 
-// Decode sizes (T*k < kExpertGroupedMinPairs) keep the GEMV even with a workspace.
-TEST(MoeGrouped, DecodeSizesKeepTheGemv) {
+// Decode sizes (below the grouped thresholds) do not take the grouped GEMM with a workspace:
+// single rows keep the per-pair GEMV bit for bit, batches take the batch path (bit for bit
+// launch_expert_batch; test_moe_batch.cpp checks that path against the CPU).
+TEST(MoeGrouped, DecodeSizesTakeTheGemvOrTheBatchPath) {
   ASSERT_TRUE(have_device());
   for (int64_t T : {1, 4, 8, 10, 42}) {
     ASSERT_LT(T * 6, kernels::kExpertGroupedMinPairs);
@@ -235,8 +238,32 @@ TEST(MoeGrouped, DecodeSizesKeepTheGemv) {
     const auto ids = make_ids(T * 6, 128, Routing::Spread, 72 + static_cast<uint64_t>(T));
     Rng rng(73);
     const auto xb = rng.bf16(static_cast<std::size_t>(T * c.in), 1.0f, nullptr);
-    const auto with_ws = launch(c, *ex, ids, xb, true), without = launch(c, *ex, ids, xb, false);
-    EXPECT_EQ(with_ws, without) << "T=" << T;
+    const auto with_ws = launch(c, *ex, ids, xb, true);
+    if (T < kernels::kExpertBatchMinRows) {
+      EXPECT_EQ(with_ws, launch(c, *ex, ids, xb, false)) << "T=" << T;
+      continue;
+    }
+    // The batch path through its launcher, in a fresh poisoned y.
+    DeviceBuffer<int32_t> d_ids(ids);
+    DeviceBuffer<uint16_t> dx(xb), dy(static_cast<std::size_t>(T * 6 * c.out));
+    dy.poison();
+    const int64_t wsb = kernels::expert_gemv_workspace_bytes(T, 6, c.E);
+    DeviceBuffer<uint8_t> ws(static_cast<std::size_t>(wsb));
+    kernels::ExpertGemvArgs a;
+    a.w = ex->table;
+    a.ids = d_ids.get();
+    a.T = T;
+    a.k = 6;
+    a.x = dx.get();
+    a.relu2 = true;
+    a.y = dy.get();
+    a.workspace = ws.get();
+    a.workspace_bytes = wsb;
+    bool launched = false;
+    EXPECT_NO_THROW(launched = kernels::cuda::launch_expert_batch(a, nullptr));
+    EXPECT_TRUE(launched);
+    CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_EQ(with_ws, dy.download()) << "T=" << T;
   }
 }
 
@@ -271,7 +298,7 @@ TEST(MoeGrouped, RejectsBadArguments) {
   a.workspace = nullptr;
   EXPECT_THROW(kernels::expert_gemv_cuda(a, nullptr), Error);
   a.T = 128;
-  a.w.experts = 5000;  // the grouped path's limit
+  a.w.experts = 5000;  // the grouped (and batch) paths' limit
   EXPECT_THROW(kernels::expert_gemv_workspace_bytes(64, 2, 5000), Error);
   a.workspace = ws.get();
   EXPECT_THROW(kernels::expert_gemv_cuda(a, nullptr), Error);

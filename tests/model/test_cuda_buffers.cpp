@@ -6,9 +6,11 @@
 // weight reads back as its checkpoint tensor (padded rows and columns zero, dense F16/F32 as
 // BF16), norms as BF16, Mamba constants and router biases as fp32, the expert tables point
 // at their experts; state slots and block tables are zeroed, KV pages and step buffers are
-// left as they were.
+// left as they were; the routed experts' workspace is there exactly when a step of up to
+// max_step_tokens rows can use it (batch or grouped path), sized for that many rows.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -161,8 +163,10 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
     int spec_seqs;
     int64_t spec_rows, prefix;
   };
+  // Rows 1 and 3: single-row and short steps, where the routed experts take no workspace.
   for (const Case& k : {Case{1, 16, 100, false, 0, 17, 0}, Case{3, 300, 1000, true, 2, 5, 1 << 20},
-                        Case{5, 200, 4096, false, 8, 4, 0}}) {
+                        Case{5, 200, 4096, false, 8, 4, 0}, Case{1, 1, 64, false, 0, 17, 0},
+                        Case{2, 3, 64, false, 1, 3, 0}}) {
     CudaModelOptions o;
     o.max_seqs = k.seqs;
     o.max_step_tokens = k.rows;
@@ -311,8 +315,18 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
       EXPECT_TRUE(a.holds(ArenaKind::Step, d.attn_ws, d.attn_ws_bytes));
     }
     EXPECT_EQ(d.attn_ws_bytes > 0, counted.attention_workspace > 0);
+    // The routed experts' workspace: taken exactly when a step of up to R rows can run the batch
+    // path (from kExpertBatchMinRows rows) or the grouped path (never below
+    // kExpertGroupedMinPairs pairs), sized for R rows.
+    const int64_t E = c.n_routed_experts, topk = std::max<int64_t>(1, c.num_experts_per_tok);
+    ASSERT_TRUE(R >= kernels::kExpertBatchMinRows || R * topk < kernels::kExpertGroupedMinPairs);
+    const bool want_ws = E > 0 && R >= kernels::kExpertBatchMinRows;
+    EXPECT_EQ(d.moe_ws != nullptr, want_ws) << "rows " << R;
     if (d.moe_ws) {
       EXPECT_TRUE(a.holds(ArenaKind::Step, d.moe_ws, d.moe_ws_bytes));
+      EXPECT_EQ(d.moe_ws_bytes, kernels::expert_gemv_workspace_bytes(R, topk, E));
+    } else {
+      EXPECT_EQ(d.moe_ws_bytes, 0);
     }
     EXPECT_TRUE(a.holds(ArenaKind::Step, d.d_sample_rows,
                         d.sample_capacity * static_cast<int64_t>(sizeof(kernels::SampleRow))));

@@ -132,9 +132,10 @@ __host__ __device__ inline int64_t mma_smem_bytes(int64_t T, int64_t in, int war
   return T * xs_stride(static_cast<int>(in)) * 16 + int64_t{warps} * 4 * 32 * 4;
 }
 
-// All threads of the block: x rows [T, in] (BF16, global) -> shared memory.
-template <WeightFormat F>
-__device__ __forceinline__ void stage_x(const uint16_t* __restrict__ x, int T, int in, uint4* xs) {
+// All threads of the block: x rows n < T (BF16, global; row n at row(n), 16-byte aligned,
+// `in` elements) -> shared memory.
+template <WeightFormat F, class RowPtr>
+__device__ __forceinline__ void stage_x_rows(RowPtr&& row, int T, int in, uint4* xs) {
   const int units = in / 8, stride = xs_stride(in), total = T * units;
   constexpr int kBatch = 4;  // loads issued before the first store
   for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * blockDim.x) {
@@ -142,8 +143,7 @@ __device__ __forceinline__ void stage_x(const uint16_t* __restrict__ x, int T, i
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
       const int i = i0 + j * blockDim.x, n = i / units, u = i - n * units;
-      v[j] = i < total ? __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(n) * in) + u)
-                       : make_uint4(0, 0, 0, 0);
+      v[j] = i < total ? __ldg(reinterpret_cast<const uint4*>(row(n)) + u) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
@@ -151,6 +151,12 @@ __device__ __forceinline__ void stage_x(const uint16_t* __restrict__ x, int T, i
       if (i < total) xs[n * stride + (u ^ xs_swizzle<F>(n, u))] = MmaFmt<F>::stage_unit(v[j]);
     }
   }
+}
+
+// All threads of the block: x rows [T, in] (BF16, global, contiguous) -> shared memory.
+template <WeightFormat F>
+__device__ __forceinline__ void stage_x(const uint16_t* __restrict__ x, int T, int in, uint4* xs) {
+  stage_x_rows<F>([&](int n) { return x + static_cast<int64_t>(n) * in; }, T, in, xs);
 }
 
 // One warp's share of a 16-row tile: super-steps warp, warp + nwarps, ... Returns the fp32
@@ -242,11 +248,12 @@ __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, cons
 }
 
 // Adds the warps' partial sums in warp order (red: 4 * 32 floats per warp of shared memory)
-// and stores y[n, row] = act(sum * post) for the tile's rows < out and tokens n < T. Ends with
-// every thread past a barrier; called by all threads of the block.
-__device__ __forceinline__ void mma_tile_store(const float (&acc)[4], float* red, int row0, int out, int T,
-                                               float post, bool relu2, void* __restrict__ y, bool y_f32,
-                                               int64_t y_row_stride) {
+// and calls put(n, row, act(sum * post)) for the tile's rows < out and tokens n < T (threads
+// 0..127, one value each). Ends with every thread past a barrier; called by all threads of
+// the block.
+template <class Put>
+__device__ __forceinline__ void mma_tile_reduce(const float (&acc)[4], float* red, int row0, int out, int T,
+                                                float post, bool relu2, Put&& put) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
 #pragma unroll
   for (int j = 0; j < 4; ++j) red[(warp * 4 + j) * 32 + lane] = acc[j];
@@ -258,12 +265,19 @@ __device__ __forceinline__ void mma_tile_store(const float (&acc)[4], float* red
     s *= post;
     if (relu2) s = s > 0.0f ? s * s : 0.0f;
     const int row = row0 + (lane >> 2) + (j >= 2 ? 8 : 0), n = 2 * (lane & 3) + (j & 1);
-    if (row < out && n < T) {
-      const int64_t o = n * y_row_stride + row;
-      if (y_f32) static_cast<float*>(y)[o] = s;
-      else static_cast<uint16_t*>(y)[o] = f2bf(s);
-    }
+    if (row < out && n < T) put(n, row, s);
   }
+}
+
+// mma_tile_reduce storing y[n, row] (row stride y_row_stride elements, BF16 or fp32).
+__device__ __forceinline__ void mma_tile_store(const float (&acc)[4], float* red, int row0, int out, int T,
+                                               float post, bool relu2, void* __restrict__ y, bool y_f32,
+                                               int64_t y_row_stride) {
+  mma_tile_reduce(acc, red, row0, out, T, post, relu2, [&](int n, int row, float s) {
+    const int64_t o = n * y_row_stride + row;
+    if (y_f32) static_cast<float*>(y)[o] = s;
+    else static_cast<uint16_t*>(y)[o] = f2bf(s);
+  });
 }
 
 // Warps per block (4, 8 or 16) for `blocks` blocks over a K range of `nsteps` super-steps:

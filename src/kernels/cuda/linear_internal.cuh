@@ -16,6 +16,33 @@ void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream);
 // workspace checked here). bm: pairs per row tile, 64 or 128; 0 picks by pairs per expert.
 void launch_expert_grouped(const ExpertGemvArgs& a, cudaStream_t stream, int bm = 0);
 
+// The pairs of expert_gemv_cuda bucketed by expert (moe_grouped.cu's bucketing kernel, one
+// bucket per expert; launched by launch_expert_buckets on `stream`, read by the next kernel
+// after its pdl_wait()). Device pointers into a.workspace:
+//   count [1]          number of experts with at least one pair, nexp <= min(E, T*k)
+//   expert [>= E + 1]  entries j < nexp: those experts, ascending (later entries: stale)
+//   start [>= E + 1]   entries j < nexp: first slot of expert[j]'s pairs in `pairs`, ascending
+//   offsets [E + 1]    expert e's pairs are pairs[offsets[e] .. offsets[e + 1]); offsets[E]
+//                      is the number of pairs with a good id
+//   pairs [T*k]        entries < offsets[E]: pair indices i = t*k + s, grouped by expert
+//                      (arbitrary order inside one)
+// A pair whose id is outside [0, E) is in no bucket; its output row is written NaN there.
+struct ExpertBuckets {
+  const int32_t* count;
+  const int32_t* expert;
+  const int32_t* start;
+  const int32_t* offsets;
+  const int32_t* pairs;
+};
+// Checks the workspace (as the grouped path) and 1 <= T*k < 2^30.
+ExpertBuckets launch_expert_buckets(const ExpertGemvArgs& a, cudaStream_t stream);
+
+// The batched decode path of expert_gemv_cuda (moe_batch.cu): the bucketing, then every
+// selected expert's weights read once for all its pairs. Arguments checked by the caller,
+// workspace checked here. Returns false (nothing launched) when 8 rows of x do not fit in
+// shared memory (in > ~14000), where the per-pair kernels must run instead.
+bool launch_expert_batch(const ExpertGemvArgs& a, cudaStream_t stream);
+
 // The current device's multiprocessor count and per-block shared-memory opt-in limit (bytes),
 // read once per device.
 struct DeviceLimits {

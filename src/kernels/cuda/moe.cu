@@ -1,5 +1,6 @@
-// Routed-expert GEMV (expert ids read on the device; all T*k pairs in one launch) and the
-// weighted combine of the slots.
+// Routed-expert GEMV per pair (expert ids read on the device; all T*k pairs in one launch), the
+// dispatch of expert_gemv_cuda over its three paths (moe_cuda.h), and the weighted combine of
+// the slots.
 #include <string>
 
 #include "kernels/cuda/gemv_core.cuh"
@@ -102,19 +103,22 @@ void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream) {
           "expert_gemv_cuda: bad expert shape (in % 32 == 0)");
   require(a.T >= 0 && a.k >= 1 && a.T < (int64_t{1} << 31) && a.k < 65536, "expert_gemv_cuda: bad T or k");
   const int64_t pairs = a.T * a.k;
-  const bool grouped = a.workspace && !a.warp_rows && pairs >= kExpertGroupedMinPairs;
-  require(grouped || pairs < 65536,
+  const ExpertGemvPath path = expert_gemv_path(a.T, a.k, w.experts, a.workspace != nullptr && !a.warp_rows);
+  require(path != ExpertGemvPath::PerPair || pairs < 65536,
           "expert_gemv_cuda: T*k must be < 65536 without a workspace (the grouped path takes a workspace of "
           "expert_gemv_workspace_bytes)");
   require(w.data && a.ids && a.x && a.y && (w.format != WeightFormat::NVFP4 || w.block_scale),
           "expert_gemv_cuda: null pointer");
   require(cuda::aligned16(a.x), "expert_gemv_cuda: x must be 16-byte aligned");
   if (a.T == 0) return;
-  if (grouped) {
+  if (path == ExpertGemvPath::Grouped) {
     cuda::launch_expert_grouped(a, stream);
     check_launch("expert_gemv_cuda (grouped)");
     return;
   }
+  // The batch path declines (launches nothing) only when 8 rows of x exceed shared memory;
+  // T*k < 65536 holds there (E <= 4096 and T*k < 12 E, or T*k < 256), so the GEMV can run.
+  if (path == ExpertGemvPath::Batch && cuda::launch_expert_batch(a, stream)) return;
   switch (w.format) {
     case WeightFormat::Dense: launch_expert<WeightFormat::Dense>(a, stream); break;
     case WeightFormat::FP8: launch_expert<WeightFormat::FP8>(a, stream); break;

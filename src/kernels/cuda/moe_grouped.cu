@@ -5,7 +5,9 @@
 //    wide exclusive scan into per-expert pair offsets and row-tile offsets, the tile table
 //    (expert, first pair slot) of every BM-pair row tile, then the pair indices scattered into
 //    their expert's bucket (order within a bucket is arbitrary). A pair whose id is outside
-//    [0, E) gets its NaN output row here and is not bucketed.
+//    [0, E) gets its NaN output row here and is not bucketed. The batch path (moe_batch.cu)
+//    runs it with BM = T*k (launch_expert_buckets): one tile per selected expert, so the tile
+//    table is the list of selected experts.
 // 2. grouped_kernel: 1-D grid of (row tile bound) x (out / 128) blocks, column tile fastest (the
 //    row tile's gathered A rows stay in L2 across its column tiles, and consecutive row tiles
 //    of one expert share its weights in L2); the bound is ceil(N / BM) + E >= the real tile
@@ -27,7 +29,7 @@ namespace {
 
 using namespace cuda;
 
-constexpr int kBucketThreads = 1024, kMaxExperts = 4096, kMinBM = 64;
+constexpr int kBucketThreads = 1024, kMaxExperts = static_cast<int>(kExpertBucketMaxExperts), kMinBM = 64;
 
 struct Workspace {
   int32_t *offsets, *tile_off, *tile_expert, *tile_start, *total, *pairs;
@@ -209,16 +211,39 @@ int64_t expert_gemv_workspace_bytes(int64_t T, int64_t k, int64_t experts) {
 }
 
 namespace cuda {
+namespace {
 
-void launch_expert_grouped(const ExpertGemvArgs& a, cudaStream_t stream, int bm) {
-  const int64_t N = a.T * a.k, E = a.w.experts;
-  require(E <= kMaxExperts, "expert_gemv_cuda: the grouped path takes at most " + std::to_string(kMaxExperts) +
-                                " experts");
-  require(N < (int64_t{1} << 31), "expert_gemv_cuda: T*k must be < 2^31");
+// The checks every user of the bucketing makes (`path` names it in the messages).
+void check_bucketing(const ExpertGemvArgs& a, const char* path) {
+  const int64_t E = a.w.experts;
+  require(E <= kMaxExperts, std::string("expert_gemv_cuda: the ") + path + " path takes at most " +
+                                std::to_string(kMaxExperts) + " experts");
   require(a.workspace && aligned16(a.workspace), "expert_gemv_cuda: the workspace must be 16-byte aligned");
   const int64_t need = expert_gemv_workspace_bytes(a.T, a.k, E);
   require(a.workspace_bytes >= need, "expert_gemv_cuda: workspace of " + std::to_string(a.workspace_bytes) +
                                          " bytes given, " + std::to_string(need) + " needed");
+}
+
+}  // namespace
+
+// bucket_kernel with one "row tile" per expert (bm = N >= every expert's pair count): its tile
+// table is then the list of experts with pairs, in ascending order (tile_expert), with their
+// first slot in the pair list (tile_start), and *total is their number.
+ExpertBuckets launch_expert_buckets(const ExpertGemvArgs& a, cudaStream_t stream) {
+  const int64_t N = a.T * a.k, E = a.w.experts;
+  require(N >= 1 && N < (int64_t{1} << 30), "expert_gemv_cuda: the batch path takes 1 <= T*k < 2^30 pairs");
+  check_bucketing(a, "batch");
+  const Workspace ws = carve(a.workspace, N, E);
+  launch_pdl(bucket_kernel, dim3(1), dim3(kBucketThreads), 0, stream, a.ids, static_cast<int>(N), static_cast<int>(E),
+             static_cast<int>(N), static_cast<int>(a.w.out), a.y, ws);
+  check_launch("expert_gemv_cuda (bucketing)");
+  return ExpertBuckets{ws.total, ws.tile_expert, ws.tile_start, ws.offsets, ws.pairs};
+}
+
+void launch_expert_grouped(const ExpertGemvArgs& a, cudaStream_t stream, int bm) {
+  const int64_t N = a.T * a.k, E = a.w.experts;
+  require(N < (int64_t{1} << 31), "expert_gemv_cuda: T*k must be < 2^31");
+  check_bucketing(a, "grouped");
   // Cost per expert ~ tiles * (BM + D): the mma work of the tile's rows (filled or not) plus
   // the weight decoding, D ~ 50 row-equivalents. With uniform routing and n = N / E pairs per
   // expert, 128-row tiles win from n ~ 80 (n = 96: ~1.05 tiles of 128 vs ~1.9 of 64). A

@@ -404,7 +404,9 @@ struct Walk {
       for (const DBlock& b : st->blocks) any_attention = any_attention || b.kind == LayerKind::Attention;
     d.attn_ws_bytes = attention_workspace(sms, any_attention);
     d.attn_ws = d.attn_ws_bytes > 0 ? a.take(Use::AttentionWorkspace, d.attn_ws_bytes) : nullptr;
-    if (c.n_routed_experts > 0 && R * k >= kernels::kExpertGroupedMinPairs) {
+    // The routed experts' bucketing scratch, when steps of up to R rows can take the batch
+    // (decode) or grouped (prefill) path of expert_gemv_cuda; sized for R, it covers fewer rows.
+    if (c.n_routed_experts > 0 && kernels::expert_gemv_uses_workspace(R, k, c.n_routed_experts)) {
       d.moe_ws_bytes = kernels::expert_gemv_workspace_bytes(R, k, c.n_routed_experts);
       d.moe_ws = a.take(Use::Activations, d.moe_ws_bytes);
     }

@@ -228,8 +228,9 @@ struct DeviceBuffers {
   // Split-K partials of paged attention, sized for any step of up to max_step_tokens rows.
   void* attn_ws = nullptr;
   int64_t attn_ws_bytes = 0;
-  // Bucketing scratch of the grouped routed-expert GEMM (expert_gemv_cuda's workspace, used
-  // from kExpertGroupedMinPairs (row, expert) pairs), sized for max_step_tokens rows.
+  // Bucketing scratch of the routed experts' batch and grouped paths (expert_gemv_cuda's
+  // workspace; taken when kernels::expert_gemv_uses_workspace(max_step_tokens, k, E): from
+  // kExpertBatchMinRows rows or kExpertGroupedMinPairs pairs), sized for max_step_tokens rows.
   void* moe_ws = nullptr;
   int64_t moe_ws_bytes = 0;
   float *x = nullptr, *uf = nullptr, *hid_in = nullptr, *conv_out = nullptr, *ssm_y = nullptr,

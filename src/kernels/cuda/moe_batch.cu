@@ -1,0 +1,138 @@
+// Batched routed-expert GEMV: the decode-batch path of expert_gemv_cuda (moe_cuda.h). Every
+// expert selected by at least one (token, slot) pair of the call is read once for all of its
+// pairs, instead of once per pair (the per-pair GEMV of moe.cu).
+//
+// 1. launch_expert_buckets (moe_grouped.cu's bucketing kernel, one block): the pair indices
+//    grouped by expert, the selected experts in ascending order and their number nexp; the NaN
+//    output rows of pairs with an id outside [0, E).
+// 2. batch_kernel, grid (16-row tiles of W, min(E, T*k) expert slots), tile fastest: block
+//    (i, j) computes output rows [16 i, 16 i + 16) of every pair of the j-th selected expert.
+//    Blocks of slots j >= nexp exit after reading nexp, so the launch shape depends only on T,
+//    k, E and the weight shape (graph capture), never on the routing. For each group of up to
+//    8 of the expert's pairs the block gathers their x rows into shared memory (the token's row
+//    for up, the pair's row for down: stage_x_rows) and runs its tile through mma_tile
+//    (gemv_core.cuh: 16-byte weight loads, the first issued before the staging; NVFP4 / FP8
+//    decoded to BF16 in registers; m16n8k16 mmas with the gathered rows as N = 8; the block's
+//    warps split K and their partial sums are added in warp order), then scatters the results
+//    (relu² in fp32 when asked) to the pairs' y rows. An expert with more than 8 pairs in the
+//    call streams its tile again per further 8 pairs; that re-read is served by L2 (the block
+//    has just read the same 16 rows), so DRAM still sees each selected expert about once.
+//
+// Deterministic: a pair's output is computed by one mma column whose K order is fixed by the
+// tile and the block's warp count (a function of T, k, E and the shape), and the mma columns
+// are independent, so neither the order of a bucket (atomics) nor the other pairs' routing
+// changes a bit of it.
+//
+// Cost model on paper (H100, Nano up [1856, 2688] NVFP4, 2.8 MB per expert with scales): B = 32
+// rows select ~97 of 128 experts for 192 pairs, so this path reads ~272 MB per call against the
+// per-pair GEMV's 538 MB; at the tile GEMV's steady NVFP4 rate (~1.9-2.1 TB/s, bench/RESULTS.md)
+// that is ~140 us instead of ~385 us. Fixed cost: the bucketing kernel (one block, ~2-3 us on
+// the critical path) plus one L2 round trip for the bucket tables per block; per block of 16
+// rows, x staging of r rows x in x 2 bytes from L2 (r ~ 2-3 at B = 32-64 with random routing).
+// A persistent grid walking a work list would save the per-block prologue (table reads, x
+// staging) but needs cross-tile load pipelining to pay off; at 100+ us per call the prologues
+// are hidden by the other resident blocks, so the simpler grid was chosen (to be measured).
+#include <algorithm>
+#include <string>
+
+#include "kernels/cuda/gemv_core.cuh"
+#include "kernels/cuda/linear_internal.cuh"
+#include "kernels/moe_cuda.h"
+
+namespace nemotron::kernels::cuda {
+namespace {
+
+constexpr int kGroup = 8;  // pairs per pass: the mma's N
+constexpr int kStaticSmem = 2 * 2 * kGroup * 4;  // batch_kernel's xrow, yrow
+
+// Dynamic shared memory: `cap` (= min(8, T*k)) staged x rows of xs_stride(in) 16-byte units,
+// then the warps' partial sums (mma_smem_bytes). The explicit 1 block per SM bound lets ptxas
+// take the registers it needs (without it the BF16 instance spilled 4 bytes at 64 registers;
+// with it: NVFP4 96, FP8 80, BF16 79 registers on sm_90a, no spills).
+template <WeightFormat F>
+__global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvArgs a, ExpertBuckets b, int cap) {
+  extern __shared__ uint4 smem[];
+  // x row and y row (pair index) of mma column n, per group parity: group g writes [g & 1]
+  // while the stores of group g - 1 may still read [(g - 1) & 1]; group g - 2's readers are
+  // all past group g - 1's staging barriers.
+  __shared__ int32_t xrow[2][kGroup], yrow[2][kGroup];
+  pdl_trigger();
+  pdl_wait();  // the buckets come from the bucketing kernel (and x from the kernel before it)
+  // One round of independent loads (the tables hold at least E + 1 >= slots + 1 entries, so
+  // reading entry j + 1 stays inside them even where it is unused): expert j's pairs end where
+  // expert j + 1's start, the last expert's at the number of bucketed pairs, offsets[E].
+  const int j = static_cast<int>(blockIdx.y);
+  const int nexp = *b.count, e = b.expert[j], start = b.start[j], next = b.start[j + 1];
+  const int bucketed = b.offsets[a.w.experts];
+  if (j >= nexp) return;  // block-uniform: no selected expert for this slot
+  const int r = (j + 1 < nexp ? next : bucketed) - start;
+  const int in = static_cast<int>(a.w.in), out = static_cast<int>(a.w.out), k = static_cast<int>(a.k);
+  const int row0 = static_cast<int>(blockIdx.x) * kTileRows;
+  const auto* wdata = static_cast<const uint8_t*>(a.w.data[e]);
+  const uint8_t* wscale = F == WeightFormat::NVFP4 ? a.w.block_scale[e] : nullptr;
+  const float post = MmaFmt<F>::kPost * post_scale(F, a.w.scale ? a.w.scale[e] : 1.0f);
+  float* red = reinterpret_cast<float*>(smem + cap * xs_stride(in));
+  const uint16_t* x = a.x;
+  uint16_t* y = a.y;
+  const bool per_slot = a.x_per_slot;
+  int par = 0;
+  for (int g0 = 0; g0 < r; g0 += kGroup, par ^= 1) {  // r is block-uniform: every thread runs every group
+    const int nr = min(kGroup, r - g0);
+    float acc[4];
+    mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, static_cast<int>(threadIdx.x >> 5),
+                static_cast<int>(blockDim.x >> 5), [&] {
+                  if (threadIdx.x < static_cast<unsigned>(nr)) {
+                    const int p = b.pairs[start + g0 + static_cast<int>(threadIdx.x)];
+                    xrow[par][threadIdx.x] = per_slot ? p : p / k;
+                    yrow[par][threadIdx.x] = p;
+                  }
+                  __syncthreads();
+                  stage_x_rows<F>([&](int n) { return x + static_cast<int64_t>(xrow[par][n]) * in; }, nr, in, smem);
+                  __syncthreads();
+                }, acc);
+    mma_tile_reduce(acc, red, row0, out, nr, post, a.relu2, [&](int n, int row, float s) {
+      y[static_cast<int64_t>(yrow[par][n]) * out + row] = f2bf(s);
+    });
+  }
+}
+
+template <WeightFormat F>
+bool launch_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
+  const DeviceLimits lim = device_limits();
+  const int64_t N = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows, slots = std::min(a.w.experts, N);
+  const int cap = static_cast<int>(std::min<int64_t>(kGroup, N));
+  const int nsteps = static_cast<int>((a.w.in / MmaFmt<F>::kE + 3) / 4);
+  const int warps = mma_warps(tiles * slots, nsteps, lim.sms, [&](int w) {
+    return resident_blocks(reinterpret_cast<const void*>(batch_kernel<F>), w * 32, mma_smem_bytes<F>(cap, a.w.in, w));
+  });
+  const int64_t smem = mma_smem_bytes<F>(cap, a.w.in, warps);
+  if (smem + kStaticSmem > lim.smem_optin) return false;
+  if (smem > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(batch_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem));
+    require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
+  }
+  const ExpertBuckets b = launch_expert_buckets(a, stream);
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(slots));
+  launch_pdl(batch_kernel<F>, grid, dim3(warps * 32), static_cast<size_t>(smem), stream, a, b, cap);
+  check_launch("expert_gemv_cuda (batch)");
+  return true;
+}
+
+}  // namespace
+
+bool launch_expert_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
+  // Checked before anything else (also by the bucketing): the grid's expert dimension, min(E,
+  // T*k), stays within 65535, and a declined call leaves T*k < 12 E (or < 256) < 65536 pairs to
+  // the per-pair GEMV.
+  require(a.w.experts <= kExpertBucketMaxExperts, "expert_gemv_cuda: the batch path takes at most " +
+                                                      std::to_string(kExpertBucketMaxExperts) + " experts");
+  switch (a.w.format) {
+    case WeightFormat::Dense: return launch_batch<WeightFormat::Dense>(a, stream);
+    case WeightFormat::FP8: return launch_batch<WeightFormat::FP8>(a, stream);
+    case WeightFormat::NVFP4: break;
+  }
+  return launch_batch<WeightFormat::NVFP4>(a, stream);
+}
+
+}  // namespace nemotron::kernels::cuda
