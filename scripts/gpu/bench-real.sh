@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine after scripts/gpu/run-tests.sh configured build-gpu (same call):
 # synthesizes a real-shape checkpoint and runs `nemotron bench` on it.
-#   bash scripts/gpu/bench-real.sh [nano-nvfp4|nano-bf16|super-nvfp4] [bench args...]
+#   bash scripts/gpu/bench-real.sh [nano-nvfp4|nano-mtp-nvfp4|nano-bf16|super-nvfp4] [bench args...]
+# (speculation: bash scripts/gpu/bench-real.sh nano-mtp-nvfp4 --speculative-tokens 0,1,2,3
+#  --spec-batch 1,8,64 --spec-accept demo)
 # The checkpoint goes to $MODEL_ROOT/model-<name> (default /tmp; Nano BF16 is 63 GB and Super
 # NVFP4 ~80 GB: use a machine whose disk or /dev/shm holds it) and is kept for later calls.
 set -uo pipefail
@@ -17,6 +19,8 @@ cfg=tests/data/configs/nano-30b-a3b.config.json
 quant=()
 case "$which" in
   nano-nvfp4) quant=(--quant tests/data/configs/nano-30b-a3b.nvfp4.hf_quant_config.json) ;;
+  nano-mtp-nvfp4) cfg=tests/data/configs/nano-30b-a3b-mtp.config.json  # Nano with an MTP head ("*E"), for
+    quant=(--quant tests/data/configs/nano-30b-a3b.nvfp4.hf_quant_config.json) ;;  # bench --speculative-tokens
   nano-bf16) ;;
   super-nvfp4) cfg=tests/data/configs/super-120b-a12b.config.json; quant=(--layout super-mixed) ;;
   *) echo "unknown model $which"; exit 2 ;;

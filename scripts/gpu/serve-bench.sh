@@ -23,7 +23,8 @@
 # Environment (defaults): MODEL_ROOT (/tmp), MODEL_DIR (the synthesized checkpoint; another
 # model directory skips step 1's synth), NEMOTRON (build-gpu/nemotron, built here), DEVICE (cuda),
 # PORT (8080), BATCH (1,2,4,8,16,32,64,128,256), LEVELS (1,8,32,64), GREEDY_REQS (8,32,64,128),
-# SAMPLED_REQS (4,8,32,64), PROMPT_TOKENS (128), MAX_TOKENS (128), SKIP_BENCH (0).
+# SAMPLED_REQS (4,8,32,64), PROMPT_TOKENS (128), MAX_TOKENS (128), SKIP_BENCH (0),
+# CONSTRAINED_BODY (unset: no constrained run; a JSON object of request fields, step 5b).
 # Meant to finish in about 6 minutes on an H100, synth included (not yet measured there); the
 # load runs are capped at 120 s (warm-up), 120 s (greedy) and 240 s (sampled: the sampler sorts
 # the vocabulary on the host for every token). A CPU dry run of everything but step 2:
@@ -225,6 +226,15 @@ if [ -n "$server_pid" ]; then
     --temperature 0.7 --top-p 0.95 --seed 1 --label "T 0.7 top_p 0.95, ${serve_flags[*]}" \
     --json "$out/load-sampled.json"
   cat "$out/load-sampled.log"
+  # 5b. Constrained decoding (CONSTRAINED_BODY, e.g. '{"guided_regex": "[ a-z0-9]*"}': every
+  # step masked, with a mask of most of the vocabulary): greedy at the same levels, to set
+  # against load-greedy for the masks' cost.
+  if [ -n "${CONSTRAINED_BODY:-}" ]; then
+    step load-constrained timeout 180 python3 bench/load.py "${common[@]}" --num-requests "$greedy_reqs" \
+      --extra-body "$CONSTRAINED_BODY" --label "greedy constrained $CONSTRAINED_BODY, ${serve_flags[*]}" \
+      --json "$out/load-constrained.json"
+    cat "$out/load-constrained.log"
+  fi
 
   # 6. Memory: nvidia-smi next to the plan; metrics.
   { echo "after the load:"; gpu_memory; echo; echo "plan printed by serve:";
@@ -253,6 +263,7 @@ s = {"model": model, "serve_flags": flags.split(),
      "startup": {"launch_to_health_200_s": num(startup_s), "page_cache": start_cache},
      "memory": text("memory.log"), "bench": load("bench.json"),
      "load_greedy": load("load-greedy.json"), "load_sampled": load("load-sampled.json"),
+     "load_constrained": load("load-constrained.json"),
      "failed_steps": failed.split()}
 json.dump(s, open(os.path.join(out, "serve-bench.json"), "w"), indent=2)
 print("wrote", os.path.join(out, "serve-bench.json"))

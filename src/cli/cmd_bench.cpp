@@ -12,6 +12,7 @@
 #include <set>
 
 #include "cli/args.h"
+#include "cli/bench_speculation.h"
 #include "cli/command.h"
 #include "kernels/device_info.h"
 #include "model/accounting.h"
@@ -24,18 +25,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Deterministic pseudo-text ids (no tokenizer needed), avoiding the reserved ids below 1000.
-std::vector<int32_t> synthetic_ids(int64_t n, int64_t vocab, uint32_t seed) {
-  std::vector<int32_t> ids(static_cast<std::size_t>(n));
-  uint32_t x = seed * 2654435761u + 12345u;
-  const int64_t lo = std::min<int64_t>(1000, vocab / 2);
-  for (auto& id : ids) {
-    x = x * 1664525u + 1013904223u;
-    id = static_cast<int32_t>(lo + (x >> 8) % static_cast<uint32_t>(vocab - lo));
-  }
-  return ids;
-}
 
 // "0,4096,32768" -> values; "" or "none" -> no values (that section is skipped).
 std::vector<int64_t> parse_list(const std::string& text, const std::string& what) {
@@ -125,7 +114,45 @@ int run_bench(int argc, char** argv) {
                "Then time every op of a profiled prefill (the first --prefill length) and of eager decode "
                "steps at the first depth, and print where the time goes");
   app.add_option("--json", json_out, "Also write every number (settings, device, each table) to this JSON file");
+  std::string spec_text, spec_accept = "real", spec_batch_text = "1", device;
+  int64_t spec_tokens = 128;
+  bool spec_auto = true;
+  app.add_option("--speculative-tokens", spec_text,
+                 "Benchmark speculative decoding instead (through the engine, either device): drafts per verify, "
+                 "comma-separated, 0 = off, the baseline (e.g. 0,1,2,3); the other sections are skipped");
+  app.add_option("--spec-accept", spec_accept,
+                 "With --speculative-tokens: acceptance per draft position, comma-separated conditional rates "
+                 "(draft k kept with the k-th rate, the last repeating, given the ones before were kept), 'demo' "
+                 "(the demo model's measured 0.91,0.77,0.74) or 'real' (the target decides; default). Forced rates "
+                 "measure a real acceptance's cost on random-weight checkpoints");
+  app.add_option("--spec-batch", spec_batch_text, "With --speculative-tokens: concurrent requests, comma-separated");
+  app.add_option("--spec-tokens", spec_tokens, "With --speculative-tokens: tokens generated per request")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--spec-auto,!--no-spec-auto", spec_auto,
+               "With --speculative-tokens: also run each K > 0 with the engine's measured on/off rule");
+  app.add_option("--device", device, "With --speculative-tokens: cpu or cuda (default: cuda when present)");
   CLI11_PARSE(app, argc, argv);
+  if (!spec_text.empty()) {
+    SpecBenchOptions so;
+    so.device = model::resolve_device(device);
+    so.Ks = parse_list(spec_text, "--speculative-tokens");
+    so.batches = parse_list(spec_batch_text, "--spec-batch");
+    so.accept_rates = parse_accept_rates(spec_accept);
+    so.auto_mode = spec_auto;
+    so.prompt_tokens = batch_prompt;
+    so.new_tokens = spec_tokens;
+    const model::Model m = model::Model::load(model_dir);
+    Json j;
+    j["kind"] = "nemotron-bench-speculation";
+    j["model"] = model_dir;
+    j["speculation"] = run_speculation_bench(m, so);
+    if (!json_out.empty()) {
+      write_text_file(json_out, j.dump(2) + "\n");
+      std::printf("\nwrote %s\n", json_out.c_str());
+    }
+    return 0;
+  }
+  if (!device.empty() && device != "cuda") throw Error("bench: --device is for --speculative-tokens; the rest runs on cuda");
   if (!model::cuda_backend_available()) throw Error("bench: no CUDA device (or no CUDA backend in this build)");
   const std::vector<int64_t> depths = parse_list(depths_text, "--depths");
   const std::vector<int64_t> prefills = parse_list(prefill_text, "--prefill");

@@ -47,6 +47,8 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
                 std::to_string(keep_limits_.rows) + " rows per verify step (1 + drafts) for " +
                 std::to_string(keep_limits_.chunks) + " sequences; lower --speculative-tokens");
   stats_.spec_accepted_per_pos.assign(static_cast<std::size_t>(K), 0);
+  for (double r : options.spec_accept_rates)
+    if (!(r >= 0.0 && r <= 1.0)) throw Error("--spec-accept: rates must be in [0, 1], got " + std::to_string(r));
   if (options.prefix_cache_bytes < 0) throw Error("--prefix-cache-memory must not be negative");
   if (options.prefix_snapshot_interval < 1) throw Error("the prefix snapshot interval must be positive");
   // The cache's budget: what the engine is given, at most what the backend can hold (every set
@@ -93,6 +95,8 @@ uint64_t Engine::submit(GenerationRequest request, EventSink sink) {
   for (int32_t t : request.prompt)
     if (t < 0 || t >= vocab_) throw Error("prompt token id " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(vocab_) + ")");
   if (request.max_tokens < 1) throw Error("max_tokens must be at least 1");
+  if (!options_.spec_accept_rates.empty() && request.constraint)
+    throw Error("an engine with forced acceptance (bench --spec-accept) takes no constrained requests");
   const int64_t total = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
   if (total > options_.max_model_len)
     throw Error("this model's maximum context length is " + std::to_string(options_.max_model_len) +
@@ -485,7 +489,18 @@ void Engine::finish_step(InFlight& f) {
       // Keep drafts while they equal the draws of the rows before them; the first draw that
       // differs (or the draw after the last draft) is the bonus token.
       int a = 0;
-      while (a < K && samples[static_cast<std::size_t>(a)].token == s.verify[static_cast<std::size_t>(a) + 1]) ++a;
+      std::vector<model::SampleResult> kept;  // spec_accept_rates: the drafts kept, then the draw after them
+      if (options_.spec_accept_rates.empty()) {
+        while (a < K && samples[static_cast<std::size_t>(a)].token == s.verify[static_cast<std::size_t>(a) + 1]) ++a;
+      } else {
+        const auto& rates = options_.spec_accept_rates;
+        std::uniform_real_distribution<double> u(0.0, 1.0);
+        while (a < K && u(forced_accepts_) < rates[std::min<std::size_t>(static_cast<std::size_t>(a), rates.size() - 1)])
+          ++a;
+        kept.assign(samples.begin(), samples.begin() + a + 1);
+        for (int j = 0; j < a; ++j) kept[static_cast<std::size_t>(j)].token = s.verify[static_cast<std::size_t>(j) + 1];
+      }
+      const auto& emitted = kept.empty() ? samples : kept;
       ++drafts;
       draft_tokens += static_cast<uint64_t>(K);
       accepted_total += static_cast<uint64_t>(a);
@@ -493,11 +508,11 @@ void Engine::finish_step(InFlight& f) {
       spec_.record_accept(a);
       const int64_t pos0 = backend_->position(s.slot) - (K + 1);
       bool done = false;
-      for (int j = 0; j <= a && !done; ++j) done = emit_token(f.ids[i], s, samples[static_cast<std::size_t>(j)]);
+      for (int j = 0; j <= a && !done; ++j) done = emit_token(f.ids[i], s, emitted[static_cast<std::size_t>(j)]);
       if (done) continue;  // finished (slot released)
       if (a < K) backend_->roll_back(s.slot, pos0 + a + 1);
       std::vector<int32_t> next;
-      for (int j = 0; j <= a; ++j) next.push_back(samples[static_cast<std::size_t>(j)].token);
+      for (int j = 0; j <= a; ++j) next.push_back(emitted[static_cast<std::size_t>(j)].token);
       feed_head(next.data(), a + 1);
       continue;
     }

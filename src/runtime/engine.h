@@ -78,6 +78,13 @@ struct EngineOptions {
   int speculative_tokens = 0;
   // Verify drafts in every decode step instead of when it measures faster (tests, benches).
   bool speculate_always = false;
+  // Benchmark only (`bench --spec-accept`), never the server: when not empty, how many drafts
+  // a verify keeps is drawn instead of compared: draft k (0-based) is kept with probability
+  // spec_accept_rates[min(k, size - 1)] given the ones before it were. The kept drafts are
+  // emitted as they are (the verify fed them, so every state stays that of the emitted
+  // sequence) and the draw of the row after them follows, so a step costs what a real one with
+  // that acceptance costs. Models with random weights accept almost nothing otherwise.
+  std::vector<double> spec_accept_rates;
   // Prefix cache (runtime/prefix_cache.h): the bytes its backend snapshots may take (0 = off;
   // also off when the backend cannot snapshot; at most the backend's snapshot_capacity()). A request resumes from the longest cached
   // prefix of its prompt; snapshots are taken at the end of every prompt, every
@@ -201,6 +208,7 @@ class Engine {
   bool stop_ = false;
   uint64_t next_id_ = 1;
   std::mt19937_64 seeds_{std::random_device{}()};  // for requests without a seed
+  std::mt19937_64 forced_accepts_{20261205};       // spec_accept_rates' draws
   std::vector<std::pair<uint64_t, std::unique_ptr<Sequence>>> inbox_;
   std::vector<uint64_t> cancels_;
   // Engine-thread state.

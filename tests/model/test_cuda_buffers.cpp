@@ -318,13 +318,13 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
     // The routed experts' workspace: taken exactly when a step of up to R rows can run the batch
     // path (from kExpertBatchMinRows rows) or the grouped path (never below
     // kExpertGroupedMinPairs pairs), sized for R rows.
-    const int64_t E = c.n_routed_experts, topk = std::max<int64_t>(1, c.num_experts_per_tok);
+    const int64_t experts = c.n_routed_experts, topk = std::max<int64_t>(1, c.num_experts_per_tok);
     ASSERT_TRUE(R >= kernels::kExpertBatchMinRows || R * topk < kernels::kExpertGroupedMinPairs);
-    const bool want_ws = E > 0 && R >= kernels::kExpertBatchMinRows;
+    const bool want_ws = experts > 0 && R >= kernels::kExpertBatchMinRows;
     EXPECT_EQ(d.moe_ws != nullptr, want_ws) << "rows " << R;
     if (d.moe_ws) {
       EXPECT_TRUE(a.holds(ArenaKind::Step, d.moe_ws, d.moe_ws_bytes));
-      EXPECT_EQ(d.moe_ws_bytes, kernels::expert_gemv_workspace_bytes(R, topk, E));
+      EXPECT_EQ(d.moe_ws_bytes, kernels::expert_gemv_workspace_bytes(R, topk, experts));
     } else {
       EXPECT_EQ(d.moe_ws_bytes, 0);
     }

@@ -44,8 +44,9 @@ std::unique_ptr<model::Backend> cpu(const model::Model& m, int slots, int64_t ro
 
 // Generates every request to its end on an engine with K drafts (always verified).
 std::vector<std::vector<int32_t>> run(const model::Model& m, const std::vector<GenerationRequest>& reqs, int K,
-                                      EngineStats* stats = nullptr) {
+                                      EngineStats* stats = nullptr, const std::vector<double>& accept_rates = {}) {
   EngineOptions o;
+  o.spec_accept_rates = accept_rates;
   o.limits = {static_cast<int>(reqs.size()), 64, 1 << 16};
   o.max_model_len = 4096;
   o.speculative_tokens = K;
@@ -149,6 +150,49 @@ TEST_P(SpeculativeTest, GreedyIdsEqualPlainDecodingForEveryK) {
                 static_cast<unsigned long long>(st.spec_drafts),
                 1.0 + static_cast<double>(st.spec_accepted_tokens) / static_cast<double>(st.spec_drafts));
   }
+}
+
+// bench --spec-accept: acceptance drawn at the given rates instead of compared. Rate 0 keeps
+// no draft (the ids of plain decoding); rate 1 keeps every draft (K + 1 tokens per verify) and
+// each verify's last token is still the target's draw after the emitted tokens (the states
+// follow the emitted sequence): at least one position per verify step is the reference's
+// greedy choice. A rate outside [0, 1] and a constrained request are refused.
+TEST_P(SpeculativeTest, ForcedAcceptanceFollowsTheRatesAndTheEmittedSequence) {
+  const model::Model m = model::Model::load(model_path(GetParam()));
+  const int64_t V = m.config.vocab_size;
+  GenerationRequest r;
+  r.prompt = prompt_of(GetParam(), 1);
+  r.sampling.temperature = 0.0f;
+  r.max_tokens = 31;
+  const auto plain = run(m, {r}, 0);
+  EngineStats st;
+  EXPECT_EQ(run(m, {r}, 3, &st, {0.0}), plain);
+  EXPECT_GT(st.spec_drafts, 0u);
+  EXPECT_EQ(st.spec_accepted_tokens, 0u);
+  const auto all = run(m, {r}, 3, &st, {1.0})[0];
+  ASSERT_EQ(all.size(), 31u);
+  EXPECT_EQ(st.spec_accepted_tokens, st.spec_draft_tokens);
+  EXPECT_EQ(st.spec_accepted_per_pos, std::vector<uint64_t>(3, st.spec_drafts));
+  EXPECT_LE(st.spec_drafts, 31u / 4 + 1);
+  std::vector<int32_t> ctx = r.prompt;
+  ctx.insert(ctx.end(), all.begin(), all.end() - 1);
+  const model::CpuModel ref(m);
+  auto state = ref.new_state();
+  const auto logits = ref.forward(state, ctx.data(), static_cast<int64_t>(ctx.size()), true).logits;
+  uint64_t draws = 0;
+  for (std::size_t p = 0; p < all.size(); ++p) {
+    const float* row = logits.data() + (r.prompt.size() - 1 + p) * static_cast<std::size_t>(V);
+    draws += model::argmax(row, V) == all[p];
+  }
+  EXPECT_GE(draws, st.spec_drafts);
+  // Rates per position: position 0 always kept, position 1 never.
+  run(m, {r}, 3, &st, {1.0, 0.0});
+  EXPECT_EQ(st.spec_accepted_per_pos[0], st.spec_drafts);
+  EXPECT_EQ(st.spec_accepted_per_pos[1], 0u);
+  EngineOptions o;
+  o.speculative_tokens = 3;
+  o.spec_accept_rates = {0.5, 1.5};
+  EXPECT_THROW(Engine(cpu(m, 1), o), Error);
 }
 
 TEST_P(SpeculativeTest, SeededSamplingEqualsPlainTokenForToken) {
