@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <cstdio>
@@ -32,6 +33,9 @@ int run_serve(int argc, char** argv) {
   app.add_option("--host", http.host, "Address to bind (default 127.0.0.1: this machine only)");
   app.add_option("--port", http.port, "Port (0 = any free port)")->check(CLI::Range(0, 65535));
   app.add_option("--api-key", http.api_key, "Require 'Authorization: Bearer KEY' on /v1/*, /tokenize, /detokenize");
+  app.add_option("--header-timeout", http.header_timeout_s,
+                 "Seconds within which a request's line and headers must arrive (else 408 and close)")
+      ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--served-model-name", flags.config.served_model_name,
                  "Model name clients use (default: the model directory's name)");
   app.add_option("--responses-store-max", http.responses_store_max,
@@ -52,6 +56,12 @@ int run_serve(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // Waiting connections cost a descriptor each (no thread): take the hard limit.
+  if (rlimit lim{}; getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
 
   server::HttpServer srv(http);
   srv.bind();

@@ -1,5 +1,6 @@
 #pragma once
-// The OpenAI-compatible HTTP front end (cpp-httplib). Routes:
+// The OpenAI-compatible HTTP front end (cpp-httplib's parser and router behind FrontServer's
+// connection loop, http_front.h). Routes:
 //   POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,
 //   GET /metrics, POST /tokenize, POST /detokenize, POST /v1/responses,
 //   GET / DELETE /v1/responses/{id}; Anthropic's POST /v1/messages and
@@ -10,21 +11,27 @@
 // "Authorization: Bearer <key>" (401 otherwise; /v1/messages also takes "x-api-key: <key>");
 // /health and /metrics stay open. Until set_service() is called (model loading) /health answers 503 and every
 // other route 503 too.
+// Hardening (docs/serving.md, "Limits and hardening"): the body limit (413) holds for
+// Content-Length, chunked and unknown-length bodies alike; slow or idle clients wait in the
+// connection loop, not in a worker thread.
 #include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace nemotron::server {
 
 class ModelService;
+
 
 struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string api_key;
   std::size_t max_body_bytes = std::size_t{32} << 20;
-  int threads = 64;                   // httplib worker threads (one per open connection)
+  int threads = 64;                   // worker threads for POST requests (generation)
+  double header_timeout_s = 5;        // a request head must arrive within this (else 408)
   // Stored /v1/responses (least recently used evicted beyond either bound; 0 = none stored).
   std::size_t responses_store_max = 1024;
   std::size_t responses_store_bytes = std::size_t{256} << 20;

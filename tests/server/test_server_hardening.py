@@ -1,0 +1,239 @@
+"""HTTP hardening (issue 18): bounded request bodies (compressed, chunked, without a length),
+start-up failures that exit, slow clients (slowloris) that cannot take the workers, browser
+origins (CORS), the JSON content type, a warning for exposed servers without a key, and no
+filesystem paths in responses. Raw sockets where the HTTP framing is the point."""
+import gzip
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import zlib
+
+import pytest
+import requests
+
+from conftest import BIN, DEMO, Server
+
+CHAT, COMP = "/v1/chat/completions", "/v1/completions"
+M = [{"role": "user", "content": "hi"}]
+JSON = {"Content-Type": "application/json"}
+LIMIT = 32 << 20
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def read_response(s, timeout=20):
+    """(status, headers with lower-case names, body) of one HTTP response on socket s."""
+    s.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a response head: %r" % data)
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    while len(body) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body[:n]
+
+
+def check_error(status, body, want):
+    assert status == want, body
+    err = json.loads(body)["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    return err
+
+
+def send_quietly(s, data):
+    try:
+        s.sendall(data)
+        return True
+    except OSError:
+        return False  # the server answered and closed: the response is still readable
+
+
+# --- 2. the body limit for chunked bodies and bodies without a length ---------------------
+
+def post_head(path, extra=b""):
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + extra +
+            b"\r\n")
+
+
+def test_chunked_body_over_limit_413(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(post_head(COMP, b"Transfer-Encoding: chunked\r\n"))
+        piece = b"a" * (1 << 20)
+        for _ in range(40):
+            if not send_quietly(s, b"%x\r\n" % len(piece) + piece + b"\r\n"):
+                break
+        send_quietly(s, b"0\r\n\r\n")
+        status, headers, body = read_response(s)
+    err = check_error(status, body, 413)
+    assert err["code"] == "payload_too_large" and "32 MiB" in err["message"]
+    assert headers.get("connection") == "close"
+    assert requests.get(server.url + "/health", timeout=5).status_code == 200
+
+
+def test_body_without_length_over_limit_413(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(post_head(COMP))
+        piece = b"a" * (1 << 20)
+        for _ in range(40):
+            if not send_quietly(s, piece):
+                break
+        try:
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        status, _, body = read_response(s)
+    assert check_error(status, body, 413)["code"] == "payload_too_large"
+
+
+def test_chunked_and_unknown_length_bodies_within_limit(server):
+    body = json.dumps({"prompt": "Hello", "max_tokens": 2, "temperature": 0}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
+        s.sendall(post_head(COMP, b"Transfer-Encoding: chunked\r\n") +
+                  b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (5, body[:5], len(body) - 5, body[5:]))
+        status, _, out = read_response(s, 60)
+        assert status == 200, out
+        # the connection stays usable (keep-alive)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s)[0] == 200
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
+        s.sendall(post_head(COMP) + body)
+        s.shutdown(socket.SHUT_WR)
+        status, _, out = read_response(s, 60)
+        assert status == 200, out
+
+
+def test_declared_length_over_limit_413_without_reading(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        t = time.time()
+        s.sendall(post_head(COMP, b"Content-Length: %d\r\n" % (LIMIT + 1)))
+        status, headers, body = read_response(s)
+        assert time.time() - t < 2
+    check_error(status, body, 413)
+    assert headers.get("connection") == "close"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(post_head(COMP, b"Content-Length: 12abc\r\n") + b"{}")
+        status, _, body = read_response(s)
+    check_error(status, body, 400)
+
+
+# --- 4. slow clients -------------------------------------------------------------------------
+
+class SlowClients:
+    """n connections that send a request a byte every `interval` seconds: half stall in the
+    request head, half in the body (head complete, Content-Length announced)."""
+
+    def __init__(self, port, n, interval=0.5):
+        self.socks = []
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.setblocking(False)
+            head = post_head(COMP, b"Content-Length: 1000\r\n")
+            self.socks.append([s, head if i % 2 else b"", 0, head])
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, args=(interval,), daemon=True)
+        self.thread.start()
+
+    def run(self, interval):
+        while not self.stop.wait(interval):
+            for entry in self.socks:
+                s, sent, _, head = entry
+                nxt = head[len(sent):len(sent) + 1] if len(sent) < len(head) else b"a"
+                try:
+                    s.send(nxt)
+                    entry[1] = sent + nxt
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        for s, *_ in self.socks:
+            s.close()
+
+
+def timed(fn):
+    t = time.time()
+    r = fn()
+    return time.time() - t, r
+
+
+def test_slow_clients_do_not_take_the_workers(server):
+    slow = SlowClients(server.port, 150)
+    try:
+        time.sleep(1.0)  # every slow connection is open and has sent something
+        worst = 0.0
+        for i in range(8):
+            dt, r = timed(lambda: requests.get(server.url + "/health", timeout=5))
+            assert r.status_code == 200
+            worst = max(worst, dt)
+            if i % 3 == 0:
+                dt, r = timed(lambda: requests.post(server.url + COMP, timeout=5, json={
+                    "prompt": "Hi", "max_tokens": 2, "temperature": 0}))
+                assert r.status_code == 200, r.text
+                worst = max(worst, dt)
+            time.sleep(0.1)
+        assert worst < 1.0, worst
+    finally:
+        slow.close()
+
+
+@pytest.fixture(scope="module")
+def quick_timeout():
+    s = Server("--header-timeout", "1")
+    yield s
+    s.stop()
+
+
+def test_stalled_request_head_is_closed(quick_timeout):
+    port = quick_timeout.port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled, \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        t = time.time()
+        stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        status, headers, body = read_response(stalled)
+        assert check_error(status, body, 408)["code"] == "request_timeout"
+        assert stalled.recv(1) == b""
+        assert idle.recv(1) == b""  # an idle connection is closed without a word
+        assert time.time() - t < 3
+
+
+def test_stalled_body_is_closed(quick_timeout):
+    # the head is complete, the announced body never comes: the loop keeps it, no worker does
+    with socket.create_connection(("127.0.0.1", quick_timeout.port), timeout=10) as s:
+        t = time.time()
+        s.sendall(post_head(COMP, b"Content-Length: 100\r\n") + b'{"prompt": ')
+        status, _, body = read_response(s)
+        check_error(status, body, 408)
+        assert time.time() - t < 3
+
+
+def test_request_head_too_large_431(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        send_quietly(s, b"X-Pad: " + b"a" * (80 << 10) + b"\r\n\r\n")
+        status, _, body = read_response(s)
+    check_error(status, body, 431)
+
+
