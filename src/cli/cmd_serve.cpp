@@ -3,6 +3,7 @@
 // model + tokenizer + chat template, plan memory (printed to stderr; refused -> exit 1),
 // start the engine, then /health answers 200. SIGINT/SIGTERM stop it gracefully: in-flight
 // generations are cancelled (finish_reason "abort"), the listener stops, the engine joins.
+// A load failure prints its error and exits 1 at once (the listener, started or not, stops).
 #include <CLI/CLI.hpp>
 
 #include <pthread.h>
@@ -55,6 +56,7 @@ int run_serve(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGUSR1);  // from this process: the signal thread's end
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   // Waiting connections cost a descriptor each (no thread): take the hard limit.
@@ -78,27 +80,32 @@ int run_serve(int argc, char** argv) {
       }
     }
   });
+  auto end_signals = [&] {
+    finished = true;
+    pthread_kill(signals.native_handle(), SIGUSR1);
+    signals.join();
+  };
   auto shutdown = [&] {
     srv.stop();
     listener.join();
-    finished = true;
-    signals.join();
+    end_signals();
   };
 
   std::unique_ptr<server::ModelService> service;
   try {
     service = server::ModelService::load(flags.config, std::cerr);
-  } catch (...) {
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fflush(stderr);
     shutdown();
-    throw;
+    return 1;
   }
   srv.set_service(service.get());
   std::fprintf(stderr, "serving '%s' on http://%s:%d (max model length %lld tokens)\n", service->name().c_str(),
                http.host.c_str(), srv.port(), static_cast<long long>(service->max_model_len()));
   std::fflush(stderr);
   listener.join();  // returns after stop() once every worker thread has finished
-  finished = true;
-  signals.join();
+  end_signals();
   srv.set_service(nullptr);
   service.reset();
   std::fprintf(stderr, "stopped\n");

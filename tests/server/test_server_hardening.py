@@ -138,6 +138,28 @@ def test_declared_length_over_limit_413_without_reading(server):
     check_error(status, body, 400)
 
 
+# --- 3. a model that fails to load: the error, and exit 1, at once -------------------------
+
+def test_load_failure_exits_at_once(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    times = []
+    for d in [empty, bad] * 10:
+        t = time.time()
+        try:
+            p = subprocess.run([BIN, "serve", "--model", str(d), "--port", "0"], capture_output=True, text=True,
+                               timeout=10)
+        except subprocess.TimeoutExpired as e:
+            pytest.fail("serve did not exit within 10 s after a load failure: %s" % e.stderr)
+        times.append(time.time() - t)
+        assert p.returncode == 1, p.stderr
+        assert "error:" in p.stderr and str(d / "config.json") in p.stderr, p.stderr
+    assert max(times) < 2.0, times  # within a second but for a loaded machine
+
+
 # --- 4. slow clients -------------------------------------------------------------------------
 
 class SlowClients:
