@@ -1,5 +1,8 @@
 #include "server/http_server.h"
 
+#include <strings.h>
+
+#include <cctype>
 #include <ctime>
 #include <exception>
 
@@ -35,6 +38,17 @@ bool authorized(const HttpOptions& o, const Request& req) {
   if (auth.rfind(prefix, 0) == 0 && same_key(auth.substr(prefix.size()), o.api_key)) return true;
   const std::string x_api_key = anthropic_path(req.path) ? req.get_header_value("x-api-key") : "";
   return !x_api_key.empty() && same_key(x_api_key, o.api_key);
+}
+
+bool iequals(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  std::size_t i = 0;
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return s.substr(i);
 }
 
 // Whether the request carries a body (httplib reads a POST without a length to the end of the
@@ -227,7 +241,8 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
   http.set_front_options(std::move(fo));
 
   // Before routing: the API key (401), then what can be refused without reading the body: a
-  // declared length over the limit (413). The body is not read; the connection is closed after.
+  // compressed body (415), a declared length over the limit (413). The body is never read for
+  // these; the connection is closed after.
   http.set_pre_routing_handler([st](const Request& req, Response& res) {
     if (!authorized(st->options, req)) {
       const bool anthropic = anthropic_path(req.path);
@@ -242,6 +257,16 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
       return httplib::Server::HandlerResponse::Handled;
     }
     if (has_body(req)) {
+      const std::string encoding = trimmed(req.get_header_value("Content-Encoding"));
+      if (!encoding.empty() && !iequals(encoding, "identity")) {
+        send_error(req, res,
+                   ApiError(415,
+                            "Content-Encoding '" + encoding +
+                                "' is not supported: send the request body uncompressed (compressed bodies are "
+                                "refused so that no body can inflate past the size limit)",
+                            "", "unsupported_content_encoding"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
       const std::string length = req.get_header_value("Content-Length");
       if (!length.empty() && length.find_first_not_of("0123456789") != std::string::npos) {
         send_error(req, res, ApiError(400, "Invalid Content-Length '" + length + "'", "", "bad_request"));

@@ -11,9 +11,10 @@
 // "Authorization: Bearer <key>" (401 otherwise; /v1/messages also takes "x-api-key: <key>");
 // /health and /metrics stay open. Until set_service() is called (model loading) /health answers 503 and every
 // other route 503 too.
-// Hardening (docs/serving.md, "Limits and hardening"): the body limit (413) holds for
-// Content-Length, chunked and unknown-length bodies alike; slow or idle clients wait in the
-// connection loop, not in a worker thread.
+// Hardening (docs/serving.md, "Limits and hardening"): compressed bodies (Content-Encoding
+// other than identity) are refused (415) before any byte is inflated; the body limit (413)
+// holds for Content-Length, chunked and unknown-length bodies alike; slow or idle clients wait
+// in the connection loop, not in a worker thread.
 #include <atomic>
 #include <cstddef>
 #include <memory>

@@ -70,6 +70,34 @@ def send_quietly(s, data):
         return False  # the server answered and closed: the response is still readable
 
 
+# --- 1. compressed bodies: refused with 415 before anything is inflated ------------------
+
+@pytest.mark.parametrize("encoding,compress", [("gzip", gzip.compress), ("deflate", zlib.compress),
+                                                ("br", None), ("x-unknown", None)])
+def test_compressed_body_refused_415(server, encoding, compress):
+    body = json.dumps({"messages": M, "max_tokens": 1}).encode()
+    data = compress(body) if compress else body
+    r = requests.post(server.url + CHAT, data=data, timeout=30,
+                      headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+    err = check_error(r.status_code, r.content, 415)
+    assert err["code"] == "unsupported_content_encoding" and encoding in err["message"]
+    r = requests.post(server.url + CHAT, data=body, timeout=60,
+                      headers={"Content-Type": "application/json", "Content-Encoding": "identity"})
+    assert r.status_code == 200, r.text
+
+
+def test_compression_bomb_is_not_inflated(server):
+    bomb = gzip.compress(b"x" * (96 << 20), 9)  # ~96 KiB on the wire, 96 MiB inflated
+    assert len(bomb) < (1 << 20)
+    before = rss_kib(server.proc.pid)
+    for path in (CHAT, "/v1/messages", "/nope"):
+        r = requests.post(server.url + path, data=bomb, timeout=30,
+                          headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert r.status_code == 415, r.text
+    assert rss_kib(server.proc.pid) - before < 48 << 10
+    assert requests.get(server.url + "/health", timeout=5).status_code == 200
+
+
 # --- 2. the body limit for chunked bodies and bodies without a length ---------------------
 
 def post_head(path, extra=b""):
