@@ -34,6 +34,10 @@ int run_serve(int argc, char** argv) {
   app.add_option("--host", http.host, "Address to bind (default 127.0.0.1: this machine only)");
   app.add_option("--port", http.port, "Port (0 = any free port)")->check(CLI::Range(0, 65535));
   app.add_option("--api-key", http.api_key, "Require 'Authorization: Bearer KEY' on /v1/*, /tokenize, /detokenize");
+  std::string origins;
+  app.add_option("--allowed-origins", origins,
+                 "Comma-separated web origins (scheme://host[:port], or *) whose pages may call the API (CORS); "
+                 "requests with another Origin header get 403 (default: none)");
   app.add_option("--header-timeout", http.header_timeout_s,
                  "Seconds within which a request's line and headers must arrive (else 408 and close)")
       ->check(CLI::Range(0.1, 3600.0));
@@ -47,6 +51,7 @@ int run_serve(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   http.responses_store_bytes = static_cast<std::size_t>(store_mib * 1048576.0);
+  http.allowed_origins = server::parse_allowed_origins(origins);
   server::finish_service_flags(flags);
   http.threads = std::max(64, 2 * flags.config.plan.max_num_seqs + 16);
 
@@ -67,6 +72,11 @@ int run_serve(int argc, char** argv) {
 
   server::HttpServer srv(http);
   srv.bind();
+  if (http.api_key.empty() && !server::is_loopback_host(http.host))
+    std::fprintf(stderr,
+                 "warning: serving on %s without --api-key: anyone who can reach this address can use the model "
+                 "(pass --api-key KEY, or bind 127.0.0.1)\n",
+                 http.host.c_str());
   std::thread listener([&] { srv.listen(); });
   std::atomic<bool> finished{false};
   std::thread signals([&] {

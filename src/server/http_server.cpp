@@ -1,5 +1,7 @@
 #include "server/http_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <strings.h>
 
 #include <cctype>
@@ -51,6 +53,29 @@ std::string trimmed(std::string s) {
   return s.substr(i);
 }
 
+bool origin_allowed(const HttpOptions& o, const std::string& origin) {
+  for (const std::string& a : o.allowed_origins)
+    if (a == "*" || iequals(a, origin)) return true;
+  return false;
+}
+
+// A CORS preflight of an allowed origin (the Access-Control-Allow-Origin header is added to
+// every response by the post-routing handler).
+void preflight(const Request& req, Response& res) {
+  res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+  std::string asked = req.get_header_value("Access-Control-Request-Headers");
+  const bool plain = asked.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_, ") ==
+                     std::string::npos;
+  if (asked.empty() || !plain || asked.size() > 4096)
+    asked = "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta, OpenAI-Beta";
+  res.set_header("Access-Control-Allow-Headers", asked);
+  res.set_header("Access-Control-Max-Age", "600");
+  // Chrome's Private Network Access: a public page asking for this (loopback) server.
+  if (iequals(req.get_header_value("Access-Control-Request-Private-Network"), "true"))
+    res.set_header("Access-Control-Allow-Private-Network", "true");
+  res.set_header("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
+}
+
 // Whether the request carries a body (httplib reads a POST without a length to the end of the
 // stream).
 bool has_body(const Request& req) {
@@ -73,8 +98,9 @@ ApiError too_large(const HttpOptions& o) {
 
 void handle_models(HttpServer::State&, ModelService& s, const Request&, Response& res) {
   static const long long created = static_cast<long long>(std::time(nullptr));
+  // `root` is the served name too: no response names a path of this machine.
   Json model = {{"id", s.name()},         {"object", "model"}, {"created", created},
-                {"owned_by", "nemotron"}, {"root", s.model_dir()},  {"max_model_len", s.max_model_len()}};
+                {"owned_by", "nemotron"}, {"root", s.name()},  {"max_model_len", s.max_model_len()}};
   send_json(res, 200, {{"object", "list"}, {"data", Json::array({model})}});
 }
 
@@ -188,6 +214,13 @@ bool read_body(const HttpOptions& o, const Request& req, Response& res, const ht
   return true;
 }
 
+// The media type of a Content-Type value, lower-case, without parameters.
+std::string media_type(const std::string& content_type) {
+  std::string t = trimmed(content_type.substr(0, content_type.find(';')));
+  for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return t;
+}
+
 void dispatch(HttpServer::State& st, const Request& req, Response& res, const httplib::ContentReader* reader) {
   const bool get = req.method == "GET" || req.method == "HEAD";
   if (req.path == "/health") {
@@ -200,6 +233,16 @@ void dispatch(HttpServer::State& st, const Request& req, Response& res, const ht
   if (!route) return send_error(req, res, ApiError(404, "Not found", "", "not_found"));
   const Handler h = get ? route->get : req.method == "POST" ? route->post : req.method == "DELETE" ? route->del : nullptr;
   if (!h) return method_not_allowed(req, res, allowed_methods(*route));
+  if (req.method == "POST") {
+    const std::string given = req.get_header_value("Content-Type");
+    if (media_type(given) != "application/json")
+      return send_error(req, res,
+                        ApiError(415,
+                                 "Content-Type must be application/json" +
+                                     (given.empty() ? std::string(" (none given; with curl: -H 'Content-Type: application/json')")
+                                                    : " (got '" + given + "')"),
+                                 "", "unsupported_media_type"));
+  }
   ModelService* s = st.service.load();
   if (!s || st.stopping)
     return send_error(req, res,
@@ -223,6 +266,43 @@ void send_json(httplib::Response& res, int status, const Json& body) {
   res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
 }
 
+std::vector<std::string> parse_allowed_origins(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= list.size()) {
+    std::size_t end = list.find(',', at);
+    if (end == std::string::npos) end = list.size();
+    std::string o = list.substr(at, end - at);
+    at = end + 1;
+    while (!o.empty() && std::isspace(static_cast<unsigned char>(o.front()))) o.erase(o.begin());
+    while (!o.empty() && std::isspace(static_cast<unsigned char>(o.back()))) o.pop_back();
+    if (o.empty()) continue;
+    if (o != "*" && o != "null") {
+      const std::size_t scheme = o.find("://");
+      const bool ok = scheme != std::string::npos && scheme > 0 && o.size() > scheme + 3 &&
+                      o.find_first_of("/?#", scheme + 3) == std::string::npos;
+      if (!ok)
+        throw Error("--allowed-origins: '" + o + "' is not an origin (scheme://host[:port], without a path; or *)");
+    }
+    out.push_back(o);
+  }
+  return out;
+}
+
+bool is_loopback_host(const std::string& host) {
+  std::string h = host;
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h == "localhost") return true;
+  in_addr a4{};
+  if (inet_pton(AF_INET, h.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  in6_addr a6{};
+  if (inet_pton(AF_INET6, h.c_str(), &a6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&a6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+  }
+  return false;
+}
+
 HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) {
   state_->options = std::move(options);
   State* st = state_.get();
@@ -240,10 +320,26 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
   };
   http.set_front_options(std::move(fo));
 
-  // Before routing: the API key (401), then what can be refused without reading the body: a
-  // compressed body (415), a declared length over the limit (413). The body is never read for
-  // these; the connection is closed after.
+  // Before routing, in this order: the origin (403), CORS preflights, the API key (401), then
+  // what can be refused without reading the body: a compressed body (415), a declared length
+  // over the limit (413). The body is never read for these; the connection is closed after.
   http.set_pre_routing_handler([st](const Request& req, Response& res) {
+    const std::string origin = req.get_header_value("Origin");
+    if (!origin.empty() && !origin_allowed(st->options, origin)) {
+      send_error(req, res,
+                 ApiError(403,
+                          "Requests from the web origin '" + origin +
+                              "' are not allowed: start the server with --allowed-origins " + origin +
+                              " to let pages from it call the API",
+                          "", "origin_not_allowed"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (req.method == "OPTIONS") {
+      res.status = 204;
+      res.set_header("Allow", "GET, POST, DELETE, OPTIONS");
+      if (!origin.empty()) preflight(req, res);
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (!authorized(st->options, req)) {
       const bool anthropic = anthropic_path(req.path);
       const bool none = req.get_header_value("Authorization").empty() &&
@@ -293,11 +389,16 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
     }
     return httplib::Server::HandlerResponse::Handled;
   }));
-  // Every response: metrics, and "Connection: close" when
+  // Every response: metrics, CORS headers for an allowed origin, and "Connection: close" when
   // the request's body was not read to its end (what is left of it must not be taken for the
   // next request).
   http.set_post_routing_handler([st](const Request& req, Response& res) {
     if (ModelService* s = st->service.load()) s->metrics().count_http(res.status);
+    const std::string origin = req.get_header_value("Origin");
+    if (!origin.empty() && origin_allowed(st->options, origin)) {
+      res.set_header("Access-Control-Allow-Origin", origin);
+      res.set_header("Vary", "Origin");
+    }
     if (RequestContext* ctx = current_request()) {
       if (!ctx->body_read && has_body(req)) ctx->close = true;
       if (ctx->close) res.set_header("Connection", "close");

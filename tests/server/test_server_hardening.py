@@ -287,3 +287,107 @@ def test_request_head_too_large_431(server):
     check_error(status, body, 431)
 
 
+# --- 8. origins, content type, exposure, paths ------------------------------------------------
+
+def test_foreign_origin_refused(server):
+    evil = {"Origin": "http://evil.example"}
+    r = requests.post(server.url + CHAT, json={"messages": M, "max_tokens": 1}, headers=evil, timeout=30)
+    err = check_error(r.status_code, r.content, 403)
+    assert err["code"] == "origin_not_allowed" and "--allowed-origins" in err["message"]
+    assert "access-control-allow-origin" not in {k.lower() for k in r.headers}
+    r = requests.get(server.url + "/v1/models", headers=evil, timeout=10)
+    check_error(r.status_code, r.content, 403)
+    r = requests.post(server.url + "/v1/messages", json={"max_tokens": 1, "messages": M}, headers=evil, timeout=30)
+    assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+    r = requests.options(server.url + CHAT, timeout=10, headers={
+        **evil, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+    assert r.status_code == 403
+    # no Origin (curl, SDKs): served
+    assert requests.get(server.url + "/v1/models", timeout=10).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def cors():
+    s = Server("--allowed-origins", "http://ok.example, http://app.example:3000")
+    yield s
+    s.stop()
+
+
+def test_allowed_origins_and_preflight(cors):
+    ok = "http://app.example:3000"
+    r = requests.options(cors.url + CHAT, timeout=10, headers={
+        "Origin": ok, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os",
+        "Access-Control-Request-Private-Network": "true"})
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Private-Network"] == "true"
+    assert r.headers["Access-Control-Allow-Origin"] == ok
+    assert "POST" in r.headers["Access-Control-Allow-Methods"]
+    allowed = r.headers["Access-Control-Allow-Headers"].lower()
+    assert "authorization" in allowed and "content-type" in allowed and "x-stainless-os" in allowed
+    assert "Origin" in r.headers["Vary"]
+    r = requests.post(cors.url + CHAT, json={"messages": M, "max_tokens": 1}, headers={"Origin": ok}, timeout=60)
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == ok
+    r = requests.get(cors.url + "/v1/models", headers={"Origin": "http://ok.example"}, timeout=10)
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "http://ok.example"
+    r = requests.post(cors.url + CHAT, json={"messages": M}, headers={"Origin": "http://ok.example.evil"}, timeout=10)
+    check_error(r.status_code, r.content, 403)
+    # errors carry the CORS headers too, so that the page can read them
+    r = requests.post(cors.url + CHAT, json={"messages": []}, headers={"Origin": ok}, timeout=10)
+    assert r.status_code == 400 and r.headers["Access-Control-Allow-Origin"] == ok
+
+
+@pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+def test_post_needs_json_content_type(server, ctype):
+    body = json.dumps({"messages": M, "max_tokens": 1}).encode()
+    headers = {"Content-Type": ctype} if ctype else {}
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
+        s.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\n" + extra +
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        status, _, out = read_response(s)
+    err = check_error(status, out, 415)
+    assert err["code"] == "unsupported_media_type" and "application/json" in err["message"]
+    r = requests.post(server.url + "/v1/messages", data=body, headers={"Content-Type": "text/plain"}, timeout=10)
+    assert r.status_code == 415 and r.json()["type"] == "error"
+
+
+def test_json_content_type_with_parameters(server):
+    r = requests.post(server.url + CHAT, timeout=60, data=json.dumps({"messages": M, "max_tokens": 1}),
+                      headers={"Content-Type": "Application/JSON; charset=utf-8"})
+    assert r.status_code == 200, r.text
+
+
+def test_sdks_still_work(server):
+    from anthropic import Anthropic
+    from openai import OpenAI
+    c = OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=60)
+    assert c.chat.completions.create(model="demo", messages=M, max_tokens=1).choices[0].finish_reason
+    a = Anthropic(base_url=server.url, api_key="x", max_retries=0, timeout=60)
+    assert a.messages.create(model="demo", max_tokens=1, messages=M).stop_reason
+
+
+@pytest.mark.parametrize("host,key,warned", [("0.0.0.0", None, True), ("0.0.0.0", "k", False),
+                                             ("127.0.0.1", None, False), ("::1", None, False)])
+def test_exposed_without_key_warns(tmp_path, host, key, warned):
+    args = [BIN, "serve", "--model", str(tmp_path), "--host", host, "--port", "0"]
+    if key:
+        args += ["--api-key", key]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1  # no model in tmp_path: it stops after binding
+    if "cannot bind" in p.stderr:
+        pytest.skip("cannot bind %s here" % host)
+    assert ("warning:" in p.stderr and "--api-key" in p.stderr) == warned, p.stderr
+
+
+def test_allowed_origins_must_be_origins():
+    p = subprocess.run([BIN, "serve", "--model", DEMO, "--port", "0", "--allowed-origins", "http://ok.example/app"],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1 and "--allowed-origins" in p.stderr and "http://ok.example/app" in p.stderr, p.stderr
+
+
+def test_no_filesystem_paths(server):
+    data = requests.get(server.url + "/v1/models", timeout=10).json()["data"][0]
+    assert data["id"] == "demo" and data["root"] == "demo"
+    text = json.dumps(data)
+    assert os.path.abspath(DEMO) not in text and "/" not in text
