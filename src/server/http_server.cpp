@@ -4,7 +4,9 @@
 #include <netinet/in.h>
 #include <strings.h>
 
+#include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <ctime>
 #include <exception>
 
@@ -378,9 +380,17 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
   // Fills the error body for statuses httplib produces itself (a malformed request: 400 ...).
   http.set_error_handler(httplib::Server::HandlerWithResponse([st](const Request& req, Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    static const char* const kMethods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    const bool known = std::find(std::begin(kMethods), std::end(kMethods), req.method) != std::end(kMethods);
     switch (res.status) {
       case 400:
-        send_error(req, res, ApiError(400, "Malformed HTTP request (request line, headers or chunked body)", "", "bad_request"));
+        if (!req.method.empty() && !known) {
+          res.set_header("Allow", "GET, POST, DELETE, OPTIONS");
+          send_error(req, res, ApiError(405, "Method '" + req.method + "' is not supported", "", "method_not_allowed"));
+        } else {
+          send_error(req, res,
+                     ApiError(400, "Malformed HTTP request (request line, headers or chunked body)", "", "bad_request"));
+        }
         break;
       case 404: send_error(req, res, ApiError(404, "Not found", "", "not_found")); break;
       case 413: send_error(req, res, too_large(st->options)); break;

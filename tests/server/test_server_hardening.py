@@ -287,6 +287,17 @@ def test_request_head_too_large_431(server):
     check_error(status, body, 431)
 
 
+@pytest.mark.parametrize("raw,status", [(b"FOO /health HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+                                        (b"\x00\x01garbage\r\n\r\n", 400),
+                                        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414)])
+def test_malformed_requests_get_json_errors(server, raw, status):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(raw)
+        st, headers, body = read_response(s)
+    check_error(st, body, status)
+    assert headers["content-type"] == "application/json"
+
+
 # --- 8. origins, content type, exposure, paths ------------------------------------------------
 
 def test_foreign_origin_refused(server):
