@@ -3,10 +3,12 @@
 // model + tokenizer + chat template, plan memory (printed to stderr; refused -> exit 1),
 // start the engine, then /health answers 200. SIGINT/SIGTERM stop it gracefully: in-flight
 // generations are cancelled (finish_reason "abort"), the listener stops, the engine joins.
+// A load failure prints its error and exits 1 at once (the listener, started or not, stops).
 #include <CLI/CLI.hpp>
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <cstdio>
@@ -32,6 +34,13 @@ int run_serve(int argc, char** argv) {
   app.add_option("--host", http.host, "Address to bind (default 127.0.0.1: this machine only)");
   app.add_option("--port", http.port, "Port (0 = any free port)")->check(CLI::Range(0, 65535));
   app.add_option("--api-key", http.api_key, "Require 'Authorization: Bearer KEY' on /v1/*, /tokenize, /detokenize");
+  std::string origins;
+  app.add_option("--allowed-origins", origins,
+                 "Comma-separated web origins (scheme://host[:port], or *) whose pages may call the API (CORS); "
+                 "requests with another Origin header get 403 (default: none)");
+  app.add_option("--header-timeout", http.header_timeout_s,
+                 "Seconds within which a request's line and headers must arrive (else 408 and close)")
+      ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--served-model-name", flags.config.served_model_name,
                  "Model name clients use (default: the model directory's name)");
   app.add_option("--responses-store-max", http.responses_store_max,
@@ -42,6 +51,7 @@ int run_serve(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   http.responses_store_bytes = static_cast<std::size_t>(store_mib * 1048576.0);
+  http.allowed_origins = server::parse_allowed_origins(origins);
   server::finish_service_flags(flags);
   http.threads = std::max(64, 2 * flags.config.plan.max_num_seqs + 16);
 
@@ -51,10 +61,22 @@ int run_serve(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGUSR1);  // from this process: the signal thread's end
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // Waiting connections cost a descriptor each (no thread): take the hard limit.
+  if (rlimit lim{}; getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
 
   server::HttpServer srv(http);
   srv.bind();
+  if (http.api_key.empty() && !server::is_loopback_host(http.host))
+    std::fprintf(stderr,
+                 "warning: serving on %s without --api-key: anyone who can reach this address can use the model "
+                 "(pass --api-key KEY, or bind 127.0.0.1)\n",
+                 http.host.c_str());
   std::thread listener([&] { srv.listen(); });
   std::atomic<bool> finished{false};
   std::thread signals([&] {
@@ -68,27 +90,32 @@ int run_serve(int argc, char** argv) {
       }
     }
   });
+  auto end_signals = [&] {
+    finished = true;
+    pthread_kill(signals.native_handle(), SIGUSR1);
+    signals.join();
+  };
   auto shutdown = [&] {
     srv.stop();
     listener.join();
-    finished = true;
-    signals.join();
+    end_signals();
   };
 
   std::unique_ptr<server::ModelService> service;
   try {
     service = server::ModelService::load(flags.config, std::cerr);
-  } catch (...) {
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fflush(stderr);
     shutdown();
-    throw;
+    return 1;
   }
   srv.set_service(service.get());
   std::fprintf(stderr, "serving '%s' on http://%s:%d (max model length %lld tokens)\n", service->name().c_str(),
                http.host.c_str(), srv.port(), static_cast<long long>(service->max_model_len()));
   std::fflush(stderr);
   listener.join();  // returns after stop() once every worker thread has finished
-  finished = true;
-  signals.join();
+  end_signals();
   srv.set_service(nullptr);
   service.reset();
   std::fprintf(stderr, "stopped\n");

@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "server/api_error.h"
+#include "server/http_front.h"
 #include "server/http_server.h"
 #include "server/responses.h"
 #include "server/service.h"
@@ -13,7 +14,7 @@ namespace nemotron::server {
 
 struct HttpServer::State {
   HttpOptions options;
-  httplib::Server http;
+  FrontServer http;
   std::atomic<ModelService*> service{nullptr};
   std::atomic<bool> stopping{false};
   int bound_port = 0;

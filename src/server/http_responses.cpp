@@ -226,7 +226,7 @@ void handle_responses_create(HttpServer::State& state, ModelService& service, co
 
 void handle_responses_get(HttpServer::State& state, ModelService&, const httplib::Request& req,
                           httplib::Response& res) {
-  const std::string id = req.matches[1];
+  const std::string id = req.path.substr(std::string("/v1/responses/").size());
   if (req.get_param_value("stream") == "true")
     throw bad_param("stream", "streaming a stored response is not supported", "unsupported_parameter");
   auto r = state.responses.get(id);
@@ -236,7 +236,7 @@ void handle_responses_get(HttpServer::State& state, ModelService&, const httplib
 
 void handle_responses_delete(HttpServer::State& state, ModelService&, const httplib::Request& req,
                              httplib::Response& res) {
-  const std::string id = req.matches[1];
+  const std::string id = req.path.substr(std::string("/v1/responses/").size());
   if (!state.responses.erase(id))
     throw ApiError(404, "No response found with id '" + id + "'.", "response_id", "not_found");
   send_json(res, 200, {{"id", id}, {"object", "response.deleted"}, {"deleted", true}});

@@ -1,5 +1,6 @@
 #pragma once
-// The OpenAI-compatible HTTP front end (cpp-httplib). Routes:
+// The OpenAI-compatible HTTP front end (cpp-httplib's parser and router behind FrontServer's
+// connection loop, http_front.h). Routes:
 //   POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,
 //   GET /metrics, POST /tokenize, POST /detokenize, POST /v1/responses,
 //   GET / DELETE /v1/responses/{id}; Anthropic's POST /v1/messages and
@@ -10,21 +11,38 @@
 // "Authorization: Bearer <key>" (401 otherwise; /v1/messages also takes "x-api-key: <key>");
 // /health and /metrics stay open. Until set_service() is called (model loading) /health answers 503 and every
 // other route 503 too.
+// Hardening (docs/serving.md, "Limits and hardening"): a request with an Origin header that is
+// not in allowed_origins is refused (403) before anything else, and allowed origins get CORS
+// headers and preflights; POST bodies must be application/json (415); compressed bodies
+// (Content-Encoding other than identity) are refused (415) before any byte is inflated; the
+// body limit (413) holds for Content-Length, chunked and unknown-length bodies alike; slow or
+// idle clients wait in the connection loop, not in a worker thread.
 #include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace nemotron::server {
 
 class ModelService;
+
+// --allowed-origins: a comma-separated list of origins (scheme://host[:port], no path), or
+// "*". Throws nemotron::Error naming an entry that is not an origin.
+std::vector<std::string> parse_allowed_origins(const std::string& list);
+// Whether `host` (a --host value) binds the loopback interface only.
+bool is_loopback_host(const std::string& host);
 
 struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string api_key;
   std::size_t max_body_bytes = std::size_t{32} << 20;
-  int threads = 64;                   // httplib worker threads (one per open connection)
+  int threads = 64;                   // worker threads for POST requests (generation)
+  // Browser origins (scheme://host[:port]) allowed to call the API; "*" = any. A request with
+  // another Origin header gets 403; requests without one (curl, SDKs) are not affected.
+  std::vector<std::string> allowed_origins;
+  double header_timeout_s = 5;        // a request head must arrive within this (else 408)
   // Stored /v1/responses (least recently used evicted beyond either bound; 0 = none stored).
   std::size_t responses_store_max = 1024;
   std::size_t responses_store_bytes = std::size_t{256} << 20;

@@ -1,5 +1,7 @@
 #include "server/peer_socket.h"
 
+#include "server/http_front.h"
+
 #include <dirent.h>
 #include <netdb.h>
 #include <poll.h>
@@ -68,6 +70,12 @@ PeerSocket PeerSocket::find(const std::string& local_addr, int local_port, const
                             int remote_port) {
   PeerSocket s;
   if (local_port <= 0 || remote_port <= 0 || remote_addr.empty()) return s;
+  // The connection the calling worker serves (FrontServer), else a search of every descriptor.
+  if (const RequestContext* ctx = current_request(); ctx && ctx->fd >= 0 &&
+                                                     matches(ctx->fd, local_addr, local_port, remote_addr, remote_port)) {
+    s.fd_ = ctx->fd;
+    return s;
+  }
   for (int fd : open_fds()) {
     if (matches(fd, local_addr, local_port, remote_addr, remote_port)) {
       s.fd_ = fd;

@@ -7,7 +7,9 @@
 // port and remote address/port (a TCP 4-tuple names one connection; addresses are formatted
 // with getnameinfo(NI_NUMERICHOST) as httplib formats them). The fd stays open, so it cannot
 // be reused by another connection, until the handler and its content provider have returned;
-// a PeerSocket must not be used after that.
+// a PeerSocket must not be used after that. Under FrontServer (http_front.h) the worker's own
+// connection (current_request()) is checked first; the search of every descriptor remains for
+// any other caller.
 //
 // closed() is true once the peer sent FIN (closed, or shut down its sending side: HTTP/1.1
 // clients do not half-close while awaiting a response) or RST. Bytes waiting to be read (a

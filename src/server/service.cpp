@@ -21,10 +21,12 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   s->model_dir_ = config.model_dir;
   s->name_ = config.served_model_name;
   if (s->name_.empty()) {
-    std::filesystem::path p(config.model_dir);
-    while (!p.empty() && p.filename().empty()) p = p.parent_path();
+    // The directory's own name (of its absolute path: `--model .` too), never a path.
+    std::error_code ec;
+    std::filesystem::path p = std::filesystem::absolute(config.model_dir, ec).lexically_normal();
+    while (!p.empty() && p.filename().empty() && p != p.root_path()) p = p.parent_path();
     s->name_ = p.filename().string();
-    if (s->name_.empty()) s->name_ = config.model_dir;
+    if (s->name_.empty() || s->name_ == "." || s->name_ == "..") s->name_ = "model";
   }
   s->model_ = std::make_unique<model::Model>(model::Model::load(config.model_dir));
   s->tokenizer_ = text::Tokenizer::load(config.model_dir);

@@ -326,7 +326,8 @@ def test_bad_requests_name_the_field(server, ant, case):
 def test_other_errors(server):
     assert_error(post(server, {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": USER}), 404,
                  "not_found_error", "model", "claude-sonnet-4-5")
-    r = requests.post(server.url + "/v1/messages", data="{not json", timeout=30)
+    r = requests.post(server.url + "/v1/messages", data="{not json", timeout=30,
+                      headers={"Content-Type": "application/json"})
     assert_error(r, 400, "invalid_request_error", "JSON")
     assert_error(requests.get(server.url + "/v1/messages", timeout=30), 405, "invalid_request_error")
     assert_error(post(server, {}, path="/v1/messages/batches"), 404, "not_found_error")

@@ -352,7 +352,8 @@ def test_error_details(server, client):
         assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     r = requests.get(server.url + "/v1/responses/resp_x", timeout=30)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-    r = requests.post(server.url + "/v1/responses", data="{not json", timeout=30)
+    r = requests.post(server.url + "/v1/responses", data="{not json", timeout=30,
+                      headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     # Unknown fields are ignored, as on /v1/chat/completions; so are settings with no effect here.
     r = create(client, input="Hi", max_output_tokens=2, reasoning={"effort": "none", "summary": "auto"},

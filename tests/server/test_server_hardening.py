@@ -1,0 +1,404 @@
+"""HTTP hardening (issue 18): bounded request bodies (compressed, chunked, without a length),
+start-up failures that exit, slow clients (slowloris) that cannot take the workers, browser
+origins (CORS), the JSON content type, a warning for exposed servers without a key, and no
+filesystem paths in responses. Raw sockets where the HTTP framing is the point."""
+import gzip
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import zlib
+
+import pytest
+import requests
+
+from conftest import BIN, DEMO, Server
+
+CHAT, COMP = "/v1/chat/completions", "/v1/completions"
+M = [{"role": "user", "content": "hi"}]
+JSON = {"Content-Type": "application/json"}
+LIMIT = 32 << 20
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def read_response(s, timeout=20):
+    """(status, headers with lower-case names, body) of one HTTP response on socket s."""
+    s.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a response head: %r" % data)
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    while len(body) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body[:n]
+
+
+def check_error(status, body, want):
+    assert status == want, body
+    err = json.loads(body)["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    return err
+
+
+def send_quietly(s, data):
+    try:
+        s.sendall(data)
+        return True
+    except OSError:
+        return False  # the server answered and closed: the response is still readable
+
+
+# --- 1. compressed bodies: refused with 415 before anything is inflated ------------------
+
+@pytest.mark.parametrize("encoding,compress", [("gzip", gzip.compress), ("deflate", zlib.compress),
+                                                ("br", None), ("x-unknown", None)])
+def test_compressed_body_refused_415(server, encoding, compress):
+    body = json.dumps({"messages": M, "max_tokens": 1}).encode()
+    data = compress(body) if compress else body
+    r = requests.post(server.url + CHAT, data=data, timeout=30,
+                      headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+    err = check_error(r.status_code, r.content, 415)
+    assert err["code"] == "unsupported_content_encoding" and encoding in err["message"]
+    r = requests.post(server.url + CHAT, data=body, timeout=60,
+                      headers={"Content-Type": "application/json", "Content-Encoding": "identity"})
+    assert r.status_code == 200, r.text
+
+
+def test_compression_bomb_is_not_inflated(server):
+    bomb = gzip.compress(b"x" * (96 << 20), 9)  # ~96 KiB on the wire, 96 MiB inflated
+    assert len(bomb) < (1 << 20)
+    before = rss_kib(server.proc.pid)
+    for path in (CHAT, "/v1/messages", "/nope"):
+        r = requests.post(server.url + path, data=bomb, timeout=30,
+                          headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert r.status_code == 415, r.text
+    assert rss_kib(server.proc.pid) - before < 48 << 10
+    assert requests.get(server.url + "/health", timeout=5).status_code == 200
+
+
+# --- 2. the body limit for chunked bodies and bodies without a length ---------------------
+
+def post_head(path, extra=b""):
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + extra +
+            b"\r\n")
+
+
+def test_chunked_body_over_limit_413(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(post_head(COMP, b"Transfer-Encoding: chunked\r\n"))
+        piece = b"a" * (1 << 20)
+        for _ in range(40):
+            if not send_quietly(s, b"%x\r\n" % len(piece) + piece + b"\r\n"):
+                break
+        send_quietly(s, b"0\r\n\r\n")
+        status, headers, body = read_response(s)
+    err = check_error(status, body, 413)
+    assert err["code"] == "payload_too_large" and "32 MiB" in err["message"]
+    assert headers.get("connection") == "close"
+    assert requests.get(server.url + "/health", timeout=5).status_code == 200
+
+
+def test_body_without_length_over_limit_413(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(post_head(COMP))
+        piece = b"a" * (1 << 20)
+        for _ in range(40):
+            if not send_quietly(s, piece):
+                break
+        try:
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        status, _, body = read_response(s)
+    assert check_error(status, body, 413)["code"] == "payload_too_large"
+
+
+def test_chunked_and_unknown_length_bodies_within_limit(server):
+    body = json.dumps({"prompt": "Hello", "max_tokens": 2, "temperature": 0}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
+        s.sendall(post_head(COMP, b"Transfer-Encoding: chunked\r\n") +
+                  b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (5, body[:5], len(body) - 5, body[5:]))
+        status, _, out = read_response(s, 60)
+        assert status == 200, out
+        # the connection stays usable (keep-alive)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s)[0] == 200
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
+        s.sendall(post_head(COMP) + body)
+        s.shutdown(socket.SHUT_WR)
+        status, _, out = read_response(s, 60)
+        assert status == 200, out
+
+
+def test_declared_length_over_limit_413_without_reading(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        t = time.time()
+        s.sendall(post_head(COMP, b"Content-Length: %d\r\n" % (LIMIT + 1)))
+        status, headers, body = read_response(s)
+        assert time.time() - t < 2
+    check_error(status, body, 413)
+    assert headers.get("connection") == "close"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(post_head(COMP, b"Content-Length: 12abc\r\n") + b"{}")
+        status, _, body = read_response(s)
+    check_error(status, body, 400)
+
+
+# --- 3. a model that fails to load: the error, and exit 1, at once -------------------------
+
+def test_load_failure_exits_at_once(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    times = []
+    for d in [empty, bad] * 10:
+        t = time.time()
+        try:
+            p = subprocess.run([BIN, "serve", "--model", str(d), "--port", "0"], capture_output=True, text=True,
+                               timeout=10)
+        except subprocess.TimeoutExpired as e:
+            pytest.fail("serve did not exit within 10 s after a load failure: %s" % e.stderr)
+        times.append(time.time() - t)
+        assert p.returncode == 1, p.stderr
+        assert "error:" in p.stderr and str(d / "config.json") in p.stderr, p.stderr
+    assert max(times) < 2.0, times  # within a second but for a loaded machine
+
+
+# --- 4. slow clients -------------------------------------------------------------------------
+
+class SlowClients:
+    """n connections that send a request a byte every `interval` seconds: half stall in the
+    request head, half in the body (head complete, Content-Length announced)."""
+
+    def __init__(self, port, n, interval=0.5):
+        self.socks = []
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.setblocking(False)
+            head = post_head(COMP, b"Content-Length: 1000\r\n")
+            self.socks.append([s, head if i % 2 else b"", 0, head])
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, args=(interval,), daemon=True)
+        self.thread.start()
+
+    def run(self, interval):
+        while not self.stop.wait(interval):
+            for entry in self.socks:
+                s, sent, _, head = entry
+                nxt = head[len(sent):len(sent) + 1] if len(sent) < len(head) else b"a"
+                try:
+                    s.send(nxt)
+                    entry[1] = sent + nxt
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        for s, *_ in self.socks:
+            s.close()
+
+
+def timed(fn):
+    t = time.time()
+    r = fn()
+    return time.time() - t, r
+
+
+def test_slow_clients_do_not_take_the_workers(server):
+    slow = SlowClients(server.port, 150)
+    try:
+        time.sleep(1.0)  # every slow connection is open and has sent something
+        worst = 0.0
+        for i in range(8):
+            dt, r = timed(lambda: requests.get(server.url + "/health", timeout=5))
+            assert r.status_code == 200
+            worst = max(worst, dt)
+            if i % 3 == 0:
+                dt, r = timed(lambda: requests.post(server.url + COMP, timeout=5, json={
+                    "prompt": "Hi", "max_tokens": 2, "temperature": 0}))
+                assert r.status_code == 200, r.text
+                worst = max(worst, dt)
+            time.sleep(0.1)
+        assert worst < 1.0, worst
+    finally:
+        slow.close()
+
+
+@pytest.fixture(scope="module")
+def quick_timeout():
+    s = Server("--header-timeout", "1")
+    yield s
+    s.stop()
+
+
+def test_stalled_request_head_is_closed(quick_timeout):
+    port = quick_timeout.port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled, \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        t = time.time()
+        stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        status, headers, body = read_response(stalled)
+        assert check_error(status, body, 408)["code"] == "request_timeout"
+        assert stalled.recv(1) == b""
+        assert idle.recv(1) == b""  # an idle connection is closed without a word
+        assert time.time() - t < 3
+
+
+def test_stalled_body_is_closed(quick_timeout):
+    # the head is complete, the announced body never comes: the loop keeps it, no worker does
+    with socket.create_connection(("127.0.0.1", quick_timeout.port), timeout=10) as s:
+        t = time.time()
+        s.sendall(post_head(COMP, b"Content-Length: 100\r\n") + b'{"prompt": ')
+        status, _, body = read_response(s)
+        check_error(status, body, 408)
+        assert time.time() - t < 3
+
+
+def test_request_head_too_large_431(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        send_quietly(s, b"X-Pad: " + b"a" * (80 << 10) + b"\r\n\r\n")
+        status, _, body = read_response(s)
+    check_error(status, body, 431)
+
+
+@pytest.mark.parametrize("raw,status", [(b"FOO /health HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+                                        (b"\x00\x01garbage\r\n\r\n", 400),
+                                        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414)])
+def test_malformed_requests_get_json_errors(server, raw, status):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(raw)
+        st, headers, body = read_response(s)
+    check_error(st, body, status)
+    assert headers["content-type"] == "application/json"
+
+
+# --- 8. origins, content type, exposure, paths ------------------------------------------------
+
+def test_foreign_origin_refused(server):
+    evil = {"Origin": "http://evil.example"}
+    r = requests.post(server.url + CHAT, json={"messages": M, "max_tokens": 1}, headers=evil, timeout=30)
+    err = check_error(r.status_code, r.content, 403)
+    assert err["code"] == "origin_not_allowed" and "--allowed-origins" in err["message"]
+    assert "access-control-allow-origin" not in {k.lower() for k in r.headers}
+    r = requests.get(server.url + "/v1/models", headers=evil, timeout=10)
+    check_error(r.status_code, r.content, 403)
+    r = requests.post(server.url + "/v1/messages", json={"max_tokens": 1, "messages": M}, headers=evil, timeout=30)
+    assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+    r = requests.options(server.url + CHAT, timeout=10, headers={
+        **evil, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+    assert r.status_code == 403
+    # no Origin (curl, SDKs): served
+    assert requests.get(server.url + "/v1/models", timeout=10).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def cors():
+    s = Server("--allowed-origins", "http://ok.example, http://app.example:3000")
+    yield s
+    s.stop()
+
+
+def test_allowed_origins_and_preflight(cors):
+    ok = "http://app.example:3000"
+    r = requests.options(cors.url + CHAT, timeout=10, headers={
+        "Origin": ok, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os",
+        "Access-Control-Request-Private-Network": "true"})
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Private-Network"] == "true"
+    assert r.headers["Access-Control-Allow-Origin"] == ok
+    assert "POST" in r.headers["Access-Control-Allow-Methods"]
+    allowed = r.headers["Access-Control-Allow-Headers"].lower()
+    assert "authorization" in allowed and "content-type" in allowed and "x-stainless-os" in allowed
+    assert "Origin" in r.headers["Vary"]
+    r = requests.post(cors.url + CHAT, json={"messages": M, "max_tokens": 1}, headers={"Origin": ok}, timeout=60)
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == ok
+    r = requests.get(cors.url + "/v1/models", headers={"Origin": "http://ok.example"}, timeout=10)
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "http://ok.example"
+    r = requests.post(cors.url + CHAT, json={"messages": M}, headers={"Origin": "http://ok.example.evil"}, timeout=10)
+    check_error(r.status_code, r.content, 403)
+    # errors carry the CORS headers too, so that the page can read them
+    r = requests.post(cors.url + CHAT, json={"messages": []}, headers={"Origin": ok}, timeout=10)
+    assert r.status_code == 400 and r.headers["Access-Control-Allow-Origin"] == ok
+
+
+@pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+def test_post_needs_json_content_type(server, ctype):
+    body = json.dumps({"messages": M, "max_tokens": 1}).encode()
+    headers = {"Content-Type": ctype} if ctype else {}
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
+        s.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\n" + extra +
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        status, _, out = read_response(s)
+    err = check_error(status, out, 415)
+    assert err["code"] == "unsupported_media_type" and "application/json" in err["message"]
+    r = requests.post(server.url + "/v1/messages", data=body, headers={"Content-Type": "text/plain"}, timeout=10)
+    assert r.status_code == 415 and r.json()["type"] == "error"
+
+
+def test_json_content_type_with_parameters(server):
+    r = requests.post(server.url + CHAT, timeout=60, data=json.dumps({"messages": M, "max_tokens": 1}),
+                      headers={"Content-Type": "Application/JSON; charset=utf-8"})
+    assert r.status_code == 200, r.text
+
+
+def test_sdks_still_work(server):
+    from anthropic import Anthropic
+    from openai import OpenAI
+    c = OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=60)
+    assert c.chat.completions.create(model="demo", messages=M, max_tokens=1).choices[0].finish_reason
+    a = Anthropic(base_url=server.url, api_key="x", max_retries=0, timeout=60)
+    assert a.messages.create(model="demo", max_tokens=1, messages=M).stop_reason
+
+
+@pytest.mark.parametrize("host,key,warned", [("0.0.0.0", None, True), ("0.0.0.0", "k", False),
+                                             ("127.0.0.1", None, False), ("::1", None, False)])
+def test_exposed_without_key_warns(tmp_path, host, key, warned):
+    args = [BIN, "serve", "--model", str(tmp_path), "--host", host, "--port", "0"]
+    if key:
+        args += ["--api-key", key]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1  # no model in tmp_path: it stops after binding
+    if "cannot bind" in p.stderr:
+        pytest.skip("cannot bind %s here" % host)
+    assert ("warning:" in p.stderr and "--api-key" in p.stderr) == warned, p.stderr
+
+
+def test_allowed_origins_must_be_origins():
+    p = subprocess.run([BIN, "serve", "--model", DEMO, "--port", "0", "--allowed-origins", "http://ok.example/app"],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1 and "--allowed-origins" in p.stderr and "http://ok.example/app" in p.stderr, p.stderr
+
+
+def test_no_filesystem_paths(server):
+    data = requests.get(server.url + "/v1/models", timeout=10).json()["data"][0]
+    assert data["id"] == "demo" and data["root"] == "demo"
+    text = json.dumps(data)
+    assert os.path.abspath(DEMO) not in text and "/" not in text
