@@ -154,6 +154,32 @@ TEST_P(ParallelForward, UnevenExpertSplitsAreCorrectAndUnevenHeadsAnError) {
   }
 }
 
+TEST_P(ParallelForward, SnapshotsKeepEveryRanksShare) {
+  // A prefix snapshot of a sharded backend, exported and imported into another backend of the
+  // same sizes, continues exactly as the sequence it was taken from; a backend of other sizes
+  // refuses its bytes.
+  BackendOptions o;
+  o.max_seqs = 2;
+  o.max_step_tokens = 512;
+  o.parallel = {2, 4};
+  auto a = make_backend(*model_, o), b = make_backend(*model_, o);
+  const auto& p = prompts_[0];
+  const int s = a->acquire_slot();
+  a->step({{.slot = s, .ids = p.data(), .T = static_cast<int64_t>(p.size())}});
+  a->save_snapshot(s, 7);
+  const std::vector<uint8_t> bytes = a->export_snapshot(7);
+  b->import_snapshot(9, bytes);
+  const int t = b->acquire_slot();
+  b->load_snapshot(9, t);
+  const int32_t next = p[0];
+  const auto want = a->step({{.slot = s, .ids = &next, .T = 1, .logits = LogitsOut::Last}});
+  const auto got = b->step({{.slot = t, .ids = &next, .T = 1, .logits = LogitsOut::Last}});
+  EXPECT_EQ(got[0].logits, want[0].logits);
+  o.parallel = {};
+  auto whole = make_backend(*model_, o);
+  EXPECT_THROW(whole->import_snapshot(1, bytes), Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, ParallelForward, ::testing::ValuesIn(all_fixtures()),
                          nemotron::testing::FixtureParamName());
 
