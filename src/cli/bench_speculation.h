@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "model/checkpoint/weights.h"
+#include "model/parallel/parallel_config.h"
 #include "util/json.h"
 
 namespace nemotron::cli {
@@ -25,6 +26,7 @@ struct SpecBenchOptions {
   bool auto_mode = true;              // also K > 0 with the engine's measured on/off rule
   int64_t prompt_tokens = 128;        // per request (synthetic ids; a chat prompt with a tokenizer)
   int64_t new_tokens = 128;           // generated per request
+  model::ParallelConfig parallel;     // --tensor-parallel-size / --expert-parallel-size (CPU only)
 };
 
 // Deterministic pseudo-text ids (no tokenizer needed), avoiding the reserved ids below 1000.

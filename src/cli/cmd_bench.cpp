@@ -17,6 +17,7 @@
 #include "kernels/device_info.h"
 #include "model/accounting.h"
 #include "model/cuda/cuda_model.h"
+#include "model/parallel/parallel_flags.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -131,10 +132,14 @@ int run_bench(int argc, char** argv) {
   app.add_flag("--spec-auto,!--no-spec-auto", spec_auto,
                "With --speculative-tokens: also run each K > 0 with the engine's measured on/off rule");
   app.add_option("--device", device, "With --speculative-tokens: cpu or cuda (default: cuda when present)");
+  model::ParallelConfig parallel;
+  model::add_parallel_flags(app, parallel);
   CLI11_PARSE(app, argc, argv);
+  model::require_parallel_supported(device, parallel);  // before "no CUDA device"
   if (!spec_text.empty()) {
     SpecBenchOptions so;
     so.device = model::resolve_device(device);
+    so.parallel = parallel;
     so.Ks = parse_list(spec_text, "--speculative-tokens");
     so.batches = parse_list(spec_batch_text, "--spec-batch");
     so.accept_rates = parse_accept_rates(spec_accept);
@@ -153,6 +158,7 @@ int run_bench(int argc, char** argv) {
     return 0;
   }
   if (!device.empty() && device != "cuda") throw Error("bench: --device is for --speculative-tokens; the rest runs on cuda");
+  model::require_parallel_supported("cuda", parallel);  // the sections below run on the GPU only
   if (!model::cuda_backend_available()) throw Error("bench: no CUDA device (or no CUDA backend in this build)");
   const std::vector<int64_t> depths = parse_list(depths_text, "--depths");
   const std::vector<int64_t> prefills = parse_list(prefill_text, "--prefill");

@@ -12,6 +12,7 @@
 #include "cli/command.h"
 #include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
+#include "model/parallel/parallel_flags.h"
 #include "runtime/engine.h"
 #include "text/jinja/chat_template.h"
 #include "text/tokenizer/tokenizer.h"
@@ -48,7 +49,10 @@ int run_generate(int argc, char** argv) {
                "Verify drafts in every decode step (default: only while measured faster); for measurements");
   app.add_option("--device", device, "cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  model::ParallelConfig parallel;
+  model::add_parallel_flags(app, parallel);
   CLI11_PARSE(app, argc, argv);
+  model::require_parallel_supported(device, parallel);  // before "no CUDA device"
   device = model::resolve_device(device);
 
   if (ids_text.empty() && prompt_text.empty()) throw Error("give the prompt with --ids or --prompt");
@@ -83,6 +87,7 @@ int run_generate(int argc, char** argv) {
   const int64_t V = m.config.vocab_size, H = m.config.hidden_size, T = static_cast<int64_t>(prompt.size());
   model::BackendOptions bo;
   bo.device = device;
+  bo.parallel = parallel;
   bo.max_step_tokens = std::max<int64_t>(T, 1 + 16);  // a prompt in one step; a verify of up to 16 drafts
   bo.kv_tokens = T + max_tokens + 16;
   auto backend = model::make_backend(m, bo);

@@ -8,6 +8,7 @@
 #include "cli/command.h"
 #include "model/backend.h"
 #include "model/checkpoint/safetensors.h"
+#include "model/parallel/parallel_flags.h"
 #include "util/error.h"
 
 namespace nemotron::cli {
@@ -25,7 +26,10 @@ int run_score(int argc, char** argv) {
   app.add_option("--out", out_path, "Output .safetensors file")->required();
   app.add_option("--device", device, "cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  model::ParallelConfig parallel;
+  model::add_parallel_flags(app, parallel);
   CLI11_PARSE(app, argc, argv);
+  model::require_parallel_supported(device, parallel);  // before "no CUDA device"
   device = model::resolve_device(device);
 
   const auto ids = parse_ids(ids_text, "--ids");
@@ -37,6 +41,7 @@ int run_score(int argc, char** argv) {
   bo.max_step_tokens = std::min(chunk, T);
   bo.kv_tokens = T;
   bo.max_spec_seqs = 0;  // scoring never rolls back
+  bo.parallel = parallel;
   const auto backend = model::make_backend(m, bo);
   const int slot = backend->acquire_slot();
   std::vector<float> logits;
@@ -47,8 +52,9 @@ int run_score(int argc, char** argv) {
     logits.insert(logits.end(), r[0].logits.begin(), r[0].logits.end());
   }
   model::write_safetensors(out_path, {model::make_f32_tensor("logits", {T, m.config.vocab_size}, logits)});
-  std::fprintf(stderr, "wrote logits [%lld, %lld] (%s) to %s\n", static_cast<long long>(T),
-               static_cast<long long>(m.config.vocab_size), device.c_str(), out_path.c_str());
+  std::fprintf(stderr, "wrote logits [%lld, %lld] (%s, %s) to %s\n", static_cast<long long>(T),
+               static_cast<long long>(m.config.vocab_size), device.c_str(), parallel.describe().c_str(),
+               out_path.c_str());
   return 0;
 }
 

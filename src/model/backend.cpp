@@ -20,6 +20,7 @@ std::string resolve_device(const std::string& requested) {
 
 std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& options) {
   const std::string device = resolve_device(options.device);
+  require_parallel_supported(device, options.parallel);
   if (device == "cpu") return make_cpu_backend(model, options);
   CudaModelOptions o;
   o.max_seqs = options.max_seqs;

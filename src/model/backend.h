@@ -22,6 +22,7 @@
 
 #include "kernels/sampling.h"
 #include "model/checkpoint/weights.h"
+#include "model/parallel/parallel_config.h"
 
 namespace nemotron::model {
 
@@ -43,6 +44,9 @@ struct BackendOptions {
   // CUDA: device memory for prefix-cache snapshots (0: none, can_snapshot() is false). The CPU
   // backend keeps its snapshots in host memory, bounded by the engine's budget alone.
   int64_t prefix_cache_bytes = 0;
+  // Tensor / expert parallelism (model/parallel/parallel_config.h): the CPU backend runs the
+  // sharded forward with ranks as threads; the CUDA backend refuses it for now.
+  ParallelConfig parallel;
 };
 
 // What a backend can keep for roll_back at once (Backend::keep_limits): keep_states chunks in

@@ -7,6 +7,7 @@
 
 #include "kernels/device_info.h"
 #include "model/cuda/cuda_memory.h"
+#include "model/parallel/shard.h"
 #include "util/error.h"
 
 namespace nemotron::runtime {
@@ -100,6 +101,29 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   p.total_bytes = total(t);
 }
 
+// The CPU backend sharded (ranks as threads of this process): every rank's share of the
+// weights (counted from its shard, nothing copied), the slices it copies at load beyond the
+// mapped checkpoint, and its share of the state slots and KV rows (heads split; B/C groups or
+// KV heads replicated where the ranks outnumber them).
+void plan_cpu_ranks(const model::Model& m, const model::ParallelConfig& par, int64_t kv_elem, MemoryPlan& p) {
+  const auto& c0 = m.config;
+  int64_t state = 0, kv = 0;
+  for (int r = 0; r < par.world(); ++r) {
+    const model::RankShard s = model::shard_model(m, par, r, /*count_only=*/true);
+    const auto& c = s.config;
+    p.rank_weight_bytes.push_back(s.weight_bytes);
+    p.copied_weight_bytes += s.copied_bytes;
+    state += c0.count(model::LayerKind::Mamba) * 4 *
+             (c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size + (c.conv_kernel - 1) * c.conv_dim());
+    int64_t attn = c0.count(model::LayerKind::Attention);
+    for (auto k : c0.mtp_layers) attn += k == model::LayerKind::Attention;
+    kv += attn * 2 * c.kv_dim() * kv_elem;
+  }
+  p.weight_bytes += p.copied_weight_bytes;
+  p.state_slot_bytes = state;
+  p.kv_bytes_per_token = kv;
+}
+
 }  // namespace
 
 int64_t available_system_memory() {
@@ -122,8 +146,11 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
     throw Error("--kv-cache-dtype " + req.kv_cache_dtype + ": the CPU backend keeps the KV cache in fp32");
   if (req.device == "cuda" && req.kv_cache_dtype == "fp32")
     throw Error("--kv-cache-dtype fp32: the CUDA backend keeps the KV cache in bf16 or fp8");
+  model::require_parallel_supported(req.device, req.parallel);
+  model::validate_parallel(c, req.parallel);
   MemoryPlan p;
   p.device = req.device;
+  p.parallel = req.parallel;
   p.max_num_seqs = req.max_num_seqs;
   p.max_step_tokens = req.max_step_tokens;
   p.kv_cache_dtype = req.device == "cpu" ? "fp32" : (req.kv_cache_dtype == "auto" ? "bf16" : req.kv_cache_dtype);
@@ -134,10 +161,11 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   // Both backends keep conv windows and SSM states in fp32.
   p.state_slot_bytes = mamba * 4 * (c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size +
                                     (c.conv_kernel - 1) * c.conv_dim());
-  p.state_bytes = p.state_slot_bytes * req.max_num_seqs;
   int64_t attn = c.count(model::LayerKind::Attention);
   for (auto k : c.mtp_layers) attn += k == model::LayerKind::Attention;
   p.kv_bytes_per_token = attn * 2 * c.kv_dim() * kv_elem;
+  if (req.parallel.sharded()) plan_cpu_ranks(m, req.parallel, kv_elem, p);
+  p.state_bytes = p.state_slot_bytes * req.max_num_seqs;
 
   // One step's working set: the widest per-row intermediates (fp32) times the rows in a
   // step, a few buffers alive at once; logits for every row in the worst case.
@@ -148,6 +176,7 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   p.activation_bytes = req.max_step_tokens * (widest + 4 * c.hidden_size) * 4 * 2 +
                        // attention scores of one query row over the whole context, per thread
                        64 * 4 * std::max<int64_t>(req.max_model_len, 4096);
+  p.activation_bytes *= req.parallel.world();  // each rank's buffers (full-width rows, gathered logits)
 
   kernels::DeviceInfo info;
   bool have_info = false;
@@ -232,6 +261,14 @@ std::string MemoryPlan::describe() const {
     << " B, " << kv_cache_dtype << ")\n"
     << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n"
     << "  prefix cache      " << (prefix_cache_bytes > 0 ? gib(prefix_cache_bytes) : std::string("off")) << "\n";
+  if (parallel.sharded()) {
+    o << "  parallel          " << parallel.describe() << ", ranks as threads; weights include "
+      << gib(copied_weight_bytes) << " of slices copied at load\n"
+      << "  weights per rank ";
+    for (std::size_t r = 0; r < rank_weight_bytes.size(); ++r)
+      o << (r ? ", " : " ") << r << ": " << gib(rank_weight_bytes[r]);
+    o << "\n";
+  }
   if (device == "cuda")
     o << "  speculation       "
       << (spec_bytes > 0 ? gib(spec_bytes) + "  (" + std::to_string(max_spec_seqs) + " sequences x " +
@@ -258,6 +295,7 @@ model::BackendOptions MemoryPlan::backend_options() const {
   o.max_spec_seqs = max_spec_seqs;
   o.max_spec_rows = std::max<int64_t>(1, max_spec_rows);
   o.prefix_cache_bytes = device == "cuda" ? prefix_cache_bytes : 0;
+  o.parallel = parallel;
   return o;
 }
 

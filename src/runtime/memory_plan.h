@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "model/backend.h"
 #include "model/checkpoint/weights.h"
@@ -38,6 +39,9 @@ struct MemoryPlanRequest {
   // plan keeps roll-back room for min(8, max_num_seqs) verifying sequences of K + 1 rows
   // (nothing without an MTP head or with K = 0).
   int speculative_tokens = -1;
+  // Tensor / expert parallelism (CPU backend: ranks are threads of this process; the plan
+  // counts every rank's share, and describes the weights of each).
+  model::ParallelConfig parallel;
 };
 
 // Sequences the CUDA plan lets verify drafts in one step (their roll-back room is planned).
@@ -64,6 +68,9 @@ struct MemoryPlan {
   int max_spec_seqs = 0;               // CUDA: verifying sequences per step they hold
   int64_t max_spec_rows = 0;           // CUDA: rows per verify (1 + drafts)
   int64_t total_bytes = 0;
+  model::ParallelConfig parallel;
+  std::vector<int64_t> rank_weight_bytes;  // sharded: each rank's weights (views and copies)
+  int64_t copied_weight_bytes = 0;         // sharded: slices copied at load (beyond the mapped checkpoint)
   int max_num_seqs = 0;
   int64_t max_model_len = 0;
   int64_t max_step_tokens = 0;

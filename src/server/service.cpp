@@ -53,6 +53,7 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   s->defaults_ = SamplingDefaults::load(config.model_dir);
 
   runtime::MemoryPlanRequest plan = config.plan;
+  model::require_parallel_supported(plan.device, plan.parallel);  // before "no CUDA device"
   plan.device = model::resolve_device(plan.device);
   plan.speculative_tokens = config.speculative_tokens;
   s->plan_ = runtime::plan_memory(*s->model_, plan);

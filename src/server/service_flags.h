@@ -2,11 +2,13 @@
 // The model/engine flags `serve` and `run` share (CLI11, header-only):
 //   --model DIR --max-num-seqs N --max-model-len N --max-step-tokens N
 //   --kv-cache-dtype auto|fp32|bf16|fp8 --memory GiB --device cpu|cuda
+//   --tensor-parallel-size N --expert-parallel-size N (model/parallel/parallel_flags.h)
 #include <CLI/CLI.hpp>
 
 #include <optional>
 #include <string>
 
+#include "model/parallel/parallel_flags.h"
 #include "server/service.h"
 
 namespace nemotron::server {
@@ -45,6 +47,7 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
   f.config.plan.device = "";  // resolved at load: cuda when a CUDA device is present
   app.add_option("--device", f.config.plan.device, "Device: cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  model::add_parallel_flags(app, f.config.plan.parallel);
 }
 
 // Call after parsing.

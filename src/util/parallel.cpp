@@ -100,6 +100,12 @@ Pool& pool() {
 
 }  // namespace
 
+bool parallel_for_is_serial() { return t_in_worker; }
+
+SerialScope::SerialScope() : prev_(t_in_worker) { t_in_worker = true; }
+
+SerialScope::~SerialScope() { t_in_worker = prev_; }
+
 int num_threads() {
   static const int n = [] {
     if (const char* env = std::getenv("NEMOTRON_THREADS")) {

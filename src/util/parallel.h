@@ -13,4 +13,20 @@ int num_threads();
 void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn,
                   std::size_t min_chunk = 1);
 
+// Whether parallel_for on this thread runs serially (inside a worker, or a SerialScope).
+bool parallel_for_is_serial();
+
+// While alive, parallel_for on this thread runs serially: for threads that work for a caller
+// which is itself inside a parallel_for (the pool runs one job at a time).
+class SerialScope {
+ public:
+  SerialScope();
+  ~SerialScope();
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  bool prev_;
+};
+
 }  // namespace nemotron

@@ -1,15 +1,19 @@
 // The CPU reference behind the one model interface (model/backend.h): per-slot
 // SequenceState (trunk and MTP head) and PenaltyState, one CpuModel::forward_batch per step,
-// sampling with kernels::sample_cpu.
+// sampling with kernels::sample_cpu. Tensor / expert parallel (BackendOptions::parallel):
+// every rank (a thread, cpu_ranks.h) keeps its own share of each slot's state and runs its
+// forward; the ranks' logits and hidden rows are the same, rank 0's are used.
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
+#include <type_traits>
 
 #include "kernels/token_mask.h"
 #include "model/backend.h"
-#include "model/cpu/cpu_forward.h"
 #include "model/cpu/cpu_backend.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/cpu/cpu_ranks.h"
 #include "util/error.h"
 
 namespace nemotron::model {
@@ -17,11 +21,11 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const Model& m, const BackendOptions& o) : cpu_(m), opt_(o) {
+  CpuBackend(const Model& m, const BackendOptions& o) : ranks_(m, o.parallel), opt_(o) {
     if (o.max_seqs < 1) throw Error("CPU backend: max_seqs must be at least 1");
     slots_.resize(static_cast<std::size_t>(o.max_seqs));
   }
-  const Model& model() const override { return cpu_.model(); }
+  const Model& model() const override { return ranks_[0].model(); }
   const char* device() const override { return "cpu"; }
   int slots() const override { return static_cast<int>(slots_.size()); }
 
@@ -30,8 +34,12 @@ class CpuBackend final : public Backend {
       Slot& s = slots_[i];
       if (s.in_use) continue;
       s.in_use = true;
-      s.state = cpu_.new_state();
-      if (model().config.has_mtp()) s.mtp = cpu_.new_mtp_state();
+      s.state.clear();
+      s.mtp.clear();
+      for (int r = 0; r < ranks_.size(); ++r) {
+        s.state.push_back(ranks_[r].new_state());
+        s.mtp.push_back(model().config.has_mtp() ? ranks_[r].new_mtp_state() : SequenceState{});
+      }
       s.penalties = {};
       return static_cast<int>(i);
     }
@@ -41,7 +49,7 @@ class CpuBackend final : public Backend {
     if (slot < 0 || slot >= slots()) return;
     slots_[static_cast<std::size_t>(slot)] = Slot{};
   }
-  int64_t position(int slot) const override { return at(slot).state.pos; }
+  int64_t position(int slot) const override { return at(slot).state[0].pos; }
 
   void begin_step(const std::vector<StepChunk>& chunks) override {
     const int64_t V = model().config.vocab_size;
@@ -85,15 +93,16 @@ class CpuBackend final : public Backend {
     for (int64_t t = 0; t < T; ++t)
       if (next_ids[t] < 0 || next_ids[t] >= c.vocab_size)
         throw Error("token id " + std::to_string(next_ids[t]) + " is outside the vocabulary");
-    ForwardResult r;
+    Slot& s = at(slot);
+    std::vector<ForwardResult> r(static_cast<std::size_t>(ranks_.size()));
     {
       Recorder rec(*this);
-      r = cpu_.mtp_forward(at(slot).mtp, next_ids, hidden, T, all_logits);
+      ranks_.run([&](int q) { r[q] = ranks_[q].mtp_forward(s.mtp[q], next_ids, hidden, T, all_logits); });
     }
-    hidden_ = std::move(r.hidden);
-    return std::move(r.logits);
+    hidden_ = std::move(r[0].hidden);
+    return std::move(r[0].logits);
   }
-  int64_t mtp_position(int slot) const override { return at(slot).mtp.pos; }
+  int64_t mtp_position(int slot) const override { return at(slot).mtp[0].pos; }
 
   bool can_roll_back() const override { return true; }
 
@@ -107,7 +116,8 @@ class CpuBackend final : public Backend {
                   std::to_string(k.pos0) + ", " + std::to_string(k.pos0 + k.T) + "]");
     k.valid = false;
     const int64_t n = pos - k.pos0;  // rows kept
-    roll_back_state(s.state, k.rows, k.before, pos, model().config.kv_dim());
+    for (int r = 0; r < ranks_.size(); ++r)
+      roll_back_state(s.state[r], k.rows[r], k.before[r], pos, ranks_[r].config().kv_dim());
     // Penalty state: as the step built it, but only from the kept rows (prompt rows up to the
     // first sampled one, then the kept rows' draws).
     s.penalties = std::move(k.penalties);
@@ -122,11 +132,15 @@ class CpuBackend final : public Backend {
   bool can_snapshot() const override { return true; }
 
   int64_t snapshot_bytes(int64_t pos) const override {
-    const Config& c = model().config;
-    const int64_t mamba = 4 * ((c.conv_kernel - 1) * c.conv_dim() + c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size);
     int64_t bytes = 0;
-    for (auto kind : c.layers) bytes += kind == LayerKind::Mamba ? mamba : kind == LayerKind::Attention ? 2 * 4 * pos * c.kv_dim() : 0;
-    for (auto kind : c.mtp_layers) bytes += kind == LayerKind::Attention ? 2 * 4 * pos * c.kv_dim() : 0;
+    for (int r = 0; r < ranks_.size(); ++r) {  // every rank's share (the model's sizes when unsharded)
+      const Config& c = ranks_[r].config();
+      const int64_t mamba =
+          4 * ((c.conv_kernel - 1) * c.conv_dim() + c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size);
+      for (auto kind : c.layers)
+        bytes += kind == LayerKind::Mamba ? mamba : kind == LayerKind::Attention ? 2 * 4 * pos * c.kv_dim() : 0;
+      for (auto kind : c.mtp_layers) bytes += kind == LayerKind::Attention ? 2 * 4 * pos * c.kv_dim() : 0;
+    }
     return bytes;
   }
 
@@ -140,7 +154,7 @@ class CpuBackend final : public Backend {
     Slot& s = at(slot);
     const auto it = snapshots_.find(id);
     if (it == snapshots_.end()) throw Error("CPU backend: no snapshot " + std::to_string(id));
-    if (s.state.pos != 0) throw Error("CPU backend: load_snapshot into slot " + std::to_string(slot) + " in use");
+    if (s.state[0].pos != 0) throw Error("CPU backend: load_snapshot into slot " + std::to_string(slot) + " in use");
     s.state = it->second.state;
     s.mtp = it->second.mtp;
     s.kept.valid = false;
@@ -148,8 +162,8 @@ class CpuBackend final : public Backend {
 
   void drop_snapshot(uint64_t id) override { snapshots_.erase(id); }
 
-  // Layout: for the trunk state then the MTP state: pos (int64), then per block the sizes
-  // (int64) of conv, ssm, k, v followed by their floats.
+  // Layout: for each rank (one unsharded), its trunk state then its MTP state: pos (int64),
+  // then per block the sizes (int64) of conv, ssm, k, v followed by their floats.
   std::vector<uint8_t> export_snapshot(uint64_t id) const override {
     const auto it = snapshots_.find(id);
     if (it == snapshots_.end()) throw Error("CPU backend: no snapshot " + std::to_string(id));
@@ -157,7 +171,7 @@ class CpuBackend final : public Backend {
     auto put = [&](const void* p, std::size_t n) {
       out.insert(out.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n);
     };
-    for (const SequenceState* st : {&it->second.state, &it->second.mtp}) {
+    for (const SequenceState* st : in_order(it->second)) {
       put(&st->pos, 8);
       for (const auto& b : st->blocks)
         for (const auto* v : {&b.conv, &b.ssm, &b.k, &b.v}) {
@@ -170,7 +184,11 @@ class CpuBackend final : public Backend {
   }
 
   void import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) override {
-    Snapshot snap{cpu_.new_state(), model().config.has_mtp() ? cpu_.new_mtp_state() : SequenceState{}};
+    Snapshot snap;
+    for (int r = 0; r < ranks_.size(); ++r) {
+      snap.state.push_back(ranks_[r].new_state());
+      snap.mtp.push_back(model().config.has_mtp() ? ranks_[r].new_mtp_state() : SequenceState{});
+    }
     std::size_t at = 0;
     auto get = [&](void* p, std::size_t n) {
       if (at + n > bytes.size()) throw Error("CPU backend: snapshot bytes end early");
@@ -178,8 +196,10 @@ class CpuBackend final : public Backend {
                 static_cast<uint8_t*>(p));
       at += n;
     };
-    const int64_t kv = model().config.kv_dim();
-    for (SequenceState* st : {&snap.state, &snap.mtp}) {
+    const std::vector<SequenceState*> states = in_order(snap);
+    for (std::size_t i = 0; i < states.size(); ++i) {
+      SequenceState* st = states[i];
+      const int64_t kv = ranks_[static_cast<int>(i / 2)].config().kv_dim();
       get(&st->pos, 8);
       for (auto& b : st->blocks)
         for (auto* v : {&b.conv, &b.ssm, &b.k, &b.v}) {
@@ -203,10 +223,10 @@ class CpuBackend final : public Backend {
 
   void mtp_roll_back(int slot, int64_t pos) override {
     Slot& s = at(slot);
-    for (const auto& b : s.mtp.blocks)
+    for (const auto& b : s.mtp[0].blocks)
       if (!b.conv.empty() || !b.ssm.empty())
         throw Error("CPU backend: the MTP head has recurrent blocks; it cannot be rolled back by length");
-    roll_back_state(s.mtp, {}, {}, pos, model().config.kv_dim());
+    for (int r = 0; r < ranks_.size(); ++r) roll_back_state(s.mtp[r], {}, {}, pos, ranks_[r].config().kv_dim());
   }
 
   void record_routing(bool on) override {
@@ -217,20 +237,20 @@ class CpuBackend final : public Backend {
 
  private:
   // What the last step kept of a slot's chunk for roll_back: its start position and rows, the
-  // Mamba states before it and after each row, the penalty state before it, its ids and the
-  // draws of its last sample_rows rows.
+  // Mamba states before it and after each row (per rank), the penalty state before it, its ids
+  // and the draws of its last sample_rows rows.
   struct Kept {
     bool valid = false;
     int64_t pos0 = 0, T = 0, sample_rows = 0;
-    RowStates rows;
-    std::vector<BlockCache> before;
+    std::vector<RowStates> rows;                  // [rank]
+    std::vector<std::vector<BlockCache>> before;  // [rank]
     kernels::PenaltyState penalties;
     std::vector<int32_t> ids;
     std::vector<SampleResult> samples;
   };
   struct Slot {
     bool in_use = false;
-    SequenceState state, mtp;
+    std::vector<SequenceState> state, mtp;  // [rank]: the rank's share (all of it unsharded)
     kernels::PenaltyState penalties;
     Kept kept;
   };
@@ -254,28 +274,33 @@ class CpuBackend final : public Backend {
   // The step, computed at once (begin_step): the CPU has nothing to overlap with.
   std::vector<StepOutput> run(const std::vector<StepChunk>& chunks) {
     const int64_t V = model().config.vocab_size;
-    std::vector<SequenceChunk> seqs;
+    const int W = ranks_.size();
+    std::vector<std::vector<SequenceChunk>> seqs(static_cast<std::size_t>(W));  // [rank][chunk]
     for (const auto& ch : chunks) {
       Slot& s = at(ch.slot);
       Kept& k = s.kept;
       k.valid = ch.keep_states;
       if (ch.keep_states) {
-        k.pos0 = s.state.pos;
+        k.pos0 = s.state[0].pos;
         k.T = ch.T;
-        k.before.clear();
-        for (const auto& b : s.state.blocks) k.before.push_back({b.conv, b.ssm, {}, {}});
+        k.rows.assign(static_cast<std::size_t>(W), {});
+        k.before.assign(static_cast<std::size_t>(W), {});
+        for (int r = 0; r < W; ++r)
+          for (const auto& b : s.state[r].blocks) k.before[r].push_back({b.conv, b.ssm, {}, {}});
         k.penalties = s.penalties;
         k.ids.assign(ch.ids, ch.ids + ch.T);
         k.sample_rows = ch.sample ? ch.sample_rows : 0;
       }
       const bool all = ch.logits == LogitsOut::All || (ch.sample && ch.sample_rows > 1);
-      seqs.push_back({&s.state, ch.ids, ch.T, all, ch.keep_states ? &k.rows : nullptr});
+      for (int r = 0; r < W; ++r)
+        seqs[r].push_back({&s.state[r], ch.ids, ch.T, all, ch.keep_states ? &k.rows[r] : nullptr});
     }
-    std::vector<ForwardResult> results;
+    std::vector<std::vector<ForwardResult>> per_rank(static_cast<std::size_t>(W));
     {
       Recorder rec(*this);
-      results = cpu_.forward_batch(seqs);
+      ranks_.run([&](int r) { per_rank[r] = ranks_[r].forward_batch(seqs[r]); });
     }
+    std::vector<ForwardResult>& results = per_rank[0];
     std::vector<StepOutput> out(chunks.size());
     hidden_.clear();
     for (std::size_t i = 0; i < chunks.size(); ++i) {
@@ -316,10 +341,20 @@ class CpuBackend final : public Backend {
   Slot& at(int slot) { return const_cast<Slot&>(static_cast<const CpuBackend*>(this)->at(slot)); }
 
   struct Snapshot {
-    SequenceState state, mtp;
+    std::vector<SequenceState> state, mtp;  // [rank]
   };
+  // A snapshot's states in their byte order: rank 0's trunk state, its MTP state, rank 1's ...
+  template <class S, class P = std::conditional_t<std::is_const_v<S>, const SequenceState*, SequenceState*>>
+  static std::vector<P> in_order(S& snap) {
+    std::vector<P> v;
+    for (std::size_t r = 0; r < snap.state.size(); ++r) {
+      v.push_back(&snap.state[r]);
+      v.push_back(&snap.mtp[r]);
+    }
+    return v;
+  }
 
-  CpuModel cpu_;
+  CpuRanks ranks_;
   BackendOptions opt_;
   std::map<uint64_t, Snapshot> snapshots_;
   std::vector<Slot> slots_;

@@ -10,6 +10,8 @@
 #include "kernels/mamba.h"
 #include "kernels/moe_router.h"
 #include "kernels/norm.h"
+#include "model/parallel/communicator.h"
+#include "model/parallel/shard.h"
 #include "util/error.h"
 #include "util/parallel.h"
 
@@ -42,9 +44,35 @@ struct Rows {
   std::vector<BlockCache>* keep = nullptr;  // [T]: a Mamba block's state after each row
 };
 
+// The gated norm of a rank whose norm group spans ranks (sharded, n_groups < TP size): the
+// rank holds part of one group (D channels of y, z); the group's sum of squares is summed
+// over the TP group ([R, G] partial sums, this rank's in column group0), then every rank
+// scales its part by the whole group's rsqrt(mean + eps), as gated_rmsnorm_cpu does.
+void gated_rmsnorm_split(const RankShard& s, Communicator& tp, const float* y, const float* z, const float* w,
+                         int64_t R, int64_t D, float eps, float* out) {
+  const int64_t G = s.mamba_groups;
+  std::vector<float> ss(static_cast<std::size_t>(R * G), 0.0f);
+  for (int64_t t = 0; t < R; ++t) {
+    double acc = 0;
+    for (int64_t i = 0; i < D; ++i) {
+      const float zi = z[t * D + i];
+      const float v = y[t * D + i] * (zi / (1.0f + std::exp(-zi)));
+      out[t * D + i] = v;
+      acc += static_cast<double>(v) * v;
+    }
+    ss[t * G + s.mamba_group0] = static_cast<float>(acc);
+  }
+  tp.all_reduce_sum(ss.data(), R * G);
+  for (int64_t t = 0; t < R; ++t) {
+    const float inv = 1.0f / std::sqrt(ss[t * G + s.mamba_group0] / static_cast<float>(s.mamba_norm_group) + eps);
+    for (int64_t i = 0; i < D; ++i) out[t * D + i] = (out[t * D + i] * inv) * w[i];
+  }
+}
+
 // Mamba-2 mixer over the step's rows u [R, H] -> [R, H]; conv and scan per sequence.
+// Sharded, `c` holds the rank's heads and groups and the result is the rank's partial sum.
 std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, const std::vector<Rows>& segs,
-                               const std::vector<float>& u, int64_t R) {
+                               const std::vector<float>& u, int64_t R, const RankContext& rank) {
   const int64_t di = c.d_inner(), cd = c.conv_dim(), Hm = c.mamba_num_heads, GN = c.n_groups * c.ssm_state_size;
   const int64_t W = c.in_proj_dim();
   const std::vector<float> zxbcdt = apply(w.in_proj, u, R);  // [R, z | xBC | dt]
@@ -87,8 +115,12 @@ std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, const std
       if (s.keep) (*s.keep)[t].ssm = s.cache->ssm;
     }
   }
-  kernels::gated_rmsnorm_cpu(y.data(), z.data(), w.norm.data(), R, di, di / c.n_groups,
-                             static_cast<float>(c.norm_eps), y.data());
+  if (rank.shard && rank.shard->mamba_norm_split)
+    gated_rmsnorm_split(*rank.shard, *rank.tp, y.data(), z.data(), w.norm.data(), R, di,
+                        static_cast<float>(c.norm_eps), y.data());
+  else
+    kernels::gated_rmsnorm_cpu(y.data(), z.data(), w.norm.data(), R, di, di / c.n_groups,
+                               static_cast<float>(c.norm_eps), y.data());
   return apply(w.out_proj, y, R);
 }
 
@@ -162,7 +194,7 @@ std::vector<float> moe_mixer(const Config& c, const MoEWeights& w, const std::ve
   std::vector<float> expert_out(T * k * Din, 0.0f);  // per (token, slot)
   for (int64_t e = 0; e < E; ++e) {
     const auto& slots = by_expert[e];
-    if (slots.empty()) continue;
+    if (slots.empty() || w.up[e].w.out == 0) continue;  // sharded: not this rank's (share of the) expert
     const int64_t n = static_cast<int64_t>(slots.size());
     std::vector<float> xin(n * Din);
     for (int64_t j = 0; j < n; ++j) {
@@ -185,7 +217,7 @@ std::vector<float> moe_mixer(const Config& c, const MoEWeights& w, const std::ve
       for (int64_t i = 0; i < Din; ++i) a[i] += g * y[i];
     }
   std::vector<float> out = c.moe_latent_size > 0 ? apply(w.fc2_latent, acc, T) : std::move(acc);
-  if (c.n_shared_experts > 0) {
+  if (c.n_shared_experts > 0 && w.shared_up.w.out > 0) {
     std::vector<float> h = apply(w.shared_up, u, T);
     relu2(h);
     const std::vector<float> s = apply(w.shared_down, h, T);
@@ -221,6 +253,20 @@ RoutingScope::RoutingScope(RoutingHook hook) : hook_(std::move(hook)), prev_(t_r
 
 RoutingScope::~RoutingScope() { t_routing_hook = prev_; }
 
+const RoutingHook* current_routing_hook() { return t_routing_hook; }
+
+CpuModel::CpuModel(const Model& model) : model_(model), config_(&model.config), weights_(&model.weights) {}
+
+namespace {
+const RankShard& shard_of(const RankContext& rank) {
+  if (!rank.shard || !rank.tp || !rank.world) throw Error("CpuModel: a rank needs its shard and communicators");
+  return *rank.shard;
+}
+}  // namespace
+
+CpuModel::CpuModel(const Model& model, const RankContext& rank)
+    : model_(model), config_(&shard_of(rank).config), weights_(&rank.shard->weights), rank_(rank) {}
+
 void roll_back_state(SequenceState& state, const RowStates& rows, const std::vector<BlockCache>& before, int64_t pos,
                      int64_t kv_dim) {
   if (pos > state.pos) throw Error("roll back: position " + std::to_string(pos) + " is ahead of the state's " +
@@ -251,19 +297,19 @@ int32_t argmax(const float* v, int64_t n) {
 
 SequenceState CpuModel::new_state() const {
   SequenceState s;
-  for (auto kind : model_.config.layers) s.blocks.push_back(empty_cache(model_.config, kind));
+  for (auto kind : config().layers) s.blocks.push_back(empty_cache(config(), kind));
   return s;
 }
 
 SequenceState CpuModel::new_mtp_state() const {
   SequenceState s;
-  for (auto kind : model_.config.mtp_layers) s.blocks.push_back(empty_cache(model_.config, kind));
+  for (auto kind : config().mtp_layers) s.blocks.push_back(empty_cache(config(), kind));
   return s;
 }
 
 void CpuModel::run_block(const BlockWeights& b, int index, const std::vector<Segment>& segs,
                          std::vector<float>& x, int64_t R) const {
-  const Config& c = model_.config;
+  const Config& c = config();
   const int64_t H = c.hidden_size;
   std::vector<float> u(R * H);
   kernels::rmsnorm_cpu(x.data(), b.norm.data(), R, H, static_cast<float>(c.norm_eps), u.data());
@@ -271,27 +317,49 @@ void CpuModel::run_block(const BlockWeights& b, int index, const std::vector<Seg
   for (const auto& s : segs) rows.push_back({s.cache, s.row0, s.T, s.pos0, s.keep});
   std::vector<float> y;
   switch (b.kind) {
-    case LayerKind::Mamba: y = mamba_mixer(c, b.mamba, rows, u, R); break;
+    case LayerKind::Mamba: y = mamba_mixer(c, b.mamba, rows, u, R, rank_); break;
     case LayerKind::Attention: y = attention_mixer(c, b.attn, rows, u, R); break;
     case LayerKind::MoE: y = moe_mixer(c, b.moe, u, R, index); break;
     case LayerKind::MLP: y = mlp_mixer(b.mlp, u, R); break;
   }
+  // Sharded: each rank holds a partial sum of the mixer's output (row-parallel projections,
+  // its experts); MoE blocks are split over every rank, the others over the TP group.
+  if (rank_.shard) (b.kind == LayerKind::MoE ? rank_.world : rank_.tp)->all_reduce_sum(y.data(), R * H);
   for (int64_t i = 0; i < R * H; ++i) x[i] += y[i];
 }
 
 void CpuModel::embed(const int32_t* ids, int64_t T, float* x) const {
   const int64_t H = model_.config.hidden_size, V = model_.config.vocab_size;
+  // Sharded: this rank holds vocab rows [v0, v1); the others' rows are zero here and come
+  // from the all-reduce (exactly: one rank holds each row).
+  const int64_t v0 = rank_.shard ? rank_.shard->vocab.begin : 0, v1 = rank_.shard ? rank_.shard->vocab.end : V;
   for (int64_t t = 0; t < T; ++t) {
     if (ids[t] < 0 || ids[t] >= V)
       throw Error("token id " + std::to_string(ids[t]) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
-    kernels::dequantize_row(model_.weights.embeddings, ids[t], x + t * H);
+    if (ids[t] >= v0 && ids[t] < v1) kernels::dequantize_row(weights_->embeddings, ids[t] - v0, x + t * H);
+    else std::fill(x + t * H, x + (t + 1) * H, 0.0f);
   }
+  if (rank_.shard) rank_.tp->all_reduce_sum(x, T * H);
+}
+
+std::vector<float> CpuModel::gather_logits(const std::vector<float>& part, int64_t rows) const {
+  const auto& ranges = rank_.shard->tp_vocab;
+  const int64_t V = model_.config.vocab_size;
+  std::vector<int64_t> counts;
+  for (const Range& r : ranges) counts.push_back(rows * r.size());
+  std::vector<float> blocks(static_cast<std::size_t>(rows * V)), logits(static_cast<std::size_t>(rows * V));
+  rank_.tp->all_gather(part.data(), counts, blocks.data());
+  // blocks: rank 0's [rows, V0], rank 1's [rows, V1], ... -> logits [rows, V].
+  const float* src = blocks.data();
+  for (const Range& r : ranges)
+    for (int64_t i = 0; i < rows; ++i, src += r.size()) std::copy(src, src + r.size(), logits.data() + i * V + r.begin);
+  return logits;
 }
 
 std::vector<ForwardResult> CpuModel::heads(const std::vector<float>& x, const std::vector<Segment>& segs,
                                            const std::vector<bool>& all_logits,
                                            const std::vector<float>& final_norm) const {
-  const Config& c = model_.config;
+  const Config& c = config();
   const int64_t H = c.hidden_size, V = c.vocab_size;
   const int64_t R = static_cast<int64_t>(x.size()) / H;
   std::vector<float> normed(R * H);
@@ -300,10 +368,13 @@ std::vector<ForwardResult> CpuModel::heads(const std::vector<float>& x, const st
   std::vector<int64_t> rows;
   for (std::size_t i = 0; i < segs.size(); ++i)
     for (int64_t t = all_logits[i] ? 0 : segs[i].T - 1; t < segs[i].T; ++t) rows.push_back(segs[i].row0 + t);
-  std::vector<float> sel(rows.size() * H), logits(rows.size() * V);
-  for (std::size_t r = 0; r < rows.size(); ++r)
+  const int64_t nrows = static_cast<int64_t>(rows.size());
+  const kernels::LinearWeight& head = weights_->lm_head.w;  // [V, H], or the rank's vocab rows
+  std::vector<float> sel(nrows * H), logits(nrows * head.out);
+  for (int64_t r = 0; r < nrows; ++r)
     std::copy(normed.begin() + rows[r] * H, normed.begin() + (rows[r] + 1) * H, sel.begin() + r * H);
-  linear_cpu(model_.weights.lm_head.w, sel.data(), static_cast<int64_t>(rows.size()), logits.data());
+  linear_cpu(head, sel.data(), nrows, logits.data());
+  if (rank_.shard && rank_.tp->size() > 1) logits = gather_logits(logits, nrows);
   std::vector<ForwardResult> out(segs.size());
   std::size_t next = 0;
   for (std::size_t i = 0; i < segs.size(); ++i) {
@@ -322,7 +393,7 @@ ForwardResult CpuModel::forward(SequenceState& state, const int32_t* ids, int64_
 
 std::vector<ForwardResult> CpuModel::forward_batch(const std::vector<SequenceChunk>& chunks,
                                                    const HiddenObserver& observer) const {
-  const auto& w = model_.weights;
+  const auto& w = *weights_;
   const int64_t H = model_.config.hidden_size;
   if (chunks.empty()) throw Error("forward: empty batch");
   int64_t R = 0;
@@ -372,11 +443,11 @@ std::vector<ForwardResult> CpuModel::forward_batch(const std::vector<SequenceChu
 
 ForwardResult CpuModel::mtp_forward(SequenceState& state, const int32_t* next_ids, const float* hidden,
                                     int64_t T, bool all_logits) const {
-  const Config& c = model_.config;
+  const Config& c = config();
   if (!c.has_mtp()) throw Error(c.path + ": this model has no MTP head (num_nextn_predict_layers is 0)");
   if (T <= 0) throw Error("mtp_forward: no tokens");
   if (state.blocks.size() != c.mtp_layers.size()) throw Error("mtp_forward: state is not an MTP state");
-  const auto& m = model_.weights.mtp;
+  const auto& m = weights_->mtp;
   const int64_t H = c.hidden_size;
   const float eps = static_cast<float>(c.norm_eps);
   std::vector<float> e(T * H);
@@ -387,7 +458,17 @@ ForwardResult CpuModel::mtp_forward(SequenceState& state, const int32_t* next_id
     kernels::rmsnorm_cpu(e.data() + t * H, m.enorm.data(), 1, H, eps, cat.data() + t * 2 * H);
     kernels::rmsnorm_cpu(hidden + t * H, m.hnorm.data(), 1, H, eps, cat.data() + t * 2 * H + H);
   }
-  std::vector<float> x = apply(m.eh_proj, cat, T);
+  std::vector<float> x;
+  if (rank_.shard) {  // row-parallel: this rank's input columns [c0, c1) of 2H, then the sum
+    const Range in = rank_.shard->eh_proj_in;
+    std::vector<float> part(static_cast<std::size_t>(T * in.size()));
+    for (int64_t t = 0; t < T; ++t)
+      std::copy(cat.begin() + t * 2 * H + in.begin, cat.begin() + t * 2 * H + in.end, part.begin() + t * in.size());
+    x = in.size() > 0 ? apply(m.eh_proj, part, T) : std::vector<float>(static_cast<std::size_t>(T * H), 0.0f);
+    rank_.tp->all_reduce_sum(x.data(), T * H);
+  } else {
+    x = apply(m.eh_proj, cat, T);
+  }
   for (std::size_t j = 0; j < m.blocks.size(); ++j)
     run_block(m.blocks[j], static_cast<int>(c.layers.size() + j), {{&state.blocks[j], 0, T, state.pos}}, x, T);
   auto out = heads(x, {{nullptr, 0, T, state.pos}}, {all_logits}, m.final_norm);

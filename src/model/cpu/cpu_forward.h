@@ -96,10 +96,27 @@ struct SequenceChunk {
 void roll_back_state(SequenceState& state, const RowStates& rows, const std::vector<BlockCache>& before, int64_t pos,
                      int64_t kv_dim);
 
+struct RankShard;
+class Communicator;
+
+// One rank of a sharded model (model/parallel/shard.h): the rank's slices and sizes, and its
+// communicators. The rank's forward all-reduces the output of every row-parallel mixer
+// (attention, Mamba, MLP over `tp`; MoE blocks over `world`), the partial embedding rows
+// (`tp`), and all-gathers the vocab-split logits (`tp`); its hidden rows and logits are the
+// whole model's, on every rank.
+struct RankContext {
+  const RankShard* shard = nullptr;
+  Communicator* tp = nullptr;     // the ranks of this rank's tensor-parallel group
+  Communicator* world = nullptr;  // every rank
+};
+
 class CpuModel {
  public:
-  explicit CpuModel(const Model& model) : model_(model) {}
+  explicit CpuModel(const Model& model);
+  CpuModel(const Model& model, const RankContext& rank);  // one rank of a sharded model
   const Model& model() const { return model_; }
+  // The sizes this forward runs at: the model's, or (sharded) the rank's heads and groups.
+  const Config& config() const { return *config_; }
 
   SequenceState new_state() const;      // empty trunk state
   SequenceState new_mtp_state() const;  // empty MTP-head state
@@ -134,8 +151,17 @@ class CpuModel {
   void embed(const int32_t* ids, int64_t T, float* x) const;
   std::vector<ForwardResult> heads(const std::vector<float>& x, const std::vector<Segment>& segs,
                                    const std::vector<bool>& all_logits, const std::vector<float>& final_norm) const;
+  // Sharded: logits of this rank's vocab rows [rows, Vr] -> every rank's, [rows, V].
+  std::vector<float> gather_logits(const std::vector<float>& part, int64_t rows) const;
   const Model& model_;
+  const Config* config_;         // model_.config, or the rank's
+  const ModelWeights* weights_;  // model_.weights, or the rank's slices
+  RankContext rank_;             // all null when not sharded
 };
+
+// The RoutingHook live on this thread, or nullptr: the sharded CPU model gives its `force`
+// to every rank's thread, so that all ranks route alike.
+const RoutingHook* current_routing_hook();
 
 // Index of the largest value (first one on ties), as torch.argmax.
 int32_t argmax(const float* v, int64_t n);

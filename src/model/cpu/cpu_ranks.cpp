@@ -1,0 +1,51 @@
+#include "model/cpu/cpu_ranks.h"
+
+namespace nemotron::model {
+
+CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p) : parallel_(p) {
+  if (!p.sharded()) {
+    models_.emplace_back(m);
+    return;
+  }
+  validate_parallel(m.config, p);
+  const int W = p.world(), T = p.tensor_parallel;
+  world_ = std::make_unique<InProcessGroup>(W);
+  if (T < W)
+    for (int g = 0; g < W / T; ++g) tp_groups_.push_back(std::make_unique<InProcessGroup>(T));
+  models_.reserve(static_cast<std::size_t>(W));
+  for (int r = 0; r < W; ++r) {
+    shards_.push_back(std::make_unique<RankShard>(shard_model(m, p, r)));
+    RankContext ctx;
+    ctx.shard = shards_.back().get();
+    ctx.world = &world_->member(r);
+    ctx.tp = T < W ? &tp_groups_[static_cast<std::size_t>(r / T)]->member(r % T) : ctx.world;
+    models_.emplace_back(m, ctx);
+  }
+  threads_ = std::make_unique<RankThreads>(W, [this] {
+    world_->abort();
+    for (auto& g : tp_groups_) g->abort();
+  });
+}
+
+void CpuRanks::run(const std::function<void(int)>& fn) {
+  if (!threads_) {
+    fn(0);
+    return;
+  }
+  const RoutingHook* hook = current_routing_hook();
+  RoutingHook force;
+  if (hook) force.force = hook->force;
+  try {
+    threads_->run([&](int r) {
+      if (r == 0 || !force.force) return fn(r);
+      RoutingScope scope(force);
+      fn(r);
+    });
+  } catch (...) {
+    world_->reset();  // every rank has returned: the groups are usable again
+    for (auto& g : tp_groups_) g->reset();
+    throw;
+  }
+}
+
+}  // namespace nemotron::model

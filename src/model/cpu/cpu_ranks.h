@@ -1,0 +1,38 @@
+#pragma once
+// The CPU reference as ranks: one CpuModel over the whole model, or (tensor / expert
+// parallel, model/parallel) one CpuModel per rank over its shard, each rank on its own
+// thread with in-process communicators: the world group, and one TP group per replica of
+// the dense part (the world itself when there is one replica).
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "model/cpu/cpu_forward.h"
+#include "model/parallel/inproc_communicator.h"
+#include "model/parallel/rank_threads.h"
+#include "model/parallel/shard.h"
+
+namespace nemotron::model {
+
+class CpuRanks {
+ public:
+  CpuRanks(const Model& m, const ParallelConfig& p);
+  int size() const { return static_cast<int>(models_.size()); }
+  const CpuModel& operator[](int rank) const { return models_[static_cast<std::size_t>(rank)]; }
+  const ParallelConfig& parallel() const { return parallel_; }
+
+  // fn(rank) for every rank at once (rank 0 on this thread, which alone sees this thread's
+  // LinearInputScope and RoutingHook `observe`; a RoutingHook `force` is given to every rank).
+  // Every rank's forward must make the same collectives: run them all here, never one alone.
+  void run(const std::function<void(int rank)>& fn);
+
+ private:
+  ParallelConfig parallel_;
+  std::vector<std::unique_ptr<RankShard>> shards_;
+  std::unique_ptr<InProcessGroup> world_;
+  std::vector<std::unique_ptr<InProcessGroup>> tp_groups_;
+  std::vector<CpuModel> models_;
+  std::unique_ptr<RankThreads> threads_;
+};
+
+}  // namespace nemotron::model
