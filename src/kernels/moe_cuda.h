@@ -56,6 +56,10 @@ struct ExpertTable {
 inline constexpr int64_t kExpertGroupedMinPairs = 256;
 
 // Device scratch for the grouped path of expert_gemv_cuda (bucketing of T*k pairs by expert).
+// Host arithmetic only (moe_workspace.cpp), so that the memory planner of a CPU-only build
+// can count it; kExpertGroupedMaxExperts and kExpertGroupedMinTile are moe_grouped.cu's
+// expert limit and smallest row tile, which the layout is sized for.
+inline constexpr int64_t kExpertGroupedMaxExperts = 4096, kExpertGroupedMinTile = 64;
 int64_t expert_gemv_workspace_bytes(int64_t T, int64_t k, int64_t experts);
 
 struct ExpertGemvArgs {

@@ -28,6 +28,8 @@ namespace {
 using namespace cuda;
 
 constexpr int kBucketThreads = 1024, kMaxExperts = 4096, kMinBM = 64;
+static_assert(kMaxExperts == kExpertGroupedMaxExperts && kMinBM == kExpertGroupedMinTile,
+              "moe_workspace.cpp sizes the workspace with these");
 
 struct Workspace {
   int32_t *offsets, *tile_off, *tile_expert, *tile_start, *total, *pairs;
@@ -201,12 +203,7 @@ bool fits_fmt(WeightFormat f, int optin) {
 
 }  // namespace
 
-int64_t expert_gemv_workspace_bytes(int64_t T, int64_t k, int64_t experts) {
-  require(T >= 0 && k >= 1 && experts >= 1 && T < (int64_t{1} << 31) && k < 65536 && experts <= kMaxExperts,
-          "expert_gemv_workspace_bytes: bad T, k or expert count");
-  const int64_t N = T * k;
-  return ((2 * (experts + 1) + 2 * tile_bound(N, experts, kMinBM) + 1 + N) * 4 + 15) / 16 * 16;
-}
+// expert_gemv_workspace_bytes: moe_workspace.cpp (host arithmetic, also in CPU-only builds).
 
 namespace cuda {
 
