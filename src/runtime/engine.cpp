@@ -41,6 +41,10 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
   if (K > 0 && !backend_->can_roll_back())
     throw Error("--speculative-tokens " + std::to_string(K) + ": speculative decoding is not implemented on the " +
                 backend_->device() + " backend yet; use --speculative-tokens 0");
+  if (options.limits.max_step_tokens < 1 + K)
+    throw Error("--max-step-tokens " + std::to_string(options.limits.max_step_tokens) +
+                " cannot hold a decode step with " + std::to_string(K) + " speculative tokens (needs at least " +
+                std::to_string(1 + K) + ")");
   stats_.spec_accepted_per_pos.assign(static_cast<std::size_t>(K), 0);
   if (options.prefix_cache_bytes < 0) throw Error("--prefix-cache-memory must not be negative");
   if (options.prefix_snapshot_interval < 1) throw Error("the prefix snapshot interval must be positive");
