@@ -2,10 +2,19 @@
 // message per line from stdin until EOF or "/bye", streams each reply as it is generated
 // (reasoning dimmed on a terminal, between "Thinking..." and "...done thinking." lines
 // otherwise), and keeps the conversation. Works with a pipe as stdin.
+//
+// Ctrl-C (SIGINT) during a reply stops it: the engine request is cancelled, the part already
+// shown stays in the conversation, and the next message is read. Ctrl-C while waiting for a
+// message (or twice during one reply) ends the program cleanly (exit status 0).
 #include <CLI/CLI.hpp>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -22,6 +31,99 @@ namespace nemotron::cli {
 namespace {
 
 using namespace std::chrono_literals;
+
+// SIGINT: the handler counts it and wakes a poll() through a pipe (both async-signal-safe);
+// the main thread compares the count with the interrupts it has handled.
+std::atomic<int> g_interrupts{0};
+int g_wake[2] = {-1, -1};
+static_assert(std::atomic<int>::is_always_lock_free);
+
+extern "C" void on_sigint(int) {
+  g_interrupts.fetch_add(1);
+  const char c = 0;
+  const ssize_t r = ::write(g_wake[1], &c, 1);
+  (void)r;
+}
+
+// Installs the handler for the chat loop; the previous disposition comes back at destruction
+// (a Ctrl-C while the engine shuts down then ends the process as usual).
+class InterruptHandler {
+ public:
+  InterruptHandler() {
+    if (::pipe(g_wake) != 0) throw Error("run: cannot create a pipe for Ctrl-C");
+    for (int fd : g_wake) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    // Writes to stdout are restarted; the wait for input is a poll() that the pipe wakes.
+    sa.sa_flags = SA_RESTART;
+    ::sigaction(SIGINT, &sa, &old_);
+  }
+  ~InterruptHandler() {
+    ::sigaction(SIGINT, &old_, nullptr);
+    ::close(g_wake[0]);
+    ::close(g_wake[1]);
+    g_wake[0] = g_wake[1] = -1;
+  }
+  InterruptHandler(const InterruptHandler&) = delete;
+  InterruptHandler& operator=(const InterruptHandler&) = delete;
+
+  // True (once per Ctrl-C) when one arrived that was not handled yet.
+  bool take() {
+    char buf[64];
+    while (::read(g_wake[0], buf, sizeof buf) > 0) {
+    }
+    if (g_interrupts.load() == handled_) return false;
+    ++handled_;
+    return true;
+  }
+  int wake_fd() const { return g_wake[0]; }
+
+ private:
+  struct sigaction old_ {};
+  int handled_ = 0;
+};
+
+// Lines from stdin (fd 0, read directly so that a Ctrl-C can interrupt the wait).
+class LineReader {
+ public:
+  enum class Result { kLine, kEof, kInterrupted };
+  explicit LineReader(InterruptHandler& interrupts) : interrupts_(interrupts) {}
+
+  Result next(std::string& line) {
+    for (;;) {
+      if (interrupts_.take()) return Result::kInterrupted;
+      const std::size_t nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return Result::kLine;
+      }
+      if (eof_) {
+        if (buf_.empty()) return Result::kEof;
+        line = std::move(buf_);
+        buf_.clear();
+        return Result::kLine;
+      }
+      pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {interrupts_.wake_fd(), POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        eof_ = true;
+        continue;
+      }
+      if (fds[0].revents == 0) continue;  // woken by a Ctrl-C: taken at the top
+      char chunk[4096];
+      const ssize_t n = ::read(STDIN_FILENO, chunk, sizeof chunk);
+      if (n > 0) buf_.append(chunk, static_cast<std::size_t>(n));
+      else if (n == 0 || (errno != EINTR && errno != EAGAIN)) eof_ = true;
+    }
+  }
+
+ private:
+  InterruptHandler& interrupts_;
+  std::string buf_;
+  bool eof_ = false;
+};
 
 int run_run(int argc, char** argv) {
   CLI::App app{"Chat with a model in the terminal: one message per line on stdin, /bye or EOF to quit."};
@@ -70,13 +172,22 @@ int run_run(int argc, char** argv) {
 
   Json history = Json::array();
   if (!system.empty()) history.push_back({{"role", "system"}, {"content", system}});
+  InterruptHandler interrupts;
+  LineReader reader(interrupts);
   std::string line;
-  for (;;) {
+  bool quit = false;
+  while (!quit) {
     if (interactive) {
       std::fputs(">>> ", stdout);
       std::fflush(stdout);
     }
-    if (!std::getline(std::cin, line)) break;
+    const LineReader::Result got = reader.next(line);
+    if (got == LineReader::Result::kInterrupted) {
+      if (interactive) std::fputs("\n", stdout);  // after the terminal's "^C"
+      break;
+    }
+    if (got == LineReader::Result::kEof) break;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line == "/bye") break;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     history.push_back({{"role", "user"}, {"content", line}});
@@ -95,10 +206,16 @@ int run_run(int argc, char** argv) {
     session.submit(service->make_request(prompt.ids, req.gen, budget, 0, snapshot_at, prompt.thinking));
     server::Clock::time_point first, last;
     int64_t cached = 0;
-    bool in_reasoning = false;
+    bool in_reasoning = false, interrupted = false;
     while (!pipe.done()) {
+      // Ctrl-C: cancel the request (its final event ends the loop); a second one quits.
+      while (interrupts.take()) {
+        if (interrupted) quit = true;
+        interrupted = true;
+        session.cancel(0);
+      }
       server::ChoiceEvent ev;
-      if (!session.next(ev, 200ms)) continue;
+      if (!session.next(ev, 50ms)) continue;
       if (ev.event.token >= 0) {
         if (first == server::Clock::time_point{}) {
           first = ev.at;
@@ -130,18 +247,27 @@ int run_run(int argc, char** argv) {
     if (pipe.finish_reason() == "error") throw Error("generation failed: " + pipe.error());
 
     const auto& r = pipe.result();
-    Json reply = {{"role", "assistant"}, {"content", r.content}};
-    if (!r.reasoning.empty()) reply["reasoning_content"] = r.reasoning;
-    history.push_back(reply);
-    if (verbose) {
+    if (interrupted && r.content.empty() && r.reasoning.empty()) {
+      history.erase(history.end() - 1);  // stopped before any text: the turn is dropped
+    } else {
+      // A reply stopped by Ctrl-C stays in the conversation as far as it was shown.
+      Json reply = {{"role", "assistant"}, {"content", r.content}};
+      if (!r.reasoning.empty()) reply["reasoning_content"] = r.reasoning;
+      history.push_back(reply);
+    }
+    if (verbose && first == server::Clock::time_point{}) {
+      std::fprintf(stderr, "prompt eval: %zu tokens | eval: 0 tokens (interrupted before the first token)\n",
+                   prompt.ids.size());
+    } else if (verbose) {
       const double prompt_s = std::chrono::duration<double>(first - t0).count();
       const double eval_s = std::chrono::duration<double>(last - first).count();
       const int64_t n = pipe.completion_tokens();
       std::fprintf(stderr,
                    "prompt eval: %zu tokens (%lld from the prefix cache), %.2f tokens/s | eval: %lld tokens, %.2f "
-                   "tokens/s\n",
+                   "tokens/s%s\n",
                    prompt.ids.size(), static_cast<long long>(cached), prompt.ids.size() / std::max(prompt_s, 1e-9),
-                   static_cast<long long>(n), n > 1 ? (n - 1) / std::max(eval_s, 1e-9) : 0.0);
+                   static_cast<long long>(n), n > 1 ? (n - 1) / std::max(eval_s, 1e-9) : 0.0,
+                   interrupted ? " (interrupted)" : "");
       const runtime::EngineStats after = service->engine().stats();
       const uint64_t verifies = after.spec_drafts - before.spec_drafts;
       if (service->speculative_tokens() > 0)

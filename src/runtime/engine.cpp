@@ -46,6 +46,10 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
     throw Error("--speculative-tokens " + std::to_string(K) + ": the " + backend_->device() + " backend keeps " +
                 std::to_string(keep_limits_.rows) + " rows per verify step (1 + drafts) for " +
                 std::to_string(keep_limits_.chunks) + " sequences; lower --speculative-tokens");
+  if (options.limits.max_step_tokens < 1 + K)
+    throw Error("--max-step-tokens " + std::to_string(options.limits.max_step_tokens) +
+                " cannot hold a decode step with " + std::to_string(K) + " speculative tokens (needs at least " +
+                std::to_string(1 + K) + ")");
   stats_.spec_accepted_per_pos.assign(static_cast<std::size_t>(K), 0);
   for (double r : options.spec_accept_rates)
     if (!(r >= 0.0 && r <= 1.0)) throw Error("--spec-accept: rates must be in [0, 1], got " + std::to_string(r));

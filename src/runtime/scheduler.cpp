@@ -38,23 +38,49 @@ std::vector<ScheduledChunk> Scheduler::schedule() {
   }
   std::vector<ScheduledChunk> step;
   int64_t budget = limits_.max_step_tokens;
-  for (uint64_t seq : running_) {
-    if (budget <= 0) break;
-    const Entry& e = entries_[seq];
-    if (e.prefilled == e.prompt_len) {
-      step.push_back({seq, -1, 1});
-      budget -= 1 + e.lookahead;
+  // Decodes first, 1 + lookahead tokens each, never past the budget. When they do not all fit
+  // (more running sequences than the budget holds), the ones left out start the next step's
+  // decodes (round robin), so none waits more than a few steps.
+  std::vector<uint64_t> decoding;
+  for (uint64_t seq : running_)
+    if (entries_[seq].prefilled == entries_[seq].prompt_len) decoding.push_back(seq);
+  const std::size_t first = static_cast<std::size_t>(
+      std::find(decoding.begin(), decoding.end(), decode_next_) - decoding.begin()) % std::max<std::size_t>(1, decoding.size());
+  decode_next_ = 0;
+  for (std::size_t k = 0; k < decoding.size(); ++k) {
+    const uint64_t seq = decoding[(first + k) % decoding.size()];
+    const int64_t cost = 1 + entries_[seq].lookahead;
+    if (cost > budget) {
+      decode_next_ = seq;
+      break;
     }
+    step.push_back({seq, -1, 1});
+    budget -= cost;
   }
+  // Prompts share the rest: each first gets up to an equal share (at least one token), in
+  // admission order, then what the shorter ones leave goes to the oldest first. A prompt no
+  // longer than its share is prefilled in this one step, however long the others are.
+  std::vector<uint64_t> prefilling;
   for (uint64_t seq : running_) {
-    if (budget <= 0) break;
     const Entry& e = entries_[seq];
-    if (e.prefilled < e.prompt_len) {
-      const int64_t n = std::min(budget, e.prompt_len - e.prefilled);
-      step.push_back({seq, e.prefilled, n});
-      budget -= n;
-    }
+    if (e.prefilled < e.prompt_len) prefilling.push_back(seq);
   }
+  if (prefilling.empty() || budget <= 0) return step;
+  const int64_t share = std::max<int64_t>(1, budget / static_cast<int64_t>(prefilling.size()));
+  std::vector<int64_t> take(prefilling.size(), 0);
+  for (std::size_t i = 0; i < prefilling.size() && budget > 0; ++i) {
+    const Entry& e = entries_[prefilling[i]];
+    take[i] = std::min({share, budget, e.prompt_len - e.prefilled});
+    budget -= take[i];
+  }
+  for (std::size_t i = 0; i < prefilling.size() && budget > 0; ++i) {
+    const Entry& e = entries_[prefilling[i]];
+    const int64_t more = std::min(budget, e.prompt_len - e.prefilled - take[i]);
+    take[i] += more;
+    budget -= more;
+  }
+  for (std::size_t i = 0; i < prefilling.size(); ++i)
+    if (take[i] > 0) step.push_back({prefilling[i], entries_[prefilling[i]].prefilled, take[i]});
   return step;
 }
 

@@ -7,9 +7,15 @@
 //   - a sequence is admitted only when its whole KV need (prompt + max_tokens tokens) fits
 //     in the KV token capacity still unreserved: memory is reserved up front, so a running
 //     sequence can never run out and nothing is ever preempted or over-committed;
-//   - each step feeds at most `max_step_tokens` tokens: first one decode token for every
-//     running sequence that finished its prompt, then prefill chunks (oldest first) with
-//     the rest of the budget; admission is FIFO (no request overtakes an older one).
+//   - each step feeds at most `max_step_tokens` tokens: first one decode token (1 +
+//     lookahead with speculation) for every running sequence that finished its prompt (when
+//     they do not all fit, those left out go first next step), then
+//     prefill chunks with the rest of the budget, shared fairly: every prompt still prefilling
+//     first gets up to an equal share (rest / their count, at least one token), in admission
+//     order, and what the shorter prompts leave goes to the oldest first. So a short prompt
+//     admitted behind a long one is prefilled within one step (its first token comes with
+//     that step), while a long prompt alone still takes the whole budget;
+//   - admission is FIFO (no request overtakes an older one).
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -63,6 +69,7 @@ class Scheduler {
   std::vector<uint64_t> running_;  // admission order
   std::map<uint64_t, Entry> entries_;
   int64_t kv_reserved_ = 0;
+  uint64_t decode_next_ = 0;  // the first decode left out of the last step (0: none)
 };
 
 }  // namespace nemotron::runtime

@@ -1,6 +1,7 @@
 #include "server/service.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <ostream>
 
@@ -76,18 +77,18 @@ SamplingDefaults SamplingDefaults::load(const std::string& model_dir) {
   SamplingDefaults d;
   const auto path = (std::filesystem::path(model_dir) / "generation_config.json").string();
   if (!std::filesystem::exists(path)) return d;
-  Json j;
-  try {
-    j = Json::parse(read_file(path));
-  } catch (const Json::exception& e) {
-    throw Error(path + ": not valid JSON: " + e.what());
-  }
+  // Python's json.dumps writes NaN and Infinity as bare tokens: parse_json reads them (as the
+  // strings "NaN", "Infinity", "-Infinity"), so that the error names the key.
+  const Json j = parse_json(read_file(path), path);
   if (!j.is_object()) throw Error(path + ": expected a JSON object");
   auto number = [&](const char* key, double lo, double hi, bool lo_open) -> std::optional<float> {
     const auto it = j.find(key);
     if (it == j.end() || it->is_null()) return std::nullopt;
-    if (!it->is_number()) throw Error(path + ": '" + key + "' must be a number");
-    const double v = it->get<double>();
+    const bool special = it->is_string() && (*it == "NaN" || *it == "Infinity" || *it == "-Infinity");
+    if (!it->is_number() && !special) throw Error(path + ": '" + key + "' must be a number");
+    const double v = json_number(*it, path + ": '" + key + "'");
+    if (!std::isfinite(v))
+      throw Error(path + ": '" + key + "' must be a finite number, got " + it->get<std::string>());
     if (v < lo || v > hi || (lo_open && v == lo))
       throw Error(path + ": '" + key + "' = " + std::to_string(v) + " is out of range");
     return static_cast<float>(v);

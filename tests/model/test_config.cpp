@@ -4,6 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <utility>
+#include <vector>
 
 #include "model/checkpoint/config.h"
 #include "util/error.h"
@@ -170,7 +175,7 @@ const BadCase kBad[] = {
     {"router groups", [](Json& j) { j["n_group"] = 3; }, "'n_group': n_routed_experts (16) must be a multiple of n_group (3)"},
     {"topk_group", [](Json& j) { j["n_group"] = 2; j["topk_group"] = 3; }, "'topk_group': must not exceed n_group"},
     {"dt limit shape", [](Json& j) { j["time_step_limit"] = Json::array({0.0}); }, "'time_step_limit': expected [min, max]"},
-    {"dt limit type", [](Json& j) { j["time_step_limit"] = Json::array({"a", 1}); }, "'time_step_limit'[0]: expected a number"},
+    {"dt limit type", [](Json& j) { j["time_step_limit"] = Json::array({"a", 1}); }, "'time_step_limit[0]': expected a number"},
     {"mamba bias", [](Json& j) { j["use_bias"] = true; }, "'use_bias': biases on Mamba in_proj/out_proj are not supported"},
     {"attention bias", [](Json& j) { j["attention_bias"] = true; }, "'attention_bias': attention biases are not supported"},
     {"bool type", [](Json& j) { j["norm_topk_prob"] = 1; }, "'norm_topk_prob': expected true or false"},
@@ -186,6 +191,127 @@ TEST(Config, EveryMalformedInputNamesItsKey) {
     EXPECT_THAT(msg, HasSubstr(bad.message)) << bad.what;
     EXPECT_THAT(msg, HasSubstr("test/config.json")) << bad.what;
   }
+}
+
+// Issue 18: a NaN rope_theta was accepted while other NaN keys were refused. Every number of
+// config.json, read by the parser or not, must be finite (the one exception: the upper
+// time-step limit's Infinity, transformers' default). Table-driven over every numeric value
+// of every config.json in the repository, so a key added to a checkpoint's config, or read
+// by the parser later, cannot be missed.
+void numeric_leaves(const Json& v, const Json::json_pointer& ptr, const std::string& key,
+                    std::vector<std::pair<Json::json_pointer, std::string>>& out) {
+  if (v.is_object()) {
+    for (auto it = v.begin(); it != v.end(); ++it)
+      numeric_leaves(it.value(), ptr / it.key(), key.empty() ? it.key() : key + "." + it.key(), out);
+  } else if (v.is_array()) {
+    for (std::size_t i = 0; i < v.size(); ++i) numeric_leaves(v[i], ptr / i, key + "[" + std::to_string(i) + "]", out);
+  } else if (v.is_number() || v == "Infinity") {
+    out.emplace_back(ptr, key);
+  }
+}
+
+std::vector<std::string> repository_configs() {
+  namespace fs = std::filesystem;
+  std::vector<std::string> files = {std::string(NEMOTRON_SOURCE_DIR) + "/models/demo/config.json"};
+  for (const auto& e : fs::directory_iterator(std::string(NEMOTRON_TEST_DATA) + "/configs"))
+    if (e.path().string().size() > 12 && e.path().string().ends_with(".config.json")) files.push_back(e.path().string());
+  for (const auto& e : fs::directory_iterator(std::string(NEMOTRON_TEST_DATA) + "/fixtures"))
+    if (fs::exists(e.path() / "config.json")) files.push_back((e.path() / "config.json").string());
+  return files;
+}
+
+TEST(Config, NonFiniteNumberAtAnyKeyIsRefusedNamingFileAndKey) {
+  const auto files = repository_configs();
+  ASSERT_GE(files.size(), 6u);
+  int cases = 0;
+  for (const std::string& file : files) {
+    const Json root = read_json_file(file);
+    ASSERT_NO_THROW(parse_config(python_json(root), file)) << file;
+    std::vector<std::pair<Json::json_pointer, std::string>> leaves;
+    numeric_leaves(root, Json::json_pointer(), "", leaves);
+    ASSERT_GT(leaves.size(), 20u) << file;
+    for (const auto& [ptr, key] : leaves) {
+      for (const char* special : {"NaN", "Infinity", "-Infinity"}) {
+        Json j = root;
+        j[ptr] = special;  // python_json writes it as the bare token, as Python's json.dumps does
+        const bool allowed = std::string(special) == "Infinity" && (key == "time_step_limit[1]" || key == "mamba_dt_limit[1]");
+        try {
+          parse_config(python_json(j), file);
+          EXPECT_TRUE(allowed) << file << ": " << key << " = " << special << " was accepted";
+        } catch (const Error& e) {
+          EXPECT_FALSE(allowed) << file << ": " << key << " = " << special << ": " << e.what();
+          EXPECT_THAT(e.what(), HasSubstr(file + ": key '" + key + "'")) << special;
+          EXPECT_THAT(e.what(), HasSubstr(std::string("finite number, got ") + special)) << key;
+        }
+        ++cases;
+      }
+    }
+  }
+  EXPECT_GT(cases, 1000);
+}
+
+TEST(Config, EveryFloatTheParserReadsIsChecked) {
+  // The float keys parse_config reads, under each alias: NaN and +-Infinity are refused.
+  struct FloatKey {
+    const char* key;    // where the value goes
+    const char* erase;  // the key it is an alias of (removed), or ""
+  };
+  const FloatKey keys[] = {
+      {"layer_norm_epsilon", ""}, {"norm_eps", "layer_norm_epsilon"}, {"rms_norm_eps", "layer_norm_epsilon"},
+      {"routed_scaling_factor", ""}, {"time_step_limit[0]", ""}, {"time_step_limit[1]", ""},
+      {"mamba_dt_limit[0]", "time_step_limit"}, {"mamba_dt_limit[1]", "time_step_limit"},
+      {"rope_theta", ""},  // not read (this model has no RoPE), refused all the same
+  };
+  for (const auto& k : keys) {
+    for (const char* special : {"NaN", "Infinity", "-Infinity"}) {
+      Json j = base();
+      if (*k.erase) j.erase(k.erase);
+      const std::string key = k.key;
+      const auto bracket = key.find('[');
+      if (bracket == std::string::npos) {
+        j[key] = special;
+      } else {
+        const std::string name = key.substr(0, bracket);
+        if (!j.contains(name)) j[name] = Json::array({0.0, 1.0});
+        j[name][key[bracket + 1] - '0'] = special;
+      }
+      const bool allowed = std::string(special) == "Infinity" && key.ends_with("[1]");
+      std::string msg;
+      try {
+        parse_config(python_json(j), "test/config.json");
+      } catch (const Error& e) {
+        msg = e.what();
+      }
+      if (allowed) {
+        EXPECT_EQ(msg, "") << key;
+      } else {
+        EXPECT_THAT(msg, HasSubstr("test/config.json: key '" + key + "': must be a finite number, got " + special));
+      }
+    }
+  }
+  // Nested and unknown keys too.
+  Json j = base();
+  j["quantization_config"] = {{"quant_algo", "FP8"}, {"scale", "NaN"}};
+  EXPECT_THAT(error_of(j), HasSubstr("key 'quantization_config.scale': must be a finite number, got NaN"));
+  j = base();
+  j["some_future_key"] = Json::array({1, "-Infinity"});
+  EXPECT_THAT(error_of(j), HasSubstr("key 'some_future_key[1]': must be a finite number, got -Infinity"));
+}
+
+TEST(Config, FloatsAreReadThroughTheOneCheckedAccessor) {
+  // A float read any other way than finite_number() (config.cpp) would skip the check: the
+  // parser calls json_number() only there.
+  std::ifstream f(std::string(NEMOTRON_SOURCE_DIR) + "/src/model/checkpoint/config.cpp");
+  const std::string src((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(src.empty());
+  auto count = [&](const std::string& needle) {
+    int n = 0;
+    for (std::size_t p = src.find(needle); p != std::string::npos; p = src.find(needle, p + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("json_number("), 1);
+  EXPECT_EQ(count("get<float>"), 0);
+  EXPECT_EQ(count("get<double>"), 1);  // the integer accessor's check of an integral float (4.0)
 }
 
 TEST(Config, InvalidJsonAndMissingFile) {

@@ -4,9 +4,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "fixture_util.h"
 #include "model/checkpoint/weights.h"
@@ -172,6 +174,46 @@ TEST_F(EngineTest, SeededSamplingIsReproducibleInABatch) {
   const auto a = sampled(42, false);
   EXPECT_EQ(a, sampled(42, true));
   EXPECT_NE(a, sampled(43, false));
+}
+
+// Issue 18: a 3-token request waited behind a long prompt's whole prefill (the oldest prompt
+// took the whole step budget). Now a short prompt submitted while a long one is prefilling
+// gets its first token within a few engine steps, before the long prompt's first token, and
+// the long prompt's output is what it is alone (chunked prefill stays exact).
+TEST_F(EngineTest, ShortPromptIsNotBlockedByALongPrefill) {
+  std::vector<int32_t> long_prompt(640);  // 40 steps of prefill at 16 tokens per step
+  for (std::size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(3 + (i * 37) % 500);
+  auto engine = make(4, 16, 8192, 2048);
+  // Sinks run on the engine thread, in the order the tokens are emitted; stats() only takes the
+  // engine's lock, which is not held while sinks run.
+  std::atomic<int> order{0}, long_first{-1}, short_first{-1};
+  std::atomic<uint64_t> short_step{0};
+  Collector long_c, short_c;
+  engine->submit(greedy(long_prompt, 4), [&, inner = long_c.sink()](const TokenEvent& ev) {
+    if (ev.token >= 0 && long_first < 0) long_first = order++;
+    inner(ev);
+  });
+  while (engine->stats().steps_total < 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const uint64_t submitted_at = engine->stats().steps_total;  // the long prompt is prefilling
+  engine->submit(greedy({7, 8, 9}, 1), [&, inner = short_c.sink()](const TokenEvent& ev) {
+    if (ev.token >= 0 && short_first < 0) {
+      short_first = order++;
+      short_step = engine->stats().steps_total;
+    }
+    inner(ev);
+  });
+  ASSERT_TRUE(short_c.wait());
+  ASSERT_TRUE(long_c.wait());
+  EXPECT_EQ(short_c.tokens().size(), 1u);
+  EXPECT_LT(short_first.load(), long_first.load()) << "the short prompt waited for the long prompt's prefill";
+  EXPECT_LE(short_step.load() - submitted_at, 4u) << "steps from submit to the short prompt's first token";
+  // The long prompt's tokens are those it gets alone, prefilled in one chunk.
+  auto alone = make(1, 1024, 8192, 2048);
+  Collector c;
+  alone->submit(greedy(long_prompt, 4), c.sink());
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(long_c.tokens(), c.tokens());
+  EXPECT_EQ(long_c.tokens().size(), 4u);
 }
 
 TEST_F(EngineTest, InvalidRequestsAreClientErrors) {

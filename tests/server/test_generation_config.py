@@ -51,6 +51,22 @@ def test_bad_generation_config_is_a_start_up_error(tmp_path, config, key):
     assert "generation_config.json" in r.stderr and key in r.stderr, r.stderr
 
 
+# Issue 18: NaN / Infinity (bare tokens, as Python's json.dumps writes them) in a float key are
+# refused with an error naming the file and the key, like any other bad value.
+@pytest.mark.parametrize("key,value", [("temperature", float("nan")), ("top_p", float("nan")),
+                                       ("min_p", float("nan")), ("repetition_penalty", float("nan")),
+                                       ("temperature", float("inf")), ("min_p", float("-inf")),
+                                       ("top_k", float("nan"))])
+def test_non_finite_generation_config_is_a_start_up_error(tmp_path, key, value):
+    d = model_dir(tmp_path, {key: value})
+    assert "NaN" in open(os.path.join(d, "generation_config.json")).read() or "Infinity" in \
+        open(os.path.join(d, "generation_config.json")).read()
+    r = subprocess.run([BIN, "serve", "--model", d, "--port", "0", "--memory", "2"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0
+    assert "generation_config.json" in r.stderr and "'" + key + "'" in r.stderr, r.stderr
+
+
 def test_malformed_json_is_a_start_up_error(tmp_path):
     d = model_dir(tmp_path, {})
     with open(os.path.join(d, "generation_config.json"), "w") as f:

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "test_helpers.h"
+#include "text/tokenizer/pre_tokenizer.h"
 #include "text/utf8.h"
 #include "util/error.h"
 
@@ -189,6 +190,142 @@ TEST(IncrementalDetokenizer, PositionDependentDecoders) {
   const Json meta = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", "always"}};
   const Tokenizer m = Tokenizer::from_json(bpe_json(vocab, Json::array(), Json::object(), Json{{"decoder", meta}}), "m");
   check_stream(m, {1, 2, 3, 1, 3, 3, 2, 1}, false);
+}
+
+// A Llama-2 / Mistral-style tokenizer: SentencePiece pieces ("▁a" = id 1, "b" = 2, "▁" = 3)
+// and the 256 byte-fallback tokens "<0x00>".."<0xFF>" (id 4 + byte), decoded by Replace(▁ ->
+// space), ByteFallback, Fuse, Strip(one leading space).
+Tokenizer byte_fallback_tokenizer() {
+  std::vector<std::string> vocab = {"<unk>", "\xE2\x96\x81" "a", "b", "\xE2\x96\x81"};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    vocab.push_back(name);
+  }
+  const Json dec = {{"type", "Sequence"}, {"decoders", Json::array({
+      Json{{"type", "Replace"}, {"pattern", {{"String", "\xE2\x96\x81"}}}, {"content", " "}},
+      Json{{"type", "ByteFallback"}}, Json{{"type", "Fuse"}},
+      Json{{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
+  return Tokenizer::from_json(bpe_json(vocab, Json::array(), Json{{"byte_fallback", true}}, Json{{"decoder", dec}}), "t");
+}
+
+std::vector<int32_t> byte_ids(const std::string& bytes) {
+  std::vector<int32_t> ids;
+  for (unsigned char c : bytes) ids.push_back(4 + c);
+  return ids;
+}
+
+// Pushes the ids one at a time: every piece is valid UTF-8; returns the concatenation (with
+// the flush) and the most bytes ever held back (pushed minus emitted) once more than
+// kMaxHeldTokens ids have been pushed.
+std::pair<std::string, std::size_t> stream(const Tokenizer& t, const std::vector<int32_t>& ids, std::size_t from) {
+  IncrementalDetokenizer d(t);
+  std::string all;
+  // What the start-of-text edits drop (Strip of the first piece's space) is not held.
+  const std::size_t first = t.token_bytes(ids.at(0)).size(), shown = t.decode({ids[0]}).size();
+  const std::size_t dropped = first > shown ? first - shown : 0;
+  std::size_t held = 0, pushed = 0;
+  for (std::size_t k = 0; k < ids.size(); ++k) {
+    const std::string piece = d.push(ids[k]);
+    EXPECT_TRUE(nemotron::text::utf8_valid(piece)) << "id " << k;
+    all += piece;
+    pushed += t.token_bytes(ids[k]).size();
+    if (k >= from) held = std::max(held, pushed - dropped - std::min(pushed - dropped, all.size()));
+  }
+  all += d.flush();
+  return {all, held};
+}
+
+const char kReplacement[] = "\xEF\xBF\xBD";
+
+// Issue 18: a run of more than 64 byte tokens was forced out in the middle of a character,
+// which came out as U+FFFD.
+TEST(IncrementalDetokenizer, LongByteFallbackRunsComeOutWhole) {
+  const Tokenizer t = byte_fallback_tokenizer();
+  const std::string texts[] = {
+      "日本語のテキストを一文字ずつバイトで書くと、とても長い列になります。東京都と大阪府",  // 3-byte characters
+      "ภาษาไทยเป็นภาษาที่มีสระและวรรณยุกต์มากมาย สวัสดีครับ",                   // Thai, combining marks
+      "😀👨\xE2\x80\x8D👩\xE2\x80\x8D👧\xE2\x80\x8D👦🇫🇷🎉🚀✨🙂😎🤖🦀🐍👍🏽🌏🌸🍣🎌🏯🗻🚄🍵⛩️🎎🐉🐼",  // 4-byte, ZWJ, flags
+  };
+  for (const std::string& text : texts) {
+    ASSERT_GE(text.size(), 120u);
+    for (int shift = 0; shift < 4; ++shift) {  // the run starts 0-3 ASCII bytes early: every cut position
+      const std::string bytes = std::string(static_cast<std::size_t>(shift), 'x') + text;
+      for (bool closed : {true, false}) {  // a piece ends the run, or the stream ends inside it
+        std::vector<int32_t> ids = {1};
+        for (int32_t id : byte_ids(bytes)) ids.push_back(id);
+        if (closed) ids.push_back(2);
+        const auto [all, held] = stream(t, ids, IncrementalDetokenizer::kMaxHeldTokens + 1);
+        EXPECT_EQ(all, t.decode(ids)) << text << " shift " << shift;
+        EXPECT_EQ(all.find(kReplacement), std::string::npos) << text << " shift " << shift;
+        EXPECT_LE(held, 3u) << "bytes held past the bound";
+      }
+    }
+    // The whole stream one run of byte tokens (nothing before it).
+    const auto [all, held] = stream(t, byte_ids(text), IncrementalDetokenizer::kMaxHeldTokens + 1);
+    EXPECT_EQ(all, text);
+    EXPECT_LE(held, 3u);
+  }
+  // Short runs are unchanged: held until the run ends, then decoded as a whole.
+  const auto ids = byte_ids("日本");
+  IncrementalDetokenizer d(t);
+  EXPECT_EQ(d.push(1), "a");
+  for (int32_t id : ids) EXPECT_EQ(d.push(id), "");
+  EXPECT_EQ(d.push(2), "日本b");
+}
+
+TEST(IncrementalDetokenizer, InvalidBytesInALongRunBecomeReplacementCharacters) {
+  const Tokenizer t = byte_fallback_tokenizer();
+  std::string bytes;
+  for (int i = 0; i < 12; ++i) {
+    bytes += "日本";
+    bytes += "\xFF";          // never valid
+    bytes += "\x80";          // a lone continuation byte
+    bytes += "\xE6\x97";      // a character cut short by ...
+    bytes += "A";             // ... an ASCII byte
+    bytes += "\xF0\x9F\x98";  // an emoji cut short
+    bytes += "😀";
+  }
+  ASSERT_GE(bytes.size(), 120u);
+  std::vector<int32_t> ids = {1};
+  for (int32_t id : byte_ids(bytes)) ids.push_back(id);
+  ids.push_back(2);
+  const auto [all, held] = stream(t, ids, IncrementalDetokenizer::kMaxHeldTokens + 1);
+  EXPECT_LE(held, 3u);
+  // Nothing lost: every valid character in order, each invalid sequence one U+FFFD. (The
+  // whole-text decode() replaces the entire run, valid characters included, by ByteFallback's
+  // rule: one U+FFFD per byte.)
+  EXPECT_EQ(all, "a" + nemotron::text::utf8_sanitize(bytes) + "b");
+  std::size_t replacements = 0;
+  for (std::size_t p = all.find(kReplacement); p != std::string::npos; p = all.find(kReplacement, p + 1)) ++replacements;
+  EXPECT_EQ(replacements, 12u * 4);
+  // A run that never completes its last character: flushed as U+FFFD.
+  std::vector<int32_t> open = byte_ids(std::string(100, 'z') + "\xE6\x97");
+  const auto [tail, tail_held] = stream(t, open, IncrementalDetokenizer::kMaxHeldTokens + 1);
+  EXPECT_EQ(tail, std::string(100, 'z') + kReplacement);
+  EXPECT_LE(tail_held, 3u);
+}
+
+TEST(IncrementalDetokenizer, ByteLevelTokensSplittingEveryCharacter) {
+  // Byte-level tokens each of which ends inside a character: E6 97 | A5 E6 97 | ... | A5 is
+  // 日 x 101, but no token boundary is a character boundary until the last.
+  const std::string* alpha = nemotron::text::byte_level_alphabet();
+  auto bl = [&](const std::string& bytes) {
+    std::string s;
+    for (unsigned char c : bytes) s += alpha[c];
+    return s;
+  };
+  const std::vector<std::string> vocab = {bl("\xE6\x97"), bl("\xA5\xE6\x97"), bl("\xA5"), bl("x")};
+  const Tokenizer t = Tokenizer::from_json(
+      bpe_json(vocab, Json::array(), Json::object(), Json{{"decoder", Json{{"type", "ByteLevel"}}}}), "bl");
+  std::vector<int32_t> ids = {3, 0};
+  for (int i = 0; i < 100; ++i) ids.push_back(1);
+  ids.push_back(2);
+  ids.push_back(3);
+  const auto [all, held] = stream(t, ids, IncrementalDetokenizer::kMaxHeldTokens + 2);
+  EXPECT_EQ(all, t.decode(ids));
+  EXPECT_EQ(all.find(kReplacement), std::string::npos);
+  EXPECT_LE(held, 3u);
 }
 
 }  // namespace

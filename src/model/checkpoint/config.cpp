@@ -49,6 +49,36 @@ std::string Config::mtp_pattern() const {
 
 namespace {
 
+bool is_python_special(const PlainJson& v) {
+  return v.is_string() && (v == "NaN" || v == "Infinity" || v == "-Infinity");
+}
+
+// The Mamba time-step clamp's upper bound: transformers' default is Infinity (no clamp).
+bool infinity_allowed(const std::string& key) { return key == "time_step_limit[1]" || key == "mamba_dt_limit[1]"; }
+
+// The one accessor for a float of config.json: a finite number (Infinity only where
+// infinity_allowed). Errors name the file and key.
+double finite_number(const PlainJson& v, const std::string& source, const std::string& key) {
+  const double d = json_number(v, source + ": key '" + key + "'");
+  if (!std::isfinite(d) && !(infinity_allowed(key) && d > 0))
+    throw Error(source + ": key '" + key + "': must be a finite number, got " + (is_python_special(v) ? v.get<std::string>() : v.dump()));
+  return d;
+}
+
+// Every number in config.json must be finite, whether this parser reads its key or not (a NaN
+// rope_theta, which this model does not use, still marks a broken file). Python writes NaN,
+// Infinity and -Infinity as bare tokens, which parse_plain_json keeps as those strings.
+void reject_non_finite(const PlainJson& v, const std::string& key, const std::string& source) {
+  if (v.is_object()) {
+    for (auto it = v.begin(); it != v.end(); ++it)
+      reject_non_finite(it.value(), key.empty() ? it.key() : key + "." + it.key(), source);
+  } else if (v.is_array()) {
+    for (std::size_t i = 0; i < v.size(); ++i) reject_non_finite(v[i], key + "[" + std::to_string(i) + "]", source);
+  } else if (is_python_special(v) || v.is_number_float()) {
+    finite_number(v, source, key);
+  }
+}
+
 // Reads config keys with their aliases; every error names the file and key.
 class Reader {
  public:
@@ -96,7 +126,7 @@ class Reader {
     std::string key;
     const PlainJson* v = find(keys, &key);
     if (!v) return fallback;
-    return json_number(*v, source_ + ": key '" + key + "'");
+    return finite_number(*v, source_, key);
   }
 
   bool boolean(std::initializer_list<const char*> keys, bool fallback) const {
@@ -163,6 +193,7 @@ class Reader {
 Config parse_config(const std::string& json_text, const std::string& source) {
   const PlainJson j = parse_plain_json(json_text, source);
   if (!j.is_object()) throw Error(source + ": expected a JSON object");
+  reject_non_finite(j, "", source);
   Reader r(j, source);
   Config c;
   c.path = source;
@@ -194,7 +225,7 @@ Config parse_config(const std::string& json_text, const std::string& source) {
   c.vocab_size = r.positive({"vocab_size"}, true);
   c.hidden_size = r.positive({"hidden_size"}, true);
   c.norm_eps = r.number({"layer_norm_epsilon", "norm_eps", "rms_norm_eps"}, 1e-5);
-  if (!(c.norm_eps > 0) || !std::isfinite(c.norm_eps)) r.fail("layer_norm_epsilon", "must be a positive number");
+  if (!(c.norm_eps > 0)) r.fail("layer_norm_epsilon", "must be a positive number");
   c.tie_word_embeddings = r.boolean({"tie_word_embeddings"}, false);
   c.bos_token_id = r.integer({"bos_token_id"}, -1, false);
   c.pad_token_id = r.integer({"pad_token_id"}, -1, false);
@@ -251,8 +282,8 @@ Config parse_config(const std::string& json_text, const std::string& source) {
     std::string key;
     if (const PlainJson* lim = r.find({"time_step_limit", "mamba_dt_limit"}, &key)) {
       if (!lim->is_array() || lim->size() != 2) r.fail(key, "expected [min, max]");
-      c.time_step_limit_min = json_number((*lim)[0], source + ": key '" + key + "'[0]");
-      c.time_step_limit_max = json_number((*lim)[1], source + ": key '" + key + "'[1]");
+      c.time_step_limit_min = finite_number((*lim)[0], source, key + "[0]");
+      c.time_step_limit_max = finite_number((*lim)[1], source, key + "[1]");
       if (!(c.time_step_limit_min >= 0) || !(c.time_step_limit_max > c.time_step_limit_min))
         r.fail(key, "expected 0 <= min < max");
     }
@@ -284,7 +315,6 @@ Config parse_config(const std::string& json_text, const std::string& source) {
       c.moe_shared_expert_intermediate_size = r.positive({"moe_shared_expert_intermediate_size"}, true);
     c.moe_latent_size = r.positive({"moe_latent_size"}, false, 0);
     c.routed_scaling_factor = r.number({"routed_scaling_factor"}, 1.0);
-    if (!std::isfinite(c.routed_scaling_factor)) r.fail("routed_scaling_factor", "must be finite");
     c.norm_topk_prob = r.boolean({"norm_topk_prob"}, true);
     c.n_group = r.positive({"n_group"}, false, 1);
     c.topk_group = r.positive({"topk_group"}, false, 1);

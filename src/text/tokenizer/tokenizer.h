@@ -56,13 +56,19 @@ class Tokenizer {
 };
 
 // Streaming detokenizer: push ids one at a time and get back text made of whole UTF-8
-// characters only. The concatenation of every push() result and a final flush() equals
-// tokenizer.decode(all ids). It decodes a short window of recent ids and emits the
-// difference from the previously decoded window (HF DecodeStream's method), so decoders whose
-// output depends on position (Metaspace, Strip) and byte tokens that split a character work.
-// A trailing U+FFFD is held back while it may still be completed by later ids, since a partial
-// character decodes to U+FFFD, and so is a run of byte-fallback tokens (up to kMaxHeldTokens
-// ids; see detokenizer.cpp for the one case where that bound breaks exactness).
+// characters only: a valid multi-byte character is never split, however many ids it spans.
+// The concatenation of every push() result and a final flush() equals
+// tokenizer.decode(all ids) whenever no more than kMaxHeldTokens ids ever wait for a character
+// boundary. It decodes a short window of recent ids and emits the difference from the
+// previously decoded window (HF DecodeStream's method), so decoders whose output depends on
+// position (Metaspace, Strip) and byte tokens that split a character work. A trailing U+FFFD
+// is held back while it may still be completed by later ids, since a partial character decodes
+// to U+FFFD, and so is a run of byte-fallback tokens ("<0xXX>", which decodes as a whole).
+// Past kMaxHeldTokens held ids (a long run of byte tokens: CJK, Thai or emoji text in a
+// Llama-2/Mistral-style vocabulary) it emits up to the last character boundary and goes on
+// from the tokens' raw bytes until a token ends on a boundary: valid characters come out
+// whole, invalid bytes as U+FFFD, nothing is dropped, and at most 3 bytes are held
+// (detokenizer.cpp says where this can differ from decode()).
 class IncrementalDetokenizer {
  public:
   explicit IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special_tokens = false);
@@ -72,11 +78,21 @@ class IncrementalDetokenizer {
   static constexpr std::size_t kMaxHeldTokens = 64;
 
  private:
+  bool byte_fallback(int32_t id) const;    // a "<0xXX>" token
+  std::string raw_bytes(int32_t id) const; // what it adds mid-text ("" for a skipped special token)
+  // Emits decode(ids_[0, end)) (`text`) past prefix_; ids_[prefix_index_, end) become the context.
+  std::string emit(const std::string& text, std::size_t end);
+  std::string force();                 // more than kMaxHeldTokens ids held
+  std::string push_raw(int32_t id);    // raw-byte mode
+  std::string take_bytes();            // bytes_ up to its last character boundary
+
   Tokenizer tok_;
   bool skip_;
   std::vector<int32_t> ids_;  // the window
   std::string prefix_;        // decoding of the window after the last emission (detokenizer.cpp)
   std::size_t prefix_index_ = 0;
+  bool raw_ = false;          // raw-byte mode: bytes_ holds what is not emitted yet (< 4 bytes)
+  std::string bytes_;
 };
 
 }  // namespace nemotron::text
