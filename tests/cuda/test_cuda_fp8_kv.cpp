@@ -111,8 +111,8 @@ TEST_P(CudaFp8Kv, MatchesCpuFp8Reference) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaFp8Kv,
                          ::testing::Values(Case{"nano-moe", 1.0f}, Case{"nano-moe", 4.0f},
                                            Case{"super-mixed-mtp", 1.0f}, Case{"dense-mlp", 4.0f}),
-                         [](const ::testing::TestParamInfo<Case>& info) {
-                           std::string s = info.param.fixture + "_x" + std::to_string(static_cast<int>(info.param.factor));
+                         [](const ::testing::TestParamInfo<Case>& param_info) {
+                           std::string s = param_info.param.fixture + "_x" + std::to_string(static_cast<int>(param_info.param.factor));
                            for (char& ch : s)
                              if (ch == '-') ch = '_';
                            return s;
