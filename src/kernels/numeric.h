@@ -102,6 +102,15 @@ NEMOTRON_HD uint8_t float_to_e4m3(float f) {
   return sign | static_cast<uint8_t>(v);
 }
 
+// FP8 KV cache (ModelOpt kv_cache_quant_algo FP8, vLLM's convention): a K or V element x of an
+// attention layer with per-tensor scale s (the checkpoint's k_scale / v_scale, 1 when absent) is
+// stored as e4m3(x / s) -- fp32 division, round to nearest even, saturating at +-448 -- and read
+// back as e4m3 * s. The CUDA cache writer and attention kernels and the CPU reference use these.
+NEMOTRON_HD uint8_t kv_fp8_encode(float x, float scale) { return float_to_e4m3(x / scale); }
+NEMOTRON_HD float kv_fp8_decode(uint8_t v, float scale) { return e4m3_to_float(v) * scale; }
+// What a value becomes after a round trip through the FP8 KV cache.
+NEMOTRON_HD float kv_fp8_round(float x, float scale) { return kv_fp8_decode(kv_fp8_encode(x, scale), scale); }
+
 // float -> E2M1 code. Decision points are the midpoints of {0,.5,1,1.5,2,3,4,6}; a value
 // exactly on a midpoint goes to the even code (0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2,
 // 3.5->4, 5->4). |f| > 6 and inf saturate to 6; NaN -> +6 (code 7). Negative values,

@@ -35,7 +35,10 @@ struct BackendOptions {
   int max_seqs = 1;                 // sequence slots
   int64_t max_step_tokens = 512;    // rows of one step (CUDA buffers are sized for it)
   int64_t kv_tokens = 4096;         // CUDA: KV positions of all slots together
-  bool kv_fp8 = false;              // CUDA: FP8 E4M3 KV cache
+  // FP8 E4M3 KV cache with the checkpoint's per-layer k/v scales (kernels/numeric.h
+  // kv_fp8_encode): CUDA stores bytes; the CPU reference emulates it (fp32 rows holding the
+  // values the FP8 cache returns).
+  bool kv_fp8 = false;
   bool verbose = false;             // print upload progress
   // CUDA: speculative decoding's roll-back memory (Backend::keep_limits): keep_states chunks
   // per step (at most max_seqs; 0: no roll-back) and rows per such chunk (1 + drafts).

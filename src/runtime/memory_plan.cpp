@@ -22,11 +22,11 @@ std::string gib(int64_t bytes) {
   return buf;
 }
 
+// Bytes of one cached K or V element for a resolved dtype: the CPU backend keeps fp32 rows
+// (its FP8 mode stores the values an FP8 cache returns, still in fp32).
 int64_t kv_element_bytes(const std::string& device, const std::string& dtype) {
-  if (dtype == "fp32" || (dtype == "auto" && device == "cpu")) return 4;
-  if (dtype == "bf16" || dtype == "auto") return 2;
-  if (dtype == "fp8") return 1;
-  throw Error("--kv-cache-dtype: unsupported \"" + dtype + "\" (auto, fp32, bf16, fp8)");
+  if (device == "cpu") return 4;
+  return dtype == "fp8" ? 1 : 2;
 }
 
 // The CUDA plan: CudaModel's own allocations (model/cuda_memory.h: its allocation walk,
@@ -142,9 +142,12 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   if (req.max_num_seqs < 1) throw Error("--max-num-seqs must be at least 1");
   if (req.max_step_tokens < 1) throw Error("--max-step-tokens must be at least 1");
   if (req.max_model_len < 0) throw Error("--max-model-len must be positive");
-  if (req.device == "cpu" && req.kv_cache_dtype != "auto" && req.kv_cache_dtype != "fp32")
-    throw Error("--kv-cache-dtype " + req.kv_cache_dtype + ": the CPU backend keeps the KV cache in fp32");
-  if (req.device == "cuda" && req.kv_cache_dtype == "fp32")
+  const std::string& kvd = req.kv_cache_dtype;
+  if (kvd != "auto" && kvd != "fp32" && kvd != "bf16" && kvd != "fp8")
+    throw Error("--kv-cache-dtype: unsupported \"" + kvd + "\" (auto, fp32, bf16, fp8)");
+  if (req.device == "cpu" && kvd == "bf16")
+    throw Error("--kv-cache-dtype bf16: the CPU backend keeps the KV cache in fp32 (or emulates fp8 in fp32)");
+  if (req.device == "cuda" && kvd == "fp32")
     throw Error("--kv-cache-dtype fp32: the CUDA backend keeps the KV cache in bf16 or fp8");
   model::require_parallel_supported(req.device, req.parallel);
   model::validate_parallel(c, req.parallel);
@@ -153,8 +156,12 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   p.parallel = req.parallel;
   p.max_num_seqs = req.max_num_seqs;
   p.max_step_tokens = req.max_step_tokens;
-  p.kv_cache_dtype = req.device == "cpu" ? "fp32" : (req.kv_cache_dtype == "auto" ? "bf16" : req.kv_cache_dtype);
-  const int64_t kv_elem = kv_element_bytes(req.device, req.kv_cache_dtype);
+  // auto: what the checkpoint asks for on the GPU (kv_cache_quant_algo FP8 -> fp8, with its
+  // k/v scales), else bf16; the CPU reference's own fp32. An explicit dtype overrides it.
+  if (kvd != "auto") p.kv_cache_dtype = kvd;
+  else if (req.device == "cpu") p.kv_cache_dtype = "fp32";
+  else p.kv_cache_dtype = m.quant.kv_cache_quant_algo == "FP8" ? "fp8" : "bf16";
+  const int64_t kv_elem = kv_element_bytes(req.device, p.kv_cache_dtype);
 
   p.weight_bytes = static_cast<int64_t>(m.checkpoint.total_bytes());
   const int64_t mamba = c.count(model::LayerKind::Mamba);
@@ -258,7 +265,7 @@ std::string MemoryPlan::describe() const {
     << "  weights           " << gib(weight_bytes) << "\n"
     << "  state slots       " << gib(state_bytes) << "  (" << max_num_seqs << " x " << gib(state_slot_bytes) << ")\n"
     << "  KV cache          " << gib(kv_bytes) << "  (" << kv_token_capacity << " tokens x " << kv_bytes_per_token
-    << " B, " << kv_cache_dtype << ")\n"
+    << " B, " << kv_cache_dtype << (device == "cpu" && kv_cache_dtype == "fp8" ? " emulated in fp32" : "") << ")\n"
     << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n"
     << "  prefix cache      " << (prefix_cache_bytes > 0 ? gib(prefix_cache_bytes) : std::string("off")) << "\n";
   if (parallel.sharded()) {

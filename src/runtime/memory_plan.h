@@ -24,7 +24,9 @@ struct MemoryPlanRequest {
   int max_num_seqs = 8;                // concurrent sequences = state slots
   int64_t max_model_len = 0;           // prompt + generated tokens per sequence; 0 = derive
   int64_t max_step_tokens = 512;       // token budget of one engine step
-  std::string kv_cache_dtype = "auto"; // auto (the backend's native), fp32, bf16, fp8
+  // auto: CUDA fp8 when the checkpoint's kv_cache_quant_algo is FP8, else bf16; CPU fp32.
+  // fp32 (CPU only), bf16 (CUDA only), fp8 (CUDA: E4M3 bytes; CPU: emulated, fp32 rows).
+  std::string kv_cache_dtype = "auto";
   std::optional<double> memory_gib;    // budget; default: available memory minus a margin
   // CUDA: the device's multiprocessor count (sizes paged attention's workspace); 0 = ask the
   // device, or assume kCudaSmsBound when there is none (planning only, with --memory).
@@ -74,7 +76,7 @@ struct MemoryPlan {
   int max_num_seqs = 0;
   int64_t max_model_len = 0;
   int64_t max_step_tokens = 0;
-  std::string kv_cache_dtype;
+  std::string kv_cache_dtype;          // resolved: fp32, bf16 or fp8
 
   std::string describe() const;        // the table printed at start-up
   EngineOptions engine_options() const;

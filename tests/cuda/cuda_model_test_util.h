@@ -157,7 +157,12 @@ inline void check_route(const Config& c, const float* scores, const int32_t* own
 // into `stats`). CPU states belong to the caller.
 class Lockstep {
  public:
-  Lockstep(const Model& m, CudaModel& gpu) : model_(m), cpu_(m), gpu_(gpu) { gpu_.record_routing(true); }
+  // kv_fp8: the CPU reference emulates the FP8 KV cache (CpuModel::set_kv_fp8), for a GPU
+  // model built with CudaModelOptions::kv_fp8.
+  Lockstep(const Model& m, CudaModel& gpu, bool kv_fp8 = false) : model_(m), cpu_(m), gpu_(gpu) {
+    cpu_.set_kv_fp8(kv_fp8);
+    gpu_.record_routing(true);
+  }
   ~Lockstep() { gpu_.record_routing(false); }
   const CpuModel& cpu() const { return cpu_; }
 

@@ -286,3 +286,135 @@ TEST(QuantConfig, MixedPrecisionUnlistedModulesAreDense) {
 }
 
 }  // namespace
+
+// --- FP8 KV cache: kv_cache_quant_algo and the k/v scales ---
+
+namespace {
+
+void set_kv_algo(const TempDir& d, const Json& value, bool in_config, bool in_file) {
+  if (in_config) {
+    Json c = read_json_file(d.sub("config.json"));
+    c["quantization_config"]["kv_cache_quant_algo"] = value;
+    std::ofstream(d.sub("config.json")) << c.dump(2);
+  }
+  if (in_file) {
+    Json q = read_json_file(d.sub("hf_quant_config.json"));
+    q["quantization"]["kv_cache_quant_algo"] = value;
+    std::ofstream(d.sub("hf_quant_config.json")) << q.dump(2);
+  }
+}
+
+}  // namespace
+
+TEST(QuantConfig, KvCacheQuantAlgo) {
+  {
+    TempDir d;
+    make_variant("nano-nvfp4", d, [](Tensors&, Json&) {});
+    EXPECT_EQ(Model::load(d.str()).quant.kv_cache_quant_algo, "");  // null in both files
+    set_kv_algo(d, "FP8", true, true);
+    EXPECT_EQ(Model::load(d.str()).quant.kv_cache_quant_algo, "FP8");
+  }
+  {  // Only hf_quant_config.json names it (config.json lacks the key): it holds.
+    TempDir d;
+    make_variant("nano-nvfp4", d, [](Tensors&, Json& c) { c["quantization_config"].erase("kv_cache_quant_algo"); });
+    set_kv_algo(d, "FP8", false, true);
+    EXPECT_EQ(Model::load(d.str()).quant.kv_cache_quant_algo, "FP8");
+  }
+  {  // config.json alone.
+    TempDir d;
+    make_variant("nano-nvfp4", d, [](Tensors&, Json&) {});
+    fs::remove(d.path() / "hf_quant_config.json");
+    set_kv_algo(d, "FP8", true, false);
+    EXPECT_EQ(Model::load(d.str()).quant.kv_cache_quant_algo, "FP8");
+  }
+  {  // An unsupported value: an error naming the file and key.
+    TempDir d;
+    make_variant("nano-nvfp4", d, [](Tensors&, Json&) {});
+    set_kv_algo(d, "INT8", false, true);
+    const std::string msg = load_error(d.str());
+    EXPECT_THAT(msg, HasSubstr("hf_quant_config.json: quantization: key 'kv_cache_quant_algo': unsupported \"INT8\""));
+    set_kv_algo(d, "FP8", false, true);
+    set_kv_algo(d, Json::array({"FP8"}), true, false);
+    EXPECT_THAT(load_error(d.str()), HasSubstr("config.json: quantization_config: key 'kv_cache_quant_algo': unsupported"));
+  }
+  {  // The two files disagree.
+    TempDir d;
+    make_variant("nano-nvfp4", d, [](Tensors&, Json&) {});
+    set_kv_algo(d, "FP8", false, true);
+    EXPECT_THAT(load_error(d.str()), HasSubstr("says kv_cache_quant_algo FP8 but config.json says null"));
+  }
+}
+
+TEST(Loader, KvScalesBothSpellings) {
+  // nano-moe: attention at layers 3 and 8; super-mixed-mtp: trunk layer 5 and the MTP head's block 0.
+  {
+    TempDir d;
+    make_variant("nano-moe", d, [](Tensors& ts, Json&) {
+      ts.push_back(f32_scalar("backbone.layers.3.mixer.k_proj.k_scale", 0.5f));
+      ts.push_back(f32_scalar("backbone.layers.3.mixer.v_proj.v_scale", 0.25f));
+      TensorData t = f32_scalar("backbone.layers.8.mixer.k_scale", 0.125f);  // on the module, shape [1]
+      t.shape = {1};
+      ts.push_back(t);
+      ts.push_back(f32_scalar("backbone.layers.8.mixer.v_scale", 3.0f));
+    });
+    const Model m = Model::load(d.str());
+    const auto& a3 = m.weights.blocks[3].attn;
+    const auto& a8 = m.weights.blocks[8].attn;
+    EXPECT_TRUE(a3.has_kv_scales);
+    EXPECT_EQ(a3.k_scale, 0.5f);
+    EXPECT_EQ(a3.v_scale, 0.25f);
+    EXPECT_EQ(a8.k_scale, 0.125f);
+    EXPECT_EQ(a8.v_scale, 3.0f);
+  }
+  {
+    TempDir d;
+    make_variant("super-mixed-mtp", d, [](Tensors& ts, Json&) {
+      ts.push_back(f32_scalar("mtp.layers.0.mixer.k_proj.k_scale", 0.75f));  // v_scale absent: 1
+    });
+    const Model m = Model::load(d.str());
+    ASSERT_EQ(m.weights.mtp.blocks[0].kind, LayerKind::Attention);
+    EXPECT_EQ(m.weights.mtp.blocks[0].attn.k_scale, 0.75f);
+    EXPECT_EQ(m.weights.mtp.blocks[0].attn.v_scale, 1.0f);
+    EXPECT_TRUE(m.weights.mtp.blocks[0].attn.has_kv_scales);
+    EXPECT_FALSE(m.weights.blocks[5].attn.has_kv_scales);  // none: 1 (Nano NVFP4 ships none)
+    EXPECT_EQ(m.weights.blocks[5].attn.k_scale, 1.0f);
+  }
+}
+
+TEST(Loader, BadKvScales) {
+  const std::string k = "backbone.layers.3.mixer.k_proj.k_scale";
+  auto error_with = [&](const std::function<void(Tensors&)>& add) {
+    TempDir d;
+    make_variant("nano-moe", d, [&](Tensors& ts, Json&) { add(ts); });
+    return load_error(d.str());
+  };
+  std::string msg = error_with([&](Tensors& ts) {
+    TensorData t{k, DType::BF16, {}, {0x80, 0x3F}};
+    ts.push_back(t);
+  });
+  EXPECT_THAT(msg, HasSubstr("tensor " + k));
+  EXPECT_THAT(msg, HasSubstr("must be an F32 scalar ([] or [1]), got BF16"));
+  msg = error_with([&](Tensors& ts) {
+    TensorData t{k, DType::F32, {2}, std::vector<uint8_t>(8)};
+    ts.push_back(t);
+  });
+  EXPECT_THAT(msg, HasSubstr("tensor " + k));
+  EXPECT_THAT(msg, HasSubstr("got F32 [2]"));
+  msg = error_with([&](Tensors& ts) { ts.push_back(f32_scalar(k, std::nanf(""))); });
+  EXPECT_THAT(msg, HasSubstr("tensor " + k));
+  EXPECT_THAT(msg, HasSubstr("must be a positive finite scale"));
+  msg = error_with([&](Tensors& ts) { ts.push_back(f32_scalar("backbone.layers.8.mixer.v_scale", -0.5f)); });
+  EXPECT_THAT(msg, HasSubstr("tensor backbone.layers.8.mixer.v_scale"));
+  EXPECT_THAT(msg, HasSubstr("must be a positive finite scale, got -0.5"));
+  msg = error_with([&](Tensors& ts) { ts.push_back(f32_scalar(k, 0.0f)); });
+  EXPECT_THAT(msg, HasSubstr("must be a positive finite scale, got 0"));
+  msg = error_with([&](Tensors& ts) {
+    ts.push_back(f32_scalar(k, 0.5f));
+    ts.push_back(f32_scalar("backbone.layers.3.mixer.k_scale", 0.5f));
+  });
+  EXPECT_THAT(msg, HasSubstr("same KV-cache scale spelled twice"));
+  // On a block that is not attention: unexpected, with a hint where scales go.
+  msg = error_with([&](Tensors& ts) { ts.push_back(f32_scalar("backbone.layers.0.mixer.k_proj.k_scale", 0.5f)); });
+  EXPECT_THAT(msg, HasSubstr("unexpected tensor backbone.layers.0.mixer.k_proj.k_scale"));
+  EXPECT_THAT(msg, HasSubstr("KV-cache scales are read from"));
+}

@@ -128,3 +128,89 @@ TEST(NumericEncode, E2M1SaturatesAndMatchesBruteForce) {
     ASSERT_EQ(float_to_e2m1(x), ref_e2m1(x)) << x;
   }
 }
+
+// --- FP8 KV cache (kernels/numeric.h kv_fp8_encode / kv_fp8_decode) ---
+// The ModelOpt / vLLM definition, from first principles (no decoder of ours): stored =
+// e4m3(x / s) with the quotient rounded in fp32, to the nearest E4M3 value (ties to the even
+// mantissa), saturating at +-448; read back = value * s in fp32. E4M3 values are built here
+// from the format: normal (1 + m/8) * 2^(e-7) for e in 1..15 (e = 15, m = 7 is NaN), subnormal
+// m/8 * 2^-6.
+namespace {
+
+struct E4m3Ref {
+  std::vector<double> mag;  // mag[code] for codes 0..126
+  E4m3Ref() {
+    for (int code = 0; code < 127; ++code) {
+      const int e = code >> 3, m = code & 7;
+      mag.push_back(e == 0 ? m / 8.0 * std::ldexp(1.0, -6) : (1.0 + m / 8.0) * std::ldexp(1.0, e - 7));
+    }
+  }
+  uint8_t encode(float y) const {
+    const double a = std::fabs(static_cast<double>(y));
+    int best = 0;
+    for (int c = 1; c < 127; ++c) {
+      const double d = std::fabs(mag[c] - a), db = std::fabs(mag[best] - a);
+      if (d < db || (d == db && (c & 1) == 0)) best = c;
+    }
+    if (a >= 448.0) best = 126;  // saturate
+    return static_cast<uint8_t>(best | (std::signbit(y) ? 0x80 : 0));
+  }
+  float value(uint8_t code) const {
+    const double v = mag[code & 0x7F];
+    return static_cast<float>((code & 0x80) ? -v : v);
+  }
+};
+
+}  // namespace
+
+TEST(KvFp8, EncodeDecodeMatchTheDefinition) {
+  const E4m3Ref ref;
+  std::mt19937 rng(17);
+  std::vector<float> xs = {0.0f, -0.0f, 1.0f, -1.0f, 448.0f, 449.0f, 464.0f, 465.0f, 1e6f, -1e6f,
+                           std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                           std::ldexp(1.0f, -10), std::ldexp(1.0f, -9), std::ldexp(3.0f, -11)};
+  // Every midpoint between neighbouring E4M3 values (a tie) and just either side of it.
+  for (int c = 0; c < 126; ++c) {
+    const float mid = static_cast<float>((ref.mag[c] + ref.mag[c + 1]) / 2);
+    for (float v : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)}) {
+      xs.push_back(v);
+      xs.push_back(-v);
+    }
+  }
+  std::uniform_real_distribution<float> u(-600.0f, 600.0f);
+  std::normal_distribution<float> n(0.0f, 3.0f);
+  for (int i = 0; i < 4000; ++i) xs.push_back(i % 2 ? u(rng) : n(rng));
+  int checked = 0;
+  for (float s : {1.0f, 8.0f / 448.0f, 0.0123f, 2.5f, 1.0f / 64.0f}) {
+    for (float x : xs) {
+      const float y = x * s;  // an element whose quotient by s lands near x
+      const volatile float q = y / s;  // the fp32 quotient the definition rounds
+      const uint8_t want = ref.encode(q);
+      const uint8_t got = kv_fp8_encode(y, s);
+      ASSERT_EQ(got, want) << "x " << y << " scale " << s;
+      const float back = kv_fp8_decode(got, s);
+      ASSERT_EQ(back, ref.value(want) * s) << "x " << y << " scale " << s;
+      ASSERT_EQ(kv_fp8_round(y, s), back);
+      ASSERT_LE(std::fabs(back), 448.0f * s);  // saturation: never beyond 448 * s
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 20000);
+}
+
+TEST(KvFp8, SaturationAndRounding) {
+  const float s = 0.5f;
+  EXPECT_EQ(kv_fp8_round(224.0f, s), 224.0f);      // 448 * 0.5: the largest value
+  EXPECT_EQ(kv_fp8_round(1000.0f, s), 224.0f);     // saturates at 448 * s, not inf/NaN
+  EXPECT_EQ(kv_fp8_round(-1000.0f, s), -224.0f);
+  EXPECT_EQ(kv_fp8_encode(std::numeric_limits<float>::infinity(), s), 0x7E);
+  // 1.0625 / 1 lies halfway between 1 (mantissa 0, even) and 1.125: ties to even -> 1.
+  EXPECT_EQ(kv_fp8_round(1.0625f, 1.0f), 1.0f);
+  // 1.1875 lies halfway between 1.125 (odd) and 1.25 (even) -> 1.25.
+  EXPECT_EQ(kv_fp8_round(1.1875f, 1.0f), 1.25f);
+  // The scale moves the grid: with s = 1/64, 1.0625/64 is the same tie -> 1/64.
+  EXPECT_EQ(kv_fp8_round(1.0625f / 64, 1.0f / 64), 1.0f / 64);
+  // Smallest subnormal 2^-9 * s; half of it rounds to zero (tie to even code 0), keeping the sign.
+  EXPECT_EQ(kv_fp8_round(std::ldexp(1.0f, -9) * 3.0f, 3.0f), std::ldexp(1.0f, -9) * 3.0f);
+  EXPECT_EQ(kv_fp8_encode(-std::ldexp(1.0f, -10), 1.0f), 0x80);
+}

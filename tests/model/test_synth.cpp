@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <cstring>
@@ -412,6 +413,21 @@ TEST(Synth, SuperMixedLayoutFollowsTheReleaseTable) {
   }
   EXPECT_EQ(seen["FP8"], 139);
   EXPECT_EQ(seen["NVFP4"], 1 + 40 * 8 * 2);
+  // kv_cache_quant_algo FP8: every attention block (trunk and MTP head) has k/v scales.
+  EXPECT_EQ(m.quant.kv_cache_quant_algo, "FP8");
+  int attention = 0;
+  auto check_scales = [&](const BlockWeights& b) {
+    if (b.kind != LayerKind::Attention) return;
+    ++attention;
+    EXPECT_TRUE(b.attn.has_kv_scales) << b.prefix;
+    EXPECT_EQ(b.attn.k_scale, synth::kSynthKvScale) << b.prefix;
+    EXPECT_EQ(b.attn.v_scale, synth::kSynthKvScale) << b.prefix;
+    EXPECT_NE(m.checkpoint.find(b.prefix + "mixer.k_proj.k_scale"), nullptr) << b.prefix;
+  };
+  for (const auto& b : m.weights.blocks) check_scales(b);
+  for (const auto& b : m.weights.mtp.blocks) check_scales(b);
+  EXPECT_EQ(attention, super.count(LayerKind::Attention) + static_cast<int>(std::count(
+                           m.config.mtp_layers.begin(), m.config.mtp_layers.end(), LayerKind::Attention)));
   expect_sane_forward(m);
 }
 

@@ -101,8 +101,11 @@ TEST(MemoryPlan, InvalidFlags) {
   EXPECT_THAT([&] { try { plan_memory(model(), r); } catch (const Error& e) { return std::string(e.what()); } return std::string(); }(),
               HasSubstr("--max-num-seqs"));
   r.max_num_seqs = 1;
-  r.kv_cache_dtype = "fp8";
+  r.kv_cache_dtype = "bf16";  // the CPU backend keeps fp32 rows (fp8 is emulated in them)
   EXPECT_THROW(plan_memory(model(), r), Error);
+  r.kv_cache_dtype = "int8";
+  EXPECT_THAT([&] { try { plan_memory(model(), r); } catch (const Error& e) { return std::string(e.what()); } return std::string(); }(),
+              HasSubstr("--kv-cache-dtype: unsupported \"int8\""));
   r.kv_cache_dtype = "auto";
   r.memory_gib = -1;
   EXPECT_THROW(plan_memory(model(), r), Error);
@@ -124,6 +127,40 @@ TEST(MemoryPlan, CudaPlanUsesDeviceDtypes) {
   r.kv_cache_dtype = "auto";
   r.device = "tpu";
   EXPECT_THROW(plan_memory(model(), r), Error);
+}
+
+// --kv-cache-dtype auto follows the checkpoint's kv_cache_quant_algo on the GPU (FP8 -> fp8, 1
+// byte per element), stays fp32 on the CPU; explicit bf16 / fp8 override it. The CPU backend's
+// fp8 is emulated in fp32 rows, so its bytes per token stay 4 per element.
+TEST(MemoryPlan, KvCacheDtypeFollowsTheCheckpoint) {
+  model::Model m = model::Model::load(nemotron::testing::fixture_dir("super-latent-mtp"));
+  const int64_t kv = m.config.kv_dim(), layers = 2;  // 1 trunk + 1 MTP attention layer
+  MemoryPlanRequest r;
+  r.max_num_seqs = 2;
+  r.max_model_len = 1000;
+  r.memory_gib = 1.0;
+  r.device = "cuda";
+  auto plan = [&] { return plan_memory(m, r); };
+  EXPECT_EQ(plan().kv_cache_dtype, "bf16");  // no kv_cache_quant_algo
+  m.quant.kv_cache_quant_algo = "FP8";
+  EXPECT_EQ(plan().kv_cache_dtype, "fp8");
+  EXPECT_EQ(plan().kv_bytes_per_token, layers * 2 * kv * 1);
+  EXPECT_TRUE(plan().backend_options().kv_fp8);
+  r.kv_cache_dtype = "bf16";  // explicit: overrides the checkpoint (scales ignored)
+  EXPECT_EQ(plan().kv_cache_dtype, "bf16");
+  EXPECT_EQ(plan().kv_bytes_per_token, layers * 2 * kv * 2);
+  EXPECT_FALSE(plan().backend_options().kv_fp8);
+  r.device = "cpu";
+  r.kv_cache_dtype = "auto";
+  EXPECT_EQ(plan().kv_cache_dtype, "fp32");
+  EXPECT_FALSE(plan().backend_options().kv_fp8);
+  r.kv_cache_dtype = "fp8";
+  const MemoryPlan p = plan();
+  EXPECT_EQ(p.kv_cache_dtype, "fp8");
+  EXPECT_EQ(p.kv_bytes_per_token, layers * 2 * kv * 4);
+  EXPECT_EQ(p.kv_bytes, p.kv_token_capacity * p.kv_bytes_per_token);
+  EXPECT_TRUE(p.backend_options().kv_fp8);
+  EXPECT_THAT(p.describe(), HasSubstr("fp8 emulated in fp32"));
 }
 
 // The CUDA plan is CudaModel's own allocation (model/cuda_memory.h, checked against the real

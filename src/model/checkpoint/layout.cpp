@@ -34,6 +34,11 @@ void walk_block(const Config& c, LayerKind kind, const std::string& prefix, Tens
       w.k = b.linear(m + "k_proj", c.kv_dim(), H, true);
       w.v = b.linear(m + "v_proj", c.kv_dim(), H, true);
       w.o = b.linear(m + "o_proj", H, c.q_dim(), true);
+      const float ks = b.kv_scale({m + "k_proj.k_scale", m + "k_scale"});
+      const float vs = b.kv_scale({m + "v_proj.v_scale", m + "v_scale"});
+      w.has_kv_scales = ks > 0 || vs > 0;
+      w.k_scale = ks > 0 ? ks : 1.0f;
+      w.v_scale = vs > 0 ? vs : 1.0f;
       break;
     }
     case LayerKind::MoE: {

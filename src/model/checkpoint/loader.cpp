@@ -126,14 +126,32 @@ class CheckpointBinder final : public TensorBinder {
     return w;
   }
 
-  // After the walk: attention KV-cache scales are optional; anything else unused is an error.
+  float kv_scale(const std::vector<std::string>& spellings) override {
+    const TensorInfo* t = nullptr;
+    for (const auto& n : spellings) {
+      const TensorInfo* u = find(n);
+      if (u && t) fail(where(*u) + " and " + where(*t) + " are the same KV-cache scale spelled twice; keep one");
+      if (u) t = u;
+    }
+    if (!t) return 0.0f;
+    if (t->dtype != DType::F32 || t->numel() != 1 || t->shape.size() > 1)
+      fail(where(*t) + " (FP8 KV-cache scale) must be an F32 scalar ([] or [1]), got " + dtype_name(t->dtype) + " " +
+           t->shape_string());
+    const float v = decode_float(*t, 0);
+    if (!std::isfinite(v) || v <= 0.0f)
+      fail(where(*t) + " (FP8 KV-cache scale) must be a positive finite scale, got " + std::to_string(v));
+    return v;
+  }
+
+  // After the walk: every tensor of the checkpoint must have been bound.
   void check_all_used() {
     for (const auto& [name, info] : ckpt_.all()) {
       if (used_.count(name)) continue;
-      const bool kv_scale = name.size() > 8 && (name.ends_with(".k_scale") || name.ends_with(".v_scale"));
-      if (kv_scale && info->numel() == 1 && info->dtype == DType::F32) continue;
       std::string hint;
-      if (name.starts_with("mtp.") && !config_.has_mtp())
+      if (name.ends_with(".k_scale") || name.ends_with(".v_scale"))
+        hint = " (KV-cache scales are read from an attention block's mixer.k_proj.k_scale / mixer.v_proj.v_scale "
+               "or mixer.k_scale / mixer.v_scale)";
+      else if (name.starts_with("mtp.") && !config_.has_mtp())
         hint = " (config.json declares no MTP head: num_nextn_predict_layers is 0)";
       fail("unexpected tensor " + name + " in " + info->file + hint + "; the config (" + config_.path +
            ", pattern " + config_.pattern() + ") has no such parameter");

@@ -96,6 +96,13 @@ QuantConfig parse_section(const PlainJson& q, const std::string& where) {
     if (!g->is_number_integer() || g->get<int>() != 16)
       throw Error(where + ": key 'group_size': only 16 is supported, got " + g->dump());
   }
+  if (auto kv = q.find("kv_cache_quant_algo"); kv != q.end()) c.kv_cache_quant_algo_given = true;
+  if (auto kv = q.find("kv_cache_quant_algo"); kv != q.end() && !kv->is_null()) {
+    if (!kv->is_string() || kv->get<std::string>() != "FP8")
+      throw Error(where + ": key 'kv_cache_quant_algo': unsupported " + kv->dump() +
+                  " (supported: null, \"FP8\")");
+    c.kv_cache_quant_algo = "FP8";
+  }
   if (auto ex = q.find("exclude_modules"); ex != q.end() && !ex->is_null()) {
     if (!ex->is_array()) throw Error(where + ": key 'exclude_modules': expected a list");
     for (const auto& e : *ex) {
@@ -144,9 +151,19 @@ QuantConfig load_quant_config(const std::string& dir, const PlainJson& config_js
     if (from_file.quant_algo != from_config.quant_algo)
       throw Error(hf_path + " says quant_algo " + from_file.quant_algo + " but config.json says " +
                   from_config.quant_algo);
+    if (from_file.kv_cache_quant_algo_given && from_config.kv_cache_quant_algo_given &&
+        from_file.kv_cache_quant_algo != from_config.kv_cache_quant_algo)
+      throw Error(hf_path + " says kv_cache_quant_algo " +
+                  (from_file.kv_cache_quant_algo.empty() ? std::string("null") : from_file.kv_cache_quant_algo) +
+                  " but config.json says " +
+                  (from_config.kv_cache_quant_algo.empty() ? std::string("null") : from_config.kv_cache_quant_algo));
     if (from_file.exclude_modules != from_config.exclude_modules ||
         from_file.quantized_layers != from_config.quantized_layers)
       throw Error(hf_path + " and config.json quantization_config list different modules");
+  }
+  if (have_file && !from_file.kv_cache_quant_algo_given && have_config && from_config.kv_cache_quant_algo_given) {
+    from_file.kv_cache_quant_algo = from_config.kv_cache_quant_algo;
+    from_file.kv_cache_quant_algo_given = true;
   }
   if (have_file) return from_file;
   if (have_config) return from_config;

@@ -9,6 +9,9 @@
 //                              a module not listed is unquantized.
 //   no config                  everything unquantized.
 // The router gate, embeddings, norms and conv1d are never quantized by ModelOpt.
+// kv_cache_quant_algo (same sections): null/absent = none, "FP8" = the KV cache may be FP8 E4M3
+// with per-layer scales; when only one of the two sources has the key, its value holds (attention k_proj.k_scale / v_proj.v_scale, 1 when absent; see
+// kernels/numeric.h kv_fp8_encode); any other value is an error naming the file and key.
 // The MTP head is quantized only when listed (MIXED_PRECISION) or under NVFP4/FP8 unless
 // excluded, exactly like trunk modules; the loader cross-checks against the tensors found.
 #include <map>
@@ -27,6 +30,8 @@ struct QuantConfig {
   std::string source;     // file(s) it came from, for messages
   std::string quant_algo; // "" (none), "NVFP4", "FP8", "MIXED_PRECISION"
   int group_size = 16;    // NVFP4 block size (only 16 is supported)
+  std::string kv_cache_quant_algo;  // "" (none) or "FP8"
+  bool kv_cache_quant_algo_given = false;  // the key was present (null counts): sources are merged on it
   std::vector<std::string> exclude_modules;
   std::map<std::string, WeightFormat> quantized_layers;  // MIXED_PRECISION
 

@@ -16,6 +16,8 @@
 //   -  mixer.up_proj [I', H]  mixer.down_proj [H, I']   (I' = intermediate_size)
 //   mtp.layers.0.{enorm,hnorm}.weight [H]  mtp.layers.0.eh_proj [H, 2H]
 //   mtp.layers.{j}.norm.weight, mtp.layers.{j}.mixer.* as above; mtp.layers.{last}.final_layernorm.weight [H]
+//      (optional, ModelOpt FP8 KV) mixer.k_proj.k_scale, mixer.v_proj.v_scale F32 [] or [1]
+//      -- also spelled mixer.k_scale / mixer.v_scale; trunk and MTP head alike
 // A linear `X` is X.weight (+ X.weight_scale, X.weight_scale_2, X.input_scale when quantized).
 #include <cstdint>
 #include <string>
@@ -46,6 +48,10 @@ struct MambaWeights {
 
 struct AttentionWeights {
   Linear q, k, v, o;
+  // FP8 KV-cache scales (kernels/numeric.h kv_fp8_encode): the checkpoint's k_scale / v_scale,
+  // 1 when it has none (Nano NVFP4); used only with an FP8 KV cache.
+  float k_scale = 1.0f, v_scale = 1.0f;
+  bool has_kv_scales = false;  // the checkpoint carried them (both, or one and 1 for the other)
 };
 
 struct MoEWeights {
@@ -109,6 +115,10 @@ class TensorBinder {
   // checkpoints (A_log, D, router bias); others are BF16 (any float type is accepted).
   virtual std::vector<float> param(const std::string& name, const std::vector<int64_t>& shape,
                                    bool f32_on_disk) = 0;
+  // An optional F32 scalar found under one of `spellings` (the first is the canonical name,
+  // the one synth writes): an FP8 KV-cache scale. Returns 0 when absent; a present one must be
+  // an F32 [] / [1], finite and > 0 (else an Error naming it); two spellings at once are an error.
+  virtual float kv_scale(const std::vector<std::string>& spellings) = 0;
   // The embedding table [V, H] (read row by row).
   virtual kernels::LinearWeight embedding(const std::string& name, int64_t vocab, int64_t hidden) = 0;
 };

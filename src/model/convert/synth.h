@@ -15,6 +15,8 @@
 //          weight_scale F8_E4M3 [out, in/16] = e4m3(amax_block / (6 * scale_2)), 1.0 for
 //          all-zero blocks; weight_scale_2 F32 [] = amax/(6*448); input_scale F32 []
 //   params BF16, except A_log, D and e_score_correction_bias F32 (as in the releases).
+//   With kv_cache_quant_algo FP8: every attention block's mixer.k_proj.k_scale and
+//   mixer.v_proj.v_scale, F32 [] = kSynthKvScale.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -39,8 +41,11 @@ enum class Encoding {
   BF16, F32,                 // master values of `master`
   FP8Weight, FP8Scale,       // module `module` (master `module.weight`)
   NVFP4Weight, NVFP4BlockScale, NVFP4Scale2,
-  InputScale,                // constant `value`
+  InputScale,                // constant `value` (input scales, FP8 KV-cache scales)
 };
+
+// The k_scale / v_scale synth writes for an FP8 KV cache: K / V rows of amax ~8 (8 / 448).
+inline constexpr float kSynthKvScale = 8.0f / 448.0f;
 
 struct TensorSpec {
   std::string name;          // tensor name in the checkpoint

@@ -109,6 +109,20 @@ class PlanBinder final : public TensorBinder {
     return {};
   }
 
+  // FP8 KV-cache scales: written (canonical spelling, F32 []) when the quantization config asks
+  // for an FP8 KV cache, as a calibration would give them for K / V rows of amax ~8.
+  float kv_scale(const std::vector<std::string>& spellings) override {
+    if (q_.kv_cache_quant_algo != "FP8") return 0.0f;
+    TensorSpec s;
+    s.name = spellings.front();
+    s.dtype = DType::F32;
+    s.nbytes = 4;
+    s.encoding = Encoding::InputScale;
+    s.value = kSynthKvScale;
+    add(std::move(s));
+    return kSynthKvScale;
+  }
+
   kernels::LinearWeight embedding(const std::string& name, int64_t vocab, int64_t hidden) override {
     TensorSpec s;
     s.name = name;

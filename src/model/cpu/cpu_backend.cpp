@@ -5,6 +5,7 @@
 // forward; the ranks' logits and hidden rows are the same, rank 0's are used.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 #include <type_traits>
@@ -12,6 +13,8 @@
 #include "kernels/token_mask.h"
 #include "model/backend.h"
 #include "model/cpu/cpu_backend.h"
+
+#include <cstring>
 #include "model/cpu/cpu_forward.h"
 #include "model/cpu/cpu_ranks.h"
 #include "util/error.h"
@@ -19,9 +22,11 @@
 namespace nemotron::model {
 namespace {
 
+constexpr char kFp8KvTag[8] = {'F', 'P', '8', 'K', 'V', 0, 0, 1};
+
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const Model& m, const BackendOptions& o) : ranks_(m, o.parallel), opt_(o) {
+  CpuBackend(const Model& m, const BackendOptions& o) : ranks_(m, o.parallel, o.kv_fp8), opt_(o) {
     if (o.max_seqs < 1) throw Error("CPU backend: max_seqs must be at least 1");
     slots_.resize(static_cast<std::size_t>(o.max_seqs));
   }
@@ -163,7 +168,8 @@ class CpuBackend final : public Backend {
   void drop_snapshot(uint64_t id) override { snapshots_.erase(id); }
 
   // Layout: for each rank (one unsharded), its trunk state then its MTP state: pos (int64),
-  // then per block the sizes (int64) of conv, ssm, k, v followed by their floats.
+  // then per block the sizes (int64) of conv, ssm, k, v followed by their floats; with an FP8
+  // KV cache (emulated) a trailing 8-byte tag, so that K/V rows of one mode never load into the other.
   std::vector<uint8_t> export_snapshot(uint64_t id) const override {
     const auto it = snapshots_.find(id);
     if (it == snapshots_.end()) throw Error("CPU backend: no snapshot " + std::to_string(id));
@@ -180,6 +186,7 @@ class CpuBackend final : public Backend {
           put(v->data(), v->size() * 4);
         }
     }
+    if (opt_.kv_fp8) put(kFp8KvTag, 8);
     return out;
   }
 
@@ -213,7 +220,15 @@ class CpuBackend final : public Backend {
           get(v->data(), static_cast<std::size_t>(n) * 4);
         }
     }
-    if (at != bytes.size()) throw Error("CPU backend: snapshot bytes do not fit this model");
+    if (opt_.kv_fp8) {
+      char tag[8] = {};
+      if (at + 8 > bytes.size()) throw Error("CPU backend: snapshot bytes were written with a fp32 KV cache, not fp8");
+      get(tag, 8);
+      if (std::memcmp(tag, kFp8KvTag, 8) != 0) throw Error("CPU backend: snapshot bytes do not fit this model");
+    }
+    if (at != bytes.size())
+      throw Error(std::string("CPU backend: snapshot bytes do not fit this model") +
+                  (!opt_.kv_fp8 && bytes.size() - at == 8 ? " (written with an fp8 KV cache)" : ""));
     snapshots_[id] = std::move(snap);
   }
 

@@ -10,6 +10,7 @@
 #include "kernels/mamba.h"
 #include "kernels/moe_router.h"
 #include "kernels/norm.h"
+#include "kernels/numeric.h"
 #include "model/parallel/communicator.h"
 #include "model/parallel/shard.h"
 #include "util/error.h"
@@ -125,8 +126,15 @@ std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, const std
 }
 
 std::vector<float> attention_mixer(const Config& c, const AttentionWeights& w, const std::vector<Rows>& segs,
-                                   const std::vector<float>& u, int64_t R) {
-  const std::vector<float> q = apply(w.q, u, R), k = apply(w.k, u, R), v = apply(w.v, u, R);
+                                   const std::vector<float>& u, int64_t R, bool kv_fp8) {
+  const std::vector<float> q = apply(w.q, u, R);
+  std::vector<float> k = apply(w.k, u, R), v = apply(w.v, u, R);
+  if (kv_fp8) {
+    // FP8 KV cache: the rows are stored (and so read back, this step's own rows included) as
+    // e4m3(x / scale) * scale (kernels/numeric.h), kept here as those exact fp32 values.
+    for (float& x : k) x = kernels::kv_fp8_round(x, w.k_scale);
+    for (float& x : v) x = kernels::kv_fp8_round(x, w.v_scale);
+  }
   const int64_t kw = c.kv_dim(), qw = c.q_dim();
   std::vector<float> o(R * qw);
   kernels::AttentionDims dims{c.num_attention_heads, c.num_key_value_heads, c.head_dim};
@@ -318,7 +326,7 @@ void CpuModel::run_block(const BlockWeights& b, int index, const std::vector<Seg
   std::vector<float> y;
   switch (b.kind) {
     case LayerKind::Mamba: y = mamba_mixer(c, b.mamba, rows, u, R, rank_); break;
-    case LayerKind::Attention: y = attention_mixer(c, b.attn, rows, u, R); break;
+    case LayerKind::Attention: y = attention_mixer(c, b.attn, rows, u, R, kv_fp8_); break;
     case LayerKind::MoE: y = moe_mixer(c, b.moe, u, R, index); break;
     case LayerKind::MLP: y = mlp_mixer(b.mlp, u, R); break;
   }

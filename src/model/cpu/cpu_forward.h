@@ -4,7 +4,8 @@
 //
 // A sequence's state is one BlockCache per block: Mamba blocks hold the conv window
 // [K-1, conv_dim] (last pre-conv xBC rows, oldest first) and the SSM state [Hm, P, N];
-// attention blocks hold K and V rows [pos, Hkv*Dh] for every position seen. Processing
+// attention blocks hold K and V rows [pos, Hkv*Dh] for every position seen (fp32; with
+// set_kv_fp8 the values an FP8 E4M3 cache would return). Processing
 // T tokens in one call, in chunks, or one at a time gives the same result.
 #include <cstdint>
 #include <functional>
@@ -118,6 +119,13 @@ class CpuModel {
   // The sizes this forward runs at: the model's, or (sharded) the rank's heads and groups.
   const Config& config() const { return *config_; }
 
+  // FP8 KV cache emulation (off: fp32 K/V rows): every K / V element written to the cache is
+  // rounded through E4M3 with its layer's scale, e4m3(x / s) * s (kernels/numeric.h
+  // kv_fp8_round; AttentionWeights k_scale / v_scale), as the CUDA backend's FP8 cache stores
+  // it; the cache keeps those values in fp32. The reference for the GPU's FP8 KV cache.
+  void set_kv_fp8(bool on) { kv_fp8_ = on; }
+  bool kv_fp8() const { return kv_fp8_; }
+
   SequenceState new_state() const;      // empty trunk state
   SequenceState new_mtp_state() const;  // empty MTP-head state
 
@@ -157,6 +165,7 @@ class CpuModel {
   const Config* config_;         // model_.config, or the rank's
   const ModelWeights* weights_;  // model_.weights, or the rank's slices
   RankContext rank_;             // all null when not sharded
+  bool kv_fp8_ = false;
 };
 
 // The RoutingHook live on this thread, or nullptr: the sharded CPU model gives its `force`

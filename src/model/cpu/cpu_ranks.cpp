@@ -2,9 +2,10 @@
 
 namespace nemotron::model {
 
-CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p) : parallel_(p) {
+CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p, bool kv_fp8) : parallel_(p) {
   if (!p.sharded()) {
     models_.emplace_back(m);
+    models_.back().set_kv_fp8(kv_fp8);
     return;
   }
   validate_parallel(m.config, p);
@@ -20,6 +21,7 @@ CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p) : parallel_(p) {
     ctx.world = &world_->member(r);
     ctx.tp = T < W ? &tp_groups_[static_cast<std::size_t>(r / T)]->member(r % T) : ctx.world;
     models_.emplace_back(m, ctx);
+    models_.back().set_kv_fp8(kv_fp8);
   }
   threads_ = std::make_unique<RankThreads>(W, [this] {
     world_->abort();

@@ -250,6 +250,8 @@ struct Walk {
         kv.page_size = kPage;
         kv.kv_heads = c.num_key_value_heads;
         kv.head_dim = c.head_dim;
+        kv.k_scale = o.kv_fp8 ? b.attn.k_scale : 1.0f;  // the checkpoint's FP8 KV scales (1 when absent)
+        kv.v_scale = o.kv_fp8 ? b.attn.v_scale : 1.0f;
         const int64_t bytes = d.num_pages * kPage * c.kv_dim() * (o.kv_fp8 ? 1 : 2);
         kv.k = a.take(Use::Kv, bytes);
         kv.v = a.take(Use::Kv, bytes);

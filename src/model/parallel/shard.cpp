@@ -95,6 +95,9 @@ class Sharder {
     o.k = rows(w.k, kr);
     o.v = rows(w.v, kr);
     o.o = cols(w.o, qr);
+    o.k_scale = w.k_scale;  // per-layer scalars: every rank's KV heads share them
+    o.v_scale = w.v_scale;
+    o.has_kv_scales = w.has_kv_scales;
     s_.config.num_attention_heads = q.size();
     s_.config.num_key_value_heads = kv.size();
   }
