@@ -5,7 +5,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 APT_PACKAGES=(cmake ninja-build g++ ccache pkg-config nlohmann-json3-dev libcpp-httplib-dev
   libpcre2-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pip
-  json-schema-test-suite)
+  json-schema-test-suite clang libclang-rt-14-dev)  # clang + libFuzzer runtime: scripts/fuzz.sh
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

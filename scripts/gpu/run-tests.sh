@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine (through the `run` tool, carry: [".gpudeps"]), from the repo root:
-#   bash scripts/gpu/run-tests.sh [gtest filter] [--cpu] [--no-bench] [--cli-only] [--no-py]
+#   bash scripts/gpu/run-tests.sh [gtest filter] [--cpu] [--no-bench] [--cli-only] [--no-py] [--build-tests]
 # (--cli-only: configure and build the nemotron binary alone, for bench-real.sh; no tests;
+# --build-tests: build the GPU test binary alone and run nothing, for sanitize-gpu.sh;
 # TEST_TIMEOUT=seconds bounds the GPU test binary, default 1200)
 # Also builds `nemotron` and runs the GPU Python tests (tests/cuda/test_*.py: the server on the
 # GPU through the openai client) unless --no-py; their packages travel as wheels in .whl/
@@ -14,13 +15,14 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 out="${OUT:-$root/gpu-logs}"
 mkdir -p "$out"
-filter="*"; run_cpu=0; run_bench=1; cli_only=0; run_py=1
+filter="*"; run_cpu=0; run_bench=1; cli_only=0; run_py=1; build_tests=0
 for a in "$@"; do
   case "$a" in
     --cpu) run_cpu=1 ;;
     --no-bench) run_bench=0 ;;
     --cli-only) cli_only=1 ;;
     --no-py) run_py=0 ;;
+    --build-tests) build_tests=1 ;;
     *) filter="$a" ;;
   esac
 done
@@ -50,10 +52,11 @@ targets=(nemotron_cuda_tests)
 [ "$run_bench" = 1 ] && targets+=(bench_gemv_cuda)
 [ "$run_cpu" = 1 ] && targets=(all)
 [ "$cli_only" = 1 ] && targets=(nemotron)
+[ "$build_tests" = 1 ] && targets=(nemotron_cuda_tests)
 cmake --build "$bdir" -j16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
   || { grep -E "error|FAILED" "$out/build.log" | head -40; say "build FAILED"; exit 1; }
 say "configure+build: $(( $(date +%s) - t0 )) s"
-[ "$cli_only" = 1 ] && exit 0
+[ "$cli_only" = 1 ] || [ "$build_tests" = 1 ] && exit 0
 
 rc=0
 timeout "${TEST_TIMEOUT:-1200}" "$bdir/tests/nemotron_cuda_tests" --gtest_filter="$filter" 2>&1 | tee "$out/gpu-tests.log" | \

@@ -181,6 +181,12 @@ const BadCase kBad[] = {
     {"bool type", [](Json& j) { j["norm_topk_prob"] = 1; }, "'norm_topk_prob': expected true or false"},
     {"eps", [](Json& j) { j["layer_norm_epsilon"] = 0; }, "'layer_norm_epsilon': must be a positive number"},
     {"mlp without size", [](Json& j) { j["hybrid_override_pattern"] = "M-M*E"; }, "'intermediate_size': missing"},
+    // Absurd sizes: their products (d_inner = Hm * P, q_dim = Hq * Dh) overflowed int64 (UBSan,
+    // found by fuzzing config.json).
+    {"huge mamba sizes", [](Json& j) { j["mamba_num_heads"] = int64_t{1} << 40; j["mamba_head_dim"] = int64_t{1} << 40; },
+     "'mamba_num_heads': 1099511627776 is larger than the supported 16777216"},
+    {"huge head_dim", [](Json& j) { j["head_dim"] = int64_t{1} << 32; }, "'head_dim': 4294967296 is larger than the supported"},
+    {"huge vocab", [](Json& j) { j["vocab_size"] = (int64_t{1} << 24) + 1; }, "'vocab_size': 16777217 is larger"},
 };
 
 TEST(Config, EveryMalformedInputNamesItsKey) {

@@ -263,6 +263,42 @@ TEST(JinjaLimits, HostileTemplatesTerminate) {
   EXPECT_LT(secs, 20.0);
 }
 
+// Renders `src` with `probe` (a dict only this test holds) in the context and reports whether
+// the render let go of it. A macro keeps the frames it was defined in, so a macro stored in
+// such a frame (every top-level macro) or in a namespace was a reference cycle that kept the
+// whole render context alive: the server leaked every request's messages (found by
+// fuzz_chat_template under LeakSanitizer).
+bool render_frees_context(const std::string& src) {
+  auto probe = std::make_shared<DictObj>();
+  probe->set(Value("k"), Value("v"));
+  std::weak_ptr<DictObj> watch = probe;
+  {
+    std::vector<std::pair<std::string, Value>> context = {{"x", Value::dict(std::move(probe))}};
+    try {
+      Template(src).render(context);
+    } catch (const Error&) {
+    }
+  }
+  return watch.expired();
+}
+
+TEST(JinjaLeaks, RenderFreesMacroAndNamespaceCycles) {
+  EXPECT_TRUE(render_frees_context("{{ x.k }}"));
+  EXPECT_TRUE(render_frees_context("{% macro m() %}{{ x.k }}{% endmacro %}{{ m() }}"));
+  EXPECT_TRUE(render_frees_context("{% set ns = namespace(a=x) %}{% set ns.self = ns %}{{ ns.a.k }}"));
+  EXPECT_TRUE(render_frees_context("{% for i in [1] %}{% macro m() %}{{ x.k }}{% endmacro %}{% set y = m %}{% endfor %}"));
+  EXPECT_TRUE(render_frees_context("{% set ns = namespace() %}{% macro m() %}{{ x.k }}{% endmacro %}{% set ns.m = m %}"
+                                   "{{ ns.m() }}{{ raise_exception('stop') }}"));
+  EXPECT_TRUE(render_frees_context("{% macro m(c) %}{{ caller() }}{% endmacro %}{% call m(1) %}{{ x.k }}{% endcall %}"));
+  // A macro defined in a loop and called after it still sees the loop's frame.
+  EXPECT_EQ(render("{% set ns = namespace() %}{% for i in [7] %}{% macro m() %}{{ i }}{% endmacro %}"
+                   "{% set ns.m = m %}{% endfor %}{{ ns.m() }}"),
+            "7");
+  // The real templates define a top-level macro.
+  const std::string nano = read_file(std::string(NEMOTRON_SOURCE_DIR) + "/data/chat_templates/nemotron3-nano-30b-a3b.chat_template.jinja");
+  EXPECT_TRUE(render_frees_context(nano));
+}
+
 TEST(JinjaValue, FloatRepr) {
   EXPECT_EQ(py_float_repr(0.0), "0.0");
   EXPECT_EQ(py_float_repr(-0.0), "-0.0");

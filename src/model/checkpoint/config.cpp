@@ -115,10 +115,14 @@ class Reader {
     fail(key, "expected an integer, got " + v->dump());
   }
 
+  // A size (a dimension or a count). Bounded by kMaxSize, so that the products the rest of the
+  // code forms (config.h's derived sizes, tensor element and byte counts) cannot overflow.
   int64_t positive(std::initializer_list<const char*> keys, bool required, int64_t fallback = 0) const {
     const int64_t v = integer(keys, fallback, required);
     if (required && v <= 0) fail(*keys.begin(), "must be positive, got " + std::to_string(v));
     if (v < 0) fail(*keys.begin(), "must not be negative, got " + std::to_string(v));
+    if (v > Config::kMaxSize)
+      fail(*keys.begin(), std::to_string(v) + " is larger than the supported " + std::to_string(Config::kMaxSize));
     return v;
   }
 

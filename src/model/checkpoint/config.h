@@ -69,6 +69,10 @@ struct Config {
   int64_t bos_token_id = -1, pad_token_id = -1;
   std::vector<int64_t> eos_token_ids;  // eos_token_id: an int or a list (e.g. [2, 11])
 
+  // Every size field is at most this (2^24; the largest real one, Nano's vocab_size, is
+  // 131,072): products of two or three of them, and tensor byte counts, fit in int64_t.
+  static constexpr int64_t kMaxSize = int64_t{1} << 24;
+
   // Derived sizes.
   int64_t d_inner() const { return mamba_num_heads * mamba_head_dim; }
   int64_t conv_dim() const { return d_inner() + 2 * n_groups * ssm_state_size; }

@@ -209,8 +209,10 @@ void install_globals(Interpreter& interp) {
   interp.set_global("dict", Value::func("dict", [kwargs_dict](Interpreter&, CallArgs& a) {
     return Value::dict(kwargs_dict("dict", a));
   }));
-  interp.set_global("namespace", Value::func("namespace", [kwargs_dict](Interpreter&, CallArgs& a) {
-    return Value::ns(kwargs_dict("namespace", a));
+  interp.set_global("namespace", Value::func("namespace", [kwargs_dict](Interpreter& in, CallArgs& a) {
+    auto attrs = kwargs_dict("namespace", a);
+    in.track_namespace(attrs);
+    return Value::ns(std::move(attrs));
   }));
   interp.set_global("raise_exception", Value::func("raise_exception", [](Interpreter&, CallArgs& a) -> Value {
     Params p("raise_exception", a, {"message"});

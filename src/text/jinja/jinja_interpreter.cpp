@@ -102,8 +102,48 @@ std::string Template::render(const std::vector<std::pair<std::string, Value>>& c
 }
 
 Interpreter::Interpreter(const RenderLimits& limits) : limits_(limits) {
-  scopes_.push_back(std::make_shared<Frame>());
+  scopes_.push_back(new_frame());
   install_globals(*this);
+}
+
+namespace {
+
+// Drops the weak pointers that expired once they are the majority (amortized O(1) per entry).
+template <class T>
+void prune(std::vector<std::weak_ptr<T>>& v) {
+  if (v.size() < 64 || (v.size() & (v.size() - 1)) != 0) return;  // at powers of two
+  std::erase_if(v, [](const std::weak_ptr<T>& w) { return w.expired(); });
+}
+
+}  // namespace
+
+Interpreter::~Interpreter() {
+  // Moving the contents out before destroying them: destroying a value may free other frames.
+  for (auto& w : frames_) {
+    if (auto f = w.lock()) {
+      Frame dead;
+      dead.swap(*f);
+    }
+  }
+  for (auto& w : namespaces_) {
+    if (auto d = w.lock()) {
+      DictObj dead;
+      std::swap(dead.items, d->items);
+      std::swap(dead.index, d->index);
+    }
+  }
+}
+
+std::shared_ptr<Interpreter::Frame> Interpreter::new_frame() {
+  auto f = std::make_shared<Frame>();
+  frames_.push_back(f);
+  prune(frames_);
+  return f;
+}
+
+void Interpreter::track_namespace(const std::shared_ptr<DictObj>& ns) {
+  namespaces_.push_back(ns);
+  prune(namespaces_);
 }
 
 void Interpreter::set_global(const std::string& name, Value value) { (*scopes_[0])[name] = std::move(value); }
@@ -226,7 +266,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
       case Stmt::Kind::Continue: return Flow::Continue;
       case Stmt::Kind::Do: eval(*s.expr); break;
       case Stmt::Kind::With: {
-        auto frame = std::make_shared<Frame>();
+        auto frame = new_frame();
         for (std::size_t i = 0; i < s.targets.size(); ++i) (*frame)[s.targets[i]] = eval(*s.conds[i]);
         scopes_.push_back(frame);
         Flow f;
@@ -253,7 +293,7 @@ void Interpreter::exec_for(const Stmt& s) {
   std::vector<Value> items = iterate(eval(*s.expr));
   if (s.cond) {
     std::vector<Value> kept;
-    auto frame = std::make_shared<Frame>();
+    auto frame = new_frame();
     scopes_.push_back(frame);
     try {
       for (auto& item : items) {
@@ -275,7 +315,7 @@ void Interpreter::exec_for(const Stmt& s) {
   const auto n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
     step();
-    auto frame = std::make_shared<Frame>();
+    auto frame = new_frame();
     scopes_.push_back(frame);
     Flow f;
     try {
@@ -335,7 +375,7 @@ Value Interpreter::call_macro(const Stmt& s, std::vector<std::shared_ptr<Frame>>
   if (args.pos.size() > s.params.size())
     throw Error("macro '" + name + "' takes not more than " + std::to_string(s.params.size()) +
                 " argument(s)");
-  auto frame = std::make_shared<Frame>();
+  auto frame = new_frame();
   std::vector<bool> bound(s.params.size(), false);
   for (std::size_t i = 0; i < args.pos.size(); ++i) {
     (*frame)[s.params[i]] = args.pos[i];

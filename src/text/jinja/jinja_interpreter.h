@@ -44,6 +44,14 @@ class Template {
 class Interpreter {
  public:
   explicit Interpreter(const RenderLimits& limits);
+  // Clears every frame and namespace the render created that is still alive: a macro keeps
+  // the frames it was defined in (its closure), so a macro stored in one of them (every
+  // top-level macro: the globals frame holds it) or in a namespace, or a namespace stored in
+  // itself, is a reference cycle that would otherwise outlive the render, with every value
+  // it reaches (the request's messages).
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
   void set_global(const std::string& name, Value value);
   std::string render(const Body& body);
 
@@ -58,6 +66,8 @@ class Interpreter {
   // Throws when a string or list of `size` bytes/items would exceed the output limit.
   void check_size(std::size_t size) const;
   const RenderLimits& limits() const { return limits_; }
+  // Registers a namespace() object (the one mutable value kind) for clearing at the end.
+  void track_namespace(const std::shared_ptr<DictObj>& ns);
 
  private:
   enum class Flow { Normal, Break, Continue };
@@ -68,6 +78,11 @@ class Interpreter {
   int call_depth_ = 0;
   std::string* out_ = nullptr;
   std::vector<std::shared_ptr<Frame>> scopes_;  // [0] = globals and template top level
+  // Every frame and namespace created, for ~Interpreter (weak: the acyclic ones die as usual).
+  std::vector<std::weak_ptr<Frame>> frames_;
+  std::vector<std::weak_ptr<DictObj>> namespaces_;
+
+  std::shared_ptr<Frame> new_frame();
 
   Flow exec_body(const Body& body);
   Flow exec(const Stmt& s);
