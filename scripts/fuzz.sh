@@ -73,8 +73,8 @@ for t in "${targets[@]}"; do
   [ -n "${FUZZ_FORK:-}" ] && extra+=(-fork="$FUZZ_FORK")
   echo "== fuzz $t: ${seconds}s, -max_len=$(max_len "$t"), crashes go to $crashes/"
   rc=0
-  timer=()  # CPU seconds (user + system) of the run, when GNU time is there
-  [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "%U %S" -o "$crashes/last-run.time")
+  timer=()  # wall and CPU seconds (user + system) of the run, when GNU time is there
+  [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "%e %U %S" -o "$crashes/last-run.time")
   TMPDIR=$tmp "${timer[@]}" "$BUILD/fuzz/fuzz_$t" -max_total_time="$seconds" -max_len="$(max_len "$t")" \
     -timeout="${FUZZ_TIMEOUT:-25}" -rss_limit_mb="${FUZZ_RSS_MB:-4096}" -dict="$dict" \
     -artifact_prefix="$crashes/" -print_final_stats=1 "${extra[@]}" "$@" "$corpus" "fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
@@ -82,14 +82,14 @@ for t in "${targets[@]}"; do
   execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
   files=$(find "$corpus" -type f | wc -l)
   bytes=$(find "$corpus" -type f -printf "%s\n" | awk "{s += \$1} END {print s + 0}")
-  cpu=$(tail -1 "$crashes/last-run.time" 2>/dev/null | awk '{printf "%.0f", $1 + $2}' || true)
-  line="$t: ${seconds}s (${cpu:-?} CPU s), ${execs:-?} executions, corpus $files files ($bytes bytes)"
+  took=$(tail -1 "$crashes/last-run.time" 2>/dev/null | awk '{printf "%.0f s (%.0f CPU s)", $1, $2 + $3}' || true)
+  line="$t: ${took:-${seconds}s}, ${execs:-?} executions, corpus $files files ($bytes bytes)"
   if [ "$rc" != 0 ]; then
     grep -E "ERROR: |FUZZ_CHECK|runtime error|Test unit written|SUMMARY" "$log" | head -20 || true
     echo "!! fuzz $t FAILED (exit $rc); log: $log; crashing inputs in $crashes/" >&2
     # The input itself, so that a CI log is enough to reproduce (base64 -d > FILE).
     unit=$(grep -o "Test unit written to .*" "$log" | tail -1 | sed 's/Test unit written to //')
-    if [ -n "$unit" ] && [ -f "$unit" ] && [ "$(stat -c %s "$unit")" -le 8192 ]; then
+    if [ -n "$unit" ] && [ -f "$unit" ] && [ "$(stat -c %s "$unit")" -le 2048 ]; then
       echo "   input (base64): $(base64 -w0 "$unit")" >&2
     fi
     failed+=("$t")

@@ -2,6 +2,7 @@
 // errors, and the incremental detokenizer's properties.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -116,6 +117,58 @@ TEST(Tokenizer, LoadErrorsNameFileAndPath) {
   } catch (const nemotron::Error& e) {
     EXPECT_NE(std::string(e.what()).find("missing"), std::string::npos);
   }
+}
+
+// Found by fuzz_tokenizer_json (and probes of what it reported): ids out of range overflowed
+// the id count (UBSan: INT32_MAX + 1) or made loading allocate gigabytes, a post-processor's
+// negative id came out of encode(), a special_tokens entry without "ids" was read through a
+// const operator[] on a missing key (undefined behaviour), and a Strip decoder with an empty
+// content never finished decoding.
+TEST(Tokenizer, HostileIdsAndDecodersAreLoadErrors) {
+  auto error_of = [](const std::string& json) -> std::string {
+    try {
+      const Tokenizer t = Tokenizer::from_json(json, "t.json");
+      (void)t.decode(t.encode("a b", true));
+    } catch (const nemotron::Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  auto with = [](const char* key, Json value) {
+    return bpe_json({"a", "b", "ab", "<s>"}, Json{"a b"}, Json::object(), Json{{key, value}});
+  };
+  Json model = Json::parse(bpe_json({"a", "b"}, Json::array()))["model"];
+  model["vocab"]["b"] = 2147483647;
+  EXPECT_NE(error_of(Json{{"model", model}}.dump()).find("model.vocab[\"b\"]: expected a token id in [0, 16777215]"),
+            std::string::npos);
+  model["vocab"]["b"] = -3;
+  EXPECT_NE(error_of(Json{{"model", model}}.dump()).find("expected a token id"), std::string::npos);
+  EXPECT_NE(error_of(with("added_tokens", Json::parse(R"([{"id": 2147483647, "content": "<x>", "special": true}])")))
+                .find("added_tokens[0].id: expected a token id"),
+            std::string::npos);
+  EXPECT_NE(error_of(with("added_tokens", Json::parse(R"([{"content": "<x>"}])"))).find("added_tokens[0].id: missing"),
+            std::string::npos);
+  const char* tmpl = R"({"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+    {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"<s>": %s}})";
+  auto post = [&](const char* entry) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, tmpl, entry);
+    return with("post_processor", Json::parse(buf));
+  };
+  EXPECT_NE(error_of(post(R"({"id": "<s>", "ids": [-5], "tokens": ["<s>"]})")).find("special_tokens.<s>.ids[0]: expected a token id"),
+            std::string::npos);
+  EXPECT_NE(error_of(post(R"({"id": "<s>", "tokens": ["<s>"]})")).find("special_tokens.<s>.ids: expected a non-empty array"),
+            std::string::npos);
+  EXPECT_NE(error_of(post("7")).find("special_tokens.<s>.ids: expected a non-empty array"), std::string::npos);
+  EXPECT_EQ(error_of(post(R"({"id": "<s>", "ids": [3], "tokens": ["<s>"]})")), "(no error)");
+  EXPECT_NE(error_of(with("post_processor", Json::parse(R"({"type": "BertProcessing", "sep": ["<s>", 4294967299], "cls": ["<s>", 3]})")))
+                .find("post_processor.sep[1]: expected a token id"),
+            std::string::npos);
+  EXPECT_NE(error_of(with("decoder", Json::parse(R"({"type": "Strip", "content": "", "start": 1000000000000, "stop": 0})")))
+                .find("decoder.content: must not be empty"),
+            std::string::npos);
+  EXPECT_EQ(error_of(with("decoder", Json::parse(R"({"type": "Strip", "content": " ", "start": 1000000000000, "stop": 3})"))),
+            "(no error)");
 }
 
 TEST(Tokenizer, ConcurrentEncodesAgree) {

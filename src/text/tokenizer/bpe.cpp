@@ -38,9 +38,7 @@ BpeModel::BpeModel(const TokJson& j, const std::string& path) {
   auto vit = j.find("vocab");
   if (vit == j.end() || !vit->is_object()) throw SpecError(json_child(path, "vocab"), "missing or not an object");
   for (auto it = vit->begin(); it != vit->end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<long long>() < 0 || it.value().get<long long>() > INT32_MAX)
-      throw SpecError(json_child(path, "vocab") + "[\"" + it.key() + "\"]", "expected a non-negative id");
-    const auto id = static_cast<int32_t>(it.value().get<long long>());
+    const int32_t id = json_token_id(it.value(), json_child(path, "vocab") + "[\"" + it.key() + "\"]");
     vocab_[it.key()] = id;
     max_id_ = std::max(max_id_, id);
   }

@@ -206,7 +206,10 @@ std::unique_ptr<Decoder> make_decoder(const TokJson& j, const std::string& path)
   if (type == "Strip") {
     const long long l = json_int(j, "start", path, 0), r = json_int(j, "stop", path, 0);
     if (l < 0 || r < 0) throw SpecError(path, "start/stop must be non-negative");
-    return std::make_unique<Strip>(json_string(j, "content", path, " "), static_cast<std::size_t>(l),
+    // HF's content is one character; an empty one would match forever (start/stop up to 2^63).
+    std::string content = json_string(j, "content", path, " ");
+    if (content.empty()) throw SpecError(json_child(path, "content"), "must not be empty");
+    return std::make_unique<Strip>(std::move(content), static_cast<std::size_t>(l),
                                    static_cast<std::size_t>(r));
   }
   if (type == "Replace") {

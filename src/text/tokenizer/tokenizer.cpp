@@ -21,9 +21,9 @@ std::vector<AddedToken> parse_added_tokens(const TokJson& root) {
     const std::string path = json_index("added_tokens", i);
     if (!t.is_object()) throw SpecError(path, "expected an object");
     AddedToken a;
-    const long long id = json_int(t, "id", path, -1);
-    if (id < 0 || id > INT32_MAX) throw SpecError(json_child(path, "id"), "missing or negative");
-    a.id = static_cast<int32_t>(id);
+    auto id = t.find("id");
+    if (id == t.end() || id->is_null()) throw SpecError(json_child(path, "id"), "missing");
+    a.id = json_token_id(*id, json_child(path, "id"));
     a.content = json_string(t, "content", path, "", true);
     if (a.content.empty()) throw SpecError(json_child(path, "content"), "empty");
     if (!utf8_valid(a.content)) throw SpecError(json_child(path, "content"), "not valid UTF-8");

@@ -63,6 +63,20 @@ inline long long json_int(const TokJson& j, const char* key, const std::string& 
   return it->get<long long>();
 }
 
+// Token ids are in [0, kMaxTokenId]. The id tables are dense (an entry per id up to the
+// largest), so a larger id would only make loading allocate gigabytes (or overflow the id
+// count); real vocabularies are far smaller (Nemotron 3: 131,072 ids).
+constexpr long long kMaxTokenId = (1LL << 24) - 1;
+
+// A token id value (model vocab, added tokens, post-processor ids), range-checked.
+inline int32_t json_token_id(const TokJson& v, const std::string& path) {
+  const bool ok = v.is_number_unsigned() ? v.get<unsigned long long>() <= static_cast<unsigned long long>(kMaxTokenId)
+                  : v.is_number_integer() ? v.get<long long>() >= 0 && v.get<long long>() <= kMaxTokenId
+                                          : false;
+  if (!ok) throw SpecError(path, "expected a token id in [0, " + std::to_string(kMaxTokenId) + "], got " + v.dump());
+  return static_cast<int32_t>(v.get<long long>());
+}
+
 inline const TokJson& json_array(const TokJson& j, const char* key, const std::string& path) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_array()) throw SpecError(json_child(path, key), "missing or not an array");

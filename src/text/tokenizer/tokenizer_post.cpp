@@ -42,9 +42,8 @@ class Sequence : public PostProcessor {
 // "cls"/"sep" of Roberta/BertProcessing: ["<s>", 0].
 int32_t pair_id(const TokJson& j, const char* key, const std::string& path) {
   auto it = j.find(key);
-  if (it == j.end() || !it->is_array() || it->size() != 2 || !(*it)[1].is_number_integer())
-    throw SpecError(json_child(path, key), "expected [token, id]");
-  return (*it)[1].get<int32_t>();
+  if (it == j.end() || !it->is_array() || it->size() != 2) throw SpecError(json_child(path, key), "expected [token, id]");
+  return json_token_id((*it)[1], json_child(path, key) + "[1]");
 }
 
 std::unique_ptr<PostProcessor> make_template(const TokJson& j, const std::string& path) {
@@ -62,14 +61,14 @@ std::unique_ptr<PostProcessor> make_template(const TokJson& j, const std::string
       const std::string name = item["SpecialToken"]["id"].get<std::string>();
       if (specials == j.end() || !specials->is_object() || !specials->contains(name))
         throw SpecError(json_child(path, "special_tokens"), "no entry for \"" + name + "\" used in " + ipath);
-      const TokJson& ids = (*specials)[name]["ids"];
-      if (!ids.is_array() || ids.empty())
-        throw SpecError(json_child(json_child(path, "special_tokens"), name) + ".ids", "expected a non-empty array");
+      // find, not operator[]: a const operator[] on a missing key is undefined behaviour.
+      const TokJson& entry = (*specials)[name];
+      const std::string ids_path = json_child(json_child(path, "special_tokens"), name) + ".ids";
+      const auto ids = entry.is_object() ? entry.find("ids") : entry.end();
+      if (!entry.is_object() || ids == entry.end() || !ids->is_array() || ids->empty())
+        throw SpecError(ids_path, "expected a non-empty array");
       std::vector<int32_t> v;
-      for (const TokJson& x : ids) {
-        if (!x.is_number_integer()) throw SpecError(json_child(json_child(path, "special_tokens"), name) + ".ids", "expected integers");
-        v.push_back(x.get<int32_t>());
-      }
+      for (std::size_t k = 0; k < ids->size(); ++k) v.push_back(json_token_id((*ids)[k], json_index(ids_path, k)));
       items.push_back(std::move(v));
     } else {
       throw SpecError(ipath, "expected {\"Sequence\": ...} or {\"SpecialToken\": ...}");
