@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything, builds with warnings as errors, runs every CPU test, then every fuzz
 # target briefly when FUZZ_SECONDS is set (seconds each; build-fuzz/, scripts/fuzz.sh). Off by
-# default until the tokenizer findings of the fuzzers (wip/fuzz, in progress) are fixed: a
-# known crash would fail every CI run.
+# default until a clean run of every target is recorded (wip/fuzz, in progress): a crash the
+# fuzzers find in 20 s would fail every CI run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --test
