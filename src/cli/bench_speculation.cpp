@@ -183,6 +183,7 @@ Json run_speculation_bench(const model::Model& m, const SpecBenchOptions& o) {
       model::BackendOptions bo;
       bo.device = o.device;
       bo.parallel = o.parallel;
+      bo.ssm_state = o.ssm_state;
       bo.max_seqs = static_cast<int>(Bmax);
       bo.max_step_tokens = std::max<int64_t>(512, Bmax * (Kmax + 1));
       bo.kv_tokens = Bmax * (longest + o.new_tokens + Kmax + 32) + 64;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/state_round.h"
 #include "model/checkpoint/weights.h"
 #include "model/parallel/parallel_config.h"
 #include "util/json.h"
@@ -27,6 +28,7 @@ struct SpecBenchOptions {
   int64_t prompt_tokens = 128;        // per request (synthetic ids; a chat prompt with a tokenizer)
   int64_t new_tokens = 128;           // generated per request
   model::ParallelConfig parallel;     // --tensor-parallel-size / --expert-parallel-size (CPU only)
+  kernels::SsmStateFormat ssm_state;  // --mamba-ssm-cache-dtype / --mamba-ssm-rounding
 };
 
 // Deterministic pseudo-text ids (no tokenizer needed), avoiding the reserved ids below 1000.

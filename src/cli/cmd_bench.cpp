@@ -17,6 +17,7 @@
 #include "kernels/device_info.h"
 #include "model/accounting.h"
 #include "model/cuda/cuda_model.h"
+#include "model/ssm_state_flags.h"
 #include "model/parallel/parallel_flags.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -134,6 +135,8 @@ int run_bench(int argc, char** argv) {
   app.add_option("--device", device, "With --speculative-tokens: cpu or cuda (default: cuda when present)");
   model::ParallelConfig parallel;
   model::add_parallel_flags(app, parallel);
+  model::SsmStateFlags ssm_flags;
+  model::add_ssm_state_flags(app, ssm_flags);
   CLI11_PARSE(app, argc, argv);
   model::require_parallel_supported(device, parallel);  // before "no CUDA device"
   if (!spec_text.empty()) {
@@ -147,6 +150,7 @@ int run_bench(int argc, char** argv) {
     so.prompt_tokens = batch_prompt;
     so.new_tokens = spec_tokens;
     const model::Model m = model::Model::load(model_dir);
+    so.ssm_state = model::resolve_ssm_state(ssm_flags, m.config);
     Json j;
     j["kind"] = "nemotron-bench-speculation";
     j["model"] = model_dir;
@@ -178,7 +182,8 @@ int run_bench(int argc, char** argv) {
   auto t0 = Clock::now();
   const model::Model m = model::Model::load(model_dir);
   const double load_s = seconds_since(t0);
-  const auto acc = model::account(m);
+  const kernels::SsmStateFormat ssm = model::resolve_ssm_state(ssm_flags, m.config);
+  const auto acc = model::account(m, ssm.dtype);
   const StepBytes step_bytes(m, acc);
   const int64_t V = m.config.vocab_size;
   model::CudaModelOptions o;
@@ -188,13 +193,15 @@ int run_bench(int argc, char** argv) {
   o.max_step_tokens = chunk;
   const int64_t batch_kv = max_of(batches) * (batch_prompt + batch_warmup + batch_steps + 1 + 16);
   o.kv_tokens = std::max({max_of(depths) + 2 * decode_tokens + 2, max_of(prefills), batch_kv}) + 64;
+  o.ssm_state = ssm;
   model::CudaModel gpu(m, o);
 
   const double bytes_depth0 = static_cast<double>(acc.weight_bytes_per_token + acc.state_bytes_per_token);
   std::printf("device      %s (sm_%d%d, %d SMs), copy bandwidth %.0f GB/s (read+write, measured now)\n",
               dev.name.c_str(), dev.sm_major, dev.sm_minor, dev.multiprocessors, copy_gbps);
-  std::printf("model       %s (%s), %.3f GB read per token at depth 0\n", model_dir.c_str(),
-              m.quant.quant_algo.empty() ? "BF16" : m.quant.quant_algo.c_str(), bytes_depth0 / 1e9);
+  std::printf("model       %s (%s), %.3f GB read per token at depth 0 (SSM state %s)\n", model_dir.c_str(),
+              m.quant.quant_algo.empty() ? "BF16" : m.quant.quant_algo.c_str(), bytes_depth0 / 1e9,
+              kernels::state_dtype_name(ssm.dtype));
   std::printf("load        mmap + validate %.2f s; upload %.2f GB in %.2f s (%.1f GB/s)\n\n", load_s,
               static_cast<double>(gpu.weight_bytes()) / 1e9, gpu.upload_seconds(),
               static_cast<double>(gpu.weight_bytes()) / 1e9 / std::max(gpu.upload_seconds(), 1e-9));
@@ -206,7 +213,9 @@ int run_bench(int argc, char** argv) {
                    {"chunk", chunk},              {"eager", eager},
                    {"batch", batches},            {"batch_prompt", batch_prompt},
                    {"batch_steps", batch_steps},  {"batch_warmup", batch_warmup},
-                   {"max_seqs", o.max_seqs},      {"kv_tokens", o.kv_tokens}};
+                   {"max_seqs", o.max_seqs},      {"kv_tokens", o.kv_tokens},
+                   {"mamba_ssm_cache_dtype", kernels::state_dtype_name(ssm.dtype)},
+                   {"mamba_ssm_rounding", ssm.stochastic ? "stochastic" : "nearest"}};
   j["device"] = {{"name", dev.name},
                  {"sm", std::to_string(dev.sm_major) + std::to_string(dev.sm_minor)},
                  {"multiprocessors", dev.multiprocessors},

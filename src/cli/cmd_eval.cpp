@@ -11,6 +11,7 @@
 
 #include "cli/command.h"
 #include "model/backend.h"
+#include "model/ssm_state_flags.h"
 #include "runtime/evaluate.h"
 #include "text/tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -115,6 +116,13 @@ int run_eval(int argc, char** argv) {
                  "cpu or cuda (default: cuda when a CUDA device is present); MTP acceptance runs on the CPU reference")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--json", json_out, "Write every number to this JSON file");
+  runtime::PerplexityOptions po;
+  app.add_option("--step-tokens", po.step_tokens,
+                 "Perplexity: feed each window N tokens per step (default: the whole window in one step; 1 runs "
+                 "every position as a decode does)")
+      ->check(CLI::PositiveNumber);
+  model::SsmStateFlags ssm;
+  model::add_ssm_state_flags(app, ssm);
   CLI11_PARSE(app, argc, argv);
 
   if (context < 2) throw Error("--context must be at least 2, got " + std::to_string(context));
@@ -132,6 +140,7 @@ int run_eval(int argc, char** argv) {
   device = model::resolve_device(device);
 
   const model::Model m = model::Model::load(model_dir);
+  po.ssm_state = model::resolve_ssm_state(ssm, m.config);
   const bool mtp_asked = d_opt->count() || p_opt->count() || l_opt->count() || g_opt->count();
   const bool mtp_on = mo.drafts > 0 && mo.prompts > 0;
   if (mtp_asked && mtp_on && !m.config.has_mtp())
@@ -144,6 +153,9 @@ int run_eval(int argc, char** argv) {
   std::unique_ptr<text::Tokenizer> tok;
 
   Json report = {{"model", model_dir}, {"device", device}, {"context", context}, {"max_tokens", max_tokens},
+                 {"step_tokens", po.step_tokens > 0 ? po.step_tokens : context},
+                 {"mamba_ssm_cache_dtype", kernels::state_dtype_name(po.ssm_state.dtype)},
+                 {"mamba_ssm_rounding", po.ssm_state.stochastic ? "stochastic" : "nearest"},
                  {"mtp", mtp_note}, {"files", Json::array()}};
   std::printf("model %s: %s, perplexity on %s, context %lld\n", model_dir.c_str(), m.config.pattern().c_str(),
               device.c_str(), static_cast<long long>(context));
@@ -163,7 +175,7 @@ int run_eval(int argc, char** argv) {
     if (ids.size() < 2) throw Error(f.path + ": perplexity needs at least 2 tokens, the file has " +
                                     std::to_string(ids.size()));
     auto t0 = std::chrono::steady_clock::now();
-    const auto ppl = runtime::perplexity(m, ids, context, device);
+    const auto ppl = runtime::perplexity(m, ids, context, device, po);
     const double ppl_secs = since(t0);
     std::printf("%-32s %9lld %8lld %9lld %11.6f %11.4f %8.1f\n",
                 std::filesystem::path(f.path).filename().string().substr(0, 32).c_str(),

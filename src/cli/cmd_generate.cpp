@@ -13,6 +13,7 @@
 #include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
 #include "model/parallel/parallel_flags.h"
+#include "model/ssm_state_flags.h"
 #include "runtime/engine.h"
 #include "text/jinja/chat_template.h"
 #include "text/tokenizer/tokenizer.h"
@@ -51,6 +52,8 @@ int run_generate(int argc, char** argv) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   model::ParallelConfig parallel;
   model::add_parallel_flags(app, parallel);
+  model::SsmStateFlags ssm;
+  model::add_ssm_state_flags(app, ssm);
   CLI11_PARSE(app, argc, argv);
   model::require_parallel_supported(device, parallel);  // before "no CUDA device"
   device = model::resolve_device(device);
@@ -88,6 +91,7 @@ int run_generate(int argc, char** argv) {
   model::BackendOptions bo;
   bo.device = device;
   bo.parallel = parallel;
+  bo.ssm_state = model::resolve_ssm_state(ssm, m.config);
   bo.max_step_tokens = std::max<int64_t>(T, 1 + 16);  // a prompt in one step; a verify of up to 16 drafts
   bo.kv_tokens = T + max_tokens + 16;
   auto backend = model::make_backend(m, bo);

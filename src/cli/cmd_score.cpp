@@ -9,6 +9,7 @@
 #include "model/backend.h"
 #include "model/checkpoint/safetensors.h"
 #include "model/parallel/parallel_flags.h"
+#include "model/ssm_state_flags.h"
 #include "util/error.h"
 
 namespace nemotron::cli {
@@ -28,6 +29,8 @@ int run_score(int argc, char** argv) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   model::ParallelConfig parallel;
   model::add_parallel_flags(app, parallel);
+  model::SsmStateFlags ssm;
+  model::add_ssm_state_flags(app, ssm);
   CLI11_PARSE(app, argc, argv);
   model::require_parallel_supported(device, parallel);  // before "no CUDA device"
   device = model::resolve_device(device);
@@ -42,6 +45,7 @@ int run_score(int argc, char** argv) {
   bo.kv_tokens = T;
   bo.max_spec_seqs = 0;  // scoring never rolls back
   bo.parallel = parallel;
+  bo.ssm_state = model::resolve_ssm_state(ssm, m.config);
   const auto backend = model::make_backend(m, bo);
   const int slot = backend->acquire_slot();
   std::vector<float> logits;

@@ -5,8 +5,22 @@
 #include <limits>
 
 #include "kernels/cuda_stream.h"
+#include "kernels/state_round.h"
 
 namespace nemotron::kernels {
+
+// SSM state slots (every kernel below that updates one): `state` points at [slots, Hm, P, N]
+// elements of type state_dtype (fp32, or 16-bit codes: kernels/state_round.h). A 16-bit state
+// is decoded exactly, updated in fp32 and rounded when written back (state_stochastic: with
+// the noise of (state_layer, the sequence's position after the write, element index)); then
+// row_pos, device int32 [rows], each row's position in its sequence, must be given.
+struct SsmStateSlots {
+  void* state = nullptr;
+  StateDType state_dtype = StateDType::F32;
+  bool state_stochastic = true;
+  uint32_t state_layer = 0;
+  const int32_t* row_pos = nullptr;
+};
 
 // Causal depthwise conv1d state update + SiLU, for B sequences.
 //   xbc     BF16 rows of stride xbc_stride: row b holds sequence b's C pre-conv channels
@@ -33,8 +47,8 @@ void conv1d_update_silu_cuda(const ConvUpdateArgs& a, cudaStream_t stream);
 //   S = exp(dt * A[h]) * S + dt * x[b, h, :] (outer) B[b, g, :];   y = S C[b, g, :] + D[h] x
 //   x, B, C fp32 rows of stride xbc_stride (the conv output: x at column 0, B at Hm*P,
 //   C at Hm*P + G*N); dt_raw BF16 rows of stride dt_stride; dt_bias, A (= -exp(A_log)), D fp32 [Hm]
-//   state fp32 [slots, Hm, P, N], slot slot[b] updated in place; y fp32 [B, Hm*P].
-struct SsmUpdateArgs {
+//   state [slots, Hm, P, N] (SsmStateSlots), slot slot[b] updated in place; y fp32 [B, Hm*P].
+struct SsmUpdateArgs : SsmStateSlots {
   const float* xbc = nullptr;
   int64_t xbc_stride = 0;
   const uint16_t* dt_raw = nullptr;
@@ -42,7 +56,6 @@ struct SsmUpdateArgs {
   const float* dt_bias = nullptr;
   const float* A = nullptr;
   const float* D = nullptr;
-  float* state = nullptr;
   const int32_t* slot = nullptr;
   int64_t B = 0, heads = 0, head_dim = 0, state_dim = 0, groups = 1;
   float dt_min = 0.0f, dt_max = std::numeric_limits<float>::infinity();
@@ -70,7 +83,7 @@ void conv1d_prefill_silu_cuda(const ConvPrefillArgs& a, cudaStream_t stream);
 // Scan: ssm_state_update_cuda's math applied to each sequence's rows in order (row r of
 // sequence b uses and updates slot[b]'s state); y fp32 [rows, Hm*P]. Same operands and
 // strides as SsmUpdateArgs, with rows instead of B.
-struct SsmScanArgs {
+struct SsmScanArgs : SsmStateSlots {
   const float* xbc = nullptr;
   int64_t xbc_stride = 0;
   const uint16_t* dt_raw = nullptr;
@@ -78,7 +91,6 @@ struct SsmScanArgs {
   const float* dt_bias = nullptr;
   const float* A = nullptr;
   const float* D = nullptr;
-  float* state = nullptr;
   const int32_t* slot = nullptr;
   const int32_t* cu_rows = nullptr;
   int64_t B = 0, rows = 0, heads = 0, head_dim = 0, state_dim = 0, groups = 1;
@@ -100,16 +112,15 @@ void ssm_scan_cuda(const SsmScanArgs& a, cudaStream_t stream);
 //   in_proj  BF16 rows of stride in_stride >= di + C + heads: z at 0, xBC at di, dt at di + C
 //            (di = heads * head_dim, C = di + 2 * groups * state_dim)
 //   conv_state fp32 [slots, K-1, C]; conv_w BF16 [C, K]; conv_b BF16 [C] or nullptr
-//   ssm_state fp32 [slots, heads, head_dim, state_dim]; dt_bias, A, D fp32 [heads]
-//   norm_w BF16 [di]; out BF16 [rows, di]; slot device int32 [rows], distinct.
+//   ssm state [slots, heads, head_dim, state_dim] (SsmStateSlots: `state`); dt_bias, A, D fp32
+//   [heads]; norm_w BF16 [di]; out BF16 [rows, di]; slot device int32 [rows], distinct.
 // Runs on sm_90+ only (thread block clusters): check mamba_decode_fused_supported first.
-struct MambaDecodeArgs {
+struct MambaDecodeArgs : SsmStateSlots {
   const uint16_t* in_proj = nullptr;
   int64_t in_stride = 0;
   float* conv_state = nullptr;
   const uint16_t* conv_w = nullptr;
   const uint16_t* conv_b = nullptr;
-  float* ssm_state = nullptr;
   const float* dt_bias = nullptr;
   const float* A = nullptr;
   const float* D = nullptr;

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/state_round.h"
+
 #include "model/checkpoint/weights.h"
 
 namespace nemotron::model {
@@ -31,10 +33,11 @@ struct ModelAccounting {
   int64_t active_params = 0;               // per token, excl. embedding table, incl. lm_head
   int64_t mtp_params = 0;
   int64_t weight_bytes_per_token = 0;      // sum of per_token weight rows
-  int64_t state_bytes_per_token = 0;       // SSM state read + write (fp32) + conv window
+  int64_t state_bytes_per_token = 0;       // SSM state read + write (its storage type) + conv window
   int64_t kv_bytes_per_token_per_position = 0;  // K+V bytes read per cached position (BF16)
 };
 
-ModelAccounting account(const Model& model);
+// ssm: the SSM state's storage type (--mamba-ssm-cache-dtype), for state_bytes_per_token.
+ModelAccounting account(const Model& model, kernels::StateDType ssm = kernels::StateDType::F32);
 
 }  // namespace nemotron::model

@@ -27,6 +27,7 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
   o.max_step_tokens = options.max_step_tokens;
   o.kv_tokens = options.kv_tokens;
   o.kv_fp8 = options.kv_fp8;
+  o.ssm_state = options.ssm_state;
   o.verbose = options.verbose;
   o.spec_seqs = options.max_spec_seqs;
   o.spec_rows = options.max_spec_rows;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels/sampling.h"
+#include "kernels/state_round.h"
 #include "model/checkpoint/weights.h"
 #include "model/parallel/parallel_config.h"
 
@@ -39,6 +40,9 @@ struct BackendOptions {
   // kv_fp8_encode): CUDA stores bytes; the CPU reference emulates it (fp32 rows holding the
   // values the FP8 cache returns).
   bool kv_fp8 = false;
+  // The SSM state's storage type and rounding (kernels/state_round.h): CUDA stores 16-bit
+  // slots; the CPU reference emulates them (fp32 holding the rounded values).
+  kernels::SsmStateFormat ssm_state;
   bool verbose = false;             // print upload progress
   // CUDA: speculative decoding's roll-back memory (Backend::keep_limits): keep_states chunks
   // per step (at most max_seqs; 0: no roll-back) and rows per such chunk (1 + drafts).

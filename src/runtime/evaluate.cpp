@@ -70,31 +70,47 @@ std::vector<std::pair<int64_t, int64_t>> windows_or_throw(const std::vector<int3
 }  // namespace
 
 PerplexityResult perplexity(const model::Model& m, const std::vector<int32_t>& ids, int64_t context,
-                            const std::string& device_request) {
+                            const std::string& device_request, const PerplexityOptions& opt) {
   check_ids(m, ids);
+  if (opt.step_tokens < 0) throw Error("step tokens must be positive, got " + std::to_string(opt.step_tokens));
   const auto w = windows_or_throw(ids, context);
   const std::string device = model::resolve_device(device_request);
   const int64_t V = m.config.vocab_size;
+  const int64_t per_step = opt.step_tokens > 0 ? std::min(opt.step_tokens, context) : context;
   std::vector<double> nll(w.size(), 0.0);
+  // Windows i0..i1-1 together, each in steps of per_step tokens (the windows of a batch are
+  // as long as each other but for the last).
   auto score = [&](model::Backend& b, std::size_t i0, std::size_t i1) {
-    std::vector<model::StepChunk> chunks;
-    for (std::size_t i = i0; i < i1; ++i)
-      chunks.push_back({.slot = b.acquire_slot(), .ids = ids.data() + w[i].first, .T = w[i].second - w[i].first,
-                        .logits = model::LogitsOut::All});
-    const auto out = b.step(chunks);
-    for (std::size_t i = i0; i < i1; ++i) {
-      const auto [beg, end] = w[i];
-      accumulate_nll(out[i - i0].logits.data(), end - beg - 1, V, ids.data() + beg + 1, &nll[i]);
+    std::vector<int> slots;
+    for (std::size_t i = i0; i < i1; ++i) slots.push_back(b.acquire_slot());
+    for (int64_t at = 0;; at += per_step) {
+      std::vector<model::StepChunk> chunks;
+      std::vector<std::size_t> of;
+      for (std::size_t i = i0; i < i1; ++i) {
+        const auto [beg, end] = w[i];
+        if (beg + at >= end) continue;
+        chunks.push_back({.slot = slots[i - i0], .ids = ids.data() + beg + at, .T = std::min(per_step, end - beg - at),
+                          .logits = model::LogitsOut::All});
+        of.push_back(i);
+      }
+      if (chunks.empty()) break;
+      const auto out = b.step(chunks);
+      for (std::size_t c = 0; c < chunks.size(); ++c) {
+        const int64_t s = w[of[c]].first + at, end = w[of[c]].second;
+        const int64_t rows = std::min(chunks[c].T, end - 1 - s);  // the window's last row has no target
+        if (rows > 0) accumulate_nll(out[c].logits.data(), rows, V, ids.data() + s + 1, &nll[of[c]]);
+      }
     }
-    for (const auto& c : chunks) b.release_slot(c.slot);
+    for (int s : slots) b.release_slot(s);
   };
   model::BackendOptions o;
   o.device = device;
   o.max_spec_seqs = 0;  // scoring never rolls back
+  o.ssm_state = opt.ssm_state;
   if (device == "cpu") {
     // Windows are independent: each pool thread takes whole windows on a backend of its own
     // (the kernels' own parallel_for runs serially inside a worker).
-    o.max_step_tokens = context;
+    o.max_step_tokens = per_step;
     parallel_for(w.size(), [&](std::size_t i0, std::size_t i1) {
       const auto b = model::make_backend(m, o);
       for (std::size_t i = i0; i < i1; ++i) score(*b, i, i + 1);
@@ -104,7 +120,7 @@ PerplexityResult perplexity(const model::Model& m, const std::vector<int32_t>& i
     const int64_t by_memory = std::max<int64_t>(1, (int64_t{1} << 28) / std::max<int64_t>(1, context * V));
     const int batch = static_cast<int>(std::min<int64_t>({8, by_memory, static_cast<int64_t>(w.size())}));
     o.max_seqs = batch;
-    o.max_step_tokens = batch * context;
+    o.max_step_tokens = batch * per_step;
     o.kv_tokens = batch * ((context + 15) / 16 * 16);
     const auto b = model::make_backend(m, o);
     for (std::size_t i0 = 0; i0 < w.size(); i0 += static_cast<std::size_t>(batch))

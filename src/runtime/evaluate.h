@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/state_round.h"
 #include "model/checkpoint/weights.h"
 
 namespace nemotron::runtime {
@@ -45,10 +46,17 @@ std::vector<std::pair<int64_t, int64_t>> perplexity_windows(int64_t n, int64_t c
 // Adds -log_softmax(logits [rows, V])[targets[r]] for r < rows to *sum (double).
 void accumulate_nll(const float* logits, int64_t rows, int64_t vocab, const int32_t* targets, double* sum);
 
+struct PerplexityOptions {
+  // Tokens of a window fed per step (0: the whole window in one step). 1 runs every position
+  // as a decode does: each state update written back (and, with a 16-bit SSM state, rounded).
+  int64_t step_tokens = 0;
+  kernels::SsmStateFormat ssm_state;  // the backend's SSM state storage (kernels/state_round.h)
+};
+
 // On `device` ("cpu", "cuda", "" = the default) through model::Backend: on the CPU each pool
 // thread takes whole windows, on the GPU windows run in batches (bounded logits memory).
 PerplexityResult perplexity(const model::Model& m, const std::vector<int32_t>& ids, int64_t context,
-                            const std::string& device);
+                            const std::string& device, const PerplexityOptions& options = {});
 
 struct MtpOptions {
   int drafts = 3;         // K

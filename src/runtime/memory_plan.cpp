@@ -37,6 +37,7 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   o.max_seqs = req.max_num_seqs;
   o.max_step_tokens = req.max_step_tokens;
   o.kv_fp8 = p.kv_cache_dtype == "fp8";
+  o.ssm_state = p.ssm_state;
   // Roll-back room for speculative decoding (with an MTP head and K > 0).
   const int K = req.speculative_tokens >= 0 ? req.speculative_tokens : (m.config.has_mtp() ? 3 : 0);
   o.spec_seqs = m.config.has_mtp() && K > 0 ? std::min(kCudaSpecSeqs, req.max_num_seqs) : 0;
@@ -162,10 +163,15 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   else if (req.device == "cpu") p.kv_cache_dtype = "fp32";
   else p.kv_cache_dtype = m.quant.kv_cache_quant_algo == "FP8" ? "fp8" : "bf16";
   const int64_t kv_elem = kv_element_bytes(req.device, p.kv_cache_dtype);
+  const std::string& ssmd = req.mamba_ssm_cache_dtype == "auto" ? c.mamba_ssm_cache_dtype : req.mamba_ssm_cache_dtype;
+  if (!kernels::parse_state_dtype(ssmd, p.ssm_state.dtype))
+    throw Error("--mamba-ssm-cache-dtype: unsupported \"" + ssmd + "\" (auto, float32, bfloat16, float16)");
+  p.ssm_state.stochastic = req.ssm_stochastic_rounding;
 
   p.weight_bytes = static_cast<int64_t>(m.checkpoint.total_bytes());
   const int64_t mamba = c.count(model::LayerKind::Mamba);
-  // Both backends keep conv windows and SSM states in fp32.
+  // The CPU keeps conv windows and SSM states in fp32 (a 16-bit SSM state emulated); the CUDA
+  // plan's own walk replaces this below.
   p.state_slot_bytes = mamba * 4 * (c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size +
                                     (c.conv_kernel - 1) * c.conv_dim());
   int64_t attn = c.count(model::LayerKind::Attention);
@@ -266,6 +272,11 @@ std::string MemoryPlan::describe() const {
     << "  state slots       " << gib(state_bytes) << "  (" << max_num_seqs << " x " << gib(state_slot_bytes) << ")\n"
     << "  KV cache          " << gib(kv_bytes) << "  (" << kv_token_capacity << " tokens x " << kv_bytes_per_token
     << " B, " << kv_cache_dtype << (device == "cpu" && kv_cache_dtype == "fp8" ? " emulated in fp32" : "") << ")\n"
+    << "  SSM state         " << kernels::state_dtype_name(ssm_state.dtype)
+    << (ssm_state.dtype == kernels::StateDType::F32 ? ""
+        : ssm_state.stochastic                      ? ", stochastic rounding"
+                                                    : ", rounded to nearest")
+    << (device == "cpu" && ssm_state.dtype != kernels::StateDType::F32 ? ", emulated in fp32" : "") << "\n"
     << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n"
     << "  prefix cache      " << (prefix_cache_bytes > 0 ? gib(prefix_cache_bytes) : std::string("off")) << "\n";
   if (parallel.sharded()) {
@@ -299,6 +310,7 @@ model::BackendOptions MemoryPlan::backend_options() const {
   o.max_step_tokens = max_step_tokens;
   o.kv_tokens = kv_token_capacity;
   o.kv_fp8 = kv_cache_dtype == "fp8";
+  o.ssm_state = ssm_state;
   o.max_spec_seqs = max_spec_seqs;
   o.max_spec_rows = std::max<int64_t>(1, max_spec_rows);
   o.prefix_cache_bytes = device == "cuda" ? prefix_cache_bytes : 0;

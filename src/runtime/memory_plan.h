@@ -27,6 +27,11 @@ struct MemoryPlanRequest {
   // auto: CUDA fp8 when the checkpoint's kv_cache_quant_algo is FP8, else bf16; CPU fp32.
   // fp32 (CPU only), bf16 (CUDA only), fp8 (CUDA: E4M3 bytes; CPU: emulated, fp32 rows).
   std::string kv_cache_dtype = "auto";
+  // The SSM state's storage type: auto (config.json's mamba_ssm_cache_dtype, float32 when
+  // absent), float32, bfloat16, float16; the 16-bit types round stochastically unless
+  // ssm_stochastic_rounding is false. CUDA stores 16-bit slots; the CPU emulates them in fp32.
+  std::string mamba_ssm_cache_dtype = "auto";
+  bool ssm_stochastic_rounding = true;
   std::optional<double> memory_gib;    // budget; default: available memory minus a margin
   // CUDA: the device's multiprocessor count (sizes paged attention's workspace); 0 = ask the
   // device, or assume kCudaSmsBound when there is none (planning only, with --memory).
@@ -77,6 +82,7 @@ struct MemoryPlan {
   int64_t max_model_len = 0;
   int64_t max_step_tokens = 0;
   std::string kv_cache_dtype;          // resolved: fp32, bf16 or fp8
+  kernels::SsmStateFormat ssm_state;   // resolved
 
   std::string describe() const;        // the table printed at start-up
   EngineOptions engine_options() const;

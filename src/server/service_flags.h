@@ -2,6 +2,7 @@
 // The model/engine flags `serve` and `run` share (CLI11, header-only):
 //   --model DIR --max-num-seqs N --max-model-len N --max-step-tokens N
 //   --kv-cache-dtype auto|fp32|bf16|fp8 --memory GiB --device cpu|cuda
+//   --mamba-ssm-cache-dtype auto|float32|bfloat16|float16 --mamba-ssm-rounding stochastic|nearest
 //   --tensor-parallel-size N --expert-parallel-size N (model/parallel/parallel_flags.h)
 #include <CLI/CLI.hpp>
 
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "model/parallel/parallel_flags.h"
+#include "model/ssm_state_flags.h"
 #include "server/service.h"
 
 namespace nemotron::server {
@@ -17,6 +19,7 @@ struct ServiceFlags {
   ServiceConfig config;
   double memory_gib = 0;  // 0 = not given
   bool no_prefix_cache = false;
+  model::SsmStateFlags ssm;
 };
 
 inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
@@ -47,6 +50,7 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
   f.config.plan.device = "";  // resolved at load: cuda when a CUDA device is present
   app.add_option("--device", f.config.plan.device, "Device: cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  model::add_ssm_state_flags(app, f.ssm);
   model::add_parallel_flags(app, f.config.plan.parallel);
 }
 
@@ -54,6 +58,8 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
 inline void finish_service_flags(ServiceFlags& f) {
   if (f.memory_gib > 0) f.config.plan.memory_gib = f.memory_gib;
   if (f.no_prefix_cache) f.config.plan.prefix_cache = false;
+  f.config.plan.mamba_ssm_cache_dtype = f.ssm.dtype;
+  f.config.plan.ssm_stochastic_rounding = f.ssm.rounding != "nearest";
 }
 
 }  // namespace nemotron::server

@@ -16,6 +16,7 @@
 // norm's sum of squares is reduced in another order).
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include "kernels/mamba_cuda.h"
 #include "kernels/norm.h"
 #include "kernels/norm_cuda.h"
+#include "kernels/state_round.h"
 
 namespace nemotron::testing {
 namespace {
@@ -92,14 +94,19 @@ struct DevicePath {
       : conv(conv_state), ssm(ssm_state), dtb(w.dt_bias), A(w.A), D(w.D), cw(w.conv_w), cb(w.conv_b), nw(w.norm_w) {}
 };
 
-void run_fused(const Dims& d, DevicePath& p, const uint16_t* in, const int32_t* slot, int64_t R, uint16_t* out) {
+// dt / row_pos: the SSM state's storage (p.ssm then holds 16-bit codes, two per float).
+void run_fused(const Dims& d, DevicePath& p, const uint16_t* in, const int32_t* slot, int64_t R, uint16_t* out,
+               kernels::StateDType dt = kernels::StateDType::F32, const int32_t* row_pos = nullptr) {
   kernels::MambaDecodeArgs a;
+  a.state_dtype = dt;
+  a.state_layer = 3;
+  a.row_pos = row_pos;
   a.in_proj = in;
   a.in_stride = d.W();
   a.conv_state = p.conv.get();
   a.conv_w = p.cw.get();
   a.conv_b = p.cb.get();
-  a.ssm_state = p.ssm.get();
+  a.state = p.ssm.get();
   a.dt_bias = p.dtb.get();
   a.A = p.A.get();
   a.D = p.D.get();
@@ -120,7 +127,8 @@ void run_fused(const Dims& d, DevicePath& p, const uint16_t* in, const int32_t* 
 
 // The model's three-kernel path (one row per sequence).
 void run_unfused(const Dims& d, DevicePath& p, const uint16_t* in, const int32_t* slot, const int32_t* cu, int64_t R,
-                 float* conv_out, float* y, uint16_t* out) {
+                 float* conv_out, float* y, uint16_t* out, kernels::StateDType dt = kernels::StateDType::F32,
+                 const int32_t* row_pos = nullptr) {
   kernels::ConvPrefillArgs ca;
   ca.xbc = in + d.di();
   ca.xbc_stride = d.W();
@@ -144,6 +152,9 @@ void run_unfused(const Dims& d, DevicePath& p, const uint16_t* in, const int32_t
   sa.A = p.A.get();
   sa.D = p.D.get();
   sa.state = p.ssm.get();
+  sa.state_dtype = dt;
+  sa.state_layer = 3;
+  sa.row_pos = row_pos;
   sa.slot = slot;
   sa.cu_rows = cu;
   sa.B = R;
@@ -282,6 +293,67 @@ TEST(MambaDecodeFused, MatchesCpuAndThreeKernelPath) {
     check_dims(d, kSlots, ++seed);
   }
   check_dims(kDims[1], {4}, ++seed);  // a single row (single-stream decode), Nano dims
+}
+
+// A 16-bit SSM state (kernels/state_round.h): the fused kernel rounds like the three-kernel
+// path (same position, layer and element noise) over three steps; at least 99% of the elements
+// identical (a float-rounding difference flips a decision only next to a threshold), every
+// element within two grid steps; out within one BF16 rounding plus what the state's rounding
+// moves it (both paths compute y from the fp32 state before rounding it).
+TEST(MambaDecodeFused, SixteenBitStateMatchesThreeKernelPath) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 300;
+  for (const Dims& d : {kDims[0], kDims[1]})
+    for (kernels::StateDType dt : {kernels::StateDType::BF16, kernels::StateDType::F16}) {
+      Rng rng(++seed);
+      const int64_t R = static_cast<int64_t>(kSlots.size()), per = d.heads * d.P * d.N;
+      const Weights w = make_weights(d, rng);
+      std::vector<float> conv_state(static_cast<std::size_t>(kNumSlots * (d.K - 1) * d.C()));
+      for (auto& v : conv_state) v = rng.normal(1.0f);
+      std::vector<uint16_t> codes(static_cast<std::size_t>(kNumSlots * per));
+      for (auto& c : codes) c = kernels::encode_state16(kernels::round_state(rng.normal(0.5f), dt, false, 0), dt);
+      std::vector<float> packed(codes.size() / 2);  // the codes' bytes, as the buffer type
+      std::memcpy(packed.data(), codes.data(), codes.size() * 2);
+      DevicePath fused(w, conv_state, packed), unfused(w, conv_state, packed);
+      std::vector<int32_t> cu, pos;
+      for (int64_t r = 0; r <= R; ++r) cu.push_back(static_cast<int32_t>(r));
+      DeviceBuffer<int32_t> dslot(kSlots), dcu(cu);
+      DeviceBuffer<float> conv_out(static_cast<std::size_t>(R * d.C())), ybuf(static_cast<std::size_t>(R * d.di()));
+      DeviceBuffer<uint16_t> out_f(static_cast<std::size_t>(R * d.di())), out_u(static_cast<std::size_t>(R * d.di()));
+      for (int step = 0; step < 3; ++step) {
+        pos = {10 + step, 3 + step, 2000 + step};
+        DeviceBuffer<int32_t> dpos(pos);
+        std::vector<float> inf;
+        DeviceBuffer<uint16_t> din(make_in_proj(d, R, rng, &inf));
+        run_fused(d, fused, din.get(), dslot.get(), R, out_f.get(), dt, dpos.get());
+        run_unfused(d, unfused, din.get(), dslot.get(), dcu.get(), R, conv_out.get(), ybuf.get(), out_u.get(), dt,
+                    dpos.get());
+        CUDA_OK(cudaDeviceSynchronize());
+        auto unpack = [&](const std::vector<float>& f) {
+          std::vector<uint16_t> c(f.size() * 2);
+          std::memcpy(c.data(), f.data(), c.size() * 2);
+          std::vector<float> v(c.size());
+          for (std::size_t i = 0; i < c.size(); ++i) v[i] = kernels::decode_state16(c[i], dt);
+          return v;
+        };
+        const auto sf = unpack(fused.ssm.download()), su = unpack(unfused.ssm.download());
+        std::size_t same = 0, far = 0;
+        const double rel = dt == kernels::StateDType::BF16 ? 1.0 / 128 : 1.0 / 1024;
+        for (std::size_t i = 0; i < sf.size(); ++i) {
+          same += sf[i] == su[i];
+          far += !(std::fabs(sf[i] - su[i]) <= 2 * rel * std::fmax(std::fabs(sf[i]), std::fabs(su[i])) + 1.2e-7);
+        }
+        const std::string what = std::string("fused decode ") + d.name + " " + kernels::state_dtype_name(dt) +
+                                 " step " + std::to_string(step);
+        std::printf("[ max_err ] %s: %zu of %zu state elements identical to the 3-kernel path\n", what.c_str(), same,
+                    sf.size());
+        EXPECT_EQ(far, 0u) << what;
+        EXPECT_GE(static_cast<double>(same), 0.99 * static_cast<double>(sf.size())) << what;
+        EXPECT_EQ(fused.conv.download(), unfused.conv.download()) << what;
+        const auto got = bf16_to_f32(out_f.download()), ref = bf16_to_f32(out_u.download());
+        EXPECT_EQ(report(what + " out", got, ref, uniform_tol(ref.size(), 1e-3f, ref, 1.0f / 64)), 0u);
+      }
+    }
 }
 
 TEST(MambaDecodeFused, RejectsBadArguments) {

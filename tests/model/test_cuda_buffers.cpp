@@ -369,5 +369,36 @@ TEST(CudaBufferWalkCount, CountingHandsOutNoMemory) {
   EXPECT_EQ(counter.table().device(), cuda_memory(m, o, 132).allocated());
 }
 
+// A 16-bit SSM state (CudaModelOptions::ssm_state): the state slots hold Hm * P * N 2-byte
+// elements per Mamba block and slot (the conv windows stay fp32), and so do the kept states of
+// speculation and a snapshot's Mamba bytes.
+TEST(CudaBufferWalkCount, SixteenBitSsmStateHalvesTheSsmBytes) {
+  const Model m = Model::load(testing::fixture_dir("nano-moe"));
+  const Config& c = m.config;
+  CudaModelOptions o;
+  o.max_seqs = 3;
+  o.max_step_tokens = 64;
+  o.kv_tokens = 256;
+  o.spec_seqs = 2;
+  o.spec_rows = 4;
+  const CudaMemory f32 = cuda_memory(m, o, 132);
+  o.ssm_state.dtype = kernels::StateDType::BF16;
+  const CudaMemory bf16 = cuda_memory(m, o, 132);
+  const int64_t mamba = c.count(LayerKind::Mamba) + [&] {
+    int64_t n = 0;
+    for (auto k : c.mtp_layers) n += k == LayerKind::Mamba;
+    return n;
+  }();
+  const int64_t ssm = c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size;
+  // Each slot array is one 256-byte-rounded sub-allocation per block: the difference is exact
+  // up to that rounding.
+  const int64_t saved = mamba * o.max_seqs * ssm * 2;
+  EXPECT_NEAR(static_cast<double>(f32.state - bf16.state), static_cast<double>(saved), 256.0 * mamba);
+  EXPECT_LT(bf16.speculation, f32.speculation);
+  const auto l32 = cuda_detail::snapshot_layout(c, false), l16 = cuda_detail::snapshot_layout(c, false,
+                                                                                             kernels::StateDType::F16);
+  EXPECT_EQ(l32.mamba_bytes - l16.mamba_bytes, mamba * ssm * 2);
+}
+
 }  // namespace
 }  // namespace nemotron::model

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/state_io.cuh"
 #include "kernels/mamba_cuda.h"
 
 namespace nemotron::kernels {
@@ -57,13 +58,16 @@ __global__ void __launch_bounds__(256) ssm_update_kernel(SsmUpdateArgs a) {
   dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
   const float decay = expf(dt * a.A[h]);
   const float Dh = a.D[h];
-  float* S = a.state + (static_cast<int64_t>(a.slot[b]) * a.heads + h) * P * N;
+  const int64_t S = (static_cast<int64_t>(a.slot[b]) * a.heads + h) * P * N;  // the slot's head h
+  const int64_t Q = static_cast<int64_t>(h) * P * N;                            // its noise index
+  const cuda::StateStore store{a.state_dtype, a.state_stochastic, a.state_layer};
+  const int64_t pos = a.state_dtype == StateDType::F32 ? 0 : a.row_pos[b] + 1;
   for (int p = warp; p < P; p += 8) {
     const float xp = x[p];
     const float dx = dt * xp;
     float acc = 0.0f;
     for (int n = 4 * lane; n < N; n += 128) {
-      float4 s = *reinterpret_cast<const float4*>(S + static_cast<int64_t>(p) * N + n);
+      float4 s = cuda::load_state4(a.state, a.state_dtype, S + static_cast<int64_t>(p) * N + n);
       const float4 bb = *reinterpret_cast<const float4*>(Bv + n);
       const float4 cc = *reinterpret_cast<const float4*>(Cv + n);
       s.x = decay * s.x + dx * bb.x;
@@ -71,7 +75,7 @@ __global__ void __launch_bounds__(256) ssm_update_kernel(SsmUpdateArgs a) {
       s.z = decay * s.z + dx * bb.z;
       s.w = decay * s.w + dx * bb.w;
       acc += s.x * cc.x + s.y * cc.y + s.z * cc.z + s.w * cc.w;
-      *reinterpret_cast<float4*>(S + static_cast<int64_t>(p) * N + n) = s;
+      cuda::store_state4(a.state, store, pos, S + static_cast<int64_t>(p) * N + n, Q + static_cast<int64_t>(p) * N + n, s);
     }
     acc = cuda::warp_sum(acc);
     if (lane == 0) a.y[b * a.heads * P + static_cast<int64_t>(h) * P + p] = acc + Dh * xp;
@@ -98,8 +102,9 @@ void ssm_state_update_cuda(const SsmUpdateArgs& a, cudaStream_t stream) {
   cuda::require(a.xbc_stride >= a.heads * a.head_dim + 2 * a.groups * a.state_dim && a.xbc_stride % 4 == 0 &&
                     (a.heads * a.head_dim) % 4 == 0 && a.dt_stride >= a.heads,
                 "ssm_state_update_cuda: bad strides (xbc_stride >= Hm*P + 2*G*N, multiples of 4)");
-  cuda::require(a.xbc && a.dt_raw && a.dt_bias && a.A && a.D && a.state && a.slot && a.y,
-                "ssm_state_update_cuda: null pointer");
+  cuda::require(a.xbc && a.dt_raw && a.dt_bias && a.A && a.D && a.state && a.slot && a.y &&
+                    (a.state_dtype == StateDType::F32 || a.row_pos),
+                "ssm_state_update_cuda: null pointer (a 16-bit state needs row_pos)");
   cuda::require(cuda::aligned16(a.xbc) && cuda::aligned16(a.state), "ssm_state_update_cuda: xbc/state not 16-byte aligned");
   if (a.B == 0) return;
   const dim3 grid(static_cast<unsigned>(a.heads), static_cast<unsigned>(a.B));

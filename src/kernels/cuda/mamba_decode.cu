@@ -19,6 +19,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/linear_internal.cuh"
+#include "kernels/cuda/state_io.cuh"
 #include "kernels/mamba_cuda.h"
 
 namespace nemotron::kernels {
@@ -74,18 +75,23 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
   const int64_t slot = a.slot[b];
   const int r = tid / LPR, j = tid % LPR;
   float4 s[kPasses][NPT / 4];
-  float4* S[kPasses];
+  int64_t S[kPasses];  // element offset of the pass's state row (head h0 + q / P, row q % P) in the slot
   auto load_state = [&](int q00) {
 #pragma unroll
     for (int m = 0; m < kPasses; ++m) {
       const int q = q00 + m * PT + r;
       const bool valid = q < rows;
       const int hl = valid ? q / P : 0, p = valid ? q % P : 0;
-      S[m] = reinterpret_cast<float4*>(a.ssm_state + ((slot * Hm + h0 + hl) * P + p) * N);
+      S[m] = ((slot * Hm + h0 + hl) * P + p) * N;
 #pragma unroll
-      for (int i = 0; i < NPT / 4; ++i) s[m][i] = valid ? S[m][i * LPR + j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      for (int i = 0; i < NPT / 4; ++i)
+        s[m][i] = valid ? cuda::load_state4(a.state, a.state_dtype, S[m] + 4 * (i * LPR + j))
+                        : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
   };
+  // A 16-bit state is rounded with the noise of the row's position after this token.
+  const cuda::StateStore store{a.state_dtype, a.state_stochastic, a.state_layer};
+  const int64_t pos = a.state_dtype == StateDType::F32 ? 0 : a.row_pos[b] + 1;
   float* cst = a.conv_state + slot * W * C;
   // Conv over the block's channels: q < rows: x channel h0 * P + q; then the group's N B and
   // N C channels. Two channels per thread per round (q0 + u * kThreads), both windows loaded
@@ -189,8 +195,10 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
 #pragma unroll
       for (int o = LPR / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xFFFFFFFFu, acc, o);
       if (valid) {
+        const int64_t qn = S[m] - slot * Hm * P * N;  // the row's noise index (state of this sequence)
 #pragma unroll
-        for (int i = 0; i < NPT / 4; ++i) S[m][i * LPR + j] = s[m][i];
+        for (int i = 0; i < NPT / 4; ++i)
+          cuda::store_state4(a.state, store, pos, S[m] + 4 * (i * LPR + j), qn + 4 * (i * LPR + j), s[m][i]);
         if (j == 0) {
           const float y = acc + a.D[h] * xp;
           const float zi = zs[q];
@@ -304,10 +312,10 @@ void mamba_decode_fused_cuda(const MambaDecodeArgs& a, cudaStream_t stream) {
   cuda::require(a.rows >= 0 && a.rows < 65536, "mamba_decode_fused_cuda: rows must be in [0, 65536)");
   cuda::require(a.in_stride >= di + C + a.heads, "mamba_decode_fused_cuda: in_stride " + std::to_string(a.in_stride) +
                                                      " below the in_proj width " + std::to_string(di + C + a.heads));
-  cuda::require(a.in_proj && a.conv_state && a.conv_w && a.ssm_state && a.dt_bias && a.A && a.D && a.norm_w && a.slot &&
-                    a.out,
-                "mamba_decode_fused_cuda: null pointer");
-  cuda::require(cuda::aligned16(a.ssm_state), "mamba_decode_fused_cuda: ssm_state not 16-byte aligned");
+  cuda::require(a.in_proj && a.conv_state && a.conv_w && a.state && a.dt_bias && a.A && a.D && a.norm_w && a.slot &&
+                    a.out && (a.state_dtype == StateDType::F32 || a.row_pos),
+                "mamba_decode_fused_cuda: null pointer (a 16-bit state needs row_pos)");
+  cuda::require(cuda::aligned16(a.state), "mamba_decode_fused_cuda: ssm state not 16-byte aligned");
   if (a.rows == 0) return;
   const Geometry geo = geometry(a.heads, a.groups);
   switch (a.state_dim) {

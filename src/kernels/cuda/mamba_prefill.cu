@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/mamba_prefill.cuh"
+#include "kernels/cuda/state_io.cuh"
 #include "kernels/mamba_cuda.h"
 
 namespace nemotron::kernels {
@@ -93,10 +94,13 @@ __global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a) {
   const mamba_prefill::SeqRange sr = mamba_prefill::seq_range(a.cu_rows, b, a.rows);
   const int64_t g = h / (a.heads / a.groups);
   const float A = a.A[h], Dh = a.D[h], dtb = a.dt_bias[h];
-  float4* S = reinterpret_cast<float4*>(a.state + ((static_cast<int64_t>(a.slot[b]) * a.heads + h) * P + p) * N);
+  // Row p of head h in the slot (elements), and in the sequence's layer state (noise index).
+  const int64_t S = ((static_cast<int64_t>(a.slot[b]) * a.heads + h) * P + p) * N;
+  const int64_t Q = (static_cast<int64_t>(h) * P + p) * N;
   float4 s[NPT / 4];
 #pragma unroll
-  for (int i = 0; i < NPT / 4; ++i) s[i] = valid ? S[i * LPR + j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  for (int i = 0; i < NPT / 4; ++i)
+    s[i] = valid ? cuda::load_state4(a.state, a.state_dtype, S + 4 * (i * LPR + j)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   for (int64_t t0 = 0; t0 < sr.len; t0 += TS) {
     const int nt = static_cast<int>(sr.len - t0 < TS ? sr.len - t0 : TS);
     const float* rows0 = a.xbc + (sr.start + t0) * a.xbc_stride;
@@ -141,8 +145,12 @@ __global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a) {
     }
   }
   if (valid) {
+    const cuda::StateStore store{a.state_dtype, a.state_stochastic, a.state_layer};
+    // The position after the sequence's last row (the noise key of a 16-bit state).
+    const int64_t pos = a.state_dtype == StateDType::F32 || sr.len == 0 ? 0 : a.row_pos[sr.start + sr.len - 1] + 1;
 #pragma unroll
-    for (int i = 0; i < NPT / 4; ++i) S[i * LPR + j] = s[i];
+    for (int i = 0; i < NPT / 4; ++i)
+      cuda::store_state4(a.state, store, pos, S + 4 * (i * LPR + j), Q + 4 * (i * LPR + j), s[i]);
   }
 }
 
@@ -182,8 +190,9 @@ void validate_scan(const SsmScanArgs& a) {
   cuda::require(a.xbc_stride >= a.heads * a.head_dim + 2 * a.groups * N && a.xbc_stride % 4 == 0 &&
                     (a.heads * a.head_dim) % 4 == 0 && a.dt_stride >= a.heads,
                 "ssm_scan_cuda: bad strides (xbc_stride >= Hm*P + 2*G*N, multiples of 4)");
-  cuda::require(a.xbc && a.dt_raw && a.dt_bias && a.A && a.D && a.state && a.slot && a.cu_rows && a.y,
-                "ssm_scan_cuda: null pointer");
+  cuda::require(a.xbc && a.dt_raw && a.dt_bias && a.A && a.D && a.state && a.slot && a.cu_rows && a.y &&
+                    (a.state_dtype == StateDType::F32 || a.row_pos),
+                "ssm_scan_cuda: null pointer (a 16-bit state needs row_pos)");
   cuda::require(cuda::aligned16(a.xbc) && cuda::aligned16(a.state), "ssm_scan_cuda: xbc/state not 16-byte aligned");
 }
 

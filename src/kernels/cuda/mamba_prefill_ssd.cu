@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/mamba_prefill.cuh"
+#include "kernels/cuda/state_io.cuh"
 #include "kernels/mamba_cuda.h"
 
 namespace nemotron::kernels::mamba_prefill {
@@ -123,10 +124,10 @@ __global__ void __launch_bounds__(256) state_pass_kernel(SsmScanArgs a, Workspac
   for (int64_t s = 0; s < b; ++s) base += (seq_range(a.cu_rows, s, a.rows).len + Q - 1) / Q;
   const int64_t len = seq_range(a.cu_rows, b, a.rows).len, nt = (len + Q - 1) / Q;
   if (nt == 0) return;
-  float* St = a.state + (static_cast<int64_t>(a.slot[b]) * a.heads + h) * P * N;
+  const int64_t St = (static_cast<int64_t>(a.slot[b]) * a.heads + h) * P * N;  // the slot's head h
   float S[E];
 #pragma unroll
-  for (int k = 0; k < E; ++k) S[k] = St[tid + 256 * k];
+  for (int k = 0; k < E; ++k) S[k] = cuda::load_state1(a.state, a.state_dtype, St + tid + 256 * k);
   for (int64_t c = 0; c < nt; ++c) {
     const int64_t wi = (base + c) * a.heads + h;
     const int64_t L = len - c * Q < Q ? len - c * Q : Q;
@@ -139,8 +140,11 @@ __global__ void __launch_bounds__(256) state_pass_kernel(SsmScanArgs a, Workspac
       S[k] = decay * S[k] + loc;
     }
   }
+  const cuda::StateStore store{a.state_dtype, a.state_stochastic, a.state_layer};
+  const int64_t pos = a.state_dtype == StateDType::F32 ? 0 : a.row_pos[seq_range(a.cu_rows, b, a.rows).start + len - 1] + 1;
 #pragma unroll
-  for (int k = 0; k < E; ++k) St[tid + 256 * k] = S[k];
+  for (int k = 0; k < E; ++k)
+    cuda::store_state1(a.state, store, pos, St + tid + 256 * k, static_cast<int64_t>(h) * P * N + tid + 256 * k, S[k]);
 }
 
 // grid (chunks, Hm, Q/32), 256 threads; block handles rows i0..i0+31 of one chunk and head;

@@ -280,6 +280,11 @@ Config parse_config(const std::string& json_text, const std::string& source) {
       r.fail("use_bias", "biases on Mamba in_proj/out_proj are not supported");
     const std::string act = r.string({"mamba_hidden_act"}, "silu");
     if (act != "silu") r.fail("mamba_hidden_act", "unsupported activation \"" + act + "\" (expected silu)");
+    c.mamba_ssm_cache_dtype = r.string({"mamba_ssm_cache_dtype"}, "float32");
+    if (c.mamba_ssm_cache_dtype != "float32" && c.mamba_ssm_cache_dtype != "bfloat16" &&
+        c.mamba_ssm_cache_dtype != "float16")
+      r.fail("mamba_ssm_cache_dtype",
+             "unsupported \"" + c.mamba_ssm_cache_dtype + "\" (expected float32, bfloat16 or float16)");
     if (c.mamba_num_heads % c.n_groups != 0)
       r.fail("n_groups", "mamba_num_heads (" + std::to_string(c.mamba_num_heads) +
                              ") must be a multiple of n_groups (" + std::to_string(c.n_groups) + ")");

@@ -49,6 +49,9 @@ struct Config {
   bool use_conv_bias = true;
   double time_step_limit_min = 0.0;      // dt clamp after softplus; (0, inf) = no clamp
   double time_step_limit_max = std::numeric_limits<double>::infinity();
+  // The SSM state's storage type the checkpoint asks for: "float32", "bfloat16" or "float16"
+  // (--mamba-ssm-cache-dtype auto follows it; every published Nemotron 3 config says float32).
+  std::string mamba_ssm_cache_dtype = "float32";
 
   // MoE.
   int64_t n_routed_experts = 0;          // E

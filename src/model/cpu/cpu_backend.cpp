@@ -24,9 +24,24 @@ namespace {
 
 constexpr char kFp8KvTag[8] = {'F', 'P', '8', 'K', 'V', 0, 0, 1};
 
+// The storage formats a snapshot's values were rounded to, after its states: an FP8 KV cache,
+// then a 16-bit SSM state (its type: both roundings give values of the same grid); nothing for
+// fp32. A snapshot imports only into a backend of the same formats.
+std::vector<uint8_t> format_tags(const BackendOptions& o) {
+  std::vector<uint8_t> t;
+  t.reserve(16);
+  if (o.kv_fp8)
+    for (char c : kFp8KvTag) t.push_back(static_cast<uint8_t>(c));
+  if (o.ssm_state.dtype != kernels::StateDType::F32)
+    for (uint8_t c : {uint8_t{'S'}, uint8_t{'S'}, uint8_t{'M'}, static_cast<uint8_t>(o.ssm_state.dtype), uint8_t{0},
+                      uint8_t{0}, uint8_t{0}, uint8_t{1}})
+      t.push_back(c);
+  return t;
+}
+
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const Model& m, const BackendOptions& o) : ranks_(m, o.parallel, o.kv_fp8), opt_(o) {
+  CpuBackend(const Model& m, const BackendOptions& o) : ranks_(m, o.parallel, o.kv_fp8, o.ssm_state), opt_(o) {
     if (o.max_seqs < 1) throw Error("CPU backend: max_seqs must be at least 1");
     slots_.resize(static_cast<std::size_t>(o.max_seqs));
   }
@@ -186,7 +201,8 @@ class CpuBackend final : public Backend {
           put(v->data(), v->size() * 4);
         }
     }
-    if (opt_.kv_fp8) put(kFp8KvTag, 8);
+    const std::vector<uint8_t> tags = format_tags(opt_);
+    put(tags.data(), tags.size());
     return out;
   }
 
@@ -220,15 +236,12 @@ class CpuBackend final : public Backend {
           get(v->data(), static_cast<std::size_t>(n) * 4);
         }
     }
-    if (opt_.kv_fp8) {
-      char tag[8] = {};
-      if (at + 8 > bytes.size()) throw Error("CPU backend: snapshot bytes were written with a fp32 KV cache, not fp8");
-      get(tag, 8);
-      if (std::memcmp(tag, kFp8KvTag, 8) != 0) throw Error("CPU backend: snapshot bytes do not fit this model");
-    }
-    if (at != bytes.size())
-      throw Error(std::string("CPU backend: snapshot bytes do not fit this model") +
-                  (!opt_.kv_fp8 && bytes.size() - at == 8 ? " (written with an fp8 KV cache)" : ""));
+    const std::vector<uint8_t> tags = format_tags(opt_);
+    if (bytes.size() - at != tags.size() || !std::equal(tags.begin(), tags.end(), bytes.begin() + static_cast<std::ptrdiff_t>(at)))
+      throw Error(bytes.size() - at <= 16 && (bytes.size() - at) % 8 == 0
+                      ? "CPU backend: snapshot bytes were written with another KV cache or SSM state format "
+                        "(--kv-cache-dtype, --mamba-ssm-cache-dtype)"
+                      : "CPU backend: snapshot bytes do not fit this model");
     snapshots_[id] = std::move(snap);
   }
 

@@ -11,6 +11,7 @@
 #include "kernels/moe_router.h"
 #include "kernels/norm.h"
 #include "kernels/numeric.h"
+#include "kernels/state_round.h"
 #include "model/parallel/communicator.h"
 #include "model/parallel/shard.h"
 #include "util/error.h"
@@ -70,10 +71,34 @@ void gated_rmsnorm_split(const RankShard& s, Communicator& tp, const float* y, c
   }
 }
 
+// The SSM state of one layer [Hm, P, N] rounded to its storage type (kernels/state_round.h)
+// as written at position `pos`; `head0`: the model's index of the first head held here.
+void round_ssm_state(const Config& c, const kernels::SsmStateFormat& f, int layer, int64_t head0, int64_t pos,
+                     const float* in, float* out) {
+  const int64_t PN = c.mamba_head_dim * c.ssm_state_size, n = c.mamba_num_heads * PN;
+  const uint64_t base = static_cast<uint64_t>(head0 * PN);
+  const int64_t blocks = base % 4 == 0 ? n / 4 : 0;  // whole noise blocks of 4 elements
+  parallel_for(static_cast<std::size_t>(blocks), [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t j = j0; j < j1; ++j) {
+      const uint64_t i = base + 4 * j;
+      const kernels::Philox4 r = kernels::ssm_round_block(static_cast<uint32_t>(layer), pos,
+                                                          static_cast<uint32_t>(i >> 2));
+      for (int e = 0; e < 4; ++e)
+        out[4 * j + e] = kernels::round_state(in[4 * j + e], f.dtype, f.stochastic, r.v[e]);
+    }
+  });
+  for (int64_t i = blocks * 4; i < n; ++i)
+    out[i] = kernels::round_state(in[i], f.dtype, f.stochastic,
+                                  kernels::ssm_round_bits(static_cast<uint32_t>(layer), pos, base + i));
+}
+
 // Mamba-2 mixer over the step's rows u [R, H] -> [R, H]; conv and scan per sequence.
 // Sharded, `c` holds the rank's heads and groups and the result is the rank's partial sum.
+// A 16-bit SSM state (`ssm`) is rounded where a sequence's state is written back: at the end
+// of its rows; a kept per-row state is the rounded copy of the fp32 state after that row.
 std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, const std::vector<Rows>& segs,
-                               const std::vector<float>& u, int64_t R, const RankContext& rank) {
+                               const std::vector<float>& u, int64_t R, const RankContext& rank, int layer,
+                               const kernels::SsmStateFormat& ssm) {
   const int64_t di = c.d_inner(), cd = c.conv_dim(), Hm = c.mamba_num_heads, GN = c.n_groups * c.ssm_state_size;
   const int64_t W = c.in_proj_dim();
   const std::vector<float> zxbcdt = apply(w.in_proj, u, R);  // [R, z | xBC | dt]
@@ -104,6 +129,7 @@ std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, const std
     std::copy(r + di + GN, r + cd, C.data() + t * GN);
   }
   kernels::SsmDims dims{Hm, c.mamba_head_dim, c.ssm_state_size, c.n_groups};
+  const int64_t head0 = rank.shard ? rank.shard->mamba_head0 : 0;
   std::vector<float> y(R * di);
   for (const auto& s : segs) {
     const int64_t step = s.keep ? 1 : s.T;
@@ -113,8 +139,15 @@ std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, const std
                             w.dt_bias.data(), w.A.data(), w.D.data(), dims,
                             static_cast<float>(c.time_step_limit_min), static_cast<float>(c.time_step_limit_max), step,
                             s.cache->ssm.data(), y.data() + r * di);
-      if (s.keep) (*s.keep)[t].ssm = s.cache->ssm;
+      if (s.keep) {
+        auto& kept = (*s.keep)[t].ssm;
+        kept = s.cache->ssm;
+        if (ssm.dtype != kernels::StateDType::F32)
+          round_ssm_state(c, ssm, layer, head0, s.pos0 + t + 1, kept.data(), kept.data());
+      }
     }
+    if (ssm.dtype != kernels::StateDType::F32)
+      round_ssm_state(c, ssm, layer, head0, s.pos0 + s.T, s.cache->ssm.data(), s.cache->ssm.data());
   }
   if (rank.shard && rank.shard->mamba_norm_split)
     gated_rmsnorm_split(*rank.shard, *rank.tp, y.data(), z.data(), w.norm.data(), R, di,
@@ -325,7 +358,7 @@ void CpuModel::run_block(const BlockWeights& b, int index, const std::vector<Seg
   for (const auto& s : segs) rows.push_back({s.cache, s.row0, s.T, s.pos0, s.keep});
   std::vector<float> y;
   switch (b.kind) {
-    case LayerKind::Mamba: y = mamba_mixer(c, b.mamba, rows, u, R, rank_); break;
+    case LayerKind::Mamba: y = mamba_mixer(c, b.mamba, rows, u, R, rank_, index, ssm_); break;
     case LayerKind::Attention: y = attention_mixer(c, b.attn, rows, u, R, kv_fp8_); break;
     case LayerKind::MoE: y = moe_mixer(c, b.moe, u, R, index); break;
     case LayerKind::MLP: y = mlp_mixer(b.mlp, u, R); break;

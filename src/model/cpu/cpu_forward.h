@@ -6,11 +6,13 @@
 // [K-1, conv_dim] (last pre-conv xBC rows, oldest first) and the SSM state [Hm, P, N];
 // attention blocks hold K and V rows [pos, Hkv*Dh] for every position seen (fp32; with
 // set_kv_fp8 the values an FP8 E4M3 cache would return). Processing
-// T tokens in one call, in chunks, or one at a time gives the same result.
+// T tokens in one call, in chunks, or one at a time gives the same result (with a 16-bit SSM
+// state, set_ssm_state, up to where the state is rounded: at the end of each call's rows).
 #include <cstdint>
 #include <functional>
 #include <vector>
 
+#include "kernels/state_round.h"
 #include "model/checkpoint/weights.h"
 
 namespace nemotron::model {
@@ -125,6 +127,11 @@ class CpuModel {
   // it; the cache keeps those values in fp32. The reference for the GPU's FP8 KV cache.
   void set_kv_fp8(bool on) { kv_fp8_ = on; }
   bool kv_fp8() const { return kv_fp8_; }
+  // The SSM state's storage type (default fp32): with a 16-bit type every state written back
+  // (end of a sequence's rows in a step; each kept row state) is rounded to it, as the GPU's
+  // 16-bit state slots store it (kernels/state_round.h); the cache keeps those values in fp32.
+  void set_ssm_state(const kernels::SsmStateFormat& f) { ssm_ = f; }
+  const kernels::SsmStateFormat& ssm_state() const { return ssm_; }
 
   SequenceState new_state() const;      // empty trunk state
   SequenceState new_mtp_state() const;  // empty MTP-head state
@@ -166,6 +173,7 @@ class CpuModel {
   const ModelWeights* weights_;  // model_.weights, or the rank's slices
   RankContext rank_;             // all null when not sharded
   bool kv_fp8_ = false;
+  kernels::SsmStateFormat ssm_;
 };
 
 // The RoutingHook live on this thread, or nullptr: the sharded CPU model gives its `force`

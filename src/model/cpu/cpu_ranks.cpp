@@ -2,10 +2,12 @@
 
 namespace nemotron::model {
 
-CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p, bool kv_fp8) : parallel_(p) {
+CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p, bool kv_fp8, const kernels::SsmStateFormat& ssm)
+    : parallel_(p) {
   if (!p.sharded()) {
     models_.emplace_back(m);
     models_.back().set_kv_fp8(kv_fp8);
+    models_.back().set_ssm_state(ssm);
     return;
   }
   validate_parallel(m.config, p);
@@ -22,6 +24,7 @@ CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p, bool kv_fp8) : paral
     ctx.tp = T < W ? &tp_groups_[static_cast<std::size_t>(r / T)]->member(r % T) : ctx.world;
     models_.emplace_back(m, ctx);
     models_.back().set_kv_fp8(kv_fp8);
+    models_.back().set_ssm_state(ssm);
   }
   threads_ = std::make_unique<RankThreads>(W, [this] {
     world_->abort();

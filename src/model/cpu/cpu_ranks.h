@@ -16,8 +16,9 @@ namespace nemotron::model {
 
 class CpuRanks {
  public:
-  // kv_fp8: every rank's CpuModel emulates the FP8 KV cache (CpuModel::set_kv_fp8).
-  CpuRanks(const Model& m, const ParallelConfig& p, bool kv_fp8 = false);
+  // kv_fp8: every rank's CpuModel emulates the FP8 KV cache (CpuModel::set_kv_fp8); ssm: the
+  // SSM state's storage format (CpuModel::set_ssm_state).
+  CpuRanks(const Model& m, const ParallelConfig& p, bool kv_fp8 = false, const kernels::SsmStateFormat& ssm = {});
   int size() const { return static_cast<int>(models_.size()); }
   const CpuModel& operator[](int rank) const { return models_[static_cast<std::size_t>(rank)]; }
   const ParallelConfig& parallel() const { return parallel_; }

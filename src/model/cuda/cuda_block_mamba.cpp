@@ -36,7 +36,11 @@ void CudaModel::Impl::mamba_block(const DBlock& b, int64_t R, int64_t B) {
     da.conv_state = b.m.conv_state;
     da.conv_w = b.m.conv_w;
     da.conv_b = b.m.conv_b;
-    da.ssm_state = b.m.ssm_state;
+    da.state = b.m.ssm_state;
+    da.state_dtype = opt.ssm_state.dtype;
+    da.state_stochastic = opt.ssm_state.stochastic;
+    da.state_layer = static_cast<uint32_t>(b.index);
+    da.row_pos = d_query_pos;
     da.dt_bias = b.m.dt_bias;
     da.A = b.m.A;
     da.D = b.m.D;
@@ -81,6 +85,10 @@ void CudaModel::Impl::mamba_block(const DBlock& b, int64_t R, int64_t B) {
   sa.A = b.m.A;
   sa.D = b.m.D;
   sa.state = b.m.ssm_state;
+  sa.state_dtype = opt.ssm_state.dtype;
+  sa.state_stochastic = opt.ssm_state.stochastic;
+  sa.state_layer = static_cast<uint32_t>(b.index);
+  sa.row_pos = d_query_pos;
   sa.slot = d_slots;
   sa.cu_rows = d_cu;
   sa.B = B;

@@ -20,11 +20,11 @@ int64_t cuda_kv_pages(const CudaModelOptions& o) {
 
 namespace cuda_detail {
 
-SnapshotLayout snapshot_layout(const Config& c, bool kv_fp8) {
+SnapshotLayout snapshot_layout(const Config& c, bool kv_fp8, kernels::StateDType ssm) {
   SnapshotLayout l;
   l.page_bytes = kPage * c.kv_dim() * (kv_fp8 ? 1 : 2);
-  const int64_t mamba =
-      4 * ((c.conv_kernel - 1) * c.conv_dim() + c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size);
+  const int64_t mamba = 4 * (c.conv_kernel - 1) * c.conv_dim() +
+                        kernels::state_dtype_bytes(ssm) * c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size;
   static const std::vector<LayerKind> none;
   for (const auto* list : {&c.layers, c.has_mtp() ? &c.mtp_layers : &none})
     for (auto kind : *list) {
@@ -232,11 +232,12 @@ struct Walk {
         blk.m.A = f32_vector(a, m.A);
         blk.m.D = f32_vector(a, m.D);
         const int64_t conv = S * (c.conv_kernel - 1) * c.conv_dim();
-        const int64_t ssm = S * c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size;
+        const int64_t ssm_bytes = S * c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size *
+                                  kernels::state_dtype_bytes(o.ssm_state.dtype);
         blk.m.conv_state = a.array<float>(Use::State, conv);
-        blk.m.ssm_state = a.array<float>(Use::State, ssm);
+        blk.m.ssm_state = a.array<uint8_t>(Use::State, ssm_bytes);
         a.zero(blk.m.conv_state, conv * 4);
-        a.zero(blk.m.ssm_state, ssm * 4);
+        a.zero(blk.m.ssm_state, ssm_bytes);
         break;
       }
       case LayerKind::Attention: {
@@ -321,7 +322,10 @@ struct Walk {
     d.spec_rows = o.spec_rows;
     d.spec_layers = layers;
     d.spec_conv_pad = (conv + 63) / 64 * 64;
-    d.spec_layer_floats = layers > 0 ? d.spec_conv_pad + c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size : 0;
+    // The SSM state's bytes in floats (a 16-bit state: half as many; Hm * P * N is even).
+    const int64_t ssm_floats =
+        c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size * kernels::state_dtype_bytes(o.ssm_state.dtype) / 4;
+    d.spec_layer_floats = layers > 0 ? d.spec_conv_pad + ssm_floats : 0;
     d.spec_row_width = layers > 0 ? c.conv_dim() + c.mamba_num_heads : 0;
     const int64_t words = (c.vocab_size + 31) / 32, rows = E * o.spec_rows;
     d.spec_state = a.array<float>(Use::Speculation, E * layers * d.spec_layer_floats);
@@ -333,7 +337,7 @@ struct Walk {
 
   // The prefix-cache snapshot pool: o.prefix_cache_bytes in whole units (none below one unit).
   void snapshots() {
-    const SnapshotLayout l = snapshot_layout(c, o.kv_fp8);
+    const SnapshotLayout l = snapshot_layout(c, o.kv_fp8, o.ssm_state.dtype);
     d.snap_unit = l.unit;
     d.snap_units = std::max<int64_t>(0, o.prefix_cache_bytes) / l.unit;
     if (d.snap_units > 0) d.snap_pool = a.array<uint8_t>(Use::Snapshots, d.snap_units * l.unit);

@@ -117,7 +117,8 @@ struct DMamba {
   LinearWeight in_proj, out_proj;
   uint16_t *conv_w = nullptr, *conv_b = nullptr, *norm = nullptr;
   float *dt_bias = nullptr, *A = nullptr, *D = nullptr;
-  float *conv_state = nullptr, *ssm_state = nullptr;  // [slots, K-1, C], [slots, Hm, P, N]
+  float* conv_state = nullptr;   // fp32 [slots, K-1, C]
+  uint8_t* ssm_state = nullptr;  // [slots, Hm, P, N] elements of the options' SSM state type
 };
 struct DAttn {
   LinearWeight q, k, v, o;
@@ -195,9 +196,10 @@ struct DeviceBuffers {
   // Speculative decoding (cuda_model_state.cpp): spec_entries (E) entries, each held by one
   // slot's keep_states chunk of at most spec_rows (Tk) rows, over the trunk's spec_layers (Lm)
   // Mamba layers; per layer spec_layer_floats = spec_conv_pad (the conv window (K-1)*C, padded
-  // to 64 floats) + Hm*P*N; spec_row_width (Wk) = C + Hm (the xBC | dt part of in_proj's row).
+  // to 64 floats) + the SSM state's bytes / 4 (Hm*P*N fp32, or half as many floats holding
+  // 16-bit codes); spec_row_width (Wk) = C + Hm (the xBC | dt part of in_proj's row).
   //   spec_state  fp32 [E, Lm, spec_layer_floats]: the slot's conv window and SSM state before
-  //               the chunk (conv at 0, SSM at spec_conv_pad)
+  //               the chunk (conv at 0, SSM bytes at spec_conv_pad)
   //   spec_seen   uint32 [E, ceil(V/32)]: its penalty seen words before the chunk
   //   spec_saved  BF16 [E, Lm, Tk, Wk]: the chunk's in_proj rows (xBC | dt), per layer
   //   spec_stage  BF16 [Lm, E * Tk, Wk]: rows to replay, packed per layer (roll_back)
@@ -249,12 +251,12 @@ struct SnapshotLayout {
   int64_t unit = 0;         // bytes per unit: 2 * kv_blocks * page_bytes rounded up to 256, >= 4096
   int64_t page_bytes = 0;   // one block's K (or V) page: kPage * kv_dim * (1 FP8, 2 BF16)
   int64_t kv_blocks = 0;    // attention blocks of both stacks
-  int64_t mamba_bytes = 0;  // one slot's conv windows and SSM states, both stacks (fp32)
+  int64_t mamba_bytes = 0;  // one slot's conv windows (fp32) and SSM states, both stacks
   int64_t mamba_units = 0;  // ceil(mamba_bytes / unit)
   int64_t units(int64_t pos) const { return mamba_units + (pos + kPage - 1) / kPage; }
   int64_t bytes(int64_t pos) const { return units(pos) * unit; }
 };
-SnapshotLayout snapshot_layout(const Config& c, bool kv_fp8);
+SnapshotLayout snapshot_layout(const Config& c, bool kv_fp8, kernels::StateDType ssm = kernels::StateDType::F32);
 
 // Keep_states entries a CudaModel has for these options: min(spec_seqs, max_seqs), at least 0.
 int64_t spec_entries(const CudaModelOptions& o);

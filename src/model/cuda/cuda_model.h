@@ -26,6 +26,7 @@ struct CudaModelOptions {
   int64_t max_step_tokens = 2048;   // rows of one forward call
   int64_t kv_tokens = 65536;        // KV positions (all sequences together), in pages of 16
   bool kv_fp8 = false;              // FP8 E4M3 KV cache (the layers' k/v scales) instead of BF16
+  kernels::SsmStateFormat ssm_state; // SSM state slots in fp32, or 16-bit (kernels/state_round.h)
   bool verbose = true;              // print upload progress and bandwidth
   // MoE router logits from the fp32 normed rows instead of their BF16 rounding (which the
   // experts read). Measured on the MoE fixtures it does not reduce routing flips against the

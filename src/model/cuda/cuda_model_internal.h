@@ -148,6 +148,7 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   struct Replay {
     int slot = 0, entry = 0;
     int64_t n = 0;
+    int64_t pos0 = 0;  // the slot's position before the kept chunk
     bool penalized = false;
     std::vector<int32_t> seen_ids, drop_ids;
   };
@@ -275,6 +276,13 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   static void add_copy(std::vector<kernels::CopyBlock>& list, const void* a, void* b, int64_t bytes, bool forward);
   // Uploads n int32 values to aux + at (pageable: the source may go when this returns).
   void upload_aux(int64_t at, const int32_t* v, int64_t n);
+  // Bytes of one slot's SSM state in one Mamba block (Hm * P * N elements of opt.ssm_state).
+  int64_t ssm_slot_bytes() const {
+    const Config& c = model.config;
+    return c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size * kernels::state_dtype_bytes(opt.ssm_state.dtype);
+  }
+  // Snapshot header field 1: the K/V element bytes + 256 * the SSM state's StateDType.
+  int64_t element_code() const { return (opt.kv_fp8 ? 1 : 2) + 256 * static_cast<int64_t>(opt.ssm_state.dtype); }
   void cut(Stack& st, int slot, int64_t pos);  // position `pos`, pages past it freed
   void drop_kept(int slot);                    // frees the slot's entry and queued replay
   // For a step whose keep_states chunks are known (begin_step, after prepare_step): takes an

@@ -40,7 +40,7 @@ void CudaModel::Impl::init_state_pools() {
   kept.assign(static_cast<std::size_t>(opt.max_seqs), Kept{});
   free_entries.clear();
   for (int64_t e = spec_entries - 1; e >= 0; --e) free_entries.push_back(static_cast<int>(e));
-  snap_layout = cuda_detail::snapshot_layout(model.config, opt.kv_fp8);
+  snap_layout = cuda_detail::snapshot_layout(model.config, opt.kv_fp8, opt.ssm_state.dtype);
   if (snap_layout.unit != snap_unit) throw Error("CUDA model: the snapshot unit differs from the planned one");
   free_units.clear();
   for (int64_t u = snap_units - 1; u >= 0; --u) free_units.push_back(static_cast<int32_t>(u));
@@ -103,7 +103,7 @@ void CudaModel::Impl::drop_kept(int slot) {
 void CudaModel::Impl::begin_keep(const std::vector<model::StepChunk>& chunks, const std::vector<StepChunk>& steps) {
   const Config& c = model.config;
   const int64_t conv = (c.conv_kernel - 1) * c.conv_dim();
-  const int64_t ssm = c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size;
+  const int64_t ssm = ssm_slot_bytes();
   const int64_t words = (c.vocab_size + 31) / 32, W = c.in_proj_dim(), di = c.d_inner(), Lm = spec_layers;
   const int64_t Wk = spec_row_width, F = spec_layer_floats;
   // Entries: free ones, else those of slots outside this step (their kept chunks are given up).
@@ -145,7 +145,7 @@ void CudaModel::Impl::begin_keep(const std::vector<model::StepChunk>& chunks, co
         const int64_t l = b.mamba_index;
         float* dst = spec_state + (e * Lm + l) * F;
         add_copy(saves, b.m.conv_state + ch.slot * conv, dst, conv * 4, true);
-        add_copy(saves, b.m.ssm_state + ch.slot * ssm, dst + spec_conv_pad, ssm * 4, true);
+        add_copy(saves, b.m.ssm_state + ch.slot * ssm, dst + spec_conv_pad, ssm, true);
         for (int64_t t = 0; t < ch.T; ++t) {
           uint16_t* saved = spec_saved + ((e * Lm + l) * spec_rows + t) * Wk;
           rows[static_cast<std::size_t>(l * total + r + t)] = {big + (row0 + t) * W + di, saved, Wk * 2};
@@ -167,13 +167,13 @@ void CudaModel::Impl::settle() {
   if (replays.empty()) return;
   const Config& c = model.config;
   const int64_t C = c.conv_dim(), conv = (c.conv_kernel - 1) * C;
-  const int64_t ssm = c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size;
+  const int64_t ssm = ssm_slot_bytes();
   const int64_t words = (c.vocab_size + 31) / 32, Lm = spec_layers, Wk = spec_row_width, F = spec_layer_floats;
   const int64_t stage_rows = spec_entries * spec_rows;
   // Groups of replays whose rows fit the step buffers the kernels write (conv_out, ssm_y).
   for (std::size_t i = 0; i < replays.size();) {
     std::vector<CopyBlock> list;
-    std::vector<int32_t> cu{0}, slots;
+    std::vector<int32_t> cu{0}, slots, row_pos;  // row_pos: each replayed row's position
     int64_t rows = 0;
     std::size_t j = i;
     for (; j < replays.size(); ++j) {
@@ -184,7 +184,7 @@ void CudaModel::Impl::settle() {
         const int64_t l = b.mamba_index;
         const float* saved = spec_state + (rp.entry * Lm + l) * F;
         add_copy(list, saved, b.m.conv_state + rp.slot * conv, conv * 4, true);
-        add_copy(list, saved + spec_conv_pad, b.m.ssm_state + rp.slot * ssm, ssm * 4, true);
+        add_copy(list, saved + spec_conv_pad, b.m.ssm_state + rp.slot * ssm, ssm, true);
         if (rp.n > 0)
           add_copy(list, spec_saved + (rp.entry * Lm + l) * spec_rows * Wk, spec_stage + (l * stage_rows + rows) * Wk,
                    rp.n * Wk * 2, true);
@@ -194,6 +194,7 @@ void CudaModel::Impl::settle() {
         rows += rp.n;
         cu.push_back(static_cast<int32_t>(rows));
         slots.push_back(rp.slot);
+        for (int64_t t = 0; t < rp.n; ++t) row_pos.push_back(static_cast<int32_t>(rp.pos0 + t));
       }
     }
     copy_blocks(list);
@@ -201,6 +202,7 @@ void CudaModel::Impl::settle() {
     if (B > 0) {
       upload_aux(0, cu.data(), B + 1);
       upload_aux(B + 1, slots.data(), B);
+      upload_aux(2 * B + 1, row_pos.data(), rows);
       for (const DBlock& b : trunk.blocks) {
         if (b.kind != LayerKind::Mamba) continue;
         // mamba_block's prefill path over the saved rows: xBC at column 0, dt at C.
@@ -228,6 +230,10 @@ void CudaModel::Impl::settle() {
         sa.A = b.m.A;
         sa.D = b.m.D;
         sa.state = b.m.ssm_state;
+        sa.state_dtype = opt.ssm_state.dtype;
+        sa.state_stochastic = opt.ssm_state.stochastic;
+        sa.state_layer = static_cast<uint32_t>(b.index);
+        sa.row_pos = aux + 2 * B + 1;  // a 16-bit state is rounded as the step that kept the rows would
         sa.slot = aux + B + 1;
         sa.cu_rows = aux;
         sa.B = B;
@@ -272,11 +278,11 @@ void CudaModel::Impl::snapshot_copies(int slot, const Snapshot& snap, bool save,
   const Config& c = model.config;
   const cuda_detail::SnapshotLayout& L = snap_layout;
   const int64_t conv = (c.conv_kernel - 1) * c.conv_dim();
-  const int64_t ssm = c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size;
+  const int64_t ssm = ssm_slot_bytes();
   // Mamba states: byte v of the packed states lies in unit units[v / unit] at v % unit.
   int64_t v = 0;
-  auto mamba = [&](float* p, int64_t bytes) {
-    auto* q = reinterpret_cast<uint8_t*>(p);
+  auto mamba = [&](void* p, int64_t bytes) {
+    auto* q = static_cast<uint8_t*>(p);
     while (bytes > 0) {
       const int64_t u = snap.units[static_cast<std::size_t>(v / L.unit)], off = v % L.unit;
       const int64_t n = std::min(bytes, L.unit - off);
@@ -290,7 +296,7 @@ void CudaModel::Impl::snapshot_copies(int slot, const Snapshot& snap, bool save,
     for (const DBlock& b : st->blocks)
       if (b.kind == LayerKind::Mamba) {
         mamba(b.m.conv_state + slot * conv, conv * 4);
-        mamba(b.m.ssm_state + slot * ssm, ssm * 4);
+        mamba(b.m.ssm_state + slot * ssm, ssm);
       }
   // K/V: logical page j of both stacks in unit units[mamba_units + j].
   const int64_t pages = (snap.pos + kPage - 1) / kPage;
@@ -376,6 +382,7 @@ void CudaModel::roll_back(int slot, int64_t pos) {
   r.slot = slot;
   r.entry = k.entry;
   r.n = n;
+  r.pos0 = k.pos0;
   r.penalized = k.penalized;
   k.entry = -1;
   if (k.penalized) {
@@ -493,7 +500,7 @@ void CudaModel::drop_snapshot(uint64_t id) {
 namespace {
 
 // export_snapshot's header: kSnapMagic, then kSnapFields int64: the page size, the K/V
-// element bytes, the layout (unit, page_bytes, kv_blocks, the trunk's K/V blocks, mamba_bytes,
+// element bytes + 256 * the SSM state's StateDType (0: fp32, as before 16-bit states), the layout (unit, page_bytes, kv_blocks, the trunk's K/V blocks, mamba_bytes,
 // mamba_units), the trunk and MTP positions; the state bytes follow (snapshot_pieces order).
 constexpr char kSnapMagic[8] = {'N', 'M', 'C', 'U', 'S', 'N', 'P', '1'};
 constexpr int kSnapFields = 10;
@@ -510,7 +517,7 @@ std::vector<uint8_t> CudaModel::export_snapshot(uint64_t id) const {
   int64_t trunk_kv = 0;
   for (const auto& b : s.trunk.blocks) trunk_kv += b.kind == LayerKind::Attention;
   const int64_t fields[kSnapFields] = {
-      kPage, s.opt.kv_fp8 ? 1 : 2, L.unit, L.page_bytes, L.kv_blocks, trunk_kv, L.mamba_bytes, L.mamba_units,
+      kPage, s.element_code(), L.unit, L.page_bytes, L.kv_blocks, trunk_kv, L.mamba_bytes, L.mamba_units,
       snap.pos, snap.mtp_pos};
   const auto pieces = s.snapshot_pieces(snap);
   std::size_t total = kSnapHeader;
@@ -541,11 +548,14 @@ void CudaModel::import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) 
   const cuda_detail::SnapshotLayout& L = s.snap_layout;
   int64_t trunk_kv = 0;
   for (const auto& b : s.trunk.blocks) trunk_kv += b.kind == LayerKind::Attention;
-  const int64_t want[8] = {kPage, s.opt.kv_fp8 ? 1 : 2, L.unit, L.page_bytes, L.kv_blocks, trunk_kv, L.mamba_bytes,
+  const int64_t want[8] = {kPage, s.element_code(), L.unit, L.page_bytes, L.kv_blocks, trunk_kv, L.mamba_bytes,
                            L.mamba_units};
   if (!std::equal(want, want + 8, f))
     throw Error("CUDA model: the snapshot bytes do not fit this model (another layout: K/V element size " +
-                std::to_string(f[1]) + " vs " + std::to_string(want[1]) + ", unit " + std::to_string(f[2]) + " vs " +
+                std::to_string(f[1] % 256) + " vs " + std::to_string(want[1] % 256) + ", SSM state " +
+                kernels::state_dtype_name(static_cast<kernels::StateDType>(f[1] / 256 <= 2 ? f[1] / 256 : 0)) +
+                (f[1] / 256 > 2 ? "?" : "") + " vs " + kernels::state_dtype_name(s.opt.ssm_state.dtype) + ", unit " +
+                std::to_string(f[2]) + " vs " +
                 std::to_string(want[2]) + ", Mamba bytes " + std::to_string(f[6]) + " vs " + std::to_string(want[6]) +
                 ")");
   Impl::Snapshot snap;

@@ -193,9 +193,9 @@ void CudaModel::Impl::reset_slot(Stack& st, int slot) {
   for (auto& b : st.blocks) {
     if (b.kind != LayerKind::Mamba) continue;
     const int64_t conv = (c.conv_kernel - 1) * c.conv_dim();
-    const int64_t ssm = c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size;
+    const int64_t ssm = ssm_slot_bytes();
     check(cudaMemsetAsync(b.m.conv_state + slot * conv, 0, static_cast<std::size_t>(conv) * 4, stream), "reset slot");
-    check(cudaMemsetAsync(b.m.ssm_state + slot * ssm, 0, static_cast<std::size_t>(ssm) * 4, stream), "reset slot");
+    check(cudaMemsetAsync(b.m.ssm_state + slot * ssm, 0, static_cast<std::size_t>(ssm), stream), "reset slot");
   }
 }
 

@@ -81,6 +81,7 @@ class Sharder {
     s_.mamba_norm_group = di / G;
     s_.mamba_groups = G;
     s_.mamba_group0 = g.begin;
+    s_.mamba_head0 = h.begin;
     s_.config.mamba_num_heads = h.size();
     s_.config.n_groups = g.size();
   }

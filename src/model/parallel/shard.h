@@ -43,6 +43,7 @@ struct RankShard {
   int64_t mamba_norm_group = 0;  // the model's gated-norm group width d_inner / n_groups
   int64_t mamba_groups = 0;      // the model's n_groups
   int64_t mamba_group0 = 0;      // the model's index of this rank's first B/C group
+  int64_t mamba_head0 = 0;       // the model's index of this rank's first Mamba head
   Range eh_proj_in;              // MTP eh_proj input columns [0, 2H) held here
   int64_t weight_bytes = 0;      // this rank's linear weights (stored format) + fp32 params
   int64_t copied_bytes = 0;      // of which copied at load (the rest are views into the mmap)
