@@ -49,8 +49,9 @@ Geometry geometry(int64_t heads, int64_t groups) {
   return g;
 }
 
-// kPasses: SSM passes of PT rows whose state is loaded together (1, 2 or 4).
-template <int NPT, int LPR, int kPasses>
+// kPasses: SSM passes of PT rows whose state is loaded together (1, 2 or 4). S16: a 16-bit SSM
+// state (a.state_dtype); false compiles the fp32 path alone (no 16-bit code in the hot kernel).
+template <int NPT, int LPR, int kPasses, bool S16>
 __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs a, int hpb) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   constexpr int PT = kThreads / LPR, N = NPT * LPR, N4 = N / 4;
@@ -74,6 +75,7 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
   if (tid < hpb) dtb = a.dt_bias[h0 + tid], Ah = a.A[h0 + tid];
   const int64_t slot = a.slot[b];
   const int r = tid / LPR, j = tid % LPR;
+  const StateDType sdt = S16 ? a.state_dtype : StateDType::F32;
   float4 s[kPasses][NPT / 4];
   int64_t S[kPasses];  // element offset of the pass's state row (head h0 + q / P, row q % P) in the slot
   auto load_state = [&](int q00) {
@@ -85,13 +87,13 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
       S[m] = ((slot * Hm + h0 + hl) * P + p) * N;
 #pragma unroll
       for (int i = 0; i < NPT / 4; ++i)
-        s[m][i] = valid ? cuda::load_state4(a.state, a.state_dtype, S[m] + 4 * (i * LPR + j))
+        s[m][i] = valid ? cuda::load_state4(a.state, sdt, S[m] + 4 * (i * LPR + j))
                         : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
   };
   // A 16-bit state is rounded with the noise of the row's position after this token.
-  const cuda::StateStore store{a.state_dtype, a.state_stochastic, a.state_layer};
-  const int64_t pos = a.state_dtype == StateDType::F32 ? 0 : a.row_pos[b] + 1;
+  const cuda::StateStore store{sdt, a.state_stochastic, a.state_layer};
+  const int64_t pos = S16 ? a.row_pos[b] + 1 : 0;
   float* cst = a.conv_state + slot * W * C;
   // Conv over the block's channels: q < rows: x channel h0 * P + q; then the group's N B and
   // N C channels. Two channels per thread per round (q0 + u * kThreads), both windows loaded
@@ -254,6 +256,7 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
 
 template <int NPT, int LPR, int kPasses>
 void launch_passes(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t stream) {
+  const bool s16 = a.state_dtype != StateDType::F32;
   cudaLaunchAttribute attr[2];
   attr[0].id = cudaLaunchAttributeClusterDimension;
   attr[0].val.clusterDim.x = static_cast<unsigned>(geo.cs);
@@ -268,7 +271,8 @@ void launch_passes(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t s
   cfg.stream = stream;
   cfg.attrs = attr;
   cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
-  cudaLaunchKernelEx(&cfg, mamba_decode_kernel<NPT, LPR, kPasses>, a, geo.hpb);
+  if (s16) cudaLaunchKernelEx(&cfg, mamba_decode_kernel<NPT, LPR, kPasses, true>, a, geo.hpb);
+  else cudaLaunchKernelEx(&cfg, mamba_decode_kernel<NPT, LPR, kPasses, false>, a, geo.hpb);
 }
 
 template <int NPT, int LPR>

@@ -79,8 +79,10 @@ __device__ __forceinline__ float softplus(float v) { return v > 20.0f ? v : log1
 // consecutive lanes per row; lane j of a row holds state columns n = 4*(i*LPR + j) + e
 // (i < NPT/4, e < 4), so a row's B/C float4 reads from shared memory cover contiguous 16*LPR
 // bytes. Runs of TS steps are staged (B, C, x, dt, decay) and y is written back per run.
-template <int NPT, int LPR>
+// S16: a 16-bit SSM state (a.state_dtype); false compiles the fp32 path alone.
+template <int NPT, int LPR, bool S16>
 __global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a) {
+  const StateDType sdt = S16 ? a.state_dtype : StateDType::F32;
   cuda::pdl_wait();
   cuda::pdl_trigger();
   constexpr int PT = 256 / LPR, N = NPT * LPR, N4 = N / 4, TS = N <= 128 ? 32 : 16;
@@ -100,7 +102,7 @@ __global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a) {
   float4 s[NPT / 4];
 #pragma unroll
   for (int i = 0; i < NPT / 4; ++i)
-    s[i] = valid ? cuda::load_state4(a.state, a.state_dtype, S + 4 * (i * LPR + j)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    s[i] = valid ? cuda::load_state4(a.state, sdt, S + 4 * (i * LPR + j)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   for (int64_t t0 = 0; t0 < sr.len; t0 += TS) {
     const int nt = static_cast<int>(sr.len - t0 < TS ? sr.len - t0 : TS);
     const float* rows0 = a.xbc + (sr.start + t0) * a.xbc_stride;
@@ -145,9 +147,9 @@ __global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a) {
     }
   }
   if (valid) {
-    const cuda::StateStore store{a.state_dtype, a.state_stochastic, a.state_layer};
+    const cuda::StateStore store{sdt, a.state_stochastic, a.state_layer};
     // The position after the sequence's last row (the noise key of a 16-bit state).
-    const int64_t pos = a.state_dtype == StateDType::F32 || sr.len == 0 ? 0 : a.row_pos[sr.start + sr.len - 1] + 1;
+    const int64_t pos = !S16 || sr.len == 0 ? 0 : a.row_pos[sr.start + sr.len - 1] + 1;
 #pragma unroll
     for (int i = 0; i < NPT / 4; ++i)
       cuda::store_state4(a.state, store, pos, S + 4 * (i * LPR + j), Q + 4 * (i * LPR + j), s[i]);
@@ -159,7 +161,10 @@ void launch_seq(const SsmScanArgs& a, cudaStream_t stream) {
   constexpr int PT = 256 / LPR;
   const dim3 grid(static_cast<unsigned>((a.head_dim + PT - 1) / PT), static_cast<unsigned>(a.heads),
                   static_cast<unsigned>(a.B));
-  cuda::launch_pdl(ssm_scan_seq_kernel<NPT, LPR>, grid, dim3(256), 0, stream, a);
+  if (a.state_dtype != StateDType::F32)
+    cuda::launch_pdl(ssm_scan_seq_kernel<NPT, LPR, true>, grid, dim3(256), 0, stream, a);
+  else
+    cuda::launch_pdl(ssm_scan_seq_kernel<NPT, LPR, false>, grid, dim3(256), 0, stream, a);
 }
 
 }  // namespace
