@@ -5,11 +5,15 @@ For each storage (float32; bfloat16 and float16, each with stochastic and neares
   * perplexity of the model over --windows windows of --context tokens, every position fed as a
     decode (`nemotron eval --step-tokens 1`: the state is written back, and rounded, after every
     token), on a prose text and a code text;
+  * top-1 agreement along the texts: the first --gen tokens of each text teacher-forced
+    (`nemotron score --chunk 1`, decode-like): the fraction of positions whose argmax equals the
+    float32 model's argmax there;
   * greedy agreement over --gen generated tokens: the float32 model's greedy continuation of a
     prompt (`nemotron generate`, speculation off), then each storage teacher-forced along it
     (`nemotron score --chunk 1`): the fraction of positions whose argmax is the float32 token,
     and, free-running (`generate`), the first token where its own greedy stream leaves the
-    float32 one.
+    float32 one (a small model's greedy stream soon repeats itself: the text agreement above is
+    the more telling number).
 
 The texts are files this machine has (no download): Python's standard library for code and the
 common licenses / Debian docs for prose, concatenated in a fixed order (see TEXTS). For the demo
@@ -79,6 +83,7 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default="")
+    ap.add_argument("--no-ppl", action="store_true", help="skip the perplexity runs (the slow part)")
     a = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="ssm-drift-")
@@ -102,24 +107,38 @@ def main():
     ids = json.loads(out)[: a.prompt_tokens]
     gen_cmd = base + ["generate", "--model", a.model, "--ids", ",".join(map(str, ids)), "--max-tokens", str(a.gen),
                       "--ignore-eos", "--json", "--speculative-tokens", "0", "--device", a.device]
+    text_ids = {}
+    for name, path in files.items():
+        out, _ = run(base + ["tokenize", "--tokenizer", a.model, "--text-file", path])
+        text_ids[name] = json.loads(out)[: a.gen]
     ref = None
+    ref_text = {}
     for dtype, rounding in STORAGES:
         flags = ["--mamba-ssm-cache-dtype", dtype, "--mamba-ssm-rounding", rounding]
         row = {"dtype": dtype, "rounding": rounding if dtype != "float32" else "-"}
-        jpath = os.path.join(tmp, f"eval-{dtype}-{rounding}.json")
-        _, secs = run(base + ["eval", "--model", a.model, "--text-file", files["prose"], "--text-file", files["code"],
-                              "--max-tokens", str(tokens), "--context", str(a.context), "--step-tokens", "1",
-                              "--mtp-drafts", "0", "--device", a.device, "--json", jpath] + flags)
-        ev = json.load(open(jpath))
-        row["ppl"] = {os.path.basename(f["path"]).split(".")[0]: f["perplexity"]["ppl"] for f in ev["files"]}
-        row["eval_seconds"] = round(secs, 1)
+        if not a.no_ppl:
+            jpath = os.path.join(tmp, f"eval-{dtype}-{rounding}.json")
+            _, secs = run(base + ["eval", "--model", a.model, "--text-file", files["prose"], "--text-file",
+                                  files["code"], "--max-tokens", str(tokens), "--context", str(a.context),
+                                  "--step-tokens", "1", "--mtp-drafts", "0", "--device", a.device, "--json",
+                                  jpath] + flags)
+            ev = json.load(open(jpath))
+            row["ppl"] = {os.path.basename(f["path"]).split(".")[0]: f["perplexity"]["ppl"] for f in ev["files"]}
+            row["eval_seconds"] = round(secs, 1)
+        lpath = os.path.join(tmp, "logits.safetensors")
+        row["text_top1_agreement"] = {}
+        for name, tids in text_ids.items():
+            run(base + ["score", "--model", a.model, "--ids", ",".join(map(str, tids)), "--chunk", "1", "--out",
+                        lpath, "--device", a.device] + flags)
+            am = read_logits(lpath)
+            ref_text.setdefault(name, am)
+            row["text_top1_agreement"][name] = sum(1 for x, y in zip(am, ref_text[name]) if x == y) / len(am)
         out, _ = run(gen_cmd + flags)
         gen = json.loads(out.strip().splitlines()[-1])["ids"]
         if ref is None:
             ref = gen
         first = next((i for i, (x, y) in enumerate(zip(gen, ref)) if x != y), None)
         row["free_running_first_difference"] = first  # None: the whole stream equals float32's
-        lpath = os.path.join(tmp, "logits.safetensors")
         seq = ids + ref
         run(base + ["score", "--model", a.model, "--ids", ",".join(map(str, seq)), "--chunk", "1", "--out", lpath,
                     "--device", a.device] + flags)
@@ -131,15 +150,21 @@ def main():
         results["storages"].append(row)
         print(json.dumps(row), flush=True)
 
-    f32 = results["storages"][0]["ppl"]
+    f32 = results["storages"][0].get("ppl", {})
     print(f"\n| SSM state | rounding | prose ppl ({a.windows} x {a.context}, decode) | code ppl | "
+          f"top-1 = float32's along the texts (prose / code, {a.gen} positions) | "
           f"greedy agreement ({a.gen} tokens, teacher-forced) | free-running first difference |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in results["storages"]:
-        rel = {k: (v / f32[k] - 1) * 100 for k, v in r["ppl"].items()}
-        cell = lambda k: f"{r['ppl'][k]:.4f}" + ("" if r["dtype"] == "float32" else f" ({rel[k]:+.3f}%)")
+        def cell(k):
+            if k not in r.get("ppl", {}):
+                return "-"
+            rel = (r["ppl"][k] / f32[k] - 1) * 100
+            return f"{r['ppl'][k]:.4f}" + ("" if r["dtype"] == "float32" else f" ({rel:+.3f}%)")
+        ta = r["text_top1_agreement"]
         fd = r["free_running_first_difference"]
         print(f"| {r['dtype']} | {r['rounding']} | {cell('prose')} | {cell('code')} | "
+              f"{ta['prose'] * 100:.2f}% / {ta['code'] * 100:.2f}% | "
               f"{r['teacher_forced_agreement'] * 100:.2f}% | {'none' if fd is None else fd} |")
     if a.json:
         with open(a.json, "w") as f:
