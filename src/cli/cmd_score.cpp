@@ -11,6 +11,7 @@
 #include "model/parallel/parallel_flags.h"
 #include "model/ssm_state_flags.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace nemotron::cli {
 namespace {
@@ -21,7 +22,12 @@ int run_score(int argc, char** argv) {
   std::string model_dir, ids_text, out_path, device;
   int64_t chunk = 0;
   app.add_option("--model", model_dir, "Model directory (config.json + safetensors)")->required();
-  app.add_option("--ids", ids_text, "Token ids, comma-separated (e.g. 5,9,13)")->required();
+  std::string ids_file;
+  auto* ids_opt = app.add_option("--ids", ids_text, "Token ids, comma-separated (e.g. 5,9,13)");
+  auto* file_opt = app.add_option("--ids-file", ids_file,
+                                  "File holding the comma-separated token ids (for sequences too long for a "
+                                  "command line)");
+  ids_opt->excludes(file_opt);
   app.add_option("--chunk", chunk, "Process the sequence as prefill chunks of N tokens (default: all at once; "
                                    "1 runs the decode path for every token)")->check(CLI::NonNegativeNumber);
   app.add_option("--out", out_path, "Output .safetensors file")->required();
@@ -35,7 +41,8 @@ int run_score(int argc, char** argv) {
   model::require_parallel_supported(device, parallel);  // before "no CUDA device"
   device = model::resolve_device(device);
 
-  const auto ids = parse_ids(ids_text, "--ids");
+  if (ids_text.empty() == ids_file.empty()) throw Error("give exactly one of --ids, --ids-file");
+  const auto ids = ids_file.empty() ? parse_ids(ids_text, "--ids") : parse_ids(read_file(ids_file), ids_file);
   const model::Model m = model::Model::load(model_dir);
   const int64_t T = static_cast<int64_t>(ids.size());
   if (chunk <= 0) chunk = T;

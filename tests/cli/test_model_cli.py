@@ -52,6 +52,19 @@ def test_score_reproduces_reference_logits(name, chunk):
     assert np.abs(got - ref).max() <= 1e-3
 
 
+def test_score_reads_ids_from_a_file():
+    expected = read_safetensors(os.path.join(FIXTURES, "nano-moe", "expected.safetensors"))
+    ids = expected["p0.input_ids"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path, out = os.path.join(tmp, "ids.txt"), os.path.join(tmp, "logits.safetensors")
+        with open(path, "w") as f:
+            f.write("[" + ", ".join(map(str, ids)) + "]\n")
+        p = run("score", "--model", os.path.join(FIXTURES, "nano-moe"), "--ids-file", path, "--out", out)
+        assert p.returncode == 0, p.stderr
+        got = read_safetensors(out)["logits"]
+    assert np.abs(got - expected["p0.logits"]).max() <= 1e-3
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_generate_greedy_and_mtp_drafts(name):
     expected = read_safetensors(os.path.join(FIXTURES, name, "expected.safetensors"))
@@ -97,6 +110,10 @@ def test_mtp_drafts_on_model_without_mtp_is_an_error():
     (["score", "--model", "/nonexistent", "--ids", "1", "--out", "/tmp/x"], "not a model directory"),
     (["score", "--model", FIXTURES + "/nano-moe", "--ids", "1,abc", "--out", "/tmp/x"], "--ids"),
     (["score", "--model", FIXTURES + "/nano-moe", "--ids", "1,99999", "--out", "/tmp/x"], "outside the vocabulary"),
+    (["score", "--model", FIXTURES + "/nano-moe", "--out", "/tmp/x"], "give exactly one of --ids, --ids-file"),
+    (["score", "--model", FIXTURES + "/nano-moe", "--ids-file", "/nonexistent", "--out", "/tmp/x"], "/nonexistent"),
+    (["score", "--model", FIXTURES + "/nano-moe", "--ids", "1", "--mamba-ssm-cache-dtype", "fp16", "--out", "/tmp/x"],
+     "--mamba-ssm-cache-dtype"),
     (["generate", "--model", FIXTURES + "/nano-moe", "--ids", ""], "give the prompt with --ids or --prompt"),
     (["generate", "--model", FIXTURES + "/nano-moe", "--ids", ","], "expected comma-separated token ids"),
     (["generate", "--model", FIXTURES + "/nano-moe", "--ids", "[]"], "no token ids"),
