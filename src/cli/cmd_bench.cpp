@@ -137,6 +137,11 @@ int run_bench(int argc, char** argv) {
   model::add_parallel_flags(app, parallel);
   model::SsmStateFlags ssm_flags;
   model::add_ssm_state_flags(app, ssm_flags);
+  std::string kv_dtype = "auto";
+  app.add_option("--kv-cache-dtype", kv_dtype,
+                 "KV cache on the GPU: auto (fp8 when the checkpoint's kv_cache_quant_algo is FP8, else bf16), bf16, "
+                 "fp8")
+      ->check(CLI::IsMember({"auto", "bf16", "fp8"}));
   CLI11_PARSE(app, argc, argv);
   model::require_parallel_supported(device, parallel);  // before "no CUDA device"
   if (!spec_text.empty()) {
@@ -183,7 +188,8 @@ int run_bench(int argc, char** argv) {
   const model::Model m = model::Model::load(model_dir);
   const double load_s = seconds_since(t0);
   const kernels::SsmStateFormat ssm = model::resolve_ssm_state(ssm_flags, m.config);
-  const auto acc = model::account(m, ssm.dtype);
+  const bool kv_fp8 = kv_dtype == "fp8" || (kv_dtype == "auto" && m.quant.kv_cache_quant_algo == "FP8");
+  const auto acc = model::account(m, ssm.dtype, kv_fp8 ? 1 : 2);
   const StepBytes step_bytes(m, acc);
   const int64_t V = m.config.vocab_size;
   model::CudaModelOptions o;
@@ -194,14 +200,15 @@ int run_bench(int argc, char** argv) {
   const int64_t batch_kv = max_of(batches) * (batch_prompt + batch_warmup + batch_steps + 1 + 16);
   o.kv_tokens = std::max({max_of(depths) + 2 * decode_tokens + 2, max_of(prefills), batch_kv}) + 64;
   o.ssm_state = ssm;
+  o.kv_fp8 = kv_fp8;
   model::CudaModel gpu(m, o);
 
   const double bytes_depth0 = static_cast<double>(acc.weight_bytes_per_token + acc.state_bytes_per_token);
   std::printf("device      %s (sm_%d%d, %d SMs), copy bandwidth %.0f GB/s (read+write, measured now)\n",
               dev.name.c_str(), dev.sm_major, dev.sm_minor, dev.multiprocessors, copy_gbps);
-  std::printf("model       %s (%s), %.3f GB read per token at depth 0 (SSM state %s)\n", model_dir.c_str(),
+  std::printf("model       %s (%s), %.3f GB read per token at depth 0 (SSM state %s, KV %s)\n", model_dir.c_str(),
               m.quant.quant_algo.empty() ? "BF16" : m.quant.quant_algo.c_str(), bytes_depth0 / 1e9,
-              kernels::state_dtype_name(ssm.dtype));
+              kernels::state_dtype_name(ssm.dtype), kv_fp8 ? "fp8" : "bf16");
   std::printf("load        mmap + validate %.2f s; upload %.2f GB in %.2f s (%.1f GB/s)\n\n", load_s,
               static_cast<double>(gpu.weight_bytes()) / 1e9, gpu.upload_seconds(),
               static_cast<double>(gpu.weight_bytes()) / 1e9 / std::max(gpu.upload_seconds(), 1e-9));
@@ -215,7 +222,8 @@ int run_bench(int argc, char** argv) {
                    {"batch_steps", batch_steps},  {"batch_warmup", batch_warmup},
                    {"max_seqs", o.max_seqs},      {"kv_tokens", o.kv_tokens},
                    {"mamba_ssm_cache_dtype", kernels::state_dtype_name(ssm.dtype)},
-                   {"mamba_ssm_rounding", ssm.stochastic ? "stochastic" : "nearest"}};
+                   {"mamba_ssm_rounding", ssm.stochastic ? "stochastic" : "nearest"},
+                   {"kv_cache_dtype", kv_fp8 ? "fp8" : "bf16"}};
   j["device"] = {{"name", dev.name},
                  {"sm", std::to_string(dev.sm_major) + std::to_string(dev.sm_minor)},
                  {"multiprocessors", dev.multiprocessors},
@@ -281,7 +289,7 @@ int run_bench(int argc, char** argv) {
       const double s = seconds_since(t);
       const double tps = static_cast<double>(decode_tokens) / s;
       const double bytes = bytes_depth0 + static_cast<double>(acc.kv_bytes_per_token_per_position) *
-                                              static_cast<double>(d);  // BF16 KV
+                                              static_cast<double>(d);  // BF16 or FP8 KV
       const double gbps = tps * bytes / 1e9;
       std::printf("%-12lld %-6s %10.1f %12.3f %12.0f %9.1f%% %12.0f\n", static_cast<long long>(d),
                   graph ? "graph" : "eager", tps, bytes / 1e9, gbps, 100.0 * gbps / copy_gbps, copy_gbps * 1e9 / bytes);
@@ -450,7 +458,7 @@ int run_bench(int argc, char** argv) {
               static_cast<long long>(gpu.graph_nodes()), static_cast<double>(gpu.graph_device_bytes()) / 1048576.0);
   j["graphs"] = {{"nodes", gpu.graph_nodes()}, {"device_bytes", gpu.graph_device_bytes()}};
   if (!depths.empty())
-    std::printf("\nGB/token = weights + SSM/conv state read+write + BF16 KV read at that depth (engine accounting);\n"
+    std::printf("\nGB/token = weights + SSM/conv state read+write + KV read at that depth (engine accounting);\n"
                 "roofline t/s = copy bandwidth / GB per token. Decode steps are greedy with the argmax on the\n"
                 "device; graph = the step replayed as one CUDA graph, eager = its kernels launched one by one.\n");
   if (!batches.empty())

@@ -66,7 +66,7 @@ void block_modules(Accumulator& acc, const BlockWeights& b, const std::string& p
 
 }  // namespace
 
-ModelAccounting account(const Model& model, kernels::StateDType ssm) {
+ModelAccounting account(const Model& model, kernels::StateDType ssm, int64_t kv_element_bytes) {
   const Config& c = model.config;
   const ModelWeights& w = model.weights;
   Accumulator acc;
@@ -137,7 +137,7 @@ ModelAccounting account(const Model& model, kernels::StateDType ssm) {
   out.state_bytes_per_token = mamba * (2 * kernels::state_dtype_bytes(ssm) * c.mamba_num_heads * c.mamba_head_dim *
                                            c.ssm_state_size +
                                        2 * 2 * (c.conv_kernel - 1) * c.conv_dim());
-  out.kv_bytes_per_token_per_position = c.count(LayerKind::Attention) * 2 * c.kv_dim() * 2;
+  out.kv_bytes_per_token_per_position = c.count(LayerKind::Attention) * 2 * c.kv_dim() * kv_element_bytes;
   return out;
 }
 

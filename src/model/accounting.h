@@ -34,10 +34,12 @@ struct ModelAccounting {
   int64_t mtp_params = 0;
   int64_t weight_bytes_per_token = 0;      // sum of per_token weight rows
   int64_t state_bytes_per_token = 0;       // SSM state read + write (its storage type) + conv window
-  int64_t kv_bytes_per_token_per_position = 0;  // K+V bytes read per cached position (BF16)
+  int64_t kv_bytes_per_token_per_position = 0;  // K+V bytes read per cached position (BF16 or FP8)
 };
 
-// ssm: the SSM state's storage type (--mamba-ssm-cache-dtype), for state_bytes_per_token.
-ModelAccounting account(const Model& model, kernels::StateDType ssm = kernels::StateDType::F32);
+// ssm: the SSM state's storage type (--mamba-ssm-cache-dtype), for state_bytes_per_token;
+// kv_element_bytes: 2 (BF16 KV) or 1 (FP8), for kv_bytes_per_token_per_position.
+ModelAccounting account(const Model& model, kernels::StateDType ssm = kernels::StateDType::F32,
+                        int64_t kv_element_bytes = 2);
 
 }  // namespace nemotron::model

@@ -64,6 +64,8 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
     const int n = load_prefixes(options.prefix_cache_dir, fingerprint_, *cache_, *backend_, next_snapshot_, std::cerr);
     if (n > 0) std::fprintf(stderr, "prefix cache: %d cached prefixes read from %s\n", n, options.prefix_cache_dir.c_str());
   }
+  // Stats from the start (the engine thread publishes them only after it has run).
+  if (cache_) stats_.prefix_cache = cache_->stats();
   if (options.limits.max_num_seqs > backend_->slots())
     throw Error("the engine admits " + std::to_string(options.limits.max_num_seqs) + " sequences but the backend has " +
                 std::to_string(backend_->slots()) + " slots");
@@ -469,73 +471,79 @@ void Engine::finish_step(InFlight& f) {
   uint64_t drafts = 0, draft_tokens = 0, accepted_total = 0;
   std::vector<uint64_t> per_pos(static_cast<std::size_t>(K), 0);
   for (std::size_t i = 0; i < f.ids.size(); ++i) {
-    auto it = sequences_.find(f.ids[i]);
-    if (it == sequences_.end()) continue;  // cancelled while the step ran
-    Sequence& s = *it->second;
-    const ScheduledChunk& c = f.plan[i];
-    const float* rows = hidden.empty() ? nullptr : hidden.data() + f.row0[i] * H;
-    // The MTP head's next inputs: (token after row r, hidden row r) for the rows that stay.
-    auto feed_head = [&](const int32_t* next, int64_t n) {
-      if (!rows || K == 0) return;
-      s.mtp_ids.insert(s.mtp_ids.end(), next, next + n);
-      s.mtp_hidden.insert(s.mtp_hidden.end(), rows, rows + n * H);
-      // While speculation pauses (a large batch) the inputs pile up: feed them in bounded runs,
-      // all but the last pair, which the next draft starts from.
-      const int64_t pending = static_cast<int64_t>(s.mtp_ids.size());
-      if (pending >= kMtpPendingRows) {
-        backend_->mtp_forward(s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), pending - 1, false);
-        s.mtp_ids.erase(s.mtp_ids.begin(), s.mtp_ids.end() - 1);
-        s.mtp_hidden.erase(s.mtp_hidden.begin(), s.mtp_hidden.end() - H);
+    // A backend error while finishing one sequence (the MTP head's forward, a roll-back) ends
+    // that sequence alone; the engine thread goes on serving the others.
+    try {
+      auto it = sequences_.find(f.ids[i]);
+      if (it == sequences_.end()) continue;  // cancelled while the step ran
+      Sequence& s = *it->second;
+      const ScheduledChunk& c = f.plan[i];
+      const float* rows = hidden.empty() ? nullptr : hidden.data() + f.row0[i] * H;
+      // The MTP head's next inputs: (token after row r, hidden row r) for the rows that stay.
+      auto feed_head = [&](const int32_t* next, int64_t n) {
+        if (!rows || K == 0) return;
+        s.mtp_ids.insert(s.mtp_ids.end(), next, next + n);
+        s.mtp_hidden.insert(s.mtp_hidden.end(), rows, rows + n * H);
+        // While speculation pauses (a large batch) the inputs pile up: feed them in bounded runs,
+        // all but the last pair, which the next draft starts from.
+        const int64_t pending = static_cast<int64_t>(s.mtp_ids.size());
+        if (pending >= kMtpPendingRows) {
+          backend_->mtp_forward(s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), pending - 1, false);
+          s.mtp_ids.erase(s.mtp_ids.begin(), s.mtp_ids.end() - 1);
+          s.mtp_hidden.erase(s.mtp_hidden.begin(), s.mtp_hidden.end() - H);
+        }
+      };
+      const auto& samples = out[i].samples;
+      if (f.verifies[i]) {
+        // Keep drafts while they equal the draws of the rows before them; the first draw that
+        // differs (or the draw after the last draft) is the bonus token.
+        int a = 0;
+        std::vector<model::SampleResult> kept;  // spec_accept_rates: the drafts kept, then the draw after them
+        if (options_.spec_accept_rates.empty()) {
+          while (a < K && samples[static_cast<std::size_t>(a)].token == s.verify[static_cast<std::size_t>(a) + 1]) ++a;
+        } else {
+          const auto& rates = options_.spec_accept_rates;
+          std::uniform_real_distribution<double> u(0.0, 1.0);
+          while (a < K && u(forced_accepts_) < rates[std::min<std::size_t>(static_cast<std::size_t>(a), rates.size() - 1)])
+            ++a;
+          kept.assign(samples.begin(), samples.begin() + a + 1);
+          for (int j = 0; j < a; ++j) kept[static_cast<std::size_t>(j)].token = s.verify[static_cast<std::size_t>(j) + 1];
+        }
+        const auto& emitted = kept.empty() ? samples : kept;
+        ++drafts;
+        draft_tokens += static_cast<uint64_t>(K);
+        accepted_total += static_cast<uint64_t>(a);
+        for (int k = 0; k < a; ++k) ++per_pos[static_cast<std::size_t>(k)];
+        spec_.record_accept(a);
+        const int64_t pos0 = backend_->position(s.slot) - (K + 1);
+        bool done = false;
+        for (int j = 0; j <= a && !done; ++j) done = emit_token(f.ids[i], s, emitted[static_cast<std::size_t>(j)]);
+        if (done) continue;  // finished (slot released)
+        if (a < K) backend_->roll_back(s.slot, pos0 + a + 1);
+        std::vector<int32_t> next;
+        for (int j = 0; j <= a; ++j) next.push_back(emitted[static_cast<std::size_t>(j)].token);
+        feed_head(next.data(), a + 1);
+        continue;
       }
-    };
-    const auto& samples = out[i].samples;
-    if (f.verifies[i]) {
-      // Keep drafts while they equal the draws of the rows before them; the first draw that
-      // differs (or the draw after the last draft) is the bonus token.
-      int a = 0;
-      std::vector<model::SampleResult> kept;  // spec_accept_rates: the drafts kept, then the draw after them
-      if (options_.spec_accept_rates.empty()) {
-        while (a < K && samples[static_cast<std::size_t>(a)].token == s.verify[static_cast<std::size_t>(a) + 1]) ++a;
-      } else {
-        const auto& rates = options_.spec_accept_rates;
-        std::uniform_real_distribution<double> u(0.0, 1.0);
-        while (a < K && u(forced_accepts_) < rates[std::min<std::size_t>(static_cast<std::size_t>(a), rates.size() - 1)])
-          ++a;
-        kept.assign(samples.begin(), samples.begin() + a + 1);
-        for (int j = 0; j < a; ++j) kept[static_cast<std::size_t>(j)].token = s.verify[static_cast<std::size_t>(j) + 1];
+      if (!c.decode()) {
+        // Prefill rows: the next token of each is the prompt's next, or the draw after the last.
+        const auto& prompt = s.request.prompt;
+        const int64_t end = c.start + c.count;
+        if (cache_ && end == next_snapshot_point(s, c.start)) save_prefix(s, prompt.data(), end);
+        std::vector<int32_t> next(prompt.begin() + c.start + 1,
+                                  prompt.begin() + std::min<int64_t>(c.start + c.count + 1, static_cast<int64_t>(prompt.size())));
+        if (f.samples[i]) next.push_back(out[i].sample.token);
+        feed_head(next.data(), static_cast<int64_t>(next.size()));
+      } else if (f.samples[i]) {
+        std::vector<int32_t> next(s.chunk.begin() + 1, s.chunk.end());
+        next.push_back(out[i].sample.token);
+        feed_head(next.data(), static_cast<int64_t>(next.size()));
+        s.forced.clear();  // fed in this step
       }
-      const auto& emitted = kept.empty() ? samples : kept;
-      ++drafts;
-      draft_tokens += static_cast<uint64_t>(K);
-      accepted_total += static_cast<uint64_t>(a);
-      for (int k = 0; k < a; ++k) ++per_pos[static_cast<std::size_t>(k)];
-      spec_.record_accept(a);
-      const int64_t pos0 = backend_->position(s.slot) - (K + 1);
-      bool done = false;
-      for (int j = 0; j <= a && !done; ++j) done = emit_token(f.ids[i], s, emitted[static_cast<std::size_t>(j)]);
-      if (done) continue;  // finished (slot released)
-      if (a < K) backend_->roll_back(s.slot, pos0 + a + 1);
-      std::vector<int32_t> next;
-      for (int j = 0; j <= a; ++j) next.push_back(emitted[static_cast<std::size_t>(j)].token);
-      feed_head(next.data(), a + 1);
-      continue;
+      if (f.samples[i]) emit_token(f.ids[i], s, out[i].sample);
+    } catch (const std::exception& e) {
+      if (sequences_.count(f.ids[i])) finish(f.ids[i], FinishReason::Error, e.what());
     }
-    if (!c.decode()) {
-      // Prefill rows: the next token of each is the prompt's next, or the draw after the last.
-      const auto& prompt = s.request.prompt;
-      const int64_t end = c.start + c.count;
-      if (cache_ && end == next_snapshot_point(s, c.start)) save_prefix(s, prompt.data(), end);
-      std::vector<int32_t> next(prompt.begin() + c.start + 1,
-                                prompt.begin() + std::min<int64_t>(c.start + c.count + 1, static_cast<int64_t>(prompt.size())));
-      if (f.samples[i]) next.push_back(out[i].sample.token);
-      feed_head(next.data(), static_cast<int64_t>(next.size()));
-    } else if (f.samples[i]) {
-      std::vector<int32_t> next(s.chunk.begin() + 1, s.chunk.end());
-      next.push_back(out[i].sample.token);
-      feed_head(next.data(), static_cast<int64_t>(next.size()));
-      s.forced.clear();  // fed in this step
-    }
-    if (f.samples[i]) emit_token(f.ids[i], s, out[i].sample);
   }
   step_prompt_tokens_ += static_cast<uint64_t>(f.prompt_tokens);
   std::lock_guard<std::mutex> lock(mu_);

@@ -283,8 +283,13 @@ TEST_F(CudaPrefixCacheTest, EvictionAndSpeculationStayExact) {
   const int64_t two = 2 * cuda_backend(*m_, 1, 0, 0)->snapshot_bytes(64);
   auto small = cuda_engine(*m_, 4, {.cache_bytes = two});
   expect_like(*m_, rs, want, serial(*small, rs), "a pool of two snapshots");
-  EXPECT_LE(small->stats().prefix_cache.bytes, two);
-  EXPECT_GT(small->stats().prefix_cache.hit_tokens, 0u);
+  const auto sst = small->stats().prefix_cache;
+  std::printf("[ prefix cache ] a pool of two snapshots (%lld bytes): budget %lld, %lld entries, %lld bytes, %llu hit "
+              "tokens\n",
+              static_cast<long long>(two), static_cast<long long>(sst.budget), static_cast<long long>(sst.entries),
+              static_cast<long long>(sst.bytes), static_cast<unsigned long long>(sst.hit_tokens));
+  EXPECT_LE(sst.bytes, two);
+  EXPECT_GT(sst.hit_tokens, 0u);
   // With speculative decoding (K = 2, every step verified) and the cache.
   auto spec = cuda_engine(*m_, 4, {.K = 2, .cache_bytes = int64_t{64} << 20});
   expect_like(*m_, rs, want, serial(*spec, rs), "speculation and the cache");

@@ -6,6 +6,7 @@
 // (stochastic: of the noise threshold): at least 99% of the elements must be identical
 // (different noise keys would leave ~half of them one grid step apart), and every element within
 // two grid steps. y is computed from the fp32 state before rounding: as in fp32 (test_mamba*.cpp).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -49,11 +50,18 @@ std::vector<float> decode_all(const std::vector<uint16_t>& c, StateDType d) {
   return v;
 }
 
-// got vs ref (both on the grid): >= min_same identical, all within two grid steps.
+// got vs ref (both on the grid): >= min_same identical, all within two grid steps of the
+// larger, plus fp32_rel * mean |ref|: the fp32 states of the two devices differ by float
+// rounding relative to the magnitudes summed, not to an element that cancellation left small
+// (measured on an H100: 3 to 16 of 2M Nano elements needed it).
 void expect_state_close(const std::string& what, const std::vector<float>& got, const std::vector<float>& ref,
-                        StateDType d, double min_same = 0.99) {
+                        StateDType d, double min_same = 0.99, double fp32_rel = 2e-5) {
   ASSERT_EQ(got.size(), ref.size());
-  const double rel = d == StateDType::BF16 ? 1.0 / 128 : 1.0 / 1024, floor = d == StateDType::BF16 ? 1e-30 : 6e-8;
+  double mean_abs = 0;
+  for (float v : ref) mean_abs += std::fabs(v);
+  mean_abs /= static_cast<double>(std::max<std::size_t>(ref.size(), 1));
+  const double rel = d == StateDType::BF16 ? 1.0 / 128 : 1.0 / 1024;
+  const double floor = (d == StateDType::BF16 ? 0.0 : 6e-8) + fp32_rel * mean_abs;
   std::size_t same = 0, bad = 0;
   for (std::size_t i = 0; i < got.size(); ++i) {
     if (got[i] == ref[i]) {
@@ -168,7 +176,8 @@ void check_scan(const Dims& d, StateDType dt, bool stochastic, int algo, uint64_
                            kernels::state_dtype_name(dt) + (stochastic ? " stochastic" : " nearest");
   // The chunked scan's fp32 state is further from the sequential one (test_mamba_prefill.cpp:
   // 2e-5 (1 + |s|) relative), so more values straddle a rounding threshold.
-  expect_state_close(what, decode_all(dstate.download(), dt), state, dt, algo == 2 ? 0.95 : 0.99);
+  expect_state_close(what, decode_all(dstate.download(), dt), state, dt, algo == 2 ? 0.95 : 0.99,
+                     algo == 2 ? 2e-4 : 2e-5);
   // y from the fp32 state: close to the CPU (a loose bound here; fp32 kernels are held to
   // tight ones in test_mamba_prefill.cpp, and the start states are the same values).
   EXPECT_EQ(report(what + " y", dy.download(), y, uniform_tol(y.size(), 1e-3f, y, 1e-3f)), 0u);

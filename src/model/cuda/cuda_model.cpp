@@ -318,6 +318,18 @@ std::vector<float> CudaModel::mtp_forward(int slot, const int32_t* next_ids, con
   if (!hidden) throw Error("CUDA model: mtp_forward without hidden rows");
   const int64_t H = c.hidden_size;
   const float eps = static_cast<float>(c.norm_eps);
+  // More rows than a step holds (a prompt's pending pairs): in pieces of max_step_tokens, in
+  // order; last_hidden() then holds the last piece's rows, whose last row is the head's last.
+  const int64_t cap = s.opt.max_step_tokens;
+  if (T > cap) {
+    std::vector<float> out;
+    for (int64_t at = 0; at < T; at += cap) {
+      const int64_t n = std::min(cap, T - at);
+      std::vector<float> part = mtp_forward(slot, next_ids + at, hidden + at * H, n, all_logits);
+      if (all_logits || at + n == T) out.insert(out.end(), part.begin(), part.end());
+    }
+    return out;
+  }
   const std::vector<cuda_detail::StepChunk> steps{{slot, next_ids, T, all_logits ? LogitsOut::All : LogitsOut::Last}};
   int64_t L = 0;
   const int64_t R = s.prepare_step(s.mtp, steps, L);
