@@ -375,6 +375,7 @@ class LimitedBackend final : public model::Backend {
   void import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) override { b_->import_snapshot(id, bytes); }
   void observe_prompt(int slot, const int32_t* ids, int64_t n) override { b_->observe_prompt(slot, ids, n); }
   std::vector<float> mtp_forward(int slot, const int32_t* ids, const float* hidden, int64_t T, bool all) override {
+    if (T > mtp_rows_limit) throw Error("MTP head: " + std::to_string(T) + " rows exceed " + std::to_string(mtp_rows_limit));
     return b_->mtp_forward(slot, ids, hidden, T, all);
   }
   int64_t mtp_position(int slot) const override { return b_->mtp_position(slot); }
@@ -382,6 +383,7 @@ class LimitedBackend final : public model::Backend {
   std::vector<std::vector<int32_t>> routing() const override { return b_->routing(); }
 
   int64_t max_keeps = 0;  // the most keep_states chunks the engine put in one step
+  int64_t mtp_rows_limit = INT64_MAX;  // mtp_forward throws above this many rows
 
  private:
   std::unique_ptr<model::Backend> b_;
@@ -435,6 +437,46 @@ TEST(Speculative, EngineKeepsToTheBackendsRoom) {
   }
   EXPECT_EQ(default_speculative_tokens(LimitedBackend(cpu(m, 1), model::KeepLimits{1, 3}, 0)), 2);
   EXPECT_EQ(default_speculative_tokens(LimitedBackend(cpu(m, 1), model::KeepLimits{8, 17}, 0)), 3);
+}
+
+// A backend error in the work after a step (here the MTP head's forward of a long prompt's
+// pending rows, as the CUDA backend's 64-row limit once threw) ends that sequence with an error;
+// the engine thread lives on: the other request of the step and a later one complete.
+TEST(Speculative, ABackendErrorAfterAStepEndsOneSequenceNotTheEngine) {
+  const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
+  EngineOptions o;
+  o.limits = {2, 64, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 2;
+  o.speculate_always = true;
+  auto limited = std::make_unique<LimitedBackend>(cpu(m, 2, 64), model::KeepLimits{2, 3}, 0);
+  limited->mtp_rows_limit = 8;
+  Engine engine(std::move(limited), o);
+  GenerationRequest longp, shortp;
+  for (int i = 0; i < 70; ++i) longp.prompt.push_back(5 + i % 40);  // 64+ pending MTP rows after its prefill
+  shortp.prompt = {5, 6, 7};
+  longp.max_tokens = shortp.max_tokens = 4;
+  longp.sampling.temperature = shortp.sampling.temperature = 0.0f;
+  std::string long_error;
+  std::vector<int32_t> short_out;
+  std::thread a([&] {
+    try {
+      generate_blocking(engine, longp);
+    } catch (const Error& e) {
+      long_error = e.what();
+    }
+  });
+  std::thread b([&] {
+    for (const auto& e : generate_blocking(engine, shortp))
+      if (e.event.token >= 0) short_out.push_back(e.event.token);
+  });
+  a.join();
+  b.join();
+  EXPECT_THAT(long_error, ::testing::HasSubstr("rows exceed 8"));
+  EXPECT_EQ(short_out.size(), 4u);
+  int later = 0;
+  for (const auto& e : generate_blocking(engine, shortp)) later += e.event.token >= 0;
+  EXPECT_EQ(later, 4);
 }
 
 TEST(Speculative, RefusedWithoutAnMtpHead) {
