@@ -41,6 +41,10 @@ int run_serve(int argc, char** argv) {
   app.add_option("--header-timeout", http.header_timeout_s,
                  "Seconds within which a request's line and headers must arrive (else 408 and close)")
       ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--write-timeout", http.write_timeout_s,
+                 "Seconds a response may wait for a client that stops reading it (no byte taken) before the "
+                 "connection is closed and its generation cancelled")
+      ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--served-model-name", flags.config.served_model_name,
                  "Model name clients use (default: the model directory's name)");
   app.add_option("--responses-store-max", http.responses_store_max,

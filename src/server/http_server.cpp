@@ -314,6 +314,7 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
   fo.workers = st->options.threads;
   fo.max_body_bytes = st->options.max_body_bytes;
   fo.header_timeout_s = st->options.header_timeout_s;
+  fo.write_timeout_s = st->options.write_timeout_s;
   fo.error_body = [](int status, const std::string& path, const std::string& message) {
     const char* code = status == 408 ? "request_timeout" : status == 431 ? "request_header_too_large"
                      : status == 503 ? "server_busy" : "";

@@ -43,6 +43,7 @@ struct HttpOptions {
   // another Origin header gets 403; requests without one (curl, SDKs) are not affected.
   std::vector<std::string> allowed_origins;
   double header_timeout_s = 5;        // a request head must arrive within this (else 408)
+  double write_timeout_s = 30;        // a response that gets no room in the socket this long: closed
   // Stored /v1/responses (least recently used evicted beyond either bound; 0 = none stored).
   std::size_t responses_store_max = 1024;
   std::size_t responses_store_bytes = std::size_t{256} << 20;

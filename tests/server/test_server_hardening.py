@@ -1,7 +1,7 @@
 """HTTP hardening (issue 18): bounded request bodies (compressed, chunked, without a length),
-start-up failures that exit, slow clients (slowloris) that cannot take the workers, browser
-origins (CORS), the JSON content type, a warning for exposed servers without a key, and no
-filesystem paths in responses. Raw sockets where the HTTP framing is the point."""
+start-up failures that exit, slow clients (slowloris) that cannot take the workers, clients that
+stop reading their responses, browser origins (CORS), the JSON content type, a warning for
+exposed servers without a key, and no filesystem paths in responses. Raw sockets where the HTTP framing is the point."""
 import gzip
 import json
 import os
@@ -53,6 +53,27 @@ def read_response(s, timeout=20):
             break
         body += chunk
     return status, headers, body[:n]
+
+
+def read_responses(s, n, timeout=20):
+    """n pipelined responses (each with a Content-Length) on socket s, as read_response gives them."""
+    s.settimeout(timeout)
+    data, out = b"", []
+    while len(out) < n:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            lines = data[:end].decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+            stop = end + 4 + int(headers.get("content-length", "0"))
+            if len(data) >= stop:
+                out.append((int(lines[0].split()[1]), headers, data[end + 4:stop]))
+                data = data[stop:]
+                continue
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed after %d responses: %r" % (len(out), data))
+        data += chunk
+    return out
 
 
 def check_error(status, body, want):
@@ -296,6 +317,136 @@ def test_malformed_requests_get_json_errors(server, raw, status):
         st, headers, body = read_response(s)
     check_error(st, body, status)
     assert headers["content-type"] == "application/json"
+
+
+# --- 5. clients that stop reading their response ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def quick_write():
+    s = Server("--write-timeout", "2")
+    yield s
+    s.stop()
+
+
+def reader_that_stalls(port):
+    """A connection with a small receive window (SO_RCVBUF before connect), never read."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def drain(s, timeout=10):
+    """Everything s still gets, and whether the server closed it (else the read timed out)."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(1 << 20)
+        except socket.timeout:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+
+
+def success_total(server, reason):
+    for line in requests.get(server.url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("nemotron:request_success_total{") and 'finished_reason="%s"' % reason in line:
+            return float(line.split()[-1])
+    raise AssertionError("no request_success_total for " + reason)
+
+
+def send_queue(port, peer_port):
+    """Bytes the server's socket on `port` to `peer_port` holds unsent or unacknowledged
+    (/proc/net/tcp), or None when there is no such socket."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and int(fields[2].split(":")[1], 16) == peer_port:
+                return int(fields[4].split(":")[0], 16)
+    return None
+
+
+def test_stream_that_is_never_read_is_closed_and_cancelled(quick_write):
+    # ~2-3 KB of SSE per token (8 choices, 20 top logprobs), never read: the server's send
+    # buffer (autotuned to ~4 MB on loopback) fills in a few seconds, then the socket takes
+    # nothing more; the generation would run for minutes. The stall is timed from the last
+    # growth of the server socket's send queue.
+    aborted = success_total(quick_write, "abort")
+    body = json.dumps({"messages": M, "max_tokens": 20000, "ignore_eos": True, "stream": True, "n": 8,
+                       "logprobs": True, "top_logprobs": 20,
+                       "chat_template_kwargs": {"enable_thinking": False}}).encode()
+    s = reader_that_stalls(quick_write.port)
+    try:
+        t = time.time()
+        s.sendall(post_head(CHAT, b"Content-Length: %d\r\n" % len(body)) + body)
+        queued, last_growth, worst = 0, time.time(), 0.0
+        while success_total(quick_write, "abort") == aborted:
+            assert time.time() - t < 30, "the stalled stream was not cancelled"
+            q = send_queue(quick_write.port, s.getsockname()[1])
+            if q is not None and q > queued:
+                queued, last_growth = q, time.time()
+            dt, r = timed(lambda: requests.get(quick_write.url + "/health", timeout=5))
+            assert r.status_code == 200
+            worst = max(worst, dt)
+            time.sleep(0.1)
+        stalled_for = time.time() - last_growth
+        assert worst < 1.0, worst  # nothing else waited for the stalled client
+        assert queued > 0 and 1.5 <= stalled_for < 4.5, (queued, stalled_for)
+        data, closed = drain(s)
+        assert closed and data.startswith(b"HTTP/1.1 200")
+        assert b"data: [DONE]" not in data and not data.endswith(b"0\r\n\r\n")
+    finally:
+        s.close()
+    assert success_total(quick_write, "abort") == aborted + 8  # every choice cancelled
+
+
+def test_pipelined_requests_never_read_take_no_worker(quick_write):
+    # twice as many such clients as GET workers (4): each asks for 300 /metrics responses
+    # (~5 MB) and reads none; before, each held a worker for up to 60 s
+    clients = []
+    try:
+        for _ in range(8):
+            s = reader_that_stalls(quick_write.port)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 300)
+            clients.append(s)
+        time.sleep(0.5)
+        for _ in range(5):
+            dt, r = timed(lambda: requests.get(quick_write.url + "/health", timeout=5))
+            assert r.status_code == 200 and dt < 1.0, dt
+        time.sleep(3.0)  # --write-timeout 2: every stalled client is closed by now
+        for s in clients:
+            data, closed = drain(s, 2)
+            assert closed and 0 < data.count(b"HTTP/1.1 200 OK") < 300
+    finally:
+        for s in clients:
+            s.close()
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    # a GET pipelined behind a POST and a POST behind a GET: each served by its own workers,
+    # the responses in request order on the one connection
+    body = json.dumps({"prompt": "Hi", "max_tokens": 2, "temperature": 0}).encode()
+    post = post_head(COMP, b"Content-Length: %d\r\n" % len(body)) + body
+    get = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(post + get + get + post + b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        out = read_responses(s, 5, 60)
+    assert [status for status, _, _ in out] == [200] * 5
+    assert [json.loads(body).get("object") for _, _, body in out] == ["text_completion", None, None,
+                                                                      "text_completion", "list"]
+
+
+@pytest.mark.parametrize("flag,value", [("--write-timeout", "0"),
+])
+def test_bad_flag_values(flag, value):
+    p = subprocess.run([BIN, "serve", "--model", DEMO, "--port", "0", flag, value], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode != 0 and flag in p.stderr, p.stderr
 
 
 # --- 8. origins, content type, exposure, paths ------------------------------------------------
