@@ -45,6 +45,10 @@ int run_serve(int argc, char** argv) {
                  "Seconds a response may wait for a client that stops reading it (no byte taken) before the "
                  "connection is closed and its generation cancelled")
       ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--max-connections-per-ip", http.max_connections_per_ip,
+                 "Connections one client address (IPv6: one /64) may have open; more are answered 429 and closed "
+                 "(0 = no limit)")
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--served-model-name", flags.config.served_model_name,
                  "Model name clients use (default: the model directory's name)");
   app.add_option("--responses-store-max", http.responses_store_max,

@@ -124,6 +124,7 @@ bool light_method(const std::string& m) { return m == "GET" || m == "HEAD" || m 
 const char* reason(int status) {
   switch (status) {
     case 408: return "Request Timeout";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
     default: return "Error";
@@ -145,6 +146,22 @@ void host_port(int fd, bool peer, std::string& ip, int& port) {
     ip = h.data();
 }
 
+// The client a connection counts against max_connections_per_ip: an IPv4 address (IPv4-mapped
+// ones too) whole, an IPv6 address by its /64 (what one host or site is usually given).
+// Empty for another family (not counted).
+std::string client_key(const sockaddr_storage& a) {
+  if (a.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in*>(&a)->sin_addr;
+    return std::string(reinterpret_cast<const char*>(&v4), 4);
+  }
+  if (a.ss_family == AF_INET6) {
+    const in6_addr& v6 = reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr;
+    const char* b = reinterpret_cast<const char*>(v6.s6_addr);
+    return IN6_IS_ADDR_V4MAPPED(&v6) ? std::string(b + 12, 4) : std::string(b, 8);
+  }
+  return {};
+}
+
 }  // namespace
 
 RequestContext* current_request() { return t_request; }
@@ -163,6 +180,7 @@ struct Conn {
   bool close_after = false;  // kFlushing: close (lingering) once `out` is written
   int requests = 0;         // served on this connection
   std::size_t lingered = 0;
+  std::string client;       // counted against max_connections_per_ip (empty: not counted)
   std::string out;          // response bytes not yet taken by the socket (write-behind) ...
   std::size_t out_at = 0;   // ... of which this many have been written since
   std::string carry;        // request bytes read past the last response: the next request's start
@@ -469,6 +487,8 @@ struct FrontServer::Loop {
   std::vector<std::unique_ptr<Conn>> returned;  // from workers: keep-alive or linger
   std::atomic<std::size_t> open{0};             // every connection, wherever it is
   std::atomic<std::size_t> behind{0};           // write-behind bytes of every connection
+  std::mutex clients_mu;                        // workers close connections too
+  std::unordered_map<std::string, std::size_t> clients;  // open connections per client key
   std::size_t max_conns = 0;
   bool accept_paused = false;
   Clock::time_point accept_resume;
@@ -494,8 +514,26 @@ struct FrontServer::Loop {
     if (!c) return;
     ::close(c->fd);
     clear_out(*c, behind);
+    release_client(c->client);
     c.reset();
     open.fetch_sub(1);
+  }
+
+  // Counts a new connection from `key` unless its client has max_connections_per_ip open.
+  bool admit_client(const std::string& key) {
+    if (opt.max_connections_per_ip == 0 || key.empty()) return true;
+    std::lock_guard<std::mutex> lock(clients_mu);
+    std::size_t& n = clients[key];
+    if (n >= opt.max_connections_per_ip) return false;
+    ++n;
+    return true;
+  }
+
+  void release_client(const std::string& key) {
+    if (key.empty()) return;
+    std::lock_guard<std::mutex> lock(clients_mu);
+    auto it = clients.find(key);
+    if (it != clients.end() && --it->second == 0) clients.erase(it);
   }
 
   // --- loop side ---------------------------------------------------------------------------
@@ -681,7 +719,9 @@ struct FrontServer::Loop {
 
   void accept_all() {
     for (int i = 0; i < 256; ++i) {
-      const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_storage addr{};
+      socklen_t addr_len = sizeof(addr);
+      const int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -701,6 +741,16 @@ struct FrontServer::Loop {
       c->fd = fd;
       c->id = next_id++;
       c->deadline = Clock::now() + seconds(opt.header_timeout_s);
+      std::string key = client_key(addr);
+      if (!admit_client(key)) {
+        // Answered before its request is read (lingering, so that the client can read it).
+        if (Conn* r = add(std::move(c)))
+          respond(*r, 429, "",
+                  "Too many connections from this address: at most " + std::to_string(opt.max_connections_per_ip) +
+                      " may be open at once (--max-connections-per-ip); close some and retry");
+        continue;
+      }
+      if (opt.max_connections_per_ip > 0) c->client = std::move(key);
       hold(std::move(c));
     }
   }

@@ -31,7 +31,8 @@
 //     kWriteBehindBytes over all connections) and written by the loop, which closes the
 //     connection after write_timeout without progress; a pipelined request waits until then.
 //   * beyond max_connections (derived from RLIMIT_NOFILE), the waiting connection nearest its
-//     deadline is closed to admit a new one.
+//     deadline is closed to admit a new one; beyond max_connections_per_ip connections from
+//     one client address (IPv6: one /64), a new one is answered 429 and closed.
 // shutdown() may be called from any thread at any time, before or during serve().
 #include <httplib.h>
 
@@ -56,8 +57,9 @@ struct FrontOptions {
   double body_timeout_s = 10;             // body: this, plus 1 s per min_body_rate bytes received
   std::size_t min_body_rate = 64 << 10;   // bytes per second
   double write_timeout_s = 30;            // a response that gets no room in the socket this long: closed
+  std::size_t max_connections_per_ip = 256;  // open connections from one address (IPv6: a /64); 0: no limit
   int max_requests_per_connection = 1000;
-  // The JSON body of an error the loop answers itself (408, 431, 503) for a request path
+  // The JSON body of an error the loop answers itself (408, 429, 431, 503) for a request path
   // (empty when unknown).
   std::function<std::string(int status, const std::string& path, const std::string& message)> error_body;
 };

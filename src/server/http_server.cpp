@@ -315,9 +315,10 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
   fo.max_body_bytes = st->options.max_body_bytes;
   fo.header_timeout_s = st->options.header_timeout_s;
   fo.write_timeout_s = st->options.write_timeout_s;
+  fo.max_connections_per_ip = st->options.max_connections_per_ip;
   fo.error_body = [](int status, const std::string& path, const std::string& message) {
-    const char* code = status == 408 ? "request_timeout" : status == 431 ? "request_header_too_large"
-                     : status == 503 ? "server_busy" : "";
+    const char* code = status == 408 ? "request_timeout" : status == 429 ? "too_many_connections"
+                     : status == 431 ? "request_header_too_large" : status == 503 ? "server_busy" : "";
     const Json body = anthropic_path(path) ? anthropic_error_body(status, message) : error_body(status, message, "", code);
     return body.dump(-1, ' ', false, Json::error_handler_t::replace);
   };

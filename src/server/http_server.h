@@ -44,6 +44,7 @@ struct HttpOptions {
   std::vector<std::string> allowed_origins;
   double header_timeout_s = 5;        // a request head must arrive within this (else 408)
   double write_timeout_s = 30;        // a response that gets no room in the socket this long: closed
+  std::size_t max_connections_per_ip = 256;  // per client address (IPv6: per /64); 0 = no limit
   // Stored /v1/responses (least recently used evicted beyond either bound; 0 = none stored).
   std::size_t responses_store_max = 1024;
   std::size_t responses_store_bytes = std::size_t{256} << 20;

@@ -1,7 +1,8 @@
 """HTTP hardening (issue 18): bounded request bodies (compressed, chunked, without a length),
 start-up failures that exit, slow clients (slowloris) that cannot take the workers, clients that
-stop reading their responses, browser origins (CORS), the JSON content type, a warning for
-exposed servers without a key, and no filesystem paths in responses. Raw sockets where the HTTP framing is the point."""
+stop reading their responses, connections per client address, browser origins (CORS), the JSON
+content type, a warning for exposed servers without a key, and no filesystem paths in
+responses. Raw sockets where the HTTP framing is the point."""
 import gzip
 import json
 import os
@@ -441,8 +442,50 @@ def test_pipelined_requests_are_answered_in_order(server):
                                                                       "text_completion", "list"]
 
 
+# --- 6. connections per client address ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def per_ip():
+    s = Server("--max-connections-per-ip", "3")
+    yield s
+    s.stop()
+
+
+def test_connections_per_address_are_limited(per_ip):
+    port = per_ip.port
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+            status, headers, body = read_response(extra)
+            err = check_error(status, body, 429)
+            assert err["code"] == "too_many_connections" and "--max-connections-per-ip" in err["message"]
+            assert headers.get("connection") == "close" and extra.recv(1) == b""
+        # another address is another client
+        try:
+            other = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0))
+        except OSError:
+            other = None  # no 127.0.0.2 here
+        if other:
+            with other:
+                other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_response(other)[0] == 200
+        # the idle connections still work
+        idle[0].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(idle[0])[0] == 200
+    finally:
+        for s in idle:
+            s.close()
+    deadline = time.time() + 2
+    while True:  # the server sees the closes a moment later
+        r = requests.get(per_ip.url + "/health", timeout=5)
+        if r.status_code == 200 or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.parametrize("flag,value", [("--write-timeout", "0"),
-])
+                                        ("--max-connections-per-ip", "-1")])
 def test_bad_flag_values(flag, value):
     p = subprocess.run([BIN, "serve", "--model", DEMO, "--port", "0", flag, value], capture_output=True, text=True,
                        timeout=10)
