@@ -26,9 +26,9 @@ def pct(xs, p):
 class Slow:
     def __init__(self, host, port, n, interval):
         self.host, self.port, self.interval = host, port, interval
-        body_head = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        body_head = (b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100000\r\n\r\n")
-        self.heads = [b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        self.heads = [b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                       b"X-Pad: " + b"a" * 4000 + b"\r\n\r\n", body_head]
         self.sel = selectors.DefaultSelector()
         self.conns = {}  # socket -> [kind, bytes sent]

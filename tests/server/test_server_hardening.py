@@ -1,8 +1,8 @@
 """HTTP hardening (issue 18): bounded request bodies (compressed, chunked, without a length),
 start-up failures that exit, slow clients (slowloris) that cannot take the workers, clients that
-stop reading their responses, connections per client address, browser origins (CORS), the JSON
-content type, a warning for exposed servers without a key, and no filesystem paths in
-responses. Raw sockets where the HTTP framing is the point."""
+stop reading their responses, connections per client address, Host headers (DNS rebinding),
+browser origins (CORS), the JSON content type, a warning for exposed servers without a key, and
+no filesystem paths in responses. Raw sockets where the HTTP framing is the point."""
 import gzip
 import json
 import os
@@ -123,7 +123,7 @@ def test_compression_bomb_is_not_inflated(server):
 # --- 2. the body limit for chunked bodies and bodies without a length ---------------------
 
 def post_head(path, extra=b""):
-    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + extra +
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" + extra +
             b"\r\n")
 
 
@@ -165,7 +165,7 @@ def test_chunked_and_unknown_length_bodies_within_limit(server):
         status, _, out = read_response(s, 60)
         assert status == 200, out
         # the connection stays usable (keep-alive)
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert read_response(s)[0] == 200
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
         s.sendall(post_head(COMP) + body)
@@ -283,7 +283,7 @@ def test_stalled_request_head_is_closed(quick_timeout):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled, \
             socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
         t = time.time()
-        stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n")
         status, headers, body = read_response(stalled)
         assert check_error(status, body, 408)["code"] == "request_timeout"
         assert stalled.recv(1) == b""
@@ -303,13 +303,13 @@ def test_stalled_body_is_closed(quick_timeout):
 
 def test_request_head_too_large_431(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
         send_quietly(s, b"X-Pad: " + b"a" * (80 << 10) + b"\r\n\r\n")
         status, _, body = read_response(s)
     check_error(status, body, 431)
 
 
-@pytest.mark.parametrize("raw,status", [(b"FOO /health HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+@pytest.mark.parametrize("raw,status", [(b"FOO /health HTTP/1.1\r\nHost: localhost\r\n\r\n", 405),
                                         (b"\x00\x01garbage\r\n\r\n", 400),
                                         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414)])
 def test_malformed_requests_get_json_errors(server, raw, status):
@@ -413,7 +413,7 @@ def test_pipelined_requests_never_read_take_no_worker(quick_write):
     try:
         for _ in range(8):
             s = reader_that_stalls(quick_write.port)
-            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 300)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n" * 300)
             clients.append(s)
         time.sleep(0.5)
         for _ in range(5):
@@ -433,9 +433,9 @@ def test_pipelined_requests_are_answered_in_order(server):
     # the responses in request order on the one connection
     body = json.dumps({"prompt": "Hi", "max_tokens": 2, "temperature": 0}).encode()
     post = post_head(COMP, b"Content-Length: %d\r\n" % len(body)) + body
-    get = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    get = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-        s.sendall(post + get + get + post + b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(post + get + get + post + b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n")
         out = read_responses(s, 5, 60)
     assert [status for status, _, _ in out] == [200] * 5
     assert [json.loads(body).get("object") for _, _, body in out] == ["text_completion", None, None,
@@ -467,10 +467,10 @@ def test_connections_per_address_are_limited(per_ip):
             other = None  # no 127.0.0.2 here
         if other:
             with other:
-                other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                other.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 assert read_response(other)[0] == 200
         # the idle connections still work
-        idle[0].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle[0].sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert read_response(idle[0])[0] == 200
     finally:
         for s in idle:
@@ -484,7 +484,70 @@ def test_connections_per_address_are_limited(per_ip):
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.parametrize("flag,value", [("--write-timeout", "0"),
+# --- 7. Host headers (DNS rebinding) -----------------------------------------------------------
+
+def get_with_host(port, host, path="/v1/models"):
+    head = b"GET " + path.encode() + b" HTTP/1.1\r\n" if host is not None else b"GET " + path.encode() + b" HTTP/1.0\r\n"
+    if host is not None:
+        head += b"Host: " + host.encode() + b"\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + b"\r\n")
+        return read_response(s)
+
+
+def test_foreign_host_refused_on_loopback(server):
+    p = server.port
+    for host in ["evil.example", "evil.example:%d" % p, "127.0.0.1.evil.example", "localhost.evil.example",
+                 "[::1]x", "localhost:http"]:
+        status, _, body = get_with_host(p, host)
+        err = check_error(status, body, 403)
+        assert err["code"] == "host_not_allowed" and host in err["message"], host
+    assert "--allowed-hosts evil.example " in check_error(*get_with_host(p, "Evil.Example:1")[::2], 403)["message"]
+    for host in ["localhost", "localhost:%d" % p, "LocalHost:%d" % p, "127.0.0.1", "127.0.0.1:%d" % p, "[::1]",
+                 "[::1]:%d" % p, None]:
+        assert get_with_host(p, host)[0] == 200, host
+    # POST and the Anthropic routes too, before anything else
+    body = json.dumps({"messages": M, "max_tokens": 1}).encode()
+    for path in (CHAT, "/v1/messages"):
+        with socket.create_connection(("127.0.0.1", p), timeout=10) as s:
+            s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            status, _, out = read_response(s)
+        assert status == 403 and b"--allowed-hosts" in out
+    assert json.loads(out)["error"]["type"] == "permission_error"
+    with socket.create_connection(("127.0.0.1", p), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n")
+        check_error(*read_response(s)[::2], 400)
+
+
+@pytest.fixture(scope="module")
+def allowed_hosts():
+    s = Server("--allowed-hosts", "evil.example, Other.Example,::2")
+    yield s
+    s.stop()
+
+
+def test_allowed_hosts(allowed_hosts):
+    p = allowed_hosts.port
+    for host in ["evil.example", "evil.example:%d" % p, "other.example", "[::2]:80", "localhost:%d" % p]:
+        assert get_with_host(p, host)[0] == 200, host
+    status, _, body = get_with_host(p, "third.example")
+    assert "--allowed-hosts third.example" in check_error(status, body, 403)["message"]
+
+
+@pytest.fixture(scope="module")
+def exposed():
+    s = Server("--host", "0.0.0.0")
+    yield s
+    s.stop()
+
+
+def test_no_host_check_beyond_loopback(exposed):
+    assert get_with_host(exposed.port, "evil.example")[0] == 200
+
+
+@pytest.mark.parametrize("flag,value", [("--allowed-hosts", "http://ok.example"), ("--allowed-hosts", "ok.example:80"),
+                                        ("--allowed-hosts", "ok example"), ("--write-timeout", "0"),
                                         ("--max-connections-per-ip", "-1")])
 def test_bad_flag_values(flag, value):
     p = subprocess.run([BIN, "serve", "--model", DEMO, "--port", "0", flag, value], capture_output=True, text=True,
@@ -548,7 +611,7 @@ def test_post_needs_json_content_type(server, ctype):
     headers = {"Content-Type": ctype} if ctype else {}
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
-        s.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\n" + extra +
+        s.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: localhost\r\n" + extra +
                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
         status, _, out = read_response(s)
     err = check_error(status, out, 415)
