@@ -5,6 +5,10 @@ reopened whenever the server closes them, while normal requests -- GET /health a
 completion, each on a new connection -- are timed. Standard library only.
 
     python3 bench/slowloris.py --url http://127.0.0.1:8080 --slow 500 --duration 20 [--json out.json]
+
+Every connection comes from this machine's address: for --slow over the server's
+--max-connections-per-ip (256) start it with --max-connections-per-ip 0, else the excess is
+answered 429 and reopened in a loop.
 """
 import argparse
 import http.client
