@@ -82,6 +82,16 @@ std::string host_of(const std::string& value) {
   return v;
 }
 
+// A host as a Host header gives it (lower-case, no port): a name, an IPv4 address, or an IPv6
+// address in brackets.
+bool host_name_or_address(const std::string& h) {
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') {
+    in6_addr a6{};
+    return inet_pton(AF_INET6, h.substr(1, h.size() - 2).c_str(), &a6) == 1;
+  }
+  return !h.empty() && h.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-_") == std::string::npos;
+}
+
 // A refused Host header: what the server serves, and the flag that adds the name.
 ApiError host_refused(const HttpOptions& o, const std::string& host) {
   const std::string name = host_of(host);
@@ -346,12 +356,8 @@ std::vector<std::string> parse_allowed_hosts(const std::string& list) {
     at = end + 1;
     if (h.empty()) continue;
     in6_addr a6{};
-    const bool bracketed = h.size() > 2 && h.front() == '[' && h.back() == ']';
-    if (h != "*" && !bracketed && inet_pton(AF_INET6, h.c_str(), &a6) == 1) h = "[" + h + "]";  // as Host writes it
-    const bool ok = h == "*" ||
-                    (h.front() == '[' ? h.back() == ']' && inet_pton(AF_INET6, h.substr(1, h.size() - 2).c_str(), &a6) == 1
-                                      : h.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-_") == std::string::npos);
-    if (!ok)
+    if (inet_pton(AF_INET6, h.c_str(), &a6) == 1) h = "[" + h + "]";  // a bare IPv6 address, as Host writes it
+    if (h != "*" && !host_name_or_address(h))
       throw Error("--allowed-hosts: '" + h +
                   "' is not a host name or address (no scheme, port or path; an IPv6 address in brackets; or *)");
     out.push_back(h);
