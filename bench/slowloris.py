@@ -5,6 +5,10 @@ reopened whenever the server closes them, while normal requests -- GET /health a
 completion, each on a new connection -- are timed. Standard library only.
 
     python3 bench/slowloris.py --url http://127.0.0.1:8080 --slow 500 --duration 20 [--json out.json]
+
+Every connection comes from this machine's address: for --slow over the server's
+--max-connections-per-ip (256) start it with --max-connections-per-ip 0, else the excess is
+answered 429 and reopened in a loop.
 """
 import argparse
 import http.client
@@ -26,9 +30,9 @@ def pct(xs, p):
 class Slow:
     def __init__(self, host, port, n, interval):
         self.host, self.port, self.interval = host, port, interval
-        body_head = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        body_head = (b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100000\r\n\r\n")
-        self.heads = [b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        self.heads = [b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                       b"X-Pad: " + b"a" * 4000 + b"\r\n\r\n", body_head]
         self.sel = selectors.DefaultSelector()
         self.conns = {}  # socket -> [kind, bytes sent]

@@ -38,9 +38,22 @@ int run_serve(int argc, char** argv) {
   app.add_option("--allowed-origins", origins,
                  "Comma-separated web origins (scheme://host[:port], or *) whose pages may call the API (CORS); "
                  "requests with another Origin header get 403 (default: none)");
+  std::string hosts;
+  app.add_option("--allowed-hosts", hosts,
+                 "Comma-separated Host header names (or *) served besides localhost, 127.0.0.1 and [::1]; bound to "
+                 "loopback, requests addressed to another host get 403 (DNS rebinding); bound beyond it, only "
+                 "these are checked when given (default: none)");
   app.add_option("--header-timeout", http.header_timeout_s,
                  "Seconds within which a request's line and headers must arrive (else 408 and close)")
       ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--write-timeout", http.write_timeout_s,
+                 "Seconds a response may wait for a client that stops reading it (no byte taken) before the "
+                 "connection is closed and its generation cancelled")
+      ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--max-connections-per-ip", http.max_connections_per_ip,
+                 "Connections one client address (IPv6: one /64) may have open; more are answered 429 and closed "
+                 "(0 = no limit)")
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--served-model-name", flags.config.served_model_name,
                  "Model name clients use (default: the model directory's name)");
   app.add_option("--responses-store-max", http.responses_store_max,
@@ -52,6 +65,7 @@ int run_serve(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   http.responses_store_bytes = static_cast<std::size_t>(store_mib * 1048576.0);
   http.allowed_origins = server::parse_allowed_origins(origins);
+  http.allowed_hosts = server::parse_allowed_hosts(hosts);
   server::finish_service_flags(flags);
   http.threads = std::max(64, 2 * flags.config.plan.max_num_seqs + 16);
 

@@ -42,6 +42,9 @@ constexpr std::size_t kBodyPrefix = 16 << 10;
 // bytes sends RST, which can destroy the response in flight).
 constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr std::size_t kLingerBytes = std::size_t{64} << 20;
+// Response bytes queued on connections for the loop to write (write-behind), over all of
+// them; beyond it a GET response waits for its socket as a POST's does.
+constexpr std::size_t kWriteBehindBytes = std::size_t{64} << 20;
 // Epoll tags below the first connection id.
 constexpr uint64_t kListenTag = 0, kWakeTag = 1, kStopTag = 2, kFirstConn = 16;
 
@@ -121,6 +124,7 @@ bool light_method(const std::string& m) { return m == "GET" || m == "HEAD" || m 
 const char* reason(int status) {
   switch (status) {
     case 408: return "Request Timeout";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
     default: return "Error";
@@ -142,39 +146,102 @@ void host_port(int fd, bool peer, std::string& ip, int& port) {
     ip = h.data();
 }
 
+// The client a connection counts against max_connections_per_ip: an IPv4 address (IPv4-mapped
+// ones too) whole, an IPv6 address by its /64 (what one host or site is usually given).
+// Empty for another family (not counted).
+std::string client_key(const sockaddr_storage& a) {
+  if (a.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in*>(&a)->sin_addr;
+    return std::string(reinterpret_cast<const char*>(&v4), 4);
+  }
+  if (a.ss_family == AF_INET6) {
+    const in6_addr& v6 = reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr;
+    const char* b = reinterpret_cast<const char*>(v6.s6_addr);
+    return IN6_IS_ADDR_V4MAPPED(&v6) ? std::string(b + 12, 4) : std::string(b, 8);
+  }
+  return {};
+}
+
 }  // namespace
 
 RequestContext* current_request() { return t_request; }
 
-// One client connection. The loop holds it while it waits for a request (kWaiting) or
-// discards what the client still sends before closing (kLinger); a worker holds it while it
-// serves a request.
+// One client connection. The loop holds it while it waits for a request (kWaiting), writes
+// the rest of a response the socket did not take (kFlushing), or discards what the client
+// still sends before closing (kLinger); a worker holds it while it serves a request.
 struct Conn {
-  enum class State { kWaiting, kLinger };
+  enum class State { kWaiting, kFlushing, kLinger };
   int fd = -1;
   uint64_t id = 0;
   State state = State::kWaiting;
   Clock::time_point deadline;
-  bool fresh = true;   // no byte of the next request yet
-  bool rdhup = false;  // the client shut down its sending side
-  int requests = 0;    // served on this connection
+  bool fresh = true;        // no byte of the next request yet
+  bool rdhup = false;       // the client shut down its sending side
+  bool close_after = false;  // kFlushing: close (lingering) once `out` is written
+  int requests = 0;         // served on this connection
   std::size_t lingered = 0;
+  std::string client;       // counted against max_connections_per_ip (empty: not counted)
+  std::string out;          // response bytes not yet taken by the socket (write-behind) ...
+  std::size_t out_at = 0;   // ... of which this many have been written since
+  std::string carry;        // request bytes read past the last response: the next request's start
 };
 
 namespace {
 
+// Takes n more bytes of write-behind from the budget of every connection (`used`).
+bool reserve_behind(std::atomic<std::size_t>& used, std::size_t n) {
+  std::size_t cur = used.load();
+  do {
+    if (cur > kWriteBehindBytes || n > kWriteBehindBytes - cur) return false;
+  } while (!used.compare_exchange_weak(cur, cur + n));
+  return true;
+}
+
+// Forgets c.out (written, or the connection is closed) and gives its bytes back to the budget.
+void clear_out(Conn& c, std::atomic<std::size_t>& used) {
+  used.fetch_sub(c.out.size());
+  std::string().swap(c.out);
+  c.out_at = 0;
+}
+
+// Writes what the socket takes of c.out now, without waiting: the bytes written, or -1 on an
+// error. c.out is cleared once all of it is written.
+ssize_t send_out(Conn& c, std::atomic<std::size_t>& used) {
+  ssize_t total = 0;
+  while (c.out_at < c.out.size()) {
+    const ssize_t n = send(c.fd, c.out.data() + c.out_at, c.out.size() - c.out_at, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      c.out_at += static_cast<std::size_t>(n);
+      total += n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK) break;
+    return -1;
+  }
+  if (!c.out.empty() && c.out_at == c.out.size()) clear_out(c, used);
+  return total;
+}
+
 // httplib's view of a connection while a worker serves it: reads buffered (httplib reads a
-// head byte by byte), with deadlines; the body's bytes on the wire bounded; every wait woken
-// by the stop signal.
+// head byte by byte), with deadlines; the body's bytes on the wire bounded; writes that wait
+// for room in the socket at most write_timeout without progress, or (with `behind`, the
+// write-behind budget) queue what the socket does not take on the connection; every wait
+// woken by the stop signal.
 class ConnStream final : public httplib::Stream {
  public:
-  ConnStream(Conn& c, const FrontOptions& o, int stop_fd, const std::atomic<bool>& stopping)
-      : c_(c), o_(o), stop_fd_(stop_fd), stopping_(stopping) {
+  ConnStream(Conn& c, const FrontOptions& o, int stop_fd, const std::atomic<bool>& stopping,
+             std::atomic<std::size_t>* behind)
+      : c_(c), o_(o), stop_fd_(stop_fd), stopping_(stopping), behind_(behind) {
     // The body's bytes on the wire: the payload limit plus room for chunked framing (the
     // payload itself is bounded exactly by the route's body reader).
     body_wire_limit_ = o.max_body_bytes + std::max<std::size_t>(64 << 10, o.max_body_bytes / 16);
     host_port(c.fd, true, remote_ip_, remote_port_);
     host_port(c.fd, false, local_ip_, local_port_);
+    // A pipelined request's start, read by the previous worker (never more than buf_ holds).
+    len_ = std::min(c.carry.size(), buf_.size());
+    std::memcpy(buf_.data(), c.carry.data(), len_);
+    c.carry.clear();
   }
 
   void begin_request(RequestContext* ctx) {
@@ -186,11 +253,17 @@ class ConnStream final : public httplib::Stream {
     head_deadline_ = Clock::now() + seconds(o_.header_timeout_s);
   }
   bool buffered() const { return pos_ < len_; }
+  // The bytes read past the request just served (the next request's start).
+  std::string take_buffered() {
+    std::string rest(buf_.data() + pos_, len_ - pos_);
+    pos_ = len_ = 0;
+    return rest;
+  }
   ReadFailure failure() const { return failure_; }
 
   bool is_readable() const override { return buffered() || wait(POLLIN, read_deadline()) > 0; }
   bool is_writable() const override {
-    if (wait(POLLOUT, Clock::now() + seconds(o_.write_timeout_s)) <= 0) return false;
+    if (wait_writable() <= 0) return false;
     // and the peer has not closed (bytes waiting to be read are not a close)
     pollfd p{c_.fd, POLLIN, 0};
     if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
@@ -241,14 +314,28 @@ class ConnStream final : public httplib::Stream {
     return static_cast<ssize_t>(k);
   }
 
+  // Queued bytes go out first (the response's order on the wire). With write-behind, what the
+  // socket does not take is queued and the write returns at once.
   ssize_t write(const char* ptr, size_t size) override {
-    const Clock::time_point deadline = Clock::now() + seconds(o_.write_timeout_s);
+    if (size == 0) return 0;
     for (;;) {
-      const ssize_t n = send(c_.fd, ptr, size, MSG_NOSIGNAL);
-      if (n >= 0) return n;
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
-      if (wait(POLLOUT, deadline) <= 0) return -1;
+      if (!c_.out.empty()) {
+        const ssize_t sent = send_out(c_, *behind_);  // c.out is only ever filled with behind_ set
+        if (sent < 0) return -1;
+        if (sent > 0) stalled_ = false;
+      }
+      if (c_.out.empty()) {
+        const ssize_t n = send(c_.fd, ptr, size, MSG_NOSIGNAL);
+        if (n > 0) {
+          stalled_ = false;
+          const auto sent = static_cast<std::size_t>(n);
+          return sent < size && queue(ptr + sent, size - sent) ? static_cast<ssize_t>(size) : n;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+      }
+      if (queue(ptr, size)) return static_cast<ssize_t>(size);
+      if (wait_writable() <= 0) return -1;
     }
   }
 
@@ -267,6 +354,26 @@ class ConnStream final : public httplib::Stream {
     failure_ = f;
     if (ctx_) ctx_->read_failure = f;
     return -1;
+  }
+
+  bool queue(const char* ptr, std::size_t n) {
+    if (!behind_ || !reserve_behind(*behind_, n)) return false;
+    c_.out.append(ptr, n);
+    return true;
+  }
+
+  // Waits for room in the socket. One clock for the whole response: it starts when a write
+  // first finds no room and is reset whenever the socket has room again (the client read), so
+  // that a client that stops reading is dropped write_timeout after the stall began, however
+  // many writes (or is_writable checks between events) the stall spans.
+  int wait_writable() const {
+    if (!stalled_) {
+      stalled_ = true;
+      stall_start_ = Clock::now();
+    }
+    const int w = wait(POLLOUT, stall_start_ + seconds(o_.write_timeout_s));
+    if (w > 0) stalled_ = false;
+    return w;
   }
 
   // A request head must arrive by its deadline; a body keeps coming at min_body_rate after a
@@ -307,6 +414,9 @@ class ConnStream final : public httplib::Stream {
   const FrontOptions& o_;
   int stop_fd_;
   const std::atomic<bool>& stopping_;
+  std::atomic<std::size_t>* behind_;  // null: no write-behind
+  mutable bool stalled_ = false;
+  mutable Clock::time_point stall_start_;
   RequestContext* ctx_ = nullptr;
   std::array<char, 16384> buf_{};
   std::size_t pos_ = 0, len_ = 0;
@@ -376,6 +486,9 @@ struct FrontServer::Loop {
   std::mutex returned_mu;
   std::vector<std::unique_ptr<Conn>> returned;  // from workers: keep-alive or linger
   std::atomic<std::size_t> open{0};             // every connection, wherever it is
+  std::atomic<std::size_t> behind{0};           // write-behind bytes of every connection
+  std::mutex clients_mu;                        // workers close connections too
+  std::unordered_map<std::string, std::size_t> clients;  // open connections per client key
   std::size_t max_conns = 0;
   bool accept_paused = false;
   Clock::time_point accept_resume;
@@ -400,8 +513,27 @@ struct FrontServer::Loop {
   void close_conn(std::unique_ptr<Conn>& c) {
     if (!c) return;
     ::close(c->fd);
+    clear_out(*c, behind);
+    release_client(c->client);
     c.reset();
     open.fetch_sub(1);
+  }
+
+  // Counts a new connection from `key` unless its client has max_connections_per_ip open.
+  bool admit_client(const std::string& key) {
+    if (opt.max_connections_per_ip == 0 || key.empty()) return true;
+    std::lock_guard<std::mutex> lock(clients_mu);
+    std::size_t& n = clients[key];
+    if (n >= opt.max_connections_per_ip) return false;
+    ++n;
+    return true;
+  }
+
+  void release_client(const std::string& key) {
+    if (key.empty()) return;
+    std::lock_guard<std::mutex> lock(clients_mu);
+    auto it = clients.find(key);
+    if (it != clients.end() && --it->second == 0) clients.erase(it);
   }
 
   // --- loop side ---------------------------------------------------------------------------
@@ -420,20 +552,63 @@ struct FrontServer::Loop {
     conns.erase(it);
   }
 
-  void hold(std::unique_ptr<Conn> c) {
-    Conn& r = *c;
+  static uint32_t events_of(Conn::State s) {
+    // A flushing connection waits for room only: a client that half-closes may still read.
+    return (s == Conn::State::kFlushing ? EPOLLOUT : EPOLLIN | EPOLLRDHUP) | EPOLLET;
+  }
+
+  // After a change of state: what the loop waits for on the connection.
+  void watch(Conn& c) {
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
-    ev.data.u64 = r.id;
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, r.fd, &ev) != 0) {
+    ev.events = events_of(c.state);
+    ev.data.u64 = c.id;
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c.fd, &ev);
+  }
+
+  // Takes the connection into the loop: null (and closed) when it cannot be watched.
+  Conn* add(std::unique_ptr<Conn> c) {
+    epoll_event ev{};
+    ev.events = events_of(c->state);
+    ev.data.u64 = c->id;
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
       close_conn(c);
-      return;
+      return nullptr;
     }
-    timers.insert({r.deadline, r.id});
-    conns.emplace(r.id, std::move(c));
-    // Bytes may already be there (edge-triggered: no event for them).
-    if (r.state == Conn::State::kLinger) drain(r);
-    else check(r);
+    Conn* r = c.get();
+    timers.insert({r->deadline, r->id});
+    conns.emplace(r->id, std::move(c));
+    return r;
+  }
+
+  void hold(std::unique_ptr<Conn> c) {
+    Conn* r = add(std::move(c));
+    if (!r) return;
+    // Bytes (or room) may already be there (edge-triggered: no event for them).
+    switch (r->state) {
+      case Conn::State::kLinger: return drain(*r);
+      case Conn::State::kFlushing: return flush(*r);
+      case Conn::State::kWaiting: return check(*r);
+    }
+  }
+
+  // Writes the rest of a response; then the next request, or the close the response announced.
+  // A client that takes nothing for write_timeout is dropped (on_timer).
+  void flush(Conn& c) {
+    const ssize_t sent = send_out(c, behind);
+    if (sent < 0) return drop(c.id);
+    if (sent > 0) retime(c, Clock::now() + seconds(opt.write_timeout_s));
+    if (!c.out.empty()) return;
+    if (c.close_after) {
+      c.state = Conn::State::kLinger;
+      watch(c);
+      return linger(c);
+    }
+    c.state = Conn::State::kWaiting;
+    c.fresh = true;
+    c.rdhup = false;
+    retime(c, Clock::now() + seconds(opt.idle_timeout_s));
+    watch(c);
+    check(c);
   }
 
   // A best-effort error response from the loop, then a lingering close.
@@ -468,20 +643,25 @@ struct FrontServer::Loop {
     }
   }
 
-  // Is a complete request (head, and the body or its first kBodyPrefix bytes) waiting?
+  // Is a complete request (head, and the body or its first kBodyPrefix bytes) waiting? Its
+  // bytes: those a worker read past the previous response (c.carry), then the socket's.
   void check(Conn& c) {
-    const ssize_t n = recv(c.fd, peek.data(), peek.size(), MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0) return drop(c.id);  // closed between requests
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      return drop(c.id);
+    const std::size_t carried = c.carry.size();  // at most a worker's read buffer: fits in peek
+    std::memcpy(peek.data(), c.carry.data(), carried);
+    const ssize_t n = recv(c.fd, peek.data() + carried, peek.size() - carried, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) {
+      if (carried == 0) return drop(c.id);  // closed between requests
+      c.rdhup = true;
+    } else if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return drop(c.id);
+      if (carried == 0) return;
     }
     if (c.fresh) {
       c.fresh = false;
       // a kept-alive connection gets header_timeout from its next request's first byte
       if (c.requests > 0) retime(c, Clock::now() + seconds(opt.header_timeout_s));
     }
-    const std::string_view data(peek.data(), static_cast<std::size_t>(n));
+    const std::string_view data(peek.data(), carried + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
     const std::size_t end = data.find("\r\n\r\n");
     if (end == std::string_view::npos || end + 4 > opt.max_head_bytes) {
       if (data.size() >= opt.max_head_bytes)
@@ -523,7 +703,8 @@ struct FrontServer::Loop {
   }
 
   void on_timer(Conn& c) {
-    if (c.state == Conn::State::kLinger || c.fresh) return drop(c.id);  // silent: nothing was asked
+    // a client that stopped reading (kFlushing), or one that asked for nothing: closed silently
+    if (c.state != Conn::State::kWaiting || c.fresh) return drop(c.id);
     respond(c, 408, "",
             "The request was not received in time: its request line and headers (and the start of its body) "
             "must arrive within " + std::to_string(opt.header_timeout_s).substr(0, 4) + " s");
@@ -538,7 +719,9 @@ struct FrontServer::Loop {
 
   void accept_all() {
     for (int i = 0; i < 256; ++i) {
-      const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_storage addr{};
+      socklen_t addr_len = sizeof(addr);
+      const int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -558,6 +741,16 @@ struct FrontServer::Loop {
       c->fd = fd;
       c->id = next_id++;
       c->deadline = Clock::now() + seconds(opt.header_timeout_s);
+      std::string key = client_key(addr);
+      if (!admit_client(key)) {
+        // Answered before its request is read (lingering, so that the client can read it).
+        if (Conn* r = add(std::move(c)))
+          respond(*r, 429, "",
+                  "Too many connections from this address: at most " + std::to_string(opt.max_connections_per_ip) +
+                      " may be open at once (--max-connections-per-ip); close some and retry");
+        continue;
+      }
+      if (opt.max_connections_per_ip > 0) c->client = std::move(key);
       hold(std::move(c));
     }
   }
@@ -594,6 +787,7 @@ struct FrontServer::Loop {
     if (it == conns.end()) return;
     Conn& c = *it->second;
     if (c.state == Conn::State::kLinger) return drain(c);
+    if (c.state == Conn::State::kFlushing) return events & (EPOLLERR | EPOLLHUP) ? drop(id) : flush(c);
     if (events & EPOLLERR) return drop(id);
     if (events & (EPOLLRDHUP | EPOLLHUP)) c.rdhup = true;
     check(c);
@@ -610,40 +804,50 @@ struct FrontServer::Loop {
     (void)!::write(wake_fd, &one, sizeof(one));
   }
 
-  void serve(std::unique_ptr<Conn> c) {
-    ConnStream strm(*c, opt, srv.stop_fd_, srv.stopping_);
-    for (;;) {
-      RequestContext ctx;
-      ctx.fd = c->fd;
-      strm.begin_request(&ctx);
-      const bool last = ++c->requests >= opt.max_requests_per_connection || srv.stopping_;
-      bool closed = false, ok = false;
-      t_request = &ctx;
-      try {
-        ok = srv.process_one(strm, last, closed);
-      } catch (...) {
-        ok = false;
-      }
-      t_request = nullptr;
-      if (srv.stopping_ || !ok || strm.failure() == ReadFailure::kClosed) return close_conn(c);
-      if (closed || last || ctx.close || strm.failure() != ReadFailure::kNone) {
-        // The response is out; what the client may still send is discarded by the loop.
-        ::shutdown(c->fd, SHUT_WR);
-        c->state = Conn::State::kLinger;
-        c->deadline = Clock::now() + kLingerTime;
-        return give_back(std::move(c));
-      }
-      if (strm.buffered()) continue;  // a pipelined request: its head has begun to arrive
-      c->state = Conn::State::kWaiting;
-      c->fresh = true;
-      c->rdhup = false;
-      c->deadline = Clock::now() + seconds(opt.idle_timeout_s);
+  // One request. `light`: GET / HEAD / OPTIONS, whose responses are complete strings --
+  // written behind, so that no client that stops reading holds one of their few workers.
+  void serve(std::unique_ptr<Conn> c, bool light) {
+    ConnStream strm(*c, opt, srv.stop_fd_, srv.stopping_, light ? &behind : nullptr);
+    RequestContext ctx;
+    ctx.fd = c->fd;
+    strm.begin_request(&ctx);
+    const bool last = ++c->requests >= opt.max_requests_per_connection || srv.stopping_;
+    bool closed = false, ok = false;
+    t_request = &ctx;
+    try {
+      ok = srv.process_one(strm, last, closed);
+    } catch (...) {
+      ok = false;
+    }
+    t_request = nullptr;
+    if (srv.stopping_ || !ok || strm.failure() == ReadFailure::kClosed) return close_conn(c);
+    const bool closing = closed || last || ctx.close || strm.failure() != ReadFailure::kNone;
+    // A pipelined request's start goes back with the connection: the loop hands it to the
+    // workers of its kind once it is complete (and once this response is written).
+    if (!closing) c->carry = strm.take_buffered();
+    if (!c->out.empty()) {
+      // The socket has not taken the whole response: the loop writes the rest.
+      c->state = Conn::State::kFlushing;
+      c->close_after = closing;
+      c->deadline = Clock::now() + seconds(opt.write_timeout_s);
       return give_back(std::move(c));
     }
+    if (closing) {
+      // The response is out; what the client may still send is discarded by the loop.
+      ::shutdown(c->fd, SHUT_WR);
+      c->state = Conn::State::kLinger;
+      c->deadline = Clock::now() + kLingerTime;
+      return give_back(std::move(c));
+    }
+    c->state = Conn::State::kWaiting;
+    c->fresh = true;
+    c->rdhup = false;
+    c->deadline = Clock::now() + seconds(opt.idle_timeout_s);
+    give_back(std::move(c));
   }
 
-  void work(WorkQueue& q) {
-    while (auto c = q.pop()) serve(std::move(c));
+  void work(WorkQueue& q, bool light) {
+    while (auto c = q.pop()) serve(std::move(c), light);
   }
 
   // --- the loop ----------------------------------------------------------------------------
@@ -663,8 +867,8 @@ struct FrontServer::Loop {
     add(listen_fd, kListenTag);
     add(wake_fd, kWakeTag);
     add(srv.stop_fd_, kStopTag);
-    for (int i = 0; i < std::max(1, opt.workers); ++i) threads.emplace_back([this] { work(heavy); });
-    for (int i = 0; i < std::max(1, opt.light_workers); ++i) threads.emplace_back([this] { work(light); });
+    for (int i = 0; i < std::max(1, opt.workers); ++i) threads.emplace_back([this] { work(heavy, false); });
+    for (int i = 0; i < std::max(1, opt.light_workers); ++i) threads.emplace_back([this] { work(light, true); });
 
     std::array<epoll_event, 256> events;
     while (!srv.stopping_) {

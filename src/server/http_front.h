@@ -18,11 +18,21 @@
 //   * a worker runs httplib's request parser and router on the connection (Server::
 //     process_request) through ConnStream, which buffers reads, bounds the body's bytes on the
 //     wire, and gives every read and write a deadline; the stop signal wakes every wait.
-//     After the response the connection goes back to the loop (keep-alive), or is closed --
-//     after an error that left body bytes unread, by a lingering close: the loop discards what
-//     the client still sends for up to kLingerTime, so that it can read the response.
+//     A worker serves one request; then the connection goes back to the loop (keep-alive,
+//     with the bytes of a pipelined request it read past the response, so that each request
+//     goes to the workers of its kind), or is closed -- after an error that left body bytes
+//     unread, by a lingering close: the loop discards what the client still sends for up to
+//     kLingerTime, so that it can read the response.
+//   * a client that stops reading its response: a write waits while the socket has no room,
+//     but a response that gets no room for write_timeout (one clock for the whole response,
+//     reset by any progress) fails and the connection is closed; a streaming generation is
+//     then cancelled as for a disconnect. GET / HEAD / OPTIONS responses (complete strings)
+//     never wait at all: what the socket does not take is queued on the connection (up to
+//     kWriteBehindBytes over all connections) and written by the loop, which closes the
+//     connection after write_timeout without progress; a pipelined request waits until then.
 //   * beyond max_connections (derived from RLIMIT_NOFILE), the waiting connection nearest its
-//     deadline is closed to admit a new one.
+//     deadline is closed to admit a new one; beyond max_connections_per_ip connections from
+//     one client address (IPv6: one /64), a new one is answered 429 and closed.
 // shutdown() may be called from any thread at any time, before or during serve().
 #include <httplib.h>
 
@@ -46,9 +56,10 @@ struct FrontOptions {
   double idle_timeout_s = 5;              // keep-alive: idle connections are closed after this
   double body_timeout_s = 10;             // body: this, plus 1 s per min_body_rate bytes received
   std::size_t min_body_rate = 64 << 10;   // bytes per second
-  double write_timeout_s = 60;            // one write (a client that stops reading)
+  double write_timeout_s = 30;            // a response that gets no room in the socket this long: closed
+  std::size_t max_connections_per_ip = 256;  // open connections from one address (IPv6: a /64); 0: no limit
   int max_requests_per_connection = 1000;
-  // The JSON body of an error the loop answers itself (408, 431, 503) for a request path
+  // The JSON body of an error the loop answers itself (408, 429, 431, 503) for a request path
   // (empty when unknown).
   std::function<std::string(int status, const std::string& path, const std::string& message)> error_body;
 };

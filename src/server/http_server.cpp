@@ -55,6 +55,61 @@ std::string trimmed(std::string s) {
   return s.substr(i);
 }
 
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// The host of a Host header value, lower-case, without its port: "[::1]:8080" -> "[::1]",
+// "Example.com:80" -> "example.com". Empty when it is not host[:port].
+std::string host_of(const std::string& value) {
+  std::string v = lower(trimmed(value));
+  std::string port;
+  if (!v.empty() && v.front() == '[') {
+    const std::size_t end = v.find(']');
+    if (end == std::string::npos) return "";
+    port = v.substr(end + 1);
+    v.resize(end + 1);
+  } else if (const std::size_t colon = v.find(':'); colon != std::string::npos) {
+    port = v.substr(colon);
+    v.resize(colon);
+  }
+  if (!port.empty() && (port.front() != ':' || !all_digits(port.substr(1)))) return "";
+  return v;
+}
+
+// A host as a Host header gives it (lower-case, no port): a name, an IPv4 address, or an IPv6
+// address in brackets.
+bool host_name_or_address(const std::string& h) {
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') {
+    in6_addr a6{};
+    return inet_pton(AF_INET6, h.substr(1, h.size() - 2).c_str(), &a6) == 1;
+  }
+  return !h.empty() && h.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-_") == std::string::npos;
+}
+
+// A refused Host header: what the server serves, and the flag that adds the name.
+ApiError host_refused(const HttpOptions& o, const std::string& host) {
+  const std::string name = host_of(host);
+  if (name.empty())
+    return ApiError(403, "The Host header '" + host + "' is not allowed: it is not host[:port]", "",
+                    "host_not_allowed");
+  const std::string served =
+      is_loopback_host(o.host)
+          ? "this server is bound to " + o.host + " and serves requests addressed to localhost, 127.0.0.1 or [::1]" +
+                (o.allowed_hosts.empty() ? std::string() : " or to a host in --allowed-hosts")
+          : std::string("this server serves requests addressed to loopback names or to a host in --allowed-hosts");
+  return ApiError(403,
+                  "The Host header '" + host + "' is not allowed: " + served +
+                      " (a guard against DNS rebinding); start the server with --allowed-hosts " + name +
+                      " to serve it",
+                  "", "host_not_allowed");
+}
+
 bool origin_allowed(const HttpOptions& o, const std::string& origin) {
   for (const std::string& a : o.allowed_origins)
     if (a == "*" || iequals(a, origin)) return true;
@@ -291,6 +346,35 @@ std::vector<std::string> parse_allowed_origins(const std::string& list) {
   return out;
 }
 
+std::vector<std::string> parse_allowed_hosts(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= list.size()) {
+    std::size_t end = list.find(',', at);
+    if (end == std::string::npos) end = list.size();
+    std::string h = lower(trimmed(list.substr(at, end - at)));
+    at = end + 1;
+    if (h.empty()) continue;
+    in6_addr a6{};
+    if (inet_pton(AF_INET6, h.c_str(), &a6) == 1) h = "[" + h + "]";  // a bare IPv6 address, as Host writes it
+    if (h != "*" && !host_name_or_address(h))
+      throw Error("--allowed-hosts: '" + h +
+                  "' is not a host name or address (no scheme, port or path; an IPv6 address in brackets; or *)");
+    out.push_back(h);
+  }
+  return out;
+}
+
+bool host_allowed(const std::string& bind_host, const std::vector<std::string>& allowed,
+                  const std::string& host_header) {
+  if (trimmed(host_header).empty()) return true;
+  if (std::find(allowed.begin(), allowed.end(), "*") != allowed.end()) return true;
+  if (allowed.empty() && !is_loopback_host(bind_host)) return true;
+  const std::string name = host_of(host_header);
+  if (name.empty()) return false;
+  return is_loopback_host(name) || std::find(allowed.begin(), allowed.end(), name) != allowed.end();
+}
+
 bool is_loopback_host(const std::string& host) {
   std::string h = host;
   if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
@@ -314,18 +398,30 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
   fo.workers = st->options.threads;
   fo.max_body_bytes = st->options.max_body_bytes;
   fo.header_timeout_s = st->options.header_timeout_s;
+  fo.write_timeout_s = st->options.write_timeout_s;
+  fo.max_connections_per_ip = st->options.max_connections_per_ip;
   fo.error_body = [](int status, const std::string& path, const std::string& message) {
-    const char* code = status == 408 ? "request_timeout" : status == 431 ? "request_header_too_large"
-                     : status == 503 ? "server_busy" : "";
+    const char* code = status == 408 ? "request_timeout" : status == 429 ? "too_many_connections"
+                     : status == 431 ? "request_header_too_large" : status == 503 ? "server_busy" : "";
     const Json body = anthropic_path(path) ? anthropic_error_body(status, message) : error_body(status, message, "", code);
     return body.dump(-1, ' ', false, Json::error_handler_t::replace);
   };
   http.set_front_options(std::move(fo));
 
-  // Before routing, in this order: the origin (403), CORS preflights, the API key (401), then
-  // what can be refused without reading the body: a compressed body (415), a declared length
-  // over the limit (413). The body is never read for these; the connection is closed after.
+  // Before routing, in this order: the Host (400 for two, 403), the origin (403), CORS
+  // preflights, the API key (401), then what can be refused without reading the body: a
+  // compressed body (415), a declared length over the limit (413). The body is never read for
+  // these; the connection is closed after.
   http.set_pre_routing_handler([st](const Request& req, Response& res) {
+    if (req.get_header_value_count("Host") > 1) {
+      send_error(req, res, ApiError(400, "More than one Host header", "", "bad_request"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    const std::string host = req.get_header_value("Host");
+    if (!host_allowed(st->options.host, st->options.allowed_hosts, host)) {
+      send_error(req, res, host_refused(st->options, host));
+      return httplib::Server::HandlerResponse::Handled;
+    }
     const std::string origin = req.get_header_value("Origin");
     if (!origin.empty() && !origin_allowed(st->options, origin)) {
       send_error(req, res,

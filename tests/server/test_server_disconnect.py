@@ -52,7 +52,7 @@ def wait_for(server, pred, timeout):
 def send_raw(server, path, body):
     data = json.dumps(body).encode()
     s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-    s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" % len(data) + data)
     return s
 

@@ -1,7 +1,8 @@
 """HTTP hardening (issue 18): bounded request bodies (compressed, chunked, without a length),
-start-up failures that exit, slow clients (slowloris) that cannot take the workers, browser
-origins (CORS), the JSON content type, a warning for exposed servers without a key, and no
-filesystem paths in responses. Raw sockets where the HTTP framing is the point."""
+start-up failures that exit, slow clients (slowloris) that cannot take the workers, clients that
+stop reading their responses, connections per client address, Host headers (DNS rebinding),
+browser origins (CORS), the JSON content type, a warning for exposed servers without a key, and
+no filesystem paths in responses. Raw sockets where the HTTP framing is the point."""
 import gzip
 import json
 import os
@@ -55,6 +56,27 @@ def read_response(s, timeout=20):
     return status, headers, body[:n]
 
 
+def read_responses(s, n, timeout=20):
+    """n pipelined responses (each with a Content-Length) on socket s, as read_response gives them."""
+    s.settimeout(timeout)
+    data, out = b"", []
+    while len(out) < n:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            lines = data[:end].decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+            stop = end + 4 + int(headers.get("content-length", "0"))
+            if len(data) >= stop:
+                out.append((int(lines[0].split()[1]), headers, data[end + 4:stop]))
+                data = data[stop:]
+                continue
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed after %d responses: %r" % (len(out), data))
+        data += chunk
+    return out
+
+
 def check_error(status, body, want):
     assert status == want, body
     err = json.loads(body)["error"]
@@ -101,7 +123,7 @@ def test_compression_bomb_is_not_inflated(server):
 # --- 2. the body limit for chunked bodies and bodies without a length ---------------------
 
 def post_head(path, extra=b""):
-    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + extra +
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" + extra +
             b"\r\n")
 
 
@@ -143,7 +165,7 @@ def test_chunked_and_unknown_length_bodies_within_limit(server):
         status, _, out = read_response(s, 60)
         assert status == 200, out
         # the connection stays usable (keep-alive)
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert read_response(s)[0] == 200
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
         s.sendall(post_head(COMP) + body)
@@ -261,7 +283,7 @@ def test_stalled_request_head_is_closed(quick_timeout):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled, \
             socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
         t = time.time()
-        stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n")
         status, headers, body = read_response(stalled)
         assert check_error(status, body, 408)["code"] == "request_timeout"
         assert stalled.recv(1) == b""
@@ -281,13 +303,13 @@ def test_stalled_body_is_closed(quick_timeout):
 
 def test_request_head_too_large_431(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
         send_quietly(s, b"X-Pad: " + b"a" * (80 << 10) + b"\r\n\r\n")
         status, _, body = read_response(s)
     check_error(status, body, 431)
 
 
-@pytest.mark.parametrize("raw,status", [(b"FOO /health HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+@pytest.mark.parametrize("raw,status", [(b"FOO /health HTTP/1.1\r\nHost: localhost\r\n\r\n", 405),
                                         (b"\x00\x01garbage\r\n\r\n", 400),
                                         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414)])
 def test_malformed_requests_get_json_errors(server, raw, status):
@@ -296,6 +318,241 @@ def test_malformed_requests_get_json_errors(server, raw, status):
         st, headers, body = read_response(s)
     check_error(st, body, status)
     assert headers["content-type"] == "application/json"
+
+
+# --- 5. clients that stop reading their response ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def quick_write():
+    s = Server("--write-timeout", "2")
+    yield s
+    s.stop()
+
+
+def reader_that_stalls(port):
+    """A connection with a small receive window (SO_RCVBUF before connect), never read."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def drain(s, timeout=10):
+    """Everything s still gets, and whether the server closed it (else the read timed out)."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(1 << 20)
+        except socket.timeout:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+
+
+def success_total(server, reason):
+    for line in requests.get(server.url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("nemotron:request_success_total{") and 'finished_reason="%s"' % reason in line:
+            return float(line.split()[-1])
+    raise AssertionError("no request_success_total for " + reason)
+
+
+def send_queue(port, peer_port):
+    """Bytes the server's socket on `port` to `peer_port` holds unsent or unacknowledged
+    (/proc/net/tcp), or None when there is no such socket."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and int(fields[2].split(":")[1], 16) == peer_port:
+                return int(fields[4].split(":")[0], 16)
+    return None
+
+
+def test_stream_that_is_never_read_is_closed_and_cancelled(quick_write):
+    # ~2-3 KB of SSE per token (8 choices, 20 top logprobs), never read: the server's send
+    # buffer (autotuned to ~4 MB on loopback) fills in a few seconds, then the socket takes
+    # nothing more; the generation would run for minutes. The stall is timed from the last
+    # growth of the server socket's send queue.
+    aborted = success_total(quick_write, "abort")
+    body = json.dumps({"messages": M, "max_tokens": 20000, "ignore_eos": True, "stream": True, "n": 8,
+                       "logprobs": True, "top_logprobs": 20,
+                       "chat_template_kwargs": {"enable_thinking": False}}).encode()
+    s = reader_that_stalls(quick_write.port)
+    try:
+        t = time.time()
+        s.sendall(post_head(CHAT, b"Content-Length: %d\r\n" % len(body)) + body)
+        queued, last_growth, worst = 0, time.time(), 0.0
+        while success_total(quick_write, "abort") == aborted:
+            assert time.time() - t < 30, "the stalled stream was not cancelled"
+            q = send_queue(quick_write.port, s.getsockname()[1])
+            if q is not None and q > queued:
+                queued, last_growth = q, time.time()
+            dt, r = timed(lambda: requests.get(quick_write.url + "/health", timeout=5))
+            assert r.status_code == 200
+            worst = max(worst, dt)
+            time.sleep(0.1)
+        stalled_for = time.time() - last_growth
+        assert worst < 1.0, worst  # nothing else waited for the stalled client
+        assert queued > 0 and 1.5 <= stalled_for < 4.5, (queued, stalled_for)
+        data, closed = drain(s)
+        assert closed and data.startswith(b"HTTP/1.1 200")
+        assert b"data: [DONE]" not in data and not data.endswith(b"0\r\n\r\n")
+    finally:
+        s.close()
+    assert success_total(quick_write, "abort") == aborted + 8  # every choice cancelled
+
+
+def test_pipelined_requests_never_read_take_no_worker(quick_write):
+    # twice as many such clients as GET workers (4): each asks for 300 /metrics responses
+    # (~5 MB) and reads none; before, each held a worker for up to 60 s
+    clients = []
+    try:
+        for _ in range(8):
+            s = reader_that_stalls(quick_write.port)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n" * 300)
+            clients.append(s)
+        time.sleep(0.5)
+        for _ in range(5):
+            dt, r = timed(lambda: requests.get(quick_write.url + "/health", timeout=5))
+            assert r.status_code == 200 and dt < 1.0, dt
+        time.sleep(3.0)  # --write-timeout 2: every stalled client is closed by now
+        for s in clients:
+            data, closed = drain(s, 2)
+            assert closed and 0 < data.count(b"HTTP/1.1 200 OK") < 300
+    finally:
+        for s in clients:
+            s.close()
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    # a GET pipelined behind a POST and a POST behind a GET: each served by its own workers,
+    # the responses in request order on the one connection
+    body = json.dumps({"prompt": "Hi", "max_tokens": 2, "temperature": 0}).encode()
+    post = post_head(COMP, b"Content-Length: %d\r\n" % len(body)) + body
+    get = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(post + get + get + post + b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        out = read_responses(s, 5, 60)
+    assert [status for status, _, _ in out] == [200] * 5
+    assert [json.loads(body).get("object") for _, _, body in out] == ["text_completion", None, None,
+                                                                      "text_completion", "list"]
+
+
+# --- 6. connections per client address ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def per_ip():
+    s = Server("--max-connections-per-ip", "3")
+    yield s
+    s.stop()
+
+
+def test_connections_per_address_are_limited(per_ip):
+    port = per_ip.port
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+            status, headers, body = read_response(extra)
+            err = check_error(status, body, 429)
+            assert err["code"] == "too_many_connections" and "--max-connections-per-ip" in err["message"]
+            assert headers.get("connection") == "close" and extra.recv(1) == b""
+        # another address is another client
+        try:
+            other = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0))
+        except OSError:
+            other = None  # no 127.0.0.2 here
+        if other:
+            with other:
+                other.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                assert read_response(other)[0] == 200
+        # the idle connections still work
+        idle[0].sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert read_response(idle[0])[0] == 200
+    finally:
+        for s in idle:
+            s.close()
+    deadline = time.time() + 2
+    while True:  # the server sees the closes a moment later
+        r = requests.get(per_ip.url + "/health", timeout=5)
+        if r.status_code == 200 or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert r.status_code == 200, r.text
+
+
+# --- 7. Host headers (DNS rebinding) -----------------------------------------------------------
+
+def get_with_host(port, host, path="/v1/models"):
+    head = b"GET " + path.encode() + b" HTTP/1.1\r\n" if host is not None else b"GET " + path.encode() + b" HTTP/1.0\r\n"
+    if host is not None:
+        head += b"Host: " + host.encode() + b"\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + b"\r\n")
+        return read_response(s)
+
+
+def test_foreign_host_refused_on_loopback(server):
+    p = server.port
+    for host in ["evil.example", "evil.example:%d" % p, "127.0.0.1.evil.example", "localhost.evil.example",
+                 "[::1]x", "localhost:http"]:
+        status, _, body = get_with_host(p, host)
+        err = check_error(status, body, 403)
+        assert err["code"] == "host_not_allowed" and host in err["message"], host
+    assert "--allowed-hosts evil.example " in check_error(*get_with_host(p, "Evil.Example:1")[::2], 403)["message"]
+    for host in ["localhost", "localhost:%d" % p, "LocalHost:%d" % p, "127.0.0.1", "127.0.0.1:%d" % p, "[::1]",
+                 "[::1]:%d" % p, None]:
+        assert get_with_host(p, host)[0] == 200, host
+    # POST and the Anthropic routes too, before anything else
+    body = json.dumps({"messages": M, "max_tokens": 1}).encode()
+    for path in (CHAT, "/v1/messages"):
+        with socket.create_connection(("127.0.0.1", p), timeout=10) as s:
+            s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            status, _, out = read_response(s)
+        assert status == 403 and b"--allowed-hosts" in out
+    assert json.loads(out)["error"]["type"] == "permission_error"
+    with socket.create_connection(("127.0.0.1", p), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n")
+        check_error(*read_response(s)[::2], 400)
+
+
+@pytest.fixture(scope="module")
+def allowed_hosts():
+    s = Server("--allowed-hosts", "evil.example, Other.Example,::2")
+    yield s
+    s.stop()
+
+
+def test_allowed_hosts(allowed_hosts):
+    p = allowed_hosts.port
+    for host in ["evil.example", "evil.example:%d" % p, "other.example", "[::2]:80", "localhost:%d" % p]:
+        assert get_with_host(p, host)[0] == 200, host
+    status, _, body = get_with_host(p, "third.example")
+    assert "--allowed-hosts third.example" in check_error(status, body, 403)["message"]
+
+
+@pytest.fixture(scope="module")
+def exposed():
+    s = Server("--host", "0.0.0.0")
+    yield s
+    s.stop()
+
+
+def test_no_host_check_beyond_loopback(exposed):
+    assert get_with_host(exposed.port, "evil.example")[0] == 200
+
+
+@pytest.mark.parametrize("flag,value", [("--allowed-hosts", "http://ok.example"), ("--allowed-hosts", "ok.example:80"),
+                                        ("--allowed-hosts", "ok example"), ("--write-timeout", "0"),
+                                        ("--max-connections-per-ip", "-1")])
+def test_bad_flag_values(flag, value):
+    p = subprocess.run([BIN, "serve", "--model", DEMO, "--port", "0", flag, value], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode != 0 and flag in p.stderr, p.stderr
 
 
 # --- 8. origins, content type, exposure, paths ------------------------------------------------
@@ -354,7 +611,7 @@ def test_post_needs_json_content_type(server, ctype):
     headers = {"Content-Type": ctype} if ctype else {}
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
-        s.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\n" + extra +
+        s.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: localhost\r\n" + extra +
                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
         status, _, out = read_response(s)
     err = check_error(status, out, 415)

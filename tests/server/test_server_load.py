@@ -56,7 +56,7 @@ def test_disconnect_mid_stream_cancels(server):
                        "ignore_eos": True, "temperature": 0}).encode()
     for _ in range(3):
         s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
         got = b""
         while got.count(b"data:") < 3:
