@@ -146,8 +146,11 @@ std::vector<float> mamba_mixer(const Config& c, const MambaWeights& w, const std
           round_ssm_state(c, ssm, layer, head0, s.pos0 + t + 1, kept.data(), kept.data());
       }
     }
-    if (ssm.dtype != kernels::StateDType::F32)
-      round_ssm_state(c, ssm, layer, head0, s.pos0 + s.T, s.cache->ssm.data(), s.cache->ssm.data());
+    // The state written back: the last kept row's copy is it already (rounded at pos0 + T).
+    if (ssm.dtype != kernels::StateDType::F32) {
+      if (s.keep && s.T > 0) s.cache->ssm = s.keep->back().ssm;
+      else round_ssm_state(c, ssm, layer, head0, s.pos0 + s.T, s.cache->ssm.data(), s.cache->ssm.data());
+    }
   }
   if (rank.shard && rank.shard->mamba_norm_split)
     gated_rmsnorm_split(*rank.shard, *rank.tp, y.data(), z.data(), w.norm.data(), R, di,
