@@ -242,6 +242,8 @@ bool Engine::begin_step(InFlight& f) {
   const bool speculate = K > 0 && decoding > 0 && (options_.speculate_always || spec_.choose(decoding));
   std::vector<model::StepChunk> chunks;
   int64_t verifying = 0;  // at most keep_limits_.chunks verify chunks; the rest decode plainly
+  std::vector<ScheduledChunk> planned;                   // f.plan less the sequences failed below
+  std::vector<std::pair<uint64_t, std::string>> failed;  // (sequence, why)
   try {
     for (auto& c : f.plan) {
       Sequence& s = *sequences_.at(c.seq);
@@ -290,20 +292,35 @@ bool Engine::begin_step(InFlight& f) {
         f.prompt_tokens += c.count;
       }
       if (ch.sample && s.request.constraint) {
-        if (!fill_masks(s, verify ? s.verify.data() + 1 : nullptr, ch.sample_rows))
-          throw Error("the output constraint allows no token after " + std::to_string(s.generated) + " tokens");
+        // A constraint that fails (allows nothing, or throws: a grammar too ambiguous to
+        // match) ends its own sequence; the step goes on without it.
+        std::string failure;
+        try {
+          if (!fill_masks(s, verify ? s.verify.data() + 1 : nullptr, ch.sample_rows))
+            failure = "the output constraint allows no token after " + std::to_string(s.generated) + " tokens";
+        } catch (const Error& e) {
+          failure = e.what();
+        }
+        if (!failure.empty()) {
+          failed.emplace_back(c.seq, std::move(failure));
+          continue;
+        }
         ch.allowed = s.masks.data();
       }
       // The MTP head consumes every position's hidden row (speculation on): decode rows too,
       // so that it has the inputs when the next step speculates.
       f.hidden = f.hidden || K > 0;
       chunks.push_back(ch);
+      planned.push_back(c);
       f.ids.push_back(c.seq);
       f.samples.push_back(ch.sample);
       f.verifies.push_back(verify);
       f.row0.push_back(f.rows);
       f.rows += ch.T;
     }
+    f.plan.swap(planned);  // f.plan[i] is chunk i from here on
+    for (auto& [id, why] : failed) finish(id, FinishReason::Error, why);
+    if (chunks.empty()) return false;
     backend_->begin_step(chunks);
   } catch (const std::exception& e) {
     // A step that cannot start fails the sequences in it; the engine keeps serving the others.

@@ -8,11 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <thread>
 
 #include "fixture_util.h"
 #include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
 #include "runtime/engine.h"
+#include "util/error.h"
 
 using namespace nemotron;
 using namespace nemotron::runtime;
@@ -225,6 +227,49 @@ TEST_F(ConstraintTest, AConstraintThatAllowsNothingFailsTheRequest) {
   EXPECT_TRUE(run(*e, r, &reason, &error).empty());
   EXPECT_EQ(reason, FinishReason::Error);
   EXPECT_THAT(error, ::testing::HasSubstr("allows no token"));
+}
+
+// Allows everything, then throws from its `fail_at`-th mask (a grammar too ambiguous to match).
+class ThrowingConstraint : public TokenConstraint {
+ public:
+  ThrowingConstraint(int64_t V, int fail_at) : V_(V), fail_at_(fail_at) {}
+  void fill_mask(uint32_t* bits) override {
+    if (++masks_ == fail_at_) throw Error("the grammar is too ambiguous to match (test)");
+    std::fill(bits, bits + (V_ + 31) / 32, ~0u);
+  }
+  bool accept(int32_t) override { return true; }
+  void rollback(int) override {}
+
+ private:
+  int64_t V_;
+  int fail_at_, masks_ = 0;
+};
+
+TEST_F(ConstraintTest, AConstraintThatThrowsEndsOnlyItsRequest) {
+  GenerationRequest other;
+  other.prompt = {4, 6, 8, 10};
+  other.max_tokens = 40;
+  other.sampling.temperature = 0.0f;
+  std::vector<int32_t> alone;
+  {
+    auto e = engine();
+    alone = run(*e, other);
+  }
+  ASSERT_EQ(alone.size(), 40u);
+  GenerationRequest bad;
+  bad.prompt = {9, 8, 7};
+  bad.max_tokens = 30;
+  bad.constraint = std::make_shared<ThrowingConstraint>(m_->config.vocab_size, 4);
+  auto e = engine();
+  FinishReason reason = FinishReason::None;
+  std::string error;
+  std::vector<int32_t> bad_out, other_out;
+  std::thread t([&] { bad_out = run(*e, bad, &reason, &error); });
+  other_out = run(*e, other);
+  t.join();
+  EXPECT_EQ(reason, FinishReason::Error);
+  EXPECT_THAT(error, ::testing::HasSubstr("too ambiguous"));
+  EXPECT_EQ(other_out, alone);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 // characters, the vocabulary of a real tokenizer.
 #include <gtest/gtest.h>
 
+#include <mutex>
 #include <random>
+#include <regex>
 
 #include "grammar_test_util.h"
 #include "text/grammar/automaton.h"
@@ -106,6 +108,96 @@ TEST(Matcher, RepetitionsOfNullableBodies) {
                         item ::= " "? | "w")");
   EXPECT_TRUE(grammar_test::matches(e, "xyyxz w w"));
   compare_masks(e, v, 10, 4);
+}
+
+// Stacks in the automaton state reached from the initial one by `text` (key: [len, ...]*).
+std::size_t stacks_after(const std::shared_ptr<const Grammar>& g, const std::string& text) {
+  auto a = automaton_of(*g);
+  std::lock_guard<std::mutex> lock(a->mutex);
+  int32_t s = a->initial();
+  for (char c : text) s = a->next(s, static_cast<unsigned char>(c));
+  if (s == kDead) return 0;
+  const std::vector<int32_t>& k = a->key(s);
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < k.size(); i += static_cast<std::size_t>(k[i]) + 1) ++n;
+  return n;
+}
+
+TEST(Matcher, NormalizedRepetitionsKeepTheirLanguage) {
+  // Repetitions of bodies that can be empty, and of repetitions, are rewritten (Expr::repeat);
+  // std::regex (ECMAScript) is the reference on every text over {a,b,c} up to 6 bytes.
+  const char* patterns[] = {"(a?b?){3}",   "(ab|c?)*",  "(a{0,2}){2,3}", "(a{1,2}){0,3}", "(a{2,3}){0,2}",
+                            "(a{1,}){2,3}", "(a?){2,}b", "((a|b)?c?){2}", "(a*b*){1,2}c?", "((ab)?){4}(c{0,1}){1,3}",
+                            "(a{1,1}){2,4}", "(a?|bb){2}"};
+  std::vector<std::string> texts{""};
+  for (std::size_t i = 0; i < texts.size() && texts[i].size() < 6; ++i)
+    for (char c : std::string("abc")) texts.push_back(texts[i] + c);
+  for (const char* p : patterns) {
+    auto g = from_regex(p);
+    const std::regex ref(p, std::regex::ECMAScript);
+    for (const std::string& t : texts) EXPECT_EQ(grammar_test::matches(g, t), std::regex_match(t, ref)) << "/" << p << "/ on '" << t << "'";
+  }
+}
+
+TEST(Matcher, RepeatedOptionalsStayOneStack) {
+  // p?{10000} (a fuzzer's find) unrolled as 10,000 optional copies kept one stack per copy
+  // still to come after every byte: seconds per mask. Normalized, it is p{0,10000}.
+  for (const char* p : {"p?{10000}", "(p?){10000}q", "(p{0,100}){100}", "(p?q?){5000}"}) {
+    auto g = from_regex(p);
+    EXPECT_LE(stacks_after(g, std::string(100, 'p')), 4u) << p;  // a few, not one per copy
+    EXPECT_EQ(stacks_after(g, std::string(100, 'p')), stacks_after(g, std::string(1000, 'p'))) << p;
+  }
+  auto g = from_regex("x(p?){10000}");
+  EXPECT_TRUE(grammar_test::matches(g, "x" + std::string(10000, 'p')));
+  EXPECT_FALSE(grammar_test::matches(g, "x" + std::string(10001, 'p')));
+  auto e = from_ebnf(R"(root ::= ("a"? "b"?){10000})");
+  EXPECT_TRUE(grammar_test::matches(e, "abba"));
+  EXPECT_LE(stacks_after(e, std::string(50, 'b')), 4u);
+}
+
+TEST(Matcher, AmbiguousRepetitionIsRefusedNotSlow) {
+  // (.|..){9000}: after n characters every split into one- and two-character copies is a
+  // stack; a mask over a full vocabulary took over a second. Past the per-call work bound a
+  // call throws, and leaves the matcher as it was.
+  const uint64_t saved = Automaton::max_work_per_call();
+  Automaton::set_max_work_per_call(200000);
+  auto v = Vocabulary::synthetic(1200, 2);
+  auto g = from_regex("(.|..){9000}");
+  Matcher m(g, v, {0});
+  std::vector<uint32_t> bits(v->mask_words());
+  bool refused = false;
+  std::size_t accepted = 0;
+  for (int step = 0; step < 400 && !refused; ++step) {
+    try {
+      m.fill_mask(bits.data());
+    } catch (const nemotron::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("too ambiguous"), std::string::npos) << e.what();
+      refused = true;
+      break;
+    }
+    int32_t t = 1;
+    while (t < v->size() && !bit(bits, t)) ++t;
+    ASSERT_LT(t, v->size());
+    ASSERT_TRUE(m.accept(t));
+    ++accepted;
+  }
+  EXPECT_TRUE(refused);
+  EXPECT_GT(accepted, 0u);
+  EXPECT_EQ(m.history_size(), accepted);  // the refused call changed nothing
+  Automaton::set_max_work_per_call(saved);
+  m.fill_mask(bits.data());  // within the default bound it goes on
+  // An unambiguous grammar of the same length is far inside the bound.
+  Automaton::set_max_work_per_call(200000);
+  auto plain = from_regex(".{0,9000}");
+  Matcher p(plain, v, {0});
+  for (int step = 0; step < 50; ++step) {
+    p.fill_mask(bits.data());
+    int32_t t = 1 + step % 100;
+    while (t < v->size() && !bit(bits, t)) ++t;
+    ASSERT_LT(t, v->size());
+    ASSERT_TRUE(p.accept(t));
+  }
+  Automaton::set_max_work_per_call(saved);
 }
 
 TEST(Matcher, MasksStayRightAcrossAutomatonResets) {

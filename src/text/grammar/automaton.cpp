@@ -6,6 +6,7 @@
 
 #include "text/grammar/mask.h"
 #include "text/grammar/vocabulary.h"
+#include "util/error.h"
 
 namespace nemotron::text::grammar {
 
@@ -23,12 +24,28 @@ Automaton::Automaton(const Grammar& g) : g_(g) {}
 
 namespace {
 std::atomic<std::size_t> g_max_states{Automaton::kMaxStates};
-}
+std::atomic<uint64_t> g_max_work{Automaton::kMaxWorkPerCall};
+}  // namespace
 
 void Automaton::set_max_states(std::size_t n) { g_max_states = n; }
+void Automaton::set_max_work_per_call(uint64_t n) { g_max_work = n; }
+uint64_t Automaton::max_work_per_call() { return g_max_work.load(std::memory_order_relaxed); }
+
+Automaton::Call::Call(Automaton& a) : lock_(a.mutex), a_(a) { a.work_limit_ = a.work_ + max_work_per_call(); }
+Automaton::Call::~Call() { a_.work_limit_ = UINT64_MAX; }
+
+void Automaton::add_work(std::size_t n) {
+  work_ += n;
+  if (work_ > work_limit_)
+    throw Error("the grammar is too ambiguous to match: one step needed more than " +
+                std::to_string(max_work_per_call()) +
+                " units of work (a bounded repetition of an item that can match the same text in "
+                "several ways, such as (a|aa){1000}, keeps one parse per way)");
+}
 
 void Automaton::maybe_reset() {
-  if (states_.size() <= g_max_states.load(std::memory_order_relaxed)) return;
+  if (states_.size() <= g_max_states.load(std::memory_order_relaxed) && key_ints_ <= kMaxKeyInts) return;
+  key_ints_ = 0;
   states_.clear();
   rows_.clear();
   ids_.clear();
@@ -55,10 +72,12 @@ void Automaton::closure(std::vector<int32_t>& st, std::vector<std::vector<int32_
       continue;
     }
     if (elem_is_bytes(v)) {
+      add_work(st.size() + 1);
       out.push_back(std::move(st));
       return;
     }
     // A call: the caller continues at p + 1, or nowhere when p + 1 ends its sequence.
+    add_work(st.size() + 1);
     if (!seen.insert(st).second) return;  // expanded before in this closure
     if (el[static_cast<std::size_t>(p) + 1] == kEnd) st.pop_back();
     else st.back() = p + 1;
@@ -91,6 +110,7 @@ int32_t Automaton::intern(const std::vector<int32_t>& key) {
   if (it != ids_.end()) return it->second;
   State st;
   st.key = key;
+  key_ints_ += key.size();
   st.min_completion = std::numeric_limits<int64_t>::max();
   const std::vector<int32_t>& el = g_.elems();
   for (std::size_t i = 0; i < key.size();) {

@@ -22,6 +22,11 @@
 // Limits (documented behaviour, not errors): stacks deeper than kMaxDepth frames (nesting
 // that deep) and stack sets larger than kMaxStacks are cut (the excess stacks are dropped),
 // so a pathological grammar or text can only lose continuations, never overflow.
+// Work is bounded per matcher call (Call): the closures of one call may build at most
+// max_work_per_call() stack entries, past which the call throws nemotron::Error (an
+// ambiguous bounded repetition such as (a|aa){5000} keeps one stack per way to split the
+// text: thousands of stacks per state, seconds per token mask). The automaton stays
+// consistent: the transition being computed is simply not recorded.
 //
 // Not thread-safe by itself: the owner (Grammar::Cache) guards it with `mutex`.
 #include <cstdint>
@@ -52,6 +57,27 @@ class Automaton {
   static void set_max_states(std::size_t n);
   static constexpr std::size_t kMaxDepth = 4096;
   static constexpr std::size_t kMaxStacks = 4096;
+  // Interned key entries past which the automaton is cleared like past kMaxStates (memory).
+  static constexpr std::size_t kMaxKeyInts = std::size_t{32} << 20;
+  static constexpr uint64_t kMaxWorkPerCall = uint64_t{16} << 20;
+  // The per-call bound (kMaxWorkPerCall; tests lower it).
+  static void set_max_work_per_call(uint64_t n);
+  static uint64_t max_work_per_call();
+
+  // The lock plus the work bound of one matcher call.
+  class Call {
+   public:
+    explicit Call(Automaton& a);
+    ~Call();
+    Call(const Call&) = delete;
+    Call& operator=(const Call&) = delete;
+
+   private:
+    std::lock_guard<std::mutex> lock_;
+    Automaton& a_;
+  };
+  // Stack entries built so far (a work counter; never reset).
+  uint64_t work() const { return work_; }
 
   std::mutex mutex;  // guards everything below (taken by Matcher / sampler calls)
 
@@ -110,8 +136,13 @@ class Automaton {
                std::unordered_set<std::vector<int32_t>, KeyHash>& seen);
   int32_t intern_stacks(std::vector<std::vector<int32_t>>& stacks);
 
+  void add_work(std::size_t n);
+
   const Grammar& g_;
   uint64_t generation_ = 0;
+  uint64_t work_ = 0;
+  uint64_t work_limit_ = UINT64_MAX;
+  std::size_t key_ints_ = 0;
   int32_t initial_ = -1;
   std::vector<State> states_;
   std::vector<std::unique_ptr<int32_t[]>> rows_;

@@ -57,10 +57,85 @@ Expr Expr::alt(std::vector<Expr> options) {
   return e;
 }
 
+namespace {
+
+// True only when `e` surely matches the empty string (a rule reference counts as not: its
+// rule may not be defined yet).
+bool surely_nullable(const Expr& e) {
+  switch (e.kind) {
+    case Expr::Kind::Seq:
+      return std::all_of(e.kids.begin(), e.kids.end(), surely_nullable);
+    case Expr::Kind::Alt:
+      return std::any_of(e.kids.begin(), e.kids.end(), surely_nullable);
+    case Expr::Kind::Repeat:
+      return e.min == 0 || surely_nullable(e.kids[0]);
+    case Expr::Kind::Bytes:
+    case Expr::Kind::Ref:
+      return false;
+  }
+  return false;
+}
+
+// A version of `e` without the empty string: L(e) minus "" <= L(result) <= L(e) (a rule
+// reference is kept as it is, empty string or not). Used on repetition bodies: x{m,n} of a
+// body that matches "" is the same language as (x without ""){0,n}, and the latter has one
+// way to split a text into copies where the former has as many as there are copies left to
+// be empty, which the matcher pays for with one stack per way (p?{10000}: 10,000 stacks).
+Expr without_empty(const Expr& e) {
+  switch (e.kind) {
+    case Expr::Kind::Bytes:
+    case Expr::Kind::Ref:
+      return e;
+    case Expr::Kind::Alt: {
+      std::vector<Expr> kids;
+      for (const Expr& k : e.kids) kids.push_back(without_empty(k));
+      return Expr::alt(std::move(kids));
+    }
+    case Expr::Kind::Seq: {
+      if (!surely_nullable(e)) return e;
+      // Every part can be empty: the text's first non-empty part is part i.
+      constexpr std::size_t kMaxParts = 32;  // beyond, kept as is (correct, only ambiguous)
+      if (e.kids.size() > kMaxParts) return e;
+      std::vector<Expr> options;
+      for (std::size_t i = 0; i < e.kids.size(); ++i) {
+        std::vector<Expr> parts{without_empty(e.kids[i])};
+        for (std::size_t j = i + 1; j < e.kids.size(); ++j) parts.push_back(e.kids[j]);
+        options.push_back(Expr::seq(std::move(parts)));
+      }
+      return Expr::alt(std::move(options));
+    }
+    case Expr::Kind::Repeat:
+      // Expr::repeat has made a body that can be empty non-empty, and min 0: 1..max copies.
+      return Expr::repeat(e.kids[0], std::max<int32_t>(e.min, 1), e.max);
+  }
+  return e;
+}
+
+}  // namespace
+
+// Normalizes two shapes whose unrolled form is ambiguous (many stacks per text):
+//   - a body that can be empty: x{m,n} = (x without ""){0,n};
+//   - a repetition of a repetition with at most one required copy: (y{a,b}){c,d} with a <= 1
+//     is y{a*c, b*d} (the counts k*[a,b] for k in [c,d] cover every integer in between).
 Expr Expr::repeat(Expr body, int32_t min, int32_t max) {
   if (max == 0) return empty();
   if (body.is_nothing()) return min == 0 ? empty() : nothing();
   if (body.is_empty()) return empty();
+  if (surely_nullable(body)) {
+    body = without_empty(body);
+    min = 0;
+    if (body.is_nothing()) return empty();
+  }
+  if (body.kind == Kind::Repeat && body.min <= 1) {
+    const int64_t lo = int64_t{body.min} * min;
+    const int64_t hi = (body.max < 0 || max < 0) ? -1 : int64_t{body.max} * max;
+    // Past the count limit the product is left nested (lowering refuses counts over the
+    // limit, and the nested form is within it).
+    if (hi <= kMaxRepeatCount && lo <= kMaxRepeatCount) {
+      Expr inner = std::move(body.kids[0]);
+      return repeat(std::move(inner), static_cast<int32_t>(lo), static_cast<int32_t>(hi));
+    }
+  }
   Expr e;
   e.kind = Kind::Repeat;
   e.min = min;

@@ -43,6 +43,9 @@ struct ByteSet {
   }
 };
 
+// The most copies one repetition may unroll to (GrammarBuilder refuses more).
+constexpr int32_t kMaxRepeatCount = 10000;
+
 // A regular-ish expression over bytes and rule references.
 struct Expr {
   enum class Kind : uint8_t { Seq, Alt, Bytes, Ref, Repeat };
@@ -75,6 +78,8 @@ struct Expr {
     e.rule = rule;
     return e;
   }
+  // Normalized (ir.cpp): a body that can be empty, and a repetition of a repetition, are
+  // rewritten to the unambiguous equivalent.
   static Expr repeat(Expr body, int32_t min, int32_t max);
   static Expr opt(Expr body) { return repeat(std::move(body), 0, 1); }
   static Expr star(Expr body) { return repeat(std::move(body), 0, -1); }
@@ -113,7 +118,7 @@ class GrammarBuilder {
   std::shared_ptr<const Grammar> build(int32_t root, const std::string& what = "grammar") const;
 
   // Repetitions are unrolled; more than this many copies of one body is refused.
-  static constexpr int32_t kMaxRepeat = 10000;
+  static constexpr int32_t kMaxRepeat = kMaxRepeatCount;
 
  private:
   int32_t set_index(const ByteSet& s);

@@ -13,7 +13,7 @@ Matcher::Matcher(std::shared_ptr<const Grammar> g, std::shared_ptr<const Vocabul
   for (int32_t e : end_ids_)
     if (v_ && (e < 0 || e >= v_->size())) throw Error("grammar::Matcher: end id " + std::to_string(e) + " is outside the vocabulary");
   a_ = automaton_of(*g_);
-  std::lock_guard<std::mutex> lock(a_->mutex);
+  Automaton::Call call(*a_);
   a_->maybe_reset();
   const int32_t s = a_->initial();
   history_.push_back({a_->key(s), false});
@@ -38,7 +38,7 @@ void Matcher::fill_mask(uint32_t* bits) const {
   const std::size_t words = v_->mask_words();
   bool accepting, live;
   {
-    std::lock_guard<std::mutex> lock(a_->mutex);
+    Automaton::Call call(*a_);
     a_->maybe_reset();
     const int32_t s = state_locked();
     accepting = a_->accepting(s);
@@ -69,7 +69,7 @@ bool Matcher::accept(int32_t token) {
 
 bool Matcher::accept_bytes(std::string_view bytes) {
   if (history_.back().ended) return false;
-  std::lock_guard<std::mutex> lock(a_->mutex);
+  Automaton::Call call(*a_);
   a_->maybe_reset();
   int32_t s = state_locked();
   for (char c : bytes) {
@@ -83,13 +83,13 @@ bool Matcher::accept_bytes(std::string_view bytes) {
 
 bool Matcher::can_end() const {
   if (history_.back().ended) return false;
-  std::lock_guard<std::mutex> lock(a_->mutex);
+  Automaton::Call call(*a_);
   return a_->accepting(state_locked());
 }
 
 bool Matcher::done() const {
   if (history_.back().ended) return true;
-  std::lock_guard<std::mutex> lock(a_->mutex);
+  Automaton::Call call(*a_);
   return !a_->live(state_locked());
 }
 
@@ -100,7 +100,7 @@ void Matcher::rollback(int tokens) {
 
 ByteSet Matcher::allowed_bytes() const {
   if (history_.back().ended) return {};
-  std::lock_guard<std::mutex> lock(a_->mutex);
+  Automaton::Call call(*a_);
   const int32_t s = state_locked();
   ByteSet out;
   const ByteSet first = a_->first_bytes(s);
@@ -110,13 +110,13 @@ ByteSet Matcher::allowed_bytes() const {
 }
 
 int64_t Matcher::min_completion() const {
-  std::lock_guard<std::mutex> lock(a_->mutex);
+  Automaton::Call call(*a_);
   return a_->min_completion(state_locked());
 }
 
 int64_t Matcher::min_completion_after(unsigned byte) const {
   if (history_.back().ended) return -1;
-  std::lock_guard<std::mutex> lock(a_->mutex);
+  Automaton::Call call(*a_);
   const int32_t n = a_->next(state_locked(), byte);
   return n == kDead ? -1 : a_->min_completion(n);
 }

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "text/grammar/automaton.h"
 #include "text/grammar/grammar.h"
 
 namespace nemotron::text::grammar {
@@ -23,11 +24,20 @@ std::optional<std::string> sample_text(const std::shared_ptr<const Grammar>& g, 
     return z ^ (z >> 31);
   };
   Matcher m(g);
+  // The walk's work is bounded as a whole too (each byte is one matcher call): an ambiguous
+  // grammar gives up (nullopt) instead of taking minutes.
+  auto a = automaton_of(*g);
+  auto work = [&] {
+    std::lock_guard<std::mutex> lock(a->mutex);
+    return a->work();
+  };
+  const uint64_t work_end = work() + 4 * Automaton::max_work_per_call();
   std::string out;
   const int64_t budget = std::max<int64_t>(max_bytes, m.min_completion());
   const int64_t hard = 4 * budget + 64;
   std::vector<unsigned> options;
   while (static_cast<int64_t>(out.size()) < hard) {
+    if (work() > work_end) return std::nullopt;
     const bool can_end = m.can_end();
     if (can_end && (static_cast<double>(rnd() % 1000000) / 1e6 < stop_probability || m.done())) return out;
     const int64_t left = budget - static_cast<int64_t>(out.size()) - 1;
