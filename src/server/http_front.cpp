@@ -613,6 +613,7 @@ struct FrontServer::Loop {
 
   // A best-effort error response from the loop, then a lingering close.
   void respond(Conn& c, int status, const std::string& path, const std::string& message) {
+    if (opt.on_response) opt.on_response(status);
     const std::string body = opt.error_body ? opt.error_body(status, path, message) : std::string("{}");
     const std::string r = "HTTP/1.1 " + std::to_string(status) + " " + reason(status) +
                           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +

@@ -62,6 +62,8 @@ struct FrontOptions {
   // The JSON body of an error the loop answers itself (408, 429, 431, 503) for a request path
   // (empty when unknown).
   std::function<std::string(int status, const std::string& path, const std::string& message)> error_body;
+  // Called (on the loop thread) for each response the loop answers itself (metrics).
+  std::function<void(int status)> on_response;
 };
 
 // Why a worker's read of the request failed (RequestContext::read_failure).

@@ -406,6 +406,10 @@ HttpServer::HttpServer(HttpOptions options) : state_(std::make_unique<State>()) 
     const Json body = anthropic_path(path) ? anthropic_error_body(status, message) : error_body(status, message, "", code);
     return body.dump(-1, ' ', false, Json::error_handler_t::replace);
   };
+  // The loop's own answers (408, 429, 431, 503) count in nemotron:http_requests_total too.
+  fo.on_response = [st](int status) {
+    if (ModelService* s = st->service.load()) s->metrics().count_http(status);
+  };
   http.set_front_options(std::move(fo));
 
   // Before routing, in this order: the Host (400 for two, 403), the origin (403), CORS

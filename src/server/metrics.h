@@ -10,7 +10,7 @@
 //              nemotron:spec_decode_num_drafts, _num_draft_tokens, _num_accepted_tokens,
 //              _num_accepted_tokens_per_pos{position} (speculative decoding, vLLM's names),
 //              nemotron:prefix_cache_queries, _hits (prompt tokens), _snapshots, _bytes, _budget_bytes,
-//              nemotron:http_requests_total{status}
+//              nemotron:http_requests_total{status} (also the connection loop's own 408 / 429 / 431 / 503)
 //   histograms nemotron:time_to_first_token_seconds, nemotron:inter_token_latency_seconds,
 //              nemotron:e2e_request_latency_seconds, nemotron:request_prompt_tokens,
 //              nemotron:request_generation_tokens

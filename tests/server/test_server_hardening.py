@@ -271,6 +271,21 @@ def test_slow_clients_do_not_take_the_workers(server):
         slow.close()
 
 
+def http_status_total(server, status, sock=None):
+    # through `sock` (an open connection) when given, else a new one
+    if sock is None:
+        text = requests.get(server.url + "/metrics", timeout=5).text
+    else:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        code, _, body = read_response(sock)
+        assert code == 200
+        text = body.decode() if isinstance(body, bytes) else body
+    for line in text.splitlines():
+        if line.startswith("nemotron:http_requests_total{") and 'status="%d"' % status in line:
+            return float(line.split()[-1])
+    return 0.0
+
+
 @pytest.fixture(scope="module")
 def quick_timeout():
     s = Server("--header-timeout", "1")
@@ -280,6 +295,7 @@ def quick_timeout():
 
 def test_stalled_request_head_is_closed(quick_timeout):
     port = quick_timeout.port
+    timed_out_before = http_status_total(quick_timeout, 408)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled, \
             socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
         t = time.time()
@@ -289,6 +305,7 @@ def test_stalled_request_head_is_closed(quick_timeout):
         assert stalled.recv(1) == b""
         assert idle.recv(1) == b""  # an idle connection is closed without a word
         assert time.time() - t < 3
+    assert http_status_total(quick_timeout, 408) == timed_out_before + 1  # counted; the idle close is not
 
 
 def test_stalled_body_is_closed(quick_timeout):
@@ -453,6 +470,7 @@ def per_ip():
 
 def test_connections_per_address_are_limited(per_ip):
     port = per_ip.port
+    refused_before = http_status_total(per_ip, 429)
     idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
@@ -460,6 +478,8 @@ def test_connections_per_address_are_limited(per_ip):
             err = check_error(status, body, 429)
             assert err["code"] == "too_many_connections" and "--max-connections-per-ip" in err["message"]
             assert headers.get("connection") == "close" and extra.recv(1) == b""
+        # the loop's answers are counted (asked on an open connection: a new one would be a 4th)
+        assert http_status_total(per_ip, 429, idle[1]) == refused_before + 1
         # another address is another client
         try:
             other = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0))
