@@ -78,6 +78,24 @@ struct PagedAttentionArgs {
   int64_t workspace_bytes = 0;
 };
 void paged_attention_cuda(const PagedAttentionArgs& args, cudaStream_t stream);
+// Tensor-core attention (mma.sync, BF16 operands, fp32 softmax and accumulation) for RUNS of
+// query rows: run i is rows [row0, row0 + count) of `args` (q, out, query_seq, query_pos
+// indexed as in paged_attention_cuda), all of one sequence (that of its first row), e.g. a
+// prefill chunk. Same cache, masking, scale and results as paged_attention_cuda up to
+// rounding: the probabilities enter the P V product rounded to BF16. Rows outside every run
+// are not touched. A row whose sequence differs from its run's first row, or whose position
+// is out of range, and every row of a 64-row tile whose keys meet a page id outside
+// [0, num_pages), are written as NaN. Blocks: (64 rows of a run, q head); K/V tiles of 64
+// positions in shared memory; launch shape from the host-side runs (not for graph capture
+// across different runs). Requirements (else nemotron::Error): paged_attention_runs_supported
+// (head_dim 32, 64 or 128), the runs inside [0, T), those of paged_attention_cuda otherwise.
+struct AttentionRun {
+  int64_t row0 = 0, count = 0;
+};
+bool paged_attention_runs_supported(const PagedAttentionArgs& args);
+void paged_attention_runs_cuda(const PagedAttentionArgs& args, const AttentionRun* runs, int64_t n_runs,
+                               cudaStream_t stream);
+
 // Bytes of split-K partials paged_attention_cuda needs for these arguments (0 = single pass).
 // Depends only on T, q_heads, the cache shape, max_pages, max_context and num_splits.
 int64_t paged_attention_workspace_bytes(const PagedAttentionArgs& args);

@@ -250,6 +250,175 @@ TEST(AttentionCuda, OtherShapesAndScale) {
   run_case("other", Shape{16, 16, 64, "16/16/64 MHA"}, mixed, KvDType::BF16, {0, 0.1f, true, 16}, 405);
 }
 
+// paged_attention_runs_cuda (tensor cores) against attention_cpu. Every sequence's query rows
+// are consecutive; the sequences with `run` set are passed as runs, the others not: their
+// output rows must keep the poison (untouched). Tolerance: the probabilities enter the P V
+// product rounded to BF16 (relative error 2^-9 each), which moves an output by about 2^-9 of
+// the spread of the values averaged, so the bound has a floor of 2^-8 of the output's rms
+// besides the relative 2^-7 of the CUDA-core kernel.
+struct RunSeq {
+  Seq s;
+  bool run = true;
+};
+
+void run_runs_case(const std::string& label, const Shape& sh, const std::vector<RunSeq>& rs, KvDType dtype,
+                   int64_t page_size, float scale, uint64_t seed) {
+  Rng rng(seed);
+  PagedSetup ps;
+  ps.page_size = page_size;
+  std::vector<Seq> seqs;
+  for (const RunSeq& r : rs) seqs.push_back(r.s);
+  build_cache(ps, sh, seqs, dtype, rng);
+  if (::testing::Test::HasFatalFailure()) return;
+  std::vector<int32_t> qseq, qpos;
+  std::vector<kernels::AttentionRun> runs;
+  std::vector<bool> in_run;
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    const int64_t row0 = static_cast<int64_t>(qseq.size());
+    for (int64_t p = seqs[i].len - seqs[i].queries; p < seqs[i].len; ++p) {
+      qseq.push_back(static_cast<int32_t>(i));
+      qpos.push_back(static_cast<int32_t>(p));
+      in_run.push_back(rs[i].run);
+    }
+    if (rs[i].run) runs.push_back({row0, seqs[i].queries});
+  }
+  const int64_t T = static_cast<int64_t>(qseq.size()), D = sh.head_dim, qw = sh.q_heads * D;
+  std::vector<float> qf;
+  const auto qb = rng.bf16(static_cast<std::size_t>(T * qw), 1.0f, &qf);
+  DeviceBuffer<uint16_t> dq(qb), dout(static_cast<std::size_t>(T * qw));
+  DeviceBuffer<int32_t> dseq(qseq), dpos(qpos), dbt(ps.block_tables);
+  dout.poison();
+  kernels::PagedAttentionArgs a;
+  a.q = dq.get();
+  a.T = T;
+  a.q_heads = sh.q_heads;
+  a.query_seq = dseq.get();
+  a.query_pos = dpos.get();
+  a.block_tables = dbt.get();
+  a.max_pages = ps.max_pages;
+  a.cache = ps.cache;
+  a.scale = scale;
+  a.out = dout.get();
+  ASSERT_TRUE(kernels::paged_attention_runs_supported(a));
+  kernels::paged_attention_runs_cuda(a, runs.data(), static_cast<int64_t>(runs.size()), nullptr);
+  CUDA_OK(cudaDeviceSynchronize());
+  const auto raw = dout.download();
+  const auto all = bf16_to_f32(raw);
+  const float qmul = scale > 0 ? scale * std::sqrt(static_cast<float>(D)) : 1.0f;
+  const kernels::AttentionDims dims{sh.q_heads, sh.kv_heads, D};
+  std::vector<float> ref, got, row(static_cast<std::size_t>(qw)), qrow(static_cast<std::size_t>(qw));
+  std::size_t touched = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    if (!in_run[t]) {
+      for (int64_t i = 0; i < qw; ++i) touched += raw[t * qw + i] != 0xFFFF;
+      continue;
+    }
+    for (int64_t i = 0; i < qw; ++i) qrow[i] = qf[t * qw + i] * qmul;
+    kernels::attention_cpu(qrow.data(), ps.kf[qseq[t]].data(), ps.vf[qseq[t]].data(), dims, 1, qpos[t], row.data());
+    ref.insert(ref.end(), row.begin(), row.end());
+    got.insert(got.end(), all.begin() + t * qw, all.begin() + (t + 1) * qw);
+  }
+  EXPECT_EQ(touched, 0u) << label << ": rows outside the runs were written";
+  double ss = 0;
+  for (float x : ref) ss += static_cast<double>(x) * x;
+  const float rms = ref.empty() ? 0.0f : static_cast<float>(std::sqrt(ss / static_cast<double>(ref.size())));
+  const std::string what = label + " " + sh.name + " " + dtype_name(dtype) + " page " + std::to_string(page_size) +
+                           " runs " + std::to_string(runs.size()) + " T=" + std::to_string(T);
+  EXPECT_EQ(report(what, got, ref, uniform_tol(ref.size(), 3e-5f + rms / 256, ref, 1.0f / 128)), 0u);
+}
+
+TEST(AttentionRunsCuda, PrefillRunsMatchTheCpu) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 700;
+  // One partial tile; several tiles with a partial last one; a deep context; two runs in one
+  // launch beside rows left to the other kernel; a run of one row.
+  const std::vector<std::vector<RunSeq>> cases = {
+      {{{87, 37}}},
+      {{{300, 200}}},
+      {{{5000, 130}}},
+      {{{700, 70}}, {{17, 1}, false}, {{65, 65}}, {{300, 1}, false}},
+      {{{17, 1}}, {{129, 128}}},
+  };
+  for (const Shape& sh : {kNano, kUltra, kFixture})
+    for (KvDType d : {KvDType::BF16, KvDType::FP8_E4M3})
+      for (const auto& c : cases) run_runs_case("runs", sh, c, d, 16, 0.0f, ++seed);
+  // Other shapes: MHA at head_dim 64, page sizes 1 and 32, a custom scale.
+  run_runs_case("runs", Shape{16, 16, 64, "16/16/64 MHA"}, {{{300, 150}}, {{90, 90}}}, KvDType::BF16, 1, 0.1f, ++seed);
+  run_runs_case("runs", Shape{8, 2, 64, "8/2/64"}, {{{1000, 300}}}, KvDType::FP8_E4M3, 32, 0.0f, ++seed);
+  run_runs_case("runs", kNano, {{{2000, 64}}, {{64, 64}}}, KvDType::BF16, 32, 0.05f, ++seed);
+}
+
+// Inside a run: a row of another sequence or past the block table is NaN, the others are not;
+// a page id outside the cache makes the rows of the tiles that read it NaN.
+TEST(AttentionRunsCuda, BadDeviceIdsGiveNaNRows) {
+  ASSERT_TRUE(have_device());
+  Rng rng(800);
+  PagedSetup ps;
+  const Shape sh = kFixture;
+  build_cache(ps, sh, {{200, 1}, {200, 1}}, KvDType::BF16, rng);
+  if (HasFatalFailure()) return;
+  ps.block_tables[1 * ps.max_pages + 10] = static_cast<int32_t>(ps.num_pages);  // seq 1, page 10: bad
+  // Run A: rows 0..69 of seq 0 (positions 130..199), row 5 claims seq 1, row 9 a position past
+  // the table. Run B: rows 70..139 of seq 1 at positions 100..169: tile 1 (rows 134..139,
+  // positions 164..169) and tile 0 (positions 100..163) both read page 10 (positions 160..175)
+  // only if their keys reach it: tile 0 reaches 163, tile 1 169, so both are NaN.
+  // Run C: rows 140..149 of seq 1 at positions 0..9: never reaches page 10, fine.
+  std::vector<int32_t> qseq, qpos;
+  for (int i = 0; i < 70; ++i) {
+    qseq.push_back(i == 5 ? 1 : 0);
+    qpos.push_back(i == 9 ? static_cast<int32_t>(ps.max_pages * ps.page_size) : 130 + i);
+  }
+  for (int i = 0; i < 70; ++i) {
+    qseq.push_back(1);
+    qpos.push_back(100 + i);
+  }
+  for (int i = 0; i < 10; ++i) {
+    qseq.push_back(1);
+    qpos.push_back(i);
+  }
+  const int64_t T = static_cast<int64_t>(qseq.size()), qw = sh.q_heads * sh.head_dim;
+  std::vector<float> qf;
+  DeviceBuffer<uint16_t> dq(rng.bf16(static_cast<std::size_t>(T * qw), 1.0f, &qf)), dout(T * qw);
+  DeviceBuffer<int32_t> dseq(qseq), dpos(qpos), dbt(ps.block_tables);
+  dout.poison();
+  kernels::PagedAttentionArgs a;
+  a.q = dq.get();
+  a.T = T;
+  a.q_heads = sh.q_heads;
+  a.query_seq = dseq.get();
+  a.query_pos = dpos.get();
+  a.block_tables = dbt.get();
+  a.max_pages = ps.max_pages;
+  a.cache = ps.cache;
+  a.out = dout.get();
+  const std::vector<kernels::AttentionRun> runs = {{0, 70}, {70, 70}, {140, 10}};
+  kernels::paged_attention_runs_cuda(a, runs.data(), 3, nullptr);
+  CUDA_OK(cudaDeviceSynchronize());
+  const auto got = bf16_to_f32(dout.download());
+  const kernels::AttentionDims dims{sh.q_heads, sh.kv_heads, sh.head_dim};
+  std::vector<float> ref(static_cast<std::size_t>(qw));
+  for (int64_t t = 0; t < T; ++t) {
+    const bool good = (t < 70 && t != 5 && t != 9) || t >= 140;
+    std::size_t nan = 0;
+    for (int64_t i = 0; i < qw; ++i) nan += std::isnan(got[t * qw + i]);
+    if (!good) {
+      EXPECT_EQ(nan, static_cast<std::size_t>(qw)) << "row " << t;
+      continue;
+    }
+    EXPECT_EQ(nan, 0u) << "row " << t;
+    kernels::attention_cpu(qf.data() + t * qw, ps.kf[qseq[t]].data(), ps.vf[qseq[t]].data(), dims, 1, qpos[t], ref.data());
+    for (int64_t i = 0; i < qw; ++i)
+      EXPECT_NEAR(got[t * qw + i], ref[i], 0.02f + 0.01f * std::fabs(ref[i])) << "row " << t << " element " << i;
+  }
+  // Argument errors.
+  const std::vector<kernels::AttentionRun> outside = {{140, 11}};
+  EXPECT_THROW(kernels::paged_attention_runs_cuda(a, outside.data(), 1, nullptr), Error);
+  kernels::PagedAttentionArgs wide = a;
+  wide.cache.head_dim = 256;
+  EXPECT_FALSE(kernels::paged_attention_runs_supported(wide));
+  EXPECT_THROW(kernels::paged_attention_runs_cuda(wide, runs.data(), 1, nullptr), Error);
+}
+
 // Empty (-1) and out-of-range slots are skipped; written slots hold exactly the BF16 bits or
 // the E4M3 code of value / scale; every other byte keeps its poison.
 TEST(AttentionCuda, KvWriteSlotsExact) {

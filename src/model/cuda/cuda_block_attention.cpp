@@ -3,6 +3,9 @@
 // attention over the stack's block tables, o. Reads u [R, H], writes y [R, H] (BF16).
 #ifdef NEMOTRON_HAVE_CUDA
 
+#include <cstdlib>
+#include <string>
+
 #include "kernels/attention_cuda.h"
 #include "model/cuda/cuda_model_internal.h"
 
@@ -33,7 +36,35 @@ void CudaModel::Impl::attention_block(const Stack& st, const DBlock& b, int64_t 
   pa.out = o;
   pa.workspace = attn_ws;
   pa.workspace_bytes = attn_ws_bytes;
-  paged_attention_cuda(pa, sm);
+  // NEMOTRON_PREFILL_ATTENTION=tensor-core sends the runs to paged_attention_runs_cuda; the
+  // default keeps every row on paged_attention_cuda until the kernel has passed the GPU suite.
+  static const bool tensor_cores = [] {
+    const char* e = std::getenv("NEMOTRON_PREFILL_ATTENTION");
+    return e && std::string(e) == "tensor-core";
+  }();
+  if (attn_runs.empty() || !tensor_cores || !paged_attention_runs_supported(pa)) {
+    paged_attention_cuda(pa, sm);
+  } else {
+    // Rows between the runs (decode rows, short chunks) on the CUDA-core kernel, in place.
+    const int64_t qw = c.num_attention_heads * b.a.cache.head_dim;
+    auto rest = [&](int64_t r0, int64_t r1) {
+      if (r1 <= r0) return;
+      PagedAttentionArgs g = pa;
+      g.q = pa.q + r0 * qw;
+      g.out = pa.out + r0 * qw;
+      g.query_seq = pa.query_seq + r0;
+      g.query_pos = pa.query_pos + r0;
+      g.T = r1 - r0;
+      paged_attention_cuda(g, sm);
+    };
+    int64_t r = 0;
+    for (const AttentionRun& run : attn_runs) {
+      rest(r, run.row0);
+      r = run.row0 + run.count;
+    }
+    rest(r, R);
+    paged_attention_runs_cuda(pa, attn_runs.data(), static_cast<int64_t>(attn_runs.size()), sm);
+  }
   mark("attn.attention");
   linear("attn.o", b.a.o, o, R, y);
 }

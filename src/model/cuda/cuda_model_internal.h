@@ -175,6 +175,10 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // Last call: rows, and (when recording) the routing of every MoE block it ran:
   // route_log [blocks, max_step_tokens, k] on the device, route_rows[block] rows kept.
   int64_t last_rows = 0;
+  // The step's chunks of at least kAttentionRunRows rows (prepare_step): their attention runs
+  // on the tensor-core kernel (paged_attention_runs_cuda), the other rows on paged_attention_cuda.
+  static constexpr int64_t kAttentionRunRows = 32;
+  std::vector<kernels::AttentionRun> attn_runs;
   bool record_routing = false;
   int32_t* route_log = nullptr;
   std::vector<int64_t> route_rows;

@@ -53,6 +53,7 @@ int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& c
   int32_t *cu = logit_rows + R, *slots = cu + B + 1, *mark = slots + B;
   int64_t row = 0, nlogit = 0;
   cu[0] = 0;
+  attn_runs.clear();
   for (std::size_t i = 0; i < chunks.size(); ++i) {
     const auto& ch = chunks[i];
     auto& pg = st.pages[ch.slot];
@@ -82,6 +83,7 @@ int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& c
     }
     cu[i + 1] = static_cast<int32_t>(row);
     slots[i] = ch.slot;
+    if (ch.T >= kAttentionRunRows) attn_runs.push_back({row - ch.T, ch.T});
   }
   const int64_t words = 5 * R + 2 * B + 1 + (marks ? R : 0);
   check(cudaMemcpyAsync(d_step, h_step, static_cast<std::size_t>(words) * 4, cudaMemcpyHostToDevice, stream),

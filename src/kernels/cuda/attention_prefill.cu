@@ -1,0 +1,370 @@
+// Tensor-core paged attention for runs of query rows of one sequence (prefill chunks); API in
+// attention_cuda.h (paged_attention_runs_cuda), results as paged_attention_cuda's.
+//
+// run_attn_kernel: block = (tile of kBM = 64 query rows of one run, q head h); 4 warps, warp w
+// owns rows 16w..16w+15 of the tile. The block walks its sequence's keys 0 .. kv_len-1
+// (kv_len = the tile's largest position + 1) in tiles of kBN = 64 keys:
+//   load    K and V rows of the key tile (through the block table) into shared memory as BF16
+//           (FP8: the e4m3 values exactly, scales applied to the scores and to the output)
+//   scores  S = Q K^T on mma.sync m16n8k16 (BF16 in, fp32 out): per warp 16 x 64, Q fragments
+//           held in registers for the whole walk, K fragments read from shared memory
+//   softmax S * scale * log2(e), keys past a row's position masked; running max m and
+//           per-lane partial sums l per row in fp32 (the four lanes of a row share m)
+//   PV      O = O * 2^(m_old - m_new) + P V: P (rounded to BF16) is the A operand straight from
+//           the score registers; V fragments by ldmatrix.trans from row-major shared rows.
+// Then O / l (times the FP8 v scale) is written as BF16.
+// Shared memory, BF16 rows padded by 8 elements (16 bytes) so that the 32-bit fragment loads
+// and the ldmatrix rows of one access hit distinct banks: q [64][D+8], k [64][D+8], v [64][D+8]
+// (D = 128: 52 KB).
+// Rows whose sequence differs from the run's first row, or whose position is out of range, and
+// every row of a tile that meets a page id outside [0, num_pages), come out NaN (never an
+// out-of-bounds read), as in paged_attention_cuda.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "kernels/attention_cuda.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/dequant.cuh"
+
+namespace nemotron::kernels {
+namespace {
+
+constexpr int kBM = 64, kBN = 64, kThreads = 128;
+constexpr int kMaxRuns = 16;  // runs per launch (more: several launches)
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr uint32_t kBf16NaN2 = 0x7FC07FC0u;
+constexpr uint32_t kTwoPow112x2 = 0x77807780u;  // BF16x2 splat of 2^112
+
+struct RunParams {
+  const uint16_t* q;
+  uint16_t* out;
+  const int32_t* query_seq;
+  const int32_t* query_pos;
+  const int32_t* block_tables;
+  const void* k;
+  const void* v;
+  int64_t max_pages, num_pages;
+  int page_size, kv_heads, q_heads, group;
+  float score_scale;  // scale * log2(e) (* k_scale for FP8)
+  float out_scale;    // 1 (v_scale for FP8)
+  int n_runs;
+  int64_t row0[kMaxRuns];
+  int count[kMaxRuns];
+  int tile0[kMaxRuns + 1];  // first tile of each run; tile0[n_runs] = tiles in all
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  return static_cast<uint32_t>(cuda::f2bf(lo)) | (static_cast<uint32_t>(cuda::f2bf(hi)) << 16);
+}
+
+// 8 stored elements (16 bytes BF16, or 8 bytes E4M3) -> 8 BF16 (E4M3 values exact).
+template <bool kFp8>
+__device__ __forceinline__ uint4 load8(const void* base, int64_t elem) {
+  if constexpr (!kFp8) {
+    return *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(base) + elem);
+  } else {
+    const uint2 w = *reinterpret_cast<const uint2*>(static_cast<const uint8_t*>(base) + elem);
+    uint4 o;
+    o.x = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.x)), kTwoPow112x2);
+    o.y = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.x >> 16)), kTwoPow112x2);
+    o.z = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.y)), kTwoPow112x2);
+    o.w = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.y >> 16)), kTwoPow112x2);
+    return o;
+  }
+}
+
+template <int D, bool kFp8>
+__global__ void __launch_bounds__(kThreads, 2) run_attn_kernel(const RunParams p) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  constexpr int S = D + 8;         // padded row (elements)
+  constexpr int KS = D / 16;       // k-steps of the score mma
+  constexpr int DT = D / 8;        // n-tiles of the output
+  constexpr int NT = kBN / 8;      // n-tiles of the scores
+  constexpr int C8 = D / 8;        // 16-byte chunks per row
+  extern __shared__ uint4 smem_raw[];
+  uint16_t* q_s = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* k_s = q_s + kBM * S;
+  uint16_t* v_s = k_s + kBN * S;
+  __shared__ int pos_s[kBM];
+  __shared__ int kv_len_s, bad_s;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
+  const int h = blockIdx.y, kvh = h / p.group;
+  // The run and the tile's rows.
+  const int tile = blockIdx.x;
+  int r = 0;
+  while (r + 1 < p.n_runs && tile >= p.tile0[r + 1]) ++r;
+  const int first = (tile - p.tile0[r]) * kBM;
+  const int rows = min(kBM, p.count[r] - first);
+  const int64_t row_base = p.row0[r] + first;
+  const int seq = p.query_seq[p.row0[r]];
+  const int64_t qw = static_cast<int64_t>(p.q_heads) * D;
+  const int64_t max_pos = p.max_pages * p.page_size;
+
+  if (tid == 0) {
+    kv_len_s = 0;
+    bad_s = 0;
+  }
+  __syncthreads();
+  if (tid < kBM) {
+    int pos = -1;
+    if (tid < rows) {
+      const int sq = p.query_seq[row_base + tid], x = p.query_pos[row_base + tid];
+      if (sq == seq && sq >= 0 && x >= 0 && x < max_pos) pos = x;
+    }
+    pos_s[tid] = pos;
+    if (pos >= 0) atomicMax(&kv_len_s, pos + 1);
+  }
+  // Q tile (rows past the tile's end: zeros).
+  for (int i = tid; i < kBM * C8; i += kThreads) {
+    const int row = i / C8, ch = i % C8;
+    uint4 x = make_uint4(0, 0, 0, 0);
+    if (row < rows) x = *reinterpret_cast<const uint4*>(p.q + (row_base + row) * qw + static_cast<int64_t>(h) * D + ch * 8);
+    *reinterpret_cast<uint4*>(q_s + row * S + ch * 8) = x;
+  }
+  __syncthreads();
+  const int kv_len = kv_len_s;
+  uint32_t qa[KS][4];
+  {
+    const uint16_t* q0 = q_s + (16 * warp + g) * S + 2 * c;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      qa[ks][0] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16);
+      qa[ks][1] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16);
+      qa[ks][2] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16 + 8);
+      qa[ks][3] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16 + 8);
+    }
+  }
+  const int pos_lo = pos_s[16 * warp + g], pos_hi = pos_s[16 * warp + g + 8];
+  float o[DT][4];
+#pragma unroll
+  for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
+  const int32_t* bt = p.block_tables + static_cast<int64_t>(seq) * p.max_pages;
+
+  for (int j0 = 0; j0 < kv_len; j0 += kBN) {
+    __syncthreads();  // the previous tile's K and V are no longer read
+    for (int i = tid; i < kBN * C8; i += kThreads) {
+      const int key = i / C8, ch = i % C8, j = j0 + key;
+      uint4 kx = make_uint4(0, 0, 0, 0), vx = make_uint4(0, 0, 0, 0);
+      if (j < kv_len) {
+        const int page = bt[j / p.page_size];
+        if (page >= 0 && page < p.num_pages) {
+          const int64_t slot = static_cast<int64_t>(page) * p.page_size + j % p.page_size;
+          const int64_t e = (slot * p.kv_heads + kvh) * D + ch * 8;
+          kx = load8<kFp8>(p.k, e);
+          vx = load8<kFp8>(p.v, e);
+        } else {
+          bad_s = 1;
+        }
+      }
+      *reinterpret_cast<uint4*>(k_s + key * S + ch * 8) = kx;
+      *reinterpret_cast<uint4*>(v_s + key * S + ch * 8) = vx;
+    }
+    __syncthreads();
+
+    // S = Q K^T: 16 rows x 64 keys per warp.
+    float s[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+      const uint16_t* k0 = k_s + (nt * 8 + g) * S + 2 * c;
+#pragma unroll
+      for (int ks = 0; ks < KS; ++ks) {
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16 + 8);
+        cuda::mma_bf16_16816(s[nt], qa[ks], b0, b1);
+      }
+    }
+    // Mask and scale (log2 domain); the tile's row maxima.
+    float mx_lo = -INFINITY, mx_hi = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int key = j0 + nt * 8 + 2 * c + (i & 1);
+        const bool hi = i >= 2;
+        const bool ok = key <= (hi ? pos_hi : pos_lo);
+        const float x = ok ? s[nt][i] * p.score_scale : -INFINITY;
+        s[nt][i] = x;
+        if (hi) mx_hi = fmaxf(mx_hi, x);
+        else mx_lo = fmaxf(mx_lo, x);
+      }
+#pragma unroll
+    for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+      mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xFFFFFFFFu, mx_lo, o2));
+      mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xFFFFFFFFu, mx_hi, o2));
+    }
+    const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
+    // A row with no key yet keeps m = -inf: its base is 0 and every p is 0.
+    const float base_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, base_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
+    const float alpha_lo = exp2f(m_lo - base_lo), alpha_hi = exp2f(m_hi - base_hi);
+    m_lo = mn_lo;
+    m_hi = mn_hi;
+    float sum_lo = 0.0f, sum_hi = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      s[nt][0] = exp2f(s[nt][0] - base_lo);
+      s[nt][1] = exp2f(s[nt][1] - base_lo);
+      s[nt][2] = exp2f(s[nt][2] - base_hi);
+      s[nt][3] = exp2f(s[nt][3] - base_hi);
+      sum_lo += s[nt][0] + s[nt][1];
+      sum_hi += s[nt][2] + s[nt][3];
+    }
+    l_lo = l_lo * alpha_lo + sum_lo;
+    l_hi = l_hi * alpha_hi + sum_hi;
+#pragma unroll
+    for (int i = 0; i < DT; ++i) {
+      o[i][0] *= alpha_lo;
+      o[i][1] *= alpha_lo;
+      o[i][2] *= alpha_hi;
+      o[i][3] *= alpha_hi;
+    }
+    // O += P V, 16 keys per k-step.
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      const uint32_t pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
+                              pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      // ldmatrix x4.trans: matrices (keys +0..7, d tile dt), (keys +8..15, dt), (+0..7, dt+1),
+      // (+8..15, dt+1); lane l addresses row (l & 7) of matrix l >> 3.
+      const int mi = lane >> 3, key = kk * 16 + (mi & 1) * 8 + (lane & 7);
+#pragma unroll
+      for (int dt = 0; dt < DT; dt += 2) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, v_s + key * S + (dt + (mi >> 1)) * 8);
+        cuda::mma_bf16_16816(o[dt], pa, b[0], b[1]);
+        cuda::mma_bf16_16816(o[dt + 1], pa, b[2], b[3]);
+      }
+    }
+  }
+  __syncthreads();
+  const bool bad = bad_s != 0;
+#pragma unroll
+  for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+    l_lo += __shfl_xor_sync(0xFFFFFFFFu, l_lo, o2);
+    l_hi += __shfl_xor_sync(0xFFFFFFFFu, l_hi, o2);
+  }
+  const int row_lo = 16 * warp + g, row_hi = row_lo + 8;
+  const float inv_lo = p.out_scale / l_lo, inv_hi = p.out_scale / l_hi;
+  const bool nan_lo = bad || pos_lo < 0, nan_hi = bad || pos_hi < 0;
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt) {
+    const int col = h * D + dt * 8 + 2 * c;
+    if (row_lo < rows)
+      *reinterpret_cast<uint32_t*>(p.out + (row_base + row_lo) * qw + col) =
+          nan_lo ? kBf16NaN2 : pack_bf16x2(o[dt][0] * inv_lo, o[dt][1] * inv_lo);
+    if (row_hi < rows)
+      *reinterpret_cast<uint32_t*>(p.out + (row_base + row_hi) * qw + col) =
+          nan_hi ? kBf16NaN2 : pack_bf16x2(o[dt][2] * inv_hi, o[dt][3] * inv_hi);
+  }
+}
+
+template <int D, bool kFp8>
+void launch(const RunParams& p, int tiles, cudaStream_t stream) {
+  constexpr std::size_t smem = static_cast<std::size_t>(3 * kBM * (D + 8)) * sizeof(uint16_t);
+  // Per call: the opt-in is a property of the current device.
+  const cudaError_t attr = cudaFuncSetAttribute(run_attn_kernel<D, kFp8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(smem));
+  cuda::require(attr == cudaSuccess, std::string("paged_attention_runs_cuda: shared memory opt-in failed: ") +
+                                         cudaGetErrorString(attr));
+  cuda::launch_pdl(run_attn_kernel<D, kFp8>, dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(p.q_heads)),
+                   dim3(kThreads), smem, stream, p);
+  cuda::check_launch("paged_attention_runs_cuda");
+}
+
+}  // namespace
+
+bool paged_attention_runs_supported(const PagedAttentionArgs& a) {
+  const int64_t d = a.cache.head_dim;
+  return d == 32 || d == 64 || d == 128;
+}
+
+void paged_attention_runs_cuda(const PagedAttentionArgs& a, const AttentionRun* runs, int64_t n_runs,
+                               cudaStream_t stream) {
+  using cuda::require;
+  const PagedKvCache& c = a.cache;
+  const std::string name = "paged_attention_runs_cuda: ";
+  require(paged_attention_runs_supported(a), name + "head_dim must be 32, 64 or 128, got " + std::to_string(c.head_dim));
+  require(c.kv_heads > 0 && a.q_heads > 0 && a.q_heads % c.kv_heads == 0,
+          name + "q_heads (" + std::to_string(a.q_heads) + ") must be a positive multiple of kv_heads (" +
+              std::to_string(c.kv_heads) + ")");
+  require(a.q_heads <= 65535, name + "at most 65535 q heads");
+  require(c.num_pages > 0 && c.page_size > 0 && a.max_pages > 0, name + "num_pages, page_size and max_pages must be > 0");
+  require(a.max_pages * c.page_size <= std::numeric_limits<int32_t>::max() &&
+              c.num_pages <= std::numeric_limits<int32_t>::max(),
+          name + "max_pages * page_size and num_pages must fit int32");
+  require(std::isfinite(a.scale) && a.scale >= 0.0f, name + "scale must be finite and >= 0 (0 = 1/sqrt(head_dim))");
+  if (c.dtype == KvDType::FP8_E4M3)
+    require(std::isfinite(c.k_scale) && std::isfinite(c.v_scale) && c.k_scale > 0 && c.v_scale > 0,
+            name + "FP8 k_scale and v_scale must be finite and > 0");
+  require(n_runs >= 0 && (n_runs == 0 || runs), name + "runs must be given");
+  for (int64_t i = 0; i < n_runs; ++i)
+    require(runs[i].row0 >= 0 && runs[i].count >= 0 && runs[i].row0 + runs[i].count <= a.T,
+            name + "run " + std::to_string(i) + " [" + std::to_string(runs[i].row0) + ", +" +
+                std::to_string(runs[i].count) + ") is outside the " + std::to_string(a.T) + " rows");
+  if (n_runs == 0) return;
+  require(a.q && a.out && a.query_seq && a.query_pos && a.block_tables && c.k && c.v, name + "null pointer");
+  require(cuda::aligned16(a.q) && cuda::aligned16(a.out) && cuda::aligned16(c.k) && cuda::aligned16(c.v),
+          name + "q, out and the cache's k and v must be 16-byte aligned");
+
+  RunParams p{};
+  p.q = a.q;
+  p.out = a.out;
+  p.query_seq = a.query_seq;
+  p.query_pos = a.query_pos;
+  p.block_tables = a.block_tables;
+  p.k = c.k;
+  p.v = c.v;
+  p.max_pages = a.max_pages;
+  p.num_pages = c.num_pages;
+  p.page_size = static_cast<int>(c.page_size);
+  p.kv_heads = static_cast<int>(c.kv_heads);
+  p.q_heads = static_cast<int>(a.q_heads);
+  p.group = p.q_heads / p.kv_heads;
+  const int D = static_cast<int>(c.head_dim);
+  const bool fp8 = c.dtype == KvDType::FP8_E4M3;
+  const float scale = a.scale > 0.0f ? a.scale : 1.0f / std::sqrt(static_cast<float>(D));
+  p.score_scale = scale * kLog2e * (fp8 ? c.k_scale : 1.0f);
+  p.out_scale = fp8 ? c.v_scale : 1.0f;
+  for (int64_t i0 = 0; i0 < n_runs; i0 += kMaxRuns) {
+    p.n_runs = 0;
+    int64_t tiles = 0;
+    for (int64_t i = i0; i < std::min(n_runs, i0 + kMaxRuns); ++i) {
+      if (runs[i].count == 0) continue;
+      p.row0[p.n_runs] = runs[i].row0;
+      p.count[p.n_runs] = static_cast<int>(runs[i].count);
+      p.tile0[p.n_runs] = static_cast<int>(tiles);
+      tiles += (runs[i].count + kBM - 1) / kBM;
+      ++p.n_runs;
+    }
+    if (p.n_runs == 0) continue;
+    require(tiles <= std::numeric_limits<int32_t>::max(), name + "too many rows");
+    p.tile0[p.n_runs] = static_cast<int>(tiles);
+    const int t = static_cast<int>(tiles);
+    switch (D) {
+      case 32: fp8 ? launch<32, true>(p, t, stream) : launch<32, false>(p, t, stream); break;
+      case 64: fp8 ? launch<64, true>(p, t, stream) : launch<64, false>(p, t, stream); break;
+      default: fp8 ? launch<128, true>(p, t, stream) : launch<128, false>(p, t, stream); break;
+    }
+  }
+}
+
+}  // namespace nemotron::kernels
