@@ -4,8 +4,10 @@
 // over enough copies (>= 512 MiB together, like several layers) that the L2 cannot serve
 // repeated launches; 50 launches (rotating copies) are captured in a CUDA graph (this also
 // checks that the split-K path's stream-ordered allocation captures) and replayed; median of 9.
-// Also one prefill line (512 new rows after 4K cached), where the CUDA-core kernel is
-// compute-bound: reported as time only.
+// Then prefill chunks (one sequence, `rows` new rows ending at `context`), where attention is
+// compute-bound: the CUDA-core kernel (paged_attention_cuda) against the tensor-core one
+// (paged_attention_runs_cuda), in us and TFLOP/s (4 * q_heads * head_dim * sum over rows of the
+// positions attended: QK^T and PV, causal).
 //   usage: bench_attention_cuda
 #include <cuda_runtime.h>
 
@@ -32,7 +34,8 @@ constexpr int64_t kQHeads = 32, kKvHeads = 2, kDim = 128, kPage = 16;
 
 // Returns the time per launch in seconds. batch sequences of `ctx` cached positions; rows
 // queries per sequence at the last positions.
-double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t splits, double* kv_bytes) {
+double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t splits, double* kv_bytes,
+             bool tensor_cores = false) {
   const int64_t pages_per_seq = (ctx + kPage - 1) / kPage, num_pages = batch * pages_per_seq;
   const std::size_t elem = dt == KvDType::BF16 ? 2 : 1;
   const std::size_t cache_bytes = static_cast<std::size_t>(num_pages * kPage * kKvHeads * kDim) * elem;
@@ -93,7 +96,13 @@ double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t split
     a.cache.k_scale = a.cache.v_scale = 0.01f;
     a.out = dout;
     a.num_splits = splits;
-    nemotron::kernels::paged_attention_cuda(a, st);
+    if (!tensor_cores) {
+      nemotron::kernels::paged_attention_cuda(a, st);
+      return;
+    }
+    std::vector<nemotron::kernels::AttentionRun> runs;
+    for (int64_t s = 0; s < batch; ++s) runs.push_back({s * rows, rows});
+    nemotron::kernels::paged_attention_runs_cuda(a, runs.data(), static_cast<int64_t>(runs.size()), st);
   };
   for (int i = 0; i < copies; ++i) run(i);  // warm-up
   CHECK(cudaStreamSynchronize(st));
@@ -126,8 +135,22 @@ int main() {
                       static_cast<long long>(ctx), static_cast<long long>(batch), splits == 1 ? "1" : "auto",
                       bytes / 1e6, t * 1e6, bytes / t / 1e9, 100.0 * bytes / t / 1e9 / copy);
         }
-  double bytes = 0;
-  const double t = bench(1, 4096 + 512, 512, KvDType::BF16, 0, &bytes);
-  std::printf("\nprefill chunk: 512 rows after 4096 cached (bf16): %.1f us\n", t * 1e6);
+  std::printf("\nprefill chunk of one sequence: rows new rows ending at the context\n\n");
+  std::printf("| kv | context | rows | CUDA cores us | TFLOP/s | tensor cores us | TFLOP/s | speed-up |\n"
+              "|---|---|---|---|---|---|---|---|\n");
+  for (KvDType dt : {KvDType::BF16, KvDType::FP8_E4M3})
+    for (int64_t ctx : {2048, 8192, 32768})
+      for (int64_t rows : {int64_t{512}, int64_t{2048}}) {
+        if (rows > ctx) continue;
+        double bytes = 0;
+        const double a = bench(1, ctx, rows, dt, 0, &bytes, false);
+        const double b = bench(1, ctx, rows, dt, 0, &bytes, true);
+        const double attended = static_cast<double>(rows) * static_cast<double>(ctx - rows) +
+                                static_cast<double>(rows) * static_cast<double>(rows + 1) / 2;
+        const double flop = 4.0 * kQHeads * kDim * attended;
+        std::printf("| %s | %lld | %lld | %.1f | %.1f | %.1f | %.1f | %.2fx |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
+                    static_cast<long long>(ctx), static_cast<long long>(rows), a * 1e6, flop / a / 1e12, b * 1e6,
+                    flop / b / 1e12, a / b);
+      }
   return 0;
 }
