@@ -67,7 +67,9 @@ inline double max_abs(const std::vector<float>& a, const std::vector<float>& b) 
 // cache on and off) may part only where the two tokens are a near-tie of the logits there
 // (the two runs take different kernels along different chunkings: the same logits up to
 // rounding). Returns "" when they are equal or part at such a tie, else what is wrong. The
-// logits at the parting point come from a fresh GPU backend fed prompt + the common prefix.
+// logits at the parting point come from a fresh GPU backend fed prompt + the common prefix;
+// a tie is a gap within kTieGap, or within twice what the same position differs by when
+// computed as the first row of a 4-row chunk (measured there).
 inline constexpr double kTieGap = 0.05;  // |l[a] - l[b]| / max |l|
 inline std::string greedy_divergence(const model::Model& m, const std::vector<int32_t>& prompt,
                                      const std::vector<int32_t>& want, const std::vector<int32_t>& got) {
@@ -88,9 +90,25 @@ inline std::string greedy_divergence(const model::Model& m, const std::vector<in
   for (float v : l) top = std::max(top, std::fabs(static_cast<double>(v)));
   const double gap = std::fabs(static_cast<double>(l[static_cast<std::size_t>(want[i])]) -
                                l[static_cast<std::size_t>(got[i])]) / top;
-  std::printf("[ tie ] streams part at token %zu (%d vs %d): relative logit gap %.3g (allowed %.3g)\n", i, want[i],
-              got[i], gap, kTieGap);
-  if (gap <= kTieGap) return "";
+  // The multi-row path's own difference at this point: the same position as the first row of
+  // a 4-row chunk (as a verify chunk computes it: other GEMM / expert paths, other rounding).
+  // Random-weight fixtures amplify such rounding into logit differences of several percent.
+  double noise = 0;
+  {
+    const auto b2 = cuda_backend(m, 1, 0, 0, static_cast<int64_t>(ctx.size()) + 4);
+    const int s2 = b2->acquire_slot();
+    if (ctx.size() > 1)
+      b2->step({{.slot = s2, .ids = ctx.data(), .T = static_cast<int64_t>(ctx.size()) - 1, .logits = model::LogitsOut::None}});
+    const std::vector<int32_t> chunk{ctx.back(), want[i], want[i], want[i]};
+    const auto o2 = b2->step({{.slot = s2, .ids = chunk.data(), .T = 4, .logits = model::LogitsOut::All}});
+    for (std::size_t v = 0; v < l.size(); ++v)
+      noise = std::max(noise, std::fabs(static_cast<double>(o2[0].logits[v]) - l[v]) / top);
+  }
+  const double allowed = std::max(kTieGap, 2 * noise);
+  std::printf("[ tie ] streams part at token %zu (%d vs %d): relative logit gap %.3g (allowed %.3g: the larger of "
+              "%.3g and twice the 4-row chunk's own difference %.3g)\n",
+              i, want[i], got[i], gap, allowed, kTieGap, noise);
+  if (gap <= allowed) return "";
   return "streams part at token " + std::to_string(i) + " (" + std::to_string(want[i]) + " vs " +
          std::to_string(got[i]) + ") where the logits are no near-tie (relative gap " + std::to_string(gap) + ")";
 }

@@ -253,9 +253,10 @@ TEST(AttentionCuda, OtherShapesAndScale) {
 // paged_attention_runs_cuda (tensor cores) against attention_cpu. Every sequence's query rows
 // are consecutive; the sequences with `run` set are passed as runs, the others not: their
 // output rows must keep the poison (untouched). Tolerance: the probabilities enter the P V
-// product rounded to BF16 (relative error 2^-9 each), which moves an output by about 2^-9 of
-// the spread of the values averaged, so the bound has a floor of 2^-8 of the output's rms
-// besides the relative 2^-7 of the CUDA-core kernel.
+// product rounded to BF16 (relative error <= 2^-9 each), which moves an output by up to 2^-9
+// of the spread of the values it averages (measured on an H100: 0.0156 at |v| up to ~7), so an
+// element may be off by 2^-7 |ref| + 2^-8 max|v|; and on average the error must stay within
+// 2^-7 of the average |ref| (a wrong key or dimension anywhere is off by about |ref|).
 struct RunSeq {
   Seq s;
   bool run = true;
@@ -319,12 +320,19 @@ void run_runs_case(const std::string& label, const Shape& sh, const std::vector<
     got.insert(got.end(), all.begin() + t * qw, all.begin() + (t + 1) * qw);
   }
   EXPECT_EQ(touched, 0u) << label << ": rows outside the runs were written";
-  double ss = 0;
-  for (float x : ref) ss += static_cast<double>(x) * x;
-  const float rms = ref.empty() ? 0.0f : static_cast<float>(std::sqrt(ss / static_cast<double>(ref.size())));
+  float vmax = 0;
+  for (const auto& v : ps.vf)
+    for (float x : v) vmax = std::max(vmax, std::fabs(x));
+  double err = 0, mag = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    err += std::fabs(static_cast<double>(got[i]) - ref[i]);
+    mag += std::fabs(static_cast<double>(ref[i]));
+  }
   const std::string what = label + " " + sh.name + " " + dtype_name(dtype) + " page " + std::to_string(page_size) +
                            " runs " + std::to_string(runs.size()) + " T=" + std::to_string(T);
-  EXPECT_EQ(report(what, got, ref, uniform_tol(ref.size(), 3e-5f + rms / 256, ref, 1.0f / 128)), 0u);
+  EXPECT_EQ(report(what, got, ref, uniform_tol(ref.size(), 3e-5f + vmax / 256, ref, 1.0f / 128)), 0u);
+  EXPECT_LE(err, mag / 128 + 1e-6) << what << ": mean error " << err / static_cast<double>(ref.size())
+                                   << " against mean |ref| " << mag / static_cast<double>(ref.size());
 }
 
 TEST(AttentionRunsCuda, PrefillRunsMatchTheCpu) {
