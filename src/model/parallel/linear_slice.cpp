@@ -63,6 +63,7 @@ LinearWeight gather_rows(const LinearWeight& w, const std::vector<Range>& rows, 
   auto* d = static_cast<uint8_t*>(const_cast<void*>(o.data));
   auto* s = const_cast<uint8_t*>(o.block_scale);
   for (const auto& r : rows) {
+    if (r.size() == 0) continue;  // nothing to copy (and o may have no storage at all)
     const LinearWeight v = row_view(w, r.begin, r.end);
     std::memcpy(d, v.data, static_cast<std::size_t>(r.size() * db));
     d += r.size() * db;
@@ -93,7 +94,9 @@ LinearWeight column_slice(const LinearWeight& w, int64_t c0, int64_t c1, SliceSt
   auto* s = const_cast<uint8_t*>(o.block_scale);
   const auto* src = static_cast<const uint8_t*>(w.data);
   for (int64_t r = 0; r < w.out; ++r) {
-    std::memcpy(d + r * odb, src + r * db + d0, static_cast<std::size_t>(odb));
+    // An empty slice (a rank with no columns of this matrix) has no storage: no copy at all
+    // (memcpy of 0 bytes to a null pointer is undefined; UBSan, ParallelForward tests).
+    if (odb) std::memcpy(d + r * odb, src + r * db + d0, static_cast<std::size_t>(odb));
     if (osb) std::memcpy(s + r * osb, w.block_scale + r * sb + s0, static_cast<std::size_t>(osb));
   }
   return o;
