@@ -36,11 +36,10 @@ void CudaModel::Impl::attention_block(const Stack& st, const DBlock& b, int64_t 
   pa.out = o;
   pa.workspace = attn_ws;
   pa.workspace_bytes = attn_ws_bytes;
-  // NEMOTRON_PREFILL_ATTENTION=tensor-core sends the runs to paged_attention_runs_cuda; the
-  // default keeps every row on paged_attention_cuda until the kernel has passed the GPU suite.
+  // NEMOTRON_PREFILL_ATTENTION=cuda-core keeps every row on paged_attention_cuda (A/B runs).
   static const bool tensor_cores = [] {
     const char* e = std::getenv("NEMOTRON_PREFILL_ATTENTION");
-    return e && std::string(e) == "tensor-core";
+    return !(e && std::string(e) == "cuda-core");
   }();
   if (attn_runs.empty() || !tensor_cores || !paged_attention_runs_supported(pa)) {
     paged_attention_cuda(pa, sm);
