@@ -26,4 +26,7 @@ cmake --build "$BUILD" -j "$JOBS"
 # code built with recovery (the flags say -fno-sanitize-recover=all already).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_init_order=1:check_initialization_order=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Timed tests (a stalled stream cancelled within 30 s, ...) stretch their bounds: the
+# instrumented server generates several times slower (tests/common/time_scale.h).
+export NEMOTRON_TEST_TIME_SCALE=${NEMOTRON_TEST_TIME_SCALE:-4}
 ctest --test-dir "$BUILD" --output-on-failure -j "$JOBS" --timeout "${SANITIZE_TIMEOUT:-3600}" -LE gpu "${args[@]}"
