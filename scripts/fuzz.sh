@@ -79,7 +79,7 @@ for t in "${targets[@]}"; do
     -timeout="${FUZZ_TIMEOUT:-25}" -rss_limit_mb="${FUZZ_RSS_MB:-4096}" -dict="$dict" \
     -artifact_prefix="$crashes/" -print_final_stats=1 "${extra[@]}" "$@" "$corpus" "fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   rm -rf "$tmp"
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  execs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
   files=$(find "$corpus" -type f | wc -l)
   bytes=$(find "$corpus" -type f -printf "%s\n" | awk "{s += \$1} END {print s + 0}")
   took=$(tail -1 "$crashes/last-run.time" 2>/dev/null | awk '{printf "%.0f s (%.0f CPU s)", $1, $2 + $3}' || true)
