@@ -132,6 +132,24 @@ void build_cache(PagedSetup& ps, const Shape& sh, const std::vector<Seq>& seqs, 
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
+// Attention arguments over a built cache: T query rows (q, out [T, q_heads * head_dim]) with
+// their sequences and positions, the cache's block tables.
+kernels::PagedAttentionArgs paged_args(const PagedSetup& ps, const Shape& sh, int64_t T, const uint16_t* q,
+                                       const int32_t* seq, const int32_t* pos, const int32_t* block_tables,
+                                       uint16_t* out) {
+  kernels::PagedAttentionArgs a;
+  a.q = q;
+  a.T = T;
+  a.q_heads = sh.q_heads;
+  a.query_seq = seq;
+  a.query_pos = pos;
+  a.block_tables = block_tables;
+  a.max_pages = ps.max_pages;
+  a.cache = ps.cache;
+  a.out = out;
+  return a;
+}
+
 struct CaseOpts {
   int64_t num_splits = 0;
   float scale = 0.0f;
@@ -171,17 +189,8 @@ void run_case(const std::string& label, const Shape& sh, const std::vector<Seq>&
   DeviceBuffer<uint16_t> dq(qb), dout(static_cast<std::size_t>(T * qw));
   DeviceBuffer<int32_t> dseq(qseq), dpos(qpos), dbt(ps.block_tables);
   dout.poison();
-  kernels::PagedAttentionArgs a;
-  a.q = dq.get();
-  a.T = T;
-  a.q_heads = sh.q_heads;
-  a.query_seq = dseq.get();
-  a.query_pos = dpos.get();
-  a.block_tables = dbt.get();
-  a.max_pages = ps.max_pages;
-  a.cache = ps.cache;
+  kernels::PagedAttentionArgs a = paged_args(ps, sh, T, dq.get(), dseq.get(), dpos.get(), dbt.get(), dout.get());
   a.scale = o.scale;
-  a.out = dout.get();
   a.num_splits = o.num_splits;
   a.max_context = o.max_context;
   kernels::paged_attention_cuda(a, nullptr);
@@ -289,17 +298,8 @@ void run_runs_case(const std::string& label, const Shape& sh, const std::vector<
   DeviceBuffer<uint16_t> dq(qb), dout(static_cast<std::size_t>(T * qw));
   DeviceBuffer<int32_t> dseq(qseq), dpos(qpos), dbt(ps.block_tables);
   dout.poison();
-  kernels::PagedAttentionArgs a;
-  a.q = dq.get();
-  a.T = T;
-  a.q_heads = sh.q_heads;
-  a.query_seq = dseq.get();
-  a.query_pos = dpos.get();
-  a.block_tables = dbt.get();
-  a.max_pages = ps.max_pages;
-  a.cache = ps.cache;
+  kernels::PagedAttentionArgs a = paged_args(ps, sh, T, dq.get(), dseq.get(), dpos.get(), dbt.get(), dout.get());
   a.scale = scale;
-  a.out = dout.get();
   ASSERT_TRUE(kernels::paged_attention_runs_supported(a));
   kernels::paged_attention_runs_cuda(a, runs.data(), static_cast<int64_t>(runs.size()), nullptr);
   CUDA_OK(cudaDeviceSynchronize());
@@ -389,16 +389,7 @@ TEST(AttentionRunsCuda, BadDeviceIdsGiveNaNRows) {
   DeviceBuffer<uint16_t> dq(rng.bf16(static_cast<std::size_t>(T * qw), 1.0f, &qf)), dout(T * qw);
   DeviceBuffer<int32_t> dseq(qseq), dpos(qpos), dbt(ps.block_tables);
   dout.poison();
-  kernels::PagedAttentionArgs a;
-  a.q = dq.get();
-  a.T = T;
-  a.q_heads = sh.q_heads;
-  a.query_seq = dseq.get();
-  a.query_pos = dpos.get();
-  a.block_tables = dbt.get();
-  a.max_pages = ps.max_pages;
-  a.cache = ps.cache;
-  a.out = dout.get();
+  kernels::PagedAttentionArgs a = paged_args(ps, sh, T, dq.get(), dseq.get(), dpos.get(), dbt.get(), dout.get());
   const std::vector<kernels::AttentionRun> runs = {{0, 70}, {70, 70}, {140, 10}};
   kernels::paged_attention_runs_cuda(a, runs.data(), 3, nullptr);
   CUDA_OK(cudaDeviceSynchronize());
@@ -502,16 +493,7 @@ TEST(AttentionCuda, BadDeviceIdsGiveNaNRows) {
     DeviceBuffer<uint16_t> dq(rng.bf16(static_cast<std::size_t>(T * qw), 1.0f, &qf)), dout(T * qw);
     DeviceBuffer<int32_t> dseq(qseq), dpos(qpos), dbt(ps.block_tables);
     dout.poison();
-    kernels::PagedAttentionArgs a;
-    a.q = dq.get();
-    a.T = T;
-    a.q_heads = sh.q_heads;
-    a.query_seq = dseq.get();
-    a.query_pos = dpos.get();
-    a.block_tables = dbt.get();
-    a.max_pages = ps.max_pages;
-    a.cache = ps.cache;
-    a.out = dout.get();
+    kernels::PagedAttentionArgs a = paged_args(ps, sh, T, dq.get(), dseq.get(), dpos.get(), dbt.get(), dout.get());
     a.num_splits = splits;
     kernels::paged_attention_cuda(a, nullptr);
     CUDA_OK(cudaDeviceSynchronize());

@@ -25,6 +25,7 @@
 
 #include "kernels/attention_cuda.h"
 #include "kernels/attention_splits.h"
+#include "kernels/cuda/attention_args.cuh"
 #include "kernels/cuda/common.cuh"
 
 namespace nemotron::kernels {
@@ -406,26 +407,13 @@ void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
   const PagedKvCache& c = a.cache;
   const std::string name = "paged_attention_cuda: ";
   require(a.T >= 0, name + "T must be >= 0, got " + std::to_string(a.T));
-  require(c.kv_heads > 0 && a.q_heads > 0 && a.q_heads % c.kv_heads == 0,
-          name + "q_heads (" + std::to_string(a.q_heads) + ") must be a positive multiple of kv_heads (" +
-              std::to_string(c.kv_heads) + ")");
   require(c.head_dim > 0 && c.head_dim % 8 == 0 && c.head_dim <= 256,
           name + "head_dim must be a multiple of 8 in [8, 256], got " + std::to_string(c.head_dim));
   require(a.q_heads * c.head_dim <= (1 << 20), name + "q_heads * head_dim too large");
-  require(c.num_pages > 0 && c.page_size > 0 && a.max_pages > 0,
-          name + "num_pages, page_size and max_pages must be > 0");
-  require(a.max_pages * c.page_size <= std::numeric_limits<int32_t>::max() &&
-              c.num_pages <= std::numeric_limits<int32_t>::max(),
-          name + "max_pages * page_size and num_pages must fit int32");
-  require(std::isfinite(a.scale) && a.scale >= 0.0f, name + "scale must be finite and >= 0 (0 = 1/sqrt(head_dim))");
-  if (c.dtype == KvDType::FP8_E4M3)
-    require(std::isfinite(c.k_scale) && std::isfinite(c.v_scale) && c.k_scale > 0 && c.v_scale > 0,
-            name + "FP8 k_scale and v_scale must be finite and > 0");
+  cuda::check_paged_shape(a, name);
   require(a.max_context >= 0 && a.num_splits >= 0, name + "max_context and num_splits must be >= 0");
   if (a.T == 0) return;
-  require(a.q && a.out && a.query_seq && a.query_pos && a.block_tables && c.k && c.v, name + "null pointer");
-  require(cuda::aligned16(a.q) && cuda::aligned16(a.out) && cuda::aligned16(c.k) && cuda::aligned16(c.v),
-          name + "q, out and the cache's k and v must be 16-byte aligned");
+  cuda::check_paged_pointers(a, name);
 
   Params p{};
   p.q = a.q;

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "kernels/attention_cuda.h"
+#include "kernels/cuda/attention_args.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/dequant.cuh"
 
@@ -303,27 +304,15 @@ void paged_attention_runs_cuda(const PagedAttentionArgs& a, const AttentionRun* 
   const PagedKvCache& c = a.cache;
   const std::string name = "paged_attention_runs_cuda: ";
   require(paged_attention_runs_supported(a), name + "head_dim must be 32, 64 or 128, got " + std::to_string(c.head_dim));
-  require(c.kv_heads > 0 && a.q_heads > 0 && a.q_heads % c.kv_heads == 0,
-          name + "q_heads (" + std::to_string(a.q_heads) + ") must be a positive multiple of kv_heads (" +
-              std::to_string(c.kv_heads) + ")");
   require(a.q_heads <= 65535, name + "at most 65535 q heads");
-  require(c.num_pages > 0 && c.page_size > 0 && a.max_pages > 0, name + "num_pages, page_size and max_pages must be > 0");
-  require(a.max_pages * c.page_size <= std::numeric_limits<int32_t>::max() &&
-              c.num_pages <= std::numeric_limits<int32_t>::max(),
-          name + "max_pages * page_size and num_pages must fit int32");
-  require(std::isfinite(a.scale) && a.scale >= 0.0f, name + "scale must be finite and >= 0 (0 = 1/sqrt(head_dim))");
-  if (c.dtype == KvDType::FP8_E4M3)
-    require(std::isfinite(c.k_scale) && std::isfinite(c.v_scale) && c.k_scale > 0 && c.v_scale > 0,
-            name + "FP8 k_scale and v_scale must be finite and > 0");
+  cuda::check_paged_shape(a, name);
   require(n_runs >= 0 && (n_runs == 0 || runs), name + "runs must be given");
   for (int64_t i = 0; i < n_runs; ++i)
     require(runs[i].row0 >= 0 && runs[i].count >= 0 && runs[i].row0 + runs[i].count <= a.T,
             name + "run " + std::to_string(i) + " [" + std::to_string(runs[i].row0) + ", +" +
                 std::to_string(runs[i].count) + ") is outside the " + std::to_string(a.T) + " rows");
   if (n_runs == 0) return;
-  require(a.q && a.out && a.query_seq && a.query_pos && a.block_tables && c.k && c.v, name + "null pointer");
-  require(cuda::aligned16(a.q) && cuda::aligned16(a.out) && cuda::aligned16(c.k) && cuda::aligned16(c.v),
-          name + "q, out and the cache's k and v must be 16-byte aligned");
+  cuda::check_paged_pointers(a, name);
 
   RunParams p{};
   p.q = a.q;
