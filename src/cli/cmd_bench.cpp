@@ -26,6 +26,7 @@ namespace nemotron::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr int64_t kBatchProfileSteps = 4;  // --profile --batch: eager steps profiled at the largest B
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // "0,4096,32768" -> values; "" or "none" -> no values (that section is skipped).
@@ -114,7 +115,8 @@ int run_bench(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_flag("--profile", profile,
                "Then time every op of a profiled prefill (the first --prefill length) and of eager decode "
-               "steps at the first depth, and print where the time goes");
+               "steps at the first depth (and with --batch, of decode steps at the largest B), and print where "
+               "the time goes");
   app.add_option("--json", json_out, "Also write every number (settings, device, each table) to this JSON file");
   std::string spec_text, spec_accept = "real", spec_batch_text = "1", device;
   int64_t spec_tokens = 128;
@@ -306,6 +308,30 @@ int run_bench(int argc, char** argv) {
     gpu.release_slot(slot);
   }
 
+  // Per-op tables (CudaModel::set_profiling): ms per forward call, share, calls per call and
+  // the GB/s of the op's linear weights.
+  auto print_profile = [&](const char* title, int64_t steps, const std::vector<model::CudaModel::OpTime>& ops) {
+    double total = 0;
+    for (const auto& op : ops) total += op.ms;
+    const double per = static_cast<double>(steps);
+    std::printf("\n%s: %.3f ms per call\n%-20s %10s %8s %8s %10s\n", title, total / per, "op", "ms/call", "share",
+                "calls", "GB/s");
+    Json table = {{"title", title}, {"ms_per_call", total / per}, {"ops", Json::array()}};
+    for (const auto& op : ops) {
+      const double gbps = op.weight_bytes > 0 ? op.weight_bytes / (op.ms * 1e6) : 0.0;
+      std::printf("%-20s %10.4f %7.1f%% %8.1f %10.0f\n", op.op.c_str(), op.ms / per, 100.0 * op.ms / total,
+                  static_cast<double>(op.calls) / per, gbps);
+      table["ops"].push_back({{"op", op.op},
+                              {"ms_per_call", op.ms / per},
+                              {"share", op.ms / total},
+                              {"calls_per_call", static_cast<double>(op.calls) / per},
+                              {"gb_s", gbps}});
+    }
+    j["profile"].push_back(std::move(table));
+  };
+  j["profile"] = Json::array();
+  std::vector<model::CudaModel::OpTime> batch_profile;  // --profile: eager steps at the largest B
+
   // Batched decode: B sequences, each prefilled with its own prompt (distinct ids, so routing
   // differs), packed into steps of up to --chunk rows; then greedy steps of B single-token
   // chunks (the decode graph of batch size B; the warm-up steps capture it).
@@ -370,6 +396,12 @@ int run_bench(int argc, char** argv) {
       ++moe_layers;
     }
     if (moe_layers > 0) measured /= static_cast<double>(moe_layers);
+    if (profile && B == batches.back()) {
+      gpu.set_profiling(true);
+      for (int64_t i = 0; i < kBatchProfileSteps; ++i) decode_step();
+      gpu.set_profiling(false);
+      batch_profile = gpu.profile();
+    }
     for (int slot : slots) gpu.release_slot(slot);
 
     const double step_s = s / static_cast<double>(batch_steps);
@@ -404,30 +436,10 @@ int run_bench(int argc, char** argv) {
                           {"pct_copy", 100.0 * gbps / copy_gbps}});
   }
 
-  j["profile"] = Json::array();
+  if (!batch_profile.empty())
+    print_profile(("profile: eager decode step of " + std::to_string(batches.back()) + " rows").c_str(),
+                  kBatchProfileSteps, batch_profile);
   if (profile) {
-    // Per-op tables (CudaModel::set_profiling): ms per forward call, share, calls per call and
-    // the GB/s of the op's linear weights.
-    auto print_profile = [&](const char* title, int64_t steps) {
-      const auto ops = gpu.profile();
-      double total = 0;
-      for (const auto& op : ops) total += op.ms;
-      const double per = static_cast<double>(steps);
-      std::printf("\n%s: %.3f ms per call\n%-20s %10s %8s %8s %10s\n", title, total / per, "op", "ms/call", "share",
-                  "calls", "GB/s");
-      Json table = {{"title", title}, {"ms_per_call", total / per}, {"ops", Json::array()}};
-      for (const auto& op : ops) {
-        const double gbps = op.weight_bytes > 0 ? op.weight_bytes / (op.ms * 1e6) : 0.0;
-        std::printf("%-20s %10.4f %7.1f%% %8.1f %10.0f\n", op.op.c_str(), op.ms / per, 100.0 * op.ms / total,
-                    static_cast<double>(op.calls) / per, gbps);
-        table["ops"].push_back({{"op", op.op},
-                                {"ms_per_call", op.ms / per},
-                                {"share", op.ms / total},
-                                {"calls_per_call", static_cast<double>(op.calls) / per},
-                                {"gb_s", gbps}});
-      }
-      j["profile"].push_back(std::move(table));
-    };
     if (!prefills.empty()) {
       const int slot = gpu.acquire_slot();
       const auto ids = synthetic_ids(prefills[0], V, 11);
@@ -437,7 +449,7 @@ int run_bench(int argc, char** argv) {
       char title[96];
       std::snprintf(title, sizeof title, "profile: prefill of %lld tokens in chunks of %lld",
                     static_cast<long long>(prefills[0]), static_cast<long long>(chunk));
-      print_profile(title, (prefills[0] + chunk - 1) / chunk);
+      print_profile(title, (prefills[0] + chunk - 1) / chunk, gpu.profile());
       gpu.release_slot(slot);
     }
     {
@@ -450,7 +462,7 @@ int run_bench(int argc, char** argv) {
       gpu.set_profiling(false);
       char title[96];
       std::snprintf(title, sizeof title, "profile: eager decode step at depth %lld", static_cast<long long>(d));
-      print_profile(title, decode_tokens);
+      print_profile(title, decode_tokens, gpu.profile());
       gpu.release_slot(slot);
     }
   }

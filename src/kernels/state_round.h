@@ -41,29 +41,51 @@ const char* state_dtype_name(StateDType d);
 // The key of the rounding noise: fixed, so that runs are reproducible.
 constexpr uint32_t kSsmRoundKey0 = 0x5353D00Du, kSsmRoundKey1 = 0x0001A7E5u;
 
-// 32 random bits for elements 4j .. 4j+3 of `layer`'s state written at position `pos` (the
-// sequence's length after the write). Element index i = ((head * P) + p) * N + n over the
-// model's heads (a tensor-parallel rank adds its first head's offset).
-NEMOTRON_HD Philox4 ssm_round_block(uint32_t layer, int64_t pos, uint32_t j) {
+// The noise of one state write: one Philox4x32-10 draw per (layer, position) gives its 32-bit
+// seed (`pos`: the sequence's length after the write), and each pair of elements (2j, 2j+1)
+// takes 32 bits from an integer hash of (seed, j): the low half for element 2j, the high half
+// for 2j+1. Element index i = ((head * P) + p) * N + n over the model's heads (a
+// tensor-parallel rank adds its first head's offset). The hash (two multiply-xorshift rounds,
+// a bijection of the 32-bit words with full avalanche) costs ~2.5 integer ops per element
+// where a Philox draw per element cost ~20: the rounding ran at a fraction of the state's
+// memory rate in the decode kernel. Stochastic rounding needs unbiased, uncorrelated 16-bit
+// fractions, not a cryptographic stream.
+NEMOTRON_HD uint32_t ssm_round_seed(uint32_t layer, int64_t pos) {
   const uint64_t p = static_cast<uint64_t>(pos);
-  return philox4x32_10(j, static_cast<uint32_t>(p), static_cast<uint32_t>(p >> 32), layer, kSsmRoundKey0,
-                       kSsmRoundKey1);
+  return philox4x32_10(0u, static_cast<uint32_t>(p), static_cast<uint32_t>(p >> 32), layer, kSsmRoundKey0,
+                       kSsmRoundKey1)
+      .v[0];
+}
+NEMOTRON_HD uint32_t ssm_round_pair(uint32_t seed, uint32_t j) {
+  uint32_t x = seed ^ (j * 0x9E3779B9u);
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  x ^= x >> 16;
+  return x;
+}
+// The 16 random bits of element i (in the low half of the result).
+NEMOTRON_HD uint32_t ssm_round_bits_seeded(uint32_t seed, uint64_t i) {
+  const uint32_t h = ssm_round_pair(seed, static_cast<uint32_t>(i >> 1));
+  return (i & 1u) ? h >> 16 : h & 0xFFFFu;
 }
 NEMOTRON_HD uint32_t ssm_round_bits(uint32_t layer, int64_t pos, uint64_t i) {
-  return ssm_round_block(layer, pos, static_cast<uint32_t>(i >> 2)).v[i & 3];
+  return ssm_round_bits_seeded(ssm_round_seed(layer, pos), i);
 }
 
 // x rounded to the grid of `d` (returned as the float it stores exactly). `bits`: the random
-// bits of this element (stochastic only).
+// bits of this element (stochastic only); the low 16 are used.
 NEMOTRON_HD float round_state(float x, StateDType d, bool stochastic, uint32_t bits) {
   if (d == StateDType::F32) return x;
   uint32_t b = float_to_bits(x);
   if ((b & 0x7F800000u) == 0x7F800000u) return x;  // inf, NaN
+  const uint32_t u16 = bits & 0xFFFFu;
   if (d == StateDType::BF16) {
     if (!stochastic) return bf16_to_float(float_to_bf16(x));
     // The low 16 bits are the fraction of an ulp: adding 16 uniform bits carries into the kept
     // bits with exactly that probability (magnitude rounding, so symmetric in the sign).
-    b += bits & 0xFFFFu;
+    b += u16;
     return bits_to_float(b & 0xFFFF0000u);
   }
   const uint32_t sign = b & 0x80000000u;
@@ -71,7 +93,7 @@ NEMOTRON_HD float round_state(float x, StateDType d, bool stochastic, uint32_t b
   if (ax >= 65504.0f) return bits_to_float(sign | float_to_bits(65504.0f));
   if (ax >= 6.103515625e-05f) {  // a normal half (>= 2^-14): drop 13 of the 23 fraction bits
     uint32_t m = b & 0x7FFFFFFFu;
-    m += stochastic ? (bits & 0x1FFFu) : 0xFFFu + ((m >> 13) & 1u);
+    m += stochastic ? (u16 >> 3) : 0xFFFu + ((m >> 13) & 1u);
     return bits_to_float(sign | (m & ~0x1FFFu));
   }
   // Subnormal half: multiples of 2^-24 (q < 2^10 exactly).
@@ -79,7 +101,7 @@ NEMOTRON_HD float round_state(float x, StateDType d, bool stochastic, uint32_t b
   const float lo = floorf(q);
   float r;
   if (stochastic) {
-    r = lo + (static_cast<float>(bits >> 8) * 5.9604644775390625e-8f < q - lo ? 1.0f : 0.0f);
+    r = lo + (static_cast<float>(u16) * 1.52587890625e-5f < q - lo ? 1.0f : 0.0f);  // u16 / 2^16
   } else {
     r = rintf(q);  // ties to even
   }

@@ -165,6 +165,8 @@ class Lockstep {
   }
   ~Lockstep() { gpu_.record_routing(false); }
   const CpuModel& cpu() const { return cpu_; }
+  // The CPU emulates a 16-bit SSM state (for a GPU model built with CudaModelOptions::ssm_state).
+  void set_ssm_state(const kernels::SsmStateFormat& f) { cpu_.set_ssm_state(f); }
 
   struct Out {
     std::vector<float> gpu, cpu;                // logits
@@ -194,6 +196,13 @@ class Lockstep {
     o.cpu = std::move(r.logits);
     o.cpu_hidden = std::move(r.hidden);
     return o;
+  }
+
+  // The CPU alone on a whole sequence, forced to `routes` (per block, [rows of ids, k] in
+  // order; as gathered from GPU steps that ran these ids in any chunking).
+  model::ForwardResult cpu_on(const std::vector<std::vector<int32_t>>& routes, SequenceState& st, const int32_t* ids,
+                              int64_t T, bool all_logits) {
+    return forced(routes, [&] { return cpu_.forward(st, ids, T, all_logits); });
   }
 
   RouteStats stats;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include "kernels/numeric.h"
 #include "kernels/state_round.h"
@@ -116,7 +117,48 @@ TEST(StateRound, NoiseDependsOnLayerPositionAndElementOnly) {
   EXPECT_NE(ssm_round_bits(2, 77, 13), ssm_round_bits(3, 77, 13));
   EXPECT_NE(ssm_round_bits(2, 77, 13), ssm_round_bits(2, 78, 13));
   EXPECT_NE(ssm_round_bits(2, 77, 13), ssm_round_bits(2, 77, 14));
-  EXPECT_EQ(ssm_round_bits(2, 77, 13), ssm_round_block(2, 77, 3).v[1]);
+  // Element 2j takes the low half of pair j's hash, 2j + 1 the high half.
+  EXPECT_EQ(ssm_round_bits(2, 77, 13), ssm_round_pair(ssm_round_seed(2, 77), 6) >> 16);
+  EXPECT_EQ(ssm_round_bits(2, 77, 12), ssm_round_pair(ssm_round_seed(2, 77), 6) & 0xFFFFu);
+  EXPECT_LE(ssm_round_bits(5, 1, 99999), 0xFFFFu);
+}
+
+// The 16-bit fractions: uniform over the elements of one write (16-bin chi-square) and over
+// the positions of one element, and uncorrelated between the two halves of a hash, adjacent
+// pairs, and one element at consecutive positions.
+TEST(StateRound, NoiseIsUniformAndUncorrelated) {
+  const int n = 200000;
+  auto frac = [](uint32_t b) { return (static_cast<double>(b) + 0.5) / 65536.0 - 0.5; };
+  auto chi_square = [](const std::vector<int>& bins, int total) {
+    const double e = static_cast<double>(total) / static_cast<double>(bins.size());
+    double c = 0;
+    for (int b : bins) c += (b - e) * (b - e) / e;
+    return c;
+  };
+  auto corr = [&](auto&& a, auto&& b) {
+    double sab = 0, saa = 0, sbb = 0;
+    for (int i = 0; i < n; ++i) {
+      const double x = frac(a(i)), y = frac(b(i));
+      sab += x * y;
+      saa += x * x;
+      sbb += y * y;
+    }
+    return sab / std::sqrt(saa * sbb);
+  };
+  const uint32_t seed = ssm_round_seed(7, 4096);
+  std::vector<int> over_elements(16, 0), over_positions(16, 0);
+  for (int i = 0; i < n; ++i) {
+    ++over_elements[ssm_round_bits_seeded(seed, static_cast<uint64_t>(i)) >> 12];
+    ++over_positions[ssm_round_bits(7, i, 1234) >> 12];
+  }
+  EXPECT_LT(chi_square(over_elements, n), 37.7);  // 15 degrees of freedom, p = 0.001
+  EXPECT_LT(chi_square(over_positions, n), 37.7);
+  const auto bits = [&](int i) { return ssm_round_bits_seeded(seed, static_cast<uint64_t>(i)); };
+  EXPECT_LT(std::abs(corr([&](int i) { return bits(2 * i); }, [&](int i) { return bits(2 * i + 1); })), 0.015);
+  EXPECT_LT(std::abs(corr([&](int i) { return bits(2 * i); }, [&](int i) { return bits(2 * i + 2); })), 0.015);
+  EXPECT_LT(std::abs(corr([&](int i) { return ssm_round_bits(7, i, 99); },
+                          [&](int i) { return ssm_round_bits(7, i + 1, 99); })),
+            0.015);
 }
 
 TEST(StateRound, DTypeNames) {

@@ -41,11 +41,36 @@ void expect_on_grid(const SequenceState& st, StateDType d) {
   EXPECT_GT(checked, 0);
 }
 
-// Logits of every position of `ids` fed one token per call (decode-like) with format f.
+// The expert ids of every MoE block call of a run, in call order: recorded from the fp32 run
+// and forced on the 16-bit runs, so that a rounding-level change of the state cannot break a
+// near-tie of a random fixture's router (one flipped route moves logits by their whole spread).
+struct RecordedRoutes {
+  std::vector<std::vector<int32_t>> calls;
+  std::size_t next = 0;
+};
+
+// Logits of every position of `ids` fed one token per call (decode-like) with format f;
+// routes: recorded into (record) or replayed from.
 std::vector<float> decode_logits(const Model& m, const std::vector<int32_t>& ids, const SsmStateFormat& f,
-                                 SequenceState* out_state = nullptr) {
+                                 SequenceState* out_state = nullptr, RecordedRoutes* routes = nullptr,
+                                 bool record = false) {
   CpuModel cpu(m);
   cpu.set_ssm_state(f);
+  const int64_t k = m.config.num_experts_per_tok;
+  RoutingHook hook;
+  if (routes && record)
+    hook.observe = [&](int, int64_t rows, const float*, const int32_t* own) {
+      routes->calls.emplace_back(own, own + rows * k);
+    };
+  if (routes && !record)
+    hook.force = [&](int, int64_t rows) -> const int32_t* {
+      EXPECT_LT(routes->next, routes->calls.size());
+      if (routes->next >= routes->calls.size()) return nullptr;
+      const auto& c = routes->calls[routes->next++];
+      EXPECT_EQ(static_cast<int64_t>(c.size()), rows * k);
+      return c.data();
+    };
+  RoutingScope scope(hook);
   SequenceState st = cpu.new_state();
   std::vector<float> all;
   for (int32_t t : ids) {
@@ -61,11 +86,14 @@ class SsmStateDTypeTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(SsmStateDTypeTest, StatesAreOnTheGridAndCloseToFloat32) {
   const Model m = Model::load(nemotron::testing::fixture_dir(GetParam()));
   const auto ids = seed_ids(m, 48);
-  const auto ref = decode_logits(m, ids, {});
+  RecordedRoutes routes;
+  const auto ref = decode_logits(m, ids, {}, nullptr, &routes, true);
   for (StateDType d : {StateDType::BF16, StateDType::F16}) {
     for (bool sr : {true, false}) {
       SequenceState st;
-      const auto got = decode_logits(m, ids, {d, sr}, &st);
+      routes.next = 0;
+      const auto got = decode_logits(m, ids, {d, sr}, &st, &routes);
+      EXPECT_EQ(routes.next, routes.calls.size());
       expect_on_grid(st, d);
       ASSERT_EQ(got.size(), ref.size());
       double max_err = 0, rms = 0;

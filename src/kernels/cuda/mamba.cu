@@ -60,8 +60,8 @@ __global__ void __launch_bounds__(256) ssm_update_kernel(SsmUpdateArgs a) {
   const float Dh = a.D[h];
   const int64_t S = (static_cast<int64_t>(a.slot[b]) * a.heads + h) * P * N;  // the slot's head h
   const int64_t Q = static_cast<int64_t>(h) * P * N;                            // its noise index
-  const cuda::StateStore store{a.state_dtype, a.state_stochastic, a.state_layer};
   const int64_t pos = a.state_dtype == StateDType::F32 ? 0 : a.row_pos[b] + 1;
+  const cuda::StateStore store = cuda::state_store(a.state_dtype, a.state_stochastic, a.state_layer, pos);
   for (int p = warp; p < P; p += 8) {
     const float xp = x[p];
     const float dx = dt * xp;
@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(256) ssm_update_kernel(SsmUpdateArgs a) {
       s.z = decay * s.z + dx * bb.z;
       s.w = decay * s.w + dx * bb.w;
       acc += s.x * cc.x + s.y * cc.y + s.z * cc.z + s.w * cc.w;
-      cuda::store_state4(a.state, store, pos, S + static_cast<int64_t>(p) * N + n, Q + static_cast<int64_t>(p) * N + n, s);
+      cuda::store_state4(a.state, store, S + static_cast<int64_t>(p) * N + n, Q + static_cast<int64_t>(p) * N + n, s);
     }
     acc = cuda::warp_sum(acc);
     if (lane == 0) a.y[b * a.heads * P + static_cast<int64_t>(h) * P + p] = acc + Dh * xp;

@@ -78,7 +78,10 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
   const StateDType sdt = S16 ? a.state_dtype : StateDType::F32;
   float4 s[kPasses][NPT / 4];
   int64_t S[kPasses];  // element offset of the pass's state row (head h0 + q / P, row q % P) in the slot
+  // A 16-bit state: every raw word of the passes is loaded before any is decoded (decoding at
+  // each load made every load wait for the one before: the 16-bit kernel ran slower than fp32).
   auto load_state = [&](int q00) {
+    [[maybe_unused]] uint2 raw[kPasses][NPT / 4];
 #pragma unroll
     for (int m = 0; m < kPasses; ++m) {
       const int q = q00 + m * PT + r;
@@ -86,14 +89,26 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
       const int hl = valid ? q / P : 0, p = valid ? q % P : 0;
       S[m] = ((slot * Hm + h0 + hl) * P + p) * N;
 #pragma unroll
-      for (int i = 0; i < NPT / 4; ++i)
-        s[m][i] = valid ? cuda::load_state4(a.state, sdt, S[m] + 4 * (i * LPR + j))
-                        : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      for (int i = 0; i < NPT / 4; ++i) {
+        if constexpr (S16) {
+          raw[m][i] = valid ? cuda::load_state16_raw(a.state, S[m] + 4 * (i * LPR + j)) : make_uint2(0u, 0u);
+        } else {
+          s[m][i] = valid ? *reinterpret_cast<const float4*>(static_cast<const float*>(a.state) + S[m] +
+                                                             4 * (i * LPR + j))
+                          : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+      }
+    }
+    if constexpr (S16) {
+#pragma unroll
+      for (int m = 0; m < kPasses; ++m)
+#pragma unroll
+        for (int i = 0; i < NPT / 4; ++i) s[m][i] = cuda::decode_state4(raw[m][i], sdt);
     }
   };
   // A 16-bit state is rounded with the noise of the row's position after this token.
-  const cuda::StateStore store{sdt, a.state_stochastic, a.state_layer};
   const int64_t pos = S16 ? a.row_pos[b] + 1 : 0;
+  const cuda::StateStore store = cuda::state_store(sdt, a.state_stochastic, a.state_layer, pos);
   float* cst = a.conv_state + slot * W * C;
   // Conv over the block's channels: q < rows: x channel h0 * P + q; then the group's N B and
   // N C channels. Two channels per thread per round (q0 + u * kThreads), both windows loaded
@@ -200,7 +215,7 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
         const int64_t qn = S[m] - slot * Hm * P * N;  // the row's noise index (state of this sequence)
 #pragma unroll
         for (int i = 0; i < NPT / 4; ++i)
-          cuda::store_state4(a.state, store, pos, S[m] + 4 * (i * LPR + j), qn + 4 * (i * LPR + j), s[m][i]);
+          cuda::store_state4(a.state, store, S[m] + 4 * (i * LPR + j), qn + 4 * (i * LPR + j), s[m][i]);
         if (j == 0) {
           const float y = acc + a.D[h] * xp;
           const float zi = zs[q];

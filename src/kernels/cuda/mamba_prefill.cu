@@ -147,12 +147,12 @@ __global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a) {
     }
   }
   if (valid) {
-    const cuda::StateStore store{sdt, a.state_stochastic, a.state_layer};
     // The position after the sequence's last row (the noise key of a 16-bit state).
     const int64_t pos = !S16 || sr.len == 0 ? 0 : a.row_pos[sr.start + sr.len - 1] + 1;
+    const cuda::StateStore store = cuda::state_store(sdt, a.state_stochastic, a.state_layer, pos);
 #pragma unroll
     for (int i = 0; i < NPT / 4; ++i)
-      cuda::store_state4(a.state, store, pos, S + 4 * (i * LPR + j), Q + 4 * (i * LPR + j), s[i]);
+      cuda::store_state4(a.state, store, S + 4 * (i * LPR + j), Q + 4 * (i * LPR + j), s[i]);
   }
 }
 

@@ -140,11 +140,11 @@ __global__ void __launch_bounds__(256) state_pass_kernel(SsmScanArgs a, Workspac
       S[k] = decay * S[k] + loc;
     }
   }
-  const cuda::StateStore store{a.state_dtype, a.state_stochastic, a.state_layer};
   const int64_t pos = a.state_dtype == StateDType::F32 ? 0 : a.row_pos[seq_range(a.cu_rows, b, a.rows).start + len - 1] + 1;
+  const cuda::StateStore store = cuda::state_store(a.state_dtype, a.state_stochastic, a.state_layer, pos);
 #pragma unroll
   for (int k = 0; k < E; ++k)
-    cuda::store_state1(a.state, store, pos, St + tid + 256 * k, static_cast<int64_t>(h) * P * N + tid + 256 * k, S[k]);
+    cuda::store_state1(a.state, store, St + tid + 256 * k, static_cast<int64_t>(h) * P * N + tid + 256 * k, S[k]);
 }
 
 // grid (chunks, Hm, Q/32), 256 threads; block handles rows i0..i0+31 of one chunk and head;

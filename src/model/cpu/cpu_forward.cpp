@@ -77,19 +77,11 @@ void round_ssm_state(const Config& c, const kernels::SsmStateFormat& f, int laye
                      const float* in, float* out) {
   const int64_t PN = c.mamba_head_dim * c.ssm_state_size, n = c.mamba_num_heads * PN;
   const uint64_t base = static_cast<uint64_t>(head0 * PN);
-  const int64_t blocks = base % 4 == 0 ? n / 4 : 0;  // whole noise blocks of 4 elements
-  parallel_for(static_cast<std::size_t>(blocks), [&](std::size_t j0, std::size_t j1) {
-    for (std::size_t j = j0; j < j1; ++j) {
-      const uint64_t i = base + 4 * j;
-      const kernels::Philox4 r = kernels::ssm_round_block(static_cast<uint32_t>(layer), pos,
-                                                          static_cast<uint32_t>(i >> 2));
-      for (int e = 0; e < 4; ++e)
-        out[4 * j + e] = kernels::round_state(in[4 * j + e], f.dtype, f.stochastic, r.v[e]);
-    }
+  const uint32_t seed = f.stochastic ? kernels::ssm_round_seed(static_cast<uint32_t>(layer), pos) : 0u;
+  parallel_for(static_cast<std::size_t>(n), [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i)
+      out[i] = kernels::round_state(in[i], f.dtype, f.stochastic, kernels::ssm_round_bits_seeded(seed, base + i));
   });
-  for (int64_t i = blocks * 4; i < n; ++i)
-    out[i] = kernels::round_state(in[i], f.dtype, f.stochastic,
-                                  kernels::ssm_round_bits(static_cast<uint32_t>(layer), pos, base + i));
 }
 
 // Mamba-2 mixer over the step's rows u [R, H] -> [R, H]; conv and scan per sequence.
