@@ -24,7 +24,8 @@
 # model directory skips step 1's synth), NEMOTRON (build-gpu/nemotron, built here), DEVICE (cuda),
 # PORT (8080), BATCH (1,2,4,8,16,32,64,128,256), LEVELS (1,8,32,64), GREEDY_REQS (8,32,64,128),
 # SAMPLED_REQS (4,8,32,64), PROMPT_TOKENS (128), MAX_TOKENS (128), SKIP_BENCH (0),
-# CONSTRAINED_BODY (unset: no constrained run; a JSON object of request fields, step 5b).
+# CONSTRAINED_BODY (unset: no constrained run; a JSON object of request fields, step 5b),
+# AGENT_ARGS (unset: no agent run; bench/agent.py flags, step 5c).
 # Meant to finish in about 6 minutes on an H100, synth included (not yet measured there); the
 # load runs are capped at 120 s (warm-up), 120 s (greedy) and 240 s (sampled: the sampler sorts
 # the vocabulary on the host for every token). A CPU dry run of everything but step 2:
@@ -236,6 +237,16 @@ if [ -n "$server_pid" ]; then
     cat "$out/load-constrained.log"
   fi
 
+  # 5c. The multi-turn agent benchmark (AGENT_ARGS, e.g. "--turns 10 --prefix-tokens 16000
+  # --turn-tokens 300 --max-tokens 64 --concurrency 1,8"; issue 15's prefix cache): bench/agent.py
+  # against this server, greedy, ignore_eos.
+  if [ -n "${AGENT_ARGS:-}" ]; then
+    # shellcheck disable=SC2086  # AGENT_ARGS is a list of flags
+    step agent timeout 300 python3 bench/agent.py --url "$url" --ignore-eos $AGENT_ARGS \
+      --label "agent, ${serve_flags[*]}" --json "$out/agent.json"
+    cat "$out/agent.log"
+  fi
+
   # 6. Memory: nvidia-smi next to the plan; metrics.
   { echo "after the load:"; gpu_memory; echo; echo "plan printed by serve:";
     sed -n '/^memory plan/,/max model length/p' "$out/serve.log"; } >> "$out/memory.log" 2>&1
@@ -263,7 +274,7 @@ s = {"model": model, "serve_flags": flags.split(),
      "startup": {"launch_to_health_200_s": num(startup_s), "page_cache": start_cache},
      "memory": text("memory.log"), "bench": load("bench.json"),
      "load_greedy": load("load-greedy.json"), "load_sampled": load("load-sampled.json"),
-     "load_constrained": load("load-constrained.json"),
+     "load_constrained": load("load-constrained.json"), "agent": load("agent.json"),
      "failed_steps": failed.split()}
 json.dump(s, open(os.path.join(out, "serve-bench.json"), "w"), indent=2)
 print("wrote", os.path.join(out, "serve-bench.json"))
