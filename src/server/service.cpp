@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <ostream>
+#include <thread>
 
 #include "model/backend.h"
 #include "server/api_error.h"
@@ -52,6 +53,20 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   }
 
   s->defaults_ = SamplingDefaults::load(config.model_dir);
+
+  // The grammar matcher's vocabulary (a trie over every token's bytes: ~0.1 s at 131K tokens,
+  // which the first constrained request would otherwise wait for), built beside the plan and
+  // the weights' upload. A failure here is left for that request to meet (call_once retries).
+  std::thread vocabulary([svc = s.get()] {
+    try {
+      svc->grammar_vocabulary();
+    } catch (...) {
+    }
+  });
+  struct Join {
+    std::thread& t;
+    ~Join() { t.join(); }
+  } join_vocabulary{vocabulary};
 
   runtime::MemoryPlanRequest plan = config.plan;
   model::require_parallel_supported(plan.device, plan.parallel);  // before "no CUDA device"

@@ -1,8 +1,10 @@
-// mask_logits_cuda against mask_logits_cpu (kernels/token_mask*.h), and a CUDA step with
-// allowed-token masks: every drawn token allowed, equal to sample_cpu on the step's (masked)
-// logits, in eager steps (a masked step never replays a decode graph).
+// mask_logits_cuda against mask_logits_cpu (kernels/token_mask*.h), and CUDA decode steps with
+// allowed-token masks (replays of the decode graph, which masks the rows that have one): every
+// drawn token allowed, equal to sample_cpu on the step's (masked) logits; unmasked steps after
+// them see no mask; a mask moved to another row masks that row alone.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -78,6 +80,37 @@ TEST(TokenMaskCuda, MaskedStepsDrawOnlyAllowedTokens) {
         ASSERT_TRUE(std::isinf(out[0].logits[static_cast<std::size_t>(t)])) << t;
       }
     }
+    a = out[0].sample.token;
+    c = out[1].sample.token;
+  }
+  // Those were decode steps of 2 rows: the decode graph's replays, masks included. Unmasked
+  // steps after them replay the same graph with every row's mask index reset; then the mask
+  // moves to row 1.
+  auto no_inf = [&](const std::vector<float>& l) {
+    return std::none_of(l.begin(), l.end(), [](float x) { return std::isinf(x); });
+  };
+  int off_grid = 0;
+  for (int k = 0; k < 6; ++k) {
+    const auto out = b->step({{.slot = s0, .ids = &a, .T = 1, .sampling = &p, .sample = true, .seed = 4,
+                               .draw = static_cast<uint64_t>(10 + k), .logits = model::LogitsOut::Last},
+                              {.slot = s1, .ids = &c, .T = 1, .sample = true, .logits = model::LogitsOut::Last}});
+    EXPECT_TRUE(no_inf(out[0].logits)) << "step " << k << ": row 0 still masked";
+    EXPECT_TRUE(no_inf(out[1].logits)) << "step " << k;
+    const auto ref = sample_cpu(out[0].logits.data(), V, p, 4, static_cast<uint64_t>(10 + k), nullptr);
+    EXPECT_EQ(out[0].sample.token, ref.token);
+    off_grid += out[0].sample.token % 3 != 0;
+    a = out[0].sample.token;
+    c = out[1].sample.token;
+  }
+  EXPECT_GT(off_grid, 0) << "six unmasked draws at temperature 0.9 all on the masked grid";
+  for (int k = 0; k < 3; ++k) {
+    const auto out = b->step({{.slot = s0, .ids = &a, .T = 1, .sample = true, .logits = model::LogitsOut::Last},
+                              {.slot = s1, .ids = &c, .T = 1, .sampling = &p, .sample = true, .seed = 5,
+                               .draw = static_cast<uint64_t>(k), .logits = model::LogitsOut::Last,
+                               .allowed = allow.data()}});
+    EXPECT_TRUE(no_inf(out[0].logits)) << "step " << k << ": row 0 masked by row 1's mask";
+    EXPECT_EQ(out[1].sample.token % 3, 0) << out[1].sample.token;
+    for (int64_t t = 1; t < V; t += 3) ASSERT_TRUE(std::isinf(out[1].logits[static_cast<std::size_t>(t)])) << t;
     a = out[0].sample.token;
     c = out[1].sample.token;
   }

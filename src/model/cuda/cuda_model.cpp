@@ -218,10 +218,6 @@ void CudaModel::begin_step(const std::vector<StepChunk>& chunks) {
   // From here on the step runs: what the slots kept for roll_back before it is gone.
   for (const auto& st : steps) s.drop_kept(st.slot);
   s.pending.serial = ++s.step_serial;
-  // A step with allowed-token masks runs eagerly (the decode graphs carry no mask kernel);
-  // graph_step reads pending.masks, which pack_samples sets again from the rows it packs.
-  s.pending.masks = false;
-  for (const auto& ch : chunks) s.pending.masks = s.pending.masks || (ch.sample && ch.allowed);
   s.pending.n_samples = s.pack_samples(chunks, steps, s.graph_step(R, B, L, B));
   if (s.keep_step) s.begin_keep(chunks, steps);
   try {

@@ -48,11 +48,11 @@ void CudaModel::Impl::enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_s
 }
 
 bool CudaModel::Impl::graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const {
-  // R == B: every chunk is one token; the graph computes B logit rows and samples B rows. A
-  // step with keep_states chunks (it saves Mamba rows as it goes) or with allowed-token masks
-  // (pending.masks, set by begin_step before pack_samples) runs eagerly.
-  return opt.cuda_graphs && !record_routing && !profiling && !keep_step && !pending.masks && R == B && L == B &&
-         n_samples == B && B < static_cast<int64_t>(graphs.size());
+  // R == B: every chunk is one token; the graph computes B logit rows, masks the constrained
+  // ones and samples B rows. A step with keep_states chunks (it saves Mamba rows as it goes)
+  // runs eagerly.
+  return opt.cuda_graphs && !record_routing && !profiling && !keep_step && R == B && L == B && n_samples == B &&
+         B < static_cast<int64_t>(graphs.size());
 }
 
 cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
@@ -61,8 +61,11 @@ cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
   check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "CUDA graph capture");
   cudaGraph_t g = nullptr;
   try {
+    capturing = true;
     enqueue_trunk(B, B, B, B);
+    capturing = false;
   } catch (...) {
+    capturing = false;
     cudaStreamEndCapture(stream, &g);  // leaves the stream usable again
     if (g) cudaGraphDestroy(g);
     cudaGetLastError();

@@ -122,6 +122,13 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
     bool logprobs = false;  // some row asked for top logprobs
     bool masks = false;     // some row has an allowed-token mask (constrained decoding)
   } pending;
+  // Constrained decoding in decode graphs: every graph masks its B rows (the kernel skips a row
+  // whose d_mask_rows entry is -1), so d_mask_rows [0, B) must be current at each replay.
+  // Entries [0, mask_rows_stale) may hold a mask index of an earlier step, or nothing yet (the
+  // arena is not cleared; the initial value says all of them); a step without masks resets
+  // them to -1 first (pack_samples). capturing: decode_graph is capturing a graph.
+  int64_t mask_rows_stale = INT64_MAX;
+  bool capturing = false;
   // The sampler launches of the step being enqueued: launch w samples the rows
   // [sample_waves[w], sample_waves[w + 1]) of d_sample_rows (one launch unless a penalized
   // chunk samples several rows: its row j goes to launch j, after the draws of rows < j).

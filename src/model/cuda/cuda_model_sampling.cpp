@@ -85,6 +85,7 @@ int64_t CudaModel::Impl::pack_samples(const std::vector<model::StepChunk>& chunk
     sample_waves.push_back(n);
   }
   pending.masks = masks > 0;
+  if (masks > 0) mask_rows_stale = std::max(mask_rows_stale == INT64_MAX ? sample_capacity : mask_rows_stale, n);
   // pending.sample_at lists each chunk's rows in row order: waves are visited in order, and a
   // chunk's rows are all in wave 0 or one per wave.
   if (n > 0) {
@@ -97,6 +98,14 @@ int64_t CudaModel::Impl::pack_samples(const std::vector<model::StepChunk>& chunk
       check(cudaMemcpyAsync(d_masks, h_masks, static_cast<std::size_t>(masks * words) * 4, cudaMemcpyHostToDevice,
                             stream),
             "token masks");
+    } else if (mask_rows_stale > 0) {
+      // No masks: rows an earlier step masked (or never set) back to -1, for the decode graphs.
+      const int64_t count = std::max(n, std::min(mask_rows_stale, sample_capacity));
+      std::fill(h_mask_rows + n, h_mask_rows + count, -1);
+      check(cudaMemcpyAsync(d_mask_rows, h_mask_rows, static_cast<std::size_t>(count) * 4, cudaMemcpyHostToDevice,
+                            stream),
+            "token mask rows");
+      mask_rows_stale = 0;
     }
     check(cudaEventRecord(inputs_done, stream), "step inputs");
   }
@@ -107,8 +116,10 @@ void CudaModel::Impl::enqueue_sampling(int64_t n_samples) {
   const int64_t V = model.config.vocab_size;
   // Constrained rows: disallowed tokens' logits to -inf, for every sampled row at once before
   // the first wave (the masks are known up front; the draws of earlier waves do not change
-  // them). Eager steps only: a step with masks never replays a decode graph.
-  if (pending.masks) kernels::mask_logits_cuda(logits, V, d_sample_rows, d_mask_rows, d_masks, n_samples, stream);
+  // them). A decode graph always carries this launch (rows without a mask skip it: their
+  // d_mask_rows entry is -1); an eager step launches it when some row has a mask.
+  if (pending.masks || capturing)
+    kernels::mask_logits_cuda(logits, V, d_sample_rows, d_mask_rows, d_masks, n_samples, stream);
   // The launches of pack_samples (a decode graph's capture: one launch of its B rows).
   std::vector<int64_t> waves = sample_waves;
   if (waves.size() < 2 || waves.back() != n_samples) waves = {0, n_samples};
