@@ -1,10 +1,30 @@
 #include "model/backend.h"
 
 #include "model/cpu/cpu_backend.h"
+#include "model/cpu/cpu_forward.h"
 #include "model/cuda/cuda_model.h"
 #include "util/error.h"
 
 namespace nemotron::model {
+
+std::vector<std::vector<int32_t>> Backend::mtp_draft(const std::vector<DraftInput>& inputs, int K) {
+  const int64_t V = model().config.vocab_size, H = model().config.hidden_size;
+  std::vector<std::vector<int32_t>> out;
+  for (const DraftInput& in : inputs) {
+    if (in.T < 1 || !in.next_ids || !in.hidden) throw Error("mtp_draft: an input without (token, hidden) rows");
+    std::vector<float> logits = mtp_forward(in.slot, in.next_ids, in.hidden, in.T, false);
+    const int64_t committed = mtp_position(in.slot);
+    std::vector<int32_t> d{argmax(logits.data(), V)};
+    for (int k = 1; k < K; ++k) {
+      const std::vector<float> h = last_hidden();
+      logits = mtp_forward(in.slot, &d.back(), h.data() + static_cast<int64_t>(h.size()) - H, 1, false);
+      d.push_back(argmax(logits.data(), V));
+    }
+    if (K > 1) mtp_roll_back(in.slot, committed);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
 
 std::string default_device() { return cuda_backend_available() ? "cuda" : "cpu"; }
 

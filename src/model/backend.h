@@ -160,6 +160,21 @@ class Backend {
                                          bool all_logits) = 0;
   virtual int64_t mtp_position(int slot) const = 0;
 
+  // Greedy drafts for several slots at once (speculative decoding). For each input the head is
+  // fed its pending (token, hidden) pairs (T >= 1 rows, as mtp_forward) and drafts K tokens:
+  // draft 1 = argmax of the last fed row's logits, draft k + 1 = argmax after feeding (draft
+  // k, the head's own output row of draft k); then the head's position is cut back to after
+  // the fed pairs (mtp_roll_back). Returns [inputs][K]. This default does one input at a time
+  // with mtp_forward; a backend may batch the inputs in one head step per draft (CUDA: one
+  // read of the head's weights and the argmax on the device for all of them).
+  struct DraftInput {
+    int slot = 0;
+    const int32_t* next_ids = nullptr;  // [T]
+    const float* hidden = nullptr;      // fp32 [T, H], host
+    int64_t T = 0;
+  };
+  virtual std::vector<std::vector<int32_t>> mtp_draft(const std::vector<DraftInput>& inputs, int K);
+
   // Test hook: while on, every MoE block records the experts it selected; routing()[b] is
   // block b's ids [rows, k] from the last call that ran it (trunk block l = l, MTP block
   // j = num_layers + j; rows in chunk order), empty for blocks the last call did not run.

@@ -241,11 +241,39 @@ bool Engine::begin_step(InFlight& f) {
   // Speculate this step? Measured, per batch size (runtime/speculation.h).
   const bool speculate = K > 0 && decoding > 0 && (options_.speculate_always || spec_.choose(decoding));
   std::vector<model::StepChunk> chunks;
-  int64_t verifying = 0;  // at most keep_limits_.chunks verify chunks; the rest decode plainly
   std::vector<ScheduledChunk> planned;                   // f.plan less the sequences failed below
   std::vector<std::pair<uint64_t, std::string>> failed;  // (sequence, why)
   try {
-    for (auto& c : f.plan) {
+    // The decoding sequences that verify drafts this step (at most keep_limits_.chunks; the
+    // rest decode plainly), drafted together: one MTP head step per draft for all of them.
+    // Near the end of a reasoning budget (or with forced tokens to feed) a sequence does not
+    // verify drafts: the budget cuts at one token.
+    std::vector<std::vector<int32_t>> drafts(f.plan.size());
+    if (speculate) {
+      std::vector<model::Backend::DraftInput> inputs;
+      std::vector<std::size_t> who;
+      for (std::size_t i = 0; i < f.plan.size(); ++i) {
+        Sequence& s = *sequences_.at(f.plan[i].seq);
+        const bool budget_near = s.in_reasoning && s.request.reasoning_budget >= 0 &&
+                                 s.reasoning_tokens + K + 1 > s.request.reasoning_budget;
+        if (!f.plan[i].decode() || s.slot < 0 || s.mtp_ids.empty() || !s.forced.empty() || budget_near ||
+            static_cast<int64_t>(inputs.size()) >= keep_limits_.chunks)
+          continue;
+        inputs.push_back({s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), static_cast<int64_t>(s.mtp_ids.size())});
+        who.push_back(i);
+      }
+      if (!inputs.empty()) {
+        auto d = backend_->mtp_draft(inputs, K);
+        for (std::size_t j = 0; j < who.size(); ++j) {
+          Sequence& s = *sequences_.at(f.plan[who[j]].seq);
+          drafts[who[j]] = std::move(d.at(j));
+          s.mtp_ids.clear();  // fed to the head
+          s.mtp_hidden.clear();
+        }
+      }
+    }
+    for (std::size_t i = 0; i < f.plan.size(); ++i) {
+      ScheduledChunk& c = f.plan[i];
       Sequence& s = *sequences_.at(c.seq);
       if (s.slot < 0) {
         s.slot = backend_->acquire_slot();
@@ -260,17 +288,10 @@ bool Engine::begin_step(InFlight& f) {
       ch.seed = s.seed;
       ch.draw = static_cast<uint64_t>(s.generated);
       bool verify = false;
-      // Near the end of a reasoning budget (or with forced tokens to feed) a sequence does not
-      // verify drafts: the budget cuts at one token.
-      const bool budget_near = s.in_reasoning && s.request.reasoning_budget >= 0 &&
-                               s.reasoning_tokens + K + 1 > s.request.reasoning_budget;
-      if (c.decode() && speculate && !s.mtp_ids.empty() && s.forced.empty() && !budget_near &&
-          verifying < keep_limits_.chunks) {
-        ++verifying;
+      if (!drafts[i].empty()) {
         // [last token, K drafts]: every row draws; keep_states for the roll-back.
         s.verify = {s.last_token};
-        const auto d = draft(s);
-        s.verify.insert(s.verify.end(), d.begin(), d.end());
+        s.verify.insert(s.verify.end(), drafts[i].begin(), drafts[i].end());
         ch.ids = s.verify.data();
         ch.T = static_cast<int64_t>(s.verify.size());
         ch.sample = true;
@@ -328,26 +349,6 @@ bool Engine::begin_step(InFlight& f) {
     return false;
   }
   return true;
-}
-
-std::vector<int32_t> Engine::draft(Sequence& s) {
-  const int K = options_.speculative_tokens;
-  const int64_t V = vocab_, H = backend_->model().config.hidden_size;
-  const int64_t n = static_cast<int64_t>(s.mtp_ids.size());
-  // Feeding the pending (token, hidden) pairs advances the head's committed state; its last
-  // row drafts d_1. Drafts 2..K chain on the head's own output and are cut back afterwards.
-  std::vector<float> logits = backend_->mtp_forward(s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), n, false);
-  const int64_t committed = backend_->mtp_position(s.slot);
-  s.mtp_ids.clear();
-  s.mtp_hidden.clear();
-  std::vector<int32_t> d{model::argmax(logits.data(), V)};
-  for (int k = 1; k < K; ++k) {
-    const std::vector<float> h = backend_->last_hidden();
-    logits = backend_->mtp_forward(s.slot, &d.back(), h.data() + static_cast<int64_t>(h.size()) - H, 1, false);
-    d.push_back(model::argmax(logits.data(), V));
-  }
-  if (K > 1) backend_->mtp_roll_back(s.slot, committed);
-  return d;
 }
 
 void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {

@@ -173,8 +173,6 @@ class Engine {
   bool intake(bool block);
   bool begin_step(InFlight& f);
   void finish_step(InFlight& f);
-  // The K greedy drafts of the MTP head for `s` (feeds its pending inputs first).
-  std::vector<int32_t> draft(Sequence& s);
   // The allowed-token masks of the chunk's sampled rows (constrained decoding): row 0 from the
   // constraint's state, row j after the drafts before it (a verify); false when some row
   // allows nothing (the request then fails).

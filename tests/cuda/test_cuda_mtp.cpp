@@ -3,8 +3,8 @@
 // trunk and in the head once those are checked to be near-ties): the trunk's post-norm_f
 // rows, the head's logits over a prompt, and chained drafts (each engine fed its own hidden
 // output, both the GPU's draft token). The fixtures' MTP logits and draft ids are printed
-// (every MTP fixture has MoE blocks). Also: a head run in chunks equals one call, and the
-// head's errors.
+// (every MTP fixture has MoE blocks). Also: a head run in chunks equals one call, batched
+// drafting (mtp_draft) equals drafting one sequence at a time, and the head's errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -143,6 +143,75 @@ TEST_P(CudaMtpTest, ChunkedHeadEqualsOneCall) {
   const double e = rel_err(got.data(), full.data(), full.size());
   std::printf("[ %s ] MTP chunks of 5 vs one call rel=%.4g\n", GetParam().c_str(), e);
   EXPECT_LE(e, kSelfRelTol);
+}
+
+// CudaModel::mtp_draft (one head step per draft for every input, argmax on the device)
+// against Backend's one-input-at-a-time path (mtp_forward + host argmax), each on its own
+// CudaModel fed the same trunk rows: one input alone gives the same ids (the same kernels on
+// the same rows); two inputs at once may differ only where the batch's GEMM path broke a
+// near-tie (printed); either way the head's positions end after the fed rows (drafts 2..K
+// rolled back).
+TEST_P(CudaMtpTest, BatchedDraftsEqualOneAtATime) {
+  const int K = 3;
+  CudaModelOptions o = small_options();
+  o.max_seqs = 3;
+  CudaModel batched(*model_, o), single(*model_, o);
+  std::vector<std::vector<int32_t>> prompts{ex_->ids(p(0, "input_ids")), ex_->ids(p(1, "input_ids"))};
+  prompts.push_back(std::vector<int32_t>(prompts[0].rbegin(), prompts[0].rend()));
+  struct Fed {
+    int slot;
+    std::vector<int32_t> next;
+    std::vector<float> hidden;
+  };
+  auto feed = [&](CudaModel& m) {
+    std::vector<Fed> out;
+    for (const auto& ids : prompts) {
+      Fed f;
+      f.slot = m.acquire_slot();
+      m.forward({{f.slot, ids.data(), static_cast<int64_t>(ids.size()), false}});
+      f.hidden = m.last_hidden();
+      f.next.assign(ids.begin() + 1, ids.end());
+      f.next.push_back(ids[0]);
+      out.push_back(std::move(f));
+    }
+    return out;
+  };
+  const auto fa = feed(batched), fb = feed(single);
+  auto input = [](const Fed& f) {
+    return Backend::DraftInput{f.slot, f.next.data(), f.hidden.data(), static_cast<int64_t>(f.next.size())};
+  };
+  // One input.
+  const auto one_a = batched.mtp_draft({input(fa[0])}, K);
+  const auto one_b = single.Backend::mtp_draft({input(fb[0])}, K);
+  ASSERT_EQ(one_a.size(), 1u);
+  ASSERT_EQ(one_a[0].size(), static_cast<std::size_t>(K));
+  EXPECT_EQ(one_a, one_b);
+  EXPECT_EQ(batched.mtp_position(fa[0].slot), static_cast<int64_t>(fa[0].next.size()));
+  EXPECT_EQ(single.mtp_position(fb[0].slot), static_cast<int64_t>(fb[0].next.size()));
+  // Two inputs at once.
+  const auto two_a = batched.mtp_draft({input(fa[1]), input(fa[2])}, K);
+  const auto two_b = single.Backend::mtp_draft({input(fb[1]), input(fb[2])}, K);
+  ASSERT_EQ(two_a.size(), 2u);
+  int same = 0;
+  for (std::size_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(two_a[i].size(), static_cast<std::size_t>(K));
+    for (int k = 0; k < K; ++k) {
+      EXPECT_GE(two_a[i][static_cast<std::size_t>(k)], 0);
+      EXPECT_LT(two_a[i][static_cast<std::size_t>(k)], V());
+      same += two_a[i][static_cast<std::size_t>(k)] == two_b[i][static_cast<std::size_t>(k)];
+    }
+    EXPECT_EQ(batched.mtp_position(fa[i + 1].slot), static_cast<int64_t>(fa[i + 1].next.size()));
+  }
+  std::printf("[ %s ] two inputs: %d of %d draft ids as one at a time\n", GetParam().c_str(), same, 2 * K);
+  EXPECT_GE(same, 2 * K - 2);
+  // A third round on the first input (its rows fed already): one more pair, drafts again.
+  const int32_t t = 7;
+  std::vector<float> h(fa[0].hidden.end() - H(), fa[0].hidden.end());
+  const auto again_a = batched.mtp_draft({{fa[0].slot, &t, h.data(), 1}}, K);
+  const auto again_b = single.Backend::mtp_draft({{fb[0].slot, &t, h.data(), 1}}, K);
+  EXPECT_EQ(again_a, again_b);
+  EXPECT_EQ(batched.mtp_position(fa[0].slot), static_cast<int64_t>(fa[0].next.size()) + 1);
+  EXPECT_THROW(batched.mtp_draft({input(fa[1]), input(fa[1])}, K), nemotron::Error);  // one slot twice
 }
 
 TEST_P(CudaMtpTest, InvalidInputsAreErrors) {

@@ -40,6 +40,9 @@ std::vector<float> CudaModel::mtp_forward(int, const int32_t*, const float*, int
   throw Error("no CUDA backend");
 }
 int64_t CudaModel::mtp_position(int) const { return 0; }
+std::vector<std::vector<int32_t>> CudaModel::mtp_draft(const std::vector<DraftInput>&, int) {
+  throw Error("no CUDA backend");
+}
 std::vector<float> CudaModel::last_hidden() const { throw Error("no CUDA backend"); }
 void CudaModel::record_routing(bool) {}
 std::vector<std::vector<int32_t>> CudaModel::routing() const { return {}; }
@@ -60,6 +63,7 @@ int64_t CudaModel::weight_bytes() const { return 0; }
 #include <chrono>
 #include <cstdio>
 
+#include "kernels/elementwise_cuda.h"
 #include "kernels/linear_cuda.h"
 #include "kernels/sampling_cuda.h"
 #include "kernels/norm_cuda.h"
@@ -313,7 +317,6 @@ std::vector<float> CudaModel::mtp_forward(int slot, const int32_t* next_ids, con
   if (!c.has_mtp()) throw Error(c.path + ": this model has no MTP head (num_nextn_predict_layers is 0)");
   if (!hidden) throw Error("CUDA model: mtp_forward without hidden rows");
   const int64_t H = c.hidden_size;
-  const float eps = static_cast<float>(c.norm_eps);
   // More rows than a step holds (a prompt's pending pairs): in pieces of max_step_tokens, in
   // order; last_hidden() then holds the last piece's rows, whose last row is the head's last.
   const int64_t cap = s.opt.max_step_tokens;
@@ -328,25 +331,102 @@ std::vector<float> CudaModel::mtp_forward(int slot, const int32_t* next_ids, con
   }
   const std::vector<cuda_detail::StepChunk> steps{{slot, next_ids, T, all_logits ? LogitsOut::All : LogitsOut::Last}};
   int64_t L = 0;
-  const int64_t R = s.prepare_step(s.mtp, steps, L);
-  check(cudaMemcpyAsync(s.hid_in, hidden, static_cast<std::size_t>(R * H) * 4, cudaMemcpyHostToDevice, s.stream),
+  s.enqueue_mtp(steps, hidden, L);
+  return std::move(s.collect_logits(s.mtp, steps, L)[0]);
+}
+
+void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const float* hidden, int64_t& L) {
+  const Config& c = model.config;
+  const int64_t H = c.hidden_size;
+  const float eps = static_cast<float>(c.norm_eps);
+  const int64_t R = prepare_step(mtp, steps, L);
+  check(cudaMemcpyAsync(hid_in, hidden, static_cast<std::size_t>(R * H) * 4, cudaMemcpyHostToDevice, stream),
         "MTP hidden rows");
   // eh_proj input [R, 2H] = [enorm(embedding) ; hnorm(hidden)]; its output starts the
   // head's fp32 residual stream.
-  embed_cuda(s.d_ids, static_cast<const uint16_t*>(s.embeddings.data), c.vocab_size, H, R, s.x, s.stream);
-  rmsnorm_strided_cuda(s.x, s.mtp_enorm, R, H, eps, s.cat, 2 * H, s.stream);
-  rmsnorm_strided_cuda(s.hid_in, s.mtp_hnorm, R, H, eps, s.cat + H, 2 * H, s.stream);
+  embed_cuda(d_ids, static_cast<const uint16_t*>(embeddings.data), c.vocab_size, H, R, x, stream);
+  rmsnorm_strided_cuda(x, mtp_enorm, R, H, eps, cat, 2 * H, stream);
+  rmsnorm_strided_cuda(hid_in, mtp_hnorm, R, H, eps, cat + H, 2 * H, stream);
   LinearCudaArgs a;
-  a.w = s.mtp_eh_proj;
-  a.x = s.cat;
+  a.w = mtp_eh_proj;
+  a.x = cat;
   a.T = R;
-  a.y = s.x;
+  a.y = x;
   a.y_type = OutType::F32;
-  linear_cuda(a, s.stream);
+  linear_cuda(a, stream);
   const uint16_t* y2_prev = nullptr;
-  const uint16_t* y_prev = s.run_stack(s.mtp, R, 1, &y2_prev);
-  s.head(s.mtp_final_norm, y_prev, y2_prev, R, L);
-  return std::move(s.collect_logits(s.mtp, steps, L)[0]);
+  const uint16_t* y_prev = run_stack(mtp, R, static_cast<int64_t>(steps.size()), &y2_prev);
+  head(mtp_final_norm, y_prev, y2_prev, R, L);
+}
+
+std::vector<std::vector<int32_t>> CudaModel::mtp_draft(const std::vector<DraftInput>& inputs, int K) {
+  Impl& s = *impl_;
+  const Config& c = s.model.config;
+  if (!c.has_mtp()) throw Error(c.path + ": this model has no MTP head (num_nextn_predict_layers is 0)");
+  const auto B = static_cast<int64_t>(inputs.size());
+  if (B == 0 || K < 1) return std::vector<std::vector<int32_t>>(inputs.size());
+  if (s.pending.active) throw Error("CUDA model: mtp_draft while a step is pending (internal)");
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  int64_t R = 0;
+  for (const DraftInput& in : inputs) {
+    if (in.T < 1 || !in.next_ids || !in.hidden) throw Error("mtp_draft: an input without (token, hidden) rows");
+    if (in.slot < 0 || in.slot >= s.opt.max_seqs) throw Error("mtp_draft: slot " + std::to_string(in.slot) + " out of range");
+    R += in.T;
+  }
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (inputs[i].slot == inputs[j].slot) throw Error("mtp_draft: slot " + std::to_string(inputs[i].slot) + " twice");
+  // The argmax ids go to the sampler's output buffer (no step is pending, its last results were
+  // copied out by finish_step); more rows than a step holds: one input at a time.
+  if (R > s.opt.max_step_tokens || B > s.opt.max_step_tokens || B > s.sample_capacity)
+    return Backend::mtp_draft(inputs, K);
+  // Step k's chunks: the inputs' pending rows (k = 0), then each input's draft k (one row).
+  std::vector<cuda_detail::StepChunk> steps;
+  std::vector<float> hid(static_cast<std::size_t>(R * H));
+  int64_t at = 0;
+  for (const DraftInput& in : inputs) {
+    steps.push_back({in.slot, in.next_ids, in.T, LogitsOut::Last});
+    std::copy(in.hidden, in.hidden + in.T * H, hid.begin() + at * H);
+    at += in.T;
+  }
+  std::vector<std::vector<int32_t>> out(inputs.size());
+  for (auto& d : out) d.reserve(static_cast<std::size_t>(K));  // steps point at their last id
+  std::vector<int64_t> committed(inputs.size());
+  std::vector<int32_t> ids(inputs.size());
+  std::vector<float> rows;  // the head's output rows [R, H] of the step (uf)
+  for (int k = 0; k < K; ++k) {
+    int64_t L = 0;
+    s.enqueue_mtp(steps, hid.data(), L);
+    if (L != B) throw Error("mtp_draft: " + std::to_string(L) + " logit rows for " + std::to_string(B) + " inputs");
+    argmax_rows_f32_cuda(s.logits, L, V, s.d_tokens, s.stream);
+    check(cudaMemcpyAsync(ids.data(), s.d_tokens, static_cast<std::size_t>(B) * 4, cudaMemcpyDeviceToHost, s.stream),
+          "draft ids");
+    const bool chain = k + 1 < K;
+    if (chain) {
+      rows.resize(static_cast<std::size_t>(s.last_rows * H));
+      check(cudaMemcpyAsync(rows.data(), s.uf, rows.size() * 4, cudaMemcpyDeviceToHost, s.stream), "MTP output rows");
+    }
+    check(cudaStreamSynchronize(s.stream), "MTP drafts");
+    s.prof_end();
+    int64_t row_end = 0;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const int slot = steps[i].slot;
+      s.mtp.pos[static_cast<std::size_t>(slot)] += steps[i].T;
+      row_end += steps[i].T;
+      if (k == 0) committed[i] = s.mtp.pos[static_cast<std::size_t>(slot)];
+      out[i].push_back(ids[i]);
+      if (chain) {
+        // Draft k + 2 chains on (draft k + 1, the head's output row for this input's last row).
+        std::copy(rows.begin() + (row_end - 1) * H, rows.begin() + row_end * H, hid.begin() + static_cast<int64_t>(i) * H);
+      }
+    }
+    if (chain) {
+      for (std::size_t i = 0; i < inputs.size(); ++i) steps[i] = {steps[i].slot, &out[i].back(), 1, LogitsOut::Last};
+    }
+  }
+  if (K > 1)
+    for (std::size_t i = 0; i < inputs.size(); ++i) mtp_roll_back(inputs[i].slot, committed[i]);
+  return out;
 }
 
 std::vector<float> CudaModel::last_hidden() const {

@@ -135,6 +135,11 @@ class CudaModel final : public Backend {
   std::vector<float> mtp_forward(int slot, const int32_t* next_ids, const float* hidden, int64_t T,
                                  bool all_logits) override;
   int64_t mtp_position(int slot) const override;
+  // Backend::mtp_draft batched: per draft one head step over every input (its pending rows,
+  // then one row per input), the argmax of each input's last row on the device, only the ids
+  // copied back; the next draft's hidden row is the head's own output row. Inputs whose rows
+  // do not fit one step take Backend's one-at-a-time path.
+  std::vector<std::vector<int32_t>> mtp_draft(const std::vector<DraftInput>& inputs, int K) override;
 
   // The final-normed hidden rows (fp32 [rows, H], every row of the step in chunk order) of the
   // last forward() (after norm_f) or mtp_forward() (after the head's final norm).

@@ -244,6 +244,10 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // Enqueues the final add + norm (fp32 rows kept in uf) and lm_head over the L logit rows
   // (fp32 into `logits`).
   void head(const uint16_t* final_norm, const uint16_t* y_prev, const uint16_t* y2_prev, int64_t R, int64_t L);
+  // Enqueues one MTP head step over `chunks` (prepare_step on the head's stack; hidden: host
+  // fp32 [rows, H], the head's second input): logits of its L logit rows in `logits`, its
+  // output rows (after the head's final norm) in uf. cuda_model.cpp
+  void enqueue_mtp(const std::vector<StepChunk>& chunks, const float* hidden, int64_t& L);
   // Copies the L logit rows to the host (one vector per chunk), waits for the stream and
   // advances the chunks' positions in `st` (the MTP head).
   std::vector<std::vector<float>> collect_logits(Stack& st, const std::vector<StepChunk>& chunks, int64_t L);
