@@ -55,6 +55,7 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
     if (!(r >= 0.0 && r <= 1.0)) throw Error("--spec-accept: rates must be in [0, 1], got " + std::to_string(r));
   if (options.prefix_cache_bytes < 0) throw Error("--prefix-cache-memory must not be negative");
   if (options.prefix_snapshot_interval < 1) throw Error("the prefix snapshot interval must be positive");
+  if (options.prefix_snapshot_min_gap < 0) throw Error("the prefix snapshot gap must not be negative");
   // The cache's budget: what the engine is given, at most what the backend can hold (every set
   // of snapshots within it then fits, so save_snapshot never fails for want of room).
   const int64_t cache_bytes = std::min(options.prefix_cache_bytes, backend_->snapshot_capacity());
@@ -359,6 +360,7 @@ void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {
   backend_->load_snapshot(hit.id, s.slot);
   if (s.request.sampling.penalized()) backend_->observe_prompt(s.slot, prompt.data(), hit.tokens);
   s.cached = hit.tokens;
+  s.last_snapshot = hit.tokens;
   c.count = std::min(c.count, n - hit.tokens);
   c.start = hit.tokens;
 }
@@ -373,12 +375,19 @@ int64_t Engine::next_snapshot_point(const Sequence& s, int64_t after) const {
 }
 
 void Engine::save_prefix(Sequence& s, const int32_t* ids, int64_t n) {
-  if (cache_->contains(ids, n)) return;
+  // The point before a leader's last token is kept whatever the gap: its followers resume there.
+  const bool lead_point = s.lead_prefix && n == static_cast<int64_t>(s.request.prompt.size()) - 1;
+  if (!lead_point && s.last_snapshot > 0 && n - s.last_snapshot < options_.prefix_snapshot_min_gap) return;
+  if (cache_->contains(ids, n)) {
+    s.last_snapshot = n;
+    return;
+  }
   std::vector<uint64_t> evicted;
   const uint64_t id = next_snapshot_++;
   if (!cache_->insert(ids, n, id, backend_->snapshot_bytes(n), evicted)) return;
   for (uint64_t e : evicted) backend_->drop_snapshot(e);
   backend_->save_snapshot(s.slot, id);
+  s.last_snapshot = n;
 }
 
 void Engine::defer_same_prompts(std::vector<ScheduledChunk>& plan) {

@@ -46,6 +46,7 @@ std::unique_ptr<Engine> cuda_engine(const model::Model& m, int slots, const Engi
   o.speculate_always = e.K > 0;
   o.prefix_cache_bytes = e.cache_bytes;
   o.prefix_snapshot_interval = e.interval;
+  o.prefix_snapshot_min_gap = 0;  // prompts of tens of tokens: every snapshot point is taken
   o.prefix_cache_dir = e.dir;
   return std::make_unique<Engine>(cuda_backend(m, slots, e.cache_bytes, e.spec_seqs, 64), o);
 }

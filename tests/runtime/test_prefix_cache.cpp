@@ -80,8 +80,10 @@ class PrefixCacheEngine : public ::testing::Test {
  protected:
   void SetUp() override { m_ = std::make_unique<model::Model>(model::Model::load(fixture_dir("super-latent-mtp"))); }
 
+  // gap: prefix_snapshot_min_gap; 0 here (these prompts are tens of tokens: every snapshot
+  // point is taken), the default in SnapshotsCloserThanTheGapAreSkipped.
   std::unique_ptr<Engine> engine(int64_t cache_bytes, int slots = 4, int K = 0, int64_t interval = 16,
-                                 const std::string& dir = "") {
+                                 const std::string& dir = "", int64_t gap = 0) {
     model::BackendOptions b;
     b.device = "cpu";
     b.max_seqs = slots;
@@ -93,6 +95,7 @@ class PrefixCacheEngine : public ::testing::Test {
     o.speculate_always = K > 0;
     o.prefix_cache_bytes = cache_bytes;
     o.prefix_snapshot_interval = interval;
+    o.prefix_snapshot_min_gap = gap;
     o.prefix_cache_dir = dir;
     return std::make_unique<Engine>(model::make_backend(*m_, b), o);
   }
@@ -161,6 +164,61 @@ TEST_F(PrefixCacheEngine, ConversationTurnsResumeAndEqualTheUncachedOutputs) {
     EXPECT_GT(st.entries, 0);
     EXPECT_LE(st.bytes, st.budget);
   }
+}
+
+// A chat turn's snapshot points: the history's end (requested), the prompt's end a few tokens
+// later and the reply's end: with a gap of 8 tokens the two later points are skipped (one
+// snapshot per turn), the next turn resumes from the history's end, outputs unchanged; a
+// point at least the gap after the last snapshot is taken; a leader's point before its last
+// token is taken whatever the gap.
+TEST_F(PrefixCacheEngine, SnapshotsCloserThanTheGapAreSkipped) {
+  const auto p1 = seq(40, 5);
+  auto plain = engine(0);
+  const auto r1 = serial(*plain, {req(p1, false, 4)})[0];
+  std::vector<int32_t> p2 = p1;
+  p2.insert(p2.end(), r1.begin(), r1.end());
+  const auto extra = seq(6, 9);
+  p2.insert(p2.end(), extra.begin(), extra.end());
+  std::vector<GenerationRequest> turns{req(p1, false, 4), req(p2, false, 4)};
+  turns[0].snapshot_at = {37};  // the history's end; the prompt ends at 40, the reply at 43
+  turns[1].snapshot_at = {static_cast<int64_t>(p2.size()) - 3};
+  const auto want = serial(*plain, turns);
+  for (int64_t gap : {0, 8}) {
+    auto e = engine(1 << 26, 4, 0, 1 << 20, "", gap);  // no interval points
+    std::vector<int64_t> cached;
+    EXPECT_EQ(serial(*e, turns, &cached), want) << "gap " << gap;
+    EXPECT_EQ(cached[0], 0);
+    if (gap == 0) {
+      // Every point: turn 2 resumes from turn 1's reply end (prompt + reply but its last token).
+      EXPECT_EQ(cached[1], static_cast<int64_t>(p1.size() + r1.size()) - 1);
+      // 37 and 40 and 43 of turn 1, then turn 2's history end, prompt end and reply end.
+      EXPECT_EQ(e->stats().prefix_cache.entries, 6);
+    } else {
+      EXPECT_EQ(cached[1], 37);
+      // 37 of turn 1; turn 2 resumed there: its history end (p2.size() - 3 = 47, 10 after 37) is
+      // taken, its prompt end (3 later) and reply end (6 later) are not.
+      EXPECT_EQ(e->stats().prefix_cache.entries, 2);
+    }
+  }
+  // A leader's point: four requests with one prompt; the followers resume before its last token.
+  const auto p = seq(30, 6);
+  std::vector<GenerationRequest> same(3, req(p, false, 3));
+  same[0].snapshot_at = {27};
+  auto e = engine(1 << 26, 4, 0, 1 << 20, "", 8);
+  std::vector<std::vector<int32_t>> out(same.size());
+  std::vector<int64_t> cached(same.size(), 0);
+  std::vector<std::thread> ts;
+  for (std::size_t i = 0; i < same.size(); ++i)
+    ts.emplace_back([&, i] {
+      for (const auto& ev : generate_blocking(*e, same[i])) {
+        if (ev.event.token >= 0) out[i].push_back(ev.event.token);
+        cached[i] = std::max(cached[i], ev.event.cached_tokens);
+      }
+    });
+  for (auto& t : ts) t.join();
+  const auto want3 = serial(*plain, {same[0]})[0];
+  for (const auto& o : out) EXPECT_EQ(o, want3);
+  for (int64_t c : cached) EXPECT_TRUE(c == 0 || c == 27 || c == 29) << c;
 }
 
 TEST_F(PrefixCacheEngine, SamePromptTogetherWaitsForTheFirstAndEqualsUncached) {
