@@ -360,7 +360,6 @@ void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {
   backend_->load_snapshot(hit.id, s.slot);
   if (s.request.sampling.penalized()) backend_->observe_prompt(s.slot, prompt.data(), hit.tokens);
   s.cached = hit.tokens;
-  s.last_snapshot = hit.tokens;
   c.count = std::min(c.count, n - hit.tokens);
   c.start = hit.tokens;
 }

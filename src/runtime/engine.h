@@ -90,8 +90,9 @@ struct EngineOptions {
   // prefix of its prompt; snapshots are taken at the end of every prompt, every
   // `prefix_snapshot_interval` prompt tokens along a long prefill, and at the end of every
   // generation (prompt + reply: the next turn of a conversation starts with them).
-  // A snapshot point within `prefix_snapshot_min_gap` tokens after the sequence's last
-  // snapshot (saved, or resumed from) is skipped: it would spare at most that many tokens of
+  // A snapshot point within `prefix_snapshot_min_gap` tokens after the last snapshot the same
+  // request took is skipped (not after the one it resumed from: a conversation's next turn
+  // must advance however short it is): it would spare at most that many tokens of
   // prefill over the earlier one and costs as much pool as any (a whole Mamba state plus K/V
   // rows). In a chat the prompt's end and a short reply's end follow the history's end by a
   // few tokens: one snapshot per turn instead of three, three times the turns kept.
@@ -154,7 +155,7 @@ class Engine {
     // wait for the snapshot before it: the state that lets them feed that token themselves).
     std::vector<int32_t> output;
     int64_t cached = 0;
-    int64_t last_snapshot = 0;  // length of the last prefix snapshot it saved or resumed from
+    int64_t last_snapshot = 0;  // length of the last prefix snapshot this request saved (or found cached)
     bool lead_prefix = false;
     std::vector<uint32_t> masks;  // constrained decoding: this step's allowed-token masks
     // Reasoning budget: still reasoning, its tokens so far, and the forced end's tokens not yet

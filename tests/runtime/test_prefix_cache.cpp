@@ -167,10 +167,10 @@ TEST_F(PrefixCacheEngine, ConversationTurnsResumeAndEqualTheUncachedOutputs) {
 }
 
 // A chat turn's snapshot points: the history's end (requested), the prompt's end a few tokens
-// later and the reply's end: with a gap of 8 tokens the two later points are skipped (one
-// snapshot per turn), the next turn resumes from the history's end, outputs unchanged; a
-// point at least the gap after the last snapshot is taken; a leader's point before its last
-// token is taken whatever the gap.
+// later and the reply's end: with a gap of 16 tokens the two later points are skipped (one
+// snapshot per turn), the next turn resumes from the history's end, outputs unchanged; a turn
+// takes its own history end however close to the point it resumed from; a leader's point
+// before its last token is taken whatever the gap.
 TEST_F(PrefixCacheEngine, SnapshotsCloserThanTheGapAreSkipped) {
   const auto p1 = seq(40, 5);
   auto plain = engine(0);
@@ -183,7 +183,7 @@ TEST_F(PrefixCacheEngine, SnapshotsCloserThanTheGapAreSkipped) {
   turns[0].snapshot_at = {37};  // the history's end; the prompt ends at 40, the reply at 43
   turns[1].snapshot_at = {static_cast<int64_t>(p2.size()) - 3};
   const auto want = serial(*plain, turns);
-  for (int64_t gap : {0, 8}) {
+  for (int64_t gap : {0, 16}) {
     auto e = engine(1 << 26, 4, 0, 1 << 20, "", gap);  // no interval points
     std::vector<int64_t> cached;
     EXPECT_EQ(serial(*e, turns, &cached), want) << "gap " << gap;
@@ -195,8 +195,8 @@ TEST_F(PrefixCacheEngine, SnapshotsCloserThanTheGapAreSkipped) {
       EXPECT_EQ(e->stats().prefix_cache.entries, 6);
     } else {
       EXPECT_EQ(cached[1], 37);
-      // 37 of turn 1; turn 2 resumed there: its history end (p2.size() - 3 = 47, 10 after 37) is
-      // taken, its prompt end (3 later) and reply end (6 later) are not.
+      // 37 of turn 1; turn 2 resumed there and takes its history end (p2.size() - 3 = 47, 10
+      // after 37, the first point of its own), not its prompt end (3 later) nor its reply end.
       EXPECT_EQ(e->stats().prefix_cache.entries, 2);
     }
   }
@@ -204,7 +204,7 @@ TEST_F(PrefixCacheEngine, SnapshotsCloserThanTheGapAreSkipped) {
   const auto p = seq(30, 6);
   std::vector<GenerationRequest> same(3, req(p, false, 3));
   same[0].snapshot_at = {27};
-  auto e = engine(1 << 26, 4, 0, 1 << 20, "", 8);
+  auto e = engine(1 << 26, 4, 0, 1 << 20, "", 16);
   std::vector<std::vector<int32_t>> out(same.size());
   std::vector<int64_t> cached(same.size(), 0);
   std::vector<std::thread> ts;
