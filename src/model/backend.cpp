@@ -26,6 +26,13 @@ std::vector<std::vector<int32_t>> Backend::mtp_draft(const std::vector<DraftInpu
   return out;
 }
 
+void Backend::mtp_feed(const std::vector<DraftInput>& inputs) {
+  for (const DraftInput& in : inputs) {
+    if (in.T < 1 || !in.next_ids || !in.hidden) throw Error("mtp_feed: an input without (token, hidden) rows");
+    mtp_forward(in.slot, in.next_ids, in.hidden, in.T, false);
+  }
+}
+
 std::string default_device() { return cuda_backend_available() ? "cuda" : "cpu"; }
 
 std::string resolve_device(const std::string& requested) {

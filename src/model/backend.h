@@ -174,6 +174,10 @@ class Backend {
     int64_t T = 0;
   };
   virtual std::vector<std::vector<int32_t>> mtp_draft(const std::vector<DraftInput>& inputs, int K);
+  // Feeds (token, hidden) pairs to the MTP heads of several slots without drafting (a head
+  // follows its sequence while speculation pauses); the logits are not needed. This default
+  // calls mtp_forward per input; CUDA feeds them together, without the lm_head.
+  virtual void mtp_feed(const std::vector<DraftInput>& inputs);
 
   // Test hook: while on, every MoE block records the experts it selected; routing()[b] is
   // block b's ids [rows, k] from the last call that ran it (trunk block l = l, MTP block

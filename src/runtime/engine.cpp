@@ -496,6 +496,7 @@ void Engine::finish_step(InFlight& f) {
   const int64_t H = backend_->model().config.hidden_size;
   uint64_t drafts = 0, draft_tokens = 0, accepted_total = 0;
   std::vector<uint64_t> per_pos(static_cast<std::size_t>(K), 0);
+  std::vector<uint64_t> to_feed;  // sequences whose MTP inputs piled up (kMtpPendingRows)
   for (std::size_t i = 0; i < f.ids.size(); ++i) {
     // A backend error while finishing one sequence (the MTP head's forward, a roll-back) ends
     // that sequence alone; the engine thread goes on serving the others.
@@ -510,14 +511,10 @@ void Engine::finish_step(InFlight& f) {
         if (!rows || K == 0) return;
         s.mtp_ids.insert(s.mtp_ids.end(), next, next + n);
         s.mtp_hidden.insert(s.mtp_hidden.end(), rows, rows + n * H);
-        // While speculation pauses (a large batch) the inputs pile up: feed them in bounded runs,
-        // all but the last pair, which the next draft starts from.
-        const int64_t pending = static_cast<int64_t>(s.mtp_ids.size());
-        if (pending >= kMtpPendingRows) {
-          backend_->mtp_forward(s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), pending - 1, false);
-          s.mtp_ids.erase(s.mtp_ids.begin(), s.mtp_ids.end() - 1);
-          s.mtp_hidden.erase(s.mtp_hidden.begin(), s.mtp_hidden.end() - H);
-        }
+        // While speculation pauses (a large batch) the inputs pile up: they are fed in bounded
+        // runs after this loop, every such sequence's together (all but the last pair, which
+        // the next draft starts from).
+        if (static_cast<int64_t>(s.mtp_ids.size()) >= kMtpPendingRows) to_feed.push_back(f.ids[i]);
       };
       const auto& samples = out[i].samples;
       if (f.verifies[i]) {
@@ -569,6 +566,28 @@ void Engine::finish_step(InFlight& f) {
       if (f.samples[i]) emit_token(f.ids[i], s, out[i].sample);
     } catch (const std::exception& e) {
       if (sequences_.count(f.ids[i])) finish(f.ids[i], FinishReason::Error, e.what());
+    }
+  }
+  if (!to_feed.empty()) {
+    std::vector<model::Backend::DraftInput> inputs;
+    std::vector<uint64_t> fed;
+    for (uint64_t id : to_feed) {
+      auto it = sequences_.find(id);
+      if (it == sequences_.end() || it->second->slot < 0) continue;  // finished in the loop
+      Sequence& s = *it->second;
+      inputs.push_back({s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), static_cast<int64_t>(s.mtp_ids.size()) - 1});
+      fed.push_back(id);
+    }
+    try {
+      if (!inputs.empty()) backend_->mtp_feed(inputs);
+      for (uint64_t id : fed) {
+        Sequence& s = *sequences_.at(id);
+        s.mtp_ids.erase(s.mtp_ids.begin(), s.mtp_ids.end() - 1);
+        s.mtp_hidden.erase(s.mtp_hidden.begin(), s.mtp_hidden.end() - H);
+      }
+    } catch (const std::exception& e) {
+      for (uint64_t id : fed)
+        if (sequences_.count(id)) finish(id, FinishReason::Error, e.what());
     }
   }
   step_prompt_tokens_ += static_cast<uint64_t>(f.prompt_tokens);

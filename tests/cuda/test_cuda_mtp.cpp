@@ -4,7 +4,8 @@
 // rows, the head's logits over a prompt, and chained drafts (each engine fed its own hidden
 // output, both the GPU's draft token). The fixtures' MTP logits and draft ids are printed
 // (every MTP fixture has MoE blocks). Also: a head run in chunks equals one call, batched
-// drafting (mtp_draft) equals drafting one sequence at a time, and the head's errors.
+// drafting (mtp_draft) and feeding (mtp_feed) equal one sequence at a time, and the head's
+// errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -212,6 +213,69 @@ TEST_P(CudaMtpTest, BatchedDraftsEqualOneAtATime) {
   EXPECT_EQ(again_a, again_b);
   EXPECT_EQ(batched.mtp_position(fa[0].slot), static_cast<int64_t>(fa[0].next.size()) + 1);
   EXPECT_THROW(batched.mtp_draft({input(fa[1]), input(fa[1])}, K), nemotron::Error);  // one slot twice
+}
+
+// CudaModel::mtp_feed (inputs packed into head steps without logit rows; an input longer than
+// a step in pieces) against feeding each input with mtp_forward: the heads' positions end
+// alike, and the drafts that follow agree (near-ties of the batched path aside).
+TEST_P(CudaMtpTest, BatchedFeedEqualsOneAtATime) {
+  const int K = 2;
+  CudaModelOptions o = small_options();
+  o.max_seqs = 3;
+  CudaModel batched(*model_, o), single(*model_, o);
+  const auto ids = ex_->ids(p(0, "input_ids"));
+  const auto T0 = static_cast<int64_t>(ids.size());
+  const int s0 = batched.acquire_slot();
+  batched.forward({{s0, ids.data(), T0, false}});
+  const auto hidden = batched.last_hidden();
+  // Inputs of 5, T0 and 300 rows (300 > max_step_tokens 256: fed in two pieces), tokens and
+  // hidden rows cycled from the prompt's.
+  std::vector<std::vector<int32_t>> toks;
+  std::vector<std::vector<float>> hids;
+  for (int64_t T : {int64_t{5}, T0, int64_t{300}}) {
+    std::vector<int32_t> t;
+    std::vector<float> h;
+    for (int64_t r = 0; r < T; ++r) {
+      t.push_back(ids[static_cast<std::size_t>((r + 1) % T0)]);
+      h.insert(h.end(), hidden.begin() + (r % T0) * H(), hidden.begin() + (r % T0 + 1) * H());
+    }
+    toks.push_back(std::move(t));
+    hids.push_back(std::move(h));
+  }
+  std::vector<int> slots_b, slots_s;
+  for (int i = 0; i < 3; ++i) {
+    slots_b.push_back(i == 0 ? s0 : batched.acquire_slot());
+    slots_s.push_back(single.acquire_slot());
+  }
+  auto inputs = [&](const std::vector<int>& slots) {
+    std::vector<Backend::DraftInput> in;
+    for (int i = 0; i < 3; ++i)
+      in.push_back({slots[static_cast<std::size_t>(i)], toks[static_cast<std::size_t>(i)].data(),
+                    hids[static_cast<std::size_t>(i)].data(), static_cast<int64_t>(toks[static_cast<std::size_t>(i)].size())});
+    return in;
+  };
+  batched.mtp_feed(inputs(slots_b));
+  single.Backend::mtp_feed(inputs(slots_s));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(batched.mtp_position(slots_b[static_cast<std::size_t>(i)]),
+              static_cast<int64_t>(toks[static_cast<std::size_t>(i)].size()));
+    EXPECT_EQ(single.mtp_position(slots_s[static_cast<std::size_t>(i)]),
+              static_cast<int64_t>(toks[static_cast<std::size_t>(i)].size()));
+  }
+  // One more pair each, then drafts, one input at a time on both (the same path).
+  const int32_t t = 11;
+  const std::vector<float> h(hidden.end() - H(), hidden.end());
+  int same = 0, total = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto a = batched.Backend::mtp_draft({{slots_b[static_cast<std::size_t>(i)], &t, h.data(), 1}}, K);
+    const auto b = single.Backend::mtp_draft({{slots_s[static_cast<std::size_t>(i)], &t, h.data(), 1}}, K);
+    for (int k = 0; k < K; ++k) same += a[0][static_cast<std::size_t>(k)] == b[0][static_cast<std::size_t>(k)];
+    total += K;
+  }
+  std::printf("[ %s ] after batched feeds: %d of %d draft ids as after one-at-a-time feeds\n", GetParam().c_str(),
+              same, total);
+  EXPECT_GE(same, total - 2);
+  EXPECT_THROW(batched.mtp_feed({{slots_b[0], &t, nullptr, 1}}), nemotron::Error);
 }
 
 TEST_P(CudaMtpTest, InvalidInputsAreErrors) {

@@ -43,6 +43,7 @@ int64_t CudaModel::mtp_position(int) const { return 0; }
 std::vector<std::vector<int32_t>> CudaModel::mtp_draft(const std::vector<DraftInput>&, int) {
   throw Error("no CUDA backend");
 }
+void CudaModel::mtp_feed(const std::vector<DraftInput>&) { throw Error("no CUDA backend"); }
 std::vector<float> CudaModel::last_hidden() const { throw Error("no CUDA backend"); }
 void CudaModel::record_routing(bool) {}
 std::vector<std::vector<int32_t>> CudaModel::routing() const { return {}; }
@@ -335,6 +336,58 @@ std::vector<float> CudaModel::mtp_forward(int slot, const int32_t* next_ids, con
   return std::move(s.collect_logits(s.mtp, steps, L)[0]);
 }
 
+int64_t CudaModel::Impl::check_mtp_inputs(const std::vector<Backend::DraftInput>& inputs, const char* what) const {
+  const std::string w = what;
+  if (pending.active) throw Error("CUDA model: " + w + " while a step is pending (internal)");
+  int64_t rows = 0;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const Backend::DraftInput& in = inputs[i];
+    if (in.T < 1 || !in.next_ids || !in.hidden) throw Error(w + ": an input without (token, hidden) rows");
+    if (in.slot < 0 || in.slot >= opt.max_seqs) throw Error(w + ": slot " + std::to_string(in.slot) + " out of range");
+    for (std::size_t j = 0; j < i; ++j)
+      if (in.slot == inputs[j].slot) throw Error(w + ": slot " + std::to_string(in.slot) + " twice");
+    rows += in.T;
+  }
+  return rows;
+}
+
+void CudaModel::mtp_feed(const std::vector<DraftInput>& inputs) {
+  Impl& s = *impl_;
+  const Config& c = s.model.config;
+  if (!c.has_mtp()) throw Error(c.path + ": this model has no MTP head (num_nextn_predict_layers is 0)");
+  s.check_mtp_inputs(inputs, "mtp_feed");
+  const int64_t H = c.hidden_size, cap = s.opt.max_step_tokens;
+  std::vector<cuda_detail::StepChunk> steps;
+  std::vector<float> hid;
+  auto run = [&] {
+    if (steps.empty()) return;
+    int64_t L = 0;
+    s.enqueue_mtp(steps, hid.data(), L);
+    check(cudaStreamSynchronize(s.stream), "MTP feed");
+    s.prof_end();
+    for (const auto& st : steps) s.mtp.pos[static_cast<std::size_t>(st.slot)] += st.T;
+    steps.clear();
+    hid.clear();
+  };
+  auto add = [&](int slot, const int32_t* ids, const float* h, int64_t T) {
+    if (!steps.empty() && static_cast<int64_t>(hid.size()) / H + T > cap) run();
+    steps.push_back({slot, ids, T, LogitsOut::None});
+    hid.insert(hid.end(), h, h + T * H);
+  };
+  for (const DraftInput& in : inputs) {
+    if (in.T <= cap) {
+      add(in.slot, in.next_ids, in.hidden, in.T);
+      continue;
+    }
+    run();  // a long input alone, in pieces of `cap` rows (one step each: a slot once per step)
+    for (int64_t at = 0; at < in.T; at += cap) {
+      add(in.slot, in.next_ids + at, in.hidden + at * H, std::min(cap, in.T - at));
+      run();
+    }
+  }
+  run();
+}
+
 void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const float* hidden, int64_t& L) {
   const Config& c = model.config;
   const int64_t H = c.hidden_size;
@@ -365,17 +418,8 @@ std::vector<std::vector<int32_t>> CudaModel::mtp_draft(const std::vector<DraftIn
   if (!c.has_mtp()) throw Error(c.path + ": this model has no MTP head (num_nextn_predict_layers is 0)");
   const auto B = static_cast<int64_t>(inputs.size());
   if (B == 0 || K < 1) return std::vector<std::vector<int32_t>>(inputs.size());
-  if (s.pending.active) throw Error("CUDA model: mtp_draft while a step is pending (internal)");
   const int64_t H = c.hidden_size, V = c.vocab_size;
-  int64_t R = 0;
-  for (const DraftInput& in : inputs) {
-    if (in.T < 1 || !in.next_ids || !in.hidden) throw Error("mtp_draft: an input without (token, hidden) rows");
-    if (in.slot < 0 || in.slot >= s.opt.max_seqs) throw Error("mtp_draft: slot " + std::to_string(in.slot) + " out of range");
-    R += in.T;
-  }
-  for (std::size_t i = 0; i < inputs.size(); ++i)
-    for (std::size_t j = 0; j < i; ++j)
-      if (inputs[i].slot == inputs[j].slot) throw Error("mtp_draft: slot " + std::to_string(inputs[i].slot) + " twice");
+  const int64_t R = s.check_mtp_inputs(inputs, "mtp_draft");
   // The argmax ids go to the sampler's output buffer (no step is pending, its last results were
   // copied out by finish_step); more rows than a step holds: one input at a time.
   if (R > s.opt.max_step_tokens || B > s.opt.max_step_tokens || B > s.sample_capacity)

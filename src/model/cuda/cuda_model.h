@@ -140,6 +140,9 @@ class CudaModel final : public Backend {
   // copied back; the next draft's hidden row is the head's own output row. Inputs whose rows
   // do not fit one step take Backend's one-at-a-time path.
   std::vector<std::vector<int32_t>> mtp_draft(const std::vector<DraftInput>& inputs, int K) override;
+  // Backend::mtp_feed: the inputs packed into head steps of up to max_step_tokens rows (an
+  // input longer than that alone, in pieces), no logit rows (the lm_head is skipped).
+  void mtp_feed(const std::vector<DraftInput>& inputs) override;
 
   // The final-normed hidden rows (fp32 [rows, H], every row of the step in chunk order) of the
   // last forward() (after norm_f) or mtp_forward() (after the head's final norm).

@@ -248,6 +248,9 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // fp32 [rows, H], the head's second input): logits of its L logit rows in `logits`, its
   // output rows (after the head's final norm) in uf. cuda_model.cpp
   void enqueue_mtp(const std::vector<StepChunk>& chunks, const float* hidden, int64_t& L);
+  // Validates mtp_draft / mtp_feed inputs (rows, pointers, slots in range and distinct, no step
+  // pending); returns their rows.
+  int64_t check_mtp_inputs(const std::vector<Backend::DraftInput>& inputs, const char* what) const;
   // Copies the L logit rows to the host (one vector per chunk), waits for the stream and
   // advances the chunks' positions in `st` (the MTP head).
   std::vector<std::vector<float>> collect_logits(Stack& st, const std::vector<StepChunk>& chunks, int64_t L);
