@@ -25,7 +25,8 @@
 # PORT (8080), BATCH (1,2,4,8,16,32,64,128,256), LEVELS (1,8,32,64), GREEDY_REQS (8,32,64,128),
 # SAMPLED_REQS (4,8,32,64), PROMPT_TOKENS (128), MAX_TOKENS (128), SKIP_BENCH (0),
 # CONSTRAINED_BODY (unset: no constrained run; a JSON object of request fields, step 5b),
-# AGENT_ARGS (unset: no agent run; bench/agent.py flags, step 5c).
+# AGENT_ARGS (unset: no agent run; bench/agent.py flags, step 5c), SOAK_SECONDS (unset: no
+# soak; bench/soak.py for that long, step 5d) and SOAK_CLIENTS (64).
 # Meant to finish in about 6 minutes on an H100, synth included (not yet measured there); the
 # load runs are capped at 120 s (warm-up), 120 s (greedy) and 240 s (sampled: the sampler sorts
 # the vocabulary on the host for every token). A CPU dry run of everything but step 2:
@@ -247,6 +248,18 @@ if [ -n "$server_pid" ]; then
     cat "$out/agent.log"
   fi
 
+  # 5d. Soak (SOAK_SECONDS, e.g. 600; issue 18): bench/soak.py, 64 clients (SOAK_CLIENTS) of
+  # mixed streaming / non-streaming chats with n > 1 and random disconnects; errors, the
+  # server's RSS and the GPU memory sampled every 10 s must stay flat.
+  if [ -n "${SOAK_SECONDS:-}" ]; then
+    host_cache=()
+    [ "$device" = cpu ] && host_cache=(--host-prefix-cache)
+    step soak timeout $(( SOAK_SECONDS + 400 )) python3 bench/soak.py --url "$url" --server-pid "$server_pid" \
+      --duration "$SOAK_SECONDS" --concurrency "${SOAK_CLIENTS:-64}" --ignore-eos "${host_cache[@]}" \
+      --json "$out/soak.json"
+    tail -25 "$out/soak.log"
+  fi
+
   # 6. Memory: nvidia-smi next to the plan; metrics.
   { echo "after the load:"; gpu_memory; echo; echo "plan printed by serve:";
     sed -n '/^memory plan/,/max model length/p' "$out/serve.log"; } >> "$out/memory.log" 2>&1
@@ -274,7 +287,7 @@ s = {"model": model, "serve_flags": flags.split(),
      "startup": {"launch_to_health_200_s": num(startup_s), "page_cache": start_cache},
      "memory": text("memory.log"), "bench": load("bench.json"),
      "load_greedy": load("load-greedy.json"), "load_sampled": load("load-sampled.json"),
-     "load_constrained": load("load-constrained.json"), "agent": load("agent.json"),
+     "load_constrained": load("load-constrained.json"), "agent": load("agent.json"), "soak": load("soak.json"),
      "failed_steps": failed.split()}
 json.dump(s, open(os.path.join(out, "serve-bench.json"), "w"), indent=2)
 print("wrote", os.path.join(out, "serve-bench.json"))
