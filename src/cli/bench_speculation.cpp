@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "model/backend.h"
+#include "model/cuda/cuda_model.h"
 #include "runtime/engine.h"
 #include "text/jinja/chat_template.h"
 #include "text/tokenizer/tokenizer.h"
@@ -134,6 +135,51 @@ RunResult run_batch(runtime::Engine& engine, const std::vector<std::vector<int32
 
 }  // namespace
 
+// --profile: one more run of the same requests with every step eager and timed op by op (the
+// trunk's steps, verify steps included, and the MTP head's as "mtp.<op>"): ms per generated
+// token of each op, to set K > 0 against K = 0.
+struct Profile {
+  int64_t K = 0, B = 0;
+  std::string mode;
+  int64_t tokens = 0;
+  std::vector<model::CudaModel::OpTime> ops;
+};
+
+Profile profile_run(runtime::Engine& engine, model::CudaModel& cuda, const std::vector<std::vector<int32_t>>& ps,
+                    int64_t K, const char* mode, int64_t B) {
+  Profile p;
+  p.K = K;
+  p.B = B;
+  p.mode = mode;
+  cuda.set_profiling(true);
+  try {
+    p.tokens = run_batch(engine, ps, 32).tokens;
+  } catch (...) {
+    cuda.set_profiling(false);
+    throw;
+  }
+  p.ops = cuda.profile();
+  cuda.set_profiling(false);
+  return p;
+}
+
+void print_profile(const Profile& p, Json& j) {
+  double total = 0;
+  for (const auto& op : p.ops) total += op.ms;
+  const double per = static_cast<double>(std::max<int64_t>(1, p.tokens));
+  std::printf("\nprofile: K = %lld %s, B = %lld, %lld tokens (eager): %.4f ms per token\n%-24s %12s %8s %8s\n",
+              static_cast<long long>(p.K), p.mode.c_str(), static_cast<long long>(p.B), static_cast<long long>(p.tokens),
+              total / per, "op", "ms/token", "share", "calls");
+  Json t = {{"K", p.K}, {"mode", p.mode}, {"batch", p.B}, {"tokens", p.tokens}, {"ms_per_token", total / per},
+            {"ops", Json::array()}};
+  for (const auto& op : p.ops) {
+    std::printf("%-24s %12.4f %7.1f%% %8lld\n", op.op.c_str(), op.ms / per, total > 0 ? 100.0 * op.ms / total : 0.0,
+                static_cast<long long>(op.calls));
+    t["ops"].push_back({{"op", op.op}, {"ms_per_token", op.ms / per}, {"calls", op.calls}});
+  }
+  j["profiles"].push_back(std::move(t));
+}
+
 Json run_speculation_bench(const model::Model& m, const SpecBenchOptions& o) {
   if (o.Ks.empty() || o.batches.empty()) throw Error("bench --speculative-tokens: no K or no batch size");
   const int64_t Kmax = *std::max_element(o.Ks.begin(), o.Ks.end());
@@ -176,6 +222,9 @@ Json run_speculation_bench(const model::Model& m, const SpecBenchOptions& o) {
   std::printf("%4s %-7s %5s %12s %12s %14s %10s %10s\n", "K", "mode", "B", "decode tok/s", "e2e tok/s",
               "tokens/verify", "verifies", "vs K=0");
   std::vector<double> base(o.batches.size(), 0.0);
+  std::vector<Profile> profiles;
+  j["profiles"] = Json::array();
+  if (o.profile && o.device != "cuda") std::printf("(--profile times the CUDA backend's ops; not on %s)\n", o.device.c_str());
   for (int64_t K : Ks) {
     for (const bool always : {true, false}) {
       if (K == 0 && !always) continue;
@@ -195,7 +244,9 @@ Json run_speculation_bench(const model::Model& m, const SpecBenchOptions& o) {
       eo.speculative_tokens = static_cast<int>(K);
       eo.speculate_always = always;
       eo.spec_accept_rates = K > 0 ? o.accept_rates : std::vector<double>{};
-      runtime::Engine engine(model::make_backend(m, bo), eo);
+      auto backend = model::make_backend(m, bo);
+      auto* cuda = dynamic_cast<model::CudaModel*>(backend.get());  // --profile
+      runtime::Engine engine(std::move(backend), eo);
       for (std::size_t bi = 0; bi < o.batches.size(); ++bi) {
         const int64_t B = o.batches[bi];
         const std::vector<std::vector<int32_t>> ps(prompts.begin(), prompts.begin() + B);
@@ -216,9 +267,11 @@ Json run_speculation_bench(const model::Model& m, const SpecBenchOptions& o) {
                              {"verifies_per_request", r.verifies_per_request},
                              {"tokens", r.tokens},
                              {"vs_k0", vs}});
+        if (o.profile && cuda) profiles.push_back(profile_run(engine, *cuda, ps, K, mode, B));
       }
     }
   }
+  for (const auto& pr : profiles) print_profile(pr, j);
   std::printf("\ndecode tok/s = the sum over the B requests of (tokens - 1) / (last - first token time); e2e = all\n"
               "tokens / wall time from submitting (prefill included). always = drafts verified in every decode\n"
               "step; auto = the engine's measured on/off rule (what serve does). verifies = steps that verified\n"

@@ -29,6 +29,7 @@ struct SpecBenchOptions {
   int64_t new_tokens = 128;           // generated per request
   model::ParallelConfig parallel;     // --tensor-parallel-size / --expert-parallel-size (CPU only)
   kernels::SsmStateFormat ssm_state;  // --mamba-ssm-cache-dtype / --mamba-ssm-rounding
+  bool profile = false;               // --profile (CUDA): per-op time per generated token of each run
 };
 
 // Deterministic pseudo-text ids (no tokenizer needed), avoiding the reserved ids below 1000.

@@ -116,7 +116,7 @@ int run_bench(int argc, char** argv) {
   app.add_flag("--profile", profile,
                "Then time every op of a profiled prefill (the first --prefill length) and of eager decode "
                "steps at the first depth (and with --batch, of decode steps at the largest B), and print where "
-               "the time goes");
+               "the time goes; with --speculative-tokens, every run's ops per generated token (CUDA)");
   app.add_option("--json", json_out, "Also write every number (settings, device, each table) to this JSON file");
   std::string spec_text, spec_accept = "real", spec_batch_text = "1", device;
   int64_t spec_tokens = 128;
@@ -156,6 +156,7 @@ int run_bench(int argc, char** argv) {
     so.auto_mode = spec_auto;
     so.prompt_tokens = batch_prompt;
     so.new_tokens = spec_tokens;
+    so.profile = profile;
     const model::Model m = model::Model::load(model_dir);
     so.ssm_state = model::resolve_ssm_state(ssm_flags, m.config);
     Json j;

@@ -395,21 +395,19 @@ void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const flo
   const int64_t R = prepare_step(mtp, steps, L);
   check(cudaMemcpyAsync(hid_in, hidden, static_cast<std::size_t>(R * H) * 4, cudaMemcpyHostToDevice, stream),
         "MTP hidden rows");
+  prof_begin();  // profiling: this head step's ops, as "mtp.<op>" (prof_end after its sync)
+  prof_prefix = "mtp.";
   // eh_proj input [R, 2H] = [enorm(embedding) ; hnorm(hidden)]; its output starts the
   // head's fp32 residual stream.
   embed_cuda(d_ids, static_cast<const uint16_t*>(embeddings.data), c.vocab_size, H, R, x, stream);
   rmsnorm_strided_cuda(x, mtp_enorm, R, H, eps, cat, 2 * H, stream);
   rmsnorm_strided_cuda(hid_in, mtp_hnorm, R, H, eps, cat + H, 2 * H, stream);
-  LinearCudaArgs a;
-  a.w = mtp_eh_proj;
-  a.x = cat;
-  a.T = R;
-  a.y = x;
-  a.y_type = OutType::F32;
-  linear_cuda(a, stream);
+  mark("embed+norms");
+  linear("eh_proj", mtp_eh_proj, cat, R, x, OutType::F32);
   const uint16_t* y2_prev = nullptr;
   const uint16_t* y_prev = run_stack(mtp, R, static_cast<int64_t>(steps.size()), &y2_prev);
   head(mtp_final_norm, y_prev, y2_prev, R, L);
+  prof_prefix = "";
 }
 
 std::vector<std::vector<int32_t>> CudaModel::mtp_draft(const std::vector<DraftInput>& inputs, int K) {

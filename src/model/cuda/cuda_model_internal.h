@@ -193,11 +193,13 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // Profiling (CudaModel::set_profiling): marks of the step being enqueued (op name, weight
   // bytes, event recorded after the op), the event before its first op, and the totals.
   struct Mark {
+    const char* prefix;  // "mtp." for the MTP head's steps, else ""
     const char* op;
     double bytes;
     cudaEvent_t ev;
   };
   bool profiling = false, prof_active = false;
+  const char* prof_prefix = "";
   cudaEvent_t prof_start = nullptr;
   std::vector<Mark> marks;
   std::vector<cudaEvent_t> prof_events;  // pool, reused by every step

@@ -1,10 +1,12 @@
-// Per-op timing of eager trunk steps (CudaModel::set_profiling, `nemotron bench --profile`).
+// Per-op timing of eager trunk steps and of the MTP head's steps (their ops named "mtp.<op>")
+// (CudaModel::set_profiling, `nemotron bench --profile`).
 // A step is enqueued behind a 20 ms device-side wait, so the host has queued its kernels (and
 // the events between them) before the first one runs: event-to-event times are then kernel
 // times plus the device's own gap between kernels, as in a graph replay.
 #ifdef NEMOTRON_HAVE_CUDA
 
 #include <cstring>
+#include <string>
 
 #include "kernels/elementwise_cuda.h"
 #include "model/cuda/cuda_model_internal.h"
@@ -31,7 +33,7 @@ void CudaModel::Impl::mark(const char* op, double weight_bytes) {
   }
   const cudaEvent_t e = prof_events[marks.size()];
   check(cudaEventRecord(e, stream), "profile event");
-  marks.push_back({op, weight_bytes, e});
+  marks.push_back({prof_prefix, op, weight_bytes, e});
 }
 
 void CudaModel::Impl::prof_end() {
@@ -42,9 +44,10 @@ void CudaModel::Impl::prof_end() {
     float ms = 0;
     check(cudaEventElapsedTime(&ms, prev, m.ev), "profile event");
     prev = m.ev;
+    const std::string name = std::string(m.prefix) + m.op;
     auto it = std::find_if(prof_totals.begin(), prof_totals.end(),
-                           [&](const CudaModel::OpTime& t) { return t.op == m.op; });
-    if (it == prof_totals.end()) it = prof_totals.insert(prof_totals.end(), CudaModel::OpTime{m.op, 0, 0, 0});
+                           [&](const CudaModel::OpTime& t) { return t.op == name; });
+    if (it == prof_totals.end()) it = prof_totals.insert(prof_totals.end(), CudaModel::OpTime{name, 0, 0, 0});
     it->ms += ms;
     it->calls += 1;
     it->weight_bytes += m.bytes;
