@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <thread>
 
@@ -379,11 +380,24 @@ class LimitedBackend final : public model::Backend {
     return b_->mtp_forward(slot, ids, hidden, T, all);
   }
   int64_t mtp_position(int slot) const override { return b_->mtp_position(slot); }
+  // Batched drafting and feeding, counted; then Backend's one-at-a-time path (through this
+  // wrapper's mtp_forward and its limit).
+  std::vector<std::vector<int32_t>> mtp_draft(const std::vector<DraftInput>& in, int K) override {
+    ++draft_calls;
+    max_draft_inputs = std::max(max_draft_inputs, static_cast<int64_t>(in.size()));
+    return Backend::mtp_draft(in, K);
+  }
+  void mtp_feed(const std::vector<DraftInput>& in) override {
+    ++feed_calls;
+    max_feed_inputs = std::max(max_feed_inputs, static_cast<int64_t>(in.size()));
+    Backend::mtp_feed(in);
+  }
   void record_routing(bool on) override { b_->record_routing(on); }
   std::vector<std::vector<int32_t>> routing() const override { return b_->routing(); }
 
   int64_t max_keeps = 0;  // the most keep_states chunks the engine put in one step
   int64_t mtp_rows_limit = INT64_MAX;  // mtp_forward throws above this many rows
+  int64_t draft_calls = 0, max_draft_inputs = 0, feed_calls = 0, max_feed_inputs = 0;
 
  private:
   std::unique_ptr<model::Backend> b_;
@@ -437,6 +451,46 @@ TEST(Speculative, EngineKeepsToTheBackendsRoom) {
   }
   EXPECT_EQ(default_speculative_tokens(LimitedBackend(cpu(m, 1), model::KeepLimits{1, 3}, 0)), 2);
   EXPECT_EQ(default_speculative_tokens(LimitedBackend(cpu(m, 1), model::KeepLimits{8, 17}, 0)), 3);
+}
+
+// The engine drafts every verifying sequence of a step in one mtp_draft call and feeds the
+// heads whose inputs piled up (here: 70-token prompts' prefill rows) through mtp_feed; the
+// tokens are those of plain decoding.
+TEST(Speculative, DraftsAndFeedsAreBatchedPerStep) {
+  const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 3; ++i) {
+    GenerationRequest r;
+    for (int t = 0; t < 70; ++t) r.prompt.push_back(5 + (t * 7 + i * 13) % 40);
+    r.sampling.temperature = 0.0f;
+    r.max_tokens = 9;
+    reqs.push_back(r);
+  }
+  const auto plain = run(m, reqs, 0);
+  EngineOptions o;
+  o.limits = {3, 256, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 2;
+  o.speculate_always = true;
+  auto limited = std::make_unique<LimitedBackend>(cpu(m, 3, 256), model::KeepLimits{3, 3}, 0);
+  LimitedBackend* seen = limited.get();
+  Engine engine(std::move(limited), o);
+  // All three submitted before the engine takes any: one prefill step for the three prompts.
+  std::vector<std::vector<int32_t>> out(reqs.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < reqs.size(); ++i)
+    threads.emplace_back([&, i] {
+      for (const auto& e : generate_blocking(engine, reqs[i]))
+        if (e.event.token >= 0) out[i].push_back(e.event.token);
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(out, plain);
+  EXPECT_GT(seen->draft_calls, 0);
+  EXPECT_GE(seen->max_draft_inputs, 2);  // sequences that decode together draft together
+  EXPECT_GT(seen->feed_calls, 0);  // the prefilled prompts' rows (how many per call: arrival order)
+  std::printf("[ batched ] %lld draft calls (at most %lld sequences), %lld feed calls (at most %lld)\n",
+              static_cast<long long>(seen->draft_calls), static_cast<long long>(seen->max_draft_inputs),
+              static_cast<long long>(seen->feed_calls), static_cast<long long>(seen->max_feed_inputs));
 }
 
 // A backend error in the work after a step (here the MTP head's forward of a long prompt's
