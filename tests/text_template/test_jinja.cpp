@@ -264,6 +264,25 @@ TEST(JinjaLimits, HostileTemplatesTerminate) {
   EXPECT_LT(secs, 20.0 * nemotron::testing::time_scale());
 }
 
+// Found by fuzz_jinja: a tuple holding the namespace it is stored in printed itself forever
+// (a stack overflow). Containers that hold themselves print as Python prints them; nesting
+// past 512 is an error when printed or compared, never a crash.
+TEST(JinjaLimits, SelfReferentialValuesPrintAndCompare) {
+  EXPECT_EQ(render("{% set ns = namespace(n=0) %}{% set ns.n = (ns, 1) %}{{ ns.n }}"), "(<Namespace {'n': (...)}>, 1)");
+  EXPECT_EQ(render("{% set ns = namespace(nupdate=0) %}{% for i in range(3) %}{% set ns.n = ns,n ,+ i %}{% endfor %}"
+                   "{{ ns.n|length }}"),
+            "3");
+  // (The sandbox has no list.append or dict.update: a cycle always goes through a namespace.)
+  EXPECT_EQ(render("{% set ns = namespace() %}{% set ns.l = [1, ns] %}{{ ns.l }} {{ ns.l == ns.l }}"),
+            "[1, <Namespace {'l': [...]}>] True");
+  EXPECT_EQ(render("{% set ns = namespace() %}{% set ns.d = {'me': ns} %}{{ ns.d }}"), "{'me': <Namespace {'d': {...}}>}");
+  const std::string deep = "{% set ns = namespace(x=[], y=[]) %}{% for i in range(600) %}{% set ns.x = [ns.x] %}"
+                           "{% set ns.y = [ns.y] %}{% endfor %}";
+  EXPECT_EQ(error_of(deep + "{{ ns.x }}"), "template render error (line 1): value nested too deeply to print");
+  EXPECT_EQ(error_of(deep + "{{ ns.x == ns.y }}"), "template render error (line 1): comparison nested too deeply");
+  EXPECT_EQ(render(deep + "{{ ns.x == ns.x }}"), "True");
+}
+
 // Renders `src` with `probe` (a dict only this test holds) in the context and reports whether
 // the render let go of it. A macro keeps the frames it was defined in, so a macro stored in
 // such a frame (every top-level macro) or in a namespace was a reference cycle that kept the

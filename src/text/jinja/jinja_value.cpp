@@ -4,8 +4,10 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include "text/jinja/jinja_strings.h"
+#include "util/error.h"
 
 namespace nemotron::text::jinja {
 
@@ -152,7 +154,35 @@ std::string py_float_repr(double d) {
   return out;
 }
 
+// Printing and comparing recurse into containers. A container that holds itself (`{% set
+// ns.x = [ns] %}` and the like) prints as Python prints one ([...], (...), {...}), and nesting
+// deeper than kMaxNesting is an error, never a stack overflow.
+namespace {
+constexpr std::size_t kMaxNesting = 512;
+thread_local std::vector<const void*> t_printing;  // the containers being printed, outermost first
+thread_local std::size_t t_compare_depth = 0;
+struct CompareDepth {
+  CompareDepth() {
+    if (++t_compare_depth > kMaxNesting) {
+      --t_compare_depth;
+      throw Error("comparison nested too deeply");
+    }
+  }
+  ~CompareDepth() { --t_compare_depth; }
+  CompareDepth(const CompareDepth&) = delete;
+  CompareDepth& operator=(const CompareDepth&) = delete;
+};
+}  // namespace
+
 static std::string container_str(const Value& v) {
+  const void* id = v.is_list() ? static_cast<const void*>(&v.list_obj()) : static_cast<const void*>(&v.dict_obj());
+  if (std::find(t_printing.begin(), t_printing.end(), id) != t_printing.end())
+    return v.is_list() ? (v.list_obj().tuple ? "(...)" : "[...]") : "{...}";
+  if (t_printing.size() >= kMaxNesting) throw Error("value nested too deeply to print");
+  t_printing.push_back(id);
+  struct Pop {
+    ~Pop() { t_printing.pop_back(); }
+  } pop;
   std::string out;
   if (v.is_list()) {
     const auto& l = v.list_obj();
@@ -243,6 +273,7 @@ void Value::raise_undefined() const {
 
 bool values_equal(const Value& a, const Value& b) {
   using K = Value::Kind;
+  const CompareDepth depth;
   if (a.is_number() && b.is_number()) {
     if (!a.is_float() && !b.is_float()) return a.as_int() == b.as_int();
     return a.as_float() == b.as_float();
@@ -253,6 +284,7 @@ bool values_equal(const Value& a, const Value& b) {
     case K::None: return true;
     case K::String: return a.str() == b.str();
     case K::List: {
+      if (&a.list_obj() == &b.list_obj()) return true;  // itself (as Python compares items: identity first)
       if (a.list_obj().tuple != b.list_obj().tuple) return false;
       const auto& x = a.items();
       const auto& y = b.items();
@@ -264,6 +296,7 @@ bool values_equal(const Value& a, const Value& b) {
     case K::Dict: {
       const auto& x = a.dict_obj();
       const auto& y = b.dict_obj();
+      if (&x == &y) return true;
       if (x.items.size() != y.items.size()) return false;
       for (const auto& [k, v] : x.items) {
         const Value* other = y.find(k);
@@ -278,6 +311,7 @@ bool values_equal(const Value& a, const Value& b) {
 }
 
 bool values_less(const Value& a, const Value& b) {
+  const CompareDepth depth;
   if (a.is_number() && b.is_number()) {
     if (!a.is_float() && !b.is_float()) return a.as_int() < b.as_int();
     return a.as_float() < b.as_float();
