@@ -67,6 +67,24 @@ TEST(Adversarial, FuzzedTagSoupIsChunkingInvariant) {
   EXPECT_GT(with_content, 30);
 }
 
+// Found by fuzz_output_parser: a `<parameter=` name of exactly the 256-byte limit inside a
+// value was valid when its '>' arrived in the same piece and invalid when a piece ended right
+// before the '>', so the value ended at a different place. Every split point must agree.
+TEST(Adversarial, NamesAtTheLengthLimitAreChunkingInvariant) {
+  for (std::size_t n : {255, 256, 257}) {
+    const std::string name(n, 'q');
+    const std::string text = "<tool_call>\n<function=f>\n<parameter=b>\nx\n<parameter=" + name +
+                             ">\ny\n</parameter>\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>";
+    const OutputParserOptions o = opts(false, false, true);
+    const OutputResult whole = parse_output(text, o);
+    ASSERT_EQ(whole.tool_calls.size(), 1u) << n;
+    for (std::size_t i = 1; i < text.size(); ++i) {
+      SCOPED_TRACE("name " + std::to_string(n) + ", split at " + std::to_string(i));
+      expect_same(testing::stream({text.substr(0, i), text.substr(i)}, o), whole);
+    }
+  }
+}
+
 TEST(Adversarial, DegenerateInputs) {
   for (const char* t : {"", "<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_call></tool_call>",
                         "<tool_call><tool_call><tool_call>", "<function=f>", "</parameter>", "<<<<>>>>",

@@ -65,7 +65,7 @@ Name read_name(std::string_view s, bool function_name, std::size_t& len) {
     if (i >= kMaxNameBytes || c == '<' || c == '\n') return Name::kInvalid;
     if (function_name && (c == '{' || c == '}' || c == '"' || c == '\'' || is_ws(c))) return Name::kInvalid;
   }
-  return s.size() >= kMaxNameBytes ? Name::kInvalid : Name::kIncomplete;
+  return s.size() > kMaxNameBytes ? Name::kInvalid : Name::kIncomplete;  // a name of exactly the limit may still close
 }
 
 std::string dump_json(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
