@@ -5,7 +5,6 @@
 #include <exception>
 #include <iostream>
 
-#include "model/cpu/cpu_forward.h"  // model::argmax
 #include "runtime/prefix_store.h"
 #include "util/error.h"
 

@@ -14,9 +14,9 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <thread>
 
 #include "cuda_state_test_util.h"
+#include "engine_test_util.h"
 #include "model/cuda/cuda_model.h"
 #include "runtime/engine.h"
 #include "util/error.h"
@@ -24,6 +24,7 @@
 using namespace nemotron;
 using namespace nemotron::runtime;
 using nemotron::testing::cuda_backend;
+using nemotron::testing::generate_together;
 using nemotron::testing::greedy_divergence;
 using nemotron::testing::state_model_path;
 using nemotron::testing::state_prompt;
@@ -49,19 +50,6 @@ std::unique_ptr<Engine> cuda_engine(const model::Model& m, int slots, const Engi
   o.prefix_snapshot_min_gap = 0;  // prompts of tens of tokens: every snapshot point is taken
   o.prefix_cache_dir = e.dir;
   return std::make_unique<Engine>(cuda_backend(m, slots, e.cache_bytes, e.spec_seqs, 64), o);
-}
-
-// Every request generated to its end, all submitted at once.
-std::vector<std::vector<int32_t>> together(Engine& engine, const std::vector<GenerationRequest>& reqs) {
-  std::vector<std::vector<int32_t>> out(reqs.size());
-  std::vector<std::thread> threads;
-  for (std::size_t i = 0; i < reqs.size(); ++i)
-    threads.emplace_back([&, i] {
-      for (const auto& e : generate_blocking(engine, reqs[i]))
-        if (e.event.token >= 0) out[i].push_back(e.event.token);
-    });
-  for (auto& t : threads) t.join();
-  return out;
 }
 
 // One after another; `cached`: each request's cached_tokens.
@@ -100,12 +88,12 @@ TEST_P(CudaSpeculationTest, GreedyIdsEqualPlainDecoding) {
     r.max_tokens = 13 + 7 * i;  // ends inside a verify for most K
     reqs.push_back(r);
   }
-  const auto plain = together(*cuda_engine(*m_, 3, {}), reqs);
+  const auto plain = generate_together(*cuda_engine(*m_, 3, {}), reqs);
   // K = 1..3 with room for every sequence; K = 2 with room for two of the three (the third
   // decodes plainly in the same steps).
   for (const auto& [K, seqs] : std::vector<std::pair<int, int>>{{1, 8}, {2, 8}, {3, 8}, {2, 2}}) {
     auto engine = cuda_engine(*m_, 3, {.K = K, .spec_seqs = seqs});
-    const auto got = together(*engine, reqs);
+    const auto got = generate_together(*engine, reqs);
     const EngineStats st = engine->stats();
     int exact = 0;
     for (std::size_t i = 0; i < reqs.size(); ++i) {
@@ -140,9 +128,9 @@ TEST_P(CudaSpeculationTest, SeededSamplingWithPenaltiesEqualsPlain) {
     r.max_tokens = 24;
     reqs.push_back(r);
   }
-  const auto plain = together(*cuda_engine(*m_, 3, {}), reqs);
+  const auto plain = generate_together(*cuda_engine(*m_, 3, {}), reqs);
   for (int K : {1, 3}) {
-    const auto got = together(*cuda_engine(*m_, 3, {.K = K}), reqs);
+    const auto got = generate_together(*cuda_engine(*m_, 3, {.K = K}), reqs);
     int equal = 0;
     for (std::size_t i = 0; i < reqs.size(); ++i) {
       equal += got[i] == plain[i];

@@ -17,6 +17,7 @@
 #include <map>
 #include <thread>
 
+#include "engine_test_util.h"
 #include "fixture_util.h"
 #include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
@@ -53,15 +54,7 @@ std::vector<std::vector<int32_t>> run(const model::Model& m, const std::vector<G
   o.speculative_tokens = K;
   o.speculate_always = true;
   Engine engine(cpu(m, static_cast<int>(reqs.size()), 64), o);
-  std::vector<std::shared_ptr<std::vector<TimedEvent>>> done;
-  std::vector<std::thread> threads;
-  std::vector<std::vector<int32_t>> out(reqs.size());
-  for (std::size_t i = 0; i < reqs.size(); ++i)
-    threads.emplace_back([&, i] {
-      for (const auto& e : generate_blocking(engine, reqs[i]))
-        if (e.event.token >= 0) out[i].push_back(e.event.token);
-    });
-  for (auto& t : threads) t.join();
+  auto out = nemotron::testing::generate_together(engine, reqs);
   if (stats) *stats = engine.stats();
   return out;
 }
@@ -429,15 +422,7 @@ TEST(Speculative, EngineKeepsToTheBackendsRoom) {
   auto limited = std::make_unique<LimitedBackend>(cpu(m, 3, 64), model::KeepLimits{1, 3}, 12345);
   LimitedBackend* seen = limited.get();
   Engine engine(std::move(limited), o);
-  std::vector<std::vector<int32_t>> out(reqs.size());
-  std::vector<std::thread> threads;
-  for (std::size_t i = 0; i < reqs.size(); ++i)
-    threads.emplace_back([&, i] {
-      for (const auto& e : generate_blocking(engine, reqs[i]))
-        if (e.event.token >= 0) out[i].push_back(e.event.token);
-    });
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(out, plain);
+  EXPECT_EQ(nemotron::testing::generate_together(engine, reqs), plain);
   EXPECT_EQ(seen->max_keeps, 1);
   EXPECT_GT(engine.stats().spec_drafts, 0u);
   EXPECT_EQ(engine.stats().prefix_cache.budget, 12345);
@@ -475,16 +460,7 @@ TEST(Speculative, DraftsAndFeedsAreBatchedPerStep) {
   auto limited = std::make_unique<LimitedBackend>(cpu(m, 3, 256), model::KeepLimits{3, 3}, 0);
   LimitedBackend* seen = limited.get();
   Engine engine(std::move(limited), o);
-  // All three submitted before the engine takes any: one prefill step for the three prompts.
-  std::vector<std::vector<int32_t>> out(reqs.size());
-  std::vector<std::thread> threads;
-  for (std::size_t i = 0; i < reqs.size(); ++i)
-    threads.emplace_back([&, i] {
-      for (const auto& e : generate_blocking(engine, reqs[i]))
-        if (e.event.token >= 0) out[i].push_back(e.event.token);
-    });
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(out, plain);
+  EXPECT_EQ(nemotron::testing::generate_together(engine, reqs), plain);
   EXPECT_GT(seen->draft_calls, 0);
   EXPECT_GE(seen->max_draft_inputs, 2);  // sequences that decode together draft together
   EXPECT_GT(seen->feed_calls, 0);  // the prefilled prompts' rows (how many per call: arrival order)

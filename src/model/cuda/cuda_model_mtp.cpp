@@ -130,7 +130,7 @@ std::vector<std::vector<int32_t>> CudaModel::mtp_draft(const std::vector<DraftIn
   const int64_t R = s.check_mtp_inputs(inputs, "mtp_draft");
   // The argmax ids go to the sampler's output buffer (no step is pending, its last results were
   // copied out by finish_step); more rows than a step holds: one input at a time.
-  if (R > s.opt.max_step_tokens || B > s.opt.max_step_tokens || B > s.sample_capacity)
+  if (R > s.opt.max_step_tokens || B > s.sample_capacity)  // (B <= R: every input has rows)
     return Backend::mtp_draft(inputs, K);
   // Step k's chunks: the inputs' pending rows (k = 0), then each input's draft k (one row).
   std::vector<cuda_detail::StepChunk> steps;
