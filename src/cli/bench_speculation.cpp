@@ -81,6 +81,7 @@ struct RunResult {
   double decode_tok_s = 0;   // sum over requests of (tokens - 1) / (last - first token)
   double e2e_tok_s = 0;      // all tokens / (last token of all - submit)
   double tokens_per_verify = 0;
+  double drafts_per_verify = 0;    // mean drafts of a verify (K, or less where the engine chose fewer)
   double verifies_per_request = 0;  // verify chunks (steps that verified drafts) per request
   int64_t tokens = 0;
 };
@@ -129,6 +130,8 @@ RunResult run_batch(runtime::Engine& engine, const std::vector<std::vector<int32
   const double drafts = static_cast<double>(after.spec_drafts - before.spec_drafts);
   const double accepted = static_cast<double>(after.spec_accepted_tokens - before.spec_accepted_tokens);
   r.tokens_per_verify = drafts > 0 ? 1.0 + accepted / drafts : 1.0;
+  r.drafts_per_verify =
+      drafts > 0 ? static_cast<double>(after.spec_draft_tokens - before.spec_draft_tokens) / drafts : 0.0;
   r.verifies_per_request = drafts / static_cast<double>(B);
   return r;
 }
@@ -219,8 +222,8 @@ Json run_speculation_bench(const model::Model& m, const SpecBenchOptions& o) {
               "acceptance %s\n",
               o.device.c_str(), prompt_kind, static_cast<long long>(longest), static_cast<long long>(o.new_tokens),
               rates.c_str());
-  std::printf("%4s %-7s %5s %12s %12s %14s %10s %10s\n", "K", "mode", "B", "decode tok/s", "e2e tok/s",
-              "tokens/verify", "verifies", "vs K=0");
+  std::printf("%4s %-7s %5s %12s %12s %14s %14s %10s %10s\n", "K", "mode", "B", "decode tok/s", "e2e tok/s",
+              "tokens/verify", "drafts/verify", "verifies", "vs K=0");
   std::vector<double> base(o.batches.size(), 0.0);
   std::vector<Profile> profiles;
   j["profiles"] = Json::array();
@@ -255,15 +258,16 @@ Json run_speculation_bench(const model::Model& m, const SpecBenchOptions& o) {
         if (K == 0) base[bi] = r.decode_tok_s;
         const double vs = base[bi] > 0 ? r.decode_tok_s / base[bi] : 0.0;
         const char* mode = K == 0 ? "off" : always ? "always" : "auto";
-        std::printf("%4lld %-7s %5lld %12.1f %12.1f %14.2f %10.1f %9.2fx\n", static_cast<long long>(K), mode,
+        std::printf("%4lld %-7s %5lld %12.1f %12.1f %14.2f %14.2f %10.1f %9.2fx\n", static_cast<long long>(K), mode,
                     static_cast<long long>(B), r.decode_tok_s, r.e2e_tok_s, r.tokens_per_verify,
-                    r.verifies_per_request, vs);
+                    r.drafts_per_verify, r.verifies_per_request, vs);
         j["runs"].push_back({{"K", K},
                              {"mode", mode},
                              {"batch", B},
                              {"decode_tok_s", r.decode_tok_s},
                              {"e2e_tok_s", r.e2e_tok_s},
                              {"tokens_per_verify", r.tokens_per_verify},
+                             {"drafts_per_verify", r.drafts_per_verify},
                              {"verifies_per_request", r.verifies_per_request},
                              {"tokens", r.tokens},
                              {"vs_k0", vs}});
@@ -274,8 +278,9 @@ Json run_speculation_bench(const model::Model& m, const SpecBenchOptions& o) {
   for (const auto& pr : profiles) print_profile(pr, j);
   std::printf("\ndecode tok/s = the sum over the B requests of (tokens - 1) / (last - first token time); e2e = all\n"
               "tokens / wall time from submitting (prefill included). always = drafts verified in every decode\n"
-              "step; auto = the engine's measured on/off rule (what serve does). verifies = steps that verified\n"
-              "drafts, per request. vs K=0 = decode tok/s over the K = 0 run at the same B (needs K = 0 in the list).\n");
+              "step; auto = the engine's measured rule (what serve does: k = 0..K drafts per step, whichever gives\n"
+              "the most tokens per second at the batch size). drafts/verify = the mean k of the steps that verified;\n"
+              "verifies = steps that verified drafts, per request. vs K=0 = decode tok/s over the K = 0 run at the same B (needs K = 0 in the list).\n");
   return j;
 }
 

@@ -238,8 +238,11 @@ bool Engine::begin_step(InFlight& f) {
     decoding += c.decode();
     f.decode_only = f.decode_only && c.decode();
   }
-  // Speculate this step? Measured, per batch size (runtime/speculation.h).
-  const bool speculate = K > 0 && decoding > 0 && (options_.speculate_always || spec_.choose(decoding));
+  // Drafts per verifying sequence this step (0: none); measured per batch size
+  // (runtime/speculation.h), K with --speculate-always.
+  const int k = K == 0 || decoding == 0 ? 0 : options_.speculate_always ? K : spec_.choose(decoding);
+  f.k = k;
+  const bool speculate = k > 0;
   std::vector<model::StepChunk> chunks;
   std::vector<ScheduledChunk> planned;                   // f.plan less the sequences failed below
   std::vector<std::pair<uint64_t, std::string>> failed;  // (sequence, why)
@@ -255,7 +258,7 @@ bool Engine::begin_step(InFlight& f) {
       for (std::size_t i = 0; i < f.plan.size(); ++i) {
         Sequence& s = *sequences_.at(f.plan[i].seq);
         const bool budget_near = s.in_reasoning && s.request.reasoning_budget >= 0 &&
-                                 s.reasoning_tokens + K + 1 > s.request.reasoning_budget;
+                                 s.reasoning_tokens + k + 1 > s.request.reasoning_budget;
         if (!f.plan[i].decode() || s.slot < 0 || s.mtp_ids.empty() || !s.forced.empty() || budget_near ||
             static_cast<int64_t>(inputs.size()) >= keep_limits_.chunks)
           continue;
@@ -263,7 +266,7 @@ bool Engine::begin_step(InFlight& f) {
         who.push_back(i);
       }
       if (!inputs.empty()) {
-        auto d = backend_->mtp_draft(inputs, K);
+        auto d = backend_->mtp_draft(inputs, k);
         for (std::size_t j = 0; j < who.size(); ++j) {
           Sequence& s = *sequences_.at(f.plan[who[j]].seq);
           drafts[who[j]] = std::move(d.at(j));
@@ -289,7 +292,7 @@ bool Engine::begin_step(InFlight& f) {
       ch.draw = static_cast<uint64_t>(s.generated);
       bool verify = false;
       if (!drafts[i].empty()) {
-        // [last token, K drafts]: every row draws; keep_states for the roll-back.
+        // [last token, k drafts]: every row draws; keep_states for the roll-back.
         s.verify = {s.last_token};
         s.verify.insert(s.verify.end(), drafts[i].begin(), drafts[i].end());
         ch.ids = s.verify.data();
@@ -489,7 +492,11 @@ void Engine::finish_step(InFlight& f) {
     return;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - f.t0).count();
-  if (f.decode_only) spec_.record_step(f.rows, seconds);
+  if (f.decode_only)
+    spec_.record_step(static_cast<int64_t>(f.plan.size()),
+                      std::find(f.verifies.begin(), f.verifies.end(), true) != f.verifies.end() ? f.k : 0, seconds);
+  else
+    spec_.record_other_step();
   scheduler_.commit(f.plan);
   const int K = options_.speculative_tokens;
   const int64_t H = backend_->model().config.hidden_size;
@@ -519,29 +526,30 @@ void Engine::finish_step(InFlight& f) {
       if (f.verifies[i]) {
         // Keep drafts while they equal the draws of the rows before them; the first draw that
         // differs (or the draw after the last draft) is the bonus token.
+        const int kd = static_cast<int>(s.verify.size()) - 1;  // this step's drafts (f.k)
         int a = 0;
         std::vector<model::SampleResult> kept;  // spec_accept_rates: the drafts kept, then the draw after them
         if (options_.spec_accept_rates.empty()) {
-          while (a < K && samples[static_cast<std::size_t>(a)].token == s.verify[static_cast<std::size_t>(a) + 1]) ++a;
+          while (a < kd && samples[static_cast<std::size_t>(a)].token == s.verify[static_cast<std::size_t>(a) + 1]) ++a;
         } else {
           const auto& rates = options_.spec_accept_rates;
           std::uniform_real_distribution<double> u(0.0, 1.0);
-          while (a < K && u(forced_accepts_) < rates[std::min<std::size_t>(static_cast<std::size_t>(a), rates.size() - 1)])
+          while (a < kd && u(forced_accepts_) < rates[std::min<std::size_t>(static_cast<std::size_t>(a), rates.size() - 1)])
             ++a;
           kept.assign(samples.begin(), samples.begin() + a + 1);
           for (int j = 0; j < a; ++j) kept[static_cast<std::size_t>(j)].token = s.verify[static_cast<std::size_t>(j) + 1];
         }
         const auto& emitted = kept.empty() ? samples : kept;
         ++drafts;
-        draft_tokens += static_cast<uint64_t>(K);
+        draft_tokens += static_cast<uint64_t>(kd);
         accepted_total += static_cast<uint64_t>(a);
-        for (int k = 0; k < a; ++k) ++per_pos[static_cast<std::size_t>(k)];
-        spec_.record_accept(a);
-        const int64_t pos0 = backend_->position(s.slot) - (K + 1);
+        for (int j = 0; j < a; ++j) ++per_pos[static_cast<std::size_t>(j)];
+        spec_.record_accept(a, kd);
+        const int64_t pos0 = backend_->position(s.slot) - (kd + 1);
         bool done = false;
         for (int j = 0; j <= a && !done; ++j) done = emit_token(f.ids[i], s, emitted[static_cast<std::size_t>(j)]);
         if (done) continue;  // finished (slot released)
-        if (a < K) backend_->roll_back(s.slot, pos0 + a + 1);
+        if (a < kd) backend_->roll_back(s.slot, pos0 + a + 1);
         std::vector<int32_t> next;
         for (int j = 0; j <= a; ++j) next.push_back(emitted[static_cast<std::size_t>(j)].token);
         feed_head(next.data(), a + 1);

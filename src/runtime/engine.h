@@ -173,6 +173,7 @@ class Engine {
     std::vector<bool> samples, verifies;
     std::vector<int64_t> row0;
     int64_t rows = 0, prompt_tokens = 0;
+    int k = 0;  // drafts per verifying sequence (SpecController::choose; 0: none)
     bool decode_only = true, hidden = false;  // hidden: some chunk needs the hidden rows
     std::chrono::steady_clock::time_point t0;
   };

@@ -6,48 +6,66 @@ constexpr double kTimeWeight = 0.2;    // weight of a new step time in its movin
 constexpr double kAcceptWeight = 0.05;  // weight of a new verify in the acceptance averages
 }  // namespace
 
-int64_t SpecController::bucket(int64_t rows) {
+int64_t SpecController::bucket(int64_t batch) {
   int64_t b = 1;
-  while (b < rows) b *= 2;
+  while (b < batch) b *= 2;
   return b;
 }
 
-double SpecController::step_time(int64_t rows) const {
-  const auto it = time_.find(bucket(rows));
+double SpecController::step_time(int64_t batch, int k) const {
+  const auto it = time_.find({bucket(batch), k});
   return it == time_.end() ? -1.0 : it->second;
 }
 
-double SpecController::expected_tokens() const {
+double SpecController::expected_tokens(int k) const {
   double e = 1.0;
-  for (double a : accepted_) e += a;
+  for (int j = 0; j < k && j < K_; ++j) e += accepted_[static_cast<std::size_t>(j)];
   return e;
 }
 
-void SpecController::record_step(int64_t rows, double seconds) {
-  if (rows <= 0 || !(seconds > 0)) return;
-  auto [it, fresh] = time_.emplace(bucket(rows), seconds);
+void SpecController::record_step(int64_t batch, int k, double seconds) {
+  const bool steady = last_mode_ == k;
+  last_mode_ = k;
+  if (!steady || batch <= 0 || k < 0 || k > K_ || !(seconds > 0)) return;
+  auto [it, fresh] = time_.emplace(std::make_pair(bucket(batch), k), seconds);
   if (!fresh) it->second += kTimeWeight * (seconds - it->second);
 }
 
-void SpecController::record_accept(int accepted) {
-  for (int k = 0; k < K_; ++k) {
-    const double hit = k < accepted ? 1.0 : 0.0;
-    double& a = accepted_[static_cast<std::size_t>(k)];
-    a = any_accept_ ? a + kAcceptWeight * (hit - a) : hit;
+void SpecController::record_accept(int accepted, int k) {
+  for (int j = 0; j < k && j < K_; ++j) {
+    const double hit = j < accepted ? 1.0 : 0.0;
+    double& a = accepted_[static_cast<std::size_t>(j)];
+    a = any_accept_[static_cast<std::size_t>(j)] ? a + kAcceptWeight * (hit - a) : hit;
+    any_accept_[static_cast<std::size_t>(j)] = true;
   }
-  any_accept_ = true;
 }
 
-bool SpecController::choose(int64_t batch) {
-  if (K_ <= 0 || batch <= 0) return false;
+int SpecController::choose(int64_t batch) {
+  if (K_ <= 0 || batch <= 0) return 0;
+  if (probe_left_ > 0) {
+    --probe_left_;
+    return probe_k_;
+  }
   ++decisions_;
-  const double t_spec = step_time(batch * (K_ + 1)), t_plain = step_time(batch);
-  if (t_spec < 0) return true;    // measure the verify step first
-  if (t_plain < 0) return false;  // then the plain one
-  // tokens per second: B * E / t_spec against B / t_plain.
-  const bool spec = expected_tokens() * t_plain > t_spec;
-  if (probe_every_ > 0 && decisions_ % probe_every_ == 0) return !spec;  // keep the other measured
-  return spec;
+  // Unmeasured k first: K (it also measures every acceptance rate), then 0, 1, ...
+  if (step_time(batch, K_) < 0) return K_;
+  for (int k = 0; k < K_; ++k)
+    if (step_time(batch, k) < 0) return k;
+  int best = 0;
+  double best_rate = 0.0;
+  for (int k = 0; k <= K_; ++k) {
+    const double rate = expected_tokens(k) / step_time(batch, k);
+    if (rate > best_rate) {
+      best_rate = rate;
+      best = k;
+    }
+  }
+  if (probe_every_ > 0 && decisions_ % probe_every_ == 0) {  // keep the others measured, in turn
+    probe_k_ = static_cast<int>((best + 1 + probes_++ % K_) % (K_ + 1));
+    probe_left_ = kProbeSteps - 1;
+    return probe_k_;
+  }
+  return best;
 }
 
 }  // namespace nemotron::runtime

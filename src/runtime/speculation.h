@@ -1,19 +1,25 @@
 #pragma once
-// When to speculate. Each decode step either verifies K MTP drafts per sequence (B (K + 1)
-// rows, 1 + accepted tokens per sequence) or decodes one token per sequence (B rows). The
-// controller measures both and picks the one with more tokens per second:
-//   tokens/s with drafts  = B (1 + sum_k A_k) / t(B (K + 1))
-//   tokens/s without      = B / t(B)
-// where A_k is the measured rate at which drafts 1..k were all accepted (cumulative per draft
-// position, an exponential moving average over verify steps), and t(rows) the measured time
-// of a decode-only step of that many rows (a moving average per power-of-two bucket of rows).
-// Until both times of a batch size are measured it tries the unmeasured mode; afterwards it
-// re-measures the mode it is not using every `probe_every` decisions, so that it follows a
-// change of load or of acceptance. Speculation pays at small batches (a step is bound by
-// reading the weights, so verifying K + 1 rows costs little more than 1) and stops paying as
-// the batch grows (the verify rows make the step compute- or expert-bound).
+// How many drafts to verify. Each decode step verifies k MTP drafts per sequence (k = 1..K:
+// B (k + 1) rows, 1 + accepted tokens per sequence) or decodes one token per sequence (k = 0,
+// B rows). The controller measures every k and picks the one with the most tokens per second:
+//   tokens/s at k = B (1 + sum_{j < k} A_j) / t_k(B)
+// where A_j is the measured rate at which drafts 1..j+1 were all accepted (cumulative per draft
+// position, an exponential moving average over the verify steps that drafted that far), and
+// t_k(B) the measured time of a decode-only step of B sequences at k (a moving average per
+// power-of-two bucket of B; the drafting is part of it). Only steady steps are measured: a
+// step whose previous step had another k (or was not decode-only) pays work the previous one
+// left (the roll-back replays after a verify, the MTP head's piled-up inputs after plain
+// steps) and is not recorded. Until every k of a batch size is measured it tries the
+// unmeasured ones (K first, then 0, 1, ...); afterwards every `probe_every` decisions it
+// re-measures one of the other k (in turn) for two steps (the first a transition), so that it
+// follows a change of load or of acceptance. Speculation pays at small batches (a step is
+// bound by reading the weights, so verifying k + 1 rows costs little more than 1); as the
+// batch grows the verify rows make the step expert- or compute-bound and k shrinks to 0. With
+// a mixture-of-experts model even B = 1 can prefer a small k: each verified row reads its own
+// experts (bench/RESULTS.md, eleventh session).
 #include <cstdint>
 #include <map>
+#include <utility>
 #include <vector>
 
 namespace nemotron::runtime {
@@ -21,29 +27,41 @@ namespace nemotron::runtime {
 class SpecController {
  public:
   // K = 0: never speculate.
-  explicit SpecController(int K, int probe_every = 64) : K_(K), probe_every_(probe_every), accepted_(K, 0.0) {}
+  explicit SpecController(int K, int probe_every = 64)
+      : K_(K > 0 ? K : 0),
+        probe_every_(probe_every),
+        accepted_(static_cast<std::size_t>(K_), 0.0),
+        any_accept_(static_cast<std::size_t>(K_), false) {}
 
   int K() const { return K_; }
-  // Speculate in the next decode-only step of `batch` sequences?
-  bool choose(int64_t batch);
-  // A decode-only step of `rows` rows took `seconds` (speculative or not).
-  void record_step(int64_t rows, double seconds);
-  // A verify of K drafts accepted the first `accepted` (0..K).
-  void record_accept(int accepted);
+  // Drafts per sequence (0..K) in the next decode-only step of `batch` sequences.
+  int choose(int64_t batch);
+  // A decode-only step of `batch` sequences took `seconds`; `k`: the drafts it verified per
+  // sequence (0: none).
+  void record_step(int64_t batch, int k, double seconds);
+  // A step with prefill rows ran (the next decode-only step is not steady).
+  void record_other_step() { last_mode_ = -1; }
+  // A verify of k drafts (1..K) accepted the first `accepted` (0..k).
+  void record_accept(int accepted, int k);
 
-  double acceptance(int k) const { return accepted_.at(static_cast<std::size_t>(k)); }  // A_{k+1}
-  double expected_tokens() const;  // 1 + sum_k A_k
-  // Measured step time of a bucket of rows, or -1.
-  double step_time(int64_t rows) const;
+  double acceptance(int j) const { return accepted_.at(static_cast<std::size_t>(j)); }  // A_j
+  double expected_tokens(int k) const;  // 1 + sum_{j < k} A_j
+  // Measured time of a decode-only step of `batch` sequences at k drafts, or -1.
+  double step_time(int64_t batch, int k) const;
 
  private:
-  static int64_t bucket(int64_t rows);
+  static constexpr int kProbeSteps = 2;  // a probe: one transition, one measured step
+  static int64_t bucket(int64_t batch);
   int K_;
   int probe_every_;
-  std::vector<double> accepted_;  // EMA of [drafts 1..k accepted], k = 1..K
-  bool any_accept_ = false;
-  std::map<int64_t, double> time_;  // bucket -> EMA seconds
+  std::vector<double> accepted_;  // EMA of [drafts 1..j+1 accepted], j = 0..K-1
+  std::vector<bool> any_accept_;  // accepted_[j] has a first value
+  std::map<std::pair<int64_t, int>, double> time_;  // (bucket of B, k) -> EMA seconds
   int64_t decisions_ = 0;
+  int64_t probes_ = 0;   // probes started (which other k is next)
+  int last_mode_ = -1;   // k of the last step (decode-only), -1 other or none
+  int probe_left_ = 0;   // further decisions of the running probe
+  int probe_k_ = 0;
 };
 
 }  // namespace nemotron::runtime

@@ -44,15 +44,17 @@ std::unique_ptr<model::Backend> cpu(const model::Model& m, int slots, int64_t ro
   return model::make_backend(m, o);
 }
 
-// Generates every request to its end on an engine with K drafts (always verified).
+// Generates every request to its end on an engine with K drafts (always verified, or as many
+// as the engine's measured rule chooses per step when `always` is false).
 std::vector<std::vector<int32_t>> run(const model::Model& m, const std::vector<GenerationRequest>& reqs, int K,
-                                      EngineStats* stats = nullptr, const std::vector<double>& accept_rates = {}) {
+                                      EngineStats* stats = nullptr, const std::vector<double>& accept_rates = {},
+                                      bool always = true) {
   EngineOptions o;
   o.spec_accept_rates = accept_rates;
   o.limits = {static_cast<int>(reqs.size()), 64, 1 << 16};
   o.max_model_len = 4096;
   o.speculative_tokens = K;
-  o.speculate_always = true;
+  o.speculate_always = always;
   Engine engine(cpu(m, static_cast<int>(reqs.size()), 64), o);
   auto out = nemotron::testing::generate_together(engine, reqs);
   if (stats) *stats = engine.stats();
@@ -144,6 +146,27 @@ TEST_P(SpeculativeTest, GreedyIdsEqualPlainDecodingForEveryK) {
                 static_cast<unsigned long long>(st.spec_drafts),
                 1.0 + static_cast<double>(st.spec_accepted_tokens) / static_cast<double>(st.spec_drafts));
   }
+}
+
+// The measured rule (serve's default) switches between k = 0..K drafts from step to step (it
+// measures every k first): the ids still equal plain decoding's.
+TEST_P(SpeculativeTest, GreedyIdsStayExactWhileTheDraftCountChanges) {
+  const model::Model m = model::Model::load(model_path(GetParam()));
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 2; ++i) {
+    GenerationRequest r;
+    r.prompt = prompt_of(GetParam(), i);
+    r.sampling.temperature = 0.0f;
+    r.max_tokens = 40 + 3 * i;
+    reqs.push_back(r);
+  }
+  const auto plain = run(m, reqs, 0);
+  EngineStats st;
+  EXPECT_EQ(run(m, reqs, 3, &st, {}, false), plain);
+  EXPECT_GT(st.spec_drafts, 0u);
+  // Steps of 1 and 2 drafts ran besides those of 3.
+  EXPECT_LT(st.spec_draft_tokens, st.spec_drafts * 3u);
+  EXPECT_GT(st.spec_draft_tokens, st.spec_drafts);
 }
 
 // bench --spec-accept: acceptance drawn at the given rates instead of compared. Rate 0 keeps
@@ -309,25 +332,106 @@ TEST(Speculative, DrawsFollowTheTargetDistribution) {
 }
 
 TEST(Speculative, ControllerPicksTheFasterModeAndProbes) {
-  SpecController c(3, 8);
-  EXPECT_TRUE(c.choose(1));  // nothing measured: try verifying first
-  c.record_step(4, 0.004);
-  c.record_accept(3);
-  EXPECT_FALSE(c.choose(1));  // then plain
-  c.record_step(1, 0.003);
-  // 4 tokens per verify in 4 ms vs 1 in 3 ms: speculate, except for the probes.
+  SpecController c(1, 8);
+  EXPECT_EQ(c.choose(1), 1);  // nothing measured: try verifying first
+  c.record_step(1, 1, 0.004);  // the first step of a mode is a transition: not measured
+  EXPECT_LT(c.step_time(1, 1), 0);
+  EXPECT_EQ(c.choose(1), 1);
+  c.record_step(1, 1, 0.004);
+  EXPECT_DOUBLE_EQ(c.step_time(1, 1), 0.004);
+  c.record_accept(1, 1);
+  EXPECT_EQ(c.choose(1), 0);  // then plain
+  c.record_step(1, 0, 0.009);  // the transition (it pays the verify's roll-back)
+  EXPECT_EQ(c.choose(1), 0);
+  c.record_step(1, 0, 0.003);
+  EXPECT_DOUBLE_EQ(c.step_time(1, 0), 0.003);
+  // 2 tokens per verify in 4 ms vs 1 in 3 ms: speculate, except for the probes (two plain
+  // steps every 8 decisions).
   int spec = 0;
   for (int i = 0; i < 64; ++i) spec += c.choose(1);
-  EXPECT_GE(spec, 56);
+  EXPECT_GE(spec, 48);
   EXPECT_LT(spec, 64);
   // Acceptance collapses: plain wins.
-  for (int i = 0; i < 200; ++i) c.record_accept(0);
-  EXPECT_NEAR(c.expected_tokens(), 1.0, 0.01);
+  for (int i = 0; i < 200; ++i) c.record_accept(0, 1);
+  EXPECT_NEAR(c.expected_tokens(1), 1.0, 0.01);
   spec = 0;
   for (int i = 0; i < 64; ++i) spec += c.choose(1);
-  EXPECT_LE(spec, 8);
+  EXPECT_LE(spec, 16);
   SpecController off(0);
-  EXPECT_FALSE(off.choose(4));
+  EXPECT_EQ(off.choose(4), 0);
+}
+
+// Every k is measured (K first, then 0, 1, ...), the one with the most tokens per second wins,
+// and the others are probed in turn.
+TEST(Speculative, ControllerShrinksKWhereLongerVerifiesDoNotPay) {
+  SpecController c(3, 8);
+  // Acceptance 0.9 / 0.7 / 0.5 for drafts 1 / 2 / 3: E(k) = 1, 1.9, 2.6, 3.1.
+  for (int i = 0; i < 400; ++i) c.record_accept(i % 10 < 9 ? (i % 10 < 7 ? (i % 10 < 5 ? 3 : 2) : 1) : 0, 3);
+  EXPECT_NEAR(c.expected_tokens(3), 3.1, 0.15);
+  // Step times at B = 1 as a mixture-of-experts model has them (every verified row reads its
+  // own experts): 2.0, 2.9, 4.2, 5.6 ms -> 500, 655, 619, 554 tokens/s: k = 1 wins.
+  const double t[] = {0.0020, 0.0029, 0.0042, 0.0056};
+  std::vector<int> order;
+  for (int n = 0; n < 8; ++n) {  // two steps per unmeasured k
+    const int k = c.choose(1);
+    order.push_back(k);
+    c.record_step(1, k, t[k]);
+  }
+  EXPECT_EQ(order, (std::vector<int>{3, 3, 0, 0, 1, 1, 2, 2}));
+  std::vector<int> count(4, 0);
+  int last = -1;
+  for (int n = 0; n < 80; ++n) {
+    const int k = c.choose(1);
+    ++count[static_cast<std::size_t>(k)];
+    c.record_step(1, k, t[k]);
+    if (k != 1) {
+      EXPECT_TRUE(last == 1 || last == k) << "probes are two steps of one k";
+    }
+    last = k;
+  }
+  EXPECT_GE(count[1], 56);
+  EXPECT_GT(count[0], 0);  // every other k re-measured
+  EXPECT_GT(count[2], 0);
+  EXPECT_GT(count[3], 0);
+  // At B = 64 verifying costs little more than decoding (the experts are read anyway): k = 3.
+  const double t64[] = {0.021, 0.025, 0.030, 0.035};  // 3048, 4864, 5541, 5667 tokens/s
+  for (int n = 0; n < 8; ++n) {
+    const int k = c.choose(64);
+    c.record_step(64, k, t64[k]);
+  }
+  int k3 = 0;
+  for (int n = 0; n < 40; ++n) {
+    const int k = c.choose(64);
+    k3 += k == 3;
+    c.record_step(64, k, t64[k]);
+  }
+  EXPECT_GE(k3, 28);
+  // A verify of fewer drafts updates only the positions it drafted.
+  const double a3 = c.acceptance(2);
+  c.record_accept(1, 1);
+  EXPECT_DOUBLE_EQ(c.acceptance(2), a3);
+}
+
+TEST(Speculative, ControllerKeysTimesByBatchAndModeAndSkipsTransitions) {
+  SpecController c(1, 0);
+  // Two plain sequences and one verifying sequence both run 2 rows: separate entries.
+  c.record_step(2, 0, 0.001);
+  c.record_step(2, 0, 0.002);
+  c.record_step(1, 1, 0.005);  // transition
+  c.record_step(1, 1, 0.006);
+  EXPECT_DOUBLE_EQ(c.step_time(2, 0), 0.002);
+  EXPECT_DOUBLE_EQ(c.step_time(1, 1), 0.006);
+  EXPECT_LT(c.step_time(1, 0), 0);
+  EXPECT_LT(c.step_time(2, 1), 0);
+  // A prefill step in between: the next decode-only step is a transition again.
+  c.record_other_step();
+  c.record_step(1, 1, 0.1);
+  EXPECT_DOUBLE_EQ(c.step_time(1, 1), 0.006);
+  c.record_step(1, 1, 0.016);  // moving average: 0.006 + 0.2 (0.016 - 0.006)
+  EXPECT_NEAR(c.step_time(1, 1), 0.008, 1e-12);
+  // Batches of 3 and 4 share the bucket of 4.
+  c.record_step(3, 1, 0.010);
+  EXPECT_DOUBLE_EQ(c.step_time(4, 1), 0.010);
 }
 
 // A CPU backend that reports the limits of a backend with bounded roll-back and snapshot room
