@@ -1,8 +1,7 @@
 // Decode GEMV bandwidth on the real Nemotron 3 shapes: bytes of stored weight (+ block scales)
 // read per launch over the time per launch, against the device's measured copy bandwidth, for
 // both GEMV kernels: "rows" (LinearPath::GemvWarpRow, one warp per output row on the CUDA
-// cores; the GEMM above 8 rows) and "tiles" (the default: 16-row tiles on the tensor cores, x in
-// shared memory, up to 32 rows; bench_gemv_cuda 16 32 compares it with the GEMM there).
+// cores) and "tiles" (the default: 16-row tiles on the tensor cores, x in shared memory).
 // Each shape is replicated over enough device copies (>= 512 MiB together) that the 50 MB L2
 // cannot serve repeated launches; 50 launches (rotating copies) are captured in a CUDA graph
 // and replayed; the median of 9 replays is reported.
@@ -328,8 +327,7 @@ int main(int argc, char** argv) {
       const Copies c(hw, int64_t{512} << 20);
       const double bytes = static_cast<double>(hw.w.stored_bytes());
       for (int64_t T : Ts) {
-        // "rows": the warp-per-row GEMV up to 8 rows, the GEMM (what more rows took before) above.
-        const double tr = bench_linear(s, hw, c, T, T <= 8 ? LinearPath::GemvWarpRow : LinearPath::Gemm);
+        const double tr = bench_linear(s, hw, c, T, LinearPath::GemvWarpRow);
         const double tt = bench_linear(s, hw, c, T, LinearPath::Gemv);
         std::printf("| %-22s | %6lld x %5lld | %-5s | %d | %7.2f | %7.1f | %5.0f | %5.1f%% | %7.1f | %5.0f | %5.1f%% |\n",
                     s.name, static_cast<long long>(s.out), static_cast<long long>(s.in),

@@ -4,9 +4,8 @@
 // BF16 or fp32 out. Weights are never materialized in another format: FP8 and NVFP4 are
 // dequantized in registers (GEMV) or per shared-memory tile (GEMM).
 //
-// Paths: GEMV for T <= kLinearGemvMaxRows (decode, and verify steps of speculative decoding:
-// 16-row tiles of W decoded to BF16 in registers and multiplied with all T rows of x (staged in
-// shared memory; more than 8 rows whose x does not fit take the GEMM) on the tensor cores,
+// Paths: GEMV for T <= kLinearGemvMaxRows (decode: 16-row tiles of W decoded to BF16 in
+// registers and multiplied with all T rows of x (staged in shared memory) on the tensor cores,
 // fp32 accumulation; every weight byte read once for the whole batch); GEMM for more rows
 // (prefill: 128x128 or 64x128 tiles on the BF16 tensor cores, mma.sync with fp32 accumulation,
 // gemm_core.cuh; FP8 and NVFP4 values, and NVFP4 element x block-scale products, are exact in
@@ -18,8 +17,7 @@
 
 namespace nemotron::kernels {
 
-inline constexpr int64_t kLinearGemvMaxRows = 32;     // the tensor-core GEMV (LinearPath::Gemv)
-inline constexpr int64_t kLinearGemvRowsMaxRows = 8;  // the warp-per-row GEMV (GemvWarpRow)
+inline constexpr int64_t kLinearGemvMaxRows = 8;
 
 // Gemv: the tensor-core GEMV. GemvWarpRow: the CUDA-core GEMV (one warp per output row), also
 // used when x does not fit in shared memory, and by Auto at T = 1 for BF16, FP8 and NVFP4
@@ -32,7 +30,7 @@ struct LinearCudaArgs {
   int64_t T = 0;
   void* y = nullptr;            // [T, w.out] BF16 or fp32 (y_type), device
   OutType y_type = OutType::BF16;
-  LinearPath path = LinearPath::Auto;  // Gemv: T <= kLinearGemvMaxRows; GemvWarpRow: T <= 8
+  LinearPath path = LinearPath::Auto;  // Gemv, GemvWarpRow only for T <= kLinearGemvMaxRows
   // y = relu(x W^T)^2: in the GEMV epilogue (fp32, one rounding to y's type); the GEMM path
   // stores BF16 and then squares the stored values (relu2_cuda, a second rounding).
   bool relu2 = false;

@@ -22,10 +22,9 @@ void route_topk_cuda(const float* logits, const float* bias, const RouterParams&
 void router_logits_f32_cuda(const float* x, const uint16_t* w, int64_t T, int64_t E, int64_t H, float* logits,
                             cudaStream_t stream);
 
-// Router logits of up to kGateLogitsMaxRows BF16 rows (decode): logits[t, e] = sum_i x[t, i] * w[e, i], fp32
+// Router logits of up to 8 BF16 rows (decode): logits[t, e] = sum_i x[t, i] * w[e, i], fp32
 // accumulation in a fixed order (K split in four quarters, summed in order). x [T, H], w BF16
 // [E, H] (both 16-byte aligned), logits fp32 [T, E]. H % 8 == 0.
-inline constexpr int64_t kGateLogitsMaxRows = 8;
 void gate_logits_bf16_cuda(const uint16_t* x, const uint16_t* w, int64_t T, int64_t E, int64_t H, float* logits,
                            cudaStream_t stream);
 

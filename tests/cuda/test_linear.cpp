@@ -105,7 +105,7 @@ TEST(LinearCuda, GemvRealShapes) {
   uint64_t seed = 1;
   for (const auto& c : kNano)
     for (auto f : kFormats)
-      for (int64_t T : {1, 3, 8, 16, 32})
+      for (int64_t T : {1, 3, 8})
         run_case(c, f, T, LinearPath::Gemv, std::string(c.name) == "nano.router" ? OutType::F32 : OutType::BF16, seed++);
   for (const auto& c : kSuper)
     for (auto f : kFormats)
@@ -117,7 +117,6 @@ TEST(LinearCuda, GemvLmHeadF32) {
   const Case lm{"nano.lm_head", 131072, 2688};
   run_case(lm, WeightFormat::Dense, 1, LinearPath::Gemv, OutType::F32, 99);
   run_case(lm, WeightFormat::Dense, 2, LinearPath::Gemv, OutType::F32, 98);
-  run_case(lm, WeightFormat::Dense, 12, LinearPath::Gemv, OutType::F32, 97);  // a verify step's rows
 }
 
 TEST(LinearCuda, GemvSmallAndEveryT) {
@@ -125,7 +124,7 @@ TEST(LinearCuda, GemvSmallAndEveryT) {
   uint64_t seed = 200;
   for (const auto& c : kSmall)
     for (auto f : kFormats)
-      for (int64_t T = 1; T <= 32; ++T)
+      for (int64_t T = 1; T <= 8; ++T)
         run_case(c, f, T, LinearPath::Gemv, T % 2 ? OutType::BF16 : OutType::F32, seed++);
 }
 
@@ -143,7 +142,7 @@ TEST(LinearCuda, GemvWarpRowPath) {
 // Tensor-core GEMV edge cases: every T on shapes whose K is not a multiple of the 128-element
 // NVFP4 super-step (1856, 96, 160) and whose rows are not a multiple of the 16-row tile; extreme
 // scales and codes; the largest weights with every format; x too large for shared memory
-// (T=8, in=16384: 256 KiB) falls back to the warp-per-row kernel, and above 8 rows to the GEMM.
+// (T=8, in=16384: 256 KiB) falls back to the warp-per-row kernel.
 TEST(LinearCuda, GemvTilesEdgeCases) {
   ASSERT_TRUE(have_device());
   uint64_t seed = 600;
@@ -151,10 +150,9 @@ TEST(LinearCuda, GemvTilesEdgeCases) {
                       {"k224_rows300", 300, 224}};
   for (const auto& c : odd)
     for (auto f : kFormats)
-      for (int64_t T : {1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 24, 31, 32})
-        run_case(c, f, T, LinearPath::Gemv, T % 3 ? OutType::BF16 : OutType::F32, seed++);
+      for (int64_t T = 1; T <= 8; ++T) run_case(c, f, T, LinearPath::Gemv, T % 3 ? OutType::BF16 : OutType::F32, seed++);
   for (auto f : {WeightFormat::FP8, WeightFormat::NVFP4})
-    for (int64_t T : {1, 4, 8, 20}) {
+    for (int64_t T : {1, 4, 8}) {
       run_case(kNano[2], f, T, LinearPath::Gemv, OutType::BF16, seed++, true);
       run_case(odd[0], f, T, LinearPath::Gemv, OutType::F32, seed++, true);
     }
@@ -164,7 +162,6 @@ TEST(LinearCuda, GemvTilesEdgeCases) {
   for (auto f : kFormats) {
     run_case(wide, f, 8, LinearPath::Gemv, OutType::F32, seed++);
     run_case(wide, f, 1, LinearPath::Gemv, OutType::BF16, seed++);
-    run_case(wide, f, 16, LinearPath::Gemv, OutType::BF16, seed++);  // 512 KiB of x: the GEMM
   }
 }
 
@@ -273,14 +270,11 @@ TEST(LinearCuda, RejectsBadArguments) {
   EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);  // null pointers
   a.T = 0;
   EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);
-  a.T = kernels::kLinearGemvMaxRows + 1;
+  a.T = 9;
   a.path = LinearPath::Gemv;
   a.w.data = a.x = reinterpret_cast<const uint16_t*>(uintptr_t{256});
   a.y = reinterpret_cast<void*>(uintptr_t{256});
-  EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);  // the tile GEMV takes at most 32 rows
-  a.T = kernels::kLinearGemvRowsMaxRows + 1;
-  a.path = LinearPath::GemvWarpRow;
-  EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);  // the warp-per-row GEMV at most 8
+  EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);  // GEMV takes at most 8 rows
   a.T = 1;
   a.w.format = WeightFormat::Dense;
   a.w.dense_type = kernels::ElementType::F32;

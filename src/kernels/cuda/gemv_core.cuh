@@ -109,9 +109,6 @@ __device__ __forceinline__ void gemv_row(const uint8_t* __restrict__ wdata, cons
 // A = the 16 weight rows, B = up to 8 rows of x (column n = token n, read from shared memory,
 // staged once per block), so T = 1..8 costs the same weight traffic and instructions. The
 // mma chain of one super-step (at most 8 mmas, 128 k) is added to fp32 accumulators.
-// mma_tile_n<F, NT> takes up to 8 NT rows of x: each decoded weight fragment feeds NT mma
-// column tiles (tokens 8 nt .. 8 nt + 7), so up to 32 rows still read every weight byte once.
-// A token's column is computed alone in a fixed K order: its result does not depend on T.
 constexpr int kTileRows = 16;
 constexpr int kMmaMaxWarps = 16;
 constexpr int kAhead = 2;  // super-steps per warp per load batch (two batches in flight)
@@ -130,11 +127,9 @@ __device__ __forceinline__ int xs_swizzle(int n, int u) {
   else return (n & 1) << 2;
 }
 
-// Shared memory of a tile GEMV over T rows of x: the staged rows, then the warps' partial sums
-// (4 x 32 floats per warp and column tile of 8 tokens).
 template <WeightFormat F>
 __host__ __device__ inline int64_t mma_smem_bytes(int64_t T, int64_t in, int warps) {
-  return T * xs_stride(static_cast<int>(in)) * 16 + int64_t{warps} * ((T + 7) / 8) * 4 * 32 * 4;
+  return T * xs_stride(static_cast<int>(in)) * 16 + int64_t{warps} * 4 * 32 * 4;
 }
 
 // All threads of the block: x rows n < T (BF16, global; row n at row(n), 16-byte aligned,
@@ -169,10 +164,10 @@ __device__ __forceinline__ void stage_x(const uint16_t* __restrict__ x, int T, i
 // Rows past `out` are clamped (read, never stored); chunks past `in` count as zeros.
 // `stage()` (all threads: x into shared memory, then a barrier) runs after the warp's first
 // weight loads are issued, so that staging overlaps their latency.
-template <WeightFormat F, int NT, class Stage>
-__device__ __forceinline__ void mma_tile_n(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
-                                           int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
-                                           Stage&& stage, float (&acc)[NT][4]) {
+template <WeightFormat F, class Stage>
+__device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
+                                         int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
+                                         Stage&& stage, float (&acc)[4]) {
   using D = MmaFmt<F>;
   constexpr int E = D::kE, U = E / 8;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -187,10 +182,10 @@ __device__ __forceinline__ void mma_tile_n(const uint8_t* __restrict__ wdata, co
     sa = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(ra) * (in / 16));
     sc = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(rc) * (in / 16));
   }
+  const bool has_b = g < T;
+  const uint4* xrow = xs + g * stride;
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[nt][j] = 0.0f;
+  for (int j = 0; j < 4; ++j) acc[j] = 0.0f;
 
   // Two register buffers of kAhead super-steps: the loads of the next batch are in flight
   // while the current one is decoded and multiplied.
@@ -220,32 +215,24 @@ __device__ __forceinline__ void mma_tile_n(const uint8_t* __restrict__ wdata, co
       uint32_t sca[2] = {0, 0}, scc[2] = {0, 0};
       D::prep_scale(qa[i], sca);
       D::prep_scale(qc[i], scc);
-      float part[NT][4];
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) part[nt][j] = 0.0f;
+      float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
       for (int w = 0; w < U; ++w) {
         uint32_t ra4[4], rc4[4];
         D::unit(va[i], sca, w, ra4);
         D::unit(vc[i], scc, w, rc4);
+        uint4 b = make_uint4(0, 0, 0, 0);
+        if (has_b && c < nchunk) {
+          const int u = c * U + w;
+          b = xrow[u ^ xs_swizzle<F>(g, u)];
+        }
         const uint32_t a0[4] = {ra4[0], rc4[0], ra4[1], rc4[1]};
         const uint32_t a1[4] = {ra4[2], rc4[2], ra4[3], rc4[3]};
-        const int u = c * U + w;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          // Token n = g + 8 nt (B's column g); its swizzle depends on n's parity, g's.
-          uint4 b = make_uint4(0, 0, 0, 0);
-          if (g + 8 * nt < T && c < nchunk) b = xs[(g + 8 * nt) * stride + (u ^ xs_swizzle<F>(g, u))];
-          mma_bf16_16816(part[nt], a0, b.x, b.y);
-          mma_bf16_16816(part[nt], a1, b.z, b.w);
-        }
+        mma_bf16_16816(part, a0, b.x, b.y);
+        mma_bf16_16816(part, a1, b.z, b.w);
       }
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[nt][j] += part[nt][j];
+      for (int j = 0; j < 4; ++j) acc[j] += part[j];
     }
   };
   const int batch = nwarps * kAhead;
@@ -260,63 +247,37 @@ __device__ __forceinline__ void mma_tile_n(const uint8_t* __restrict__ wdata, co
   }
 }
 
-// One column tile (T <= 8): acc[j] of lane 4g+t as documented above.
-template <WeightFormat F, class Stage>
-__device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
-                                         int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
-                                         Stage&& stage, float (&acc)[4]) {
-  mma_tile_n<F, 1>(wdata, wscale, in, out, row0, xs, T, warp, nwarps, stage, reinterpret_cast<float (&)[1][4]>(acc));
-}
-
 // Adds the warps' partial sums in warp order (red: 4 * 32 floats per warp of shared memory)
 // and calls put(n, row, act(sum * post)) for the tile's rows < out and tokens n < T (threads
 // 0..127, one value each). Ends with every thread past a barrier; called by all threads of
 // the block.
-// With NT column tiles (mma_tile_n): red holds 4 * 32 * NT floats per warp, threads take the
-// NT * 128 sums in turn (tile nt: tokens 8 nt ..).
-template <int NT, class Put>
-__device__ __forceinline__ void mma_tile_reduce_n(const float (&acc)[NT][4], float* red, int row0, int out, int T,
-                                                  float post, bool relu2, Put&& put) {
+template <class Put>
+__device__ __forceinline__ void mma_tile_reduce(const float (&acc)[4], float* red, int row0, int out, int T,
+                                                float post, bool relu2, Put&& put) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) red[((warp * NT + nt) * 4 + j) * 32 + lane] = acc[nt][j];
+  for (int j = 0; j < 4; ++j) red[(warp * 4 + j) * 32 + lane] = acc[j];
   __syncthreads();
-  for (int i = static_cast<int>(threadIdx.x); i < NT * 128; i += static_cast<int>(blockDim.x)) {
-    const int nt = i >> 7, j = (i >> 5) & 3, l = i & 31;
+  if (threadIdx.x < 128) {
+    const int j = threadIdx.x >> 5;
     float s = 0.0f;
-    for (int w = 0; w < nwarps; ++w) s += red[((w * NT + nt) * 4 + j) * 32 + l];
+    for (int w = 0; w < nwarps; ++w) s += red[(w * 4 + j) * 32 + lane];
     s *= post;
     if (relu2) s = s > 0.0f ? s * s : 0.0f;
-    const int row = row0 + (l >> 2) + (j >= 2 ? 8 : 0), n = 8 * nt + 2 * (l & 3) + (j & 1);
+    const int row = row0 + (lane >> 2) + (j >= 2 ? 8 : 0), n = 2 * (lane & 3) + (j & 1);
     if (row < out && n < T) put(n, row, s);
   }
 }
 
-template <class Put>
-__device__ __forceinline__ void mma_tile_reduce(const float (&acc)[4], float* red, int row0, int out, int T,
-                                                float post, bool relu2, Put&& put) {
-  mma_tile_reduce_n<1>(reinterpret_cast<const float (&)[1][4]>(acc), red, row0, out, T, post, relu2, put);
-}
-
-// mma_tile_reduce_n storing y[n, row] (row stride y_row_stride elements, BF16 or fp32).
-template <int NT>
-__device__ __forceinline__ void mma_tile_store_n(const float (&acc)[NT][4], float* red, int row0, int out, int T,
-                                                 float post, bool relu2, void* __restrict__ y, bool y_f32,
-                                                 int64_t y_row_stride) {
-  mma_tile_reduce_n<NT>(acc, red, row0, out, T, post, relu2, [&](int n, int row, float s) {
+// mma_tile_reduce storing y[n, row] (row stride y_row_stride elements, BF16 or fp32).
+__device__ __forceinline__ void mma_tile_store(const float (&acc)[4], float* red, int row0, int out, int T,
+                                               float post, bool relu2, void* __restrict__ y, bool y_f32,
+                                               int64_t y_row_stride) {
+  mma_tile_reduce(acc, red, row0, out, T, post, relu2, [&](int n, int row, float s) {
     const int64_t o = n * y_row_stride + row;
     if (y_f32) static_cast<float*>(y)[o] = s;
     else static_cast<uint16_t*>(y)[o] = f2bf(s);
   });
-}
-
-__device__ __forceinline__ void mma_tile_store(const float (&acc)[4], float* red, int row0, int out, int T,
-                                               float post, bool relu2, void* __restrict__ y, bool y_f32,
-                                               int64_t y_row_stride) {
-  mma_tile_store_n<1>(reinterpret_cast<const float (&)[1][4]>(acc), red, row0, out, T, post, relu2, y, y_f32,
-                      y_row_stride);
 }
 
 // Warps per block (4, 8 or 16) for `blocks` blocks over a K range of `nsteps` super-steps:

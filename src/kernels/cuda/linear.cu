@@ -32,20 +32,17 @@ void check_args(const LinearCudaArgs& a) {
   const bool gemv = uses_gemv(a);
   require(!gemv || a.T <= kLinearGemvMaxRows,
           "linear_cuda: the GEMV path takes at most " + std::to_string(kLinearGemvMaxRows) + " rows");
-  require(a.path != LinearPath::GemvWarpRow || a.T <= kLinearGemvRowsMaxRows,
-          "linear_cuda: the warp-per-row GEMV takes at most " + std::to_string(kLinearGemvRowsMaxRows) + " rows");
   require(!a.relu2 || a.y_type == OutType::BF16 || gemv, "linear_cuda: relu2 with fp32 output needs the GEMV path");
 }
 
-// A checked linear. The GEMV declines more than 8 rows whose x does not fit in shared memory;
-// those take the GEMM.
+// A checked linear.
 void launch(const LinearCudaArgs& a, cudaStream_t stream) {
-  if (uses_gemv(a) && cuda::launch_linear_gemv(a, stream)) return;
-  cuda::require(!a.relu2 || a.y_type == OutType::BF16,
-                "linear_cuda: relu2 with fp32 output needs the GEMV path (x of " + std::to_string(a.T) + " x " +
-                    std::to_string(a.w.in) + " does not fit in shared memory)");
-  cuda::launch_linear_gemm(a, stream);
-  if (a.relu2) relu2_cuda(static_cast<uint16_t*>(a.y), a.T * a.w.out, stream);
+  if (uses_gemv(a)) {
+    cuda::launch_linear_gemv(a, stream);
+  } else {
+    cuda::launch_linear_gemm(a, stream);
+    if (a.relu2) relu2_cuda(static_cast<uint16_t*>(a.y), a.T * a.w.out, stream);
+  }
 }
 
 }  // namespace

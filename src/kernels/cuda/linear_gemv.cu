@@ -1,9 +1,9 @@
-// Decode GEMV: y[t, r] = sum_k x[t, k] W[r, k] for T <= kLinearGemvMaxRows (32) rows of x.
-//   Default: the tensor-core GEMV (gemv_core.cuh, mma_tile_n): one block per 16 output rows, x
-//   staged in shared memory, 4-16 warps splitting K, 1, 2 or 4 column tiles of 8 tokens.
+// Decode GEMV: y[t, r] = sum_k x[t, k] W[r, k] for T <= 8 rows of x.
+//   Default: the tensor-core GEMV (gemv_core.cuh, mma_tile): one block per 16 output rows, x
+//   staged in shared memory, 4-16 warps splitting K.
 //   LinearPath::GemvWarpRow, Auto at T = 1 for BF16 / FP8 / small NVFP4 (prefer_rows), or x too
-//   large for shared memory (T <= 8; above that the caller takes the GEMM): one warp per output
-//   row on the CUDA cores (gemv_row), kWarps rows per block.
+//   large for shared memory: one warp per output row on the CUDA cores (gemv_row), kWarps rows
+//   per block.
 #include <atomic>
 #include <string>
 #include <type_traits>
@@ -98,8 +98,7 @@ void launch_group(const LinearCudaArgs* parts, int n, cudaStream_t stream) {
 }
 
 // grid.x = 16-row tiles; dynamic shared memory = mma_smem_bytes (x, then the warp partials).
-// NT column tiles of 8 tokens: T <= 8 NT.
-template <WeightFormat F, int NT>
+template <WeightFormat F>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32) gemv_mma_kernel(const uint8_t* __restrict__ wdata,
                                                                      const uint8_t* __restrict__ wscale, float post,
                                                                      const uint16_t* __restrict__ x, int T, int in,
@@ -109,47 +108,38 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) gemv_mma_kernel(const uint8
   pdl_trigger();
   float* red = reinterpret_cast<float*>(smem + T * xs_stride(in));
   const int row0 = blockIdx.x * kTileRows;
-  float acc[NT][4];
+  float acc[4];
   // The first weight loads are in flight before the wait for the previous kernel (PDL): the
   // weights are never written during a step; x and y only after pdl_wait().
-  mma_tile_n<F, NT>(wdata, wscale, in, out, row0, smem, T, threadIdx.x >> 5, blockDim.x >> 5, [&] {
+  mma_tile<F>(wdata, wscale, in, out, row0, smem, T, threadIdx.x >> 5, blockDim.x >> 5, [&] {
     pdl_wait();
     stage_x<F>(x, T, in, smem);
     __syncthreads();
   }, acc);
-  mma_tile_store_n<NT>(acc, red, row0, out, T, post, relu2, y, y_f32, out);
+  mma_tile_store(acc, red, row0, out, T, post, relu2, y, y_f32, out);
 }
 
 // Returns false (nothing launched) when x does not fit in shared memory.
-template <WeightFormat F, int NT>
-bool launch_mma_n(const LinearCudaArgs& a, cudaStream_t stream) {
+template <WeightFormat F>
+bool launch_mma(const LinearCudaArgs& a, cudaStream_t stream) {
   const DeviceLimits lim = device_limits();
   const int64_t tiles = (a.w.out + kTileRows - 1) / kTileRows;
   const int nsteps = static_cast<int>((a.w.in / MmaFmt<F>::kE + 3) / 4);
-  auto* const kernel = &gemv_mma_kernel<F, NT>;
   const int warps = mma_warps(tiles, nsteps, lim.sms, [&](int w) {
-    return resident_blocks(reinterpret_cast<const void*>(kernel), w * 32, mma_smem_bytes<F>(a.T, a.w.in, w));
+    return resident_blocks(reinterpret_cast<const void*>(gemv_mma_kernel<F>), w * 32, mma_smem_bytes<F>(a.T, a.w.in, w));
   });
   const int64_t smem = mma_smem_bytes<F>(a.T, a.w.in, warps);
   if (smem > lim.smem_optin) return false;
   if (smem > 48 * 1024) {
-    const cudaError_t e =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    const cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem));
     require(e == cudaSuccess, std::string("linear_gemv: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
   const float post = MmaFmt<F>::kPost * post_scale(F, a.w.scale);
-  launch_pdl(kernel, dim3(static_cast<unsigned>(tiles)), dim3(warps * 32), static_cast<size_t>(smem), stream,
+  launch_pdl(gemv_mma_kernel<F>, dim3(static_cast<unsigned>(tiles)), dim3(warps * 32), static_cast<size_t>(smem), stream,
              static_cast<const uint8_t*>(a.w.data), a.w.block_scale, post, a.x, static_cast<int>(a.T),
              static_cast<int>(a.w.in), static_cast<int>(a.w.out), a.y, a.y_type == OutType::F32, a.relu2);
   return true;
-}
-
-// Column tiles for T rows: 1 (T <= 8), 2 (<= 16) or 4 (<= kLinearGemvMaxRows = 32).
-template <WeightFormat F>
-bool launch_mma(const LinearCudaArgs& a, cudaStream_t stream) {
-  if (a.T <= 8) return launch_mma_n<F, 1>(a, stream);
-  if (a.T <= 16) return launch_mma_n<F, 2>(a, stream);
-  return launch_mma_n<F, 4>(a, stream);
 }
 
 // LinearPath::Auto at T = 1 keeps the warp-per-row kernel where it measured faster on the H100
@@ -162,15 +152,9 @@ bool prefer_rows(const LinearCudaArgs& a) {
   return F != WeightFormat::NVFP4 || a.w.stored_bytes() < (int64_t{4} << 20);
 }
 
-// False (nothing launched) for more than kLinearGemvRowsMaxRows rows whose x does not fit in
-// shared memory: the warp-per-row kernel holds at most 8 rows, the caller takes the GEMM.
 template <WeightFormat F>
-bool launch_fmt(const LinearCudaArgs& a, cudaStream_t stream) {
-  if ((a.T <= kLinearGemvRowsMaxRows && prefer_rows<F>(a)) || !launch_mma<F>(a, stream)) {
-    if (a.T > kLinearGemvRowsMaxRows) return false;
-    launch_rows<F>(a, stream);
-  }
-  return true;
+void launch_fmt(const LinearCudaArgs& a, cudaStream_t stream) {
+  if (prefer_rows<F>(a) || !launch_mma<F>(a, stream)) launch_rows<F>(a, stream);
 }
 
 }  // namespace
@@ -225,15 +209,13 @@ bool launch_linear_gemv_group(const LinearCudaArgs* parts, int n, cudaStream_t s
   return true;
 }
 
-bool launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream) {
-  bool launched = false;
+void launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream) {
   switch (a.w.format) {
-    case WeightFormat::Dense: launched = launch_fmt<WeightFormat::Dense>(a, stream); break;
-    case WeightFormat::FP8: launched = launch_fmt<WeightFormat::FP8>(a, stream); break;
-    case WeightFormat::NVFP4: launched = launch_fmt<WeightFormat::NVFP4>(a, stream); break;
+    case WeightFormat::Dense: launch_fmt<WeightFormat::Dense>(a, stream); break;
+    case WeightFormat::FP8: launch_fmt<WeightFormat::FP8>(a, stream); break;
+    case WeightFormat::NVFP4: launch_fmt<WeightFormat::NVFP4>(a, stream); break;
   }
-  if (launched) check_launch("linear_gemv");
-  return launched;
+  check_launch("linear_gemv");
 }
 
 }  // namespace nemotron::kernels::cuda

@@ -7,9 +7,7 @@
 
 namespace nemotron::kernels::cuda {
 
-// False (nothing launched) when x of more than kLinearGemvRowsMaxRows rows does not fit in
-// shared memory (the caller then takes the GEMM).
-bool launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream);
+void launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream);
 // linear_group_cuda's one-launch path (checked arguments); false when it does not apply.
 bool launch_linear_gemv_group(const LinearCudaArgs* parts, int n, cudaStream_t stream);
 void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream);

@@ -365,7 +365,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) router_logits_kernel(const 
 // takes expert 2 * blockIdx.x + (w & 1) and K quarter w >> 1 (16-byte chunks of 8 elements,
 // lane-strided), for every row; quarters are summed in order. 64 blocks for E = 128 instead
 // of the 16 a warp-per-expert kernel would have.
-constexpr int kGateRows = static_cast<int>(kGateLogitsMaxRows), kGateWarps = 8, kGateSplit = 4;
+constexpr int kGateRows = 8, kGateWarps = 8, kGateSplit = 4;
 __global__ void __launch_bounds__(32 * kGateWarps) gate_logits_kernel(const uint16_t* __restrict__ x,
                                                                       const uint16_t* __restrict__ w, int T, int E,
                                                                       int H, float* __restrict__ logits) {
@@ -417,7 +417,7 @@ void gate_logits_bf16_cuda(const uint16_t* x, const uint16_t* w, int64_t T, int6
                            cudaStream_t stream) {
   cuda::require(E >= 1 && E < (int64_t{1} << 24) && H >= 8 && H % 8 == 0 && H < (int64_t{1} << 30),
                 "gate_logits_bf16_cuda: E must be in [1, 2^24), H a multiple of 8");
-  cuda::require(T >= 0 && T <= kGateRows, "gate_logits_bf16_cuda: at most " + std::to_string(kGateRows) + " rows");
+  cuda::require(T >= 0 && T <= kGateRows, "gate_logits_bf16_cuda: at most 8 rows");
   cuda::require(T == 0 || (x && w && logits), "gate_logits_bf16_cuda: null pointer");
   cuda::require(cuda::aligned16(x) && cuda::aligned16(w), "gate_logits_bf16_cuda: x and w must be 16-byte aligned");
   if (T == 0) return;

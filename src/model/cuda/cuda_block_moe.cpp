@@ -44,7 +44,7 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   const auto* gate_w = static_cast<const uint16_t*>(b.e.gate.data);
   if (f32_router)
     router_logits_f32_cuda(uf, gate_w, R, c.n_routed_experts, H, router_logits, sm);
-  else if (R <= kGateLogitsMaxRows && b.e.gate.format == WeightFormat::Dense && H % 8 == 0)
+  else if (R <= kLinearGemvMaxRows && b.e.gate.format == WeightFormat::Dense && H % 8 == 0)
     gate_logits_bf16_cuda(u, gate_w, R, c.n_routed_experts, H, router_logits, sm);
   else
     linear_cuda({b.e.gate, u, R, router_logits, OutType::F32}, sm);
