@@ -40,13 +40,25 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   o.ssm_state = p.ssm_state;
   // Roll-back room for speculative decoding (with an MTP head and K > 0).
   const int K = req.speculative_tokens >= 0 ? req.speculative_tokens : (m.config.has_mtp() ? 3 : 0);
-  o.spec_seqs = m.config.has_mtp() && K > 0 ? std::min(kCudaSpecSeqs, req.max_num_seqs) : 0;
   o.spec_rows = K + 1;
+  o.spec_seqs = 0;
   auto terms = [&](int64_t kv_tokens) {
     o.kv_tokens = kv_tokens;
     return model::cuda_memory(m, o, sms);
   };
   auto total = [](const model::CudaMemory& t) { return t.device_total() + t.pinned_host; };
+  if (m.config.has_mtp() && K > 0) {
+    // Every sequence may verify when the room for all of them takes at most kCudaSpecShare of
+    // what the budget leaves beside the rest of the plan (before the KV cache and the prefix
+    // cache); else as many as fit in that share, at least min(kCudaSpecSeqs, max_num_seqs).
+    const int64_t none = total(terms(0));
+    o.spec_seqs = 1;
+    const int64_t per_seq = std::max<int64_t>(1, total(terms(0)) - none);
+    const int64_t share = static_cast<int64_t>(static_cast<double>(std::max<int64_t>(0, p.budget_bytes - none)) *
+                                               kCudaSpecShare);
+    o.spec_seqs = static_cast<int>(std::clamp<int64_t>(share / per_seq, std::min(kCudaSpecSeqs, req.max_num_seqs),
+                                                       req.max_num_seqs));
+  }
   // The snapshot pool: as asked, or a tenth of what the budget leaves after everything but
   // the KV cache (the pool takes whole units of it).
   o.prefix_cache_bytes = 0;

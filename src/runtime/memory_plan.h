@@ -43,16 +43,22 @@ struct MemoryPlanRequest {
   std::optional<double> prefix_cache_gib;
   bool prefix_cache = true;
   // Speculative decoding (--speculative-tokens; -1: the default, 3 with an MTP head): the CUDA
-  // plan keeps roll-back room for min(8, max_num_seqs) verifying sequences of K + 1 rows
-  // (nothing without an MTP head or with K = 0).
+  // plan keeps roll-back room for verifying sequences of K + 1 rows: all max_num_seqs when that
+  // takes at most kCudaSpecShare of the memory left beside the rest of the plan, else as many
+  // as fit there, at least min(kCudaSpecSeqs, max_num_seqs) (nothing without an MTP head or
+  // with K = 0).
   int speculative_tokens = -1;
   // Tensor / expert parallelism (CPU backend: ranks are threads of this process; the plan
   // counts every rank's share, and describes the weights of each).
   model::ParallelConfig parallel;
 };
 
-// Sequences the CUDA plan lets verify drafts in one step (their roll-back room is planned).
+// Sequences the CUDA plan lets verify drafts in one step (their roll-back room is planned):
+// at least kCudaSpecSeqs (or max_num_seqs), more while the room takes at most kCudaSpecShare
+// of the memory the budget leaves beside weights, state slots, activations and graphs (Nano:
+// ~46 MiB per sequence; 64 sequences 2.9 GiB of ~52 GiB on an H100).
 inline constexpr int kCudaSpecSeqs = 8;
+inline constexpr double kCudaSpecShare = 0.125;
 
 inline constexpr int kCudaSmsBound = 160;
 

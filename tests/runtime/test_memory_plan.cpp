@@ -291,7 +291,8 @@ TEST(MemoryPlan, CudaTableIsOneWalkOverThreeArenas) {
 
 // The CUDA plan holds the prefix cache as the model's snapshot pool (whole units, a tenth of
 // what is left by default, or the flag) and roll-back room for speculative decoding (with an
-// MTP head: min(8, seqs) sequences of K + 1 rows); the backend options carry both.
+// MTP head: every sequence while that room is a small share of the budget, else as many as
+// fit in the share, at least min(8, seqs), of K + 1 rows); the backend options carry both.
 TEST(MemoryPlan, CudaPlanHoldsTheSnapshotPoolAndSpeculation) {
   MemoryPlanRequest r;
   r.device = "cuda";
@@ -339,6 +340,36 @@ TEST(MemoryPlan, CudaPlanHoldsTheSnapshotPoolAndSpeculation) {
   EXPECT_EQ(q.spec_bytes, 0);
   EXPECT_EQ(q.max_spec_seqs, 0);
   EXPECT_THAT(q.describe(), HasSubstr("speculation       off"));
+  // More sequences: every one may verify while their room takes at most kCudaSpecShare of what
+  // the budget leaves beside the rest of the plan; a tighter budget keeps as many as fit there,
+  // at least kCudaSpecSeqs.
+  r.speculative_tokens = -1;
+  r.prefix_cache = false;
+  r.prefix_cache_gib.reset();
+  r.max_model_len = 16;
+  r.max_num_seqs = 40;
+  EXPECT_EQ(plan_memory(model(), r).max_spec_seqs, 40);
+  model::CudaModelOptions c;
+  c.max_seqs = 40;
+  c.max_step_tokens = 256;
+  c.kv_tokens = 0;
+  c.spec_rows = 4;
+  const auto rest = model::cuda_memory(model(), c, 132);
+  c.spec_seqs = 1;
+  const auto one = model::cuda_memory(model(), c, 132);
+  const int64_t none_total = rest.device_total() + rest.pinned_host;
+  const int64_t per_seq = one.device_total() + one.pinned_host - none_total;
+  ASSERT_GT(per_seq, 0);
+  r.memory_gib = static_cast<double>(none_total + static_cast<int64_t>(20.5 / kCudaSpecShare * per_seq)) / (1 << 30);
+  const auto tight = plan_memory(model(), r);
+  EXPECT_EQ(tight.max_spec_seqs, 20);
+  EXPECT_LE(tight.total_bytes, tight.budget_bytes);
+  EXPECT_THAT(tight.describe(), HasSubstr("20 sequences x 4 rows kept for roll-back"));
+  r.memory_gib = static_cast<double>(none_total + static_cast<int64_t>(2.5 / kCudaSpecShare * per_seq)) / (1 << 30);
+  EXPECT_EQ(plan_memory(model(), r).max_spec_seqs, kCudaSpecSeqs);
+  r.max_model_len = 1000;
+  r.memory_gib = 1.0;
+  r.max_num_seqs = 3;
   // Without an MTP head nothing is kept for roll-back.
   const model::Model plain = model::Model::load(nemotron::testing::fixture_dir("nano-moe"));
   r.speculative_tokens = -1;
