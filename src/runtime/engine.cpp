@@ -228,19 +228,30 @@ void Engine::loop() {
 }
 
 bool Engine::begin_step(InFlight& f) {
-  f.plan = scheduler_.schedule();
+  // Drafts per verifying sequence this step (0: none): measured per batch size
+  // (runtime/speculation.h), K with --speculate-always. Drafts are extras: the scheduler charges
+  // 1 + k per decode, so k is at most what the step budget leaves after one token per decoding
+  // sequence and the prompts' share (their pending tokens, at most half of what the decodes
+  // leave), so that neither a decoding sequence nor a waiting prompt is pushed out by drafts.
+  const int K = options_.speculative_tokens;
+  const int64_t ready = scheduler_.decoding();
+  int k = 0;
+  if (K > 0 && ready > 0) {
+    k = options_.speculate_always ? K : spec_.choose(ready);
+    const int64_t left = std::max<int64_t>(0, options_.limits.max_step_tokens - ready);
+    const int64_t spare = left - std::min(scheduler_.prefill_pending(), left / 2);
+    k = static_cast<int>(std::min<int64_t>(k, spare / ready));
+  }
+  f.plan = scheduler_.schedule(k);
   if (cache_) defer_same_prompts(f.plan);
   if (f.plan.empty()) return false;
   f.t0 = std::chrono::steady_clock::now();  // the step's time includes the drafting
-  const int K = options_.speculative_tokens;
   int64_t decoding = 0;
   for (const auto& c : f.plan) {
     decoding += c.decode();
     f.decode_only = f.decode_only && c.decode();
   }
-  // Drafts per verifying sequence this step (0: none); measured per batch size
-  // (runtime/speculation.h), K with --speculate-always.
-  const int k = K == 0 || decoding == 0 ? 0 : options_.speculate_always ? K : spec_.choose(decoding);
+  if (decoding == 0) k = 0;
   f.k = k;
   const bool speculate = k > 0;
   std::vector<model::StepChunk> chunks;

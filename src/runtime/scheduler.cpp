@@ -26,7 +26,27 @@ void Scheduler::remove(uint64_t seq) {
   entries_.erase(it);
 }
 
-std::vector<ScheduledChunk> Scheduler::schedule() {
+int64_t Scheduler::decoding() const {
+  int64_t n = 0;
+  for (uint64_t seq : running_) {
+    const Entry& e = entries_.at(seq);
+    n += e.prefilled == e.prompt_len;
+  }
+  return n;
+}
+
+int64_t Scheduler::prefill_pending() const {
+  int64_t n = 0;
+  for (uint64_t seq : running_) {
+    const Entry& e = entries_.at(seq);
+    n += e.prompt_len - e.prefilled;
+  }
+  const std::size_t free = static_cast<std::size_t>(std::max(0, limits_.max_num_seqs - static_cast<int>(running_.size())));
+  for (std::size_t i = 0; i < waiting_.size() && i < free; ++i) n += entries_.at(waiting_[i]).prompt_len;
+  return n;
+}
+
+std::vector<ScheduledChunk> Scheduler::schedule(int64_t lookahead) {
   // Admit FIFO while a slot and the KV reservation are available.
   while (!waiting_.empty() && static_cast<int>(running_.size()) < limits_.max_num_seqs) {
     const Entry& e = entries_[waiting_.front()];
@@ -49,7 +69,8 @@ std::vector<ScheduledChunk> Scheduler::schedule() {
   decode_next_ = 0;
   for (std::size_t k = 0; k < decoding.size(); ++k) {
     const uint64_t seq = decoding[(first + k) % decoding.size()];
-    const int64_t cost = 1 + entries_[seq].lookahead;
+    const int64_t own = entries_[seq].lookahead;
+    const int64_t cost = 1 + (lookahead >= 0 ? std::min(lookahead, own) : own);
     if (cost > budget) {
       decode_next_ = seq;
       break;

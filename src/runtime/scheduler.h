@@ -8,8 +8,9 @@
 //     in the KV token capacity still unreserved: memory is reserved up front, so a running
 //     sequence can never run out and nothing is ever preempted or over-committed;
 //   - each step feeds at most `max_step_tokens` tokens: first one decode token (1 +
-//     lookahead with speculation) for every running sequence that finished its prompt (when
-//     they do not all fit, those left out go first next step), then
+//     lookahead with speculation: the step's drafts, which the engine sizes so that they fit
+//     beside one token per decode and the prompts' share) for every running sequence that
+//     finished its prompt (when they do not all fit, those left out go first next step), then
 //     prefill chunks with the rest of the budget, shared fairly: every prompt still prefilling
 //     first gets up to an equal share (rest / their count, at least one token), in admission
 //     order, and what the shorter prompts leave goes to the oldest first. So a short prompt
@@ -50,7 +51,14 @@ class Scheduler {
   void remove(uint64_t seq);
 
   // The next step's work. Sequences newly admitted this step appear with start == 0.
-  std::vector<ScheduledChunk> schedule();
+  // `lookahead` >= 0: this step's drafts per decode token (speculation picks it per step), at
+  // most each sequence's own; -1: each sequence's own.
+  std::vector<ScheduledChunk> schedule(int64_t lookahead = -1);
+  // Running sequences whose prompt is fed (the next step decodes them).
+  int64_t decoding() const;
+  // Prompt tokens still to feed: of the running sequences, and of the waiting ones that free
+  // slots could admit next (FIFO).
+  int64_t prefill_pending() const;
   // After the step ran: prefill progress was made as scheduled.
   void commit(const std::vector<ScheduledChunk>& step);
 

@@ -128,6 +128,30 @@ TEST(Scheduler, DecodesNeverExceedTheBudgetAndTakeTurns) {
   for (uint64_t i = 1; i <= 5; ++i) EXPECT_EQ(decodes[i], 6) << "sequence " << i;
 }
 
+// The step's own lookahead (speculation chose fewer drafts, or none): decodes cost 1 + that,
+// at most each sequence's own, so all 5 fit where 3 did with 2 drafts each.
+TEST(Scheduler, AStepsLookaheadSetsTheDecodeCost) {
+  Scheduler s({8, 10, 1 << 20});
+  for (uint64_t i = 1; i <= 5; ++i) ASSERT_TRUE(s.add(i, 1, 100, 2));
+  EXPECT_EQ(s.decoding(), 0);
+  s.commit(s.schedule());
+  EXPECT_EQ(s.decoding(), 5);
+  EXPECT_EQ(s.schedule(0).size(), 5u);  // plain decoding: 5 of 10 tokens
+  EXPECT_EQ(s.schedule(1).size(), 5u);  // 1 draft each: 10 of 10
+  EXPECT_EQ(s.schedule(7).size(), 3u);  // capped at the sequences' own 2
+  EXPECT_EQ(s.schedule().size(), 3u);
+  ASSERT_TRUE(s.add(6, 4, 100, 2));
+  const auto st = s.schedule(0);  // 5 decodes, then the new prompt's 4 tokens
+  ASSERT_EQ(st.size(), 6u);
+  EXPECT_EQ(tokens(st), 9);
+  EXPECT_EQ(s.decoding(), 5);  // the new one still prefills
+  EXPECT_EQ(s.prefill_pending(), 4);
+  ASSERT_TRUE(s.add(7, 30, 100, 2));
+  ASSERT_TRUE(s.add(8, 9, 100, 2));
+  ASSERT_TRUE(s.add(9, 5, 100, 2));
+  EXPECT_EQ(s.prefill_pending(), 4 + 30 + 9);  // two free slots (6 of 8 run): the first two waiting
+}
+
 TEST(Scheduler, MorePromptsThanBudgetTokens) {
   // A budget smaller than the number of prompts: one token each, oldest first.
   Scheduler s({8, 3, 1 << 20});

@@ -169,6 +169,38 @@ TEST_P(SpeculativeTest, GreedyIdsStayExactWhileTheDraftCountChanges) {
   EXPECT_GT(st.spec_draft_tokens, st.spec_drafts);
 }
 
+// A step budget too small for every decoding sequence's K + 1 rows: the step verifies fewer
+// drafts (1 while 4 sequences decode: 4 x 2 rows = 8) so that every sequence still decodes in
+// it, and none while prompts wait for half the budget (drafts never starve a prompt).
+TEST_P(SpeculativeTest, DraftsShrinkToTheStepBudget) {
+  const model::Model m = model::Model::load(model_path(GetParam()));
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 4; ++i) {
+    GenerationRequest r;
+    const auto p = prompt_of(GetParam(), i);
+    r.prompt.assign(p.begin(), p.begin() + 2);  // prefilled in the step that admits them
+    r.sampling.temperature = 0.0f;
+    r.max_tokens = 16 + i;
+    reqs.push_back(r);
+  }
+  EngineOptions o;
+  o.limits = {4, 8, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 3;
+  o.speculate_always = true;
+  Engine engine(cpu(m, 4, 64), o);
+  const auto got = nemotron::testing::generate_together(engine, reqs);
+  EngineOptions p = o;
+  p.speculative_tokens = 0;
+  p.limits.max_step_tokens = 64;
+  Engine plain(cpu(m, 4, 64), p);
+  EXPECT_EQ(got, nemotron::testing::generate_together(plain, reqs));
+  const EngineStats st = engine.stats();
+  EXPECT_GT(st.spec_drafts, 0u);
+  // While all four decode, a verify carries one draft (fewer sequences decoding: up to 3).
+  EXPECT_LT(st.spec_draft_tokens, st.spec_drafts * 2u);
+}
+
 // bench --spec-accept: acceptance drawn at the given rates instead of compared. Rate 0 keeps
 // no draft (the ids of plain decoding); rate 1 keeps every draft (K + 1 tokens per verify) and
 // each verify's last token is still the target's draw after the emitted tokens (the states
