@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "cli/bench_speculation.h"
 #include "cli/command.h"
+#include "model/step_bytes.h"
 #include "kernels/device_info.h"
 #include "model/accounting.h"
 #include "model/cuda/cuda_model.h"
@@ -38,58 +39,6 @@ std::vector<int64_t> parse_list(const std::string& text, const std::string& what
 }
 
 int64_t max_of(const std::vector<int64_t>& v) { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
-
-// Bytes one decode step of B rows reads, by the engine's accounting: every weight once per
-// step (the GEMV/GEMM reads a weight once for all rows), except the embedding (one row per
-// token) and the routed experts, of which a step reads the distinct ones its rows selected.
-// That count is estimated, per MoE layer, as E (1 - (1 - k/E)^B): the expected number of
-// distinct experts when each row picks k of E uniformly and independently (an estimate: real
-// routing is neither). State (read + write) and KV are per row.
-struct StepBytes {
-  int64_t fixed_weights = 0;     // weight_bytes_per_token without the embedding row and routed experts
-  int64_t embedding_row = 0;
-  struct MoeLayer {
-    int64_t E = 0;
-    int64_t mean_expert_bytes = 0;  // up + down of one expert, mean over the layer's experts
-  };
-  std::vector<MoeLayer> moe;
-  int64_t k = 0;                  // experts per token
-  int64_t state_per_row = 0;
-  int64_t kv_per_position = 0;    // BF16 K+V of every attention layer
-
-  StepBytes(const model::Model& m, const model::ModelAccounting& acc) {
-    const auto& w = m.weights;
-    embedding_row = w.embeddings.stored_bytes() / std::max<int64_t>(1, w.embeddings.out);
-    k = m.config.num_experts_per_tok;
-    int64_t routed_k = 0;  // accounting.cpp's "routed experts (active)" row, computed the same way
-    for (const auto& b : w.blocks) {
-      if (b.kind != model::LayerKind::MoE || b.moe.up.empty()) continue;
-      int64_t by = 0;
-      for (std::size_t e = 0; e < b.moe.up.size(); ++e) by += b.moe.up[e].w.stored_bytes() + b.moe.down[e].w.stored_bytes();
-      const int64_t E = static_cast<int64_t>(b.moe.up.size());
-      moe.push_back({E, by / E});
-      routed_k += by / E * k;
-    }
-    fixed_weights = acc.weight_bytes_per_token - embedding_row - routed_k;
-    state_per_row = acc.state_bytes_per_token;
-    kv_per_position = acc.kv_bytes_per_token_per_position;
-  }
-  // Expected distinct experts of one MoE layer with E experts for B rows.
-  double experts(int64_t E, int64_t B) const {
-    const double p = std::min(1.0, static_cast<double>(k) / static_cast<double>(E));
-    return static_cast<double>(E) * (1.0 - std::pow(1.0 - p, static_cast<double>(B)));
-  }
-  double mean_experts(int64_t B) const {
-    double s = 0;
-    for (const auto& l : moe) s += experts(l.E, B);
-    return moe.empty() ? 0.0 : s / static_cast<double>(moe.size());
-  }
-  double weights(int64_t B) const {
-    double routed = 0;
-    for (const auto& l : moe) routed += static_cast<double>(l.mean_expert_bytes) * experts(l.E, B);
-    return static_cast<double>(fixed_weights) + static_cast<double>(B * embedding_row) + routed;
-  }
-};
 
 int run_bench(int argc, char** argv) {
   CLI::App app{"Benchmark decode on the GPU: single-stream at several context depths, prefill and time to first "
@@ -193,7 +142,7 @@ int run_bench(int argc, char** argv) {
   const kernels::SsmStateFormat ssm = model::resolve_ssm_state(ssm_flags, m.config);
   const bool kv_fp8 = kv_dtype == "fp8" || (kv_dtype == "auto" && m.quant.kv_cache_quant_algo == "FP8");
   const auto acc = model::account(m, ssm.dtype, kv_fp8 ? 1 : 2);
-  const StepBytes step_bytes(m, acc);
+  const model::StepBytes step_bytes(m, acc);
   const int64_t V = m.config.vocab_size;
   model::CudaModelOptions o;
   // One slot per batched sequence; KV for the deepest single stream or for every batched
