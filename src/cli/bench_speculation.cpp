@@ -226,7 +226,7 @@ Json run_speculation_bench(const model::Model& m, const SpecBenchOptions& o) {
               rates.c_str());
   // The bytes bound: tokens per step over bytes per step (step_bytes.h, random routing)
   // against plain decoding's, at the run's measured tokens per verify (always rows).
-  const model::StepBytes bytes(m, model::account(m, o.ssm_state.dtype));
+  const model::StepBytes bytes(m, model::account(m, o.ssm_state.dtype), /*fp8_draft_head=*/o.device == "cuda");
   std::printf("%4s %-7s %5s %12s %12s %14s %14s %10s %10s %12s\n", "K", "mode", "B", "decode tok/s", "e2e tok/s",
               "tokens/verify", "drafts/verify", "verifies", "vs K=0", "bytes bound");
   std::vector<double> base(o.batches.size(), 0.0);

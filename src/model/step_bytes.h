@@ -10,7 +10,7 @@
 // Speculative decoding (spec_step): a step of B sequences verifying k drafts each reads the
 // trunk's weights for B (k + 1) rows, every state once plus the copy the verify keeps for the
 // roll-back (read + write), and before it k MTP head steps over B rows (the head's weights,
-// its experts' distinct ones, and the lm_head the head shares with the trunk).
+// its experts' distinct ones, and the lm_head the head shares with the trunk, or its FP8 copy).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -33,7 +33,9 @@ struct StepBytes {
   int64_t kv_per_position = 0;    // K+V of every attention layer
   int64_t mtp_fixed = 0;          // one MTP head step: eh_proj, its blocks' dense weights, the lm_head
 
-  StepBytes(const Model& m, const ModelAccounting& acc) {
+  // fp8_draft_head: the drafts read an FP8 copy of a BF16 lm_head (the CUDA backend's
+  // CudaModelOptions::fp8_draft_head), one byte per weight.
+  StepBytes(const Model& m, const ModelAccounting& acc, bool fp8_draft_head = false) {
     const auto& w = m.weights;
     embedding_row = w.embeddings.stored_bytes() / std::max<int64_t>(1, w.embeddings.out);
     k = m.config.num_experts_per_tok;
@@ -48,7 +50,10 @@ struct StepBytes {
     state_per_row = acc.state_bytes_per_token;
     kv_per_position = acc.kv_bytes_per_token_per_position;
     if (w.has_mtp) {
-      mtp_fixed = w.mtp.eh_proj.w.stored_bytes() + w.lm_head.w.stored_bytes();
+      const auto& lm = w.lm_head.w;
+      const bool fp8 = fp8_draft_head && lm.format == kernels::WeightFormat::Dense &&
+                       lm.dense_type == kernels::ElementType::BF16 && lm.in % 32 == 0;
+      mtp_fixed = w.mtp.eh_proj.w.stored_bytes() + (fp8 ? lm.out * lm.in : lm.stored_bytes());
       for (const auto& b : w.mtp.blocks) {
         for (const Linear* L : {&b.mamba.in_proj, &b.mamba.out_proj, &b.attn.q, &b.attn.k, &b.attn.v, &b.attn.o,
                                        &b.moe.gate, &b.moe.shared_up, &b.moe.shared_down, &b.moe.fc1_latent,

@@ -51,13 +51,17 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
     // Every sequence may verify when the room for all of them takes at most kCudaSpecShare of
     // what the budget leaves beside the rest of the plan (before the KV cache and the prefix
     // cache); else as many as fit in that share, at least min(kCudaSpecSeqs, max_num_seqs).
+    // The room is a part shared by all verifying sequences (the drafts' FP8 lm_head) plus one
+    // part per sequence.
     const int64_t none = total(terms(0));
     o.spec_seqs = 1;
-    const int64_t per_seq = std::max<int64_t>(1, total(terms(0)) - none);
+    const int64_t first = total(terms(0)) - none;
+    o.spec_seqs = 2;
+    const int64_t per_seq = std::max<int64_t>(1, total(terms(0)) - none - first);
     const int64_t share = static_cast<int64_t>(static_cast<double>(std::max<int64_t>(0, p.budget_bytes - none)) *
                                                kCudaSpecShare);
-    o.spec_seqs = static_cast<int>(std::clamp<int64_t>(share / per_seq, std::min(kCudaSpecSeqs, req.max_num_seqs),
-                                                       req.max_num_seqs));
+    const int64_t fit = share >= first ? 1 + (share - first) / per_seq : 0;
+    o.spec_seqs = static_cast<int>(std::clamp<int64_t>(fit, std::min(kCudaSpecSeqs, req.max_num_seqs), req.max_num_seqs));
   }
   // The snapshot pool: as asked, or a tenth of what the budget leaves after everything but
   // the KV cache (the pool takes whole units of it).
@@ -109,6 +113,11 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   p.pinned_host_bytes = t.pinned_host;
   p.prefix_cache_bytes = t.snapshots;
   p.spec_bytes = t.speculation;
+  if (o.spec_seqs > 0) {
+    model::CudaModelOptions no_head = o;
+    no_head.fp8_draft_head = false;
+    p.draft_head_bytes = t.speculation - model::cuda_memory(m, no_head, sms).speculation;
+  }
   p.max_spec_seqs = o.spec_seqs;
   p.max_spec_rows = o.spec_rows;
   p.total_bytes = total(t);
@@ -302,7 +311,9 @@ std::string MemoryPlan::describe() const {
   if (device == "cuda")
     o << "  speculation       "
       << (spec_bytes > 0 ? gib(spec_bytes) + "  (" + std::to_string(max_spec_seqs) + " sequences x " +
-                               std::to_string(max_spec_rows) + " rows kept for roll-back)"
+                               std::to_string(max_spec_rows) + " rows kept for roll-back" +
+                               (draft_head_bytes > 0 ? ", FP8 draft lm_head " + gib(draft_head_bytes) : std::string()) +
+                               ")"
                          : std::string("off"))
       << "\n"
       << "  CUDA graphs       " << gib(graph_bytes) << "  (bound; " << max_num_seqs << " decode graphs)\n"

@@ -77,7 +77,8 @@ struct MemoryPlan {
   int64_t arena_bytes[3] = {};         // CUDA: the weights, cache and step arenas (one cudaMalloc each)
   bool unified_memory = false;         // CUDA: an integrated GPU (device memory is system memory)
   int64_t prefix_cache_bytes = 0;     // snapshots of cached prefixes (0: off; CUDA: the snapshot pool)
-  int64_t spec_bytes = 0;              // CUDA: speculative decoding's roll-back buffers
+  int64_t spec_bytes = 0;              // CUDA: speculative decoding's roll-back buffers and draft lm_head
+  int64_t draft_head_bytes = 0;        // CUDA: of spec_bytes, the drafts' FP8 lm_head (model/cuda/cuda_buffers.h)
   int max_spec_seqs = 0;               // CUDA: verifying sequences per step they hold
   int64_t max_spec_rows = 0;           // CUDA: rows per verify (1 + drafts)
   int64_t total_bytes = 0;

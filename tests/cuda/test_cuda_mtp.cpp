@@ -215,6 +215,49 @@ TEST_P(CudaMtpTest, BatchedDraftsEqualOneAtATime) {
   EXPECT_THROW(batched.mtp_draft({input(fa[1]), input(fa[1])}, K), nemotron::Error);  // one slot twice
 }
 
+// With speculation room (spec_seqs > 0) the drafts read a per-tensor FP8 copy of the BF16
+// lm_head (cuda_buffers.h lm_head_draft): they agree with the BF16 head's drafts except near
+// logit ties (printed), scoring (mtp_forward) is unchanged bit for bit, and the copy costs
+// vocab x hidden bytes.
+TEST_P(CudaMtpTest, Fp8DraftHeadAgreesWithTheBf16Head) {
+  const int K = 3;
+  CudaModelOptions o = small_options();
+  o.max_seqs = 3;
+  o.spec_seqs = 2;
+  o.spec_rows = K + 1;
+  CudaModel fp8(*model_, o);
+  o.fp8_draft_head = false;
+  CudaModel bf16(*model_, o);
+  const auto& lm = model_->weights.lm_head.w;
+  EXPECT_EQ(fp8.device_bytes() - bf16.device_bytes(), (lm.out * lm.in + 255) / 256 * 256);
+  int same = 0, total = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto ids = ex_->ids(p(i % 2, "input_ids"));
+    std::vector<int32_t> prompt = i < 2 ? ids : std::vector<int32_t>(ids.rbegin(), ids.rend());
+    std::vector<int32_t> next(prompt.begin() + 1, prompt.end());
+    next.push_back(prompt[0]);
+    std::vector<std::vector<int32_t>> drafts;
+    std::vector<std::vector<float>> scores;
+    for (CudaModel* m : {&fp8, &bf16}) {
+      const int slot = m->acquire_slot();
+      m->forward({{slot, prompt.data(), static_cast<int64_t>(prompt.size()), false}});
+      const auto hidden = m->last_hidden();
+      drafts.push_back(m->mtp_draft({{slot, next.data(), hidden.data(), static_cast<int64_t>(next.size())}}, K)[0]);
+      const int32_t t = drafts.back()[0];
+      std::vector<float> h(hidden.end() - H(), hidden.end());
+      scores.push_back(m->mtp_forward(slot, &t, h.data(), 1, false));
+      m->release_slot(slot);
+    }
+    for (int k = 0; k < K; ++k) same += drafts[0][static_cast<std::size_t>(k)] == drafts[1][static_cast<std::size_t>(k)];
+    total += K;
+    if (drafts[0][0] == drafts[1][0]) {
+      EXPECT_EQ(scores[0], scores[1]) << "mtp_forward reads the BF16 lm_head";
+    }
+  }
+  std::printf("[ %s ] FP8 draft head: %d of %d drafts as the BF16 head's\n", GetParam().c_str(), same, total);
+  EXPECT_GE(same * 10, total * 6);
+}
+
 // CudaModel::mtp_feed (inputs packed into head steps without logit rows; an input longer than
 // a step in pieces) against feeding each input with mtp_forward: the heads' positions end
 // alike, and the drafts that follow agree (near-ties of the batched path aside).

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "fixture_util.h"
+#include "kernels/fp8_quantize.h"
 #include "kernels/numeric.h"
 #include "model/cuda/cuda_buffers.h"
 #include "model/cuda/cuda_memory.h"
@@ -288,6 +289,29 @@ TEST_P(CudaBufferWalk, PlacingConsumesTheCountedArenasAndUploadsTheCheckpoint) {
       EXPECT_TRUE(a.holds(ArenaKind::Cache, d.spec_stage, row_bytes));
       const auto copy_block = static_cast<int64_t>(sizeof(kernels::CopyBlock));
       EXPECT_TRUE(a.holds(ArenaKind::Cache, d.spec_table, E * k.spec_rows * Lm * copy_block));
+    }
+    // The drafts' FP8 lm_head: with speculation and an MTP head, a per-tensor FP8 copy of the
+    // BF16 lm_head in the speculation room (kernels/fp8_quantize.h), byte for byte.
+    const LinearWeight& lm = w.lm_head.w;
+    if (E > 0 && c.has_mtp() && lm.format == WeightFormat::Dense && lm.dense_type == kernels::ElementType::BF16 &&
+        lm.in % 32 == 0) {
+      const int64_t n = lm.out * lm.in;
+      ASSERT_TRUE(a.holds(ArenaKind::Cache, d.lm_head_draft.data, n));
+      EXPECT_EQ(d.lm_head_draft.format, WeightFormat::FP8);
+      EXPECT_EQ(d.lm_head_draft.out, lm.out);
+      EXPECT_EQ(d.lm_head_draft.in, lm.in);
+      const auto* bf = static_cast<const uint16_t*>(lm.data);
+      const float scale = kernels::fp8_tensor_scale(kernels::bf16_abs_max(bf, n));
+      EXPECT_FLOAT_EQ(d.lm_head_draft.scale, scale);
+      std::vector<uint8_t> want(static_cast<std::size_t>(n));
+      kernels::quantize_fp8(bf, n, scale, want.data());
+      EXPECT_EQ(std::memcmp(d.lm_head_draft.data, want.data(), want.size()), 0) << "the FP8 draft lm_head";
+      // Without it (the option off) the room is smaller by exactly its bytes (256-byte units).
+      CudaModelOptions off = o;
+      off.fp8_draft_head = false;
+      EXPECT_EQ(counted.speculation - cuda_memory(m, off, 132).speculation, (n + 255) / 256 * 256);
+    } else {
+      EXPECT_EQ(d.lm_head_draft.data, nullptr);
     }
     // The snapshot pool: whole units of the layout.
     const auto layout = cuda_detail::snapshot_layout(c, k.fp8);

@@ -357,15 +357,26 @@ TEST(MemoryPlan, CudaPlanHoldsTheSnapshotPoolAndSpeculation) {
   const auto rest = model::cuda_memory(model(), c, 132);
   c.spec_seqs = 1;
   const auto one = model::cuda_memory(model(), c, 132);
+  c.spec_seqs = 2;
+  const auto two = model::cuda_memory(model(), c, 132);
   const int64_t none_total = rest.device_total() + rest.pinned_host;
-  const int64_t per_seq = one.device_total() + one.pinned_host - none_total;
+  // The first sequence's room includes the part all share (the drafts' FP8 lm_head).
+  const int64_t first = one.device_total() + one.pinned_host - none_total;
+  const int64_t per_seq = two.device_total() + two.pinned_host - none_total - first;
   ASSERT_GT(per_seq, 0);
-  r.memory_gib = static_cast<double>(none_total + static_cast<int64_t>(20.5 / kCudaSpecShare * per_seq)) / (1 << 30);
+  EXPECT_GT(first, per_seq);
+  auto budget_for = [&](double seqs) {
+    return static_cast<double>(none_total + static_cast<int64_t>((first + (seqs - 1) * per_seq) / kCudaSpecShare)) /
+           (1 << 30);
+  };
+  r.memory_gib = budget_for(20.5);
   const auto tight = plan_memory(model(), r);
   EXPECT_EQ(tight.max_spec_seqs, 20);
   EXPECT_LE(tight.total_bytes, tight.budget_bytes);
-  EXPECT_THAT(tight.describe(), HasSubstr("20 sequences x 4 rows kept for roll-back"));
-  r.memory_gib = static_cast<double>(none_total + static_cast<int64_t>(2.5 / kCudaSpecShare * per_seq)) / (1 << 30);
+  EXPECT_THAT(tight.describe(), HasSubstr("20 sequences x 4 rows kept for roll-back, FP8 draft lm_head"));
+  const auto& lm = model().weights.lm_head.w;
+  EXPECT_EQ(tight.draft_head_bytes, (lm.out * lm.in + 255) / 256 * 256);
+  r.memory_gib = budget_for(2.5);
   EXPECT_EQ(plan_memory(model(), r).max_spec_seqs, kCudaSpecSeqs);
   r.max_model_len = 1000;
   r.memory_gib = 1.0;

@@ -6,9 +6,13 @@
 #include "kernels/sampling_cuda.h"
 
 #include <algorithm>
+#include <functional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "kernels/attention_splits.h"
+#include "kernels/fp8_quantize.h"
 #include "kernels/numeric.h"
 #include "util/error.h"
 
@@ -443,6 +447,41 @@ struct Walk {
   }
 };
 
+// CudaModelOptions::fp8_draft_head: the lm_head as per-tensor FP8 (kernels/fp8_quantize.h)
+// in the speculation room, when the model speculates (an MTP head, spec entries) and the
+// lm_head is BF16 with a width the GEMV takes (in % 32 == 0). The scale needs the whole
+// matrix's largest magnitude: computed (like the conversion) on the host while placing, split
+// over threads; the counting walk only takes the bytes.
+LinearWeight draft_head(DeviceAllocator& a, const LinearWeight& src, const Config& c, const CudaModelOptions& o) {
+  LinearWeight w;
+  if (!o.fp8_draft_head || spec_entries(o) == 0 || !c.has_mtp() || !src.data || src.format != WeightFormat::Dense ||
+      src.dense_type != ElementType::BF16 || src.in % 32 != 0)
+    return w;
+  w = src;
+  w.format = WeightFormat::FP8;
+  const int64_t n = src.out * src.in;
+  void* dst = a.take(Use::Speculation, n);
+  w.data = dst;
+  if (!a.placing()) return w;
+  const auto* bf = static_cast<const uint16_t*>(src.data);
+  const int64_t parts = std::clamp<int64_t>(static_cast<int64_t>(std::thread::hardware_concurrency()), 1, 32);
+  const int64_t per = (n + parts - 1) / parts;
+  auto over_parts = [&](const std::function<void(int64_t, int64_t, int64_t)>& f) {
+    std::vector<std::thread> th;
+    for (int64_t p = 0; p < parts; ++p)
+      th.emplace_back([&, p] { f(p, std::min(n, p * per), std::min(n, (p + 1) * per)); });
+    for (auto& t : th) t.join();
+  };
+  std::vector<float> amax(static_cast<std::size_t>(parts), 0.0f);
+  over_parts([&](int64_t p, int64_t b, int64_t e) { amax[static_cast<std::size_t>(p)] = kernels::bf16_abs_max(bf + b, e - b); });
+  w.scale = kernels::fp8_tensor_scale(*std::max_element(amax.begin(), amax.end()));
+  const float scale = w.scale;
+  a.produce(dst, n, [&](uint8_t* host) {
+    over_parts([&](int64_t, int64_t b, int64_t e) { kernels::quantize_fp8(bf + b, e - b, scale, host + b); });
+  });
+  return w;
+}
+
 }  // namespace
 
 void walk_device_buffers(const Model& m, const CudaModelOptions& o, int sms, DeviceAllocator& a, DeviceBuffers& d) {
@@ -458,6 +497,7 @@ void walk_device_buffers(const Model& m, const CudaModelOptions& o, int sms, Dev
 
   d.embeddings = linear(a, w.embeddings);
   d.lm_head = linear(a, w.lm_head.w);
+  d.lm_head_draft = draft_head(a, w.lm_head.w, c, o);
   d.norm_f = bf16_vector(a, w.norm_f);
   a.weights_done();
   walk.stack(d.trunk, w.blocks, 0);

@@ -161,6 +161,10 @@ struct DeviceBuffers {
   int64_t num_pages = 0;  // per attention block, in each stack
 
   kernels::LinearWeight embeddings, lm_head;
+  // The MTP head's draft lm_head: a per-tensor FP8 copy of a BF16 lm_head (half the bytes of
+  // each draft step), in the speculation room (Use::Speculation) when the model speculates and
+  // CudaModelOptions::fp8_draft_head; data nullptr otherwise (drafts read lm_head).
+  kernels::LinearWeight lm_head_draft;
   uint16_t* norm_f = nullptr;
   Stack trunk, mtp;
   // MTP head (when config.has_mtp()): input norms, eh_proj [H, 2H], final norm.

@@ -42,6 +42,10 @@ struct CudaModelOptions {
   // its rows' in_proj output of every Mamba layer (cuda_buffers.h, Use::Speculation).
   int spec_seqs = 0;
   int64_t spec_rows = 17;
+  // With spec_seqs > 0 and an MTP head: the head's drafts read a per-tensor FP8 copy of a BF16
+  // lm_head (cuda_buffers.h: lm_head_draft; vocab x hidden bytes more in the speculation room).
+  // Scoring (mtp_forward) and the trunk keep the checkpoint's lm_head.
+  bool fp8_draft_head = true;
   // Prefix-cache snapshots: bytes of the snapshot pool, rounded down to whole units
   // (cuda_buffers.h: SnapshotLayout; 0: none, can_snapshot() is false).
   int64_t prefix_cache_bytes = 0;

@@ -245,11 +245,13 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   const uint16_t* run_stack(const Stack& st, int64_t R, int64_t B, const uint16_t** y2_last);
   // Enqueues the final add + norm (fp32 rows kept in uf) and lm_head over the L logit rows
   // (fp32 into `logits`).
-  void head(const uint16_t* final_norm, const uint16_t* y_prev, const uint16_t* y2_prev, int64_t R, int64_t L);
+  // `draft`: the MTP head's drafting steps read lm_head_draft where there is one.
+  void head(const uint16_t* final_norm, const uint16_t* y_prev, const uint16_t* y2_prev, int64_t R, int64_t L,
+            bool draft = false);
   // Enqueues one MTP head step over `chunks` (prepare_step on the head's stack; hidden: host
   // fp32 [rows, H], the head's second input): logits of its L logit rows in `logits`, its
   // output rows (after the head's final norm) in uf. cuda_model.cpp
-  void enqueue_mtp(const std::vector<StepChunk>& chunks, const float* hidden, int64_t& L);
+  void enqueue_mtp(const std::vector<StepChunk>& chunks, const float* hidden, int64_t& L, bool draft = false);
   // Validates mtp_draft / mtp_feed inputs (rows, pointers, slots in range and distinct, no step
   // pending); returns their rows.
   int64_t check_mtp_inputs(const std::vector<Backend::DraftInput>& inputs, const char* what) const;

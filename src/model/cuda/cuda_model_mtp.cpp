@@ -3,7 +3,8 @@
 // sequence, the argmax on the device) and mtp_feed (piled-up inputs in steps without logit
 // rows). Every head step is enqueue_mtp: prepare_step on the head's stack, the host hidden rows
 // uploaded, enorm(embedding) ; hnorm(hidden) -> eh_proj -> the head's blocks -> its final norm
-// and the lm_head over the step's logit rows.
+// and the lm_head over the step's logit rows (mtp_draft's steps: the FP8 draft copy where the
+// model keeps one, cuda_buffers.h lm_head_draft; mtp_forward: the checkpoint's lm_head).
 #ifdef NEMOTRON_HAVE_CUDA
 
 #include <cuda_runtime.h>
@@ -98,7 +99,7 @@ void CudaModel::mtp_feed(const std::vector<DraftInput>& inputs) {
   run();
 }
 
-void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const float* hidden, int64_t& L) {
+void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const float* hidden, int64_t& L, bool draft) {
   const Config& c = model.config;
   const int64_t H = c.hidden_size;
   const float eps = static_cast<float>(c.norm_eps);
@@ -116,7 +117,7 @@ void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const flo
   linear("eh_proj", mtp_eh_proj, cat, R, x, OutType::F32);
   const uint16_t* y2_prev = nullptr;
   const uint16_t* y_prev = run_stack(mtp, R, static_cast<int64_t>(steps.size()), &y2_prev);
-  head(mtp_final_norm, y_prev, y2_prev, R, L);
+  head(mtp_final_norm, y_prev, y2_prev, R, L, draft);
   prof_prefix = "";
 }
 
@@ -148,7 +149,7 @@ std::vector<std::vector<int32_t>> CudaModel::mtp_draft(const std::vector<DraftIn
   std::vector<float> rows;  // the head's output rows [R, H] of the step (uf)
   for (int k = 0; k < K; ++k) {
     int64_t L = 0;
-    s.enqueue_mtp(steps, hid.data(), L);
+    s.enqueue_mtp(steps, hid.data(), L, /*draft=*/true);
     if (L != B) throw Error("mtp_draft: " + std::to_string(L) + " logit rows for " + std::to_string(B) + " inputs");
     argmax_rows_f32_cuda(s.logits, L, V, s.d_tokens, s.stream);
     check(cudaMemcpyAsync(ids.data(), s.d_tokens, static_cast<std::size_t>(B) * 4, cudaMemcpyDeviceToHost, s.stream),

@@ -149,7 +149,7 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
 }
 
 void CudaModel::Impl::head(const uint16_t* final_norm, const uint16_t* y_prev, const uint16_t* y2_prev, int64_t R,
-                           int64_t L) {
+                           int64_t L, bool draft) {
   const Config& c = model.config;
   const int64_t H = c.hidden_size;
   add2_rmsnorm_f32_cuda(x, y_prev, y2_prev, final_norm, R, H, static_cast<float>(c.norm_eps), u, uf, stream);
@@ -161,13 +161,13 @@ void CudaModel::Impl::head(const uint16_t* final_norm, const uint16_t* y_prev, c
     mark("head.gather");
   }
   LinearCudaArgs a;
-  a.w = lm_head;
+  a.w = draft && lm_head_draft.data ? lm_head_draft : lm_head;
   a.x = L == R ? u : ug;
   a.T = L;
   a.y = logits;
   a.y_type = OutType::F32;
   linear_cuda(a, stream);
-  mark("lm_head", static_cast<double>(lm_head.stored_bytes()));
+  mark("lm_head", static_cast<double>(a.w.stored_bytes()));
 }
 
 std::vector<std::vector<float>> CudaModel::Impl::collect_logits(Stack& st, const std::vector<StepChunk>& chunks,
