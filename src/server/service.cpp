@@ -81,8 +81,8 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
       config.speculative_tokens >= 0 ? config.speculative_tokens : runtime::default_speculative_tokens(*backend);
   eo.prefix_cache_dir = config.prefix_cache_dir;
   if (eo.speculative_tokens > 0)
-    log << "speculative decoding: " << eo.speculative_tokens
-        << " MTP drafts per decode step, verified when measured faster (--speculative-tokens 0: off)\n";
+    log << "speculative decoding: up to " << eo.speculative_tokens
+        << " MTP drafts per decode step, as many as measure fastest (--speculative-tokens 0: off)\n";
   s->engine_ = std::make_unique<runtime::Engine>(std::move(backend), eo);
   s->metrics_ = std::make_unique<Metrics>(s->name_);
   return s;
