@@ -238,7 +238,7 @@ bool Engine::begin_step(InFlight& f) {
   int k = 0;
   if (K > 0 && ready > 0) {
     k = options_.speculate_always ? K : spec_.choose(ready);
-    const int64_t left = std::max<int64_t>(0, options_.limits.max_step_tokens - ready);
+    const int64_t left = std::max<int64_t>(0, scheduler_.limits().max_step_tokens - ready);
     const int64_t spare = left - std::min(scheduler_.prefill_pending(), left / 2);
     k = static_cast<int>(std::min<int64_t>(k, spare / ready));
   }
