@@ -20,7 +20,9 @@
 #     server printed; /metrics saved
 #  7. summary: serve-bench.json (every number above and the files' names); plots when this
 #     python3 has matplotlib (else run bench/plot.py on the JSON files elsewhere)
-# Environment (defaults): MODEL_ROOT (/tmp), MODEL_DIR (the synthesized checkpoint; another
+# Environment (defaults): MODEL (nano-nvfp4; nano-mtp-nvfp4: Nano with a Super-like MTP head, so
+# `serve` speculates: its random head is never right, which measures what keeping the head fed
+# and probing costs), MODEL_ROOT (/tmp), MODEL_DIR (the synthesized checkpoint; another
 # model directory skips step 1's synth), NEMOTRON (build-gpu/nemotron, built here), DEVICE (cuda),
 # PORT (8080), BATCH (1,2,4,8,16,32,64,128,256), LEVELS (1,8,32,64), GREEDY_REQS (8,32,64,128),
 # SAMPLED_REQS (4,8,32,64), PROMPT_TOKENS (128), MAX_TOKENS (128), SKIP_BENCH (0),
@@ -129,9 +131,15 @@ if [ -z "${NEMOTRON:-}" ]; then
   step build-cli cmake --build build-gpu -j16 --target nemotron || exit 1
 fi
 [ -x "$NEMOTRON" ] || { fail binary "$NEMOTRON is not an executable"; exit 1; }
-dir="${MODEL_DIR:-${MODEL_ROOT:-/tmp}/model-nano-nvfp4}"
+model="${MODEL:-nano-nvfp4}"
+case "$model" in
+  nano-nvfp4) synth_cfg=tests/data/configs/nano-30b-a3b.config.json ;;
+  nano-mtp-nvfp4) synth_cfg=tests/data/configs/nano-30b-a3b-mtp.config.json ;;  # speculation on by default
+  *) fail model "unknown MODEL $model (nano-nvfp4 | nano-mtp-nvfp4)"; exit 1 ;;
+esac
+dir="${MODEL_DIR:-${MODEL_ROOT:-/tmp}/model-$model}"
 if [ ! -f "$dir/config.json" ]; then
-  step synth "$NEMOTRON" synth --config tests/data/configs/nano-30b-a3b.config.json \
+  step synth "$NEMOTRON" synth --config "$synth_cfg" \
     --quant tests/data/configs/nano-30b-a3b.nvfp4.hf_quant_config.json --out "$dir" --quiet || exit 1
 fi
 vocab=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$dir/config.json") \
