@@ -542,6 +542,9 @@ Value Interpreter::eval_binary(const std::string& op, const Value& a, const Valu
     if (seq && (count->is_int() || count->is_bool())) {
       int64_t n = std::max<int64_t>(0, count->as_int());
       std::size_t unit = seq->is_string() ? seq->str().size() : seq->items().size();
+      // An empty sequence repeated any number of times is empty (at once, as in Python: a
+      // count of 10^13 must not loop).
+      if (unit == 0) n = 0;
       if (unit && static_cast<uint64_t>(n) > limits_.max_output_bytes / unit + 1) check_size(SIZE_MAX);
       check_size(unit * static_cast<std::size_t>(n));
       if (seq->is_string()) {
