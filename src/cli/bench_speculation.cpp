@@ -7,10 +7,10 @@
 #include <optional>
 #include <thread>
 
-#include "model/step_bytes.h"
 #include "model/accounting.h"
 #include "model/backend.h"
 #include "model/cuda/cuda_model.h"
+#include "model/step_bytes.h"
 #include "runtime/engine.h"
 #include "text/jinja/chat_template.h"
 #include "text/tokenizer/tokenizer.h"

@@ -6,15 +6,14 @@
 #include "kernels/sampling_cuda.h"
 
 #include <algorithm>
-#include <functional>
+#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "kernels/attention_splits.h"
 #include "kernels/fp8_quantize.h"
 #include "kernels/numeric.h"
 #include "util/error.h"
+#include "util/parallel.h"
 
 namespace nemotron::model {
 
@@ -450,8 +449,8 @@ struct Walk {
 // CudaModelOptions::fp8_draft_head: the lm_head as per-tensor FP8 (kernels/fp8_quantize.h)
 // in the speculation room, when the model speculates (an MTP head, spec entries) and the
 // lm_head is BF16 with a width the GEMV takes (in % 32 == 0). The scale needs the whole
-// matrix's largest magnitude: computed (like the conversion) on the host while placing, split
-// over threads; the counting walk only takes the bytes.
+// matrix's largest magnitude: computed (like the conversion) on the host while placing, over
+// util/parallel's pool; the counting walk only takes the bytes.
 LinearWeight draft_head(DeviceAllocator& a, const LinearWeight& src, const Config& c, const CudaModelOptions& o) {
   LinearWeight w;
   if (!o.fp8_draft_head || spec_entries(o) == 0 || !c.has_mtp() || !src.data || src.format != WeightFormat::Dense ||
@@ -464,20 +463,21 @@ LinearWeight draft_head(DeviceAllocator& a, const LinearWeight& src, const Confi
   w.data = dst;
   if (!a.placing()) return w;
   const auto* bf = static_cast<const uint16_t*>(src.data);
-  const int64_t parts = std::clamp<int64_t>(static_cast<int64_t>(std::thread::hardware_concurrency()), 1, 32);
-  const int64_t per = (n + parts - 1) / parts;
-  auto over_parts = [&](const std::function<void(int64_t, int64_t, int64_t)>& f) {
-    std::vector<std::thread> th;
-    for (int64_t p = 0; p < parts; ++p)
-      th.emplace_back([&, p] { f(p, std::min(n, p * per), std::min(n, (p + 1) * per)); });
-    for (auto& t : th) t.join();
-  };
-  std::vector<float> amax(static_cast<std::size_t>(parts), 0.0f);
-  over_parts([&](int64_t p, int64_t b, int64_t e) { amax[static_cast<std::size_t>(p)] = kernels::bf16_abs_max(bf + b, e - b); });
-  w.scale = kernels::fp8_tensor_scale(*std::max_element(amax.begin(), amax.end()));
+  const auto count = static_cast<std::size_t>(n);
+  constexpr std::size_t kChunk = std::size_t{1} << 20;
+  float amax = 0.0f;
+  std::mutex amax_mu;
+  parallel_for(count, [&](std::size_t b, std::size_t e) {
+    const float m = kernels::bf16_abs_max(bf + b, static_cast<int64_t>(e - b));
+    std::lock_guard<std::mutex> lock(amax_mu);
+    amax = std::max(amax, m);
+  }, kChunk);
+  w.scale = kernels::fp8_tensor_scale(amax);
   const float scale = w.scale;
   a.produce(dst, n, [&](uint8_t* host) {
-    over_parts([&](int64_t, int64_t b, int64_t e) { kernels::quantize_fp8(bf + b, e - b, scale, host + b); });
+    parallel_for(count, [&](std::size_t b, std::size_t e) {
+      kernels::quantize_fp8(bf + b, static_cast<int64_t>(e - b), scale, host + b);
+    }, kChunk);
   });
   return w;
 }
