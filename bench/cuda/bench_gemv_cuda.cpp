@@ -14,8 +14,11 @@
 // distinct experts a call selects over its time (the bytes the batch path must read; the
 // per-pair GEMV reads more at T > 1). At T <= 4 a later launch may find some of its experts
 // still in L2 (the 50 MB hold ~18 Nano experts), which flatters those rows a little.
-//   usage: bench_gemv_cuda [T ...]     (default T = 1 2 4 8)
-//          bench_gemv_cuda --experts   (only the routed-expert tables)
+// With --few-rows: the GEMM path at 9..64 rows (decode batches, verify steps) without and with
+// the split-K workspace, on the dense decode shapes.
+//   usage: bench_gemv_cuda [T ...]            (default T = 1 2 4 8)
+//          bench_gemv_cuda --experts          (only the routed-expert tables)
+//          bench_gemv_cuda --few-rows [T ...] (default T = 16 32 64)
 #include <cuda_runtime.h>
 
 #include "bench_util.h"
@@ -74,7 +77,7 @@ struct Copies {
 
 // Seconds per launch.
 double bench_linear(const Shape& s, const nemotron::testing::HostWeight& hw, const Copies& c, int64_t T,
-                    LinearPath path) {
+                    LinearPath path, void* ws = nullptr, int64_t ws_bytes = 0) {
   std::vector<uint16_t> xh(static_cast<std::size_t>(T * s.in));
   for (std::size_t i = 0; i < xh.size(); ++i) xh[i] = nemotron::kernels::float_to_bf16(0.01f * static_cast<float>(i % 97) - 0.4f);
   void *x = nullptr, *y = nullptr;
@@ -93,6 +96,8 @@ double bench_linear(const Shape& s, const nemotron::testing::HostWeight& hw, con
     a.y = y;
     a.y_type = s.yt;
     a.path = path;
+    a.workspace = ws;
+    a.workspace_bytes = ws_bytes;
     return a;
   };
   for (int i = 0; i < c.size(); ++i) nemotron::kernels::linear_cuda(args(i), st);  // warm-up
@@ -302,14 +307,56 @@ void bench_expert_paths(double copy) {
 
 }  // namespace
 
+// The GEMM at few rows, whole K per tile vs split K (the model's path from 9 rows on).
+void bench_few_rows(const std::vector<int64_t>& Ts, double copy) {
+  const Shape shapes[] = {{"nano.in_proj", 10304, 2688, OutType::BF16},
+                          {"nano.out_proj", 2688, 4096, OutType::BF16},
+                          {"nano.shared_up", 3712, 2688, OutType::BF16},
+                          {"nano.shared_down", 2688, 3712, OutType::BF16},
+                          {"nano.router (f32 out)", 128, 2688, OutType::F32},
+                          {"nano.q", 4096, 2688, OutType::BF16},
+                          {"super.in_proj", 18560, 4096, OutType::BF16}};
+  int dev = 0, sms = 0;
+  CHECK(cudaGetDevice(&dev));
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t ws_bytes = nemotron::kernels::linear_split_workspace_bytes(sms);
+  void* ws = nullptr;
+  CHECK(cudaMalloc(&ws, static_cast<std::size_t>(ws_bytes)));
+  CHECK(cudaMemset(ws, 0, static_cast<std::size_t>(ws_bytes)));
+  std::printf("\nGEMM path at few rows: whole K per 64 x 128 tile vs split K (workspace %.1f MB)\n\n", ws_bytes / 1e6);
+  std::printf("| shape | out x in | format | T | MB | gemm us | gemm %% of copy | split-K us | split-K GB/s | "
+              "split-K %% of copy | speed-up |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const auto& s : shapes)
+    for (auto f : {WeightFormat::Dense, WeightFormat::NVFP4}) {
+      const auto hw = nemotron::testing::make_weight(f, s.out, s.in, 1234);
+      const Copies c(hw, int64_t{512} << 20);
+      const double bytes = static_cast<double>(hw.w.stored_bytes());
+      for (int64_t T : Ts) {
+        const double tg = bench_linear(s, hw, c, T, LinearPath::Gemm);
+        const double ts = bench_linear(s, hw, c, T, LinearPath::Gemm, ws, ws_bytes);
+        std::printf("| %-22s | %6lld x %5lld | %-5s | %d | %7.2f | %7.1f | %5.1f%% | %7.1f | %5.0f | %5.1f%% | %.2fx |\n",
+                    s.name, static_cast<long long>(s.out), static_cast<long long>(s.in),
+                    nemotron::kernels::weight_format_name(f), static_cast<int>(T), bytes / 1e6, tg * 1e6,
+                    100.0 * bytes / tg / 1e9 / copy, ts * 1e6, bytes / ts / 1e9, 100.0 * bytes / ts / 1e9 / copy,
+                    tg / ts);
+      }
+    }
+  CHECK(cudaFree(ws));
+}
+
 int main(int argc, char** argv) {
   std::vector<int64_t> Ts;
   const bool experts_only = argc > 1 && std::strcmp(argv[1], "--experts") == 0;
-  for (int i = experts_only ? 2 : 1; i < argc; ++i) Ts.push_back(std::atoll(argv[i]));
-  if (Ts.empty()) Ts = {1, 2, 4, 8};
+  const bool few_rows = argc > 1 && std::strcmp(argv[1], "--few-rows") == 0;
+  for (int i = experts_only || few_rows ? 2 : 1; i < argc; ++i) Ts.push_back(std::atoll(argv[i]));
+  if (Ts.empty()) Ts = few_rows ? std::vector<int64_t>{16, 32, 64} : std::vector<int64_t>{1, 2, 4, 8};
   const double copy = nemotron::bench::print_device_header();
   if (experts_only) {
     bench_expert_paths(copy);
+    return 0;
+  }
+  if (few_rows) {
+    bench_few_rows(Ts, copy);
     return 0;
   }
   const Shape shapes[] = {{"nano.in_proj", 10304, 2688, OutType::BF16},

@@ -31,13 +31,34 @@ struct LinearCudaArgs {
   void* y = nullptr;            // [T, w.out] BF16 or fp32 (y_type), device
   OutType y_type = OutType::BF16;
   LinearPath path = LinearPath::Auto;  // Gemv, GemvWarpRow only for T <= kLinearGemvMaxRows
-  // y = relu(x W^T)^2: in the GEMV epilogue (fp32, one rounding to y's type); the GEMM path
-  // stores BF16 and then squares the stored values (relu2_cuda, a second rounding).
+  // y = relu(x W^T)^2, in the epilogue (fp32, one rounding to y's type).
   bool relu2 = false;
+  // Split-K scratch for the GEMM path, device memory of at least
+  // linear_split_workspace_bytes(SMs) bytes whose first linear_split_counter_bytes are zero
+  // before the first call (every call leaves them zero); nullptr: no split. With it, a call
+  // whose 64-row tiles fill less than half the device's block slots (9..~64-row steps of
+  // narrow weights) splits K over several blocks per tile. Not shared by calls that may run
+  // at the same time (one per stream).
+  void* workspace = nullptr;
+  int64_t workspace_bytes = 0;
 };
 
+// The split-K GEMM (linear_gemm.cu): the blocks per SM it aims for and its tile.
+inline constexpr int kLinearSplitBlocksPerSm = 2;
+inline constexpr int64_t kLinearSplitTileRows = 64, kLinearSplitTileCols = 128;
+// The workspace: an int32 counter per block slot (kLinearSplitBlocksPerSm x sms, rounded up to
+// 256 bytes), then fp32 partial tiles for every block slot (splits x tiles <= block slots).
+inline int64_t linear_split_counter_bytes(int sms) {
+  return (4 * int64_t{kLinearSplitBlocksPerSm} * sms + 255) / 256 * 256;
+}
+inline int64_t linear_split_workspace_bytes(int sms) {
+  return linear_split_counter_bytes(sms) +
+         int64_t{kLinearSplitBlocksPerSm} * sms * kLinearSplitTileRows * kLinearSplitTileCols * 4;
+}
+
 // Requirements (else nemotron::Error): Dense weights are BF16; w.in % 32 == 0 (every
-// Nemotron 3 projection); pointers 16-byte aligned; T >= 1.
+// Nemotron 3 projection); pointers 16-byte aligned; T >= 1; relu2 with fp32 output only on
+// the GEMV path.
 void linear_cuda(const LinearCudaArgs& args, cudaStream_t stream);
 
 // n linears over the same x (attention q, k, v): exactly linear_cuda on each part (same bits),

@@ -45,9 +45,6 @@ void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t 
 void embed_cuda(const int32_t* ids, const uint16_t* table, int64_t V, int64_t H, int64_t T, float* x,
                 cudaStream_t stream);
 
-// v = max(v, 0)^2 in place over n BF16 values.
-void relu2_cuda(uint16_t* v, int64_t n, cudaStream_t stream);
-
 // Mamba-2 gated group RMSNorm (norm_before_gate = False), as gated_rmsnorm_cpu:
 //   g = y * silu(z); each group of `group` channels is RMS-normalized; out = g_normed * w.
 //   y fp32 [T, D] (row stride D), z BF16 rows of stride z_stride (a slice of the in_proj

@@ -4,7 +4,9 @@
 // is BF16: one rounding). c = 1e-5 for the GEMV, 3e-5 for the tensor-core GEMM; both sides
 // accumulate exact products in fp32 in different orders, so the gap is a few ulps of the
 // absolute sum. Outputs are poisoned (NaN) before the launch: an unwritten element fails.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "cuda_test_util.h"
 #include "kernels/linear_cuda.h"
 #include "linear_test_util.h"
+#include "split_workspace.h"
 #include "util/error.h"
 #include "util/parallel.h"
 
@@ -47,7 +50,7 @@ void add_extremes(HostWeight& hw) {
 }
 
 void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType yt, uint64_t seed,
-              bool extremes = false) {
+              bool extremes = false, bool split = false) {
   HostWeight hw = make_weight(f, c.out, c.in, seed);
   if (extremes) add_extremes(hw);
   Rng rng(seed * 7 + 1);
@@ -72,9 +75,22 @@ void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType
   a.y = yt == OutType::F32 ? static_cast<void*>(dyf.get()) : static_cast<void*>(dyb.get());
   a.y_type = yt;
   a.path = path;
+  SplitWorkspace ws;
+  if (split) ws.attach(a);
   ASSERT_NO_THROW(kernels::linear_cuda(a, nullptr));
   CUDA_OK(cudaDeviceSynchronize());
   const std::vector<float> got = yt == OutType::F32 ? dyf.download() : bf16_to_f32(dyb.download());
+  if (split) {
+    // Counters back at zero, and a second call gives the same bits (the partials are added
+    // in split order whichever block finishes last).
+    EXPECT_TRUE(ws.counters_zero()) << c.name;
+    ASSERT_NO_THROW(kernels::linear_cuda(a, nullptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    const std::vector<float> again = yt == OutType::F32 ? dyf.download() : bf16_to_f32(dyb.download());
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), again.begin(), [](float x, float y) {
+      return std::memcmp(&x, &y, sizeof x) == 0;
+    })) << c.name << " T=" << T << ": split-K not deterministic";
+  }
 
   std::vector<float> ref(ny), tol(ny);
   kernels::linear_cpu(hw.w, xf.data(), T, ref.data());
@@ -94,7 +110,8 @@ void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType
   }, 16);
   const char* pname = path == LinearPath::Gemm ? " gemm" : path == LinearPath::GemvWarpRow ? " gemv-rows" : " gemv";
   const std::string what = std::string(c.name) + " " + kernels::weight_format_name(f) + " T=" + std::to_string(T) +
-                           pname + (yt == OutType::F32 ? " f32" : " bf16") + (extremes ? " extremes" : "");
+                           pname + (yt == OutType::F32 ? " f32" : " bf16") + (extremes ? " extremes" : "") +
+                           (split ? " split-K" : "");
   EXPECT_EQ(report(what, got, ref, tol), 0u);
 }
 
@@ -202,6 +219,28 @@ TEST(LinearCuda, GemmLargeTAndRaggedShapes) {
   }
   run_case(kNano[1], WeightFormat::NVFP4, 600, LinearPath::Gemm, OutType::BF16, seed++, true);
   run_case(kNano[2], WeightFormat::FP8, 1500, LinearPath::Gemm, OutType::BF16, seed++, true);
+}
+
+// The split-K GEMM (a workspace given, tiles filling less than half the device): the decode
+// and verify batch sizes 9..64 on every Nano and Super shape, 100 rows (two row tiles), a
+// ragged out (301: odd, unpaired stores), K with a half slice at the end (1856), extreme codes.
+TEST(LinearCuda, GemmSplitKFewRows) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 800;
+  for (const auto& c : kNano)
+    for (auto f : kFormats)
+      for (int64_t T : {9, 33, 64})
+        run_case(c, f, T, LinearPath::Gemm, std::string(c.name) == "nano.router" ? OutType::F32 : OutType::BF16, seed++,
+                 false, true);
+  for (const auto& c : kSuper)
+    for (auto f : kFormats) run_case(c, f, 24, LinearPath::Gemm, OutType::F32, seed++, false, true);
+  const Case odd{"odd_out301_k352", 301, 352};
+  for (auto f : kFormats) {
+    run_case(odd, f, 20, LinearPath::Gemm, OutType::BF16, seed++, false, true);
+    run_case(kNano[1], f, 100, LinearPath::Gemm, OutType::BF16, seed++, false, true);
+  }
+  run_case(kNano[3], WeightFormat::NVFP4, 48, LinearPath::Gemm, OutType::BF16, seed++, true, true);
+  run_case(kNano[0], WeightFormat::FP8, 16, LinearPath::Gemm, OutType::F32, seed++, true, true);
 }
 
 // linear_group_cuda gives each part's linear_cuda result bit for bit, in one launch (the Nano

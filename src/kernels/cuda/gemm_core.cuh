@@ -158,16 +158,18 @@ __device__ __forceinline__ void store_w(const WRegs<F>& r, uint16_t* Bs) {
 // arow: shared table of BM row pointers into A (nullptr: a zero row); each points at `in`
 // BF16, 16-byte aligned. `smem`: Cfg<F, BM>::kSmem bytes, 128-byte aligned. The caller has
 // written arow and synchronized.
+// K range: slices kt0 .. kt0 + ktn - 1 (columns [kt0 BK, min(in, (kt0 + ktn) BK))); ktn < 0:
+// every slice from kt0 on. A split-K block takes its own range; ktn >= 1.
 template <WeightFormat F, int BM>
 __device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const WOperand& o, unsigned char* smem,
-                                              float (&acc)[BM / 32][4][4]) {
+                                              float (&acc)[BM / 32][4][4], int kt0 = 0, int ktn = -1) {
   using C = Cfg<F, BM>;
   constexpr int kAChunks = BM * 8 / kThreads;  // 16-byte chunks of A per thread per slice
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = (warp >> 2) * (BM / 2), wn = (warp & 3) * 32;
   uint16_t* As = reinterpret_cast<uint16_t*>(smem);
   uint16_t* Bs = reinterpret_cast<uint16_t*>(smem + kStages * C::kAStage);
-  const int in = o.in, KT = (in + BK - 1) / BK;
+  const int in = o.in, KT = ktn >= 0 ? ktn : (in + BK - 1) / BK - kt0, kb = kt0 * BK;
 
   const uint16_t* ap[kAChunks];
 #pragma unroll
@@ -200,14 +202,14 @@ __device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const
 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < KT) issue(s, s * BK);
+    if (s < KT) issue(s, kb + s * BK);
     cp_async_commit();  // empty groups keep the wait counts uniform
   }
   [[maybe_unused]] WRegs<F> wr;
   if constexpr (F != WeightFormat::Dense) {
-    load_w(wr, o, 0);
+    load_w(wr, o, kb);
     store_w(wr, Bs);
-    if (KT > 1) load_w(wr, o, BK);
+    if (KT > 1) load_w(wr, o, kb + BK);
   }
 
   for (int kt = 0; kt < KT; ++kt) {
@@ -215,7 +217,7 @@ __device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const
     __syncthreads();  // slice kt of A (and W) visible; every warp is done with slice kt - 1
     {
       const int nk = kt + kStages - 1;
-      if (nk < KT) issue(nk % kStages, nk * BK);
+      if (nk < KT) issue(nk % kStages, kb + nk * BK);
       cp_async_commit();
     }
     const uint16_t* A = As + (kt % kStages) * (BM * BK);
@@ -243,7 +245,7 @@ __device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const
     if constexpr (F != WeightFormat::Dense) {
       if (kt + 1 < KT) {
         store_w(wr, Bs + ((kt + 1) & 1) * (BN * BK));
-        if (kt + 2 < KT) load_w(wr, o, (kt + 2) * BK);
+        if (kt + 2 < KT) load_w(wr, o, kb + (kt + 2) * BK);
       }
     }
   }

@@ -3,7 +3,6 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/linear_internal.cuh"
-#include "kernels/norm_cuda.h"
 
 namespace nemotron::kernels {
 
@@ -41,7 +40,6 @@ void launch(const LinearCudaArgs& a, cudaStream_t stream) {
     cuda::launch_linear_gemv(a, stream);
   } else {
     cuda::launch_linear_gemm(a, stream);
-    if (a.relu2) relu2_cuda(static_cast<uint16_t*>(a.y), a.T * a.w.out, stream);
   }
 }
 

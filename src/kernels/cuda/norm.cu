@@ -268,16 +268,6 @@ __global__ void embed_kernel(const int32_t* __restrict__ ids, const uint16_t* __
   for (int i = threadIdx.x; i < H; i += blockDim.x) xr[i] = ok ? bf16f(tr[i]) : __int_as_float(0x7FC00000);
 }
 
-__global__ void relu2_kernel(uint16_t* __restrict__ v, int64_t n) {
-  cuda::pdl_trigger();
-  cuda::pdl_wait();
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float a = bf16f(v[i]);
-    v[i] = f2bf(a > 0.0f ? a * a : 0.0f);
-  }
-}
-
 // grid (groups, T). The gated values are kept in registers between the two passes over the
 // group (group <= kThreads * kPer).
 constexpr int kPer = 8;
@@ -381,14 +371,6 @@ void embed_cuda(const int32_t* ids, const uint16_t* table, int64_t V, int64_t H,
   cuda::launch_pdl(embed_kernel, dim3(static_cast<unsigned>(T)), dim3(kThreads), 0, stream, ids, table, V,
                    static_cast<int>(H), x);
   cuda::check_launch("embed_cuda");
-}
-
-void relu2_cuda(uint16_t* v, int64_t n, cudaStream_t stream) {
-  cuda::require(n >= 0 && (n == 0 || v), "relu2_cuda: bad arguments");
-  if (n == 0) return;
-  const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, 4096);
-  cuda::launch_pdl(relu2_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream, v, n);
-  cuda::check_launch("relu2_cuda");
 }
 
 void gated_rmsnorm_cuda(const float* y, const uint16_t* z, int64_t z_stride, const uint16_t* w, int64_t T, int64_t D,

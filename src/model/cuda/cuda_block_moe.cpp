@@ -42,13 +42,15 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   }
   if (side) check(cudaEventRecord(join_ev, side_stream), "MoE join");
   const auto* gate_w = static_cast<const uint16_t*>(b.e.gate.data);
-  if (f32_router)
+  if (f32_router) {
     router_logits_f32_cuda(uf, gate_w, R, c.n_routed_experts, H, router_logits, sm);
-  else if (R <= kLinearGemvMaxRows && b.e.gate.format == WeightFormat::Dense && H % 8 == 0)
+    mark("moe.gate", static_cast<double>(b.e.gate.stored_bytes()));
+  } else if (R <= kLinearGemvMaxRows && b.e.gate.format == WeightFormat::Dense && H % 8 == 0) {
     gate_logits_bf16_cuda(u, gate_w, R, c.n_routed_experts, H, router_logits, sm);
-  else
-    linear_cuda({b.e.gate, u, R, router_logits, OutType::F32}, sm);
-  mark("moe.gate", static_cast<double>(b.e.gate.stored_bytes()));
+    mark("moe.gate", static_cast<double>(b.e.gate.stored_bytes()));
+  } else {
+    linear("moe.gate", b.e.gate, u, R, router_logits, OutType::F32);  // split K from 9 rows
+  }
   RouterParams rp{c.n_routed_experts, k, c.n_group, c.topk_group, c.norm_topk_prob,
                   static_cast<float>(c.routed_scaling_factor)};
   route_topk_cuda(router_logits, b.e.bias, rp, R, d_route_ids, route_w, sm);

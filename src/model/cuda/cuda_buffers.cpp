@@ -11,6 +11,7 @@
 
 #include "kernels/attention_splits.h"
 #include "kernels/fp8_quantize.h"
+#include "kernels/linear_cuda.h"
 #include "kernels/numeric.h"
 #include "util/error.h"
 #include "util/parallel.h"
@@ -419,6 +420,12 @@ struct Walk {
       d.moe_ws_bytes = kernels::expert_gemv_workspace_bytes(R, k, c.n_routed_experts);
       d.moe_ws = a.take(Use::Activations, d.moe_ws_bytes);
     }
+    // Split-K scratch of the linears (steps of 9+ rows whose tiles fill less than the device).
+    d.split_ws_bytes = kernels::linear_split_workspace_bytes(sms);
+    d.split_ws = a.take(Use::Activations, d.split_ws_bytes);
+    d.split_ws_side = a.take(Use::Activations, d.split_ws_bytes);
+    a.zero(d.split_ws, kernels::linear_split_counter_bytes(sms));
+    a.zero(d.split_ws_side, kernels::linear_split_counter_bytes(sms));
     d.x = f32(R * H);
     d.uf = f32(R * H);
     d.u = bf(R * H);

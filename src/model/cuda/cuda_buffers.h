@@ -239,6 +239,12 @@ struct DeviceBuffers {
   // kExpertBatchMinRows rows or kExpertGroupedMinPairs pairs), sized for max_step_tokens rows.
   void* moe_ws = nullptr;
   int64_t moe_ws_bytes = 0;
+  // The linears' split-K scratch (LinearCudaArgs::workspace, kernels::
+  // linear_split_workspace_bytes(SMs) each; counters zeroed at creation): one for the main
+  // stream, one for the MoE side stream (the shared expert and latent projections run beside
+  // the router and the routed experts).
+  void *split_ws = nullptr, *split_ws_side = nullptr;
+  int64_t split_ws_bytes = 0;
   float *x = nullptr, *uf = nullptr, *hid_in = nullptr, *conv_out = nullptr, *ssm_y = nullptr,
         *router_logits = nullptr, *route_w = nullptr, *logits = nullptr;
   uint16_t *u = nullptr, *y = nullptr, *big = nullptr, *g = nullptr, *q = nullptr, *kb = nullptr, *vb = nullptr,
