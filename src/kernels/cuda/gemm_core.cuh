@@ -27,21 +27,37 @@ namespace nemotron::kernels::cuda::gemm {
 
 inline constexpr int BN = 128, BK = 64, kStages = 3, kThreads = 256;
 
-template <WeightFormat F, int BM>
+// AW (asynchronous weights; FP8 / NVFP4 with in % 64 == 0, see async_weights): the raw weight
+// bytes (and NVFP4 block scales) of each slice travel by cp.async in the same ring as A, so
+// kRing - 1 slices of W are in flight while a slice is multiplied (the register staging of
+// the other form keeps one: decode-size calls, whose blocks do little math per slice, wait on
+// it). Per slice: wait for slice kt, barrier, refill the freed ring slot, decode slice kt's raw
+// bytes to BF16 in the one decoded buffer, barrier, mma.
+template <WeightFormat F, int BM, bool AW = false>
 struct Cfg {
   static_assert(BM == 64 || BM == 128, "row tile of 64 or 128");
+  static_assert(!AW || F != WeightFormat::Dense, "BF16 weights always travel by cp.async");
+  static constexpr int kRing = AW ? (BM == 64 ? 4 : 3) : kStages;  // slices in the ring
   static constexpr int kAStage = BM * BK * 2, kBStage = BN * BK * 2;  // bytes
-  static constexpr int kBBufs = F == WeightFormat::Dense ? kStages : 2;
-  static constexpr int kSmem = kStages * kAStage + kBBufs * kBStage;
+  // AW: raw bytes of a W slice (NVFP4: 32 per row, then 4 scale bytes per row; FP8: 64 per row).
+  static constexpr int kRawW = F == WeightFormat::NVFP4 ? BN * BK / 2 : BN * BK;
+  static constexpr int kRawStage = AW ? kRawW + (F == WeightFormat::NVFP4 ? BN * BK / 16 : 0) : 0;
+  static constexpr int kBBufs = F == WeightFormat::Dense ? kStages : AW ? 1 : 2;
+  static constexpr int kSmem = kRing * (kAStage + kRawStage) + kBBufs * kBStage;
   static constexpr int MT = BM / 32, NT = 4;
   static constexpr float kPost = F == WeightFormat::NVFP4 ? 256.0f : 1.0f;
 };
 
+// Whether W takes the asynchronous form: FP8 / NVFP4 with in % 64 == 0 (every Nemotron 3
+// projection: NVFP4 scale rows are then 4-byte aligned at every slice for the 4-byte cp.async,
+// and no slice is partial).
+inline bool async_weights(WeightFormat f, int64_t in) { return f != WeightFormat::Dense && in % 64 == 0; }
+
 // Whether the block's dynamic (Cfg::kSmem) plus static (row tables) shared memory fits the
 // device's per-block opt-in limit (H100: 227 KiB; sm_120-class parts: 99 KiB).
-template <WeightFormat F, int BM>
+template <WeightFormat F, int BM, bool AW = false>
 inline bool smem_fits(int smem_optin) {
-  return Cfg<F, BM>::kSmem + BM * (static_cast<int>(sizeof(void*)) + 4) <= smem_optin;
+  return Cfg<F, BM, AW>::kSmem + BM * (static_cast<int>(sizeof(void*)) + 4) <= smem_optin;
 }
 
 // Element offset of chunk `c` of row `r` in a swizzled slice.
@@ -54,6 +70,11 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
 // 16 bytes global -> shared; bytes past `src_bytes` (0 or 16) are zero-filled and not read.
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+// 4 bytes (both addresses 4-byte aligned); src_bytes 0 or 4.
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
                : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
@@ -122,6 +143,42 @@ __device__ __forceinline__ void load_w(WRegs<F>& r, const WOperand& o, int k0) {
   }
 }
 
+// AW: the raw bytes of the W slice at column k0 into a ring stage (zero-filled past `out`).
+template <WeightFormat F>
+__device__ __forceinline__ void issue_raw_w(unsigned char* raw, const WOperand& o, int k0) {
+  const int tid = threadIdx.x;
+  if constexpr (F == WeightFormat::FP8) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int idx = tid + kThreads * i, row = idx >> 2, c = idx & 3;
+      const bool ok = o.n0 + row < o.out;
+      cp_async16(raw + 16 * idx, ok ? o.w + (o.n0 + row) * o.rb + k0 + 16 * c : o.w, ok ? 16 : 0);
+    }
+  } else {
+    const int row = tid >> 1, c = tid & 1;
+    const bool ok = o.n0 + row < o.out;
+    cp_async16(raw + 16 * tid, ok ? o.w + (o.n0 + row) * o.rb + k0 / 2 + 16 * c : o.w, ok ? 16 : 0);
+    if (tid < BN) {
+      const bool sok = o.n0 + tid < o.out;
+      cp_async4(raw + BN * BK / 2 + 4 * tid,
+                sok ? o.wscale + static_cast<int64_t>(o.n0 + tid) * (o.in / 16) + k0 / 16 : o.wscale, sok ? 4 : 0);
+    }
+  }
+}
+
+// AW: this thread's part of a raw ring stage, in load_w's register form.
+template <WeightFormat F>
+__device__ __forceinline__ void load_w_raw(WRegs<F>& r, const unsigned char* raw) {
+  const int tid = threadIdx.x;
+  if constexpr (F == WeightFormat::FP8) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) r.v[i] = *reinterpret_cast<const uint4*>(raw + 16 * (tid + kThreads * i));
+  } else {
+    r.v[0] = *reinterpret_cast<const uint4*>(raw + 16 * tid);
+    r.s = *reinterpret_cast<const uint16_t*>(raw + BN * BK / 2 + 2 * tid);
+  }
+}
+
 template <WeightFormat F>
 __device__ __forceinline__ void store_w(const WRegs<F>& r, uint16_t* Bs) {
   const int tid = threadIdx.x;
@@ -160,15 +217,17 @@ __device__ __forceinline__ void store_w(const WRegs<F>& r, uint16_t* Bs) {
 // written arow and synchronized.
 // K range: slices kt0 .. kt0 + ktn - 1 (columns [kt0 BK, min(in, (kt0 + ktn) BK))); ktn < 0:
 // every slice from kt0 on. A split-K block takes its own range; ktn >= 1.
-template <WeightFormat F, int BM>
+template <WeightFormat F, int BM, bool AW = false>
 __device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const WOperand& o, unsigned char* smem,
                                               float (&acc)[BM / 32][4][4], int kt0 = 0, int ktn = -1) {
-  using C = Cfg<F, BM>;
+  using C = Cfg<F, BM, AW>;
+  constexpr int R = C::kRing;
   constexpr int kAChunks = BM * 8 / kThreads;  // 16-byte chunks of A per thread per slice
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = (warp >> 2) * (BM / 2), wn = (warp & 3) * 32;
   uint16_t* As = reinterpret_cast<uint16_t*>(smem);
-  uint16_t* Bs = reinterpret_cast<uint16_t*>(smem + kStages * C::kAStage);
+  [[maybe_unused]] unsigned char* raw = smem + R * C::kAStage;  // AW: R stages of kRawStage bytes
+  uint16_t* Bs = reinterpret_cast<uint16_t*>(smem + R * (C::kAStage + C::kRawStage));
   const int in = o.in, KT = ktn >= 0 ? ktn : (in + BK - 1) / BK - kt0, kb = kt0 * BK;
 
   const uint16_t* ap[kAChunks];
@@ -197,31 +256,12 @@ __device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const
         cp_async16(Bs + slot * (BN * BK) + sw(row, c), ok ? o.w + (o.n0 + row) * o.rb + (k0 + 8 * c) * 2 : o.w,
                    ok ? 16 : 0);
       }
+    } else if constexpr (AW) {
+      issue_raw_w<F>(raw + slot * C::kRawStage, o, k0);
     }
   };
-
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < KT) issue(s, kb + s * BK);
-    cp_async_commit();  // empty groups keep the wait counts uniform
-  }
-  [[maybe_unused]] WRegs<F> wr;
-  if constexpr (F != WeightFormat::Dense) {
-    load_w(wr, o, kb);
-    store_w(wr, Bs);
-    if (KT > 1) load_w(wr, o, kb + BK);
-  }
-
-  for (int kt = 0; kt < KT; ++kt) {
-    cp_async_wait<kStages - 2>();
-    __syncthreads();  // slice kt of A (and W) visible; every warp is done with slice kt - 1
-    {
-      const int nk = kt + kStages - 1;
-      if (nk < KT) issue(nk % kStages, kb + nk * BK);
-      cp_async_commit();
-    }
-    const uint16_t* A = As + (kt % kStages) * (BM * BK);
-    const uint16_t* B = Bs + (F == WeightFormat::Dense ? kt % kStages : kt & 1) * (BN * BK);
+  // The slice's mma work: A slice `A` x decoded W slice `B` into acc.
+  auto mma_slice = [&](const uint16_t* A, const uint16_t* B) {
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
       uint32_t b[4][2];
@@ -242,6 +282,48 @@ __device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const
         for (int nt = 0; nt < 4; ++nt) mma_bf16_16816(acc[mt][nt], a, b[nt][0], b[nt][1]);
       }
     }
+  };
+
+#pragma unroll
+  for (int s = 0; s < R - 1; ++s) {
+    if (s < KT) issue(s, kb + s * BK);
+    cp_async_commit();  // empty groups keep the wait counts uniform
+  }
+  if constexpr (AW) {
+    for (int kt = 0; kt < KT; ++kt) {
+      cp_async_wait<R - 2>();
+      __syncthreads();  // slice kt (A and raw W) visible; every warp is done with slice kt - 1
+      {
+        const int nk = kt + R - 1;  // into the slot slice kt - 1 left
+        if (nk < KT) issue(nk % R, kb + nk * BK);
+        cp_async_commit();
+      }
+      WRegs<F> wr;
+      load_w_raw(wr, raw + (kt % R) * C::kRawStage);
+      store_w(wr, Bs);
+      __syncthreads();  // the decoded slice visible
+      mma_slice(As + (kt % R) * (BM * BK), Bs);
+    }
+    cp_async_wait<0>();
+    return;
+  }
+  [[maybe_unused]] WRegs<F> wr;
+  if constexpr (F != WeightFormat::Dense) {
+    load_w(wr, o, kb);
+    store_w(wr, Bs);
+    if (KT > 1) load_w(wr, o, kb + BK);
+  }
+
+  for (int kt = 0; kt < KT; ++kt) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // slice kt of A (and W) visible; every warp is done with slice kt - 1
+    {
+      const int nk = kt + kStages - 1;
+      if (nk < KT) issue(nk % kStages, kb + nk * BK);
+      cp_async_commit();
+    }
+    mma_slice(As + (kt % kStages) * (BM * BK),
+              Bs + (F == WeightFormat::Dense ? kt % kStages : kt & 1) * (BN * BK));
     if constexpr (F != WeightFormat::Dense) {
       if (kt + 1 < KT) {
         store_w(wr, Bs + ((kt + 1) & 1) * (BN * BK));

@@ -8,8 +8,8 @@
 // shared memory, within every sm_80+ target (sm_121: 99 KB per block).
 //
 // Split K (steps of a few rows: decode batches of 9+ sequences, verify steps, the router):
-// when the 64-row tiles of a call fill less than half of the device's block slots (in_proj of
-// Nano at <= 64 rows: 81 tiles on 132 SMs), each tile's K range is split over `splits` blocks
+// when the 64-row tiles of a call fill less than half of the device's block slots (out_proj of
+// Nano at <= 64 rows: 21 tiles on 132 SMs), each tile's K range is split over `splits` blocks
 // (grid y), so that ~2 blocks per SM stream weights instead of < 1. Each block stores its fp32
 // partial tile (per-tensor scale applied) in the caller's workspace, then takes a ticket from
 // the tile's counter; the block that takes the last ticket adds the partials in split order
@@ -62,7 +62,7 @@ __device__ __forceinline__ void sum_partials(float (&acc)[BM / 32][4][4], const 
     }
 }
 
-template <WeightFormat F, int BM>
+template <WeightFormat F, int BM, bool AW>
 __global__ void __launch_bounds__(gemm::kThreads, 2)
     gemm_mma_kernel(const uint8_t* __restrict__ w, const uint8_t* __restrict__ wscale, float post,
                     const uint16_t* __restrict__ x, int T, int in, int out, void* __restrict__ y, bool y_f32,
@@ -85,12 +85,12 @@ __global__ void __launch_bounds__(gemm::kThreads, 2)
   float acc[BM / 32][4][4];
   const int splits = gridDim.y;
   if (splits == 1) {
-    gemm::gemm_mainloop<F, BM>(arow, op, smem, acc);
+    gemm::gemm_mainloop<F, BM, AW>(arow, op, smem, acc);
     gemm::gemm_store<BM>(acc, yrow, y, y_f32, pairs, out, n0, post, relu2);
     return;
   }
   const int KT = (in + gemm::BK - 1) / gemm::BK, kt0 = blockIdx.y * ksl;
-  gemm::gemm_mainloop<F, BM>(arow, op, smem, acc, kt0, min(ksl, KT - kt0));
+  gemm::gemm_mainloop<F, BM, AW>(arow, op, smem, acc, kt0, min(ksl, KT - kt0));
   int32_t* counter = counters + id;
   gemm::gemm_store<BM>(acc, yrow, part + static_cast<int64_t>(blockIdx.y) * T * out, true, out % 2 == 0, out, n0,
                        post, false);
@@ -106,24 +106,29 @@ __global__ void __launch_bounds__(gemm::kThreads, 2)
 }
 
 // Blocks per K range for a call of `tiles` tiles of KT slices: enough to give the device
-// ~kLinearSplitBlocksPerSm blocks per SM, each range at least kMinSlices slices; 1 = no split.
+// ~kLinearSplitBlocksPerSm blocks per SM, each range at least kMinSlices slices, at most
+// kMaxSplits ranges (one block adds them all); 1 = no split. BF16 weights stream well through
+// the cp.async ring already: split only at <= 16 rows and <= 64 tiles, where it measured faster
+// (H100, bench_gemv_cuda --few-rows: 1.2-1.7x at 16 rows, 0.73-0.93x at 64 rows).
 struct Split {
   int splits = 1, ksl = 0;
 };
-Split choose_split(int64_t tiles, int KT, int sms) {
-  constexpr int kMinSlices = 2;
+Split choose_split(int64_t tiles, int KT, int sms, bool dense, int64_t T) {
+  constexpr int kMinSlices = 2, kMaxSplits = 8;
   const int64_t slots = static_cast<int64_t>(kLinearSplitBlocksPerSm) * sms;
   if (tiles <= 0 || 2 * tiles > slots || KT < 2 * kMinSlices) return {};
-  int s = static_cast<int>(std::min<int64_t>(slots / tiles, KT / kMinSlices));
+  if (dense && (T > 16 || tiles > 64)) return {};
+  int s = static_cast<int>(std::min<int64_t>({slots / tiles, KT / kMinSlices, kMaxSplits}));
   const int ksl = (KT + s - 1) / s;
   s = (KT + ksl - 1) / ksl;  // every range non-empty
   return s > 1 ? Split{s, ksl} : Split{};
 }
 
-template <WeightFormat F, int BM>
+template <WeightFormat F, int BM, bool AW>
 void launch_mma(const LinearCudaArgs& a, cudaStream_t stream, int sms) {
-  constexpr int smem = gemm::Cfg<F, BM>::kSmem;
-  const cudaError_t e = cudaFuncSetAttribute(gemm_mma_kernel<F, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  constexpr int smem = gemm::Cfg<F, BM, AW>::kSmem;
+  const cudaError_t e =
+      cudaFuncSetAttribute(gemm_mma_kernel<F, BM, AW>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   require(e == cudaSuccess, std::string("linear_gemm: shared memory opt-in failed: ") + cudaGetErrorString(e));
   const int64_t mtn = (a.T + BM - 1) / BM, ntn = (a.w.out + gemm::BN - 1) / gemm::BN;
   require(mtn * ntn < (int64_t{1} << 31), "linear_gemm: too many tiles");
@@ -132,7 +137,8 @@ void launch_mma(const LinearCudaArgs& a, cudaStream_t stream, int sms) {
   const float post = gemm::Cfg<F, BM>::kPost * post_scale(F, a.w.scale);
   Split sp;
   if (BM == 64 && a.workspace && a.workspace_bytes >= linear_split_workspace_bytes(sms)) {
-    sp = choose_split(mtn * ntn, static_cast<int>((a.w.in + gemm::BK - 1) / gemm::BK), sms);
+    sp = choose_split(mtn * ntn, static_cast<int>((a.w.in + gemm::BK - 1) / gemm::BK), sms, F == WeightFormat::Dense,
+                      a.T);
     // The bound linear_split_workspace_bytes promises: counters for every tile, partials of
     // splits x (64 mtn) x (128 ntn) <= kLinearSplitBlocksPerSm sms tiles.
     require(sp.splits * mtn * ntn <= int64_t{kLinearSplitBlocksPerSm} * sms || sp.splits == 1,
@@ -140,11 +146,21 @@ void launch_mma(const LinearCudaArgs& a, cudaStream_t stream, int sms) {
   }
   auto* ws = static_cast<unsigned char*>(a.workspace);
   const dim3 grid(static_cast<unsigned>(mtn * ntn), static_cast<unsigned>(sp.splits));
-  gemm_mma_kernel<F, BM><<<grid, gemm::kThreads, smem, stream>>>(
+  gemm_mma_kernel<F, BM, AW><<<grid, gemm::kThreads, smem, stream>>>(
       static_cast<const uint8_t*>(a.w.data), a.w.block_scale, post, a.x, static_cast<int>(a.T),
       static_cast<int>(a.w.in), static_cast<int>(a.w.out), a.y, f32, pairs, a.relu2, static_cast<int>(mtn),
       static_cast<int>(ntn), sp.ksl, reinterpret_cast<int32_t*>(ws),
       sp.splits > 1 ? reinterpret_cast<float*>(ws + linear_split_counter_bytes(sms)) : nullptr);
+}
+
+// The asynchronous-weight form where it applies and fits (gemm_core.cuh's AW).
+template <WeightFormat F, int BM>
+void launch_bm(const LinearCudaArgs& a, cudaStream_t stream, const DeviceLimits& lim) {
+  if constexpr (F != WeightFormat::Dense) {
+    if (gemm::async_weights(F, a.w.in) && gemm::smem_fits<F, BM, true>(lim.smem_optin))
+      return launch_mma<F, BM, true>(a, stream, lim.sms);
+  }
+  launch_mma<F, BM, false>(a, stream, lim.sms);
 }
 
 template <WeightFormat F>
@@ -155,8 +171,8 @@ void launch_fmt_mma(const LinearCudaArgs& a, cudaStream_t stream) {
           "linear_gemm: the device allows " + std::to_string(lim.smem_optin) +
               " bytes of shared memory per block, the GEMM tile needs " +
               std::to_string(gemm::Cfg<F, 64>::kSmem) + " and more");
-  if (big >= 2 * lim.sms && gemm::smem_fits<F, 128>(lim.smem_optin)) launch_mma<F, 128>(a, stream, lim.sms);
-  else launch_mma<F, 64>(a, stream, lim.sms);
+  if (big >= 2 * lim.sms && gemm::smem_fits<F, 128>(lim.smem_optin)) launch_bm<F, 128>(a, stream, lim);
+  else launch_bm<F, 64>(a, stream, lim);
 }
 
 }  // namespace
