@@ -60,9 +60,20 @@ int SpecController::choose(int64_t batch) {
       best = k;
     }
   }
-  if (probe_every_ > 0 && decisions_ % probe_every_ == 0) {  // keep the others measured, in turn
+  // Keep the others measured, in turn: the gap between probes starts at probe_every and
+  // doubles after each probe that left the choice as it was (up to 2^kMaxGapDoublings times);
+  // a new choice or batch bucket starts over.
+  if (best != last_best_ || bucket(batch) != last_bucket_) {
+    last_best_ = best;
+    last_bucket_ = bucket(batch);
+    doublings_ = 0;
+    next_probe_ = decisions_ + probe_every_;
+  }
+  if (probe_every_ > 0 && decisions_ >= next_probe_) {
     probe_k_ = static_cast<int>((best + 1 + probes_++ % K_) % (K_ + 1));
     probe_left_ = kProbeSteps - 1;
+    doublings_ = doublings_ < kMaxGapDoublings ? doublings_ + 1 : doublings_;
+    next_probe_ = decisions_ + (static_cast<int64_t>(probe_every_) << doublings_);
     return probe_k_;
   }
   return best;

@@ -10,9 +10,11 @@
 // step whose previous step had another k (or was not decode-only) pays work the previous one
 // left (the roll-back replays after a verify, the MTP head's piled-up inputs after plain
 // steps) and is not recorded. Until every k of a batch size is measured it tries the
-// unmeasured ones (K first, then 0, 1, ...); afterwards every `probe_every` decisions it
-// re-measures one of the other k (in turn) for two steps (the first a transition), so that it
-// follows a change of load or of acceptance. Speculation pays at small batches (a step is
+// unmeasured ones (K first, then 0, 1, ...); afterwards it re-measures one of the other k (in
+// turn) for two steps (the first a transition), so that it follows a change of load or of
+// acceptance: `probe_every` decisions after the choice last changed, then at gaps doubling up
+// to 16 x probe_every while the probes leave the choice as it is (a head that is never right
+// costs a probe's verify step every 1,024 steps, not every 64). Speculation pays at small batches (a step is
 // bound by reading the weights, so verifying k + 1 rows costs little more than 1); as the
 // batch grows the verify rows make the step expert- or compute-bound and k shrinks to 0. With
 // a mixture-of-experts model even B = 1 can prefer a small k: each verified row reads its own
@@ -62,6 +64,11 @@ class SpecController {
   int last_mode_ = -1;   // k of the last step (decode-only), -1 other or none
   int probe_left_ = 0;   // further decisions of the running probe
   int probe_k_ = 0;
+  static constexpr int kMaxGapDoublings = 4;
+  int last_best_ = -1;        // the choice of the last decision
+  int64_t last_bucket_ = 0;   // and its batch bucket
+  int doublings_ = 0;         // the probe gap is probe_every << doublings_
+  int64_t next_probe_ = 0;    // decision number of the next probe
 };
 
 }  // namespace nemotron::runtime

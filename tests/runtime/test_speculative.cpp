@@ -444,6 +444,41 @@ TEST(Speculative, ControllerShrinksKWhereLongerVerifiesDoNotPay) {
   EXPECT_DOUBLE_EQ(c.acceptance(2), a3);
 }
 
+// While the probes confirm the choice, the gap between them doubles up to 16 x probe_every; a
+// change of the choice starts it over.
+TEST(Speculative, ControllerProbesLessWhileTheChoiceHolds) {
+  SpecController c(1, 8);
+  const double t[] = {0.003, 0.006};  // verifying never pays (no draft is accepted)
+  for (int i = 0; i < 100; ++i) c.record_accept(0, 1);
+  std::vector<int64_t> probes;
+  for (int64_t n = 0; n < 1200; ++n) {
+    const int k = c.choose(1);
+    if (k == 1 && (probes.empty() || probes.back() < n - 1)) probes.push_back(n);
+    c.record_step(1, k, t[k]);
+  }
+  // Measuring (k = 1 twice, k = 0 twice), then probes 8, 16, 32, 64, 128, 128, ... decisions apart.
+  ASSERT_GE(probes.size(), 8u);
+  std::vector<int64_t> gaps;
+  for (std::size_t i = 2; i < probes.size(); ++i) gaps.push_back(probes[i] - probes[i - 1]);
+  EXPECT_EQ(gaps[0], 16 + 1);  // a probe takes two steps: the gap counts decisions, not steps
+  EXPECT_EQ(gaps[1], 32 + 1);
+  EXPECT_EQ(gaps[2], 64 + 1);
+  EXPECT_EQ(gaps[3], 128 + 1);
+  EXPECT_EQ(gaps[4], 128 + 1);
+  // Acceptance comes back: the choice changes at the next probe, and the gaps start over.
+  for (int i = 0; i < 200; ++i) c.record_accept(1, 1);
+  int64_t first_k1 = -1, later_plain = 0;
+  for (int64_t n = 0; n < 300; ++n) {
+    const int k = c.choose(1);
+    if (k == 1 && first_k1 < 0) first_k1 = n;
+    if (first_k1 >= 0 && n > first_k1 + 2 && k == 0) ++later_plain;
+    c.record_step(1, k, k == 1 ? 0.0035 : 0.003);
+  }
+  EXPECT_GE(first_k1, 0);
+  EXPECT_LE(first_k1, 130);
+  EXPECT_GT(later_plain, 0);  // probes of k = 0 again
+}
+
 TEST(Speculative, ControllerKeysTimesByBatchAndModeAndSkipsTransitions) {
   SpecController c(1, 0);
   // Two plain sequences and one verifying sequence both run 2 rows: separate entries.
