@@ -222,7 +222,7 @@ TEST(LinearCuda, GemmLargeTAndRaggedShapes) {
 }
 
 // The split-K GEMM (a workspace given, tiles filling less than half the device): the decode
-// and verify batch sizes 9..64 on every Nano and Super shape, 100 rows (two row tiles), a
+// and verify batch sizes 9..64 (32- and 64-row tiles) on every Nano and Super shape, 100 rows (two row tiles), a
 // ragged out (301: odd, unpaired stores), K with a half slice at the end (1856), extreme codes.
 TEST(LinearCuda, GemmSplitKFewRows) {
   ASSERT_TRUE(have_device());
@@ -241,6 +241,21 @@ TEST(LinearCuda, GemmSplitKFewRows) {
   }
   run_case(kNano[3], WeightFormat::NVFP4, 48, LinearPath::Gemm, OutType::BF16, seed++, true, true);
   run_case(kNano[0], WeightFormat::FP8, 16, LinearPath::Gemm, OutType::F32, seed++, true, true);
+}
+
+// Calls of 9..32 rows run 32-row tiles (with and without split K): both ends of the range,
+// every format, ragged out and a K with a half slice (the register-staged weights).
+TEST(LinearCuda, GemmThirtyTwoRowTiles) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 900;
+  const Case odd{"odd_out301_k352", 301, 352}, half{"k160_out200", 200, 160};
+  for (auto f : kFormats)
+    for (int64_t T : {9, 17, 32}) {
+      run_case(kNano[0], f, T, LinearPath::Gemm, OutType::BF16, seed++);
+      run_case(kNano[1], f, T, LinearPath::Gemm, T == 17 ? OutType::F32 : OutType::BF16, seed++, false, true);
+      run_case(odd, f, T, LinearPath::Gemm, OutType::BF16, seed++, false, T != 9);
+      run_case(half, f, T, LinearPath::Gemm, OutType::F32, seed++, false, T == 32);
+    }
 }
 
 // linear_group_cuda gives each part's linear_cuda result bit for bit, in one launch (the Nano

@@ -7,7 +7,8 @@
 // the same code builds for sm_90a and sm_121a.
 //
 // Block: 256 threads = 8 warps as 2 (rows) x 4 (columns); warp tile (BM/2) x 32, i.e. BM/32
-// m16 tiles x 4 n8 tiles. K advances in slices of BK = 64 (a slice past `in`, possible when
+// m16 tiles x 4 n8 tiles (BM = 32: one m16 tile per warp, for calls of <= 32 rows, whose
+// 64-row tiles spent half their mma and A-fragment work on zero rows). K advances in slices of BK = 64 (a slice past `in`, possible when
 // in % 64 == 32, is zero-filled on both sides).
 // Pipeline per slice kt:
 //   A (activations): cp.async into a kStages-deep ring (kStages - 1 slices in flight).
@@ -35,9 +36,9 @@ inline constexpr int BN = 128, BK = 64, kStages = 3, kThreads = 256;
 // bytes to BF16 in the one decoded buffer, barrier, mma.
 template <WeightFormat F, int BM, bool AW = false>
 struct Cfg {
-  static_assert(BM == 64 || BM == 128, "row tile of 64 or 128");
+  static_assert(BM == 32 || BM == 64 || BM == 128, "row tile of 32, 64 or 128");
   static_assert(!AW || F != WeightFormat::Dense, "BF16 weights always travel by cp.async");
-  static constexpr int kRing = AW ? (BM == 64 ? 4 : 3) : kStages;  // slices in the ring
+  static constexpr int kRing = AW ? (BM <= 64 ? 4 : 3) : kStages;  // slices in the ring
   static constexpr int kAStage = BM * BK * 2, kBStage = BN * BK * 2;  // bytes
   // AW: raw bytes of a W slice (NVFP4: 32 per row, then 4 scale bytes per row; FP8: 64 per row).
   static constexpr int kRawW = F == WeightFormat::NVFP4 ? BN * BK / 2 : BN * BK;

@@ -5,7 +5,8 @@
 // 128 when that leaves too few blocks for the device). Blocks are rasterized in groups of 8
 // row tiles per weight column tile, so that a column tile of W is read from DRAM about once
 // per 8 row tiles and the A rows of the group stay in L2. The 64-row tile needs 72-80 KB of
-// shared memory, within every sm_80+ target (sm_121: 99 KB per block).
+// shared memory, within every sm_80+ target (sm_121: 99 KB per block). Calls of <= 32 rows
+// run 32-row tiles.
 //
 // Split K (steps of a few rows: decode batches of 9+ sequences, verify steps, the router):
 // when the 64-row tiles of a call fill less than half of the device's block slots (out_proj of
@@ -31,6 +32,7 @@ namespace {
 
 constexpr int kGroupRows = 8;  // row tiles per rasterization group
 
+// Split tiles have 32 or 64 rows: partials of splits x tiles <= block slots fit the bound.
 static_assert(gemm::BN == kLinearSplitTileCols && kLinearSplitTileRows == 64, "linear_cuda.h's split-K bound");
 
 // Split-K: add the `splits` partial tiles of this block's tile (in split order) into acc.
@@ -136,7 +138,7 @@ void launch_mma(const LinearCudaArgs& a, cudaStream_t stream, int sms) {
   const bool pairs = a.w.out % 2 == 0 && reinterpret_cast<uintptr_t>(a.y) % (f32 ? 8 : 4) == 0;
   const float post = gemm::Cfg<F, BM>::kPost * post_scale(F, a.w.scale);
   Split sp;
-  if (BM == 64 && a.workspace && a.workspace_bytes >= linear_split_workspace_bytes(sms)) {
+  if (BM <= 64 && a.workspace && a.workspace_bytes >= linear_split_workspace_bytes(sms)) {
     sp = choose_split(mtn * ntn, static_cast<int>((a.w.in + gemm::BK - 1) / gemm::BK), sms, F == WeightFormat::Dense,
                       a.T);
     // The bound linear_split_workspace_bytes promises: counters for every tile, partials of
@@ -172,6 +174,7 @@ void launch_fmt_mma(const LinearCudaArgs& a, cudaStream_t stream) {
               " bytes of shared memory per block, the GEMM tile needs " +
               std::to_string(gemm::Cfg<F, 64>::kSmem) + " and more");
   if (big >= 2 * lim.sms && gemm::smem_fits<F, 128>(lim.smem_optin)) launch_bm<F, 128>(a, stream, lim);
+  else if (a.T <= 32) launch_bm<F, 32>(a, stream, lim);
   else launch_bm<F, 64>(a, stream, lim);
 }
 
