@@ -233,7 +233,7 @@ bool Engine::begin_step(InFlight& f) {
   // 1 + k per decode, so k is at most what the step budget leaves after one token per decoding
   // sequence and the prompts' share (their pending tokens, at most half of what the decodes
   // leave), so that neither a decoding sequence nor a waiting prompt is pushed out by drafts.
-  const int K = options_.speculative_tokens;
+  const int K = spec_retired_ ? 0 : options_.speculative_tokens;
   const int64_t ready = scheduler_.decoding();
   int k = 0;
   if (K > 0 && ready > 0) {
@@ -525,7 +525,7 @@ void Engine::finish_step(InFlight& f) {
       const float* rows = hidden.empty() ? nullptr : hidden.data() + f.row0[i] * H;
       // The MTP head's next inputs: (token after row r, hidden row r) for the rows that stay.
       auto feed_head = [&](const int32_t* next, int64_t n) {
-        if (!rows || K == 0) return;
+        if (!rows || K == 0 || spec_retired_) return;
         s.mtp_ids.insert(s.mtp_ids.end(), next, next + n);
         s.mtp_hidden.insert(s.mtp_hidden.end(), rows, rows + n * H);
         // While speculation pauses (a large batch) the inputs pile up: they are fed in bounded
@@ -608,13 +608,32 @@ void Engine::finish_step(InFlight& f) {
         if (sequences_.count(id)) finish(id, FinishReason::Error, e.what());
     }
   }
+  retire_head_if_useless(draft_tokens, accepted_total);
   step_prompt_tokens_ += static_cast<uint64_t>(f.prompt_tokens);
   std::lock_guard<std::mutex> lock(mu_);
+  stats_.spec_retired = spec_retired_;
   stats_.steps_total++;
   stats_.spec_drafts += drafts;
   stats_.spec_draft_tokens += draft_tokens;
   stats_.spec_accepted_tokens += accepted_total;
   for (int k = 0; k < K; ++k) stats_.spec_accepted_per_pos[static_cast<std::size_t>(k)] += per_pos[static_cast<std::size_t>(k)];
+}
+
+void Engine::retire_head_if_useless(uint64_t drafted, uint64_t accepted) {
+  const int64_t limit = options_.spec_retire_drafts;
+  if (spec_retired_ || limit <= 0 || options_.speculate_always || !options_.spec_accept_rates.empty()) return;
+  retire_drafted_ += drafted;
+  retire_accepted_ += accepted;
+  if (retire_drafted_ < static_cast<uint64_t>(limit) || retire_accepted_ * 100 > retire_drafted_) return;
+  spec_retired_ = true;
+  for (auto& [id, s] : sequences_) {  // the head's piled-up inputs are never fed now
+    s->mtp_ids.clear();
+    s->mtp_hidden.clear();
+  }
+  std::fprintf(stderr,
+               "speculative decoding stopped: the MTP head's drafts were accepted %llu of %llu times; verifying "
+               "them would only cost (--speculative-tokens 0 skips the head from the start)\n",
+               static_cast<unsigned long long>(retire_accepted_), static_cast<unsigned long long>(retire_drafted_));
 }
 
 std::vector<TimedEvent> generate_blocking(Engine& engine, GenerationRequest request) {

@@ -85,6 +85,13 @@ struct EngineOptions {
   // sequence) and the draw of the row after them follows, so a step costs what a real one with
   // that acceptance costs. Models with random weights accept almost nothing otherwise.
   std::vector<double> spec_accept_rates;
+  // A head whose drafts are (almost) never accepted only costs (its prefill of every prompt,
+  // its feeding, the controller's probes: 2-7% through `serve` on a synthetic Nano, bench/
+  // RESULTS.md twelfth session): once this many draft tokens have been verified with at most 1%
+  // of them accepted, speculation stops for the engine's life (a line on stderr; /metrics
+  // nemotron:spec_decode_retired 1). 0: never; never with speculate_always or spec_accept_rates.
+  // A trained head (the demo model: 74-91% per position) is 60+ standard deviations above it.
+  int64_t spec_retire_drafts = 2048;
   // Prefix cache (runtime/prefix_cache.h): the bytes its backend snapshots may take (0 = off;
   // also off when the backend cannot snapshot; at most the backend's snapshot_capacity()). A request resumes from the longest cached
   // prefix of its prompt; snapshots are taken at the end of every prompt, every
@@ -113,6 +120,7 @@ struct EngineStats {
   // verified, drafts accepted, and accepted per draft position.
   uint64_t spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
   std::vector<uint64_t> spec_accepted_per_pos;
+  bool spec_retired = false;  // EngineOptions::spec_retire_drafts stopped speculation
   PrefixCacheStats prefix_cache;  // budget 0: off
 };
 
@@ -203,6 +211,9 @@ class Engine {
   // Retires a sequence (frees scheduler and backend state); its final event is queued.
   void finish(uint64_t id, FinishReason reason, const std::string& error = "");
   void emit(Sequence& s, TokenEvent ev) { outbox_.emplace_back(&s.sink, std::move(ev)); }
+  // EngineOptions::spec_retire_drafts, after a step that verified `drafted` draft tokens and
+  // accepted `accepted` of them.
+  void retire_head_if_useless(uint64_t drafted, uint64_t accepted);
   // Publishes stats, then delivers the queued events: a sink that sees its final event
   // also sees stats that no longer count its request.
   void publish();
@@ -225,6 +236,10 @@ class Engine {
   std::vector<std::unique_ptr<Sequence>> retired_;  // kept alive until their events are out
   uint64_t step_prompt_tokens_ = 0, step_generated_ = 0;
   SpecController spec_;
+  // EngineOptions::spec_retire_drafts: draft tokens verified and accepted so far, and whether
+  // speculation stopped (the head is then neither drafted from nor fed).
+  uint64_t retire_drafted_ = 0, retire_accepted_ = 0;
+  bool spec_retired_ = false;
   model::KeepLimits keep_limits_;  // the backend's: verify chunks per step, rows per verify
   std::unique_ptr<PrefixCache> cache_;
   uint64_t next_snapshot_ = 1;

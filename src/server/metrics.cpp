@@ -113,6 +113,8 @@ std::string Metrics::render(const runtime::EngineStats& st) const {
           double(st.spec_drafts));
   counter("nemotron:spec_decode_num_draft_tokens", "MTP draft tokens verified.", double(st.spec_draft_tokens));
   counter("nemotron:spec_decode_num_accepted_tokens", "MTP draft tokens accepted.", double(st.spec_accepted_tokens));
+  gauge("nemotron:spec_decode_retired", "1 once speculation stopped because the MTP head's drafts were almost never accepted.",
+        st.spec_retired ? 1.0 : 0.0);
   counter("nemotron:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
           double(st.prefix_cache.query_tokens));
   counter("nemotron:prefix_cache_hits", "Prompt tokens resumed from the prefix cache.",

@@ -169,6 +169,41 @@ TEST_P(SpeculativeTest, GreedyIdsStayExactWhileTheDraftCountChanges) {
   EXPECT_GT(st.spec_draft_tokens, st.spec_drafts);
 }
 
+// EngineOptions::spec_retire_drafts: a head that is never right (the random heads of the
+// fixtures accept nothing) stops speculation once that many drafts were verified, and nothing
+// is drafted after it (at most one step in flight); a trained head (the demo model) keeps
+// speculating. The ids equal plain decoding's either way.
+TEST_P(SpeculativeTest, AHeadThatIsNeverRightRetires) {
+  const model::Model m = model::Model::load(model_path(GetParam()));
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 2; ++i) {
+    GenerationRequest r;
+    r.prompt = prompt_of(GetParam(), i);
+    r.sampling.temperature = 0.0f;
+    r.max_tokens = 60;
+    reqs.push_back(r);
+  }
+  const auto plain = run(m, reqs, 0);
+  EngineOptions o;
+  o.limits = {2, 64, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 3;
+  o.spec_retire_drafts = 24;
+  Engine engine(cpu(m, 2, 64), o);
+  EXPECT_EQ(nemotron::testing::generate_together(engine, reqs), plain);
+  const EngineStats st = engine.stats();
+  EXPECT_GT(st.spec_drafts, 0u);
+  if (GetParam() == "demo") {
+    EXPECT_FALSE(st.spec_retired);
+    EXPECT_GT(st.spec_accepted_tokens * 2, st.spec_draft_tokens);
+  } else {
+    EXPECT_EQ(st.spec_accepted_tokens, 0u);
+    EXPECT_TRUE(st.spec_retired);
+    EXPECT_GE(st.spec_draft_tokens, 24u);
+    EXPECT_LE(st.spec_draft_tokens, 24u + 2 * 2 * 3);  // the step that crossed it, one in flight
+  }
+}
+
 // A step budget too small for every decoding sequence's K + 1 rows: the step verifies fewer
 // drafts (1 while 4 sequences decode: 4 x 2 rows = 8) so that every sequence still decodes in
 // it, and none while prompts wait for half the budget (drafts never starve a prompt).
