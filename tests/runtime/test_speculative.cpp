@@ -75,6 +75,19 @@ std::vector<int32_t> prompt_of(const std::string& name, int i) {
   return p;
 }
 
+// n greedy requests of max_tokens each on prompt_of(name, 0..n-1).
+std::vector<GenerationRequest> greedy_requests(const std::string& name, int n, int max_tokens) {
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < n; ++i) {
+    GenerationRequest r;
+    r.prompt = prompt_of(name, i);
+    r.sampling.temperature = 0.0f;
+    r.max_tokens = max_tokens;
+    reqs.push_back(r);
+  }
+  return reqs;
+}
+
 class SpeculativeTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SpeculativeTest, RollBackLeavesExactlyTheShorterSequencesState) {
@@ -175,14 +188,7 @@ TEST_P(SpeculativeTest, GreedyIdsStayExactWhileTheDraftCountChanges) {
 // speculating. The ids equal plain decoding's either way.
 TEST_P(SpeculativeTest, AHeadThatIsNeverRightRetires) {
   const model::Model m = model::Model::load(model_path(GetParam()));
-  std::vector<GenerationRequest> reqs;
-  for (int i = 0; i < 2; ++i) {
-    GenerationRequest r;
-    r.prompt = prompt_of(GetParam(), i);
-    r.sampling.temperature = 0.0f;
-    r.max_tokens = 60;
-    reqs.push_back(r);
-  }
+  const std::vector<GenerationRequest> reqs = greedy_requests(GetParam(), 2, 60);
   const auto plain = run(m, reqs, 0);
   EngineOptions o;
   o.limits = {2, 64, 1 << 16};
@@ -610,14 +616,7 @@ class LimitedBackend final : public model::Backend {
 // the backend's snapshot capacity.
 TEST(Speculative, EngineKeepsToTheBackendsRoom) {
   const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
-  std::vector<GenerationRequest> reqs;
-  for (int i = 0; i < 3; ++i) {
-    GenerationRequest r;
-    r.prompt = prompt_of("super-latent-mtp", i);
-    r.sampling.temperature = 0.0f;
-    r.max_tokens = 15;
-    reqs.push_back(r);
-  }
+  const std::vector<GenerationRequest> reqs = greedy_requests("super-latent-mtp", 3, 15);
   const auto plain = run(m, reqs, 0);
   EngineOptions o;
   o.limits = {3, 64, 1 << 16};
