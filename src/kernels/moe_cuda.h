@@ -118,6 +118,9 @@ struct ExpertGemvArgs {
   // (stream-ordered).
   void* workspace = nullptr;
   int64_t workspace_bytes = 0;
+  // The batch path's 16-row tiles per block: 0 = by size (1, 2 or 4; the environment's
+  // NEMOTRON_EXPERT_TILES_PER_BLOCK when set), else 1, 2 or 4 (tests).
+  int tiles_per_block = 0;
 };
 void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream);
 

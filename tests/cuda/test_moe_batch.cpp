@@ -54,6 +54,7 @@ struct Case {
   bool bad_ids = false;      // pair N/2 gets id E, pair N-1 id -1
   bool vs_per_pair = false;  // also compare all pairs with the per-pair GEMV
   uint64_t seed = 1;
+  int tiles_per_block = 0;   // the batch path's (0: by size)
 };
 
 std::vector<int32_t> make_ids(const Case& c) {
@@ -101,6 +102,7 @@ std::vector<uint16_t> run(const Case& c, const Experts& ex, const std::vector<in
   a.x_per_slot = c.per_slot;
   a.relu2 = c.relu2;
   a.y = dy.get();
+  a.tiles_per_block = c.tiles_per_block;
   if (via != Via::PerPair) {
     a.workspace = ws.get();
     a.workspace_bytes = ws_bytes;
@@ -120,7 +122,8 @@ std::string case_name(const Case& c) {
   const char* routing = c.routing == Routing::Skewed ? " skewed" : c.routing == Routing::Repeats ? " repeats" : "";
   return std::string(kernels::weight_format_name(c.f)) + " [" + std::to_string(c.out) + "," + std::to_string(c.in) +
          "] E=" + std::to_string(c.E) + " T=" + std::to_string(c.T) + " k=" + std::to_string(c.k) +
-         (c.per_slot ? " per-slot" : "") + (c.relu2 ? " relu2" : "") + routing + (c.bad_ids ? " bad-ids" : "");
+         (c.per_slot ? " per-slot" : "") + (c.relu2 ? " relu2" : "") + routing + (c.bad_ids ? " bad-ids" : "") +
+         (c.tiles_per_block ? " tiles/block=" + std::to_string(c.tiles_per_block) : "");
 }
 
 bool is_bad(const Case& c, int32_t id) { return id < 0 || id >= c.E; }
@@ -275,7 +278,8 @@ TEST(MoeBatch, Fp8AndBf16AtRealShapes) {
 
 // Every format on ragged shapes: out not a multiple of 16, K not a multiple of 128 (in % 128 =
 // 96, 32 or 64), k = 1 (fewer than 8 pairs in all: the staging capacity is T*k), E < T*k
-// (every expert slot filled) and E > T*k.
+// (every expert slot filled) and E > T*k; each also with 1, 2 and 4 tiles per block (out = 37:
+// 3 tiles, so a block of 2 or 4 has a partial group; T = 64 skewed: several passes of 8 per tile).
 TEST(MoeBatch, EveryFormatRaggedShapes) {
   ASSERT_TRUE(have_device());
   uint64_t seed = 700;
@@ -288,7 +292,15 @@ TEST(MoeBatch, EveryFormatRaggedShapes) {
         {f, 16, 300, 1856, 64, 6, false, true, Routing::Skewed, true, true, seed++},
         {f, 5, 130, 64, 9, 4, true, true, Routing::Repeats, false, true, seed++},
     };
-    for (const Case& c : cases) check(c, *experts_for(c));
+    for (const Case& c : cases) {
+      const auto ex = experts_for(c);
+      check(c, *ex);
+      for (int tpb : {1, 2, 4}) {  // several 16-row tiles per block, the last group partial
+        Case d = c;
+        d.tiles_per_block = tpb;
+        check(d, *ex);
+      }
+    }
   }
 }
 

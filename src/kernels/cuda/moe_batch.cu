@@ -5,8 +5,9 @@
 // 1. launch_expert_buckets (moe_grouped.cu's bucketing kernel, one block): the pair indices
 //    grouped by expert, the selected experts in ascending order and their number nexp; the NaN
 //    output rows of pairs with an id outside [0, E).
-// 2. batch_kernel, grid (16-row tiles of W, min(E, T*k) expert slots), tile fastest: block
-//    (i, j) computes output rows [16 i, 16 i + 16) of every pair of the j-th selected expert.
+// 2. batch_kernel, grid (groups of tpb 16-row tiles of W, min(E, T*k) expert slots), tiles
+//    fastest: block (i, j) computes output rows [16 tpb i, 16 tpb (i + 1)) of every pair of the
+//    j-th selected expert, tile by tile (tiles_per_block: 1, 2 or 4).
 //    Blocks of slots j >= nexp exit after reading nexp, so the launch shape depends only on T,
 //    k, E and the weight shape (graph capture), never on the routing. For each group of up to
 //    8 of the expert's pairs the block gathers their x rows into shared memory (the token's row
@@ -15,8 +16,8 @@
 //    decoded to BF16 in registers; m16n8k16 mmas with the gathered rows as N = 8; the block's
 //    warps split K and their partial sums are added in warp order), then scatters the results
 //    (relu² in fp32 when asked) to the pairs' y rows. An expert with more than 8 pairs in the
-//    call streams its tile again per further 8 pairs; that re-read is served by L2 (the block
-//    has just read the same 16 rows), so DRAM still sees each selected expert about once.
+//    call streams its tiles again per further 8 pairs; that re-read is served by L2 (the block
+//    has just read the same 16-64 rows), so DRAM still sees each selected expert about once.
 //
 // Deterministic: a pair's output is computed by one mma column whose K order is fixed by the
 // tile and the block's warp count (a function of T, k, E and the shape), and the mma columns
@@ -33,6 +34,7 @@
 // staging) but needs cross-tile load pipelining to pay off; at 100+ us per call the prologues
 // are hidden by the other resident blocks, so the simpler grid was chosen (to be measured).
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "kernels/cuda/gemv_core.cuh"
@@ -50,7 +52,8 @@ constexpr int kStaticSmem = 2 * 2 * kGroup * 4;  // batch_kernel's xrow, yrow
 // take the registers it needs (without it the BF16 instance spilled 4 bytes at 64 registers;
 // with it: NVFP4 96, FP8 80, BF16 79 registers on sm_90a, no spills).
 template <WeightFormat F>
-__global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvArgs a, ExpertBuckets b, int cap) {
+__global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvArgs a, ExpertBuckets b, int cap,
+                                                                      int tpb) {
   extern __shared__ uint4 smem[];
   // x row and y row (pair index) of mma column n, per group parity: group g writes [g & 1]
   // while the stores of group g - 1 may still read [(g - 1) & 1]; group g - 2's readers are
@@ -67,7 +70,8 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvA
   if (j >= nexp) return;  // block-uniform: no selected expert for this slot
   const int r = (j + 1 < nexp ? next : bucketed) - start;
   const int in = static_cast<int>(a.w.in), out = static_cast<int>(a.w.out), k = static_cast<int>(a.k);
-  const int row0 = static_cast<int>(blockIdx.x) * kTileRows;
+  const int tile0 = static_cast<int>(blockIdx.x) * tpb;
+  const int ntiles = min(tpb, (out + kTileRows - 1) / kTileRows - tile0);  // block-uniform, >= 1
   const auto* wdata = static_cast<const uint8_t*>(a.w.data[e]);
   const uint8_t* wscale = F == WeightFormat::NVFP4 ? a.w.block_scale[e] : nullptr;
   const float post = MmaFmt<F>::kPost * post_scale(F, a.w.scale ? a.w.scale[e] : 1.0f);
@@ -78,22 +82,50 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvA
   int par = 0;
   for (int g0 = 0; g0 < r; g0 += kGroup, par ^= 1) {  // r is block-uniform: every thread runs every group
     const int nr = min(kGroup, r - g0);
-    float acc[4];
-    mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, static_cast<int>(threadIdx.x >> 5),
-                static_cast<int>(blockDim.x >> 5), [&] {
-                  if (threadIdx.x < static_cast<unsigned>(nr)) {
-                    const int p = b.pairs[start + g0 + static_cast<int>(threadIdx.x)];
-                    xrow[par][threadIdx.x] = per_slot ? p : p / k;
-                    yrow[par][threadIdx.x] = p;
-                  }
-                  __syncthreads();
-                  stage_x_rows<F>([&](int n) { return x + static_cast<int64_t>(xrow[par][n]) * in; }, nr, in, smem);
-                  __syncthreads();
-                }, acc);
-    mma_tile_reduce(acc, red, row0, out, nr, post, a.relu2, [&](int n, int row, float s) {
-      y[static_cast<int64_t>(yrow[par][n]) * out + row] = f2bf(s);
-    });
+    // The group's x rows are staged once (in the first tile, after its first weight loads) and
+    // serve the block's tpb tiles; a later tile's barrier (after its first loads) keeps its
+    // partial sums from overwriting `red` while the previous tile's stores still read it.
+    for (int ti = 0; ti < ntiles; ++ti) {
+      const int row0 = (tile0 + ti) * kTileRows;
+      float acc[4];
+      mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, static_cast<int>(threadIdx.x >> 5),
+                  static_cast<int>(blockDim.x >> 5), [&] {
+                    if (ti > 0) {
+                      __syncthreads();
+                      return;
+                    }
+                    if (threadIdx.x < static_cast<unsigned>(nr)) {
+                      const int p = b.pairs[start + g0 + static_cast<int>(threadIdx.x)];
+                      xrow[par][threadIdx.x] = per_slot ? p : p / k;
+                      yrow[par][threadIdx.x] = p;
+                    }
+                    __syncthreads();
+                    stage_x_rows<F>([&](int n) { return x + static_cast<int64_t>(xrow[par][n]) * in; }, nr, in, smem);
+                    __syncthreads();
+                  }, acc);
+      mma_tile_reduce(acc, red, row0, out, nr, post, a.relu2, [&](int n, int row, float s) {
+        y[static_cast<int64_t>(yrow[par][n]) * out + row] = f2bf(s);
+      });
+    }
   }
+}
+
+// 16-row tiles per block: 1, 2 or 4, the most that leave at least kMinBlocksPerSm blocks per SM
+// (the per-block prologue (bucket tables, pairs, x staging: dependent L2 round trips) is then
+// paid once per 2-4 tiles). ExpertGemvArgs::tiles_per_block, else NEMOTRON_EXPERT_TILES_PER_BLOCK
+// (1, 2 or 4; A/B runs), overrides it.
+constexpr int kMinBlocksPerSm = 4;
+int tiles_per_block(int64_t tiles, int64_t slots, int sms, int asked) {
+  if (asked == 1 || asked == 2 || asked == 4) return asked;
+  static const int forced = [] {
+    const char* e = std::getenv("NEMOTRON_EXPERT_TILES_PER_BLOCK");
+    const int v = e ? std::atoi(e) : 0;
+    return v == 1 || v == 2 || v == 4 ? v : 0;
+  }();
+  if (forced) return forced;
+  int tpb = 1;
+  while (tpb < 4 && (tiles + 2 * tpb - 1) / (2 * tpb) * slots >= int64_t{kMinBlocksPerSm} * sms) tpb *= 2;
+  return tpb;
 }
 
 template <WeightFormat F>
@@ -102,7 +134,9 @@ bool launch_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
   const int64_t N = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows, slots = std::min(a.w.experts, N);
   const int cap = static_cast<int>(std::min<int64_t>(kGroup, N));
   const int nsteps = static_cast<int>((a.w.in / MmaFmt<F>::kE + 3) / 4);
-  const int warps = mma_warps(tiles * slots, nsteps, lim.sms, [&](int w) {
+  const int tpb = tiles_per_block(tiles, slots, lim.sms, a.tiles_per_block);
+  const int64_t tile_blocks = (tiles + tpb - 1) / tpb;
+  const int warps = mma_warps(tile_blocks * slots, nsteps, lim.sms, [&](int w) {
     return resident_blocks(reinterpret_cast<const void*>(batch_kernel<F>), w * 32, mma_smem_bytes<F>(cap, a.w.in, w));
   });
   const int64_t smem = mma_smem_bytes<F>(cap, a.w.in, warps);
@@ -113,8 +147,8 @@ bool launch_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
     require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
   const ExpertBuckets b = launch_expert_buckets(a, stream);
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(slots));
-  launch_pdl(batch_kernel<F>, grid, dim3(warps * 32), static_cast<size_t>(smem), stream, a, b, cap);
+  const dim3 grid(static_cast<unsigned>(tile_blocks), static_cast<unsigned>(slots));
+  launch_pdl(batch_kernel<F>, grid, dim3(warps * 32), static_cast<size_t>(smem), stream, a, b, cap, tpb);
   check_launch("expert_gemv_cuda (batch)");
   return true;
 }
