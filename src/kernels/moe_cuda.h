@@ -77,7 +77,7 @@ inline constexpr int64_t kExpertGroupedMinPairsPerExpert = 12;
 // The most experts the batch and grouped paths take (their bucketing counts in shared memory).
 inline constexpr int64_t kExpertBucketMaxExperts = 4096;
 // The grouped GEMM's smallest row tile, for which expert_gemv_workspace_bytes sizes the tiles.
-inline constexpr int64_t kExpertGroupedMinTile = 64;
+inline constexpr int64_t kExpertGroupedMinTile = 32;
 
 enum class ExpertGemvPath { PerPair, Batch, Grouped };
 

@@ -3,7 +3,7 @@
 // rows linear_cpu multiplies) times the same BF16 x row, double accumulation. Tolerance as in
 // test_linear's GEMM: 3e-5 of the absolute dot sum (x2|a| after relu²) + one BF16 rounding.
 // Covered: every weight format; ragged shapes (out not a multiple of the 128 column tile, in %
-// 64 == 32, odd out); both row tiles (64, 128; forced through launch_expert_grouped); experts
+// 64 == 32, odd out); every row tile (32, 64, 128; forced through launch_expert_grouped); experts
 // with no pairs, one expert with most or all pairs (several row tiles); bad ids (NaN rows);
 // token rows (up) and pair rows (down, x_per_slot); T*k >= 65536 (beyond the GEMV); the real
 // Nano (128 experts, k 6) and Super-latent (512 experts, k 22) expert shapes at T up to 2048
@@ -53,7 +53,7 @@ struct Case {
   int64_t E, out, in, T, k;
   bool per_slot, relu2;
   Routing routing;
-  int bm = 0;            // 0: grouped, auto row tile (through expert_gemv_cuda when T*k allows); 64 / 128:
+  int bm = 0;            // 0: grouped, auto row tile (through expert_gemv_cuda when T*k allows); 32 / 64 / 128:
                          // forced; -1: expert_gemv_cuda's choice
   int64_t stride = 1;    // check every stride-th pair against the CPU
   bool vs_gemv = false;  // and all pairs against the GEMV path
@@ -174,7 +174,7 @@ TEST(MoeGrouped, EveryFormatRaggedShapesAndRouting) {
   ASSERT_TRUE(have_device());
   uint64_t seed = 11;
   for (auto f : kFormats) {
-    for (int bm : {0, 64, 128}) {
+    for (int bm : {0, 32, 64, 128}) {
       check({f, 7, 100, 96, 50, 3, false, true, Routing::Spread, bm, 1, bm == 0, true, seed++});
       check({f, 7, 37, 224, 33, 2, true, false, Routing::Skewed, bm, 1, false, false, seed++});
       check({f, 5, 130, 64, 70, 4, false, false, Routing::OneExpert, bm, 1, false, true, seed++});
@@ -201,6 +201,9 @@ TEST(MoeGrouped, RealShapesAgainstCpuSampleAndGemv) {
   check({WeightFormat::NVFP4, 512, 1024, 2688, 1024, 22, true, false, Routing::Spread, 0, 457, true, false, 104});
   check({WeightFormat::FP8, 128, 1856, 2688, 512, 6, false, true, Routing::Spread, 0, 61, true, false, 105});
   check({WeightFormat::Dense, 128, 2688, 1856, 256, 6, true, false, Routing::Spread, 0, 31, true, false, 106});
+  // A 512-row prefill step of Nano (24 pairs per expert: the 32-row tile) and of Super latent.
+  check({WeightFormat::NVFP4, 128, 1856, 2688, 512, 6, false, true, Routing::Spread, 0, 67, true, false, 107});
+  check({WeightFormat::NVFP4, 512, 1024, 2688, 512, 22, true, false, Routing::Skewed, 0, 131, true, false, 108});
 }
 
 // The output of a pair depends only on its own x row and expert: permuting the slots of every

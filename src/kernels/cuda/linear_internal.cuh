@@ -13,7 +13,7 @@ bool launch_linear_gemv_group(const LinearCudaArgs* parts, int n, cudaStream_t s
 void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream);
 
 // The grouped path of expert_gemv_cuda (moe_grouped.cu; arguments checked by the caller,
-// workspace checked here). bm: pairs per row tile, 64 or 128; 0 picks by pairs per expert.
+// workspace checked here). bm: pairs per row tile, 32, 64 or 128; 0 picks by pairs per expert.
 void launch_expert_grouped(const ExpertGemvArgs& a, cudaStream_t stream, int bm = 0);
 
 // The pairs of expert_gemv_cuda bucketed by expert (moe_grouped.cu's bucketing kernel, one

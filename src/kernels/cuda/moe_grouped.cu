@@ -29,7 +29,7 @@ namespace {
 
 using namespace cuda;
 
-constexpr int kBucketThreads = 1024, kMaxExperts = static_cast<int>(kExpertBucketMaxExperts), kMinBM = 64;
+constexpr int kBucketThreads = 1024, kMaxExperts = static_cast<int>(kExpertBucketMaxExperts), kMinBM = 32;
 static_assert(kMinBM == kExpertGroupedMinTile, "moe_workspace.cpp sizes the workspace with the smallest row tile");
 
 struct Workspace {
@@ -252,20 +252,26 @@ void launch_expert_grouped(const ExpertGemvArgs& a, cudaStream_t stream, int bm)
   check_bucketing(a, "grouped");
   // Cost per expert ~ tiles * (BM + D): the mma work of the tile's rows (filled or not) plus
   // the weight decoding, D ~ 50 row-equivalents. With uniform routing and n = N / E pairs per
-  // expert, 128-row tiles win from n ~ 80 (n = 96: ~1.05 tiles of 128 vs ~1.9 of 64). A
-  // guess from that model, not yet tuned on a device (bench_gemm_cuda times both).
-  if (bm == 0) bm = N >= 80 * E ? 128 : 64;
-  require(bm == 64 || bm == 128, "expert_gemv_cuda: row tile must be 64 or 128");
+  // expert, 128-row tiles win from n ~ 80 (n = 96: ~1.05 tiles of 128 vs ~1.9 of 64), 32-row
+  // tiles below n ~ 26 (a 512-row prefill step of Nano: n = 24, Poisson-spread counts mostly
+  // <= 32: ~1.2 tiles of 32 (98) vs 1 of 64 (114)). A guess from that model, not yet tuned on
+  // a device (bench_gemm_cuda times them).
+  if (bm == 0) bm = N >= 80 * E ? 128 : N > 26 * E ? 64 : 32;
+  require(bm == 32 || bm == 64 || bm == 128, "expert_gemv_cuda: row tile must be 32, 64 or 128");
   const int optin = device_limits().smem_optin;
-  auto fits = [&](int b) { return b == 64 ? fits_fmt<64>(a.w.format, optin) : fits_fmt<128>(a.w.format, optin); };
-  if (!fits(bm)) bm = 64;
+  auto fits = [&](int b) {
+    return b == 32 ? fits_fmt<32>(a.w.format, optin) : b == 64 ? fits_fmt<64>(a.w.format, optin)
+                                                                 : fits_fmt<128>(a.w.format, optin);
+  };
+  if (!fits(bm)) bm = fits(64) ? 64 : 32;
   require(fits(bm), "expert_gemv_cuda: the device's shared memory per block is too small for the grouped GEMM");
   const Workspace ws = carve(a.workspace, N, E);
   launch_pdl(bucket_kernel, dim3(1), dim3(kBucketThreads), 0, stream, a.ids, static_cast<int>(N), static_cast<int>(E),
              bm, static_cast<int>(a.w.out), a.y, ws);
   check_launch("expert_gemv_cuda (bucketing)");
   if (bm == 128) launch_format<128>(a, ws, stream);
-  else launch_format<64>(a, ws, stream);
+  else if (bm == 64) launch_format<64>(a, ws, stream);
+  else launch_format<32>(a, ws, stream);
 }
 
 }  // namespace cuda
