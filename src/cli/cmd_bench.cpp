@@ -46,9 +46,13 @@ int run_bench(int argc, char** argv) {
                "bytes per token or step and % of the copy bandwidth measured in the same run."};
   std::string model_dir, depths_text = "0,4096,32768", prefill_text = "512,2048,8192", batch_text, json_out;
   int64_t decode_tokens = 64, chunk = 2048, batch_prompt = 128, batch_steps = 32, batch_warmup = 3;
-  bool eager = true, profile = false;
+  bool eager = true, profile = false, depth_walk = false;
   app.add_option("--model", model_dir, "Model directory")->required();
   app.add_option("--depths", depths_text, "Context depths for single-stream decode, comma-separated ('' = none)");
+  app.add_flag("--depth-walk", depth_walk,
+               "Decode every depth on one sequence: each depth is prefilled on top of the previous one and its "
+               "decode steps (ascending depths; 128K,512K,1M then costs one 1M-token prefill), the prefill time of "
+               "each stretch printed");
   app.add_option("--prefill", prefill_text, "Prompt lengths for prefill, comma-separated ('' = none)");
   app.add_option("--decode-tokens", decode_tokens, "Decode steps timed per depth")->check(CLI::PositiveNumber);
   app.add_option("--chunk", chunk, "Prefill chunk (rows per forward call)")->check(CLI::PositiveNumber);
@@ -225,9 +229,23 @@ int run_bench(int argc, char** argv) {
   if (!depths.empty())
     std::printf("\n%-12s %-6s %10s %12s %12s %10s %12s\n", "decode depth", "mode", "tok/s", "GB/token", "GB/s",
                 "% of copy", "roofline t/s");
+  int walk_slot = -1;  // --depth-walk: the one sequence
+  j["walk_prefill"] = Json::array();
   for (int64_t d : depths) {
-    const int slot = gpu.acquire_slot();
-    if (d > 0) prefill(slot, synthetic_ids(d, V, static_cast<uint32_t>(d) + 1));
+    const int slot = depth_walk ? (walk_slot < 0 ? walk_slot = gpu.acquire_slot() : walk_slot) : gpu.acquire_slot();
+    const int64_t at = depth_walk ? gpu.position(slot) : 0;
+    if (d < at)
+      throw Error("bench --depth-walk: depth " + std::to_string(d) + " is behind the sequence's " + std::to_string(at) +
+                  " positions (depths ascending, each at least 2 x (--decode-tokens + 1) past the one before)");
+    if (d > at) {
+      const double ps = prefill(slot, synthetic_ids(d - at, V, static_cast<uint32_t>(d) + 1));
+      if (depth_walk) {
+        std::printf("%-12s prefill %lld -> %lld: %.3f s, %.0f tok/s\n", "", static_cast<long long>(at),
+                    static_cast<long long>(d), ps, static_cast<double>(d - at) / ps);
+        j["walk_prefill"].push_back({{"from", at}, {"to", d}, {"seconds", ps},
+                                     {"tok_s", static_cast<double>(d - at) / ps}});
+      }
+    }
     int32_t tok = 1000;
     // Greedy steps: the argmax runs on the device, only the token id comes back. The graph
     // rows first (the warm-up step captures the graph), then the eager ones continue the
@@ -255,8 +273,9 @@ int run_bench(int argc, char** argv) {
                              {"roofline_tok_s", copy_gbps * 1e9 / bytes}});
     }
     gpu.set_cuda_graphs(true);
-    gpu.release_slot(slot);
+    if (!depth_walk) gpu.release_slot(slot);
   }
+  if (walk_slot >= 0) gpu.release_slot(walk_slot);
 
   // Per-op tables (CudaModel::set_profiling): ms per forward call, share, calls per call and
   // the GB/s of the op's linear weights.
