@@ -90,8 +90,10 @@ struct EngineOptions {
   // RESULTS.md twelfth session): once this many draft tokens have been verified with at most 1%
   // of them accepted, speculation stops for the engine's life (a line on stderr; /metrics
   // nemotron:spec_decode_retired 1). 0: never; never with speculate_always or spec_accept_rates.
-  // A trained head (the demo model: 74-91% per position) is 60+ standard deviations above it.
-  int64_t spec_retire_drafts = 2048;
+  // A head worth verifying accepts 30%+ (the demo model: 74-91% per position): <= 5 of 512 is
+  // then beyond any chance; at 64 sequences the first measurements (K drafts for two steps)
+  // already verify 384.
+  int64_t spec_retire_drafts = 512;
   // Prefix cache (runtime/prefix_cache.h): the bytes its backend snapshots may take (0 = off;
   // also off when the backend cannot snapshot; at most the backend's snapshot_capacity()). A request resumes from the longest cached
   // prefix of its prompt; snapshots are taken at the end of every prompt, every
