@@ -60,7 +60,11 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=()
 summary=()
 for t in "${targets[@]}"; do
-  corpus=$BUILD/fuzz-corpus/$t crashes=$OUT/$t tmp=$BUILD/fuzz-tmp/$t
+  # Scratch files (the loaders' targets write each input to a checkpoint directory): in memory
+  # where /dev/shm is writable, so that those targets are not bound by the disk.
+  scratch_root=$BUILD/fuzz-tmp
+  [ -d /dev/shm ] && [ -w /dev/shm ] && scratch_root=/dev/shm/nemotron-fuzz-$$
+  corpus=$BUILD/fuzz-corpus/$t crashes=$OUT/$t tmp=$scratch_root/$t
   mkdir -p "$corpus" "$crashes" "$tmp"
   dict=$tmp/dict
   case $t in
@@ -79,7 +83,10 @@ for t in "${targets[@]}"; do
     -timeout="${FUZZ_TIMEOUT:-25}" -rss_limit_mb="${FUZZ_RSS_MB:-4096}" -dict="$dict" \
     -artifact_prefix="$crashes/" -print_final_stats=1 "${extra[@]}" "$@" "$corpus" "fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   rm -rf "$tmp"
+  rmdir "$scratch_root" 2>/dev/null || true
   execs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  # -fork=N prints no final stats: its last "#N: cov: ..." status line counts the executions.
+  [ -z "$execs" ] && execs=$(grep -ao '^#[0-9]*: cov:' "$log" | tail -1 | tr -dc '0-9' || true)
   files=$(find "$corpus" -type f | wc -l)
   bytes=$(find "$corpus" -type f -printf "%s\n" | awk "{s += \$1} END {print s + 0}")
   took=$(tail -1 "$crashes/last-run.time" 2>/dev/null | awk '{printf "%.0f s (%.0f CPU s)", $1, $2 + $3}' || true)
