@@ -232,7 +232,8 @@ int run_bench(int argc, char** argv) {
   int walk_slot = -1;  // --depth-walk: the one sequence
   j["walk_prefill"] = Json::array();
   for (int64_t d : depths) {
-    const int slot = depth_walk ? (walk_slot < 0 ? walk_slot = gpu.acquire_slot() : walk_slot) : gpu.acquire_slot();
+    if (depth_walk && walk_slot < 0) walk_slot = gpu.acquire_slot();
+    const int slot = depth_walk ? walk_slot : gpu.acquire_slot();
     const int64_t at = depth_walk ? gpu.position(slot) : 0;
     if (d < at)
       throw Error("bench --depth-walk: depth " + std::to_string(d) + " is behind the sequence's " + std::to_string(at) +

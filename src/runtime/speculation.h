@@ -14,11 +14,11 @@
 // turn) for two steps (the first a transition), so that it follows a change of load or of
 // acceptance: `probe_every` decisions after the choice last changed, then at gaps doubling up
 // to 16 x probe_every while the probes leave the choice as it is (a head that is never right
-// costs a probe's verify step every 1,024 steps, not every 64). Speculation pays at small batches (a step is
-// bound by reading the weights, so verifying k + 1 rows costs little more than 1); as the
-// batch grows the verify rows make the step expert- or compute-bound and k shrinks to 0. With
-// a mixture-of-experts model even B = 1 can prefer a small k: each verified row reads its own
-// experts (bench/RESULTS.md, eleventh session).
+// costs a probe's verify step every 1,024 steps, not every 64). Speculation pays at small
+// batches (a step is bound by reading the weights, so verifying k + 1 rows costs little more
+// than 1); as the batch grows the verify rows make the step expert- or compute-bound and k
+// shrinks to 0. With a mixture-of-experts model even B = 1 can prefer a small k: each verified
+// row reads its own experts (bench/RESULTS.md, eleventh session).
 #include <cstdint>
 #include <map>
 #include <utility>

@@ -8,8 +8,8 @@
 //
 // Block: 256 threads = 8 warps as 2 (rows) x 4 (columns); warp tile (BM/2) x 32, i.e. BM/32
 // m16 tiles x 4 n8 tiles (BM = 32: one m16 tile per warp, for calls of <= 32 rows, whose
-// 64-row tiles spent half their mma and A-fragment work on zero rows). K advances in slices of BK = 64 (a slice past `in`, possible when
-// in % 64 == 32, is zero-filled on both sides).
+// 64-row tiles spent half their mma and A-fragment work on zero rows). K advances in slices of
+// BK = 64 (a slice past `in`, possible when in % 64 == 32, is zero-filled on both sides).
 // Pipeline per slice kt:
 //   A (activations): cp.async into a kStages-deep ring (kStages - 1 slices in flight).
 //   W, Dense BF16: cp.async into the same kind of ring (no decoding needed).
@@ -59,6 +59,13 @@ inline bool async_weights(WeightFormat f, int64_t in) { return f != WeightFormat
 template <WeightFormat F, int BM, bool AW = false>
 inline bool smem_fits(int smem_optin) {
   return Cfg<F, BM, AW>::kSmem + BM * (static_cast<int>(sizeof(void*)) + 4) <= smem_optin;
+}
+
+// Whether a call of F weights [*, in] on BM-row tiles runs the AW form: it applies and fits.
+template <WeightFormat F, int BM>
+inline bool use_async_weights(int64_t in, int smem_optin) {
+  if constexpr (F == WeightFormat::Dense) return false;
+  else return async_weights(F, in) && smem_fits<F, BM, true>(smem_optin);
 }
 
 // Element offset of chunk `c` of row `r` in a swizzled slice.

@@ -159,8 +159,7 @@ void launch_mma(const LinearCudaArgs& a, cudaStream_t stream, int sms) {
 template <WeightFormat F, int BM>
 void launch_bm(const LinearCudaArgs& a, cudaStream_t stream, const DeviceLimits& lim) {
   if constexpr (F != WeightFormat::Dense) {
-    if (gemm::async_weights(F, a.w.in) && gemm::smem_fits<F, BM, true>(lim.smem_optin))
-      return launch_mma<F, BM, true>(a, stream, lim.sms);
+    if (gemm::use_async_weights<F, BM>(a.w.in, lim.smem_optin)) return launch_mma<F, BM, true>(a, stream, lim.sms);
   }
   launch_mma<F, BM, false>(a, stream, lim.sms);
 }

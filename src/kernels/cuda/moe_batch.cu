@@ -28,11 +28,11 @@
 // rows select ~97 of 128 experts for 192 pairs, so this path reads ~272 MB per call against the
 // per-pair GEMV's 538 MB; at the tile GEMV's steady NVFP4 rate (~1.9-2.1 TB/s, bench/RESULTS.md)
 // that is ~140 us instead of ~385 us. Fixed cost: the bucketing kernel (one block, ~2-3 us on
-// the critical path) plus one L2 round trip for the bucket tables per block; per block of 16
-// rows, x staging of r rows x in x 2 bytes from L2 (r ~ 2-3 at B = 32-64 with random routing).
-// A persistent grid walking a work list would save the per-block prologue (table reads, x
-// staging) but needs cross-tile load pipelining to pay off; at 100+ us per call the prologues
-// are hidden by the other resident blocks, so the simpler grid was chosen (to be measured).
+// the critical path) plus one L2 round trip for the bucket tables per block; per block, x
+// staging of r rows x in x 2 bytes from L2 (r ~ 2-3 at B = 32-64 with random routing). Measured
+// at ~1.4 TB/s (bench/RESULTS.md, twelfth session), so a block now takes 2-4 tiles and pays
+// that prologue once for them; a persistent grid walking a work list, with the next tile's
+// loads issued before the current tile's reduction, is the step after.
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -50,7 +50,7 @@ constexpr int kStaticSmem = 2 * 2 * kGroup * 4;  // batch_kernel's xrow, yrow
 // Dynamic shared memory: `cap` (= min(8, T*k)) staged x rows of xs_stride(in) 16-byte units,
 // then the warps' partial sums (mma_smem_bytes). The explicit 1 block per SM bound lets ptxas
 // take the registers it needs (without it the BF16 instance spilled 4 bytes at 64 registers;
-// with it: NVFP4 96, FP8 80, BF16 79 registers on sm_90a, no spills).
+// with it: NVFP4 106, FP8 88, BF16 88 registers on sm_90a with the tile loop, no spills).
 template <WeightFormat F>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvArgs a, ExpertBuckets b, int cap,
                                                                       int tpb) {

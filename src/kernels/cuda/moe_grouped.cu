@@ -187,7 +187,7 @@ void launch_grouped(const ExpertGemvArgs& a, const Workspace& ws, cudaStream_t s
 // The asynchronous-weight form (gemm_core.cuh's AW) where it applies and fits.
 template <WeightFormat F, int BM>
 void launch_aw(const ExpertGemvArgs& a, const Workspace& ws, cudaStream_t stream) {
-  if (gemm::async_weights(F, a.w.in) && gemm::smem_fits<F, BM, true>(device_limits().smem_optin))
+  if (gemm::use_async_weights<F, BM>(a.w.in, device_limits().smem_optin))
     launch_grouped<F, BM, true>(a, ws, stream);
   else
     launch_grouped<F, BM, false>(a, ws, stream);

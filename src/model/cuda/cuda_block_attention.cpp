@@ -19,10 +19,7 @@ void CudaModel::Impl::attention_block(const Stack& st, const DBlock& b, int64_t 
   const cudaStream_t sm = stream;
   {  // one launch for the three where the warp-row GEMV serves them (decode, BF16 / FP8)
     LinearCudaArgs qkv[3] = {{b.a.q, u, R, q}, {b.a.k, u, R, kb}, {b.a.v, u, R, vb}};
-    for (LinearCudaArgs& p : qkv) {  // one after another on sm: one split-K scratch serves all
-      p.workspace = split_ws;
-      p.workspace_bytes = split_ws_bytes;
-    }
+    for (LinearCudaArgs& p : qkv) use_split_ws(p, sm);  // one after another: one scratch serves all
     linear_group_cuda(qkv, 3, sm);
     mark("attn.qkv", static_cast<double>(b.a.q.stored_bytes() + b.a.k.stored_bytes() + b.a.v.stored_bytes()));
   }

@@ -231,6 +231,11 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
     const uint16_t* y2 = nullptr;
     int64_t combine_k = 0;
   };
+  // The split-K scratch (LinearCudaArgs::workspace) of a linear enqueued on stream `s`.
+  void use_split_ws(kernels::LinearCudaArgs& a, cudaStream_t s) const {
+    a.workspace = s == side_stream ? split_ws_side : split_ws;
+    a.workspace_bytes = split_ws_bytes;
+  }
   // One linear (kernels/linear_cuda.h) on `on` (default: the main stream), profiled as `op`.
   void linear(const char* op, const kernels::LinearWeight& w, const uint16_t* xin, int64_t rows, void* out,
               kernels::OutType t = kernels::OutType::BF16, bool relu2 = false, cudaStream_t on = nullptr);

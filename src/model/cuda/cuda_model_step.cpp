@@ -113,8 +113,7 @@ void CudaModel::Impl::linear(const char* op, const LinearWeight& w, const uint16
   a.y_type = t;
   a.relu2 = relu2;
   const cudaStream_t s = on ? on : stream;
-  a.workspace = s == side_stream ? split_ws_side : split_ws;
-  a.workspace_bytes = split_ws_bytes;
+  use_split_ws(a, s);
   linear_cuda(a, s);
   mark(op, static_cast<double>(w.stored_bytes()));
 }
@@ -169,8 +168,7 @@ void CudaModel::Impl::head(const uint16_t* final_norm, const uint16_t* y_prev, c
   a.T = L;
   a.y = logits;
   a.y_type = OutType::F32;
-  a.workspace = split_ws;
-  a.workspace_bytes = split_ws_bytes;
+  use_split_ws(a, stream);
   linear_cuda(a, stream);
   mark("lm_head", static_cast<double>(a.w.stored_bytes()));
 }
