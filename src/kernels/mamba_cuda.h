@@ -96,11 +96,42 @@ struct SsmScanArgs : SsmStateSlots {
   int64_t B = 0, rows = 0, heads = 0, head_dim = 0, state_dim = 0, groups = 1;
   float dt_min = 0.0f, dt_max = std::numeric_limits<float>::infinity();
   float* y = nullptr;
-  // Algorithm: 0 default (currently the sequential scan, the faster one measured); 1 sequential;
-  // 2 SSD chunked (chunk 128; head_dim 64 / state_dim 128, or 16 / 16). Same up to rounding.
+  // Algorithm: 1 sequential; 2 SSD chunked (chunk 128, tensor cores; (head_dim, state_dim) =
+  // (64, 128) or (16, 16)); 0 each sequence by its own length: the chunked scan from
+  // kSsmChunkedMinRows rows when a workspace is given, the dims are supported and
+  // ssm_scan_chunked_default() holds, else the sequential one. Same up to rounding (the
+  // chunked scan's products are TF32: ~1e-3 of the magnitudes summed, see mamba_prefill_ssd.cu).
   int algo = 0;
+  // The chunked scan's scratch (device, 16-byte aligned): algo 0 needs
+  // ssm_scan_workspace_bytes(rows, ...), algo 2 its own bound (cudaMallocAsync when null).
+  void* workspace = nullptr;
+  int64_t workspace_bytes = 0;
 };
 void ssm_scan_cuda(const SsmScanArgs& a, cudaStream_t stream);
+// Whether algo 0 takes the chunked scan for long sequences: NEMOTRON_SSM_SCAN=chunked|sequential
+// (A/B runs), else the built-in choice.
+bool ssm_scan_chunked_default();
+
+// The chunked scan's host arithmetic (also in CPU-only builds: the memory plan counts it).
+inline constexpr int64_t kSsmChunk = 128;           // rows per chunk
+inline constexpr int64_t kSsmChunkedMinRows = 128;  // algo 0 chunks sequences of this many rows or more
+inline bool ssm_scan_chunked_supported(int64_t head_dim, int64_t state_dim) {
+  return (head_dim == 64 && state_dim == 128) || (head_dim == 16 && state_dim == 16);
+}
+// Chunks of the sequences of at least `from` rows among `rows` rows in B sequences: each has
+// ceil(len / Q) <= floor(len / Q) + 1, and there are at most min(B, rows / from) of them.
+inline int64_t ssm_scan_chunk_bound(int64_t rows, int64_t B, int64_t from) {
+  return rows / kSsmChunk + (B < rows / from ? B : rows / from);
+}
+// Workspace per chunk: S [heads, P, N], cumsums and dt [heads, Q], fp32.
+inline int64_t ssm_scan_chunk_bytes(int64_t heads, int64_t head_dim, int64_t state_dim) {
+  return heads * (head_dim * state_dim + 2 * kSsmChunk) * 4;
+}
+// Workspace bytes of algo 0 for calls of up to `rows` rows (0 where it never chunks).
+inline int64_t ssm_scan_workspace_bytes(int64_t rows, int64_t heads, int64_t head_dim, int64_t state_dim) {
+  if (!ssm_scan_chunked_supported(head_dim, state_dim) || rows < kSsmChunkedMinRows) return 0;
+  return ssm_scan_chunk_bound(rows, rows, kSsmChunkedMinRows) * ssm_scan_chunk_bytes(heads, head_dim, state_dim);
+}
 
 // Fused Mamba-2 decode (mamba_decode.cu): one new token per row, row r its own state slot
 // slot[r], from the in_proj output row [z | xBC | dt] to out_proj's BF16 input, in one kernel:

@@ -129,6 +129,19 @@ void cpu_reference(const Dims& d, const ScanInputs& in, const std::vector<int32_
   }
 }
 
+// The same scan over |x|, |B|, |C|, |D| from |state| (decays and dt are positive): per y element
+// the sum of its terms' magnitudes, |D x| + sum_n |C_n| (decayed |S0_n| + |dt x B_n| terms),
+// which the chunked scan's TF32 products are rounded relative to.
+std::vector<float> magnitudes(const Dims& d, ScanInputs in, const std::vector<int32_t>& cu,
+                              const std::vector<int32_t>& slots, std::vector<float> state) {
+  for (float& v : in.xbc) v = std::fabs(v);
+  for (float& v : in.D) v = std::fabs(v);
+  for (float& v : state) v = std::fabs(v);
+  std::vector<float> y;
+  cpu_reference(d, in, cu, slots, std::vector<int32_t>(slots.size(), 0), StateDType::F32, false, state, y);
+  return y;
+}
+
 void check_scan(const Dims& d, StateDType dt, bool stochastic, int algo, uint64_t seed) {
   Rng rng(seed);
   const std::vector<int64_t> lens = algo == 2 ? std::vector<int64_t>{130, 1, 300} : std::vector<int64_t>{1, 37, 300};
@@ -171,6 +184,7 @@ void check_scan(const Dims& d, StateDType dt, bool stochastic, int algo, uint64_
   kernels::ssm_scan_cuda(a, nullptr);
   CUDA_OK(cudaDeviceSynchronize());
   std::vector<float> y;
+  const std::vector<float> mag = algo == 2 ? magnitudes(d, in, cu, slots, state) : std::vector<float>{};
   cpu_reference(d, in, cu, slots, pos0, dt, stochastic, state, y);
   const std::string what = std::string("scan algo ") + std::to_string(algo) + " " + d.name + " " +
                            kernels::state_dtype_name(dt) + (stochastic ? " stochastic" : " nearest");
@@ -179,8 +193,11 @@ void check_scan(const Dims& d, StateDType dt, bool stochastic, int algo, uint64_
   expect_state_close(what, decode_all(dstate.download(), dt), state, dt, algo == 2 ? 0.95 : 0.99,
                      algo == 2 ? 2e-4 : 2e-5);
   // y from the fp32 state: close to the CPU (a loose bound here; fp32 kernels are held to
-  // tight ones in test_mamba_prefill.cpp, and the start states are the same values).
-  EXPECT_EQ(report(what + " y", dy.download(), y, uniform_tol(y.size(), 1e-3f, y, 1e-3f)), 0u);
+  // tight ones in test_mamba_prefill.cpp, and the start states are the same values); the chunked
+  // scan's TF32 products add 2.5e-3 of the summed magnitudes (test_mamba_prefill.cpp).
+  std::vector<float> tol = uniform_tol(y.size(), 1e-3f, y, 1e-3f);
+  for (std::size_t i = 0; i < mag.size(); ++i) tol[i] += 2.5e-3f * mag[i];
+  EXPECT_EQ(report(what + " y", dy.download(), y, tol), 0u);
 }
 
 TEST(MambaState16, PrefillScanRoundsLikeTheCpu) {

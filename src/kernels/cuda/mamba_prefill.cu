@@ -79,9 +79,10 @@ __device__ __forceinline__ float softplus(float v) { return v > 20.0f ? v : log1
 // consecutive lanes per row; lane j of a row holds state columns n = 4*(i*LPR + j) + e
 // (i < NPT/4, e < 4), so a row's B/C float4 reads from shared memory cover contiguous 16*LPR
 // bytes. Runs of TS steps are staged (B, C, x, dt, decay) and y is written back per run.
-// S16: a 16-bit SSM state (a.state_dtype); false compiles the fp32 path alone.
+// S16: a 16-bit SSM state (a.state_dtype); false compiles the fp32 path alone. Sequences of
+// chunked_from rows or more are the chunked scan's (mamba_prefill_ssd.cu): their blocks exit.
 template <int NPT, int LPR, bool S16>
-__global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a) {
+__global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a, int64_t chunked_from) {
   const StateDType sdt = S16 ? a.state_dtype : StateDType::F32;
   cuda::pdl_wait();
   cuda::pdl_trigger();
@@ -94,6 +95,7 @@ __global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a) {
   const int64_t p0 = static_cast<int64_t>(blockIdx.x) * PT, p = p0 + row;
   const bool valid = p < P;
   const mamba_prefill::SeqRange sr = mamba_prefill::seq_range(a.cu_rows, b, a.rows);
+  if (sr.len >= chunked_from) return;  // block-uniform
   const int64_t g = h / (a.heads / a.groups);
   const float A = a.A[h], Dh = a.D[h], dtb = a.dt_bias[h];
   // Row p of head h in the slot (elements), and in the sequence's layer state (noise index).
@@ -157,14 +159,14 @@ __global__ void __launch_bounds__(256) ssm_scan_seq_kernel(SsmScanArgs a) {
 }
 
 template <int NPT, int LPR>
-void launch_seq(const SsmScanArgs& a, cudaStream_t stream) {
+void launch_seq(const SsmScanArgs& a, int64_t chunked_from, cudaStream_t stream) {
   constexpr int PT = 256 / LPR;
   const dim3 grid(static_cast<unsigned>((a.head_dim + PT - 1) / PT), static_cast<unsigned>(a.heads),
                   static_cast<unsigned>(a.B));
   if (a.state_dtype != StateDType::F32)
-    cuda::launch_pdl(ssm_scan_seq_kernel<NPT, LPR, true>, grid, dim3(256), 0, stream, a);
+    cuda::launch_pdl(ssm_scan_seq_kernel<NPT, LPR, true>, grid, dim3(256), 0, stream, a, chunked_from);
   else
-    cuda::launch_pdl(ssm_scan_seq_kernel<NPT, LPR, false>, grid, dim3(256), 0, stream, a);
+    cuda::launch_pdl(ssm_scan_seq_kernel<NPT, LPR, false>, grid, dim3(256), 0, stream, a, chunked_from);
 }
 
 }  // namespace
@@ -201,13 +203,13 @@ void validate_scan(const SsmScanArgs& a) {
   cuda::require(cuda::aligned16(a.xbc) && cuda::aligned16(a.state), "ssm_scan_cuda: xbc/state not 16-byte aligned");
 }
 
-void ssm_scan_sequential(const SsmScanArgs& a, cudaStream_t stream) {
+void ssm_scan_sequential(const SsmScanArgs& a, int64_t chunked_from, cudaStream_t stream) {
   switch (a.state_dim) {
-    case 16: launch_seq<4, 4>(a, stream); break;
-    case 32: launch_seq<4, 8>(a, stream); break;
-    case 64: launch_seq<8, 8>(a, stream); break;
-    case 128: launch_seq<16, 8>(a, stream); break;
-    default: launch_seq<32, 8>(a, stream); break;  // 256 (validated)
+    case 16: launch_seq<4, 4>(a, chunked_from, stream); break;
+    case 32: launch_seq<4, 8>(a, chunked_from, stream); break;
+    case 64: launch_seq<8, 8>(a, chunked_from, stream); break;
+    case 128: launch_seq<16, 8>(a, chunked_from, stream); break;
+    default: launch_seq<32, 8>(a, chunked_from, stream); break;  // 256 (validated)
   }
   cuda::check_launch("ssm_scan_cuda (sequential)");
 }

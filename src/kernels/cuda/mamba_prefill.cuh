@@ -19,8 +19,11 @@ __device__ __forceinline__ SeqRange seq_range(const int32_t* cu_rows, int64_t b,
   return {s, e - s};
 }
 
-void validate_scan(const SsmScanArgs& a);                           // throws Error
-void ssm_scan_sequential(const SsmScanArgs& a, cudaStream_t stream);  // mamba_prefill.cu
-void ssm_scan_chunked(const SsmScanArgs& a, cudaStream_t stream);     // mamba_prefill_ssd.cu
+void validate_scan(const SsmScanArgs& a);  // throws Error
+// Each scans the sequences on its side of chunked_from rows: the sequential kernel those
+// shorter, the chunked one those of chunked_from rows or more (each sequence by its own length,
+// so a batch gives every sequence the bits it would get alone).
+void ssm_scan_sequential(const SsmScanArgs& a, int64_t chunked_from, cudaStream_t stream);  // mamba_prefill.cu
+void ssm_scan_chunked(const SsmScanArgs& a, int64_t chunked_from, cudaStream_t stream);     // mamba_prefill_ssd.cu
 
 }  // namespace nemotron::kernels::mamba_prefill

@@ -100,6 +100,10 @@ void CudaModel::Impl::mamba_block(const DBlock& b, int64_t R, int64_t B) {
   sa.dt_min = static_cast<float>(c.time_step_limit_min);
   sa.dt_max = static_cast<float>(c.time_step_limit_max);
   sa.y = ssm_y;
+  // A keep_states step scans sequentially, as roll_back's replays of its rows do (settle).
+  sa.algo = keep_step ? 1 : 0;
+  sa.workspace = scan_ws;
+  sa.workspace_bytes = scan_ws_bytes;
   ssm_scan_cuda(sa, sm);
   mark("mamba.scan");
   gated_rmsnorm_cuda(ssm_y, big, W, b.m.norm, R, di, di / c.n_groups, eps, g, sm);

@@ -12,6 +12,7 @@
 #include "kernels/attention_splits.h"
 #include "kernels/fp8_quantize.h"
 #include "kernels/linear_cuda.h"
+#include "kernels/mamba_cuda.h"
 #include "kernels/numeric.h"
 #include "util/error.h"
 #include "util/parallel.h"
@@ -426,6 +427,10 @@ struct Walk {
     d.split_ws_side = a.take(Use::Activations, d.split_ws_bytes);
     a.zero(d.split_ws, kernels::linear_split_counter_bytes(sms));
     a.zero(d.split_ws_side, kernels::linear_split_counter_bytes(sms));
+    if (c.mamba_num_heads > 0) {
+      d.scan_ws_bytes = kernels::ssm_scan_workspace_bytes(R, c.mamba_num_heads, c.mamba_head_dim, c.ssm_state_size);
+      d.scan_ws = d.scan_ws_bytes > 0 ? a.take(Use::Activations, d.scan_ws_bytes) : nullptr;
+    }
     d.x = f32(R * H);
     d.uf = f32(R * H);
     d.u = bf(R * H);

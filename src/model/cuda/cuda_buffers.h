@@ -245,6 +245,10 @@ struct DeviceBuffers {
   // the router and the routed experts).
   void *split_ws = nullptr, *split_ws_side = nullptr;
   int64_t split_ws_bytes = 0;
+  // The chunked Mamba scan's scratch for steps of up to max_step_tokens rows
+  // (kernels::ssm_scan_workspace_bytes; null where the scan never chunks).
+  void* scan_ws = nullptr;
+  int64_t scan_ws_bytes = 0;
   float *x = nullptr, *uf = nullptr, *hid_in = nullptr, *conv_out = nullptr, *ssm_y = nullptr,
         *router_logits = nullptr, *route_w = nullptr, *logits = nullptr;
   uint16_t *u = nullptr, *y = nullptr, *big = nullptr, *g = nullptr, *q = nullptr, *kb = nullptr, *vb = nullptr,
