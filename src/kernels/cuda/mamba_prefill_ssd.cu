@@ -92,6 +92,20 @@ __device__ __forceinline__ void stage_rows(float* s, const float* g, int64_t gst
   }
 }
 
+// Two alternating buffers, stage(i) filling buffer i & 1 by cp.async (one commit group): before
+// step `it` of n, issues the copies of step it + 1 (into the buffer step it - 1 read; the
+// barrier ending that step has passed), waits for step it's, and makes them visible to the block.
+template <class Stage>
+__device__ __forceinline__ void next_buffer(int it, int n, Stage&& stage) {
+  if (it + 1 < n) {
+    stage(it + 1);
+    cuda::cp_async_wait<1>();
+  } else {
+    cuda::cp_async_wait<0>();
+  }
+  __syncthreads();
+}
+
 // grid (chunks, Hm), 256 threads (8 warps). S_loc [P, N] = X'^T B over the chunk's rows j,
 // X'[j][p] = w_j x_j[p] with w_j = exp(s_{L-1} - s_j) dt_j, on the tensor cores in 3xTF32 (the
 // state carries into later chunks and decode steps, so it keeps ~fp32 accuracy). Raw x and B
@@ -154,13 +168,7 @@ __global__ void __launch_bounds__(256) chunk_state_kernel(SsmScanArgs a, int64_t
   const int warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
   float acc[UW][NG][4] = {};
   for (int it = 0; it < tiles; ++it) {
-    if (it + 1 < tiles) {
-      stage(it + 1);
-      cuda::cp_async_wait<1>();
-    } else {
-      cuda::cp_async_wait<0>();
-    }
-    __syncthreads();  // tile it (and sw) visible to every warp
+    next_buffer(it, tiles, stage);  // tile it (and sw) visible to every warp
     const float* xb = xs + (it & 1) * JT * XS;
     const float* bb = bs + (it & 1) * JT * BS;
     const int j0 = it * JT, tr = rows - j0 < JT ? rows - j0 : JT;  // a multiple of 8
@@ -310,13 +318,7 @@ __global__ void __launch_bounds__(128, 2) chunk_scan_kernel(SsmScanArgs a, int64
   const int jt = min(i0 / 8 + 2, (len + 7) / 8);
   float gacc[JTILES][4] = {}, y[YT][4] = {};
   for (int kt = 0; kt < KT; ++kt) {
-    if (kt + 1 < KT) {
-      stage(kt + 1);
-      cuda::cp_async_wait<1>();
-    } else {
-      cuda::cp_async_wait<0>();
-    }
-    __syncthreads();  // columns kt visible to every warp
+    next_buffer(kt, KT, stage);  // columns kt visible to every warp
     const float* cs = cols + (kt & 1) * L::tile;
     const float* bs = cs + HALF * KS;
     const float* sn = bs + Q * KS;
