@@ -4,8 +4,8 @@
 // rows, the head's logits over a prompt, and chained drafts (each engine fed its own hidden
 // output, both the GPU's draft token). The fixtures' MTP logits and draft ids are printed
 // (every MTP fixture has MoE blocks). Also: a head run in chunks equals one call, batched
-// drafting (mtp_draft) and feeding (mtp_feed) equal one sequence at a time, and the head's
-// errors.
+// drafting (mtp_draft) and feeding (mtp_feed) equal one sequence at a time, drafting with
+// graphs equals drafting without, and the head's errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -213,6 +213,80 @@ TEST_P(CudaMtpTest, BatchedDraftsEqualOneAtATime) {
   EXPECT_EQ(again_a, again_b);
   EXPECT_EQ(batched.mtp_position(fa[0].slot), static_cast<int64_t>(fa[0].next.size()) + 1);
   EXPECT_THROW(batched.mtp_draft({input(fa[1]), input(fa[1])}, K), nemotron::Error);  // one slot twice
+}
+
+// mtp_draft chains its drafts on the device and replays its later drafting steps as draft
+// graphs (captured on first use per batch size): the drafts and the head's positions equal
+// those of the same calls on a model with graphs off (the same kernels on the same inputs),
+// for one input and two, in a first round (captures) and a second (replays), also with the
+// speculation room's FP8 draft head.
+TEST_P(CudaMtpTest, DraftGraphsEqualEager) {
+  const int K = 4;
+  for (const bool room : {false, true}) {
+    CudaModelOptions o = small_options();
+    o.max_seqs = 3;
+    if (room) {
+      o.spec_seqs = 2;
+      o.spec_rows = K + 1;
+    }
+    CudaModel graphs(*model_, o);
+    o.cuda_graphs = false;
+    CudaModel eager(*model_, o);
+    struct Fed {
+      int slot;
+      std::vector<int32_t> next;
+      std::vector<float> hidden;
+    };
+    auto feed = [&](CudaModel& m) {
+      std::vector<Fed> out;
+      for (int i = 0; i < 2; ++i) {
+        const auto ids = ex_->ids(p(i, "input_ids"));
+        Fed f;
+        f.slot = m.acquire_slot();
+        m.forward({{f.slot, ids.data(), static_cast<int64_t>(ids.size()), false}});
+        f.hidden = m.last_hidden();
+        f.next.assign(ids.begin() + 1, ids.end());
+        f.next.push_back(ids[0]);
+        out.push_back(std::move(f));
+      }
+      return out;
+    };
+    const auto fg = feed(graphs), fe = feed(eager);
+    EXPECT_EQ(graphs.graph_nodes(), 0);  // prefill steps only so far
+    auto input = [](const Fed& f) {
+      return Backend::DraftInput{f.slot, f.next.data(), f.hidden.data(), static_cast<int64_t>(f.next.size())};
+    };
+    const std::string what = GetParam() + (room ? ", FP8 draft head" : "");
+    // Round 1: each input's pending rows, one input per call (B = 1: captured, then replayed).
+    EXPECT_EQ(graphs.mtp_draft({input(fg[0])}, K), eager.mtp_draft({input(fe[0])}, K)) << what;
+    EXPECT_EQ(graphs.mtp_draft({input(fg[1])}, K), eager.mtp_draft({input(fe[1])}, K)) << what;
+    const int64_t nodes = graphs.graph_nodes();
+    EXPECT_GT(nodes, 0) << what << ": the later drafting steps ran as graphs";
+    EXPECT_EQ(eager.graph_nodes(), 0);
+    // Round 2: one more pair each, both inputs at once (B = 2: captured, then replayed).
+    for (int round = 0; round < 2; ++round) {
+      const int32_t t[2] = {7 + round, 11 + round};
+      std::vector<float> hg[2], he[2];
+      std::vector<Backend::DraftInput> ig, ie;
+      for (int i = 0; i < 2; ++i) {
+        hg[i].assign(fg[static_cast<std::size_t>(i)].hidden.end() - H(), fg[static_cast<std::size_t>(i)].hidden.end());
+        he[i].assign(fe[static_cast<std::size_t>(i)].hidden.end() - H(), fe[static_cast<std::size_t>(i)].hidden.end());
+        ig.push_back({fg[static_cast<std::size_t>(i)].slot, &t[i], hg[i].data(), 1});
+        ie.push_back({fe[static_cast<std::size_t>(i)].slot, &t[i], he[i].data(), 1});
+      }
+      const auto a = graphs.mtp_draft(ig, K), b = eager.mtp_draft(ie, K);
+      ASSERT_EQ(a.size(), 2u);
+      for (const auto& d : a) EXPECT_EQ(d.size(), static_cast<std::size_t>(K));
+      EXPECT_EQ(a, b) << what << ", round " << round;
+      for (int i = 0; i < 2; ++i)
+        EXPECT_EQ(graphs.mtp_position(fg[static_cast<std::size_t>(i)].slot),
+                  eager.mtp_position(fe[static_cast<std::size_t>(i)].slot));
+    }
+    EXPECT_GE(graphs.graph_nodes(), nodes);
+    EXPECT_EQ(graphs.mtp_position(fg[0].slot), static_cast<int64_t>(fg[0].next.size()) + 2);
+    std::printf("[ %s ] draft graphs: %lld nodes, drafts equal to eager\n", what.c_str(),
+                static_cast<long long>(graphs.graph_nodes()));
+  }
 }
 
 // With speculation room (spec_seqs > 0) the drafts read a per-tensor FP8 copy of the BF16

@@ -393,6 +393,7 @@ struct Walk {
     d.d_sample_rows = a.array<kernels::SampleRow>(Use::Activations, Sc);
     d.h_sample_rows = static_cast<kernels::SampleRow*>(a.pinned(Sc * static_cast<int64_t>(sizeof(kernels::SampleRow))));
     d.d_tokens = i32(Sc);
+    d.d_draft_ids = c.has_mtp() ? i32(kMaxDraftTokens * o.max_seqs) : nullptr;
     d.h_tokens = static_cast<int32_t*>(a.pinned(Sc * 4));
     d.d_logprobs = f32(Sc);
     d.h_logprobs = static_cast<float*>(a.pinned(Sc * 4));

@@ -192,6 +192,9 @@ struct DeviceBuffers {
   // input ids are marked seen).
   kernels::SampleRow *d_sample_rows = nullptr, *h_sample_rows = nullptr;
   int32_t *d_tokens = nullptr, *h_tokens = nullptr, *d_top_ids = nullptr, *h_top_ids = nullptr;
+  // The MTP head's drafts of one mtp_draft call, [kMaxDraftTokens, max_seqs] (draft k of input i
+  // at k * B + i), chained on the device and copied to the host once (models with an MTP head).
+  int32_t* d_draft_ids = nullptr;
   float *d_logprobs = nullptr, *h_logprobs = nullptr, *d_top_lp = nullptr, *h_top_lp = nullptr;
   void* sample_ws = nullptr;
   int64_t sample_ws_bytes = 0;
@@ -255,6 +258,9 @@ struct DeviceBuffers {
            *o = nullptr, *r = nullptr, *h = nullptr, *yk = nullptr, *acc = nullptr, *sh = nullptr, *sd = nullptr,
            *ug = nullptr, *cat = nullptr;
 };
+
+// Drafts one mtp_draft call chains on the device (the engine's --speculative-tokens at most).
+inline constexpr int64_t kMaxDraftTokens = 16;
 
 // Prefix-cache snapshots (cuda_model_state.cpp): a snapshot is a list of pool units of `unit`
 // bytes: first mamba_units units holding the slot's Mamba states (every Mamba block of the

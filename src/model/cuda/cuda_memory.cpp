@@ -20,6 +20,11 @@ CudaMemory cuda_memory(const Model& m, const CudaModelOptions& o, int sms) {
   mem.pinned_host = mem.table.pinned_host;
   const int64_t nodes = 8 + kGraphNodesPerBlock * static_cast<int64_t>(m.weights.blocks.size());
   mem.graphs = o.max_seqs * (kGraphBytesPerGraph + nodes * kGraphBytesPerNode);
+  // The MTP head's draft graphs (one per batch size, as the decode graphs).
+  if (m.config.has_mtp()) {
+    const int64_t draft_nodes = 8 + kGraphNodesPerBlock * static_cast<int64_t>(m.weights.mtp.blocks.size());
+    mem.graphs += o.max_seqs * (kGraphBytesPerGraph + draft_nodes * kGraphBytesPerNode);
+  }
   return mem;
 }
 

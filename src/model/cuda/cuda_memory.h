@@ -29,7 +29,7 @@ struct CudaMemory {
   int64_t attention_workspace = 0;  // step arena
   int64_t speculation = 0;  // cache arena: keep_states chunks' saved states and rows (options.spec_seqs)
   int64_t snapshots = 0;    // cache arena: the prefix-cache snapshot pool (options.prefix_cache_bytes)
-  int64_t graphs = 0;       // bound on the decode graphs' instantiation memory
+  int64_t graphs = 0;       // bound on the decode (and MTP draft) graphs' instantiation memory
   int64_t pinned_host = 0;  // page-locked host buffers (system memory, not device memory)
   // What the constructor allocates on the device: the three arenas (CudaModel::device_bytes()).
   int64_t allocated() const {

@@ -18,6 +18,9 @@
 //     once. The eager path makes the same call, so both launch identical kernels with
 //     identical shapes and give bit-identical results. Its partials go to the preallocated
 //     attn_ws (no allocation inside the graph).
+// Draft graphs (draft_graph, mtp_draft): the MTP head's drafting steps after the first (B
+// single-token chunks: the previous drafts, read from d_tokens by a device copy into the step's
+// ids, and the head's previous output rows, copied into hid_in) replay the same way.
 // Capture uses cudaStreamCaptureModeRelaxed: kernel launchers may query occupancy or set a
 // kernel's shared-memory attribute on the host while being captured (not stream work).
 #ifdef NEMOTRON_HAVE_CUDA
@@ -55,14 +58,13 @@ bool CudaModel::Impl::graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samp
          B < static_cast<int64_t>(graphs.size());
 }
 
-cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
-  cudaGraphExec_t& exec = graphs.at(static_cast<std::size_t>(B));
-  if (exec) return exec;
+template <class Enqueue>
+cudaGraphExec_t CudaModel::Impl::capture_graph(Enqueue&& enqueue, const std::string& what) {
   check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "CUDA graph capture");
   cudaGraph_t g = nullptr;
   try {
     capturing = true;
-    enqueue_trunk(B, B, B, B);
+    enqueue();
     capturing = false;
   } catch (...) {
     capturing = false;
@@ -71,20 +73,31 @@ cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
     cudaGetLastError();
     throw;
   }
-  check(cudaStreamEndCapture(stream, &g), "CUDA graph capture (decode, B = " + std::to_string(B) + ")");
+  check(cudaStreamEndCapture(stream, &g), "CUDA graph capture (" + what + ")");
   std::size_t nodes = 0, free0 = 0, free1 = 0, total = 0;
   cudaGraphGetNodes(g, nullptr, &nodes);
   cudaMemGetInfo(&free0, &total);
+  cudaGraphExec_t exec = nullptr;
   const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
   cudaGraphDestroy(g);
   if (e == cudaSuccess && cudaMemGetInfo(&free1, &total) == cudaSuccess) {
     graph_nodes += static_cast<int64_t>(nodes);
     graph_bytes += static_cast<int64_t>(free0) - static_cast<int64_t>(free1);
   }
-  if (e != cudaSuccess) {
-    exec = nullptr;
-    check(e, "CUDA graph instantiation (decode, B = " + std::to_string(B) + ")");
-  }
+  if (e != cudaSuccess) check(e, "CUDA graph instantiation (" + what + ")");
+  return exec;
+}
+
+cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
+  cudaGraphExec_t& exec = graphs.at(static_cast<std::size_t>(B));
+  if (!exec) exec = capture_graph([&] { enqueue_trunk(B, B, B, B); }, "decode, B = " + std::to_string(B));
+  return exec;
+}
+
+cudaGraphExec_t CudaModel::Impl::draft_graph(int64_t B) {
+  cudaGraphExec_t& exec = draft_graphs.at(static_cast<std::size_t>(B));
+  if (!exec)
+    exec = capture_graph([&] { enqueue_mtp_body(B, B, B, /*draft=*/true); }, "MTP drafts, B = " + std::to_string(B));
   return exec;
 }
 

@@ -173,8 +173,9 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   cuda_detail::SnapshotLayout snap_layout;
   std::map<uint64_t, Snapshot> snapshots;
   std::vector<int32_t> free_units;
-  // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used).
-  std::vector<cudaGraphExec_t> graphs;
+  // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used);
+  // draft_graphs[B] an MTP drafting step of B single-token chunks (models with an MTP head).
+  std::vector<cudaGraphExec_t> graphs, draft_graphs;
   // Kernel nodes of the captured graphs and the device memory their instantiation took (free
   // memory before - after; the driver allocates in 2 MiB granules), summed over graphs.
   int64_t graph_nodes = 0, graph_bytes = 0;
@@ -209,8 +210,9 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   ~Impl() {
     for (cudaEvent_t e : prof_events) cudaEventDestroy(e);
     if (prof_start) cudaEventDestroy(prof_start);
-    for (cudaGraphExec_t g : graphs)
-      if (g) cudaGraphExecDestroy(g);
+    for (const auto* list : {&graphs, &draft_graphs})
+      for (cudaGraphExec_t g : *list)
+        if (g) cudaGraphExecDestroy(g);
     if (inputs_done) cudaEventDestroy(inputs_done);
     if (fork_ev) cudaEventDestroy(fork_ev);
     if (join_ev) cudaEventDestroy(join_ev);
@@ -254,9 +256,12 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   void head(const uint16_t* final_norm, const uint16_t* y_prev, const uint16_t* y2_prev, int64_t R, int64_t L,
             bool draft = false);
   // Enqueues one MTP head step over `chunks` (prepare_step on the head's stack; hidden: host
-  // fp32 [rows, H], the head's second input): logits of its L logit rows in `logits`, its
-  // output rows (after the head's final norm) in uf. cuda_model.cpp
+  // fp32 [rows, H], the head's second input, uploaded into hid_in): logits of its L logit rows
+  // in `logits`, its output rows (after the head's final norm) in uf. cuda_model_mtp.cpp
   void enqueue_mtp(const std::vector<StepChunk>& chunks, const float* hidden, int64_t& L, bool draft = false);
+  // The head step's device work over the inputs prepare_step uploaded and hid_in (R rows, B
+  // chunks, L logit rows); `draft` adds the argmax of the L rows into d_tokens.
+  void enqueue_mtp_body(int64_t R, int64_t B, int64_t L, bool draft);
   // Validates mtp_draft / mtp_feed inputs (rows, pointers, slots in range and distinct, no step
   // pending); returns their rows.
   int64_t check_mtp_inputs(const std::vector<Backend::DraftInput>& inputs, const char* what) const;
@@ -287,6 +292,12 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   void enqueue_sample_copies();
   void reset_penalties(int slot);
   cudaGraphExec_t decode_graph(int64_t B);
+  // The MTP drafting step of B single-token chunks (enqueue_mtp_body(B, B, B, true)) as a graph.
+  cudaGraphExec_t draft_graph(int64_t B);
+  // Captures what `enqueue` puts on the stream into an instantiated graph (`what` names it in
+  // errors) and counts its nodes and instantiation memory.
+  template <class Enqueue>
+  cudaGraphExec_t capture_graph(Enqueue&& enqueue, const std::string& what);
   // cuda_model_profile.cpp: mark() records the end of an op while a profiled step is being
   // enqueued (no-op otherwise); prof_begin() starts one, prof_end() (after the stream
   // synchronized) adds its op times to prof_totals.

@@ -1,8 +1,9 @@
 // The MTP head on the GPU (see cuda_model.h): mtp_forward for one slot, and the batched
 // paths of speculative decoding: mtp_draft (one head step per draft over every verifying
-// sequence, the argmax on the device) and mtp_feed (piled-up inputs in steps without logit
-// rows). Every head step is enqueue_mtp: prepare_step on the head's stack, the host hidden rows
-// uploaded, enorm(embedding) ; hnorm(hidden) -> eh_proj -> the head's blocks -> its final norm
+// sequence, the argmax and the chaining on the device, later drafts as graphs) and mtp_feed
+// (piled-up inputs in steps without logit rows). Every head step is prepare_step on the head's
+// stack, its hidden rows (from the host, or the head's previous output rows) in hid_in, then
+// enqueue_mtp_body: enorm(embedding) ; hnorm(hidden) -> eh_proj -> the head's blocks -> its final norm
 // and the lm_head over the step's logit rows (mtp_draft's steps: the FP8 draft copy where the
 // model keeps one, cuda_buffers.h lm_head_draft; mtp_forward: the checkpoint's lm_head).
 #ifdef NEMOTRON_HAVE_CUDA
@@ -100,12 +101,17 @@ void CudaModel::mtp_feed(const std::vector<DraftInput>& inputs) {
 }
 
 void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const float* hidden, int64_t& L, bool draft) {
-  const Config& c = model.config;
-  const int64_t H = c.hidden_size;
-  const float eps = static_cast<float>(c.norm_eps);
+  const int64_t H = model.config.hidden_size;
   const int64_t R = prepare_step(mtp, steps, L);
   check(cudaMemcpyAsync(hid_in, hidden, static_cast<std::size_t>(R * H) * 4, cudaMemcpyHostToDevice, stream),
         "MTP hidden rows");
+  enqueue_mtp_body(R, static_cast<int64_t>(steps.size()), L, draft);
+}
+
+void CudaModel::Impl::enqueue_mtp_body(int64_t R, int64_t B, int64_t L, bool draft) {
+  const Config& c = model.config;
+  const int64_t H = c.hidden_size;
+  const float eps = static_cast<float>(c.norm_eps);
   prof_begin();  // profiling: this head step's ops, as "mtp.<op>" (prof_end after its sync)
   prof_prefix = "mtp.";
   // eh_proj input [R, 2H] = [enorm(embedding) ; hnorm(hidden)]; its output starts the
@@ -116,24 +122,28 @@ void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const flo
   mark("embed+norms");
   linear("eh_proj", mtp_eh_proj, cat, R, x, OutType::F32);
   const uint16_t* y2_prev = nullptr;
-  const uint16_t* y_prev = run_stack(mtp, R, static_cast<int64_t>(steps.size()), &y2_prev);
+  const uint16_t* y_prev = run_stack(mtp, R, B, &y2_prev);
   head(mtp_final_norm, y_prev, y2_prev, R, L, draft);
+  if (draft) argmax_rows_f32_cuda(logits, L, c.vocab_size, d_tokens, stream);
   prof_prefix = "";
 }
 
+// Drafting: step 0 feeds each input's pending rows (eager: the rows vary); steps 1..K-1 are B
+// single-token chunks whose ids are the previous step's drafts (d_tokens, copied into the step's
+// ids on the device) and whose hidden rows are the head's previous output rows (uf, gathered
+// into hid_in), replayed as draft graphs where graphs are on. Every draft goes to d_draft_ids;
+// the host reads them once at the end (one synchronization per call, not per draft).
 std::vector<std::vector<int32_t>> CudaModel::mtp_draft(const std::vector<DraftInput>& inputs, int K) {
   Impl& s = *impl_;
   const Config& c = s.model.config;
   if (!c.has_mtp()) throw Error(c.path + ": this model has no MTP head (num_nextn_predict_layers is 0)");
   const auto B = static_cast<int64_t>(inputs.size());
   if (B == 0 || K < 1) return std::vector<std::vector<int32_t>>(inputs.size());
-  const int64_t H = c.hidden_size, V = c.vocab_size;
+  const int64_t H = c.hidden_size;
   const int64_t R = s.check_mtp_inputs(inputs, "mtp_draft");
-  // The argmax ids go to the sampler's output buffer (no step is pending, its last results were
-  // copied out by finish_step); more rows than a step holds: one input at a time.
-  if (R > s.opt.max_step_tokens || B > s.sample_capacity)  // (B <= R: every input has rows)
-    return Backend::mtp_draft(inputs, K);
-  // Step k's chunks: the inputs' pending rows (k = 0), then each input's draft k (one row).
+  // More rows than a step holds, or more drafts than d_draft_ids holds: one input at a time.
+  if (R > s.opt.max_step_tokens || K > cuda_detail::kMaxDraftTokens) return Backend::mtp_draft(inputs, K);
+  // Step k's chunks: the inputs' pending rows (k = 0), then one placeholder id each (k >= 1).
   std::vector<cuda_detail::StepChunk> steps;
   std::vector<float> hid(static_cast<std::size_t>(R * H));
   int64_t at = 0;
@@ -142,41 +152,46 @@ std::vector<std::vector<int32_t>> CudaModel::mtp_draft(const std::vector<DraftIn
     std::copy(in.hidden, in.hidden + in.T * H, hid.begin() + at * H);
     at += in.T;
   }
-  std::vector<std::vector<int32_t>> out(inputs.size());
-  for (auto& d : out) d.reserve(static_cast<std::size_t>(K));  // steps point at their last id
+  const std::vector<int32_t> placeholder(static_cast<std::size_t>(B), 0);
   std::vector<int64_t> committed(inputs.size());
-  std::vector<int32_t> ids(inputs.size());
-  std::vector<float> rows;  // the head's output rows [R, H] of the step (uf)
   for (int k = 0; k < K; ++k) {
     int64_t L = 0;
-    s.enqueue_mtp(steps, hid.data(), L, /*draft=*/true);
-    if (L != B) throw Error("mtp_draft: " + std::to_string(L) + " logit rows for " + std::to_string(B) + " inputs");
-    argmax_rows_f32_cuda(s.logits, L, V, s.d_tokens, s.stream);
-    check(cudaMemcpyAsync(ids.data(), s.d_tokens, static_cast<std::size_t>(B) * 4, cudaMemcpyDeviceToHost, s.stream),
-          "draft ids");
-    const bool chain = k + 1 < K;
-    if (chain) {
-      rows.resize(static_cast<std::size_t>(s.last_rows * H));
-      check(cudaMemcpyAsync(rows.data(), s.uf, rows.size() * 4, cudaMemcpyDeviceToHost, s.stream), "MTP output rows");
+    if (k == 0) {
+      s.enqueue_mtp(steps, hid.data(), L, /*draft=*/true);
+    } else {
+      s.prepare_step(s.mtp, steps, L);
+      check(cudaMemcpyAsync(s.d_ids, s.d_tokens, static_cast<std::size_t>(B) * 4, cudaMemcpyDeviceToDevice, s.stream),
+            "draft ids");
+      if (s.opt.cuda_graphs && !s.profiling && !s.record_routing && B < static_cast<int64_t>(s.draft_graphs.size()))
+        check(cudaGraphLaunch(s.draft_graph(B), s.stream), "CUDA graph launch (MTP drafts)");
+      else
+        s.enqueue_mtp_body(B, B, B, /*draft=*/true);
     }
-    check(cudaStreamSynchronize(s.stream), "MTP drafts");
-    s.prof_end();
-    int64_t row_end = 0;
+    if (L != B) throw Error("mtp_draft: " + std::to_string(L) + " logit rows for " + std::to_string(B) + " inputs");
+    check(cudaMemcpyAsync(s.d_draft_ids + k * B, s.d_tokens, static_cast<std::size_t>(B) * 4, cudaMemcpyDeviceToDevice,
+                          s.stream),
+          "draft ids");
+    // Draft k + 2 chains on (draft k + 1, the head's output row for the input's last row).
+    if (k + 1 < K)
+      kernels::gather_rows_bf16_cuda(reinterpret_cast<const uint16_t*>(s.uf), s.d_logit_rows, B, 2 * H,
+                                     reinterpret_cast<uint16_t*>(s.hid_in), s.stream);
+    if (s.profiling) {
+      check(cudaStreamSynchronize(s.stream), "MTP drafts");
+      s.prof_end();
+    }
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       const int slot = steps[i].slot;
       s.mtp.pos[static_cast<std::size_t>(slot)] += steps[i].T;
-      row_end += steps[i].T;
       if (k == 0) committed[i] = s.mtp.pos[static_cast<std::size_t>(slot)];
-      out[i].push_back(ids[i]);
-      if (chain) {
-        // Draft k + 2 chains on (draft k + 1, the head's output row for this input's last row).
-        std::copy(rows.begin() + (row_end - 1) * H, rows.begin() + row_end * H, hid.begin() + static_cast<int64_t>(i) * H);
-      }
-    }
-    if (chain) {
-      for (std::size_t i = 0; i < inputs.size(); ++i) steps[i] = {steps[i].slot, &out[i].back(), 1, LogitsOut::Last};
+      steps[i] = {slot, placeholder.data() + i, 1, LogitsOut::Last};
     }
   }
+  std::vector<int32_t> ids(static_cast<std::size_t>(K * B));
+  check(cudaMemcpyAsync(ids.data(), s.d_draft_ids, ids.size() * 4, cudaMemcpyDeviceToHost, s.stream), "draft ids");
+  check(cudaStreamSynchronize(s.stream), "MTP drafts");
+  std::vector<std::vector<int32_t>> out(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    for (int k = 0; k < K; ++k) out[i].push_back(ids[static_cast<std::size_t>(k * B) + i]);
   if (K > 1)
     for (std::size_t i = 0; i < inputs.size(); ++i) mtp_roll_back(inputs[i].slot, committed[i]);
   return out;
