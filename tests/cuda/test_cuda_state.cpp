@@ -10,8 +10,9 @@
 //   - snapshots: a slot loaded from a snapshot continues bit for bit as the saved one (trunk
 //     and MTP head), also after the saved slot's pages were reused and after a roll_back; the
 //     pool's accounting (snapshot_bytes, capacity, full pool, drop);
-//   - the MTP head's roll-back cuts its length only; a keep_states step runs eagerly and equals
-//     the decode graph bit for bit; errors and limits.
+//   - the MTP head's roll-back cuts its length only; a keep_states step of single tokens runs
+//     eagerly and equals the decode graph bit for bit; verify steps replay graphs and equal
+//     eager verify steps, roll-backs included; errors and limits.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -486,6 +487,84 @@ TEST(CudaState, KeepStepsRunEagerlyAndEqualTheDecodeGraph) {
   const auto ga = decode(a, sa, false);  // now a graph step
   for (int i = 0; i < 2; ++i)
     EXPECT_TRUE(same_bits(ga[static_cast<std::size_t>(i)].logits, gb[static_cast<std::size_t>(i)].logits)) << i;
+}
+
+// Verify steps (every chunk keeps its states and draws all of its T >= 2 rows) of up to
+// kMaxSpecGraphSeqs sequences replay a graph per (B, T): their logits, draws, roll-backs and
+// the steps after them equal a model with graphs off, bit for bit, for B = 2 and 1, when a
+// shape is captured and when it is replayed, and with a sampled (seeded) sequence beside a
+// greedy one.
+TEST(CudaState, VerifyStepsReplayGraphsAndEqualEagerSteps) {
+  ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";
+  for (const char* name : {"super-latent-mtp", "nano-nvfp4"}) {
+    const Model m = Model::load(nemotron::testing::fixture_dir(name));
+    CudaModelOptions o;
+    o.max_seqs = 2;
+    o.max_step_tokens = 128;
+    o.kv_tokens = 1024;
+    o.verbose = false;
+    o.spec_seqs = 2;
+    o.spec_rows = 4;
+    CudaModel g(m, o);
+    o.cuda_graphs = false;
+    CudaModel e(m, o);
+    const auto prompt = state_prompt(name, 0);
+    const auto T0 = static_cast<int64_t>(prompt.size());
+    int sg[2], se[2];
+    for (int i = 0; i < 2; ++i) {
+      sg[i] = g.acquire_slot();
+      se[i] = e.acquire_slot();
+      g.step({{.slot = sg[i], .ids = prompt.data(), .T = T0 - i, .sample = true}});
+      e.step({{.slot = se[i], .ids = prompt.data(), .T = T0 - i, .sample = true}});
+    }
+    SamplingParams sampled;
+    sampled.temperature = 0.8f;
+    sampled.top_p = 0.9f;
+    const int32_t rows[2][3] = {{41, 43, 47}, {53, 59, 61}};
+    uint64_t draw = 1;
+    // One verify step of the first B sequences, T = 3 rows each (sequence 1 sampled, seeded).
+    auto verify = [&](CudaModel& mdl, const int* s, int64_t B) {
+      std::vector<StepChunk> ch;
+      for (int64_t i = 0; i < B; ++i)
+        ch.push_back({.slot = s[i], .ids = rows[i], .T = 3, .sampling = i == 1 ? &sampled : nullptr, .sample = true,
+                      .sample_rows = 3, .seed = 7 + static_cast<uint64_t>(i), .draw = draw,
+                      .logits = LogitsOut::All, .keep_states = true});
+      return mdl.step(ch);
+    };
+    auto expect_equal = [&](const std::vector<StepOutput>& a, const std::vector<StepOutput>& b, const std::string& w) {
+      ASSERT_EQ(a.size(), b.size()) << w;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        EXPECT_TRUE(same_bits(a[i].logits, b[i].logits)) << w << ", chunk " << i;
+        ASSERT_EQ(a[i].samples.size(), 3u) << w;
+        for (std::size_t j = 0; j < 3; ++j) EXPECT_EQ(a[i].samples[j].token, b[i].samples[j].token) << w;
+      }
+    };
+    for (const int64_t B : {2, 1}) {
+      for (int round = 0; round < 2; ++round) {  // capture, then replay
+        const std::string what = std::string(name) + ", B = " + std::to_string(B) + ", round " + std::to_string(round);
+        const int64_t before = g.graph_nodes();
+        expect_equal(verify(g, sg, B), verify(e, se, B), what);
+        if (round == 0) {
+          EXPECT_GT(g.graph_nodes(), before) << what << ": the verify step was not captured";
+        } else {
+          EXPECT_EQ(g.graph_nodes(), before) << what << ": the verify step was captured again";
+        }
+        EXPECT_EQ(e.graph_nodes(), 0);
+        // Keep 2 of the 3 rows (round 0) or all 3 (round 1), then decode one token as a check.
+        for (int64_t i = 0; i < B; ++i) {
+          const int64_t keep = round == 0 ? 2 : 3;
+          g.roll_back(sg[i], g.position(sg[i]) - 3 + keep);
+          e.roll_back(se[i], e.position(se[i]) - 3 + keep);
+          EXPECT_EQ(g.position(sg[i]), e.position(se[i]));
+        }
+        draw += 3;
+        const int32_t t = 67;
+        const auto a = g.step({{.slot = sg[0], .ids = &t, .T = 1, .sample = true, .logits = LogitsOut::Last}});
+        const auto b = e.step({{.slot = se[0], .ids = &t, .T = 1, .sample = true, .logits = LogitsOut::Last}});
+        EXPECT_TRUE(same_bits(a[0].logits, b[0].logits)) << what << ": the step after the roll-back";
+      }
+    }
+  }
 }
 
 TEST(CudaState, ErrorsAndLimits) {

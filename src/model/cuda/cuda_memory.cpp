@@ -1,5 +1,7 @@
 #include "model/cuda/cuda_memory.h"
 
+#include <algorithm>
+
 namespace nemotron::model {
 
 CudaMemory cuda_memory(const Model& m, const CudaModelOptions& o, int sms) {
@@ -20,10 +22,16 @@ CudaMemory cuda_memory(const Model& m, const CudaModelOptions& o, int sms) {
   mem.pinned_host = mem.table.pinned_host;
   const int64_t nodes = 8 + kGraphNodesPerBlock * static_cast<int64_t>(m.weights.blocks.size());
   mem.graphs = o.max_seqs * (kGraphBytesPerGraph + nodes * kGraphBytesPerNode);
-  // The MTP head's draft graphs (one per batch size, as the decode graphs).
+  // Speculation's graphs (cuda_model_graph.cpp), as many as there may be: verify graphs for B =
+  // 1..kMaxSpecGraphSeqs x T = 2..spec_rows when the model keeps states for roll-back (a part
+  // shared by every verifying sequence: the planner adds sequences at a fixed cost each), and
+  // the MTP head's draft graphs for B = 1..min(max_seqs, kMaxSpecGraphSeqs).
+  if (cuda_detail::spec_entries(o) > 0 && o.spec_rows >= 2)
+    mem.graphs += kMaxSpecGraphSeqs * (o.spec_rows - 1) * (kGraphBytesPerGraph + nodes * kGraphBytesPerNode);
   if (m.config.has_mtp()) {
     const int64_t draft_nodes = 8 + kGraphNodesPerBlock * static_cast<int64_t>(m.weights.mtp.blocks.size());
-    mem.graphs += o.max_seqs * (kGraphBytesPerGraph + draft_nodes * kGraphBytesPerNode);
+    mem.graphs +=
+        std::min<int64_t>(o.max_seqs, kMaxSpecGraphSeqs) * (kGraphBytesPerGraph + draft_nodes * kGraphBytesPerNode);
   }
   return mem;
 }

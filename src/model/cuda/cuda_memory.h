@@ -29,7 +29,7 @@ struct CudaMemory {
   int64_t attention_workspace = 0;  // step arena
   int64_t speculation = 0;  // cache arena: keep_states chunks' saved states and rows (options.spec_seqs)
   int64_t snapshots = 0;    // cache arena: the prefix-cache snapshot pool (options.prefix_cache_bytes)
-  int64_t graphs = 0;       // bound on the decode (and MTP draft) graphs' instantiation memory
+  int64_t graphs = 0;       // bound on the decode, MTP draft and verify graphs' instantiation memory
   int64_t pinned_host = 0;  // page-locked host buffers (system memory, not device memory)
   // What the constructor allocates on the device: the three arenas (CudaModel::device_bytes()).
   int64_t allocated() const {
@@ -45,6 +45,9 @@ inline constexpr int64_t kGraphNodesPerBlock = 16;
 // 398 nodes took 2 MiB), and per graph.
 inline constexpr int64_t kGraphBytesPerNode = 8 * 1024;
 inline constexpr int64_t kGraphBytesPerGraph = 2 * 1024 * 1024;
+// Speculation's steps of up to this many sequences replay graphs: MTP drafting steps (one per
+// B) and verify steps (one per (B, T), T = 2..spec_rows).
+inline constexpr int64_t kMaxSpecGraphSeqs = 8;
 
 // `sms`: the device's multiprocessor count (sizes the attention workspace). One counting walk
 // (a few microseconds per tensor, no per-tensor host work): the planner calls it many times.

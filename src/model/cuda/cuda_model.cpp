@@ -124,7 +124,8 @@ CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
   if (kernels::sample_workspace_bytes(options.max_seqs, model.config.vocab_size) != s.sample_ws_bytes)
     throw Error("CUDA model: the sampler's workspace differs from the planned one");
   s.graphs.assign(static_cast<std::size_t>(options.max_seqs) + 1, nullptr);
-  if (model.config.has_mtp()) s.draft_graphs.assign(static_cast<std::size_t>(options.max_seqs) + 1, nullptr);
+  if (model.config.has_mtp())
+    s.draft_graphs.assign(static_cast<std::size_t>(std::min<int64_t>(options.max_seqs, kMaxSpecGraphSeqs)) + 1, nullptr);
   s.route_rows.assign(s.trunk.blocks.size() + s.mtp.blocks.size(), 0);
   s.init_state_pools();
 }
@@ -208,6 +209,10 @@ void CudaModel::begin_step(const std::vector<StepChunk>& chunks) {
     throw Error("CUDA model: " + std::to_string(sampled) + " sampled rows in one step; the sampler holds " +
                 std::to_string(s.sample_capacity) + " (max_seqs + spec_seqs * (spec_rows - 1))");
   s.keep_step = keeps > 0;
+  // A verify step a graph can replay: every chunk keeps its states and draws all of its T rows.
+  s.verify_T = keeps == static_cast<int64_t>(chunks.size()) ? chunks[0].T : 0;
+  for (const auto& ch : chunks)
+    if (!ch.keep_states || !ch.sample || ch.T != s.verify_T || ch.sample_rows != ch.T) s.verify_T = 0;
   // A decode-only step computes and samples every row, so that it can replay the graph
   // captured for its batch size (rows that do not sample get a greedy placeholder). A step
   // with keep_states chunks runs eagerly (it saves their Mamba rows as it goes).

@@ -18,6 +18,11 @@
 //     once. The eager path makes the same call, so both launch identical kernels with
 //     identical shapes and give bit-identical results. Its partials go to the preallocated
 //     attn_ws (no allocation inside the graph).
+// Verify graphs (verify_graph): speculative decoding's verify steps of up to 8 sequences, every
+// chunk a keep_states chunk of the same T rows that draws every row in one sampler launch,
+// replay the same way, keyed by (B, T): begin_keep's state saves and its row-save table go on
+// the stream before the replay (host-built, outside the graph); the Mamba blocks' row-save
+// copies inside it read that table at its fixed address with a count fixed by (B, T).
 // Draft graphs (draft_graph, mtp_draft): the MTP head's drafting steps after the first (B
 // single-token chunks: the previous drafts, read from d_tokens by a device copy into the step's
 // ids, and the head's previous output rows, copied into hid_in) replay the same way.
@@ -28,6 +33,7 @@
 #include "kernels/elementwise_cuda.h"
 #include "kernels/sampling_cuda.h"
 #include "kernels/norm_cuda.h"
+#include "model/cuda/cuda_memory.h"
 #include "model/cuda/cuda_model_internal.h"
 
 namespace nemotron::model {
@@ -88,6 +94,20 @@ cudaGraphExec_t CudaModel::Impl::capture_graph(Enqueue&& enqueue, const std::str
   return exec;
 }
 
+bool CudaModel::Impl::verify_graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const {
+  // One sampler launch (sample_waves {0, n}): no penalized chunk draws rows in waves.
+  return opt.cuda_graphs && !record_routing && !profiling && keep_step && verify_T >= 2 && R == B * verify_T &&
+         L == R && n_samples == R && sample_waves.size() == 2 && B <= kMaxSpecGraphSeqs;
+}
+
+cudaGraphExec_t CudaModel::Impl::verify_graph(int64_t B, int64_t T) {
+  cudaGraphExec_t& exec = verify_graphs[{B, T}];
+  if (!exec)
+    exec = capture_graph([&] { enqueue_trunk(B * T, B, B * T, B * T); },
+                         "verify, B = " + std::to_string(B) + ", T = " + std::to_string(T));
+  return exec;
+}
+
 cudaGraphExec_t CudaModel::Impl::decode_graph(int64_t B) {
   cudaGraphExec_t& exec = graphs.at(static_cast<std::size_t>(B));
   if (!exec) exec = capture_graph([&] { enqueue_trunk(B, B, B, B); }, "decode, B = " + std::to_string(B));
@@ -103,6 +123,11 @@ cudaGraphExec_t CudaModel::Impl::draft_graph(int64_t B) {
 
 void CudaModel::Impl::run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, int64_t n_samples) {
   const int64_t B = static_cast<int64_t>(chunks.size());
+  if (verify_graph_step(R, B, L, n_samples)) {
+    check(cudaGraphLaunch(verify_graph(B, verify_T), stream),
+          "CUDA graph launch (verify, B = " + std::to_string(B) + ")");
+    return;
+  }
   if (!graph_step(R, B, L, n_samples)) {
     prof_begin();
     enqueue_trunk(R, B, L, n_samples);

@@ -174,8 +174,15 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   std::map<uint64_t, Snapshot> snapshots;
   std::vector<int32_t> free_units;
   // Decode graphs: graphs[B] replays a trunk step of B single-token chunks (null until used);
-  // draft_graphs[B] an MTP drafting step of B single-token chunks (models with an MTP head).
+  // draft_graphs[B] an MTP drafting step of B single-token chunks (models with an MTP head;
+  // B <= kMaxSpecGraphSeqs, cuda_memory.h).
   std::vector<cudaGraphExec_t> graphs, draft_graphs;
+  // Verify graphs: verify_graphs[{B, T}] replays a trunk step of B keep_states chunks of T rows
+  // that each sample every row in one sampler launch (speculative decoding's verify steps),
+  // for B <= kMaxSpecGraphSeqs (cuda_memory.h). verify_T: the step being enqueued is such a
+  // step of T-row chunks (begin_step; 0 otherwise).
+  std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> verify_graphs;
+  int64_t verify_T = 0;
   // Kernel nodes of the captured graphs and the device memory their instantiation took (free
   // memory before - after; the driver allocates in 2 MiB granules), summed over graphs.
   int64_t graph_nodes = 0, graph_bytes = 0;
@@ -213,6 +220,8 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
     for (const auto* list : {&graphs, &draft_graphs})
       for (cudaGraphExec_t g : *list)
         if (g) cudaGraphExecDestroy(g);
+    for (const auto& [shape, g] : verify_graphs)
+      if (g) cudaGraphExecDestroy(g);
     if (inputs_done) cudaEventDestroy(inputs_done);
     if (fork_ev) cudaEventDestroy(fork_ev);
     if (join_ev) cudaEventDestroy(join_ev);
@@ -276,8 +285,9 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // replaying (capturing first if new) the graph for B, which always samples B rows.
   void run_trunk(const std::vector<StepChunk>& chunks, int64_t R, int64_t L, int64_t n_samples);
   void enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_samples);
-  // Does a step of this shape replay the decode graph?
+  // Does a step of this shape replay the decode graph? A verify graph (after pack_samples)?
   bool graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const;
+  bool verify_graph_step(int64_t R, int64_t B, int64_t L, int64_t n_samples) const;
   // cuda_model_sampling.cpp
   // Packs h_sample_rows for `chunks` (the rows of the chunks that sample; with `all_rows`, one
   // row per chunk, greedy placeholders for the others), in sampler waves (sample_waves), and
@@ -294,6 +304,8 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   cudaGraphExec_t decode_graph(int64_t B);
   // The MTP drafting step of B single-token chunks (enqueue_mtp_body(B, B, B, true)) as a graph.
   cudaGraphExec_t draft_graph(int64_t B);
+  // The verify step of B chunks of T rows (enqueue_trunk(B T, B, B T, B T), keep_rows as set).
+  cudaGraphExec_t verify_graph(int64_t B, int64_t T);
   // Captures what `enqueue` puts on the stream into an instantiated graph (`what` names it in
   // errors) and counts its nodes and instantiation memory.
   template <class Enqueue>
