@@ -455,6 +455,7 @@ struct Walk {
     d.ug = bf(R * H);
     d.logits = f32(R * c.vocab_size);
     d.hid_in = c.has_mtp() ? f32(R * H) : nullptr;
+    d.h_hid_in = c.has_mtp() ? static_cast<float*>(a.pinned(R * H * 4)) : nullptr;
     d.cat = c.has_mtp() ? bf(R * 2 * H) : nullptr;
   }
 };

@@ -195,6 +195,9 @@ struct DeviceBuffers {
   // The MTP head's drafts of one mtp_draft call, [kMaxDraftTokens, max_seqs] (draft k of input i
   // at k * B + i), chained on the device and copied to the host once (models with an MTP head).
   int32_t* d_draft_ids = nullptr;
+  // Page-locked staging of the MTP head's host hidden rows [max_step_tokens, H] (models with an
+  // MTP head): their upload is asynchronous, ordered like the step inputs (inputs_done).
+  float* h_hid_in = nullptr;
   float *d_logprobs = nullptr, *h_logprobs = nullptr, *d_top_lp = nullptr, *h_top_lp = nullptr;
   void* sample_ws = nullptr;
   int64_t sample_ws_bytes = 0;

@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "kernels/elementwise_cuda.h"
@@ -71,12 +72,16 @@ void CudaModel::mtp_feed(const std::vector<DraftInput>& inputs) {
   const int64_t H = c.hidden_size, cap = s.opt.max_step_tokens;
   std::vector<cuda_detail::StepChunk> steps;
   std::vector<float> hid;
+  // No wait for the head's steps: nothing comes back from them, and the next step (or the next
+  // of these) is ordered after them on the stream.
   auto run = [&] {
     if (steps.empty()) return;
     int64_t L = 0;
     s.enqueue_mtp(steps, hid.data(), L);
-    check(cudaStreamSynchronize(s.stream), "MTP feed");
-    s.prof_end();
+    if (s.profiling) {
+      check(cudaStreamSynchronize(s.stream), "MTP feed");
+      s.prof_end();
+    }
     for (const auto& st : steps) s.mtp.pos[static_cast<std::size_t>(st.slot)] += st.T;
     steps.clear();
     hid.clear();
@@ -102,9 +107,13 @@ void CudaModel::mtp_feed(const std::vector<DraftInput>& inputs) {
 
 void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const float* hidden, int64_t& L, bool draft) {
   const int64_t H = model.config.hidden_size;
-  const int64_t R = prepare_step(mtp, steps, L);
-  check(cudaMemcpyAsync(hid_in, hidden, static_cast<std::size_t>(R * H) * 4, cudaMemcpyHostToDevice, stream),
+  const int64_t R = prepare_step(mtp, steps, L);  // waits until the last inputs' copies are done
+  // Staged in page-locked memory: the copy does not wait for the stream, and inputs_done (the
+  // next prepare_step's wait) now also covers it.
+  std::memcpy(h_hid_in, hidden, static_cast<std::size_t>(R * H) * 4);
+  check(cudaMemcpyAsync(hid_in, h_hid_in, static_cast<std::size_t>(R * H) * 4, cudaMemcpyHostToDevice, stream),
         "MTP hidden rows");
+  check(cudaEventRecord(inputs_done, stream), "MTP hidden rows");
   enqueue_mtp_body(R, static_cast<int64_t>(steps.size()), L, draft);
 }
 
