@@ -56,6 +56,7 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
   o.kv_fp8 = options.kv_fp8;
   o.ssm_state = options.ssm_state;
   o.verbose = options.verbose;
+  o.sampled_logits_only = options.sampled_logits_only;
   o.spec_seqs = options.max_spec_seqs;
   o.spec_rows = options.max_spec_rows;
   o.prefix_cache_bytes = options.prefix_cache_bytes;

@@ -44,6 +44,8 @@ struct BackendOptions {
   // slots; the CPU reference emulates them (fp32 holding the rounded values).
   kernels::SsmStateFormat ssm_state;
   bool verbose = false;             // print upload progress
+  // CUDA: steps ask for logits only where rows sample (the engine's steps; CudaModelOptions).
+  bool sampled_logits_only = false;
   // CUDA: speculative decoding's roll-back memory (Backend::keep_limits): keep_states chunks
   // per step (at most max_seqs; 0: no roll-back) and rows per such chunk (1 + drafts).
   int max_spec_seqs = 8;

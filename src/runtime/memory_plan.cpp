@@ -38,6 +38,7 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   o.max_step_tokens = req.max_step_tokens;
   o.kv_fp8 = p.kv_cache_dtype == "fp8";
   o.ssm_state = p.ssm_state;
+  o.sampled_logits_only = true;  // the engine's steps (backend_options)
   // Roll-back room for speculative decoding (with an MTP head and K > 0).
   const int K = req.speculative_tokens >= 0 ? req.speculative_tokens : (m.config.has_mtp() ? 3 : 0);
   o.spec_rows = K + 1;
@@ -337,6 +338,7 @@ model::BackendOptions MemoryPlan::backend_options() const {
   o.max_spec_seqs = max_spec_seqs;
   o.max_spec_rows = std::max<int64_t>(1, max_spec_rows);
   o.prefix_cache_bytes = device == "cuda" ? prefix_cache_bytes : 0;
+  o.sampled_logits_only = true;
   o.parallel = parallel;
   return o;
 }

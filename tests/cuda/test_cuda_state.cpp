@@ -567,6 +567,33 @@ TEST(CudaState, VerifyStepsReplayGraphsAndEqualEagerSteps) {
   }
 }
 
+// sampled_logits_only (the engine's backends, MemoryPlan::backend_options): the logits buffer
+// holds the sampler's rows only, a step asking for more logit rows is refused before it
+// changes anything, and sampling steps give the same draws as a model holding every row.
+TEST(CudaState, SampledLogitsOnlyHoldsTheSamplersRows) {
+  ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";
+  const Model m = Model::load(nemotron::testing::fixture_dir("nano-moe"));
+  CudaModelOptions o;
+  o.max_seqs = 2;
+  o.max_step_tokens = 64;
+  o.kv_tokens = 512;
+  o.verbose = false;
+  CudaModel full(m, o);
+  o.sampled_logits_only = true;
+  CudaModel small(m, o);
+  const int64_t V = m.config.vocab_size;
+  EXPECT_EQ(full.device_bytes() - small.device_bytes(), (64 * V * 4 + 255) / 256 * 256 - (2 * V * 4 + 255) / 256 * 256);
+  const auto prompt = state_prompt("nano-moe", 0);
+  const auto T0 = static_cast<int64_t>(prompt.size());
+  const int a = small.acquire_slot(), b = full.acquire_slot();
+  EXPECT_THROW(small.step({{.slot = a, .ids = prompt.data(), .T = 3, .logits = LogitsOut::All}}), nemotron::Error);
+  EXPECT_EQ(small.position(a), 0) << "a refused step changed the slot";
+  const auto x = small.step({{.slot = a, .ids = prompt.data(), .T = T0, .sample = true, .logits = LogitsOut::Last}});
+  const auto y = full.step({{.slot = b, .ids = prompt.data(), .T = T0, .sample = true, .logits = LogitsOut::Last}});
+  EXPECT_TRUE(same_bits(x[0].logits, y[0].logits));
+  EXPECT_EQ(x[0].sample.token, y[0].sample.token);
+}
+
 TEST(CudaState, ErrorsAndLimits) {
   ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";
   const Model m = Model::load(nemotron::testing::fixture_dir("super-latent-mtp"));

@@ -182,6 +182,7 @@ TEST(MemoryPlan, CudaPlanCountsTheModelsAllocationsAndGraphs) {
   o.kv_tokens = p.kv_token_capacity;
   o.spec_seqs = p.max_spec_seqs;
   o.spec_rows = p.max_spec_rows;
+  o.sampled_logits_only = true;  // as the plan: the engine's steps
   const auto t = model::cuda_memory(model(), o, 132);
   EXPECT_EQ(p.kv_token_capacity, 3000);  // every slot at full length fits in 1 GiB
   EXPECT_EQ(p.weight_bytes, t.weights);
@@ -284,8 +285,17 @@ TEST(MemoryPlan, CudaTableIsOneWalkOverThreeArenas) {
   o.spec_seqs = p.max_spec_seqs;
   o.spec_rows = p.max_spec_rows;
   o.prefix_cache_bytes = p.prefix_cache_bytes;
+  o.sampled_logits_only = true;
   const auto t = model::cuda_memory(model(), o, 132);
   for (int k = 0; k < 3; ++k) EXPECT_EQ(p.arena_bytes[k], t.table.arena[k]);
+  EXPECT_TRUE(p.backend_options().sampled_logits_only);
+  // The engine's steps keep logits for the sampler's rows only (3 + 3 x 3 of 300): the step
+  // arena is smaller by the other rows' fp32 logits (each buffer rounded to 256 bytes).
+  o.sampled_logits_only = false;
+  const auto all_rows = model::cuda_memory(model(), o, 132);
+  const int64_t V = model().config.vocab_size, Sc = 3 + p.max_spec_seqs * (p.max_spec_rows - 1);
+  auto up = [](int64_t b) { return (b + 255) / 256 * 256; };
+  EXPECT_EQ(all_rows.activations - t.activations, up(300 * V * 4) - up(Sc * V * 4));
   EXPECT_THAT(p.describe(), HasSubstr("device arenas"));
 }
 
@@ -323,6 +333,7 @@ TEST(MemoryPlan, CudaPlanHoldsTheSnapshotPoolAndSpeculation) {
   o.kv_tokens = 0;
   o.spec_seqs = 3;
   o.spec_rows = 4;
+  o.sampled_logits_only = true;
   const auto none = model::cuda_memory(model(), o, 132);
   const int64_t share = (p.budget_bytes - none.device_total() - none.pinned_host) / 10;
   EXPECT_EQ(p.prefix_cache_bytes, share / unit * unit);
@@ -354,6 +365,7 @@ TEST(MemoryPlan, CudaPlanHoldsTheSnapshotPoolAndSpeculation) {
   c.max_step_tokens = 256;
   c.kv_tokens = 0;
   c.spec_rows = 4;
+  c.sampled_logits_only = true;
   const auto rest = model::cuda_memory(model(), c, 132);
   c.spec_seqs = 1;
   const auto one = model::cuda_memory(model(), c, 132);

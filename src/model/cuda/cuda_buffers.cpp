@@ -453,7 +453,8 @@ struct Walk {
     d.sh = bf(R * std::max(one, d.Is_pad));
     d.sd = bf(R * H);
     d.ug = bf(R * H);
-    d.logits = f32(R * c.vocab_size);
+    d.logit_capacity = o.sampled_logits_only ? std::min(R, d.sample_capacity) : R;
+    d.logits = f32(d.logit_capacity * c.vocab_size);
     d.hid_in = c.has_mtp() ? f32(R * H) : nullptr;
     d.h_hid_in = c.has_mtp() ? static_cast<float*>(a.pinned(R * H * 4)) : nullptr;
     d.cat = c.has_mtp() ? bf(R * 2 * H) : nullptr;

@@ -232,6 +232,9 @@ struct DeviceBuffers {
   // Sampled rows one step may have: max_seqs + spec_entries * (spec_rows - 1) (decode rows,
   // plus the extra rows of sample_rows > 1 chunks); the sampling buffers hold this many.
   int64_t sample_capacity = 0;
+  // Rows of `logits` (fp32 [logit_capacity, V]): max_step_tokens, or sample_capacity with
+  // CudaModelOptions::sampled_logits_only.
+  int64_t logit_capacity = 0;
   // Constrained decoding: allowed-token masks [sample_capacity, ceil(V / 32)] (one per sampled
   // row at most) and per sample row the mask it takes (-1: none) [sample_capacity], with pinned
   // host copies (kernels/token_mask_cuda.h).

@@ -28,6 +28,11 @@ struct CudaModelOptions {
   bool kv_fp8 = false;              // FP8 E4M3 KV cache (the layers' k/v scales) instead of BF16
   kernels::SsmStateFormat ssm_state; // SSM state slots in fp32, or 16-bit (kernels/state_round.h)
   bool verbose = true;              // print upload progress and bandwidth
+  // Steps ask for logits only where rows sample (the engine's steps: no LogitsOut::All prompt
+  // chunks): the logits buffer then holds the sampler's rows, max_seqs + spec_seqs *
+  // (spec_rows - 1), instead of max_step_tokens rows (1 GiB for a 131K vocabulary at 2,048
+  // rows); a step or head call asking for more logit rows is refused.
+  bool sampled_logits_only = false;
   // MoE router logits from the fp32 normed rows instead of their BF16 rounding (which the
   // experts read). Measured on the MoE fixtures it does not reduce routing flips against the
   // fp32 reference (they come from the BF16 trunk), so the BF16 GEMV path stays the default.

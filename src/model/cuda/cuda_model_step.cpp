@@ -36,6 +36,11 @@ int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& c
   if (R > opt.max_step_tokens)
     throw Error("CUDA model: " + std::to_string(R) + " rows exceed max_step_tokens " +
                 std::to_string(opt.max_step_tokens));
+  int64_t want = 0;  // logit rows
+  for (const auto& ch : chunks) want += ch.logits == LogitsOut::All ? ch.T : ch.logits == LogitsOut::Last ? 1 : 0;
+  if (want > logit_capacity)
+    throw Error("CUDA model: " + std::to_string(want) + " logit rows in one step; this model holds " +
+                std::to_string(logit_capacity) + " (sampled rows only: CudaModelOptions::sampled_logits_only)");
   // Pages first for every chunk, so that a full cache leaves no chunk half-advanced.
   std::size_t needed = 0;
   for (const auto& ch : chunks) {
