@@ -46,6 +46,30 @@ void expect_close(const std::string& what, const std::vector<float>& got, const 
   EXPECT_GE(a.agree, a.compared * 95 / 100) << what;
 }
 
+// A prompt run through the trunk of `m` in a slot of its own: the head's pending inputs
+// (each prompt token's successor, the first token again at the end, and the trunk's rows).
+struct Fed {
+  int slot;
+  std::vector<int32_t> next;
+  std::vector<float> hidden;
+  Backend::DraftInput input() const {
+    return {slot, next.data(), hidden.data(), static_cast<int64_t>(next.size())};
+  }
+};
+std::vector<Fed> feed(CudaModel& m, const std::vector<std::vector<int32_t>>& prompts) {
+  std::vector<Fed> out;
+  for (const auto& ids : prompts) {
+    Fed f;
+    f.slot = m.acquire_slot();
+    m.forward({{f.slot, ids.data(), static_cast<int64_t>(ids.size()), false}});
+    f.hidden = m.last_hidden();
+    f.next.assign(ids.begin() + 1, ids.end());
+    f.next.push_back(ids[0]);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
 class CudaMtpTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -159,28 +183,8 @@ TEST_P(CudaMtpTest, BatchedDraftsEqualOneAtATime) {
   CudaModel batched(*model_, o), single(*model_, o);
   std::vector<std::vector<int32_t>> prompts{ex_->ids(p(0, "input_ids")), ex_->ids(p(1, "input_ids"))};
   prompts.push_back(std::vector<int32_t>(prompts[0].rbegin(), prompts[0].rend()));
-  struct Fed {
-    int slot;
-    std::vector<int32_t> next;
-    std::vector<float> hidden;
-  };
-  auto feed = [&](CudaModel& m) {
-    std::vector<Fed> out;
-    for (const auto& ids : prompts) {
-      Fed f;
-      f.slot = m.acquire_slot();
-      m.forward({{f.slot, ids.data(), static_cast<int64_t>(ids.size()), false}});
-      f.hidden = m.last_hidden();
-      f.next.assign(ids.begin() + 1, ids.end());
-      f.next.push_back(ids[0]);
-      out.push_back(std::move(f));
-    }
-    return out;
-  };
-  const auto fa = feed(batched), fb = feed(single);
-  auto input = [](const Fed& f) {
-    return Backend::DraftInput{f.slot, f.next.data(), f.hidden.data(), static_cast<int64_t>(f.next.size())};
-  };
+  const auto fa = feed(batched, prompts), fb = feed(single, prompts);
+  auto input = [](const Fed& f) { return f.input(); };
   // One input.
   const auto one_a = batched.mtp_draft({input(fa[0])}, K);
   const auto one_b = single.Backend::mtp_draft({input(fb[0])}, K);
@@ -232,30 +236,10 @@ TEST_P(CudaMtpTest, DraftGraphsEqualEager) {
     CudaModel graphs(*model_, o);
     o.cuda_graphs = false;
     CudaModel eager(*model_, o);
-    struct Fed {
-      int slot;
-      std::vector<int32_t> next;
-      std::vector<float> hidden;
-    };
-    auto feed = [&](CudaModel& m) {
-      std::vector<Fed> out;
-      for (int i = 0; i < 2; ++i) {
-        const auto ids = ex_->ids(p(i, "input_ids"));
-        Fed f;
-        f.slot = m.acquire_slot();
-        m.forward({{f.slot, ids.data(), static_cast<int64_t>(ids.size()), false}});
-        f.hidden = m.last_hidden();
-        f.next.assign(ids.begin() + 1, ids.end());
-        f.next.push_back(ids[0]);
-        out.push_back(std::move(f));
-      }
-      return out;
-    };
-    const auto fg = feed(graphs), fe = feed(eager);
+    const std::vector<std::vector<int32_t>> prompts{ex_->ids(p(0, "input_ids")), ex_->ids(p(1, "input_ids"))};
+    const auto fg = feed(graphs, prompts), fe = feed(eager, prompts);
     EXPECT_EQ(graphs.graph_nodes(), 0);  // prefill steps only so far
-    auto input = [](const Fed& f) {
-      return Backend::DraftInput{f.slot, f.next.data(), f.hidden.data(), static_cast<int64_t>(f.next.size())};
-    };
+    auto input = [](const Fed& f) { return f.input(); };
     const std::string what = GetParam() + (room ? ", FP8 draft head" : "");
     // Round 1: each input's pending rows, one input per call (B = 1: captured, then replayed).
     EXPECT_EQ(graphs.mtp_draft({input(fg[0])}, K), eager.mtp_draft({input(fe[0])}, K)) << what;

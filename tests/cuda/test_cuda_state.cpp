@@ -442,19 +442,27 @@ INSTANTIATE_TEST_SUITE_P(Models, CudaStateTest,
                          ::testing::Values("nano-moe", "super-latent-mtp", "super-mixed-mtp", "nano-nvfp4", "demo"),
                          nemotron::testing::FixtureParamName());
 
+namespace {
+// Two slots, room for a 4-row keep_states chunk in each (spec_rows 4: K = 3).
+CudaModelOptions two_slot_options(int64_t step_tokens = 128, int64_t kv_tokens = 1024, int spec_seqs = 2) {
+  CudaModelOptions o;
+  o.max_seqs = 2;
+  o.max_step_tokens = step_tokens;
+  o.kv_tokens = kv_tokens;
+  o.verbose = false;
+  o.spec_seqs = spec_seqs;
+  o.spec_rows = 4;
+  return o;
+}
+}  // namespace
+
 // A step with keep_states chunks of one token each runs eagerly (no graph is captured for it)
 // and gives the decode graph's bits; rolled back to its start and run again as a graph step, it
 // gives them again.
 TEST(CudaState, KeepStepsRunEagerlyAndEqualTheDecodeGraph) {
   ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";
   const Model m = Model::load(nemotron::testing::fixture_dir("super-latent-mtp"));
-  CudaModelOptions o;
-  o.max_seqs = 2;
-  o.max_step_tokens = 128;
-  o.kv_tokens = 1024;
-  o.verbose = false;
-  o.spec_seqs = 2;
-  o.spec_rows = 4;
+  const CudaModelOptions o = two_slot_options();
   CudaModel a(m, o), b(m, o);
   const auto prompt = state_prompt("super-latent-mtp", 0);
   const auto T0 = static_cast<int64_t>(prompt.size());
@@ -498,13 +506,7 @@ TEST(CudaState, VerifyStepsReplayGraphsAndEqualEagerSteps) {
   ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";
   for (const char* name : {"super-latent-mtp", "nano-nvfp4"}) {
     const Model m = Model::load(nemotron::testing::fixture_dir(name));
-    CudaModelOptions o;
-    o.max_seqs = 2;
-    o.max_step_tokens = 128;
-    o.kv_tokens = 1024;
-    o.verbose = false;
-    o.spec_seqs = 2;
-    o.spec_rows = 4;
+    CudaModelOptions o = two_slot_options();
     CudaModel g(m, o);
     o.cuda_graphs = false;
     CudaModel e(m, o);
@@ -573,16 +575,13 @@ TEST(CudaState, VerifyStepsReplayGraphsAndEqualEagerSteps) {
 TEST(CudaState, SampledLogitsOnlyHoldsTheSamplersRows) {
   ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";
   const Model m = Model::load(nemotron::testing::fixture_dir("nano-moe"));
-  CudaModelOptions o;
-  o.max_seqs = 2;
-  o.max_step_tokens = 64;
-  o.kv_tokens = 512;
-  o.verbose = false;
+  CudaModelOptions o = two_slot_options(64, 512, 0);
   CudaModel full(m, o);
   o.sampled_logits_only = true;
   CudaModel small(m, o);
   const int64_t V = m.config.vocab_size;
-  EXPECT_EQ(full.device_bytes() - small.device_bytes(), (64 * V * 4 + 255) / 256 * 256 - (2 * V * 4 + 255) / 256 * 256);
+  auto up = [](int64_t b) { return (b + 255) / 256 * 256; };
+  EXPECT_EQ(full.device_bytes() - small.device_bytes(), up(64 * V * 4) - up(2 * V * 4));  // 2 sampled rows
   const auto prompt = state_prompt("nano-moe", 0);
   const auto T0 = static_cast<int64_t>(prompt.size());
   const int a = small.acquire_slot(), b = full.acquire_slot();

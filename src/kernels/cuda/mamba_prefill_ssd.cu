@@ -394,7 +394,8 @@ void opt_in_smem(Kernel kernel, size_t bytes) {
                 "ssm_scan_cuda (chunked): needs " + std::to_string(bytes) + " bytes of shared memory per block, the "
                 "device allows " + std::to_string(lim.smem_optin));
   if (bytes <= 48 * 1024) return;
-  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  const cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   cuda::require(e == cudaSuccess, std::string("ssm_scan_cuda (chunked): shared memory opt-in failed: ") +
                                       cudaGetErrorString(e));
 }
@@ -412,7 +413,8 @@ void launch_ssd(const SsmScanArgs& a, int64_t from, cudaStream_t stream) {
                                                  " needed");
   } else {
     const cudaError_t e = cudaMallocAsync(&mem, static_cast<size_t>(need), stream);
-    cuda::require(e == cudaSuccess, std::string("ssm_scan_cuda: workspace allocation failed: ") + cudaGetErrorString(e));
+    cuda::require(e == cudaSuccess,
+                  std::string("ssm_scan_cuda: workspace allocation failed: ") + cudaGetErrorString(e));
   }
   float* base = static_cast<float*>(mem);
   const int64_t sz = chunks * a.heads * P * N;

@@ -125,7 +125,8 @@ CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
     throw Error("CUDA model: the sampler's workspace differs from the planned one");
   s.graphs.assign(static_cast<std::size_t>(options.max_seqs) + 1, nullptr);
   if (model.config.has_mtp())
-    s.draft_graphs.assign(static_cast<std::size_t>(std::min<int64_t>(options.max_seqs, kMaxSpecGraphSeqs)) + 1, nullptr);
+    s.draft_graphs.assign(static_cast<std::size_t>(std::min<int64_t>(options.max_seqs, kMaxSpecGraphSeqs)) + 1,
+                          nullptr);
   s.route_rows.assign(s.trunk.blocks.size() + s.mtp.blocks.size(), 0);
   s.init_state_pools();
 }
