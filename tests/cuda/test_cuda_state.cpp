@@ -454,6 +454,16 @@ CudaModelOptions two_slot_options(int64_t step_tokens = 128, int64_t kv_tokens =
   o.spec_rows = 4;
   return o;
 }
+
+// Two slots of `m` prefilled with the prompt (the second one token shorter), sampling their
+// last rows; their slot numbers in s[0], s[1].
+void prefill_two(CudaModel& m, const std::vector<int32_t>& prompt, int* s) {
+  const auto T0 = static_cast<int64_t>(prompt.size());
+  for (int i = 0; i < 2; ++i) {
+    s[i] = m.acquire_slot();
+    m.step({{.slot = s[i], .ids = prompt.data(), .T = T0 - i, .sample = true}});
+  }
+}
 }  // namespace
 
 // A step with keep_states chunks of one token each runs eagerly (no graph is captured for it)
@@ -467,12 +477,8 @@ TEST(CudaState, KeepStepsRunEagerlyAndEqualTheDecodeGraph) {
   const auto prompt = state_prompt("super-latent-mtp", 0);
   const auto T0 = static_cast<int64_t>(prompt.size());
   int sa[2], sb[2];
-  for (int i = 0; i < 2; ++i) {
-    sa[i] = a.acquire_slot();
-    sb[i] = b.acquire_slot();
-    a.step({{.slot = sa[i], .ids = prompt.data(), .T = T0 - i, .sample = true}});
-    b.step({{.slot = sb[i], .ids = prompt.data(), .T = T0 - i, .sample = true}});
-  }
+  prefill_two(a, prompt, sa);
+  prefill_two(b, prompt, sb);
   const int32_t x[2] = {41, 43};
   auto decode = [&](CudaModel& g, const int* s, bool keep) {
     std::vector<StepChunk> ch;
@@ -511,14 +517,9 @@ TEST(CudaState, VerifyStepsReplayGraphsAndEqualEagerSteps) {
     o.cuda_graphs = false;
     CudaModel e(m, o);
     const auto prompt = state_prompt(name, 0);
-    const auto T0 = static_cast<int64_t>(prompt.size());
     int sg[2], se[2];
-    for (int i = 0; i < 2; ++i) {
-      sg[i] = g.acquire_slot();
-      se[i] = e.acquire_slot();
-      g.step({{.slot = sg[i], .ids = prompt.data(), .T = T0 - i, .sample = true}});
-      e.step({{.slot = se[i], .ids = prompt.data(), .T = T0 - i, .sample = true}});
-    }
+    prefill_two(g, prompt, sg);
+    prefill_two(e, prompt, se);
     SamplingParams sampled;
     sampled.temperature = 0.8f;
     sampled.top_p = 0.9f;

@@ -264,10 +264,12 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // `draft`: the MTP head's drafting steps read lm_head_draft where there is one.
   void head(const uint16_t* final_norm, const uint16_t* y_prev, const uint16_t* y2_prev, int64_t R, int64_t L,
             bool draft = false);
-  // Enqueues one MTP head step over `chunks` (prepare_step on the head's stack; hidden: host
-  // fp32 [rows, H], the head's second input, uploaded into hid_in): logits of its L logit rows
-  // in `logits`, its output rows (after the head's final norm) in uf. cuda_model_mtp.cpp
-  void enqueue_mtp(const std::vector<StepChunk>& chunks, const float* hidden, int64_t& L, bool draft = false);
+  // Enqueues one MTP head step over `chunks` (prepare_step on the head's stack; hidden[i]: host
+  // fp32 [chunks[i].T, H], the head's second input, staged in h_hid_in and uploaded into
+  // hid_in): logits of its L logit rows in `logits`, its output rows (after the head's final
+  // norm) in uf. cuda_model_mtp.cpp
+  void enqueue_mtp(const std::vector<StepChunk>& chunks, const std::vector<const float*>& hidden, int64_t& L,
+                   bool draft = false);
   // The head step's device work over the inputs prepare_step uploaded and hid_in (R rows, B
   // chunks, L logit rows); `draft` adds the argmax of the L rows into d_tokens.
   void enqueue_mtp_body(int64_t R, int64_t B, int64_t L, bool draft);

@@ -45,7 +45,7 @@ std::vector<float> CudaModel::mtp_forward(int slot, const int32_t* next_ids, con
   }
   const std::vector<cuda_detail::StepChunk> steps{{slot, next_ids, T, all_logits ? LogitsOut::All : LogitsOut::Last}};
   int64_t L = 0;
-  s.enqueue_mtp(steps, hidden, L);
+  s.enqueue_mtp(steps, {hidden}, L);
   return std::move(s.collect_logits(s.mtp, steps, L)[0]);
 }
 
@@ -71,13 +71,14 @@ void CudaModel::mtp_feed(const std::vector<DraftInput>& inputs) {
   s.check_mtp_inputs(inputs, "mtp_feed");
   const int64_t H = c.hidden_size, cap = s.opt.max_step_tokens;
   std::vector<cuda_detail::StepChunk> steps;
-  std::vector<float> hid;
+  std::vector<const float*> hid;  // each step chunk's hidden rows
+  int64_t rows = 0;
   // No wait for the head's steps: nothing comes back from them, and the next step (or the next
   // of these) is ordered after them on the stream.
   auto run = [&] {
     if (steps.empty()) return;
     int64_t L = 0;
-    s.enqueue_mtp(steps, hid.data(), L);
+    s.enqueue_mtp(steps, hid, L);
     if (s.profiling) {
       check(cudaStreamSynchronize(s.stream), "MTP feed");
       s.prof_end();
@@ -85,11 +86,13 @@ void CudaModel::mtp_feed(const std::vector<DraftInput>& inputs) {
     for (const auto& st : steps) s.mtp.pos[static_cast<std::size_t>(st.slot)] += st.T;
     steps.clear();
     hid.clear();
+    rows = 0;
   };
   auto add = [&](int slot, const int32_t* ids, const float* h, int64_t T) {
-    if (!steps.empty() && static_cast<int64_t>(hid.size()) / H + T > cap) run();
+    if (!steps.empty() && rows + T > cap) run();
     steps.push_back({slot, ids, T, LogitsOut::None});
-    hid.insert(hid.end(), h, h + T * H);
+    hid.push_back(h);
+    rows += T;
   };
   for (const DraftInput& in : inputs) {
     if (in.T <= cap) {
@@ -105,12 +108,17 @@ void CudaModel::mtp_feed(const std::vector<DraftInput>& inputs) {
   run();
 }
 
-void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const float* hidden, int64_t& L, bool draft) {
+void CudaModel::Impl::enqueue_mtp(const std::vector<StepChunk>& steps, const std::vector<const float*>& hidden,
+                                  int64_t& L, bool draft) {
   const int64_t H = model.config.hidden_size;
   const int64_t R = prepare_step(mtp, steps, L);  // waits until the last inputs' copies are done
   // Staged in page-locked memory: the copy does not wait for the stream, and inputs_done (the
   // next prepare_step's wait) now also covers it.
-  std::memcpy(h_hid_in, hidden, static_cast<std::size_t>(R * H) * 4);
+  int64_t at = 0;
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    std::memcpy(h_hid_in + at * H, hidden.at(i), static_cast<std::size_t>(steps[i].T * H) * 4);
+    at += steps[i].T;
+  }
   check(cudaMemcpyAsync(hid_in, h_hid_in, static_cast<std::size_t>(R * H) * 4, cudaMemcpyHostToDevice, stream),
         "MTP hidden rows");
   check(cudaEventRecord(inputs_done, stream), "MTP hidden rows");
@@ -154,19 +162,17 @@ std::vector<std::vector<int32_t>> CudaModel::mtp_draft(const std::vector<DraftIn
   if (R > s.opt.max_step_tokens || K > cuda_detail::kMaxDraftTokens) return Backend::mtp_draft(inputs, K);
   // Step k's chunks: the inputs' pending rows (k = 0), then one placeholder id each (k >= 1).
   std::vector<cuda_detail::StepChunk> steps;
-  std::vector<float> hid(static_cast<std::size_t>(R * H));
-  int64_t at = 0;
+  std::vector<const float*> hid;
   for (const DraftInput& in : inputs) {
     steps.push_back({in.slot, in.next_ids, in.T, LogitsOut::Last});
-    std::copy(in.hidden, in.hidden + in.T * H, hid.begin() + at * H);
-    at += in.T;
+    hid.push_back(in.hidden);
   }
   const std::vector<int32_t> placeholder(static_cast<std::size_t>(B), 0);
   std::vector<int64_t> committed(inputs.size());
   for (int k = 0; k < K; ++k) {
     int64_t L = 0;
     if (k == 0) {
-      s.enqueue_mtp(steps, hid.data(), L, /*draft=*/true);
+      s.enqueue_mtp(steps, hid, L, /*draft=*/true);
     } else {
       s.prepare_step(s.mtp, steps, L);
       check(cudaMemcpyAsync(s.d_ids, s.d_tokens, static_cast<std::size_t>(B) * 4, cudaMemcpyDeviceToDevice, s.stream),

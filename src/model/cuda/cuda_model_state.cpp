@@ -245,7 +245,9 @@ void CudaModel::Impl::settle() {
         sa.dt_min = static_cast<float>(c.time_step_limit_min);
         sa.dt_max = static_cast<float>(c.time_step_limit_max);
         sa.y = ssm_y;
-        // The step's algorithm (mamba_block leaves algo 0): the same arithmetic per row.
+        // Sequential, as the keep_states step that kept these rows (mamba_block): the same
+        // arithmetic per row.
+        sa.algo = 1;
         kernels::ssm_scan_cuda(sa, stream);
       }
     }
