@@ -55,7 +55,9 @@ struct Case {
   bool vs_per_pair = false;  // also compare all pairs with the per-pair GEMV
   uint64_t seed = 1;
   int tiles_per_block = 0;   // the batch path's (0: by size)
+  kernels::ExpertGemvArgs::BatchLayout layout = kernels::ExpertGemvArgs::BatchLayout::SplitK;
 };
+constexpr auto kWarpTile = kernels::ExpertGemvArgs::BatchLayout::WarpTile;
 
 std::vector<int32_t> make_ids(const Case& c) {
   const int64_t N = c.T * c.k;
@@ -103,6 +105,7 @@ std::vector<uint16_t> run(const Case& c, const Experts& ex, const std::vector<in
   a.relu2 = c.relu2;
   a.y = dy.get();
   a.tiles_per_block = c.tiles_per_block;
+  a.batch_layout = c.layout;
   if (via != Via::PerPair) {
     a.workspace = ws.get();
     a.workspace_bytes = ws_bytes;
@@ -123,7 +126,8 @@ std::string case_name(const Case& c) {
   return std::string(kernels::weight_format_name(c.f)) + " [" + std::to_string(c.out) + "," + std::to_string(c.in) +
          "] E=" + std::to_string(c.E) + " T=" + std::to_string(c.T) + " k=" + std::to_string(c.k) +
          (c.per_slot ? " per-slot" : "") + (c.relu2 ? " relu2" : "") + routing + (c.bad_ids ? " bad-ids" : "") +
-         (c.tiles_per_block ? " tiles/block=" + std::to_string(c.tiles_per_block) : "");
+         (c.tiles_per_block ? " tiles/block=" + std::to_string(c.tiles_per_block) : "") +
+         (c.layout == kWarpTile ? " warp-per-tile" : "");
 }
 
 bool is_bad(const Case& c, int32_t id) { return id < 0 || id >= c.E; }
@@ -225,6 +229,8 @@ TEST(MoeBatch, NanoShapesAgainstCpuAndPerPair) {
       c.routing = T == 17 ? Routing::Skewed : T == 8 ? Routing::Repeats : Routing::Spread;
       c.bad_ids = T == 3 || T == 17;
       check(c, base == &up ? *eu : *ed);
+      c.layout = kWarpTile;
+      check(c, base == &up ? *eu : *ed);
     }
   }
   // The hot expert of a skewed 64-row step takes 64 pairs (8 passes of 8).
@@ -233,11 +239,15 @@ TEST(MoeBatch, NanoShapesAgainstCpuAndPerPair) {
   c.routing = Routing::Skewed;
   c.seed = seed++;
   check(c, *eu);
+  c.layout = kWarpTile;
+  check(c, *eu);
   c = down;
   c.T = 64;
   c.routing = Routing::Skewed;
   c.bad_ids = true;
   c.seed = seed++;
+  check(c, *ed);
+  c.layout = kWarpTile;
   check(c, *ed);
 }
 
@@ -257,6 +267,8 @@ TEST(MoeBatch, SuperLatentShapesAgainstCpuAndPerPair) {
       c.bad_ids = T == 2 || T == 64;
       c.vs_per_pair = T != 64;  // 1408 pairs: the CPU check covers them
       check(c, base == &up ? *eu : *ed);
+      c.layout = kWarpTile;
+      check(c, base == &up ? *eu : *ed);
     }
   }
 }
@@ -272,7 +284,13 @@ TEST(MoeBatch, Fp8AndBf16AtRealShapes) {
     const Case nano_down{f, En, 2688, 1856, 17, 6, true, false, Routing::Repeats, false, true, seed++};
     const Case super_up{f, 64, 2688, 1024, 3, 22, false, false, Routing::Spread, false, true, seed++};
     const Case super_down{f, 64, 1024, 2688, 17, 22, true, true, Routing::Skewed, true, false, seed++};
-    for (const Case* c : {&nano_up, &nano_down, &super_up, &super_down}) check(*c, *experts_for(*c));
+    for (const Case* c : {&nano_up, &nano_down, &super_up, &super_down}) {
+      const auto ex = experts_for(*c);
+      check(*c, *ex);
+      Case w = *c;
+      w.layout = kWarpTile;
+      check(w, *ex);
+    }
   }
 }
 
@@ -300,6 +318,9 @@ TEST(MoeBatch, EveryFormatRaggedShapes) {
         d.tiles_per_block = tpb;
         check(d, *ex);
       }
+      Case w = c;  // each warp a whole tile: the last block's spare warps store nothing
+      w.layout = kWarpTile;
+      check(w, *ex);
     }
   }
 }
@@ -310,31 +331,43 @@ TEST(MoeBatch, EveryFormatRaggedShapes) {
 // comes from atomics).
 TEST(MoeBatch, IndependentOfTheOtherPairsAndRepeatable) {
   ASSERT_TRUE(have_device());
-  for (auto f : {WeightFormat::NVFP4, WeightFormat::FP8}) {
-    Case c{f, 128, 1856, 2688, 17, 6, false, true, Routing::Spread, false, false, 801};
-    const auto ex = experts_for(c);
-    const auto ids_a = make_ids(c);
-    auto ids_b = ids_a;
-    uint64_t s = 802;
-    // Half of the pairs move: to the expert of pair 0 (its bucket grows past 8) or anywhere.
-    for (std::size_t i = 1; i < ids_b.size(); ++i) {
-      const uint64_t v = splitmix(s);
-      if (v % 2) ids_b[i] = v % 4 == 1 ? ids_a[0] : static_cast<int32_t>((v >> 8) % 128);
+  for (auto f : {WeightFormat::NVFP4, WeightFormat::FP8})
+    for (auto layout : {kernels::ExpertGemvArgs::BatchLayout::SplitK, kWarpTile}) {
+      Case c{f, 128, 1856, 2688, 17, 6, false, true, Routing::Spread, false, false, 801};
+      c.layout = layout;
+      const std::string name = case_name(c);
+      const auto ex = experts_for(c);
+      const auto ids_a = make_ids(c);
+      auto ids_b = ids_a;
+      uint64_t s = 802;
+      // Half of the pairs move: to the expert of pair 0 (its bucket grows past 8) or anywhere.
+      for (std::size_t i = 1; i < ids_b.size(); ++i) {
+        const uint64_t v = splitmix(s);
+        if (v % 2) ids_b[i] = v % 4 == 1 ? ids_a[0] : static_cast<int32_t>((v >> 8) % 128);
+      }
+      Rng rng(803);
+      const auto xb = rng.bf16(static_cast<std::size_t>(c.T * c.in), 1.0f, nullptr);
+      const auto y_a = run(c, *ex, ids_a, xb, Via::Batch), y_b = run(c, *ex, ids_b, xb, Via::Batch);
+      const auto y_a2 = run(c, *ex, ids_a, xb, Via::Batch);
+      EXPECT_EQ(y_a, y_a2) << name << ": two runs differ";
+      std::size_t same = 0, diff = 0;
+      for (std::size_t i = 0; i < ids_a.size(); ++i) {
+        if (ids_a[i] != ids_b[i]) continue;
+        ++same;
+        diff += std::memcmp(y_a.data() + i * c.out, y_b.data() + i * c.out, static_cast<std::size_t>(c.out) * 2) != 0;
+      }
+      EXPECT_GT(same, ids_a.size() / 3);
+      EXPECT_EQ(diff, 0u) << name << ": rows changed with the other pairs' routing";
+      if (layout != kWarpTile) continue;
+      // Each warp runs its tile's whole K in one fixed order: the first 3 tokens alone (a
+      // smaller grid, other warp counts per expert) give the same bits.
+      Case t3 = c;
+      t3.T = 3;
+      const std::vector<int32_t> ids3(ids_a.begin(), ids_a.begin() + 3 * c.k);
+      const std::vector<uint16_t> x3(xb.begin(), xb.begin() + 3 * c.in);
+      const auto y3 = run(t3, *ex, ids3, x3, Via::Batch);
+      EXPECT_EQ(0, std::memcmp(y3.data(), y_a.data(), y3.size() * 2)) << name << ": 3 tokens alone differ";
     }
-    Rng rng(803);
-    const auto xb = rng.bf16(static_cast<std::size_t>(c.T * c.in), 1.0f, nullptr);
-    const auto y_a = run(c, *ex, ids_a, xb, Via::Batch), y_b = run(c, *ex, ids_b, xb, Via::Batch);
-    const auto y_a2 = run(c, *ex, ids_a, xb, Via::Batch);
-    EXPECT_EQ(y_a, y_a2) << kernels::weight_format_name(f) << ": two runs differ";
-    std::size_t same = 0, diff = 0;
-    for (std::size_t i = 0; i < ids_a.size(); ++i) {
-      if (ids_a[i] != ids_b[i]) continue;
-      ++same;
-      diff += std::memcmp(y_a.data() + i * c.out, y_b.data() + i * c.out, static_cast<std::size_t>(c.out) * 2) != 0;
-    }
-    EXPECT_GT(same, ids_a.size() / 3);
-    EXPECT_EQ(diff, 0u) << kernels::weight_format_name(f) << ": rows changed with the other pairs' routing";
-  }
 }
 
 // expert_gemv_path and what expert_gemv_cuda runs with a workspace: the per-pair GEMV below

@@ -110,6 +110,102 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvA
   }
 }
 
+// The warp-per-tile layout: warp w of block (i, j) owns tile kWarpTileWarps i + w of the j-th
+// selected expert and runs the whole K range itself (mma_tile with one warp), so a tile needs no
+// cross-warp reduction and no barrier, and each warp keeps its look-ahead loads in flight over
+// the whole row instead of a quarter of it. The block's warps share the staged x rows of each
+// group of 8 pairs. A warp past the last tile computes the last tile again (its reads hit L2)
+// and stores nothing: every warp must reach the staging barriers.
+constexpr int kWarpTileWarps = 4;
+template <WeightFormat F, int kAheadT>
+__global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertGemvArgs a, ExpertBuckets b) {
+  extern __shared__ uint4 smem[];
+  __shared__ int32_t xrow[2][kGroup], yrow[2][kGroup];  // as in batch_kernel
+  pdl_trigger();
+  pdl_wait();
+  const int j = static_cast<int>(blockIdx.y);
+  const int nexp = *b.count, e = b.expert[j], start = b.start[j], next = b.start[j + 1];
+  const int bucketed = b.offsets[a.w.experts];
+  if (j >= nexp) return;
+  const int r = (j + 1 < nexp ? next : bucketed) - start;
+  const int in = static_cast<int>(a.w.in), out = static_cast<int>(a.w.out), k = static_cast<int>(a.k);
+  const int tiles = (out + kTileRows - 1) / kTileRows;
+  const int lane = static_cast<int>(threadIdx.x & 31), tile = static_cast<int>(blockIdx.x) * kWarpTileWarps +
+                                                                 static_cast<int>(threadIdx.x >> 5);
+  const bool owns = tile < tiles;
+  const int row0 = min(tile, tiles - 1) * kTileRows;
+  const auto* wdata = static_cast<const uint8_t*>(a.w.data[e]);
+  const uint8_t* wscale = F == WeightFormat::NVFP4 ? a.w.block_scale[e] : nullptr;
+  const float post = MmaFmt<F>::kPost * post_scale(F, a.w.scale ? a.w.scale[e] : 1.0f);
+  const uint16_t* x = a.x;
+  uint16_t* y = a.y;
+  const bool per_slot = a.x_per_slot;
+  int par = 0;
+  for (int g0 = 0; g0 < r; g0 += kGroup, par ^= 1) {  // block-uniform
+    const int nr = min(kGroup, r - g0);
+    float acc[4];
+    mma_tile<F, kAheadT>(wdata, wscale, in, out, row0, smem, nr, 0, 1, [&] {
+      if (threadIdx.x < static_cast<unsigned>(nr)) {
+        const int p = b.pairs[start + g0 + static_cast<int>(threadIdx.x)];
+        xrow[par][threadIdx.x] = per_slot ? p : p / k;
+        yrow[par][threadIdx.x] = p;
+      }
+      __syncthreads();
+      stage_x_rows<F>([&](int n) { return x + static_cast<int64_t>(xrow[par][n]) * in; }, nr, in, smem);
+      __syncthreads();
+    }, acc);
+    if (!owns) continue;
+    // acc[jj] of lane 4g+t: row g (jj < 2) or g + 8, token 2t + (jj & 1) (mma_tile's layout).
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj) {
+      const int row = row0 + (lane >> 2) + (jj >= 2 ? 8 : 0), n = 2 * (lane & 3) + (jj & 1);
+      if (row >= out || n >= nr) continue;
+      float s = acc[jj] * post;
+      if (a.relu2) s = s > 0.0f ? s * s : 0.0f;
+      y[static_cast<int64_t>(yrow[par][n]) * out + row] = f2bf(s);
+    }
+  }
+}
+
+// The layout a call runs (ExpertGemvArgs::batch_layout, else NEMOTRON_EXPERT_BATCH).
+using Layout = ExpertGemvArgs::BatchLayout;
+Layout batch_layout(Layout asked) {
+  if (asked != Layout::Auto) return asked;
+  static const Layout env = [] {
+    const char* e = std::getenv("NEMOTRON_EXPERT_BATCH");
+    return e && std::string(e) == "warp" ? Layout::WarpTile : Layout::SplitK;
+  }();
+  return env;
+}
+
+// Look-ahead super-steps of the warp-per-tile layout: 2, or NEMOTRON_EXPERT_WARP_AHEAD=4 (A/B).
+int warp_tile_ahead() {
+  static const int v = [] {
+    const char* e = std::getenv("NEMOTRON_EXPERT_WARP_AHEAD");
+    return e && std::atoi(e) == 4 ? 4 : 2;
+  }();
+  return v;
+}
+
+template <WeightFormat F, int kAheadT>
+bool launch_batch_warp(const ExpertGemvArgs& a, cudaStream_t stream) {
+  const DeviceLimits lim = device_limits();
+  const int64_t N = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows, slots = std::min(a.w.experts, N);
+  const int64_t cap = std::min<int64_t>(kGroup, N);
+  const int64_t smem = cap * xs_stride(static_cast<int>(a.w.in)) * 16;
+  if (smem + kStaticSmem > lim.smem_optin) return false;
+  if (smem > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(batch_warp_kernel<F, kAheadT>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
+  }
+  const ExpertBuckets b = launch_expert_buckets(a, stream);
+  const dim3 grid(static_cast<unsigned>((tiles + kWarpTileWarps - 1) / kWarpTileWarps), static_cast<unsigned>(slots));
+  launch_pdl(batch_warp_kernel<F, kAheadT>, grid, dim3(kWarpTileWarps * 32), static_cast<size_t>(smem), stream, a, b);
+  check_launch("expert_gemv_cuda (batch, warp per tile)");
+  return true;
+}
+
 // 16-row tiles per block: 1, 2 or 4, the most that leave at least kMinBlocksPerSm blocks per SM
 // (the per-block prologue (bucket tables, pairs, x staging: dependent L2 round trips) is then
 // paid once per 2-4 tiles). ExpertGemvArgs::tiles_per_block, else NEMOTRON_EXPERT_TILES_PER_BLOCK
@@ -130,6 +226,8 @@ int tiles_per_block(int64_t tiles, int64_t slots, int sms, int asked) {
 
 template <WeightFormat F>
 bool launch_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
+  if (batch_layout(a.batch_layout) == Layout::WarpTile)
+    return warp_tile_ahead() == 4 ? launch_batch_warp<F, 4>(a, stream) : launch_batch_warp<F, 2>(a, stream);
   const DeviceLimits lim = device_limits();
   const int64_t N = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows, slots = std::min(a.w.experts, N);
   const int cap = static_cast<int>(std::min<int64_t>(kGroup, N));
