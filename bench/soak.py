@@ -3,8 +3,8 @@
 breaks servers (issue 18): streaming and non-streaming chat completions, mixed prompt lengths,
 `n` > 1, sampled and greedy, and clients that disconnect at random points (right after sending,
 or after a few streamed chunks). Every --sample seconds it records the server process's RSS
-(/proc/PID/status, --server-pid), the GPU memory in use (nvidia-smi, when present) and the
-request counts so far.
+(/proc/PID/status, --server-pid), its GPU memory (nvidia-smi, when present; the device's whole
+use without --server-pid) and the request counts so far.
 
 Pass/fail (exit status 1 on failure, the reasons printed):
   - no errors: every request that was not disconnected on purpose gets a 200 and a complete
@@ -147,10 +147,20 @@ def rss_mib(pid):
     return None
 
 
-def gpu_mib():
+def gpu_mib(pid=0):
+    """The GPU memory of process `pid` (nvidia-smi --query-compute-apps), so that other GPU work
+    beside the server does not move the samples; the device's whole use when pid is 0 or the
+    process is not listed (None without nvidia-smi)."""
     if not shutil.which("nvidia-smi"):
         return None
     try:
+        if pid:
+            out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=10).stdout
+            used = [float(u) for p, u in (line.split(",") for line in out.splitlines() if "," in line)
+                    if p.strip() == str(pid)]
+            if used:
+                return sum(used)
         out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
                              capture_output=True, text=True, timeout=10).stdout.split()
         return float(out[0]) if out else None
@@ -179,7 +189,7 @@ def health(url):
 
 def sample(args, t, counts):
     s = {"t": t, **counts.snapshot(), "rss_mib": rss_mib(args.server_pid) if args.server_pid else None,
-         "gpu_mib": gpu_mib(), "prefix_cache_mib": prefix_cache_mib(args.url)}
+         "gpu_mib": gpu_mib(args.server_pid), "prefix_cache_mib": prefix_cache_mib(args.url)}
     s["rss_less_cache_mib"] = (s["rss_mib"] - s["prefix_cache_mib"]
                                if s["rss_mib"] is not None and s["prefix_cache_mib"] is not None else None)
     return s
