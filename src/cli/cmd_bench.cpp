@@ -123,7 +123,7 @@ int run_bench(int argc, char** argv) {
     return 0;
   }
   if (!device.empty() && device != "cuda") throw Error("bench: --device is for --speculative-tokens; the rest runs on cuda");
-  model::require_parallel_supported("cuda", parallel);  // the sections below run on the GPU only
+  model::require_parallel_supported("cuda", parallel, "bench's GPU sections");  // they run on the GPU only
   if (!model::cuda_backend_available()) throw Error("bench: no CUDA device (or no CUDA backend in this build)");
   const std::vector<int64_t> depths = parse_list(depths_text, "--depths");
   const std::vector<int64_t> prefills = parse_list(prefill_text, "--prefill");

@@ -43,7 +43,9 @@ struct ExpertTable {
 // (the up-projection reads the token's row) and i when true (the down-projection reads the
 // pair's row). act = relu² when `relu2` (applied in fp32, one rounding). x BF16, y BF16
 // [T*k, out], fp32 accumulation. An expert id outside [0, E) is not read; that pair's output
-// row becomes NaN.
+// row becomes NaN. An expert whose data pointer is null (expert parallel: another rank holds
+// it) is not read either, and its pairs' output rows are left as they were
+// (moe_combine_owned_cuda skips them).
 // Paths (expert_gemv_path):
 // - PerPair: the GEMV (moe.cu; one pass over the pair's expert weights per pair; T*k < 65536):
 //   without a workspace, with warp_rows, and for single-row steps (T < kExpertBatchMinRows).
@@ -132,5 +134,11 @@ void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream);
 // out[t, :] = sum_s weights[t, s] * y[t*k + s, :] (fp32 sum in slot order), y BF16, out BF16.
 void moe_combine_cuda(const uint16_t* y, const float* weights, int64_t T, int64_t k, int64_t D, uint16_t* out,
                       cudaStream_t stream);
+
+// Expert parallel (a rank holding experts [lo, hi) of the table; the others' data pointers are
+// null, and expert_gemv_cuda writes no output row for their pairs): out[t, :] = the sum over
+// the slots whose id (ids [T, k], device) is in [lo, hi) only, in slot order.
+void moe_combine_owned_cuda(const uint16_t* y, const float* weights, const int32_t* ids, int64_t lo, int64_t hi,
+                            int64_t T, int64_t k, int64_t D, uint16_t* out, cudaStream_t stream);
 
 }  // namespace nemotron::kernels

@@ -44,6 +44,10 @@ void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t 
 // [0, V) is never read: its row becomes NaN, so the error shows (the host validates ids).
 void embed_cuda(const int32_t* ids, const uint16_t* table, int64_t V, int64_t H, int64_t T, float* x,
                 cudaStream_t stream);
+// A vocab shard (tensor parallel): `table` holds rows [v0, v1) of the vocabulary; an id in [0, V)
+// outside them gives a zero row (the TP group's all-reduce adds the rank that holds it).
+void embed_range_cuda(const int32_t* ids, const uint16_t* table, int64_t v0, int64_t v1, int64_t V, int64_t H,
+                      int64_t T, float* x, cudaStream_t stream);
 
 // Mamba-2 gated group RMSNorm (norm_before_gate = False), as gated_rmsnorm_cpu:
 //   g = y * silu(z); each group of `group` channels is RMS-normalized; out = g_normed * w.

@@ -3,6 +3,7 @@
 #include "model/cpu/cpu_backend.h"
 #include "model/cpu/cpu_forward.h"
 #include "model/cuda/cuda_model.h"
+#include "model/cuda/cuda_ranks.h"
 #include "util/error.h"
 
 namespace nemotron::model {
@@ -60,6 +61,8 @@ std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& 
   o.spec_seqs = options.max_spec_seqs;
   o.spec_rows = options.max_spec_rows;
   o.prefix_cache_bytes = options.prefix_cache_bytes;
+  if (options.parallel.sharded())
+    return std::make_unique<CudaRanks>(model, options.parallel, o, cuda_rank_devices(options.parallel.world(), false));
   return std::make_unique<CudaModel>(model, o);
 }
 

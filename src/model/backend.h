@@ -54,7 +54,8 @@ struct BackendOptions {
   // backend keeps its snapshots in host memory, bounded by the engine's budget alone.
   int64_t prefix_cache_bytes = 0;
   // Tensor / expert parallelism (model/parallel/parallel_config.h): the CPU backend runs the
-  // sharded forward with ranks as threads; the CUDA backend refuses it for now.
+  // sharded forward with ranks as threads; the CUDA backend with a CudaModel per rank, one GPU
+  // each over NCCL (model/cuda/cuda_ranks.h; NEMOTRON_SAME_DEVICE_RANKS=1: all on GPU 0).
   ParallelConfig parallel;
 };
 

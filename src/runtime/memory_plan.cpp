@@ -172,7 +172,7 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
     throw Error("--kv-cache-dtype bf16: the CPU backend keeps the KV cache in fp32 (or emulates fp8 in fp32)");
   if (req.device == "cuda" && kvd == "fp32")
     throw Error("--kv-cache-dtype fp32: the CUDA backend keeps the KV cache in bf16 or fp8");
-  model::require_parallel_supported(req.device, req.parallel);
+  model::require_parallel_supported(req.device, req.parallel, "the memory plan of serve and run");
   model::validate_parallel(c, req.parallel);
   MemoryPlan p;
   p.device = req.device;

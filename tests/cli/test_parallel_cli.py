@@ -67,7 +67,8 @@ def test_sizes_that_do_not_split_and_cuda_are_clear_errors():
             "--tensor-parallel-size", "2", "--expert-parallel-size", "3")
     assert p.returncode != 0
     assert "the smaller must divide the larger" in p.stderr
+    # The sharded GPU forward needs a GPU per rank (or NEMOTRON_SAME_DEVICE_RANKS=1 on one GPU).
     p = run("score", "--device", "cuda", "--model", path, "--ids", "1,2,3", "--out", "/dev/null",
             "--tensor-parallel-size", "2")
     assert p.returncode != 0
-    assert "not yet supported on the cuda backend" in p.stderr
+    assert ("no CUDA device" in p.stderr or "needs 2 GPUs" in p.stderr), p.stderr

@@ -159,7 +159,8 @@ class Lockstep {
  public:
   // kv_fp8: the CPU reference emulates the FP8 KV cache (CpuModel::set_kv_fp8), for a GPU
   // model built with CudaModelOptions::kv_fp8.
-  Lockstep(const Model& m, CudaModel& gpu, bool kv_fp8 = false) : model_(m), cpu_(m), gpu_(gpu) {
+  // `gpu`: a CudaModel, or any Backend on the GPU (the sharded CudaRanks).
+  Lockstep(const Model& m, model::Backend& gpu, bool kv_fp8 = false) : model_(m), cpu_(m), gpu_(gpu) {
     cpu_.set_kv_fp8(kv_fp8);
     gpu_.record_routing(true);
   }
@@ -176,7 +177,9 @@ class Lockstep {
 
   Out forward(int slot, SequenceState& st, const int32_t* ids, int64_t T, bool all_logits) {
     Out o;
-    o.gpu = std::move(gpu_.forward({{slot, ids, T, all_logits}})[0]);
+    o.gpu = std::move(gpu_.step({{.slot = slot, .ids = ids, .T = T,
+                                  .logits = all_logits ? model::LogitsOut::All : model::LogitsOut::Last}})[0]
+                          .logits);
     o.gpu_hidden = gpu_.last_hidden();
     o.routes = gpu_.routing();
     auto r = forced(o.routes, [&] { return cpu_.forward(st, ids, T, all_logits); });
@@ -233,7 +236,7 @@ class Lockstep {
 
   const Model& model_;
   CpuModel cpu_;
-  CudaModel& gpu_;
+  model::Backend& gpu_;
 };
 
 inline bool has_moe(const Config& c) { return std::count(c.layers.begin(), c.layers.end(), model::LayerKind::MoE) > 0; }

@@ -135,9 +135,12 @@ TEST(ParallelConfig, HeadCountsThatDoNotSplitNameTheKeyAndSizes) {
   c.n_groups = 3;
   EXPECT_NE(error_of([&] { validate_parallel(c, {2, 1}); }).find("n_groups (3) and --tensor-parallel-size 2"),
             std::string::npos);
-  EXPECT_NE(error_of([] { require_parallel_supported("cuda", {2, 1}); }).find("not yet supported on the cuda backend"),
+  EXPECT_NE(error_of([] { require_parallel_supported("cuda", {2, 1}, "serve"); })
+                .find("serve with --tensor-parallel-size 2 --expert-parallel-size 1: not yet supported on the cuda backend"),
             std::string::npos);
-  EXPECT_NO_THROW(require_parallel_supported("cuda", {1, 1}));
+  EXPECT_NO_THROW(require_parallel_supported("cuda", {1, 1}, "serve"));
+  EXPECT_NO_THROW(require_parallel_supported("cuda", {2, 2}));  // the sharded GPU forward (score, generate)
+  EXPECT_NO_THROW(require_parallel_supported("cpu", {2, 2}, "serve"));
 }
 
 TEST(ParallelConfig, SplitsAreContiguousEvenAndOnWholeUnits) {

@@ -27,6 +27,7 @@ __global__ void __launch_bounds__(kWarps * 32) expert_gemv_kernel(ExpertGemvArgs
     if ((threadIdx.x & 31) == 0) y[row] = 0x7FC0;  // NaN: a bad id must show
     return;
   }
+  if (!a.w.data[e]) return;  // another rank's expert: no row (moe_cuda.h)
   const uint16_t* x = a.x + (a.x_per_slot ? i : i / a.k) * in;
   gemv_row<F, 1>(static_cast<const uint8_t*>(a.w.data[e]), a.w.block_scale ? a.w.block_scale[e] : nullptr,
                  a.w.scale ? a.w.scale[e] : 1.0f, x, 1, in, out, y, false, row, a.relu2);
@@ -49,6 +50,7 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) expert_mma_kernel(ExpertGem
       y[r] = 0x7FC0;  // NaN: a bad id must show
     return;
   }
+  if (!a.w.data[e]) return;  // another rank's expert (block-uniform): no row
   float* red = reinterpret_cast<float*>(smem + xs_stride(in));
   float acc[4];
   mma_tile<F>(static_cast<const uint8_t*>(a.w.data[e]), a.w.block_scale ? a.w.block_scale[e] : nullptr, in, out,
@@ -83,15 +85,22 @@ void launch_expert(const ExpertGemvArgs& a, cudaStream_t stream) {
   launch_pdl(expert_mma_kernel<F>, grid, dim3(warps * 32), static_cast<size_t>(smem), stream, a);
 }
 
+// ids == nullptr: every slot; else only the slots whose expert id is in [lo, hi).
 __global__ void combine_kernel(const uint16_t* __restrict__ y, const float* __restrict__ w, int k, int D,
-                               uint16_t* __restrict__ out) {
+                               const int32_t* __restrict__ ids, int lo, int hi, uint16_t* __restrict__ out) {
   cuda::pdl_wait();
   cuda::pdl_trigger();
   const int64_t t = blockIdx.y;
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= D) return;
   float acc = 0.0f;
-  for (int s = 0; s < k; ++s) acc += w[t * k + s] * bf16f(y[(t * k + s) * D + c]);
+  for (int s = 0; s < k; ++s) {
+    if (ids) {
+      const int32_t e = ids[t * k + s];
+      if (e < lo || e >= hi) continue;
+    }
+    acc += w[t * k + s] * bf16f(y[(t * k + s) * D + c]);
+  }
   out[t * D + c] = f2bf(acc);
 }
 
@@ -133,8 +142,21 @@ void moe_combine_cuda(const uint16_t* y, const float* weights, int64_t T, int64_
   require(T == 0 || (y && weights && out), "moe_combine_cuda: null pointer");
   if (T == 0) return;
   const dim3 grid(static_cast<unsigned>((D + 255) / 256), static_cast<unsigned>(T));
-  launch_pdl(combine_kernel, grid, dim3(256), 0, stream, y, weights, static_cast<int>(k), static_cast<int>(D), out);
+  launch_pdl(combine_kernel, grid, dim3(256), 0, stream, y, weights, static_cast<int>(k), static_cast<int>(D),
+             static_cast<const int32_t*>(nullptr), 0, 0, out);
   check_launch("moe_combine_cuda");
+}
+
+void moe_combine_owned_cuda(const uint16_t* y, const float* weights, const int32_t* ids, int64_t lo, int64_t hi,
+                            int64_t T, int64_t k, int64_t D, uint16_t* out, cudaStream_t stream) {
+  require(T >= 0 && T < 65536 && k >= 1 && D >= 1 && D < (1 << 30) && 0 <= lo && lo <= hi && hi < (int64_t{1} << 30),
+          "moe_combine_owned_cuda: bad shape or expert range");
+  require(T == 0 || (y && weights && ids && out), "moe_combine_owned_cuda: null pointer");
+  if (T == 0) return;
+  const dim3 grid(static_cast<unsigned>((D + 255) / 256), static_cast<unsigned>(T));
+  launch_pdl(combine_kernel, grid, dim3(256), 0, stream, y, weights, static_cast<int>(k), static_cast<int>(D), ids,
+             static_cast<int>(lo), static_cast<int>(hi), out);
+  check_launch("moe_combine_owned_cuda");
 }
 
 }  // namespace nemotron::kernels

@@ -5,7 +5,9 @@
 //    wide exclusive scan into per-expert pair offsets and row-tile offsets, the tile table
 //    (expert, first pair slot) of every BM-pair row tile, then the pair indices scattered into
 //    their expert's bucket (order within a bucket is arbitrary). A pair whose id is outside
-//    [0, E) gets its NaN output row here and is not bucketed. The batch path (moe_batch.cu)
+//    [0, E) gets its NaN output row here and is not bucketed; nor is a pair of an expert this
+//    table holds no weights for (a null data pointer: another rank's, expert parallel), whose
+//    output row is left unwritten (the sharded combine skips it). The batch path (moe_batch.cu)
 //    runs it with BM = T*k (launch_expert_buckets): one tile per selected expert, so the tile
 //    table is the list of selected experts.
 // 2. grouped_kernel: 1-D grid of (row tile bound) x (out / 128) blocks, column tile fastest (the
@@ -93,8 +95,9 @@ __device__ void block_scan2(int& a, int& b, int* tot_a, int* tot_b, int* sh) {
   *tot_b = sh[65];
 }
 
-__global__ void __launch_bounds__(kBucketThreads) bucket_kernel(const int32_t* __restrict__ ids, int N, int E, int bm,
-                                                                int out, uint16_t* __restrict__ y, Workspace ws) {
+__global__ void __launch_bounds__(kBucketThreads) bucket_kernel(const int32_t* __restrict__ ids,
+                                                                const void* const* __restrict__ data, int N, int E,
+                                                                int bm, int out, uint16_t* __restrict__ y, Workspace ws) {
   __shared__ int32_t cnt[kMaxExperts], cursor[kMaxExperts];
   __shared__ int sh[66];
   pdl_trigger();
@@ -103,7 +106,7 @@ __global__ void __launch_bounds__(kBucketThreads) bucket_kernel(const int32_t* _
   __syncthreads();
   for (int i = threadIdx.x; i < N; i += blockDim.x) {
     const int32_t e = ids[i];
-    if (e >= 0 && e < E) atomicAdd(&cnt[e], 1);
+    if (e >= 0 && e < E && data[e]) atomicAdd(&cnt[e], 1);
   }
   __syncthreads();
   // Thread t owns experts [lo, hi): a contiguous segment, so one scan serves all of them.
@@ -137,7 +140,7 @@ __global__ void __launch_bounds__(kBucketThreads) bucket_kernel(const int32_t* _
   for (int i = threadIdx.x; i < N; i += blockDim.x) {
     const int32_t e = ids[i];
     if (e >= 0 && e < E) {
-      ws.pairs[atomicAdd(&cursor[e], 1)] = i;
+      if (data[e]) ws.pairs[atomicAdd(&cursor[e], 1)] = i;  // else another rank's expert: no row
     } else {
       for (int c = 0; c < out; ++c) y[static_cast<int64_t>(i) * out + c] = 0x7FC0;  // NaN: a bad id must show
     }
@@ -240,8 +243,8 @@ ExpertBuckets launch_expert_buckets(const ExpertGemvArgs& a, cudaStream_t stream
   require(N >= 1 && N < (int64_t{1} << 30), "expert_gemv_cuda: the batch path takes 1 <= T*k < 2^30 pairs");
   check_bucketing(a, "batch");
   const Workspace ws = carve(a.workspace, N, E);
-  launch_pdl(bucket_kernel, dim3(1), dim3(kBucketThreads), 0, stream, a.ids, static_cast<int>(N), static_cast<int>(E),
-             static_cast<int>(N), static_cast<int>(a.w.out), a.y, ws);
+  launch_pdl(bucket_kernel, dim3(1), dim3(kBucketThreads), 0, stream, a.ids, a.w.data, static_cast<int>(N),
+             static_cast<int>(E), static_cast<int>(N), static_cast<int>(a.w.out), a.y, ws);
   check_launch("expert_gemv_cuda (bucketing)");
   return ExpertBuckets{ws.total, ws.tile_expert, ws.tile_start, ws.offsets, ws.pairs};
 }
@@ -266,8 +269,8 @@ void launch_expert_grouped(const ExpertGemvArgs& a, cudaStream_t stream, int bm)
   if (!fits(bm)) bm = fits(64) ? 64 : 32;
   require(fits(bm), "expert_gemv_cuda: the device's shared memory per block is too small for the grouped GEMM");
   const Workspace ws = carve(a.workspace, N, E);
-  launch_pdl(bucket_kernel, dim3(1), dim3(kBucketThreads), 0, stream, a.ids, static_cast<int>(N), static_cast<int>(E),
-             bm, static_cast<int>(a.w.out), a.y, ws);
+  launch_pdl(bucket_kernel, dim3(1), dim3(kBucketThreads), 0, stream, a.ids, a.w.data, static_cast<int>(N),
+             static_cast<int>(E), bm, static_cast<int>(a.w.out), a.y, ws);
   check_launch("expert_gemv_cuda (bucketing)");
   if (bm == 128) launch_format<128>(a, ws, stream);
   else if (bm == 64) launch_format<64>(a, ws, stream);

@@ -257,15 +257,17 @@ NormArgs norm_args(float* x, const uint16_t* y, const uint16_t* y2, const uint16
   return a;
 }
 
-__global__ void embed_kernel(const int32_t* __restrict__ ids, const uint16_t* __restrict__ table, int64_t V, int H,
-                             float* __restrict__ x) {
+// Rows [v0, v1) of the vocabulary are table rows 0..v1-v0-1; another id in [0, V) gives a zero
+// row (a vocab shard: another rank holds it), an id outside [0, V) a NaN row.
+__global__ void embed_kernel(const int32_t* __restrict__ ids, const uint16_t* __restrict__ table, int64_t v0,
+                             int64_t v1, int64_t V, int H, float* __restrict__ x) {
   cuda::pdl_wait();
   cuda::pdl_trigger();
   const int32_t id = ids[blockIdx.x];
   float* xr = x + static_cast<int64_t>(blockIdx.x) * H;
-  const bool ok = id >= 0 && id < V;
-  const uint16_t* tr = table + (ok ? static_cast<int64_t>(id) * H : 0);
-  for (int i = threadIdx.x; i < H; i += blockDim.x) xr[i] = ok ? bf16f(tr[i]) : __int_as_float(0x7FC00000);
+  const bool ok = id >= v0 && id < v1, valid = id >= 0 && id < V;
+  const uint16_t* tr = table + (ok ? (static_cast<int64_t>(id) - v0) * H : 0);
+  for (int i = threadIdx.x; i < H; i += blockDim.x) xr[i] = ok ? bf16f(tr[i]) : valid ? 0.0f : __int_as_float(0x7FC00000);
 }
 
 // grid (groups, T). The gated values are kept in registers between the two passes over the
@@ -365,10 +367,16 @@ void rmsnorm_strided_cuda(const float* x, const uint16_t* w, int64_t T, int64_t 
 
 void embed_cuda(const int32_t* ids, const uint16_t* table, int64_t V, int64_t H, int64_t T, float* x,
                 cudaStream_t stream) {
+  embed_range_cuda(ids, table, 0, V, V, H, T, x, stream);
+}
+
+void embed_range_cuda(const int32_t* ids, const uint16_t* table, int64_t v0, int64_t v1, int64_t V, int64_t H,
+                      int64_t T, float* x, cudaStream_t stream) {
   check_rows(T, H, "embed_cuda");
-  cuda::require(ids && table && x && V >= 1, "embed_cuda: null pointer or empty table");
+  cuda::require(ids && x && V >= 1 && 0 <= v0 && v0 <= v1 && v1 <= V && (table || v0 == v1),
+                "embed_cuda: null pointer, empty table or a row range outside [0, V)");
   if (T == 0) return;
-  cuda::launch_pdl(embed_kernel, dim3(static_cast<unsigned>(T)), dim3(kThreads), 0, stream, ids, table, V,
+  cuda::launch_pdl(embed_kernel, dim3(static_cast<unsigned>(T)), dim3(kThreads), 0, stream, ids, table, v0, v1, V,
                    static_cast<int>(H), x);
   cuda::check_launch("embed_cuda");
 }

@@ -4,6 +4,7 @@
 // y [R, H] (BF16); what it leaves to the next norm is returned as Folded.
 #ifdef NEMOTRON_HAVE_CUDA
 
+#include "kernels/elementwise_cuda.h"
 #include "kernels/moe_cuda.h"
 #include "kernels/norm_cuda.h"
 #include "model/cuda/cuda_model_internal.h"
@@ -84,19 +85,30 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   ea.y = yk;
   expert_gemv_cuda(ea, sm);
   mark("moe.experts_down");
+  // Sharded: the combine takes only this rank's experts (the others' rows were not written)
+  // and y is complete (routed + shared partial) for the block's all-reduce: nothing is folded.
+  const bool part = sharded();
+  auto combine = [&](uint16_t* out) {
+    if (part) moe_combine_owned_cuda(yk, route_w, d_route_ids, opt.expert_lo, opt.expert_hi, R, k, Din, out, sm);
+    else moe_combine_cuda(yk, route_w, R, k, Din, out, sm);
+    mark("moe.combine");
+  };
   Folded folded;
   if (c.moe_latent_size > 0) {
-    moe_combine_cuda(yk, route_w, R, k, Din, acc, sm);
-    mark("moe.combine");
+    combine(acc);
     linear("moe.latent_out", b.e.fc2, acc, R, y);
-  } else if (!last && Din == H) {
+  } else if (!last && Din == H && !part) {
     folded.combine_k = k;  // done by the next block's norm
   } else {
-    moe_combine_cuda(yk, route_w, R, k, Din, y, sm);
-    mark("moe.combine");
+    combine(y);
   }
   if (side) check(cudaStreamWaitEvent(sm, join_ev, 0), "MoE join");
-  if (shared) folded.y2 = sd;  // y + sd: added by the next norm
+  if (shared && part) {
+    add_bf16_cuda(y, sd, R * H, y, sm);
+    mark("moe.shared_add");
+  } else if (shared) {
+    folded.y2 = sd;  // y + sd: added by the next norm
+  }
   return folded;
 }
 

@@ -455,6 +455,10 @@ struct Walk {
     d.ug = bf(R * H);
     d.logit_capacity = o.sampled_logits_only ? std::min(R, d.sample_capacity) : R;
     d.logits = f32(d.logit_capacity * c.vocab_size);
+    if (!o.tp_vocab.empty()) {
+      d.logits_part = f32(d.logit_capacity * d.vocab_stride);
+      d.logits_blocks = f32(static_cast<int64_t>(o.tp_vocab.size()) * d.logit_capacity * d.vocab_stride);
+    }
     d.hid_in = c.has_mtp() ? f32(R * H) : nullptr;
     d.h_hid_in = c.has_mtp() ? static_cast<float*>(a.pinned(R * H * 4)) : nullptr;
     d.cat = c.has_mtp() ? bf(R * 2 * H) : nullptr;
@@ -468,7 +472,8 @@ struct Walk {
 // util/parallel's pool; the counting walk only takes the bytes.
 LinearWeight draft_head(DeviceAllocator& a, const LinearWeight& src, const Config& c, const CudaModelOptions& o) {
   LinearWeight w;
-  if (!o.fp8_draft_head || spec_entries(o) == 0 || !c.has_mtp() || !src.data || src.format != WeightFormat::Dense ||
+  if (!o.fp8_draft_head || !o.tp_vocab.empty() || spec_entries(o) == 0 || !c.has_mtp() || !src.data ||
+      src.format != WeightFormat::Dense ||
       src.dense_type != ElementType::BF16 || src.in % 32 != 0)
     return w;
   w = src;
@@ -497,6 +502,27 @@ LinearWeight draft_head(DeviceAllocator& a, const LinearWeight& src, const Confi
   return w;
 }
 
+// A rank's shard (model/parallel/shard.h) keeps the model's config sizes for the intermediate
+// dims and the vocab; its weights hold its slices: the padded widths follow the weights (an
+// expert this rank does not hold has out = 0), the logit blocks the widest vocab range.
+void sharded_widths(const ModelWeights& w, DeviceBuffers& d) {
+  int64_t I = 0, Is = 0, Im = 0;
+  std::vector<const BlockWeights*> blocks;
+  for (const auto& b : w.blocks) blocks.push_back(&b);
+  for (const auto& b : w.mtp.blocks) blocks.push_back(&b);
+  for (const BlockWeights* b : blocks) {
+    if (b->kind == LayerKind::MoE) {
+      for (const auto& e : b->moe.up) I = std::max(I, e.w.out);
+      Is = std::max(Is, b->moe.shared_up.w.out);
+    } else if (b->kind == LayerKind::MLP) {
+      Im = std::max(Im, b->mlp.up.w.out);
+    }
+  }
+  d.I_pad = round_up32(I);
+  d.Is_pad = round_up32(Is);
+  d.Imlp_pad = round_up32(Im);
+}
+
 }  // namespace
 
 void walk_device_buffers(const Model& m, const CudaModelOptions& o, int sms, DeviceAllocator& a, DeviceBuffers& d) {
@@ -507,11 +533,22 @@ void walk_device_buffers(const Model& m, const CudaModelOptions& o, int sms, Dev
   d.I_pad = round_up32(c.moe_intermediate_size);
   d.Is_pad = round_up32(c.moe_shared_expert_intermediate_size);
   d.Imlp_pad = round_up32(c.intermediate_size);
+  if (!o.tp_vocab.empty()) sharded_widths(w, d);
   d.num_pages = cuda_kv_pages(o);
+  if (!o.tp_vocab.empty()) {
+    for (const Range& r : o.tp_vocab) d.vocab_stride = std::max(d.vocab_stride, r.size());
+    const Range mine = o.tp_vocab.at(static_cast<std::size_t>(o.tp_rank));
+    if (w.lm_head.w.out != mine.size() || w.embeddings.out != mine.size())
+      throw Error("CUDA model: rank " + std::to_string(o.tp_rank) + "'s lm_head / embedding hold " +
+                  std::to_string(w.lm_head.w.out) + " / " + std::to_string(w.embeddings.out) + " vocab rows, its range " +
+                  std::to_string(mine.size()));
+  }
   Walk walk{c, o, a, d};
 
   d.embeddings = linear(a, w.embeddings);
-  d.lm_head = linear(a, w.lm_head.w);
+  // A vocab shard's lm_head is padded with zero rows to the widest rank's range, so that every
+  // rank's logit block has the same shape for the all-gather.
+  d.lm_head = o.tp_vocab.empty() ? linear(a, w.lm_head.w) : linear(a, w.lm_head.w, d.vocab_stride, w.lm_head.w.in);
   d.lm_head_draft = draft_head(a, w.lm_head.w, c, o);
   d.norm_f = bf16_vector(a, w.norm_f);
   a.weights_done();

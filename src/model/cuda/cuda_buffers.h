@@ -260,6 +260,11 @@ struct DeviceBuffers {
   int64_t scan_ws_bytes = 0;
   float *x = nullptr, *uf = nullptr, *hid_in = nullptr, *conv_out = nullptr, *ssm_y = nullptr,
         *router_logits = nullptr, *route_w = nullptr, *logits = nullptr;
+  // Sharded (CudaModelOptions::tp_vocab): this rank's lm_head output [logit_capacity,
+  // vocab_stride] and the TP group's gathered blocks [tp ranks, logit_capacity, vocab_stride]
+  // (vocab_stride: the widest rank's vocab rows); null when unsharded.
+  float *logits_part = nullptr, *logits_blocks = nullptr;
+  int64_t vocab_stride = 0;
   uint16_t *u = nullptr, *y = nullptr, *big = nullptr, *g = nullptr, *q = nullptr, *kb = nullptr, *vb = nullptr,
            *o = nullptr, *r = nullptr, *h = nullptr, *yk = nullptr, *acc = nullptr, *sh = nullptr, *sd = nullptr,
            *ug = nullptr, *cat = nullptr;

@@ -9,7 +9,7 @@
 namespace nemotron::model {
 bool cuda_backend_available() { return false; }
 struct CudaModel::Impl {};
-CudaModel::CudaModel(const Model&, const CudaModelOptions&) {
+CudaModel::CudaModel(const Model&, const CudaModelOptions&, CudaRankComms) {
   throw Error("this build has no CUDA backend (configure with -DNEMOTRON_CUDA=ON)");
 }
 CudaModel::~CudaModel() = default;
@@ -64,7 +64,9 @@ int64_t CudaModel::weight_bytes() const { return 0; }
 #include <chrono>
 #include <cstdio>
 
+#include "kernels/collective_cuda.h"
 #include "kernels/sampling_cuda.h"
+#include "model/cuda/cuda_communicator.h"
 #include "model/cuda/cuda_memory.h"
 #include "model/cuda/cuda_model_internal.h"
 
@@ -79,11 +81,23 @@ bool cuda_backend_available() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-CudaModel::CudaModel(const Model& model, const CudaModelOptions& options)
-    : impl_(std::make_unique<Impl>(model, options)) {
+CudaModel::CudaModel(const Model& model, const CudaModelOptions& options, CudaRankComms comms)
+    : impl_(std::make_unique<Impl>(model, options, comms)) {
   Impl& s = *impl_;
   if (options.max_seqs < 1 || options.max_step_tokens < 1 || options.kv_tokens < 1)
     throw Error("CUDA model: max_seqs, max_step_tokens and kv_tokens must be positive");
+  if (s.sharded()) {
+    if (!comms.tp || !comms.world)
+      throw Error("CUDA model: a rank of a sharded model needs its TP and world communicators");
+    if (options.tp_rank < 0 || options.tp_rank >= static_cast<int>(options.tp_vocab.size()) ||
+        static_cast<int>(options.tp_vocab.size()) != comms.tp->size() ||
+        static_cast<int>(options.tp_vocab.size()) > kernels::kMaxCommRanks)
+      throw Error("CUDA model: tp_rank " + std::to_string(options.tp_rank) + " of " +
+                  std::to_string(options.tp_vocab.size()) + " vocab ranges, TP group of " +
+                  std::to_string(comms.tp->size()));
+    // Collectives that cannot be captured (the same-device group) keep every step eager.
+    if (!comms.tp->capturable() || !comms.world->capturable()) s.opt.cuda_graphs = false;
+  }
   check(cudaSetDevice(options.device), "cudaSetDevice(" + std::to_string(options.device) + ")");
   check(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cudaStreamCreateWithFlags(&s.side_stream, cudaStreamNonBlocking), "cudaStreamCreate");

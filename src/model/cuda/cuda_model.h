@@ -54,6 +54,22 @@ struct CudaModelOptions {
   // Prefix-cache snapshots: bytes of the snapshot pool, rounded down to whole units
   // (cuda_buffers.h: SnapshotLayout; 0: none, can_snapshot() is false).
   int64_t prefix_cache_bytes = 0;
+  // Tensor / expert parallel: this model is one rank of a sharded model (cuda_ranks.h), built
+  // over its RankShard's config and weights. tp_vocab: every TP rank's vocab rows, in TP rank
+  // order (empty: unsharded); this rank holds tp_vocab[tp_rank] of the embedding and lm_head
+  // (the lm_head padded to the widest range; logits are all-gathered). Routed experts: this
+  // rank holds [expert_lo, expert_hi) (null pointers for the others; the combine skips them).
+  std::vector<Range> tp_vocab;
+  int tp_rank = 0;
+  int64_t expert_lo = 0, expert_hi = 0;
+};
+
+class CudaCommunicator;
+// A rank's communicators (cuda_communicator.h): its TP group (attention, Mamba, MLP blocks,
+// embedding, logits) and the world (MoE blocks). Both null: unsharded.
+struct CudaRankComms {
+  CudaCommunicator* tp = nullptr;
+  CudaCommunicator* world = nullptr;
 };
 
 // One sequence's part of a step: `T` tokens for the sequence in state slot `slot`.
@@ -70,7 +86,7 @@ struct CudaChunk {
 // requested logprobs; finish_step waits and copies requested logits.
 class CudaModel final : public Backend {
  public:
-  CudaModel(const Model& model, const CudaModelOptions& options);
+  CudaModel(const Model& model, const CudaModelOptions& options, CudaRankComms comms = {});
   ~CudaModel() override;
   CudaModel(const CudaModel&) = delete;
   CudaModel& operator=(const CudaModel&) = delete;

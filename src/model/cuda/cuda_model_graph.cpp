@@ -43,7 +43,7 @@ using cuda_detail::check;
 
 void CudaModel::Impl::enqueue_trunk(int64_t R, int64_t B, int64_t L, int64_t n_samples) {
   const Config& c = model.config;
-  embed_cuda(d_ids, static_cast<const uint16_t*>(embeddings.data), c.vocab_size, c.hidden_size, R, x, stream);
+  embed(R);
   mark("embed");
   const uint16_t* y2_prev = nullptr;
   const uint16_t* y_prev = run_stack(trunk, R, B, &y2_prev);

@@ -94,6 +94,7 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
 
   const Model& model;
   CudaModelOptions opt;
+  CudaRankComms comms;  // tensor / expert parallel (sharded()); null otherwise
   DeviceArenas arena;
   cudaStream_t stream = nullptr;
   // Second stream for work that can overlap the main one (the MoE shared expert and latent
@@ -213,7 +214,8 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   std::vector<cudaEvent_t> prof_events;  // pool, reused by every step
   std::vector<CudaModel::OpTime> prof_totals;
 
-  Impl(const Model& m, const CudaModelOptions& o) : model(m), opt(o) {}
+  Impl(const Model& m, const CudaModelOptions& o, CudaRankComms c) : model(m), opt(o), comms(c) {}
+  bool sharded() const { return !opt.tp_vocab.empty(); }
   ~Impl() {
     for (cudaEvent_t e : prof_events) cudaEventDestroy(e);
     if (prof_start) cudaEventDestroy(prof_start);
@@ -232,6 +234,14 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
 
   // cuda_model_upload.cpp: the slots' host bookkeeping (positions, page lists, free pages).
   void init_slots();
+  // cuda_model_parallel.cpp (sharded models; no-ops otherwise). embed: x [R, H] fp32 = the
+  // embedding rows of d_ids (a vocab shard: this rank's rows, then the TP all-reduce).
+  // reduce_block: a block's output partial y [R, H] summed over its group (TP, or the world for
+  // MoE blocks). gather_logits: the L rows of this rank's vocab columns (logits_part) gathered
+  // from the TP group into logits [L, V].
+  void embed(int64_t R);
+  void reduce_block(LayerKind kind, int64_t R);
+  void gather_logits(int64_t L);
   // cuda_model_step.cpp
   // Validates the chunks, takes KV pages in `st` for their new positions, uploads the step
   // inputs; returns the step's rows and fills logit_rows (rows that need logits).

@@ -133,7 +133,7 @@ void CudaModel::Impl::enqueue_mtp_body(int64_t R, int64_t B, int64_t L, bool dra
   prof_prefix = "mtp.";
   // eh_proj input [R, 2H] = [enorm(embedding) ; hnorm(hidden)]; its output starts the
   // head's fp32 residual stream.
-  embed_cuda(d_ids, static_cast<const uint16_t*>(embeddings.data), c.vocab_size, H, R, x, stream);
+  embed(R);
   rmsnorm_strided_cuda(x, mtp_enorm, R, H, eps, cat, 2 * H, stream);
   rmsnorm_strided_cuda(hid_in, mtp_hnorm, R, H, eps, cat + H, 2 * H, stream);
   mark("embed+norms");

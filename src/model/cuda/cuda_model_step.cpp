@@ -149,6 +149,7 @@ const uint16_t* CudaModel::Impl::run_stack(const Stack& st, int64_t R, int64_t B
       case LayerKind::MoE: folded = moe_block(b, R, &b == &st.blocks.back()); break;
       case LayerKind::MLP: mlp_block(b, R); break;
     }
+    reduce_block(b.kind, R);  // sharded: the ranks' partial outputs summed (moe_block folds nothing then)
     y_prev = y;
   }
   *y2_last = folded.y2;
@@ -171,11 +172,12 @@ void CudaModel::Impl::head(const uint16_t* final_norm, const uint16_t* y_prev, c
   a.w = draft && lm_head_draft.data ? lm_head_draft : lm_head;
   a.x = L == R ? u : ug;
   a.T = L;
-  a.y = logits;
+  a.y = sharded() ? logits_part : logits;  // a vocab shard: this rank's columns, then the gather
   a.y_type = OutType::F32;
   use_split_ws(a, stream);
   linear_cuda(a, stream);
   mark("lm_head", static_cast<double>(a.w.stored_bytes()));
+  if (sharded()) gather_logits(L);
 }
 
 std::vector<std::vector<float>> CudaModel::Impl::collect_logits(Stack& st, const std::vector<StepChunk>& chunks,

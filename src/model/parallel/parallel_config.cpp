@@ -73,11 +73,12 @@ void validate_parallel(const Config& c, const ParallelConfig& p) {
   }
 }
 
-void require_parallel_supported(const std::string& device, const ParallelConfig& p) {
-  if (device == "cuda" && p.sharded())
-    throw Error(tp_flag(p.tensor_parallel) + " --expert-parallel-size " + std::to_string(p.expert_parallel) +
-                ": not yet supported on the cuda backend (tensor and expert parallelism run on the CPU backend, "
-                "--device cpu; NCCL on GPUs comes later)");
+void require_parallel_supported(const std::string& device, const ParallelConfig& p, const std::string& what) {
+  if (device == "cuda" && p.sharded() && !what.empty())
+    throw Error(what + " with " + tp_flag(p.tensor_parallel) + " --expert-parallel-size " +
+                std::to_string(p.expert_parallel) +
+                ": not yet supported on the cuda backend (the sharded GPU forward runs in score, generate and bench "
+                "--speculative-tokens; serve and run wait for its per-rank memory plan; --device cpu runs them all)");
 }
 
 Range split_range(int64_t n, int parts, int part, int64_t align) {

@@ -1,0 +1,90 @@
+#pragma once
+// Collectives between the CUDA ranks of one process (one thread per rank, each with its own
+// CudaModel and stream; docs/parallel.md). Device buffers, stream-ordered: a call enqueues the
+// collective on the rank's stream after the work already there and returns; every rank of a
+// group makes the same calls in the same order with the same sizes.
+//
+// Two implementations:
+//   NCCL (make_nccl_groups; builds with NCCL only): one ncclComm_t per rank, ranks on distinct
+//     devices; collectives may be captured into CUDA graphs (capturable() is true).
+//   Same device (SameDeviceGroup): every rank on ONE device, for tests of the sharded forward on
+//     a single GPU (NCCL refuses two ranks on one device). Host barriers order the ranks'
+//     streams through events, so it runs eagerly only (capturable() is false: a rank model
+//     then never captures graphs). all_reduce_sum adds the ranks' buffers in rank order
+//     (((d0 + d1) + d2) + ...) in fp32, so every rank gets the same bits, like the CPU's
+//     in-process group; NCCL's order is its own (ring / tree).
+#include <cuda_runtime.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace nemotron::model {
+
+enum class CommType { F32, BF16 };
+
+class CudaCommunicator {
+ public:
+  virtual ~CudaCommunicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Whether the collectives may be enqueued while the stream is being captured into a graph.
+  virtual bool capturable() const = 0;
+  // In place: data[i] = the sum over the group's ranks of their data[i] (n elements of t).
+  virtual void all_reduce_sum(void* data, int64_t n, CommType t, cudaStream_t stream) = 0;
+  // out = rank 0's `count` elements, then rank 1's, ... (every rank passes the same count).
+  virtual void all_gather(const void* in, int64_t count, CommType t, void* out, cudaStream_t stream) = 0;
+  // Wakes ranks blocked in a collective with an Error (a rank failed); collectives throw
+  // until reset() (the same-device group; NCCL: aborts the communicator for good).
+  virtual void abort() = 0;
+  virtual void reset() = 0;
+};
+
+// Ranks as threads on one device (see above). Scratch buffers are allocated on first use and
+// grown as needed (cudaMalloc outside any memory plan: tests only).
+class SameDeviceGroup {
+ public:
+  SameDeviceGroup(int size, int device);
+  ~SameDeviceGroup();
+  SameDeviceGroup(const SameDeviceGroup&) = delete;
+  SameDeviceGroup& operator=(const SameDeviceGroup&) = delete;
+  int size() const { return size_; }
+  CudaCommunicator& member(int rank);
+
+ private:
+  friend class SameDeviceCommunicator;
+  struct Post {
+    const void* in = nullptr;
+    int64_t n = 0;
+    CommType t = CommType::F32;
+  };
+  // Waits until every member arrived (the last one checks the posts' sizes under the lock).
+  void arrive(bool check_posts);
+
+  const int size_, device_;
+  std::vector<std::unique_ptr<CudaCommunicator>> members_;
+  std::vector<Post> posts_;
+  std::vector<cudaEvent_t> ready_, read_;  // per rank: its input is complete / it has read every input
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  uint64_t generation_ = 0;
+  bool aborted_ = false, mismatch_ = false;
+};
+
+// Whether this build has NCCL (NEMOTRON_HAVE_NCCL).
+bool nccl_available();
+
+// NCCL communicators for ranks 0..devices.size()-1 on those devices (ncclCommInitAll): the
+// world group, then (tp < world) one TP group per replica of `tp` consecutive ranks. Throws
+// when this build has no NCCL or a device appears twice.
+struct NcclGroups {
+  std::vector<std::unique_ptr<CudaCommunicator>> world;  // [rank]
+  std::vector<std::unique_ptr<CudaCommunicator>> tp;     // [rank]; empty when tp == world
+};
+NcclGroups make_nccl_groups(const std::vector<int>& devices, int tp);
+
+}  // namespace nemotron::model
