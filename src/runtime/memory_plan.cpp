@@ -7,6 +7,7 @@
 
 #include "kernels/device_info.h"
 #include "model/cuda/cuda_memory.h"
+#include "model/cuda/cuda_ranks.h"
 #include "model/parallel/shard.h"
 #include "util/error.h"
 
@@ -32,7 +33,38 @@ int64_t kv_element_bytes(const std::string& device, const std::string& dtype) {
 // The CUDA plan: CudaModel's own allocations (model/cuda_memory.h: its allocation walk,
 // counted) for the largest KV capacity that fits the budget (a multiple of 16 positions, at
 // most max_model_len per slot). Every candidate capacity is one counting walk.
+//
+// Sharded (tensor / expert parallel, model/cuda/cuda_ranks.h): every rank's CudaModel over its
+// shard counted the same way; the budget is per rank (each on its own GPU of the same kind) and
+// every figure is the rank with the largest total (they differ by uneven splits only).
 void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, MemoryPlan& p) {
+  const model::Config& c0 = m.config;
+  std::vector<model::RankShard> shards;
+  std::vector<model::Model> rank_models;
+  if (req.parallel.sharded()) {
+    shards.reserve(static_cast<std::size_t>(req.parallel.world()));
+    for (int r = 0; r < req.parallel.world(); ++r)
+      shards.push_back(model::shard_model(m, req.parallel, r, /*count_only=*/true));
+    for (const auto& sh : shards) rank_models.push_back(model::cuda_rank_model(m, sh, /*counting=*/true));
+    // The KV bytes per position of the rank holding the most (its KV heads).
+    int64_t attn = c0.count(model::LayerKind::Attention);
+    for (auto k : c0.mtp_layers) attn += k == model::LayerKind::Attention;
+    p.kv_bytes_per_token = 0;
+    for (const auto& sh : shards) {
+      p.rank_weight_bytes.push_back(sh.weight_bytes);
+      p.kv_bytes_per_token = std::max(p.kv_bytes_per_token, attn * 2 * sh.config.kv_dim() * (p.kv_cache_dtype == "fp8" ? 1 : 2));
+    }
+  }
+  // cuda_memory of the model, or of the rank whose total is the largest.
+  auto count = [&](const model::CudaModelOptions& opt) {
+    if (shards.empty()) return model::cuda_memory(m, opt, sms);
+    model::CudaMemory most;
+    for (std::size_t r = 0; r < shards.size(); ++r) {
+      const model::CudaMemory t = model::cuda_memory(rank_models[r], model::cuda_rank_options(m, shards[r], opt, 0), sms);
+      if (r == 0 || t.device_total() + t.pinned_host > most.device_total() + most.pinned_host) most = t;
+    }
+    return most;
+  };
   model::CudaModelOptions o;
   o.max_seqs = req.max_num_seqs;
   o.max_step_tokens = req.max_step_tokens;
@@ -45,7 +77,7 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   o.spec_seqs = 0;
   auto terms = [&](int64_t kv_tokens) {
     o.kv_tokens = kv_tokens;
-    return model::cuda_memory(m, o, sms);
+    return count(o);
   };
   auto total = [](const model::CudaMemory& t) { return t.device_total() + t.pinned_host; };
   if (m.config.has_mtp() && K > 0) {
@@ -117,7 +149,7 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   if (o.spec_seqs > 0) {
     model::CudaModelOptions no_head = o;
     no_head.fp8_draft_head = false;
-    p.draft_head_bytes = t.speculation - model::cuda_memory(m, no_head, sms).speculation;
+    p.draft_head_bytes = t.speculation - count(no_head).speculation;
   }
   p.max_spec_seqs = o.spec_seqs;
   p.max_spec_rows = o.spec_rows;
@@ -172,7 +204,6 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
     throw Error("--kv-cache-dtype bf16: the CPU backend keeps the KV cache in fp32 (or emulates fp8 in fp32)");
   if (req.device == "cuda" && kvd == "fp32")
     throw Error("--kv-cache-dtype fp32: the CUDA backend keeps the KV cache in bf16 or fp8");
-  model::require_parallel_supported(req.device, req.parallel, "the memory plan of serve and run");
   model::validate_parallel(c, req.parallel);
   MemoryPlan p;
   p.device = req.device;
@@ -199,7 +230,7 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   int64_t attn = c.count(model::LayerKind::Attention);
   for (auto k : c.mtp_layers) attn += k == model::LayerKind::Attention;
   p.kv_bytes_per_token = attn * 2 * c.kv_dim() * kv_elem;
-  if (req.parallel.sharded()) plan_cpu_ranks(m, req.parallel, kv_elem, p);
+  if (req.parallel.sharded() && req.device == "cpu") plan_cpu_ranks(m, req.parallel, kv_elem, p);
   p.state_bytes = p.state_slot_bytes * req.max_num_seqs;
 
   // One step's working set: the widest per-row intermediates (fp32) times the rows in a
@@ -255,6 +286,12 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
     throw Error("--prefix-cache-memory must be a non-negative number of GiB");
   if (req.device == "cuda") {
     const int sms = req.cuda_sms > 0 ? req.cuda_sms : have_info ? info.multiprocessors : kCudaSmsBound;
+    if (req.parallel.sharded() && have_info) {
+      // One GPU per rank (an Error when there are fewer), each with the budget of GPU 0; ranks
+      // sharing one GPU (NEMOTRON_SAME_DEVICE_RANKS=1, tests) share its budget.
+      const auto devices = model::cuda_rank_devices(req.parallel.world(), false);
+      if (devices.back() == devices.front()) p.budget_bytes /= req.parallel.world();
+    }
     plan_cuda(m, req, sms, p);
     return p;
   }
@@ -301,7 +338,14 @@ std::string MemoryPlan::describe() const {
     << (device == "cpu" && ssm_state.dtype != kernels::StateDType::F32 ? ", emulated in fp32" : "") << "\n"
     << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n"
     << "  prefix cache      " << (prefix_cache_bytes > 0 ? gib(prefix_cache_bytes) : std::string("off")) << "\n";
-  if (parallel.sharded()) {
+  if (parallel.sharded() && device == "cuda") {
+    o << "  parallel          " << parallel.describe()
+      << ", one GPU per rank (threads, NCCL); every figure is per rank (the largest)\n"
+      << "  weights per rank ";
+    for (std::size_t r = 0; r < rank_weight_bytes.size(); ++r)
+      o << (r ? ", " : " ") << r << ": " << gib(rank_weight_bytes[r]);
+    o << "  (checkpoint bytes)\n";
+  } else if (parallel.sharded()) {
     o << "  parallel          " << parallel.describe() << ", ranks as threads; weights include "
       << gib(copied_weight_bytes) << " of slices copied at load\n"
       << "  weights per rank ";

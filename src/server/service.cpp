@@ -69,7 +69,7 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   } join_vocabulary{vocabulary};
 
   runtime::MemoryPlanRequest plan = config.plan;
-  model::require_parallel_supported(plan.device, plan.parallel, "serve / run");  // before "no CUDA device"
+  model::require_parallel_supported(plan.device, plan.parallel);  // before "no CUDA device"
   plan.device = model::resolve_device(plan.device);
   plan.speculative_tokens = config.speculative_tokens;
   s->plan_ = runtime::plan_memory(*s->model_, plan);

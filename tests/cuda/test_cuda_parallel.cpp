@@ -16,6 +16,8 @@
 #include "fixture_util.h"
 #include "kernels/numeric.h"
 #include "model/cuda/cuda_communicator.h"
+#include "model/cuda/cuda_memory.h"
+#include "model/parallel/shard.h"
 #include "model/cuda/cuda_ranks.h"
 #include "util/error.h"
 
@@ -274,6 +276,39 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaParallelTest,
                          ::testing::Values("nano-moe", "super-latent-mtp", "dense-mlp", "nano-nvfp4",
                                            "super-mixed-mtp"),
                          nemotron::testing::FixtureParamName());
+
+// The memory plan counts each rank from a counting shard (copied slices stand in for their
+// bytes): that count must be what the rank's CudaModel allocates from its real shard.
+TEST(CudaParallel, EachRankAllocatesWhatThePlanCounted) {
+  ASSERT_GE(device_count(), 1) << "no CUDA device";
+  int sms = 0;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  for (const char* fixture : {"nano-nvfp4", "super-mixed-mtp"}) {
+    const Model m = Model::load(fixture_dir(fixture));
+    CudaModelOptions o;
+    o.max_seqs = 3;
+    o.max_step_tokens = 64;
+    o.kv_tokens = 512;
+    o.verbose = false;
+    o.spec_seqs = 2;
+    o.spec_rows = 4;
+    o.sampled_logits_only = true;
+    for (const ParallelConfig p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 2}}) {
+      try {
+        validate_parallel(m.config, p);
+      } catch (const nemotron::Error&) {
+        continue;
+      }
+      CudaRanks gpu(m, p, o, std::vector<int>(static_cast<std::size_t>(p.world()), 0));
+      for (int r = 0; r < p.world(); ++r) {
+        const RankShard counted = shard_model(m, p, r, /*count_only=*/true);
+        const Model rm = cuda_rank_model(m, counted, /*counting=*/true);
+        const int64_t planned = cuda_memory(rm, cuda_rank_options(m, counted, o, 0), sms).allocated();
+        EXPECT_EQ(gpu.rank(r).device_bytes(), planned) << fixture << " " << p.describe() << " rank " << r;
+      }
+    }
+  }
+}
 
 TEST(CudaParallel, ClearErrors) {
   ASSERT_GE(device_count(), 1) << "no CUDA device";

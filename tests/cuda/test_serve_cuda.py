@@ -106,3 +106,30 @@ def test_logprobs_agree_with_the_cpu_server(client):
         if gt != ct:
             break
         assert abs(glp - clp) < 2e-2
+
+
+def test_tensor_parallel_server(client):
+    """serve --tensor-parallel-size 2 on the GPU (both ranks on GPU 0 here:
+    NEMOTRON_SAME_DEVICE_RANKS=1; one GPU per rank over NCCL where there are two): it plans per
+    rank, serves, streams what it answers whole, and its greedy logprobs agree with the unsharded
+    server's while both choose the same tokens."""
+    os.environ["NEMOTRON_SAME_DEVICE_RANKS"] = "1"
+    try:
+        tp = Server("--device", "cuda", "--max-num-seqs", "4", "--tensor-parallel-size", "2", memory="4")
+    finally:
+        del os.environ["NEMOTRON_SAME_DEVICE_RANKS"]
+    try:
+        assert "one GPU per rank" in tp.output()
+        from openai import OpenAI
+        tp_client = OpenAI(base_url=tp.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        t = complete(tp_client, temperature=0, logprobs=1, max_tokens=8).choices[0]
+        streamed = "".join(c.choices[0].text for c in complete(tp_client, temperature=0, max_tokens=8, stream=True))
+        assert streamed == t.text
+        g = complete(client, temperature=0, logprobs=1, max_tokens=8).choices[0].logprobs
+    finally:
+        tp.stop()
+    assert len(t.logprobs.tokens) == 8
+    for gt, tt, glp, tlp in zip(g.tokens, t.logprobs.tokens, g.token_logprobs, t.logprobs.token_logprobs):
+        if gt != tt:
+            break
+        assert abs(glp - tlp) < 2e-2

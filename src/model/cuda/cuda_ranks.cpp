@@ -7,6 +7,58 @@
 
 #include "util/error.h"
 
+#include "model/parallel/shard.h"
+
+namespace nemotron::model {
+
+namespace {
+
+// Counting only: a stand-in for the data of a slice that was not copied (never dereferenced).
+void stand_in(Linear& L) {
+  static const uint8_t kStandIn[16] = {};
+  if (L.w.data || L.w.out <= 0 || L.w.in <= 0) return;
+  L.w.data = kStandIn;
+  if (L.w.format == kernels::WeightFormat::NVFP4) L.w.block_scale = kStandIn;
+}
+
+void stand_in(BlockWeights& b) {
+  for (Linear* L : {&b.mamba.in_proj, &b.mamba.out_proj, &b.attn.q, &b.attn.k, &b.attn.v, &b.attn.o, &b.moe.gate,
+                    &b.moe.shared_up, &b.moe.shared_down, &b.moe.fc1_latent, &b.moe.fc2_latent, &b.mlp.up, &b.mlp.down})
+    stand_in(*L);
+  for (auto* list : {&b.moe.up, &b.moe.down})
+    for (Linear& L : *list) stand_in(L);
+}
+
+}  // namespace
+
+Model cuda_rank_model(const Model& m, const RankShard& shard, bool counting) {
+  Model r;
+  r.config = shard.config;
+  r.quant = m.quant;
+  r.checkpoint = m.checkpoint;
+  r.weights = shard.weights;
+  if (m.config.has_mtp()) r.weights.mtp.eh_proj = m.weights.mtp.eh_proj;
+  if (counting) {
+    for (auto& b : r.weights.blocks) stand_in(b);
+    for (auto& b : r.weights.mtp.blocks) stand_in(b);
+    stand_in(r.weights.lm_head);
+  }
+  return r;
+}
+
+CudaModelOptions cuda_rank_options(const Model& m, const RankShard& shard, const CudaModelOptions& base, int device) {
+  CudaModelOptions o = base;
+  o.device = device;
+  o.tp_vocab = shard.tp_vocab;
+  o.tp_rank = shard.layout.tp_rank;
+  const Range experts = split_range(m.config.n_routed_experts, shard.layout.ep_size, shard.layout.ep_rank);
+  o.expert_lo = experts.begin;
+  o.expert_hi = experts.end;
+  return o;
+}
+
+}  // namespace nemotron::model
+
 #ifndef NEMOTRON_HAVE_CUDA
 
 namespace nemotron::model {
@@ -61,7 +113,6 @@ std::vector<int> cuda_rank_devices(int, bool) { throw Error("this build has no C
 #include "kernels/collective_cuda.h"
 #include "model/cuda/cuda_communicator.h"
 #include "model/parallel/rank_threads.h"
-#include "model/parallel/shard.h"
 
 namespace nemotron::model {
 
@@ -165,22 +216,9 @@ CudaRanks::CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOpt
       throw Error("CUDA ranks: n_groups (" + std::to_string(sh.mamba_groups) + ") smaller than " + p.describe() +
                   "'s tensor-parallel size splits a gated-norm group over ranks, which the CUDA backend does not "
                   "do yet (the CPU backend does)");
-    auto rm = std::make_unique<Model>();
-    rm->config = sh.config;
-    rm->quant = m.quant;
-    rm->checkpoint = m.checkpoint;
-    rm->weights = sh.weights;
-    // The MTP head's eh_proj stays whole on every rank (CudaModel's head step reads [H, 2H]).
-    if (m.config.has_mtp()) rm->weights.mtp.eh_proj = m.weights.mtp.eh_proj;
-    s.models.push_back(std::move(rm));
-    CudaModelOptions ro = o;
-    ro.device = devices[static_cast<std::size_t>(r)];
+    s.models.push_back(std::make_unique<Model>(cuda_rank_model(m, sh)));
+    CudaModelOptions ro = cuda_rank_options(m, sh, o, devices[static_cast<std::size_t>(r)]);
     ro.verbose = o.verbose && r == 0;
-    ro.tp_vocab = sh.tp_vocab;
-    ro.tp_rank = sh.layout.tp_rank;
-    const Range experts = split_range(m.config.n_routed_experts, sh.layout.ep_size, sh.layout.ep_rank);
-    ro.expert_lo = experts.begin;
-    ro.expert_hi = experts.end;
     s.ranks.push_back(std::make_unique<CudaModel>(*s.models.back(), ro,
                                                   CudaRankComms{s.tp[static_cast<std::size_t>(r)],
                                                                 s.world[static_cast<std::size_t>(r)]}));

@@ -65,6 +65,17 @@ class CudaRanks final : public Backend {
   std::unique_ptr<State> s_;
 };
 
+struct RankShard;
+// Rank r's model for a CudaModel: the shard's config and weights over m's checkpoint, the MTP
+// head's eh_proj whole (CudaModel's head step reads [H, 2H]). `shard` must outlive it.
+// counting: the shard came from shard_model(..., count_only = true), whose copied slices have
+// no data: they get a stand-in pointer (never read) so that the counting walk of cuda_memory
+// counts them; such a model is for the memory plan only.
+Model cuda_rank_model(const Model& m, const RankShard& shard, bool counting = false);
+// Rank r's CudaModelOptions: `base` with the shard's vocab ranges and TP rank, its expert range,
+// and `device`.
+CudaModelOptions cuda_rank_options(const Model& m, const RankShard& shard, const CudaModelOptions& base, int device);
+
 // The devices of `world` ranks: GPUs 0..world-1 when the machine has that many; with
 // same_device (tests: NEMOTRON_SAME_DEVICE_RANKS=1 in the environment also asks for it) every
 // rank on GPU 0. Else an Error naming the sizes.

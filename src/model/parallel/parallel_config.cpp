@@ -77,8 +77,8 @@ void require_parallel_supported(const std::string& device, const ParallelConfig&
   if (device == "cuda" && p.sharded() && !what.empty())
     throw Error(what + " with " + tp_flag(p.tensor_parallel) + " --expert-parallel-size " +
                 std::to_string(p.expert_parallel) +
-                ": not yet supported on the cuda backend (the sharded GPU forward runs in score, generate and bench "
-                "--speculative-tokens; serve and run wait for its per-rank memory plan; --device cpu runs them all)");
+                ": not yet supported on the cuda backend (the sharded GPU forward runs in score, generate, serve, run and "
+                "bench --speculative-tokens)");
 }
 
 Range split_range(int64_t n, int parts, int part, int64_t align) {

@@ -41,10 +41,10 @@ RankLayout rank_layout(const ParallelConfig& p, int rank);
 // both sizes (heads that do not divide, KV heads vs ranks, Mamba groups vs ranks).
 void validate_parallel(const Config& c, const ParallelConfig& p);
 
-// The cuda backend shards the forward (model/cuda/cuda_ranks.h: score, generate, bench
-// --speculative-tokens); `what` names a part that does not take a sharded config on "cuda"
-// yet (serve / run: the per-rank GPU memory plan) and throws "... not yet supported on the cuda
-// backend" for one. Empty `what`: nothing is refused.
+// The cuda backend shards the forward (model/cuda/cuda_ranks.h: score, generate, serve, run,
+// bench --speculative-tokens); `what` names a part that does not take a sharded config on
+// "cuda" yet (bench's GPU sections) and throws "... not yet supported on the cuda backend" for
+// one. Empty `what`: nothing is refused.
 void require_parallel_supported(const std::string& device, const ParallelConfig& p, const std::string& what = "");
 
 // Elements [begin, end) of part `part` of `n` split into `parts` contiguous ranges made of

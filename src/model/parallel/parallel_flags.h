@@ -11,7 +11,7 @@ namespace nemotron::model {
 inline void add_parallel_flags(CLI::App& app, ParallelConfig& p) {
   app.add_option("--tensor-parallel-size", p.tensor_parallel,
                  "Tensor-parallel ranks: attention and Mamba heads, MLP and expert widths, vocab split over N "
-                 "(CPU: ranks are threads; CUDA: one GPU per rank over NCCL, score / generate for now)")
+                 "(CPU: ranks are threads; CUDA: one GPU per rank over NCCL)")
       ->check(CLI::Range(1, 1024));
   app.add_option("--expert-parallel-size", p.expert_parallel,
                  "Expert-parallel ranks: routed experts split over N (on the tensor-parallel ranks; with N > "
