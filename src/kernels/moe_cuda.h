@@ -120,12 +120,12 @@ struct ExpertGemvArgs {
   // (stream-ordered).
   void* workspace = nullptr;
   int64_t workspace_bytes = 0;
-  // The batch path's 16-row tiles per block: 0 = by size (1, 2 or 4; the environment's
+  // The SplitK layout's 16-row tiles per block: 0 = by size (1, 2 or 4; the environment's
   // NEMOTRON_EXPERT_TILES_PER_BLOCK when set), else 1, 2 or 4 (tests).
   int tiles_per_block = 0;
-  // The batch path's tile layout: Auto = NEMOTRON_EXPERT_BATCH (split | warp) when set, else
-  // SplitK; SplitK = a block per 1, 2 or 4 16-row tiles whose warps split K; WarpTile = every
-  // warp owns one 16-row tile over the whole K (moe_batch.cu).
+  // The batch path's tile layout: Auto = WarpTile, or SplitK with NEMOTRON_EXPERT_BATCH=split
+  // (A/B runs); SplitK = a block per 1, 2 or 4 16-row tiles whose warps split K; WarpTile =
+  // every warp owns one 16-row tile over the whole K (moe_batch.cu).
   enum class BatchLayout { Auto, SplitK, WarpTile };
   BatchLayout batch_layout = BatchLayout::Auto;
 };

@@ -198,6 +198,13 @@ void check_sharded(const std::string& fixture, const ParallelConfig& p, const st
     std::printf("[ skip ] %s %s: %s\n", fixture.c_str(), p.describe().c_str(), e.what());
     return;
   }
+  if (m.config.count(LayerKind::Mamba) > 0 && p.tensor_parallel > m.config.n_groups) {
+    // A gated-norm group split over ranks: refused on CUDA (the CPU backend does it).
+    EXPECT_THROW((CudaRanks(m, p, o, devices)), nemotron::Error);
+    std::printf("[ refused ] %s %s: n_groups %lld < TP\n", fixture.c_str(), p.describe().c_str(),
+                static_cast<long long>(m.config.n_groups));
+    return;
+  }
   CudaRanks gpu(m, p, o, devices);
   Lockstep ls(m, gpu);
   const int64_t V = m.config.vocab_size;

@@ -164,7 +164,7 @@ __device__ __forceinline__ void stage_x(const uint16_t* __restrict__ x, int T, i
 // Rows past `out` are clamped (read, never stored); chunks past `in` count as zeros.
 // `stage()` (all threads: x into shared memory, then a barrier) runs after the warp's first
 // weight loads are issued, so that staging overlaps their latency.
-template <WeightFormat F, int kAheadT = kAhead, class Stage>
+template <WeightFormat F, class Stage>
 __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
                                          int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
                                          Stage&& stage, float (&acc)[4]) {
@@ -189,11 +189,11 @@ __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, cons
 
   // Two register buffers of kAhead super-steps: the loads of the next batch are in flight
   // while the current one is decoded and multiplied.
-  uint4 va0[kAheadT], vc0[kAheadT], va1[kAheadT], vc1[kAheadT];
-  uint16_t qa0[kAheadT], qc0[kAheadT], qa1[kAheadT], qc1[kAheadT];
-  auto load = [&](uint4 (&va)[kAheadT], uint4 (&vc)[kAheadT], uint16_t (&qa)[kAheadT], uint16_t (&qc)[kAheadT], int s0) {
+  uint4 va0[kAhead], vc0[kAhead], va1[kAhead], vc1[kAhead];
+  uint16_t qa0[kAhead], qc0[kAhead], qa1[kAhead], qc1[kAhead];
+  auto load = [&](uint4 (&va)[kAhead], uint4 (&vc)[kAhead], uint16_t (&qa)[kAhead], uint16_t (&qc)[kAhead], int s0) {
 #pragma unroll
-    for (int i = 0; i < kAheadT; ++i) {
+    for (int i = 0; i < kAhead; ++i) {
       const int c = (s0 + i * nwarps) * 4 + t;
       const bool ok = c < nchunk;
       va[i] = ok ? ldg_stream(wa + c) : make_uint4(0, 0, 0, 0);
@@ -205,10 +205,10 @@ __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, cons
       }
     }
   };
-  auto compute = [&](const uint4 (&va)[kAheadT], const uint4 (&vc)[kAheadT], const uint16_t (&qa)[kAheadT],
-                     const uint16_t (&qc)[kAheadT], int s0) {
+  auto compute = [&](const uint4 (&va)[kAhead], const uint4 (&vc)[kAhead], const uint16_t (&qa)[kAhead],
+                     const uint16_t (&qc)[kAhead], int s0) {
 #pragma unroll
-    for (int i = 0; i < kAheadT; ++i) {
+    for (int i = 0; i < kAhead; ++i) {
       const int s = s0 + i * nwarps;
       if (s >= nsteps) break;  // warp-uniform: the mma needs every lane
       const int c = s * 4 + t;
@@ -235,7 +235,7 @@ __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, cons
       for (int j = 0; j < 4; ++j) acc[j] += part[j];
     }
   };
-  const int batch = nwarps * kAheadT;
+  const int batch = nwarps * kAhead;
   load(va0, vc0, qa0, qc0, warp);
   stage();
   for (int s0 = warp; s0 < nsteps; s0 += 2 * batch) {

@@ -5,7 +5,12 @@
 // 1. launch_expert_buckets (moe_grouped.cu's bucketing kernel, one block): the pair indices
 //    grouped by expert, the selected experts in ascending order and their number nexp; the NaN
 //    output rows of pairs with an id outside [0, E).
-// 2. batch_kernel, grid (groups of tpb 16-row tiles of W, min(E, T*k) expert slots), tiles
+// 2. batch_warp_kernel (the default; below): grid (groups of 4 16-row tiles, min(E, T*k)
+//    expert slots); each warp owns one tile of the j-th selected expert over the whole K, so a
+//    pair's row is computed in one fixed order whatever the batch (the same bits at any T).
+//    Measured 7-24% faster than the split-K layout from 2 rows on (bench/RESULTS.md).
+//    The split-K layout (NEMOTRON_EXPERT_BATCH=split):
+//    batch_kernel, grid (groups of tpb 16-row tiles of W, min(E, T*k) expert slots), tiles
 //    fastest: block (i, j) computes output rows [16 tpb i, 16 tpb (i + 1)) of every pair of the
 //    j-th selected expert, tile by tile (tiles_per_block: 1, 2 or 4).
 //    Blocks of slots j >= nexp exit after reading nexp, so the launch shape depends only on T,
@@ -117,7 +122,7 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvA
 // group of 8 pairs. A warp past the last tile computes the last tile again (its reads hit L2)
 // and stores nothing: every warp must reach the staging barriers.
 constexpr int kWarpTileWarps = 4;
-template <WeightFormat F, int kAheadT>
+template <WeightFormat F>
 __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertGemvArgs a, ExpertBuckets b) {
   extern __shared__ uint4 smem[];
   __shared__ int32_t xrow[2][kGroup], yrow[2][kGroup];  // as in batch_kernel
@@ -144,7 +149,7 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
   for (int g0 = 0; g0 < r; g0 += kGroup, par ^= 1) {  // block-uniform
     const int nr = min(kGroup, r - g0);
     float acc[4];
-    mma_tile<F, kAheadT>(wdata, wscale, in, out, row0, smem, nr, 0, 1, [&] {
+    mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, 0, 1, [&] {
       if (threadIdx.x < static_cast<unsigned>(nr)) {
         const int p = b.pairs[start + g0 + static_cast<int>(threadIdx.x)];
         xrow[par][threadIdx.x] = per_slot ? p : p / k;
@@ -167,27 +172,20 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
   }
 }
 
-// The layout a call runs (ExpertGemvArgs::batch_layout, else NEMOTRON_EXPERT_BATCH).
+// The layout a call runs: ExpertGemvArgs::batch_layout, else NEMOTRON_EXPERT_BATCH=split (A/B
+// runs), else warp per tile (measured faster at every row count from 2: bench/RESULTS.md,
+// fourteenth session; a look-ahead of 4 super-steps instead of 2 was slower).
 using Layout = ExpertGemvArgs::BatchLayout;
 Layout batch_layout(Layout asked) {
   if (asked != Layout::Auto) return asked;
   static const Layout env = [] {
     const char* e = std::getenv("NEMOTRON_EXPERT_BATCH");
-    return e && std::string(e) == "warp" ? Layout::WarpTile : Layout::SplitK;
+    return e && std::string(e) == "split" ? Layout::SplitK : Layout::WarpTile;
   }();
   return env;
 }
 
-// Look-ahead super-steps of the warp-per-tile layout: 2, or NEMOTRON_EXPERT_WARP_AHEAD=4 (A/B).
-int warp_tile_ahead() {
-  static const int v = [] {
-    const char* e = std::getenv("NEMOTRON_EXPERT_WARP_AHEAD");
-    return e && std::atoi(e) == 4 ? 4 : 2;
-  }();
-  return v;
-}
-
-template <WeightFormat F, int kAheadT>
+template <WeightFormat F>
 bool launch_batch_warp(const ExpertGemvArgs& a, cudaStream_t stream) {
   const DeviceLimits lim = device_limits();
   const int64_t N = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows, slots = std::min(a.w.experts, N);
@@ -195,13 +193,13 @@ bool launch_batch_warp(const ExpertGemvArgs& a, cudaStream_t stream) {
   const int64_t smem = cap * xs_stride(static_cast<int>(a.w.in)) * 16;
   if (smem + kStaticSmem > lim.smem_optin) return false;
   if (smem > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(batch_warp_kernel<F, kAheadT>,
+    const cudaError_t e = cudaFuncSetAttribute(batch_warp_kernel<F>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
   const ExpertBuckets b = launch_expert_buckets(a, stream);
   const dim3 grid(static_cast<unsigned>((tiles + kWarpTileWarps - 1) / kWarpTileWarps), static_cast<unsigned>(slots));
-  launch_pdl(batch_warp_kernel<F, kAheadT>, grid, dim3(kWarpTileWarps * 32), static_cast<size_t>(smem), stream, a, b);
+  launch_pdl(batch_warp_kernel<F>, grid, dim3(kWarpTileWarps * 32), static_cast<size_t>(smem), stream, a, b);
   check_launch("expert_gemv_cuda (batch, warp per tile)");
   return true;
 }
@@ -226,8 +224,7 @@ int tiles_per_block(int64_t tiles, int64_t slots, int sms, int asked) {
 
 template <WeightFormat F>
 bool launch_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
-  if (batch_layout(a.batch_layout) == Layout::WarpTile)
-    return warp_tile_ahead() == 4 ? launch_batch_warp<F, 4>(a, stream) : launch_batch_warp<F, 2>(a, stream);
+  if (batch_layout(a.batch_layout) == Layout::WarpTile) return launch_batch_warp<F>(a, stream);
   const DeviceLimits lim = device_limits();
   const int64_t N = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows, slots = std::min(a.w.experts, N);
   const int cap = static_cast<int>(std::min<int64_t>(kGroup, N));
