@@ -52,6 +52,23 @@ namespace {
 constexpr int kGroup = 8;  // pairs per pass: the mma's N
 constexpr int kStaticSmem = 2 * 2 * kGroup * 4;  // batch_kernel's xrow, yrow
 
+// All threads of the block: group g0 of the expert's bucket (its pairs [start + g0, start + g0 +
+// nr)): their x rows (the token's for up, the pair's for down) into shared memory, their x and y
+// row indices into xrow, yrow; a barrier before and after the staging.
+template <WeightFormat F>
+__device__ __forceinline__ void stage_group(const uint16_t* x, bool per_slot, int k, int in, const ExpertBuckets& b,
+                                            int first, int nr, int32_t (&xrow)[kGroup], int32_t (&yrow)[kGroup],
+                                            uint4* smem) {
+  if (threadIdx.x < static_cast<unsigned>(nr)) {
+    const int p = b.pairs[first + static_cast<int>(threadIdx.x)];
+    xrow[threadIdx.x] = per_slot ? p : p / k;
+    yrow[threadIdx.x] = p;
+  }
+  __syncthreads();
+  stage_x_rows<F>([&](int n) { return x + static_cast<int64_t>(xrow[n]) * in; }, nr, in, smem);
+  __syncthreads();
+}
+
 // Dynamic shared memory: `cap` (= min(8, T*k)) staged x rows of xs_stride(in) 16-byte units,
 // then the warps' partial sums (mma_smem_bytes). The explicit 1 block per SM bound lets ptxas
 // take the registers it needs (without it the BF16 instance spilled 4 bytes at 64 registers;
@@ -95,18 +112,8 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvA
       float acc[4];
       mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, static_cast<int>(threadIdx.x >> 5),
                   static_cast<int>(blockDim.x >> 5), [&] {
-                    if (ti > 0) {
-                      __syncthreads();
-                      return;
-                    }
-                    if (threadIdx.x < static_cast<unsigned>(nr)) {
-                      const int p = b.pairs[start + g0 + static_cast<int>(threadIdx.x)];
-                      xrow[par][threadIdx.x] = per_slot ? p : p / k;
-                      yrow[par][threadIdx.x] = p;
-                    }
-                    __syncthreads();
-                    stage_x_rows<F>([&](int n) { return x + static_cast<int64_t>(xrow[par][n]) * in; }, nr, in, smem);
-                    __syncthreads();
+                    if (ti > 0) __syncthreads();
+                    else stage_group<F>(x, per_slot, k, in, b, start + g0, nr, xrow[par], yrow[par], smem);
                   }, acc);
       mma_tile_reduce(acc, red, row0, out, nr, post, a.relu2, [&](int n, int row, float s) {
         y[static_cast<int64_t>(yrow[par][n]) * out + row] = f2bf(s);
@@ -149,16 +156,8 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
   for (int g0 = 0; g0 < r; g0 += kGroup, par ^= 1) {  // block-uniform
     const int nr = min(kGroup, r - g0);
     float acc[4];
-    mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, 0, 1, [&] {
-      if (threadIdx.x < static_cast<unsigned>(nr)) {
-        const int p = b.pairs[start + g0 + static_cast<int>(threadIdx.x)];
-        xrow[par][threadIdx.x] = per_slot ? p : p / k;
-        yrow[par][threadIdx.x] = p;
-      }
-      __syncthreads();
-      stage_x_rows<F>([&](int n) { return x + static_cast<int64_t>(xrow[par][n]) * in; }, nr, in, smem);
-      __syncthreads();
-    }, acc);
+    mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, 0, 1,
+                [&] { stage_group<F>(x, per_slot, k, in, b, start + g0, nr, xrow[par], yrow[par], smem); }, acc);
     if (!owns) continue;
     // acc[jj] of lane 4g+t: row g (jj < 2) or g + 8, token 2t + (jj & 1) (mma_tile's layout).
 #pragma unroll

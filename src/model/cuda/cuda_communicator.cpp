@@ -70,16 +70,10 @@ class SameDeviceCommunicator final : public CudaCommunicator {
     finish_reads(stream);
   }
 
-  void abort() override {
-    std::lock_guard<std::mutex> lock(g_.mu_);
-    g_.aborted_ = true;
-    g_.cv_.notify_all();
-  }
+  void abort() override { g_.barrier_.abort(); }
   void reset() override {
-    std::lock_guard<std::mutex> lock(g_.mu_);
-    g_.aborted_ = false;
+    g_.barrier_.reset();
     g_.mismatch_ = false;
-    g_.waiting_ = 0;
   }
 
  private:
@@ -94,7 +88,10 @@ class SameDeviceCommunicator final : public CudaCommunicator {
   void post(const void* in, int64_t n, CommType t, cudaStream_t stream) {
     check(cudaEventRecord(g_.ready_[static_cast<std::size_t>(rank_)], stream), "collective event");
     g_.posts_[static_cast<std::size_t>(rank_)] = {in, n, t};
-    g_.arrive(true);
+    g_.barrier_.arrive([&] {
+      g_.mismatch_ = false;
+      for (const auto& p : g_.posts_) g_.mismatch_ |= p.n != g_.posts_[0].n || p.t != g_.posts_[0].t;
+    });
     if (g_.mismatch_)
       throw Error("collective: the ranks of a group passed different sizes or types (rank " + std::to_string(rank_) +
                   " of " + std::to_string(g_.size_) + ")");
@@ -104,7 +101,7 @@ class SameDeviceCommunicator final : public CudaCommunicator {
   // Phase 2's end and phase 3: no rank writes its input before every rank has read it.
   void finish_reads(cudaStream_t stream) {
     check(cudaEventRecord(g_.read_[static_cast<std::size_t>(rank_)], stream), "collective event");
-    g_.arrive(false);
+    g_.barrier_.arrive();
     for (int q = 0; q < g_.size_; ++q)
       if (q != rank_) check(cudaStreamWaitEvent(stream, g_.read_[static_cast<std::size_t>(q)], 0), "collective wait");
   }
@@ -116,7 +113,7 @@ class SameDeviceCommunicator final : public CudaCommunicator {
 };
 
 SameDeviceGroup::SameDeviceGroup(int size, int device)
-    : size_(size), device_(device), posts_(static_cast<std::size_t>(std::max(size, 0))) {
+    : size_(size), device_(device), posts_(static_cast<std::size_t>(std::max(size, 0))), barrier_(size) {
   if (size < 1 || size > kernels::kMaxCommRanks)
     throw Error("same-device group of " + std::to_string(size) + " ranks (1.." +
                 std::to_string(kernels::kMaxCommRanks) + ")");
@@ -138,24 +135,6 @@ SameDeviceGroup::~SameDeviceGroup() {
 }
 
 CudaCommunicator& SameDeviceGroup::member(int rank) { return *members_.at(static_cast<std::size_t>(rank)); }
-
-void SameDeviceGroup::arrive(bool check_posts) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (aborted_) throw Error("collective aborted: another rank failed");
-  if (++waiting_ == size_) {
-    if (check_posts) {
-      mismatch_ = false;
-      for (const Post& p : posts_) mismatch_ |= p.n != posts_[0].n || p.t != posts_[0].t;
-    }
-    waiting_ = 0;
-    ++generation_;
-    cv_.notify_all();
-    return;
-  }
-  const uint64_t gen = generation_;
-  cv_.wait(lock, [&] { return generation_ != gen || aborted_; });
-  if (generation_ == gen) throw Error("collective aborted: another rank failed");
-}
 
 #ifdef NEMOTRON_HAVE_NCCL
 

@@ -15,12 +15,12 @@
 //     in-process group; NCCL's order is its own (ring / tree).
 #include <cuda_runtime.h>
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "model/parallel/rank_barrier.h"
 
 namespace nemotron::model {
 
@@ -61,18 +61,12 @@ class SameDeviceGroup {
     int64_t n = 0;
     CommType t = CommType::F32;
   };
-  // Waits until every member arrived (the last one checks the posts' sizes under the lock).
-  void arrive(bool check_posts);
-
   const int size_, device_;
   std::vector<std::unique_ptr<CudaCommunicator>> members_;
   std::vector<Post> posts_;
   std::vector<cudaEvent_t> ready_, read_;  // per rank: its input is complete / it has read every input
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int waiting_ = 0;
-  uint64_t generation_ = 0;
-  bool aborted_ = false, mismatch_ = false;
+  RankBarrier barrier_;
+  bool mismatch_ = false;  // set by the last arrival of a collective's first meeting
 };
 
 // Whether this build has NCCL (NEMOTRON_HAVE_NCCL).

@@ -7,26 +7,6 @@
 
 namespace nemotron::model {
 
-template <class F>
-void InProcessGroup::arrive(F&& last) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (aborted_) throw Error("collective aborted: another rank failed");
-  if (++waiting_ == size_) {
-    last();
-    waiting_ = 0;
-    ++generation_;
-    cv_.notify_all();
-    return;
-  }
-  const uint64_t gen = generation_;
-  cv_.wait(lock, [&] { return generation_ != gen || aborted_; });
-  if (generation_ == gen) throw Error("collective aborted: another rank failed");
-}
-
-void InProcessGroup::arrive() {
-  arrive([] {});
-}
-
 class InProcessCommunicator final : public Communicator {
  public:
   InProcessCommunicator(InProcessGroup& g, int rank) : g_(g), rank_(rank) {}
@@ -37,7 +17,7 @@ class InProcessCommunicator final : public Communicator {
     const int N = g_.size_;
     if (N == 1) return;
     g_.posts_[rank_] = {data, data, n};
-    g_.arrive([&] {
+    g_.barrier_.arrive([&] {
       g_.mismatch_ = std::any_of(g_.posts_.begin(), g_.posts_.end(), [&](const auto& p) { return p.n != n; });
       if (!g_.mismatch_) g_.result_.resize(static_cast<std::size_t>(n));
     });
@@ -48,9 +28,9 @@ class InProcessCommunicator final : public Communicator {
       for (int q = 1; q < N; ++q) s += g_.posts_[q].in[i];
       g_.result_[i] = s;
     }
-    g_.arrive();  // the result is complete
+    g_.barrier_.arrive();  // the result is complete
     std::copy(g_.result_.begin(), g_.result_.begin() + n, data);
-    g_.arrive();  // nobody reuses result_ before every rank has copied it
+    g_.barrier_.arrive();  // nobody reuses result_ before every rank has copied it
   }
 
   void all_gather(const float* in, const std::vector<int64_t>& counts, float* out) override {
@@ -58,7 +38,7 @@ class InProcessCommunicator final : public Communicator {
     if (static_cast<int>(counts.size()) != N)
       throw Error("all_gather: " + std::to_string(counts.size()) + " counts for a group of " + std::to_string(N));
     g_.posts_[rank_] = {in, out, counts[rank_]};
-    g_.arrive([&] {
+    g_.barrier_.arrive([&] {
       g_.mismatch_ = false;
       for (int q = 0; q < N; ++q) g_.mismatch_ |= g_.posts_[q].n != counts[q];
     });
@@ -68,10 +48,10 @@ class InProcessCommunicator final : public Communicator {
       std::copy(g_.posts_[q].in, g_.posts_[q].in + counts[q], out + at);
       at += counts[q];
     }
-    g_.arrive();  // every rank has read every input
+    g_.barrier_.arrive();  // every rank has read every input
   }
 
-  void barrier() override { g_.arrive(); }
+  void barrier() override { g_.barrier_.arrive(); }
 
  private:
   void check(const char* what) const {
@@ -83,7 +63,7 @@ class InProcessCommunicator final : public Communicator {
   const int rank_;
 };
 
-InProcessGroup::InProcessGroup(int size) : size_(size), posts_(static_cast<std::size_t>(size)) {
+InProcessGroup::InProcessGroup(int size) : size_(size), posts_(static_cast<std::size_t>(size)), barrier_(size) {
   if (size < 1) throw Error("communicator group of " + std::to_string(size) + " ranks");
   for (int r = 0; r < size; ++r) members_.push_back(std::make_unique<InProcessCommunicator>(*this, r));
 }
@@ -92,17 +72,11 @@ InProcessGroup::~InProcessGroup() = default;
 
 Communicator& InProcessGroup::member(int rank) { return *members_.at(static_cast<std::size_t>(rank)); }
 
-void InProcessGroup::abort() {
-  std::lock_guard<std::mutex> lock(mu_);
-  aborted_ = true;
-  cv_.notify_all();
-}
+void InProcessGroup::abort() { barrier_.abort(); }
 
 void InProcessGroup::reset() {
-  std::lock_guard<std::mutex> lock(mu_);
-  aborted_ = false;
+  barrier_.reset();
   mismatch_ = false;
-  waiting_ = 0;
 }
 
 }  // namespace nemotron::model

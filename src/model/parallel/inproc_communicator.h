@@ -6,13 +6,12 @@
 //     order into a shared result, then every rank copies the whole result back (3 barriers);
 //   all_gather: every rank copies every rank's block into its own output (2 barriers).
 // abort() (a rank failed) makes every waiting and later collective throw until reset().
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "model/parallel/communicator.h"
+#include "model/parallel/rank_barrier.h"
 
 namespace nemotron::model {
 
@@ -36,21 +35,12 @@ class InProcessGroup {
     float* out = nullptr;
     int64_t n = 0;
   };
-  // Waits until all members arrived; the last one runs `last` (under the lock) first.
-  template <class F>
-  void arrive(F&& last);
-  void arrive();
-
   const int size_;
   std::vector<std::unique_ptr<Communicator>> members_;
   std::vector<Post> posts_;
   std::vector<float> result_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int waiting_ = 0;
-  uint64_t generation_ = 0;
-  bool aborted_ = false;
-  bool mismatch_ = false;
+  RankBarrier barrier_;
+  bool mismatch_ = false;  // set by the last arrival of a collective's first meeting
 };
 
 }  // namespace nemotron::model
