@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "fixture_util.h"
+#include "model/cuda/cuda_memory.h"
+#include "model/cuda/cuda_ranks.h"
+#include "model/parallel/shard.h"
 #include "runtime/memory_plan.h"
 #include "util/error.h"
 
@@ -59,6 +62,53 @@ TEST(ParallelPlan, TheCudaPlanCountsEveryRanksModel) {
     EXPECT_GE(sharded.kv_token_capacity, whole.kv_token_capacity) << what;  // a rank holds fewer KV heads, or as many
     EXPECT_NE(sharded.describe().find("one GPU per rank"), std::string::npos) << what;
     EXPECT_EQ(sharded.backend_options().parallel.world(), p.world());
+  }
+}
+
+// The plan counts a rank from a counting shard (nothing copied: its row-parallel slices stand
+// in for their bytes); the rank itself uploads the real shard. Both walks must take the same
+// bytes, on every fixture and split (CPU only: the counting walk needs no device).
+TEST(ParallelPlan, ACountingShardCountsWhatTheRealShardUploads) {
+  for (const char* fixture : {"nano-moe", "super-latent-mtp", "dense-mlp", "nano-nvfp4", "super-mixed-mtp"}) {
+    const Model m = Model::load(fixture_dir(fixture));
+    CudaModelOptions o;
+    o.max_seqs = 3;
+    o.max_step_tokens = 64;
+    o.kv_tokens = 512;
+    o.spec_seqs = 2;
+    o.spec_rows = 4;
+    o.sampled_logits_only = true;
+    for (const ParallelConfig p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 2},
+                                   ParallelConfig{1, 3}, ParallelConfig{2, 4}}) {
+      try {
+        validate_parallel(m.config, p);
+      } catch (const Error&) {
+        continue;
+      }
+      int64_t copied = 0;
+      for (int r = 0; r < p.world(); ++r) {
+        const RankShard real = shard_model(m, p, r), counted = shard_model(m, p, r, /*count_only=*/true);
+        copied += real.copied_bytes;
+        const CudaMemory a = cuda_memory(cuda_rank_model(m, real), cuda_rank_options(m, real, o, 0), 132);
+        const CudaMemory b = cuda_memory(cuda_rank_model(m, counted, /*counting=*/true),
+                                         cuda_rank_options(m, counted, o, 0), 132);
+        const std::string what = std::string(fixture) + " " + p.describe() + " rank " + std::to_string(r);
+        EXPECT_EQ(a.allocated(), b.allocated()) << what;
+        EXPECT_EQ(a.weights, b.weights) << what;
+        EXPECT_EQ(a.table.takes, b.table.takes) << what;
+        // A rank holds less than the whole model's weights (EP alone on a model without routed
+        // experts replicates it all).
+        const bool splits = p.tensor_parallel > 1 || m.config.n_routed_experts > 0;
+        if (splits) {
+          EXPECT_LT(a.weights, cuda_memory(m, o, 132).weights) << what;
+        } else {
+          EXPECT_EQ(a.weights, cuda_memory(m, o, 132).weights) << what;
+        }
+      }
+      if (p.tensor_parallel > 1) {
+        EXPECT_GT(copied, 0) << fixture << " " << p.describe();  // row-parallel slices
+      }
+    }
   }
 }
 
