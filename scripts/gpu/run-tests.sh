@@ -6,7 +6,7 @@
 # TEST_TIMEOUT=seconds bounds the GPU test binary, default 1200)
 # Also builds `nemotron` and runs the GPU Python tests (tests/cuda/test_*.py: the server on the
 # GPU through the openai client) unless --no-py; their packages travel as wheels in .whl/
-# (carry: [".gpudeps", ".whl"]; see the device tool's README for how to download them).
+# (carry: [".gpudeps", ".whl"]; scripts/gpu/fetch-wheels.sh downloads them).
 # Unpacks the .deb dependencies into /tmp/gpudeps, configures and builds the CUDA build
 # (sm_90a) with -j16, runs the GPU tests (ctest -L gpu), the GEMV bandwidth bench, and
 # optionally the CPU tests. Logs go to $OUT (or ./gpu-logs without $OUT).
