@@ -222,6 +222,12 @@ CudaRanks::CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOpt
     s.ranks.push_back(std::make_unique<CudaModel>(*s.models.back(), ro,
                                                   CudaRankComms{s.tp[static_cast<std::size_t>(r)],
                                                                 s.world[static_cast<std::size_t>(r)]}));
+    // The rank's weights are on its device (a CudaModel reads its host weights only while it is
+    // built): the slices copied for it (row-parallel ones: about half of a rank's weights) go now,
+    // before the next rank's are made, and nothing keeps pointers into them.
+    s.models.back()->weights = ModelWeights{};
+    s.shards.back()->weights = ModelWeights{};
+    SliceStore().swap(s.shards.back()->store);
   }
   s.threads = std::make_unique<RankThreads>(W, [this] { s_->abort_all(); });
   // Calls that read rank 0 alone (position, last_hidden, routing) run on this thread, which is
