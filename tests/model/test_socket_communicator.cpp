@@ -1,7 +1,8 @@
 // The TCP mesh of a run over several nodes and its communicator (model/parallel/socket_mesh.h,
 // socket_communicator.h), with the ranks as threads over localhost: the rendezvous, rank-order
 // sums bit for bit equal to the in-process group's, gathers of uneven counts, groups inside the
-// world, size mismatches, a failed rank and rendezvous errors.
+// world, size mismatches, a failed rank and rendezvous errors; and the sharded CPU forward over
+// it, bit for bit the in-process ranks' forward.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -15,7 +16,11 @@
 #include <thread>
 #include <vector>
 
+#include "fixture_util.h"
+#include "model/cpu/cpu_forward.h"
+#include "model/cpu/cpu_ranks.h"
 #include "model/parallel/inproc_communicator.h"
+#include "model/parallel/shard.h"
 #include "model/parallel/socket_communicator.h"
 #include "model/parallel/socket_mesh.h"
 #include "util/error.h"
@@ -169,6 +174,50 @@ TEST(SocketMesh, RendezvousErrors) {
   // One rank alone needs no network.
   const Mesh one = connect_mesh(0, 1, "127.0.0.1", free_port());
   EXPECT_EQ(one.world, 1);
+}
+
+// Each rank's CpuModel over its shard with socket communicators (the world and its TP group)
+// runs a fixture prompt: every rank's logits equal, bit for bit, those of the same ranks as
+// threads with in-process communicators (both add in rank order).
+TEST(SocketMesh, TheShardedForwardOverSocketsEqualsTheInProcessRanks) {
+  for (const char* fixture : {"nano-moe", "super-latent-mtp"}) {
+    const Model m = Model::load(nemotron::testing::fixture_dir(fixture));
+    const nemotron::testing::Expected ex(fixture);
+    const auto ids = ex.ids("p0.input_ids");
+    const auto T = static_cast<int64_t>(ids.size());
+    for (const ParallelConfig p : {ParallelConfig{2, 1}, ParallelConfig{2, 4}}) {
+      // In-process ranks (threads, rank-order sums): rank 0's logits.
+      CpuRanks ranks(m, p);
+      std::vector<std::vector<float>> ref(static_cast<std::size_t>(p.world()));
+      ranks.run([&](int r) {
+        auto st = ranks[r].new_state();
+        ref[static_cast<std::size_t>(r)] = ranks[r].forward(st, ids.data(), T, true).logits;
+      });
+      // The same ranks over the socket mesh.
+      std::vector<std::vector<float>> got(static_cast<std::size_t>(p.world()));
+      const int W = p.world(), TPs = p.tensor_parallel;
+      const auto errors = on_mesh(W, [&](int r, Mesh& mesh) {
+        std::vector<int> all, tp;
+        for (int q = 0; q < W; ++q) all.push_back(q);
+        for (int q = r / TPs * TPs; q < (r / TPs + 1) * TPs; ++q) tp.push_back(q);
+        SocketCommunicator world(mesh, all), group(mesh, tp);
+        const RankShard shard = shard_model(m, p, r);
+        RankContext ctx;
+        ctx.shard = &shard;
+        ctx.world = &world;
+        ctx.tp = TPs < W ? &group : &world;
+        const CpuModel cpu(m, ctx);
+        auto st = cpu.new_state();
+        got[static_cast<std::size_t>(r)] = cpu.forward(st, ids.data(), T, true).logits;
+      });
+      for (const auto& e : errors) EXPECT_EQ(e, "") << fixture << " " << p.describe();
+      for (int r = 0; r < W; ++r) {
+        ASSERT_EQ(got[static_cast<std::size_t>(r)].size(), ref[0].size()) << fixture << " " << p.describe();
+        EXPECT_EQ(0, std::memcmp(got[static_cast<std::size_t>(r)].data(), ref[0].data(), ref[0].size() * 4))
+            << fixture << " " << p.describe() << " rank " << r;
+      }
+    }
+  }
 }
 
 }  // namespace
