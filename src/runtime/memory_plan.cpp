@@ -30,6 +30,14 @@ int64_t kv_element_bytes(const std::string& device, const std::string& dtype) {
   return dtype == "fp8" ? 1 : 2;
 }
 
+// K and V bytes per position: every attention block of the trunk and of the MTP head (c's layer
+// lists), at the KV width of `sizes` (the model's config, or a rank's shard config).
+int64_t kv_bytes_per_position(const model::Config& c, const model::Config& sizes, int64_t kv_elem) {
+  int64_t attn = c.count(model::LayerKind::Attention);
+  for (auto k : c.mtp_layers) attn += k == model::LayerKind::Attention;
+  return attn * 2 * sizes.kv_dim() * kv_elem;
+}
+
 // The CUDA plan: CudaModel's own allocations (model/cuda_memory.h: its allocation walk,
 // counted) for the largest KV capacity that fits the budget (a multiple of 16 positions, at
 // most max_model_len per slot). Every candidate capacity is one counting walk.
@@ -38,7 +46,6 @@ int64_t kv_element_bytes(const std::string& device, const std::string& dtype) {
 // shard counted the same way; the budget is per rank (each on its own GPU of the same kind) and
 // every figure is the rank with the largest total (they differ by uneven splits only).
 void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, MemoryPlan& p) {
-  const model::Config& c0 = m.config;
   std::vector<model::RankShard> shards;
   std::vector<model::Model> rank_models;
   if (req.parallel.sharded()) {
@@ -47,12 +54,11 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
       shards.push_back(model::shard_model(m, req.parallel, r, /*count_only=*/true));
     for (const auto& sh : shards) rank_models.push_back(model::cuda_rank_model(m, sh, /*counting=*/true));
     // The KV bytes per position of the rank holding the most (its KV heads).
-    int64_t attn = c0.count(model::LayerKind::Attention);
-    for (auto k : c0.mtp_layers) attn += k == model::LayerKind::Attention;
     p.kv_bytes_per_token = 0;
     for (const auto& sh : shards) {
       p.rank_weight_bytes.push_back(sh.weight_bytes);
-      p.kv_bytes_per_token = std::max(p.kv_bytes_per_token, attn * 2 * sh.config.kv_dim() * (p.kv_cache_dtype == "fp8" ? 1 : 2));
+      p.kv_bytes_per_token = std::max(
+          p.kv_bytes_per_token, kv_bytes_per_position(m.config, sh.config, kv_element_bytes(p.device, p.kv_cache_dtype)));
     }
   }
   // cuda_memory of the model, or of the rank whose total is the largest.
@@ -170,9 +176,7 @@ void plan_cpu_ranks(const model::Model& m, const model::ParallelConfig& par, int
     p.copied_weight_bytes += s.copied_bytes;
     state += c0.count(model::LayerKind::Mamba) * 4 *
              (c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size + (c.conv_kernel - 1) * c.conv_dim());
-    int64_t attn = c0.count(model::LayerKind::Attention);
-    for (auto k : c0.mtp_layers) attn += k == model::LayerKind::Attention;
-    kv += attn * 2 * c.kv_dim() * kv_elem;
+    kv += kv_bytes_per_position(c0, c, kv_elem);
   }
   p.weight_bytes += p.copied_weight_bytes;
   p.state_slot_bytes = state;
@@ -227,9 +231,7 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   // plan's own walk replaces this below.
   p.state_slot_bytes = mamba * 4 * (c.mamba_num_heads * c.mamba_head_dim * c.ssm_state_size +
                                     (c.conv_kernel - 1) * c.conv_dim());
-  int64_t attn = c.count(model::LayerKind::Attention);
-  for (auto k : c.mtp_layers) attn += k == model::LayerKind::Attention;
-  p.kv_bytes_per_token = attn * 2 * c.kv_dim() * kv_elem;
+  p.kv_bytes_per_token = kv_bytes_per_position(c, c, kv_elem);
   if (req.parallel.sharded() && req.device == "cpu") plan_cpu_ranks(m, req.parallel, kv_elem, p);
   p.state_bytes = p.state_slot_bytes * req.max_num_seqs;
 

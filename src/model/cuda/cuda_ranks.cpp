@@ -133,10 +133,8 @@ std::vector<int> cuda_rank_devices(int world, bool same_device) {
 }
 
 struct CudaRanks::State {
-  ParallelConfig p;
   std::vector<int> devices;
-  std::vector<std::unique_ptr<RankShard>> shards;
-  std::vector<std::unique_ptr<Model>> models;  // rank r's config and weights over the shared checkpoint
+  std::vector<std::unique_ptr<Model>> models;  // rank r's config (its weights are dropped once uploaded)
   // Same-device groups (all ranks on one GPU), or NCCL communicators.
   std::unique_ptr<SameDeviceGroup> world_group;
   std::vector<std::unique_ptr<SameDeviceGroup>> tp_groups;
@@ -190,7 +188,6 @@ CudaRanks::CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOpt
   if (W > kernels::kMaxCommRanks)
     throw Error("CUDA ranks: at most " + std::to_string(kernels::kMaxCommRanks) + " ranks, asked for " +
                 std::to_string(W));
-  s.p = p;
   s.devices = devices;
   const bool same = std::all_of(devices.begin(), devices.end(), [&](int d) { return d == devices[0]; });
   if (same) {
@@ -210,8 +207,7 @@ CudaRanks::CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOpt
     }
   }
   for (int r = 0; r < W; ++r) {
-    s.shards.push_back(std::make_unique<RankShard>(shard_model(m, p, r)));
-    const RankShard& sh = *s.shards.back();
+    RankShard sh = shard_model(m, p, r);
     if (sh.mamba_norm_split)
       throw Error("CUDA ranks: n_groups (" + std::to_string(sh.mamba_groups) + ") smaller than " + p.describe() +
                   "'s tensor-parallel size splits a gated-norm group over ranks, which the CUDA backend does not "
@@ -223,11 +219,10 @@ CudaRanks::CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOpt
                                                   CudaRankComms{s.tp[static_cast<std::size_t>(r)],
                                                                 s.world[static_cast<std::size_t>(r)]}));
     // The rank's weights are on its device (a CudaModel reads its host weights only while it is
-    // built): the slices copied for it (row-parallel ones: about half of a rank's weights) go now,
-    // before the next rank's are made, and nothing keeps pointers into them.
+    // built): the slices copied for it (row-parallel ones: about half of a rank's weights) go with
+    // `sh` at the end of this iteration, before the next rank's are made; nothing keeps pointers
+    // into them.
     s.models.back()->weights = ModelWeights{};
-    s.shards.back()->weights = ModelWeights{};
-    SliceStore().swap(s.shards.back()->store);
   }
   s.threads = std::make_unique<RankThreads>(W, [this] { s_->abort_all(); });
   // Calls that read rank 0 alone (position, last_hidden, routing) run on this thread, which is
