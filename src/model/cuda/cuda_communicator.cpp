@@ -41,7 +41,8 @@ class SameDeviceCommunicator final : public CudaCommunicator {
   bool capturable() const override { return false; }
 
   void all_reduce_sum(void* data, int64_t n, CommType t, cudaStream_t stream) override {
-    if (g_.size_ == 1 || n == 0) return;
+    // n == 0 still meets the others: a rank that skipped would leave them waiting on a mismatch.
+    if (g_.size_ == 1) return;
     const int64_t bytes = n * type_bytes(t);
     grow(bytes);
     post(data, n, t, stream);
