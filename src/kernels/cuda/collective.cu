@@ -45,9 +45,10 @@ __global__ void __launch_bounds__(256) place_kernel(const float* __restrict__ bl
 }  // namespace
 
 void sum_buffers_cuda(const void* const* in, int n_in, void* out, int64_t n, bool bf16, cudaStream_t stream) {
-  cuda::require(n_in >= 1 && n_in <= kMaxCommRanks && n >= 0 && out,
-                "sum_buffers_cuda: 1.." + std::to_string(kMaxCommRanks) + " inputs and an output");
+  cuda::require(n_in >= 1 && n_in <= kMaxCommRanks && n >= 0,
+                "sum_buffers_cuda: 1.." + std::to_string(kMaxCommRanks) + " inputs");
   if (n == 0) return;
+  cuda::require(out != nullptr, "sum_buffers_cuda: null output");
   Inputs p{};
   for (int q = 0; q < n_in; ++q) {
     cuda::require(in[q] != nullptr, "sum_buffers_cuda: null input");

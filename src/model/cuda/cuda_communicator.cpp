@@ -50,8 +50,9 @@ class SameDeviceCommunicator final : public CudaCommunicator {
     for (int q = 0; q < g_.size_; ++q) in[static_cast<std::size_t>(q)] = g_.posts_[static_cast<std::size_t>(q)].in;
     kernels::sum_buffers_cuda(in.data(), g_.size_, scratch_, n, t == CommType::BF16, stream);
     finish_reads(stream);
-    check(cudaMemcpyAsync(data, scratch_, static_cast<std::size_t>(bytes), cudaMemcpyDeviceToDevice, stream),
-          "all_reduce_sum copy");
+    if (bytes > 0)
+      check(cudaMemcpyAsync(data, scratch_, static_cast<std::size_t>(bytes), cudaMemcpyDeviceToDevice, stream),
+            "all_reduce_sum copy");
   }
 
   void all_gather(const void* in, int64_t count, CommType t, void* out, cudaStream_t stream) override {
