@@ -35,6 +35,7 @@ int run_score(int argc, char** argv) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   model::ParallelConfig parallel;
   model::add_parallel_flags(app, parallel);
+  model::add_node_flags(app, parallel);
   model::SsmStateFlags ssm;
   model::add_ssm_state_flags(app, ssm);
   CLI11_PARSE(app, argc, argv);

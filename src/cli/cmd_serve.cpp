@@ -69,6 +69,13 @@ int run_serve(int argc, char** argv) {
   server::finish_service_flags(flags);
   http.threads = std::max(64, 2 * flags.config.plan.max_num_seqs + 16);
 
+  // A follower node (--node-rank > 0) serves no HTTP: it loads the model and runs node 0's
+  // calls; its make_backend ends in model::FollowerDone, which main() makes the exit status.
+  if (flags.config.plan.parallel.follower()) {
+    server::ModelService::load(flags.config, std::cerr);
+    throw Error("follower node: the model service returned instead of following node 0");
+  }
+
   // Every thread started from here on inherits this mask; one thread takes the signals.
   ::signal(SIGPIPE, SIG_IGN);
   sigset_t stop_signals;

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/command.h"
+#include "model/nodes/node_backend.h"
 
 namespace nemotron::cli {
 
@@ -53,6 +54,8 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
       return 1;
+    } catch (const nemotron::model::FollowerDone& done) {  // a follower node's run ended (node_backend.h)
+      return done.status;
     }
   }
   std::fprintf(stderr, "error: unknown command '%s'\n\n", argv[1]);

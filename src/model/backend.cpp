@@ -4,6 +4,7 @@
 #include "model/cpu/cpu_forward.h"
 #include "model/cuda/cuda_model.h"
 #include "model/cuda/cuda_ranks.h"
+#include "model/nodes/node_backend.h"
 #include "util/error.h"
 
 namespace nemotron::model {
@@ -49,6 +50,7 @@ std::string resolve_device(const std::string& requested) {
 std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& options) {
   const std::string device = resolve_device(options.device);
   require_parallel_supported(device, options.parallel);
+  if (options.parallel.multi_node()) return make_node_backend(model, options);  // (the CPU's, so far)
   if (device == "cpu") return make_cpu_backend(model, options);
   CudaModelOptions o;
   o.max_seqs = options.max_seqs;

@@ -190,6 +190,8 @@ class Backend {
 };
 
 // Throws nemotron::Error for an unknown device, or "cuda" without a CUDA device / backend.
+// Over several nodes (options.parallel.nnodes > 1, model/nodes/node_backend.h) a follower
+// node's call runs node 0's calls and ends with FollowerDone instead of returning.
 std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& options);
 
 // "cuda" when this build has the CUDA backend and a device is present, else "cpu": every

@@ -169,7 +169,8 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
 void plan_cpu_ranks(const model::Model& m, const model::ParallelConfig& par, int64_t kv_elem, MemoryPlan& p) {
   const auto& c0 = m.config;
   int64_t state = 0, kv = 0;
-  for (int r = 0; r < par.world(); ++r) {
+  // This node's ranks (all of them on one node).
+  for (int r = par.first_local_rank(); r < par.first_local_rank() + par.local_ranks(); ++r) {
     const model::RankShard s = model::shard_model(m, par, r, /*count_only=*/true);
     const auto& c = s.config;
     p.rank_weight_bytes.push_back(s.weight_bytes);
@@ -244,7 +245,7 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   p.activation_bytes = req.max_step_tokens * (widest + 4 * c.hidden_size) * 4 * 2 +
                        // attention scores of one query row over the whole context, per thread
                        64 * 4 * std::max<int64_t>(req.max_model_len, 4096);
-  p.activation_bytes *= req.parallel.world();  // each rank's buffers (full-width rows, gathered logits)
+  p.activation_bytes *= req.parallel.local_ranks();  // each rank's here (full-width rows, gathered logits)
 
   kernels::DeviceInfo info;
   bool have_info = false;

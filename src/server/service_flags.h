@@ -52,6 +52,7 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   model::add_ssm_state_flags(app, f.ssm);
   model::add_parallel_flags(app, f.config.plan.parallel);
+  model::add_node_flags(app, f.config.plan.parallel);
 }
 
 // Call after parsing.

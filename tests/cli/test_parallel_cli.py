@@ -1,9 +1,12 @@
 """Tensor and expert parallelism from the command line: `nemotron score --device cpu` with
 --tensor-parallel-size / --expert-parallel-size writes the logits of the unsharded run (within
 1e-5 of their scale) on every fixture; `generate` gives the same ids; sizes that do not split
-and the CUDA backend are clear errors."""
+and the CUDA backend are clear errors. Over two nodes (two processes on localhost, --nnodes 2)
+`score` writes the bytes one process with both ranks writes; node flags that do not fit are
+clear errors."""
 import json
 import os
+import socket
 import subprocess
 import tempfile
 
@@ -72,3 +75,64 @@ def test_sizes_that_do_not_split_and_cuda_are_clear_errors():
             "--tensor-parallel-size", "2")
     assert p.returncode != 0
     assert ("no CUDA device" in p.stderr or "needs 2 GPUs" in p.stderr), p.stderr
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("sizes", [["--tensor-parallel-size", "2"], ["--expert-parallel-size", "2"]])
+def test_score_over_two_nodes_equals_one_process(sizes):
+    path = os.path.join(FIXTURES, "super-mixed-mtp")
+    ids = ",".join(map(str, read_safetensors(os.path.join(path, "expected.safetensors"))["p0.input_ids"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        common = ["score", "--device", "cpu", "--model", path, "--ids", ids, "--chunk", "3", *sizes]
+        one = run(*common, "--out", os.path.join(tmp, "one.safetensors"))
+        assert one.returncode == 0, one.stderr
+        port = str(free_port())
+        node = ["--nnodes", "2", "--master-port", port]
+        follower = subprocess.Popen([BIN, *common, "--out", os.path.join(tmp, "unused"), *node, "--node-rank", "1"],
+                                    stderr=subprocess.PIPE, text=True)
+        leader = run(*common, "--out", os.path.join(tmp, "two.safetensors"), *node)
+        _, err = follower.communicate(timeout=120)
+        assert leader.returncode == 0, leader.stderr
+        assert follower.returncode == 0, err
+        assert "over 2 nodes" in leader.stderr
+        assert not os.path.exists(os.path.join(tmp, "unused"))  # a follower writes nothing
+        with open(os.path.join(tmp, "one.safetensors"), "rb") as a, open(os.path.join(tmp, "two.safetensors"), "rb") as b:
+            assert a.read() == b.read()
+
+
+def test_generate_with_drafts_over_two_nodes_gives_the_same_ids():
+    # MTP drafts (mtp_draft / roll_back told to the follower) over two processes.
+    path = os.path.join(FIXTURES, "super-latent-mtp")
+    ids = ",".join(map(str, read_safetensors(os.path.join(path, "expected.safetensors"))["p1.input_ids"]))
+    common = ["generate", "--device", "cpu", "--model", path, "--ids", ids, "--max-tokens", "8", "--ignore-eos",
+              "--json", "--mtp-drafts", "2", "--tensor-parallel-size", "2", "--expert-parallel-size", "2"]
+    one = run(*common)
+    assert one.returncode == 0, one.stderr
+    node = ["--nnodes", "2", "--master-port", str(free_port())]
+    follower = subprocess.Popen([BIN, *common, *node, "--node-rank", "1"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    two = run(*common, *node)
+    out, err = follower.communicate(timeout=120)
+    assert two.returncode == 0, two.stderr
+    assert follower.returncode == 0, err
+    assert out == ""  # the follower prints no result
+    assert json.loads(two.stdout.strip().splitlines()[-1]) == json.loads(one.stdout.strip().splitlines()[-1])
+
+
+def test_node_flags_that_do_not_fit_are_clear_errors():
+    path = os.path.join(FIXTURES, "nano-moe")
+    base = ["score", "--model", path, "--ids", "1,2,3", "--out", "/dev/null"]
+    for flags, message in ((["--device", "cpu", "--tensor-parallel-size", "2", "--nnodes", "2", "--node-rank", "2"],
+                            "--node-rank 2: must be in [0, --nnodes 2)"),
+                           (["--device", "cpu", "--tensor-parallel-size", "4", "--nnodes", "2"],
+                            "on the CPU backend each node holds one rank"),
+                           (["--device", "cuda", "--tensor-parallel-size", "2", "--nnodes", "2"],
+                            "with --device cuda: not yet supported")):
+        p = run(*base, *flags)
+        assert p.returncode != 0
+        assert message in p.stderr, p.stderr

@@ -263,7 +263,7 @@ class CudaParallelTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaParallelTest, ShardedForwardOnOneDeviceMatchesTheReference) {
   ASSERT_GE(device_count(), 1) << "no CUDA device";
-  for (const ParallelConfig p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 2},
+  for (const ParallelConfig& p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 2},
                                  ParallelConfig{4, 1}, ParallelConfig{2, 4}, ParallelConfig{1, 3}}) {
     const auto devices = std::vector<int>(static_cast<std::size_t>(p.world()), 0);
     check_sharded(GetParam(), p, devices);
@@ -273,7 +273,7 @@ TEST_P(CudaParallelTest, ShardedForwardOnOneDeviceMatchesTheReference) {
 TEST_P(CudaParallelTest, ShardedForwardOverNcclMatchesTheReference) {
   if (!nccl_available()) GTEST_SKIP() << "this build has no NCCL";
   if (device_count() < 2) GTEST_SKIP() << "NCCL needs a GPU per rank: this machine has " << device_count();
-  for (const ParallelConfig p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}}) {
+  for (const ParallelConfig& p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}}) {
     std::vector<int> devices{0, 1};
     check_sharded(GetParam(), p, devices);
   }
@@ -300,7 +300,7 @@ TEST(CudaParallel, EachRankAllocatesWhatThePlanCounted) {
     o.spec_seqs = 2;
     o.spec_rows = 4;
     o.sampled_logits_only = true;
-    for (const ParallelConfig p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 2}}) {
+    for (const ParallelConfig& p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 2}}) {
       try {
         validate_parallel(m.config, p);
       } catch (const nemotron::Error&) {

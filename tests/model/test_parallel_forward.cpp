@@ -4,15 +4,20 @@
 // prefill chunks and decode tokens of two sequences mixed in a batch, a kept verify chunk
 // rolled back, and the MTP head with a chained draft -- gives the same logits (within 1e-5
 // of their scale), hidden rows and greedy tokens sharded as unsharded. Sizes that do not
-// split are a clear error; expert counts that do not divide split unevenly.
+// split are a clear error; expert counts that do not divide split unevenly. Over several
+// nodes (model/nodes; one rank per node, the nodes as threads over localhost sockets) the
+// script gives bit for bit what the ranks as threads give; snapshots keep every node's share.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <functional>
+#include <thread>
 
 #include "fixture_util.h"
+#include "free_port.h"
 #include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
+#include "model/nodes/node_backend.h"
 #include "util/error.h"
 
 using namespace nemotron;
@@ -101,6 +106,43 @@ Trace run_script(const Model& m, const std::vector<std::vector<int32_t>>& prompt
   return tr;
 }
 
+// fn() on node 0 of a run over `par.world()` nodes (one rank each) while the other nodes follow
+// on threads, each with options of its own (the leader's sizes win: the hello carries them).
+// Returns each follower's exit status (FollowerDone; -1: it returned, 99: another error).
+std::vector<int> on_nodes(const Model& m, ParallelConfig& par, const std::function<void()>& fn,
+                          std::vector<std::string>* errors = nullptr) {
+  par.nnodes = par.world();
+  par.master_port = nemotron::testing::free_port();
+  std::vector<int> status(static_cast<std::size_t>(par.nnodes), 0);
+  if (errors) errors->assign(status.size(), "");
+  std::vector<std::thread> followers;
+  for (int q = 1; q < par.nnodes; ++q)
+    followers.emplace_back([&, q] {
+      BackendOptions o;
+      o.device = "cpu";
+      o.max_seqs = 1;  // not the leader's: it adopts node 0's
+      o.parallel = par;
+      o.parallel.node_rank = q;
+      status[q] = -1;
+      try {
+        make_backend(m, o);
+      } catch (const FollowerDone& d) {
+        status[q] = d.status;
+      } catch (const std::exception& e) {
+        status[q] = 99;
+        if (errors) (*errors)[q] = e.what();
+      }
+    });
+  try {
+    fn();
+  } catch (...) {
+    for (auto& t : followers) t.join();
+    throw;
+  }
+  for (auto& t : followers) t.join();
+  return status;
+}
+
 void expect_close(const std::vector<std::vector<float>>& got, const std::vector<std::vector<float>>& want,
                   const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
@@ -180,9 +222,93 @@ TEST_P(ParallelForward, SnapshotsKeepEveryRanksShare) {
   EXPECT_THROW(whole->import_snapshot(1, bytes), Error);
 }
 
+TEST_P(ParallelForward, NodesGiveWhatRanksAsThreadsGive) {
+  for (ParallelConfig par : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 4}}) {
+    SCOPED_TRACE(par.describe());
+    const Trace want = run_script(*model_, prompts_, par);
+    Trace got;
+    const auto status = on_nodes(*model_, par, [&] { got = run_script(*model_, prompts_, par); });
+    for (std::size_t q = 1; q < status.size(); ++q) EXPECT_EQ(status[q], 0) << "node " << q;
+    EXPECT_EQ(got.logits, want.logits);
+    EXPECT_EQ(got.hidden, want.hidden);
+    EXPECT_EQ(got.tokens, want.tokens);
+  }
+}
+
+TEST_P(ParallelForward, NodeSnapshotsAndFailedCallsKeepTheNodesInStep) {
+  // A snapshot exported on node 0 holds every node's share: dropped and imported again it
+  // continues as the sequence it was taken from. Calls that fail (an id outside the vocabulary,
+  // bytes of another run) fail on every node alike and leave them in step.
+  ParallelConfig par{2, 2};
+  on_nodes(*model_, par, [&] {
+    BackendOptions o;
+    o.max_seqs = 2;
+    o.parallel = par;
+    auto b = make_backend(*model_, o);
+    const auto& p = prompts_[0];
+    const int s = b->acquire_slot();
+    b->step({{.slot = s, .ids = p.data(), .T = static_cast<int64_t>(p.size())}});
+    b->save_snapshot(s, 7);
+    const std::vector<uint8_t> bytes = b->export_snapshot(7);
+    b->drop_snapshot(7);
+    const int32_t bad = static_cast<int32_t>(model_->config.vocab_size);
+    EXPECT_THROW(b->step({{.slot = s, .ids = &bad, .T = 1}}), Error);
+    std::vector<uint8_t> wrong = bytes;
+    wrong.resize(wrong.size() - 1);
+    EXPECT_THROW(b->import_snapshot(8, wrong), Error);
+    b->import_snapshot(9, bytes);
+    const int t = b->acquire_slot();
+    b->load_snapshot(9, t);
+    const int32_t next = p[0];
+    const auto want = b->step({{.slot = s, .ids = &next, .T = 1, .logits = LogitsOut::Last}});
+    const auto got = b->step({{.slot = t, .ids = &next, .T = 1, .logits = LogitsOut::Last}});
+    EXPECT_EQ(got[0].logits, want[0].logits);
+    EXPECT_EQ(b->position(t), b->position(s));
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, ParallelForward, ::testing::ValuesIn(all_fixtures()),
                          nemotron::testing::FixtureParamName());
 
 TEST(ParallelForward, EveryFixtureIsCovered) { EXPECT_GE(all_fixtures().size(), 5u); }
+
+TEST(ParallelForward, NodesOfAnotherModelOrOtherSizesAreRefused) {
+  // The hello names what differs: a follower with another model, or other parallel sizes.
+  const Model a = Model::load(fixture_dir("nano-moe")), b = Model::load(fixture_dir("super-latent-mtp"));
+  for (int other_model = 1; other_model >= 0; --other_model) {
+    ParallelConfig par{2, 1};
+    par.nnodes = 2;
+    par.master_port = nemotron::testing::free_port();
+    std::string follower_error;
+    std::thread follower([&] {
+      BackendOptions o;
+      o.parallel = par;
+      o.parallel.node_rank = 1;
+      if (!other_model) o.parallel = {1, 2, 2, 1, "127.0.0.1", par.master_port};
+      try {
+        make_backend(other_model ? b : a, o);
+      } catch (const std::exception& e) {
+        follower_error = e.what();
+      } catch (const FollowerDone&) {
+        follower_error = "followed";
+      }
+    });
+    BackendOptions o;
+    o.parallel = par;
+    try {
+      make_backend(a, o);
+      ADD_FAILURE() << "node 0 accepted the follower";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("node 1: "), std::string::npos) << what;
+      EXPECT_NE(what.find(other_model ? "differs from this node's" : "start every node with the same flags"),
+                std::string::npos)
+          << what;
+    }
+    follower.join();
+    EXPECT_NE(follower_error.find(other_model ? "node 0's model differs" : "--tensor-parallel-size 2"), std::string::npos)
+        << follower_error;
+  }
+}
 
 }  // namespace

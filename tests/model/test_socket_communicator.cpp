@@ -5,11 +5,6 @@
 // it, bit for bit the in-process ranks' forward.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <functional>
 #include <string>
@@ -17,6 +12,7 @@
 #include <vector>
 
 #include "fixture_util.h"
+#include "free_port.h"
 #include "model/cpu/cpu_forward.h"
 #include "model/cpu/cpu_ranks.h"
 #include "model/parallel/inproc_communicator.h"
@@ -26,22 +22,9 @@
 #include "util/error.h"
 
 using namespace nemotron::model;
+using nemotron::testing::free_port;
 
 namespace {
-
-// A port nothing listens on now (the kernel's pick for a socket bound to port 0).
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 // fn(rank, mesh) on `world` threads joined through a fresh rendezvous; returns each rank's error.
 std::vector<std::string> on_mesh(int world, const std::function<void(int, Mesh&)>& fn, double timeout = 20) {
@@ -185,7 +168,7 @@ TEST(SocketMesh, TheShardedForwardOverSocketsEqualsTheInProcessRanks) {
     const nemotron::testing::Expected ex(fixture);
     const auto ids = ex.ids("p0.input_ids");
     const auto T = static_cast<int64_t>(ids.size());
-    for (const ParallelConfig p : {ParallelConfig{2, 1}, ParallelConfig{2, 4}}) {
+    for (const ParallelConfig& p : {ParallelConfig{2, 1}, ParallelConfig{2, 4}}) {
       // In-process ranks (threads, rank-order sums): rank 0's logits.
       CpuRanks ranks(m, p);
       std::vector<std::vector<float>> ref(static_cast<std::size_t>(p.world()));

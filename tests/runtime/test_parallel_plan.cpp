@@ -50,7 +50,7 @@ TEST(ParallelPlan, TheCudaPlanCountsEveryRanksModel) {
   req.max_num_seqs = 2;
   req.max_model_len = 512;
   const auto whole = runtime::plan_memory(m, req);
-  for (const ParallelConfig p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 2}}) {
+  for (const ParallelConfig& p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 2}}) {
     req.parallel = p;
     const auto sharded = runtime::plan_memory(m, req);
     const std::string what = p.describe() + "\n" + sharded.describe();
@@ -78,7 +78,7 @@ TEST(ParallelPlan, ACountingShardCountsWhatTheRealShardUploads) {
     o.spec_seqs = 2;
     o.spec_rows = 4;
     o.sampled_logits_only = true;
-    for (const ParallelConfig p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 2},
+    for (const ParallelConfig& p : {ParallelConfig{2, 1}, ParallelConfig{1, 2}, ParallelConfig{2, 2},
                                    ParallelConfig{1, 3}, ParallelConfig{2, 4}}) {
       try {
         validate_parallel(m.config, p);

@@ -2,7 +2,8 @@
 // SequenceState (trunk and MTP head) and PenaltyState, one CpuModel::forward_batch per step,
 // sampling with kernels::sample_cpu. Tensor / expert parallel (BackendOptions::parallel):
 // every rank (a thread, cpu_ranks.h) keeps its own share of each slot's state and runs its
-// forward; the ranks' logits and hidden rows are the same, rank 0's are used.
+// forward; the ranks' logits and hidden rows are the same, rank 0's are used. Over several
+// nodes (model/nodes) it holds this process's rank alone: its own share of every state.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -41,7 +42,9 @@ std::vector<uint8_t> format_tags(const BackendOptions& o) {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const Model& m, const BackendOptions& o) : ranks_(m, o.parallel, o.kv_fp8, o.ssm_state), opt_(o) {
+  CpuBackend(const Model& m, const BackendOptions& o, const CpuRanks::NodeRank* node)
+      : ranks_(node ? CpuRanks(m, o.parallel, *node, o.kv_fp8, o.ssm_state) : CpuRanks(m, o.parallel, o.kv_fp8, o.ssm_state)),
+        opt_(o) {
     if (o.max_seqs < 1) throw Error("CPU backend: max_seqs must be at least 1");
     slots_.resize(static_cast<std::size_t>(o.max_seqs));
   }
@@ -395,8 +398,9 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& options) {
-  return std::make_unique<CpuBackend>(model, options);
+std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& options,
+                                          const CpuRanks::NodeRank* node) {
+  return std::make_unique<CpuBackend>(model, options, node);
 }
 
 }  // namespace nemotron::model

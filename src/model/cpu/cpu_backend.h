@@ -3,9 +3,13 @@
 #include <memory>
 
 #include "model/backend.h"
+#include "model/cpu/cpu_ranks.h"
 
 namespace nemotron::model {
 
-std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& options);
+// `node`: this process's rank of a run over several nodes (model/nodes/node_backend.h); null:
+// every rank of options.parallel here, as threads.
+std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& options,
+                                          const CpuRanks::NodeRank* node = nullptr);
 
 }  // namespace nemotron::model

@@ -1,5 +1,7 @@
 #include "model/cpu/cpu_ranks.h"
 
+#include "util/error.h"
+
 namespace nemotron::model {
 
 CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p, bool kv_fp8, const kernels::SsmStateFormat& ssm)
@@ -30,6 +32,23 @@ CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p, bool kv_fp8, const k
     world_->abort();
     for (auto& g : tp_groups_) g->abort();
   });
+}
+
+CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p, const NodeRank& node, bool kv_fp8,
+                   const kernels::SsmStateFormat& ssm)
+    : parallel_(p) {
+  validate_parallel(m.config, p);
+  if (!node.world || node.world->size() != p.world() || node.world->rank() != node.rank)
+    throw Error("CPU ranks: the world communicator does not hold rank " + std::to_string(node.rank) + " of " +
+                std::to_string(p.world()));
+  shards_.push_back(std::make_unique<RankShard>(shard_model(m, p, node.rank)));
+  RankContext ctx;
+  ctx.shard = shards_.back().get();
+  ctx.world = node.world;
+  ctx.tp = node.tp ? node.tp : node.world;
+  models_.emplace_back(m, ctx);
+  models_.back().set_kv_fp8(kv_fp8);
+  models_.back().set_ssm_state(ssm);
 }
 
 void CpuRanks::run(const std::function<void(int)>& fn) {

@@ -2,7 +2,8 @@
 // The CPU reference as ranks: one CpuModel over the whole model, or (tensor / expert
 // parallel, model/parallel) one CpuModel per rank over its shard, each rank on its own
 // thread with in-process communicators: the world group, and one TP group per replica of
-// the dense part (the world itself when there is one replica).
+// the dense part (the world itself when there is one replica). Over several nodes
+// (model/nodes) a process holds one rank whose communicators reach the other processes.
 #include <functional>
 #include <memory>
 #include <vector>
@@ -19,6 +20,15 @@ class CpuRanks {
   // kv_fp8: every rank's CpuModel emulates the FP8 KV cache (CpuModel::set_kv_fp8); ssm: the
   // SSM state's storage format (CpuModel::set_ssm_state).
   CpuRanks(const Model& m, const ParallelConfig& p, bool kv_fp8 = false, const kernels::SsmStateFormat& ssm = {});
+  // This process's one rank of a run over several nodes: rank `node.rank` of `p`'s world, its
+  // collectives through node.world and node.tp (the world when null); operator[](0) is it.
+  struct NodeRank {
+    int rank = 0;
+    Communicator* world = nullptr;
+    Communicator* tp = nullptr;
+  };
+  CpuRanks(const Model& m, const ParallelConfig& p, const NodeRank& node, bool kv_fp8,
+           const kernels::SsmStateFormat& ssm);
   int size() const { return static_cast<int>(models_.size()); }
   const CpuModel& operator[](int rank) const { return models_[static_cast<std::size_t>(rank)]; }
   const ParallelConfig& parallel() const { return parallel_; }

@@ -22,8 +22,11 @@ bool has_kind(const Config& c, LayerKind k) {
 }  // namespace
 
 std::string ParallelConfig::describe() const {
-  return "TP " + std::to_string(tensor_parallel) + " x EP " + std::to_string(expert_parallel) + " (" +
-         std::to_string(world()) + (world() == 1 ? " rank)" : " ranks)");
+  std::string s = "TP " + std::to_string(tensor_parallel) + " x EP " + std::to_string(expert_parallel) + " (" +
+                  std::to_string(world()) + (world() == 1 ? " rank)" : " ranks)");
+  if (multi_node())
+    s += " over " + std::to_string(nnodes) + " nodes (this is node " + std::to_string(node_rank) + ")";
+  return s;
 }
 
 RankLayout rank_layout(const ParallelConfig& p, int rank) {
@@ -74,6 +77,24 @@ void validate_parallel(const Config& c, const ParallelConfig& p) {
 }
 
 void require_parallel_supported(const std::string& device, const ParallelConfig& p, const std::string& what) {
+  if (p.nnodes < 1) throw Error("--nnodes " + std::to_string(p.nnodes) + ": must be at least 1");
+  if (p.node_rank < 0 || p.node_rank >= p.nnodes)
+    throw Error("--node-rank " + std::to_string(p.node_rank) + ": must be in [0, --nnodes " + std::to_string(p.nnodes) +
+                ")");
+  if (p.multi_node()) {
+    if (!what.empty()) throw Error(what + " with --nnodes " + std::to_string(p.nnodes) + ": runs on one node only");
+    if (p.master_port < 1 || p.master_port > 65535)
+      throw Error("--master-port " + std::to_string(p.master_port) + ": must be in [1, 65535]");
+    if (p.master_addr.empty()) throw Error("--master-addr: empty");
+    if (device == "cuda")
+      throw Error("--nnodes " + std::to_string(p.nnodes) +
+                  " with --device cuda: not yet supported (several nodes run the CPU backend, one rank per node; "
+                  "the GPUs of one node serve --tensor-parallel-size over NCCL)");
+    if (p.world() != p.nnodes)
+      throw Error("--nnodes " + std::to_string(p.nnodes) + " with " + p.describe() +
+                  ": on the CPU backend each node holds one rank (give --tensor-parallel-size or "
+                  "--expert-parallel-size equal to --nnodes)");
+  }
   if (device == "cuda" && p.sharded() && !what.empty())
     throw Error(what + " with " + tp_flag(p.tensor_parallel) + " --expert-parallel-size " +
                 std::to_string(p.expert_parallel) +

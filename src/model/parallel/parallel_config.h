@@ -21,9 +21,20 @@ namespace nemotron::model {
 struct ParallelConfig {
   int tensor_parallel = 1;  // --tensor-parallel-size
   int expert_parallel = 1;  // --expert-parallel-size
+  // Several nodes (docs/parallel.md, model/nodes): one process per node, --nnodes of them,
+  // node 0 (the leader) runs the command and forwards each model call to the others (followers),
+  // which meet at --master-addr:--master-port. Node n holds ranks [n * world / nnodes, ...).
+  int nnodes = 1;               // --nnodes
+  int node_rank = 0;            // --node-rank
+  std::string master_addr = "127.0.0.1";  // --master-addr
+  int master_port = 29500;      // --master-port
   int world() const { return tensor_parallel > expert_parallel ? tensor_parallel : expert_parallel; }
   bool sharded() const { return world() > 1; }
-  std::string describe() const;  // "TP 2 x EP 1 (2 ranks)"
+  bool multi_node() const { return nnodes > 1; }
+  bool follower() const { return nnodes > 1 && node_rank > 0; }
+  int local_ranks() const { return world() / nnodes; }        // ranks on each node
+  int first_local_rank() const { return node_rank * local_ranks(); }
+  std::string describe() const;  // "TP 2 x EP 1 (2 ranks)" [+ " over 2 nodes (this is node 1)"]
 };
 
 struct RankLayout {
@@ -44,7 +55,9 @@ void validate_parallel(const Config& c, const ParallelConfig& p);
 // The cuda backend shards the forward (model/cuda/cuda_ranks.h: score, generate, serve, run,
 // bench --speculative-tokens); `what` names a part that does not take a sharded config on
 // "cuda" yet (bench's GPU sections) and throws "... not yet supported on the cuda backend" for
-// one. Empty `what`: nothing is refused.
+// one. Empty `what`: nothing is refused. Several nodes (--nnodes > 1): the node flags must be
+// consistent (node rank inside [0, nnodes), world a multiple of nnodes), the device the CPU
+// (one rank per node), and `what` empty (a part that names itself runs on one node only).
 void require_parallel_supported(const std::string& device, const ParallelConfig& p, const std::string& what = "");
 
 // Elements [begin, end) of part `part` of `n` split into `parts` contiguous ranges made of

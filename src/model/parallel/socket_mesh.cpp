@@ -124,13 +124,18 @@ void SocketLink::close() {
   fd_ = -1;
 }
 
+void SocketLink::fail(const std::string& why) {
+  failed_ = true;
+  throw Error(why);
+}
+
 void SocketLink::send(const void* data, std::size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
   while (n > 0) {
-    if (fd_ < 0) throw Error("connection to " + peer_ + " is closed");
+    if (fd_ < 0) fail("connection to " + peer_ + " is closed");
     const ssize_t k = ::send(fd_, p, n, MSG_NOSIGNAL);
     if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) throw Error(sys_error("sending to " + peer_));
+    if (k <= 0) fail(sys_error("sending to " + peer_));
     p += k;
     n -= static_cast<std::size_t>(k);
   }
@@ -139,11 +144,11 @@ void SocketLink::send(const void* data, std::size_t n) {
 void SocketLink::recv(void* data, std::size_t n) {
   auto* p = static_cast<uint8_t*>(data);
   while (n > 0) {
-    if (fd_ < 0) throw Error("connection to " + peer_ + " is closed");
+    if (fd_ < 0) fail("connection to " + peer_ + " is closed");
     const ssize_t k = ::recv(fd_, p, n, 0);
     if (k < 0 && errno == EINTR) continue;
-    if (k == 0) throw Error("connection to " + peer_ + " closed (the process there stopped or failed)");
-    if (k < 0) throw Error(sys_error("receiving from " + peer_));
+    if (k == 0) fail("connection to " + peer_ + " closed (the process there stopped or failed)");
+    if (k < 0) fail(sys_error("receiving from " + peer_));
     p += k;
     n -= static_cast<std::size_t>(k);
   }
@@ -170,6 +175,12 @@ SocketLink& Mesh::to(int q) const {
   if (q < 0 || q >= world || q == rank || !links[static_cast<std::size_t>(q)])
     throw Error("mesh: no link from rank " + std::to_string(rank) + " to rank " + std::to_string(q));
   return *links[static_cast<std::size_t>(q)];
+}
+
+int Mesh::failed_peer() const {
+  for (std::size_t q = 0; q < links.size(); ++q)
+    if (links[q] && links[q]->failed()) return static_cast<int>(q);
+  return -1;
 }
 
 void Mesh::close_all() {

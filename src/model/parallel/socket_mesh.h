@@ -37,9 +37,12 @@ class SocketLink {
   void close();  // later sends and receives throw; the peer's see the connection closed
   const std::string& peer() const { return peer_; }
   void set_peer(std::string peer) { peer_ = std::move(peer); }  // once it has said who it is
+  bool failed() const { return failed_; }  // a send or receive met a closed or failed connection
 
  private:
+  [[noreturn]] void fail(const std::string& why);
   int fd_ = -1;
+  bool failed_ = false;
   std::string peer_;
 };
 
@@ -48,6 +51,7 @@ struct Mesh {
   std::vector<std::unique_ptr<SocketLink>> links;  // [world]; links[rank] is null
   SocketLink& to(int q) const;                     // Error for q == rank or out of range
   void close_all();                                // a failed rank: every peer sees it closed
+  int failed_peer() const;                         // the first rank whose link failed, else -1
 };
 
 // Blocks until every rank has joined (or throws after timeout_s seconds).
