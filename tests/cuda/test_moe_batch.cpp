@@ -405,57 +405,63 @@ TEST(MoeBatch, DispatchPicksThePath) {
 }
 
 // Decode steps are CUDA graphs: one capture of the batch path, replayed after new ids were
-// copied into its ids buffer, gives what an eager call with those ids gives.
+// copied into its ids buffer, gives what an eager call with those ids gives (each layout against
+// itself: the layouts add the K range in different orders).
 TEST(MoeBatch, GraphReplayFollowsTheDeviceIds) {
   ASSERT_TRUE(have_device());
-  const Case c{WeightFormat::NVFP4, 128, 2688, 1856, 8, 6, true, false, Routing::Spread, false, false, 1001};
-  const auto ex = experts_for(c);
-  const int64_t N = c.T * c.k;
-  Rng rng(1002);
-  const auto xb = rng.bf16(static_cast<std::size_t>(N * c.in), 1.0f, nullptr);
-  DeviceBuffer<int32_t> d_ids(static_cast<std::size_t>(N));
-  DeviceBuffer<uint16_t> dx(xb), dy(static_cast<std::size_t>(N * c.out));
-  const int64_t ws_bytes = kernels::expert_gemv_workspace_bytes(c.T, c.k, c.E);
-  DeviceBuffer<uint8_t> ws(static_cast<std::size_t>(ws_bytes));
-  kernels::ExpertGemvArgs a;
-  a.w = ex->table;
-  a.ids = d_ids.get();
-  a.T = c.T;
-  a.k = c.k;
-  a.x = dx.get();
-  a.x_per_slot = true;
-  a.y = dy.get();
-  a.workspace = ws.get();
-  a.workspace_bytes = ws_bytes;
-  ASSERT_EQ(kernels::expert_gemv_path(c.T, c.k, c.E, true), ExpertGemvPath::Batch);
-  cudaStream_t st = nullptr;
-  CUDA_OK(cudaStreamCreate(&st));
-  Case c1 = c;
-  d_ids.upload(make_ids(c1));
-  ASSERT_NO_THROW(kernels::expert_gemv_cuda(a, st));  // warm-up (shared-memory attributes)
-  CUDA_OK(cudaStreamSynchronize(st));
-  cudaGraph_t g = nullptr;
-  cudaGraphExec_t ge = nullptr;
-  CUDA_OK(cudaStreamBeginCapture(st, cudaStreamCaptureModeRelaxed));
-  kernels::expert_gemv_cuda(a, st);
-  CUDA_OK(cudaStreamEndCapture(st, &g));
-  CUDA_OK(cudaGraphInstantiate(&ge, g, 0));
-  for (int rep = 0; rep < 3; ++rep) {
-    Case cr = c;
-    cr.seed = 1010 + static_cast<uint64_t>(rep);
-    cr.routing = rep == 1 ? Routing::Skewed : Routing::Spread;
-    cr.bad_ids = rep == 2;
-    const auto ids = make_ids(cr);
-    d_ids.upload(ids);
-    dy.poison();
-    CUDA_OK(cudaGraphLaunch(ge, st));
+  for (const auto layout : {kernels::ExpertGemvArgs::BatchLayout::SplitK, kWarpTile}) {
+    SCOPED_TRACE(layout == kWarpTile ? "warp per tile" : "split K");
+    Case c{WeightFormat::NVFP4, 128, 2688, 1856, 8, 6, true, false, Routing::Spread, false, false, 1001};
+    c.layout = layout;
+    const auto ex = experts_for(c);
+    const int64_t N = c.T * c.k;
+    Rng rng(1002);
+    const auto xb = rng.bf16(static_cast<std::size_t>(N * c.in), 1.0f, nullptr);
+    DeviceBuffer<int32_t> d_ids(static_cast<std::size_t>(N));
+    DeviceBuffer<uint16_t> dx(xb), dy(static_cast<std::size_t>(N * c.out));
+    const int64_t ws_bytes = kernels::expert_gemv_workspace_bytes(c.T, c.k, c.E);
+    DeviceBuffer<uint8_t> ws(static_cast<std::size_t>(ws_bytes));
+    kernels::ExpertGemvArgs a;
+    a.w = ex->table;
+    a.ids = d_ids.get();
+    a.T = c.T;
+    a.k = c.k;
+    a.x = dx.get();
+    a.x_per_slot = true;
+    a.y = dy.get();
+    a.workspace = ws.get();
+    a.workspace_bytes = ws_bytes;
+    a.batch_layout = layout;
+    ASSERT_EQ(kernels::expert_gemv_path(c.T, c.k, c.E, true), ExpertGemvPath::Batch);
+    cudaStream_t st = nullptr;
+    CUDA_OK(cudaStreamCreate(&st));
+    Case c1 = c;
+    d_ids.upload(make_ids(c1));
+    ASSERT_NO_THROW(kernels::expert_gemv_cuda(a, st));  // warm-up (shared-memory attributes)
     CUDA_OK(cudaStreamSynchronize(st));
-    const auto replayed = dy.download();
-    EXPECT_EQ(replayed, run(cr, *ex, ids, xb, Via::Batch)) << "replay " << rep;
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t ge = nullptr;
+    CUDA_OK(cudaStreamBeginCapture(st, cudaStreamCaptureModeRelaxed));
+    kernels::expert_gemv_cuda(a, st);
+    CUDA_OK(cudaStreamEndCapture(st, &g));
+    CUDA_OK(cudaGraphInstantiate(&ge, g, 0));
+    for (int rep = 0; rep < 3; ++rep) {
+      Case cr = c;
+      cr.seed = 1010 + static_cast<uint64_t>(rep);
+      cr.routing = rep == 1 ? Routing::Skewed : Routing::Spread;
+      cr.bad_ids = rep == 2;
+      const auto ids = make_ids(cr);
+      d_ids.upload(ids);
+      dy.poison();
+      CUDA_OK(cudaGraphLaunch(ge, st));
+      CUDA_OK(cudaStreamSynchronize(st));
+      const auto replayed = dy.download();
+      EXPECT_EQ(replayed, run(cr, *ex, ids, xb, Via::Batch)) << "replay " << rep;
+    }
+    CUDA_OK(cudaGraphExecDestroy(ge));
+    CUDA_OK(cudaGraphDestroy(g));
+    CUDA_OK(cudaStreamDestroy(st));
   }
-  CUDA_OK(cudaGraphExecDestroy(ge));
-  CUDA_OK(cudaGraphDestroy(g));
-  CUDA_OK(cudaStreamDestroy(st));
 }
 
 TEST(MoeBatch, RejectsBadArguments) {
