@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine (through the `run` tool, carry: [".gpudeps"]), from the repo root:
-#   bash scripts/gpu/sanitize-gpu.sh [memcheck|racecheck|all] [gtest filter] [--no-build]
+#   bash scripts/gpu/sanitize-gpu.sh [memcheck|racecheck|all] [gtest filter] [--no-build] [--per-test]
 # Builds the GPU test binary (build-gpu/tests/nemotron_cuda_tests, as run-tests.sh
 # --build-tests does: sm_90a, Release, -lineinfo) and runs it under compute-sanitizer:
 #   memcheck  (--leak-check full): out-of-bounds and misaligned device accesses, invalid
@@ -11,6 +11,10 @@
 # data through shared memory or a thread-block cluster; pass a gtest filter to choose others
 # (the whole-model tests are slow under the sanitizer: run them as separate calls).
 # MEMCHECK_TIMEOUT / RACECHECK_TIMEOUT (seconds, default 240 / 180) bound each run.
+# --per-test: one sanitizer process per test of the filter (listed with --gtest_list_tests), each
+# bounded by PER_TEST_TIMEOUT (default 120 s), and a line per test in the summary (clean, its
+# error count, failed, or timed out): a slow test (racecheck over a 131,072-entry sort takes
+# minutes) then costs only its own result, and the others are reported whole.
 # Logs go to $OUT (or ./gpu-logs): sanitize-summary.log, memcheck.log, racecheck.log (the
 # sanitizer's reports), memcheck-tests.log, racecheck-tests.log (the tests' output).
 # Exit status: non-zero when a run reports an error, a test fails, or a run times out.
@@ -22,10 +26,12 @@ mkdir -p "$out"
 tool=all
 filter=""
 build=1
+per_test=0
 for a in "$@"; do
   case "$a" in
     memcheck | racecheck | all) tool="$a" ;;
     --no-build) build=0 ;;
+    --per-test) per_test=1 ;;
     *) filter="$a" ;;
   esac
 done
@@ -49,6 +55,35 @@ cs=$(command -v compute-sanitizer || true)
 "$cs" --version 2>&1 | tail -1 | tee -a "$log"
 
 rc=0
+# One process per test: name, default filter, sanitizer flags...
+run_per_test() {
+  local name=$1 f=${filter:-$2} limit=${PER_TEST_TIMEOUT:-120}
+  shift 2
+  say "$name per test: --gtest_filter=$f (timeout ${limit}s each)"
+  local tests suite="" t
+  tests=$("$bin" --gtest_filter="$f" --gtest_list_tests | while IFS= read -r line; do
+    case "$line" in
+      " "*) t="${line#  }"; echo "$suite${t%%  #*}" ;;
+      *) suite="${line%%  #*}" ;;
+    esac
+  done)
+  mkdir -p "$out/$name-per-test"
+  for t in $tests; do
+    local t0=$(date +%s) status=0 tlog="$out/$name-per-test/${t//\//_}"
+    timeout "$limit" "$cs" --tool "$name" --error-exitcode 99 --print-limit 200 --log-file "$tlog.log" "$@" \
+      "$bin" --gtest_filter="$t" > "$tlog.tests.log" 2>&1 || status=$?
+    local errors verdict
+    errors=$(grep -Eo "ERROR SUMMARY: [0-9]+ error" "$tlog.log" | tail -1)
+    case "$status" in
+      0) verdict="clean (${errors:-no summary})" ;;
+      124) verdict="TIMED OUT" ;;
+      99) verdict="ERRORS: ${errors:-see $tlog.log}" ;;
+      *) verdict="exit $status (${errors:-no summary}; test failed?)" ;;
+    esac
+    say "$name $t: $verdict, $(( $(date +%s) - t0 )) s"
+    [ "$status" = 0 ] || rc=1
+  done
+}
 run_tool() {  # name, default filter, timeout, sanitizer flags...
   local name=$1 f=${filter:-$2} limit=$3
   shift 3
@@ -65,10 +100,12 @@ run_tool() {  # name, default filter, timeout, sanitizer flags...
   [ "$status" = 0 ] || rc=1
 }
 if [ "$tool" = memcheck ] || [ "$tool" = all ]; then
-  run_tool memcheck "$kernel_tests" "${MEMCHECK_TIMEOUT:-240}" --leak-check full
+  if [ "$per_test" = 1 ]; then run_per_test memcheck "$kernel_tests" --leak-check full
+  else run_tool memcheck "$kernel_tests" "${MEMCHECK_TIMEOUT:-240}" --leak-check full; fi
 fi
 if [ "$tool" = racecheck ] || [ "$tool" = all ]; then
-  run_tool racecheck "$shared_memory_tests" "${RACECHECK_TIMEOUT:-180}" --racecheck-report analysis
+  if [ "$per_test" = 1 ]; then run_per_test racecheck "$shared_memory_tests" --racecheck-report analysis
+  else run_tool racecheck "$shared_memory_tests" "${RACECHECK_TIMEOUT:-180}" --racecheck-report analysis; fi
 fi
 say "rc=$rc"
 exit $rc

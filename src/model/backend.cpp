@@ -35,6 +35,21 @@ void Backend::mtp_feed(const std::vector<DraftInput>& inputs) {
   }
 }
 
+CudaModelOptions cuda_model_options(const BackendOptions& options) {
+  CudaModelOptions o;
+  o.max_seqs = options.max_seqs;
+  o.max_step_tokens = options.max_step_tokens;
+  o.kv_tokens = options.kv_tokens;
+  o.kv_fp8 = options.kv_fp8;
+  o.ssm_state = options.ssm_state;
+  o.verbose = options.verbose;
+  o.sampled_logits_only = options.sampled_logits_only;
+  o.spec_seqs = options.max_spec_seqs;
+  o.spec_rows = options.max_spec_rows;
+  o.prefix_cache_bytes = options.prefix_cache_bytes;
+  return o;
+}
+
 std::string default_device() { return cuda_backend_available() ? "cuda" : "cpu"; }
 
 std::string resolve_device(const std::string& requested) {
@@ -50,19 +65,13 @@ std::string resolve_device(const std::string& requested) {
 std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& options) {
   const std::string device = resolve_device(options.device);
   require_parallel_supported(device, options.parallel);
-  if (options.parallel.multi_node()) return make_node_backend(model, options);  // (the CPU's, so far)
+  if (options.parallel.multi_node()) {
+    BackendOptions o = options;
+    o.device = device;
+    return make_node_backend(model, o);
+  }
   if (device == "cpu") return make_cpu_backend(model, options);
-  CudaModelOptions o;
-  o.max_seqs = options.max_seqs;
-  o.max_step_tokens = options.max_step_tokens;
-  o.kv_tokens = options.kv_tokens;
-  o.kv_fp8 = options.kv_fp8;
-  o.ssm_state = options.ssm_state;
-  o.verbose = options.verbose;
-  o.sampled_logits_only = options.sampled_logits_only;
-  o.spec_seqs = options.max_spec_seqs;
-  o.spec_rows = options.max_spec_rows;
-  o.prefix_cache_bytes = options.prefix_cache_bytes;
+  const CudaModelOptions o = cuda_model_options(options);
   if (options.parallel.sharded())
     return std::make_unique<CudaRanks>(model, options.parallel, o, cuda_rank_devices(options.parallel.world(), false));
   return std::make_unique<CudaModel>(model, o);

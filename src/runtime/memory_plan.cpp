@@ -290,10 +290,10 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   if (req.device == "cuda") {
     const int sms = req.cuda_sms > 0 ? req.cuda_sms : have_info ? info.multiprocessors : kCudaSmsBound;
     if (req.parallel.sharded() && have_info) {
-      // One GPU per rank (an Error when there are fewer), each with the budget of GPU 0; ranks
-      // sharing one GPU (NEMOTRON_SAME_DEVICE_RANKS=1, tests) share its budget.
-      const auto devices = model::cuda_rank_devices(req.parallel.world(), false);
-      if (devices.back() == devices.front()) p.budget_bytes /= req.parallel.world();
+      // One GPU per rank of this node (an Error when there are fewer), each with the budget of
+      // GPU 0; ranks sharing one GPU (NEMOTRON_SAME_DEVICE_RANKS=1, tests) share its budget.
+      const auto devices = model::cuda_rank_devices(req.parallel.local_ranks(), false);
+      if (devices.back() == devices.front()) p.budget_bytes /= req.parallel.local_ranks();
     }
     plan_cuda(m, req, sms, p);
     return p;

@@ -131,8 +131,8 @@ def test_node_flags_that_do_not_fit_are_clear_errors():
                             "--node-rank 2: must be in [0, --nnodes 2)"),
                            (["--device", "cpu", "--tensor-parallel-size", "4", "--nnodes", "2"],
                             "on the CPU backend each node holds one rank"),
-                           (["--device", "cuda", "--tensor-parallel-size", "2", "--nnodes", "2"],
-                            "with --device cuda: not yet supported")):
+                           (["--device", "cpu", "--tensor-parallel-size", "2", "--nnodes", "4"],
+                            "the world must be a multiple of --nnodes")):
         p = run(*base, *flags)
         assert p.returncode != 0
         assert message in p.stderr, p.stderr

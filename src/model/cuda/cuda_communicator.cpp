@@ -4,6 +4,7 @@
 #include "model/cuda/cuda_communicator.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "kernels/collective_cuda.h"
@@ -187,9 +188,65 @@ std::vector<std::unique_ptr<CudaCommunicator>> init_all(const std::vector<int>& 
   return out;
 }
 
+ncclUniqueId unique_id(const std::vector<uint8_t>& bytes) {
+  ncclUniqueId id{};
+  if (bytes.size() != sizeof id)
+    throw Error("NCCL: a unique id of " + std::to_string(bytes.size()) + " bytes (this NCCL's is " +
+                std::to_string(sizeof id) + ": another NCCL version on another node?)");
+  std::memcpy(&id, bytes.data(), sizeof id);
+  return id;
+}
+
+// Ranks [first, first + devices.size()) of a group of `size` ranks that joins through `id`.
+std::vector<std::unique_ptr<CudaCommunicator>> init_ranks(const std::vector<int>& devices, int first, int size,
+                                                          const ncclUniqueId& id) {
+  std::vector<ncclComm_t> comms(devices.size());
+  nccl_check(ncclGroupStart(), "ncclGroupStart");
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    check(cudaSetDevice(devices[i]), "cudaSetDevice(" + std::to_string(devices[i]) + ")");
+    nccl_check(ncclCommInitRank(&comms[i], size, id, first + static_cast<int>(i)), "ncclCommInitRank");
+  }
+  nccl_check(ncclGroupEnd(), "ncclCommInitRank (group)");
+  std::vector<std::unique_ptr<CudaCommunicator>> out;
+  for (std::size_t i = 0; i < comms.size(); ++i)
+    out.push_back(std::make_unique<NcclCommunicator>(comms[i], first + static_cast<int>(i), size));
+  return out;
+}
+
 }  // namespace
 
 bool nccl_available() { return true; }
+
+std::vector<uint8_t> nccl_unique_id() {
+  ncclUniqueId id{};
+  nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+  const auto* b = reinterpret_cast<const uint8_t*>(&id);
+  return {b, b + sizeof id};
+}
+
+NcclGroups make_nccl_node_groups(const std::vector<int>& devices, int first, int world, int tp,
+                                 const std::vector<uint8_t>& world_id, const std::vector<std::vector<uint8_t>>& tp_ids) {
+  const int L = static_cast<int>(devices.size());
+  if (std::set<int>(devices.begin(), devices.end()).size() != devices.size())
+    throw Error("NCCL: each rank needs its own GPU (a device appears twice among this node's ranks)");
+  if (tp < 1 || world % tp != 0 || first < 0 || first + L > world)
+    throw Error("NCCL: ranks [" + std::to_string(first) + ", " + std::to_string(first + L) + ") of " +
+                std::to_string(world) + " with TP " + std::to_string(tp));
+  if (tp < world && static_cast<int>(tp_ids.size()) != world / tp)
+    throw Error("NCCL: " + std::to_string(tp_ids.size()) + " TP group ids for " + std::to_string(world / tp) +
+                " groups");
+  NcclGroups g;
+  g.world = init_ranks(devices, first, world, unique_id(world_id));
+  if (tp < world)
+    for (int i = 0; i < L;) {  // this node's ranks group by group
+      const int r = first + i, grp = r / tp, n = std::min(L - i, (grp + 1) * tp - r);
+      auto part = init_ranks(std::vector<int>(devices.begin() + i, devices.begin() + i + n), r % tp, tp,
+                             unique_id(tp_ids[static_cast<std::size_t>(grp)]));
+      for (auto& c : part) g.tp.push_back(std::move(c));
+      i += n;
+    }
+  return g;
+}
 
 NcclGroups make_nccl_groups(const std::vector<int>& devices, int tp) {
   const int W = static_cast<int>(devices.size());
@@ -213,6 +270,16 @@ bool nccl_available() { return false; }
 NcclGroups make_nccl_groups(const std::vector<int>&, int) {
   throw Error("this build has no NCCL: tensor / expert parallel over several GPUs needs it (install libnccl-dev "
               "or the CUDA toolkit's NCCL and reconfigure)");
+}
+
+NcclGroups make_nccl_node_groups(const std::vector<int>&, int, int, int, const std::vector<uint8_t>&,
+                                 const std::vector<std::vector<uint8_t>>&) {
+  return make_nccl_groups({}, 1);
+}
+
+std::vector<uint8_t> nccl_unique_id() {
+  make_nccl_groups({}, 1);
+  return {};
 }
 
 #endif

@@ -81,4 +81,14 @@ struct NcclGroups {
 };
 NcclGroups make_nccl_groups(const std::vector<int>& devices, int tp);
 
+// Several nodes (model/nodes): this process's ranks [first, first + devices.size()) of a world
+// of `world` ranks spread over processes, on `devices`. Each communicator joins through the
+// unique id node 0 made (nccl_unique_id) and sent to every node: `world_id` for the world,
+// tp_ids[g] for TP group g (ranks [g * tp, (g + 1) * tp); empty when tp == world). Every rank
+// of every node must call it (ncclCommInitRank blocks until they all have).
+NcclGroups make_nccl_node_groups(const std::vector<int>& devices, int first, int world, int tp,
+                                 const std::vector<uint8_t>& world_id, const std::vector<std::vector<uint8_t>>& tp_ids);
+// A fresh ncclUniqueId as bytes (NCCL's bootstrap address on this host).
+std::vector<uint8_t> nccl_unique_id();
+
 }  // namespace nemotron::model

@@ -64,6 +64,9 @@ struct CudaModelOptions {
   int64_t expert_lo = 0, expert_hi = 0;
 };
 
+// The CudaModelOptions of a Backend's options (make_backend; device 0, no shard).
+CudaModelOptions cuda_model_options(const BackendOptions& options);
+
 class CudaCommunicator;
 // A rank's communicators (cuda_communicator.h): its TP group (attention, Mamba, MLP blocks,
 // embedding, logits) and the world (MoE blocks). Both null: unsharded.

@@ -63,7 +63,10 @@ CudaModelOptions cuda_rank_options(const Model& m, const RankShard& shard, const
 
 namespace nemotron::model {
 struct CudaRanks::State {};
-CudaRanks::CudaRanks(const Model& m, const ParallelConfig&, const CudaModelOptions&, const std::vector<int>&)
+CudaNodeRanks cuda_node_ids(const ParallelConfig&) { throw Error("this build has no CUDA backend"); }
+bool cuda_nccl_available() { return false; }
+CudaRanks::CudaRanks(const Model& m, const ParallelConfig&, const CudaModelOptions&, const std::vector<int>&,
+                     const CudaNodeRanks*)
     : model_(m) {
   throw Error("this build has no CUDA backend (configure with -DNEMOTRON_CUDA=ON)");
 }
@@ -177,20 +180,40 @@ struct CudaRanks::State {
   CudaModel& first() const { return *ranks[0]; }
 };
 
+bool cuda_nccl_available() { return nccl_available(); }
+
+CudaNodeRanks cuda_node_ids(const ParallelConfig& p) {
+  CudaNodeRanks ids;
+  ids.world_id = nccl_unique_id();
+  if (p.tensor_parallel < p.world())
+    for (int g = 0; g < p.world() / p.tensor_parallel; ++g) ids.tp_ids.push_back(nccl_unique_id());
+  return ids;
+}
+
 CudaRanks::CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOptions& o,
-                     const std::vector<int>& devices)
+                     const std::vector<int>& devices, const CudaNodeRanks* node)
     : model_(m), s_(std::make_unique<State>()) {
   State& s = *s_;
   validate_parallel(m.config, p);
   const int W = p.world(), T = p.tensor_parallel;
-  if (static_cast<int>(devices.size()) != W)
+  const int first = node ? node->first : 0, L = node ? static_cast<int>(devices.size()) : W;  // this node's ranks
+  if (!node && static_cast<int>(devices.size()) != W)
     throw Error("CUDA ranks: " + std::to_string(devices.size()) + " devices for " + std::to_string(W) + " ranks");
+  if (node && (L < 1 || first < 0 || first + L > W))
+    throw Error("CUDA ranks: ranks [" + std::to_string(first) + ", " + std::to_string(first + L) + ") of " +
+                std::to_string(W));
   if (W > kernels::kMaxCommRanks)
     throw Error("CUDA ranks: at most " + std::to_string(kernels::kMaxCommRanks) + " ranks, asked for " +
                 std::to_string(W));
   s.devices = devices;
-  const bool same = std::all_of(devices.begin(), devices.end(), [&](int d) { return d == devices[0]; });
-  if (same) {
+  const bool same = !node && std::all_of(devices.begin(), devices.end(), [&](int d) { return d == devices[0]; });
+  if (node) {
+    s.nccl = make_nccl_node_groups(devices, first, W, T, node->world_id, node->tp_ids);
+    for (int i = 0; i < L; ++i) {
+      s.world.push_back(s.nccl.world[static_cast<std::size_t>(i)].get());
+      s.tp.push_back(T < W ? s.nccl.tp[static_cast<std::size_t>(i)].get() : s.world.back());
+    }
+  } else if (same) {
     s.world_group = std::make_unique<SameDeviceGroup>(W, devices[0]);
     for (int r = 0; r < W; ++r) s.world.push_back(&s.world_group->member(r));
     if (T < W) {
@@ -206,25 +229,26 @@ CudaRanks::CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOpt
       s.tp.push_back(T < W ? s.nccl.tp[static_cast<std::size_t>(r)].get() : s.world.back());
     }
   }
-  for (int r = 0; r < W; ++r) {
+  for (int i = 0; i < L; ++i) {  // local index i, rank first + i
+    const int r = first + i;
     RankShard sh = shard_model(m, p, r);
     if (sh.mamba_norm_split)
       throw Error("CUDA ranks: n_groups (" + std::to_string(sh.mamba_groups) + ") smaller than " + p.describe() +
                   "'s tensor-parallel size splits a gated-norm group over ranks, which the CUDA backend does not "
                   "do yet (the CPU backend does)");
     s.models.push_back(std::make_unique<Model>(cuda_rank_model(m, sh)));
-    CudaModelOptions ro = cuda_rank_options(m, sh, o, devices[static_cast<std::size_t>(r)]);
-    ro.verbose = o.verbose && r == 0;
+    CudaModelOptions ro = cuda_rank_options(m, sh, o, devices[static_cast<std::size_t>(i)]);
+    ro.verbose = o.verbose && i == 0;
     s.ranks.push_back(std::make_unique<CudaModel>(*s.models.back(), ro,
-                                                  CudaRankComms{s.tp[static_cast<std::size_t>(r)],
-                                                                s.world[static_cast<std::size_t>(r)]}));
+                                                  CudaRankComms{s.tp[static_cast<std::size_t>(i)],
+                                                                s.world[static_cast<std::size_t>(i)]}));
     // The rank's weights are on its device (a CudaModel reads its host weights only while it is
     // built): the slices copied for it (row-parallel ones: about half of a rank's weights) go with
     // `sh` at the end of this iteration, before the next rank's are made; nothing keeps pointers
     // into them.
     s.models.back()->weights = ModelWeights{};
   }
-  s.threads = std::make_unique<RankThreads>(W, [this] { s_->abort_all(); });
+  s.threads = std::make_unique<RankThreads>(L, [this] { s_->abort_all(); });
   // Calls that read rank 0 alone (position, last_hidden, routing) run on this thread, which is
   // also rank 0's thread in every run(): its device is rank 0's from here on.
   if (cudaSetDevice(devices[0]) != cudaSuccess) throw Error("cudaSetDevice(" + std::to_string(devices[0]) + ")");

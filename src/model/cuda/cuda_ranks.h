@@ -8,7 +8,8 @@
 // device current; results are rank 0's. The logits are all-gathered before sampling, so every
 // rank draws the same tokens (the same seeds, the same kernels) and the ranks' slots, positions,
 // penalty and speculation state stay in step. A snapshot is every rank's snapshot: its bytes
-// are the ranks' exports one after another, each behind its length.
+// are the ranks' exports one after another, each behind its length. Over several nodes it
+// holds the node's ranks only (CudaNodeRanks): "every rank" above means the node's.
 #include <memory>
 #include <vector>
 
@@ -18,10 +19,24 @@
 
 namespace nemotron::model {
 
+// Several nodes (model/nodes): the NCCL unique ids of a run -- the world's, then each TP
+// group's -- which node 0 makes (cuda_node_ids) and sends to every node, and the node's first
+// rank. A CudaRanks given them holds the node's ranks [first, first + devices.size()) only and
+// joins the other nodes' ranks through NCCL.
+struct CudaNodeRanks {
+  int first = 0;
+  std::vector<uint8_t> world_id;             // ncclUniqueId bytes
+  std::vector<std::vector<uint8_t>> tp_ids;  // one per TP group; none when TP = world
+};
+CudaNodeRanks cuda_node_ids(const ParallelConfig& p);  // fresh ids (first = 0); an Error without NCCL
+bool cuda_nccl_available();  // this build has the CUDA backend and NCCL
+
 class CudaRanks final : public Backend {
  public:
-  // devices: one per rank (world = max(TP, EP) of them), all distinct or all the same.
-  CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOptions& o, const std::vector<int>& devices);
+  // devices: one per rank (world = max(TP, EP) of them), all distinct or all the same. With
+  // `node`: one per rank of this node (distinct), the ranks from node->first on.
+  CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOptions& o, const std::vector<int>& devices,
+            const CudaNodeRanks* node = nullptr);
   ~CudaRanks() override;
 
   int ranks() const;

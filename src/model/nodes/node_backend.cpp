@@ -1,12 +1,17 @@
 // model/nodes/node_backend.h: the hello, the leader's forwarding Backend, the follower loop.
 #include "model/nodes/node_backend.h"
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 #include <type_traits>
 
 #include "model/cpu/cpu_backend.h"
+#include "model/cuda/cuda_model.h"
+#include "model/cuda/cuda_ranks.h"
 #include "model/nodes/node_wire.h"
 #include "model/parallel/socket_communicator.h"
 #include "model/parallel/socket_mesh.h"
@@ -21,18 +26,60 @@ using nodes::Call;
 constexpr char kMagic[8] = {'N', 'E', 'M', 'O', 'N', 'O', 'D', '1'};
 constexpr char kSnapMagic[8] = {'N', 'O', 'D', 'E', 'S', 'N', 'P', '1'};
 
-// This process's part of the run: the links, its rank's communicators, its backend (destroyed
-// first: it holds the communicators, which hold the mesh).
+// Ends the process (status 1, naming the node) when a peer closes its link while this node is
+// not stopping: a node that stopped or died. Checked every 100 ms; a closed link waits 5 s for
+// stop() first (a follower reads node 0's bye while node 0 is already closing, and its peers
+// close as they end). This catches what the calls cannot: a follower gone while node 0 idles,
+// and NCCL collectives that would wait forever for a dead rank.
+class LinkWatch {
+ public:
+  explicit LinkWatch(const Mesh& mesh) : mesh_(mesh), thread_([this] { watch(); }) {}
+  ~LinkWatch() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void watch() {
+    using namespace std::chrono_literals;
+    while (!stop_) {
+      for (int q = 0; q < mesh_.world && !stop_; ++q) {
+        if (q == mesh_.rank || !mesh_.links[static_cast<std::size_t>(q)]->peer_gone()) continue;
+        for (int i = 0; i < 50 && !stop_; ++i) std::this_thread::sleep_for(100ms);
+        if (stop_) return;
+        std::fprintf(stderr, "error: node %d failed or disconnected (its connection to node %d closed); stopping\n",
+                     q, mesh_.rank);
+        std::fflush(stderr);
+        std::_Exit(1);
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  const Mesh& mesh_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// This process's part of the run: the links, its rank's communicators, its backend, the watch
+// (destroyed first: the watch, then the backend, which holds the communicators, which hold the
+// mesh).
 struct NodeRun {
   Mesh mesh;
   std::unique_ptr<SocketCommunicator> world, tp;
   std::unique_ptr<Backend> local;
-  ~NodeRun() { local.reset(); }
+  std::unique_ptr<LinkWatch> watch;
+  ~NodeRun() {
+    watch.reset();
+    local.reset();
+  }
 };
 
-std::unique_ptr<NodeRun> join(const ParallelConfig& p) {
+// The mesh and, on the CPU (one rank per node), the rank's communicators over it.
+std::unique_ptr<NodeRun> join(const ParallelConfig& p, const std::string& device) {
   auto run = std::make_unique<NodeRun>();
   run->mesh = connect_mesh(p.node_rank, p.nnodes, p.master_addr, p.master_port);
+  if (device != "cpu") return run;  // CUDA ranks meet through NCCL
   std::vector<int> all(static_cast<std::size_t>(p.nnodes));
   for (int q = 0; q < p.nnodes; ++q) all[static_cast<std::size_t>(q)] = q;
   run->world = std::make_unique<SocketCommunicator>(run->mesh, all);
@@ -45,9 +92,19 @@ std::unique_ptr<NodeRun> join(const ParallelConfig& p) {
   return run;
 }
 
-void make_local(NodeRun& run, const Model& m, const BackendOptions& o) {
-  const CpuRanks::NodeRank node{o.parallel.node_rank, run.world.get(), run.tp.get()};
-  run.local = make_cpu_backend(m, o, &node);
+// This node's backend: the CPU's rank over the socket communicators, or the node's CUDA ranks
+// (GPUs 0 .. local_ranks - 1) joined to the others' through the NCCL ids of the hello.
+void make_local(NodeRun& run, const Model& m, const BackendOptions& o, const CudaNodeRanks& ids) {
+  const ParallelConfig& p = o.parallel;
+  if (o.device == "cpu") {
+    const CpuRanks::NodeRank node{p.node_rank, run.world.get(), run.tp.get()};
+    run.local = make_cpu_backend(m, o, &node);
+    return;
+  }
+  CudaNodeRanks node = ids;
+  node.first = p.first_local_rank();
+  run.local = std::make_unique<CudaRanks>(m, p, cuda_model_options(o), cuda_rank_devices(p.local_ranks(), false),
+                                          &node);
 }
 
 // The hello: the format (magic, pointer size, byte order), the model's shape and the leader's
@@ -69,7 +126,7 @@ std::vector<std::pair<std::string, int64_t>> model_shape(const Config& c) {
   return v;
 }
 
-std::vector<uint8_t> hello(const Model& m, const BackendOptions& o) {
+std::vector<uint8_t> hello(const Model& m, const BackendOptions& o, const CudaNodeRanks& ids) {
   ByteWriter w;
   w.pod(Call::Hello);
   w.raw(kMagic, sizeof kMagic);
@@ -93,12 +150,17 @@ std::vector<uint8_t> hello(const Model& m, const BackendOptions& o) {
   w.pod(o.parallel.tensor_parallel);
   w.pod(o.parallel.expert_parallel);
   w.pod(o.parallel.nnodes);
+  w.text(o.device);
+  w.array(ids.world_id.data(), static_cast<int64_t>(ids.world_id.size()));
+  w.pod(static_cast<int64_t>(ids.tp_ids.size()));
+  for (const auto& id : ids.tp_ids) w.array(id.data(), static_cast<int64_t>(id.size()));
   return std::move(w.bytes());
 }
 
 // The follower's side: checks the format and the shape against its own model, and returns its
 // options with the leader's sizes (its own device, node rank, verbosity).
-BackendOptions read_hello(const std::vector<uint8_t>& msg, const Model& m, const BackendOptions& own) {
+BackendOptions read_hello(const std::vector<uint8_t>& msg, const Model& m, const BackendOptions& own,
+                          CudaNodeRanks& ids) {
   ByteReader r(msg);
   char magic[8];
   if (r.pod<Call>() != Call::Hello) throw Error("node 0 did not begin with its hello");
@@ -133,6 +195,13 @@ BackendOptions read_hello(const std::vector<uint8_t>& msg, const Model& m, const
     throw Error("node 0 runs --tensor-parallel-size " + std::to_string(tp) + " --expert-parallel-size " +
                 std::to_string(ep) + " --nnodes " + std::to_string(nn) + ", this node " + own.parallel.describe() +
                 ": start every node with the same flags");
+  const std::string device = r.text();
+  if (device != own.device)
+    throw Error("node 0 runs on " + device + ", this node on " + own.device + ": start every node with the same --device");
+  ids.world_id = r.array<uint8_t>();
+  const auto groups = r.pod<int64_t>();
+  if (groups < 0 || groups > 1024) throw Error("node message: " + std::to_string(groups) + " TP group ids");
+  for (int64_t g = 0; g < groups; ++g) ids.tp_ids.push_back(r.array<uint8_t>());
   return o;
 }
 
@@ -154,6 +223,7 @@ class LeaderBackend final : public Backend {
  public:
   explicit LeaderBackend(std::unique_ptr<NodeRun> run) : run_(std::move(run)), local_(*run_->local) {}
   ~LeaderBackend() override {
+    run_->watch.reset();  // the followers close their links as they end
     ByteWriter w;
     w.pod(Call::Bye);
     for (int q = 1; q < run_->mesh.world; ++q) try {
@@ -474,9 +544,13 @@ std::unique_ptr<Backend> make_node_backend(const Model& model, const BackendOpti
   const ParallelConfig& p = options.parallel;
   require_parallel_supported(options.device, p);
   validate_parallel(model.config, p);
+  if (options.device == "cuda" && !cuda_nccl_available())
+    throw Error("--nnodes " + std::to_string(p.nnodes) + " with --device cuda: this build has no NCCL (install the "
+                "CUDA toolkit's NCCL or libnccl-dev and reconfigure)");
   if (!p.follower()) {
-    auto run = join(p);
-    const std::vector<uint8_t> h = hello(model, options);
+    const CudaNodeRanks ids = options.device == "cuda" ? cuda_node_ids(p) : CudaNodeRanks{};
+    auto run = join(p, options.device);
+    const std::vector<uint8_t> h = hello(model, options, ids);
     for (int q = 1; q < p.nnodes; ++q) run->mesh.to(q).send_message(h);
     std::string refused;
     for (int q = 1; q < p.nnodes; ++q) {
@@ -487,26 +561,31 @@ std::unique_ptr<Backend> make_node_backend(const Model& model, const BackendOpti
       if (!ok && refused.empty()) refused = "node " + std::to_string(q) + ": " + std::string(why.begin(), why.end());
     }
     if (!refused.empty()) throw Error(refused);
-    make_local(*run, model, options);
+    make_local(*run, model, options, ids);
+    run->watch = std::make_unique<LinkWatch>(run->mesh);
     return std::make_unique<LeaderBackend>(std::move(run));
   }
-  auto run = join(p);
+  auto run = join(p, options.device);
   SocketLink& leader = run->mesh.to(0);
   BackendOptions o;
+  CudaNodeRanks ids;
   try {
-    o = read_hello(leader.recv_message(), model, options);
+    o = read_hello(leader.recv_message(), model, options, ids);
   } catch (const Error& e) {
     if (run->mesh.failed_peer() < 0) reply(leader, false, text_bytes(e.what()));
     throw;
   }
   reply(leader, true, {});
-  make_local(*run, model, o);
+  make_local(*run, model, o, ids);
   std::fprintf(stderr, "node %d of %d: following node 0 at %s:%d (%s)\n", p.node_rank, p.nnodes, p.master_addr.c_str(),
                p.master_port, p.describe().c_str());
   std::fflush(stderr);
+  run->watch = std::make_unique<LinkWatch>(run->mesh);
   try {
     follow(*run);
+    run->watch.reset();
   } catch (const Error& e) {
+    run->watch.reset();
     std::fprintf(stderr, "error: node %d: %s; stopping\n", p.node_rank, e.what());
     std::fflush(stderr);
     throw FollowerDone{1};

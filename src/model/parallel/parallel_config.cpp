@@ -86,11 +86,10 @@ void require_parallel_supported(const std::string& device, const ParallelConfig&
     if (p.master_port < 1 || p.master_port > 65535)
       throw Error("--master-port " + std::to_string(p.master_port) + ": must be in [1, 65535]");
     if (p.master_addr.empty()) throw Error("--master-addr: empty");
-    if (device == "cuda")
-      throw Error("--nnodes " + std::to_string(p.nnodes) +
-                  " with --device cuda: not yet supported (several nodes run the CPU backend, one rank per node; "
-                  "the GPUs of one node serve --tensor-parallel-size over NCCL)");
-    if (p.world() != p.nnodes)
+    if (p.world() % p.nnodes != 0)
+      throw Error("--nnodes " + std::to_string(p.nnodes) + " with " + p.describe() +
+                  ": every node holds the same number of ranks (the world must be a multiple of --nnodes)");
+    if (device == "cpu" && p.world() != p.nnodes)
       throw Error("--nnodes " + std::to_string(p.nnodes) + " with " + p.describe() +
                   ": on the CPU backend each node holds one rank (give --tensor-parallel-size or "
                   "--expert-parallel-size equal to --nnodes)");

@@ -56,8 +56,8 @@ void validate_parallel(const Config& c, const ParallelConfig& p);
 // bench --speculative-tokens); `what` names a part that does not take a sharded config on
 // "cuda" yet (bench's GPU sections) and throws "... not yet supported on the cuda backend" for
 // one. Empty `what`: nothing is refused. Several nodes (--nnodes > 1): the node flags must be
-// consistent (node rank inside [0, nnodes), world a multiple of nnodes), the device the CPU
-// (one rank per node), and `what` empty (a part that names itself runs on one node only).
+// consistent (node rank inside [0, nnodes), world a multiple of nnodes; on the CPU one rank per
+// node), and `what` empty (a part that names itself runs on one node only).
 void require_parallel_supported(const std::string& device, const ParallelConfig& p, const std::string& what = "");
 
 // Elements [begin, end) of part `part` of `n` split into `parts` contiguous ranges made of

@@ -124,6 +124,12 @@ void SocketLink::close() {
   fd_ = -1;
 }
 
+bool SocketLink::peer_gone() const {
+  if (fd_ < 0) return false;
+  pollfd p{fd_, POLLRDHUP, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 void SocketLink::fail(const std::string& why) {
   failed_ = true;
   throw Error(why);

@@ -38,6 +38,9 @@ class SocketLink {
   const std::string& peer() const { return peer_; }
   void set_peer(std::string peer) { peer_ = std::move(peer); }  // once it has said who it is
   bool failed() const { return failed_; }  // a send or receive met a closed or failed connection
+  // Whether the peer has closed its end or the connection failed (poll, nothing read): a node
+  // that stopped or died. False for a closed link of our own.
+  bool peer_gone() const;
 
  private:
   [[noreturn]] void fail(const std::string& why);
