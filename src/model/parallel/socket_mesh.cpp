@@ -27,9 +27,17 @@ double seconds_left(Clock::time_point deadline) {
   return std::chrono::duration<double>(deadline - Clock::now()).count();
 }
 
+// Every link: no Nagle delay (collectives send small messages and wait for the answer), and TCP
+// keep-alive probes after 10 s of silence, 3 of them 5 s apart, so that a peer cut off by the
+// network (no FIN, no RST) shows as a failed connection within about 25 s of idleness: the
+// nodes' link watch (model/nodes) and any call then see it.
 void no_delay(int fd) {
-  const int one = 1;
+  const int one = 1, idle = 10, interval = 5, count = 3;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
 }
 
 // A listening IPv4 socket on `port` (0: any free one) of every interface; returns fd and port.
