@@ -7,7 +7,6 @@ two GPUs (label gpu: scripts/gpu/run-tests.sh on a machine with several)."""
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "common"))
-from nemotron_server import BIN, DEMO, Server  # noqa: E402
+from nemotron_server import BIN, DEMO, Server, free_port  # noqa: E402
 
 
 def gpu_count():
@@ -31,12 +30,6 @@ def gpu_count():
 
 
 pytestmark = pytest.mark.skipif(gpu_count() < 2, reason="needs two GPUs")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def on_gpu(i):

@@ -18,16 +18,9 @@ CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p, bool kv_fp8, const k
   if (T < W)
     for (int g = 0; g < W / T; ++g) tp_groups_.push_back(std::make_unique<InProcessGroup>(T));
   models_.reserve(static_cast<std::size_t>(W));
-  for (int r = 0; r < W; ++r) {
-    shards_.push_back(std::make_unique<RankShard>(shard_model(m, p, r)));
-    RankContext ctx;
-    ctx.shard = shards_.back().get();
-    ctx.world = &world_->member(r);
-    ctx.tp = T < W ? &tp_groups_[static_cast<std::size_t>(r / T)]->member(r % T) : ctx.world;
-    models_.emplace_back(m, ctx);
-    models_.back().set_kv_fp8(kv_fp8);
-    models_.back().set_ssm_state(ssm);
-  }
+  for (int r = 0; r < W; ++r)
+    add_rank(m, p, r, world_->member(r), T < W ? &tp_groups_[static_cast<std::size_t>(r / T)]->member(r % T) : nullptr,
+             kv_fp8, ssm);
   threads_ = std::make_unique<RankThreads>(W, [this] {
     world_->abort();
     for (auto& g : tp_groups_) g->abort();
@@ -41,11 +34,16 @@ CpuRanks::CpuRanks(const Model& m, const ParallelConfig& p, const NodeRank& node
   if (!node.world || node.world->size() != p.world() || node.world->rank() != node.rank)
     throw Error("CPU ranks: the world communicator does not hold rank " + std::to_string(node.rank) + " of " +
                 std::to_string(p.world()));
-  shards_.push_back(std::make_unique<RankShard>(shard_model(m, p, node.rank)));
+  add_rank(m, p, node.rank, *node.world, node.tp, kv_fp8, ssm);
+}
+
+void CpuRanks::add_rank(const Model& m, const ParallelConfig& p, int rank, Communicator& world, Communicator* tp,
+                        bool kv_fp8, const kernels::SsmStateFormat& ssm) {
+  shards_.push_back(std::make_unique<RankShard>(shard_model(m, p, rank)));
   RankContext ctx;
   ctx.shard = shards_.back().get();
-  ctx.world = node.world;
-  ctx.tp = node.tp ? node.tp : node.world;
+  ctx.world = &world;
+  ctx.tp = tp ? tp : &world;
   models_.emplace_back(m, ctx);
   models_.back().set_kv_fp8(kv_fp8);
   models_.back().set_ssm_state(ssm);

@@ -39,6 +39,9 @@ class CpuRanks {
   void run(const std::function<void(int rank)>& fn);
 
  private:
+  // Rank `rank`'s shard and CpuModel, its collectives through `world` and `tp` (null: the world).
+  void add_rank(const Model& m, const ParallelConfig& p, int rank, Communicator& world, Communicator* tp, bool kv_fp8,
+                const kernels::SsmStateFormat& ssm);
   ParallelConfig parallel_;
   std::vector<std::unique_ptr<RankShard>> shards_;
   std::unique_ptr<InProcessGroup> world_;

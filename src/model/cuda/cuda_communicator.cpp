@@ -179,15 +179,6 @@ class NcclCommunicator final : public CudaCommunicator {
   const int rank_, size_;
 };
 
-std::vector<std::unique_ptr<CudaCommunicator>> init_all(const std::vector<int>& devices) {
-  std::vector<ncclComm_t> comms(devices.size());
-  nccl_check(ncclCommInitAll(comms.data(), static_cast<int>(devices.size()), devices.data()), "ncclCommInitAll");
-  std::vector<std::unique_ptr<CudaCommunicator>> out;
-  for (std::size_t r = 0; r < comms.size(); ++r)
-    out.push_back(std::make_unique<NcclCommunicator>(comms[r], static_cast<int>(r), static_cast<int>(comms.size())));
-  return out;
-}
-
 ncclUniqueId unique_id(const std::vector<uint8_t>& bytes) {
   ncclUniqueId id{};
   if (bytes.size() != sizeof id)
@@ -228,7 +219,7 @@ NcclGroups make_nccl_node_groups(const std::vector<int>& devices, int first, int
                                  const std::vector<uint8_t>& world_id, const std::vector<std::vector<uint8_t>>& tp_ids) {
   const int L = static_cast<int>(devices.size());
   if (std::set<int>(devices.begin(), devices.end()).size() != devices.size())
-    throw Error("NCCL: each rank needs its own GPU (a device appears twice among this node's ranks)");
+    throw Error("NCCL: each rank needs its own GPU (a device appears twice among the ranks' devices)");
   if (tp < 1 || world % tp != 0 || first < 0 || first + L > world)
     throw Error("NCCL: ranks [" + std::to_string(first) + ", " + std::to_string(first + L) + ") of " +
                 std::to_string(world) + " with TP " + std::to_string(tp));
@@ -249,18 +240,13 @@ NcclGroups make_nccl_node_groups(const std::vector<int>& devices, int first, int
 }
 
 NcclGroups make_nccl_groups(const std::vector<int>& devices, int tp) {
+  // One process holding every rank: the nodes' way with fresh ids (what ncclCommInitAll does).
   const int W = static_cast<int>(devices.size());
-  if (std::set<int>(devices.begin(), devices.end()).size() != devices.size())
-    throw Error("NCCL: each rank needs its own GPU (a device appears twice among the ranks' devices)");
   if (tp < 1 || W % tp != 0) throw Error("NCCL: " + std::to_string(tp) + " TP ranks do not divide the world");
-  NcclGroups g;
-  g.world = init_all(devices);
+  std::vector<std::vector<uint8_t>> tp_ids;
   if (tp < W)
-    for (int rep = 0; rep < W / tp; ++rep) {
-      auto grp = init_all(std::vector<int>(devices.begin() + rep * tp, devices.begin() + (rep + 1) * tp));
-      for (auto& c : grp) g.tp.push_back(std::move(c));
-    }
-  return g;
+    for (int g = 0; g < W / tp; ++g) tp_ids.push_back(nccl_unique_id());
+  return make_nccl_node_groups(devices, 0, W, tp, nccl_unique_id(), tp_ids);
 }
 
 #else

@@ -72,7 +72,8 @@ class SameDeviceGroup {
 // Whether this build has NCCL (NEMOTRON_HAVE_NCCL).
 bool nccl_available();
 
-// NCCL communicators for ranks 0..devices.size()-1 on those devices (ncclCommInitAll): the
+// NCCL communicators for ranks 0..devices.size()-1 on those devices (fresh unique ids and
+// ncclCommInitRank per rank in one group, as make_nccl_node_groups with first = 0): the
 // world group, then (tp < world) one TP group per replica of `tp` consecutive ranks. Throws
 // when this build has no NCCL or a device appears twice.
 struct NcclGroups {

@@ -207,13 +207,7 @@ CudaRanks::CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOpt
                 std::to_string(W));
   s.devices = devices;
   const bool same = !node && std::all_of(devices.begin(), devices.end(), [&](int d) { return d == devices[0]; });
-  if (node) {
-    s.nccl = make_nccl_node_groups(devices, first, W, T, node->world_id, node->tp_ids);
-    for (int i = 0; i < L; ++i) {
-      s.world.push_back(s.nccl.world[static_cast<std::size_t>(i)].get());
-      s.tp.push_back(T < W ? s.nccl.tp[static_cast<std::size_t>(i)].get() : s.world.back());
-    }
-  } else if (same) {
+  if (same) {
     s.world_group = std::make_unique<SameDeviceGroup>(W, devices[0]);
     for (int r = 0; r < W; ++r) s.world.push_back(&s.world_group->member(r));
     if (T < W) {
@@ -223,10 +217,11 @@ CudaRanks::CudaRanks(const Model& m, const ParallelConfig& p, const CudaModelOpt
       s.tp = s.world;
     }
   } else {
-    s.nccl = make_nccl_groups(devices, T);
-    for (int r = 0; r < W; ++r) {
-      s.world.push_back(s.nccl.world[static_cast<std::size_t>(r)].get());
-      s.tp.push_back(T < W ? s.nccl.tp[static_cast<std::size_t>(r)].get() : s.world.back());
+    s.nccl = node ? make_nccl_node_groups(devices, first, W, T, node->world_id, node->tp_ids)
+                  : make_nccl_groups(devices, T);
+    for (int i = 0; i < L; ++i) {
+      s.world.push_back(s.nccl.world[static_cast<std::size_t>(i)].get());
+      s.tp.push_back(T < W ? s.nccl.tp[static_cast<std::size_t>(i)].get() : s.world.back());
     }
   }
   for (int i = 0; i < L; ++i) {  // local index i, rank first + i

@@ -61,18 +61,14 @@ class LinkWatch {
   std::thread thread_;
 };
 
-// This process's part of the run: the links, its rank's communicators, its backend, the watch
-// (destroyed first: the watch, then the backend, which holds the communicators, which hold the
-// mesh).
+// This process's part of the run: the links, its rank's communicators, its backend, the watch.
+// Members are destroyed in reverse order: the watch, then the backend, which holds the
+// communicators, which hold the mesh.
 struct NodeRun {
   Mesh mesh;
   std::unique_ptr<SocketCommunicator> world, tp;
   std::unique_ptr<Backend> local;
   std::unique_ptr<LinkWatch> watch;
-  ~NodeRun() {
-    watch.reset();
-    local.reset();
-  }
 };
 
 // The mesh and, on the CPU (one rank per node), the rank's communicators over it.
@@ -214,6 +210,35 @@ void reply(SocketLink& l, bool ok, const std::vector<uint8_t>& bytes) {
   l.send_message(w.bytes());
 }
 std::vector<uint8_t> text_bytes(const std::string& s) { return {s.begin(), s.end()}; }
+// Replies with what `f` returns, or with the text of the Error it throws.
+template <class F>
+void reply_with(SocketLink& l, F&& f) {
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = f();
+  } catch (const Error& e) {
+    return reply(l, false, text_bytes(e.what()));
+  }
+  reply(l, true, bytes);
+}
+
+// Node 0's reading of a reply.
+struct Answer {
+  bool ok = false;
+  std::vector<uint8_t> bytes;
+  // "node q: <its error>" for the first refusal of several (kept in `first`).
+  void note_refusal(int q, std::string& first) const {
+    if (!ok && first.empty()) first = "node " + std::to_string(q) + ": " + std::string(bytes.begin(), bytes.end());
+  }
+};
+Answer read_answer(SocketLink& l) {
+  const std::vector<uint8_t> msg = l.recv_message();
+  ByteReader r(msg);
+  Answer a;
+  a.ok = r.pod<uint8_t>() != 0;
+  a.bytes = r.array<uint8_t>();
+  return a;
+}
 
 // Node 0's backend: its own rank's, with every call that changes state told to the followers.
 // Calls that meet the other ranks in collectives (steps, MTP forwards) go out first, then run
@@ -332,9 +357,9 @@ class LeaderBackend final : public Backend {
     out.array(mine.data(), static_cast<int64_t>(mine.size()));
     std::string failure;
     for (int q = 1; q < run_->mesh.world; ++q) {
-      const auto [ok, bytes] = answer(q);
-      if (!ok && failure.empty()) failure = "node " + std::to_string(q) + ": " + std::string(bytes.begin(), bytes.end());
-      out.array(bytes.data(), static_cast<int64_t>(bytes.size()));
+      const Answer a = answer(q);
+      a.note_refusal(q, failure);
+      out.array(a.bytes.data(), static_cast<int64_t>(a.bytes.size()));
     }
     if (!failure.empty()) throw Error("export_snapshot " + std::to_string(id) + ": " + failure);
     return std::move(out.bytes());
@@ -361,10 +386,7 @@ class LeaderBackend final : public Backend {
       send(q, w);
     }
     std::string failure;
-    for (int q = 1; q < n; ++q) {
-      const auto [ok, text] = answer(q);
-      if (!ok && failure.empty()) failure = "node " + std::to_string(q) + ": " + std::string(text.begin(), text.end());
-    }
+    for (int q = 1; q < n; ++q) answer(q).note_refusal(q, failure);
     if (!failure.empty()) {  // no node keeps a part of it
       local_.drop_snapshot(id);
       tell([&](ByteWriter& w) { w.pod(Call::DropSnapshot); w.pod(id); });
@@ -409,13 +431,8 @@ class LeaderBackend final : public Backend {
     write(w);
     for (int q = 1; q < run_->mesh.world; ++q) send(q, w);
   }
-  std::pair<bool, std::vector<uint8_t>> answer(int q) const {
-    return guarded([&] {
-      const std::vector<uint8_t> msg = run_->mesh.to(q).recv_message();
-      ByteReader r(msg);
-      const bool ok = r.pod<uint8_t>() != 0;
-      return std::pair{ok, r.array<uint8_t>()};
-    });
+  Answer answer(int q) const {
+    return guarded([&] { return read_answer(run_->mesh.to(q)); });
   }
 
   std::unique_ptr<NodeRun> run_;
@@ -431,17 +448,17 @@ void follow(NodeRun& run) {
   SocketLink& leader = run.mesh.to(0);
   Backend& b = *run.local;
   const int64_t V = b.model().config.vocab_size, H = b.model().config.hidden_size;
+  auto mirror = [&](auto&& f) {  // a call that meets the others: its Error was node 0's too
+    try {
+      f();
+    } catch (const Error&) {
+      if (run.mesh.failed_peer() >= 0) throw;
+    }
+  };
   for (;;) {
     const std::vector<uint8_t> msg = leader.recv_message();
     ByteReader r(msg);
     const auto call = r.pod<Call>();
-    auto mirror = [&](auto&& f) {
-      try {
-        f();
-      } catch (const Error&) {
-        if (run.mesh.failed_peer() >= 0) throw;
-      }
-    };
     switch (call) {
       case Call::Bye:
         return;
@@ -505,22 +522,16 @@ void follow(NodeRun& run) {
         break;
       case Call::ExportSnapshot: {
         const auto id = r.pod<uint64_t>();
-        try {
-          reply(leader, true, b.export_snapshot(id));
-        } catch (const Error& e) {
-          reply(leader, false, text_bytes(e.what()));
-        }
+        reply_with(leader, [&] { return b.export_snapshot(id); });
         break;
       }
       case Call::ImportSnapshot: {
         const auto id = r.pod<uint64_t>();
         const std::vector<uint8_t> bytes = r.array<uint8_t>();
-        try {
+        reply_with(leader, [&] {
           b.import_snapshot(id, bytes);
-          reply(leader, true, {});
-        } catch (const Error& e) {
-          reply(leader, false, text_bytes(e.what()));
-        }
+          return std::vector<uint8_t>{};
+        });
         break;
       }
       case Call::ObservePrompt: {
@@ -553,13 +564,7 @@ std::unique_ptr<Backend> make_node_backend(const Model& model, const BackendOpti
     const std::vector<uint8_t> h = hello(model, options, ids);
     for (int q = 1; q < p.nnodes; ++q) run->mesh.to(q).send_message(h);
     std::string refused;
-    for (int q = 1; q < p.nnodes; ++q) {
-      const std::vector<uint8_t> msg = run->mesh.to(q).recv_message();
-      ByteReader r(msg);
-      const bool ok = r.pod<uint8_t>() != 0;
-      const std::vector<uint8_t> why = r.array<uint8_t>();
-      if (!ok && refused.empty()) refused = "node " + std::to_string(q) + ": " + std::string(why.begin(), why.end());
-    }
+    for (int q = 1; q < p.nnodes; ++q) read_answer(run->mesh.to(q)).note_refusal(q, refused);
     if (!refused.empty()) throw Error(refused);
     make_local(*run, model, options, ids);
     run->watch = std::make_unique<LinkWatch>(run->mesh);
