@@ -14,7 +14,8 @@
 # --per-test: one sanitizer process per test of the filter (listed with --gtest_list_tests), each
 # bounded by PER_TEST_TIMEOUT (default 120 s), and a line per test in the summary (clean, its
 # error count, failed, or timed out): a slow test (racecheck over a 131,072-entry sort takes
-# minutes) then costs only its own result, and the others are reported whole.
+# minutes) then costs only its own result, and the others are reported whole. PER_TEST_JOBS
+# (default 1) runs that many tests at once (the sanitizer is bound by one CPU core per process).
 # Logs go to $OUT (or ./gpu-logs): sanitize-summary.log, memcheck.log, racecheck.log (the
 # sanitizer's reports), memcheck-tests.log, racecheck-tests.log (the tests' output).
 # Exit status: non-zero when a run reports an error, a test fails, or a run times out.
@@ -68,21 +69,35 @@ run_per_test() {
     esac
   done)
   mkdir -p "$out/$name-per-test"
+  local jobs=${PER_TEST_JOBS:-1} i=0
   for t in $tests; do
-    local t0=$(date +%s) status=0 tlog="$out/$name-per-test/${t//\//_}"
-    timeout "$limit" "$cs" --tool "$name" --error-exitcode 99 --print-limit 200 --log-file "$tlog.log" "$@" \
-      "$bin" --gtest_filter="$t" > "$tlog.tests.log" 2>&1 || status=$?
-    local errors verdict
-    errors=$(grep -Eo "ERROR SUMMARY: [0-9]+ error" "$tlog.log" | tail -1)
-    case "$status" in
-      0) verdict="clean (${errors:-no summary})" ;;
-      124) verdict="TIMED OUT" ;;
-      99) verdict="ERRORS: ${errors:-see $tlog.log}" ;;
-      *) verdict="exit $status (${errors:-no summary}; test failed?)" ;;
-    esac
-    say "$name $t: $verdict, $(( $(date +%s) - t0 )) s"
-    [ "$status" = 0 ] || rc=1
+    sanitize_one "$name" "$t" "$limit" "$@" &
+    i=$((i + 1))
+    [ $((i % jobs)) = 0 ] && wait
   done
+  wait
+  for t in $tests; do
+    local v="$out/$name-per-test/${t//\//_}.verdict"
+    say "$name $t: $(cat "$v" 2>/dev/null || echo 'no verdict')"
+    grep -q '^clean' "$v" 2>/dev/null || rc=1
+  done
+}
+# One test under the sanitizer; writes its verdict beside its logs (run in the background).
+sanitize_one() {  # name, test, timeout, sanitizer flags...
+  local name=$1 t=$2 limit=$3
+  shift 3
+  local t0=$(date +%s) status=0 tlog="$out/$name-per-test/${t//\//_}"
+  timeout "$limit" "$cs" --tool "$name" --error-exitcode 99 --print-limit 200 --log-file "$tlog.log" "$@" \
+    "$bin" --gtest_filter="$t" > "$tlog.tests.log" 2>&1 || status=$?
+  local errors verdict
+  errors=$(grep -Eo "ERROR SUMMARY: [0-9]+ error" "$tlog.log" | tail -1)
+  case "$status" in
+    0) verdict="clean (${errors:-no summary})" ;;
+    124) verdict="TIMED OUT" ;;
+    99) verdict="ERRORS: ${errors:-see $tlog.log}" ;;
+    *) verdict="exit $status (${errors:-no summary}; test failed?)" ;;
+  esac
+  echo "$verdict, $(( $(date +%s) - t0 )) s" > "$tlog.verdict"
 }
 run_tool() {  # name, default filter, timeout, sanitizer flags...
   local name=$1 f=${filter:-$2} limit=$3
