@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -278,6 +279,297 @@ __global__ void __launch_bounds__(kThreads, 2) run_attn_kernel(const RunParams p
   }
 }
 
+// The pipelined form of run_attn_kernel: kHeads q heads of one kv head per block (4 warps each,
+// warp w: head w / 4, rows 16 (w % 4)..+15), sharing each K/V tile; the tiles travel by cp.async
+// into a 2-stage ring, so that key tile t + 1 is in flight while tile t is multiplied.
+//   BF16: the ring holds the rows as the mma reads them ([kBN][D + 8] per K and per V);
+//   FP8:  the ring holds the stored e4m3 rows ([kBN][D + 16] bytes), converted to BF16 rows
+//         (exactly, as load8) in one [kBN][D + 8] K and V tile after arriving.
+// Per key tile: issue t + 1, wait for t, barrier, (FP8: convert, barrier), scores / softmax / PV
+// as run_attn_kernel, barrier (the stage read is free for the issue of t + 2).
+template <int D, bool kFp8>
+struct PipeLayout {
+  static constexpr int S = D + 8;                       // BF16 row stride of q and of mma tiles (elements)
+  static constexpr int RB = kFp8 ? D : 2 * D;           // stored bytes per K or V row
+  static constexpr int CH = RB / 16;                    // 16-byte chunks per row
+  static constexpr int RS = kFp8 ? D + 16 : 2 * S;      // ring row stride (bytes)
+  static constexpr int kStage = 2 * kBN * RS;           // one stage: K rows, then V rows (bytes)
+  static constexpr int kTile = kBN * S * 2;             // one converted BF16 tile (bytes; FP8 only)
+  static std::size_t bytes(int heads) {
+    return static_cast<std::size_t>(heads) * kBM * S * 2 + 2 * static_cast<std::size_t>(kStage) +
+           (kFp8 ? 2 * static_cast<std::size_t>(kTile) : 0);
+  }
+};
+
+template <int D, bool kFp8, int kHeads>
+__global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_pipelined(const RunParams p) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  using L = PipeLayout<D, kFp8>;
+  constexpr int S = L::S;
+  constexpr int KS = D / 16;       // k-steps of the score mma
+  constexpr int DT = D / 8;        // n-tiles of the output
+  constexpr int NT = kBN / 8;      // n-tiles of the scores
+  constexpr int C8 = D / 8;        // 16-byte BF16 chunks per q row
+  constexpr int NTH = kThreads * kHeads;
+  constexpr int kChunks = kBN * L::CH;                  // 16-byte chunks of K (and of V) per tile
+  constexpr int kIssue = (kChunks + NTH - 1) / NTH;     // issue rounds per thread
+  extern __shared__ uint4 smem_raw[];
+  uint16_t* q_s = reinterpret_cast<uint16_t*>(smem_raw);
+  char* ring = reinterpret_cast<char*>(q_s + kHeads * kBM * S);
+  uint16_t* kc_s = reinterpret_cast<uint16_t*>(ring + 2 * L::kStage);  // FP8: converted tiles
+  uint16_t* vc_s = kc_s + kBN * S;
+  __shared__ int pos_s[kBM];
+  __shared__ int kv_len_s, bad_s;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
+  const int hh = warp >> 2, wr = warp & 3;  // this warp's head in the block, its 16-row slice
+  const int h0 = blockIdx.y * kHeads, kvh = h0 / p.group, h = h0 + hh;
+  // Last tiles first: a run's later tiles walk more keys (causal), so the long blocks start in
+  // the first wave and the short ones fill the tail.
+  const int tile = static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x);
+  int r = 0;
+  while (r + 1 < p.n_runs && tile >= p.tile0[r + 1]) ++r;
+  const int first = (tile - p.tile0[r]) * kBM;
+  const int rows = min(kBM, p.count[r] - first);
+  const int64_t row_base = p.row0[r] + first;
+  const int seq = p.query_seq[p.row0[r]];
+  const int64_t qw = static_cast<int64_t>(p.q_heads) * D;
+  const int64_t max_pos = p.max_pages * p.page_size;
+
+  if (tid == 0) {
+    kv_len_s = 0;
+    bad_s = 0;
+  }
+  __syncthreads();
+  if (tid < kBM) {
+    int pos = -1;
+    if (tid < rows) {
+      const int sq = p.query_seq[row_base + tid], x = p.query_pos[row_base + tid];
+      if (sq == seq && sq >= 0 && x >= 0 && x < max_pos) pos = x;
+    }
+    pos_s[tid] = pos;
+    if (pos >= 0) atomicMax(&kv_len_s, pos + 1);
+  }
+  for (int i = tid; i < kHeads * kBM * C8; i += NTH) {
+    const int hd = i / (kBM * C8), row = i / C8 % kBM, ch = i % C8;
+    uint4 x = make_uint4(0, 0, 0, 0);
+    if (row < rows)
+      x = *reinterpret_cast<const uint4*>(p.q + (row_base + row) * qw + static_cast<int64_t>(h0 + hd) * D + ch * 8);
+    *reinterpret_cast<uint4*>(q_s + (hd * kBM + row) * S + ch * 8) = x;
+  }
+  __syncthreads();
+  const int kv_len = kv_len_s;
+  const int32_t* bt = p.block_tables + static_cast<int64_t>(seq) * p.max_pages;
+  constexpr int kEsz = kFp8 ? 1 : 2;  // bytes per stored element
+  // cp.async of key tile j0 into ring stage `st`; keys past kv_len and pages outside the cache
+  // are zero-filled (the latter flag the block's rows NaN).
+  auto issue = [&](int j0, int st) {
+    char* kd = ring + st * L::kStage;
+    char* vd = kd + kBN * L::RS;
+#pragma unroll
+    for (int it = 0; it < kIssue; ++it) {
+      const int i = tid + it * NTH, key = i / L::CH, ch = i % L::CH, j = j0 + key;
+      if (kChunks % NTH != 0 && i >= kChunks) break;
+      const char* ks = static_cast<const char*>(p.k);
+      const char* vs = static_cast<const char*>(p.v);
+      int n = 0;
+      if (j < kv_len) {
+        const int page = bt[j / p.page_size];
+        if (page >= 0 && page < p.num_pages) {
+          const int64_t slot = static_cast<int64_t>(page) * p.page_size + j % p.page_size;
+          const int64_t off = ((slot * p.kv_heads + kvh) * D) * kEsz + ch * 16;
+          ks += off;
+          vs += off;
+          n = 16;
+        } else {
+          bad_s = 1;
+        }
+      }
+      cuda::cp_async16(kd + key * L::RS + ch * 16, ks, n);
+      cuda::cp_async16(vd + key * L::RS + ch * 16, vs, n);
+    }
+  };
+
+  uint32_t qa[KS][4];
+  {
+    const uint16_t* q0 = q_s + (hh * kBM + 16 * wr + g) * S + 2 * c;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      qa[ks][0] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16);
+      qa[ks][1] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16);
+      qa[ks][2] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16 + 8);
+      qa[ks][3] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16 + 8);
+    }
+  }
+  const int pos_lo = pos_s[16 * wr + g], pos_hi = pos_s[16 * wr + g + 8];
+  // Key tiles wholly at or before every row of the warp need no mask.
+  const int warp_min_pos = __reduce_min_sync(0xFFFFFFFFu, min(pos_lo, pos_hi));
+  float o[DT][4];
+#pragma unroll
+  for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
+
+  const int n_tiles = (kv_len + kBN - 1) / kBN;
+  if (n_tiles > 0) issue(0, 0);
+  cuda::cp_async_commit();
+  for (int t = 0; t < n_tiles; ++t) {
+    if (t + 1 < n_tiles) issue((t + 1) * kBN, (t + 1) & 1);
+    cuda::cp_async_commit();  // empty at the last tile: the wait count stays uniform
+    cuda::cp_async_wait<1>();
+    __syncthreads();
+    const uint16_t* k_s;
+    const uint16_t* v_s;
+    if constexpr (kFp8) {
+      const char* kr = ring + (t & 1) * L::kStage;
+      const char* vr = kr + kBN * L::RS;
+      for (int i = tid; i < kBN * C8; i += NTH) {
+        const int key = i / C8, ch = i % C8;
+        *reinterpret_cast<uint4*>(kc_s + key * S + ch * 8) = load8<true>(kr + key * L::RS, ch * 8);
+        *reinterpret_cast<uint4*>(vc_s + key * S + ch * 8) = load8<true>(vr + key * L::RS, ch * 8);
+      }
+      __syncthreads();
+      k_s = kc_s;
+      v_s = vc_s;
+    } else {
+      k_s = reinterpret_cast<const uint16_t*>(ring + (t & 1) * L::kStage);
+      v_s = k_s + kBN * S;
+    }
+    const int j0 = t * kBN;
+
+    // S = Q K^T: 16 rows x 64 keys per warp.
+    float s[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+      const uint16_t* k0 = k_s + (nt * 8 + g) * S + 2 * c;
+#pragma unroll
+      for (int ks = 0; ks < KS; ++ks) {
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16 + 8);
+        cuda::mma_bf16_16816(s[nt], qa[ks], b0, b1);
+      }
+    }
+    float mx_lo = -INFINITY, mx_hi = -INFINITY;
+    const bool unmasked = j0 + kBN - 1 <= warp_min_pos;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int key = j0 + nt * 8 + 2 * c + (i & 1);
+        const bool hi = i >= 2;
+        const bool ok = unmasked || key <= (hi ? pos_hi : pos_lo);
+        const float x = ok ? s[nt][i] * p.score_scale : -INFINITY;
+        s[nt][i] = x;
+        if (hi) mx_hi = fmaxf(mx_hi, x);
+        else mx_lo = fmaxf(mx_lo, x);
+      }
+#pragma unroll
+    for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+      mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xFFFFFFFFu, mx_lo, o2));
+      mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xFFFFFFFFu, mx_hi, o2));
+    }
+    const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
+    const float base_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, base_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
+    const float alpha_lo = exp2f(m_lo - base_lo), alpha_hi = exp2f(m_hi - base_hi);
+    m_lo = mn_lo;
+    m_hi = mn_hi;
+    float sum_lo = 0.0f, sum_hi = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      s[nt][0] = exp2f(s[nt][0] - base_lo);
+      s[nt][1] = exp2f(s[nt][1] - base_lo);
+      s[nt][2] = exp2f(s[nt][2] - base_hi);
+      s[nt][3] = exp2f(s[nt][3] - base_hi);
+      sum_lo += s[nt][0] + s[nt][1];
+      sum_hi += s[nt][2] + s[nt][3];
+    }
+    l_lo = l_lo * alpha_lo + sum_lo;
+    l_hi = l_hi * alpha_hi + sum_hi;
+#pragma unroll
+    for (int i = 0; i < DT; ++i) {
+      o[i][0] *= alpha_lo;
+      o[i][1] *= alpha_lo;
+      o[i][2] *= alpha_hi;
+      o[i][3] *= alpha_hi;
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      const uint32_t pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
+                              pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      const int mi = lane >> 3, key = kk * 16 + (mi & 1) * 8 + (lane & 7);
+#pragma unroll
+      for (int dt = 0; dt < DT; dt += 2) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, v_s + key * S + (dt + (mi >> 1)) * 8);
+        cuda::mma_bf16_16816(o[dt], pa, b[0], b[1]);
+        cuda::mma_bf16_16816(o[dt + 1], pa, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // this stage (and the FP8 tiles) are free for the next issue
+  }
+  cuda::cp_async_wait<0>();
+  __syncthreads();
+  const bool bad = bad_s != 0;
+#pragma unroll
+  for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+    l_lo += __shfl_xor_sync(0xFFFFFFFFu, l_lo, o2);
+    l_hi += __shfl_xor_sync(0xFFFFFFFFu, l_hi, o2);
+  }
+  const int row_lo = 16 * wr + g, row_hi = row_lo + 8;
+  const float inv_lo = p.out_scale / l_lo, inv_hi = p.out_scale / l_hi;
+  const bool nan_lo = bad || pos_lo < 0, nan_hi = bad || pos_hi < 0;
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt) {
+    const int col = h * D + dt * 8 + 2 * c;
+    if (row_lo < rows)
+      *reinterpret_cast<uint32_t*>(p.out + (row_base + row_lo) * qw + col) =
+          nan_lo ? kBf16NaN2 : pack_bf16x2(o[dt][0] * inv_lo, o[dt][1] * inv_lo);
+    if (row_hi < rows)
+      *reinterpret_cast<uint32_t*>(p.out + (row_base + row_hi) * qw + col) =
+          nan_hi ? kBf16NaN2 : pack_bf16x2(o[dt][2] * inv_hi, o[dt][3] * inv_hi);
+  }
+}
+
+template <int D, bool kFp8>
+void launch(const RunParams& p, int tiles, cudaStream_t stream);
+
+template <int D, bool kFp8, int kHeads>
+void launch_pipelined(const RunParams& p, int tiles, cudaStream_t stream) {
+  const std::size_t smem = PipeLayout<D, kFp8>::bytes(kHeads);
+  const cudaError_t attr = cudaFuncSetAttribute(run_attn_pipelined<D, kFp8, kHeads>,
+                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  cuda::require(attr == cudaSuccess, std::string("paged_attention_runs_cuda: shared memory opt-in failed: ") +
+                                         cudaGetErrorString(attr));
+  cuda::launch_pdl(run_attn_pipelined<D, kFp8, kHeads>,
+                   dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(p.q_heads / kHeads)),
+                   dim3(kThreads * kHeads), smem, stream, p);
+  cuda::check_launch("paged_attention_runs_cuda");
+}
+
+// NEMOTRON_ATTN_RUNS=sync (run_attn_kernel), 1 or 2 (run_attn_pipelined, heads per block; 2
+// needs an even group). Default: sync until the pipelined kernel has run its tests on a GPU.
+int attn_runs_mode(int group) {
+  static const int env = [] {
+    const char* e = std::getenv("NEMOTRON_ATTN_RUNS");
+    if (!e) return -1;
+    const std::string v(e);
+    return v == "sync" ? 0 : v == "1" ? 1 : v == "2" ? 2 : -1;
+  }();
+  const int mode = env < 0 ? 0 : env;
+  return mode == 2 && group % 2 != 0 ? 1 : mode;
+}
+
+template <int D, bool kFp8>
+void launch_any(const RunParams& p, int tiles, cudaStream_t stream) {
+  switch (attn_runs_mode(p.group)) {
+    case 0: launch<D, kFp8>(p, tiles, stream); break;
+    case 1: launch_pipelined<D, kFp8, 1>(p, tiles, stream); break;
+    default: launch_pipelined<D, kFp8, 2>(p, tiles, stream); break;
+  }
+}
+
 template <int D, bool kFp8>
 void launch(const RunParams& p, int tiles, cudaStream_t stream) {
   constexpr std::size_t smem = static_cast<std::size_t>(3 * kBM * (D + 8)) * sizeof(uint16_t);
@@ -349,9 +641,9 @@ void paged_attention_runs_cuda(const PagedAttentionArgs& a, const AttentionRun* 
     p.tile0[p.n_runs] = static_cast<int>(tiles);
     const int t = static_cast<int>(tiles);
     switch (D) {
-      case 32: fp8 ? launch<32, true>(p, t, stream) : launch<32, false>(p, t, stream); break;
-      case 64: fp8 ? launch<64, true>(p, t, stream) : launch<64, false>(p, t, stream); break;
-      default: fp8 ? launch<128, true>(p, t, stream) : launch<128, false>(p, t, stream); break;
+      case 32: fp8 ? launch_any<32, true>(p, t, stream) : launch_any<32, false>(p, t, stream); break;
+      case 64: fp8 ? launch_any<64, true>(p, t, stream) : launch_any<64, false>(p, t, stream); break;
+      default: fp8 ? launch_any<128, true>(p, t, stream) : launch_any<128, false>(p, t, stream); break;
     }
   }
 }
