@@ -8,7 +8,8 @@
 // compute-bound: the CUDA-core kernel (paged_attention_cuda) against the tensor-core one
 // (paged_attention_runs_cuda), in us and TFLOP/s (4 * q_heads * head_dim * sum over rows of the
 // positions attended: QK^T and PV, causal).
-//   usage: bench_attention_cuda
+//   usage: bench_attention_cuda [--tensor-only]
+// (--tensor-only: the prefill table's tensor-core column alone, for A/B runs of that kernel)
 #include <cuda_runtime.h>
 
 #include "bench_util.h"
@@ -121,20 +122,23 @@ double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t split
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const bool tensor_only = argc > 1 && std::string(argv[1]) == "--tensor-only";
   const double copy = nemotron::bench::print_device_header();
-  std::printf("decode, 32 q / 2 kv heads, head_dim 128, page 16\n\n");
-  std::printf("| kv | context | batch | splits | KV MB | us | GB/s | %% of copy |\n|---|---|---|---|---|---|---|---|\n");
-  for (KvDType dt : {KvDType::BF16, KvDType::FP8_E4M3})
-    for (int64_t ctx : {4096, 32768})
-      for (int64_t batch : {1, 16})
-        for (int64_t splits : {0, 1}) {
-          double bytes = 0;
-          const double t = bench(batch, ctx, 1, dt, splits, &bytes);
-          std::printf("| %s | %lld | %lld | %s | %.1f | %.1f | %.0f | %.1f%% |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
-                      static_cast<long long>(ctx), static_cast<long long>(batch), splits == 1 ? "1" : "auto",
-                      bytes / 1e6, t * 1e6, bytes / t / 1e9, 100.0 * bytes / t / 1e9 / copy);
-        }
+  if (!tensor_only) {
+    std::printf("decode, 32 q / 2 kv heads, head_dim 128, page 16\n\n");
+    std::printf("| kv | context | batch | splits | KV MB | us | GB/s | %% of copy |\n|---|---|---|---|---|---|---|---|\n");
+    for (KvDType dt : {KvDType::BF16, KvDType::FP8_E4M3})
+      for (int64_t ctx : {4096, 32768})
+        for (int64_t batch : {1, 16})
+          for (int64_t splits : {0, 1}) {
+            double bytes = 0;
+            const double t = bench(batch, ctx, 1, dt, splits, &bytes);
+            std::printf("| %s | %lld | %lld | %s | %.1f | %.1f | %.0f | %.1f%% |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
+                        static_cast<long long>(ctx), static_cast<long long>(batch), splits == 1 ? "1" : "auto",
+                        bytes / 1e6, t * 1e6, bytes / t / 1e9, 100.0 * bytes / t / 1e9 / copy);
+          }
+  }
   std::printf("\nprefill chunk of one sequence: rows new rows ending at the context\n\n");
   std::printf("| kv | context | rows | CUDA cores us | TFLOP/s | tensor cores us | TFLOP/s | speed-up |\n"
               "|---|---|---|---|---|---|---|---|\n");
@@ -143,14 +147,18 @@ int main() {
       for (int64_t rows : {int64_t{512}, int64_t{2048}}) {
         if (rows > ctx) continue;
         double bytes = 0;
-        const double a = bench(1, ctx, rows, dt, 0, &bytes, false);
+        const double a = tensor_only ? 0.0 : bench(1, ctx, rows, dt, 0, &bytes, false);
         const double b = bench(1, ctx, rows, dt, 0, &bytes, true);
         const double attended = static_cast<double>(rows) * static_cast<double>(ctx - rows) +
                                 static_cast<double>(rows) * static_cast<double>(rows + 1) / 2;
         const double flop = 4.0 * kQHeads * kDim * attended;
-        std::printf("| %s | %lld | %lld | %.1f | %.1f | %.1f | %.1f | %.2fx |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
-                    static_cast<long long>(ctx), static_cast<long long>(rows), a * 1e6, flop / a / 1e12, b * 1e6,
-                    flop / b / 1e12, a / b);
+        if (tensor_only)
+          std::printf("| %s | %lld | %lld | - | - | %.1f | %.1f | - |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
+                      static_cast<long long>(ctx), static_cast<long long>(rows), b * 1e6, flop / b / 1e12);
+        else
+          std::printf("| %s | %lld | %lld | %.1f | %.1f | %.1f | %.1f | %.2fx |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
+                      static_cast<long long>(ctx), static_cast<long long>(rows), a * 1e6, flop / a / 1e12, b * 1e6,
+                      flop / b / 1e12, a / b);
       }
   return 0;
 }
