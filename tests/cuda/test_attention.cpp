@@ -354,7 +354,7 @@ TEST(AttentionRunsCuda, PrefillRunsMatchTheCpu) {
   run_runs_case("runs", Shape{16, 16, 64, "16/16/64 MHA"}, {{{300, 150}}, {{90, 90}}}, KvDType::BF16, 1, 0.1f, ++seed);
   run_runs_case("runs", Shape{8, 2, 64, "8/2/64"}, {{{1000, 300}}}, KvDType::FP8_E4M3, 32, 0.0f, ++seed);
   run_runs_case("runs", kNano, {{{2000, 64}}, {{64, 64}}}, KvDType::BF16, 32, 0.05f, ++seed);
-  // Odd groups (one q head per block in the pipelined kernel), FP8 and BF16.
+  // Odd groups (one q head per block instead of two), FP8 and BF16.
   run_runs_case("runs", Shape{6, 2, 128, "6/2/128"}, {{{700, 300}}, {{40, 40}}}, KvDType::FP8_E4M3, 16, 0.0f, ++seed);
   run_runs_case("runs", Shape{3, 1, 32, "3/1/32"}, {{{200, 130}}}, KvDType::BF16, 16, 0.0f, ++seed);
 }

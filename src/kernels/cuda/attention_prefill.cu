@@ -1,21 +1,27 @@
 // Tensor-core paged attention for runs of query rows of one sequence (prefill chunks); API in
 // attention_cuda.h (paged_attention_runs_cuda), results as paged_attention_cuda's.
 //
-// run_attn_kernel: block = (tile of kBM = 64 query rows of one run, q head h); 4 warps, warp w
-// owns rows 16w..16w+15 of the tile. The block walks its sequence's keys 0 .. kv_len-1
-// (kv_len = the tile's largest position + 1) in tiles of kBN = 64 keys:
-//   load    K and V rows of the key tile (through the block table) into shared memory as BF16
-//           (FP8: the e4m3 values exactly, scales applied to the scores and to the output)
+// run_attn_kernel: block = (tile of kBM = 64 query rows of one run, kHeads q heads of one kv
+// head); 4 warps per head, warp w: head w / 4, rows 16 (w % 4)..+15 of the tile. kHeads = 2
+// where the GQA group is even (the two heads share every K/V tile), else 1. Blocks take tiles
+// last first: a run's later tiles walk more keys (causal), so the long blocks start in the first
+// wave. The block walks its sequence's keys 0 .. kv_len-1 (kv_len = the tile's largest position
+// + 1) in tiles of kBN = 64 keys, each through the block table by cp.async into a 2-stage ring
+// (tile t + 1 in flight while tile t is multiplied):
+//   ring    BF16: the rows as the mma reads them ([kBN][D + 8] per K and per V); FP8: the stored
+//           e4m3 rows ([kBN][D + 16] bytes), converted once arrived to one BF16 K and V tile
+//           ([kBN][D + 8], the e4m3 values exactly; scales applied to the scores and the output)
 //   scores  S = Q K^T on mma.sync m16n8k16 (BF16 in, fp32 out): per warp 16 x 64, Q fragments
 //           held in registers for the whole walk, K fragments read from shared memory
-//   softmax S * scale * log2(e), keys past a row's position masked; running max m and
-//           per-lane partial sums l per row in fp32 (the four lanes of a row share m)
+//   softmax S * scale * log2(e), keys past a row's position masked (tiles wholly at or before
+//           every row of the warp skip the mask); running max m and per-lane partial sums l per
+//           row in fp32 (the four lanes of a row share m)
 //   PV      O = O * 2^(m_old - m_new) + P V: P (rounded to BF16) is the A operand straight from
 //           the score registers; V fragments by ldmatrix.trans from row-major shared rows.
-// Then O / l (times the FP8 v scale) is written as BF16.
-// Shared memory, BF16 rows padded by 8 elements (16 bytes) so that the 32-bit fragment loads
-// and the ldmatrix rows of one access hit distinct banks: q [64][D+8], k [64][D+8], v [64][D+8]
-// (D = 128: 52 KB).
+// Per key tile: issue t + 1, wait for t, barrier, (FP8: convert, barrier), multiply, barrier
+// (the stage is free for the issue of t + 2). Then O / l (times the FP8 v scale) is written as
+// BF16. Shared BF16 rows are padded by 8 elements (16 bytes) so that the 32-bit fragment loads
+// and the ldmatrix rows of one access hit distinct banks (D = 128, 2 heads: 102 KB BF16).
 // Rows whose sequence differs from the run's first row, or whose position is out of range, and
 // every row of a tile that meets a page id outside [0, num_pages), come out NaN (never an
 // out-of-bounds read), as in paged_attention_cuda.
@@ -25,7 +31,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -75,220 +80,20 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return static_cast<uint32_t>(cuda::f2bf(lo)) | (static_cast<uint32_t>(cuda::f2bf(hi)) << 16);
 }
 
-// 8 stored elements (16 bytes BF16, or 8 bytes E4M3) -> 8 BF16 (E4M3 values exact).
-template <bool kFp8>
-__device__ __forceinline__ uint4 load8(const void* base, int64_t elem) {
-  if constexpr (!kFp8) {
-    return *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(base) + elem);
-  } else {
-    const uint2 w = *reinterpret_cast<const uint2*>(static_cast<const uint8_t*>(base) + elem);
-    uint4 o;
-    o.x = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.x)), kTwoPow112x2);
-    o.y = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.x >> 16)), kTwoPow112x2);
-    o.z = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.y)), kTwoPow112x2);
-    o.w = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.y >> 16)), kTwoPow112x2);
-    return o;
-  }
+// 8 E4M3 bytes -> 8 BF16 (the values exactly).
+__device__ __forceinline__ uint4 e4m3x8_to_bf16x8(const char* p) {
+  const uint2 w = *reinterpret_cast<const uint2*>(p);
+  uint4 o;
+  o.x = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.x)), kTwoPow112x2);
+  o.y = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.x >> 16)), kTwoPow112x2);
+  o.z = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.y)), kTwoPow112x2);
+  o.w = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.y >> 16)), kTwoPow112x2);
+  return o;
 }
 
+// Shared memory of one block (bytes): q rows of every head, the 2-stage ring, FP8 tiles.
 template <int D, bool kFp8>
-__global__ void __launch_bounds__(kThreads, 2) run_attn_kernel(const RunParams p) {
-  cuda::pdl_wait();
-  cuda::pdl_trigger();
-  constexpr int S = D + 8;         // padded row (elements)
-  constexpr int KS = D / 16;       // k-steps of the score mma
-  constexpr int DT = D / 8;        // n-tiles of the output
-  constexpr int NT = kBN / 8;      // n-tiles of the scores
-  constexpr int C8 = D / 8;        // 16-byte chunks per row
-  extern __shared__ uint4 smem_raw[];
-  uint16_t* q_s = reinterpret_cast<uint16_t*>(smem_raw);
-  uint16_t* k_s = q_s + kBM * S;
-  uint16_t* v_s = k_s + kBN * S;
-  __shared__ int pos_s[kBM];
-  __shared__ int kv_len_s, bad_s;
-
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
-  const int h = blockIdx.y, kvh = h / p.group;
-  // The run and the tile's rows.
-  const int tile = blockIdx.x;
-  int r = 0;
-  while (r + 1 < p.n_runs && tile >= p.tile0[r + 1]) ++r;
-  const int first = (tile - p.tile0[r]) * kBM;
-  const int rows = min(kBM, p.count[r] - first);
-  const int64_t row_base = p.row0[r] + first;
-  const int seq = p.query_seq[p.row0[r]];
-  const int64_t qw = static_cast<int64_t>(p.q_heads) * D;
-  const int64_t max_pos = p.max_pages * p.page_size;
-
-  if (tid == 0) {
-    kv_len_s = 0;
-    bad_s = 0;
-  }
-  __syncthreads();
-  if (tid < kBM) {
-    int pos = -1;
-    if (tid < rows) {
-      const int sq = p.query_seq[row_base + tid], x = p.query_pos[row_base + tid];
-      if (sq == seq && sq >= 0 && x >= 0 && x < max_pos) pos = x;
-    }
-    pos_s[tid] = pos;
-    if (pos >= 0) atomicMax(&kv_len_s, pos + 1);
-  }
-  // Q tile (rows past the tile's end: zeros).
-  for (int i = tid; i < kBM * C8; i += kThreads) {
-    const int row = i / C8, ch = i % C8;
-    uint4 x = make_uint4(0, 0, 0, 0);
-    if (row < rows) x = *reinterpret_cast<const uint4*>(p.q + (row_base + row) * qw + static_cast<int64_t>(h) * D + ch * 8);
-    *reinterpret_cast<uint4*>(q_s + row * S + ch * 8) = x;
-  }
-  __syncthreads();
-  const int kv_len = kv_len_s;
-  uint32_t qa[KS][4];
-  {
-    const uint16_t* q0 = q_s + (16 * warp + g) * S + 2 * c;
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
-      qa[ks][0] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16);
-      qa[ks][1] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16);
-      qa[ks][2] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16 + 8);
-      qa[ks][3] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16 + 8);
-    }
-  }
-  const int pos_lo = pos_s[16 * warp + g], pos_hi = pos_s[16 * warp + g + 8];
-  float o[DT][4];
-#pragma unroll
-  for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-  float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
-  const int32_t* bt = p.block_tables + static_cast<int64_t>(seq) * p.max_pages;
-
-  for (int j0 = 0; j0 < kv_len; j0 += kBN) {
-    __syncthreads();  // the previous tile's K and V are no longer read
-    for (int i = tid; i < kBN * C8; i += kThreads) {
-      const int key = i / C8, ch = i % C8, j = j0 + key;
-      uint4 kx = make_uint4(0, 0, 0, 0), vx = make_uint4(0, 0, 0, 0);
-      if (j < kv_len) {
-        const int page = bt[j / p.page_size];
-        if (page >= 0 && page < p.num_pages) {
-          const int64_t slot = static_cast<int64_t>(page) * p.page_size + j % p.page_size;
-          const int64_t e = (slot * p.kv_heads + kvh) * D + ch * 8;
-          kx = load8<kFp8>(p.k, e);
-          vx = load8<kFp8>(p.v, e);
-        } else {
-          bad_s = 1;
-        }
-      }
-      *reinterpret_cast<uint4*>(k_s + key * S + ch * 8) = kx;
-      *reinterpret_cast<uint4*>(v_s + key * S + ch * 8) = vx;
-    }
-    __syncthreads();
-
-    // S = Q K^T: 16 rows x 64 keys per warp.
-    float s[NT][4];
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-      const uint16_t* k0 = k_s + (nt * 8 + g) * S + 2 * c;
-#pragma unroll
-      for (int ks = 0; ks < KS; ++ks) {
-        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16);
-        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16 + 8);
-        cuda::mma_bf16_16816(s[nt], qa[ks], b0, b1);
-      }
-    }
-    // Mask and scale (log2 domain); the tile's row maxima.
-    float mx_lo = -INFINITY, mx_hi = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int key = j0 + nt * 8 + 2 * c + (i & 1);
-        const bool hi = i >= 2;
-        const bool ok = key <= (hi ? pos_hi : pos_lo);
-        const float x = ok ? s[nt][i] * p.score_scale : -INFINITY;
-        s[nt][i] = x;
-        if (hi) mx_hi = fmaxf(mx_hi, x);
-        else mx_lo = fmaxf(mx_lo, x);
-      }
-#pragma unroll
-    for (int o2 = 1; o2 <= 2; o2 <<= 1) {
-      mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xFFFFFFFFu, mx_lo, o2));
-      mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xFFFFFFFFu, mx_hi, o2));
-    }
-    const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
-    // A row with no key yet keeps m = -inf: its base is 0 and every p is 0.
-    const float base_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, base_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
-    const float alpha_lo = exp2f(m_lo - base_lo), alpha_hi = exp2f(m_hi - base_hi);
-    m_lo = mn_lo;
-    m_hi = mn_hi;
-    float sum_lo = 0.0f, sum_hi = 0.0f;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      s[nt][0] = exp2f(s[nt][0] - base_lo);
-      s[nt][1] = exp2f(s[nt][1] - base_lo);
-      s[nt][2] = exp2f(s[nt][2] - base_hi);
-      s[nt][3] = exp2f(s[nt][3] - base_hi);
-      sum_lo += s[nt][0] + s[nt][1];
-      sum_hi += s[nt][2] + s[nt][3];
-    }
-    l_lo = l_lo * alpha_lo + sum_lo;
-    l_hi = l_hi * alpha_hi + sum_hi;
-#pragma unroll
-    for (int i = 0; i < DT; ++i) {
-      o[i][0] *= alpha_lo;
-      o[i][1] *= alpha_lo;
-      o[i][2] *= alpha_hi;
-      o[i][3] *= alpha_hi;
-    }
-    // O += P V, 16 keys per k-step.
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      const uint32_t pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
-                              pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      // ldmatrix x4.trans: matrices (keys +0..7, d tile dt), (keys +8..15, dt), (+0..7, dt+1),
-      // (+8..15, dt+1); lane l addresses row (l & 7) of matrix l >> 3.
-      const int mi = lane >> 3, key = kk * 16 + (mi & 1) * 8 + (lane & 7);
-#pragma unroll
-      for (int dt = 0; dt < DT; dt += 2) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, v_s + key * S + (dt + (mi >> 1)) * 8);
-        cuda::mma_bf16_16816(o[dt], pa, b[0], b[1]);
-        cuda::mma_bf16_16816(o[dt + 1], pa, b[2], b[3]);
-      }
-    }
-  }
-  __syncthreads();
-  const bool bad = bad_s != 0;
-#pragma unroll
-  for (int o2 = 1; o2 <= 2; o2 <<= 1) {
-    l_lo += __shfl_xor_sync(0xFFFFFFFFu, l_lo, o2);
-    l_hi += __shfl_xor_sync(0xFFFFFFFFu, l_hi, o2);
-  }
-  const int row_lo = 16 * warp + g, row_hi = row_lo + 8;
-  const float inv_lo = p.out_scale / l_lo, inv_hi = p.out_scale / l_hi;
-  const bool nan_lo = bad || pos_lo < 0, nan_hi = bad || pos_hi < 0;
-#pragma unroll
-  for (int dt = 0; dt < DT; ++dt) {
-    const int col = h * D + dt * 8 + 2 * c;
-    if (row_lo < rows)
-      *reinterpret_cast<uint32_t*>(p.out + (row_base + row_lo) * qw + col) =
-          nan_lo ? kBf16NaN2 : pack_bf16x2(o[dt][0] * inv_lo, o[dt][1] * inv_lo);
-    if (row_hi < rows)
-      *reinterpret_cast<uint32_t*>(p.out + (row_base + row_hi) * qw + col) =
-          nan_hi ? kBf16NaN2 : pack_bf16x2(o[dt][2] * inv_hi, o[dt][3] * inv_hi);
-  }
-}
-
-// The pipelined form of run_attn_kernel: kHeads q heads of one kv head per block (4 warps each,
-// warp w: head w / 4, rows 16 (w % 4)..+15), sharing each K/V tile; the tiles travel by cp.async
-// into a 2-stage ring, so that key tile t + 1 is in flight while tile t is multiplied.
-//   BF16: the ring holds the rows as the mma reads them ([kBN][D + 8] per K and per V);
-//   FP8:  the ring holds the stored e4m3 rows ([kBN][D + 16] bytes), converted to BF16 rows
-//         (exactly, as load8) in one [kBN][D + 8] K and V tile after arriving.
-// Per key tile: issue t + 1, wait for t, barrier, (FP8: convert, barrier), scores / softmax / PV
-// as run_attn_kernel, barrier (the stage read is free for the issue of t + 2).
-template <int D, bool kFp8>
-struct PipeLayout {
+struct RunLayout {
   static constexpr int S = D + 8;                       // BF16 row stride of q and of mma tiles (elements)
   static constexpr int RB = kFp8 ? D : 2 * D;           // stored bytes per K or V row
   static constexpr int CH = RB / 16;                    // 16-byte chunks per row
@@ -302,10 +107,10 @@ struct PipeLayout {
 };
 
 template <int D, bool kFp8, int kHeads>
-__global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_pipelined(const RunParams p) {
+__global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel(const RunParams p) {
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  using L = PipeLayout<D, kFp8>;
+  using L = RunLayout<D, kFp8>;
   constexpr int S = L::S;
   constexpr int KS = D / 16;       // k-steps of the score mma
   constexpr int DT = D / 8;        // n-tiles of the output
@@ -425,8 +230,8 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_pipeli
       const char* vr = kr + kBN * L::RS;
       for (int i = tid; i < kBN * C8; i += NTH) {
         const int key = i / C8, ch = i % C8;
-        *reinterpret_cast<uint4*>(kc_s + key * S + ch * 8) = load8<true>(kr + key * L::RS, ch * 8);
-        *reinterpret_cast<uint4*>(vc_s + key * S + ch * 8) = load8<true>(vr + key * L::RS, ch * 8);
+        *reinterpret_cast<uint4*>(kc_s + key * S + ch * 8) = e4m3x8_to_bf16x8(kr + key * L::RS + ch * 8);
+        *reinterpret_cast<uint4*>(vc_s + key * S + ch * 8) = e4m3x8_to_bf16x8(vr + key * L::RS + ch * 8);
       }
       __syncthreads();
       k_s = kc_s;
@@ -532,55 +337,24 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_pipeli
   }
 }
 
-template <int D, bool kFp8>
-void launch(const RunParams& p, int tiles, cudaStream_t stream);
-
 template <int D, bool kFp8, int kHeads>
-void launch_pipelined(const RunParams& p, int tiles, cudaStream_t stream) {
-  const std::size_t smem = PipeLayout<D, kFp8>::bytes(kHeads);
-  const cudaError_t attr = cudaFuncSetAttribute(run_attn_pipelined<D, kFp8, kHeads>,
+void launch_heads(const RunParams& p, int tiles, cudaStream_t stream) {
+  const std::size_t smem = RunLayout<D, kFp8>::bytes(kHeads);
+  // Per call: the opt-in is a property of the current device.
+  const cudaError_t attr = cudaFuncSetAttribute(run_attn_kernel<D, kFp8, kHeads>,
                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   cuda::require(attr == cudaSuccess, std::string("paged_attention_runs_cuda: shared memory opt-in failed: ") +
                                          cudaGetErrorString(attr));
-  cuda::launch_pdl(run_attn_pipelined<D, kFp8, kHeads>,
+  cuda::launch_pdl(run_attn_kernel<D, kFp8, kHeads>,
                    dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(p.q_heads / kHeads)),
                    dim3(kThreads * kHeads), smem, stream, p);
   cuda::check_launch("paged_attention_runs_cuda");
 }
 
-// NEMOTRON_ATTN_RUNS=sync (run_attn_kernel), 1 or 2 (run_attn_pipelined, heads per block; 2
-// needs an even group). Default: sync until the pipelined kernel has run its tests on a GPU.
-int attn_runs_mode(int group) {
-  static const int env = [] {
-    const char* e = std::getenv("NEMOTRON_ATTN_RUNS");
-    if (!e) return -1;
-    const std::string v(e);
-    return v == "sync" ? 0 : v == "1" ? 1 : v == "2" ? 2 : -1;
-  }();
-  const int mode = env < 0 ? 0 : env;
-  return mode == 2 && group % 2 != 0 ? 1 : mode;
-}
-
-template <int D, bool kFp8>
-void launch_any(const RunParams& p, int tiles, cudaStream_t stream) {
-  switch (attn_runs_mode(p.group)) {
-    case 0: launch<D, kFp8>(p, tiles, stream); break;
-    case 1: launch_pipelined<D, kFp8, 1>(p, tiles, stream); break;
-    default: launch_pipelined<D, kFp8, 2>(p, tiles, stream); break;
-  }
-}
-
 template <int D, bool kFp8>
 void launch(const RunParams& p, int tiles, cudaStream_t stream) {
-  constexpr std::size_t smem = static_cast<std::size_t>(3 * kBM * (D + 8)) * sizeof(uint16_t);
-  // Per call: the opt-in is a property of the current device.
-  const cudaError_t attr = cudaFuncSetAttribute(run_attn_kernel<D, kFp8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                static_cast<int>(smem));
-  cuda::require(attr == cudaSuccess, std::string("paged_attention_runs_cuda: shared memory opt-in failed: ") +
-                                         cudaGetErrorString(attr));
-  cuda::launch_pdl(run_attn_kernel<D, kFp8>, dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(p.q_heads)),
-                   dim3(kThreads), smem, stream, p);
-  cuda::check_launch("paged_attention_runs_cuda");
+  if (p.group % 2 == 0) launch_heads<D, kFp8, 2>(p, tiles, stream);
+  else launch_heads<D, kFp8, 1>(p, tiles, stream);
 }
 
 }  // namespace
@@ -641,9 +415,9 @@ void paged_attention_runs_cuda(const PagedAttentionArgs& a, const AttentionRun* 
     p.tile0[p.n_runs] = static_cast<int>(tiles);
     const int t = static_cast<int>(tiles);
     switch (D) {
-      case 32: fp8 ? launch_any<32, true>(p, t, stream) : launch_any<32, false>(p, t, stream); break;
-      case 64: fp8 ? launch_any<64, true>(p, t, stream) : launch_any<64, false>(p, t, stream); break;
-      default: fp8 ? launch_any<128, true>(p, t, stream) : launch_any<128, false>(p, t, stream); break;
+      case 32: fp8 ? launch<32, true>(p, t, stream) : launch<32, false>(p, t, stream); break;
+      case 64: fp8 ? launch<64, true>(p, t, stream) : launch<64, false>(p, t, stream); break;
+      default: fp8 ? launch<128, true>(p, t, stream) : launch<128, false>(p, t, stream); break;
     }
   }
 }
