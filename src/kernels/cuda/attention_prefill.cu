@@ -95,7 +95,8 @@ __device__ __forceinline__ uint4 e4m3x8_to_bf16x8(const char* p) {
 template <int D, bool kFp8>
 struct RunLayout {
   static constexpr int S = D + 8;                       // BF16 row stride of q and of mma tiles (elements)
-  static constexpr int RB = kFp8 ? D : 2 * D;           // stored bytes per K or V row
+  static constexpr int kEsz = kFp8 ? 1 : 2;             // stored bytes per K or V element
+  static constexpr int RB = D * kEsz;                   // stored bytes per K or V row
   static constexpr int CH = RB / 16;                    // 16-byte chunks per row
   static constexpr int RS = kFp8 ? D + 16 : 2 * S;      // ring row stride (bytes)
   static constexpr int kStage = 2 * kBN * RS;           // one stage: K rows, then V rows (bytes)
@@ -156,6 +157,7 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
     pos_s[tid] = pos;
     if (pos >= 0) atomicMax(&kv_len_s, pos + 1);
   }
+  // Q tiles of the block's heads (rows past the tile's end: zeros).
   for (int i = tid; i < kHeads * kBM * C8; i += NTH) {
     const int hd = i / (kBM * C8), row = i / C8 % kBM, ch = i % C8;
     uint4 x = make_uint4(0, 0, 0, 0);
@@ -166,7 +168,6 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
   __syncthreads();
   const int kv_len = kv_len_s;
   const int32_t* bt = p.block_tables + static_cast<int64_t>(seq) * p.max_pages;
-  constexpr int kEsz = kFp8 ? 1 : 2;  // bytes per stored element
   // cp.async of key tile j0 into ring stage `st`; keys past kv_len and pages outside the cache
   // are zero-filled (the latter flag the block's rows NaN).
   auto issue = [&](int j0, int st) {
@@ -183,7 +184,7 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
         const int page = bt[j / p.page_size];
         if (page >= 0 && page < p.num_pages) {
           const int64_t slot = static_cast<int64_t>(page) * p.page_size + j % p.page_size;
-          const int64_t off = ((slot * p.kv_heads + kvh) * D) * kEsz + ch * 16;
+          const int64_t off = ((slot * p.kv_heads + kvh) * D) * L::kEsz + ch * 16;
           ks += off;
           vs += off;
           n = 16;
@@ -255,6 +256,7 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
         cuda::mma_bf16_16816(s[nt], qa[ks], b0, b1);
       }
     }
+    // Mask and scale (log2 domain); the tile's row maxima.
     float mx_lo = -INFINITY, mx_hi = -INFINITY;
     const bool unmasked = j0 + kBN - 1 <= warp_min_pos;
 #pragma unroll
@@ -275,6 +277,7 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
       mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xFFFFFFFFu, mx_hi, o2));
     }
     const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
+    // A row with no key yet keeps m = -inf: its base is 0 and every p is 0.
     const float base_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, base_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
     const float alpha_lo = exp2f(m_lo - base_lo), alpha_hi = exp2f(m_hi - base_hi);
     m_lo = mn_lo;
@@ -298,11 +301,14 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
       o[i][2] *= alpha_hi;
       o[i][3] *= alpha_hi;
     }
+    // O += P V, 16 keys per k-step.
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
       const uint32_t pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
                               pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                               pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      // ldmatrix x4.trans: matrices (keys +0..7, d tile dt), (keys +8..15, dt), (+0..7, dt+1),
+      // (+8..15, dt+1); lane l addresses row (l & 7) of matrix l >> 3.
       const int mi = lane >> 3, key = kk * 16 + (mi & 1) * 8 + (lane & 7);
 #pragma unroll
       for (int dt = 0; dt < DT; dt += 2) {

@@ -31,7 +31,7 @@ double seconds_left(Clock::time_point deadline) {
 // keep-alive probes after 10 s of silence, 3 of them 5 s apart, so that a peer cut off by the
 // network (no FIN, no RST) shows as a failed connection within about 25 s of idleness: the
 // nodes' link watch (model/nodes) and any call then see it.
-void no_delay(int fd) {
+void tune_link(int fd) {
   const int one = 1, idle = 10, interval = 5, count = 3;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
@@ -80,7 +80,7 @@ int accept_before(int lfd, Clock::time_point deadline, const std::string& what, 
     char ip[INET_ADDRSTRLEN] = {};
     inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
     *peer_ip = ip;
-    no_delay(fd);
+    tune_link(fd);
     return fd;
   }
 }
@@ -100,7 +100,7 @@ int connect_before(const std::string& host, int port, Clock::time_point deadline
       const int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
       if (fd >= 0 && ::connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
         freeaddrinfo(res);
-        no_delay(fd);
+        tune_link(fd);
         return fd;
       }
       last = sys_error("connect");
