@@ -22,7 +22,7 @@
 #     python3 has matplotlib (else run bench/plot.py on the JSON files elsewhere)
 # Environment (defaults): MODEL (nano-nvfp4; nano-mtp-nvfp4: Nano with a Super-like MTP head, so
 # `serve` speculates: its random head is never right, which measures what keeping the head fed
-# and probing costs), MODEL_ROOT (/tmp), MODEL_DIR (the synthesized checkpoint; another
+# and probing costs; super-nvfp4: Super with its MTP head, in /dev/shm, for an H200), MODEL_ROOT (/tmp), MODEL_DIR (the synthesized checkpoint; another
 # model directory skips step 1's synth), NEMOTRON (build-gpu/nemotron, built here), DEVICE (cuda),
 # PORT (8080), BATCH (1,2,4,8,16,32,64,128,256), LEVELS (1,8,32,64), GREEDY_REQS (8,32,64,128),
 # SAMPLED_REQS (4,8,32,64), PROMPT_TOKENS (128), MAX_TOKENS (128), SKIP_BENCH (0),
@@ -132,15 +132,19 @@ if [ -z "${NEMOTRON:-}" ]; then
 fi
 [ -x "$NEMOTRON" ] || { fail binary "$NEMOTRON is not an executable"; exit 1; }
 model="${MODEL:-nano-nvfp4}"
+synth_quant=(--quant tests/data/configs/nano-30b-a3b.nvfp4.hf_quant_config.json)
+root_default=/tmp
 case "$model" in
   nano-nvfp4) synth_cfg=tests/data/configs/nano-30b-a3b.config.json ;;
   nano-mtp-nvfp4) synth_cfg=tests/data/configs/nano-30b-a3b-mtp.config.json ;;  # speculation on by default
-  *) fail model "unknown MODEL $model (nano-nvfp4 | nano-mtp-nvfp4)"; exit 1 ;;
+  # Super with its MTP head (80 GB: /dev/shm, as bench-real.sh puts it; an H200 holds it)
+  super-nvfp4) synth_cfg=tests/data/configs/super-120b-a12b.config.json; synth_quant=(--layout super-mixed)
+    root_default=/dev/shm ;;
+  *) fail model "unknown MODEL $model (nano-nvfp4 | nano-mtp-nvfp4 | super-nvfp4)"; exit 1 ;;
 esac
-dir="${MODEL_DIR:-${MODEL_ROOT:-/tmp}/model-$model}"
+dir="${MODEL_DIR:-${MODEL_ROOT:-$root_default}/model-$model}"
 if [ ! -f "$dir/config.json" ]; then
-  step synth "$NEMOTRON" synth --config "$synth_cfg" \
-    --quant tests/data/configs/nano-30b-a3b.nvfp4.hf_quant_config.json --out "$dir" --quiet || exit 1
+  step synth "$NEMOTRON" synth --config "$synth_cfg" "${synth_quant[@]}" --out "$dir" --quiet || exit 1
 fi
 vocab=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$dir/config.json") \
   || { fail config "cannot read vocab_size from $dir/config.json"; exit 1; }
