@@ -47,16 +47,8 @@ constexpr int kMaxLoads = 4;  // 8-element K (and V) pieces per thread per tile:
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr uint16_t kBf16NaN = 0x7FC0;
 
-struct Params {
-  const uint16_t* q;
-  uint16_t* out;
-  const int32_t* query_seq;
-  const int32_t* query_pos;
-  const int32_t* block_tables;
-  const void* k;
-  const void* v;
-  int64_t max_pages, num_pages;
-  int page_size, kv_heads, q_heads, group, D;
+struct Params : cuda::PagedParams {
+  int D;
   int HG, chunks;     // q heads per block (<= group); chunks = ceil(group / HG)
   int pr_rows;        // rows of the P and alpha arrays: kMaxAcc * (kThreads / (D / 4))
   int splits, tile;   // split-K blocks per (row, head chunk); positions per tile (P)
@@ -416,19 +408,7 @@ void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
   cuda::check_paged_pointers(a, name);
 
   Params p{};
-  p.q = a.q;
-  p.out = a.out;
-  p.query_seq = a.query_seq;
-  p.query_pos = a.query_pos;
-  p.block_tables = a.block_tables;
-  p.k = c.k;
-  p.v = c.v;
-  p.max_pages = a.max_pages;
-  p.num_pages = c.num_pages;
-  p.page_size = static_cast<int>(c.page_size);
-  p.kv_heads = static_cast<int>(c.kv_heads);
-  p.q_heads = static_cast<int>(a.q_heads);
-  p.group = p.q_heads / p.kv_heads;
+  static_cast<cuda::PagedParams&>(p) = cuda::paged_params(a);
   p.D = static_cast<int>(c.head_dim);
   const bool wide = p.D > 128;
   const int P = wide ? 16 : 32, q_rows = wide ? kQRows<16> : kQRows<32>;

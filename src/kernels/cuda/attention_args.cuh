@@ -1,6 +1,7 @@
 #pragma once
-// Argument checks shared by the paged attention launchers (attention.cu, attention_prefill.cu):
-// host-only. Each throws nemotron::Error prefixed with `name` (the launcher's name).
+// What the paged attention launchers (attention.cu, attention_prefill.cu) share: the argument
+// checks (host-only; each throws nemotron::Error prefixed with `name`, the launcher's name) and
+// the kernel parameters both kernels read the same way.
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -33,6 +34,39 @@ inline void check_paged_pointers(const PagedAttentionArgs& a, const std::string&
   require(a.q && a.out && a.query_seq && a.query_pos && a.block_tables && c.k && c.v, name + "null pointer");
   require(aligned16(a.q) && aligned16(a.out) && aligned16(c.k) && aligned16(c.v),
           name + "q, out and the cache's k and v must be 16-byte aligned");
+}
+
+// The part of both kernels' parameters taken as is from the arguments (each kernel's Params
+// derives from it and adds its own launch shape).
+struct PagedParams {
+  const uint16_t* q;             // [T, q_heads, D] BF16
+  uint16_t* out;                 // [T, q_heads, D] BF16
+  const int32_t* query_seq;      // [T] block-table row of each query row
+  const int32_t* query_pos;      // [T] position of each query row (it sees positions <= this)
+  const int32_t* block_tables;   // [rows, max_pages] page ids
+  const void* k;                 // [num_pages, page_size, kv_heads, D] BF16 or FP8
+  const void* v;
+  int64_t max_pages, num_pages;
+  int page_size, kv_heads, q_heads, group;  // group = q_heads / kv_heads
+};
+
+inline PagedParams paged_params(const PagedAttentionArgs& a) {
+  const PagedKvCache& c = a.cache;
+  PagedParams p{};
+  p.q = a.q;
+  p.out = a.out;
+  p.query_seq = a.query_seq;
+  p.query_pos = a.query_pos;
+  p.block_tables = a.block_tables;
+  p.k = c.k;
+  p.v = c.v;
+  p.max_pages = a.max_pages;
+  p.num_pages = c.num_pages;
+  p.page_size = static_cast<int>(c.page_size);
+  p.kv_heads = static_cast<int>(c.kv_heads);
+  p.q_heads = static_cast<int>(a.q_heads);
+  p.group = p.q_heads / p.kv_heads;
+  return p;
 }
 
 }  // namespace nemotron::kernels::cuda

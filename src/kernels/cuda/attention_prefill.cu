@@ -48,16 +48,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr uint32_t kBf16NaN2 = 0x7FC07FC0u;
 constexpr uint32_t kTwoPow112x2 = 0x77807780u;  // BF16x2 splat of 2^112
 
-struct RunParams {
-  const uint16_t* q;
-  uint16_t* out;
-  const int32_t* query_seq;
-  const int32_t* query_pos;
-  const int32_t* block_tables;
-  const void* k;
-  const void* v;
-  int64_t max_pages, num_pages;
-  int page_size, kv_heads, q_heads, group;
+struct RunParams : cuda::PagedParams {
   float score_scale;  // scale * log2(e) (* k_scale for FP8)
   float out_scale;    // 1 (v_scale for FP8)
   int n_runs;
@@ -387,19 +378,7 @@ void paged_attention_runs_cuda(const PagedAttentionArgs& a, const AttentionRun* 
   cuda::check_paged_pointers(a, name);
 
   RunParams p{};
-  p.q = a.q;
-  p.out = a.out;
-  p.query_seq = a.query_seq;
-  p.query_pos = a.query_pos;
-  p.block_tables = a.block_tables;
-  p.k = c.k;
-  p.v = c.v;
-  p.max_pages = a.max_pages;
-  p.num_pages = c.num_pages;
-  p.page_size = static_cast<int>(c.page_size);
-  p.kv_heads = static_cast<int>(c.kv_heads);
-  p.q_heads = static_cast<int>(a.q_heads);
-  p.group = p.q_heads / p.kv_heads;
+  static_cast<cuda::PagedParams&>(p) = cuda::paged_params(a);
   const int D = static_cast<int>(c.head_dim);
   const bool fp8 = c.dtype == KvDType::FP8_E4M3;
   const float scale = a.scale > 0.0f ? a.scale : 1.0f / std::sqrt(static_cast<float>(D));
