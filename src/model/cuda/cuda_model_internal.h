@@ -15,6 +15,7 @@
 
 #include "kernels/attention_cuda.h"
 #include "kernels/linear_cuda.h"
+#include "kernels/mamba_cuda.h"
 #include "kernels/moe_cuda.h"
 #include "model/cuda/cuda_buffers.h"
 #include "model/cuda/cuda_model.h"
@@ -260,6 +261,35 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // One linear (kernels/linear_cuda.h) on `on` (default: the main stream), profiled as `op`.
   void linear(const char* op, const kernels::LinearWeight& w, const uint16_t* xin, int64_t rows, void* out,
               kernels::OutType t = kernels::OutType::BF16, bool relu2 = false, cudaStream_t on = nullptr);
+  // The fields of a Mamba kernel's arguments (MambaDecodeArgs, SsmScanArgs) that come from the
+  // layer and the config: its weights and state slots, the state's storage, dims, dt clamp.
+  template <class Args>
+  void mamba_layer_args(const DBlock& b, Args& a) const {
+    const Config& c = model.config;
+    a.state = b.m.ssm_state;
+    a.state_dtype = opt.ssm_state.dtype;
+    a.state_stochastic = opt.ssm_state.stochastic;
+    a.state_layer = static_cast<uint32_t>(b.index);
+    a.dt_bias = b.m.dt_bias;
+    a.A = b.m.A;
+    a.D = b.m.D;
+    a.heads = c.mamba_num_heads;
+    a.head_dim = c.mamba_head_dim;
+    a.state_dim = c.ssm_state_size;
+    a.groups = c.n_groups;
+    a.dt_min = static_cast<float>(c.time_step_limit_min);
+    a.dt_max = static_cast<float>(c.time_step_limit_max);
+  }
+  // The conv of a Mamba layer over varlen rows (the layer's part of ConvPrefillArgs).
+  kernels::ConvPrefillArgs conv_prefill_args(const DBlock& b) const {
+    kernels::ConvPrefillArgs a;
+    a.state = b.m.conv_state;
+    a.w = b.m.conv_w;
+    a.bias = b.m.conv_b;
+    a.C = model.config.conv_dim();
+    a.K = model.config.conv_kernel;
+    return a;
+  }
   // The blocks of a step, one per kind (cuda_block_*.cpp), each from u [R, H] to y [R, H].
   void mamba_block(const DBlock& b, int64_t R, int64_t B);
   void attention_block(const Stack& st, const DBlock& b, int64_t R);

@@ -207,43 +207,26 @@ void CudaModel::Impl::settle() {
         if (b.kind != LayerKind::Mamba) continue;
         // mamba_block's prefill path over the saved rows: xBC at column 0, dt at C.
         const uint16_t* stage = spec_stage + b.mamba_index * stage_rows * Wk;
-        kernels::ConvPrefillArgs ca;
+        kernels::ConvPrefillArgs ca = conv_prefill_args(b);
         ca.xbc = stage;
         ca.xbc_stride = Wk;
-        ca.state = b.m.conv_state;
         ca.slot = aux + B + 1;
         ca.cu_rows = aux;
-        ca.w = b.m.conv_w;
-        ca.bias = b.m.conv_b;
         ca.B = B;
         ca.rows = rows;
-        ca.C = C;
-        ca.K = c.conv_kernel;
         ca.out = conv_out;
         kernels::conv1d_prefill_silu_cuda(ca, stream);
         kernels::SsmScanArgs sa;
+        mamba_layer_args(b, sa);
         sa.xbc = conv_out;
         sa.xbc_stride = C;
         sa.dt_raw = stage + C;
         sa.dt_stride = Wk;
-        sa.dt_bias = b.m.dt_bias;
-        sa.A = b.m.A;
-        sa.D = b.m.D;
-        sa.state = b.m.ssm_state;
-        sa.state_dtype = opt.ssm_state.dtype;
-        sa.state_stochastic = opt.ssm_state.stochastic;
-        sa.state_layer = static_cast<uint32_t>(b.index);
         sa.row_pos = aux + 2 * B + 1;  // a 16-bit state is rounded as the step that kept the rows would
         sa.slot = aux + B + 1;
         sa.cu_rows = aux;
         sa.B = B;
         sa.rows = rows;
-        sa.heads = c.mamba_num_heads;
-        sa.head_dim = c.mamba_head_dim;
-        sa.state_dim = c.ssm_state_size;
-        sa.groups = c.n_groups;
-        sa.dt_min = static_cast<float>(c.time_step_limit_min);
-        sa.dt_max = static_cast<float>(c.time_step_limit_max);
         sa.y = ssm_y;
         // Sequential, as the keep_states step that kept these rows (mamba_block): the same
         // arithmetic per row.
