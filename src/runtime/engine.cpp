@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <iostream>
 
@@ -10,6 +12,12 @@
 
 namespace nemotron::runtime {
 namespace {
+
+// NEMOTRON_PREFILL_SHARES=equal: the earlier prefill policy (equal shares), for A/B runs.
+SchedulerLimits with_env(SchedulerLimits limits) {
+  if (const char* e = std::getenv("NEMOTRON_PREFILL_SHARES")) limits.equal_prefill_shares = std::strcmp(e, "equal") == 0;
+  return limits;
+}
 // Pending MTP-head inputs of a sequence are fed once this many have gathered (the head's own
 // forward costs about one trunk layer per row).
 constexpr int64_t kMtpPendingRows = 64;
@@ -30,7 +38,7 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
     : backend_(std::move(backend)),
       options_(options),
       vocab_(backend_->model().config.vocab_size),
-      scheduler_(options.limits),
+      scheduler_(with_env(options.limits)),
       spec_(options.speculative_tokens) {
   const int K = options.speculative_tokens;
   if (K < 0 || K > 16) throw Error("--speculative-tokens must be in [0, 16], got " + std::to_string(K));

@@ -78,25 +78,32 @@ std::vector<ScheduledChunk> Scheduler::schedule(int64_t lookahead) {
     step.push_back({seq, -1, 1});
     budget -= cost;
   }
-  // Prompts share the rest: each first gets up to an equal share (at least one token), in
-  // admission order, then what the shorter ones leave goes to the oldest first. A prompt no
-  // longer than its share is prefilled in this one step, however long the others are.
+  // Prompts share the rest: the oldest first gets up to an equal share (at least one token),
+  // then the prompts with the fewest tokens left take what they need, fewest first (the older
+  // first among equals), until the budget is spent.
   std::vector<uint64_t> prefilling;
   for (uint64_t seq : running_) {
     const Entry& e = entries_[seq];
     if (e.prefilled < e.prompt_len) prefilling.push_back(seq);
   }
   if (prefilling.empty() || budget <= 0) return step;
+  std::vector<int64_t> left(prefilling.size()), take(prefilling.size(), 0);
+  for (std::size_t i = 0; i < prefilling.size(); ++i)
+    left[i] = entries_[prefilling[i]].prompt_len - entries_[prefilling[i]].prefilled;
   const int64_t share = std::max<int64_t>(1, budget / static_cast<int64_t>(prefilling.size()));
-  std::vector<int64_t> take(prefilling.size(), 0);
-  for (std::size_t i = 0; i < prefilling.size() && budget > 0; ++i) {
-    const Entry& e = entries_[prefilling[i]];
-    take[i] = std::min({share, budget, e.prompt_len - e.prefilled});
+  const std::size_t shared = limits_.equal_prefill_shares ? prefilling.size() : 1;
+  for (std::size_t i = 0; i < shared && budget > 0; ++i) {
+    take[i] = std::min({share, budget, left[i]});
     budget -= take[i];
   }
-  for (std::size_t i = 0; i < prefilling.size() && budget > 0; ++i) {
-    const Entry& e = entries_[prefilling[i]];
-    const int64_t more = std::min(budget, e.prompt_len - e.prefilled - take[i]);
+  std::vector<std::size_t> order(prefilling.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (!limits_.equal_prefill_shares)
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return left[a] - take[a] < left[b] - take[b]; });
+  for (std::size_t i : order) {
+    if (budget <= 0) break;
+    const int64_t more = std::min(budget, left[i] - take[i]);
     take[i] += more;
     budget -= more;
   }

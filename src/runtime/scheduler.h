@@ -11,11 +11,15 @@
 //     lookahead with speculation: the step's drafts, which the engine sizes so that they fit
 //     beside one token per decode and the prompts' share) for every running sequence that
 //     finished its prompt (when they do not all fit, those left out go first next step), then
-//     prefill chunks with the rest of the budget, shared fairly: every prompt still prefilling
-//     first gets up to an equal share (rest / their count, at least one token), in admission
-//     order, and what the shorter prompts leave goes to the oldest first. So a short prompt
-//     admitted behind a long one is prefilled within one step (its first token comes with
-//     that step), while a long prompt alone still takes the whole budget;
+//     prefill chunks with the rest of the budget: the oldest prompt still prefilling first gets
+//     up to an equal share (rest / their count, at least one token), then the prompts with the
+//     fewest tokens left take what they need, fewest first (the older first among equals).
+//     Fewest-left first finishes the most prompts soonest (a short prompt admitted behind long
+//     ones is prefilled within one step when it fits in what the oldest's share leaves; equal prompts finish one after another, each starting
+//     to decode while the next prefills, where equal shares would finish them all together at
+//     the end: 64 prompts of 128 tokens in 512-token steps all waited 16 steps for their first
+//     token). The oldest's share means every prompt progresses: none waits forever behind a
+//     stream of shorter ones, as each becomes the oldest in turn;
 //   - admission is FIFO (no request overtakes an older one).
 #include <cstdint>
 #include <deque>
@@ -28,6 +32,9 @@ struct SchedulerLimits {
   int max_num_seqs = 8;
   int64_t max_step_tokens = 512;      // token budget of one step
   int64_t kv_token_capacity = 1 << 20; // KV positions that fit in the planned memory
+  // The earlier prefill policy, kept for A/B runs on the GPU (NEMOTRON_PREFILL_SHARES=equal):
+  // every prompt up to an equal share, then what the shorter ones leave to the oldest first.
+  bool equal_prefill_shares = false;
 };
 
 struct ScheduledChunk {

@@ -41,15 +41,87 @@ TEST(Scheduler, DecodesFirstThenPrefillsShareTheRest) {
   s.add(2, 30, 5);
   s.add(3, 30, 5);
   auto st = s.schedule();
-  ASSERT_EQ(st.size(), 3u);
+  ASSERT_EQ(st.size(), 2u);
   EXPECT_TRUE(st[0].decode());
   EXPECT_EQ(st[0].seq, 1u);
-  // 9 tokens of budget left: an equal share of 4 each, the odd one to the oldest.
+  // 9 tokens of budget left: the oldest's share of 4, after which it has the fewest tokens
+  // left (26 < 30), so it takes the other 5 too.
   EXPECT_EQ(st[1].seq, 2u);
-  EXPECT_EQ(st[1].count, 5);
-  EXPECT_EQ(st[2].seq, 3u);
-  EXPECT_EQ(st[2].count, 4);
+  EXPECT_EQ(st[1].count, 9);
   EXPECT_EQ(tokens(st), 10);
+}
+
+// Equal prompts finish one after another (each then decodes while the next prefills), not all
+// together after the last step: 8 prompts of 32 tokens in 64-token steps.
+TEST(Scheduler, EqualPromptsFinishOneAfterAnother) {
+  Scheduler s({8, 64, 1 << 20});
+  for (uint64_t i = 1; i <= 8; ++i) ASSERT_TRUE(s.add(i, 32, 100));
+  std::map<uint64_t, int> first_decode;
+  for (int step = 0; step < 8; ++step) {
+    const auto st = s.schedule();
+    EXPECT_LE(tokens(st), 64);
+    for (const auto& c : st)
+      if (c.decode() && !first_decode.count(c.seq)) first_decode[c.seq] = step;
+    s.commit(st);
+  }
+  // Step 0 prefills 1 and 2; step k >= 1 decodes those done and prefills about two more with
+  // what the decodes leave. Equal shares (8 tokens each) had all 8 first decode at step 4.
+  ASSERT_EQ(first_decode.size(), 8u);
+  EXPECT_EQ(first_decode[1], 1);
+  EXPECT_EQ(first_decode[2], 1);
+  for (uint64_t i = 2; i <= 8; ++i) EXPECT_LE(first_decode[i - 1], first_decode[i]) << i;
+  EXPECT_GE(first_decode[8], 4);
+}
+
+// The earlier policy (NEMOTRON_PREFILL_SHARES=equal, for A/B runs): equal shares, then the
+// oldest first; equal prompts all finish in the same step.
+TEST(Scheduler, EqualSharesWhenAsked) {
+  SchedulerLimits limits{8, 64, 1 << 20};
+  limits.equal_prefill_shares = true;
+  Scheduler s(limits);
+  for (uint64_t i = 1; i <= 4; ++i) s.add(i, 1000, 10);
+  s.add(5, 5, 10);
+  const auto st = s.schedule();
+  std::map<uint64_t, int64_t> take;
+  for (const auto& c : st) take[c.seq] = c.count;
+  EXPECT_EQ(take[5], 5);        // shares of 12, the short one whole
+  EXPECT_EQ(take[1], 12 + 11);  // the oldest: its share and what is left (64 - 48 - 5)
+  for (uint64_t i = 2; i <= 4; ++i) EXPECT_EQ(take[i], 12) << i;
+  Scheduler eq(limits);
+  for (uint64_t i = 1; i <= 8; ++i) eq.add(i, 32, 100);
+  for (int step = 0; step < 4; ++step) {
+    const auto chunks = eq.schedule();
+    for (const auto& c : chunks) EXPECT_FALSE(c.decode()) << "step " << step;
+    eq.commit(chunks);
+  }
+  EXPECT_EQ(eq.decoding(), 8);  // all together after the fourth step
+}
+
+// However many shorter prompts keep arriving, the oldest prompt still prefilling gets its
+// share of every step, so a long prompt is never starved: here 100 tokens of 5-token prompts
+// arrive per step of 64 tokens (more than the budget), and the long one still gets its share.
+TEST(Scheduler, ALongPromptProgressesBehindAStreamOfShortOnes) {
+  Scheduler s({64, 64, 1 << 20});
+  ASSERT_TRUE(s.add(1, 300, 1));
+  uint64_t next = 2;
+  int64_t fed = 0;
+  int steps = 0;
+  while (fed < 300) {
+    ASSERT_LT(steps, 300) << "the long prompt got " << fed << " of 300 tokens";
+    for (int j = 0; j < 20 && s.running() + s.waiting() < 64; ++j) ASSERT_TRUE(s.add(next++, 5, 0));
+    const auto st = s.schedule();
+    const int64_t prefilling = s.running() - s.decoding();
+    int64_t mine = 0;
+    for (const auto& c : st)
+      if (c.seq == 1 && !c.decode()) mine = c.count;
+    EXPECT_GE(mine, std::min<int64_t>(300 - fed, std::max<int64_t>(1, 64 / prefilling))) << "step " << steps;
+    fed += mine;
+    s.commit(st);
+    for (const auto& c : st)  // short prompts are done once prefilled (max_tokens 0)
+      if (c.seq != 1 && !c.decode() && c.start + c.count == 5) s.remove(c.seq);
+    ++steps;
+  }
+  EXPECT_EQ(s.decoding(), 1);
 }
 
 // Issue 18: a 3-token prompt waited behind a 16K-token one for its whole prefill. Now a
@@ -80,9 +152,9 @@ TEST(Scheduler, ShortPromptIsNotBlockedByALongOne) {
   EXPECT_EQ(st[1].count, 511);
 }
 
-TEST(Scheduler, EveryPromptGetsAShareAndEveryDecodeRuns) {
-  // Budget 64: 3 sequences decoding (1 token each) leave 61 for 4 prompts: a share of 15,
-  // then the prompts shorter than that give theirs back to the oldest.
+TEST(Scheduler, TheOldestsShareThenFewestLeftFirstAndEveryDecodeRuns) {
+  // Budget 64: 3 sequences decoding (1 token each) leave 61 for 4 prompts: the oldest's share
+  // of 15, then the short prompt whole, then the oldest (now the fewest left of the long ones).
   Scheduler s({8, 64, 1 << 20});
   for (uint64_t i = 1; i <= 3; ++i) s.add(i, 2, 100);
   s.commit(s.schedule());
@@ -93,13 +165,23 @@ TEST(Scheduler, EveryPromptGetsAShareAndEveryDecodeRuns) {
   const auto st = s.schedule();
   std::map<uint64_t, ScheduledChunk> by_seq;
   for (const auto& c : st) by_seq[c.seq] = c;
-  ASSERT_EQ(by_seq.size(), 7u);
+  ASSERT_EQ(by_seq.size(), 5u);
   for (uint64_t i = 1; i <= 3; ++i) EXPECT_TRUE(by_seq[i].decode()) << i;
   EXPECT_EQ(by_seq[6].count, 5);        // short: whole
-  EXPECT_EQ(by_seq[5].count, 15);       // long ones: their share
-  EXPECT_EQ(by_seq[7].count, 15);
-  EXPECT_EQ(by_seq[4].count, 15 + 11);  // the oldest also takes what is left (61 - 45 - 5)
+  EXPECT_EQ(by_seq[4].count, 15 + 41);  // the oldest: its share, then what is left (61 - 15 - 5)
+  EXPECT_EQ(by_seq.count(5), 0u);       // the younger long ones wait their turn
+  EXPECT_EQ(by_seq.count(7), 0u);
   EXPECT_EQ(tokens(st), 64);
+  // With the shortest in the middle of the long ones, it still comes before them.
+  Scheduler mid({8, 64, 1 << 20});
+  mid.add(1, 1000, 10);
+  mid.add(2, 50, 10);
+  mid.add(3, 30, 10);
+  std::map<uint64_t, int64_t> take;
+  for (const auto& c : mid.schedule()) take[c.seq] = c.count;
+  EXPECT_EQ(take[1], 21);  // share 64 / 3, then the budget is gone: 3 takes 30, 2 the last 13
+  EXPECT_EQ(take[3], 30);
+  EXPECT_EQ(take[2], 13);
   // A long prompt alone takes the whole budget again once the others are done.
   Scheduler one({8, 64, 1 << 20});
   one.add(1, 1000, 10);
@@ -153,15 +235,22 @@ TEST(Scheduler, AStepsLookaheadSetsTheDecodeCost) {
 }
 
 TEST(Scheduler, MorePromptsThanBudgetTokens) {
-  // A budget smaller than the number of prompts: one token each, oldest first.
+  // A budget smaller than the number of prompts: the oldest's share is one token, after
+  // which it has the fewest left and takes the rest.
   Scheduler s({8, 3, 1 << 20});
   for (uint64_t i = 1; i <= 5; ++i) s.add(i, 10, 1);
-  const auto st = s.schedule();
-  ASSERT_EQ(st.size(), 3u);
-  for (std::size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(st[i].seq, i + 1);
-    EXPECT_EQ(st[i].count, 1);
-  }
+  auto st = s.schedule();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].seq, 1u);
+  EXPECT_EQ(st[0].count, 3);
+  s.commit(st);
+  s.add(6, 2, 1);  // fewer tokens left than the oldest's 7: after the oldest's one token, whole
+  st = s.schedule();
+  std::map<uint64_t, int64_t> take;
+  for (const auto& c : st) take[c.seq] = c.count;
+  EXPECT_EQ(take[1], 1);
+  EXPECT_EQ(take[6], 2);
+  EXPECT_EQ(tokens(st), 3);
 }
 
 TEST(Scheduler, SlotLimitAndFifoAdmission) {
