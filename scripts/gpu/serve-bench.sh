@@ -28,7 +28,9 @@
 # SAMPLED_REQS (4,8,32,64), PROMPT_TOKENS (128), MAX_TOKENS (128), SKIP_BENCH (0),
 # CONSTRAINED_BODY (unset: no constrained run; a JSON object of request fields, step 5b),
 # AGENT_ARGS (unset: no agent run; bench/agent.py flags, step 5c), SOAK_SECONDS (unset: no
-# soak; bench/soak.py for that long, step 5d) and SOAK_CLIENTS (64).
+# soak; bench/soak.py for that long, step 5d) and SOAK_CLIENTS (64). The server inherits the
+# environment, so the A/B switches reach it (NEMOTRON_PREFILL_SHARES=equal: the old prefill
+# order, docs/serving.md).
 # Meant to finish in about 6 minutes on an H100, synth included (not yet measured there); the
 # load runs are capped at 120 s (warm-up), 120 s (greedy) and 240 s (sampled: the sampler sorts
 # the vocabulary on the host for every token). A CPU dry run of everything but step 2:
