@@ -152,13 +152,14 @@ int main(int argc, char** argv) {
         const double attended = static_cast<double>(rows) * static_cast<double>(ctx - rows) +
                                 static_cast<double>(rows) * static_cast<double>(rows + 1) / 2;
         const double flop = 4.0 * kQHeads * kDim * attended;
-        if (tensor_only)
-          std::printf("| %s | %lld | %lld | - | - | %.1f | %.1f | - |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
-                      static_cast<long long>(ctx), static_cast<long long>(rows), b * 1e6, flop / b / 1e12);
-        else
-          std::printf("| %s | %lld | %lld | %.1f | %.1f | %.1f | %.1f | %.2fx |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
-                      static_cast<long long>(ctx), static_cast<long long>(rows), a * 1e6, flop / a / 1e12, b * 1e6,
-                      flop / b / 1e12, a / b);
+        // The CUDA-core columns and the speed-up ("-" with --tensor-only).
+        char cores[48] = "- | -", speedup[16] = "-";
+        if (!tensor_only) {
+          std::snprintf(cores, sizeof cores, "%.1f | %.1f", a * 1e6, flop / a / 1e12);
+          std::snprintf(speedup, sizeof speedup, "%.2fx", a / b);
+        }
+        std::printf("| %s | %lld | %lld | %s | %.1f | %.1f | %s |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
+                    static_cast<long long>(ctx), static_cast<long long>(rows), cores, b * 1e6, flop / b / 1e12, speedup);
       }
   return 0;
 }

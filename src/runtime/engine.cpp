@@ -18,6 +18,7 @@ SchedulerLimits with_env(SchedulerLimits limits) {
   if (const char* e = std::getenv("NEMOTRON_PREFILL_SHARES")) limits.equal_prefill_shares = std::strcmp(e, "equal") == 0;
   return limits;
 }
+
 // Pending MTP-head inputs of a sequence are fed once this many have gathered (the head's own
 // forward costs about one trunk layer per row).
 constexpr int64_t kMtpPendingRows = 64;

@@ -1,6 +1,7 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <numeric>
 
 namespace nemotron::runtime {
 
@@ -97,7 +98,7 @@ std::vector<ScheduledChunk> Scheduler::schedule(int64_t lookahead) {
     budget -= take[i];
   }
   std::vector<std::size_t> order(prefilling.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::iota(order.begin(), order.end(), std::size_t{0});
   if (!limits_.equal_prefill_shares)
     std::stable_sort(order.begin(), order.end(),
                      [&](std::size_t a, std::size_t b) { return left[a] - take[a] < left[b] - take[b]; });

@@ -14,12 +14,13 @@
 //     prefill chunks with the rest of the budget: the oldest prompt still prefilling first gets
 //     up to an equal share (rest / their count, at least one token), then the prompts with the
 //     fewest tokens left take what they need, fewest first (the older first among equals).
-//     Fewest-left first finishes the most prompts soonest (a short prompt admitted behind long
-//     ones is prefilled within one step when it fits in what the oldest's share leaves; equal prompts finish one after another, each starting
-//     to decode while the next prefills, where equal shares would finish them all together at
-//     the end: 64 prompts of 128 tokens in 512-token steps all waited 16 steps for their first
-//     token). The oldest's share means every prompt progresses: none waits forever behind a
-//     stream of shorter ones, as each becomes the oldest in turn;
+//     Fewest-left first finishes the most prompts soonest: a short prompt admitted behind
+//     long ones is prefilled within one step when it fits in what the oldest's share leaves,
+//     and equal prompts finish one after another, each starting to decode while the next
+//     prefills (equal shares finished them all together at the end: 64 prompts of 128 tokens
+//     in 512-token steps all waited 16 steps for their first token). The oldest's share means
+//     every prompt progresses: none waits forever behind a stream of shorter ones, as each
+//     becomes the oldest in turn;
 //   - admission is FIFO (no request overtakes an older one).
 #include <cstdint>
 #include <deque>
