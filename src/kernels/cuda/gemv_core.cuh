@@ -22,10 +22,13 @@ __device__ __forceinline__ uint4 ldg_stream(const uint4* p) {
 }
 
 // One warp computes y[t, row] for t < T (T <= NT); `relu2` squares the positive part.
-template <WeightFormat F, int NT>
+// `wait()` (idempotent: PDL's wait for the previous kernel) runs after the first weight loads
+// are issued and before x is read or y written, so that the loads overlap the previous
+// kernel's tail: the weights are never written during a step.
+template <WeightFormat F, int NT, class Wait>
 __device__ __forceinline__ void gemv_row(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
                                          float scale, const uint16_t* __restrict__ x, int T, int in, int out,
-                                         void* __restrict__ y, bool y_f32, int row, bool relu2 = false) {
+                                         void* __restrict__ y, bool y_f32, int row, bool relu2, Wait&& wait) {
   using D = Fmt<F>;
   constexpr int E = D::kElems;
   const int lane = threadIdx.x & 31;
@@ -46,6 +49,7 @@ __device__ __forceinline__ void gemv_row(const uint8_t* __restrict__ wdata, cons
       sv[u] = 0;
       if constexpr (F == WeightFormat::NVFP4) sv[u] = v < nvec ? __ldg(srow + v) : uint16_t{0};
     }
+    if (v0 == lane) wait();
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int v = v0 + 32 * u;
@@ -88,6 +92,7 @@ __device__ __forceinline__ void gemv_row(const uint8_t* __restrict__ wdata, cons
       }
     }
   }
+  wait();  // lanes past the last 16-byte chunk never entered the loop
   const float post = post_scale(F, scale);
 #pragma unroll
   for (int t = 0; t < NT; ++t) {

@@ -20,9 +20,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint8_t* __rest
                                                            const uint16_t* __restrict__ x, int T, int in, int out,
                                                            void* __restrict__ y, bool y_f32, bool relu2) {
   pdl_trigger();
-  pdl_wait();
   const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
-  if (row < out) gemv_row<F, NT>(wdata, wscale, scale, x, T, in, out, y, y_f32, row, relu2);
+  if (row < out) gemv_row<F, NT>(wdata, wscale, scale, x, T, in, out, y, y_f32, row, relu2, [] { pdl_wait(); });
 }
 
 // Calls f(std::integral_constant<int, NT>{}) with NT the row capacity of the warp-row kernel
@@ -66,12 +65,12 @@ template <WeightFormat F, int NT>
 __global__ void __launch_bounds__(kWarps * 32) gemv_group_kernel(const RowGroup g, const uint16_t* __restrict__ x, int T,
                                                                  int in) {
   pdl_trigger();
-  pdl_wait();
   int p = 0;
   while (p + 1 < g.n && static_cast<int>(blockIdx.x) >= g.block0[p + 1]) ++p;
   const int row = (static_cast<int>(blockIdx.x) - g.block0[p]) * kWarps + (threadIdx.x >> 5);
   if (row < g.out[p])
-    gemv_row<F, NT>(g.wdata[p], g.wscale[p], g.scale[p], x, T, in, g.out[p], g.y[p], g.y_f32[p], row, g.relu2[p]);
+    gemv_row<F, NT>(g.wdata[p], g.wscale[p], g.scale[p], x, T, in, g.out[p], g.y[p], g.y_f32[p], row, g.relu2[p],
+                    [] { pdl_wait(); });
 }
 
 // Blocks: at most kMaxGroup parts of out < 2^30 rows each, so block0 fits an int.

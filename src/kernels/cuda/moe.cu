@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(kWarps * 32) expert_gemv_kernel(ExpertGemvArgs
   if (!a.w.data[e]) return;  // another rank's expert: no row (moe_cuda.h)
   const uint16_t* x = a.x + (a.x_per_slot ? i : i / a.k) * in;
   gemv_row<F, 1>(static_cast<const uint8_t*>(a.w.data[e]), a.w.block_scale ? a.w.block_scale[e] : nullptr,
-                 a.w.scale ? a.w.scale[e] : 1.0f, x, 1, in, out, y, false, row, a.relu2);
+                 a.w.scale ? a.w.scale[e] : 1.0f, x, 1, in, out, y, false, row, a.relu2, [] {});  // waited above
 }
 
 // The tensor-core path (gemv_core.cuh): grid (16-row tiles, T*k); every pair's x row is
