@@ -138,6 +138,12 @@ struct ExpertGemvArgs {
   // every warp owns one 16-row tile over the whole K (moe_batch.cu).
   enum class BatchLayout { Auto, SplitK, WarpTile };
   BatchLayout batch_layout = BatchLayout::Auto;
+  // true: `ids` were complete before the previous kernel on the stream started (the down
+  // projection after the up projection's expert_gemv_cuda call on the same ids: every expert
+  // kernel triggers its dependents only after its own wait), so the per-pair tensor-core path
+  // reads them and issues its first weight loads before waiting (PDL) for x; the loads
+  // overlap the up projection's tail. Other paths wait first either way.
+  bool ids_settled = false;
 };
 void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream);
 

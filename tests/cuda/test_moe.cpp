@@ -5,6 +5,7 @@
 // absolute dot sum, x2|a| after the square, + one BF16 rounding 2^-8 |ref|).
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "cuda_test_util.h"
@@ -257,6 +258,89 @@ TEST(MoeCuda, RoutedExpertsEveryFormatAndPath) {
   // Nano expert shapes, one token, k = 6 (the decode case).
   check_experts(kernels::WeightFormat::NVFP4, 8, 1856, 2688, 1, 6, false, true, false, seed++);
   check_experts(kernels::WeightFormat::NVFP4, 8, 2688, 1856, 1, 6, true, false, false, seed++);
+}
+
+// ExpertGemvArgs::ids_settled (the down projection reads the ids and issues its first weight
+// loads before its PDL wait): on a stream and in a replayed graph, with new routing every
+// time (router -> up -> down back to back, as in a step), the down rows equal those of a down
+// call that waits first, bit for bit; a bad id still gives a NaN row.
+TEST(MoeCuda, SettledIdsDownEqualsWaitingDown) {
+  ASSERT_TRUE(have_device());
+  const int64_t E = 8, T = 1, k = 6, H = 2688, I = 1856;
+  const RouterParams p{E, k, 1, 1, true, 2.5f};
+  const auto up = make_experts(kernels::WeightFormat::NVFP4, E, I, H, 7, 100);
+  const auto down = make_experts(kernels::WeightFormat::NVFP4, E, H, I, 8, 100);
+  Rng rng(43);
+  DeviceBuffer<uint16_t> dx(rng.bf16(static_cast<std::size_t>(T * H), 1.0f, nullptr));
+  DeviceBuffer<float> dl(static_cast<std::size_t>(T * E)), dgw(static_cast<std::size_t>(T * k));
+  DeviceBuffer<int32_t> dids(static_cast<std::size_t>(T * k));
+  DeviceBuffer<uint16_t> dh(static_cast<std::size_t>(T * k * I)), dy(static_cast<std::size_t>(T * k * H)),
+      dref(static_cast<std::size_t>(T * k * H));
+  cudaStream_t st = nullptr;
+  CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  kernels::ExpertGemvArgs ua;
+  ua.w = up->table;
+  ua.ids = dids.get();
+  ua.T = T;
+  ua.k = k;
+  ua.x = dx.get();
+  ua.relu2 = true;
+  ua.y = dh.get();
+  kernels::ExpertGemvArgs da = ua;
+  da.w = down->table;
+  da.x = dh.get();
+  da.x_per_slot = true;
+  da.relu2 = false;
+  da.y = dy.get();
+  da.ids_settled = true;
+  kernels::ExpertGemvArgs ra = da;
+  ra.y = dref.get();
+  ra.ids_settled = false;
+  auto step = [&] {  // router -> up -> down (settled)
+    kernels::route_topk_cuda(dl.get(), nullptr, p, T, dids.get(), dgw.get(), st);
+    kernels::expert_gemv_cuda(ua, st);
+    kernels::expert_gemv_cuda(da, st);
+  };
+  auto check = [&](const std::string& what) {
+    kernels::expert_gemv_cuda(ra, st);  // the waiting down on the same ids and h
+    CUDA_OK(cudaStreamSynchronize(st));
+    const auto a = dy.download(), b = dref.download();
+    EXPECT_EQ(a, b) << what;
+  };
+  std::vector<float> logits(static_cast<std::size_t>(T * E));
+  auto new_routing = [&] {
+    for (auto& v : logits) v = rng.normal(2.0f);
+    CUDA_OK(cudaMemcpyAsync(dl.get(), logits.data(), logits.size() * 4, cudaMemcpyHostToDevice, st));
+  };
+  for (int rep = 0; rep < 4; ++rep) {
+    new_routing();
+    step();
+    check("stream, rep " + std::to_string(rep));
+  }
+  cudaGraph_t g = nullptr;
+  cudaGraphExec_t ge = nullptr;
+  CUDA_OK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+  step();
+  CUDA_OK(cudaStreamEndCapture(st, &g));
+  CUDA_OK(cudaGraphInstantiate(&ge, g, 0));
+  for (int rep = 0; rep < 8; ++rep) {
+    new_routing();
+    CUDA_OK(cudaGraphLaunch(ge, st));
+    check("graph replay " + std::to_string(rep));
+  }
+  CUDA_OK(cudaGraphExecDestroy(ge));
+  CUDA_OK(cudaGraphDestroy(g));
+  // A bad id read before the wait: the pair's row is NaN, the others are computed.
+  std::vector<int32_t> bad(static_cast<std::size_t>(T * k), 1);
+  bad[2] = 99;
+  dids.upload(bad);
+  kernels::expert_gemv_cuda(ua, st);
+  kernels::expert_gemv_cuda(da, st);
+  CUDA_OK(cudaStreamSynchronize(st));
+  const auto yb = bf16_to_f32(dy.download());
+  for (int64_t r = 0; r < H; ++r) ASSERT_TRUE(std::isnan(yb[2 * H + r])) << "row " << r;
+  for (int64_t r = 0; r < H; ++r) ASSERT_TRUE(std::isfinite(yb[1 * H + r])) << "row " << r;
+  CUDA_OK(cudaStreamDestroy(st));
 }
 
 // router_logits_f32_cuda against fp32 sums over the same BF16 gate and fp32 rows

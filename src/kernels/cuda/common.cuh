@@ -87,8 +87,10 @@ __device__ __forceinline__ void cp_async_wait() {
 // running; it must call pdl_wait() before it reads anything an earlier kernel wrote and before
 // it writes any global memory, on every path of every block (a block may exit early only after
 // pdl_wait()). Before pdl_wait() it may only read memory no kernel writes during a step (weights,
-// and the slot ids uploaded before the step), or rows that only this kernel writes during the
-// step (mamba_decode.cu: its layer's state; steps end with a stream synchronization).
+// and the slot ids uploaded before the step), rows that only this kernel writes during the
+// step (mamba_decode.cu: its layer's state; steps end with a stream synchronization), or what
+// a kernel wrote that had finished before the previous kernel triggered (the routed experts'
+// down projection reads the ids: every expert kernel triggers only after its own wait; moe.cu).
 // pdl_trigger() lets the next PDL-launched kernel start launching its blocks now (call it
 // early; it does not make this kernel's writes visible: pdl_wait() in the next kernel waits for
 // this whole grid to finish and flush). Both are safe in kernels launched without PDL.

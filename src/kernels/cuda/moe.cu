@@ -12,11 +12,15 @@ namespace {
 
 using namespace cuda;
 
+// Every expert kernel triggers its dependents only after its own pdl_wait(): when the next
+// kernel starts, the kernel before this one has finished, so the next call may read the ids
+// before its own wait (ExpertGemvArgs::ids_settled).
+
 // grid (ceil(out / kWarps), T*k): block y is one (token, slot) pair. (ExpertGemvArgs::warp_rows)
 template <WeightFormat F>
 __global__ void __launch_bounds__(kWarps * 32) expert_gemv_kernel(ExpertGemvArgs a) {
-  pdl_trigger();
   pdl_wait();  // the expert ids come from the router kernel
+  pdl_trigger();
   const int64_t i = blockIdx.y;
   const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
   const int out = static_cast<int>(a.w.out), in = static_cast<int>(a.w.in);
@@ -35,26 +39,37 @@ __global__ void __launch_bounds__(kWarps * 32) expert_gemv_kernel(ExpertGemvArgs
 
 // The tensor-core path (gemv_core.cuh): grid (16-row tiles, T*k); every pair's x row is
 // staged by each of its blocks (in * 2 bytes of shared memory, plus the warp partials).
+// ids_settled (the down projection): the pair's id is read and the first weight loads are
+// issued before the wait for x (the up projection's output).
 template <WeightFormat F>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32) expert_mma_kernel(ExpertGemvArgs a) {
   extern __shared__ uint4 smem[];
-  pdl_trigger();
-  pdl_wait();  // the expert ids come from the router kernel
+  const bool early = a.ids_settled;
+  auto wait = [&] {
+    pdl_wait();
+    pdl_trigger();
+  };
+  if (!early) wait();  // the expert ids come from the router kernel
   const int64_t i = blockIdx.y;
   const int out = static_cast<int>(a.w.out), in = static_cast<int>(a.w.in);
   const int row0 = blockIdx.x * kTileRows;
-  const int32_t e = a.ids[i];
+  const int32_t e = early ? __ldcg(a.ids + i) : a.ids[i];
   uint16_t* y = a.y + i * out;
   if (e < 0 || e >= a.w.experts) {  // block-uniform: no barrier is skipped by part of the block
+    if (early) wait();
     for (int r = row0 + static_cast<int>(threadIdx.x); r < min(out, row0 + kTileRows); r += blockDim.x)
       y[r] = 0x7FC0;  // NaN: a bad id must show
     return;
   }
-  if (!a.w.data[e]) return;  // another rank's expert (block-uniform): no row
+  if (!a.w.data[e]) {  // another rank's expert (block-uniform): no row
+    if (early) wait();
+    return;
+  }
   float* red = reinterpret_cast<float*>(smem + xs_stride(in));
   float acc[4];
   mma_tile<F>(static_cast<const uint8_t*>(a.w.data[e]), a.w.block_scale ? a.w.block_scale[e] : nullptr, in, out,
               row0, smem, 1, threadIdx.x >> 5, blockDim.x >> 5, [&] {
+                if (early) wait();
                 stage_x<F>(a.x + (a.x_per_slot ? i : i / a.k) * in, 1, in, smem);
                 __syncthreads();
               }, acc);

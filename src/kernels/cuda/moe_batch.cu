@@ -81,8 +81,8 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvA
   // while the stores of group g - 1 may still read [(g - 1) & 1]; group g - 2's readers are
   // all past group g - 1's staging barriers.
   __shared__ int32_t xrow[2][kGroup], yrow[2][kGroup];
-  pdl_trigger();
   pdl_wait();  // the buckets come from the bucketing kernel (and x from the kernel before it)
+  pdl_trigger();  // after the wait, as every expert kernel (moe.cu)
   // One round of independent loads (the tables hold at least E + 1 >= slots + 1 entries, so
   // reading entry j + 1 stays inside them even where it is unused): expert j's pairs end where
   // expert j + 1's start, the last expert's at the number of bucketed pairs, offsets[E].
@@ -133,8 +133,8 @@ template <WeightFormat F>
 __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertGemvArgs a, ExpertBuckets b) {
   extern __shared__ uint4 smem[];
   __shared__ int32_t xrow[2][kGroup], yrow[2][kGroup];  // as in batch_kernel
-  pdl_trigger();
   pdl_wait();
+  pdl_trigger();
   const int j = static_cast<int>(blockIdx.y);
   const int nexp = *b.count, e = b.expert[j], start = b.start[j], next = b.start[j + 1];
   const int bucketed = b.offsets[a.w.experts];

@@ -100,8 +100,8 @@ __global__ void __launch_bounds__(kBucketThreads) bucket_kernel(const int32_t* _
                                                                 int bm, int out, uint16_t* __restrict__ y, Workspace ws) {
   __shared__ int32_t cnt[kMaxExperts], cursor[kMaxExperts];
   __shared__ int sh[66];
-  pdl_trigger();
   pdl_wait();  // the ids come from the router; the workspace may still be read by the last GEMM
+  pdl_trigger();  // after the wait, as every expert kernel (moe.cu)
   for (int e = threadIdx.x; e < E; e += blockDim.x) cnt[e] = 0;
   __syncthreads();
   for (int i = threadIdx.x; i < N; i += blockDim.x) {
@@ -153,8 +153,8 @@ __global__ void __launch_bounds__(gemm::kThreads, 2) grouped_kernel(ExpertGemvAr
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ const uint16_t* arow[BM];
   __shared__ int32_t yrow[BM];
-  pdl_trigger();
   pdl_wait();  // the tile table comes from bucket_kernel
+  pdl_trigger();
   const int j = static_cast<int>(blockIdx.x / ntn), c = static_cast<int>(blockIdx.x % ntn);
   if (j >= *ws.total) return;
   const int e = ws.tile_expert[j], start = ws.tile_start[j], nrows = min(BM, ws.offsets[e + 1] - start);

@@ -98,6 +98,7 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   ea.x_per_slot = true;
   ea.relu2 = false;
   ea.y = yk;
+  ea.ids_settled = true;  // the up projection's kernels ran on these ids just before
   expert_gemv_cuda(ea, sm);
   mark("moe.experts_down");
   // Sharded: the combine takes only this rank's experts (the others' rows were not written)
