@@ -144,8 +144,17 @@ struct ExpertGemvArgs {
   // reads them and issues its first weight loads before waiting (PDL) for x; the loads
   // overlap the up projection's tail. Other paths wait first either way.
   bool ids_settled = false;
+  // true: the previous expert_gemv_cuda call on this stream and workspace had the same ids, T,
+  // k and expert table null pattern, took the batch path (its return value) and no call
+  // touched the workspace since (the down projection after the up projection): its bucket
+  // tables are still in the workspace, so the batch path skips the bucketing launch and reads
+  // them, and its first weight loads, before waiting for x (warp-per-tile layout; SplitK
+  // buckets again). Implies ids_settled.
+  bool reuse_buckets = false;
 };
-void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream);
+// Returns the path that ran (PerPair where the batch path declined: x rows too long for
+// shared memory).
+ExpertGemvPath expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream);
 
 // out[t, :] = sum_s weights[t, s] * y[t*k + s, :] (fp32 sum in slot order), y BF16, out BF16.
 void moe_combine_cuda(const uint16_t* y, const float* weights, int64_t T, int64_t k, int64_t D, uint16_t* out,

@@ -464,6 +464,89 @@ TEST(MoeBatch, GraphReplayFollowsTheDeviceIds) {
   }
 }
 
+// ExpertGemvArgs::reuse_buckets: up (batch path) then down reading up's buckets and its first
+// weight loads before its wait, back to back on a stream and in a replayed graph with new
+// routing each time, equals a down call that buckets again, bit for bit, bad ids' NaN rows
+// included (written by block (0, 0) instead of the bucketing).
+TEST(MoeBatch, ReusedBucketsDownEqualsRebucketedDown) {
+  ASSERT_TRUE(have_device());
+  const int64_t E = 16, I = 192, H = 256;
+  for (auto f : {WeightFormat::NVFP4, WeightFormat::FP8}) {
+    const auto up = make_experts(f, E, I, H, 21, 101);
+    const auto down = make_experts(f, E, H, I, 22, 101);
+    for (int64_t T : {4, 8, 17, 64}) {
+      const int64_t k = 6, N = T * k;
+      Rng rng(static_cast<uint64_t>(T));
+      DeviceBuffer<uint16_t> dx(rng.bf16(static_cast<std::size_t>(T * H), 1.0f, nullptr));
+      DeviceBuffer<int32_t> d_ids(static_cast<std::size_t>(N));
+      DeviceBuffer<uint16_t> dh(static_cast<std::size_t>(N * I)), dy(static_cast<std::size_t>(N * H)),
+          dref(static_cast<std::size_t>(N * H));
+      const int64_t ws_bytes = kernels::expert_gemv_workspace_bytes(T, k, E);
+      DeviceBuffer<uint8_t> ws(static_cast<std::size_t>(ws_bytes));
+      kernels::ExpertGemvArgs ua;
+      ua.w = up->table;
+      ua.ids = d_ids.get();
+      ua.T = T;
+      ua.k = k;
+      ua.x = dx.get();
+      ua.relu2 = true;
+      ua.y = dh.get();
+      ua.workspace = ws.get();
+      ua.workspace_bytes = ws_bytes;
+      ua.batch_layout = kWarpTile;
+      kernels::ExpertGemvArgs da = ua;
+      da.w = down->table;
+      da.x = dh.get();
+      da.x_per_slot = true;
+      da.relu2 = false;
+      da.y = dy.get();
+      da.ids_settled = da.reuse_buckets = true;
+      kernels::ExpertGemvArgs ra = da;
+      ra.y = dref.get();
+      ra.ids_settled = ra.reuse_buckets = false;
+      cudaStream_t st = nullptr;
+      CUDA_OK(cudaStreamCreate(&st));
+      auto ids_for = [&](int rep) {
+        Case c{f, E, I, H, T, k, false, true, rep % 3 == 1 ? Routing::Skewed : Routing::Spread};
+        c.routing = rep % 3 == 2 ? Routing::Repeats : c.routing;
+        c.bad_ids = rep % 2 == 1;
+        c.seed = 500 + static_cast<uint64_t>(rep) + static_cast<uint64_t>(T);
+        return make_ids(c);
+      };
+      auto check = [&](const std::string& what) {
+        ASSERT_EQ(kernels::expert_gemv_cuda(ra, st), ExpertGemvPath::Batch);  // buckets again
+        CUDA_OK(cudaStreamSynchronize(st));
+        EXPECT_EQ(dy.download(), dref.download()) << kernels::weight_format_name(f) << " T=" << T << " " << what;
+      };
+      for (int rep = 0; rep < 3; ++rep) {
+        d_ids.upload(ids_for(rep));
+        dy.poison();
+        dref.poison();
+        ASSERT_EQ(kernels::expert_gemv_cuda(ua, st), ExpertGemvPath::Batch);
+        kernels::expert_gemv_cuda(da, st);
+        check("stream rep " + std::to_string(rep));
+      }
+      cudaGraph_t g = nullptr;
+      cudaGraphExec_t ge = nullptr;
+      CUDA_OK(cudaStreamBeginCapture(st, cudaStreamCaptureModeRelaxed));
+      kernels::expert_gemv_cuda(ua, st);
+      kernels::expert_gemv_cuda(da, st);
+      CUDA_OK(cudaStreamEndCapture(st, &g));
+      CUDA_OK(cudaGraphInstantiate(&ge, g, 0));
+      for (int rep = 3; rep < 7; ++rep) {
+        d_ids.upload(ids_for(rep));
+        dy.poison();
+        dref.poison();
+        CUDA_OK(cudaGraphLaunch(ge, st));
+        check("graph replay " + std::to_string(rep));
+      }
+      CUDA_OK(cudaGraphExecDestroy(ge));
+      CUDA_OK(cudaGraphDestroy(g));
+      CUDA_OK(cudaStreamDestroy(st));
+    }
+  }
+}
+
 TEST(MoeBatch, RejectsBadArguments) {
   ASSERT_TRUE(have_device());
   const auto ex = make_experts(WeightFormat::Dense, 4, 32, 64, 5, 7919);

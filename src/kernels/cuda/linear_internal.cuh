@@ -36,6 +36,9 @@ struct ExpertBuckets {
 };
 // Checks the workspace (as the grouped path) and 1 <= T*k < 2^30.
 ExpertBuckets launch_expert_buckets(const ExpertGemvArgs& a, cudaStream_t stream);
+// The same tables without a launch: what the previous bucketing of the same pairs left in the
+// workspace (ExpertGemvArgs::reuse_buckets). Same checks.
+ExpertBuckets expert_buckets_in_workspace(const ExpertGemvArgs& a);
 
 // The batched decode path of expert_gemv_cuda (moe_batch.cu): the bucketing, then every
 // selected expert's weights read once for all its pairs. Arguments checked by the caller,

@@ -121,7 +121,7 @@ __global__ void combine_kernel(const uint16_t* __restrict__ y, const float* __re
 
 }  // namespace
 
-void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream) {
+ExpertGemvPath expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream) {
   const ExpertTable& w = a.w;
   require(w.experts >= 1 && w.out >= 1 && w.in >= 1 && w.in % 32 == 0 && w.out < (1 << 30) && w.in < (1 << 30),
           "expert_gemv_cuda: bad expert shape (in % 32 == 0)");
@@ -134,21 +134,24 @@ void expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream) {
   require(w.data && a.ids && a.x && a.y && (w.format != WeightFormat::NVFP4 || w.block_scale),
           "expert_gemv_cuda: null pointer");
   require(cuda::aligned16(a.x), "expert_gemv_cuda: x must be 16-byte aligned");
-  if (a.T == 0) return;
+  if (a.T == 0) return path;
   if (path == ExpertGemvPath::Grouped) {
     cuda::launch_expert_grouped(a, stream);
     check_launch("expert_gemv_cuda (grouped)");
-    return;
+    return path;
   }
   // The batch path declines (launches nothing) only when 8 rows of x exceed shared memory;
   // T*k < 65536 holds there (E <= 4096 and T*k < 12 E, or T*k < 256), so the GEMV can run.
-  if (path == ExpertGemvPath::Batch && cuda::launch_expert_batch(a, stream)) return;
+  if (path == ExpertGemvPath::Batch && cuda::launch_expert_batch(a, stream)) return path;
+  ExpertGemvArgs per_pair = a;
+  per_pair.ids_settled = a.ids_settled || a.reuse_buckets;
   switch (w.format) {
-    case WeightFormat::Dense: launch_expert<WeightFormat::Dense>(a, stream); break;
-    case WeightFormat::FP8: launch_expert<WeightFormat::FP8>(a, stream); break;
-    case WeightFormat::NVFP4: launch_expert<WeightFormat::NVFP4>(a, stream); break;
+    case WeightFormat::Dense: launch_expert<WeightFormat::Dense>(per_pair, stream); break;
+    case WeightFormat::FP8: launch_expert<WeightFormat::FP8>(per_pair, stream); break;
+    case WeightFormat::NVFP4: launch_expert<WeightFormat::NVFP4>(per_pair, stream); break;
   }
   check_launch("expert_gemv_cuda");
+  return ExpertGemvPath::PerPair;
 }
 
 void moe_combine_cuda(const uint16_t* y, const float* weights, int64_t T, int64_t k, int64_t D, uint16_t* out,

@@ -129,16 +129,40 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvA
 // group of 8 pairs. A warp past the last tile computes the last tile again (its reads hit L2)
 // and stores nothing: every warp must reach the staging barriers.
 constexpr int kWarpTileWarps = 4;
+// Reused buckets (ExpertGemvArgs::reuse_buckets; `early`): the tables and the first weight
+// loads are read before the PDL wait (for x, the up projection's output); the NaN rows of the
+// pairs with a bad id, which the bucketing wrote into the previous call's output, are written
+// by block (0, 0) after its wait.
+template <WeightFormat F>
+__device__ __forceinline__ void bad_id_rows(const ExpertGemvArgs& a) {
+  const int64_t N = a.T * a.k;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+    const int32_t e = __ldcg(a.ids + i);
+    if (e < 0 || e >= a.w.experts)
+      for (int64_t c = 0; c < a.w.out; ++c) a.y[i * a.w.out + c] = 0x7FC0;  // NaN: a bad id must show
+  }
+}
+
 template <WeightFormat F>
 __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertGemvArgs a, ExpertBuckets b) {
   extern __shared__ uint4 smem[];
   __shared__ int32_t xrow[2][kGroup], yrow[2][kGroup];  // as in batch_kernel
-  pdl_wait();
-  pdl_trigger();
+  const bool early = a.reuse_buckets;
+  auto wait = [] {
+    pdl_wait();
+    pdl_trigger();  // after the wait, as every expert kernel (moe.cu)
+  };
+  if (!early) wait();
+  const bool fixer = early && blockIdx.x == 0 && blockIdx.y == 0;  // writes the bad ids' NaN rows
   const int j = static_cast<int>(blockIdx.y);
-  const int nexp = *b.count, e = b.expert[j], start = b.start[j], next = b.start[j + 1];
-  const int bucketed = b.offsets[a.w.experts];
-  if (j >= nexp) return;
+  const int nexp = __ldcg(b.count), e = __ldcg(b.expert + j), start = __ldcg(b.start + j),
+            next = __ldcg(b.start + j + 1);
+  const int bucketed = __ldcg(b.offsets + a.w.experts);
+  if (j >= nexp) {
+    if (early) wait();
+    if (fixer) bad_id_rows<F>(a);
+    return;
+  }
   const int r = (j + 1 < nexp ? next : bucketed) - start;
   const int in = static_cast<int>(a.w.in), out = static_cast<int>(a.w.out), k = static_cast<int>(a.k);
   const int tiles = (out + kTileRows - 1) / kTileRows;
@@ -156,8 +180,10 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
   for (int g0 = 0; g0 < r; g0 += kGroup, par ^= 1) {  // block-uniform
     const int nr = min(kGroup, r - g0);
     float acc[4];
-    mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, 0, 1,
-                [&] { stage_group<F>(x, per_slot, k, in, b, start + g0, nr, xrow[par], yrow[par], smem); }, acc);
+    mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, 0, 1, [&] {
+      if (early && g0 == 0) wait();
+      stage_group<F>(x, per_slot, k, in, b, start + g0, nr, xrow[par], yrow[par], smem);
+    }, acc);
     if (!owns) continue;
     // acc[jj] of lane 4g+t: row g (jj < 2) or g + 8, token 2t + (jj & 1) (mma_tile's layout).
 #pragma unroll
@@ -169,6 +195,7 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
       y[static_cast<int64_t>(yrow[par][n]) * out + row] = f2bf(s);
     }
   }
+  if (fixer) bad_id_rows<F>(a);
 }
 
 // The layout a call runs: ExpertGemvArgs::batch_layout, else NEMOTRON_EXPERT_BATCH=split (A/B
@@ -196,7 +223,7 @@ bool launch_batch_warp(const ExpertGemvArgs& a, cudaStream_t stream) {
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
-  const ExpertBuckets b = launch_expert_buckets(a, stream);
+  const ExpertBuckets b = a.reuse_buckets ? expert_buckets_in_workspace(a) : launch_expert_buckets(a, stream);
   const dim3 grid(static_cast<unsigned>((tiles + kWarpTileWarps - 1) / kWarpTileWarps), static_cast<unsigned>(slots));
   launch_pdl(batch_warp_kernel<F>, grid, dim3(kWarpTileWarps * 32), static_cast<size_t>(smem), stream, a, b);
   check_launch("expert_gemv_cuda (batch, warp per tile)");
@@ -240,7 +267,7 @@ bool launch_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
                                                static_cast<int>(smem));
     require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
-  const ExpertBuckets b = launch_expert_buckets(a, stream);
+  const ExpertBuckets b = launch_expert_buckets(a, stream);  // buckets again even when reuse_buckets is set
   const dim3 grid(static_cast<unsigned>(tile_blocks), static_cast<unsigned>(slots));
   launch_pdl(batch_kernel<F>, grid, dim3(warps * 32), static_cast<size_t>(smem), stream, a, b, cap, tpb);
   check_launch("expert_gemv_cuda (batch)");

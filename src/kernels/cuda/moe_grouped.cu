@@ -239,13 +239,19 @@ void check_bucketing(const ExpertGemvArgs& a, const char* path) {
 // table is then the list of experts with pairs, in ascending order (tile_expert), with their
 // first slot in the pair list (tile_start), and *total is their number.
 ExpertBuckets launch_expert_buckets(const ExpertGemvArgs& a, cudaStream_t stream) {
+  const ExpertBuckets b = expert_buckets_in_workspace(a);
+  const int64_t N = a.T * a.k, E = a.w.experts;
+  launch_pdl(bucket_kernel, dim3(1), dim3(kBucketThreads), 0, stream, a.ids, a.w.data, static_cast<int>(N),
+             static_cast<int>(E), static_cast<int>(N), static_cast<int>(a.w.out), a.y, carve(a.workspace, N, E));
+  check_launch("expert_gemv_cuda (bucketing)");
+  return b;
+}
+
+ExpertBuckets expert_buckets_in_workspace(const ExpertGemvArgs& a) {
   const int64_t N = a.T * a.k, E = a.w.experts;
   require(N >= 1 && N < (int64_t{1} << 30), "expert_gemv_cuda: the batch path takes 1 <= T*k < 2^30 pairs");
   check_bucketing(a, "batch");
   const Workspace ws = carve(a.workspace, N, E);
-  launch_pdl(bucket_kernel, dim3(1), dim3(kBucketThreads), 0, stream, a.ids, a.w.data, static_cast<int>(N),
-             static_cast<int>(E), static_cast<int>(N), static_cast<int>(a.w.out), a.y, ws);
-  check_launch("expert_gemv_cuda (bucketing)");
   return ExpertBuckets{ws.total, ws.tile_expert, ws.tile_start, ws.offsets, ws.pairs};
 }
 

@@ -91,7 +91,7 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   // workspace (each selected expert read once per row tile instead of once per pair).
   ea.workspace = moe_ws;
   ea.workspace_bytes = moe_ws_bytes;
-  expert_gemv_cuda(ea, sm);
+  const ExpertGemvPath up_path = expert_gemv_cuda(ea, sm);
   mark("moe.experts_up");
   ea.w = b.e.down;
   ea.x = h;
@@ -99,6 +99,7 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   ea.relu2 = false;
   ea.y = yk;
   ea.ids_settled = true;  // the up projection's kernels ran on these ids just before
+  ea.reuse_buckets = up_path == ExpertGemvPath::Batch;  // and left their buckets in moe_ws
   expert_gemv_cuda(ea, sm);
   mark("moe.experts_down");
   // Sharded: the combine takes only this rank's experts (the others' rows were not written)
