@@ -98,8 +98,14 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   ea.x_per_slot = true;
   ea.relu2 = false;
   ea.y = yk;
-  ea.ids_settled = true;  // the up projection's kernels ran on these ids just before
-  ea.reuse_buckets = up_path == ExpertGemvPath::Batch;  // and left their buckets in moe_ws
+  // NEMOTRON_EXPERT_DOWN=waits: the down projection waits for the up projection before
+  // reading the ids (and buckets again on the batch path): A/B runs.
+  static const bool down_early = [] {
+    const char* e = std::getenv("NEMOTRON_EXPERT_DOWN");
+    return !(e && std::string(e) == "waits");
+  }();
+  ea.ids_settled = down_early;  // the up projection's kernels ran on these ids just before
+  ea.reuse_buckets = down_early && up_path == ExpertGemvPath::Batch;  // and left their buckets in moe_ws
   expert_gemv_cuda(ea, sm);
   mark("moe.experts_down");
   // Sharded: the combine takes only this rank's experts (the others' rows were not written)
