@@ -4,9 +4,6 @@
 // y [R, H] (BF16); what it leaves to the next norm is returned as Folded.
 #ifdef NEMOTRON_HAVE_CUDA
 
-#include <cstdlib>
-#include <string>
-
 #include "kernels/elementwise_cuda.h"
 #include "kernels/moe_cuda.h"
 #include "kernels/norm_cuda.h"
@@ -49,12 +46,7 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   const RouterParams rp{c.n_routed_experts, k, c.n_group, c.topk_group, c.norm_topk_prob,
                         static_cast<float>(c.routed_scaling_factor)};
   const bool gate_gemv = R <= kLinearGemvMaxRows && b.e.gate.format == WeightFormat::Dense && H % 8 == 0;
-  // NEMOTRON_ROUTER=separate keeps the gate and the top-k in two launches (A/B runs).
-  static const bool fuse_router = [] {
-    const char* e = std::getenv("NEMOTRON_ROUTER");
-    return !(e && std::string(e) == "separate");
-  }();
-  if (fuse_router && !f32_router && gate_gemv && gate_route_fused(rp, R)) {
+  if (!f32_router && gate_gemv && gate_route_fused(rp, R)) {
     // Decode with <= 256 experts: the gate's last block routes (no top-k launch).
     gate_route_bf16_cuda(u, gate_w, b.e.bias, rp, R, H, router_logits, d_route_ids, route_w, gate_counter, sm);
     mark("moe.gate+topk", static_cast<double>(b.e.gate.stored_bytes()));
