@@ -28,16 +28,6 @@ void router_logits_f32_cuda(const float* x, const uint16_t* w, int64_t T, int64_
 void gate_logits_bf16_cuda(const uint16_t* x, const uint16_t* w, int64_t T, int64_t E, int64_t H, float* logits,
                            cudaStream_t stream);
 
-// gate_logits_bf16_cuda and route_topk_cuda in one launch (decode; the block of the gate that
-// finishes last routes every row): the same logits, ids and weights, bit for bit. Only where
-// gate_route_fused(p, T): ungrouped routing of at most 256 experts (Nano), T <= 8. counter: a
-// device uint32 that is 0 before the first call and after each (the routing block resets it);
-// calls that share a counter must not run concurrently (one stream).
-bool gate_route_fused(const RouterParams& p, int64_t T);
-void gate_route_bf16_cuda(const uint16_t* x, const uint16_t* w, const float* bias, const RouterParams& p, int64_t T,
-                          int64_t H, float* logits, int32_t* ids, float* weights, unsigned* counter,
-                          cudaStream_t stream);
-
 // The routed experts of one projection, all of one format and shape [out, in]: device arrays
 // of E entries (per expert: weight bytes, NVFP4 block scales (nullptr otherwise), scale).
 struct ExpertTable {

@@ -174,31 +174,35 @@ __global__ void router_kernel(const float* __restrict__ logits, const float* __r
   }
 }
 
-// Ungrouped routing of up to kRankMaxE experts (Nano: 128, k = 6) of one token, by all threads
-// of a block (blockDim.x >= E, a multiple of 32), thread e owning expert e. Each thread counts
-// the experts that beat its own (a higher selection key, or an equal key and a lower id: the
-// same keys and order rules as router_kernel, so the same ids as route_topk_cpu) over all
-// keys in shared memory; the k with rank < k write themselves to ids[rank]. No serial search
-// or arg-max rounds: one barrier, ~E/4 broadcast 16-byte shared loads per thread, then the
-// rank-order weight sum. `lg`: the token's E logits (read through L2: they may have been
-// written by other blocks of the same grid); `b`: thread e's correction bias (0 past E).
-// keys4: blockDim.x / 4 entries of shared memory, ranked: kMaxK. Ends past a barrier, so
-// that the shared arrays can be reused at once.
+// Ungrouped routing of up to kRankMaxE experts (Nano: 128, k = 6): one block per token, thread
+// e owning expert e (blockDim = E rounded up to 32). Each thread counts the experts that beat
+// its own (a higher selection key, or an equal key and a lower id: the same keys and order
+// rules as router_kernel, so the same ids as route_topk_cpu) over all keys in shared memory;
+// the k with rank < k write themselves to ids[rank]. No serial search or arg-max rounds: one
+// barrier, ~E/4 broadcast 16-byte shared loads per thread, then the rank-order weight sum.
 constexpr int kRankMaxE = 256;
-__device__ __forceinline__ void rank_route_token(const float* lg, float b, const RouterParams& p,
-                                                 int32_t* __restrict__ ids, float* __restrict__ weights, uint4* keys4,
-                                                 float* ranked) {
+__global__ void __launch_bounds__(kRankMaxE) router_rank_kernel(const float* __restrict__ logits,
+                                                                const float* __restrict__ bias, RouterParams p,
+                                                                int32_t* __restrict__ ids,
+                                                                float* __restrict__ weights) {
+  __shared__ uint4 keys4[kRankMaxE / 4];
+  __shared__ float ranked[kMaxK];
   const int e = threadIdx.x, E = static_cast<int>(p.experts), k = static_cast<int>(p.top_k);
+  const float b = bias && e < E ? bias[e] : 0.0f;  // the correction bias is a weight: read before the wait
+  cuda::pdl_trigger();
+  cuda::pdl_wait();
+  const int64_t t = blockIdx.x;
   float s = 0.0f;
   uint32_t key = 0u;  // experts past E: key 0, below every real key, and a higher id
   if (e < E) {
-    s = 1.0f / (1.0f + expf(-__ldcg(lg + e)));
-    key = order_key(s + b);  // -0 -> +0: equal scores, equal keys
+    s = 1.0f / (1.0f + expf(-logits[t * E + e]));
+    const uint32_t bits = __float_as_uint(s + b + 0.0f);  // -0 -> +0: equal scores, equal keys
+    key = bits & 0x80000000u ? ~bits : bits | 0x80000000u;
   }
   reinterpret_cast<uint32_t*>(keys4)[e] = key;
   __syncthreads();
   int rank = 0;
-  const int n4 = (E + 3) >> 2;  // keys past E (up to 4 * n4 <= blockDim.x) are 0
+  const int n4 = static_cast<int>(blockDim.x) >> 2;
   for (int q = 0; q < n4; ++q) {
     const uint4 kk = keys4[q];
     const int o = 4 * q;
@@ -208,7 +212,7 @@ __device__ __forceinline__ void rank_route_token(const float* lg, float b, const
     rank += (kk.w > key) + (kk.w == key && o + 3 < e);
   }
   if (e < E && rank < k) {
-    ids[rank] = e;
+    ids[t * k + rank] = e;
     ranked[rank] = s;
   }
   __syncthreads();
@@ -218,24 +222,8 @@ __device__ __forceinline__ void rank_route_token(const float* lg, float b, const
     for (int r = 0; r < k; ++r) sum += ranked[r];
     float w = ranked[e];
     if (p.norm_topk_prob) w /= (sum + 1e-20f);
-    weights[e] = w * p.routed_scaling_factor;
+    weights[t * k + e] = w * p.routed_scaling_factor;
   }
-  __syncthreads();
-}
-
-// One block per token (blockDim = E rounded up to 32).
-__global__ void __launch_bounds__(kRankMaxE) router_rank_kernel(const float* __restrict__ logits,
-                                                                const float* __restrict__ bias, RouterParams p,
-                                                                int32_t* __restrict__ ids,
-                                                                float* __restrict__ weights) {
-  __shared__ uint4 keys4[kRankMaxE / 4];
-  __shared__ float ranked[kMaxK];
-  const int e = threadIdx.x;
-  const float b = bias && e < p.experts ? bias[e] : 0.0f;  // the correction bias is a weight: read before the wait
-  cuda::pdl_trigger();
-  cuda::pdl_wait();
-  const int64_t t = blockIdx.x;
-  rank_route_token(logits + t * p.experts, b, p, ids + t * p.top_k, weights + t * p.top_k, keys4, ranked);
 }
 
 // Ungrouped routing of many experts (E > 256, n_group == 1; Super: 512, k = 22): one block of
@@ -377,22 +365,10 @@ __global__ void __launch_bounds__(32 * kRouterWarps) router_logits_kernel(const 
 // takes expert 2 * blockIdx.x + (w & 1) and K quarter w >> 1 (16-byte chunks of 8 elements,
 // lane-strided), for every row; quarters are summed in order. 64 blocks for E = 128 instead
 // of the 16 a warp-per-expert kernel would have.
-// Route (gate_route_bf16_cuda): the block that finishes last (a counter in device memory,
-// which that block resets to 0) also routes every row with rank_route_token, so that the
-// top-k costs no launch of its own; its 256 threads own up to 256 experts.
 constexpr int kGateRows = 8, kGateWarps = 8, kGateSplit = 4;
-static_assert(32 * kGateWarps >= kRankMaxE, "the routing block owns one expert per thread");
-struct GateRoute {
-  const float* bias = nullptr;
-  RouterParams p;
-  int32_t* ids = nullptr;
-  float* weights = nullptr;
-  unsigned* counter = nullptr;
-};
-template <bool kRoute>
 __global__ void __launch_bounds__(32 * kGateWarps) gate_logits_kernel(const uint16_t* __restrict__ x,
                                                                       const uint16_t* __restrict__ w, int T, int E,
-                                                                      int H, float* __restrict__ logits, GateRoute r) {
+                                                                      int H, float* __restrict__ logits) {
   __shared__ float part[kGateWarps][kGateRows];
   cuda::pdl_wait();
   cuda::pdl_trigger();
@@ -402,52 +378,36 @@ __global__ void __launch_bounds__(32 * kGateWarps) gate_logits_kernel(const uint
   const int c0 = q * per, c1 = min(chunks, c0 + per);
   float acc[kGateRows];
 #pragma unroll
-  for (int rr = 0; rr < kGateRows; ++rr) acc[rr] = 0.0f;
+  for (int r = 0; r < kGateRows; ++r) acc[r] = 0.0f;
   if (e < E) {
     const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(e) * H);
     for (int c = c0 + lane; c < c1; c += 32) {
       const uint4 wv = __ldg(wr + c);
       const uint32_t ww[4] = {wv.x, wv.y, wv.z, wv.w};
 #pragma unroll
-      for (int rr = 0; rr < kGateRows; ++rr) {
-        if (rr >= T) break;
-        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(rr) * H) + c);
+      for (int r = 0; r < kGateRows; ++r) {
+        if (r >= T) break;
+        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * H) + c);
         const uint32_t xx[4] = {xv.x, xv.y, xv.z, xv.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i)
-          acc[rr] = fmaf(cuda::bf16hi(ww[i]), cuda::bf16hi(xx[i]), fmaf(cuda::bf16lo(ww[i]), cuda::bf16lo(xx[i]), acc[rr]));
+          acc[r] = fmaf(cuda::bf16hi(ww[i]), cuda::bf16hi(xx[i]), fmaf(cuda::bf16lo(ww[i]), cuda::bf16lo(xx[i]), acc[r]));
       }
     }
   }
 #pragma unroll
-  for (int rr = 0; rr < kGateRows; ++rr) {
-    const float v = cuda::warp_sum(acc[rr]);
-    if (lane == 0) part[warp][rr] = v;
+  for (int r = 0; r < kGateRows; ++r) {
+    const float v = cuda::warp_sum(acc[r]);
+    if (lane == 0) part[warp][r] = v;
   }
   __syncthreads();
   if (threadIdx.x < 2 * kGateRows) {
-    const int ex = threadIdx.x & 1, rr = threadIdx.x >> 1, ee = blockIdx.x * 2 + ex;
-    if (ee < E && rr < T) {
+    const int ex = threadIdx.x & 1, r = threadIdx.x >> 1, ee = blockIdx.x * 2 + ex;
+    if (ee < E && r < T) {
       float v = 0.0f;
-      for (int qq = 0; qq < kGateSplit; ++qq) v += part[2 * qq + ex][rr];
-      logits[static_cast<int64_t>(rr) * E + ee] = v;
+      for (int qq = 0; qq < kGateSplit; ++qq) v += part[2 * qq + ex][r];
+      logits[static_cast<int64_t>(r) * E + ee] = v;
     }
-  }
-  if constexpr (kRoute) {
-    __shared__ bool last;
-    __threadfence();  // this block's logits are visible device-wide before it is counted
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(r.counter, 1u) == gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();  // every other block's logits, counted before ours, are visible
-    if (threadIdx.x == 0) *r.counter = 0u;  // for the next launch (stream order)
-    __shared__ uint4 keys4[32 * kGateWarps / 4];
-    __shared__ float ranked[kMaxK];
-    const float b = r.bias && static_cast<int>(threadIdx.x) < E ? r.bias[threadIdx.x] : 0.0f;
-    for (int t = 0; t < T; ++t)
-      rank_route_token(logits + static_cast<int64_t>(t) * E, b, r.p, r.ids + static_cast<int64_t>(t) * r.p.top_k,
-                       r.weights + static_cast<int64_t>(t) * r.p.top_k, keys4, ranked);
   }
 }
 
@@ -461,29 +421,9 @@ void gate_logits_bf16_cuda(const uint16_t* x, const uint16_t* w, int64_t T, int6
   cuda::require(T == 0 || (x && w && logits), "gate_logits_bf16_cuda: null pointer");
   cuda::require(cuda::aligned16(x) && cuda::aligned16(w), "gate_logits_bf16_cuda: x and w must be 16-byte aligned");
   if (T == 0) return;
-  cuda::launch_pdl(gate_logits_kernel<false>, dim3(static_cast<unsigned>((E + 1) / 2)), dim3(32 * kGateWarps), 0, stream,
-                   x, w, static_cast<int>(T), static_cast<int>(E), static_cast<int>(H), logits, GateRoute{});
+  cuda::launch_pdl(gate_logits_kernel, dim3(static_cast<unsigned>((E + 1) / 2)), dim3(32 * kGateWarps), 0, stream, x, w,
+                   static_cast<int>(T), static_cast<int>(E), static_cast<int>(H), logits);
   cuda::check_launch("gate_logits_bf16_cuda");
-}
-
-bool gate_route_fused(const RouterParams& p, int64_t T) {
-  return p.n_group == 1 && p.experts >= 1 && p.experts <= kRankMaxE && p.top_k >= 1 && p.top_k <= p.experts &&
-         p.top_k <= kMaxK && T >= 0 && T <= kGateRows;
-}
-
-void gate_route_bf16_cuda(const uint16_t* x, const uint16_t* w, const float* bias, const RouterParams& p, int64_t T,
-                          int64_t H, float* logits, int32_t* ids, float* weights, unsigned* counter,
-                          cudaStream_t stream) {
-  cuda::require(gate_route_fused(p, T), "gate_route_bf16_cuda: needs ungrouped routing of <= 256 experts, top_k <= "
-                                        "experts, and at most 8 rows");
-  cuda::require(H >= 8 && H % 8 == 0 && H < (int64_t{1} << 30), "gate_route_bf16_cuda: H must be a multiple of 8");
-  cuda::require(T == 0 || (x && w && logits && ids && weights && counter), "gate_route_bf16_cuda: null pointer");
-  cuda::require(cuda::aligned16(x) && cuda::aligned16(w), "gate_route_bf16_cuda: x and w must be 16-byte aligned");
-  if (T == 0) return;
-  const GateRoute r{bias, p, ids, weights, counter};
-  cuda::launch_pdl(gate_logits_kernel<true>, dim3(static_cast<unsigned>((p.experts + 1) / 2)), dim3(32 * kGateWarps),
-                   0, stream, x, w, static_cast<int>(T), static_cast<int>(p.experts), static_cast<int>(H), logits, r);
-  cuda::check_launch("gate_route_bf16_cuda");
 }
 
 void router_logits_f32_cuda(const float* x, const uint16_t* w, int64_t T, int64_t E, int64_t H, float* logits,

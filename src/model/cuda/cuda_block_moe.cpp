@@ -43,26 +43,19 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   }
   if (side) check(cudaEventRecord(join_ev, side_stream), "MoE join");
   const auto* gate_w = static_cast<const uint16_t*>(b.e.gate.data);
-  const RouterParams rp{c.n_routed_experts, k, c.n_group, c.topk_group, c.norm_topk_prob,
-                        static_cast<float>(c.routed_scaling_factor)};
-  const bool gate_gemv = R <= kLinearGemvMaxRows && b.e.gate.format == WeightFormat::Dense && H % 8 == 0;
-  if (!f32_router && gate_gemv && gate_route_fused(rp, R)) {
-    // Decode with <= 256 experts: the gate's last block routes (no top-k launch).
-    gate_route_bf16_cuda(u, gate_w, b.e.bias, rp, R, H, router_logits, d_route_ids, route_w, gate_counter, sm);
-    mark("moe.gate+topk", static_cast<double>(b.e.gate.stored_bytes()));
+  if (f32_router) {
+    router_logits_f32_cuda(uf, gate_w, R, c.n_routed_experts, H, router_logits, sm);
+    mark("moe.gate", static_cast<double>(b.e.gate.stored_bytes()));
+  } else if (R <= kLinearGemvMaxRows && b.e.gate.format == WeightFormat::Dense && H % 8 == 0) {
+    gate_logits_bf16_cuda(u, gate_w, R, c.n_routed_experts, H, router_logits, sm);
+    mark("moe.gate", static_cast<double>(b.e.gate.stored_bytes()));
   } else {
-    if (f32_router) {
-      router_logits_f32_cuda(uf, gate_w, R, c.n_routed_experts, H, router_logits, sm);
-      mark("moe.gate", static_cast<double>(b.e.gate.stored_bytes()));
-    } else if (gate_gemv) {
-      gate_logits_bf16_cuda(u, gate_w, R, c.n_routed_experts, H, router_logits, sm);
-      mark("moe.gate", static_cast<double>(b.e.gate.stored_bytes()));
-    } else {
-      linear("moe.gate", b.e.gate, u, R, router_logits, OutType::F32);  // split K from 9 rows
-    }
-    route_topk_cuda(router_logits, b.e.bias, rp, R, d_route_ids, route_w, sm);
-    mark("moe.topk");
+    linear("moe.gate", b.e.gate, u, R, router_logits, OutType::F32);  // split K from 9 rows
   }
+  RouterParams rp{c.n_routed_experts, k, c.n_group, c.topk_group, c.norm_topk_prob,
+                  static_cast<float>(c.routed_scaling_factor)};
+  route_topk_cuda(router_logits, b.e.bias, rp, R, d_route_ids, route_w, sm);
+  mark("moe.topk");
   if (record_routing) {
     check(cudaMemcpyAsync(route_log + static_cast<int64_t>(b.index) * opt.max_step_tokens * k, d_route_ids,
                           static_cast<std::size_t>(R * k) * 4, cudaMemcpyDeviceToDevice, sm),

@@ -378,9 +378,6 @@ struct Walk {
     d.d_ids = d.d_query_seq = d.d_query_pos = d.d_slot_mapping = d.d_cu = d.d_slots = d.d_logit_rows = d.d_step;
     d.d_mark_seq = d.d_step;
     d.d_route_ids = i32(R * k);
-    // The fused decode router's finished-blocks counter (gate_route_bf16_cuda): 0 between calls.
-    d.gate_counter = a.array<unsigned>(Use::Activations, 1);
-    a.zero(d.gate_counter, 4);
     // Copies between steps (cuda_model_state.cpp): a CopyBlock table and int32 scratch for the
     // roll-back's replay lists and penalty ids (observe_prompt uploads in pieces of it).
     d.copy_table_entries = 4096;

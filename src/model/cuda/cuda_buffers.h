@@ -248,9 +248,6 @@ struct DeviceBuffers {
   // kExpertBatchMinRows rows or kExpertGroupedMinPairs pairs), sized for max_step_tokens rows.
   void* moe_ws = nullptr;
   int64_t moe_ws_bytes = 0;
-  // The fused decode router's counter (kernels::gate_route_bf16_cuda; zeroed at creation,
-  // left 0 by every call; the router runs on the main stream only).
-  unsigned* gate_counter = nullptr;
   // The linears' split-K scratch (LinearCudaArgs::workspace, kernels::
   // linear_split_workspace_bytes(SMs) each; counters zeroed at creation): one for the main
   // stream, one for the MoE side stream (the shared expert and latent projections run beside
