@@ -470,7 +470,7 @@ TEST(MoeBatch, GraphReplayFollowsTheDeviceIds) {
 // included (written by block (0, 0) instead of the bucketing).
 TEST(MoeBatch, ReusedBucketsDownEqualsRebucketedDown) {
   ASSERT_TRUE(have_device());
-  const int64_t E = 16, I = 192, H = 256;
+  const int64_t E = 64, I = 192, H = 256;  // T*k < 12 E: every T below takes the batch path
   for (auto f : {WeightFormat::NVFP4, WeightFormat::FP8}) {
     const auto up = make_experts(f, E, I, H, 21, 101);
     const auto down = make_experts(f, E, H, I, 22, 101);

@@ -4,6 +4,9 @@
 // y [R, H] (BF16); what it leaves to the next norm is returned as Folded.
 #ifdef NEMOTRON_HAVE_CUDA
 
+#include <cstdlib>
+#include <string>
+
 #include "kernels/elementwise_cuda.h"
 #include "kernels/moe_cuda.h"
 #include "kernels/norm_cuda.h"
