@@ -316,6 +316,17 @@ TEST(SampleCuda, MatchesCpuV131072) {
   EXPECT_LE(mism, 2) << "sampled tokens differing from the CPU reference (ulp-level expf/logf differences only)";
 }
 
+// The comparison above at V = 131072 sized for compute-sanitizer's racecheck (the full tests
+// take over 500 s each under it): one step of 8 rows (16-block clusters) twice, over every
+// mix, and of 9 rows (8-block clusters), so both cluster sizes run at the real vocabulary.
+TEST(SampleCuda, RacecheckSizedV131072) {
+  ASSERT_TRUE(have_device());
+  int mism = run_mixed_batch(131072, 8, 1, 31, 0);
+  mism += run_mixed_batch(131072, 8, 1, 32, 8);
+  mism += run_mixed_batch(131072, 9, 1, 33, 3);
+  EXPECT_LE(mism, 1) << "sampled tokens differing from the CPU reference (ulp-level expf/logf differences only)";
+}
+
 TEST(SampleCuda, MatchesCpuOtherV) {
   ASSERT_TRUE(have_device());
   int mism = 0;
