@@ -48,4 +48,28 @@ inline std::unique_ptr<Experts> make_experts(kernels::WeightFormat f, int64_t E,
   return x;
 }
 
+// An MoE block's two routed-expert calls on the same ids: up (token rows x [T, in_up] ->
+// h [T*k, out_up], relu²) and down (pair rows h -> y [T*k, out_down]).
+struct ExpertPairArgs {
+  kernels::ExpertGemvArgs up, down;
+};
+inline ExpertPairArgs expert_pair_args(const Experts& up, const Experts& down, const int32_t* ids, int64_t T,
+                                       int64_t k, const uint16_t* x, uint16_t* h, uint16_t* y) {
+  ExpertPairArgs p;
+  p.up.w = up.table;
+  p.up.ids = ids;
+  p.up.T = T;
+  p.up.k = k;
+  p.up.x = x;
+  p.up.relu2 = true;
+  p.up.y = h;
+  p.down = p.up;
+  p.down.w = down.table;
+  p.down.x = h;
+  p.down.x_per_slot = true;
+  p.down.relu2 = false;
+  p.down.y = y;
+  return p;
+}
+
 }  // namespace nemotron::testing

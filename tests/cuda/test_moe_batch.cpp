@@ -483,23 +483,12 @@ TEST(MoeBatch, ReusedBucketsDownEqualsRebucketedDown) {
           dref(static_cast<std::size_t>(N * H));
       const int64_t ws_bytes = kernels::expert_gemv_workspace_bytes(T, k, E);
       DeviceBuffer<uint8_t> ws(static_cast<std::size_t>(ws_bytes));
-      kernels::ExpertGemvArgs ua;
-      ua.w = up->table;
-      ua.ids = d_ids.get();
-      ua.T = T;
-      ua.k = k;
-      ua.x = dx.get();
-      ua.relu2 = true;
-      ua.y = dh.get();
-      ua.workspace = ws.get();
-      ua.workspace_bytes = ws_bytes;
-      ua.batch_layout = kWarpTile;
-      kernels::ExpertGemvArgs da = ua;
-      da.w = down->table;
-      da.x = dh.get();
-      da.x_per_slot = true;
-      da.relu2 = false;
-      da.y = dy.get();
+      auto [ua, da] = expert_pair_args(*up, *down, d_ids.get(), T, k, dx.get(), dh.get(), dy.get());
+      for (kernels::ExpertGemvArgs* a : {&ua, &da}) {
+        a->workspace = ws.get();
+        a->workspace_bytes = ws_bytes;
+        a->batch_layout = kWarpTile;
+      }
       da.ids_settled = da.reuse_buckets = true;
       kernels::ExpertGemvArgs ra = da;
       ra.y = dref.get();
