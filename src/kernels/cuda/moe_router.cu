@@ -365,35 +365,46 @@ __global__ void __launch_bounds__(32 * kRouterWarps) router_logits_kernel(const 
 // takes expert 2 * blockIdx.x + (w & 1) and K quarter w >> 1 (16-byte chunks of 8 elements,
 // lane-strided), for every row; quarters are summed in order. 64 blocks for E = 128 instead
 // of the 16 a warp-per-expert kernel would have.
-constexpr int kGateRows = 8, kGateWarps = 8, kGateSplit = 4;
+constexpr int kGateRows = 8, kGateWarps = 8, kGateSplit = 4, kGatePre = 4;
 __global__ void __launch_bounds__(32 * kGateWarps) gate_logits_kernel(const uint16_t* __restrict__ x,
                                                                       const uint16_t* __restrict__ w, int T, int E,
                                                                       int H, float* __restrict__ logits) {
   __shared__ float part[kGateWarps][kGateRows];
-  cuda::pdl_wait();
-  cuda::pdl_trigger();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int e = blockIdx.x * 2 + (warp & 1), q = warp >> 1;
   const int chunks = H / 8, per = (chunks + kGateSplit - 1) / kGateSplit;
   const int c0 = q * per, c1 = min(chunks, c0 + per);
+  const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(e < E ? e : 0) * H);
+  // The lane's first kGatePre weight chunks (Nano: all 3, Super: all 4) are loaded before the
+  // wait for the norm that writes x: the gate is a weight, constant during a step.
+  uint4 pre[kGatePre];
+#pragma unroll
+  for (int i = 0; i < kGatePre; ++i) {
+    const int c = c0 + lane + 32 * i;
+    pre[i] = e < E && c < c1 ? __ldg(wr + c) : make_uint4(0, 0, 0, 0);
+  }
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   float acc[kGateRows];
 #pragma unroll
   for (int r = 0; r < kGateRows; ++r) acc[r] = 0.0f;
-  if (e < E) {
-    const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(e) * H);
-    for (int c = c0 + lane; c < c1; c += 32) {
-      const uint4 wv = __ldg(wr + c);
-      const uint32_t ww[4] = {wv.x, wv.y, wv.z, wv.w};
+  auto dot = [&](const uint4 wv, int c) {  // chunk c of every row, in chunk order per lane
+    const uint32_t ww[4] = {wv.x, wv.y, wv.z, wv.w};
 #pragma unroll
-      for (int r = 0; r < kGateRows; ++r) {
-        if (r >= T) break;
-        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * H) + c);
-        const uint32_t xx[4] = {xv.x, xv.y, xv.z, xv.w};
+    for (int r = 0; r < kGateRows; ++r) {
+      if (r >= T) break;
+      const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * H) + c);
+      const uint32_t xx[4] = {xv.x, xv.y, xv.z, xv.w};
 #pragma unroll
-        for (int i = 0; i < 4; ++i)
-          acc[r] = fmaf(cuda::bf16hi(ww[i]), cuda::bf16hi(xx[i]), fmaf(cuda::bf16lo(ww[i]), cuda::bf16lo(xx[i]), acc[r]));
-      }
+      for (int i = 0; i < 4; ++i)
+        acc[r] = fmaf(cuda::bf16hi(ww[i]), cuda::bf16hi(xx[i]), fmaf(cuda::bf16lo(ww[i]), cuda::bf16lo(xx[i]), acc[r]));
     }
+  };
+  if (e < E) {
+#pragma unroll
+    for (int i = 0; i < kGatePre; ++i)
+      if (c0 + lane + 32 * i < c1) dot(pre[i], c0 + lane + 32 * i);
+    for (int c = c0 + lane + 32 * kGatePre; c < c1; c += 32) dot(__ldg(wr + c), c);
   }
 #pragma unroll
   for (int r = 0; r < kGateRows; ++r) {
