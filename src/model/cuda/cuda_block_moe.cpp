@@ -30,7 +30,12 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   // LatentMoE's input projection (r = u fc1^T) does not depend on the routing either: it
   // runs first on the side stream, overlapping the gate and top-k (latent_ev).
   const bool shared = c.n_shared_experts > 0, latent = c.moe_latent_size > 0;
-  const bool side = (shared || latent) && !prof_active;
+  // NEMOTRON_MOE_SIDE_STREAM=0 runs them on the main stream, before the router (A/B runs).
+  static const bool side_stream_on = [] {
+    const char* e = std::getenv("NEMOTRON_MOE_SIDE_STREAM");
+    return !(e && std::string(e) == "0");
+  }();
+  const bool side = (shared || latent) && !prof_active && side_stream_on;
   const cudaStream_t ls = side ? side_stream : sm;  // the stream of the routing-independent work
   if (side) {
     check(cudaEventRecord(fork_ev, sm), "MoE fork");
