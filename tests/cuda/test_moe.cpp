@@ -331,6 +331,116 @@ TEST(MoeCuda, SettledIdsDownEqualsWaitingDown) {
   CUDA_OK(cudaStreamDestroy(st));
 }
 
+// ExpertGemvArgs::extra (the shared expert inside the routed experts' per-pair launches): the
+// extra rows against the CPU (dequantize_row dot products, test_linear's tolerance), the routed
+// rows bit for bit those of launches without it, at Nano shapes (shared [3712, 2688] up with
+// relu², [2688, 3712] down, taller and longer than the experts') for T = 1..3; and
+// expert_gemv_takes_extra refuses what the launch cannot take.
+TEST(MoeCuda, SharedExpertInsideTheRoutedLaunches) {
+  ASSERT_TRUE(have_device());
+  using kernels::WeightFormat;
+  const int64_t E = 8, k = 6, H = 2688, I = 1856, Is = 3712;
+  const auto up = make_experts(WeightFormat::NVFP4, E, I, H, 9, 100);
+  const auto down = make_experts(WeightFormat::NVFP4, E, H, I, 10, 100);
+  const HostWeight su = make_weight(WeightFormat::NVFP4, Is, H, 501), sdw = make_weight(WeightFormat::NVFP4, H, Is, 502);
+  DeviceBuffer<uint8_t> su_d(su.data), su_s(su.scales), sd_d(sdw.data), sd_s(sdw.scales);
+  kernels::LinearWeight shared_up = su.w, shared_down = sdw.w;
+  shared_up.data = su_d.get();
+  shared_up.block_scale = su_s.get();
+  shared_down.data = sd_d.get();
+  shared_down.block_scale = sd_s.get();
+  for (int64_t T : {1, 2, 3}) {
+    Rng rng(static_cast<uint64_t>(60 + T));
+    std::vector<float> xf;
+    DeviceBuffer<uint16_t> dx(rng.bf16(static_cast<std::size_t>(T * H), 1.0f, &xf));
+    std::vector<int32_t> ids(static_cast<std::size_t>(T * k));
+    for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 3 + static_cast<std::size_t>(T)) % E);
+    DeviceBuffer<int32_t> dids(ids);
+    const std::size_t n_h = static_cast<std::size_t>(T * k * I), n_y = static_cast<std::size_t>(T * k * H);
+    DeviceBuffer<uint16_t> h1(n_h), y1(n_y), h2(n_h), y2(n_y), sh(static_cast<std::size_t>(T * Is)),
+        sd(static_cast<std::size_t>(T * H));
+    for (auto* b : {&h1, &y1, &h2, &y2, &sh, &sd}) b->poison();
+    const auto [ua, da] = expert_pair_args(*up, *down, dids.get(), T, k, dx.get(), h1.get(), y1.get());
+    kernels::expert_gemv_cuda(ua, nullptr);
+    kernels::expert_gemv_cuda(da, nullptr);
+    kernels::ExpertGemvArgs mu = ua, md = da;
+    mu.y = h2.get();
+    mu.extra = shared_up;
+    mu.extra_x = dx.get();
+    mu.extra_y = sh.get();
+    md.x = h2.get();
+    md.y = y2.get();
+    md.ids_settled = true;
+    md.extra = shared_down;
+    md.extra_x = sh.get();
+    md.extra_y = sd.get();
+    ASSERT_TRUE(kernels::expert_gemv_takes_extra(mu));
+    ASSERT_TRUE(kernels::expert_gemv_takes_extra(md));
+    ASSERT_EQ(kernels::expert_gemv_cuda(mu, nullptr), kernels::ExpertGemvPath::PerPair);
+    kernels::expert_gemv_cuda(md, nullptr);
+    CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_EQ(h1.download(), h2.download()) << "routed up rows, T=" << T;
+    EXPECT_EQ(y1.download(), y2.download()) << "routed down rows, T=" << T;
+    // The shared expert against the CPU: up + relu² on x, then down on the GPU's up rows.
+    const auto sh_gpu = bf16_to_f32(sh.download());
+    const auto sd_gpu = bf16_to_f32(sd.download());
+    std::vector<float> row(static_cast<std::size_t>(Is)), ref_u(sh_gpu.size()), tol_u(sh_gpu.size()),
+        ref_d(sd_gpu.size()), tol_d(sd_gpu.size());
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t r = 0; r < Is; ++r) {
+        kernels::dequantize_row(su.w, r, row.data());
+        double acc = 0, sa = 0;
+        for (int64_t c = 0; c < H; ++c) {
+          acc += static_cast<double>(row[c]) * xf[t * H + c];
+          sa += std::fabs(static_cast<double>(row[c]) * xf[t * H + c]);
+        }
+        const float av = static_cast<float>(acc), v = av > 0 ? av * av : 0.0f;
+        ref_u[t * Is + r] = v;
+        tol_u[t * Is + r] = 2.0f * std::fabs(av) * 1e-5f * static_cast<float>(sa) + std::ldexp(v, -8) + 1e-30f;
+      }
+      for (int64_t r = 0; r < H; ++r) {
+        kernels::dequantize_row(sdw.w, r, row.data());
+        double acc = 0, sa = 0;
+        for (int64_t c = 0; c < Is; ++c) {
+          acc += static_cast<double>(row[c]) * sh_gpu[t * Is + c];
+          sa += std::fabs(static_cast<double>(row[c]) * sh_gpu[t * Is + c]);
+        }
+        ref_d[t * H + r] = static_cast<float>(acc);
+        tol_d[t * H + r] = 1e-5f * static_cast<float>(sa) + std::ldexp(std::fabs(ref_d[t * H + r]), -8) + 1e-30f;
+      }
+    }
+    EXPECT_EQ(report("shared up+relu2 in the routed launch T=" + std::to_string(T), sh_gpu, ref_u, tol_u), 0u);
+    EXPECT_EQ(report("shared down in the routed launch T=" + std::to_string(T), sd_gpu, ref_d, tol_d), 0u);
+  }
+  // What the launch cannot take.
+  DeviceBuffer<int32_t> dids(std::vector<int32_t>(4 * k, 0));
+  DeviceBuffer<uint16_t> dx(std::vector<uint16_t>(static_cast<std::size_t>(4 * Is), 0));
+  kernels::ExpertGemvArgs a = expert_pair_args(*up, *down, dids.get(), 1, k, dx.get(), dx.get(), dx.get()).up;
+  a.extra = shared_up;
+  a.extra_x = dx.get();
+  a.extra_y = dx.get();
+  EXPECT_TRUE(kernels::expert_gemv_takes_extra(a));
+  kernels::ExpertGemvArgs b = a;
+  b.warp_rows = true;  // the CUDA-core kernel
+  EXPECT_FALSE(kernels::expert_gemv_takes_extra(b));
+  EXPECT_THROW(kernels::expert_gemv_cuda(b, nullptr), Error);
+  b = a;
+  b.extra.format = WeightFormat::FP8;  // not the experts' format
+  EXPECT_FALSE(kernels::expert_gemv_takes_extra(b));
+  b = a;
+  b.extra.in = 2680;  // in % 32 != 0
+  EXPECT_FALSE(kernels::expert_gemv_takes_extra(b));
+  b = a;
+  const int64_t ws_bytes = kernels::expert_gemv_workspace_bytes(4, k, E);
+  DeviceBuffer<uint8_t> ws(static_cast<std::size_t>(ws_bytes));
+  b.T = 4;  // the batch path
+  b.workspace = ws.get();
+  b.workspace_bytes = ws_bytes;
+  EXPECT_FALSE(kernels::expert_gemv_takes_extra(b));
+  EXPECT_THROW(kernels::expert_gemv_cuda(b, nullptr), Error);
+  CUDA_OK(cudaDeviceSynchronize());
+}
+
 // router_logits_f32_cuda against fp32 sums over the same BF16 gate and fp32 rows
 // (1e-5 of the absolute dot sum), including a row count that is not a multiple of 8.
 TEST(MoeCuda, RouterLogitsFromF32Rows) {
