@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <iostream>
 
 #include "runtime/prefix_store.h"
+#include "util/env.h"
 #include "util/error.h"
 
 namespace nemotron::runtime {
@@ -15,7 +14,7 @@ namespace {
 
 // NEMOTRON_PREFILL_SHARES=equal: the earlier prefill policy (equal shares), for A/B runs.
 SchedulerLimits with_env(SchedulerLimits limits) {
-  if (const char* e = std::getenv("NEMOTRON_PREFILL_SHARES")) limits.equal_prefill_shares = std::strcmp(e, "equal") == 0;
+  if (env_equals("NEMOTRON_PREFILL_SHARES", "equal")) limits.equal_prefill_shares = true;
   return limits;
 }
 

@@ -13,7 +13,6 @@
 // Precision: S_loc in 3xTF32 (~fp32); the y products in TF32 (operands rounded to 10-bit
 // mantissas, ~1e-3 of the magnitudes summed; the sequential scan is fp32 throughout).
 #include <algorithm>
-#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -22,6 +21,7 @@
 #include "kernels/cuda/mamba_prefill.cuh"
 #include "kernels/cuda/state_io.cuh"
 #include "kernels/mamba_cuda.h"
+#include "util/env.h"
 
 namespace nemotron::kernels::mamba_prefill {
 namespace {
@@ -446,10 +446,7 @@ namespace nemotron::kernels {
 // Built in: on. Measured on an H100 (Nano, one 2048-token layer): 320 us against 631 us for the
 // sequential scan; whole-model prefill +6% at 512 tokens, +18% at 2,048, +13% at 32,768.
 bool ssm_scan_chunked_default() {
-  static const bool on = [] {
-    const char* e = std::getenv("NEMOTRON_SSM_SCAN");
-    return !(e && std::string(e) == "sequential");
-  }();
+  static const bool on = !env_equals("NEMOTRON_SSM_SCAN", "sequential");
   return on;
 }
 

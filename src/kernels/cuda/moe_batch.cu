@@ -45,6 +45,7 @@
 #include "kernels/cuda/gemv_core.cuh"
 #include "kernels/cuda/linear_internal.cuh"
 #include "kernels/moe_cuda.h"
+#include "util/env.h"
 
 namespace nemotron::kernels::cuda {
 namespace {
@@ -204,10 +205,7 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
 using Layout = ExpertGemvArgs::BatchLayout;
 Layout batch_layout(Layout asked) {
   if (asked != Layout::Auto) return asked;
-  static const Layout env = [] {
-    const char* e = std::getenv("NEMOTRON_EXPERT_BATCH");
-    return e && std::string(e) == "split" ? Layout::SplitK : Layout::WarpTile;
-  }();
+  static const Layout env = env_equals("NEMOTRON_EXPERT_BATCH", "split") ? Layout::SplitK : Layout::WarpTile;
   return env;
 }
 

@@ -3,11 +3,9 @@
 // attention over the stack's block tables, o. Reads u [R, H], writes y [R, H] (BF16).
 #ifdef NEMOTRON_HAVE_CUDA
 
-#include <cstdlib>
-#include <string>
-
 #include "kernels/attention_cuda.h"
 #include "model/cuda/cuda_model_internal.h"
+#include "util/env.h"
 
 namespace nemotron::model {
 
@@ -38,10 +36,7 @@ void CudaModel::Impl::attention_block(const Stack& st, const DBlock& b, int64_t 
   pa.workspace = attn_ws;
   pa.workspace_bytes = attn_ws_bytes;
   // NEMOTRON_PREFILL_ATTENTION=cuda-core keeps every row on paged_attention_cuda (A/B runs).
-  static const bool tensor_cores = [] {
-    const char* e = std::getenv("NEMOTRON_PREFILL_ATTENTION");
-    return !(e && std::string(e) == "cuda-core");
-  }();
+  static const bool tensor_cores = !env_equals("NEMOTRON_PREFILL_ATTENTION", "cuda-core");
   if (attn_runs.empty() || !tensor_cores || !paged_attention_runs_supported(pa)) {
     paged_attention_cuda(pa, sm);
   } else {

@@ -4,13 +4,11 @@
 // y [R, H] (BF16); what it leaves to the next norm is returned as Folded.
 #ifdef NEMOTRON_HAVE_CUDA
 
-#include <cstdlib>
-#include <string>
-
 #include "kernels/elementwise_cuda.h"
 #include "kernels/moe_cuda.h"
 #include "kernels/norm_cuda.h"
 #include "model/cuda/cuda_model_internal.h"
+#include "util/env.h"
 
 namespace nemotron::model {
 
@@ -31,10 +29,7 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   // runs first on the side stream, overlapping the gate and top-k (latent_ev).
   const bool shared = c.n_shared_experts > 0, latent = c.moe_latent_size > 0;
   // NEMOTRON_MOE_SIDE_STREAM=0 runs them on the main stream, before the router (A/B runs).
-  static const bool side_stream_on = [] {
-    const char* e = std::getenv("NEMOTRON_MOE_SIDE_STREAM");
-    return !(e && std::string(e) == "0");
-  }();
+  static const bool side_stream_on = !env_equals("NEMOTRON_MOE_SIDE_STREAM", "0");
   // The routed experts' arguments (up projection; the down projection's are set below).
   const uint16_t* rin = latent ? r : u;
   ExpertGemvArgs ea;
@@ -60,10 +55,7 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   // NEMOTRON_SHARED_EXPERT=merged: where the routed experts take the per-pair tensor-core path
   // (decode of 1-3 rows), the shared expert runs inside their two launches (ExpertGemvArgs::
   // extra) instead of beside them on the side stream (A/B runs).
-  static const bool merge_shared = [] {
-    const char* e = std::getenv("NEMOTRON_SHARED_EXPERT");
-    return e && std::string(e) == "merged";
-  }();
+  static const bool merge_shared = env_equals("NEMOTRON_SHARED_EXPERT", "merged");
   bool merged = false;
   if (merge_shared && shared && !latent) {
     ExpertGemvArgs up = ea, down = down_args(ea);
@@ -126,10 +118,7 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   }
   // NEMOTRON_EXPERT_DOWN=waits: the down projection waits for the up projection before
   // reading the ids (and buckets again on the batch path): A/B runs.
-  static const bool down_early = [] {
-    const char* e = std::getenv("NEMOTRON_EXPERT_DOWN");
-    return !(e && std::string(e) == "waits");
-  }();
+  static const bool down_early = !env_equals("NEMOTRON_EXPERT_DOWN", "waits");
   ea.ids_settled = down_early;  // the up projection's kernels ran on these ids just before
   ea.reuse_buckets = down_early && up_path == ExpertGemvPath::Batch;  // and left their buckets in moe_ws
   expert_gemv_cuda(ea, sm);

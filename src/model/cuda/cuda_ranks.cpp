@@ -1,10 +1,10 @@
 // CudaRanks: see cuda_ranks.h.
 #include "model/cuda/cuda_ranks.h"
 
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "util/env.h"
 #include "util/error.h"
 
 #include "model/parallel/shard.h"
@@ -121,8 +121,7 @@ namespace nemotron::model {
 
 std::vector<int> cuda_rank_devices(int world, bool same_device) {
   if (world < 1) throw Error("tensor / expert parallel: " + std::to_string(world) + " ranks");
-  const char* env = std::getenv("NEMOTRON_SAME_DEVICE_RANKS");
-  same_device = same_device || (env && std::string(env) == "1");
+  same_device = same_device || env_equals("NEMOTRON_SAME_DEVICE_RANKS", "1");
   if (same_device) return std::vector<int>(static_cast<std::size_t>(world), 0);
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
