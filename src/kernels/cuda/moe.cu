@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) expert_mma_kernel(ExpertGem
   extern __shared__ uint4 smem[];
   const int64_t i = blockIdx.y, pairs = a.T * a.k;
   const bool extra = i >= pairs;  // block-uniform
-  const bool early = a.ids_settled || extra;
+  const bool early = a.ids_settled || a.reuse_buckets || extra;  // reuse_buckets implies settled ids
   auto wait = [&] {
     pdl_wait();
     pdl_trigger();
@@ -130,9 +130,7 @@ void launch_expert(const ExpertGemvArgs& a, cudaStream_t stream) {
   const int64_t pairs = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows;
   const int warps = expert_mma_warps<F>(a);
   const int64_t smem = expert_mma_smem<F>(a, warps);
-  if (a.warp_rows || smem > lim.smem_optin) {
-    require(!a.extra.data, "expert_gemv_cuda: an extra projection needs the tensor-core per-pair path "
-                           "(expert_gemv_takes_extra)");
+  if (a.warp_rows || smem > lim.smem_optin) {  // never with an extra projection (expert_gemv_takes_extra)
     const dim3 grid(static_cast<unsigned>((a.w.out + kWarps - 1) / kWarps), static_cast<unsigned>(pairs));
     launch_pdl(expert_gemv_kernel<F>, grid, dim3(kWarps * 32), 0, stream, a);
     return;
@@ -205,12 +203,10 @@ ExpertGemvPath expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream) {
   // The batch path declines (launches nothing) only when 8 rows of x exceed shared memory;
   // T*k < 65536 holds there (E <= 4096 and T*k < 12 E, or T*k < 256), so the GEMV can run.
   if (path == ExpertGemvPath::Batch && cuda::launch_expert_batch(a, stream)) return path;
-  ExpertGemvArgs per_pair = a;
-  per_pair.ids_settled = a.ids_settled || a.reuse_buckets;
   switch (w.format) {
-    case WeightFormat::Dense: launch_expert<WeightFormat::Dense>(per_pair, stream); break;
-    case WeightFormat::FP8: launch_expert<WeightFormat::FP8>(per_pair, stream); break;
-    case WeightFormat::NVFP4: launch_expert<WeightFormat::NVFP4>(per_pair, stream); break;
+    case WeightFormat::Dense: launch_expert<WeightFormat::Dense>(a, stream); break;
+    case WeightFormat::FP8: launch_expert<WeightFormat::FP8>(a, stream); break;
+    case WeightFormat::NVFP4: launch_expert<WeightFormat::NVFP4>(a, stream); break;
   }
   check_launch("expert_gemv_cuda");
   return ExpertGemvPath::PerPair;

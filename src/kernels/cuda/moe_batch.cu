@@ -134,7 +134,6 @@ constexpr int kWarpTileWarps = 4;
 // loads are read before the PDL wait (for x, the up projection's output); the NaN rows of the
 // pairs with a bad id, which the bucketing wrote into the previous call's output, are written
 // by block (0, 0) after its wait.
-template <WeightFormat F>
 __device__ __forceinline__ void bad_id_rows(const ExpertGemvArgs& a) {
   const int64_t N = a.T * a.k;
   for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
@@ -161,7 +160,7 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
   const int bucketed = __ldcg(b.offsets + a.w.experts);
   if (j >= nexp) {
     if (early) wait();
-    if (fixer) bad_id_rows<F>(a);
+    if (fixer) bad_id_rows(a);
     return;
   }
   const int r = (j + 1 < nexp ? next : bucketed) - start;
@@ -196,7 +195,7 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
       y[static_cast<int64_t>(yrow[par][n]) * out + row] = f2bf(s);
     }
   }
-  if (fixer) bad_id_rows<F>(a);
+  if (fixer) bad_id_rows(a);
 }
 
 // The layout a call runs: ExpertGemvArgs::batch_layout, else NEMOTRON_EXPERT_BATCH=split (A/B
