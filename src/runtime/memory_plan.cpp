@@ -73,7 +73,7 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   };
   model::CudaModelOptions o;
   o.max_seqs = req.max_num_seqs;
-  o.max_step_tokens = req.max_step_tokens;
+  o.max_step_tokens = p.step_rows();
   o.kv_fp8 = p.kv_cache_dtype == "fp8";
   o.ssm_state = p.ssm_state;
   o.sampled_logits_only = true;  // the engine's steps (backend_options)
@@ -201,6 +201,10 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   if (req.device != "cpu" && req.device != "cuda") throw Error("--device must be cpu or cuda, got '" + req.device + "'");
   if (req.max_num_seqs < 1) throw Error("--max-num-seqs must be at least 1");
   if (req.max_step_tokens < 1) throw Error("--max-step-tokens must be at least 1");
+  if (req.prefill_step_tokens != 0 && req.prefill_step_tokens < req.max_step_tokens)
+    throw Error("--prefill-step-tokens " + std::to_string(req.prefill_step_tokens) +
+                " must be 0 (the same as --max-step-tokens) or at least --max-step-tokens " +
+                std::to_string(req.max_step_tokens));
   if (req.max_model_len < 0) throw Error("--max-model-len must be positive");
   const std::string& kvd = req.kv_cache_dtype;
   if (kvd != "auto" && kvd != "fp32" && kvd != "bf16" && kvd != "fp8")
@@ -215,6 +219,7 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   p.parallel = req.parallel;
   p.max_num_seqs = req.max_num_seqs;
   p.max_step_tokens = req.max_step_tokens;
+  p.prefill_step_tokens = std::max(req.max_step_tokens, req.prefill_step_tokens);
   // auto: what the checkpoint asks for on the GPU (kv_cache_quant_algo FP8 -> fp8, with its
   // k/v scales), else bf16; the CPU reference's own fp32. An explicit dtype overrides it.
   if (kvd != "auto") p.kv_cache_dtype = kvd;
@@ -242,7 +247,7 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
                                    c.num_experts_per_tok * (c.moe_intermediate_size + c.expert_input_dim()) +
                                        c.moe_shared_expert_intermediate_size + 4 * c.hidden_size,
                                    c.intermediate_size + 2 * c.hidden_size, 3 * c.q_dim(), c.vocab_size});
-  p.activation_bytes = req.max_step_tokens * (widest + 4 * c.hidden_size) * 4 * 2 +
+  p.activation_bytes = p.step_rows() * (widest + 4 * c.hidden_size) * 4 * 2 +
                        // attention scores of one query row over the whole context, per thread
                        64 * 4 * std::max<int64_t>(req.max_model_len, 4096);
   p.activation_bytes *= req.parallel.local_ranks();  // each rank's here (full-width rows, gathered logits)
@@ -339,7 +344,11 @@ std::string MemoryPlan::describe() const {
         : ssm_state.stochastic                      ? ", stochastic rounding"
                                                     : ", rounded to nearest")
     << (device == "cpu" && ssm_state.dtype != kernels::StateDType::F32 ? ", emulated in fp32" : "") << "\n"
-    << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step)\n"
+    << "  activations       " << gib(activation_bytes) << "  (" << max_step_tokens << " tokens per step"
+    << (prefill_step_tokens > max_step_tokens
+            ? ", " + std::to_string(prefill_step_tokens) + " in steps that decode no sequence"
+            : std::string())
+    << ")\n"
     << "  prefix cache      " << (prefix_cache_bytes > 0 ? gib(prefix_cache_bytes) : std::string("off")) << "\n";
   if (parallel.sharded() && device == "cuda") {
     o << "  parallel          " << parallel.describe()
@@ -378,7 +387,7 @@ model::BackendOptions MemoryPlan::backend_options() const {
   model::BackendOptions o;
   o.device = device;
   o.max_seqs = max_num_seqs;
-  o.max_step_tokens = max_step_tokens;
+  o.max_step_tokens = step_rows();
   o.kv_tokens = kv_token_capacity;
   o.kv_fp8 = kv_cache_dtype == "fp8";
   o.ssm_state = ssm_state;
@@ -395,6 +404,7 @@ EngineOptions MemoryPlan::engine_options() const {
   e.prefix_cache_bytes = prefix_cache_bytes;
   e.limits.max_num_seqs = max_num_seqs;
   e.limits.max_step_tokens = max_step_tokens;
+  e.limits.prefill_step_tokens = prefill_step_tokens;
   e.limits.kv_token_capacity = kv_token_capacity;
   e.max_model_len = max_model_len;
   return e;

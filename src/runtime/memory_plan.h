@@ -8,6 +8,7 @@
 // model allocates, in three allocations (weights, cache, step arenas), plus the graphs' bound.
 // On unified memory (integrated GPU) the budget is the smaller of the GPU's free memory and
 // MemAvailable (the same RAM), minus the system's margin.
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -24,6 +25,9 @@ struct MemoryPlanRequest {
   int max_num_seqs = 8;                // concurrent sequences = state slots
   int64_t max_model_len = 0;           // prompt + generated tokens per sequence; 0 = derive
   int64_t max_step_tokens = 512;       // token budget of one engine step
+  // Token budget of a step that decodes no sequence (prompts only; SchedulerLimits): 0 = the
+  // same as max_step_tokens, else at least it. The step buffers are sized for the larger.
+  int64_t prefill_step_tokens = 0;
   // auto: CUDA fp8 when the checkpoint's kv_cache_quant_algo is FP8, else bf16; CPU fp32.
   // fp32 (CPU only), bf16 (CUDA only), fp8 (CUDA: E4M3 bytes; CPU: emulated, fp32 rows).
   std::string kv_cache_dtype = "auto";
@@ -88,6 +92,8 @@ struct MemoryPlan {
   int max_num_seqs = 0;
   int64_t max_model_len = 0;
   int64_t max_step_tokens = 0;
+  int64_t prefill_step_tokens = 0;     // resolved: >= max_step_tokens
+  int64_t step_rows() const { return std::max(max_step_tokens, prefill_step_tokens); }  // buffers' rows
   std::string kv_cache_dtype;          // resolved: fp32, bf16 or fp8
   kernels::SsmStateFormat ssm_state;   // resolved
 

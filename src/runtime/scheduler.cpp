@@ -58,7 +58,6 @@ std::vector<ScheduledChunk> Scheduler::schedule(int64_t lookahead) {
     waiting_.pop_front();
   }
   std::vector<ScheduledChunk> step;
-  int64_t budget = limits_.max_step_tokens;
   // Decodes first, 1 + lookahead tokens each, never past the budget. When they do not all fit
   // (more running sequences than the budget holds), the ones left out start the next step's
   // decodes (round robin), so none waits more than a few steps.
@@ -68,6 +67,9 @@ std::vector<ScheduledChunk> Scheduler::schedule(int64_t lookahead) {
   const std::size_t first = static_cast<std::size_t>(
       std::find(decoding.begin(), decoding.end(), decode_next_) - decoding.begin()) % std::max<std::size_t>(1, decoding.size());
   decode_next_ = 0;
+  // No decode waits on a prompts-only step: it may take the larger prefill budget.
+  int64_t budget = decoding.empty() ? std::max(limits_.max_step_tokens, limits_.prefill_step_tokens)
+                                    : limits_.max_step_tokens;
   for (std::size_t k = 0; k < decoding.size(); ++k) {
     const uint64_t seq = decoding[(first + k) % decoding.size()];
     const int64_t own = entries_[seq].lookahead;

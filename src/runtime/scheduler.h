@@ -21,6 +21,8 @@
 //     in 512-token steps all waited 16 steps for their first token). The oldest's share means
 //     every prompt progresses: none waits forever behind a stream of shorter ones, as each
 //     becomes the oldest in turn;
+//   - a step that decodes no sequence (prompts only) may take up to `prefill_step_tokens`
+//     when that is larger: nothing waits on it, and larger prefill steps run faster per token;
 //   - admission is FIFO (no request overtakes an older one).
 #include <cstdint>
 #include <deque>
@@ -36,6 +38,11 @@ struct SchedulerLimits {
   // The earlier prefill policy, kept for A/B runs on the GPU (NEMOTRON_PREFILL_SHARES=equal):
   // every prompt up to an equal share, then what the shorter ones leave to the oldest first.
   bool equal_prefill_shares = false;
+  // Token budget of a step in which no sequence decodes (prompts only): 0 = max_step_tokens.
+  // Larger (the plan sizes the step buffers for it) prefills a burst of prompts, or one long
+  // prompt, in fewer and more efficient steps while no decode waits on them; once a sequence
+  // decodes, steps keep to max_step_tokens (its inter-token latency).
+  int64_t prefill_step_tokens = 0;
 };
 
 struct ScheduledChunk {

@@ -1,6 +1,6 @@
 #pragma once
 // The model/engine flags `serve` and `run` share (CLI11, header-only):
-//   --model DIR --max-num-seqs N --max-model-len N --max-step-tokens N
+//   --model DIR --max-num-seqs N --max-model-len N --max-step-tokens N --prefill-step-tokens N
 //   --kv-cache-dtype auto|fp32|bf16|fp8 --memory GiB --device cpu|cuda
 //   --mamba-ssm-cache-dtype auto|float32|bfloat16|float16 --mamba-ssm-rounding stochastic|nearest
 //   --tensor-parallel-size N --expert-parallel-size N (model/parallel/parallel_flags.h)
@@ -32,6 +32,10 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--max-step-tokens", f.config.plan.max_step_tokens, "Token budget of one engine step")
       ->check(CLI::PositiveNumber);
+  app.add_option("--prefill-step-tokens", f.config.plan.prefill_step_tokens,
+                 "Token budget of a step in which no sequence decodes (prompts only; 0 = --max-step-tokens): "
+                 "larger prefills bursts of prompts in fewer, faster steps; the step buffers are sized for it")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--kv-cache-dtype", f.config.plan.kv_cache_dtype, "KV cache dtype: auto, fp32, bf16, fp8")
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8"}));
   app.add_option("--memory", f.memory_gib, "Memory budget in GiB (default: available memory minus a margin)")

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
 #include <thread>
 
@@ -68,14 +69,17 @@ class Collector {
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override { model_ = std::make_unique<model::Model>(model::Model::load(fixture_dir("nano-moe"))); }
-  std::unique_ptr<Engine> make(int max_seqs, int64_t step_tokens, int64_t kv = 4096, int64_t max_len = 512) {
+  // prefill_tokens > step_tokens: the budget of steps that decode no sequence (SchedulerLimits).
+  std::unique_ptr<Engine> make(int max_seqs, int64_t step_tokens, int64_t kv = 4096, int64_t max_len = 512,
+                               int64_t prefill_tokens = 0) {
     EngineOptions o;
     o.limits = {max_seqs, step_tokens, kv};
+    o.limits.prefill_step_tokens = prefill_tokens;
     o.max_model_len = max_len;
     model::BackendOptions b;
     b.device = "cpu";
     b.max_seqs = max_seqs;
-    b.max_step_tokens = step_tokens;
+    b.max_step_tokens = std::max(step_tokens, prefill_tokens);
     return std::make_unique<Engine>(model::make_backend(*model_, b), o);
   }
   GenerationRequest greedy(const std::vector<int32_t>& prompt, int64_t n) {
@@ -214,6 +218,34 @@ TEST_F(EngineTest, ShortPromptIsNotBlockedByALongPrefill) {
   ASSERT_TRUE(c.wait());
   EXPECT_EQ(long_c.tokens(), c.tokens());
   EXPECT_EQ(long_c.tokens().size(), 4u);
+}
+
+// --prefill-step-tokens: concurrent prompts with nothing decoding are prefilled in steps of the
+// larger budget (fewer steps), and every request's tokens are still the reference's.
+TEST_F(EngineTest, PromptsOnlyStepsTakeThePrefillBudget) {
+  const Expected ex("nano-moe");
+  auto run = [&](int64_t prefill_tokens) {
+    auto engine = make(4, 8, 4096, 512, prefill_tokens);
+    std::vector<std::unique_ptr<Collector>> cs;
+    int64_t prompt_tokens = 0;
+    for (int i = 0; i < ex.num_prompts(); ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      const auto ids = ex.ids("p" + std::to_string(i) + ".input_ids");
+      prompt_tokens += static_cast<int64_t>(ids.size());
+      engine->submit(greedy(ids, 6), cs.back()->sink());
+    }
+    for (int i = 0; i < ex.num_prompts(); ++i) {
+      EXPECT_TRUE(cs[i]->wait());
+      const auto want = ex.ids("p" + std::to_string(i) + ".greedy_ids");
+      EXPECT_EQ(cs[i]->tokens(), std::vector<int32_t>(want.begin(), want.begin() + 6)) << "prompt " << i;
+    }
+    EXPECT_GT(prompt_tokens, 8);  // more than one ordinary step
+    return engine->stats().steps_total;
+  };
+  const uint64_t ordinary = run(0), large = run(1024);
+  EXPECT_LT(large, ordinary) << "steps";
+  std::printf("steps: %llu with 8-token steps, %llu with a 1024-token prefill budget\n",
+              static_cast<unsigned long long>(ordinary), static_cast<unsigned long long>(large));
 }
 
 TEST_F(EngineTest, InvalidRequestsAreClientErrors) {

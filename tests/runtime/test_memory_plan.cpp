@@ -217,6 +217,53 @@ TEST(MemoryPlan, CudaPlanCountsTheModelsAllocationsAndGraphs) {
   }
 }
 
+// --prefill-step-tokens: the step buffers (CPU activations, the CUDA step arena) are sized for
+// the larger budget, the engine's scheduler gets both, and a value below --max-step-tokens (other
+// than 0) is refused naming both flags.
+TEST(MemoryPlan, PrefillStepTokensSizeTheStepBuffers) {
+  MemoryPlanRequest r;
+  r.device = "cuda";
+  r.cuda_sms = 132;
+  r.max_num_seqs = 3;
+  r.max_step_tokens = 64;
+  r.max_model_len = 1000;
+  r.memory_gib = 1.0;
+  r.prefix_cache = false;
+  const MemoryPlan base = plan_memory(model(), r);
+  EXPECT_EQ(base.prefill_step_tokens, 64);
+  EXPECT_EQ(base.backend_options().max_step_tokens, 64);
+  EXPECT_EQ(base.engine_options().limits.prefill_step_tokens, 64);
+  r.prefill_step_tokens = 256;
+  const MemoryPlan big = plan_memory(model(), r);
+  EXPECT_EQ(big.max_step_tokens, 64);
+  EXPECT_EQ(big.prefill_step_tokens, 256);
+  EXPECT_EQ(big.backend_options().max_step_tokens, 256);
+  EXPECT_EQ(big.engine_options().limits.max_step_tokens, 64);
+  EXPECT_EQ(big.engine_options().limits.prefill_step_tokens, 256);
+  model::CudaModelOptions o;
+  o.max_seqs = 3;
+  o.max_step_tokens = 256;
+  o.kv_tokens = big.kv_token_capacity;
+  o.spec_seqs = big.max_spec_seqs;
+  o.spec_rows = big.max_spec_rows;
+  o.sampled_logits_only = true;
+  const auto t = model::cuda_memory(model(), o, 132);
+  EXPECT_EQ(big.activation_bytes, t.activations + t.attention_workspace + t.tables);
+  EXPECT_GT(big.activation_bytes, base.activation_bytes);
+  EXPECT_THAT(big.describe(), HasSubstr("64 tokens per step, 256 in steps that decode no sequence"));
+  r.device = "cpu";
+  r.kv_cache_dtype = "auto";
+  EXPECT_EQ(plan_memory(model(), r).backend_options().max_step_tokens, 256);
+  r.prefill_step_tokens = 32;
+  try {
+    plan_memory(model(), r);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("--prefill-step-tokens 32"));
+    EXPECT_THAT(e.what(), HasSubstr("--max-step-tokens 64"));
+  }
+}
+
 // The CUDA terms come from one counting walk of CudaModel's allocation code (no device here):
 // three arenas whose sizes are the sums of their uses, every sub-allocation a multiple of 256
 // bytes; the KV capacity moves only the cache arena, the step rows only the step arena, and

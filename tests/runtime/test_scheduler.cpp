@@ -97,6 +97,50 @@ TEST(Scheduler, EqualSharesWhenAsked) {
   EXPECT_EQ(eq.decoding(), 8);  // all together after the fourth step
 }
 
+// A step that decodes no sequence takes the larger prefill budget; once a sequence decodes,
+// steps keep to max_step_tokens (their inter-token latency), decodes first as always.
+TEST(Scheduler, PromptsOnlyStepsTakeThePrefillBudget) {
+  SchedulerLimits limits{64, 512, 1 << 20};
+  limits.prefill_step_tokens = 2048;
+  Scheduler s(limits);
+  for (uint64_t i = 1; i <= 64; ++i) ASSERT_TRUE(s.add(i, 128, 16));
+  auto st = s.schedule();
+  EXPECT_EQ(tokens(st), 2048);  // nothing decodes: 16 whole prompts (the oldest's share, then fewest left)
+  for (const auto& c : st) EXPECT_FALSE(c.decode());
+  s.commit(st);
+  EXPECT_EQ(s.decoding(), 16);
+  st = s.schedule();
+  EXPECT_EQ(tokens(st), 512);  // 16 decodes and 496 prompt tokens
+  int64_t decodes = 0;
+  for (const auto& c : st) decodes += c.decode();
+  EXPECT_EQ(decodes, 16);
+  s.commit(st);
+  // Smaller than max_step_tokens (or 0): the step budget everywhere.
+  SchedulerLimits same{4, 64, 1 << 20};
+  same.prefill_step_tokens = 16;
+  Scheduler t(same);
+  t.add(1, 1000, 4);
+  EXPECT_EQ(tokens(t.schedule()), 64);
+  // A long prompt alone: prefilled in steps of the prefill budget, then decodes.
+  SchedulerLimits one{4, 64, 1 << 20};
+  one.prefill_step_tokens = 256;
+  Scheduler u(one);
+  u.add(1, 600, 4);
+  for (int64_t expect : {256, 256, 88}) {
+    st = u.schedule();
+    ASSERT_EQ(st.size(), 1u);
+    EXPECT_EQ(st[0].count, expect);
+    u.commit(st);
+  }
+  st = u.schedule();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_TRUE(st[0].decode());
+  // A prompt admitted while another decodes shares the ordinary budget.
+  u.add(2, 600, 4);
+  st = u.schedule();
+  EXPECT_EQ(tokens(st), 64);
+}
+
 // However many shorter prompts keep arriving, the oldest prompt still prefilling gets its
 // share of every step, so a long prompt is never starved: here 100 tokens of 5-token prompts
 // arrive per step of 64 tokens (more than the budget), and the long one still gets its share.
