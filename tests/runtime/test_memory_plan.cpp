@@ -166,24 +166,36 @@ TEST(MemoryPlan, KvCacheDtypeFollowsTheCheckpoint) {
 // The CUDA plan is CudaModel's own allocation (model/cuda_memory.h, checked against the real
 // allocations by tests/cuda/test_cuda_memory.cpp) plus the graph bound, for the largest KV
 // capacity that fits.
-TEST(MemoryPlan, CudaPlanCountsTheModelsAllocationsAndGraphs) {
+// A CUDA plan of 3 sequences of 1000 tokens in 1 GiB for `step_tokens`-token steps, on 132 SMs
+// (no device needed), without a prefix cache (its default share moves with the budget).
+MemoryPlanRequest small_cuda_request(int64_t step_tokens) {
   MemoryPlanRequest r;
   r.device = "cuda";
   r.cuda_sms = 132;
   r.max_num_seqs = 3;
-  r.max_step_tokens = 256;
+  r.max_step_tokens = step_tokens;
   r.max_model_len = 1000;
   r.memory_gib = 1.0;
-  r.prefix_cache = false;  // (its default share moves with the budget; tested below)
-  const auto p = plan_memory(model(), r);
+  r.prefix_cache = false;
+  return r;
+}
+
+// The counting walk of CudaModel's allocations for plan p's capacities and `rows`-row steps.
+model::CudaMemory counted(const MemoryPlan& p, int64_t rows) {
   model::CudaModelOptions o;
-  o.max_seqs = 3;
-  o.max_step_tokens = 256;
+  o.max_seqs = p.max_num_seqs;
+  o.max_step_tokens = rows;
   o.kv_tokens = p.kv_token_capacity;
   o.spec_seqs = p.max_spec_seqs;
   o.spec_rows = p.max_spec_rows;
   o.sampled_logits_only = true;  // as the plan: the engine's steps
-  const auto t = model::cuda_memory(model(), o, 132);
+  return model::cuda_memory(model(), o, 132);
+}
+
+TEST(MemoryPlan, CudaPlanCountsTheModelsAllocationsAndGraphs) {
+  MemoryPlanRequest r = small_cuda_request(256);
+  const auto p = plan_memory(model(), r);
+  const auto t = counted(p, 256);
   EXPECT_EQ(p.kv_token_capacity, 3000);  // every slot at full length fits in 1 GiB
   EXPECT_EQ(p.weight_bytes, t.weights);
   EXPECT_EQ(p.kv_bytes, t.kv);
@@ -221,14 +233,7 @@ TEST(MemoryPlan, CudaPlanCountsTheModelsAllocationsAndGraphs) {
 // the larger budget, the engine's scheduler gets both, and a value below --max-step-tokens (other
 // than 0) is refused naming both flags.
 TEST(MemoryPlan, PrefillStepTokensSizeTheStepBuffers) {
-  MemoryPlanRequest r;
-  r.device = "cuda";
-  r.cuda_sms = 132;
-  r.max_num_seqs = 3;
-  r.max_step_tokens = 64;
-  r.max_model_len = 1000;
-  r.memory_gib = 1.0;
-  r.prefix_cache = false;
+  MemoryPlanRequest r = small_cuda_request(64);
   const MemoryPlan base = plan_memory(model(), r);
   EXPECT_EQ(base.prefill_step_tokens, 64);
   EXPECT_EQ(base.backend_options().max_step_tokens, 64);
@@ -240,14 +245,7 @@ TEST(MemoryPlan, PrefillStepTokensSizeTheStepBuffers) {
   EXPECT_EQ(big.backend_options().max_step_tokens, 256);
   EXPECT_EQ(big.engine_options().limits.max_step_tokens, 64);
   EXPECT_EQ(big.engine_options().limits.prefill_step_tokens, 256);
-  model::CudaModelOptions o;
-  o.max_seqs = 3;
-  o.max_step_tokens = 256;
-  o.kv_tokens = big.kv_token_capacity;
-  o.spec_seqs = big.max_spec_seqs;
-  o.spec_rows = big.max_spec_rows;
-  o.sampled_logits_only = true;
-  const auto t = model::cuda_memory(model(), o, 132);
+  const auto t = counted(big, 256);
   EXPECT_EQ(big.activation_bytes, t.activations + t.attention_workspace + t.tables);
   EXPECT_GT(big.activation_bytes, base.activation_bytes);
   EXPECT_THAT(big.describe(), HasSubstr("64 tokens per step, 256 in steps that decode no sequence"));
