@@ -141,19 +141,7 @@ struct ExpertGemvArgs {
   // them, and its first weight loads, before waiting for x (warp-per-tile layout; SplitK
   // buckets again). Implies ids_settled.
   bool reuse_buckets = false;
-  // An extra dense projection in the same launch (an MoE block's shared expert at decode):
-  //   extra_y[t, :] = act(extra_x[t, :] W^T) for t < T, W = extra (the experts' format; BF16
-  // where dense), act = relu² when `relu2`; x [T, extra.in] (16-byte aligned), y [T, extra.out]
-  // BF16. Only where expert_gemv_takes_extra(*this) (the per-pair tensor-core path);
-  // extra.data == nullptr: none. Its weights are read before the PDL wait, x after it.
-  LinearWeight extra{};
-  const uint16_t* extra_x = nullptr;
-  uint16_t* extra_y = nullptr;
 };
-// Whether a call with these arguments can run its `extra` projection (set) in the same launch:
-// the per-pair path on the tensor cores, the experts' format, in % 32 == 0, x rows in shared
-// memory.
-bool expert_gemv_takes_extra(const ExpertGemvArgs& a);
 // Returns the path that ran (PerPair where the batch path declined: x rows too long for
 // shared memory).
 ExpertGemvPath expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream);

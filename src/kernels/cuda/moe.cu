@@ -1,7 +1,6 @@
 // Routed-expert GEMV per pair (expert ids read on the device; all T*k pairs in one launch), the
 // dispatch of expert_gemv_cuda over its three paths (moe_cuda.h), and the weighted combine of
 // the slots.
-#include <algorithm>
 #include <string>
 
 #include "kernels/cuda/gemv_core.cuh"
@@ -38,99 +37,56 @@ __global__ void __launch_bounds__(kWarps * 32) expert_gemv_kernel(ExpertGemvArgs
                  a.w.scale ? a.w.scale[e] : 1.0f, x, 1, in, out, y, false, row, a.relu2, [] {});  // waited above
 }
 
-// The tensor-core path (gemv_core.cuh): grid (16-row tiles, T*k [+ T]); every pair's x row is
+// The tensor-core path (gemv_core.cuh): grid (16-row tiles, T*k); every pair's x row is
 // staged by each of its blocks (in * 2 bytes of shared memory, plus the warp partials).
 // ids_settled (the down projection): the pair's id is read and the first weight loads are
-// issued before the wait for x (the up projection's output). Blocks y >= T*k compute row
-// y - T*k of the extra projection (ExpertGemvArgs::extra), whose weights are read before the
-// wait in every call (they are constant during a step).
+// issued before the wait for x (the up projection's output).
 template <WeightFormat F>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32) expert_mma_kernel(ExpertGemvArgs a) {
   extern __shared__ uint4 smem[];
-  const int64_t i = blockIdx.y, pairs = a.T * a.k;
-  const bool extra = i >= pairs;  // block-uniform
-  const bool early = a.ids_settled || a.reuse_buckets || extra;  // reuse_buckets implies settled ids
+  const bool early = a.ids_settled || a.reuse_buckets;  // reuse_buckets implies settled ids
   auto wait = [&] {
     pdl_wait();
     pdl_trigger();
   };
   if (!early) wait();  // the expert ids come from the router kernel
+  const int64_t i = blockIdx.y;
+  const int out = static_cast<int>(a.w.out), in = static_cast<int>(a.w.in);
   const int row0 = blockIdx.x * kTileRows;
-  const uint8_t* wdata;
-  const uint8_t* wscale;
-  float scale;
-  const uint16_t* x;
-  uint16_t* y;
-  int out, in;
-  if (extra) {
-    const int64_t t = i - pairs;
-    out = static_cast<int>(a.extra.out);
-    in = static_cast<int>(a.extra.in);
-    wdata = static_cast<const uint8_t*>(a.extra.data);
-    wscale = a.extra.block_scale;
-    scale = a.extra.scale;
-    x = a.extra_x + t * in;
-    y = a.extra_y + t * out;
-  } else {
-    out = static_cast<int>(a.w.out);
-    in = static_cast<int>(a.w.in);
-    const int32_t e = early ? __ldcg(a.ids + i) : a.ids[i];
-    y = a.y + i * out;
-    if (e < 0 || e >= a.w.experts) {  // block-uniform: no barrier is skipped by part of the block
-      if (early) wait();
-      for (int r = row0 + static_cast<int>(threadIdx.x); r < min(out, row0 + kTileRows); r += blockDim.x)
-        y[r] = 0x7FC0;  // NaN: a bad id must show
-      return;
-    }
-    if (!a.w.data[e]) {  // another rank's expert (block-uniform): no row
-      if (early) wait();
-      return;
-    }
-    wdata = static_cast<const uint8_t*>(a.w.data[e]);
-    wscale = a.w.block_scale ? a.w.block_scale[e] : nullptr;
-    scale = a.w.scale ? a.w.scale[e] : 1.0f;
-    x = a.x + (a.x_per_slot ? i : i / a.k) * in;
+  const int32_t e = early ? __ldcg(a.ids + i) : a.ids[i];
+  uint16_t* y = a.y + i * out;
+  if (e < 0 || e >= a.w.experts) {  // block-uniform: no barrier is skipped by part of the block
+    if (early) wait();
+    for (int r = row0 + static_cast<int>(threadIdx.x); r < min(out, row0 + kTileRows); r += blockDim.x)
+      y[r] = 0x7FC0;  // NaN: a bad id must show
+    return;
   }
-  if (row0 >= out) {  // the grid covers the taller of the experts and the extra projection
+  if (!a.w.data[e]) {  // another rank's expert (block-uniform): no row
     if (early) wait();
     return;
   }
   float* red = reinterpret_cast<float*>(smem + xs_stride(in));
   float acc[4];
-  mma_tile<F>(wdata, wscale, in, out, row0, smem, 1, threadIdx.x >> 5, blockDim.x >> 5, [&] {
-    if (early) wait();
-    stage_x<F>(x, 1, in, smem);
-    __syncthreads();
-  }, acc);
-  const float post = MmaFmt<F>::kPost * post_scale(F, scale);
+  mma_tile<F>(static_cast<const uint8_t*>(a.w.data[e]), a.w.block_scale ? a.w.block_scale[e] : nullptr, in, out,
+              row0, smem, 1, threadIdx.x >> 5, blockDim.x >> 5, [&] {
+                if (early) wait();
+                stage_x<F>(a.x + (a.x_per_slot ? i : i / a.k) * in, 1, in, smem);
+                __syncthreads();
+              }, acc);
+  const float post = MmaFmt<F>::kPost * post_scale(F, a.w.scale ? a.w.scale[e] : 1.0f);
   mma_tile_store(acc, red, row0, out, 1, post, a.relu2, y, false, out);
-}
-
-template <WeightFormat F>
-int64_t expert_mma_smem(const ExpertGemvArgs& a, int warps) {
-  const int64_t in = a.extra.data ? std::max(a.w.in, a.extra.in) : a.w.in;
-  return mma_smem_bytes<F>(1, in, warps);
-}
-
-// The warps of the per-pair tensor-core launch: chosen from the experts' shape alone, so that a
-// pair's K order (and bits) do not depend on an extra projection in the launch.
-template <WeightFormat F>
-int expert_mma_warps(const ExpertGemvArgs& a) {
-  const DeviceLimits lim = device_limits();
-  const int64_t pairs = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows;
-  const int nsteps = static_cast<int>((a.w.in / MmaFmt<F>::kE + 3) / 4);
-  return mma_warps(tiles * pairs, nsteps, lim.sms, [&](int w) {
-    return resident_blocks(reinterpret_cast<const void*>(expert_mma_kernel<F>), w * 32, mma_smem_bytes<F>(1, a.w.in, w));
-  });
 }
 
 template <WeightFormat F>
 void launch_expert(const ExpertGemvArgs& a, cudaStream_t stream) {
   const DeviceLimits lim = device_limits();
   const int64_t pairs = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows;
-  const int warps = expert_mma_warps<F>(a);
-  const int64_t smem = expert_mma_smem<F>(a, warps);
-  if (a.warp_rows || smem > lim.smem_optin) {  // never with an extra projection (expert_gemv_takes_extra)
+  const int nsteps = static_cast<int>((a.w.in / MmaFmt<F>::kE + 3) / 4);
+  const int warps = mma_warps(tiles * pairs, nsteps, lim.sms, [&](int w) {
+    return resident_blocks(reinterpret_cast<const void*>(expert_mma_kernel<F>), w * 32, mma_smem_bytes<F>(1, a.w.in, w));
+  });
+  const int64_t smem = mma_smem_bytes<F>(1, a.w.in, warps);
+  if (a.warp_rows || smem > lim.smem_optin) {
     const dim3 grid(static_cast<unsigned>((a.w.out + kWarps - 1) / kWarps), static_cast<unsigned>(pairs));
     launch_pdl(expert_gemv_kernel<F>, grid, dim3(kWarps * 32), 0, stream, a);
     return;
@@ -140,18 +96,8 @@ void launch_expert(const ExpertGemvArgs& a, cudaStream_t stream) {
                                                static_cast<int>(smem));
     require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
-  int64_t gx = tiles, gy = pairs;
-  if (a.extra.data) {
-    gx = std::max(gx, (a.extra.out + kTileRows - 1) / kTileRows);
-    gy += a.T;
-  }
-  launch_pdl(expert_mma_kernel<F>, dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), dim3(warps * 32),
-             static_cast<size_t>(smem), stream, a);
-}
-
-template <WeightFormat F>
-bool mma_fits(const ExpertGemvArgs& a) {
-  return expert_mma_smem<F>(a, expert_mma_warps<F>(a)) <= device_limits().smem_optin;
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(pairs));
+  launch_pdl(expert_mma_kernel<F>, grid, dim3(warps * 32), static_cast<size_t>(smem), stream, a);
 }
 
 // ids == nullptr: every slot; else only the slots whose expert id is in [lo, hi).
@@ -188,12 +134,6 @@ ExpertGemvPath expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream) {
   require(w.data && a.ids && a.x && a.y && (w.format != WeightFormat::NVFP4 || w.block_scale),
           "expert_gemv_cuda: null pointer");
   require(cuda::aligned16(a.x), "expert_gemv_cuda: x must be 16-byte aligned");
-  if (a.extra.data) {
-    require(expert_gemv_takes_extra(a), "expert_gemv_cuda: an extra projection needs the tensor-core per-pair path "
-                                        "(expert_gemv_takes_extra)");
-    require(a.extra_x && a.extra_y && cuda::aligned16(a.extra_x) && (w.format != WeightFormat::NVFP4 || a.extra.block_scale),
-            "expert_gemv_cuda: the extra projection needs x (16-byte aligned), y and its block scales");
-  }
   if (a.T == 0) return path;
   if (path == ExpertGemvPath::Grouped) {
     cuda::launch_expert_grouped(a, stream);
@@ -210,21 +150,6 @@ ExpertGemvPath expert_gemv_cuda(const ExpertGemvArgs& a, cudaStream_t stream) {
   }
   check_launch("expert_gemv_cuda");
   return ExpertGemvPath::PerPair;
-}
-
-bool expert_gemv_takes_extra(const ExpertGemvArgs& a) {
-  const LinearWeight& x = a.extra;
-  if (!x.data || x.format != a.w.format || x.out < 1 || x.in < 32 || x.in % 32 != 0 || x.out >= (1 << 30) ||
-      x.in >= (1 << 30) || a.warp_rows || a.T < 0 || a.T * a.k + a.T >= 65536)
-    return false;
-  if (x.format == WeightFormat::Dense && x.dense_type != ElementType::BF16) return false;
-  if (expert_gemv_path(a.T, a.k, a.w.experts, a.workspace != nullptr) != ExpertGemvPath::PerPair) return false;
-  switch (a.w.format) {
-    case WeightFormat::Dense: return mma_fits<WeightFormat::Dense>(a);
-    case WeightFormat::FP8: return mma_fits<WeightFormat::FP8>(a);
-    case WeightFormat::NVFP4: break;
-  }
-  return mma_fits<WeightFormat::NVFP4>(a);
 }
 
 void moe_combine_cuda(const uint16_t* y, const float* weights, int64_t T, int64_t k, int64_t D, uint16_t* out,

@@ -30,44 +30,7 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
   const bool shared = c.n_shared_experts > 0, latent = c.moe_latent_size > 0;
   // NEMOTRON_MOE_SIDE_STREAM=0 runs them on the main stream, before the router (A/B runs).
   static const bool side_stream_on = !env_equals("NEMOTRON_MOE_SIDE_STREAM", "0");
-  // The routed experts' arguments (up projection; the down projection's are set below).
-  const uint16_t* rin = latent ? r : u;
-  ExpertGemvArgs ea;
-  ea.w = b.e.up;
-  ea.ids = d_route_ids;
-  ea.T = R;
-  ea.k = k;
-  ea.x = rin;
-  ea.relu2 = true;
-  ea.y = h;
-  // From kExpertGroupedMinPairs pairs on, expert_gemv_cuda runs the grouped GEMM in this
-  // workspace (each selected expert read once per row tile instead of once per pair).
-  ea.workspace = moe_ws;
-  ea.workspace_bytes = moe_ws_bytes;
-  auto down_args = [&](ExpertGemvArgs d) {
-    d.w = b.e.down;
-    d.x = h;
-    d.x_per_slot = true;
-    d.relu2 = false;
-    d.y = yk;
-    return d;
-  };
-  // NEMOTRON_SHARED_EXPERT=merged: where the routed experts take the per-pair tensor-core path
-  // (decode of 1-3 rows), the shared expert runs inside their two launches (ExpertGemvArgs::
-  // extra) instead of beside them on the side stream (A/B runs).
-  static const bool merge_shared = env_equals("NEMOTRON_SHARED_EXPERT", "merged");
-  bool merged = false;
-  if (merge_shared && shared && !latent) {
-    ExpertGemvArgs up = ea, down = down_args(ea);
-    up.extra = b.e.shared_up;
-    up.extra_x = u;
-    up.extra_y = sh;
-    down.extra = b.e.shared_down;
-    down.extra_x = sh;
-    down.extra_y = sd;
-    merged = expert_gemv_takes_extra(up) && expert_gemv_takes_extra(down);
-  }
-  const bool side = (latent || (shared && !merged)) && !prof_active && side_stream_on;
+  const bool side = (shared || latent) && !prof_active && side_stream_on;
   const cudaStream_t ls = side ? side_stream : sm;  // the stream of the routing-independent work
   if (side) {
     check(cudaEventRecord(fork_ev, sm), "MoE fork");
@@ -77,7 +40,7 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
     linear("moe.latent_in", b.e.fc1, u, R, r, OutType::BF16, false, ls);
     if (side) check(cudaEventRecord(latent_ev, side_stream), "MoE latent");
   }
-  if (shared && !merged) {
+  if (shared) {
     linear("moe.shared_up", b.e.shared_up, u, R, sh, OutType::BF16, true, ls);  // relu² in the epilogue
     linear("moe.shared_down", b.e.shared_down, sh, R, sd, OutType::BF16, false, ls);
   }
@@ -102,20 +65,27 @@ CudaModel::Impl::Folded CudaModel::Impl::moe_block(const DBlock& b, int64_t R, b
           "routing record");
     route_rows[static_cast<std::size_t>(b.index)] = R;
   }
+  const uint16_t* rin = latent ? r : u;
   if (latent && side) check(cudaStreamWaitEvent(sm, latent_ev, 0), "MoE latent");
-  if (merged) {
-    ea.extra = b.e.shared_up;  // relu² as the routed up projection
-    ea.extra_x = u;
-    ea.extra_y = sh;
-  }
+  ExpertGemvArgs ea;
+  ea.w = b.e.up;
+  ea.ids = d_route_ids;
+  ea.T = R;
+  ea.k = k;
+  ea.x = rin;
+  ea.relu2 = true;
+  ea.y = h;
+  // From kExpertGroupedMinPairs pairs on, expert_gemv_cuda runs the grouped GEMM in this
+  // workspace (each selected expert read once per row tile instead of once per pair).
+  ea.workspace = moe_ws;
+  ea.workspace_bytes = moe_ws_bytes;
   const ExpertGemvPath up_path = expert_gemv_cuda(ea, sm);
   mark("moe.experts_up");
-  ea = down_args(ea);
-  if (merged) {
-    ea.extra = b.e.shared_down;
-    ea.extra_x = sh;
-    ea.extra_y = sd;
-  }
+  ea.w = b.e.down;
+  ea.x = h;
+  ea.x_per_slot = true;
+  ea.relu2 = false;
+  ea.y = yk;
   // NEMOTRON_EXPERT_DOWN=waits: the down projection waits for the up projection before
   // reading the ids (and buckets again on the batch path): A/B runs.
   static const bool down_early = !env_equals("NEMOTRON_EXPERT_DOWN", "waits");
