@@ -4,6 +4,8 @@
 // over enough copies (>= 512 MiB together, like several layers) that the L2 cannot serve
 // repeated launches; 50 launches (rotating copies) are captured in a CUDA graph (this also
 // checks that the split-K path's stream-ordered allocation captures) and replayed; median of 9.
+// Each decode case runs the CUDA-core kernel and the tensor-core decode kernel
+// (PagedAttentionArgs::tensor_cores, attention_decode.cu) on the same cache, side by side.
 // Then prefill chunks (one sequence, `rows` new rows ending at `context`), where attention is
 // compute-bound: the CUDA-core kernel (paged_attention_cuda) against the tensor-core one
 // (paged_attention_runs_cuda), in us and TFLOP/s (4 * q_heads * head_dim * sum over rows of the
@@ -35,8 +37,12 @@ constexpr int64_t kQHeads = 32, kKvHeads = 2, kDim = 128, kPage = 16;
 
 // Returns the time per launch in seconds. batch sequences of `ctx` cached positions; rows
 // queries per sequence at the last positions.
+// The kernel a case runs: paged_attention_cuda on the CUDA cores or on the tensor cores
+// (decode kernel), or paged_attention_runs_cuda (every sequence's rows as one run).
+enum class Kernel { Cores, DecodeTensorCores, Runs };
+
 double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t splits, double* kv_bytes,
-             bool tensor_cores = false) {
+             Kernel kernel = Kernel::Cores) {
   const int64_t pages_per_seq = (ctx + kPage - 1) / kPage, num_pages = batch * pages_per_seq;
   const std::size_t elem = dt == KvDType::BF16 ? 2 : 1;
   const std::size_t cache_bytes = static_cast<std::size_t>(num_pages * kPage * kKvHeads * kDim) * elem;
@@ -97,7 +103,8 @@ double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t split
     a.cache.k_scale = a.cache.v_scale = 0.01f;
     a.out = dout;
     a.num_splits = splits;
-    if (!tensor_cores) {
+    if (kernel != Kernel::Runs) {
+      a.tensor_cores = kernel == Kernel::DecodeTensorCores ? 1 : 0;
       nemotron::kernels::paged_attention_cuda(a, st);
       return;
     }
@@ -127,16 +134,21 @@ int main(int argc, char** argv) {
   const double copy = nemotron::bench::print_device_header();
   if (!tensor_only) {
     std::printf("decode, 32 q / 2 kv heads, head_dim 128, page 16\n\n");
-    std::printf("| kv | context | batch | splits | KV MB | us | GB/s | %% of copy |\n|---|---|---|---|---|---|---|---|\n");
+    std::printf("| kv | context | batch | splits | KV MB | CUDA cores us | GB/s | %% of copy | tensor cores us | GB/s | "
+                "%% of copy |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (KvDType dt : {KvDType::BF16, KvDType::FP8_E4M3})
-      for (int64_t ctx : {4096, 32768})
+      for (int64_t ctx : {4096, 32768, 131072})
         for (int64_t batch : {1, 16})
           for (int64_t splits : {0, 1}) {
+            if (splits == 1 && ctx > 32768) continue;  // one block per (row, head chunk) walks it all
             double bytes = 0;
-            const double t = bench(batch, ctx, 1, dt, splits, &bytes);
-            std::printf("| %s | %lld | %lld | %s | %.1f | %.1f | %.0f | %.1f%% |\n", dt == KvDType::BF16 ? "bf16" : "fp8",
-                        static_cast<long long>(ctx), static_cast<long long>(batch), splits == 1 ? "1" : "auto",
-                        bytes / 1e6, t * 1e6, bytes / t / 1e9, 100.0 * bytes / t / 1e9 / copy);
+            const double t = bench(batch, ctx, 1, dt, splits, &bytes, Kernel::Cores);
+            const double u = bench(batch, ctx, 1, dt, splits, &bytes, Kernel::DecodeTensorCores);
+            std::printf("| %s | %lld | %lld | %s | %.1f | %.1f | %.0f | %.1f%% | %.1f | %.0f | %.1f%% |\n",
+                        dt == KvDType::BF16 ? "bf16" : "fp8", static_cast<long long>(ctx),
+                        static_cast<long long>(batch), splits == 1 ? "1" : "auto", bytes / 1e6, t * 1e6,
+                        bytes / t / 1e9, 100.0 * bytes / t / 1e9 / copy, u * 1e6, bytes / u / 1e9,
+                        100.0 * bytes / u / 1e9 / copy);
           }
   }
   std::printf("\nprefill chunk of one sequence: rows new rows ending at the context\n\n");
@@ -147,8 +159,8 @@ int main(int argc, char** argv) {
       for (int64_t rows : {int64_t{512}, int64_t{2048}}) {
         if (rows > ctx) continue;
         double bytes = 0;
-        const double a = tensor_only ? 0.0 : bench(1, ctx, rows, dt, 0, &bytes, false);
-        const double b = bench(1, ctx, rows, dt, 0, &bytes, true);
+        const double a = tensor_only ? 0.0 : bench(1, ctx, rows, dt, 0, &bytes, Kernel::Cores);
+        const double b = bench(1, ctx, rows, dt, 0, &bytes, Kernel::Runs);
         const double attended = static_cast<double>(rows) * static_cast<double>(ctx - rows) +
                                 static_cast<double>(rows) * static_cast<double>(rows + 1) / 2;
         const double flop = 4.0 * kQHeads * kDim * attended;

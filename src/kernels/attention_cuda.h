@@ -76,6 +76,12 @@ struct PagedAttentionArgs {
   // paged_attention_workspace_bytes(args) bytes; nullptr = stream-ordered allocation.
   void* workspace = nullptr;
   int64_t workspace_bytes = 0;
+  // Every row on the tensor-core kernel (attention_decode.cu: the block's q heads as the 16 rows
+  // of m16n8k16 mmas, K/V tiles by cp.async per warp) instead of the CUDA-core one, where head_dim
+  // is 32, 64 or 128; same grid, splits and partials. -1 = NEMOTRON_DECODE_ATTENTION=tensor-cores
+  // (A/B runs; the CUDA-core kernel otherwise, until measured), 0 = off, 1 = on. Its results
+  // differ from the CUDA-core kernel's by the BF16 rounding of the probabilities in P V.
+  int tensor_cores = -1;
 };
 void paged_attention_cuda(const PagedAttentionArgs& args, cudaStream_t stream);
 // Tensor-core attention (mma.sync, BF16 operands, fp32 softmax and accumulation) for RUNS of

@@ -13,6 +13,7 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_test_util.h"
@@ -156,7 +157,27 @@ struct CaseOpts {
   bool shuffle_rows = false;
   int64_t page_size = 16;
   int64_t max_context = 0;  // hint; smaller than the real context: the last split takes the rest
+  int tensor_cores = 0;     // PagedAttentionArgs::tensor_cores (0: the CUDA-core kernel, whatever the environment)
 };
+
+// The tensor-core kernels' tolerance (the runs test below says why): the probabilities enter
+// P V rounded to BF16, so an element may be off by 2^-7 |ref| + 2^-8 max|v|, and on average
+// within 2^-7 of the average |ref|.
+float vmax_of(const PagedSetup& ps) {
+  float vmax = 0;
+  for (const auto& v : ps.vf)
+    for (float x : v) vmax = std::max(vmax, std::fabs(x));
+  return vmax;
+}
+void expect_mean_error_within(const std::string& what, const std::vector<float>& got, const std::vector<float>& ref) {
+  double err = 0, mag = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    err += std::fabs(static_cast<double>(got[i]) - ref[i]);
+    mag += std::fabs(static_cast<double>(ref[i]));
+  }
+  EXPECT_LE(err, mag / 128 + 1e-6) << what << ": mean error " << err / static_cast<double>(ref.size())
+                                   << " against mean |ref| " << mag / static_cast<double>(ref.size());
+}
 
 void run_case(const std::string& label, const Shape& sh, const std::vector<Seq>& seqs, KvDType dtype,
               const CaseOpts& o, uint64_t seed) {
@@ -193,6 +214,7 @@ void run_case(const std::string& label, const Shape& sh, const std::vector<Seq>&
   a.scale = o.scale;
   a.num_splits = o.num_splits;
   a.max_context = o.max_context;
+  a.tensor_cores = o.tensor_cores;
   kernels::paged_attention_cuda(a, nullptr);
   CUDA_OK(cudaDeviceSynchronize());
   const auto got = bf16_to_f32(dout.download());
@@ -208,8 +230,15 @@ void run_case(const std::string& label, const Shape& sh, const std::vector<Seq>&
   }
   const std::string what = label + " " + sh.name + " " + dtype_name(dtype) +
                            (o.num_splits == 1 ? " 1-pass" : o.num_splits == 0 ? " auto-split" : " splits<=" + std::to_string(o.num_splits)) +
-                           (o.max_context ? " ctx-hint=" + std::to_string(o.max_context) : "") + " T=" + std::to_string(T);
-  EXPECT_EQ(report(what, got, ref, uniform_tol(ref.size(), 3e-5f, ref, 1.0f / 128)), 0u);
+                           (o.max_context ? " ctx-hint=" + std::to_string(o.max_context) : "") +
+                           (o.tensor_cores ? " tensor-cores" : "") + " page " + std::to_string(o.page_size) +
+                           " T=" + std::to_string(T);
+  if (o.tensor_cores != 1) {
+    EXPECT_EQ(report(what, got, ref, uniform_tol(ref.size(), 3e-5f, ref, 1.0f / 128)), 0u);
+    return;
+  }
+  EXPECT_EQ(report(what, got, ref, uniform_tol(ref.size(), 3e-5f + vmax_of(ps) / 256, ref, 1.0f / 128)), 0u);
+  expect_mean_error_within(what, got, ref);
 }
 
 const std::vector<Seq> kDecode = {{1, 1}, {17, 1}, {300, 1}, {4100, 1}};
@@ -257,6 +286,39 @@ TEST(AttentionCuda, OtherShapesAndScale) {
   run_case("other", Shape{6, 3, 40, "6/3/40"}, mixed, KvDType::BF16, {0, 0.2f, true, 16}, 403);
   run_case("other", Shape{6, 3, 40, "6/3/40"}, mixed, KvDType::FP8_E4M3, {0, 0.0f, false, 1}, 404);
   run_case("other", Shape{16, 16, 64, "16/16/64 MHA"}, mixed, KvDType::BF16, {0, 0.1f, true, 16}, 405);
+}
+
+// Every row on the tensor-core kernel (attention_decode.cu) against attention_cpu: decode rows
+// at 1 to 70,000 positions (one split, automatic splits, at most 3), prefill rows, BF16 and FP8,
+// GQA groups of 16 (Nano / Super), 32 (Ultra: two 16-head chunks), 24 (chunks of 16 and 8), 2
+// (fixture) and 1 (MHA), head_dim 128, 64 and 32, page sizes 16 and 1.
+TEST(AttentionCuda, DecodeOnTensorCores) {
+  ASSERT_TRUE(have_device());
+  std::vector<Seq> decode = kDecode;
+  decode.push_back({70000, 1});
+  std::vector<Seq> mixed = kDecode;
+  mixed.push_back(kPrefill[0]);
+  uint64_t seed = 900;
+  for (const Shape& sh : {kNano, kUltra, kFixture})
+    for (KvDType d : {KvDType::BF16, KvDType::FP8_E4M3}) {
+      for (int64_t splits : {0, 1, 3}) {
+        CaseOpts o{splits, 0.0f, false, 16};
+        o.tensor_cores = 1;
+        run_case("decode", sh, decode, d, o, ++seed);
+      }
+      CaseOpts o{0, 0.0f, true, 16};
+      o.tensor_cores = 1;
+      run_case("mixed", sh, mixed, d, o, ++seed);
+    }
+  const std::vector<Seq> short_mixed = {{5, 1}, {700, 2}, {87, 37}};
+  for (const auto& [sh, page] : {std::pair{Shape{48, 2, 128, "48/2/128"}, int64_t{16}},
+                                 std::pair{Shape{16, 16, 64, "16/16/64 MHA"}, int64_t{1}},
+                                 std::pair{Shape{8, 1, 64, "8/1/64"}, int64_t{32}}})
+    for (KvDType d : {KvDType::BF16, KvDType::FP8_E4M3}) {
+      CaseOpts o{0, 0.1f, true, page};
+      o.tensor_cores = 1;
+      run_case("other", sh, short_mixed, d, o, ++seed);
+    }
 }
 
 // paged_attention_runs_cuda (tensor cores) against attention_cpu. Every sequence's query rows
@@ -320,19 +382,10 @@ void run_runs_case(const std::string& label, const Shape& sh, const std::vector<
     got.insert(got.end(), all.begin() + t * qw, all.begin() + (t + 1) * qw);
   }
   EXPECT_EQ(touched, 0u) << label << ": rows outside the runs were written";
-  float vmax = 0;
-  for (const auto& v : ps.vf)
-    for (float x : v) vmax = std::max(vmax, std::fabs(x));
-  double err = 0, mag = 0;
-  for (std::size_t i = 0; i < ref.size(); ++i) {
-    err += std::fabs(static_cast<double>(got[i]) - ref[i]);
-    mag += std::fabs(static_cast<double>(ref[i]));
-  }
   const std::string what = label + " " + sh.name + " " + dtype_name(dtype) + " page " + std::to_string(page_size) +
                            " runs " + std::to_string(runs.size()) + " T=" + std::to_string(T);
-  EXPECT_EQ(report(what, got, ref, uniform_tol(ref.size(), 3e-5f + vmax / 256, ref, 1.0f / 128)), 0u);
-  EXPECT_LE(err, mag / 128 + 1e-6) << what << ": mean error " << err / static_cast<double>(ref.size())
-                                   << " against mean |ref| " << mag / static_cast<double>(ref.size());
+  EXPECT_EQ(report(what, got, ref, uniform_tol(ref.size(), 3e-5f + vmax_of(ps) / 256, ref, 1.0f / 128)), 0u);
+  expect_mean_error_within(what, got, ref);
 }
 
 TEST(AttentionRunsCuda, PrefillRunsMatchTheCpu) {
@@ -481,7 +534,9 @@ TEST(AttentionCuda, KvWriteSlotsExact) {
 // a page id outside the cache) come out NaN; the other rows of the batch are unaffected.
 TEST(AttentionCuda, BadDeviceIdsGiveNaNRows) {
   ASSERT_TRUE(have_device());
-  for (int64_t splits : {0, 1}) {
+  for (int run = 0; run < 4; ++run) {
+    const int64_t splits = run % 2 == 0 ? 0 : 1;
+    const int tensor_cores = run / 2;  // the CUDA-core kernel, then the tensor-core one
     Rng rng(600);
     PagedSetup ps;
     const Shape sh = kFixture;
@@ -498,6 +553,7 @@ TEST(AttentionCuda, BadDeviceIdsGiveNaNRows) {
     dout.poison();
     kernels::PagedAttentionArgs a = paged_args(ps, sh, T, dq.get(), dseq.get(), dpos.get(), dbt.get(), dout.get());
     a.num_splits = splits;
+    a.tensor_cores = tensor_cores;
     kernels::paged_attention_cuda(a, nullptr);
     CUDA_OK(cudaDeviceSynchronize());
     const auto got = bf16_to_f32(dout.download());
@@ -514,8 +570,9 @@ TEST(AttentionCuda, BadDeviceIdsGiveNaNRows) {
       g.insert(g.end(), got.begin() + t * qw, got.begin() + (t + 1) * qw);
       r.insert(r.end(), ref.begin(), ref.end());
     }
-    EXPECT_EQ(report(std::string("bad ids, good rows") + (splits == 1 ? " 1-pass" : " auto-split"), g, r,
-                     uniform_tol(r.size(), 3e-5f, r, 1.0f / 128)),
+    EXPECT_EQ(report(std::string("bad ids, good rows") + (splits == 1 ? " 1-pass" : " auto-split") +
+                         (tensor_cores ? " tensor-cores" : ""),
+                     g, r, uniform_tol(r.size(), 3e-5f + (tensor_cores ? vmax_of(ps) / 256 : 0.0f), r, 1.0f / 128)),
               0u);
   }
 }

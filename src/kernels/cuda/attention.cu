@@ -27,6 +27,7 @@
 #include "kernels/attention_splits.h"
 #include "kernels/cuda/attention_args.cuh"
 #include "kernels/cuda/common.cuh"
+#include "util/env.h"
 
 namespace nemotron::kernels {
 namespace {
@@ -47,34 +48,9 @@ constexpr int kMaxLoads = 4;  // 8-element K (and V) pieces per thread per tile:
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr uint16_t kBf16NaN = 0x7FC0;
 
-struct Params : cuda::PagedParams {
-  int D;
-  int HG, chunks;     // q heads per block (<= group); chunks = ceil(group / HG)
-  int pr_rows;        // rows of the P and alpha arrays: kMaxAcc * (kThreads / (D / 4))
-  int splits, tile;   // split-K blocks per (row, head chunk); positions per tile (P)
-  float score_scale;  // scale * log2(e)
-  float k_scale, v_scale;
-  float* part_acc;   // [T, q_heads, splits, D] unnormalized sum of P * v
-  float2* part_ml;   // [T, q_heads, splits] (m, l); l = NaN when a page id was bad
-};
-
-// Positions per split for a row of context length len, chosen on the device so that one
-// launch shape (fixed `splits`, sized on the host for the largest context) fits every step of
-// a captured graph: the context is spread over as many of the splits as keep at least
-// kMinTilesPerSplit tiles each; splits past the context exit at once. Always a multiple of
-// the tile, and ceil(len / split_len) <= splits.
-__device__ __forceinline__ int split_len_for(const Params& p, int len) {
-  const int tiles = (len + p.tile - 1) / p.tile;
-  return max(kMinTilesPerSplit, (tiles + p.splits - 1) / p.splits) * p.tile;
-}
-
-// Sequence and length (query_pos + 1) of row t; false for ids that would read out of bounds.
-__device__ __forceinline__ bool row_ok(const Params& p, int64_t t, int* seq, int* len) {
-  const int s = p.query_seq[t], pos = p.query_pos[t];
-  *seq = s;
-  *len = pos + 1;
-  return s >= 0 && pos >= 0 && pos < p.max_pages * p.page_size;
-}
+using Params = cuda::SplitParams;
+using cuda::row_ok;
+using cuda::split_len_for;
 
 __device__ __forceinline__ void decode8(const uint4& w, float (&f)[8], bool fp8, float scale) {
   if (!fp8) {
@@ -450,9 +426,16 @@ void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
     p.part_ml = reinterpret_cast<float2*>(p.part_acc + parts * p.D);
   }
   const bool fp8 = c.dtype == KvDType::FP8_E4M3;
-  auto* kernel = wide ? (fp8 ? attn_kernel<true, 16> : attn_kernel<false, 16>)
-                      : (fp8 ? attn_kernel<true, 32> : attn_kernel<false, 32>);
-  cuda::launch_pdl(kernel, grid, dim3(kThreads), smem, stream, p);
+  static const bool env_tensor_cores = env_equals("NEMOTRON_DECODE_ATTENTION", "tensor-cores");
+  const bool tensor_cores = (a.tensor_cores == 1 || (a.tensor_cores < 0 && env_tensor_cores)) &&
+                            cuda::decode_tensor_cores_supported(p.D, p.HG, fp8);
+  if (tensor_cores) {
+    cuda::launch_decode_tensor_cores(p, base_blocks, fp8, stream);
+  } else {
+    auto* kernel = wide ? (fp8 ? attn_kernel<true, 16> : attn_kernel<false, 16>)
+                        : (fp8 ? attn_kernel<true, 32> : attn_kernel<false, 32>);
+    cuda::launch_pdl(kernel, grid, dim3(kThreads), smem, stream, p);
+  }
   const cudaError_t launch = cudaGetLastError();
   if (splits > 1) {
     if (launch == cudaSuccess)

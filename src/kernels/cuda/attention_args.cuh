@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/attention_cuda.h"
+#include "kernels/attention_splits.h"
 #include "kernels/cuda/common.cuh"
 
 namespace nemotron::kernels::cuda {
@@ -68,5 +69,43 @@ inline PagedParams paged_params(const PagedAttentionArgs& a) {
   p.group = p.q_heads / p.kv_heads;
   return p;
 }
+
+// paged_attention_cuda's parameters: one block per (query row, kv head, chunk of HG q heads,
+// split), shared by the CUDA-core kernel (attention.cu), the tensor-core decode kernel
+// (attention_decode.cu) and the merge of the splits (attention.cu).
+struct SplitParams : PagedParams {
+  int D;
+  int HG, chunks;     // q heads per block (<= group); chunks = ceil(group / HG)
+  int pr_rows;        // CUDA-core kernel: rows of the P and alpha arrays, kMaxAcc * (128 / (D / 4))
+  int splits, tile;   // split-K blocks per (row, head chunk); positions per tile (P)
+  float score_scale;  // scale * log2(e)
+  float k_scale, v_scale;
+  float* part_acc;   // [T, q_heads, splits, D] unnormalized sum of P * v (v_scale applied)
+  float2* part_ml;   // [T, q_heads, splits] (m, l), m in the log2 domain; l = NaN when a page id was bad
+};
+
+// Positions per split for a row of context length len, chosen on the device so that one
+// launch shape (fixed `splits`, sized on the host for the largest context) fits every step of
+// a captured graph: the context is spread over as many of the splits as keep at least
+// kMinTilesPerSplit tiles each; splits past the context exit at once. Always a multiple of
+// the tile, and ceil(len / split_len) <= splits.
+__device__ __forceinline__ int split_len_for(const SplitParams& p, int len) {
+  const int tiles = (len + p.tile - 1) / p.tile;
+  return max(attention_splits::kMinTilesPerSplit, (tiles + p.splits - 1) / p.splits) * p.tile;
+}
+
+// Sequence and length (query_pos + 1) of row t; false for ids that would read out of bounds.
+__device__ __forceinline__ bool row_ok(const SplitParams& p, int64_t t, int* seq, int* len) {
+  const int s = p.query_seq[t], pos = p.query_pos[t];
+  *seq = s;
+  *len = pos + 1;
+  return s >= 0 && pos >= 0 && pos < p.max_pages * p.page_size;
+}
+
+// The tensor-core decode kernel (attention_decode.cu): head_dim 32, 64 or 128 with at most 16
+// q heads per block (HG), where its shared memory fits the device; it takes
+// paged_attention_cuda's grid, split partition and partials.
+bool decode_tensor_cores_supported(int head_dim, int heads_per_block, bool fp8);
+void launch_decode_tensor_cores(const SplitParams& p, int64_t base_blocks, bool fp8, cudaStream_t stream);
 
 }  // namespace nemotron::kernels::cuda

@@ -36,6 +36,7 @@
 
 #include "kernels/attention_cuda.h"
 #include "kernels/cuda/attention_args.cuh"
+#include "kernels/cuda/attention_mma.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/dequant.cuh"
 
@@ -45,8 +46,6 @@ namespace {
 constexpr int kBM = 64, kBN = 64, kThreads = 128;
 constexpr int kMaxRuns = 16;  // runs per launch (more: several launches)
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr uint32_t kBf16NaN2 = 0x7FC07FC0u;
-constexpr uint32_t kTwoPow112x2 = 0x77807780u;  // BF16x2 splat of 2^112
 
 struct RunParams : cuda::PagedParams {
   float score_scale;  // scale * log2(e) (* k_scale for FP8)
@@ -56,31 +55,6 @@ struct RunParams : cuda::PagedParams {
   int count[kMaxRuns];
   int tile0[kMaxRuns + 1];  // first tile of each run; tile0[n_runs] = tiles in all
 };
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  return static_cast<uint32_t>(cuda::f2bf(lo)) | (static_cast<uint32_t>(cuda::f2bf(hi)) << 16);
-}
-
-// 8 E4M3 bytes -> 8 BF16 (the values exactly).
-__device__ __forceinline__ uint4 e4m3x8_to_bf16x8(const char* p) {
-  const uint2 w = *reinterpret_cast<const uint2*>(p);
-  uint4 o;
-  o.x = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.x)), kTwoPow112x2);
-  o.y = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.x >> 16)), kTwoPow112x2);
-  o.z = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.y)), kTwoPow112x2);
-  o.w = cuda::bf16x2_mul(cuda::f16x2_to_bf16x2_shifted(cuda::e4m3x2_to_f16x2(w.y >> 16)), kTwoPow112x2);
-  return o;
-}
 
 // Shared memory of one block (bytes): q rows of every head, the 2-stage ring, FP8 tiles.
 template <int D, bool kFp8>
@@ -222,8 +196,8 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
       const char* vr = kr + kBN * L::RS;
       for (int i = tid; i < kBN * C8; i += NTH) {
         const int key = i / C8, ch = i % C8;
-        *reinterpret_cast<uint4*>(kc_s + key * S + ch * 8) = e4m3x8_to_bf16x8(kr + key * L::RS + ch * 8);
-        *reinterpret_cast<uint4*>(vc_s + key * S + ch * 8) = e4m3x8_to_bf16x8(vr + key * L::RS + ch * 8);
+        *reinterpret_cast<uint4*>(kc_s + key * S + ch * 8) = cuda::e4m3x8_to_bf16x8(kr + key * L::RS + ch * 8);
+        *reinterpret_cast<uint4*>(vc_s + key * S + ch * 8) = cuda::e4m3x8_to_bf16x8(vr + key * L::RS + ch * 8);
       }
       __syncthreads();
       k_s = kc_s;
@@ -295,16 +269,16 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
     // O += P V, 16 keys per k-step.
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
-      const uint32_t pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
-                              pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      const uint32_t pa[4] = {cuda::pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), cuda::pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
+                              cuda::pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              cuda::pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
       // ldmatrix x4.trans: matrices (keys +0..7, d tile dt), (keys +8..15, dt), (+0..7, dt+1),
       // (+8..15, dt+1); lane l addresses row (l & 7) of matrix l >> 3.
       const int mi = lane >> 3, key = kk * 16 + (mi & 1) * 8 + (lane & 7);
 #pragma unroll
       for (int dt = 0; dt < DT; dt += 2) {
         uint32_t b[4];
-        ldmatrix_x4_trans(b, v_s + key * S + (dt + (mi >> 1)) * 8);
+        cuda::ldmatrix_x4_trans(b, v_s + key * S + (dt + (mi >> 1)) * 8);
         cuda::mma_bf16_16816(o[dt], pa, b[0], b[1]);
         cuda::mma_bf16_16816(o[dt + 1], pa, b[2], b[3]);
       }
@@ -327,10 +301,10 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
     const int col = h * D + dt * 8 + 2 * c;
     if (row_lo < rows)
       *reinterpret_cast<uint32_t*>(p.out + (row_base + row_lo) * qw + col) =
-          nan_lo ? kBf16NaN2 : pack_bf16x2(o[dt][0] * inv_lo, o[dt][1] * inv_lo);
+          nan_lo ? cuda::kAttnBf16NaN2 : cuda::pack_bf16x2(o[dt][0] * inv_lo, o[dt][1] * inv_lo);
     if (row_hi < rows)
       *reinterpret_cast<uint32_t*>(p.out + (row_base + row_hi) * qw + col) =
-          nan_hi ? kBf16NaN2 : pack_bf16x2(o[dt][2] * inv_hi, o[dt][3] * inv_hi);
+          nan_hi ? cuda::kAttnBf16NaN2 : cuda::pack_bf16x2(o[dt][2] * inv_hi, o[dt][3] * inv_hi);
   }
 }
 

@@ -1,0 +1,347 @@
+// Tensor-core paged attention for decode (paged_attention_cuda with tensor_cores; API and cache
+// layout: attention_cuda.h). Same grid, split partition and partials as the CUDA-core kernel of
+// attention.cu, whose merge_kernel combines the splits.
+//
+// decode_tc_kernel: block (query row t, kv head, chunk of HG <= 16 q heads, split), 4 warps.
+//   The block's q heads are the 16 rows of m16n8k16 mmas (rows past HG are zeros): with GQA
+//   (Nano, Super: 16 q heads per kv head) one K/V row read from memory serves 16 heads, which
+//   on the CUDA cores made long-context decode compute-bound (fp32 FMAs: ~18% of the copy
+//   bandwidth at 1M positions on an H200, bench/RESULTS.md).
+//   The split's positions [s0, s1) are cut into tiles of 16 keys; warp w takes tiles w, w + 4,
+//   ... through its own 3-stage cp.async ring (no block barrier in the walk; FP8 rows are
+//   converted exactly to BF16 in the warp's own tile), and keeps its own online softmax:
+//     scores  S = Q K^T (16 heads x 16 keys), BF16 in, fp32 out; keys >= s1 masked; log2 domain
+//             (scale * log2(e) * k_scale)
+//     softmax running max m and per-lane partial sums l per head (the four lanes of a row)
+//     PV      O = O * 2^(m_old - m_new) + P V, P rounded to BF16 (the A operand from the score
+//             registers), V fragments by ldmatrix.trans
+//   Then the four warps' (m, l, O) are merged through shared memory (in warp order) into the
+//   block's result: O / l * v_scale as BF16 (one split), or the split's partial (O * v_scale,
+//   m, l) for merge_kernel. A page id outside [0, num_pages) flags the block: NaN rows (or l =
+//   NaN in the partial), never an out-of-bounds read; a bad row (sequence or position out of
+//   range) is NaN as in the CUDA-core kernel.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <string>
+
+#include "kernels/cuda/attention_args.cuh"
+#include "kernels/cuda/attention_mma.cuh"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/dequant.cuh"
+
+namespace nemotron::kernels::cuda {
+namespace {
+
+constexpr int kWarps = 4, kThreads = 32 * kWarps;
+constexpr int kKeys = 16;   // keys per warp tile
+constexpr int kStages = 3;  // cp.async ring depth per warp
+constexpr int kRows = 16;   // q heads per block as mma rows
+constexpr uint16_t kBf16NaN = 0x7FC0;
+constexpr int64_t kStaticSmemBound = 1024;  // the kernel's static shared memory (m_w, l_w, bad_s: 516 bytes)
+
+// Shared memory (bytes): q rows [16][S] BF16, then per warp its ring (kStages x (K, V) x 16 rows)
+// and, for FP8, its converted BF16 K and V tiles; after the walk the rings hold the warps' O
+// rows for the merge ([warps][16][D + 4] fp32).
+template <int D, bool kFp8>
+struct DecodeLayout {
+  static constexpr int S = D + 8;                  // BF16 row stride (elements): 16-byte padding, no bank conflicts
+  static constexpr int kEsz = kFp8 ? 1 : 2;        // stored bytes per K or V element
+  static constexpr int CH = D * kEsz / 16;         // 16-byte chunks per stored row
+  static constexpr int RS = kFp8 ? D : 2 * S;      // ring row stride (bytes)
+  static constexpr int kStage = 2 * kKeys * RS;    // one stage: K rows, then V rows
+  static constexpr int kConv = kFp8 ? 2 * kKeys * S * 2 : 0;
+  static constexpr int kWarp = kStages * kStage + kConv;
+  static constexpr int kQ = kRows * S * 2;
+  static constexpr int OS = D + 4;                 // merge rows (fp32)
+  static constexpr int kMerge = kWarps * kRows * OS * 4;
+  static constexpr std::size_t bytes() {
+    return static_cast<std::size_t>(kQ) + static_cast<std::size_t>(std::max(kWarps * kWarp, kMerge));
+  }
+};
+
+template <int D, bool kFp8>
+__global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParams p) {
+  pdl_wait();
+  pdl_trigger();
+  using L = DecodeLayout<D, kFp8>;
+  constexpr int S = L::S, KS = D / 16, DT = D / 8, C8 = D / 8;
+  extern __shared__ uint4 smem_raw[];
+  __shared__ float m_w[kWarps][kRows], l_w[kWarps][kRows];
+  __shared__ int bad_s;
+  uint16_t* q_s = reinterpret_cast<uint16_t*>(smem_raw);
+  char* rings = reinterpret_cast<char*>(smem_raw) + L::kQ;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
+  const int hc_total = p.kv_heads * p.chunks;
+  const int64_t t = blockIdx.x / hc_total;
+  const int hc = static_cast<int>(blockIdx.x % hc_total);
+  const int kvh = hc / p.chunks, h0 = (hc % p.chunks) * p.HG;
+  const int nh = min(p.HG, p.group - h0);
+  const int qh0 = kvh * p.group + h0;  // first q head of this block
+  const int split = blockIdx.z;
+  int seq = 0, len = 0;
+  const bool ok = row_ok(p, t, &seq, &len);
+  const int split_len = split_len_for(p, len);
+  const int s0 = split * split_len;
+  const int s1 = split == p.splits - 1 ? len : min(len, s0 + split_len);
+  uint16_t* out_row = p.out + (t * p.q_heads + qh0) * D;
+  if (p.splits > 1 && (!ok || s0 >= len)) return;  // merge_kernel covers bad rows, idle splits
+  if (!ok) {
+    for (int i = tid; i < nh * D; i += kThreads) out_row[i] = kBf16NaN;
+    return;
+  }
+
+  if (tid == 0) bad_s = 0;
+  for (int i = tid; i < kRows * C8; i += kThreads) {  // rows past nh: zeros
+    const int h = i / C8, ch = i % C8;
+    uint4 x = make_uint4(0, 0, 0, 0);
+    if (h < nh) x = *reinterpret_cast<const uint4*>(p.q + (t * p.q_heads + qh0 + h) * D + ch * 8);
+    *reinterpret_cast<uint4*>(q_s + h * S + ch * 8) = x;
+  }
+  __syncthreads();
+  uint32_t qa[KS][4];  // A fragments: rows g and g + 8, k columns 2c.. and 2c + 8..
+  {
+    const uint16_t* q0 = q_s + g * S + 2 * c;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      qa[ks][0] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16);
+      qa[ks][1] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16);
+      qa[ks][2] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16 + 8);
+      qa[ks][3] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16 + 8);
+    }
+  }
+
+  // This warp's tiles: w, w + 4, ... of the split's 16-key tiles.
+  const int tiles = (s1 - s0 + kKeys - 1) / kKeys;
+  const int mine = tiles > warp ? (tiles - warp + kWarps - 1) / kWarps : 0;
+  char* ring = rings + warp * L::kWarp;
+  uint16_t* kc_s = reinterpret_cast<uint16_t*>(ring + kStages * L::kStage);  // FP8: converted tiles
+  uint16_t* vc_s = kc_s + kKeys * S;
+  const int32_t* bt = p.block_tables + static_cast<int64_t>(seq) * p.max_pages;
+  // cp.async of the warp's tile `it` into stage `st`; keys past s1 and pages outside the cache
+  // are zero-filled (the latter flag the block NaN).
+  auto issue = [&](int it, int st) {
+    char* kd = ring + st * L::kStage;
+    char* vd = kd + kKeys * L::RS;
+    const int j0 = s0 + kKeys * (warp + kWarps * it);
+    for (int i = lane; i < kKeys * L::CH; i += 32) {
+      const int key = i / L::CH, ch = i % L::CH, j = j0 + key;
+      const char* ks = static_cast<const char*>(p.k);
+      const char* vs = static_cast<const char*>(p.v);
+      int n = 0;
+      if (j < s1) {
+        const int page = bt[j / p.page_size];
+        if (page >= 0 && page < p.num_pages) {
+          const int64_t slot = static_cast<int64_t>(page) * p.page_size + j % p.page_size;
+          const int64_t off = ((slot * p.kv_heads + kvh) * D) * L::kEsz + ch * 16;
+          ks += off;
+          vs += off;
+          n = 16;
+        } else {
+          bad_s = 1;
+        }
+      }
+      cp_async16(kd + key * L::RS + ch * 16, ks, n);
+      cp_async16(vd + key * L::RS + ch * 16, vs, n);
+    }
+  };
+
+  const float sscale = p.score_scale * p.k_scale;
+  float o[DT][4];
+#pragma unroll
+  for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
+
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < mine) issue(st, st);
+    cp_async_commit();
+  }
+  for (int it = 0; it < mine; ++it) {
+    if (it + kStages - 1 < mine) issue(it + kStages - 1, (it + kStages - 1) % kStages);
+    cp_async_commit();  // empty near the end: the wait count stays uniform
+    cp_async_wait<kStages - 1>();
+    __syncwarp();
+    const char* kr = ring + (it % kStages) * L::kStage;
+    const uint16_t* k_s;
+    const uint16_t* v_s;
+    if constexpr (kFp8) {
+      const char* vr = kr + kKeys * L::RS;
+      for (int i = lane; i < kKeys * C8; i += 32) {
+        const int key = i / C8, ch = i % C8;
+        *reinterpret_cast<uint4*>(kc_s + key * S + ch * 8) = e4m3x8_to_bf16x8(kr + key * L::RS + ch * 8);
+        *reinterpret_cast<uint4*>(vc_s + key * S + ch * 8) = e4m3x8_to_bf16x8(vr + key * L::RS + ch * 8);
+      }
+      __syncwarp();
+      k_s = kc_s;
+      v_s = vc_s;
+    } else {
+      k_s = reinterpret_cast<const uint16_t*>(kr);
+      v_s = k_s + kKeys * S;
+    }
+    const int j0 = s0 + kKeys * (warp + kWarps * it);
+
+    // S = Q K^T: 16 heads x 16 keys (two n-tiles of 8 keys).
+    float s[2][4];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+      const uint16_t* k0 = k_s + (nt * 8 + g) * S + 2 * c;
+#pragma unroll
+      for (int ks = 0; ks < KS; ++ks) {
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16 + 8);
+        mma_bf16_16816(s[nt], qa[ks], b0, b1);
+      }
+    }
+    // Mask keys past s1, scale (log2 domain); the tile's row maxima (rows g: lo, g + 8: hi).
+    float mx_lo = -INFINITY, mx_hi = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int key = j0 + nt * 8 + 2 * c + (i & 1);
+        const float x = key < s1 ? s[nt][i] * sscale : -INFINITY;
+        s[nt][i] = x;
+        if (i >= 2) mx_hi = fmaxf(mx_hi, x);
+        else mx_lo = fmaxf(mx_lo, x);
+      }
+#pragma unroll
+    for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+      mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xFFFFFFFFu, mx_lo, o2));
+      mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xFFFFFFFFu, mx_hi, o2));
+    }
+    // Every tile has a key before s1, so the maxima are finite from the first tile on.
+    const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
+    const float alpha_lo = exp2f(m_lo - mn_lo), alpha_hi = exp2f(m_hi - mn_hi);
+    m_lo = mn_lo;
+    m_hi = mn_hi;
+    float sum_lo = 0.0f, sum_hi = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      s[nt][0] = exp2f(s[nt][0] - mn_lo);
+      s[nt][1] = exp2f(s[nt][1] - mn_lo);
+      s[nt][2] = exp2f(s[nt][2] - mn_hi);
+      s[nt][3] = exp2f(s[nt][3] - mn_hi);
+      sum_lo += s[nt][0] + s[nt][1];
+      sum_hi += s[nt][2] + s[nt][3];
+    }
+    l_lo = l_lo * alpha_lo + sum_lo;
+    l_hi = l_hi * alpha_hi + sum_hi;
+#pragma unroll
+    for (int i = 0; i < DT; ++i) {
+      o[i][0] *= alpha_lo;
+      o[i][1] *= alpha_lo;
+      o[i][2] *= alpha_hi;
+      o[i][3] *= alpha_hi;
+    }
+    // O += P V over the tile's 16 keys.
+    const uint32_t pa[4] = {pack_bf16x2(s[0][0], s[0][1]), pack_bf16x2(s[0][2], s[0][3]),
+                            pack_bf16x2(s[1][0], s[1][1]), pack_bf16x2(s[1][2], s[1][3])};
+    // ldmatrix x4.trans: matrices (keys 0..7, d tile dt), (keys 8..15, dt), (0..7, dt + 1),
+    // (8..15, dt + 1); lane l addresses row (l & 7) of matrix l >> 3.
+    const int mi = lane >> 3, key = (mi & 1) * 8 + (lane & 7);
+#pragma unroll
+    for (int dt = 0; dt < DT; dt += 2) {
+      uint32_t b[4];
+      ldmatrix_x4_trans(b, v_s + key * S + (dt + (mi >> 1)) * 8);
+      mma_bf16_16816(o[dt], pa, b[0], b[1]);
+      mma_bf16_16816(o[dt + 1], pa, b[2], b[3]);
+    }
+    __syncwarp();  // the stage (and the converted tiles) are free for the next issue
+  }
+  cp_async_wait<0>();
+#pragma unroll
+  for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+    l_lo += __shfl_xor_sync(0xFFFFFFFFu, l_lo, o2);
+    l_hi += __shfl_xor_sync(0xFFFFFFFFu, l_hi, o2);
+  }
+
+  // Merge the warps: each writes its (m, l) per head and its O rows over the (now idle) rings.
+  __syncthreads();
+  float* o_s = reinterpret_cast<float*>(rings);
+  constexpr int OS = L::OS;
+  if (c == 0) {
+    m_w[warp][g] = m_lo;
+    m_w[warp][g + 8] = m_hi;
+    l_w[warp][g] = l_lo;
+    l_w[warp][g + 8] = l_hi;
+  }
+  float* ow = o_s + warp * kRows * OS;
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt) {
+    const int col = dt * 8 + 2 * c;
+    *reinterpret_cast<float2*>(ow + g * OS + col) = make_float2(o[dt][0], o[dt][1]);
+    *reinterpret_cast<float2*>(ow + (g + 8) * OS + col) = make_float2(o[dt][2], o[dt][3]);
+  }
+  __syncthreads();
+  const bool bad = bad_s != 0;
+  for (int i = tid; i < nh * (D / 2); i += kThreads) {
+    const int h = i / (D / 2), d = 2 * (i % (D / 2));
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, m_w[w][h]);  // finite: warp 0 saw the split's first tile
+    float Lsum = 0.0f, a0 = 0.0f, a1 = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float e = m_w[w][h] == -INFINITY ? 0.0f : exp2f(m_w[w][h] - M);  // a warp without tiles adds nothing
+      Lsum += l_w[w][h] * e;
+      const float2 x = *reinterpret_cast<const float2*>(o_s + (w * kRows + h) * OS + d);
+      a0 += x.x * e;
+      a1 += x.y * e;
+    }
+    if (p.splits == 1) {
+      const float inv = p.v_scale / Lsum;
+      *reinterpret_cast<uint32_t*>(out_row + h * D + d) = bad ? kAttnBf16NaN2 : pack_bf16x2(a0 * inv, a1 * inv);
+    } else {
+      const int64_t idx = (t * p.q_heads + qh0 + h) * p.splits + split;
+      *reinterpret_cast<float2*>(p.part_acc + idx * D + d) = make_float2(a0 * p.v_scale, a1 * p.v_scale);
+      if (d == 0) p.part_ml[idx] = make_float2(M, bad ? __int_as_float(0x7FC00000) : Lsum);
+    }
+  }
+}
+
+template <int D, bool kFp8>
+void launch(const SplitParams& p, int64_t base_blocks, cudaStream_t stream) {
+  const std::size_t smem = DecodeLayout<D, kFp8>::bytes();
+  // Per call: the opt-in is a property of the current device.
+  const cudaError_t attr = cudaFuncSetAttribute(decode_tc_kernel<D, kFp8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(smem));
+  require(attr == cudaSuccess,
+          std::string("paged_attention_cuda (tensor cores): shared memory opt-in failed: ") + cudaGetErrorString(attr));
+  launch_pdl(decode_tc_kernel<D, kFp8>, dim3(static_cast<unsigned>(base_blocks), 1, static_cast<unsigned>(p.splits)),
+             dim3(kThreads), smem, stream, p);
+}
+
+}  // namespace
+
+bool decode_tensor_cores_supported(int head_dim, int heads_per_block, bool fp8) {
+  if (!(head_dim == 32 || head_dim == 64 || head_dim == 128) || heads_per_block < 1 || heads_per_block > kRows)
+    return false;
+  std::size_t smem = 0;
+  switch (head_dim) {
+    case 32: smem = fp8 ? DecodeLayout<32, true>::bytes() : DecodeLayout<32, false>::bytes(); break;
+    case 64: smem = fp8 ? DecodeLayout<64, true>::bytes() : DecodeLayout<64, false>::bytes(); break;
+    default: smem = fp8 ? DecodeLayout<128, true>::bytes() : DecodeLayout<128, false>::bytes(); break;
+  }
+  // BF16 at head_dim 128 takes 106 KB: more than a block may opt into on sm_120 / sm_121 (99 KB).
+  int device = 0, optin = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
+    return false;
+  return static_cast<int64_t>(smem) + kStaticSmemBound <= optin;
+}
+
+void launch_decode_tensor_cores(const SplitParams& p, int64_t base_blocks, bool fp8, cudaStream_t stream) {
+  require(decode_tensor_cores_supported(p.D, p.HG, fp8),
+          "paged_attention_cuda (tensor cores): head_dim " + std::to_string(p.D) + " with " + std::to_string(p.HG) +
+              " heads per block is not supported here");
+  switch (p.D) {
+    case 32: fp8 ? launch<32, true>(p, base_blocks, stream) : launch<32, false>(p, base_blocks, stream); break;
+    case 64: fp8 ? launch<64, true>(p, base_blocks, stream) : launch<64, false>(p, base_blocks, stream); break;
+    default: fp8 ? launch<128, true>(p, base_blocks, stream) : launch<128, false>(p, base_blocks, stream); break;
+  }
+}
+
+}  // namespace nemotron::kernels::cuda
