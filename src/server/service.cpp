@@ -2,14 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <ostream>
 #include <thread>
 
 #include "model/backend.h"
+#include "runtime/warm_up.h"
 #include "server/api_error.h"
 #include "server/grammar_constraint.h"
 #include "text/parsers/reasoning_parser.h"
+#include "util/env.h"
 #include "util/error.h"
 
 namespace nemotron::server {
@@ -76,6 +79,16 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   log << s->plan_.describe();
   log.flush();
   auto backend = model::make_backend(*s->model_, s->plan_.backend_options());
+  // On the GPU every decode batch size's CUDA graph is captured now rather than inside the first
+  // requests' steps (NEMOTRON_DECODE_WARM_UP=0: lazily, for A/B runs of start-up and first TTFT).
+  if (s->plan_.device == "cuda" && !env_equals("NEMOTRON_DECODE_WARM_UP", "0")) {
+    const runtime::WarmUpResult w =
+        runtime::warm_up_decode_steps(*backend, s->plan_.max_num_seqs, s->plan_.max_model_len);
+    char line[128];
+    std::snprintf(line, sizeof line, "decode steps warmed up: batch sizes 1-%d in %.2f s (their CUDA graphs captured)\n",
+                  w.batch_sizes, w.seconds);
+    log << line;
+  }
   runtime::EngineOptions eo = s->plan_.engine_options();
   eo.speculative_tokens =
       config.speculative_tokens >= 0 ? config.speculative_tokens : runtime::default_speculative_tokens(*backend);

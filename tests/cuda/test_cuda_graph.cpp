@@ -22,6 +22,7 @@
 #include "kernels/norm_cuda.h"
 #include "model/cpu/cpu_forward.h"
 #include "model/cuda/cuda_model.h"
+#include "runtime/warm_up.h"
 #include "util/error.h"
 
 using namespace nemotron::model;
@@ -253,6 +254,38 @@ TEST(CudaGraph, KvExhaustionOnDecodeIsAnError) {
   EXPECT_TRUE(threw);
   EXPECT_EQ(fed, 32);
   EXPECT_EQ(g.position(s), 32);
+}
+
+// runtime::warm_up_decode_steps (what `serve` runs at start-up on the GPU) captures the decode
+// graph of every batch size before any request: the decode steps after it replay them (no new
+// capture), and their tokens equal those of a model that was never warmed up.
+TEST(CudaGraph, WarmUpCapturesEveryDecodeBatchSize) {
+  ASSERT_TRUE(cuda_backend_available()) << "no CUDA device";
+  const Model m = Model::load(fixture_dir("nano-moe"));
+  CudaModel warm(m, options(true)), cold(m, options(true));
+  EXPECT_EQ(warm.graph_nodes(), 0);
+  const nemotron::runtime::WarmUpResult w = nemotron::runtime::warm_up_decode_steps(warm, 4, 512);
+  EXPECT_EQ(w.batch_sizes, 4);
+  const int64_t nodes = warm.graph_nodes();
+  EXPECT_GT(nodes, 0);
+  auto run = [&](CudaModel& g) {
+    std::vector<int> slots;
+    for (int i = 0; i < 4; ++i) slots.push_back(g.acquire_slot());
+    std::vector<int32_t> tok = {7, 8, 9, 10}, out;
+    for (int B = 1; B <= 4; ++B)
+      for (int step = 0; step < 3; ++step) {
+        std::vector<CudaChunk> chunks;
+        for (int i = 0; i < B; ++i) chunks.push_back({slots[i], &tok[i], 1, false});
+        const auto next = g.forward_greedy(chunks);
+        for (int i = 0; i < B; ++i) tok[i] = next[i];
+        out.insert(out.end(), next.begin(), next.end());
+      }
+    for (int s : slots) g.release_slot(s);
+    return out;
+  };
+  const auto a = run(warm), b = run(cold);
+  EXPECT_EQ(warm.graph_nodes(), nodes) << "a decode step captured a graph after the warm-up";
+  EXPECT_EQ(a, b);
 }
 
 // argmax_rows_f32_cuda against model::argmax: ties (first index wins), NaNs, infinities,
