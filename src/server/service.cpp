@@ -81,13 +81,19 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   auto backend = model::make_backend(*s->model_, s->plan_.backend_options());
   // On the GPU every decode batch size's CUDA graph is captured now rather than inside the first
   // requests' steps (NEMOTRON_DECODE_WARM_UP=0: lazily, for A/B runs of start-up and first TTFT).
+  // It only moves work earlier: a failure is reported and serving goes on (graphs then lazily).
   if (s->plan_.device == "cuda" && !env_equals("NEMOTRON_DECODE_WARM_UP", "0")) {
-    const runtime::WarmUpResult w =
-        runtime::warm_up_decode_steps(*backend, s->plan_.max_num_seqs, s->plan_.max_model_len);
-    char line[128];
-    std::snprintf(line, sizeof line, "decode steps warmed up: batch sizes 1-%d in %.2f s (their CUDA graphs captured)\n",
-                  w.batch_sizes, w.seconds);
-    log << line;
+    try {
+      const runtime::WarmUpResult w =
+          runtime::warm_up_decode_steps(*backend, s->plan_.max_num_seqs, s->plan_.max_model_len);
+      char line[128];
+      std::snprintf(line, sizeof line,
+                    "decode steps warmed up: batch sizes 1-%d in %.2f s (their CUDA graphs captured)\n", w.batch_sizes,
+                    w.seconds);
+      log << line;
+    } catch (const Error& e) {
+      log << "decode warm-up failed, graphs will be captured by the first requests: " << e.what() << "\n";
+    }
   }
   runtime::EngineOptions eo = s->plan_.engine_options();
   eo.speculative_tokens =
