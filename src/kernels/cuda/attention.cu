@@ -107,18 +107,11 @@ __global__ void __launch_bounds__(kThreads, NEMOTRON_ATTN_MIN_BLOCKS) attn_kerne
   float* l_s = m_s + p.HG;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int hc_total = p.kv_heads * p.chunks;
-  const int64_t t = blockIdx.x / hc_total;
-  const int hc = static_cast<int>(blockIdx.x % hc_total);
-  const int g = hc / p.chunks, h0 = (hc % p.chunks) * p.HG;
-  const int nh = min(p.HG, p.group - h0);
-  const int qh0 = g * p.group + h0;  // first q head of this block
-  const int split = blockIdx.z;
-  int seq = 0, len = 0;
-  const bool ok = row_ok(p, t, &seq, &len);
-  const int split_len = split_len_for(p, len);
-  const int s0 = split * split_len;
-  const int s1 = split == p.splits - 1 ? len : min(len, s0 + split_len);
+  const cuda::SplitBlock blk = cuda::split_block(p);
+  const int64_t t = blk.t;
+  const int g = blk.kvh, nh = blk.nh, qh0 = blk.qh0, split = blk.split, seq = blk.seq, len = blk.len;
+  const bool ok = blk.ok;
+  const int s0 = blk.s0, s1 = blk.s1;
   uint16_t* out_row = p.out + (t * p.q_heads + qh0) * D;
   if (p.splits > 1 && (!ok || s0 >= len)) return;  // merge_kernel covers bad rows, idle splits
   if (!ok) {

@@ -102,6 +102,33 @@ __device__ __forceinline__ bool row_ok(const SplitParams& p, int64_t t, int* seq
   return s >= 0 && pos >= 0 && pos < p.max_pages * p.page_size;
 }
 
+// A block of paged_attention_cuda's grid (blockIdx.x = row t x kv head x head chunk, z =
+// split): its query row, kv head, first q head and head count, and the split's positions
+// [s0, s1) of the row's context (len = position + 1; ok = row_ok).
+struct SplitBlock {
+  int64_t t;
+  int kvh, h0, nh, qh0, split, seq, len, s0, s1;
+  bool ok;
+};
+__device__ __forceinline__ SplitBlock split_block(const SplitParams& p) {
+  SplitBlock b;
+  const int hc_total = p.kv_heads * p.chunks;
+  b.t = blockIdx.x / hc_total;
+  const int hc = static_cast<int>(blockIdx.x % hc_total);
+  b.kvh = hc / p.chunks;
+  b.h0 = (hc % p.chunks) * p.HG;
+  b.nh = min(p.HG, p.group - b.h0);
+  b.qh0 = b.kvh * p.group + b.h0;
+  b.split = static_cast<int>(blockIdx.z);
+  b.seq = 0;
+  b.len = 0;
+  b.ok = row_ok(p, b.t, &b.seq, &b.len);
+  const int split_len = split_len_for(p, b.len);
+  b.s0 = b.split * split_len;
+  b.s1 = b.split == p.splits - 1 ? b.len : min(b.len, b.s0 + split_len);
+  return b;
+}
+
 // The tensor-core decode kernel (attention_decode.cu): head_dim 32, 64 or 128 with at most 16
 // q heads per block (HG), where its shared memory fits the device; it takes
 // paged_attention_cuda's grid, split partition and partials.

@@ -73,18 +73,11 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
   char* rings = reinterpret_cast<char*>(smem_raw) + L::kQ;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
-  const int hc_total = p.kv_heads * p.chunks;
-  const int64_t t = blockIdx.x / hc_total;
-  const int hc = static_cast<int>(blockIdx.x % hc_total);
-  const int kvh = hc / p.chunks, h0 = (hc % p.chunks) * p.HG;
-  const int nh = min(p.HG, p.group - h0);
-  const int qh0 = kvh * p.group + h0;  // first q head of this block
-  const int split = blockIdx.z;
-  int seq = 0, len = 0;
-  const bool ok = row_ok(p, t, &seq, &len);
-  const int split_len = split_len_for(p, len);
-  const int s0 = split * split_len;
-  const int s1 = split == p.splits - 1 ? len : min(len, s0 + split_len);
+  const SplitBlock blk = split_block(p);
+  const int64_t t = blk.t;
+  const int kvh = blk.kvh, nh = blk.nh, qh0 = blk.qh0, split = blk.split, seq = blk.seq, len = blk.len;
+  const bool ok = blk.ok;
+  const int s0 = blk.s0, s1 = blk.s1;
   uint16_t* out_row = p.out + (t * p.q_heads + qh0) * D;
   if (p.splits > 1 && (!ok || s0 >= len)) return;  // merge_kernel covers bad rows, idle splits
   if (!ok) {
@@ -195,60 +188,16 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
         mma_bf16_16816(s[nt], qa[ks], b0, b1);
       }
     }
-    // Mask keys past s1, scale (log2 domain); the tile's row maxima (rows g: lo, g + 8: hi).
-    float mx_lo = -INFINITY, mx_hi = -INFINITY;
+    // Mask keys past s1, scale (log2 domain); softmax over the tile; O += P V.
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int key = j0 + nt * 8 + 2 * c + (i & 1);
-        const float x = key < s1 ? s[nt][i] * sscale : -INFINITY;
-        s[nt][i] = x;
-        if (i >= 2) mx_hi = fmaxf(mx_hi, x);
-        else mx_lo = fmaxf(mx_lo, x);
+        s[nt][i] = key < s1 ? s[nt][i] * sscale : -INFINITY;
       }
-#pragma unroll
-    for (int o2 = 1; o2 <= 2; o2 <<= 1) {
-      mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xFFFFFFFFu, mx_lo, o2));
-      mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xFFFFFFFFu, mx_hi, o2));
-    }
-    // Every tile has a key before s1, so the maxima are finite from the first tile on.
-    const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
-    const float alpha_lo = exp2f(m_lo - mn_lo), alpha_hi = exp2f(m_hi - mn_hi);
-    m_lo = mn_lo;
-    m_hi = mn_hi;
-    float sum_lo = 0.0f, sum_hi = 0.0f;
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      s[nt][0] = exp2f(s[nt][0] - mn_lo);
-      s[nt][1] = exp2f(s[nt][1] - mn_lo);
-      s[nt][2] = exp2f(s[nt][2] - mn_hi);
-      s[nt][3] = exp2f(s[nt][3] - mn_hi);
-      sum_lo += s[nt][0] + s[nt][1];
-      sum_hi += s[nt][2] + s[nt][3];
-    }
-    l_lo = l_lo * alpha_lo + sum_lo;
-    l_hi = l_hi * alpha_hi + sum_hi;
-#pragma unroll
-    for (int i = 0; i < DT; ++i) {
-      o[i][0] *= alpha_lo;
-      o[i][1] *= alpha_lo;
-      o[i][2] *= alpha_hi;
-      o[i][3] *= alpha_hi;
-    }
-    // O += P V over the tile's 16 keys.
-    const uint32_t pa[4] = {pack_bf16x2(s[0][0], s[0][1]), pack_bf16x2(s[0][2], s[0][3]),
-                            pack_bf16x2(s[1][0], s[1][1]), pack_bf16x2(s[1][2], s[1][3])};
-    // ldmatrix x4.trans: matrices (keys 0..7, d tile dt), (keys 8..15, dt), (0..7, dt + 1),
-    // (8..15, dt + 1); lane l addresses row (l & 7) of matrix l >> 3.
-    const int mi = lane >> 3, key = (mi & 1) * 8 + (lane & 7);
-#pragma unroll
-    for (int dt = 0; dt < DT; dt += 2) {
-      uint32_t b[4];
-      ldmatrix_x4_trans(b, v_s + key * S + (dt + (mi >> 1)) * 8);
-      mma_bf16_16816(o[dt], pa, b[0], b[1]);
-      mma_bf16_16816(o[dt + 1], pa, b[2], b[3]);
-    }
+    online_softmax_tile(s, m_lo, m_hi, l_lo, l_hi, o);  // every tile has a key before s1
+    pv_kstep(o, s, 0, v_s, S, lane);
     __syncwarp();  // the stage (and the converted tiles) are free for the next issue
   }
   cp_async_wait<0>();

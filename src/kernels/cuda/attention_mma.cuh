@@ -38,4 +38,70 @@ __device__ __forceinline__ uint4 e4m3x8_to_bf16x8(const char* p) {
   return o;
 }
 
+// One key tile of the online softmax, for the two rows a lane holds in a warp's m16 tile (g:
+// lo, g + 8: hi; m16n8k16 accumulator layout): s [NT][4] holds the tile's scores in the log2
+// domain (masked keys -inf) and becomes P = 2^(s - m_new) in place; the running maxima m (shared
+// by the row's four lanes), the lanes' partial sums l and the output accumulators o [DT][4] are
+// rescaled by 2^(m_old - m_new). A row with no key yet keeps m = -inf: its base is 0 and every
+// p is 0.
+template <int NT, int DT>
+__device__ __forceinline__ void online_softmax_tile(float (&s)[NT][4], float& m_lo, float& m_hi, float& l_lo,
+                                                    float& l_hi, float (&o)[DT][4]) {
+  float mx_lo = -INFINITY, mx_hi = -INFINITY;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    mx_lo = fmaxf(mx_lo, fmaxf(s[nt][0], s[nt][1]));
+    mx_hi = fmaxf(mx_hi, fmaxf(s[nt][2], s[nt][3]));
+  }
+#pragma unroll
+  for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+    mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xFFFFFFFFu, mx_lo, o2));
+    mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xFFFFFFFFu, mx_hi, o2));
+  }
+  const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
+  const float base_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, base_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
+  const float alpha_lo = exp2f(m_lo - base_lo), alpha_hi = exp2f(m_hi - base_hi);
+  m_lo = mn_lo;
+  m_hi = mn_hi;
+  float sum_lo = 0.0f, sum_hi = 0.0f;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    s[nt][0] = exp2f(s[nt][0] - base_lo);
+    s[nt][1] = exp2f(s[nt][1] - base_lo);
+    s[nt][2] = exp2f(s[nt][2] - base_hi);
+    s[nt][3] = exp2f(s[nt][3] - base_hi);
+    sum_lo += s[nt][0] + s[nt][1];
+    sum_hi += s[nt][2] + s[nt][3];
+  }
+  l_lo = l_lo * alpha_lo + sum_lo;
+  l_hi = l_hi * alpha_hi + sum_hi;
+#pragma unroll
+  for (int i = 0; i < DT; ++i) {
+    o[i][0] *= alpha_lo;
+    o[i][1] *= alpha_lo;
+    o[i][2] *= alpha_hi;
+    o[i][3] *= alpha_hi;
+  }
+}
+
+// O += P V over keys [16 kk, 16 kk + 16) of a tile: P (rounded to BF16) is the A operand straight
+// from the score registers s[2 kk], s[2 kk + 1]; V fragments come from the row-major BF16 rows
+// v_s (stride S elements) by ldmatrix.trans: matrices (keys +0..7, d tile dt), (+8..15, dt),
+// (+0..7, dt + 1), (+8..15, dt + 1); lane l addresses row (l & 7) of matrix l >> 3.
+template <int NT, int DT>
+__device__ __forceinline__ void pv_kstep(float (&o)[DT][4], const float (&s)[NT][4], int kk, const uint16_t* v_s,
+                                         int S, int lane) {
+  const uint32_t pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
+                          pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                          pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+  const int mi = lane >> 3, key = kk * 16 + (mi & 1) * 8 + (lane & 7);
+#pragma unroll
+  for (int dt = 0; dt < DT; dt += 2) {
+    uint32_t b[4];
+    ldmatrix_x4_trans(b, v_s + key * S + (dt + (mi >> 1)) * 8);
+    mma_bf16_16816(o[dt], pa, b[0], b[1]);
+    mma_bf16_16816(o[dt + 1], pa, b[2], b[3]);
+  }
+}
+
 }  // namespace nemotron::kernels::cuda

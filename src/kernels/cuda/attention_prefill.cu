@@ -221,68 +221,20 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
         cuda::mma_bf16_16816(s[nt], qa[ks], b0, b1);
       }
     }
-    // Mask and scale (log2 domain); the tile's row maxima.
-    float mx_lo = -INFINITY, mx_hi = -INFINITY;
+    // Mask and scale (log2 domain).
     const bool unmasked = j0 + kBN - 1 <= warp_min_pos;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int key = j0 + nt * 8 + 2 * c + (i & 1);
-        const bool hi = i >= 2;
-        const bool ok = unmasked || key <= (hi ? pos_hi : pos_lo);
-        const float x = ok ? s[nt][i] * p.score_scale : -INFINITY;
-        s[nt][i] = x;
-        if (hi) mx_hi = fmaxf(mx_hi, x);
-        else mx_lo = fmaxf(mx_lo, x);
+        const bool ok = unmasked || key <= (i >= 2 ? pos_hi : pos_lo);
+        s[nt][i] = ok ? s[nt][i] * p.score_scale : -INFINITY;
       }
-#pragma unroll
-    for (int o2 = 1; o2 <= 2; o2 <<= 1) {
-      mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xFFFFFFFFu, mx_lo, o2));
-      mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xFFFFFFFFu, mx_hi, o2));
-    }
-    const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
-    // A row with no key yet keeps m = -inf: its base is 0 and every p is 0.
-    const float base_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, base_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
-    const float alpha_lo = exp2f(m_lo - base_lo), alpha_hi = exp2f(m_hi - base_hi);
-    m_lo = mn_lo;
-    m_hi = mn_hi;
-    float sum_lo = 0.0f, sum_hi = 0.0f;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      s[nt][0] = exp2f(s[nt][0] - base_lo);
-      s[nt][1] = exp2f(s[nt][1] - base_lo);
-      s[nt][2] = exp2f(s[nt][2] - base_hi);
-      s[nt][3] = exp2f(s[nt][3] - base_hi);
-      sum_lo += s[nt][0] + s[nt][1];
-      sum_hi += s[nt][2] + s[nt][3];
-    }
-    l_lo = l_lo * alpha_lo + sum_lo;
-    l_hi = l_hi * alpha_hi + sum_hi;
-#pragma unroll
-    for (int i = 0; i < DT; ++i) {
-      o[i][0] *= alpha_lo;
-      o[i][1] *= alpha_lo;
-      o[i][2] *= alpha_hi;
-      o[i][3] *= alpha_hi;
-    }
+    cuda::online_softmax_tile(s, m_lo, m_hi, l_lo, l_hi, o);
     // O += P V, 16 keys per k-step.
 #pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      const uint32_t pa[4] = {cuda::pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), cuda::pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
-                              cuda::pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              cuda::pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      // ldmatrix x4.trans: matrices (keys +0..7, d tile dt), (keys +8..15, dt), (+0..7, dt+1),
-      // (+8..15, dt+1); lane l addresses row (l & 7) of matrix l >> 3.
-      const int mi = lane >> 3, key = kk * 16 + (mi & 1) * 8 + (lane & 7);
-#pragma unroll
-      for (int dt = 0; dt < DT; dt += 2) {
-        uint32_t b[4];
-        cuda::ldmatrix_x4_trans(b, v_s + key * S + (dt + (mi >> 1)) * 8);
-        cuda::mma_bf16_16816(o[dt], pa, b[0], b[1]);
-        cuda::mma_bf16_16816(o[dt + 1], pa, b[2], b[3]);
-      }
-    }
+    for (int kk = 0; kk < kBN / 16; ++kk) cuda::pv_kstep(o, s, kk, v_s, S, lane);
     __syncthreads();  // this stage (and the FP8 tiles) are free for the next issue
   }
   cuda::cp_async_wait<0>();
