@@ -108,16 +108,11 @@ __global__ void __launch_bounds__(kThreads, NEMOTRON_ATTN_MIN_BLOCKS) attn_kerne
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const cuda::SplitBlock blk = cuda::split_block(p);
+  if (cuda::split_block_done(p, blk)) return;
   const int64_t t = blk.t;
-  const int g = blk.kvh, nh = blk.nh, qh0 = blk.qh0, split = blk.split, seq = blk.seq, len = blk.len;
-  const bool ok = blk.ok;
+  const int g = blk.kvh, nh = blk.nh, qh0 = blk.qh0, split = blk.split, seq = blk.seq;
   const int s0 = blk.s0, s1 = blk.s1;
   uint16_t* out_row = p.out + (t * p.q_heads + qh0) * D;
-  if (p.splits > 1 && (!ok || s0 >= len)) return;  // merge_kernel covers bad rows, idle splits
-  if (!ok) {
-    for (int i = tid; i < nh * D; i += kThreads) out_row[i] = kBf16NaN;
-    return;
-  }
 
   if (tid == 0) bad_page = 0;
   const uint16_t* q_row = p.q + (t * p.q_heads + qh0) * D;

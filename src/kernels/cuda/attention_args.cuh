@@ -102,6 +102,31 @@ __device__ __forceinline__ bool row_ok(const SplitParams& p, int64_t t, int* seq
   return s >= 0 && pos >= 0 && pos < p.max_pages * p.page_size;
 }
 
+// The cp.async of 16-byte chunk `ch` of key j's K and V rows (kv head kvh, rows of row_bytes
+// bytes; cache [num_pages, page_size, kv_heads, row]) through the block table bt into kd and vd.
+// A key at or past `end` is zero-filled (not read); so is one on a page id outside [0,
+// num_pages), which also sets *bad (its block's rows come out NaN).
+__device__ __forceinline__ void cp_async_kv_chunk(const PagedParams& p, const int32_t* bt, int j, int end, int kvh,
+                                                  int row_bytes, int ch, char* kd, char* vd, int* bad) {
+  const char* ks = static_cast<const char*>(p.k);
+  const char* vs = static_cast<const char*>(p.v);
+  int n = 0;
+  if (j < end) {
+    const int page = bt[j / p.page_size];
+    if (page >= 0 && page < p.num_pages) {
+      const int64_t slot = static_cast<int64_t>(page) * p.page_size + j % p.page_size;
+      const int64_t off = (slot * p.kv_heads + kvh) * row_bytes + ch * 16;
+      ks += off;
+      vs += off;
+      n = 16;
+    } else {
+      *bad = 1;
+    }
+  }
+  cp_async16(kd, ks, n);
+  cp_async16(vd, vs, n);
+}
+
 // A block of paged_attention_cuda's grid (blockIdx.x = row t x kv head x head chunk, z =
 // split): its query row, kv head, first q head and head count, and the split's positions
 // [s0, s1) of the row's context (len = position + 1; ok = row_ok).
@@ -127,6 +152,17 @@ __device__ __forceinline__ SplitBlock split_block(const SplitParams& p) {
   b.s0 = b.split * split_len;
   b.s1 = b.split == p.splits - 1 ? b.len : min(b.len, b.s0 + split_len);
   return b;
+}
+
+// A block with nothing to compute, before it touches shared memory: with several splits a bad
+// row or an idle split (merge_kernel covers both); with one, a bad row, whose outputs it writes
+// NaN here.
+__device__ __forceinline__ bool split_block_done(const SplitParams& p, const SplitBlock& b) {
+  if (p.splits > 1 && (!b.ok || b.s0 >= b.len)) return true;
+  if (b.ok) return false;
+  uint16_t* out = p.out + (b.t * p.q_heads + b.qh0) * p.D;
+  for (int i = threadIdx.x; i < b.nh * p.D; i += blockDim.x) out[i] = 0x7FC0;  // BF16 NaN
+  return true;
 }
 
 // The tensor-core decode kernel (attention_decode.cu): head_dim 32, 64 or 128 with at most 16

@@ -37,7 +37,6 @@ constexpr int kWarps = 4, kThreads = 32 * kWarps;
 constexpr int kKeys = 16;   // keys per warp tile
 constexpr int kStages = 3;  // cp.async ring depth per warp
 constexpr int kRows = 16;   // q heads per block as mma rows
-constexpr uint16_t kBf16NaN = 0x7FC0;
 constexpr int64_t kStaticSmemBound = 1024;  // the kernel's static shared memory (m_w, l_w, bad_s: 516 bytes)
 
 // Shared memory (bytes): q rows [16][S] BF16, then per warp its ring (kStages x (K, V) x 16 rows)
@@ -74,16 +73,11 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
   const SplitBlock blk = split_block(p);
+  if (split_block_done(p, blk)) return;
   const int64_t t = blk.t;
-  const int kvh = blk.kvh, nh = blk.nh, qh0 = blk.qh0, split = blk.split, seq = blk.seq, len = blk.len;
-  const bool ok = blk.ok;
+  const int kvh = blk.kvh, nh = blk.nh, qh0 = blk.qh0, split = blk.split, seq = blk.seq;
   const int s0 = blk.s0, s1 = blk.s1;
   uint16_t* out_row = p.out + (t * p.q_heads + qh0) * D;
-  if (p.splits > 1 && (!ok || s0 >= len)) return;  // merge_kernel covers bad rows, idle splits
-  if (!ok) {
-    for (int i = tid; i < nh * D; i += kThreads) out_row[i] = kBf16NaN;
-    return;
-  }
 
   if (tid == 0) bad_s = 0;
   for (int i = tid; i < kRows * C8; i += kThreads) {  // rows past nh: zeros
@@ -119,24 +113,9 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
     char* vd = kd + kKeys * L::RS;
     const int j0 = s0 + kKeys * (warp + kWarps * it);
     for (int i = lane; i < kKeys * L::CH; i += 32) {
-      const int key = i / L::CH, ch = i % L::CH, j = j0 + key;
-      const char* ks = static_cast<const char*>(p.k);
-      const char* vs = static_cast<const char*>(p.v);
-      int n = 0;
-      if (j < s1) {
-        const int page = bt[j / p.page_size];
-        if (page >= 0 && page < p.num_pages) {
-          const int64_t slot = static_cast<int64_t>(page) * p.page_size + j % p.page_size;
-          const int64_t off = ((slot * p.kv_heads + kvh) * D) * L::kEsz + ch * 16;
-          ks += off;
-          vs += off;
-          n = 16;
-        } else {
-          bad_s = 1;
-        }
-      }
-      cp_async16(kd + key * L::RS + ch * 16, ks, n);
-      cp_async16(vd + key * L::RS + ch * 16, vs, n);
+      const int key = i / L::CH, ch = i % L::CH;
+      cp_async_kv_chunk(p, bt, j0 + key, s1, kvh, D * L::kEsz, ch, kd + key * L::RS + ch * 16,
+                        vd + key * L::RS + ch * 16, &bad_s);
     }
   };
 

@@ -142,23 +142,8 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
     for (int it = 0; it < kIssue; ++it) {
       const int i = tid + it * NTH, key = i / L::CH, ch = i % L::CH, j = j0 + key;
       if (kChunks % NTH != 0 && i >= kChunks) break;
-      const char* ks = static_cast<const char*>(p.k);
-      const char* vs = static_cast<const char*>(p.v);
-      int n = 0;
-      if (j < kv_len) {
-        const int page = bt[j / p.page_size];
-        if (page >= 0 && page < p.num_pages) {
-          const int64_t slot = static_cast<int64_t>(page) * p.page_size + j % p.page_size;
-          const int64_t off = ((slot * p.kv_heads + kvh) * D) * L::kEsz + ch * 16;
-          ks += off;
-          vs += off;
-          n = 16;
-        } else {
-          bad_s = 1;
-        }
-      }
-      cuda::cp_async16(kd + key * L::RS + ch * 16, ks, n);
-      cuda::cp_async16(vd + key * L::RS + ch * 16, vs, n);
+      cuda::cp_async_kv_chunk(p, bt, j, kv_len, kvh, L::RB, ch, kd + key * L::RS + ch * 16, vd + key * L::RS + ch * 16,
+                              &bad_s);
     }
   };
 
