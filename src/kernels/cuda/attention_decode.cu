@@ -87,17 +87,8 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
     *reinterpret_cast<uint4*>(q_s + h * S + ch * 8) = x;
   }
   __syncthreads();
-  uint32_t qa[KS][4];  // A fragments: rows g and g + 8, k columns 2c.. and 2c + 8..
-  {
-    const uint16_t* q0 = q_s + g * S + 2 * c;
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
-      qa[ks][0] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16);
-      qa[ks][1] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16);
-      qa[ks][2] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16 + 8);
-      qa[ks][3] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16 + 8);
-    }
-  }
+  uint32_t qa[KS][4];
+  load_a_fragments(qa, q_s + g * S + 2 * c, S);
 
   // This warp's tiles: w, w + 4, ... of the split's 16-key tiles.
   const int tiles = (s1 - s0 + kKeys - 1) / kKeys;

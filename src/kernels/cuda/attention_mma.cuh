@@ -38,6 +38,20 @@ __device__ __forceinline__ uint4 e4m3x8_to_bf16x8(const char* p) {
   return o;
 }
 
+// The A fragments of a 16-row BF16 tile in shared memory over K = 16 KS (m16n8k16 layout: rows
+// g and g + 8, k columns 2c.. and 2c + 8.. of each k-step); q0 points at row g's element 2c,
+// rows S elements apart.
+template <int KS>
+__device__ __forceinline__ void load_a_fragments(uint32_t (&qa)[KS][4], const uint16_t* q0, int S) {
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks) {
+    qa[ks][0] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16);
+    qa[ks][1] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16);
+    qa[ks][2] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16 + 8);
+    qa[ks][3] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16 + 8);
+  }
+}
+
 // One key tile of the online softmax, for the two rows a lane holds in a warp's m16 tile (g:
 // lo, g + 8: hi; m16n8k16 accumulator layout): s [NT][4] holds the tile's scores in the log2
 // domain (masked keys -inf) and becomes P = 2^(s - m_new) in place; the running maxima m (shared

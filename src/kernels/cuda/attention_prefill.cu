@@ -148,16 +148,7 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
   };
 
   uint32_t qa[KS][4];
-  {
-    const uint16_t* q0 = q_s + (hh * kBM + 16 * wr + g) * S + 2 * c;
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
-      qa[ks][0] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16);
-      qa[ks][1] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16);
-      qa[ks][2] = *reinterpret_cast<const uint32_t*>(q0 + ks * 16 + 8);
-      qa[ks][3] = *reinterpret_cast<const uint32_t*>(q0 + 8 * S + ks * 16 + 8);
-    }
-  }
+  cuda::load_a_fragments(qa, q_s + (hh * kBM + 16 * wr + g) * S + 2 * c, S);
   const int pos_lo = pos_s[16 * wr + g], pos_hi = pos_s[16 * wr + g + 8];
   // Key tiles wholly at or before every row of the warp need no mask.
   const int warp_min_pos = __reduce_min_sync(0xFFFFFFFFu, min(pos_lo, pos_hi));
