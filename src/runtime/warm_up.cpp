@@ -8,9 +8,10 @@
 
 namespace nemotron::runtime {
 
-WarmUpResult warm_up_decode_steps(model::Backend& backend, int max_batch, int64_t max_model_len) {
+WarmUpResult warm_up_decode_steps(model::Backend& backend, int max_batch, int64_t max_step_tokens,
+                                  int64_t max_model_len) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int n = std::min(max_batch, backend.slots());
+  const int n = static_cast<int>(std::min<int64_t>({max_batch, backend.slots(), max_step_tokens}));
   if (n < 1 || max_model_len < 2) return {};
   std::vector<int> slots;
   int64_t most = 0;

@@ -17,9 +17,11 @@ struct WarmUpResult {
   double seconds = 0;
 };
 
-// max_batch is bounded by the backend's slots; a scratch slot is exchanged for a fresh one
-// before its position reaches max_model_len - 1. Throws what the backend throws (the slots
-// are released first).
-WarmUpResult warm_up_decode_steps(model::Backend& backend, int max_batch, int64_t max_model_len);
+// The sizes run are 1..min(max_batch, the backend's slots, max_step_tokens) (the scheduler
+// never puts more decode rows in a step than its budget); a scratch slot is exchanged for a
+// fresh one before its position reaches max_model_len - 1. Throws what the backend throws (the
+// slots are released first).
+WarmUpResult warm_up_decode_steps(model::Backend& backend, int max_batch, int64_t max_step_tokens,
+                                  int64_t max_model_len);
 
 }  // namespace nemotron::runtime

@@ -84,8 +84,9 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   // It only moves work earlier: a failure is reported and serving goes on (graphs then lazily).
   if (s->plan_.device == "cuda" && !env_equals("NEMOTRON_DECODE_WARM_UP", "0")) {
     try {
+      const runtime::MemoryPlan& pl = s->plan_;
       const runtime::WarmUpResult w =
-          runtime::warm_up_decode_steps(*backend, s->plan_.max_num_seqs, s->plan_.max_model_len);
+          runtime::warm_up_decode_steps(*backend, pl.max_num_seqs, pl.max_step_tokens, pl.max_model_len);
       char line[128];
       std::snprintf(line, sizeof line,
                     "decode steps warmed up: batch sizes 1-%d in %.2f s (their CUDA graphs captured)\n", w.batch_sizes,

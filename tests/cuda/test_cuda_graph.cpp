@@ -264,7 +264,7 @@ TEST(CudaGraph, WarmUpCapturesEveryDecodeBatchSize) {
   const Model m = Model::load(fixture_dir("nano-moe"));
   CudaModel warm(m, options(true)), cold(m, options(true));
   EXPECT_EQ(warm.graph_nodes(), 0);
-  const nemotron::runtime::WarmUpResult w = nemotron::runtime::warm_up_decode_steps(warm, 4, 512);
+  const nemotron::runtime::WarmUpResult w = nemotron::runtime::warm_up_decode_steps(warm, 4, 64, 512);
   EXPECT_EQ(w.batch_sizes, 4);
   const int64_t nodes = warm.graph_nodes();
   EXPECT_GT(nodes, 0);

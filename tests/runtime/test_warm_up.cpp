@@ -33,7 +33,7 @@ std::unique_ptr<model::Backend> cpu_backend(const model::Model& m, int slots) {
 TEST(WarmUp, OneStepPerBatchSizeThenEveryGreedyIdAsBefore) {
   const model::Model m = model::Model::load(fixture_dir("nano-moe"));
   auto backend = cpu_backend(m, 4);
-  const WarmUpResult w = warm_up_decode_steps(*backend, 8, 512);  // bounded by the 4 slots
+  const WarmUpResult w = warm_up_decode_steps(*backend, 8, 64, 512);  // bounded by the 4 slots
   EXPECT_EQ(w.batch_sizes, 4);
   EXPECT_EQ(w.max_position, 3);  // 10 slot-steps over 4 slots from a rotating start: 3, 3, 2, 2
   EXPECT_GE(w.seconds, 0.0);
@@ -73,15 +73,17 @@ TEST(WarmUp, OneStepPerBatchSizeThenEveryGreedyIdAsBefore) {
   }
 }
 
-// A max_model_len below the steps a slot takes: the slot is exchanged for a fresh one in time.
+// A max_model_len below the steps a slot takes: the slot is exchanged for a fresh one in time;
+// a step budget below the slots bounds the sizes.
 TEST(WarmUp, SlotsStayInsideMaxModelLen) {
   const model::Model m = model::Model::load(fixture_dir("nano-moe"));
   auto backend = cpu_backend(m, 6);
-  const WarmUpResult w = warm_up_decode_steps(*backend, 6, 3);
+  const WarmUpResult w = warm_up_decode_steps(*backend, 6, 64, 3);
   EXPECT_EQ(w.batch_sizes, 6);
   EXPECT_EQ(w.max_position, 2);  // 21 slot-steps over 6 slots: every slot renewed at 2 positions
-  EXPECT_EQ(warm_up_decode_steps(*backend, 6, 1).batch_sizes, 0);  // no room for a step
-  EXPECT_EQ(warm_up_decode_steps(*backend, 0, 512).batch_sizes, 0);
+  EXPECT_EQ(warm_up_decode_steps(*backend, 6, 64, 1).batch_sizes, 0);  // no room for a step
+  EXPECT_EQ(warm_up_decode_steps(*backend, 0, 64, 512).batch_sizes, 0);
+  EXPECT_EQ(warm_up_decode_steps(*backend, 6, 4, 512).batch_sizes, 4);  // no step past the step budget
 }
 
 }  // namespace
