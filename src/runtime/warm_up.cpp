@@ -4,7 +4,6 @@
 #include <chrono>
 #include <vector>
 
-#include "util/error.h"
 
 namespace nemotron::runtime {
 
