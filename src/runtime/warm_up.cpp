@@ -4,7 +4,6 @@
 #include <chrono>
 #include <vector>
 
-
 namespace nemotron::runtime {
 
 WarmUpResult warm_up_decode_steps(model::Backend& backend, int max_batch, int64_t max_step_tokens,
