@@ -233,27 +233,33 @@ void check_bucketing(const ExpertGemvArgs& a, const char* path) {
                                          " bytes given, " + std::to_string(need) + " needed");
 }
 
+// The batch path's checks and its tables in the workspace.
+Workspace batch_workspace(const ExpertGemvArgs& a) {
+  const int64_t N = a.T * a.k;
+  require(N >= 1 && N < (int64_t{1} << 30), "expert_gemv_cuda: the batch path takes 1 <= T*k < 2^30 pairs");
+  check_bucketing(a, "batch");
+  return carve(a.workspace, N, a.w.experts);
+}
+
+ExpertBuckets buckets_of(const Workspace& ws) {
+  return ExpertBuckets{ws.total, ws.tile_expert, ws.tile_start, ws.offsets, ws.pairs};
+}
+
 }  // namespace
 
 // bucket_kernel with one "row tile" per expert (bm = N >= every expert's pair count): its tile
 // table is then the list of experts with pairs, in ascending order (tile_expert), with their
 // first slot in the pair list (tile_start), and *total is their number.
 ExpertBuckets launch_expert_buckets(const ExpertGemvArgs& a, cudaStream_t stream) {
-  const ExpertBuckets b = expert_buckets_in_workspace(a);
-  const int64_t N = a.T * a.k, E = a.w.experts;
-  launch_pdl(bucket_kernel, dim3(1), dim3(kBucketThreads), 0, stream, a.ids, a.w.data, static_cast<int>(N),
-             static_cast<int>(E), static_cast<int>(N), static_cast<int>(a.w.out), a.y, carve(a.workspace, N, E));
+  const Workspace ws = batch_workspace(a);
+  const int N = static_cast<int>(a.T * a.k);
+  launch_pdl(bucket_kernel, dim3(1), dim3(kBucketThreads), 0, stream, a.ids, a.w.data, N,
+             static_cast<int>(a.w.experts), N, static_cast<int>(a.w.out), a.y, ws);
   check_launch("expert_gemv_cuda (bucketing)");
-  return b;
+  return buckets_of(ws);
 }
 
-ExpertBuckets expert_buckets_in_workspace(const ExpertGemvArgs& a) {
-  const int64_t N = a.T * a.k, E = a.w.experts;
-  require(N >= 1 && N < (int64_t{1} << 30), "expert_gemv_cuda: the batch path takes 1 <= T*k < 2^30 pairs");
-  check_bucketing(a, "batch");
-  const Workspace ws = carve(a.workspace, N, E);
-  return ExpertBuckets{ws.total, ws.tile_expert, ws.tile_start, ws.offsets, ws.pairs};
-}
+ExpertBuckets expert_buckets_in_workspace(const ExpertGemvArgs& a) { return buckets_of(batch_workspace(a)); }
 
 void launch_expert_grouped(const ExpertGemvArgs& a, cudaStream_t stream, int bm) {
   const int64_t N = a.T * a.k, E = a.w.experts;
