@@ -132,7 +132,7 @@ __device__ __forceinline__ void cp_async_kv_chunk(const PagedParams& p, const in
 // [s0, s1) of the row's context (len = position + 1; ok = row_ok).
 struct SplitBlock {
   int64_t t;
-  int kvh, h0, nh, qh0, split, seq, len, s0, s1;
+  int kvh, nh, qh0, split, seq, len, s0, s1;
   bool ok;
 };
 __device__ __forceinline__ SplitBlock split_block(const SplitParams& p) {
@@ -141,9 +141,9 @@ __device__ __forceinline__ SplitBlock split_block(const SplitParams& p) {
   b.t = blockIdx.x / hc_total;
   const int hc = static_cast<int>(blockIdx.x % hc_total);
   b.kvh = hc / p.chunks;
-  b.h0 = (hc % p.chunks) * p.HG;
-  b.nh = min(p.HG, p.group - b.h0);
-  b.qh0 = b.kvh * p.group + b.h0;
+  const int h0 = (hc % p.chunks) * p.HG;  // the chunk's first head within the kv head's group
+  b.nh = min(p.HG, p.group - h0);
+  b.qh0 = b.kvh * p.group + h0;
   b.split = static_cast<int>(blockIdx.z);
   b.seq = 0;
   b.len = 0;

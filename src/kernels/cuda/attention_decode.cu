@@ -130,12 +130,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
     const uint16_t* k_s;
     const uint16_t* v_s;
     if constexpr (kFp8) {
-      const char* vr = kr + kKeys * L::RS;
-      for (int i = lane; i < kKeys * C8; i += 32) {
-        const int key = i / C8, ch = i % C8;
-        *reinterpret_cast<uint4*>(kc_s + key * S + ch * 8) = e4m3x8_to_bf16x8(kr + key * L::RS + ch * 8);
-        *reinterpret_cast<uint4*>(vc_s + key * S + ch * 8) = e4m3x8_to_bf16x8(vr + key * L::RS + ch * 8);
-      }
+      e4m3_kv_to_bf16<D>(kr, kr + kKeys * L::RS, L::RS, kKeys, kc_s, vc_s, S, lane, 32);
       __syncwarp();
       k_s = kc_s;
       v_s = vc_s;
@@ -147,17 +142,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
 
     // S = Q K^T: 16 heads x 16 keys (two n-tiles of 8 keys).
     float s[2][4];
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-      const uint16_t* k0 = k_s + (nt * 8 + g) * S + 2 * c;
-#pragma unroll
-      for (int ks = 0; ks < KS; ++ks) {
-        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16);
-        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16 + 8);
-        mma_bf16_16816(s[nt], qa[ks], b0, b1);
-      }
-    }
+    scores_tile(s, qa, k_s, S, g, c);
     // Mask keys past s1, scale (log2 domain); softmax over the tile; O += P V.
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)

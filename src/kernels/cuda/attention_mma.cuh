@@ -52,6 +52,38 @@ __device__ __forceinline__ void load_a_fragments(uint32_t (&qa)[KS][4], const ui
   }
 }
 
+// A stage of `keys` stored E4M3 K and V rows (kr, vr; rows rs bytes apart, D elements) converted
+// to BF16 tiles kc, vc (rows S elements apart), 8 elements per step, by threads first, first +
+// stride, ... (the block, or one warp's lanes); the caller synchronizes before reading them.
+template <int D>
+__device__ __forceinline__ void e4m3_kv_to_bf16(const char* kr, const char* vr, int rs, int keys, uint16_t* kc,
+                                                uint16_t* vc, int S, int first, int stride) {
+  constexpr int C8 = D / 8;
+  for (int i = first; i < keys * C8; i += stride) {
+    const int key = i / C8, ch = i % C8;
+    *reinterpret_cast<uint4*>(kc + key * S + ch * 8) = e4m3x8_to_bf16x8(kr + key * rs + ch * 8);
+    *reinterpret_cast<uint4*>(vc + key * S + ch * 8) = e4m3x8_to_bf16x8(vr + key * rs + ch * 8);
+  }
+}
+
+// S = Q K^T for 16 rows x 8 NT keys: qa the rows' A fragments over K = 16 KS, k_s the keys'
+// BF16 rows (S elements apart) as the B operands; s in the m16n8k16 accumulator layout.
+template <int NT, int KS>
+__device__ __forceinline__ void scores_tile(float (&s)[NT][4], const uint32_t (&qa)[KS][4], const uint16_t* k_s,
+                                            int S, int g, int c) {
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+    const uint16_t* k0 = k_s + (nt * 8 + g) * S + 2 * c;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      const uint32_t b0 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16);
+      const uint32_t b1 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16 + 8);
+      mma_bf16_16816(s[nt], qa[ks], b0, b1);
+    }
+  }
+}
+
 // One key tile of the online softmax, for the two rows a lane holds in a warp's m16 tile (g:
 // lo, g + 8: hi; m16n8k16 accumulator layout): s [NT][4] holds the tile's scores in the log2
 // domain (masked keys -inf) and becomes P = 2^(s - m_new) in place; the running maxima m (shared

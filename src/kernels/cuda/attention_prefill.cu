@@ -169,12 +169,7 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
     const uint16_t* v_s;
     if constexpr (kFp8) {
       const char* kr = ring + (t & 1) * L::kStage;
-      const char* vr = kr + kBN * L::RS;
-      for (int i = tid; i < kBN * C8; i += NTH) {
-        const int key = i / C8, ch = i % C8;
-        *reinterpret_cast<uint4*>(kc_s + key * S + ch * 8) = cuda::e4m3x8_to_bf16x8(kr + key * L::RS + ch * 8);
-        *reinterpret_cast<uint4*>(vc_s + key * S + ch * 8) = cuda::e4m3x8_to_bf16x8(vr + key * L::RS + ch * 8);
-      }
+      cuda::e4m3_kv_to_bf16<D>(kr, kr + kBN * L::RS, L::RS, kBN, kc_s, vc_s, S, tid, NTH);
       __syncthreads();
       k_s = kc_s;
       v_s = vc_s;
@@ -186,17 +181,7 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
 
     // S = Q K^T: 16 rows x 64 keys per warp.
     float s[NT][4];
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-      const uint16_t* k0 = k_s + (nt * 8 + g) * S + 2 * c;
-#pragma unroll
-      for (int ks = 0; ks < KS; ++ks) {
-        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16);
-        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(k0 + ks * 16 + 8);
-        cuda::mma_bf16_16816(s[nt], qa[ks], b0, b1);
-      }
-    }
+    cuda::scores_tile(s, qa, k_s, S, g, c);
     // Mask and scale (log2 domain).
     const bool unmasked = j0 + kBN - 1 <= warp_min_pos;
 #pragma unroll
