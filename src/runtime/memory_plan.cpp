@@ -73,7 +73,7 @@ void plan_cuda(const model::Model& m, const MemoryPlanRequest& req, int sms, Mem
   };
   model::CudaModelOptions o;
   o.max_seqs = req.max_num_seqs;
-  o.max_step_tokens = p.step_rows();
+  o.max_step_tokens = p.prefill_step_tokens;
   o.kv_fp8 = p.kv_cache_dtype == "fp8";
   o.ssm_state = p.ssm_state;
   o.sampled_logits_only = true;  // the engine's steps (backend_options)
@@ -247,7 +247,7 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
                                    c.num_experts_per_tok * (c.moe_intermediate_size + c.expert_input_dim()) +
                                        c.moe_shared_expert_intermediate_size + 4 * c.hidden_size,
                                    c.intermediate_size + 2 * c.hidden_size, 3 * c.q_dim(), c.vocab_size});
-  p.activation_bytes = p.step_rows() * (widest + 4 * c.hidden_size) * 4 * 2 +
+  p.activation_bytes = p.prefill_step_tokens * (widest + 4 * c.hidden_size) * 4 * 2 +
                        // attention scores of one query row over the whole context, per thread
                        64 * 4 * std::max<int64_t>(req.max_model_len, 4096);
   p.activation_bytes *= req.parallel.local_ranks();  // each rank's here (full-width rows, gathered logits)
@@ -387,7 +387,7 @@ model::BackendOptions MemoryPlan::backend_options() const {
   model::BackendOptions o;
   o.device = device;
   o.max_seqs = max_num_seqs;
-  o.max_step_tokens = step_rows();
+  o.max_step_tokens = prefill_step_tokens;  // the step buffers' rows
   o.kv_tokens = kv_token_capacity;
   o.kv_fp8 = kv_cache_dtype == "fp8";
   o.ssm_state = ssm_state;

@@ -8,7 +8,6 @@
 // model allocates, in three allocations (weights, cache, step arenas), plus the graphs' bound.
 // On unified memory (integrated GPU) the budget is the smaller of the GPU's free memory and
 // MemAvailable (the same RAM), minus the system's margin.
-#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -92,8 +91,7 @@ struct MemoryPlan {
   int max_num_seqs = 0;
   int64_t max_model_len = 0;
   int64_t max_step_tokens = 0;
-  int64_t prefill_step_tokens = 0;     // resolved: >= max_step_tokens
-  int64_t step_rows() const { return std::max(max_step_tokens, prefill_step_tokens); }  // buffers' rows
+  int64_t prefill_step_tokens = 0;     // resolved: >= max_step_tokens; the rows the step buffers hold
   std::string kv_cache_dtype;          // resolved: fp32, bf16 or fp8
   kernels::SsmStateFormat ssm_state;   // resolved
 
