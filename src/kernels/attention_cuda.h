@@ -78,8 +78,8 @@ struct PagedAttentionArgs {
   int64_t workspace_bytes = 0;
   // Every row on the tensor-core kernel (attention_decode.cu: the block's q heads as the 16 rows
   // of m16n8k16 mmas, K/V tiles by cp.async per warp) instead of the CUDA-core one, where head_dim
-  // is 32, 64 or 128; same grid, splits and partials. -1 = NEMOTRON_DECODE_ATTENTION=tensor-cores
-  // (A/B runs; the CUDA-core kernel otherwise, until measured), 0 = off, 1 = on. Its results
+  // is 32, 64 or 128; same grid, splits and partials. -1 = on unless
+  // NEMOTRON_DECODE_ATTENTION=cuda-core (A/B runs), 0 = off, 1 = on. Its results
   // differ from the CUDA-core kernel's by the BF16 rounding of the probabilities in P V.
   int tensor_cores = -1;
 };

@@ -414,7 +414,7 @@ void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
     p.part_ml = reinterpret_cast<float2*>(p.part_acc + parts * p.D);
   }
   const bool fp8 = c.dtype == KvDType::FP8_E4M3;
-  static const bool env_tensor_cores = env_equals("NEMOTRON_DECODE_ATTENTION", "tensor-cores");
+  static const bool env_tensor_cores = !env_equals("NEMOTRON_DECODE_ATTENTION", "cuda-core");
   const bool tensor_cores = (a.tensor_cores == 1 || (a.tensor_cores < 0 && env_tensor_cores)) &&
                             cuda::decode_tensor_cores_supported(p.D, p.HG, fp8);
   if (tensor_cores) {
