@@ -10,10 +10,12 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "fixture_util.h"
 #include "model/cuda/cuda_memory.h"
 #include "model/cuda/cuda_model.h"
+#include "util/error.h"
 
 using namespace nemotron::model;
 using nemotron::testing::fixture_dir;
@@ -82,6 +84,39 @@ TEST_P(CudaMemoryPlan, AllocationsEqualTheEstimateAndGraphsStayWithinTheBound) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaMemoryPlan,
                          ::testing::Values("nano-moe", "super-latent-mtp", "dense-mlp", "nano-nvfp4", "super-mixed-mtp"));
+
+// A model that does not fit the device is refused before any arena is taken, with the sizes and
+// the knobs in the message (bench and the tests build models without the planner's check);
+// then a model that fits still builds, so nothing was left allocated.
+TEST(CudaMemoryFit, ATooLargeCacheIsRefusedBeforeAllocating) {
+  const Model m = Model::load(fixture_dir("nano-moe"));
+  std::size_t free_bytes = 0, total_bytes = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_bytes, &total_bytes), cudaSuccess);
+  CudaModelOptions o;
+  o.max_seqs = 2;
+  o.max_step_tokens = 16;
+  o.verbose = false;
+  o.kv_tokens = 1000;
+  const int64_t kv_per_token = cuda_memory(m, o, sm_count()).kv / o.kv_tokens + 1;
+  o.kv_tokens = static_cast<int64_t>(total_bytes) / kv_per_token + 1000;  // more KV than the whole device
+  const CudaMemory too_big = cuda_memory(m, o, sm_count());
+  ASSERT_GT(too_big.allocated(), static_cast<int64_t>(total_bytes));
+  try {
+    CudaModel gpu(m, o);
+    FAIL() << "a model of " << too_big.allocated() << " bytes was built on a device of " << total_bytes;
+  } catch (const nemotron::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("of device memory (weights"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--max-num-seqs"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--batch"), std::string::npos) << msg;
+  }
+  std::size_t free_after = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_after, &total_bytes), cudaSuccess);
+  EXPECT_GE(static_cast<int64_t>(free_after) + (64 << 20), static_cast<int64_t>(free_bytes));
+  o.kv_tokens = 1000;
+  CudaModel gpu(m, o);
+  EXPECT_EQ(gpu.device_bytes(), cuda_memory(m, o, sm_count()).allocated());
+}
 
 // Real scale: NEMOTRON_REAL_MODEL names a checkpoint directory (the lead runs a synthetic Nano
 // NVFP4 from `nemotron synth`). With 64 slots and the largest KV capacity whose plan fills 90%

@@ -33,6 +33,16 @@ void DeviceArenas::reserve(const ArenaTable& counted, bool verbose) {
   if (placing() || table_.takes > 0) throw Error("CUDA model: device arenas reserved twice");
   counted_ = counted;
   verbose_ = verbose;
+  // Callers that plan (serve, run) were refused before loading if this does not fit; the others
+  // (bench, score, tests) are refused here, before any arena is taken.
+  std::size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess && counted.device() > static_cast<int64_t>(free_bytes))
+    throw Error("CUDA model: needs " + gb(counted.device()) + " of device memory (weights " +
+                gb(counted.of(ArenaKind::Weights)) + ", cache " + gb(counted.of(ArenaKind::Cache)) + ", step " +
+                gb(counted.of(ArenaKind::Step)) + ") and the device has " + gb(static_cast<int64_t>(free_bytes)) +
+                " free of " + gb(static_cast<int64_t>(total_bytes)) +
+                ": ask for fewer sequences, shorter contexts or a smaller step budget (serve / run: "
+                "--max-num-seqs, --max-model-len, --max-step-tokens; bench: --batch, --spec-batch, --depths)");
   for (int k = 0; k < kArenaKinds; ++k) {
     // An empty arena still gets a base (the walk takes at least 256 bytes per buffer, so only
     // a walk that takes nothing from it leaves it empty); check_consumed holds it to 0 bytes.
