@@ -127,6 +127,49 @@ __device__ __forceinline__ void cp_async_kv_chunk(const PagedParams& p, const in
   cp_async16(vd, vs, n);
 }
 
+// cp_async_kv_chunk for N keys j, j + step, ... (one lane's keys of a tile, chunk ch of each),
+// their rows dst_step bytes apart in kd / vd: the page and offset are divided out once and then
+// walked, and a page id is read once per page (the per-key division and block-table read
+// were a large part of a tile's instructions in the decode kernel). Same zero-fill and *bad.
+template <int N>
+__device__ __forceinline__ void cp_async_kv_keys(const PagedParams& p, const int32_t* bt, int j, int step, int end,
+                                                 int kvh, int row_bytes, int ch, char* kd, char* vd, int dst_step,
+                                                 int* bad) {
+  const char* k0 = static_cast<const char*>(p.k);
+  const char* v0 = static_cast<const char*>(p.v);
+  const int64_t slot_bytes = static_cast<int64_t>(p.kv_heads) * row_bytes;
+  const int64_t head_off = static_cast<int64_t>(kvh) * row_bytes + ch * 16;
+  int pg = j / p.page_size, sl = j - pg * p.page_size, read_pg = -1, page = -1;
+#pragma unroll
+  for (int r = 0; r < N; ++r) {
+    const char* ks = k0;
+    const char* vs = v0;
+    int n = 0;
+    if (j < end) {
+      if (pg != read_pg) {
+        page = bt[pg];
+        read_pg = pg;
+      }
+      if (page >= 0 && page < p.num_pages) {
+        const int64_t off = (static_cast<int64_t>(page) * p.page_size + sl) * slot_bytes + head_off;
+        ks += off;
+        vs += off;
+        n = 16;
+      } else {
+        *bad = 1;
+      }
+    }
+    cp_async16(kd + r * dst_step, ks, n);
+    cp_async16(vd + r * dst_step, vs, n);
+    j += step;
+    sl += step;
+    while (sl >= p.page_size) {
+      sl -= p.page_size;
+      ++pg;
+    }
+  }
+}
+
 // A block of paged_attention_cuda's grid (blockIdx.x = row t x kv head x head chunk, z =
 // split): its query row, kv head, first q head and head count, and the split's positions
 // [s0, s1) of the row's context (len = position + 1; ok = row_ok).

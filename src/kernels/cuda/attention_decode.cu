@@ -46,7 +46,8 @@ template <int D, bool kFp8>
 struct DecodeLayout {
   static constexpr int S = D + 8;                  // BF16 row stride (elements): 16-byte padding, no bank conflicts
   static constexpr int kEsz = kFp8 ? 1 : 2;        // stored bytes per K or V element
-  static constexpr int CH = D * kEsz / 16;         // 16-byte chunks per stored row
+  static constexpr int CH = D * kEsz / 16;         // 16-byte chunks per stored row: 2 to 16, divides 32
+  static_assert(CH >= 2 && CH <= 16 && 32 % CH == 0, "a lane's keys of a tile step by 32 / CH");
   static constexpr int RS = kFp8 ? D : 2 * S;      // ring row stride (bytes)
   static constexpr int kStage = 2 * kKeys * RS;    // one stage: K rows, then V rows
   static constexpr int kConv = kFp8 ? 2 * kKeys * S * 2 : 0;
@@ -103,11 +104,11 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
     char* kd = ring + st * L::kStage;
     char* vd = kd + kKeys * L::RS;
     const int j0 = s0 + kKeys * (warp + kWarps * it);
-    for (int i = lane; i < kKeys * L::CH; i += 32) {
-      const int key = i / L::CH, ch = i % L::CH;
-      cp_async_kv_chunk(p, bt, j0 + key, s1, kvh, D * L::kEsz, ch, kd + key * L::RS + ch * 16,
-                        vd + key * L::RS + ch * 16, &bad_s);
-    }
+    // Lane: chunk ch of keys key0, key0 + kStep, ... (kStep = 32 / CH lanes share a key row).
+    constexpr int kStep = 32 / L::CH;
+    const int ch = lane % L::CH, key0 = lane / L::CH;
+    cp_async_kv_keys<kKeys / kStep>(p, bt, j0 + key0, kStep, s1, kvh, D * L::kEsz, ch, kd + key0 * L::RS + ch * 16,
+                                    vd + key0 * L::RS + ch * 16, kStep * L::RS, &bad_s);
   };
 
   const float sscale = p.score_scale * p.k_scale;
