@@ -96,9 +96,9 @@ TEST(CudaMemoryFit, ATooLargeCacheIsRefusedBeforeAllocating) {
   o.max_seqs = 2;
   o.max_step_tokens = 16;
   o.verbose = false;
-  o.kv_tokens = 1000;
-  const int64_t kv_per_token = cuda_memory(m, o, sm_count()).kv / o.kv_tokens + 1;
-  o.kv_tokens = static_cast<int64_t>(total_bytes) / kv_per_token + 1000;  // more KV than the whole device
+  o.kv_tokens = 1 << 20;  // doubled until the plan asks for more than the whole device
+  while (cuda_memory(m, o, sm_count()).allocated() <= static_cast<int64_t>(total_bytes) && o.kv_tokens < (1LL << 40))
+    o.kv_tokens *= 2;
   const CudaMemory too_big = cuda_memory(m, o, sm_count());
   ASSERT_GT(too_big.allocated(), static_cast<int64_t>(total_bytes));
   try {
