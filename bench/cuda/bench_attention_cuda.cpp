@@ -5,13 +5,15 @@
 // repeated launches; 50 launches (rotating copies) are captured in a CUDA graph (this also
 // checks that the split-K path's stream-ordered allocation captures) and replayed; median of 9.
 // Each decode case runs the CUDA-core kernel and the tensor-core decode kernel
-// (PagedAttentionArgs::tensor_cores, attention_decode.cu) on the same cache, side by side.
+// (PagedAttentionArgs::tensor_cores, attention_decode.cu) on the same cache, side by side, and
+// for FP8 the tensor-core kernel's direct path too (PagedAttentionArgs::fp8_direct).
 // Then prefill chunks (one sequence, `rows` new rows ending at `context`), where attention is
 // compute-bound: the CUDA-core kernel (paged_attention_cuda) against the tensor-core one
 // (paged_attention_runs_cuda), in us and TFLOP/s (4 * q_heads * head_dim * sum over rows of the
 // positions attended: QK^T and PV, causal).
-//   usage: bench_attention_cuda [--tensor-only]
-// (--tensor-only: the prefill table's tensor-core column alone, for A/B runs of that kernel)
+//   usage: bench_attention_cuda [--tensor-only | --decode-only]
+// (--tensor-only: the prefill table's tensor-core column alone, for A/B runs of that kernel;
+// --decode-only: the decode table alone)
 #include <cuda_runtime.h>
 
 #include "bench_util.h"
@@ -39,7 +41,7 @@ constexpr int64_t kQHeads = 32, kKvHeads = 2, kDim = 128, kPage = 16;
 // queries per sequence at the last positions.
 // The kernel a case runs: paged_attention_cuda on the CUDA cores or on the tensor cores
 // (decode kernel), or paged_attention_runs_cuda (every sequence's rows as one run).
-enum class Kernel { Cores, DecodeTensorCores, Runs };
+enum class Kernel { Cores, DecodeTensorCores, DecodeFp8Direct, Runs };
 
 double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t splits, double* kv_bytes,
              Kernel kernel = Kernel::Cores) {
@@ -104,7 +106,8 @@ double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t split
     a.out = dout;
     a.num_splits = splits;
     if (kernel != Kernel::Runs) {
-      a.tensor_cores = kernel == Kernel::DecodeTensorCores ? 1 : 0;
+      a.tensor_cores = kernel == Kernel::Cores ? 0 : 1;
+      a.fp8_direct = kernel == Kernel::DecodeFp8Direct ? 1 : 0;
       nemotron::kernels::paged_attention_cuda(a, st);
       return;
     }
@@ -131,11 +134,12 @@ double bench(int64_t batch, int64_t ctx, int64_t rows, KvDType dt, int64_t split
 
 int main(int argc, char** argv) {
   const bool tensor_only = argc > 1 && std::string(argv[1]) == "--tensor-only";
+  const bool decode_only = argc > 1 && std::string(argv[1]) == "--decode-only";
   const double copy = nemotron::bench::print_device_header();
   if (!tensor_only) {
     std::printf("decode, 32 q / 2 kv heads, head_dim 128, page 16\n\n");
     std::printf("| kv | context | batch | splits | KV MB | CUDA cores us | GB/s | %% of copy | tensor cores us | GB/s | "
-                "%% of copy |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+                "%% of copy | fp8 direct us | %% of copy |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (KvDType dt : {KvDType::BF16, KvDType::FP8_E4M3})
       for (int64_t ctx : {4096, 32768, 131072})
         for (int64_t batch : {1, 16})
@@ -144,13 +148,20 @@ int main(int argc, char** argv) {
             double bytes = 0;
             const double t = bench(batch, ctx, 1, dt, splits, &bytes, Kernel::Cores);
             const double u = bench(batch, ctx, 1, dt, splits, &bytes, Kernel::DecodeTensorCores);
-            std::printf("| %s | %lld | %lld | %s | %.1f | %.1f | %.0f | %.1f%% | %.1f | %.0f | %.1f%% |\n",
+            char direct[48] = "- | -";
+            if (dt == KvDType::FP8_E4M3) {
+              const double w = bench(batch, ctx, 1, dt, splits, &bytes, Kernel::DecodeFp8Direct);
+              std::snprintf(direct, sizeof direct, "%.1f | %.1f%%", w * 1e6, 100.0 * bytes / w / 1e9 / copy);
+            }
+            std::printf("| %s | %lld | %lld | %s | %.1f | %.1f | %.0f | %.1f%% | %.1f | %.0f | %.1f%% | %s |\n",
                         dt == KvDType::BF16 ? "bf16" : "fp8", static_cast<long long>(ctx),
                         static_cast<long long>(batch), splits == 1 ? "1" : "auto", bytes / 1e6, t * 1e6,
                         bytes / t / 1e9, 100.0 * bytes / t / 1e9 / copy, u * 1e6, bytes / u / 1e9,
-                        100.0 * bytes / u / 1e9 / copy);
+                        100.0 * bytes / u / 1e9 / copy, direct);
+            std::fflush(stdout);
           }
   }
+  if (decode_only) return 0;
   std::printf("\nprefill chunk of one sequence: rows new rows ending at the context\n\n");
   std::printf("| kv | context | rows | CUDA cores us | TFLOP/s | tensor cores us | TFLOP/s | speed-up |\n"
               "|---|---|---|---|---|---|---|---|\n");

@@ -158,6 +158,7 @@ struct CaseOpts {
   int64_t page_size = 16;
   int64_t max_context = 0;  // hint; smaller than the real context: the last split takes the rest
   int tensor_cores = 0;     // PagedAttentionArgs::tensor_cores (0: the CUDA-core kernel, whatever the environment)
+  int fp8_direct = 0;       // PagedAttentionArgs::fp8_direct (0: FP8 through BF16 tiles, whatever the environment)
 };
 
 // The tensor-core kernels' tolerance (the runs test below says why): the probabilities enter
@@ -215,6 +216,7 @@ void run_case(const std::string& label, const Shape& sh, const std::vector<Seq>&
   a.num_splits = o.num_splits;
   a.max_context = o.max_context;
   a.tensor_cores = o.tensor_cores;
+  a.fp8_direct = o.fp8_direct;
   kernels::paged_attention_cuda(a, nullptr);
   CUDA_OK(cudaDeviceSynchronize());
   const auto got = bf16_to_f32(dout.download());
@@ -231,7 +233,8 @@ void run_case(const std::string& label, const Shape& sh, const std::vector<Seq>&
   const std::string what = label + " " + sh.name + " " + dtype_name(dtype) +
                            (o.num_splits == 1 ? " 1-pass" : o.num_splits == 0 ? " auto-split" : " splits<=" + std::to_string(o.num_splits)) +
                            (o.max_context ? " ctx-hint=" + std::to_string(o.max_context) : "") +
-                           (o.tensor_cores ? " tensor-cores" : "") + " page " + std::to_string(o.page_size) +
+                           (o.tensor_cores ? " tensor-cores" : "") + (o.fp8_direct ? " fp8-direct" : "") +
+                           " page " + std::to_string(o.page_size) +
                            " T=" + std::to_string(T);
   if (o.tensor_cores != 1) {
     EXPECT_EQ(report(what, got, ref, uniform_tol(ref.size(), 3e-5f, ref, 1.0f / 128)), 0u);
@@ -289,9 +292,10 @@ TEST(AttentionCuda, OtherShapesAndScale) {
 }
 
 // Every row on the tensor-core kernel (attention_decode.cu) against attention_cpu: decode rows
-// at 1 to 70,000 positions (one split, automatic splits, at most 3), prefill rows, BF16 and FP8,
-// GQA groups of 16 (Nano / Super), 32 (Ultra: two 16-head chunks), 24 (chunks of 16 and 8), 2
-// (fixture) and 1 (MHA), head_dim 128, 64 and 32, page sizes 16 and 1.
+// at 1 to 70,000 positions (one split, automatic splits, at most 3), prefill rows, BF16 and FP8
+// (through BF16 tiles, and direct into f16 mmas), GQA groups of 16 (Nano / Super), 32 (Ultra:
+// two 16-head chunks), 24 (chunks of 16 and 8), 2 (fixture) and 1 (MHA), head_dim 128, 64 and
+// 32, page sizes 16, 1 and 32.
 TEST(AttentionCuda, DecodeOnTensorCores) {
   ASSERT_TRUE(have_device());
   std::vector<Seq> decode = kDecode;
@@ -299,25 +303,33 @@ TEST(AttentionCuda, DecodeOnTensorCores) {
   std::vector<Seq> mixed = kDecode;
   mixed.push_back(kPrefill[0]);
   uint64_t seed = 900;
+  struct Kv {
+    KvDType dtype;
+    int fp8_direct;
+  };
+  const Kv kvs[] = {{KvDType::BF16, 0}, {KvDType::FP8_E4M3, 0}, {KvDType::FP8_E4M3, 1}};
   for (const Shape& sh : {kNano, kUltra, kFixture})
-    for (KvDType d : {KvDType::BF16, KvDType::FP8_E4M3}) {
+    for (const Kv& kv : kvs) {
       for (int64_t splits : {0, 1, 3}) {
         CaseOpts o{splits, 0.0f, false, 16};
         o.tensor_cores = 1;
-        run_case("decode", sh, decode, d, o, ++seed);
+        o.fp8_direct = kv.fp8_direct;
+        run_case("decode", sh, decode, kv.dtype, o, ++seed);
       }
       CaseOpts o{0, 0.0f, true, 16};
       o.tensor_cores = 1;
-      run_case("mixed", sh, mixed, d, o, ++seed);
+      o.fp8_direct = kv.fp8_direct;
+      run_case("mixed", sh, mixed, kv.dtype, o, ++seed);
     }
   const std::vector<Seq> short_mixed = {{5, 1}, {700, 2}, {87, 37}};
   for (const auto& [sh, page] : {std::pair{Shape{48, 2, 128, "48/2/128"}, int64_t{16}},
                                  std::pair{Shape{16, 16, 64, "16/16/64 MHA"}, int64_t{1}},
                                  std::pair{Shape{8, 1, 64, "8/1/64"}, int64_t{32}}})
-    for (KvDType d : {KvDType::BF16, KvDType::FP8_E4M3}) {
+    for (const Kv& kv : kvs) {
       CaseOpts o{0, 0.1f, true, page};
       o.tensor_cores = 1;
-      run_case("other", sh, short_mixed, d, o, ++seed);
+      o.fp8_direct = kv.fp8_direct;
+      run_case("other", sh, short_mixed, kv.dtype, o, ++seed);
     }
 }
 
@@ -534,13 +546,14 @@ TEST(AttentionCuda, KvWriteSlotsExact) {
 // a page id outside the cache) come out NaN; the other rows of the batch are unaffected.
 TEST(AttentionCuda, BadDeviceIdsGiveNaNRows) {
   ASSERT_TRUE(have_device());
-  for (int run = 0; run < 4; ++run) {
+  for (int run = 0; run < 6; ++run) {
     const int64_t splits = run % 2 == 0 ? 0 : 1;
-    const int tensor_cores = run / 2;  // the CUDA-core kernel, then the tensor-core one
+    // The CUDA-core kernel, the tensor-core one, and the latter on FP8 K/V direct into f16 mmas.
+    const int tensor_cores = run / 2 >= 1 ? 1 : 0, fp8_direct = run / 2 == 2 ? 1 : 0;
     Rng rng(600);
     PagedSetup ps;
     const Shape sh = kFixture;
-    build_cache(ps, sh, {{600, 1}, {600, 1}}, KvDType::BF16, rng);
+    build_cache(ps, sh, {{600, 1}, {600, 1}}, fp8_direct ? KvDType::FP8_E4M3 : KvDType::BF16, rng);
     if (HasFatalFailure()) return;
     ps.block_tables[1 * ps.max_pages + 1] = static_cast<int32_t>(ps.num_pages);  // seq 1, page 1: bad id
     const std::vector<int32_t> qseq = {0, -1, 0, 1, 1};
@@ -554,6 +567,7 @@ TEST(AttentionCuda, BadDeviceIdsGiveNaNRows) {
     kernels::PagedAttentionArgs a = paged_args(ps, sh, T, dq.get(), dseq.get(), dpos.get(), dbt.get(), dout.get());
     a.num_splits = splits;
     a.tensor_cores = tensor_cores;
+    a.fp8_direct = fp8_direct;
     kernels::paged_attention_cuda(a, nullptr);
     CUDA_OK(cudaDeviceSynchronize());
     const auto got = bf16_to_f32(dout.download());
@@ -571,7 +585,7 @@ TEST(AttentionCuda, BadDeviceIdsGiveNaNRows) {
       r.insert(r.end(), ref.begin(), ref.end());
     }
     EXPECT_EQ(report(std::string("bad ids, good rows") + (splits == 1 ? " 1-pass" : " auto-split") +
-                         (tensor_cores ? " tensor-cores" : ""),
+                         (tensor_cores ? " tensor-cores" : "") + (fp8_direct ? " fp8-direct" : ""),
                      g, r, uniform_tol(r.size(), 3e-5f + (tensor_cores ? vmax_of(ps) / 256 : 0.0f), r, 1.0f / 128)),
               0u);
   }

@@ -415,10 +415,12 @@ void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
   }
   const bool fp8 = c.dtype == KvDType::FP8_E4M3;
   static const bool env_tensor_cores = !env_equals("NEMOTRON_DECODE_ATTENTION", "cuda-core");
+  static const bool env_fp8_direct = env_equals("NEMOTRON_DECODE_FP8", "direct");
+  const bool fp8_direct = fp8 && (a.fp8_direct == 1 || (a.fp8_direct < 0 && env_fp8_direct));
   const bool tensor_cores = (a.tensor_cores == 1 || (a.tensor_cores < 0 && env_tensor_cores)) &&
-                            cuda::decode_tensor_cores_supported(p.D, p.HG, fp8);
+                            cuda::decode_tensor_cores_supported(p.D, p.HG, fp8, fp8_direct);
   if (tensor_cores) {
-    cuda::launch_decode_tensor_cores(p, base_blocks, fp8, stream);
+    cuda::launch_decode_tensor_cores(p, base_blocks, fp8, fp8_direct, stream);
   } else {
     auto* kernel = wide ? (fp8 ? attn_kernel<true, 16> : attn_kernel<false, 16>)
                         : (fp8 ? attn_kernel<true, 32> : attn_kernel<false, 32>);

@@ -210,8 +210,10 @@ __device__ __forceinline__ bool split_block_done(const SplitParams& p, const Spl
 
 // The tensor-core decode kernel (attention_decode.cu): head_dim 32, 64 or 128 with at most 16
 // q heads per block (HG), where its shared memory fits the device; it takes
-// paged_attention_cuda's grid, split partition and partials.
-bool decode_tensor_cores_supported(int head_dim, int heads_per_block, bool fp8);
-void launch_decode_tensor_cores(const SplitParams& p, int64_t base_blocks, bool fp8, cudaStream_t stream);
+// paged_attention_cuda's grid, split partition and partials. fp8_direct (with fp8): E4M3 K/V
+// straight into f16 mmas instead of converted BF16 tiles.
+bool decode_tensor_cores_supported(int head_dim, int heads_per_block, bool fp8, bool fp8_direct);
+void launch_decode_tensor_cores(const SplitParams& p, int64_t base_blocks, bool fp8, bool fp8_direct,
+                                cudaStream_t stream);
 
 }  // namespace nemotron::kernels::cuda

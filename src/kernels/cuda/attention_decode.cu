@@ -15,6 +15,10 @@
 //     softmax running max m and per-lane partial sums l per head (the four lanes of a row)
 //     PV      O = O * 2^(m_old - m_new) + P V, P rounded to BF16 (the A operand from the score
 //             registers), V fragments by ldmatrix.trans
+//   FP8 K/V take one of two paths: converted exactly to BF16 in the warp's own tile (above), or
+//   (KvPath::Fp8Direct, NEMOTRON_DECODE_FP8=direct until measured) converted in registers into
+//   the B operands of f16 mmas, with Q in f16 and P in f16 (attention_mma.cuh: the d
+//   permutations that make a lane's bytes contiguous; O is written back unpermuted).
 //   Then the four warps' (m, l, O) are merged through shared memory (in warp order) into the
 //   block's result: O / l * v_scale as BF16 (one split), or the split's partial (O * v_scale,
 //   m, l) for merge_kernel. A page id outside [0, num_pages) flags the block: NaN rows (or l =
@@ -39,18 +43,25 @@ constexpr int kStages = 3;  // cp.async ring depth per warp
 constexpr int kRows = 16;   // q heads per block as mma rows
 constexpr int64_t kStaticSmemBound = 1024;  // the kernel's static shared memory (m_w, l_w, bad_s: 516 bytes)
 
+// How a block reads K and V: BF16 rows; E4M3 rows converted to BF16 tiles; E4M3 rows straight
+// into f16 mmas.
+enum class KvPath { Bf16, Fp8ViaBf16, Fp8Direct };
+
 // Shared memory (bytes): q rows [16][S] BF16, then per warp its ring (kStages x (K, V) x 16 rows)
-// and, for FP8, its converted BF16 K and V tiles; after the walk the rings hold the warps' O
-// rows for the merge ([warps][16][D + 4] fp32).
-template <int D, bool kFp8>
+// and, for Fp8ViaBf16, its converted BF16 K and V tiles; after the walk the rings hold the
+// warps' O rows for the merge ([warps][16][D + 4] fp32).
+template <int D, KvPath kPath>
 struct DecodeLayout {
+  static constexpr bool kFp8 = kPath != KvPath::Bf16, kDirect = kPath == KvPath::Fp8Direct;
   static constexpr int S = D + 8;                  // BF16 row stride (elements): 16-byte padding, no bank conflicts
   static constexpr int kEsz = kFp8 ? 1 : 2;        // stored bytes per K or V element
   static constexpr int CH = D * kEsz / 16;         // 16-byte chunks per stored row: 2 to 16, divides 32
   static_assert(CH >= 2 && CH <= 16 && 32 % CH == 0, "a lane's keys of a tile step by 32 / CH");
-  static constexpr int RS = kFp8 ? D : 2 * S;      // ring row stride (bytes)
+  // Ring row stride (bytes). Direct: D + 16, so that the 8 lanes of a 16-byte load phase
+  // (two key rows, or four, 32 / 16 bytes apart) hit distinct banks.
+  static constexpr int RS = kDirect ? D + 16 : kFp8 ? D : 2 * S;
   static constexpr int kStage = 2 * kKeys * RS;    // one stage: K rows, then V rows
-  static constexpr int kConv = kFp8 ? 2 * kKeys * S * 2 : 0;
+  static constexpr int kConv = kFp8 && !kDirect ? 2 * kKeys * S * 2 : 0;
   static constexpr int kWarp = kStages * kStage + kConv;
   static constexpr int kQ = kRows * S * 2;
   static constexpr int OS = D + 4;                 // merge rows (fp32)
@@ -60,11 +71,11 @@ struct DecodeLayout {
   }
 };
 
-template <int D, bool kFp8>
+template <int D, KvPath kPath>
 __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParams p) {
   pdl_wait();
   pdl_trigger();
-  using L = DecodeLayout<D, kFp8>;
+  using L = DecodeLayout<D, kPath>;
   constexpr int S = L::S, KS = D / 16, DT = D / 8, C8 = D / 8;
   extern __shared__ uint4 smem_raw[];
   __shared__ float m_w[kWarps][kRows], l_w[kWarps][kRows];
@@ -89,7 +100,10 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
   }
   __syncthreads();
   uint32_t qa[KS][4];
-  load_a_fragments(qa, q_s + g * S + 2 * c, S);
+  if constexpr (L::kDirect)
+    load_a_fragments_f16_permuted(qa, q_s, S, g, c);
+  else
+    load_a_fragments(qa, q_s + g * S + 2 * c, S);
 
   // This warp's tiles: w, w + 4, ... of the split's 16-key tiles.
   const int tiles = (s1 - s0 + kKeys - 1) / kKeys;
@@ -128,9 +142,10 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
     cp_async_wait<kStages - 1>();
     __syncwarp();
     const char* kr = ring + (it % kStages) * L::kStage;
-    const uint16_t* k_s;
-    const uint16_t* v_s;
-    if constexpr (kFp8) {
+    const uint16_t* k_s = nullptr;
+    const uint16_t* v_s = nullptr;
+    if constexpr (L::kDirect) {
+    } else if constexpr (L::kFp8) {
       e4m3_kv_to_bf16<D>(kr, kr + kKeys * L::RS, L::RS, kKeys, kc_s, vc_s, S, lane, 32);
       __syncwarp();
       k_s = kc_s;
@@ -143,7 +158,10 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
 
     // S = Q K^T: 16 heads x 16 keys (two n-tiles of 8 keys).
     float s[2][4];
-    scores_tile(s, qa, k_s, S, g, c);
+    if constexpr (L::kDirect)
+      scores_tile_e4m3(s, qa, kr, L::RS, g, c);
+    else
+      scores_tile(s, qa, k_s, S, g, c);
     // Mask keys past s1, scale (log2 domain); softmax over the tile; O += P V.
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)
@@ -153,7 +171,10 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
         s[nt][i] = key < s1 ? s[nt][i] * sscale : -INFINITY;
       }
     online_softmax_tile(s, m_lo, m_hi, l_lo, l_hi, o);  // every tile has a key before s1
-    pv_kstep(o, s, 0, v_s, S, lane);
+    if constexpr (L::kDirect)
+      pv_tile_e4m3(o, s, kr + kKeys * L::RS, L::RS, g, c);
+    else
+      pv_kstep(o, s, 0, v_s, S, lane);
     __syncwarp();  // the stage (and the converted tiles) are free for the next issue
   }
   cp_async_wait<0>();
@@ -176,9 +197,17 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
   float* ow = o_s + warp * kRows * OS;
 #pragma unroll
   for (int dt = 0; dt < DT; ++dt) {
-    const int col = dt * 8 + 2 * c;
-    *reinterpret_cast<float2*>(ow + g * OS + col) = make_float2(o[dt][0], o[dt][1]);
-    *reinterpret_cast<float2*>(ow + (g + 8) * OS + col) = make_float2(o[dt][2], o[dt][3]);
+    if constexpr (L::kDirect) {  // columns n = 2c, 2c + 1 of n-tile dt are d = n DT + dt
+      const int d0 = 2 * c * DT + dt;
+      ow[g * OS + d0] = o[dt][0];
+      ow[g * OS + d0 + DT] = o[dt][1];
+      ow[(g + 8) * OS + d0] = o[dt][2];
+      ow[(g + 8) * OS + d0 + DT] = o[dt][3];
+    } else {
+      const int col = dt * 8 + 2 * c;
+      *reinterpret_cast<float2*>(ow + g * OS + col) = make_float2(o[dt][0], o[dt][1]);
+      *reinterpret_cast<float2*>(ow + (g + 8) * OS + col) = make_float2(o[dt][2], o[dt][3]);
+    }
   }
   __syncthreads();
   const bool bad = bad_s != 0;
@@ -207,29 +236,48 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
   }
 }
 
-template <int D, bool kFp8>
+template <int D, KvPath kPath>
 void launch(const SplitParams& p, int64_t base_blocks, cudaStream_t stream) {
-  const std::size_t smem = DecodeLayout<D, kFp8>::bytes();
+  const std::size_t smem = DecodeLayout<D, kPath>::bytes();
   // Per call: the opt-in is a property of the current device.
-  const cudaError_t attr = cudaFuncSetAttribute(decode_tc_kernel<D, kFp8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  const cudaError_t attr = cudaFuncSetAttribute(decode_tc_kernel<D, kPath>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                 static_cast<int>(smem));
   require(attr == cudaSuccess,
           std::string("paged_attention_cuda (tensor cores): shared memory opt-in failed: ") + cudaGetErrorString(attr));
-  launch_pdl(decode_tc_kernel<D, kFp8>, dim3(static_cast<unsigned>(base_blocks), 1, static_cast<unsigned>(p.splits)),
+  launch_pdl(decode_tc_kernel<D, kPath>, dim3(static_cast<unsigned>(base_blocks), 1, static_cast<unsigned>(p.splits)),
              dim3(kThreads), smem, stream, p);
+}
+
+KvPath kv_path(bool fp8, bool fp8_direct) {
+  return !fp8 ? KvPath::Bf16 : fp8_direct ? KvPath::Fp8Direct : KvPath::Fp8ViaBf16;
+}
+
+template <int D>
+std::size_t smem_bytes(KvPath path) {
+  switch (path) {
+    case KvPath::Bf16: return DecodeLayout<D, KvPath::Bf16>::bytes();
+    case KvPath::Fp8ViaBf16: return DecodeLayout<D, KvPath::Fp8ViaBf16>::bytes();
+    default: return DecodeLayout<D, KvPath::Fp8Direct>::bytes();
+  }
+}
+
+template <int D>
+void launch_path(const SplitParams& p, int64_t base_blocks, KvPath path, cudaStream_t stream) {
+  switch (path) {
+    case KvPath::Bf16: launch<D, KvPath::Bf16>(p, base_blocks, stream); break;
+    case KvPath::Fp8ViaBf16: launch<D, KvPath::Fp8ViaBf16>(p, base_blocks, stream); break;
+    default: launch<D, KvPath::Fp8Direct>(p, base_blocks, stream); break;
+  }
 }
 
 }  // namespace
 
-bool decode_tensor_cores_supported(int head_dim, int heads_per_block, bool fp8) {
+bool decode_tensor_cores_supported(int head_dim, int heads_per_block, bool fp8, bool fp8_direct) {
   if (!(head_dim == 32 || head_dim == 64 || head_dim == 128) || heads_per_block < 1 || heads_per_block > kRows)
     return false;
-  std::size_t smem = 0;
-  switch (head_dim) {
-    case 32: smem = fp8 ? DecodeLayout<32, true>::bytes() : DecodeLayout<32, false>::bytes(); break;
-    case 64: smem = fp8 ? DecodeLayout<64, true>::bytes() : DecodeLayout<64, false>::bytes(); break;
-    default: smem = fp8 ? DecodeLayout<128, true>::bytes() : DecodeLayout<128, false>::bytes(); break;
-  }
+  const KvPath path = kv_path(fp8, fp8_direct);
+  const std::size_t smem =
+      head_dim == 32 ? smem_bytes<32>(path) : head_dim == 64 ? smem_bytes<64>(path) : smem_bytes<128>(path);
   // BF16 at head_dim 128 takes 106 KB: more than a block may opt into on sm_120 / sm_121 (99 KB).
   int device = 0, optin = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
@@ -238,14 +286,16 @@ bool decode_tensor_cores_supported(int head_dim, int heads_per_block, bool fp8) 
   return static_cast<int64_t>(smem) + kStaticSmemBound <= optin;
 }
 
-void launch_decode_tensor_cores(const SplitParams& p, int64_t base_blocks, bool fp8, cudaStream_t stream) {
-  require(decode_tensor_cores_supported(p.D, p.HG, fp8),
+void launch_decode_tensor_cores(const SplitParams& p, int64_t base_blocks, bool fp8, bool fp8_direct,
+                                cudaStream_t stream) {
+  require(decode_tensor_cores_supported(p.D, p.HG, fp8, fp8_direct),
           "paged_attention_cuda (tensor cores): head_dim " + std::to_string(p.D) + " with " + std::to_string(p.HG) +
               " heads per block is not supported here");
+  const KvPath path = kv_path(fp8, fp8_direct);
   switch (p.D) {
-    case 32: fp8 ? launch<32, true>(p, base_blocks, stream) : launch<32, false>(p, base_blocks, stream); break;
-    case 64: fp8 ? launch<64, true>(p, base_blocks, stream) : launch<64, false>(p, base_blocks, stream); break;
-    default: fp8 ? launch<128, true>(p, base_blocks, stream) : launch<128, false>(p, base_blocks, stream); break;
+    case 32: launch_path<32>(p, base_blocks, path, stream); break;
+    case 64: launch_path<64>(p, base_blocks, path, stream); break;
+    default: launch_path<128>(p, base_blocks, path, stream); break;
   }
 }
 

@@ -150,4 +150,117 @@ __device__ __forceinline__ void pv_kstep(float (&o)[DT][4], const float (&s)[NT]
   }
 }
 
+// ---- FP8 K/V straight into f16 mmas (attention_decode.cu, NEMOTRON_DECODE_FP8=direct) ----
+// E4M3 values are exact in f16, so the K and V bytes are converted in registers (one cvt per
+// pair) into the B operands of m16n8k16 f16 mmas, without a converted tile in shared memory.
+// Two index permutations make every lane's bytes contiguous:
+//  - QK^T sums over d, so d may be permuted in Q and K alike: the m16n8k16 k index 2c + j
+//    (j = 0, 1) and 2c + 8 + j of k-step ks is the stored d = c (D / 4) + 4 ks + j (+ 2):
+//    lane c reads bytes [c D / 4, (c + 1) D / 4) of a key row, 4 per k-step.
+//  - P V's output columns may be permuted if the result is written back in place: n index g of
+//    n-tile dt is d = g (D / 8) + dt, so lane g reads bytes [g D / 8, (g + 1) D / 8) of its four
+//    key rows (2c, 2c + 1, 2c + 8, 2c + 9) and pairs them by byte permutes; its accumulator
+//    o[dt][0..1] is d = 2c (D / 8) + dt and that + D / 8 (rows g, g + 8 alike).
+
+__device__ __forceinline__ void mma_f16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_f16x2(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// Two BF16 -> two f16, clamped to the f16 range (a |q| above 65,504 would be infinite).
+__device__ __forceinline__ uint32_t bf16x2_to_f16x2_clamped(uint32_t x) {
+  constexpr float kMax = 65504.0f;
+  const float lo = fminf(fmaxf(__uint_as_float(x << 16), -kMax), kMax);
+  const float hi = fminf(fmaxf(__uint_as_float(x & 0xFFFF0000u), -kMax), kMax);
+  return pack_f16x2(lo, hi);
+}
+
+// N 32-bit words from shared memory at p (aligned to 4 N bytes, N = 1, 2, 4 or 8).
+template <int N>
+__device__ __forceinline__ void load_words(uint32_t (&w)[N], const char* p) {
+  static_assert(N == 1 || N == 2 || N == 4 || N == 8, "1, 2, 4 or 8 words");
+  if constexpr (N == 1) {
+    w[0] = *reinterpret_cast<const uint32_t*>(p);
+  } else if constexpr (N == 2) {
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    w[0] = v.x;
+    w[1] = v.y;
+  } else {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) {
+      const uint4 v = reinterpret_cast<const uint4*>(p)[i];
+      w[4 * i] = v.x;
+      w[4 * i + 1] = v.y;
+      w[4 * i + 2] = v.z;
+      w[4 * i + 3] = v.w;
+    }
+  }
+}
+
+// The A fragments of 16 BF16 q rows (q_s, rows S elements apart) as f16, d in the permuted
+// order above: a0 / a2 = row g's d = c D / 4 + 4 ks + {0, 1} / {2, 3}, a1 / a3 = row g + 8's.
+template <int KS>
+__device__ __forceinline__ void load_a_fragments_f16_permuted(uint32_t (&qa)[KS][4], const uint16_t* q_s, int S, int g,
+                                                              int c) {
+  const uint16_t* r0 = q_s + g * S + c * 4 * KS;
+  const uint16_t* r1 = r0 + 8 * S;
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks) {
+    qa[ks][0] = bf16x2_to_f16x2_clamped(*reinterpret_cast<const uint32_t*>(r0 + 4 * ks));
+    qa[ks][1] = bf16x2_to_f16x2_clamped(*reinterpret_cast<const uint32_t*>(r1 + 4 * ks));
+    qa[ks][2] = bf16x2_to_f16x2_clamped(*reinterpret_cast<const uint32_t*>(r0 + 4 * ks + 2));
+    qa[ks][3] = bf16x2_to_f16x2_clamped(*reinterpret_cast<const uint32_t*>(r1 + 4 * ks + 2));
+  }
+}
+
+// S = Q K^T for 16 rows x 8 NT keys from E4M3 key rows k_rows (rs bytes apart; D = 16 KS
+// bytes each), qa from load_a_fragments_f16_permuted; s in the accumulator layout.
+template <int NT, int KS>
+__device__ __forceinline__ void scores_tile_e4m3(float (&s)[NT][4], const uint32_t (&qa)[KS][4], const char* k_rows,
+                                                 int rs, int g, int c) {
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+    uint32_t w[KS];
+    load_words<KS>(w, k_rows + (nt * 8 + g) * rs + c * 4 * KS);
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) mma_f16_16816(s[nt], qa[ks], e4m3x2_to_f16x2(w[ks]), e4m3x2_to_f16x2(w[ks] >> 16));
+  }
+}
+
+// O += P V over the 16 keys of a tile (P: s[0], s[1] rounded to f16) from E4M3 value rows
+// v_rows (rs bytes apart), the output columns permuted as above (o [DT][4], D = 8 DT).
+template <int DT>
+__device__ __forceinline__ void pv_tile_e4m3(float (&o)[DT][4], const float (&s)[2][4], const char* v_rows, int rs,
+                                             int g, int c) {
+  static_assert(DT % 4 == 0, "head_dim a multiple of 32");
+  const uint32_t pa[4] = {pack_f16x2(s[0][0], s[0][1]), pack_f16x2(s[0][2], s[0][3]), pack_f16x2(s[1][0], s[1][1]),
+                          pack_f16x2(s[1][2], s[1][3])};
+  constexpr int W = DT / 4;
+  const char* base = v_rows + g * DT;
+  uint32_t r0[W], r1[W], r2[W], r3[W];
+  load_words<W>(r0, base + (2 * c) * rs);
+  load_words<W>(r1, base + (2 * c + 1) * rs);
+  load_words<W>(r2, base + (2 * c + 8) * rs);
+  load_words<W>(r3, base + (2 * c + 9) * rs);
+#pragma unroll
+  for (int w = 0; w < W; ++w) {
+    // Bytes i of rows (2c, 2c + 1) side by side: {d 4w: keys 2c, 2c + 1; d 4w + 1: ...}.
+    const uint32_t lo01 = __byte_perm(r0[w], r1[w], 0x5140), hi01 = __byte_perm(r0[w], r1[w], 0x7362);
+    const uint32_t lo23 = __byte_perm(r2[w], r3[w], 0x5140), hi23 = __byte_perm(r2[w], r3[w], 0x7362);
+    mma_f16_16816(o[4 * w], pa, e4m3x2_to_f16x2(lo01), e4m3x2_to_f16x2(lo23));
+    mma_f16_16816(o[4 * w + 1], pa, e4m3x2_to_f16x2(lo01 >> 16), e4m3x2_to_f16x2(lo23 >> 16));
+    mma_f16_16816(o[4 * w + 2], pa, e4m3x2_to_f16x2(hi01), e4m3x2_to_f16x2(hi23));
+    mma_f16_16816(o[4 * w + 3], pa, e4m3x2_to_f16x2(hi01 >> 16), e4m3x2_to_f16x2(hi23 >> 16));
+  }
+}
+
 }  // namespace nemotron::kernels::cuda
