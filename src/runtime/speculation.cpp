@@ -4,6 +4,12 @@ namespace nemotron::runtime {
 namespace {
 constexpr double kTimeWeight = 0.2;    // weight of a new step time in its moving average
 constexpr double kAcceptWeight = 0.05;  // weight of a new verify in the acceptance averages
+
+// The weight of the n-th sample (n >= 1) in a moving average of weight w: 1 / n until that
+// falls to w, so the first 1 / w samples are averaged evenly (the first one alone is not taken
+// as the rate: a single rejected first draft would otherwise weigh 0.95^n on every later
+// choice) and the later ones follow the moving average.
+double sample_weight(int64_t n, double w) { return n > 0 && 1.0 / static_cast<double>(n) > w ? 1.0 / n : w; }
 }  // namespace
 
 int64_t SpecController::bucket(int64_t batch) {
@@ -14,7 +20,7 @@ int64_t SpecController::bucket(int64_t batch) {
 
 double SpecController::step_time(int64_t batch, int k) const {
   const auto it = time_.find({bucket(batch), k});
-  return it == time_.end() ? -1.0 : it->second;
+  return it == time_.end() ? -1.0 : it->second.first;
 }
 
 double SpecController::expected_tokens(int k) const {
@@ -27,16 +33,17 @@ void SpecController::record_step(int64_t batch, int k, double seconds) {
   const bool steady = last_mode_ == k;
   last_mode_ = k;
   if (!steady || batch <= 0 || k < 0 || k > K_ || !(seconds > 0)) return;
-  auto [it, fresh] = time_.emplace(std::make_pair(bucket(batch), k), seconds);
-  if (!fresh) it->second += kTimeWeight * (seconds - it->second);
+  auto& [mean, n] = time_[{bucket(batch), k}];
+  ++n;
+  mean += sample_weight(n, kTimeWeight) * (seconds - mean);
 }
 
 void SpecController::record_accept(int accepted, int k) {
   for (int j = 0; j < k && j < K_; ++j) {
     const double hit = j < accepted ? 1.0 : 0.0;
     double& a = accepted_[static_cast<std::size_t>(j)];
-    a = any_accept_[static_cast<std::size_t>(j)] ? a + kAcceptWeight * (hit - a) : hit;
-    any_accept_[static_cast<std::size_t>(j)] = true;
+    const int64_t n = ++accept_samples_[static_cast<std::size_t>(j)];
+    a += sample_weight(n, kAcceptWeight) * (hit - a);
   }
 }
 

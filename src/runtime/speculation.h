@@ -6,7 +6,9 @@
 // where A_j is the measured rate at which drafts 1..j+1 were all accepted (cumulative per draft
 // position, an exponential moving average over the verify steps that drafted that far), and
 // t_k(B) the measured time of a decode-only step of B sequences at k (a moving average per
-// power-of-two bucket of B; the drafting is part of it). Only steady steps are measured: a
+// power-of-two bucket of B; the drafting is part of it). Both averages weigh their first
+// samples evenly (the mean of the first 20 verifies, of the first 5 step times) before moving
+// on, so that one early outlier does not steer the choices that follow. Only steady steps are measured: a
 // step whose previous step had another k (or was not decode-only) pays work the previous one
 // left (the roll-back replays after a verify, the MTP head's piled-up inputs after plain
 // steps) and is not recorded. Until every k of a batch size is measured it tries the
@@ -33,7 +35,7 @@ class SpecController {
       : K_(K > 0 ? K : 0),
         probe_every_(probe_every),
         accepted_(static_cast<std::size_t>(K_), 0.0),
-        any_accept_(static_cast<std::size_t>(K_), false) {}
+        accept_samples_(static_cast<std::size_t>(K_), 0) {}
 
   int K() const { return K_; }
   // Drafts per sequence (0..K) in the next decode-only step of `batch` sequences.
@@ -56,9 +58,9 @@ class SpecController {
   static int64_t bucket(int64_t batch);
   int K_;
   int probe_every_;
-  std::vector<double> accepted_;  // EMA of [drafts 1..j+1 accepted], j = 0..K-1
-  std::vector<bool> any_accept_;  // accepted_[j] has a first value
-  std::map<std::pair<int64_t, int>, double> time_;  // (bucket of B, k) -> EMA seconds
+  std::vector<double> accepted_;         // EMA of [drafts 1..j+1 accepted], j = 0..K-1
+  std::vector<int64_t> accept_samples_;  // verifies averaged into accepted_[j]
+  std::map<std::pair<int64_t, int>, std::pair<double, int64_t>> time_;  // (bucket of B, k) -> (EMA seconds, samples)
   int64_t decisions_ = 0;
   int64_t probes_ = 0;   // probes started (which other k is next)
   int last_mode_ = -1;   // k of the last step (decode-only), -1 other or none

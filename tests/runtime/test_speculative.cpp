@@ -520,6 +520,27 @@ TEST(Speculative, ControllerProbesLessWhileTheChoiceHolds) {
   EXPECT_GT(later_plain, 0);  // probes of k = 0 again
 }
 
+// The first verifies are averaged evenly: a first draft rejected does not stand for the rate
+// (with the plain moving average, one miss then nine hits would leave 0.37 instead of 0.9).
+TEST(Speculative, ControllerAveragesTheFirstVerifiesEvenly) {
+  SpecController c(3, 8);
+  c.record_accept(0, 3);
+  EXPECT_DOUBLE_EQ(c.acceptance(0), 0.0);
+  for (int i = 0; i < 9; ++i) c.record_accept(3, 3);
+  EXPECT_NEAR(c.acceptance(0), 0.9, 1e-12);
+  EXPECT_NEAR(c.acceptance(2), 0.9, 1e-12);
+  for (int i = 0; i < 10; ++i) c.record_accept(1, 3);  // twenty samples: 19 / 20 and 9 / 20
+  EXPECT_NEAR(c.acceptance(0), 0.95, 1e-12);
+  EXPECT_NEAR(c.acceptance(1), 0.45, 1e-12);
+  c.record_accept(0, 3);  // the 21st moves it by 0.05 of the difference
+  EXPECT_NEAR(c.acceptance(0), 0.95 - 0.05 * 0.95, 1e-12);
+  // Only the positions a verify drafted count it.
+  const double a1 = c.acceptance(1);
+  c.record_accept(1, 1);
+  EXPECT_DOUBLE_EQ(c.acceptance(1), a1);
+  EXPECT_NEAR(c.acceptance(0), 0.95 - 0.05 * 0.95 + 0.05 * (1 - (0.95 - 0.05 * 0.95)), 1e-12);
+}
+
 TEST(Speculative, ControllerKeysTimesByBatchAndModeAndSkipsTransitions) {
   SpecController c(1, 0);
   // Two plain sequences and one verifying sequence both run 2 rows: separate entries.
@@ -535,8 +556,12 @@ TEST(Speculative, ControllerKeysTimesByBatchAndModeAndSkipsTransitions) {
   c.record_other_step();
   c.record_step(1, 1, 0.1);
   EXPECT_DOUBLE_EQ(c.step_time(1, 1), 0.006);
-  c.record_step(1, 1, 0.016);  // moving average: 0.006 + 0.2 (0.016 - 0.006)
-  EXPECT_NEAR(c.step_time(1, 1), 0.008, 1e-12);
+  c.record_step(1, 1, 0.016);  // the first five samples are averaged evenly: (0.006 + 0.016) / 2
+  EXPECT_NEAR(c.step_time(1, 1), 0.011, 1e-12);
+  for (double t : {0.011, 0.011, 0.011}) c.record_step(1, 1, t);
+  EXPECT_NEAR(c.step_time(1, 1), 0.011, 1e-12);
+  c.record_step(1, 1, 0.021);  // sixth: the moving average, 0.011 + 0.2 (0.021 - 0.011)
+  EXPECT_NEAR(c.step_time(1, 1), 0.013, 1e-12);
   // Batches of 3 and 4 share the bucket of 4.
   c.record_step(3, 1, 0.010);
   EXPECT_DOUBLE_EQ(c.step_time(4, 1), 0.010);
