@@ -114,7 +114,7 @@ CudaModel::CudaModel(const Model& model, const CudaModelOptions& options, CudaRa
   // into one allocation per arena of exactly the counted size, which it must consume exactly.
   // On unified memory (integrated GPU) each block's checkpoint pages are dropped as soon as
   // the block is on the device, so the upload never holds the checkpoint twice.
-  s.arena.reserve(cuda_memory(model, options, sms).table, options.verbose);
+  s.arena.reserve(cuda_memory(model, options, sms).table, options.verbose, integrated != 0);
   if (integrated) s.arena.release_pages_from(&model.checkpoint);
   cuda_detail::walk_device_buffers(model, options, sms, s.arena, s);
   s.arena.check_consumed();

@@ -41,8 +41,9 @@ class DeviceArenas final : public DeviceAllocator {
   DeviceArenas() = default;
   ~DeviceArenas() override;
   // One cudaMalloc per arena of `counted` (at least 256 bytes); takes place into them from now on.
-  // `verbose`: print upload progress (weights_done) against the weights arena's size.
-  void reserve(const ArenaTable& counted, bool verbose);
+  // `verbose`: print upload progress (weights_done) against the weights arena's size. Refused
+  // first when the arenas together exceed the device's free memory (not on unified memory).
+  void reserve(const ArenaTable& counted, bool verbose, bool unified_memory);
   // Page release during the upload: with a checkpoint, weights_done() drops the checkpoint
   // pages copied since the last call (unified memory: they are the same RAM as the device's).
   void release_pages_from(const Checkpoint* checkpoint) { release_from_ = checkpoint; }

@@ -29,14 +29,17 @@ DeviceArenas::~DeviceArenas() {
   for (void* p : host_) cudaFreeHost(p);
 }
 
-void DeviceArenas::reserve(const ArenaTable& counted, bool verbose) {
+void DeviceArenas::reserve(const ArenaTable& counted, bool verbose, bool unified_memory) {
   if (placing() || table_.takes > 0) throw Error("CUDA model: device arenas reserved twice");
   counted_ = counted;
   verbose_ = verbose;
   // Callers that plan (serve, run) were refused before loading if this does not fit; the others
-  // (bench, score, tests) are refused here, before any arena is taken.
+  // (bench, score, tests) are refused here, before any arena is taken. Not on unified memory:
+  // there the GPU's free memory leaves out page cache the driver can reclaim (the checkpoint's
+  // own pages, read since the plan), so it is no bound; the plan's MemAvailable rule is.
   std::size_t free_bytes = 0, total_bytes = 0;
-  if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess && counted.device() > static_cast<int64_t>(free_bytes))
+  if (!unified_memory && cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess &&
+      counted.device() > static_cast<int64_t>(free_bytes))
     throw Error("CUDA model: needs " + gb(counted.device()) + " of device memory (weights " +
                 gb(counted.of(ArenaKind::Weights)) + ", cache " + gb(counted.of(ArenaKind::Cache)) + ", step " +
                 gb(counted.of(ArenaKind::Step)) + ") and the device has " + gb(static_cast<int64_t>(free_bytes)) +
