@@ -102,35 +102,13 @@ __device__ __forceinline__ bool row_ok(const SplitParams& p, int64_t t, int* seq
   return s >= 0 && pos >= 0 && pos < p.max_pages * p.page_size;
 }
 
-// The cp.async of 16-byte chunk `ch` of key j's K and V rows (kv head kvh, rows of row_bytes
-// bytes; cache [num_pages, page_size, kv_heads, row]) through the block table bt into kd and vd.
-// A key at or past `end` is zero-filled (not read); so is one on a page id outside [0,
-// num_pages), which also sets *bad (its block's rows come out NaN).
-__device__ __forceinline__ void cp_async_kv_chunk(const PagedParams& p, const int32_t* bt, int j, int end, int kvh,
-                                                  int row_bytes, int ch, char* kd, char* vd, int* bad) {
-  const char* ks = static_cast<const char*>(p.k);
-  const char* vs = static_cast<const char*>(p.v);
-  int n = 0;
-  if (j < end) {
-    const int page = bt[j / p.page_size];
-    if (page >= 0 && page < p.num_pages) {
-      const int64_t slot = static_cast<int64_t>(page) * p.page_size + j % p.page_size;
-      const int64_t off = (slot * p.kv_heads + kvh) * row_bytes + ch * 16;
-      ks += off;
-      vs += off;
-      n = 16;
-    } else {
-      *bad = 1;
-    }
-  }
-  cp_async16(kd, ks, n);
-  cp_async16(vd, vs, n);
-}
-
-// cp_async_kv_chunk for N keys j, j + step, ... (one lane's keys of a tile, chunk ch of each),
-// their rows dst_step bytes apart in kd / vd: the page and offset are divided out once and then
-// walked, and a page id is read once per page (the per-key division and block-table read
-// were a large part of a tile's instructions in the decode kernel). Same zero-fill and *bad.
+// The cp.async of 16-byte chunk `ch` of N keys j, j + step, ... (one thread's keys of a tile):
+// their K and V rows (kv head kvh, rows of row_bytes bytes; cache [num_pages, page_size,
+// kv_heads, row]) through the block table bt into kd and vd, rows dst_step bytes apart. A key
+// at or past `end` is zero-filled (not read); so is one on a page id outside [0, num_pages),
+// which also sets *bad (its block's rows come out NaN). The page and offset are divided out
+// once and then walked, and a page id is read once per page (a division and a table read per
+// chunk were a large share of a decode tile's instructions).
 template <int N>
 __device__ __forceinline__ void cp_async_kv_keys(const PagedParams& p, const int32_t* bt, int j, int step, int end,
                                                  int kvh, int row_bytes, int ch, char* kd, char* vd, int dst_step,

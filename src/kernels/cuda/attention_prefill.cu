@@ -135,16 +135,17 @@ __global__ void __launch_bounds__(kThreads * kHeads, 2 / kHeads) run_attn_kernel
   const int32_t* bt = p.block_tables + static_cast<int64_t>(seq) * p.max_pages;
   // cp.async of key tile j0 into ring stage `st`; keys past kv_len and pages outside the cache
   // are zero-filled (the latter flag the block's rows NaN).
+  // Thread tid: chunk tid % CH of keys tid / CH, + kStep, ... (kIssue of them), walked through
+  // the pages (cp_async_kv_keys); with fewer chunks than threads the threads past them idle.
+  static_assert(NTH % L::CH == 0 && (kChunks % NTH == 0 || kChunks < NTH), "a thread's chunks are one column");
   auto issue = [&](int j0, int st) {
     char* kd = ring + st * L::kStage;
     char* vd = kd + kBN * L::RS;
-#pragma unroll
-    for (int it = 0; it < kIssue; ++it) {
-      const int i = tid + it * NTH, key = i / L::CH, ch = i % L::CH, j = j0 + key;
-      if (kChunks % NTH != 0 && i >= kChunks) break;
-      cuda::cp_async_kv_chunk(p, bt, j, kv_len, kvh, L::RB, ch, kd + key * L::RS + ch * 16, vd + key * L::RS + ch * 16,
-                              &bad_s);
-    }
+    constexpr int kStep = NTH / L::CH;
+    const int ch = tid % L::CH, key0 = tid / L::CH;
+    if (kChunks < NTH && key0 >= kBN) return;
+    cuda::cp_async_kv_keys<kIssue>(p, bt, j0 + key0, kStep, kv_len, kvh, L::RB, ch, kd + key0 * L::RS + ch * 16,
+                                   vd + key0 * L::RS + ch * 16, kStep * L::RS, &bad_s);
   };
 
   uint32_t qa[KS][4];
