@@ -46,7 +46,6 @@ constexpr int kThreads = 128, kWarps = kThreads / 32;
 constexpr int kMaxAcc = 4;    // heads per thread in the score, softmax and PV mappings
 constexpr int kMaxLoads = 4;  // 8-element K (and V) pieces per thread per tile: P * D / 8 <= 512
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr uint16_t kBf16NaN = 0x7FC0;
 
 using Params = cuda::SplitParams;
 using cuda::row_ok;
@@ -263,9 +262,9 @@ __global__ void __launch_bounds__(kThreads, NEMOTRON_ATTN_MIN_BLOCKS) attn_kerne
     if (p.splits == 1) {
       const float inv = 1.0f / l_s[h];
       uint2 o;
-      o.x = bad ? (kBf16NaN | (kBf16NaN << 16))
+      o.x = bad ? cuda::kAttnBf16NaN2
                 : (cuda::f2bf(acc[j][0] * inv) | (static_cast<uint32_t>(cuda::f2bf(acc[j][1] * inv)) << 16));
-      o.y = bad ? (kBf16NaN | (kBf16NaN << 16))
+      o.y = bad ? cuda::kAttnBf16NaN2
                 : (cuda::f2bf(acc[j][2] * inv) | (static_cast<uint32_t>(cuda::f2bf(acc[j][3] * inv)) << 16));
       *reinterpret_cast<uint2*>(out_row + h * D + 4 * pv_c) = o;
     } else {
@@ -294,7 +293,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_kernel(const Params p) {
   int seq = 0, len = 0;
   uint16_t* o = p.out + row * p.D;
   if (!row_ok(p, t, &seq, &len)) {
-    for (int i = threadIdx.x; i < p.D; i += blockDim.x) o[i] = kBf16NaN;
+    for (int i = threadIdx.x; i < p.D; i += blockDim.x) o[i] = cuda::kAttnBf16NaN;
     return;
   }
   const int split_len = split_len_for(p, len);

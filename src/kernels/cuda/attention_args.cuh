@@ -70,6 +70,9 @@ inline PagedParams paged_params(const PagedAttentionArgs& a) {
   return p;
 }
 
+inline constexpr uint16_t kAttnBf16NaN = 0x7FC0;        // the rows of a bad block or row
+inline constexpr uint32_t kAttnBf16NaN2 = 0x7FC07FC0u;  // two of them
+
 // paged_attention_cuda's parameters: one block per (query row, kv head, chunk of HG q heads,
 // split), shared by the CUDA-core kernel (attention.cu), the tensor-core decode kernel
 // (attention_decode.cu) and the merge of the splits (attention.cu).
@@ -182,7 +185,7 @@ __device__ __forceinline__ bool split_block_done(const SplitParams& p, const Spl
   if (p.splits > 1 && (!b.ok || b.s0 >= b.len)) return true;
   if (b.ok) return false;
   uint16_t* out = p.out + (b.t * p.q_heads + b.qh0) * p.D;
-  for (int i = threadIdx.x; i < b.nh * p.D; i += blockDim.x) out[i] = 0x7FC0;  // BF16 NaN
+  for (int i = threadIdx.x; i < b.nh * p.D; i += blockDim.x) out[i] = kAttnBf16NaN;
   return true;
 }
 

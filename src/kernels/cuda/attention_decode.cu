@@ -33,6 +33,7 @@
 #include "kernels/cuda/attention_mma.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/dequant.cuh"
+#include "kernels/cuda/device_limits.cuh"
 
 namespace nemotron::kernels::cuda {
 namespace {
@@ -142,17 +143,14 @@ __global__ void __launch_bounds__(kThreads, 2) decode_tc_kernel(const SplitParam
     cp_async_wait<kStages - 1>();
     __syncwarp();
     const char* kr = ring + (it % kStages) * L::kStage;
-    const uint16_t* k_s = nullptr;
-    const uint16_t* v_s = nullptr;
-    if constexpr (L::kDirect) {
-    } else if constexpr (L::kFp8) {
+    // The BF16 K and V tiles the bf16 mmas read (unused on the direct path).
+    const uint16_t* k_s = reinterpret_cast<const uint16_t*>(kr);
+    const uint16_t* v_s = k_s + kKeys * S;
+    if constexpr (L::kFp8 && !L::kDirect) {
       e4m3_kv_to_bf16<D>(kr, kr + kKeys * L::RS, L::RS, kKeys, kc_s, vc_s, S, lane, 32);
       __syncwarp();
       k_s = kc_s;
       v_s = vc_s;
-    } else {
-      k_s = reinterpret_cast<const uint16_t*>(kr);
-      v_s = k_s + kKeys * S;
     }
     const int j0 = s0 + kKeys * (warp + kWarps * it);
 
@@ -279,11 +277,7 @@ bool decode_tensor_cores_supported(int head_dim, int heads_per_block, bool fp8, 
   const std::size_t smem =
       head_dim == 32 ? smem_bytes<32>(path) : head_dim == 64 ? smem_bytes<64>(path) : smem_bytes<128>(path);
   // BF16 at head_dim 128 takes 106 KB: more than a block may opt into on sm_120 / sm_121 (99 KB).
-  int device = 0, optin = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
-    return false;
-  return static_cast<int64_t>(smem) + kStaticSmemBound <= optin;
+  return static_cast<int64_t>(smem) + kStaticSmemBound <= device_limits().smem_optin;
 }
 
 void launch_decode_tensor_cores(const SplitParams& p, int64_t base_blocks, bool fp8, bool fp8_direct,

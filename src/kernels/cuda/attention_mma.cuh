@@ -12,7 +12,6 @@
 
 namespace nemotron::kernels::cuda {
 
-inline constexpr uint32_t kAttnBf16NaN2 = 0x7FC07FC0u;  // two BF16 NaNs
 inline constexpr uint32_t kTwoPow112x2 = 0x77807780u;   // BF16x2 splat of 2^112
 
 // Four 8x8 BF16 matrices from shared memory, transposed (the B operands of P V from row-major

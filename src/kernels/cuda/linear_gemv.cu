@@ -4,7 +4,6 @@
 //   LinearPath::GemvWarpRow, Auto at T = 1 for BF16 / FP8 / small NVFP4 (prefer_rows), or x too
 //   large for shared memory: one warp per output row on the CUDA cores (gemv_row), kWarps rows
 //   per block.
-#include <atomic>
 #include <string>
 #include <type_traits>
 
@@ -167,25 +166,6 @@ int resident_blocks(const void* kernel, int threads, int64_t smem) {
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, static_cast<size_t>(smem)) != cudaSuccess)
     return 1;
   return n < 1 ? 1 : n;
-}
-
-DeviceLimits device_limits() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> sms_cache[kMaxDevices], optin_cache[kMaxDevices], major_cache[kMaxDevices];
-  int dev = 0;
-  require(cudaGetDevice(&dev) == cudaSuccess && dev >= 0 && dev < kMaxDevices, "linear_gemv: no current device");
-  DeviceLimits d{sms_cache[dev].load(std::memory_order_relaxed), optin_cache[dev].load(std::memory_order_relaxed),
-                 major_cache[dev].load(std::memory_order_relaxed)};
-  if (d.sms == 0 || d.smem_optin == 0 || d.cc_major == 0) {  // racing initializations store the same values
-    require(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
-                cudaDeviceGetAttribute(&d.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
-                cudaDeviceGetAttribute(&d.cc_major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess,
-            "linear_gemv: device attributes unavailable");
-    major_cache[dev].store(d.cc_major, std::memory_order_relaxed);
-    optin_cache[dev].store(d.smem_optin, std::memory_order_relaxed);
-    sms_cache[dev].store(d.sms, std::memory_order_relaxed);
-  }
-  return d;
 }
 
 bool launch_linear_gemv_group(const LinearCudaArgs* parts, int n, cudaStream_t stream) {

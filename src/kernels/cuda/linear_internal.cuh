@@ -2,6 +2,7 @@
 // Launchers shared between linear.cu (dispatch) and the GEMV / GEMM / routed-expert files.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/device_limits.cuh"
 #include "kernels/linear_cuda.h"
 #include "kernels/moe_cuda.h"
 
@@ -46,14 +47,6 @@ ExpertBuckets expert_buckets_in_workspace(const ExpertGemvArgs& a);
 // shared memory (in > ~14000), where the per-pair kernels must run instead.
 bool launch_expert_batch(const ExpertGemvArgs& a, cudaStream_t stream);
 
-// The current device's multiprocessor count and per-block shared-memory opt-in limit (bytes),
-// read once per device.
-struct DeviceLimits {
-  int sms = 0;
-  int smem_optin = 0;
-  int cc_major = 0;  // compute capability major (9: Hopper, 12: GB10)
-};
-DeviceLimits device_limits();
 
 // Blocks of `kernel` (threads per block, dynamic shared memory bytes) resident per SM (>= 1);
 // raises the kernel's dynamic shared-memory limit to `smem` when needed.
