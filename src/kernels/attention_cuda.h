@@ -83,8 +83,8 @@ struct PagedAttentionArgs {
   // differ from the CUDA-core kernel's by the BF16 rounding of the probabilities in P V.
   int tensor_cores = -1;
   // With tensor_cores and FP8 K/V: convert the E4M3 bytes in registers into f16 mma operands (Q
-  // and P in f16; attention_mma.cuh) instead of into BF16 tiles in shared memory. -1 =
-  // NEMOTRON_DECODE_FP8=direct (A/B runs; the BF16 tiles otherwise, until measured), 0 = off, 1 = on.
+  // and P in f16; attention_mma.cuh) instead of into BF16 tiles in shared memory. -1 = on unless
+  // NEMOTRON_DECODE_FP8=tiles (A/B runs), 0 = off, 1 = on.
   int fp8_direct = -1;
 };
 void paged_attention_cuda(const PagedAttentionArgs& args, cudaStream_t stream);

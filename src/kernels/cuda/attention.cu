@@ -414,7 +414,7 @@ void paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream) {
   }
   const bool fp8 = c.dtype == KvDType::FP8_E4M3;
   static const bool env_tensor_cores = !env_equals("NEMOTRON_DECODE_ATTENTION", "cuda-core");
-  static const bool env_fp8_direct = env_equals("NEMOTRON_DECODE_FP8", "direct");
+  static const bool env_fp8_direct = !env_equals("NEMOTRON_DECODE_FP8", "tiles");
   const bool fp8_direct = fp8 && (a.fp8_direct == 1 || (a.fp8_direct < 0 && env_fp8_direct));
   const bool tensor_cores = (a.tensor_cores == 1 || (a.tensor_cores < 0 && env_tensor_cores)) &&
                             cuda::decode_tensor_cores_supported(p.D, p.HG, fp8, fp8_direct);

@@ -16,7 +16,7 @@
 //     PV      O = O * 2^(m_old - m_new) + P V, P rounded to BF16 (the A operand from the score
 //             registers), V fragments by ldmatrix.trans
 //   FP8 K/V take one of two paths: converted exactly to BF16 in the warp's own tile (above), or
-//   (KvPath::Fp8Direct, NEMOTRON_DECODE_FP8=direct until measured) converted in registers into
+//   (KvPath::Fp8Direct, the default; NEMOTRON_DECODE_FP8=tiles for the other) converted in registers into
 //   the B operands of f16 mmas, with Q in f16 and P in f16 (attention_mma.cuh: the d
 //   permutations that make a lane's bytes contiguous; O is written back unpermuted).
 //   Then the four warps' (m, l, O) are merged through shared memory (in warp order) into the

@@ -149,7 +149,7 @@ __device__ __forceinline__ void pv_kstep(float (&o)[DT][4], const float (&s)[NT]
   }
 }
 
-// ---- FP8 K/V straight into f16 mmas (attention_decode.cu, NEMOTRON_DECODE_FP8=direct) ----
+// ---- FP8 K/V straight into f16 mmas (attention_decode.cu, the default for FP8 K/V) ----
 // E4M3 values are exact in f16, so the K and V bytes are converted in registers (one cvt per
 // pair) into the B operands of m16n8k16 f16 mmas, without a converted tile in shared memory.
 // Two index permutations make every lane's bytes contiguous:
