@@ -28,6 +28,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int64_t kBatchProfileSteps = 4;  // --profile --batch: eager steps profiled at the largest B
+constexpr int64_t kMixedSteps = 8;         // --mixed-prompt: steps timed per (B, P)
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // "0,4096,32768" -> values; "" or "none" -> no values (that section is skipped).
@@ -44,7 +45,8 @@ int run_bench(int argc, char** argv) {
   CLI::App app{"Benchmark decode on the GPU: single-stream at several context depths, prefill and time to first "
                "token, and (--batch) decode steps of B sequences at once; reports achieved GB/s from the engine's "
                "bytes per token or step and % of the copy bandwidth measured in the same run."};
-  std::string model_dir, depths_text = "0,4096,32768", prefill_text = "512,2048,8192", batch_text, json_out;
+  std::string model_dir, depths_text = "0,4096,32768", prefill_text = "512,2048,8192", batch_text, mixed_text,
+      json_out;
   int64_t decode_tokens = 64, chunk = 2048, batch_prompt = 128, batch_steps = 32, batch_warmup = 3;
   bool eager = true, profile = false, depth_walk = false;
   app.add_option("--model", model_dir, "Model directory")->required();
@@ -61,6 +63,10 @@ int run_bench(int argc, char** argv) {
   app.add_option("--batch", batch_text,
                  "Batch sizes B for batched decode, comma-separated (e.g. 1,2,4,8,16,32,64): B sequences, each "
                  "prefilled with its own --batch-prompt tokens, then timed greedy steps of one token each");
+  app.add_option("--mixed-prompt", mixed_text,
+                 "With --batch: prompt rows P, comma-separated, of a new sequence added to each of "
+                 + std::to_string(kMixedSteps) + " more steps beside the B decode rows (as a server's steps that "
+                 "prefill while others decode); prints the mixed step's time next to the decode step's");
   app.add_option("--batch-prompt", batch_prompt, "Prompt tokens of each batched sequence")->check(CLI::PositiveNumber);
   app.add_option("--batch-steps", batch_steps, "Decode steps timed per batch size")->check(CLI::PositiveNumber);
   app.add_option("--batch-warmup", batch_warmup,
@@ -133,6 +139,12 @@ int run_bench(int argc, char** argv) {
   if (max_of(batches) > chunk)
     throw Error("--batch: batch size " + std::to_string(max_of(batches)) + " exceeds --chunk " + std::to_string(chunk) +
                 " (the rows of one step)");
+  const std::vector<int64_t> mixed = parse_list(mixed_text, "--mixed-prompt");
+  if (!mixed.empty() && batches.empty()) throw Error("--mixed-prompt needs --batch (the decode rows beside the prompt)");
+  for (int64_t p : mixed)
+    if (p < 1 || max_of(batches) + p > chunk)
+      throw Error("--mixed-prompt: " + std::to_string(p) + " prompt rows beside " + std::to_string(max_of(batches)) +
+                  " decode rows must be at least 1 and fit --chunk " + std::to_string(chunk));
 
   kernels::DeviceInfo dev;
   std::string err;
@@ -151,9 +163,13 @@ int run_bench(int argc, char** argv) {
   model::CudaModelOptions o;
   // One slot per batched sequence; KV for the deepest single stream or for every batched
   // sequence's prompt + warm-up + timed steps + the routing-count step (plus a page each).
-  o.max_seqs = static_cast<int>(std::max<int64_t>(1, max_of(batches)));
+  // --mixed-prompt: one more slot, a fresh sequence of P rows per mixed step, and the batched
+  // sequences' mixed and profiled steps.
+  o.max_seqs = static_cast<int>(std::max<int64_t>(1, max_of(batches)) + (mixed.empty() ? 0 : 1));
   o.max_step_tokens = chunk;
-  const int64_t batch_kv = max_of(batches) * (batch_prompt + batch_warmup + batch_steps + 1 + 16);
+  const int64_t extra_steps = 1 + kBatchProfileSteps + (kMixedSteps + 1) * static_cast<int64_t>(mixed.size());
+  const int64_t batch_kv = max_of(batches) * (batch_prompt + batch_warmup + batch_steps + extra_steps + 16) +
+                           max_of(mixed) + 64;
   o.kv_tokens = std::max({max_of(depths) + 2 * decode_tokens + 2, max_of(prefills), batch_kv}) + 64;
   o.ssm_state = ssm;
   o.kv_fp8 = kv_fp8;
@@ -176,6 +192,7 @@ int run_bench(int argc, char** argv) {
                    {"chunk", chunk},              {"eager", eager},
                    {"batch", batches},            {"batch_prompt", batch_prompt},
                    {"batch_steps", batch_steps},  {"batch_warmup", batch_warmup},
+                   {"mixed_prompt", mixed},
                    {"max_seqs", o.max_seqs},      {"kv_tokens", o.kv_tokens},
                    {"mamba_ssm_cache_dtype", kernels::state_dtype_name(ssm.dtype)},
                    {"mamba_ssm_rounding", ssm.stochastic ? "stochastic" : "nearest"},
@@ -301,6 +318,12 @@ int run_bench(int argc, char** argv) {
   };
   j["profile"] = Json::array();
   std::vector<model::CudaModel::OpTime> batch_profile;  // --profile: eager steps at the largest B
+  std::vector<model::CudaModel::OpTime> mixed_profile;  // --profile --mixed-prompt: at the largest B, first P
+  struct MixedRow {
+    int64_t B, P;
+    double decode_ms, mixed_ms, mixed_max_ms;
+  };
+  std::vector<MixedRow> mixed_rows;
 
   // Batched decode: B sequences, each prefilled with its own prompt (distinct ids, so routing
   // differs), packed into steps of up to --chunk rows; then greedy steps of B single-token
@@ -372,6 +395,36 @@ int run_bench(int argc, char** argv) {
       gpu.set_profiling(false);
       batch_profile = gpu.profile();
     }
+    // Mixed steps: the B decode rows plus the first P rows of a new sequence (a fresh slot
+    // each step, so every step's prompt rows start at position 0), timed one by one.
+    for (int64_t P : mixed) {
+      const auto ids = synthetic_ids(P, V, static_cast<uint32_t>(104729 + P));
+      auto mixed_step = [&] {
+        const int extra = gpu.acquire_slot();
+        std::vector<model::CudaChunk> ms = step;
+        ms.push_back({extra, ids.data(), P, false});
+        const auto t1 = Clock::now();
+        const auto next = gpu.forward_greedy(ms);
+        const double dt = seconds_since(t1);
+        std::copy(next.begin(), next.begin() + B, toks.begin());
+        gpu.release_slot(extra);
+        return dt;
+      };
+      mixed_step();  // first use of this shape: kernels' first launches, workspaces
+      double sum = 0, worst = 0;
+      for (int64_t i = 0; i < kMixedSteps; ++i) {
+        const double dt = mixed_step();
+        sum += dt;
+        worst = std::max(worst, dt);
+      }
+      mixed_rows.push_back({B, P, 1e3 * s / static_cast<double>(batch_steps), 1e3 * sum / kMixedSteps, 1e3 * worst});
+      if (profile && B == batches.back() && P == mixed.front()) {
+        gpu.set_profiling(true);
+        mixed_step();
+        gpu.set_profiling(false);
+        mixed_profile = gpu.profile();
+      }
+    }
     for (int slot : slots) gpu.release_slot(slot);
 
     const double step_s = s / static_cast<double>(batch_steps);
@@ -406,9 +459,31 @@ int run_bench(int argc, char** argv) {
                           {"pct_copy", 100.0 * gbps / copy_gbps}});
   }
 
+  j["mixed"] = Json::array();
+  if (!mixed_rows.empty())
+    std::printf("\nmixed steps: B decode rows + P prompt rows of a new sequence (eager), %lld steps timed each\n"
+                "%6s %6s %14s %13s %13s %12s %14s\n",
+                static_cast<long long>(kMixedSteps), "B", "P", "decode step ms", "mixed ms", "mixed max ms",
+                "vs decode", "prompt tok/s");
+  for (const auto& r : mixed_rows) {
+    // The prompt rows' cost: the mixed step's time beyond the decode step's.
+    const double extra_ms = r.mixed_ms - r.decode_ms;
+    std::printf("%6lld %6lld %14.3f %13.3f %13.3f %11.2fx %14.0f\n", static_cast<long long>(r.B),
+                static_cast<long long>(r.P), r.decode_ms, r.mixed_ms, r.mixed_max_ms, r.mixed_ms / r.decode_ms,
+                extra_ms > 0 ? static_cast<double>(r.P) / (extra_ms * 1e-3) : 0.0);
+    j["mixed"].push_back({{"batch", r.B},
+                          {"prompt_rows", r.P},
+                          {"decode_step_ms", r.decode_ms},
+                          {"mixed_step_ms", r.mixed_ms},
+                          {"mixed_step_max_ms", r.mixed_max_ms}});
+  }
   if (!batch_profile.empty())
     print_profile(("profile: eager decode step of " + std::to_string(batches.back()) + " rows").c_str(),
                   kBatchProfileSteps, batch_profile);
+  if (!mixed_profile.empty())
+    print_profile(("profile: mixed step of " + std::to_string(batches.back()) + " decode rows + " +
+                   std::to_string(mixed.front()) + " prompt rows").c_str(),
+                  1, mixed_profile);
   if (profile) {
     if (!prefills.empty()) {
       const int slot = gpu.acquire_slot();
