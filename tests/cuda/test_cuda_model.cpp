@@ -62,6 +62,15 @@ class CudaModelTest : public ::testing::TestWithParam<std::string> {
     return all;
   }
 
+  // A sequence's logits (every row of `ids`) from a batched run and alone: equal within
+  // kSelfRelTol where both took the same experts, else each close to the CPU reference forced
+  // to its own routes (a batch changes the step's row count, so the linears' path, so a
+  // router near-tie may break the other way).
+  void expect_batch_equals_alone(nemotron::testing::Lockstep& ls, int i, const std::vector<int32_t>& ids,
+                                 const std::vector<float>& batch, const std::vector<float>& alone,
+                                 const std::vector<std::vector<int32_t>>& batch_routes,
+                                 const std::vector<std::vector<int32_t>>& alone_routes);
+
   std::unique_ptr<Model> model_;
   std::unique_ptr<CudaModel> gpu_;
   std::unique_ptr<Expected> ex_;
@@ -85,6 +94,29 @@ void report_fixture(const char* what, bool assert_close, const std::vector<float
   const auto a = top1(got, ref, V, 0.1f);
   std::printf("[ %s ] (unforced, MoE) rel_err=%.4g top1 %d/%d\n", what, rel_err(got.data(), ref.data(), ref.size()),
               a.agree, a.compared);
+}
+
+void CudaModelTest::expect_batch_equals_alone(Lockstep& ls, int i, const std::vector<int32_t>& ids,
+                                              const std::vector<float>& batch, const std::vector<float>& alone,
+                                              const std::vector<std::vector<int32_t>>& batch_routes,
+                                              const std::vector<std::vector<int32_t>>& alone_routes) {
+  ASSERT_EQ(batch.size(), alone.size()) << "sequence " << i;
+  const double e = rel_err(batch.data(), alone.data(), alone.size());
+  const bool same_routes = alone_routes == batch_routes;
+  std::printf("[ %s ] batch seq %d vs alone rel=%.4g, routes %s\n", GetParam().c_str(), i, e,
+              same_routes ? "alike" : "differ");
+  if (same_routes) {
+    EXPECT_LE(e, kSelfRelTol) << "sequence " << i;
+    return;
+  }
+  const std::string tag = GetParam() + " seq " + std::to_string(i);
+  const auto T = static_cast<int64_t>(ids.size());
+  auto st = ls.cpu().new_state();
+  expect_close((tag + " batch vs CPU on its routes").c_str(), batch, ls.cpu_on(batch_routes, st, ids.data(), T, true).logits,
+               V());
+  auto st2 = ls.cpu().new_state();
+  expect_close((tag + " alone vs CPU on its routes").c_str(), alone, ls.cpu_on(alone_routes, st2, ids.data(), T, true).logits,
+               V());
 }
 
 TEST_P(CudaModelTest, PrefillLogitsMatchReference) {
@@ -240,27 +272,65 @@ TEST_P(CudaModelTest, MixedBatchEqualsEachAlone) {
   }
   first[0].insert(first[0].end(), mixed[0].begin(), mixed[0].end());
   mixed[0] = first[0];
-  for (int i = 0; i < n; ++i) {
-    const double e = rel_err(mixed[i].data(), alone[i].data(), alone[i].size());
-    const bool same_routes = alone_routes[i] == batch_routes[i];
-    std::printf("[ %s ] batch seq %d vs alone rel=%.4g, routes %s\n", GetParam().c_str(), i, e,
-                same_routes ? "alike" : "differ");
-    if (same_routes) {
-      EXPECT_LE(e, kSelfRelTol) << "sequence " << i;
-      continue;
-    }
-    const std::string tag = GetParam() + " seq " + std::to_string(i);
-    const auto T = static_cast<int64_t>(ps[i].size());
-    auto st = ls.cpu().new_state();
-    expect_close((tag + " batch vs CPU on its routes").c_str(), mixed[i],
-                 ls.cpu_on(batch_routes[i], st, ps[i].data(), T, true).logits, V());
-    auto st2 = ls.cpu().new_state();
-    expect_close((tag + " alone vs CPU on its routes").c_str(), alone[i],
-                 ls.cpu_on(alone_routes[i], st2, ps[i].data(), T, true).logits, V());
-  }
+  for (int i = 0; i < n; ++i)
+    expect_batch_equals_alone(ls, i, ps[i], mixed[i], alone[i], batch_routes[i], alone_routes[i]);
   for (int s : slots) gpu_->release_slot(s);
   ls.stats.print((GetParam() + " mixed batch").c_str());
   ls.stats.expect_legitimate("mixed batch");
+}
+
+// A server's mixed step: sequences 0 and 1 decode (their last prompt token, single-row chunks
+// at the front of the step: the fused Mamba decode kernel), sequence 2 prefills its whole
+// prompt beside them, and sequence 3, a one-token prompt after it, is a single-row chunk that
+// is not at the front (the varlen conv and scan). Each equals the same sequence alone.
+TEST_P(CudaModelTest, DecodeRowsBesideAPromptEqualEachAlone) {
+  const int np = ex_->num_prompts();
+  const int64_t k = std::max<int64_t>(1, model_->config.num_experts_per_tok);
+  Lockstep ls(*model_, *gpu_);
+  std::vector<std::vector<int32_t>> ps = {prompt(0), prompt(1 % np), prompt(2 % np), {prompt(0)[0]}};
+  const std::vector<int64_t> prefix = {static_cast<int64_t>(ps[0].size()) - 1,
+                                       static_cast<int64_t>(ps[1].size()) - 1, 0, 0};
+  ASSERT_GE(prefix[0], 1);
+  ASSERT_GE(prefix[1], 1);
+  const int n = static_cast<int>(ps.size());
+  std::vector<std::vector<float>> alone(n), batch(n);
+  std::vector<std::vector<std::vector<int32_t>>> alone_routes(n), batch_routes(n);
+  // Each alone: its prefix (if any) in one call, then the rest in another.
+  for (int i = 0; i < n; ++i) {
+    const int slot = gpu_->acquire_slot();
+    const auto T = static_cast<int64_t>(ps[i].size());
+    for (const auto& [s, len] : {std::pair{int64_t{0}, prefix[i]}, std::pair{prefix[i], T - prefix[i]}}) {
+      if (len == 0) continue;
+      auto r = gpu_->forward({{slot, ps[i].data() + s, len, true}});
+      alone[i].insert(alone[i].end(), r[0].begin(), r[0].end());
+      gather_routes(*gpu_, 0, len, k, alone_routes[i]);
+    }
+    gpu_->release_slot(slot);
+  }
+  // Batched: the same prefixes, then one step of every sequence's rest.
+  std::vector<int> slots;
+  std::vector<CudaChunk> step;
+  for (int i = 0; i < n; ++i) {
+    slots.push_back(gpu_->acquire_slot());
+    if (prefix[i] > 0) {
+      auto r = gpu_->forward({{slots[i], ps[i].data(), prefix[i], true}});
+      batch[i] = r[0];
+      gather_routes(*gpu_, 0, prefix[i], k, batch_routes[i]);
+    }
+    step.push_back({slots[i], ps[i].data() + prefix[i], static_cast<int64_t>(ps[i].size()) - prefix[i], true});
+  }
+  auto mixed = gpu_->forward(step);
+  int64_t row0 = 0;
+  for (int i = 0; i < n; ++i) {
+    gather_routes(*gpu_, row0, step[static_cast<std::size_t>(i)].T, k, batch_routes[i]);
+    row0 += step[static_cast<std::size_t>(i)].T;
+    batch[i].insert(batch[i].end(), mixed[i].begin(), mixed[i].end());
+  }
+  for (int i = 0; i < n; ++i)
+    expect_batch_equals_alone(ls, i, ps[i], batch[i], alone[i], batch_routes[i], alone_routes[i]);
+  for (int s : slots) gpu_->release_slot(s);
+  ls.stats.print((GetParam() + " decode rows beside a prompt").c_str());
+  ls.stats.expect_legitimate("decode rows beside a prompt");
 }
 
 TEST_P(CudaModelTest, MatchesCpuReferenceOnAFreshPrompt) {

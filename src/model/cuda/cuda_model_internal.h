@@ -193,6 +193,9 @@ struct CudaModel::Impl : cuda_detail::DeviceBuffers {
   // Last call: rows, and (when recording) the routing of every MoE block it ran:
   // route_log [blocks, max_step_tokens, k] on the device, route_rows[block] rows kept.
   int64_t last_rows = 0;
+  // The step's leading single-row chunks (prepare_step): rows [0, lead_single) are one
+  // sequence each, d_slots[i] row i's slot; mamba_block runs them on the fused decode kernel.
+  int64_t lead_single = 0;
   // The step's chunks of at least kAttentionRunRows rows (prepare_step): their attention runs
   // on the tensor-core kernel (paged_attention_runs_cuda), the other rows on paged_attention_cuda.
   static constexpr int64_t kAttentionRunRows = 32;

@@ -104,6 +104,8 @@ int64_t CudaModel::Impl::prepare_step(Stack& st, const std::vector<StepChunk>& c
   d_mark_seq = marks ? d_slots + B : d_query_seq;
   L = nlogit;
   last_rows = R;
+  lead_single = 0;
+  while (lead_single < B && chunks[static_cast<std::size_t>(lead_single)].T == 1) ++lead_single;
   std::fill(route_rows.begin(), route_rows.end(), 0);
   return R;
 }
