@@ -287,11 +287,15 @@ TEST_P(CudaModelTest, DecodeRowsBesideAPromptEqualEachAlone) {
   const int np = ex_->num_prompts();
   const int64_t k = std::max<int64_t>(1, model_->config.num_experts_per_tok);
   Lockstep ls(*model_, *gpu_);
-  std::vector<std::vector<int32_t>> ps = {prompt(0), prompt(1 % np), prompt(2 % np), {prompt(0)[0]}};
+  // The decoding pair: the first two prompts of at least two tokens (one twice where only one is).
+  std::vector<int> longer;
+  for (int i = 0; i < np; ++i)
+    if (prompt(i).size() >= 2) longer.push_back(i);
+  ASSERT_FALSE(longer.empty()) << "no fixture prompt of two tokens or more";
+  const int d0 = longer[0], d1 = longer.size() > 1 ? longer[1] : longer[0];
+  std::vector<std::vector<int32_t>> ps = {prompt(d0), prompt(d1), prompt(2 % np), {prompt(0)[0]}};
   const std::vector<int64_t> prefix = {static_cast<int64_t>(ps[0].size()) - 1,
                                        static_cast<int64_t>(ps[1].size()) - 1, 0, 0};
-  ASSERT_GE(prefix[0], 1);
-  ASSERT_GE(prefix[1], 1);
   const int n = static_cast<int>(ps.size());
   std::vector<std::vector<float>> alone(n), batch(n);
   std::vector<std::vector<std::vector<int32_t>>> alone_routes(n), batch_routes(n);
