@@ -9,7 +9,7 @@
 //      = expert_gemv_cuda with a workspace (auto row tile; also forced 64 / 128), "gemv" =
 //      expert_gemv_cuda without a workspace (one pass over the expert per pair); cuBLAS = one
 //      dense [T*k, out, in] GEMM (the same FLOPs, no routing). Every expert has its own copy.
-//   3. the GEMV / batch / grouped crossover on the Nano up projection (NVFP4), T*k = 48 .. 6144
+//   3. the GEMV / batch / grouped crossover on the Nano up projection (NVFP4), T*k = 48 .. 3072
 //      (kExpertGroupedMinPairsPerExpert: the batch path hands over to the grouped GEMM at
 //      T*k >= 12 E = 1536 pairs, T = 256).
 // Times: CUDA graphs of `launches` calls, median of 9 replays (bench_util.h). Weights of the
@@ -210,10 +210,9 @@ void bench_experts(bool quick, cublasHandle_t cb, cudaStream_t st) {
 void bench_crossover(cudaStream_t st) {
   constexpr int64_t E = 128, k = 6, I = 1856, H = 2688;
   std::printf("## GEMV vs batch vs grouped, Nano up projection NVFP4 (us per call; auto = expert_gemv_cuda with a "
-              "workspace; batch 8 / 16 = the warp-per-tile batch path at 8 or 16 pairs per pass)\n\n"
-              "| T | T*k | gemv | batch 8 | batch 16 | grouped | auto |\n|---|---|---|---|---|---|---|\n");
+              "workspace)\n\n| T | T*k | gemv | batch | grouped | auto |\n|---|---|---|---|---|---|\n");
   ExpertSet ex(WeightFormat::NVFP4, E, I, H);
-  for (int64_t T : {8, 11, 16, 32, 64, 128, 192, 256, 384, 512, 768, 1024}) {
+  for (int64_t T : {8, 11, 16, 32, 64, 128, 192, 256, 384, 512}) {
     const auto ids = random_ids(T * k, E, 5 + static_cast<uint64_t>(T));
     DevMem did(ids.data(), ids.size() * 4);
     const auto x = random_x(T * H);
@@ -232,17 +231,12 @@ void bench_crossover(cudaStream_t st) {
     a.workspace = ws.p;
     a.workspace_bytes = wsb;
     const double grp = nemotron::bench::median_launch_ms(st, 20, [&](int) { nk::cuda::launch_expert_grouped(a, st, 0); });
-    double bat[2];
-    for (int i = 0; i < 2; ++i) {
-      a.batch_group = 8 << i;
-      bat[i] = nemotron::bench::median_launch_ms(st, 20, [&](int) {
-        if (!nk::cuda::launch_expert_batch(a, st)) throw std::runtime_error("the batch path declined");
-      });
-    }
-    a.batch_group = 0;
+    const double bat = nemotron::bench::median_launch_ms(st, 20, [&](int) {
+      if (!nk::cuda::launch_expert_batch(a, st)) throw std::runtime_error("the batch path declined");
+    });
     const double aut = nemotron::bench::median_launch_ms(st, 20, [&](int) { nk::expert_gemv_cuda(a, st); });
-    std::printf("| %lld | %lld | %.1f | %.1f | %.1f | %.1f | %.1f |\n", static_cast<long long>(T),
-                static_cast<long long>(T * k), gemv * 1e3, bat[0] * 1e3, bat[1] * 1e3, grp * 1e3, aut * 1e3);
+    std::printf("| %lld | %lld | %.1f | %.1f | %.1f | %.1f |\n", static_cast<long long>(T), static_cast<long long>(T * k),
+                gemv * 1e3, bat * 1e3, grp * 1e3, aut * 1e3);
     std::fflush(stdout);
   }
   std::printf("\n");

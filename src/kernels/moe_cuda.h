@@ -68,11 +68,6 @@ struct ExpertTable {
 // from T = 4 (Nano: ~1.6 of 24 pairs shared; Super: ~5.5 of 88) the saving pays for it. A
 // guess from that estimate, to be measured (bench_gemv_cuda's routed-expert table, T = 2, 4).
 inline constexpr int64_t kExpertBatchMinRows = 4;
-// The batch path's warp-per-tile layout takes 16 pairs per pass instead of 8 from this many
-// pairs per expert on average (T*k >= 8 E; Nano: T >= 171 rows, a server's step of 64 decode
-// rows beside a 128-token prompt): an expert's weights are then decoded once for up to 16 of
-// its pairs instead of once per 8. A guess, to be measured (bench_gemm_cuda's crossover table).
-inline constexpr int64_t kExpertBatchWideMinPairsPerExpert = 8;
 // The grouped GEMM from T*k >= kExpertGroupedMinPairs pairs and kExpertGroupedMinPairsPerExpert
 // pairs per expert on average: the batch path re-streams an expert's tile per 8 of its pairs
 // and runs its mmas at N = 8, the grouped GEMM reads it once per 64-128 pairs at a fixed cost
@@ -133,10 +128,6 @@ struct ExpertGemvArgs {
   // every warp owns one 16-row tile over the whole K (moe_batch.cu).
   enum class BatchLayout { Auto, SplitK, WarpTile };
   BatchLayout batch_layout = BatchLayout::Auto;
-  // The warp-per-tile layout's pairs per pass (x rows staged at once; each decoded weight
-  // fragment is multiplied with all of them): 0 = by size (NEMOTRON_EXPERT_BATCH_GROUP when
-  // set), else 8 or 16 (tests, benches).
-  int batch_group = 0;
   // true: `ids` were complete before the previous kernel on the stream started (the down
   // projection after the up projection's expert_gemv_cuda call on the same ids: every expert
   // kernel triggers its dependents only after its own wait), so the per-pair tensor-core path

@@ -56,7 +56,6 @@ struct Case {
   uint64_t seed = 1;
   int tiles_per_block = 0;   // the batch path's (0: by size)
   kernels::ExpertGemvArgs::BatchLayout layout = kernels::ExpertGemvArgs::BatchLayout::SplitK;
-  int group = 0;             // the warp-per-tile layout's pairs per pass (0: by size)
 };
 constexpr auto kWarpTile = kernels::ExpertGemvArgs::BatchLayout::WarpTile;
 
@@ -107,7 +106,6 @@ std::vector<uint16_t> run(const Case& c, const Experts& ex, const std::vector<in
   a.y = dy.get();
   a.tiles_per_block = c.tiles_per_block;
   a.batch_layout = c.layout;
-  a.batch_group = c.group;
   if (via != Via::PerPair) {
     a.workspace = ws.get();
     a.workspace_bytes = ws_bytes;
@@ -129,7 +127,7 @@ std::string case_name(const Case& c) {
          "] E=" + std::to_string(c.E) + " T=" + std::to_string(c.T) + " k=" + std::to_string(c.k) +
          (c.per_slot ? " per-slot" : "") + (c.relu2 ? " relu2" : "") + routing + (c.bad_ids ? " bad-ids" : "") +
          (c.tiles_per_block ? " tiles/block=" + std::to_string(c.tiles_per_block) : "") +
-         (c.layout == kWarpTile ? " warp-per-tile" : "") + (c.group ? " group=" + std::to_string(c.group) : "");
+         (c.layout == kWarpTile ? " warp-per-tile" : "");
 }
 
 bool is_bad(const Case& c, int32_t id) { return id < 0 || id >= c.E; }
@@ -324,38 +322,6 @@ TEST(MoeBatch, EveryFormatRaggedShapes) {
       w.layout = kWarpTile;
       check(w, *ex);
     }
-  }
-}
-
-// The warp-per-tile layout with 16 pairs per pass (two mma columns of 8 per decoded weight
-// fragment) against the CPU, and bit for bit against 8 per pass (each pair's column sums the
-// same K in the same order): Nano's experts at a server's mixed-step size (T = 192: ~9 pairs
-// per expert, the size where the dispatcher takes 16) and skewed (a hot expert of 64 pairs: 4
-// passes of 16), every format on ragged shapes (partial groups, out % 16 != 0).
-TEST(MoeBatch, SixteenPairsPerPassEqualEight) {
-  ASSERT_TRUE(have_device());
-  uint64_t seed = 900;
-  std::vector<Case> cases = {
-      {WeightFormat::NVFP4, 128, 1856, 2688, 192, 6, false, true, Routing::Spread, true, false, seed++},
-      {WeightFormat::NVFP4, 128, 2688, 1856, 192, 6, true, false, Routing::Repeats, false, false, seed++},
-      {WeightFormat::NVFP4, 128, 1856, 2688, 64, 6, false, true, Routing::Skewed, false, false, seed++},
-  };
-  for (auto f : {WeightFormat::Dense, WeightFormat::FP8, WeightFormat::NVFP4}) {
-    cases.push_back({f, 7, 37, 224, 40, 3, false, true, Routing::Skewed, true, false, seed++});
-    cases.push_back({f, 16, 300, 1856, 64, 6, true, false, Routing::Spread, false, false, seed++});
-  }
-  for (Case c : cases) {
-    c.layout = kWarpTile;
-    const auto ex = experts_for(c);
-    c.group = 16;
-    check(c, *ex);
-    const auto ids = make_ids(c);
-    Rng rng(c.seed + 3);
-    const auto xb = rng.bf16(static_cast<std::size_t>((c.per_slot ? c.T * c.k : c.T) * c.in), 1.0f, nullptr);
-    const auto wide = run(c, *ex, ids, xb, Via::Batch);
-    c.group = 8;
-    const auto narrow = run(c, *ex, ids, xb, Via::Batch);
-    EXPECT_TRUE(wide == narrow) << case_name(c) << ": 16 pairs per pass differ from 8";
   }
 }
 

@@ -164,17 +164,15 @@ __device__ __forceinline__ void stage_x(const uint16_t* __restrict__ x, int T, i
   stage_x_rows<F>([&](int n) { return x + static_cast<int64_t>(n) * in; }, T, in, xs);
 }
 
-// One warp's share of a 16-row tile against NT groups of 8 staged x rows (tokens 8 nt ..
-// 8 nt + 7 as the mma's N; each weight fragment is decoded once for all NT of them):
-// super-steps warp, warp + nwarps, ... Returns the fp32 partial sums acc[nt][j] of lane 4g+t:
-// j = 0, 1: row g, tokens 8 nt + 2t, 8 nt + 2t + 1; j = 2, 3: row g+8. Rows past `out` are
-// clamped (read, never stored); chunks past `in` count as zeros. `stage()` (all threads: x
-// into shared memory, then a barrier) runs after the warp's first weight loads are issued, so
-// that staging overlaps their latency.
-template <WeightFormat F, int NT, class Stage>
-__device__ __forceinline__ void mma_tile_n(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
-                                           int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
-                                           Stage&& stage, float (&acc)[NT][4]) {
+// One warp's share of a 16-row tile: super-steps warp, warp + nwarps, ... Returns the fp32
+// partial sums acc[j] of lane 4g+t: j = 0, 1: row g, tokens 2t, 2t+1; j = 2, 3: row g+8.
+// Rows past `out` are clamped (read, never stored); chunks past `in` count as zeros.
+// `stage()` (all threads: x into shared memory, then a barrier) runs after the warp's first
+// weight loads are issued, so that staging overlaps their latency.
+template <WeightFormat F, class Stage>
+__device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
+                                         int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
+                                         Stage&& stage, float (&acc)[4]) {
   using D = MmaFmt<F>;
   constexpr int E = D::kE, U = E / 8;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -189,10 +187,10 @@ __device__ __forceinline__ void mma_tile_n(const uint8_t* __restrict__ wdata, co
     sa = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(ra) * (in / 16));
     sc = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(rc) * (in / 16));
   }
+  const bool has_b = g < T;
+  const uint4* xrow = xs + g * stride;
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[nt][j] = 0.0f;
+  for (int j = 0; j < 4; ++j) acc[j] = 0.0f;
 
   // Two register buffers of kAhead super-steps: the loads of the next batch are in flight
   // while the current one is decoded and multiplied.
@@ -222,32 +220,24 @@ __device__ __forceinline__ void mma_tile_n(const uint8_t* __restrict__ wdata, co
       uint32_t sca[2] = {0, 0}, scc[2] = {0, 0};
       D::prep_scale(qa[i], sca);
       D::prep_scale(qc[i], scc);
-      float part[NT][4];
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) part[nt][j] = 0.0f;
+      float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
       for (int w = 0; w < U; ++w) {
         uint32_t ra4[4], rc4[4];
         D::unit(va[i], sca, w, ra4);
         D::unit(vc[i], scc, w, rc4);
+        uint4 b = make_uint4(0, 0, 0, 0);
+        if (has_b && c < nchunk) {
+          const int u = c * U + w;
+          b = xrow[u ^ xs_swizzle<F>(g, u)];
+        }
         const uint32_t a0[4] = {ra4[0], rc4[0], ra4[1], rc4[1]};
         const uint32_t a1[4] = {ra4[2], rc4[2], ra4[3], rc4[3]};
-        const int u = c * U + w;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          const int n = 8 * nt + g;  // this lane's x row of group nt
-          uint4 b = make_uint4(0, 0, 0, 0);
-          if (n < T && c < nchunk) b = xs[n * stride + (u ^ xs_swizzle<F>(n, u))];
-          mma_bf16_16816(part[nt], a0, b.x, b.y);
-          mma_bf16_16816(part[nt], a1, b.z, b.w);
-        }
+        mma_bf16_16816(part, a0, b.x, b.y);
+        mma_bf16_16816(part, a1, b.z, b.w);
       }
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[nt][j] += part[nt][j];
+      for (int j = 0; j < 4; ++j) acc[j] += part[j];
     }
   };
   const int batch = nwarps * kAhead;
@@ -260,17 +250,6 @@ __device__ __forceinline__ void mma_tile_n(const uint8_t* __restrict__ wdata, co
     load(va0, vc0, qa0, qc0, s0 + 2 * batch);
     compute(va1, vc1, qa1, qc1, s0 + batch);
   }
-}
-
-// mma_tile_n against one group of up to 8 x rows: acc[j] as acc[0][j] there.
-template <WeightFormat F, class Stage>
-__device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
-                                         int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
-                                         Stage&& stage, float (&acc)[4]) {
-  float a[1][4];
-  mma_tile_n<F, 1>(wdata, wscale, in, out, row0, xs, T, warp, nwarps, static_cast<Stage&&>(stage), a);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) acc[j] = a[0][j];
 }
 
 // Adds the warps' partial sums in warp order (red: 4 * 32 floats per warp of shared memory)

@@ -56,9 +56,10 @@ constexpr int kStaticSmem = 2 * 2 * kGroup * 4;  // batch_kernel's xrow, yrow
 // All threads of the block: group g0 of the expert's bucket (its pairs [start + g0, start + g0 +
 // nr)): their x rows (the token's for up, the pair's for down) into shared memory, their x and y
 // row indices into xrow, yrow; a barrier before and after the staging.
-template <WeightFormat F, int G = kGroup>
+template <WeightFormat F>
 __device__ __forceinline__ void stage_group(const uint16_t* x, bool per_slot, int k, int in, const ExpertBuckets& b,
-                                            int first, int nr, int32_t (&xrow)[G], int32_t (&yrow)[G], uint4* smem) {
+                                            int first, int nr, int32_t (&xrow)[kGroup], int32_t (&yrow)[kGroup],
+                                            uint4* smem) {
   if (threadIdx.x < static_cast<unsigned>(nr)) {
     const int p = b.pairs[first + static_cast<int>(threadIdx.x)];
     xrow[threadIdx.x] = per_slot ? p : p / k;
@@ -122,17 +123,13 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvA
   }
 }
 
-// The warp-per-tile layout: warp w of block (i, j) owns tile W i + w of the j-th selected expert
-// and runs the whole K range itself (mma_tile_n with one warp), so a tile needs no cross-warp
-// reduction and no barrier, and each warp keeps its look-ahead loads in flight over the whole
-// row instead of a quarter of it. The block's W warps share the staged x rows of each group of
-// 8 NT pairs; each decoded weight fragment meets all of them (NT mma columns of 8), so an
-// expert with up to 8 NT pairs is decoded once. A warp past the last tile computes the last
-// tile again (its reads hit L2) and stores nothing: every warp must reach the staging barriers.
-// Shapes: NT = 1 with W = 4 (8 x rows of shared memory per block), or NT = 2 with W = 8 (16 x
-// rows, 86 KB at in = 2688: fewer blocks per SM, so more warps per block).
+// The warp-per-tile layout: warp w of block (i, j) owns tile kWarpTileWarps i + w of the j-th
+// selected expert and runs the whole K range itself (mma_tile with one warp), so a tile needs no
+// cross-warp reduction and no barrier, and each warp keeps its look-ahead loads in flight over
+// the whole row instead of a quarter of it. The block's warps share the staged x rows of each
+// group of 8 pairs. A warp past the last tile computes the last tile again (its reads hit L2)
+// and stores nothing: every warp must reach the staging barriers.
 constexpr int kWarpTileWarps = 4;
-constexpr int kWideGroups = 2, kWideWarps = 8;
 // Reused buckets (ExpertGemvArgs::reuse_buckets; `early`): the tables and the first weight
 // loads are read before the PDL wait (for x, the up projection's output); the NaN rows of the
 // pairs with a bad id, which the bucketing wrote into the previous call's output, are written
@@ -146,11 +143,10 @@ __device__ __forceinline__ void bad_id_rows(const ExpertGemvArgs& a) {
   }
 }
 
-template <WeightFormat F, int NT, int W>
-__global__ void __launch_bounds__(W * 32) batch_warp_kernel(ExpertGemvArgs a, ExpertBuckets b) {
-  constexpr int G = kGroup * NT;  // pairs per pass
+template <WeightFormat F>
+__global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertGemvArgs a, ExpertBuckets b) {
   extern __shared__ uint4 smem[];
-  __shared__ int32_t xrow[2][G], yrow[2][G];  // as in batch_kernel
+  __shared__ int32_t xrow[2][kGroup], yrow[2][kGroup];  // as in batch_kernel
   const bool early = a.reuse_buckets;
   auto wait = [] {
     pdl_wait();
@@ -170,7 +166,7 @@ __global__ void __launch_bounds__(W * 32) batch_warp_kernel(ExpertGemvArgs a, Ex
   const int r = (j + 1 < nexp ? next : bucketed) - start;
   const int in = static_cast<int>(a.w.in), out = static_cast<int>(a.w.out), k = static_cast<int>(a.k);
   const int tiles = (out + kTileRows - 1) / kTileRows;
-  const int lane = static_cast<int>(threadIdx.x & 31), tile = static_cast<int>(blockIdx.x) * W +
+  const int lane = static_cast<int>(threadIdx.x & 31), tile = static_cast<int>(blockIdx.x) * kWarpTileWarps +
                                                                  static_cast<int>(threadIdx.x >> 5);
   const bool owns = tile < tiles;
   const int row0 = min(tile, tiles - 1) * kTileRows;
@@ -181,25 +177,23 @@ __global__ void __launch_bounds__(W * 32) batch_warp_kernel(ExpertGemvArgs a, Ex
   uint16_t* y = a.y;
   const bool per_slot = a.x_per_slot;
   int par = 0;
-  for (int g0 = 0; g0 < r; g0 += G, par ^= 1) {  // block-uniform
-    const int nr = min(G, r - g0);
-    float acc[NT][4];
-    mma_tile_n<F, NT>(wdata, wscale, in, out, row0, smem, nr, 0, 1, [&] {
+  for (int g0 = 0; g0 < r; g0 += kGroup, par ^= 1) {  // block-uniform
+    const int nr = min(kGroup, r - g0);
+    float acc[4];
+    mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, 0, 1, [&] {
       if (early && g0 == 0) wait();
-      stage_group<F, G>(x, per_slot, k, in, b, start + g0, nr, xrow[par], yrow[par], smem);
+      stage_group<F>(x, per_slot, k, in, b, start + g0, nr, xrow[par], yrow[par], smem);
     }, acc);
     if (!owns) continue;
-    // acc[nt][jj] of lane 4g+t: row g (jj < 2) or g + 8, token 8 nt + 2t + (jj & 1) (mma_tile_n's layout).
+    // acc[jj] of lane 4g+t: row g (jj < 2) or g + 8, token 2t + (jj & 1) (mma_tile's layout).
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int jj = 0; jj < 4; ++jj) {
-        const int row = row0 + (lane >> 2) + (jj >= 2 ? 8 : 0), n = 8 * nt + 2 * (lane & 3) + (jj & 1);
-        if (row >= out || n >= nr) continue;
-        float s = acc[nt][jj] * post;
-        if (a.relu2) s = s > 0.0f ? s * s : 0.0f;
-        y[static_cast<int64_t>(yrow[par][n]) * out + row] = f2bf(s);
-      }
+    for (int jj = 0; jj < 4; ++jj) {
+      const int row = row0 + (lane >> 2) + (jj >= 2 ? 8 : 0), n = 2 * (lane & 3) + (jj & 1);
+      if (row >= out || n >= nr) continue;
+      float s = acc[jj] * post;
+      if (a.relu2) s = s > 0.0f ? s * s : 0.0f;
+      y[static_cast<int64_t>(yrow[par][n]) * out + row] = f2bf(s);
+    }
   }
   if (fixer) bad_id_rows(a);
 }
@@ -214,45 +208,23 @@ Layout batch_layout(Layout asked) {
   return env;
 }
 
-// Pairs per pass of the warp-per-tile layout: ExpertGemvArgs::batch_group, else
-// NEMOTRON_EXPERT_BATCH_GROUP=8|16 (A/B runs), else 16 from kExpertBatchWideMinPairsPerExpert
-// pairs per expert on average (moe_cuda.h), else 8.
-int batch_group(const ExpertGemvArgs& a) {
-  if (a.batch_group == 8 || a.batch_group == 16) return a.batch_group;
-  static const int forced = [] {
-    const char* e = std::getenv("NEMOTRON_EXPERT_BATCH_GROUP");
-    const int v = e ? std::atoi(e) : 0;
-    return v == 8 || v == 16 ? v : 0;
-  }();
-  if (forced) return forced;
-  return a.T * a.k >= kExpertBatchWideMinPairsPerExpert * a.w.experts ? kGroup * kWideGroups : kGroup;
-}
-
-template <WeightFormat F, int NT, int W>
-bool launch_batch_warp_shape(const ExpertGemvArgs& a, cudaStream_t stream) {
+template <WeightFormat F>
+bool launch_batch_warp(const ExpertGemvArgs& a, cudaStream_t stream) {
   const DeviceLimits lim = device_limits();
   const int64_t N = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows, slots = std::min(a.w.experts, N);
-  const int64_t cap = std::min<int64_t>(kGroup * NT, N);
+  const int64_t cap = std::min<int64_t>(kGroup, N);
   const int64_t smem = cap * xs_stride(static_cast<int>(a.w.in)) * 16;
-  if (smem + 2 * 2 * kGroup * NT * 4 > lim.smem_optin) return false;
+  if (smem + kStaticSmem > lim.smem_optin) return false;
   if (smem > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(batch_warp_kernel<F, NT, W>,
+    const cudaError_t e = cudaFuncSetAttribute(batch_warp_kernel<F>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
   const ExpertBuckets b = a.reuse_buckets ? expert_buckets_in_workspace(a) : launch_expert_buckets(a, stream);
-  const dim3 grid(static_cast<unsigned>((tiles + W - 1) / W), static_cast<unsigned>(slots));
-  launch_pdl(batch_warp_kernel<F, NT, W>, grid, dim3(W * 32), static_cast<size_t>(smem), stream, a, b);
+  const dim3 grid(static_cast<unsigned>((tiles + kWarpTileWarps - 1) / kWarpTileWarps), static_cast<unsigned>(slots));
+  launch_pdl(batch_warp_kernel<F>, grid, dim3(kWarpTileWarps * 32), static_cast<size_t>(smem), stream, a, b);
   check_launch("expert_gemv_cuda (batch, warp per tile)");
   return true;
-}
-
-template <WeightFormat F>
-bool launch_batch_warp(const ExpertGemvArgs& a, cudaStream_t stream) {
-  // The wide shape where it fits, else the narrow one (whose 8 rows fit wherever 16 would).
-  if (batch_group(a) == kGroup * kWideGroups && launch_batch_warp_shape<F, kWideGroups, kWideWarps>(a, stream))
-    return true;
-  return launch_batch_warp_shape<F, 1, kWarpTileWarps>(a, stream);
 }
 
 // 16-row tiles per block: 1, 2 or 4, the most that leave at least kMinBlocksPerSm blocks per SM
