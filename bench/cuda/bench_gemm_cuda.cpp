@@ -9,7 +9,7 @@
 //      = expert_gemv_cuda with a workspace (auto row tile; also forced 64 / 128), "gemv" =
 //      expert_gemv_cuda without a workspace (one pass over the expert per pair); cuBLAS = one
 //      dense [T*k, out, in] GEMM (the same FLOPs, no routing). Every expert has its own copy.
-//   3. the GEMV / batch / grouped crossover on the Nano up projection (NVFP4), T*k = 48 .. 3072
+//   3. the GEMV / batch / grouped crossover on the Nano up projection (NVFP4), T*k = 48 .. 6144
 //      (kExpertGroupedMinPairsPerExpert: the batch path hands over to the grouped GEMM at
 //      T*k >= 12 E = 1536 pairs, T = 256).
 // Times: CUDA graphs of `launches` calls, median of 9 replays (bench_util.h). Weights of the
@@ -212,7 +212,7 @@ void bench_crossover(cudaStream_t st) {
   std::printf("## GEMV vs batch vs grouped, Nano up projection NVFP4 (us per call; auto = expert_gemv_cuda with a "
               "workspace)\n\n| T | T*k | gemv | batch | grouped | auto |\n|---|---|---|---|---|---|\n");
   ExpertSet ex(WeightFormat::NVFP4, E, I, H);
-  for (int64_t T : {8, 11, 16, 32, 64, 128, 192, 256, 384, 512}) {
+  for (int64_t T : {8, 11, 16, 32, 64, 128, 192, 256, 384, 512, 768, 1024}) {
     const auto ids = random_ids(T * k, E, 5 + static_cast<uint64_t>(T));
     DevMem did(ids.data(), ids.size() * 4);
     const auto x = random_x(T * H);
