@@ -201,7 +201,7 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   if (req.device != "cpu" && req.device != "cuda") throw Error("--device must be cpu or cuda, got '" + req.device + "'");
   if (req.max_num_seqs < 1) throw Error("--max-num-seqs must be at least 1");
   if (req.max_step_tokens < 1) throw Error("--max-step-tokens must be at least 1");
-  if (req.prefill_step_tokens != 0 && req.prefill_step_tokens < req.max_step_tokens)
+  if (req.prefill_step_tokens != -1 && req.prefill_step_tokens != 0 && req.prefill_step_tokens < req.max_step_tokens)
     throw Error("--prefill-step-tokens " + std::to_string(req.prefill_step_tokens) +
                 " must be 0 (the same as --max-step-tokens) or at least --max-step-tokens " +
                 std::to_string(req.max_step_tokens));
@@ -219,7 +219,9 @@ MemoryPlan plan_memory(const model::Model& m, const MemoryPlanRequest& req) {
   p.parallel = req.parallel;
   p.max_num_seqs = req.max_num_seqs;
   p.max_step_tokens = req.max_step_tokens;
-  p.prefill_step_tokens = std::max(req.max_step_tokens, req.prefill_step_tokens);
+  const int64_t prefill_asked =
+      req.prefill_step_tokens >= 0 ? req.prefill_step_tokens : req.device == "cuda" ? kCudaPrefillStepTokens : 0;
+  p.prefill_step_tokens = std::max(req.max_step_tokens, prefill_asked);
   // auto: what the checkpoint asks for on the GPU (kv_cache_quant_algo FP8 -> fp8, with its
   // k/v scales), else bf16; the CPU reference's own fp32. An explicit dtype overrides it.
   if (kvd != "auto") p.kv_cache_dtype = kvd;

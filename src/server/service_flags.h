@@ -33,8 +33,9 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
   app.add_option("--max-step-tokens", f.config.plan.max_step_tokens, "Token budget of one engine step")
       ->check(CLI::PositiveNumber);
   app.add_option("--prefill-step-tokens", f.config.plan.prefill_step_tokens,
-                 "Token budget of a step in which no sequence decodes (prompts only; 0 = --max-step-tokens): "
-                 "larger prefills bursts of prompts in fewer, faster steps; the step buffers are sized for it")
+                 "Token budget of a step in which no sequence decodes (prompts only; 0 = --max-step-tokens; "
+                 "default: 2048 on cuda, --max-step-tokens on cpu): larger prefills a long prompt or a burst of "
+                 "prompts in fewer, faster steps; the step buffers are sized for it")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--kv-cache-dtype", f.config.plan.kv_cache_dtype, "KV cache dtype: auto, fp32, bf16, fp8")
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp8"}));

@@ -174,6 +174,7 @@ MemoryPlanRequest small_cuda_request(int64_t step_tokens) {
   r.cuda_sms = 132;
   r.max_num_seqs = 3;
   r.max_step_tokens = step_tokens;
+  r.prefill_step_tokens = 0;  // the step buffers hold step_tokens rows
   r.max_model_len = 1000;
   r.memory_gib = 1.0;
   r.prefix_cache = false;
@@ -260,6 +261,20 @@ TEST(MemoryPlan, PrefillStepTokensSizeTheStepBuffers) {
     EXPECT_THAT(e.what(), HasSubstr("--prefill-step-tokens 32"));
     EXPECT_THAT(e.what(), HasSubstr("--max-step-tokens 64"));
   }
+  // Not given (-1): kCudaPrefillStepTokens on the GPU (or --max-step-tokens when larger), the
+  // same as --max-step-tokens on the CPU.
+  MemoryPlanRequest d = small_cuda_request(64);
+  d.prefill_step_tokens = MemoryPlanRequest{}.prefill_step_tokens;
+  EXPECT_EQ(plan_memory(model(), d).prefill_step_tokens, kCudaPrefillStepTokens);
+  EXPECT_EQ(plan_memory(model(), d).engine_options().limits.max_step_tokens, 64);
+  d.max_step_tokens = 4096;
+  d.max_model_len = 5000;
+  EXPECT_EQ(plan_memory(model(), d).prefill_step_tokens, 4096);
+  d.max_step_tokens = 64;
+  d.max_model_len = 1000;
+  d.device = "cpu";
+  d.kv_cache_dtype = "auto";
+  EXPECT_EQ(plan_memory(model(), d).prefill_step_tokens, 64);
 }
 
 // The CUDA terms come from one counting walk of CudaModel's allocation code (no device here):
@@ -320,6 +335,7 @@ TEST(MemoryPlan, CudaTableIsOneWalkOverThreeArenas) {
   r.cuda_sms = 132;
   r.max_num_seqs = 3;
   r.max_step_tokens = 300;
+  r.prefill_step_tokens = 0;  // step buffers of 300 rows
   r.max_model_len = 1000;
   r.memory_gib = 1.0;
   const auto p = plan_memory(model(), r);
@@ -354,6 +370,7 @@ TEST(MemoryPlan, CudaPlanHoldsTheSnapshotPoolAndSpeculation) {
   r.cuda_sms = 132;
   r.max_num_seqs = 3;
   r.max_step_tokens = 256;
+  r.prefill_step_tokens = 0;  // step buffers of 256 rows
   r.max_model_len = 1000;
   r.memory_gib = 1.0;
   const auto p = plan_memory(model(), r);
