@@ -130,9 +130,11 @@ int run_bench(int argc, char** argv) {
   }
   if (!device.empty() && device != "cuda") throw Error("bench: --device is for --speculative-tokens; the rest runs on cuda");
   model::require_parallel_supported("cuda", parallel, "bench's GPU sections");  // they run on the GPU only
-  if (!model::cuda_backend_available()) throw Error("bench: no CUDA device (or no CUDA backend in this build)");
+  // The flags are checked before the device, so that a bad one is named on any machine.
   const std::vector<int64_t> depths = parse_list(depths_text, "--depths");
   const std::vector<int64_t> prefills = parse_list(prefill_text, "--prefill");
+  for (int64_t p : prefills)
+    if (p < 1) throw Error("--prefill: prompt lengths must be at least 1");
   const std::vector<int64_t> batches = parse_list(batch_text, "--batch");
   for (int64_t b : batches)
     if (b < 1) throw Error("--batch: batch sizes must be at least 1");
@@ -145,6 +147,7 @@ int run_bench(int argc, char** argv) {
     if (p < 1 || max_of(batches) + p > chunk)
       throw Error("--mixed-prompt: " + std::to_string(p) + " prompt rows beside " + std::to_string(max_of(batches)) +
                   " decode rows must be at least 1 and fit --chunk " + std::to_string(chunk));
+  if (!model::cuda_backend_available()) throw Error("bench: no CUDA device (or no CUDA backend in this build)");
 
   kernels::DeviceInfo dev;
   std::string err;

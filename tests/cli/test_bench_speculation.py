@@ -63,3 +63,13 @@ def test_errors_name_the_flag():
         p = subprocess.run([BIN, "bench", "--model", DEMO, "--device", "cpu", *full], capture_output=True, text=True,
                            timeout=120)
         assert p.returncode != 0 and what in p.stderr, (args, p.stderr)
+
+
+def test_gpu_section_flags_are_named_before_the_device_is_asked_for():
+    # On any machine (with or without a GPU), a bad flag of the GPU sections is the error.
+    for args, what in [(["--batch", "0"], "--batch"), (["--prefill", "0"], "--prefill"),
+                       (["--mixed-prompt", "128"], "--mixed-prompt needs --batch"),
+                       (["--batch", "8", "--mixed-prompt", "0"], "--mixed-prompt"),
+                       (["--batch", "64", "--mixed-prompt", "2048"], "fit --chunk 2048")]:
+        p = subprocess.run([BIN, "bench", "--model", DEMO, *args], capture_output=True, text=True, timeout=120)
+        assert p.returncode != 0 and what in p.stderr, (args, p.stderr)
