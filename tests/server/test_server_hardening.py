@@ -479,9 +479,27 @@ def per_ip():
 
 def test_connections_per_address_are_limited(per_ip):
     port = per_ip.port
-    refused_before = http_status_total(per_ip, 429)
-    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+
+    def accepted_connection():
+        # A connection the server took (a /health answered on it). The server releases a closed
+        # connection a moment after the close (the start-up's readiness checks, say): until
+        # then a new one may be refused, and is tried again.
+        deadline = time.time() + 5
+        while True:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            if read_response(s)[0] == 200:
+                return s
+            s.close()
+            assert time.time() < deadline, "a fresh connection was refused for 5 s"
+            time.sleep(0.05)
+
+    idle = []
     try:
+        for _ in range(3):
+            idle.append(accepted_connection())
+        # counted through an open connection (a new one would be a 4th)
+        refused_before = http_status_total(per_ip, 429, idle[0])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
             status, headers, body = read_response(extra)
             err = check_error(status, body, 429)
