@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cuda_test_util.h"
+#include "kernels/cuda/linear_internal.cuh"
 #include "kernels/linear_cuda.h"
 #include "linear_test_util.h"
 #include "split_workspace.h"
@@ -256,6 +257,48 @@ TEST(LinearCuda, GemmThirtyTwoRowTiles) {
       run_case(odd, f, T, LinearPath::Gemm, OutType::BF16, seed++, false, T != 9);
       run_case(half, f, T, LinearPath::Gemm, OutType::F32, seed++, false, T == 32);
     }
+}
+
+// The double-buffered weight decoding (gemm_core.cuh's DB, LinearCudaArgs::double_decode) gives
+// the single buffer's bits on 32- and 64-row tiles, with and without split K: Nano's in_proj and
+// out_proj shapes and ragged ones (out % 128 != 0, one K slice); FP8 and NVFP4 (the AW form).
+TEST(LinearCuda, GemmDoubleBufferedDecodingEqualsTheSingleBuffer) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 1300;
+  const Case shapes[] = {kNano[0], kNano[1], {"odd_out301_k192", 301, 192}, {"k64_out77", 77, 64}};
+  for (auto f : {WeightFormat::FP8, WeightFormat::NVFP4})
+    for (const Case& c : shapes)
+      for (int64_t T : {9, 32, 40, 100})
+        for (bool split : {false, true}) {
+          const HostWeight hw = make_weight(f, c.out, c.in, seed);
+          Rng rng(seed++ * 7 + 1);
+          const std::vector<uint16_t> xb = rng.bf16(static_cast<std::size_t>(T * c.in), 1.0f, nullptr);
+          DeviceBuffer<uint8_t> dw(hw.data), ds(hw.scales.empty() ? std::vector<uint8_t>(16) : hw.scales);
+          DeviceBuffer<uint16_t> dx(xb), y1(static_cast<std::size_t>(T * c.out)), y2(static_cast<std::size_t>(T * c.out));
+          y1.poison();
+          y2.poison();
+          kernels::LinearCudaArgs a;
+          a.w = hw.w;
+          a.w.data = dw.get();
+          a.w.block_scale = f == WeightFormat::NVFP4 ? ds.get() : nullptr;
+          a.x = dx.get();
+          a.T = T;
+          a.path = LinearPath::Gemm;
+          SplitWorkspace ws;
+          if (split) ws.attach(a);
+          const std::string what = std::string(c.name) + " " + kernels::weight_format_name(f) + " T=" +
+                                   std::to_string(T) + (split ? " split-K" : "");
+          const int bm = kernels::cuda::linear_gemm_row_tile(a);
+          ASSERT_TRUE(kernels::cuda::gemm_double_decode_applies(f, bm, c.in, 1)) << what << " bm=" << bm;
+          a.double_decode = 0;
+          a.y = y1.get();
+          ASSERT_NO_THROW(kernels::linear_cuda(a, nullptr));
+          a.double_decode = 1;
+          a.y = y2.get();
+          ASSERT_NO_THROW(kernels::linear_cuda(a, nullptr));
+          CUDA_OK(cudaDeviceSynchronize());
+          EXPECT_TRUE(y1.download() == y2.download()) << what << ": double-buffered decoding changed bits";
+        }
 }
 
 // linear_group_cuda gives each part's linear_cuda result bit for bit, in one launch (the Nano
