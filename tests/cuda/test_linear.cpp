@@ -50,6 +50,19 @@ void add_extremes(HostWeight& hw) {
   }
 }
 
+// linear_cuda's arguments for weight hw (its bytes and NVFP4 block scales on the device at
+// data / scales) over T rows of x.
+kernels::LinearCudaArgs args_for(const HostWeight& hw, const uint8_t* data, const uint8_t* scales, const uint16_t* x,
+                                 int64_t T) {
+  kernels::LinearCudaArgs a;
+  a.w = hw.w;
+  a.w.data = data;
+  a.w.block_scale = hw.w.format == WeightFormat::NVFP4 ? scales : nullptr;
+  a.x = x;
+  a.T = T;
+  return a;
+}
+
 void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType yt, uint64_t seed,
               bool extremes = false, bool split = false) {
   HostWeight hw = make_weight(f, c.out, c.in, seed);
@@ -67,12 +80,7 @@ void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType
   dyf.poison();
   dyb.poison();
 
-  kernels::LinearCudaArgs a;
-  a.w = hw.w;
-  a.w.data = dw.get();
-  a.w.block_scale = f == WeightFormat::NVFP4 ? ds.get() : nullptr;
-  a.x = dx.get();
-  a.T = T;
+  kernels::LinearCudaArgs a = args_for(hw, dw.get(), ds.get(), dx.get(), T);
   a.y = yt == OutType::F32 ? static_cast<void*>(dyf.get()) : static_cast<void*>(dyb.get());
   a.y_type = yt;
   a.path = path;
@@ -277,12 +285,7 @@ TEST(LinearCuda, GemmDoubleBufferedDecodingEqualsTheSingleBuffer) {
           DeviceBuffer<uint16_t> dx(xb), y1(static_cast<std::size_t>(T * c.out)), y2(static_cast<std::size_t>(T * c.out));
           y1.poison();
           y2.poison();
-          kernels::LinearCudaArgs a;
-          a.w = hw.w;
-          a.w.data = dw.get();
-          a.w.block_scale = f == WeightFormat::NVFP4 ? ds.get() : nullptr;
-          a.x = dx.get();
-          a.T = T;
+          kernels::LinearCudaArgs a = args_for(hw, dw.get(), ds.get(), dx.get(), T);
           a.path = LinearPath::Gemm;
           SplitWorkspace ws;
           if (split) ws.attach(a);
@@ -323,11 +326,7 @@ void check_group(const std::vector<Case>& parts, const std::vector<WeightFormat>
     y2.push_back(std::make_unique<DeviceBuffer<uint16_t>>(static_cast<std::size_t>(T * parts[i].out)));
     y1[i]->poison();
     y2[i]->poison();
-    a[i].w = hw[i].w;
-    a[i].w.data = dw[i]->get();
-    a[i].w.block_scale = fmts[i] == WeightFormat::NVFP4 ? ds[i]->get() : nullptr;
-    a[i].x = dx.get();
-    a[i].T = T;
+    a[i] = args_for(hw[i], dw[i]->get(), ds[i]->get(), dx.get(), T);
     a[i].y = y1[i]->get();
     b[i] = a[i];
     b[i].y = y2[i]->get();

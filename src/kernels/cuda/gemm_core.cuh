@@ -66,7 +66,6 @@ inline bool smem_fits(int smem_optin) {
   return Cfg<F, BM, AW, DB>::kSmem + BM * (static_cast<int>(sizeof(void*)) + 4) <= smem_optin;
 }
 
-
 // Whether a call of F weights [*, in] on BM-row tiles runs the AW form: it applies and fits.
 template <WeightFormat F, int BM>
 inline bool use_async_weights(int64_t in, int smem_optin) {

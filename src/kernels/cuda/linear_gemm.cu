@@ -22,7 +22,6 @@
 
 #include <algorithm>
 #include <string>
-#include <type_traits>
 
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/gemm_core.cuh"
@@ -191,6 +190,12 @@ void launch_fmt_mma(const LinearCudaArgs& a, cudaStream_t stream) {
   else launch_bm<F, 64>(a, stream, lim);
 }
 
+template <WeightFormat F>
+bool double_decode_on_tile(int bm, int64_t in, int asked, int optin) {
+  if (bm == 32) return gemm::use_double_decode<F, 32>(asked, in, optin);
+  return bm == 64 && gemm::use_double_decode<F, 64>(asked, in, optin);
+}
+
 }  // namespace
 
 namespace gemm {
@@ -214,17 +219,12 @@ int linear_gemm_row_tile(const LinearCudaArgs& a) {
 
 bool gemm_double_decode_applies(WeightFormat f, int bm, int64_t in, int asked) {
   const int optin = device_limits().smem_optin;
-  auto by_tile = [&](auto fmt) {
-    constexpr WeightFormat F = decltype(fmt)::value;
-    return bm == 32 ? gemm::use_double_decode<F, 32>(asked, in, optin)
-                    : bm == 64 ? gemm::use_double_decode<F, 64>(asked, in, optin) : false;
-  };
   switch (f) {
     case WeightFormat::Dense: return false;
-    case WeightFormat::FP8: return by_tile(std::integral_constant<WeightFormat, WeightFormat::FP8>{});
+    case WeightFormat::FP8: return double_decode_on_tile<WeightFormat::FP8>(bm, in, asked, optin);
     case WeightFormat::NVFP4: break;
   }
-  return by_tile(std::integral_constant<WeightFormat, WeightFormat::NVFP4>{});
+  return double_decode_on_tile<WeightFormat::NVFP4>(bm, in, asked, optin);
 }
 
 void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream) {

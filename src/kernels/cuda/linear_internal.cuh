@@ -52,7 +52,6 @@ ExpertBuckets expert_buckets_in_workspace(const ExpertGemvArgs& a);
 // shared memory (in > ~14000), where the per-pair kernels must run instead.
 bool launch_expert_batch(const ExpertGemvArgs& a, cudaStream_t stream);
 
-
 // Blocks of `kernel` (threads per block, dynamic shared memory bytes) resident per SM (>= 1);
 // raises the kernel's dynamic shared-memory limit to `smem` when needed.
 int resident_blocks(const void* kernel, int threads, int64_t smem);

@@ -190,11 +190,11 @@ void launch_grouped(const ExpertGemvArgs& a, const Workspace& ws, cudaStream_t s
 // The asynchronous-weight form (gemm_core.cuh's AW) where it applies and fits.
 template <WeightFormat F, int BM>
 void launch_aw(const ExpertGemvArgs& a, const Workspace& ws, cudaStream_t stream) {
+  const int optin = device_limits().smem_optin;
   if constexpr (BM <= 64) {
-    if (gemm::use_double_decode<F, BM>(a.double_decode, a.w.in, device_limits().smem_optin))
-      return launch_grouped<F, BM, true, true>(a, ws, stream);
+    if (gemm::use_double_decode<F, BM>(a.double_decode, a.w.in, optin)) return launch_grouped<F, BM, true, true>(a, ws, stream);
   }
-  if (gemm::use_async_weights<F, BM>(a.w.in, device_limits().smem_optin))
+  if (gemm::use_async_weights<F, BM>(a.w.in, optin))
     launch_grouped<F, BM, true>(a, ws, stream);
   else
     launch_grouped<F, BM, false>(a, ws, stream);
