@@ -16,6 +16,7 @@
 #  5. load: load.py --completions (128-token id prompts, 128 out, ignore_eos) at concurrency
 #     $LEVELS, greedy, then temperature 0.7 top_p 0.95 (seeded), after a short warm-up that
 #     captures the decode graphs; each run under a time limit (its JSON is rewritten per level)
+#  5e. steps: the server's step log (--step-log steps.csv) summed per load run by bench/step_log.py
 #  6. memory: nvidia-smi memory in use (after start-up and after the load) next to the plan the
 #     server printed; /metrics saved
 #  7. summary: serve-bench.json (every number above and the files' names); plots when this
@@ -199,7 +200,8 @@ fi
 start_cache=warm
 if drop_caches; then start_cache=cold; fi
 t0=$(now)
-"$NEMOTRON" serve --model "$dir" --device "$device" --port "$port" "${serve_flags[@]}" > "$out/serve.log" 2>&1 &
+"$NEMOTRON" serve --model "$dir" --device "$device" --port "$port" --step-log "$out/steps.csv" "${serve_flags[@]}" \
+  > "$out/serve.log" 2>&1 &
 server_pid=$!
 startup_s=null
 for _ in $(seq 1 3000); do  # up to ~10 minutes
@@ -273,6 +275,11 @@ if [ -n "$server_pid" ]; then
       --json "$out/soak.json"
     tail -25 "$out/soak.log"
   fi
+
+  # 5e. Where the server's time went: the step log summed per load run (segments).
+  python3 bench/step_log.py "$out/steps.csv" --json "$out/steps.json" > "$out/steps.log" 2>&1 \
+    || fail steps "bench/step_log.py"
+  cat "$out/steps.log"
 
   # 6. Memory: nvidia-smi next to the plan; metrics.
   { echo "after the load:"; gpu_memory; echo; echo "plan printed by serve:";

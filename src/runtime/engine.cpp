@@ -79,6 +79,14 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
                 std::to_string(backend_->slots()) + " slots");
   stats_.kv_capacity = options.limits.kv_token_capacity;
   stats_.max_num_seqs = options.limits.max_num_seqs;
+  started_ = last_done_ = std::chrono::steady_clock::now();
+  if (!options.step_log.empty()) {
+    step_log_.reset(std::fopen(options.step_log.c_str(), "w"));
+    if (!step_log_) throw Error("--step-log " + options.step_log + ": cannot create the file");
+    std::setvbuf(step_log_.get(), nullptr, _IOLBF, 1 << 12);  // whole lines, even if the server is killed
+    std::fputs("step,start_s,gap_s,prep_s,run_s,sequences,decode_rows,prompt_rows,drafts,running,waiting\n",
+               step_log_.get());
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -364,6 +372,7 @@ bool Engine::begin_step(InFlight& f) {
     f.plan.swap(planned);  // f.plan[i] is chunk i from here on
     for (auto& [id, why] : failed) finish(id, FinishReason::Error, why);
     if (chunks.empty()) return false;
+    f.launch = std::chrono::steady_clock::now();
     backend_->begin_step(chunks);
   } catch (const std::exception& e) {
     // A step that cannot start fails the sequences in it; the engine keeps serving the others.
@@ -510,6 +519,7 @@ void Engine::finish_step(InFlight& f) {
     for (uint64_t id : f.ids) finish(id, FinishReason::Error, e.what());
     return;
   }
+  if (step_log_) log_step(f, std::chrono::steady_clock::now());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - f.t0).count();
   if (f.decode_only)
     spec_.record_step(static_cast<int64_t>(f.plan.size()),
@@ -625,6 +635,19 @@ void Engine::finish_step(InFlight& f) {
   stats_.spec_draft_tokens += draft_tokens;
   stats_.spec_accepted_tokens += accepted_total;
   for (int k = 0; k < K; ++k) stats_.spec_accepted_per_pos[static_cast<std::size_t>(k)] += per_pos[static_cast<std::size_t>(k)];
+}
+
+void Engine::log_step(const InFlight& f, std::chrono::steady_clock::time_point done) {
+  using seconds = std::chrono::duration<double>;
+  int64_t decode_rows = 0;
+  for (std::size_t i = 0; i < f.plan.size(); ++i)
+    if (f.plan[i].decode()) decode_rows += f.row0.size() > i + 1 ? f.row0[i + 1] - f.row0[i] : f.rows - f.row0[i];
+  std::fprintf(step_log_.get(), "%llu,%.6f,%.6f,%.6f,%.6f,%zu,%lld,%lld,%d,%d,%d\n",
+               static_cast<unsigned long long>(steps_logged_++), seconds(f.t0 - started_).count(),
+               seconds(f.t0 - last_done_).count(), seconds(f.launch - f.t0).count(), seconds(done - f.launch).count(),
+               f.plan.size(), static_cast<long long>(decode_rows), static_cast<long long>(f.prompt_tokens), f.k,
+               scheduler_.running(), scheduler_.waiting());
+  last_done_ = done;
 }
 
 void Engine::retire_head_if_useless(uint64_t drafted, uint64_t accepted) {

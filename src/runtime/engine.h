@@ -9,6 +9,7 @@
 // takes in new requests and cancellations while step N runs, then waits for step N's tokens.
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -111,6 +112,15 @@ struct EngineOptions {
   // Keep the cached prefixes in this directory across restarts (runtime/prefix_store.h):
   // read when the engine starts, written when it stops. Empty: in memory only.
   std::string prefix_cache_dir;
+  // A CSV trace of the steps (`serve --step-log FILE`; empty: none), one line per step, for
+  // finding where a server's time goes (bench/step_log.py sums it):
+  //   step, start_s (since the engine started), gap_s (from the previous step's tokens coming
+  //   back to this step's start: the host finishing that step and taking in requests, or idle),
+  //   prep_s (this step's host work before the launch, drafting included), run_s (launch to
+  //   tokens back), sequences, decode_rows, prompt_rows, drafts (per verifying sequence),
+  //   running, waiting (after the step was scheduled).
+  // The file is created (truncated) when the engine starts; an unwritable path is an error.
+  std::string step_log;
 };
 
 struct EngineStats {
@@ -185,7 +195,7 @@ class Engine {
     int64_t rows = 0, prompt_tokens = 0;
     int k = 0;  // drafts per verifying sequence (SpecController::choose; 0: none)
     bool decode_only = true, hidden = false;  // hidden: some chunk needs the hidden rows
-    std::chrono::steady_clock::time_point t0;
+    std::chrono::steady_clock::time_point t0, launch;  // begin_step entered; the backend's begin_step called
   };
   void loop();
   // Takes the inbox and the cancellations (waiting for work when `block`); false on stop.
@@ -219,6 +229,8 @@ class Engine {
   // Publishes stats, then delivers the queued events: a sink that sees its final event
   // also sees stats that no longer count its request.
   void publish();
+  // EngineOptions::step_log: the step's line (`done`: when its tokens came back).
+  void log_step(const InFlight& f, std::chrono::steady_clock::time_point done);
 
   std::unique_ptr<model::Backend> backend_;
   EngineOptions options_;
@@ -246,6 +258,9 @@ class Engine {
   std::unique_ptr<PrefixCache> cache_;
   uint64_t next_snapshot_ = 1;
   uint64_t fingerprint_ = 0;  // of the model, for the prefix-cache directory
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> step_log_{nullptr, &std::fclose};
+  std::chrono::steady_clock::time_point started_, last_done_;  // step log: engine start, last tokens back
+  uint64_t steps_logged_ = 0;
   EngineStats stats_;  // guarded by mu_
   std::thread thread_;
 };

@@ -100,6 +100,7 @@ std::unique_ptr<ModelService> ModelService::load(const ServiceConfig& config, st
   eo.speculative_tokens =
       config.speculative_tokens >= 0 ? config.speculative_tokens : runtime::default_speculative_tokens(*backend);
   eo.prefix_cache_dir = config.prefix_cache_dir;
+  eo.step_log = config.step_log;
   if (eo.speculative_tokens > 0)
     log << "speculative decoding: up to " << eo.speculative_tokens
         << " MTP drafts per decode step, as many as measure fastest (--speculative-tokens 0: off)\n";

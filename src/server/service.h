@@ -39,6 +39,7 @@ struct ServiceConfig {
   runtime::MemoryPlanRequest plan;
   int speculative_tokens = -1;      // MTP drafts per step; -1 = runtime::default_speculative_tokens
   std::string prefix_cache_dir;     // keep cached prefixes across restarts (empty: off)
+  std::string step_log;             // runtime::EngineOptions::step_log (empty: off)
 };
 
 // Sampling defaults from the model directory's generation_config.json (as vLLM applies

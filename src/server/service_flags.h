@@ -1,6 +1,6 @@
 #pragma once
 // The model/engine flags `serve` and `run` share (CLI11, header-only):
-//   --model DIR --max-num-seqs N --max-model-len N --max-step-tokens N --prefill-step-tokens N
+//   --model DIR --step-log FILE --max-num-seqs N --max-model-len N --max-step-tokens N --prefill-step-tokens N
 //   --kv-cache-dtype auto|fp32|bf16|fp8 --memory GiB --device cpu|cuda
 //   --mamba-ssm-cache-dtype auto|float32|bfloat16|float16 --mamba-ssm-rounding stochastic|nearest
 //   --tensor-parallel-size N --expert-parallel-size N (model/parallel/parallel_flags.h)
@@ -52,6 +52,8 @@ inline void add_service_flags(CLI::App& app, ServiceFlags& f) {
   app.add_flag("--no-prefix-cache", f.no_prefix_cache, "Turn the prefix cache off");
   app.add_option("--prefix-cache-dir", f.config.prefix_cache_dir,
                  "Keep the cached prefixes in DIR across restarts (written when the server stops, read at start)");
+  app.add_option("--step-log", f.config.step_log,
+                 "Write one CSV line per engine step to FILE (times, rows, sequences; bench/step_log.py sums it)");
   f.config.plan.device = "";  // resolved at load: cuda when a CUDA device is present
   app.add_option("--device", f.config.plan.device, "Device: cpu or cuda (default: cuda when a CUDA device is present)")
       ->check(CLI::IsMember({"cpu", "cuda"}));

@@ -71,8 +71,9 @@ class EngineTest : public ::testing::Test {
   void SetUp() override { model_ = std::make_unique<model::Model>(model::Model::load(fixture_dir("nano-moe"))); }
   // prefill_tokens > step_tokens: the budget of steps that decode no sequence (SchedulerLimits).
   std::unique_ptr<Engine> make(int max_seqs, int64_t step_tokens, int64_t kv = 4096, int64_t max_len = 512,
-                               int64_t prefill_tokens = 0) {
+                               int64_t prefill_tokens = 0, const std::string& step_log = "") {
     EngineOptions o;
+    o.step_log = step_log;
     o.limits = {max_seqs, step_tokens, kv};
     o.limits.prefill_step_tokens = prefill_tokens;
     o.max_model_len = max_len;
@@ -246,6 +247,72 @@ TEST_F(EngineTest, PromptsOnlyStepsTakeThePrefillBudget) {
   EXPECT_LT(large, ordinary) << "steps";
   std::printf("steps: %llu with 8-token steps, %llu with a 1024-token prefill budget\n",
               static_cast<unsigned long long>(ordinary), static_cast<unsigned long long>(large));
+}
+
+// The step log (EngineOptions::step_log) holds one line per step, whose rows add up to what the
+// requests fed: every prompt token once, a decode row per generated token but each request's
+// first (drawn at its prompt's last row).
+TEST_F(EngineTest, StepLogAccountsForEveryRow) {
+  const Expected ex("nano-moe");
+  const std::string path = ::testing::TempDir() + "engine-steps.csv";
+  int64_t prompt_tokens = 0;
+  const int64_t out = 5;
+  uint64_t steps = 0;
+  {
+    auto engine = make(4, 16, 4096, 512, 0, path);
+    std::vector<std::unique_ptr<Collector>> cs;
+    for (int i = 0; i < ex.num_prompts(); ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      const auto ids = ex.ids("p" + std::to_string(i) + ".input_ids");
+      prompt_tokens += static_cast<int64_t>(ids.size());
+      engine->submit(greedy(ids, out), cs.back()->sink());
+    }
+    for (auto& c : cs) ASSERT_TRUE(c->wait());
+    steps = engine->stats().steps_total;
+  }
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  char line[512];
+  ASSERT_NE(std::fgets(line, sizeof line, f), nullptr);
+  EXPECT_STREQ(line, "step,start_s,gap_s,prep_s,run_s,sequences,decode_rows,prompt_rows,drafts,running,waiting\n");
+  uint64_t n = 0;
+  long long decode_rows = 0, prompt_rows = 0;
+  double last_start = -1;
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned long long step = 0;
+    double start = 0, gap = 0, prep = 0, run = 0;
+    int sequences = 0, drafts = 0, running = 0, waiting = 0;
+    long long d = 0, p = 0;
+    ASSERT_EQ(std::sscanf(line, "%llu,%lf,%lf,%lf,%lf,%d,%lld,%lld,%d,%d,%d", &step, &start, &gap, &prep, &run,
+                          &sequences, &d, &p, &drafts, &running, &waiting),
+              11)
+        << line;
+    EXPECT_EQ(step, n++);
+    EXPECT_GE(start, last_start);
+    EXPECT_GE(gap, 0);
+    EXPECT_GE(prep, 0);
+    EXPECT_GT(run, 0);
+    EXPECT_GE(sequences, 1);
+    EXPECT_LE(d + p, 16) << "the step budget";
+    EXPECT_EQ(drafts, 0);
+    last_start = start;
+    decode_rows += d;
+    prompt_rows += p;
+  }
+  std::fclose(f);
+  std::remove(path.c_str());
+  EXPECT_EQ(n, steps);
+  EXPECT_EQ(prompt_rows, prompt_tokens);
+  EXPECT_EQ(decode_rows, (out - 1) * ex.num_prompts());
+}
+
+TEST_F(EngineTest, AnUnwritableStepLogIsNamed) {
+  try {
+    make(1, 16, 4096, 512, 0, "/nonexistent-dir/steps.csv");
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("/nonexistent-dir/steps.csv"));
+  }
 }
 
 TEST_F(EngineTest, InvalidRequestsAreClientErrors) {
