@@ -81,7 +81,16 @@ def show(i, m):
               f"({100 * k['run_s'] / max(m['wall_s'], 1e-9):5.1f}%)  mean {1e3 * k['run_s'] / k['steps']:7.2f} ms, "
               f"rows/step: decode {k['decode_rows'] / k['steps']:.1f}, prompt {k['prompt_rows'] / k['steps']:.1f}")
     if m["decode_by_batch"]:
-        parts = [f"{b}: {v['steps']} x {1e3 * v['run_s'] / v['steps']:.2f} ms" for b, v in m["decode_by_batch"].items()]
+        # Buckets (previous power of two, this one]: the full batch apart from the ramps.
+        buckets = {}
+        for b, v in m["decode_by_batch"].items():
+            hi = 1
+            while hi < int(b):
+                hi *= 2
+            k = buckets.setdefault(hi, [0, 0.0])
+            k[0] += v["steps"]
+            k[1] += v["run_s"]
+        parts = [f"<= {hi}: {n} x {1e3 * t / n:.2f} ms" for hi, (n, t) in sorted(buckets.items())]
         print("  decode steps by sequences: " + ", ".join(parts))
 
 
