@@ -41,6 +41,40 @@ std::vector<int64_t> parse_list(const std::string& text, const std::string& what
 
 int64_t max_of(const std::vector<int64_t>& v) { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
 
+// --mixed-prompt items: "P" (one new sequence of P prompt rows) or "NxP" (N new sequences of P
+// rows each, as a server's step that prefills several short prompts).
+struct MixedPrompt {
+  int64_t n = 1, p = 0;
+  int64_t rows() const { return n * p; }
+  std::string name() const { return n == 1 ? std::to_string(p) : std::to_string(n) + "x" + std::to_string(p); }
+};
+std::vector<MixedPrompt> parse_mixed(const std::string& text) {
+  std::vector<MixedPrompt> out;
+  if (text.empty() || text == "none") return out;
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    const std::size_t end = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, end - at);
+    const std::size_t x = item.find('x');
+    MixedPrompt m;
+    const auto num = [&](const std::string& v) {
+      if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
+        throw Error("--mixed-prompt: '" + item + "' is not P or NxP (positive integers)");
+      return static_cast<int64_t>(std::stoll(v));
+    };
+    if (x == std::string::npos) {
+      m.p = num(item);
+    } else {
+      m.n = num(item.substr(0, x));
+      m.p = num(item.substr(x + 1));
+    }
+    if (m.n < 1 || m.p < 1) throw Error("--mixed-prompt: '" + item + "': N and P must be at least 1");
+    out.push_back(m);
+    at = end + 1;
+  }
+  return out;
+}
+
 int run_bench(int argc, char** argv) {
   CLI::App app{"Benchmark decode on the GPU: single-stream at several context depths, prefill and time to first "
                "token, and (--batch) decode steps of B sequences at once; reports achieved GB/s from the engine's "
@@ -66,7 +100,8 @@ int run_bench(int argc, char** argv) {
   app.add_option("--mixed-prompt", mixed_text,
                  "With --batch: prompt rows P, comma-separated, of a new sequence added to each of "
                  + std::to_string(kMixedSteps) + " more steps beside the B decode rows (as a server's steps that "
-                 "prefill while others decode); prints the mixed step's time next to the decode step's");
+                 "prefill while others decode), or NxP: P rows of each of N new sequences (e.g. 4x128); prints the "
+                 "mixed step's time next to the decode step's");
   app.add_option("--batch-prompt", batch_prompt, "Prompt tokens of each batched sequence")->check(CLI::PositiveNumber);
   app.add_option("--batch-steps", batch_steps, "Decode steps timed per batch size")->check(CLI::PositiveNumber);
   app.add_option("--batch-warmup", batch_warmup,
@@ -141,12 +176,16 @@ int run_bench(int argc, char** argv) {
   if (max_of(batches) > chunk)
     throw Error("--batch: batch size " + std::to_string(max_of(batches)) + " exceeds --chunk " + std::to_string(chunk) +
                 " (the rows of one step)");
-  const std::vector<int64_t> mixed = parse_list(mixed_text, "--mixed-prompt");
+  const std::vector<MixedPrompt> mixed = parse_mixed(mixed_text);
   if (!mixed.empty() && batches.empty()) throw Error("--mixed-prompt needs --batch (the decode rows beside the prompt)");
-  for (int64_t p : mixed)
-    if (p < 1 || max_of(batches) + p > chunk)
-      throw Error("--mixed-prompt: " + std::to_string(p) + " prompt rows beside " + std::to_string(max_of(batches)) +
-                  " decode rows must be at least 1 and fit --chunk " + std::to_string(chunk));
+  int64_t mixed_seqs = 0, mixed_rows_max = 0;
+  for (const MixedPrompt& mp : mixed) {
+    if (max_of(batches) + mp.rows() > chunk)
+      throw Error("--mixed-prompt: " + mp.name() + " prompt rows beside " + std::to_string(max_of(batches)) +
+                  " decode rows must fit --chunk " + std::to_string(chunk));
+    mixed_seqs = std::max(mixed_seqs, mp.n);
+    mixed_rows_max = std::max(mixed_rows_max, mp.rows() + 64 * mp.n);
+  }
   if (!model::cuda_backend_available()) throw Error("bench: no CUDA device (or no CUDA backend in this build)");
 
   kernels::DeviceInfo dev;
@@ -166,13 +205,13 @@ int run_bench(int argc, char** argv) {
   model::CudaModelOptions o;
   // One slot per batched sequence; KV for the deepest single stream or for every batched
   // sequence's prompt + warm-up + timed steps + the routing-count step (plus a page each).
-  // --mixed-prompt: one more slot, a fresh sequence of P rows per mixed step, and the batched
+  // --mixed-prompt: N more slots, N fresh sequences of P rows per mixed step, and the batched
   // sequences' mixed and profiled steps.
-  o.max_seqs = static_cast<int>(std::max<int64_t>(1, max_of(batches)) + (mixed.empty() ? 0 : 1));
+  o.max_seqs = static_cast<int>(std::max<int64_t>(1, max_of(batches)) + mixed_seqs);
   o.max_step_tokens = chunk;
   const int64_t extra_steps = 1 + kBatchProfileSteps + (kMixedSteps + 1) * static_cast<int64_t>(mixed.size());
   const int64_t batch_kv = max_of(batches) * (batch_prompt + batch_warmup + batch_steps + extra_steps + 16) +
-                           max_of(mixed) + 64;
+                           mixed_rows_max + 64;
   o.kv_tokens = std::max({max_of(depths) + 2 * decode_tokens + 2, max_of(prefills), batch_kv}) + 64;
   o.ssm_state = ssm;
   o.kv_fp8 = kv_fp8;
@@ -195,7 +234,7 @@ int run_bench(int argc, char** argv) {
                    {"chunk", chunk},              {"eager", eager},
                    {"batch", batches},            {"batch_prompt", batch_prompt},
                    {"batch_steps", batch_steps},  {"batch_warmup", batch_warmup},
-                   {"mixed_prompt", mixed},
+                   {"mixed_prompt", mixed_text},
                    {"max_seqs", o.max_seqs},      {"kv_tokens", o.kv_tokens},
                    {"mamba_ssm_cache_dtype", kernels::state_dtype_name(ssm.dtype)},
                    {"mamba_ssm_rounding", ssm.stochastic ? "stochastic" : "nearest"},
@@ -323,7 +362,8 @@ int run_bench(int argc, char** argv) {
   std::vector<model::CudaModel::OpTime> batch_profile;  // --profile: eager steps at the largest B
   std::vector<model::CudaModel::OpTime> mixed_profile;  // --profile --mixed-prompt: at the largest B, first P
   struct MixedRow {
-    int64_t B, P;
+    int64_t B;
+    MixedPrompt mp;
     double decode_ms, mixed_ms, mixed_max_ms;
   };
   std::vector<MixedRow> mixed_rows;
@@ -398,19 +438,24 @@ int run_bench(int argc, char** argv) {
       gpu.set_profiling(false);
       batch_profile = gpu.profile();
     }
-    // Mixed steps: the B decode rows plus the first P rows of a new sequence (a fresh slot
+    // Mixed steps: the B decode rows plus the first P rows of N new sequences (fresh slots
     // each step, so every step's prompt rows start at position 0), timed one by one.
-    for (int64_t P : mixed) {
-      const auto ids = synthetic_ids(P, V, static_cast<uint32_t>(104729 + P));
+    for (const MixedPrompt& mp : mixed) {
+      std::vector<std::vector<int32_t>> ids;
+      for (int64_t q = 0; q < mp.n; ++q)
+        ids.push_back(synthetic_ids(mp.p, V, static_cast<uint32_t>(104729 + mp.p + 7919 * q)));
       auto mixed_step = [&] {
-        const int extra = gpu.acquire_slot();
         std::vector<model::CudaChunk> ms = step;
-        ms.push_back({extra, ids.data(), P, false});
+        std::vector<int> extra;
+        for (int64_t q = 0; q < mp.n; ++q) {
+          extra.push_back(gpu.acquire_slot());
+          ms.push_back({extra.back(), ids[static_cast<std::size_t>(q)].data(), mp.p, false});
+        }
         const auto t1 = Clock::now();
         const auto next = gpu.forward_greedy(ms);
         const double dt = seconds_since(t1);
         std::copy(next.begin(), next.begin() + B, toks.begin());
-        gpu.release_slot(extra);
+        for (int slot : extra) gpu.release_slot(slot);
         return dt;
       };
       mixed_step();  // first use of this shape: kernels' first launches, workspaces
@@ -420,8 +465,8 @@ int run_bench(int argc, char** argv) {
         sum += dt;
         worst = std::max(worst, dt);
       }
-      mixed_rows.push_back({B, P, 1e3 * s / static_cast<double>(batch_steps), 1e3 * sum / kMixedSteps, 1e3 * worst});
-      if (profile && B == batches.back() && P == mixed.front()) {
+      mixed_rows.push_back({B, mp, 1e3 * s / static_cast<double>(batch_steps), 1e3 * sum / kMixedSteps, 1e3 * worst});
+      if (profile && B == batches.back() && &mp == &mixed.front()) {
         gpu.set_profiling(true);
         mixed_step();
         gpu.set_profiling(false);
@@ -464,18 +509,19 @@ int run_bench(int argc, char** argv) {
 
   j["mixed"] = Json::array();
   if (!mixed_rows.empty())
-    std::printf("\nmixed steps: B decode rows + P prompt rows of a new sequence (eager), %lld steps timed each\n"
-                "%6s %6s %14s %13s %13s %12s %14s\n",
+    std::printf("\nmixed steps: B decode rows + P prompt rows of a new sequence (NxP: of N new sequences) (eager), "
+                "%lld steps timed each\n%6s %8s %14s %13s %13s %12s %14s\n",
                 static_cast<long long>(kMixedSteps), "B", "P", "decode step ms", "mixed ms", "mixed max ms",
                 "vs decode", "prompt tok/s");
   for (const auto& r : mixed_rows) {
     // The prompt rows' cost: the mixed step's time beyond the decode step's.
     const double extra_ms = r.mixed_ms - r.decode_ms;
-    std::printf("%6lld %6lld %14.3f %13.3f %13.3f %11.2fx %14.0f\n", static_cast<long long>(r.B),
-                static_cast<long long>(r.P), r.decode_ms, r.mixed_ms, r.mixed_max_ms, r.mixed_ms / r.decode_ms,
-                extra_ms > 0 ? static_cast<double>(r.P) / (extra_ms * 1e-3) : 0.0);
+    std::printf("%6lld %8s %14.3f %13.3f %13.3f %11.2fx %14.0f\n", static_cast<long long>(r.B), r.mp.name().c_str(),
+                r.decode_ms, r.mixed_ms, r.mixed_max_ms, r.mixed_ms / r.decode_ms,
+                extra_ms > 0 ? static_cast<double>(r.mp.rows()) / (extra_ms * 1e-3) : 0.0);
     j["mixed"].push_back({{"batch", r.B},
-                          {"prompt_rows", r.P},
+                          {"prompt_rows", r.mp.rows()},
+                          {"prompt_sequences", r.mp.n},
                           {"decode_step_ms", r.decode_ms},
                           {"mixed_step_ms", r.mixed_ms},
                           {"mixed_step_max_ms", r.mixed_max_ms}});
@@ -485,7 +531,7 @@ int run_bench(int argc, char** argv) {
                   kBatchProfileSteps, batch_profile);
   if (!mixed_profile.empty())
     print_profile(("profile: mixed step of " + std::to_string(batches.back()) + " decode rows + " +
-                   std::to_string(mixed.front()) + " prompt rows").c_str(),
+                   mixed.front().name() + " prompt rows").c_str(),
                   1, mixed_profile);
   if (profile) {
     if (!prefills.empty()) {

@@ -70,6 +70,10 @@ def test_gpu_section_flags_are_named_before_the_device_is_asked_for():
     for args, what in [(["--batch", "0"], "--batch"), (["--prefill", "0"], "--prefill"),
                        (["--mixed-prompt", "128"], "--mixed-prompt needs --batch"),
                        (["--batch", "8", "--mixed-prompt", "0"], "--mixed-prompt"),
-                       (["--batch", "64", "--mixed-prompt", "2048"], "fit --chunk 2048")]:
+                       (["--batch", "64", "--mixed-prompt", "2048"], "fit --chunk 2048"),
+                       (["--batch", "64", "--mixed-prompt", "16x128"], "fit --chunk 2048"),
+                       (["--batch", "8", "--mixed-prompt", "0x128"], "N and P must be at least 1"),
+                       (["--batch", "8", "--mixed-prompt", "4x"], "is not P or NxP"),
+                       (["--batch", "8", "--mixed-prompt", "128,"], "is not P or NxP")]:
         p = subprocess.run([BIN, "bench", "--model", DEMO, *args], capture_output=True, text=True, timeout=120)
         assert p.returncode != 0 and what in p.stderr, (args, p.stderr)
