@@ -18,13 +18,17 @@
 //   build/bench/bench_engine_load [--concurrency 64] [--requests 128] [--prompt-tokens 128]
 //       [--max-tokens 128] [--max-step-tokens 512] [--prefill-step-tokens 2048]
 //       [--decode-ms "1:1.95,8:5.33,..."] [--mixed-ms "128:9.3,..."] [--prefill-tok-s 30400]
-//       [--step-log FILE]
+//       [--from-bench bench.json] [--step-log FILE]
+// --from-bench takes the tables from `nemotron bench --json` output: decode steps from its
+// "batch" entries, the prompt rows' extra time from its "mixed" entries of the largest B
+// (mixed_step_ms - decode_step_ms by prompt rows), the prefill rate from its largest "prefill".
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -35,6 +39,7 @@
 #include "model/backend.h"
 #include "runtime/engine.h"
 #include "util/error.h"
+#include "util/json.h"
 
 using namespace nemotron;
 using Clock = std::chrono::steady_clock;
@@ -63,6 +68,40 @@ Table parse_table(const std::string& s, const char* flag) {
   }
   if (t.empty() || t.front().first > 0) t.insert(t.begin(), {0.0, 0.0});
   return t;
+}
+
+// `nemotron bench --json` output -> the step-time tables and the prefill rate (see the top).
+// Mixed entries of the same prompt rows: the one over the most sequences (a server's step).
+void tables_from_bench(const std::string& path, std::string& decode_ms, std::string& mixed_ms, double& prefill_tok_s) {
+  const Json j = Json::parse(read_file(path));
+  std::string d;
+  for (const Json& b : j.value("batch", Json::array()))
+    d += (d.empty() ? "" : ",") + std::to_string(b.at("batch").get<int64_t>()) + ":" +
+         std::to_string(b.at("step_ms").get<double>());
+  if (d.empty()) throw Error("--from-bench " + path + ": no \"batch\" entries (run bench with --batch)");
+  decode_ms = d;
+  const Json mixed = j.value("mixed", Json::array());
+  int64_t largest = 0;
+  for (const Json& x : mixed) largest = std::max(largest, x.at("batch").get<int64_t>());
+  std::map<int64_t, std::pair<int64_t, double>> extra;  // prompt rows -> (sequences, extra ms)
+  for (const Json& x : mixed) {
+    if (x.at("batch").get<int64_t>() != largest) continue;
+    const int64_t rows = x.at("prompt_rows").get<int64_t>(), seqs = x.value("prompt_sequences", int64_t{1});
+    const double ms = x.at("mixed_step_ms").get<double>() - x.at("decode_step_ms").get<double>();
+    auto it = extra.find(rows);
+    if (it == extra.end() || seqs > it->second.first) extra[rows] = {seqs, ms};
+  }
+  if (!extra.empty()) {
+    mixed_ms.clear();
+    for (const auto& [rows, e] : extra)
+      mixed_ms += (mixed_ms.empty() ? "" : ",") + std::to_string(rows) + ":" + std::to_string(e.second);
+  }
+  int64_t tokens = 0;
+  for (const Json& p : j.value("prefill", Json::array()))
+    if (p.at("tokens").get<int64_t>() > tokens) {
+      tokens = p.at("tokens").get<int64_t>();
+      prefill_tok_s = p.at("tok_s").get<double>();
+    }
 }
 
 // Piecewise linear; beyond the last point, the last segment's slope.
@@ -160,7 +199,7 @@ int main(int argc, char** argv) {
   std::string decode_ms = "1:1.95,8:5.33,16:8.3,32:11.3,64:16.1";
   std::string mixed_ms = "128:9.3,256:12.2,512:20.6,1024:32.7";
   double prefill_tok_s = 30400;
-  std::string step_log, model_dir = std::string(NEMOTRON_SOURCE_DIR) + "/models/demo";
+  std::string step_log, from_bench, model_dir = std::string(NEMOTRON_SOURCE_DIR) + "/models/demo";
   app.add_option("--concurrency", concurrency)->check(CLI::Range(1, 4096));
   app.add_option("--requests", requests)->check(CLI::PositiveNumber);
   app.add_option("--prompt-tokens", prompt_tokens)->check(CLI::PositiveNumber);
@@ -171,10 +210,12 @@ int main(int argc, char** argv) {
   app.add_option("--mixed-ms", mixed_ms, "ms a step's prompt rows add beside decode rows, P:ms,...");
   app.add_option("--prefill-tok-s", prefill_tok_s, "Prompt tokens/s of steps without decode rows")
       ->check(CLI::PositiveNumber);
+  app.add_option("--from-bench", from_bench, "Take the tables from `nemotron bench --json` output (overrides the three above)");
   app.add_option("--step-log", step_log, "The engine's step log (bench/step_log.py sums it)");
   app.add_option("--model", model_dir, "A model directory for the engine's config (default: the demo model)");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (!from_bench.empty()) tables_from_bench(from_bench, decode_ms, mixed_ms, prefill_tok_s);
     const model::Model model = model::Model::load(model_dir);
     runtime::EngineOptions o;
     o.limits.max_num_seqs = concurrency;
