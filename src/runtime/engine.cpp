@@ -132,6 +132,7 @@ uint64_t Engine::submit(GenerationRequest request, EventSink sink) {
   if (request.reasoning_budget >= 0 && request.reasoning && request.reasoning_end.empty())
     throw Error("a reasoning budget needs the tokens that end reasoning");
   auto seq = std::make_unique<Sequence>();
+  seq->submitted = std::chrono::steady_clock::now();
   seq->in_reasoning = request.reasoning;
   seq->request = std::move(request);
   seq->sink = std::move(sink);
@@ -306,6 +307,7 @@ bool Engine::begin_step(InFlight& f) {
       ScheduledChunk& c = f.plan[i];
       Sequence& s = *sequences_.at(c.seq);
       if (s.slot < 0) {
+        s.scheduled = f.t0;
         s.slot = backend_->acquire_slot();
         if (cache_ && !c.decode()) resume_from_cache(s, c);
       }
@@ -494,7 +496,12 @@ bool Engine::emit_token(uint64_t id, Sequence& s, const kernels::SampleResult& r
   s.output.push_back(r.token);
   step_generated_++;
   TokenEvent ev;
-  if (s.generated == 1) ev.cached_tokens = s.cached;
+  if (s.generated == 1) {
+    ev.cached_tokens = s.cached;
+    using seconds = std::chrono::duration<double>;
+    ev.queue_seconds = seconds(s.scheduled - s.submitted).count();
+    ev.prefill_seconds = seconds(std::chrono::steady_clock::now() - s.scheduled).count();
+  }
   ev.token = r.token;
   ev.logprob = r.logprob;
   ev.top_logprobs = r.top;

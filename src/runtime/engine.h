@@ -64,6 +64,9 @@ struct TokenEvent {
   FinishReason reason = FinishReason::None;
   std::string error;
   int64_t cached_tokens = 0;  // first token's event: prompt tokens resumed from the prefix cache
+  // First token's event (else -1): seconds from submit() to the sequence's first step (waiting
+  // for a slot, KV room or the step budget), and from that step to this token (its prefill).
+  double queue_seconds = -1, prefill_seconds = -1;
 };
 
 using EventSink = std::function<void(const TokenEvent&)>;
@@ -184,6 +187,7 @@ class Engine {
     int64_t reasoning_tokens = 0;
     std::vector<int32_t> forced;
     std::vector<int32_t> chunk;  // a decode chunk's ids: [last token, forced...]
+    std::chrono::steady_clock::time_point submitted, scheduled;  // submit(); its first step's start
   };
   // One step between begin_step and finish_step: the scheduled chunks and, per chunk, the
   // sequence, whether it samples, whether it verifies drafts, and its first row.

@@ -62,11 +62,18 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 
 Metrics::Metrics(std::string model_name)
     : labels_("model_name=\"" + escape_label(model_name) + "\""),
-      ttft_(kLatency), itl_(kLatency), e2e_(kLatency), prompt_tokens_(kTokens), generation_tokens_(kTokens) {}
+      ttft_(kLatency), itl_(kLatency), e2e_(kLatency), prompt_tokens_(kTokens), generation_tokens_(kTokens),
+      queue_(kLatency), prefill_(kLatency) {}
 
 void Metrics::observe_ttft(double s) {
   std::lock_guard<std::mutex> lock(mu_);
   ttft_.observe(s);
+}
+
+void Metrics::observe_first_token(double queue_seconds, double prefill_seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (queue_seconds >= 0) queue_.observe(queue_seconds);
+  if (prefill_seconds >= 0) prefill_.observe(prefill_seconds);
 }
 
 void Metrics::observe_itl(double s) {
@@ -143,6 +150,11 @@ std::string Metrics::render(const runtime::EngineStats& st) const {
   e2e_.render(o, "nemotron:e2e_request_latency_seconds", "Time from arrival to the last token.", labels_);
   prompt_tokens_.render(o, "nemotron:request_prompt_tokens", "Prompt length of finished requests.", labels_);
   generation_tokens_.render(o, "nemotron:request_generation_tokens", "Generated tokens of finished requests.", labels_);
+  queue_.render(o, "nemotron:request_queue_time_seconds",
+                "Time from the engine taking the request to its first step (waiting for a slot, KV or the budget).",
+                labels_);
+  prefill_.render(o, "nemotron:request_prefill_time_seconds", "Time from the request's first step to its first token.",
+                  labels_);
   return o;
 }
 

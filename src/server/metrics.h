@@ -13,7 +13,8 @@
 //              nemotron:http_requests_total{status} (also the connection loop's own 408 / 429 / 431 / 503)
 //   histograms nemotron:time_to_first_token_seconds, nemotron:inter_token_latency_seconds,
 //              nemotron:e2e_request_latency_seconds, nemotron:request_prompt_tokens,
-//              nemotron:request_generation_tokens
+//              nemotron:request_generation_tokens, nemotron:request_queue_time_seconds (submit to
+//              the first step), nemotron:request_prefill_time_seconds (first step to first token)
 // Engine-level numbers come from Engine::stats(); latencies are observed per engine request
 // (one per choice) by the request threads.
 #include <cstdint>
@@ -44,6 +45,8 @@ class Metrics {
   explicit Metrics(std::string model_name);
   void observe_ttft(double seconds);
   void observe_itl(double seconds);
+  // The first token's TokenEvent::queue_seconds / prefill_seconds (negative: not observed).
+  void observe_first_token(double queue_seconds, double prefill_seconds);
   void observe_request(double e2e_seconds, int64_t prompt_tokens, int64_t generation_tokens,
                        const std::string& finish_reason);
   void count_http(int status);
@@ -52,7 +55,7 @@ class Metrics {
  private:
   std::string labels_;
   mutable std::mutex mu_;
-  Histogram ttft_, itl_, e2e_, prompt_tokens_, generation_tokens_;
+  Histogram ttft_, itl_, e2e_, prompt_tokens_, generation_tokens_, queue_, prefill_;
   std::map<std::string, uint64_t> finished_;
   std::map<int, uint64_t> http_;
 };

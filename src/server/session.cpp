@@ -33,8 +33,10 @@ bool GenerationSession::next(ChoiceEvent& out, std::chrono::milliseconds timeout
   Choice& c = choices_.at(static_cast<std::size_t>(out.choice));
   if (out.event.finished) c.finished = true;
   if (metrics_ && out.event.token >= 0) {
-    if (!c.first_seen) metrics_->observe_ttft(std::chrono::duration<double>(out.at - start_).count());
-    else metrics_->observe_itl(std::chrono::duration<double>(out.at - c.last).count());
+    if (!c.first_seen) {
+      metrics_->observe_ttft(std::chrono::duration<double>(out.at - start_).count());
+      metrics_->observe_first_token(out.event.queue_seconds, out.event.prefill_seconds);
+    } else metrics_->observe_itl(std::chrono::duration<double>(out.at - c.last).count());
   }
   if (out.event.token >= 0) {
     c.first_seen = true;

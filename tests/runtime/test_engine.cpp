@@ -306,6 +306,34 @@ TEST_F(EngineTest, StepLogAccountsForEveryRow) {
   EXPECT_EQ(decode_rows, (out - 1) * ex.num_prompts());
 }
 
+// The first token's event carries the request's queue and prefill times; later events do not.
+TEST_F(EngineTest, FirstTokenCarriesQueueAndPrefillTimes) {
+  const Expected ex("nano-moe");
+  auto engine = make(1, 16);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<TokenEvent> events;
+  bool done = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  engine->submit(greedy(ex.ids("p0.input_ids"), 4), [&](const TokenEvent& ev) {
+    std::lock_guard<std::mutex> lock(mu);
+    events.push_back(ev);
+    done = done || ev.finished;
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return done; }));
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_GE(events[0].queue_seconds, 0.0);
+  EXPECT_GT(events[0].prefill_seconds, 0.0);
+  EXPECT_LE(events[0].queue_seconds + events[0].prefill_seconds, total);
+  for (std::size_t i = 1; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].queue_seconds, -1.0) << i;
+    EXPECT_EQ(events[i].prefill_seconds, -1.0) << i;
+  }
+}
+
 TEST_F(EngineTest, AnUnwritableStepLogIsNamed) {
   try {
     make(1, 16, 4096, 512, 0, "/nonexistent-dir/steps.csv");

@@ -88,6 +88,14 @@ def test_metrics_counters_increase(server):
         assert b[name] > a[name], name
     assert b["nemotron:generation_tokens_total"] - a["nemotron:generation_tokens_total"] == 16
     assert b["nemotron:inter_token_latency_seconds_count"] - a["nemotron:inter_token_latency_seconds_count"] == 15
+    # One request: one queue time and one prefill time, together within its time to first token.
+    for name in ["nemotron:request_queue_time_seconds", "nemotron:request_prefill_time_seconds"]:
+        assert b[name + "_count"] - a[name + "_count"] == 1, name
+    added = lambda name: b[name + "_sum"] - a[name + "_sum"]
+    assert added("nemotron:request_queue_time_seconds") >= 0
+    assert added("nemotron:request_prefill_time_seconds") > 0
+    assert (added("nemotron:request_queue_time_seconds") + added("nemotron:request_prefill_time_seconds")
+            <= added("nemotron:time_to_first_token_seconds"))
     assert b["nemotron:state_slots_total"] >= 1
     assert b["nemotron:kv_cache_capacity_tokens"] > 0
     assert 0 <= b["nemotron:kv_cache_usage_perc"] <= 1
