@@ -13,7 +13,9 @@
 // Step time model (ms): a step with B decode rows and P prompt rows takes decode(B) + mixed(P)
 // (both piecewise linear in their tables); a step without decode rows takes
 // max(1.5, P / prefill_rate). Defaults: Nano NVFP4 on an H100 (bench/RESULTS.md, twenty-first
-// session: decode steps at B = 1 / 8 / 16 / 32 / 64 and the mixed steps 64 + P).
+// session: decode steps at B = 1 / 8 / 16 / 32 / 64 and the mixed steps 64 + P). The prompt
+// rows' extra time does not depend on B here; measured, 512 rows cost 1.2x more beside 8 decode
+// rows than beside 64, so the model is optimistic for steps of few decodes.
 //
 //   build/bench/bench_engine_load [--concurrency 64] [--requests 128] [--prompt-tokens 128]
 //       [--max-tokens 128] [--max-step-tokens 512] [--prefill-step-tokens 2048]
