@@ -10,7 +10,8 @@ runs), and each segment is summed:
     back), rows;
   - host: gap_s + prep_s (finishing the previous step, taking in requests, preparing this one:
     the device waits unless the backend overlaps it);
-  - decode-only steps by batch size: where the tail of a load run (few sequences left) goes.
+  - decode-only steps by batch size: where the tail of a load run (few sequences left) goes;
+  - the most sequences running and waiting (not admitted: no slot or KV room) after a step.
 Usage: bench/step_log.py steps.csv [--idle 0.25] [--json out.json]
 """
 import argparse
@@ -22,7 +23,8 @@ import sys
 def read(path):
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    need = ["step", "start_s", "gap_s", "prep_s", "run_s", "sequences", "decode_rows", "prompt_rows", "drafts"]
+    need = ["step", "start_s", "gap_s", "prep_s", "run_s", "sequences", "decode_rows", "prompt_rows", "drafts",
+            "running", "waiting"]
     if rows and any(k not in rows[0] for k in need):
         sys.exit(f"{path}: not a step log (columns {', '.join(need)} expected)")
     out = []
@@ -69,13 +71,16 @@ def summarize(seg):
             b["run_s"] += s["run_s"]
     return {"start_s": first["start_s"], "steps": len(seg), "wall_s": wall, "host_s": host,
             "decode_rows": sum(s["decode_rows"] for s in seg), "prompt_rows": sum(s["prompt_rows"] for s in seg),
+            "max_running": max(s["running"] for s in seg), "max_waiting": max(s["waiting"] for s in seg),
+            "steps_waiting": sum(1 for s in seg if s["waiting"] > 0),
             "kinds": kinds, "decode_by_batch": {str(b): v for b, v in sorted(by_batch.items())}}
 
 
 def show(i, m):
     print(f"segment {i}: from {m['start_s']:.3f} s, {m['steps']} steps, wall {m['wall_s']:.3f} s, "
           f"host between launches {m['host_s']:.3f} s ({100 * m['host_s'] / max(m['wall_s'], 1e-9):.1f}%), "
-          f"{m['decode_rows']} decode rows, {m['prompt_rows']} prompt rows")
+          f"{m['decode_rows']} decode rows, {m['prompt_rows']} prompt rows; running up to {m['max_running']}, "
+          f"waiting up to {m['max_waiting']} ({m['steps_waiting']} steps with requests waiting)")
     for name, k in sorted(m["kinds"].items()):
         print(f"  {name:<7} {k['steps']:>6} steps {k['run_s']:>8.3f} s "
               f"({100 * k['run_s'] / max(m['wall_s'], 1e-9):5.1f}%)  mean {1e3 * k['run_s'] / k['steps']:7.2f} ms, "
