@@ -11,7 +11,8 @@ runs), and each segment is summed:
   - host: gap_s + prep_s (finishing the previous step, taking in requests, preparing this one:
     the device waits unless the backend overlaps it);
   - decode-only steps by batch size: where the tail of a load run (few sequences left) goes;
-  - the most sequences running and waiting (not admitted: no slot or KV room) after a step.
+  - the most sequences running and waiting (not admitted: no slot or KV room) when a step was
+    scheduled.
 Usage: bench/step_log.py steps.csv [--idle 0.25] [--json out.json]
 """
 import argparse

@@ -260,6 +260,8 @@ bool Engine::begin_step(InFlight& f) {
     k = static_cast<int>(std::min<int64_t>(k, spare / ready));
   }
   f.plan = scheduler_.schedule(k);
+  f.running = scheduler_.running();
+  f.waiting = scheduler_.waiting();
   if (cache_) defer_same_prompts(f.plan);
   if (f.plan.empty()) return false;
   f.t0 = std::chrono::steady_clock::now();  // the step's time includes the drafting
@@ -653,7 +655,7 @@ void Engine::log_step(const InFlight& f, std::chrono::steady_clock::time_point d
                static_cast<unsigned long long>(steps_logged_++), seconds(f.t0 - started_).count(),
                seconds(f.t0 - last_done_).count(), seconds(f.launch - f.t0).count(), seconds(done - f.launch).count(),
                f.plan.size(), static_cast<long long>(decode_rows), static_cast<long long>(f.prompt_tokens), f.k,
-               scheduler_.running(), scheduler_.waiting());
+               f.running, f.waiting);
   last_done_ = done;
 }
 

@@ -121,7 +121,8 @@ struct EngineOptions {
   //   back to this step's start: the host finishing that step and taking in requests, or idle),
   //   prep_s (this step's host work before the launch, drafting included), run_s (launch to
   //   tokens back), sequences, decode_rows, prompt_rows, drafts (per verifying sequence),
-  //   running, waiting (after the step was scheduled).
+  //   running, waiting (the scheduler's once the step was scheduled: admitted, and not admitted for
+  //   want of a slot or KV room).
   // The file is created (truncated) when the engine starts; an unwritable path is an error.
   std::string step_log;
 };
@@ -198,6 +199,7 @@ class Engine {
     std::vector<int64_t> row0;
     int64_t rows = 0, prompt_tokens = 0;
     int k = 0;  // drafts per verifying sequence (SpecController::choose; 0: none)
+    int running = 0, waiting = 0;  // the scheduler's, once this step was scheduled (the step log)
     bool decode_only = true, hidden = false;  // hidden: some chunk needs the hidden rows
     std::chrono::steady_clock::time_point t0, launch;  // begin_step entered; the backend's begin_step called
   };

@@ -259,7 +259,7 @@ TEST_F(EngineTest, StepLogAccountsForEveryRow) {
   const int64_t out = 5;
   uint64_t steps = 0;
   {
-    auto engine = make(4, 16, 4096, 512, 0, path);
+    auto engine = make(2, 16, 4096, 512, 0, path);  // fewer slots than prompts: some wait
     std::vector<std::unique_ptr<Collector>> cs;
     for (int i = 0; i < ex.num_prompts(); ++i) {
       cs.push_back(std::make_unique<Collector>());
@@ -278,6 +278,7 @@ TEST_F(EngineTest, StepLogAccountsForEveryRow) {
   uint64_t n = 0;
   long long decode_rows = 0, prompt_rows = 0;
   double last_start = -1;
+  int max_waiting = 0;
   while (std::fgets(line, sizeof line, f)) {
     unsigned long long step = 0;
     double start = 0, gap = 0, prep = 0, run = 0;
@@ -295,6 +296,9 @@ TEST_F(EngineTest, StepLogAccountsForEveryRow) {
     EXPECT_GE(sequences, 1);
     EXPECT_LE(d + p, 16) << "the step budget";
     EXPECT_EQ(drafts, 0);
+    EXPECT_GE(running, sequences);
+    EXPECT_LE(running, 2) << "slots";
+    max_waiting = std::max(max_waiting, waiting);
     last_start = start;
     decode_rows += d;
     prompt_rows += p;
@@ -304,6 +308,8 @@ TEST_F(EngineTest, StepLogAccountsForEveryRow) {
   EXPECT_EQ(n, steps);
   EXPECT_EQ(prompt_rows, prompt_tokens);
   EXPECT_EQ(decode_rows, (out - 1) * ex.num_prompts());
+  ASSERT_GT(ex.num_prompts(), 2);
+  EXPECT_EQ(max_waiting, ex.num_prompts() - 2) << "the requests beyond the two slots wait for the first step";
 }
 
 // The first token's event carries the request's queue and prefill times; later events do not.
