@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
                            o);
     std::atomic<int> next{0};
     std::mutex mu;
-    std::vector<double> ttft, itl;  // ms
+    std::vector<double> ttft, itl, queue, prefill;  // ms
     const auto t0 = Clock::now();
     std::vector<std::thread> clients;
     for (int c = 0; c < concurrency; ++c)
@@ -247,11 +247,15 @@ int main(int argc, char** argv) {
           const auto sent = Clock::now();
           Clock::time_point last{};
           std::vector<double> gaps;
-          double first = 0;
+          double first = 0, queued = 0, prefilled = 0;
           engine.submit(r, [&](const runtime::TokenEvent& ev) {
             const auto now = Clock::now();
             if (ev.token >= 0) {
-              if (last == Clock::time_point{}) first = std::chrono::duration<double, std::milli>(now - sent).count();
+              if (last == Clock::time_point{}) {
+                first = std::chrono::duration<double, std::milli>(now - sent).count();
+                queued = 1e3 * ev.queue_seconds;
+                prefilled = 1e3 * ev.prefill_seconds;
+              }
               else gaps.push_back(std::chrono::duration<double, std::milli>(now - last).count());
               last = now;
             }
@@ -265,6 +269,8 @@ int main(int argc, char** argv) {
           cv.wait(lock, [&] { return done; });
           std::lock_guard<std::mutex> g(mu);
           ttft.push_back(first);
+          queue.push_back(queued);
+          prefill.push_back(prefilled);
           itl.insert(itl.end(), gaps.begin(), gaps.end());
         }
       });
@@ -277,6 +283,8 @@ int main(int argc, char** argv) {
     std::printf("%.1f tok/s, TTFT p50 / p99 %.1f / %.1f ms, ITL p50 / p99 %.2f / %.2f ms (p99 / p50 %.2f), %.3f s\n",
                 static_cast<double>(requests) * static_cast<double>(max_tokens) / wall, percentile(ttft, 50),
                 percentile(ttft, 99), p50, p99, p50 > 0 ? p99 / p50 : 0.0, wall);
+    std::printf("TTFT parts: queue (submit to the first step) p50 %.1f ms, prefill (first step to token) p50 %.1f ms\n",
+                percentile(queue, 50), percentile(prefill, 50));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
