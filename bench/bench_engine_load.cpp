@@ -50,43 +50,48 @@ namespace {
 
 using Table = std::vector<std::pair<double, double>>;  // (x, ms), x ascending
 
-// "x:ms,x:ms,..." -> a table, (0, 0) first when absent.
-Table parse_table(const std::string& s, const char* flag) {
-  Table t;
-  std::size_t at = 0;
-  while (at < s.size()) {
-    const std::size_t end = std::min(s.find(',', at), s.size());
-    const std::string item = s.substr(at, end - at);
-    const std::size_t colon = item.find(':');
-    try {
-      if (colon == std::string::npos) throw Error("");
-      t.emplace_back(std::stod(item.substr(0, colon)), std::stod(item.substr(colon + 1)));
-    } catch (const std::exception&) {
-      throw Error(std::string(flag) + ": '" + item + "' is not x:ms");
-    }
-    if (!t.empty() && t.size() > 1 && t.back().first <= t[t.size() - 2].first)
-      throw Error(std::string(flag) + ": x must ascend");
-    at = end + 1;
-  }
+// Points (x, ms) -> a table: ascending x (else an Error naming `what`), (0, 0) first when absent.
+Table make_table(Table t, const std::string& what) {
+  for (std::size_t i = 1; i < t.size(); ++i)
+    if (t[i].first <= t[i - 1].first) throw Error(what + ": x must ascend");
   if (t.empty() || t.front().first > 0) t.insert(t.begin(), {0.0, 0.0});
   return t;
 }
 
+// "x:ms,x:ms,..." -> a table.
+Table parse_table(const std::string& s, const std::string& flag) {
+  Table t;
+  for (std::size_t at = 0; at < s.size();) {
+    const std::size_t end = std::min(s.find(',', at), s.size());
+    const std::string item = s.substr(at, end - at);
+    const std::size_t colon = item.find(':');
+    const auto bad = [&] { return Error(flag + ": '" + item + "' is not x:ms"); };
+    if (colon == std::string::npos) throw bad();
+    try {
+      t.emplace_back(std::stod(item.substr(0, colon)), std::stod(item.substr(colon + 1)));
+    } catch (const std::exception&) {
+      throw bad();
+    }
+    at = end + 1;
+  }
+  return make_table(std::move(t), flag);
+}
+
 // `nemotron bench --json` output -> the step-time tables and the prefill rate (see the top).
 // Mixed entries of the same prompt rows: the one over the most sequences (a server's step).
-void tables_from_bench(const std::string& path, std::string& decode_ms, std::string& mixed_ms, double& prefill_tok_s) {
+void tables_from_bench(const std::string& path, Table& decode, Table& mixed, double& prefill_tok_s) {
   const Json j = Json::parse(read_file(path));
-  std::string d;
+  const std::string what = "--from-bench " + path;
+  Table d;
   for (const Json& b : j.value("batch", Json::array()))
-    d += (d.empty() ? "" : ",") + std::to_string(b.at("batch").get<int64_t>()) + ":" +
-         std::to_string(b.at("step_ms").get<double>());
-  if (d.empty()) throw Error("--from-bench " + path + ": no \"batch\" entries (run bench with --batch)");
-  decode_ms = d;
-  const Json mixed = j.value("mixed", Json::array());
+    d.emplace_back(b.at("batch").get<double>(), b.at("step_ms").get<double>());
+  if (d.empty()) throw Error(what + ": no \"batch\" entries (run bench with --batch)");
+  decode = make_table(std::move(d), what);
+  const Json steps = j.value("mixed", Json::array());
   int64_t largest = 0;
-  for (const Json& x : mixed) largest = std::max(largest, x.at("batch").get<int64_t>());
+  for (const Json& x : steps) largest = std::max(largest, x.at("batch").get<int64_t>());
   std::map<int64_t, std::pair<int64_t, double>> extra;  // prompt rows -> (sequences, extra ms)
-  for (const Json& x : mixed) {
+  for (const Json& x : steps) {
     if (x.at("batch").get<int64_t>() != largest) continue;
     const int64_t rows = x.at("prompt_rows").get<int64_t>(), seqs = x.value("prompt_sequences", int64_t{1});
     const double ms = x.at("mixed_step_ms").get<double>() - x.at("decode_step_ms").get<double>();
@@ -94,9 +99,9 @@ void tables_from_bench(const std::string& path, std::string& decode_ms, std::str
     if (it == extra.end() || seqs > it->second.first) extra[rows] = {seqs, ms};
   }
   if (!extra.empty()) {
-    mixed_ms.clear();
-    for (const auto& [rows, e] : extra)
-      mixed_ms += (mixed_ms.empty() ? "" : ",") + std::to_string(rows) + ":" + std::to_string(e.second);
+    Table m;
+    for (const auto& [rows, e] : extra) m.emplace_back(static_cast<double>(rows), e.second);
+    mixed = make_table(std::move(m), what);
   }
   int64_t tokens = 0;
   for (const Json& p : j.value("prefill", Json::array()))
@@ -217,7 +222,8 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_dir, "A model directory for the engine's config (default: the demo model)");
   CLI11_PARSE(app, argc, argv);
   try {
-    if (!from_bench.empty()) tables_from_bench(from_bench, decode_ms, mixed_ms, prefill_tok_s);
+    Table decode = parse_table(decode_ms, "--decode-ms"), mixed = parse_table(mixed_ms, "--mixed-ms");
+    if (!from_bench.empty()) tables_from_bench(from_bench, decode, mixed, prefill_tok_s);
     const model::Model model = model::Model::load(model_dir);
     runtime::EngineOptions o;
     o.limits.max_num_seqs = concurrency;
@@ -226,8 +232,8 @@ int main(int argc, char** argv) {
     o.limits.kv_token_capacity = int64_t{concurrency} * (prompt_tokens + max_tokens);
     o.max_model_len = prompt_tokens + max_tokens;
     o.step_log = step_log;
-    runtime::Engine engine(std::make_unique<TimedBackend>(model, concurrency, parse_table(decode_ms, "--decode-ms"),
-                                                          parse_table(mixed_ms, "--mixed-ms"), prefill_tok_s),
+    runtime::Engine engine(std::make_unique<TimedBackend>(model, concurrency, std::move(decode), std::move(mixed),
+                                                          prefill_tok_s),
                            o);
     std::atomic<int> next{0};
     std::mutex mu;
