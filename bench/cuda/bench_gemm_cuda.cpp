@@ -11,9 +11,7 @@
 //      dense [T*k, out, in] GEMM (the same FLOPs, no routing). Every expert has its own copy.
 //   3. the GEMV / batch / grouped crossover on the Nano up projection (NVFP4), T*k = 48 .. 6144
 //      (kExpertGroupedMinPairsPerExpert: the batch path hands over to the grouped GEMM at
-//      T*k >= 12 E = 1536 pairs, T = 256), the grouped GEMM also with double-buffered decoding.
-//   4. the dense GEMM at mixed-step sizes (T = 16 .. 256), NVFP4, with one and two decoded W
-//      buffers (LinearCudaArgs::double_decode).
+//      T*k >= 12 E = 1536 pairs, T = 256).
 // Times: CUDA graphs of `launches` calls, median of 9 replays (bench_util.h). Weights of the
 // dense shapes may be partly L2-resident across launches (the GEMM is compute-bound there).
 //   usage: bench_gemm_cuda [--quick]   (--quick: T = 2048 only, NVFP4 only for sections 1-2)
@@ -124,53 +122,6 @@ void bench_dense(bool quick, cublasHandle_t cb, cudaStream_t st) {
   std::printf("\n");
 }
 
-// The dense GEMM at a server's mixed-step sizes (32- and 64-row tiles), NVFP4: the single
-// decoded W buffer against the double-buffered one (LinearCudaArgs::double_decode), us per call.
-// The launches rotate over copies of the weight (>= 256 MB in all), so that L2 cannot hold them.
-void bench_dense_small(cudaStream_t st) {
-  struct Shape {
-    const char* name;
-    int64_t out, in;
-  };
-  const Shape shapes[] = {{"in_proj", 10304, 2688}, {"out_proj", 2688, 4096}, {"shared_up", 3712, 2688}};
-  std::printf("## Dense GEMM at mixed-step sizes, NVFP4 (us per call): one decoded W buffer vs two "
-              "(NEMOTRON_GEMM_DECODE=double)\n\n| shape | T | one | two | speed-up |\n|---|---|---|---|---|\n");
-  const auto x = random_x(256 * 4096);
-  DevMem dx(x.data(), x.size() * 2), dy(static_cast<std::size_t>(256) * 10304 * 2);
-  for (const auto& s : shapes) {
-    const auto hw = nemotron::testing::make_weight(WeightFormat::NVFP4, s.out, s.in, 7);
-    const std::size_t bytes = hw.data.size() + hw.scales.size();
-    const std::size_t copies = (std::size_t{256} << 20) / bytes + 1;
-    std::vector<std::unique_ptr<DevMem>> dw, ds;
-    for (std::size_t i = 0; i < copies; ++i) {
-      dw.push_back(std::make_unique<DevMem>(hw.data.data(), hw.data.size()));
-      ds.push_back(std::make_unique<DevMem>(hw.scales.data(), hw.scales.size()));
-    }
-    for (int64_t T : {16, 40, 100, 192, 256}) {
-      LinearCudaArgs a;
-      a.w = hw.w;
-      a.w.block_scale = static_cast<const uint8_t*>(ds[0]->p);
-      a.x = static_cast<const uint16_t*>(dx.p);
-      a.T = T;
-      a.y = dy.p;
-      double ms[2];
-      for (int db = 0; db < 2; ++db) {
-        a.double_decode = db;
-        ms[db] = nemotron::bench::median_launch_ms(st, 50, [&](int i) {
-          const std::size_t c = static_cast<std::size_t>(i) % copies;
-          a.w.data = dw[c]->p;
-          a.w.block_scale = static_cast<const uint8_t*>(ds[c]->p);
-          nk::cuda::launch_linear_gemm(a, st);
-        });
-      }
-      std::printf("| %s [%lld, %lld] | %lld | %.1f | %.1f | %.2fx |\n", s.name, static_cast<long long>(s.out),
-                  static_cast<long long>(s.in), static_cast<long long>(T), ms[0] * 1e3, ms[1] * 1e3, ms[0] / ms[1]);
-      std::fflush(stdout);
-    }
-  }
-  std::printf("\n");
-}
-
 // E device copies of one random expert (identical bytes, distinct memory: no L2 sharing).
 struct ExpertSet {
   std::vector<std::unique_ptr<DevMem>> w, s;
@@ -259,9 +210,7 @@ void bench_experts(bool quick, cublasHandle_t cb, cudaStream_t st) {
 void bench_crossover(cudaStream_t st) {
   constexpr int64_t E = 128, k = 6, I = 1856, H = 2688;
   std::printf("## GEMV vs batch vs grouped, Nano up projection NVFP4 (us per call; auto = expert_gemv_cuda with a "
-              "workspace; grouped DB = the grouped GEMM with double-buffered weight decoding, "
-              "NEMOTRON_GEMM_DECODE=double)\n\n| T | T*k | gemv | batch | grouped | grouped DB | auto |\n"
-              "|---|---|---|---|---|---|---|\n");
+              "workspace)\n\n| T | T*k | gemv | batch | grouped | auto |\n|---|---|---|---|---|---|\n");
   ExpertSet ex(WeightFormat::NVFP4, E, I, H);
   for (int64_t T : {8, 11, 16, 32, 64, 128, 192, 256, 384, 512, 768, 1024}) {
     const auto ids = random_ids(T * k, E, 5 + static_cast<uint64_t>(T));
@@ -281,18 +230,13 @@ void bench_crossover(cudaStream_t st) {
     const double gemv = nemotron::bench::median_launch_ms(st, 20, [&](int) { nk::expert_gemv_cuda(a, st); });
     a.workspace = ws.p;
     a.workspace_bytes = wsb;
-    a.double_decode = 0;
     const double grp = nemotron::bench::median_launch_ms(st, 20, [&](int) { nk::cuda::launch_expert_grouped(a, st, 0); });
-    a.double_decode = 1;
-    const double grp_db =
-        nemotron::bench::median_launch_ms(st, 20, [&](int) { nk::cuda::launch_expert_grouped(a, st, 0); });
-    a.double_decode = -1;
     const double bat = nemotron::bench::median_launch_ms(st, 20, [&](int) {
       if (!nk::cuda::launch_expert_batch(a, st)) throw std::runtime_error("the batch path declined");
     });
     const double aut = nemotron::bench::median_launch_ms(st, 20, [&](int) { nk::expert_gemv_cuda(a, st); });
-    std::printf("| %lld | %lld | %.1f | %.1f | %.1f | %.1f | %.1f |\n", static_cast<long long>(T),
-                static_cast<long long>(T * k), gemv * 1e3, bat * 1e3, grp * 1e3, grp_db * 1e3, aut * 1e3);
+    std::printf("| %lld | %lld | %.1f | %.1f | %.1f | %.1f |\n", static_cast<long long>(T), static_cast<long long>(T * k),
+                gemv * 1e3, bat * 1e3, grp * 1e3, aut * 1e3);
     std::fflush(stdout);
   }
   std::printf("\n");
@@ -313,7 +257,6 @@ int main(int argc, char** argv) {
   try {
     bench_experts(quick, cb, st);
     bench_crossover(st);
-    bench_dense_small(st);
     bench_dense(quick, cb, st);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -41,10 +41,6 @@ struct LinearCudaArgs {
   // at the same time (one per stream).
   void* workspace = nullptr;
   int64_t workspace_bytes = 0;
-  // The GEMM path's FP8 / NVFP4 weights decoded into two shared buffers, one barrier per K
-  // slice (gemm_core.cuh's DB; row tiles of 32 and 64): -1 = NEMOTRON_GEMM_DECODE=double (A/B
-  // runs; off otherwise, until measured), 0 = off, 1 = on. The same bits either way.
-  int double_decode = -1;
 };
 
 // The split-K GEMM (linear_gemm.cu): the blocks per SM it aims for and its tile.

@@ -141,8 +141,6 @@ struct ExpertGemvArgs {
   // them, and its first weight loads, before waiting for x (warp-per-tile layout; SplitK
   // buckets again). Implies ids_settled.
   bool reuse_buckets = false;
-  // The grouped path's double-buffered weight decoding (LinearCudaArgs::double_decode).
-  int double_decode = -1;
 };
 // Returns the path that ran (PerPair where the batch path declined: x rows too long for
 // shared memory).

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "cuda_test_util.h"
-#include "kernels/cuda/linear_internal.cuh"
 #include "kernels/linear_cuda.h"
 #include "linear_test_util.h"
 #include "split_workspace.h"
@@ -50,19 +49,6 @@ void add_extremes(HostWeight& hw) {
   }
 }
 
-// linear_cuda's arguments for weight hw (its bytes and NVFP4 block scales on the device at
-// data / scales) over T rows of x.
-kernels::LinearCudaArgs args_for(const HostWeight& hw, const uint8_t* data, const uint8_t* scales, const uint16_t* x,
-                                 int64_t T) {
-  kernels::LinearCudaArgs a;
-  a.w = hw.w;
-  a.w.data = data;
-  a.w.block_scale = hw.w.format == WeightFormat::NVFP4 ? scales : nullptr;
-  a.x = x;
-  a.T = T;
-  return a;
-}
-
 void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType yt, uint64_t seed,
               bool extremes = false, bool split = false) {
   HostWeight hw = make_weight(f, c.out, c.in, seed);
@@ -80,7 +66,12 @@ void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType
   dyf.poison();
   dyb.poison();
 
-  kernels::LinearCudaArgs a = args_for(hw, dw.get(), ds.get(), dx.get(), T);
+  kernels::LinearCudaArgs a;
+  a.w = hw.w;
+  a.w.data = dw.get();
+  a.w.block_scale = f == WeightFormat::NVFP4 ? ds.get() : nullptr;
+  a.x = dx.get();
+  a.T = T;
   a.y = yt == OutType::F32 ? static_cast<void*>(dyf.get()) : static_cast<void*>(dyb.get());
   a.y_type = yt;
   a.path = path;
@@ -267,43 +258,6 @@ TEST(LinearCuda, GemmThirtyTwoRowTiles) {
     }
 }
 
-// The double-buffered weight decoding (gemm_core.cuh's DB, LinearCudaArgs::double_decode) gives
-// the single buffer's bits on 32- and 64-row tiles, with and without split K: Nano's in_proj and
-// out_proj shapes and ragged ones (out % 128 != 0, one K slice); FP8 and NVFP4 (the AW form).
-TEST(LinearCuda, GemmDoubleBufferedDecodingEqualsTheSingleBuffer) {
-  ASSERT_TRUE(have_device());
-  uint64_t seed = 1300;
-  const Case shapes[] = {kNano[0], kNano[1], {"odd_out301_k192", 301, 192}, {"k64_out77", 77, 64}};
-  for (auto f : {WeightFormat::FP8, WeightFormat::NVFP4})
-    for (const Case& c : shapes)
-      for (int64_t T : {9, 32, 40, 100})
-        for (bool split : {false, true}) {
-          const HostWeight hw = make_weight(f, c.out, c.in, seed);
-          Rng rng(seed++ * 7 + 1);
-          const std::vector<uint16_t> xb = rng.bf16(static_cast<std::size_t>(T * c.in), 1.0f, nullptr);
-          DeviceBuffer<uint8_t> dw(hw.data), ds(hw.scales.empty() ? std::vector<uint8_t>(16) : hw.scales);
-          DeviceBuffer<uint16_t> dx(xb), y1(static_cast<std::size_t>(T * c.out)), y2(static_cast<std::size_t>(T * c.out));
-          y1.poison();
-          y2.poison();
-          kernels::LinearCudaArgs a = args_for(hw, dw.get(), ds.get(), dx.get(), T);
-          a.path = LinearPath::Gemm;
-          SplitWorkspace ws;
-          if (split) ws.attach(a);
-          const std::string what = std::string(c.name) + " " + kernels::weight_format_name(f) + " T=" +
-                                   std::to_string(T) + (split ? " split-K" : "");
-          const int bm = kernels::cuda::linear_gemm_row_tile(a);
-          ASSERT_TRUE(kernels::cuda::gemm_double_decode_applies(f, bm, c.in, 1)) << what << " bm=" << bm;
-          a.double_decode = 0;
-          a.y = y1.get();
-          ASSERT_NO_THROW(kernels::linear_cuda(a, nullptr));
-          a.double_decode = 1;
-          a.y = y2.get();
-          ASSERT_NO_THROW(kernels::linear_cuda(a, nullptr));
-          CUDA_OK(cudaDeviceSynchronize());
-          EXPECT_TRUE(y1.download() == y2.download()) << what << ": double-buffered decoding changed bits";
-        }
-}
-
 // linear_group_cuda gives each part's linear_cuda result bit for bit, in one launch (the Nano
 // attention q, k, v in BF16 and FP8 at T = 1; ragged rows) or one call each (T > 1, the tile
 // GEMV, mixed formats).
@@ -326,7 +280,11 @@ void check_group(const std::vector<Case>& parts, const std::vector<WeightFormat>
     y2.push_back(std::make_unique<DeviceBuffer<uint16_t>>(static_cast<std::size_t>(T * parts[i].out)));
     y1[i]->poison();
     y2[i]->poison();
-    a[i] = args_for(hw[i], dw[i]->get(), ds[i]->get(), dx.get(), T);
+    a[i].w = hw[i].w;
+    a[i].w.data = dw[i]->get();
+    a[i].w.block_scale = fmts[i] == WeightFormat::NVFP4 ? ds[i]->get() : nullptr;
+    a[i].x = dx.get();
+    a[i].T = T;
     a[i].y = y1[i]->get();
     b[i] = a[i];
     b[i].y = y2[i]->get();

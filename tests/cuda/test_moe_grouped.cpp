@@ -59,7 +59,6 @@ struct Case {
   bool vs_gemv = false;  // and all pairs against the GEMV path
   bool bad_ids = false;
   uint64_t seed = 1;
-  int double_decode = -1;  // ExpertGemvArgs::double_decode
 };
 
 std::vector<uint16_t> launch(const Case& c, const Experts& ex, const std::vector<int32_t>& ids,
@@ -79,7 +78,6 @@ std::vector<uint16_t> launch(const Case& c, const Experts& ex, const std::vector
   a.x_per_slot = c.per_slot;
   a.relu2 = c.relu2;
   a.y = dy.get();
-  a.double_decode = c.double_decode;
   if (with_workspace) {
     a.workspace = ws.get();
     a.workspace_bytes = ws_bytes;
@@ -229,37 +227,6 @@ TEST(MoeGrouped, IndependentOfBucketOrder) {
                   y2[static_cast<std::size_t>((t * c.k + c.k - 1 - s) * c.out + r)];
     EXPECT_EQ(diff, 0u) << kernels::weight_format_name(f);
   }
-}
-
-// The double-buffered weight decoding (gemm_core.cuh's DB, ExpertGemvArgs::double_decode) gives
-// the single buffer's bits, on 32- and 64-row tiles: Nano's up and down shapes and small
-// ragged ones (out % 128 != 0, one K slice), every routing; the single buffer is checked
-// against the CPU by the tests above.
-TEST(MoeGrouped, DoubleBufferedDecodingEqualsTheSingleBuffer) {
-  ASSERT_TRUE(have_device());
-  uint64_t seed = 81;
-  for (auto f : {WeightFormat::FP8, WeightFormat::NVFP4})
-    for (int bm : {32, 64}) {
-      const Case cases[] = {
-          {f, 128, 1856, 2688, 300, 6, false, true, Routing::Spread, bm, 1, false, true, seed++},
-          {f, 128, 2688, 1856, 300, 6, true, false, Routing::Skewed, bm, 1, false, false, seed++},
-          {f, 7, 100, 64, 50, 3, false, false, Routing::OneExpert, bm, 1, false, false, seed++},
-          {f, 16, 257, 192, 29, 6, true, true, Routing::Spread, bm, 1, false, true, seed++},
-      };
-      for (Case c : cases) {
-        ASSERT_TRUE(kernels::cuda::gemm_double_decode_applies(f, bm, c.in, 1)) << case_name(c);
-        const auto ex = make_experts(c.f, c.E, c.out, c.in, c.seed, 7919);
-        auto ids = make_ids(c.T * c.k, c.E, c.routing, c.seed + 7);
-        if (c.bad_ids) ids[static_cast<std::size_t>(c.T * c.k / 2)] = static_cast<int32_t>(c.E);
-        Rng rng(c.seed + 3);
-        const auto xb = rng.bf16(static_cast<std::size_t>((c.per_slot ? c.T * c.k : c.T) * c.in), 1.0f, nullptr);
-        c.double_decode = 0;
-        const auto one = launch(c, *ex, ids, xb, true);
-        c.double_decode = 1;
-        const auto two = launch(c, *ex, ids, xb, true);
-        EXPECT_TRUE(one == two) << case_name(c) << ": double-buffered decoding changed bits";
-      }
-    }
 }
 
 // Decode sizes (below the grouped thresholds) do not take the grouped GEMM with a workspace:

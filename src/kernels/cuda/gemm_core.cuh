@@ -34,21 +34,16 @@ inline constexpr int BN = 128, BK = 64, kStages = 3, kThreads = 256;
 // the other form keeps one: decode-size calls, whose blocks do little math per slice, wait on
 // it). Per slice: wait for slice kt, barrier, refill the freed ring slot, decode slice kt's raw
 // bytes to BF16 in the one decoded buffer, barrier, mma.
-// DB (with AW, BM <= 64; opt-in, gemm_double_decode): two decoded buffers, one barrier per
-// slice: wait for slice kt + 1's raw bytes, barrier, refill, decode slice kt + 1 into the
-// other buffer, mma of slice kt, so that one warp's decoding overlaps another's mma work.
-// Same operands, same mma order: the results are bit for bit those of the single buffer.
-template <WeightFormat F, int BM, bool AW = false, bool DB = false>
+template <WeightFormat F, int BM, bool AW = false>
 struct Cfg {
   static_assert(BM == 32 || BM == 64 || BM == 128, "row tile of 32, 64 or 128");
   static_assert(!AW || F != WeightFormat::Dense, "BF16 weights always travel by cp.async");
-  static_assert(!DB || (AW && BM <= 64), "double-buffered decoding is a form of AW with a 4-slice ring");
   static constexpr int kRing = AW ? (BM <= 64 ? 4 : 3) : kStages;  // slices in the ring
   static constexpr int kAStage = BM * BK * 2, kBStage = BN * BK * 2;  // bytes
   // AW: raw bytes of a W slice (NVFP4: 32 per row, then 4 scale bytes per row; FP8: 64 per row).
   static constexpr int kRawW = F == WeightFormat::NVFP4 ? BN * BK / 2 : BN * BK;
   static constexpr int kRawStage = AW ? kRawW + (F == WeightFormat::NVFP4 ? BN * BK / 16 : 0) : 0;
-  static constexpr int kBBufs = F == WeightFormat::Dense ? kStages : AW ? (DB ? 2 : 1) : 2;
+  static constexpr int kBBufs = F == WeightFormat::Dense ? kStages : AW ? 1 : 2;
   static constexpr int kSmem = kRing * (kAStage + kRawStage) + kBBufs * kBStage;
   static constexpr int MT = BM / 32, NT = 4;
   static constexpr float kPost = F == WeightFormat::NVFP4 ? 256.0f : 1.0f;
@@ -61,9 +56,9 @@ inline bool async_weights(WeightFormat f, int64_t in) { return f != WeightFormat
 
 // Whether the block's dynamic (Cfg::kSmem) plus static (row tables) shared memory fits the
 // device's per-block opt-in limit (H100: 227 KiB; sm_120-class parts: 99 KiB).
-template <WeightFormat F, int BM, bool AW = false, bool DB = false>
+template <WeightFormat F, int BM, bool AW = false>
 inline bool smem_fits(int smem_optin) {
-  return Cfg<F, BM, AW, DB>::kSmem + BM * (static_cast<int>(sizeof(void*)) + 4) <= smem_optin;
+  return Cfg<F, BM, AW>::kSmem + BM * (static_cast<int>(sizeof(void*)) + 4) <= smem_optin;
 }
 
 // Whether a call of F weights [*, in] on BM-row tiles runs the AW form: it applies and fits.
@@ -71,17 +66,6 @@ template <WeightFormat F, int BM>
 inline bool use_async_weights(int64_t in, int smem_optin) {
   if constexpr (F == WeightFormat::Dense) return false;
   else return async_weights(F, in) && smem_fits<F, BM, true>(smem_optin);
-}
-
-// Whether a call of F weights [*, in] on BM-row tiles runs the DB form: asked for (`asked`: 1,
-// or -1 with NEMOTRON_GEMM_DECODE=double; linear_gemm.cu), the AW form applies and DB fits.
-bool double_decode_asked(int asked);
-template <WeightFormat F, int BM>
-inline bool use_double_decode(int asked, int64_t in, int smem_optin) {
-  if constexpr (F == WeightFormat::Dense || BM > 64) return false;
-  else
-    return double_decode_asked(asked) && use_async_weights<F, BM>(in, smem_optin) &&
-           smem_fits<F, BM, true, true>(smem_optin);
 }
 
 // Element offset of chunk `c` of row `r` in a swizzled slice.
@@ -221,10 +205,10 @@ __device__ __forceinline__ void store_w(const WRegs<F>& r, uint16_t* Bs) {
 // written arow and synchronized.
 // K range: slices kt0 .. kt0 + ktn - 1 (columns [kt0 BK, min(in, (kt0 + ktn) BK))); ktn < 0:
 // every slice from kt0 on. A split-K block takes its own range; ktn >= 1.
-template <WeightFormat F, int BM, bool AW = false, bool DB = false>
+template <WeightFormat F, int BM, bool AW = false>
 __device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const WOperand& o, unsigned char* smem,
                                               float (&acc)[BM / 32][4][4], int kt0 = 0, int ktn = -1) {
-  using C = Cfg<F, BM, AW, DB>;
+  using C = Cfg<F, BM, AW>;
   constexpr int R = C::kRing;
   constexpr int kAChunks = BM * 8 / kThreads;  // 16-byte chunks of A per thread per slice
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -293,36 +277,7 @@ __device__ __forceinline__ void gemm_mainloop(const uint16_t* const* arow, const
     if (s < KT) issue(s, kb + s * BK);
     cp_async_commit();  // empty groups keep the wait counts uniform
   }
-  if constexpr (DB) {
-    static_assert(R >= 4, "DB waits for slice kt + 1 with slice kt + 2 still in flight");
-    // Slice 0 decoded into buffer 0 first (the ring's first R - 1 slices are in flight).
-    cp_async_wait<R - 2>();
-    __syncthreads();
-    if (KT > 0) {
-      WRegs<F> wr;
-      load_w_raw(wr, raw);
-      store_w(wr, Bs);
-    }
-    for (int kt = 0; kt < KT; ++kt) {
-      cp_async_wait<R - 3>();  // slice kt + 1 landed (and slice kt's A before it)
-      // Decoded slice kt visible; every warp is done with slice kt - 1: its ring slot and its
-      // decoded buffer, (kt + 1) & 1, are free.
-      __syncthreads();
-      {
-        const int nk = kt + R - 1;
-        if (nk < KT) issue(nk % R, kb + nk * BK);
-        cp_async_commit();
-      }
-      if (kt + 1 < KT) {
-        WRegs<F> wr;
-        load_w_raw(wr, raw + ((kt + 1) % R) * C::kRawStage);
-        store_w(wr, Bs + ((kt + 1) & 1) * (BN * BK));
-      }
-      mma_slice(As + (kt % R) * (BM * BK), Bs + (kt & 1) * (BN * BK));
-    }
-    cp_async_wait<0>();
-    return;
-  } else if constexpr (AW) {
+  if constexpr (AW) {
     for (int kt = 0; kt < KT; ++kt) {
       cp_async_wait<R - 2>();
       __syncthreads();  // slice kt (A and raw W) visible; every warp is done with slice kt - 1

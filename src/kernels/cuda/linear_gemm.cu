@@ -26,7 +26,6 @@
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/gemm_core.cuh"
 #include "kernels/cuda/linear_internal.cuh"
-#include "util/env.h"
 
 namespace nemotron::kernels::cuda {
 namespace {
@@ -65,7 +64,7 @@ __device__ __forceinline__ void sum_partials(float (&acc)[BM / 32][4][4], const 
     }
 }
 
-template <WeightFormat F, int BM, bool AW, bool DB>
+template <WeightFormat F, int BM, bool AW>
 __global__ void __launch_bounds__(gemm::kThreads, 2)
     gemm_mma_kernel(const uint8_t* __restrict__ w, const uint8_t* __restrict__ wscale, float post,
                     const uint16_t* __restrict__ x, int T, int in, int out, void* __restrict__ y, bool y_f32,
@@ -88,12 +87,12 @@ __global__ void __launch_bounds__(gemm::kThreads, 2)
   float acc[BM / 32][4][4];
   const int splits = gridDim.y;
   if (splits == 1) {
-    gemm::gemm_mainloop<F, BM, AW, DB>(arow, op, smem, acc);
+    gemm::gemm_mainloop<F, BM, AW>(arow, op, smem, acc);
     gemm::gemm_store<BM>(acc, yrow, y, y_f32, pairs, out, n0, post, relu2);
     return;
   }
   const int KT = (in + gemm::BK - 1) / gemm::BK, kt0 = blockIdx.y * ksl;
-  gemm::gemm_mainloop<F, BM, AW, DB>(arow, op, smem, acc, kt0, min(ksl, KT - kt0));
+  gemm::gemm_mainloop<F, BM, AW>(arow, op, smem, acc, kt0, min(ksl, KT - kt0));
   int32_t* counter = counters + id;
   gemm::gemm_store<BM>(acc, yrow, part + static_cast<int64_t>(blockIdx.y) * T * out, true, out % 2 == 0, out, n0,
                        post, false);
@@ -127,11 +126,11 @@ Split choose_split(int64_t tiles, int KT, int sms, bool dense, int64_t T) {
   return s > 1 ? Split{s, ksl} : Split{};
 }
 
-template <WeightFormat F, int BM, bool AW, bool DB = false>
+template <WeightFormat F, int BM, bool AW>
 void launch_mma(const LinearCudaArgs& a, cudaStream_t stream, int sms) {
-  constexpr int smem = gemm::Cfg<F, BM, AW, DB>::kSmem;
+  constexpr int smem = gemm::Cfg<F, BM, AW>::kSmem;
   const cudaError_t e =
-      cudaFuncSetAttribute(gemm_mma_kernel<F, BM, AW, DB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+      cudaFuncSetAttribute(gemm_mma_kernel<F, BM, AW>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   require(e == cudaSuccess, std::string("linear_gemm: shared memory opt-in failed: ") + cudaGetErrorString(e));
   const int64_t mtn = (a.T + BM - 1) / BM, ntn = (a.w.out + gemm::BN - 1) / gemm::BN;
   require(mtn * ntn < (int64_t{1} << 31), "linear_gemm: too many tiles");
@@ -149,7 +148,7 @@ void launch_mma(const LinearCudaArgs& a, cudaStream_t stream, int sms) {
   }
   auto* ws = static_cast<unsigned char*>(a.workspace);
   const dim3 grid(static_cast<unsigned>(mtn * ntn), static_cast<unsigned>(sp.splits));
-  gemm_mma_kernel<F, BM, AW, DB><<<grid, gemm::kThreads, smem, stream>>>(
+  gemm_mma_kernel<F, BM, AW><<<grid, gemm::kThreads, smem, stream>>>(
       static_cast<const uint8_t*>(a.w.data), a.w.block_scale, post, a.x, static_cast<int>(a.T),
       static_cast<int>(a.w.in), static_cast<int>(a.w.out), a.y, f32, pairs, a.relu2, static_cast<int>(mtn),
       static_cast<int>(ntn), sp.ksl, reinterpret_cast<int32_t*>(ws),
@@ -160,72 +159,25 @@ void launch_mma(const LinearCudaArgs& a, cudaStream_t stream, int sms) {
 template <WeightFormat F, int BM>
 void launch_bm(const LinearCudaArgs& a, cudaStream_t stream, const DeviceLimits& lim) {
   if constexpr (F != WeightFormat::Dense) {
-    if constexpr (BM <= 64) {
-      if (gemm::use_double_decode<F, BM>(a.double_decode, a.w.in, lim.smem_optin))
-        return launch_mma<F, BM, true, true>(a, stream, lim.sms);
-    }
     if (gemm::use_async_weights<F, BM>(a.w.in, lim.smem_optin)) return launch_mma<F, BM, true>(a, stream, lim.sms);
   }
   launch_mma<F, BM, false>(a, stream, lim.sms);
 }
 
-// 128-row tiles where they fill the device twice over, else 32 rows for calls of <= 32, else 64.
-template <WeightFormat F>
-int row_tile(const LinearCudaArgs& a, const DeviceLimits& lim) {
-  const int64_t ntn = (a.w.out + gemm::BN - 1) / gemm::BN, big = (a.T + 127) / 128 * ntn;
-  if (big >= 2 * lim.sms && gemm::smem_fits<F, 128>(lim.smem_optin)) return 128;
-  return a.T <= 32 ? 32 : 64;
-}
-
 template <WeightFormat F>
 void launch_fmt_mma(const LinearCudaArgs& a, cudaStream_t stream) {
   const DeviceLimits lim = device_limits();
+  const int64_t ntn = (a.w.out + gemm::BN - 1) / gemm::BN, big = (a.T + 127) / 128 * ntn;
   require(gemm::smem_fits<F, 64>(lim.smem_optin),
           "linear_gemm: the device allows " + std::to_string(lim.smem_optin) +
               " bytes of shared memory per block, the GEMM tile needs " +
               std::to_string(gemm::Cfg<F, 64>::kSmem) + " and more");
-  const int bm = row_tile<F>(a, lim);
-  if (bm == 128) launch_bm<F, 128>(a, stream, lim);
-  else if (bm == 32) launch_bm<F, 32>(a, stream, lim);
+  if (big >= 2 * lim.sms && gemm::smem_fits<F, 128>(lim.smem_optin)) launch_bm<F, 128>(a, stream, lim);
+  else if (a.T <= 32) launch_bm<F, 32>(a, stream, lim);
   else launch_bm<F, 64>(a, stream, lim);
 }
 
-template <WeightFormat F>
-bool double_decode_on_tile(int bm, int64_t in, int asked, int optin) {
-  if (bm == 32) return gemm::use_double_decode<F, 32>(asked, in, optin);
-  return bm == 64 && gemm::use_double_decode<F, 64>(asked, in, optin);
-}
-
 }  // namespace
-
-namespace gemm {
-
-bool double_decode_asked(int asked) {
-  static const bool env = env_equals("NEMOTRON_GEMM_DECODE", "double");
-  return asked == 1 || (asked < 0 && env);
-}
-
-}  // namespace gemm
-
-int linear_gemm_row_tile(const LinearCudaArgs& a) {
-  const DeviceLimits lim = device_limits();
-  switch (a.w.format) {
-    case WeightFormat::Dense: return row_tile<WeightFormat::Dense>(a, lim);
-    case WeightFormat::FP8: return row_tile<WeightFormat::FP8>(a, lim);
-    case WeightFormat::NVFP4: break;
-  }
-  return row_tile<WeightFormat::NVFP4>(a, lim);
-}
-
-bool gemm_double_decode_applies(WeightFormat f, int bm, int64_t in, int asked) {
-  const int optin = device_limits().smem_optin;
-  switch (f) {
-    case WeightFormat::Dense: return false;
-    case WeightFormat::FP8: return double_decode_on_tile<WeightFormat::FP8>(bm, in, asked, optin);
-    case WeightFormat::NVFP4: break;
-  }
-  return double_decode_on_tile<WeightFormat::NVFP4>(bm, in, asked, optin);
-}
 
 void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream) {
   switch (a.w.format) {

@@ -12,11 +12,6 @@ void launch_linear_gemv(const LinearCudaArgs& a, cudaStream_t stream);
 // linear_group_cuda's one-launch path (checked arguments); false when it does not apply.
 bool launch_linear_gemv_group(const LinearCudaArgs* parts, int n, cudaStream_t stream);
 void launch_linear_gemm(const LinearCudaArgs& a, cudaStream_t stream);
-// The GEMM path's row tile for `a` (32, 64 or 128), and whether weights of format f on bm-row
-// tiles with `in` columns are decoded double-buffered (LinearCudaArgs::double_decode = asked)
-// on this device (linear_gemm.cu; tests).
-int linear_gemm_row_tile(const LinearCudaArgs& a);
-bool gemm_double_decode_applies(WeightFormat f, int bm, int64_t in, int asked);
 
 // The grouped path of expert_gemv_cuda (moe_grouped.cu; arguments checked by the caller,
 // workspace checked here). bm: pairs per row tile, 32, 64 or 128; 0 picks by pairs per expert.
@@ -51,6 +46,7 @@ ExpertBuckets expert_buckets_in_workspace(const ExpertGemvArgs& a);
 // workspace checked here. Returns false (nothing launched) when 8 rows of x do not fit in
 // shared memory (in > ~14000), where the per-pair kernels must run instead.
 bool launch_expert_batch(const ExpertGemvArgs& a, cudaStream_t stream);
+
 
 // Blocks of `kernel` (threads per block, dynamic shared memory bytes) resident per SM (>= 1);
 // raises the kernel's dynamic shared-memory limit to `smem` when needed.

@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(kBucketThreads) bucket_kernel(const int32_t* _
   }
 }
 
-template <WeightFormat F, int BM, bool AW, bool DB>
+template <WeightFormat F, int BM, bool AW>
 __global__ void __launch_bounds__(gemm::kThreads, 2) grouped_kernel(ExpertGemvArgs a, Workspace ws, int ntn,
                                                                     bool pairs) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -169,32 +169,28 @@ __global__ void __launch_bounds__(gemm::kThreads, 2) grouped_kernel(ExpertGemvAr
                           F == WeightFormat::NVFP4 ? a.w.block_scale[e] : nullptr, row_bytes(F, in), in, out,
                           c * gemm::BN};
   float acc[BM / 32][4][4];
-  gemm::gemm_mainloop<F, BM, AW, DB>(arow, op, smem, acc);
+  gemm::gemm_mainloop<F, BM, AW>(arow, op, smem, acc);
   const float post = gemm::Cfg<F, BM>::kPost * post_scale(F, a.w.scale ? a.w.scale[e] : 1.0f);
   gemm::gemm_store<BM>(acc, yrow, a.y, false, pairs, out, c * gemm::BN, post, a.relu2);
 }
 
-template <WeightFormat F, int BM, bool AW, bool DB = false>
+template <WeightFormat F, int BM, bool AW>
 void launch_grouped(const ExpertGemvArgs& a, const Workspace& ws, cudaStream_t stream) {
-  constexpr int smem = gemm::Cfg<F, BM, AW, DB>::kSmem;
+  constexpr int smem = gemm::Cfg<F, BM, AW>::kSmem;
   const cudaError_t e =
-      cudaFuncSetAttribute(grouped_kernel<F, BM, AW, DB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+      cudaFuncSetAttribute(grouped_kernel<F, BM, AW>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
   const int64_t ntn = (a.w.out + gemm::BN - 1) / gemm::BN, blocks = tile_bound(a.T * a.k, a.w.experts, BM) * ntn;
   require(blocks < (int64_t{1} << 31), "expert_gemv_cuda: too many tiles for the grouped path");
   const bool pairs = a.w.out % 2 == 0 && reinterpret_cast<uintptr_t>(a.y) % 4 == 0;
-  launch_pdl(grouped_kernel<F, BM, AW, DB>, dim3(static_cast<unsigned>(blocks)), dim3(gemm::kThreads), smem, stream, a, ws,
+  launch_pdl(grouped_kernel<F, BM, AW>, dim3(static_cast<unsigned>(blocks)), dim3(gemm::kThreads), smem, stream, a, ws,
              static_cast<int>(ntn), pairs);
 }
 
 // The asynchronous-weight form (gemm_core.cuh's AW) where it applies and fits.
 template <WeightFormat F, int BM>
 void launch_aw(const ExpertGemvArgs& a, const Workspace& ws, cudaStream_t stream) {
-  const int optin = device_limits().smem_optin;
-  if constexpr (BM <= 64) {
-    if (gemm::use_double_decode<F, BM>(a.double_decode, a.w.in, optin)) return launch_grouped<F, BM, true, true>(a, ws, stream);
-  }
-  if (gemm::use_async_weights<F, BM>(a.w.in, optin))
+  if (gemm::use_async_weights<F, BM>(a.w.in, device_limits().smem_optin))
     launch_grouped<F, BM, true>(a, ws, stream);
   else
     launch_grouped<F, BM, false>(a, ws, stream);
