@@ -25,7 +25,11 @@ its logprob entries when --logprobs asks for them) counts as n intervals of gap 
 may hold back tokens that decode to no text on their own (bytes of a character, tokens a
 tokenizer does not know) and send them with a later chunk: the JSON's tokens_per_chunk
 (tokens / chunks) says how far ITL is from per token; 1.0 = every token in its own chunk.
-Only the standard library.
+Per level it also prints when the client had sent its first C requests (a client that cannot
+start C requests at once shows here, not as server time) and the response head's latency: a
+streaming server sends its head once the request is parsed and submitted, so TTFT minus head is
+the engine's queue + prefill, and head alone is the client's send plus the server's front.
+--trace keeps these times per request in the JSON. Only the standard library.
 """
 import argparse
 import json
@@ -94,7 +98,7 @@ def chunk_tokens(chunk, completions):
     return n
 
 
-def one_request(args, index, prompt):
+def one_request(args, index, prompt, level_t0):
     body = request_body(args, index, prompt)
     headers = {"Content-Type": "application/json"}
     if args.api_key:
@@ -105,6 +109,7 @@ def one_request(args, index, prompt):
     t0 = time.perf_counter()
     stamps, counts, usage = [], [], None  # one stamp and token count per chunk that carries tokens
     with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+        t_head = time.perf_counter()
         for raw in resp:
             line = raw.decode("utf-8", "replace").strip()
             if not line.startswith("data:"):
@@ -126,13 +131,14 @@ def one_request(args, index, prompt):
     itl = []
     for a, b, n in zip(stamps, stamps[1:], counts[1:]):
         itl.extend([(b - a) / n] * n)
-    return {"ttft": (stamps[0] - t0) if stamps else t1 - t0, "itl": itl, "tokens": tokens,
-            "chunks": len(stamps), "e2e": t1 - t0}
+    return {"start": t0 - level_t0, "head": t_head - t0, "ttft": (stamps[0] - t0) if stamps else t1 - t0,
+            "itl": itl, "tokens": tokens, "chunks": len(stamps), "e2e": t1 - t0}
 
 
 def run_level(args, concurrency, num_requests, prompt):
     results, errors, lock = [], [], threading.Lock()
     next_index = [0]
+    t0 = time.perf_counter()
 
     def worker():
         while True:
@@ -142,7 +148,7 @@ def run_level(args, concurrency, num_requests, prompt):
                 index = next_index[0]
                 next_index[0] += 1
             try:
-                r = one_request(args, index, prompt)
+                r = one_request(args, index, prompt, t0)
                 with lock:
                     results.append(r)
             except urllib.error.HTTPError as e:  # reported with the server's message, not fatal
@@ -153,7 +159,6 @@ def run_level(args, concurrency, num_requests, prompt):
                 with lock:
                     errors.append(str(e))
 
-    t0 = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for t in threads:
         t.start()
@@ -161,6 +166,9 @@ def run_level(args, concurrency, num_requests, prompt):
         t.join()
     wall = time.perf_counter() - t0
     ttft = [r["ttft"] for r in results]
+    head = [r["head"] for r in results]
+    # The first `concurrency` requests start together: how long the client took to send them
+    first = sorted(r["start"] for r in results)[:concurrency]
     itl = [x for r in results for x in r["itl"]]
     e2e = [r["e2e"] for r in results]
     tokens = sum(r["tokens"] for r in results)
@@ -168,12 +176,15 @@ def run_level(args, concurrency, num_requests, prompt):
     return {"concurrency": concurrency, "requests": len(results), "errors": len(errors),
             "first_error": errors[0] if errors else None, "wall_s": wall,
             "ttft_p50": percentile(ttft, 50), "ttft_p90": percentile(ttft, 90), "ttft_p99": percentile(ttft, 99),
+            "head_p50": percentile(head, 50), "head_p90": percentile(head, 90), "head_p99": percentile(head, 99),
+            "first_wave_start_max": first[-1] if first else float("nan"),
             "itl_p50": percentile(itl, 50), "itl_p90": percentile(itl, 90), "itl_p99": percentile(itl, 99),
             "itl_mean": statistics.mean(itl) if itl else float("nan"),
             "e2e_p50": percentile(e2e, 50), "e2e_p99": percentile(e2e, 99),
             "output_tok_s": tokens / wall if wall > 0 else 0.0, "req_s": len(results) / wall if wall > 0 else 0.0,
             "output_tokens": tokens, "tokens_per_chunk": tokens / chunks if chunks else float("nan"),
-            "mean_output_tokens": statistics.mean([r["tokens"] for r in results]) if results else 0}
+            "mean_output_tokens": statistics.mean([r["tokens"] for r in results]) if results else 0,
+            "trace": [{k: r[k] for k in ("start", "head", "ttft", "e2e", "tokens")} for r in results] if args.trace else None}
 
 
 def int_list(text, what):
@@ -209,6 +220,9 @@ def main():
                     help='JSON object merged into every request, e.g. \'{"response_format": {"type": "json_object"}}\'')
     ap.add_argument("--label", default="", help="a name for these settings (kept in the JSON; plot.py shows it)")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--trace", action="store_true",
+                    help="keep every request's start (from the level's start), response head, TTFT, end-to-end time "
+                         "and tokens in the JSON (levels[i].trace)")
     ap.add_argument("--json", default="", help="write the results as JSON to this file ('-' = stdout)")
     args = ap.parse_args()
     if args.completions and args.vocab_size < 2:
@@ -246,6 +260,9 @@ def main():
               f"{ms('ttft_p50') + '/' + ms('ttft_p90') + '/' + ms('ttft_p99'):>24} "
               f"{ms('itl_p50') + '/' + ms('itl_p90') + '/' + ms('itl_p99'):>22} "
               f"{r['output_tok_s']:>9.1f} {r['req_s']:>7.2f}", flush=True)
+        print(f"{'':>5} client: first {c} requests sent within {1000 * r['first_wave_start_max']:.1f} ms; "
+              f"response head p50/p90/p99 {ms('head_p50')}/{ms('head_p90')}/{ms('head_p99')} ms "
+              "(the server's handler done: submitted)", flush=True)
         if r["first_error"]:
             print("  first error:", r["first_error"], file=sys.stderr)
         if r["tokens_per_chunk"] > 1.05 and not args.logprobs:
