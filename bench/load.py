@@ -33,6 +33,7 @@ the engine's queue + prefill, and head alone is the client's send plus the serve
 """
 import argparse
 import json
+import multiprocessing
 import random
 import statistics
 import sys
@@ -135,18 +136,18 @@ def one_request(args, index, prompt, level_t0):
             "itl": itl, "tokens": tokens, "chunks": len(stamps), "e2e": t1 - t0}
 
 
-def run_level(args, concurrency, num_requests, prompt):
+def serve_requests(args, prompt, t0, num_requests, counter, threads):
+    """`threads` client threads taking request indices from the shared counter until
+    num_requests were taken; returns (results, errors)."""
     results, errors, lock = [], [], threading.Lock()
-    next_index = [0]
-    t0 = time.perf_counter()
 
     def worker():
         while True:
-            with lock:
-                if next_index[0] == num_requests:
+            with counter.get_lock():
+                if counter.value >= num_requests:
                     return
-                index = next_index[0]
-                next_index[0] += 1
+                index = counter.value
+                counter.value += 1
             try:
                 r = one_request(args, index, prompt, t0)
                 with lock:
@@ -159,11 +160,41 @@ def run_level(args, concurrency, num_requests, prompt):
                 with lock:
                     errors.append(str(e))
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
         t.start()
-    for t in threads:
+    for t in pool:
         t.join()
+    return results, errors
+
+
+def client_process(args, prompt, t0, num_requests, counter, threads, queue):
+    queue.put(serve_requests(args, prompt, t0, num_requests, counter, threads))
+
+
+def run_level(args, concurrency, num_requests, prompt):
+    # --processes P > 1: the C client threads spread over P processes (time.perf_counter is the
+    # system's monotonic clock on Linux, so their times share the level's origin t0).
+    ctx = multiprocessing.get_context("fork")
+    counter = ctx.Value("q", 0)
+    procs = max(1, min(args.processes, concurrency))
+    t0 = time.perf_counter()
+    if procs == 1:
+        results, errors = serve_requests(args, prompt, t0, num_requests, counter, concurrency)
+    else:
+        queue = ctx.Queue()
+        sizes = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
+        workers = [ctx.Process(target=client_process, args=(args, prompt, t0, num_requests, counter, n, queue))
+                   for n in sizes]
+        for w in workers:
+            w.start()
+        results, errors = [], []
+        for _ in workers:  # read before joining: a child exits only once its results are taken
+            r, e = queue.get()
+            results.extend(r)
+            errors.extend(e)
+        for w in workers:
+            w.join()
     wall = time.perf_counter() - t0
     ttft = [r["ttft"] for r in results]
     head = [r["head"] for r in results]
@@ -220,11 +251,16 @@ def main():
                     help='JSON object merged into every request, e.g. \'{"response_format": {"type": "json_object"}}\'')
     ap.add_argument("--label", default="", help="a name for these settings (kept in the JSON; plot.py shows it)")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--processes", type=int, default=1,
+                    help="spread each level's client threads over this many processes (one Python process "
+                         "serializes its threads' parsing; see the client line of the output)")
     ap.add_argument("--trace", action="store_true",
                     help="keep every request's start (from the level's start), response head, TTFT, end-to-end time "
                          "and tokens in the JSON (levels[i].trace)")
     ap.add_argument("--json", default="", help="write the results as JSON to this file ('-' = stdout)")
     args = ap.parse_args()
+    if args.processes < 1:
+        sys.exit("--processes must be at least 1")
     if args.completions and args.vocab_size < 2:
         sys.exit("--vocab-size must be at least 2")
     prompt = " ".join(["hello"] * max(1, args.prompt_tokens))
@@ -239,6 +275,7 @@ def main():
                 "concurrency": levels, "num_requests": nreq, "prompt_tokens": args.prompt_tokens,
                 "max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p,
                 "seed": args.seed, "ignore_eos": args.ignore_eos, "logprobs": args.logprobs,
+                "processes": args.processes,
                 "vocab_size": args.vocab_size if args.completions else None}
     rows = []
     out = {"url": args.url, "model": args.model, "prompt_tokens": args.prompt_tokens,
