@@ -26,7 +26,8 @@
 # and probing costs; super-nvfp4: Super with its MTP head, in /dev/shm, for an H200), MODEL_ROOT (/tmp), MODEL_DIR (the synthesized checkpoint; another
 # model directory skips step 1's synth), NEMOTRON (build-gpu/nemotron, built here), DEVICE (cuda),
 # PORT (8080), BATCH (1,2,4,8,16,32,64,128,256), LEVELS (1,8,32,64), GREEDY_REQS (8,32,64,128),
-# SAMPLED_REQS (4,8,32,64), PROMPT_TOKENS (128), MAX_TOKENS (128), SKIP_BENCH (0),
+# SAMPLED_REQS (4,8,32,64), PROMPT_TOKENS (128), MAX_TOKENS (128), SKIP_BENCH (0), LOAD_PROCESSES
+# (1: load.py's client threads in one Python process; P: spread over P processes),
 # CONSTRAINED_BODY (unset: no constrained run; a JSON object of request fields, step 5b),
 # AGENT_ARGS (unset: no agent run; bench/agent.py flags, step 5c), SOAK_SECONDS (unset: no
 # soak; bench/soak.py for that long, step 5d) and SOAK_CLIENTS (64). The server inherits the
@@ -235,7 +236,7 @@ if [ -n "$server_pid" ]; then
 
   # 5. Load: warm-up, greedy, sampled.
   common=(--url "$url" --completions --vocab-size "$vocab" --prompt-tokens "$prompt_tokens"
-          --max-tokens "$max_tokens" --ignore-eos --concurrency "$levels")
+          --max-tokens "$max_tokens" --ignore-eos --concurrency "$levels" --processes "${LOAD_PROCESSES:-1}")
   step warmup timeout 120 python3 bench/load.py "${common[@]}" --num-requests "$levels" --max-tokens 8
   step load-greedy timeout 120 python3 bench/load.py "${common[@]}" --num-requests "$greedy_reqs" \
     --label "greedy, ${serve_flags[*]}" --json "$out/load-greedy.json"
