@@ -61,6 +61,46 @@ std::vector<float> scaled(const std::vector<float>& w, float inv_t) {
 
 uint64_t mass_of(float d) { return static_cast<uint64_t>(expf(-d) * 1099511627776.0f); }  // 2^40
 
+// Step 4's theta_p over K_k = { (d, i) in d : d <= theta_k } without sorting all of it: the
+// elements go to buckets by d (monotone: a lower bucket holds only smaller d, equal d share a
+// bucket; d >= kMassFree, whose mass is 0, and +inf go to the last), the buckets' masses are
+// summed in order up to the first bucket where the running sum reaches the target, and only that
+// bucket is sorted to find the value. The sums are integers, so the order of addition changes
+// nothing: the same theta_p as sorting K_k whole.
+float top_p_threshold(const std::vector<std::pair<float, int64_t>>& d, float theta_k, float top_p) {
+  constexpr int kBuckets = 4096;
+  constexpr float kMassFree = 32.0f;  // expf(-32) * 2^40 < 1: every d from here has mass 0
+  auto bucket = [](float x) {
+    return x < kMassFree ? std::min(kBuckets - 1, static_cast<int>(x * (kBuckets / kMassFree))) : kBuckets;
+  };
+  std::vector<uint64_t> mass(kBuckets + 1, 0);
+  uint64_t total = 0;
+  for (const auto& e : d)
+    if (e.first <= theta_k) {
+      const uint64_t q = mass_of(e.first);
+      mass[static_cast<std::size_t>(bucket(e.first))] += q;
+      total += q;
+    }
+  const uint64_t target = static_cast<uint64_t>(static_cast<double>(top_p) * static_cast<double>(total));
+  uint64_t cum = 0;
+  int b = 0;
+  for (; b < kBuckets; ++b) {  // the last bucket's mass is 0: the target is reached before it or never
+    if (cum + mass[static_cast<std::size_t>(b)] >= target) break;
+    cum += mass[static_cast<std::size_t>(b)];
+  }
+  std::vector<std::pair<float, uint64_t>> kk;  // (d, q) of bucket b
+  for (const auto& e : d)
+    if (e.first <= theta_k && bucket(e.first) == b) kk.push_back({e.first, mass_of(e.first)});
+  std::sort(kk.begin(), kk.end());
+  for (std::size_t a = 0; a < kk.size();) {
+    std::size_t e = a;
+    while (e < kk.size() && kk[e].first == kk[a].first) cum += kk[e++].second;
+    if (cum >= target) return kk[a].first;
+    a = e;
+  }
+  return INFINITY;  // nothing kept reaches the target (not reached: the largest token has d = 0)
+}
+
 // The penalized logits of one row.
 std::vector<float> penalized(const float* logits, int64_t V, const SamplingParams& p, const PenaltyState* state) {
   std::vector<float> w(logits, logits + V);
@@ -95,27 +135,7 @@ SampleFilter sample_filter_cpu(const float* w, int64_t V, const SamplingParams& 
     std::nth_element(dv.begin(), dv.begin() + (p.top_k - 1), dv.end());
     f.theta_k = dv[static_cast<std::size_t>(p.top_k - 1)];
   }
-  if (p.top_p < 1.0f) {
-    std::vector<std::pair<float, uint64_t>> kk;  // (d, q) over K_k
-    uint64_t total = 0;
-    for (const auto& [di, i] : d)
-      if (di <= f.theta_k) {
-        kk.push_back({di, mass_of(di)});
-        total += kk.back().second;
-      }
-    const uint64_t target = static_cast<uint64_t>(static_cast<double>(p.top_p) * static_cast<double>(total));
-    std::sort(kk.begin(), kk.end());
-    uint64_t cum = 0;
-    for (std::size_t a = 0; a < kk.size();) {
-      std::size_t b = a;
-      while (b < kk.size() && kk[b].first == kk[a].first) cum += kk[b++].second;
-      if (cum >= target) {
-        f.theta_p = kk[a].first;
-        break;
-      }
-      a = b;
-    }
-  }
+  if (p.top_p < 1.0f) f.theta_p = top_p_threshold(d, f.theta_k, p.top_p);
   f.theta = std::min({f.theta_k, f.theta_p, f.theta_m});
   for (const auto& [di, i] : d) f.kept += di <= f.theta;
   return f;
@@ -133,13 +153,24 @@ SampleResult sample_cpu(const float* logits, int64_t V, const SamplingParams& p,
     if (f.degenerate) {
       out.token = argmax_first(s);
     } else {
+      // A floor (reach) of the winning value: the largest token's s + its noise. A token with s +
+      // kGumbelBound below it cannot win (its value is below the winner's), so its noise is
+      // never drawn; the others are compared in index order as step 5 says. One Philox block
+      // serves 4 consecutive tokens.
+      auto noise_block = [&](int64_t i) { return sample_noise_block(seed, draw, static_cast<uint32_t>(i / 4)); };
+      const int64_t top = argmax_first(s);
+      const float reach = s[top] + gumbel(noise_block(top).v[top % 4]);
       float best = -INFINITY;
-      int64_t bi = -1;
+      int64_t bi = -1, block = -1;
+      Philox4 x{};
       for (int64_t i = 0; i < V; ++i) {
-        if (std::isnan(s[i])) continue;
+        if (std::isnan(s[i]) || s[i] + kGumbelBound < reach) continue;
         const float d = f.M - s[i];
         if (!(d <= f.theta)) continue;
-        const Philox4 x = sample_noise_block(seed, draw, static_cast<uint32_t>(i / 4));
+        if (i / 4 != block) {
+          block = i / 4;
+          x = noise_block(i);
+        }
         const float v = s[i] + gumbel(x.v[i % 4]);
         if (bi < 0 || v > best) {
           best = v;

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -301,6 +302,118 @@ TEST(Sampling, ReproducibleBySeedAndDraw) {
   for (uint64_t d = 0; d < 50; ++d)
     differ += sample_cpu(l.data(), 1000, p, 42, d, nullptr).token != sample_cpu(l.data(), 1000, p, 43, d, nullptr).token;
   EXPECT_GT(differ, 25);
+}
+
+// Step 4's theta_p and step 5's token exactly as sampling.h words them (sort K_k whole; draw
+// every kept token's noise): sample_cpu's bucketed selection and its skip of tokens that cannot
+// win must give the same bits.
+float top_p_by_sorting(const std::vector<float>& w, const SamplingParams& p, float theta_k) {
+  const float inv_t = 1.0f / p.temperature;
+  float M = -INFINITY;
+  for (float v : w) M = std::max(M, v * inv_t);
+  std::vector<std::pair<float, uint64_t>> kk;
+  uint64_t total = 0;
+  for (float v : w) {
+    const float s = v * inv_t;
+    if (std::isnan(s) || !(M - s <= theta_k)) continue;
+    const uint64_t q = static_cast<uint64_t>(expf(-(M - s)) * 1099511627776.0f);
+    kk.push_back({M - s, q});
+    total += q;
+  }
+  const uint64_t target = static_cast<uint64_t>(static_cast<double>(p.top_p) * static_cast<double>(total));
+  std::sort(kk.begin(), kk.end());
+  uint64_t cum = 0;
+  for (std::size_t a = 0; a < kk.size();) {
+    std::size_t b = a;
+    while (b < kk.size() && kk[b].first == kk[a].first) cum += kk[b++].second;
+    if (cum >= target) return kk[a].first;
+    a = b;
+  }
+  return INFINITY;
+}
+
+int32_t token_drawing_every_noise(const std::vector<float>& w, const SamplingParams& p, uint64_t seed, uint64_t draw) {
+  const SampleFilter f = sample_filter_cpu(w.data(), static_cast<int64_t>(w.size()), p);
+  float best = -INFINITY;
+  int32_t bi = -1;
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    const float s = w[i] * f.inv_t;
+    if (std::isnan(s) || !(f.M - s <= f.theta)) continue;
+    const float v = s + gumbel(sample_noise_block(seed, draw, static_cast<uint32_t>(i / 4)).v[i % 4]);
+    if (bi < 0 || v > best) {
+      best = v;
+      bi = static_cast<int32_t>(i);
+    }
+  }
+  return bi;
+}
+
+TEST(Sampling, TopPSelectionEqualsSortingAtRealVocabularies) {
+  // Spreads from flat (most of the vocabulary kept) to peaked (a few tokens), rounded logits
+  // (ties everywhere, also across the selection's buckets), -inf entries (masked tokens), a
+  // NaN, top_k with it, and Nano's 131,072 tokens.
+  std::mt19937 rng(11);
+  int cases = 0;
+  for (int64_t V : {int64_t{7}, int64_t{1000}, int64_t{131072}}) {
+    for (float spread : {0.01f, 1.0f, 4.0f, 20.0f}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        std::normal_distribution<float> nd(0.0f, spread);
+        std::vector<float> w(static_cast<std::size_t>(V));
+        for (auto& v : w) v = nd(rng);
+        if (variant == 1)
+          for (auto& v : w) v = std::round(v * 4.0f) / 4.0f;
+        if (variant == 2)
+          for (std::size_t i = 0; i < w.size(); i += 3) w[i] = -INFINITY;
+        if (variant == 3) w[w.size() / 2] = NAN;
+        for (float top_p : {0.05f, 0.5f, 0.9f, 0.95f, 0.999f}) {
+          for (int top_k : {0, 50}) {
+            SamplingParams p = sampled(variant == 0 ? 0.7f : 1.0f);
+            p.top_p = top_p;
+            p.top_k = top_k;
+            const SampleFilter f = sample_filter_cpu(w.data(), V, p);
+            ASSERT_EQ(f.theta_p, top_p_by_sorting(w, p, f.theta_k))
+                << "V " << V << " spread " << spread << " variant " << variant << " top_p " << top_p << " top_k " << top_k;
+            ++cases;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(cases, 3 * 4 * 4 * 5 * 2);
+}
+
+TEST(Sampling, TopPTargetReachedExactlyAtABucketsEnd) {
+  // Masses 2^40 (the largest token) and 2^39 twice (d with expf(-d) exactly 0.5): total 2^41,
+  // top_p 0.5 -> target 2^40, reached exactly by the largest token alone, whose bucket must
+  // then end the search (theta_p = 0: only it is kept).
+  float d = 0.69f;
+  while (expf(-d) != 0.5f && d < 0.70f) d = std::nextafter(d, 1.0f);
+  ASSERT_EQ(expf(-d), 0.5f);
+  const std::vector<float> w = {-d, 0.0f, -d};
+  SamplingParams p = sampled(1.0f);
+  p.top_p = 0.5f;
+  const SampleFilter f = sample_filter_cpu(w.data(), 3, p);
+  EXPECT_EQ(f.theta_p, 0.0f);
+  EXPECT_EQ(f.theta_p, top_p_by_sorting(w, p, f.theta_k));
+  EXPECT_EQ(f.kept, 1);
+}
+
+TEST(Sampling, SkippingTokensThatCannotWinDrawsTheSameToken) {
+  // Flat rows (every token within the noise bound of the largest: nothing skipped) to peaked ones
+  // (nearly everything skipped), with and without filters.
+  std::mt19937 rng(12);
+  for (float spread : {0.5f, 3.0f, 12.0f}) {
+    std::normal_distribution<float> nd(0.0f, spread);
+    std::vector<float> w(4099);
+    for (auto& v : w) v = nd(rng);
+    for (float top_p : {1.0f, 0.9f}) {
+      SamplingParams p = sampled(0.8f);
+      p.top_p = top_p;
+      for (uint64_t d = 0; d < 40; ++d)
+        ASSERT_EQ(sample_cpu(w.data(), 4099, p, 77, d, nullptr).token, token_drawing_every_noise(w, p, 77, d))
+            << "spread " << spread << " top_p " << top_p << " draw " << d;
+    }
+  }
 }
 
 // Chi-square of `n` draws (draw = 0 .. n-1) against `expected` (probabilities); bins with an

@@ -19,6 +19,7 @@
 #include "model/cpu/cpu_forward.h"
 #include "model/cpu/cpu_ranks.h"
 #include "util/error.h"
+#include "util/parallel.h"
 
 namespace nemotron::model {
 namespace {
@@ -334,33 +335,38 @@ class CpuBackend final : public Backend {
     std::vector<ForwardResult>& results = per_rank[0];
     std::vector<StepOutput> out(chunks.size());
     hidden_.clear();
-    for (std::size_t i = 0; i < chunks.size(); ++i) {
-      const StepChunk& ch = chunks[i];
-      ForwardResult& r = results[i];
-      hidden_.insert(hidden_.end(), r.hidden.begin(), r.hidden.end());
-      Slot& s = at(ch.slot);
-      const SamplingParams greedy{.temperature = 0.0f};
-      const SamplingParams& p = ch.sampling ? *ch.sampling : greedy;
-      // The rows up to the first sampled one are prompt (seen); each later sampled row's input
-      // is the previous row's draw, which sample_cpu has just counted (a verify chunk of drafts:
-      // for the accepted prefix the drafts are the draws).
-      const int64_t S = ch.sample ? ch.sample_rows : 0;
-      if (p.penalized()) kernels::penalty_observe_prompt(s.penalties, ch.ids, S > 0 ? ch.T - S + 1 : ch.T);
-      const int64_t rows = static_cast<int64_t>(r.logits.size()) / V;
-      const int64_t words = (V + 31) / 32;
-      for (int64_t j = 0; j < S; ++j) {
-        float* row = r.logits.data() + (rows - S + j) * V;
-        if (ch.allowed) kernels::mask_logits_cpu(row, V, ch.allowed + j * words);  // disallowed: -inf
-        out[i].samples.push_back(kernels::sample_cpu(row, V, p, ch.seed, ch.draw + static_cast<uint64_t>(j),
-                                                     p.penalized() ? &s.penalties : nullptr));
+    for (std::size_t i = 0; i < chunks.size(); ++i)
+      hidden_.insert(hidden_.end(), results[i].hidden.begin(), results[i].hidden.end());
+    // Each chunk samples from its own slot's penalty state and its own logits (a step holds a
+    // slot once: checked above), so the chunks sample in parallel; a chunk's rows stay in order.
+    parallel_for(chunks.size(), [&](std::size_t c0, std::size_t c1) {
+      for (std::size_t i = c0; i < c1; ++i) {
+        const StepChunk& ch = chunks[i];
+        ForwardResult& r = results[i];
+        Slot& s = at(ch.slot);
+        const SamplingParams greedy{.temperature = 0.0f};
+        const SamplingParams& p = ch.sampling ? *ch.sampling : greedy;
+        // The rows up to the first sampled one are prompt (seen); each later sampled row's input
+        // is the previous row's draw, which sample_cpu has just counted (a verify chunk of drafts:
+        // for the accepted prefix the drafts are the draws).
+        const int64_t S = ch.sample ? ch.sample_rows : 0;
+        if (p.penalized()) kernels::penalty_observe_prompt(s.penalties, ch.ids, S > 0 ? ch.T - S + 1 : ch.T);
+        const int64_t rows = static_cast<int64_t>(r.logits.size()) / V;
+        const int64_t words = (V + 31) / 32;
+        for (int64_t j = 0; j < S; ++j) {
+          float* row = r.logits.data() + (rows - S + j) * V;
+          if (ch.allowed) kernels::mask_logits_cpu(row, V, ch.allowed + j * words);  // disallowed: -inf
+          out[i].samples.push_back(kernels::sample_cpu(row, V, p, ch.seed, ch.draw + static_cast<uint64_t>(j),
+                                                       p.penalized() ? &s.penalties : nullptr));
+        }
+        if (S > 0) s.kept.samples = out[i].samples;
+        if (S > 0) out[i].sample = out[i].samples.back();
+        else out[i].sample.token = -1;
+        if (ch.logits == LogitsOut::Last && r.logits.size() > static_cast<std::size_t>(V))
+          r.logits.erase(r.logits.begin(), r.logits.end() - V);
+        if (ch.logits != LogitsOut::None) out[i].logits = std::move(r.logits);
       }
-      if (S > 0) s.kept.samples = out[i].samples;
-      if (S > 0) out[i].sample = out[i].samples.back();
-      else out[i].sample.token = -1;
-      if (ch.logits == LogitsOut::Last && r.logits.size() > static_cast<std::size_t>(V))
-        r.logits.erase(r.logits.begin(), r.logits.end() - V);
-      if (ch.logits != LogitsOut::None) out[i].logits = std::move(r.logits);
-    }
+    }, 1);
     return out;
   }
 
