@@ -249,14 +249,17 @@ bool Engine::begin_step(InFlight& f) {
   // (runtime/speculation.h), K with --speculate-always. Drafts are extras: the scheduler charges
   // 1 + k per decode, so k is at most what the step budget leaves after one token per decoding
   // sequence and the prompts' share (their pending tokens, at most half of what the decodes
-  // leave), so that neither a decoding sequence nor a waiting prompt is pushed out by drafts.
+  // leave; all of it with drafts_after_prompts), so that neither a decoding sequence nor a
+  // waiting prompt is pushed out by drafts.
   const int K = spec_retired_ ? 0 : options_.speculative_tokens;
   const int64_t ready = scheduler_.decoding();
   int k = 0;
   if (K > 0 && ready > 0) {
     k = options_.speculate_always ? K : spec_.choose(ready);
     const int64_t left = std::max<int64_t>(0, scheduler_.limits().max_step_tokens - ready);
-    const int64_t spare = left - std::min(scheduler_.prefill_pending(), left / 2);
+    static const bool after_env = env_equals("NEMOTRON_DRAFTS", "after-prompts");
+    const bool after = options_.drafts_after_prompts || after_env;
+    const int64_t spare = left - std::min(scheduler_.prefill_pending(), after ? left : left / 2);
     k = static_cast<int>(std::min<int64_t>(k, spare / ready));
   }
   f.plan = scheduler_.schedule(k);

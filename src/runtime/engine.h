@@ -82,6 +82,11 @@ struct EngineOptions {
   int speculative_tokens = 0;
   // Verify drafts in every decode step instead of when it measures faster (tests, benches).
   bool speculate_always = false;
+  // Drafts take only what the step budget leaves after one token per decode and every pending
+  // prompt token (a prompt row admits a sequence to the batch; a draft speeds up one already
+  // there). false: the prompts' share is at most half of what the decodes leave, the rest may
+  // go to drafts. For A/B runs (NEMOTRON_DRAFTS=after-prompts sets it).
+  bool drafts_after_prompts = false;
   // Benchmark only (`bench --spec-accept`), never the server: when not empty, how many drafts
   // a verify keeps is drawn instead of compared: draft k (0-based) is kept with probability
   // spec_accept_rates[min(k, size - 1)] given the ones before it were. The kept drafts are

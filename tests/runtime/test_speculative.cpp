@@ -12,6 +12,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -241,6 +242,73 @@ TEST_P(SpeculativeTest, DraftsShrinkToTheStepBudget) {
   EXPECT_GT(st.spec_drafts, 0u);
   // While all four decode, a verify carries one draft (fewer sequences decoding: up to 3).
   EXPECT_LT(st.spec_draft_tokens, st.spec_drafts * 2u);
+}
+
+// Per step of a step log: (decode rows, prompt rows, drafts).
+std::vector<std::array<long long, 3>> step_rows(const std::string& path) {
+  std::vector<std::array<long long, 3>> rows;
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return rows;
+  char line[512];
+  if (std::fgets(line, sizeof line, f))  // the header
+    while (std::fgets(line, sizeof line, f)) {
+      unsigned long long step;
+      double start, gap, prep, run;
+      int seqs, drafts, running, waiting;
+      long long decode, prompt;
+      if (std::sscanf(line, "%llu,%lf,%lf,%lf,%lf,%d,%lld,%lld,%d,%d,%d", &step, &start, &gap, &prep, &run, &seqs,
+                      &decode, &prompt, &drafts, &running, &waiting) == 11)
+        rows.push_back({decode, prompt, drafts});
+    }
+  std::fclose(f);
+  return rows;
+}
+
+// A 2-token prompt decodes beside a 40-token one, 8 tokens per step. By default the drafts
+// take up to half of what the decode leaves; with drafts_after_prompts the prompt takes all of
+// it while it lasts (no drafts until its last chunk), so it is in after fewer steps. Greedy ids
+// equal plain decoding either way.
+TEST_P(SpeculativeTest, DraftsAfterPromptsLeaveTheBudgetToPendingPrompts) {
+  const model::Model m = model::Model::load(model_path(GetParam()));
+  std::vector<GenerationRequest> reqs(2);
+  const auto p0 = prompt_of(GetParam(), 0), p1 = prompt_of(GetParam(), 1);
+  reqs[0].prompt.assign(p0.begin(), p0.begin() + 2);
+  for (std::size_t i = 0; reqs[1].prompt.size() < 40; ++i) reqs[1].prompt.push_back(p1[i % p1.size()]);
+  for (auto& r : reqs) {
+    r.sampling.temperature = 0.0f;
+    r.max_tokens = 12;
+  }
+  EngineOptions plain;
+  plain.limits = {2, 8, 1 << 16};
+  plain.max_model_len = 4096;
+  Engine reference(cpu(m, 2, 64), plain);
+  const auto want = nemotron::testing::generate_together(reference, reqs);
+  int prompt_steps[2] = {0, 0};
+  for (const bool after : {false, true}) {
+    EngineOptions o = plain;
+    o.speculative_tokens = 3;
+    o.speculate_always = true;
+    o.drafts_after_prompts = after;
+    o.step_log = ::testing::TempDir() + "drafts-after-prompts-" + std::to_string(after) + ".csv";
+    {
+      Engine engine(cpu(m, 2, 64), o);
+      EXPECT_EQ(nemotron::testing::generate_together(engine, reqs), want) << "after " << after;
+    }
+    const auto rows = step_rows(o.step_log);
+    ASSERT_FALSE(rows.empty());
+    std::size_t last_prompt = 0;
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      if (rows[i][1] > 0) {
+        ++prompt_steps[after];
+        last_prompt = i;
+      }
+    long long drafts_beside_prompt = 0;
+    for (std::size_t i = 0; i < last_prompt; ++i)
+      if (rows[i][1] > 0) drafts_beside_prompt += rows[i][2];
+    if (after) EXPECT_EQ(drafts_beside_prompt, 0);
+    else EXPECT_GT(drafts_beside_prompt, 0);
+  }
+  EXPECT_LT(prompt_steps[1], prompt_steps[0]);
 }
 
 // bench --spec-accept: acceptance drawn at the given rates instead of compared. Rate 0 keeps
