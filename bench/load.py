@@ -34,6 +34,7 @@ the engine's queue + prefill, and head alone is the client's send plus the serve
 import argparse
 import json
 import multiprocessing
+import queue as queue_module
 import random
 import statistics
 import sys
@@ -189,10 +190,18 @@ def run_level(args, concurrency, num_requests, prompt):
         for w in workers:
             w.start()
         results, errors = [], []
-        for _ in workers:  # read before joining: a child exits only once its results are taken
-            r, e = queue.get()
+        got = 0
+        while got < len(workers):  # read before joining: a child exits only once its results are taken
+            try:
+                r, e = queue.get(timeout=1.0)
+            except queue_module.Empty:
+                if not any(w.is_alive() for w in workers) and queue.empty():
+                    errors.extend(["a client process exited without its results"] * (len(workers) - got))
+                    break
+                continue
             results.extend(r)
             errors.extend(e)
+            got += 1
         for w in workers:
             w.join()
     wall = time.perf_counter() - t0
