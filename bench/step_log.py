@@ -73,6 +73,10 @@ def summarize(seg):
     return {"start_s": first["start_s"], "steps": len(seg), "wall_s": wall, "host_s": host,
             "decode_rows": sum(s["decode_rows"] for s in seg), "prompt_rows": sum(s["prompt_rows"] for s in seg),
             "max_running": max(s["running"] for s in seg), "max_waiting": max(s["waiting"] for s in seg),
+            # how long the segment took to fill up: a burst of requests that reaches the engine
+            # spread out (a slow client or front) shows here
+            "max_running_after_s": next(s["start_s"] for s in seg if s["running"] == max(t["running"] for t in seg))
+            - first["start_s"],
             "steps_waiting": sum(1 for s in seg if s["waiting"] > 0),
             "kinds": kinds, "decode_by_batch": {str(b): v for b, v in sorted(by_batch.items())}}
 
@@ -80,7 +84,8 @@ def summarize(seg):
 def show(i, m):
     print(f"segment {i}: from {m['start_s']:.3f} s, {m['steps']} steps, wall {m['wall_s']:.3f} s, "
           f"host between launches {m['host_s']:.3f} s ({100 * m['host_s'] / max(m['wall_s'], 1e-9):.1f}%), "
-          f"{m['decode_rows']} decode rows, {m['prompt_rows']} prompt rows; running up to {m['max_running']}, "
+          f"{m['decode_rows']} decode rows, {m['prompt_rows']} prompt rows; running up to {m['max_running']} "
+          f"(first at +{m['max_running_after_s']:.3f} s), "
           f"waiting up to {m['max_waiting']} ({m['steps_waiting']} steps with requests waiting)")
     for name, k in sorted(m["kinds"].items()):
         print(f"  {name:<7} {k['steps']:>6} steps {k['run_s']:>8.3f} s "
