@@ -12,7 +12,8 @@ runs), and each segment is summed:
     the device waits unless the backend overlaps it);
   - decode-only steps by batch size: where the tail of a load run (few sequences left) goes;
   - the most sequences running and waiting (not admitted: no slot or KV room) when a step was
-    scheduled.
+    scheduled, and how long after the segment's start the most running were first reached (a
+    burst of requests that reaches the engine spread out shows here).
 Usage: bench/step_log.py steps.csv [--idle 0.25] [--json out.json]
 """
 import argparse
