@@ -184,6 +184,7 @@ struct Conn {
   std::string out;          // response bytes not yet taken by the socket (write-behind) ...
   std::size_t out_at = 0;   // ... of which this many have been written since
   std::string carry;        // request bytes read past the last response: the next request's start
+  Clock::time_point complete{};  // when the request being served was complete (dispatch)
 };
 
 namespace {
@@ -695,6 +696,7 @@ struct FrontServer::Loop {
     if (q.size() >= opt.max_queue)
       return respond(c, 503, h.path, "The server is busy: " + std::to_string(opt.max_queue) +
                                          " requests are waiting for a worker; retry later");
+    c.complete = Clock::now();
     epoll_ctl(epfd, EPOLL_CTL_DEL, c.fd, nullptr);
     timers.erase({c.deadline, c.id});
     auto it = conns.find(c.id);
@@ -811,6 +813,7 @@ struct FrontServer::Loop {
     ConnStream strm(*c, opt, srv.stop_fd_, srv.stopping_, light ? &behind : nullptr);
     RequestContext ctx;
     ctx.fd = c->fd;
+    ctx.arrived = c->complete;
     strm.begin_request(&ctx);
     const bool last = ++c->requests >= opt.max_requests_per_connection || srv.stopping_;
     bool closed = false, ok = false;

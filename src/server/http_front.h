@@ -72,6 +72,9 @@ enum class ReadFailure { kNone, kTimeout, kTooLarge, kClosed, kStopping };
 // The request a worker thread is serving: what the route handlers need from the connection.
 struct RequestContext {
   int fd = -1;
+  // When the loop had the whole request (head and body, or the body's first kBodyPrefix bytes)
+  // and queued it for a worker: the request's arrival, for latencies measured from it.
+  std::chrono::steady_clock::time_point arrived{};
   bool body_read = false;  // the body was read to its end (else the connection is closed after the response)
   bool close = false;      // close the connection after the response
   ReadFailure read_failure = ReadFailure::kNone;

@@ -1,9 +1,21 @@
 #include "server/session.h"
 
+#include "server/http_front.h"
+
 namespace nemotron::server {
 
+namespace {
+
+// The request's arrival at the server (the front's stamp) when a worker serves one, else now.
+Clock::time_point arrival() {
+  const RequestContext* ctx = current_request();
+  return ctx && ctx->arrived != Clock::time_point{} ? ctx->arrived : Clock::now();
+}
+
+}  // namespace
+
 GenerationSession::GenerationSession(runtime::Engine& engine, Metrics* metrics)
-    : engine_(engine), metrics_(metrics), queue_(std::make_shared<Queue>()), start_(Clock::now()) {}
+    : engine_(engine), metrics_(metrics), queue_(std::make_shared<Queue>()), start_(arrival()) {}
 
 GenerationSession::~GenerationSession() { cancel_all(); }
 

@@ -4,7 +4,9 @@
 // The queue is shared with the sinks, so a session may be destroyed while the engine still
 // holds them; the destructor cancels every choice that has not seen its final event.
 // Latencies (TTFT, inter-token, end-to-end) are timestamped in the sink and reported to
-// Metrics (when given) as events are popped.
+// Metrics (when given) as events are popped; TTFT and end-to-end count from the request's
+// arrival (RequestContext::arrived: the front had it whole), so the wait for a worker, the
+// parsing and the tokenization are in them.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
