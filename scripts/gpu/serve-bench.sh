@@ -234,14 +234,46 @@ gpu_memory() {  # "used MiB / total MiB" of GPU 0 and the server process's MiB
 if [ -n "$server_pid" ]; then
   { echo "after start-up:"; gpu_memory; } > "$out/memory.log" 2>&1
 
+  # The server's own TTFT split, per load run, from /metrics before and after it: mean TTFT
+  # (from the request's arrival) = queue (submit to the first step) + prefill (that step to the
+  # first token) + the rest (arrival to submit: waiting for a worker, parsing, tokenizing).
+  metric_sums() {
+    python3 - "$url/metrics" <<'EOF'
+import sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+def total(name):
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + "{") or l.startswith(name + " "))
+print(*(total("nemotron:" + n) for n in ("time_to_first_token_seconds_sum", "time_to_first_token_seconds_count",
+                                         "request_queue_time_seconds_sum", "request_prefill_time_seconds_sum")))
+EOF
+  }
+  server_split() {  # metric_sums before, after
+    python3 -c "
+import sys
+a, b = [list(map(float, x.split())) for x in sys.argv[1:3]]
+n = b[1] - a[1]
+t, q, p = ((b[i] - a[i]) / n * 1e3 for i in (0, 2, 3)) if n > 0 else (0, 0, 0)
+print(f'      server: TTFT mean {t:.1f} ms from arrival = queue {q:.1f} + prefill {p:.1f} + before the engine {t - q - p:.1f}' if n > 0 else '      server: no first token')" "$1" "$2"
+  }
+  # A load run with the server's split appended to its log: name, then the command.
+  load_step() {
+    local name="$1" m0 m1 rc; shift
+    m0=$(metric_sums 2>/dev/null)
+    step "$name" "$@"
+    rc=$?
+    m1=$(metric_sums 2>/dev/null)
+    [ -n "$m0" ] && [ -n "$m1" ] && server_split "$m0" "$m1" >> "$out/$name.log"
+    return $rc
+  }
+
   # 5. Load: warm-up, greedy, sampled.
   common=(--url "$url" --completions --vocab-size "$vocab" --prompt-tokens "$prompt_tokens"
           --max-tokens "$max_tokens" --ignore-eos --concurrency "$levels" --processes "${LOAD_PROCESSES:-1}")
   step warmup timeout 120 python3 bench/load.py "${common[@]}" --num-requests "$levels" --max-tokens 8
-  step load-greedy timeout 120 python3 bench/load.py "${common[@]}" --num-requests "$greedy_reqs" \
+  load_step load-greedy timeout 120 python3 bench/load.py "${common[@]}" --num-requests "$greedy_reqs" \
     --label "greedy, ${serve_flags[*]}" --json "$out/load-greedy.json"
   cat "$out/load-greedy.log"
-  step load-sampled timeout 240 python3 bench/load.py "${common[@]}" --num-requests "$sampled_reqs" \
+  load_step load-sampled timeout 240 python3 bench/load.py "${common[@]}" --num-requests "$sampled_reqs" \
     --temperature 0.7 --top-p 0.95 --seed 1 --label "T 0.7 top_p 0.95, ${serve_flags[*]}" \
     --json "$out/load-sampled.json"
   cat "$out/load-sampled.log"
@@ -249,7 +281,7 @@ if [ -n "$server_pid" ]; then
   # step masked, with a mask of most of the vocabulary): greedy at the same levels, to set
   # against load-greedy for the masks' cost.
   if [ -n "${CONSTRAINED_BODY:-}" ]; then
-    step load-constrained timeout 180 python3 bench/load.py "${common[@]}" --num-requests "$greedy_reqs" \
+    load_step load-constrained timeout 180 python3 bench/load.py "${common[@]}" --num-requests "$greedy_reqs" \
       --extra-body "$CONSTRAINED_BODY" --label "greedy constrained $CONSTRAINED_BODY, ${serve_flags[*]}" \
       --json "$out/load-constrained.json"
     cat "$out/load-constrained.log"

@@ -112,6 +112,9 @@ class Backend {
   // max_step_tokens, KV room) and throws nemotron::Error before anything runs.
   virtual void begin_step(const std::vector<StepChunk>& chunks) = 0;
   virtual std::vector<StepOutput> finish_step() = 0;
+  // True when begin_step computes the whole step before it returns (the CPU): the engine then
+  // delivers the previous step's tokens before the next step, not while it runs.
+  virtual bool steps_in_begin() const { return false; }
   std::vector<StepOutput> step(const std::vector<StepChunk>& chunks) {
     begin_step(chunks);
     return finish_step();

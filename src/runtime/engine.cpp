@@ -229,12 +229,15 @@ void Engine::loop() {
     // Nothing left to run: deliver the last step's events before waiting for work.
     if (sequences_.empty()) publish();
     if (!intake(true)) return;
+    // A backend that computes the step in begin_step: the last step's tokens go out first.
+    if (backend_->steps_in_begin()) publish();
     InFlight f;
     if (sequences_.empty() || !begin_step(f)) {
       publish();
       continue;
     }
-    // While the step runs: deliver the previous step's events, take in new work.
+    // While the step runs: deliver the previous step's events (if not delivered above), take in
+    // new work.
     publish();
     if (!intake(false)) {
       backend_->finish_step();

@@ -93,6 +93,39 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<model::Model> model_;
 };
 
+// The CPU backend computes a step in begin_step, so the engine delivers a step's tokens before
+// it begins the next one: token i of a lone request reaches its sink while the slot holds the
+// prompt + i tokens (one step later it would hold one more: TTFT and every token a step late).
+TEST_F(EngineTest, ASynchronousBackendsTokensGoOutBeforeTheNextStep) {
+  const Expected ex("nano-moe");
+  const std::vector<int32_t> prompt = ex.ids("p0.input_ids");
+  EngineOptions o;
+  o.limits = {1, 64, 4096};
+  o.max_model_len = 512;
+  model::BackendOptions b;
+  b.device = "cpu";
+  b.max_seqs = 1;
+  b.max_step_tokens = 64;
+  auto backend = model::make_backend(*model_, b);
+  ASSERT_TRUE(backend->steps_in_begin());
+  const model::Backend* raw = backend.get();
+  Engine engine(std::move(backend), o);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int64_t> held;  // the slot's position when each token was delivered
+  bool done = false;
+  engine.submit(greedy(prompt, 4), [&](const TokenEvent& ev) {  // on the engine thread
+    std::lock_guard<std::mutex> lock(mu);
+    if (ev.token >= 0 && !ev.finished) held.push_back(raw->position(0));  // (the last one's slot is freed)
+    done = done || ev.finished;
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return done; }));
+  const int64_t P = static_cast<int64_t>(prompt.size());
+  EXPECT_EQ(held, (std::vector<int64_t>{P, P + 1, P + 2}));
+}
+
 TEST_F(EngineTest, ConcurrentGreedyRequestsReproduceTheReference) {
   const Expected ex("nano-moe");
   auto engine = make(4, 16);  // small budget: prompts are prefilled in chunks, interleaved

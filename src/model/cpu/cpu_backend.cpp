@@ -75,6 +75,7 @@ class CpuBackend final : public Backend {
   }
   int64_t position(int slot) const override { return at(slot).state[0].pos; }
 
+  bool steps_in_begin() const override { return true; }
   void begin_step(const std::vector<StepChunk>& chunks) override {
     const int64_t V = model().config.vocab_size;
     std::set<int> seen;

@@ -264,6 +264,7 @@ class LeaderBackend final : public Backend {
   std::vector<float> last_hidden() const override { return local_.last_hidden(); }
   int64_t mtp_position(int slot) const override { return local_.mtp_position(slot); }
   bool can_roll_back() const override { return local_.can_roll_back(); }
+  bool steps_in_begin() const override { return local_.steps_in_begin(); }
   KeepLimits keep_limits() const override { return local_.keep_limits(); }
   bool can_snapshot() const override { return local_.can_snapshot(); }
   int64_t snapshot_bytes(int64_t pos) const override { return local_.snapshot_bytes(pos); }
