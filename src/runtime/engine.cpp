@@ -40,6 +40,7 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
       vocab_(backend_->model().config.vocab_size),
       scheduler_(with_env(options.limits)),
       spec_(options.speculative_tokens) {
+  if (env_equals("NEMOTRON_DRAFTS", "after-prompts")) options_.drafts_after_prompts = true;  // A/B runs
   const int K = options.speculative_tokens;
   if (K < 0 || K > 16) throw Error("--speculative-tokens must be in [0, 16], got " + std::to_string(K));
   if (K > 0 && !backend_->model().config.has_mtp())
@@ -260,9 +261,8 @@ bool Engine::begin_step(InFlight& f) {
   if (K > 0 && ready > 0) {
     k = options_.speculate_always ? K : spec_.choose(ready);
     const int64_t left = std::max<int64_t>(0, scheduler_.limits().max_step_tokens - ready);
-    static const bool after_env = env_equals("NEMOTRON_DRAFTS", "after-prompts");
-    const bool after = options_.drafts_after_prompts || after_env;
-    const int64_t spare = left - std::min(scheduler_.prefill_pending(), after ? left : left / 2);
+    const int64_t prompts = options_.drafts_after_prompts ? left : left / 2;
+    const int64_t spare = left - std::min(scheduler_.prefill_pending(), prompts);
     k = static_cast<int>(std::min<int64_t>(k, spare / ready));
   }
   f.plan = scheduler_.schedule(k);
