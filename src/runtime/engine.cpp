@@ -227,11 +227,10 @@ bool Engine::intake(bool block) {
 
 void Engine::loop() {
   for (;;) {
-    // Nothing left to run: deliver the last step's events before waiting for work.
-    if (sequences_.empty()) publish();
+    // Deliver the last step's events before waiting for work (nothing left to run) or before
+    // a backend that computes the next step in begin_step (else they would wait for it).
+    if (sequences_.empty() || backend_->steps_in_begin()) publish();
     if (!intake(true)) return;
-    // A backend that computes the step in begin_step: the last step's tokens go out first.
-    if (backend_->steps_in_begin()) publish();
     InFlight f;
     if (sequences_.empty() || !begin_step(f)) {
       publish();

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "engine_test_util.h"
 #include "fixture_util.h"
 #include "model/checkpoint/weights.h"
 #include "runtime/engine.h"
@@ -303,41 +304,31 @@ TEST_F(EngineTest, StepLogAccountsForEveryRow) {
     for (auto& c : cs) ASSERT_TRUE(c->wait());
     steps = engine->stats().steps_total;
   }
-  std::FILE* f = std::fopen(path.c_str(), "r");
-  ASSERT_NE(f, nullptr);
-  char line[512];
-  ASSERT_NE(std::fgets(line, sizeof line, f), nullptr);
-  EXPECT_STREQ(line, "step,start_s,gap_s,prep_s,run_s,sequences,decode_rows,prompt_rows,drafts,running,waiting\n");
+  const nemotron::testing::StepLog log = nemotron::testing::read_step_log(path);
+  std::remove(path.c_str());
+  ASSERT_TRUE(log.opened);
+  EXPECT_EQ(log.header, "step,start_s,gap_s,prep_s,run_s,sequences,decode_rows,prompt_rows,drafts,running,waiting\n");
+  ASSERT_TRUE(log.bad.empty()) << log.bad.front();
   uint64_t n = 0;
   long long decode_rows = 0, prompt_rows = 0;
   double last_start = -1;
   int max_waiting = 0;
-  while (std::fgets(line, sizeof line, f)) {
-    unsigned long long step = 0;
-    double start = 0, gap = 0, prep = 0, run = 0;
-    int sequences = 0, drafts = 0, running = 0, waiting = 0;
-    long long d = 0, p = 0;
-    ASSERT_EQ(std::sscanf(line, "%llu,%lf,%lf,%lf,%lf,%d,%lld,%lld,%d,%d,%d", &step, &start, &gap, &prep, &run,
-                          &sequences, &d, &p, &drafts, &running, &waiting),
-              11)
-        << line;
-    EXPECT_EQ(step, n++);
-    EXPECT_GE(start, last_start);
-    EXPECT_GE(gap, 0);
-    EXPECT_GE(prep, 0);
-    EXPECT_GT(run, 0);
-    EXPECT_GE(sequences, 1);
-    EXPECT_LE(d + p, 16) << "the step budget";
-    EXPECT_EQ(drafts, 0);
-    EXPECT_GE(running, sequences);
-    EXPECT_LE(running, 2) << "slots";
-    max_waiting = std::max(max_waiting, waiting);
-    last_start = start;
-    decode_rows += d;
-    prompt_rows += p;
+  for (const auto& r : log.rows) {
+    EXPECT_EQ(r.step, n++);
+    EXPECT_GE(r.start, last_start);
+    EXPECT_GE(r.gap, 0);
+    EXPECT_GE(r.prep, 0);
+    EXPECT_GT(r.run, 0);
+    EXPECT_GE(r.sequences, 1);
+    EXPECT_LE(r.decode_rows + r.prompt_rows, 16) << "the step budget";
+    EXPECT_EQ(r.drafts, 0);
+    EXPECT_GE(r.running, r.sequences);
+    EXPECT_LE(r.running, 2) << "slots";
+    max_waiting = std::max(max_waiting, r.waiting);
+    last_start = r.start;
+    decode_rows += r.decode_rows;
+    prompt_rows += r.prompt_rows;
   }
-  std::fclose(f);
-  std::remove(path.c_str());
   EXPECT_EQ(n, steps);
   EXPECT_EQ(prompt_rows, prompt_tokens);
   EXPECT_EQ(decode_rows, (out - 1) * ex.num_prompts());

@@ -12,7 +12,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <array>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -244,26 +243,6 @@ TEST_P(SpeculativeTest, DraftsShrinkToTheStepBudget) {
   EXPECT_LT(st.spec_draft_tokens, st.spec_drafts * 2u);
 }
 
-// Per step of a step log: (decode rows, prompt rows, drafts).
-std::vector<std::array<long long, 3>> step_rows(const std::string& path) {
-  std::vector<std::array<long long, 3>> rows;
-  std::FILE* f = std::fopen(path.c_str(), "r");
-  if (!f) return rows;
-  char line[512];
-  if (std::fgets(line, sizeof line, f))  // the header
-    while (std::fgets(line, sizeof line, f)) {
-      unsigned long long step;
-      double start, gap, prep, run;
-      int seqs, drafts, running, waiting;
-      long long decode, prompt;
-      if (std::sscanf(line, "%llu,%lf,%lf,%lf,%lf,%d,%lld,%lld,%d,%d,%d", &step, &start, &gap, &prep, &run, &seqs,
-                      &decode, &prompt, &drafts, &running, &waiting) == 11)
-        rows.push_back({decode, prompt, drafts});
-    }
-  std::fclose(f);
-  return rows;
-}
-
 // A 2-token prompt decodes beside a 40-token one, 8 tokens per step. By default the drafts
 // take up to half of what the decode leaves; with drafts_after_prompts the prompt takes all of
 // it while it lasts (no drafts until its last chunk), so it is in after fewer steps. Greedy ids
@@ -294,17 +273,17 @@ TEST_P(SpeculativeTest, DraftsAfterPromptsLeaveTheBudgetToPendingPrompts) {
       Engine engine(cpu(m, 2, 64), o);
       EXPECT_EQ(nemotron::testing::generate_together(engine, reqs), want) << "after " << after;
     }
-    const auto rows = step_rows(o.step_log);
+    const auto rows = nemotron::testing::read_step_log(o.step_log).rows;
     ASSERT_FALSE(rows.empty());
     std::size_t last_prompt = 0;
     for (std::size_t i = 0; i < rows.size(); ++i)
-      if (rows[i][1] > 0) {
+      if (rows[i].prompt_rows > 0) {
         ++prompt_steps[after];
         last_prompt = i;
       }
     long long drafts_beside_prompt = 0;
     for (std::size_t i = 0; i < last_prompt; ++i)
-      if (rows[i][1] > 0) drafts_beside_prompt += rows[i][2];
+      if (rows[i].prompt_rows > 0) drafts_beside_prompt += rows[i].drafts;
     if (after) EXPECT_EQ(drafts_beside_prompt, 0);
     else EXPECT_GT(drafts_beside_prompt, 0);
   }
