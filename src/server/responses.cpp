@@ -210,8 +210,12 @@ Json convert_text(const Json* text, Json& chat) {
     } else if (type == "json_schema") {
       const Json* schema = field(*f, "schema");
       if (!schema) throw bad_param("text.format", "text.format type 'json_schema' needs 'schema'");
-      chat["response_format"] = {{"type", "json_schema"},
-                                 {"json_schema", {{"name", f->value("name", "output")}, {"schema", *schema}}}};
+      std::string name = "output";
+      if (const Json* n = field(*f, "name")) {
+        if (!n->is_string()) throw wrong_type("text.format", "'text.format.name'", "a string", *n);
+        name = n->get<std::string>();
+      }
+      chat["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", name}, {"schema", *schema}}}};
     } else if (type != "text") {
       throw bad_param("text.format", "text.format type '" + type + "' is not one of text, json_schema, json_object");
     }

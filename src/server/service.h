@@ -123,7 +123,6 @@ class ModelService {
   mutable std::mutex grammars_mu_;
   mutable std::map<std::string, std::shared_ptr<const text::grammar::Grammar>> grammars_;  // compiled, by request
   std::vector<int32_t> keep_special_ids_;  // <think>, </think>, <tool_call>, </tool_call>
-  bool add_special_for_completions_ = false;
 };
 
 }  // namespace nemotron::server

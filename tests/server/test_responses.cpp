@@ -160,6 +160,8 @@ TEST(Responses, EachInvalidFieldIsNamed) {
       {R"({"input":"x","text":{"format":{"type":"json_schema","name":"s"}}})", "text.format"},
       {R"({"input":"x","text":{"format":{"type":"json_schema","schema":"{x"}}})", "text.format"},
       {R"({"input":"x","text":{"format":{"type":"yaml"}}})", "text.format"},
+      {R"({"input":"x","text":{"format":{"type":"json_schema","name":{},"schema":{"type":"object"}}}})", "text.format"},
+      {R"({"input":"x","text":{"format":{"type":"json_schema","name":7,"schema":{"type":"object"}}}})", "text.format"},
       {R"({"input":"x","text":{"verbosity":"loud"}})", "text.verbosity"},
       {R"({"input":"x","include":"all"})", "include"},
       {R"({"input":"x","include":["message.output_text.logprobs"]})", "include"},
