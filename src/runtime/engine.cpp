@@ -73,6 +73,14 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
     const int n = load_prefixes(options.prefix_cache_dir, fingerprint_, *cache_, *backend_, next_snapshot_, std::cerr);
     if (n > 0) std::fprintf(stderr, "prefix cache: %d cached prefixes read from %s\n", n, options.prefix_cache_dir.c_str());
   }
+  // A fresh prompt's first chunk starts where resume_from_cache will resume it, so the step
+  // budget is charged for what it feeds, not for its cached prefix.
+  if (cache_)
+    scheduler_.set_resume_hint([this](uint64_t id) -> int64_t {
+      const Sequence& s = *sequences_.at(id);
+      if (s.slot >= 0) return 0;
+      return cache_->cached_tokens(s.request.prompt.data(), static_cast<int64_t>(s.request.prompt.size()));
+    });
   // Stats from the start (the engine thread publishes them only after it has run).
   if (cache_) stats_.prefix_cache = cache_->stats();
   if (options.limits.max_num_seqs > backend_->slots())
@@ -395,10 +403,13 @@ void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {
   const auto& prompt = s.request.prompt;
   const int64_t n = static_cast<int64_t>(prompt.size());
   const PrefixCache::Hit hit = cache_->lookup(prompt.data(), n);
-  if (hit.tokens <= 0) return;
-  backend_->load_snapshot(hit.id, s.slot);
-  if (s.request.sampling.penalized()) backend_->observe_prompt(s.slot, prompt.data(), hit.tokens);
-  s.cached = hit.tokens;
+  if (hit.tokens > 0) {
+    backend_->load_snapshot(hit.id, s.slot);
+    if (s.request.sampling.penalized()) backend_->observe_prompt(s.slot, prompt.data(), hit.tokens);
+    s.cached = hit.tokens;
+  }
+  // The scheduler planned the chunk from the same cache (its resume hint); the chunk starts
+  // where the slot's state now is, whatever it planned.
   c.count = std::min(c.count, n - hit.tokens);
   c.start = hit.tokens;
 }
@@ -431,17 +442,22 @@ void Engine::save_prefix(Sequence& s, const int32_t* ids, int64_t n) {
 void Engine::defer_same_prompts(std::vector<ScheduledChunk>& plan) {
   // A fresh sequence whose prompt equals that of a sequence still prefilling (started, no
   // token yet) or of an earlier fresh one in this plan waits; that one becomes its leader.
+  // Once the cache holds the prompt less its last token (a leader's point), every fresh
+  // sequence with that prompt resumes there at once: none waits and none leads (else the
+  // followers of one prompt would join one per step, each leading the next).
   std::vector<Sequence*> prefilling;
   for (auto& [id, seq] : sequences_)
     if (seq->slot >= 0 && seq->output.empty()) prefilling.push_back(seq.get());
   std::vector<ScheduledChunk> kept;
   for (const auto& c : plan) {
     Sequence& s = *sequences_.at(c.seq);
-    if (!c.decode() && s.slot < 0) {
+    const auto& prompt = s.request.prompt;
+    const int64_t n = static_cast<int64_t>(prompt.size());
+    if (!c.decode() && s.slot < 0 && !(n > 1 && cache_->contains(prompt.data(), n - 1))) {
       Sequence* leader = nullptr;
       for (Sequence* p : prefilling)
-        if (p != &s && p->request.prompt == s.request.prompt) leader = p;
-      if (leader && s.request.prompt.size() > 1) {
+        if (p != &s && p->request.prompt == prompt) leader = p;
+      if (leader && n > 1) {
         leader->lead_prefix = true;
         continue;  // waits for the leader's snapshot
       }

@@ -8,10 +8,8 @@ uint64_t PrefixCache::hash_step(uint64_t h, int32_t token) {
   return (h ^ static_cast<uint32_t>(token)) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull;
 }
 
-PrefixCache::Hit PrefixCache::lookup(const int32_t* ids, int64_t n) {
-  stats_.queries++;
-  stats_.query_tokens += static_cast<uint64_t>(std::max<int64_t>(n, 0));
-  if (n <= 1 || lengths_.empty()) return {};
+PrefixCache::Lru::const_iterator PrefixCache::longest(const int32_t* ids, int64_t n) const {
+  if (n <= 1 || lengths_.empty()) return lru_.end();
   std::vector<uint64_t> h(static_cast<std::size_t>(n) + 1, 0);
   for (int64_t i = 0; i < n; ++i) h[static_cast<std::size_t>(i) + 1] = hash_step(h[static_cast<std::size_t>(i)], ids[i]);
   // Distinct entry lengths below n, longest first.
@@ -21,16 +19,29 @@ PrefixCache::Hit PrefixCache::lookup(const int32_t* ids, int64_t n) {
     const auto [b, e] = by_hash_.equal_range(h[static_cast<std::size_t>(L)]);
     for (auto m = b; m != e; ++m) {
       const Entry& entry = *m->second;
-      if (static_cast<int64_t>(entry.ids.size()) == L && std::equal(entry.ids.begin(), entry.ids.end(), ids)) {
-        lru_.splice(lru_.begin(), lru_, m->second);  // now the most recently used
-        stats_.hits++;
-        stats_.hit_tokens += static_cast<uint64_t>(L);
-        return {L, entry.id};
-      }
+      if (static_cast<int64_t>(entry.ids.size()) == L && std::equal(entry.ids.begin(), entry.ids.end(), ids))
+        return m->second;
     }
     it = lengths_.lower_bound(L);  // skip the other entries of this length
   }
-  return {};
+  return lru_.end();
+}
+
+PrefixCache::Hit PrefixCache::lookup(const int32_t* ids, int64_t n) {
+  stats_.queries++;
+  stats_.query_tokens += static_cast<uint64_t>(std::max<int64_t>(n, 0));
+  const auto found = longest(ids, n);
+  if (found == lru_.end()) return {};
+  const int64_t L = static_cast<int64_t>(found->ids.size());
+  lru_.splice(lru_.begin(), lru_, found);  // now the most recently used
+  stats_.hits++;
+  stats_.hit_tokens += static_cast<uint64_t>(L);
+  return {L, found->id};
+}
+
+int64_t PrefixCache::cached_tokens(const int32_t* ids, int64_t n) const {
+  const auto found = longest(ids, n);
+  return found == lru_.end() ? 0 : static_cast<int64_t>(found->ids.size());
 }
 
 bool PrefixCache::contains(const int32_t* ids, int64_t n) const {

@@ -32,6 +32,8 @@ class PrefixCache {
   };
   // The longest cached proper prefix of ids[0, n) (marked as just used); counts the query.
   Hit lookup(const int32_t* ids, int64_t n);
+  // The length lookup would return, without marking or counting anything (0: none).
+  int64_t cached_tokens(const int32_t* ids, int64_t n) const;
   bool contains(const int32_t* ids, int64_t n) const;
   // Registers snapshot `id` of ids[0, n) taking `bytes`. Entries are evicted (least recently
   // used first) until it fits; their ids are appended to `evicted` (the caller drops the
@@ -59,6 +61,8 @@ class PrefixCache {
   };
   using Lru = std::list<Entry>;  // front = most recently used
   static uint64_t hash_step(uint64_t h, int32_t token);
+  // The longest entry that is a proper prefix of ids[0, n), or lru_.end().
+  Lru::const_iterator longest(const int32_t* ids, int64_t n) const;
   void erase(Lru::iterator it);
   Lru lru_;
   std::unordered_multimap<uint64_t, Lru::iterator> by_hash_;  // hash of ids[0, n) -> entries

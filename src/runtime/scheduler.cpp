@@ -90,9 +90,14 @@ std::vector<ScheduledChunk> Scheduler::schedule(int64_t lookahead) {
     if (e.prefilled < e.prompt_len) prefilling.push_back(seq);
   }
   if (prefilling.empty() || budget <= 0) return step;
-  std::vector<int64_t> left(prefilling.size()), take(prefilling.size(), 0);
-  for (std::size_t i = 0; i < prefilling.size(); ++i)
-    left[i] = entries_[prefilling[i]].prompt_len - entries_[prefilling[i]].prefilled;
+  std::vector<int64_t> start(prefilling.size()), left(prefilling.size()), take(prefilling.size(), 0);
+  for (std::size_t i = 0; i < prefilling.size(); ++i) {
+    const Entry& e = entries_[prefilling[i]];
+    start[i] = e.prefilled;
+    if (e.prefilled == 0 && resume_hint_)
+      start[i] = std::clamp<int64_t>(resume_hint_(prefilling[i]), 0, e.prompt_len - 1);
+    left[i] = e.prompt_len - start[i];
+  }
   const int64_t share = std::max<int64_t>(1, budget / static_cast<int64_t>(prefilling.size()));
   const std::size_t shared = limits_.equal_prefill_shares ? prefilling.size() : 1;
   for (std::size_t i = 0; i < shared && budget > 0; ++i) {
@@ -111,7 +116,7 @@ std::vector<ScheduledChunk> Scheduler::schedule(int64_t lookahead) {
     budget -= more;
   }
   for (std::size_t i = 0; i < prefilling.size(); ++i)
-    if (take[i] > 0) step.push_back({prefilling[i], entries_[prefilling[i]].prefilled, take[i]});
+    if (take[i] > 0) step.push_back({prefilling[i], start[i], take[i]});
   return step;
 }
 

@@ -23,9 +23,12 @@
 //     becomes the oldest in turn;
 //   - a step that decodes no sequence (prompts only) may take up to `prefill_step_tokens`
 //     when that is larger: nothing waits on it, and larger prefill steps run faster per token;
-//   - admission is FIFO (no request overtakes an older one).
+//   - admission is FIFO (no request overtakes an older one);
+//   - a prompt that the engine resumes from a cached prefix (set_resume_hint) starts there:
+//     its first chunk is charged only for the tokens after the prefix.
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -76,6 +79,9 @@ class Scheduler {
   int64_t prefill_pending() const;
   // After the step ran: prefill progress was made as scheduled.
   void commit(const std::vector<ScheduledChunk>& step);
+  // Prompt tokens a sequence that has fed nothing yet will resume from (0..prompt_len - 1;
+  // the engine's prefix cache), asked while planning its first chunk.
+  void set_resume_hint(std::function<int64_t(uint64_t seq)> hint) { resume_hint_ = std::move(hint); }
 
   int running() const { return static_cast<int>(running_.size()); }
   int waiting() const { return static_cast<int>(waiting_.size()); }
@@ -93,6 +99,7 @@ class Scheduler {
   std::map<uint64_t, Entry> entries_;
   int64_t kv_reserved_ = 0;
   uint64_t decode_next_ = 0;  // the first decode left out of the last step (0: none)
+  std::function<int64_t(uint64_t)> resume_hint_;
 };
 
 }  // namespace nemotron::runtime

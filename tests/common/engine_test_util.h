@@ -1,7 +1,12 @@
 #pragma once
-// Engine tests: every request submitted at once (one thread each), each generated to its end.
+// Engine tests: a request's events collected (Collector); every request submitted at once (one
+// thread each), each generated to its end; the step log read back.
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -9,6 +14,55 @@
 #include "runtime/engine.h"
 
 namespace nemotron::testing {
+
+// Collects one request's events; wait() blocks until the final event.
+class Collector {
+ public:
+  runtime::EventSink sink() {
+    return [this](const runtime::TokenEvent& ev) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (ev.token >= 0) tokens_.push_back(ev.token);
+      cached_ = std::max(cached_, ev.cached_tokens);
+      if (ev.finished) {
+        done_ = true;
+        reason_ = ev.reason;
+        error_ = ev.error;
+        cv_.notify_all();
+      }
+      ++events_;
+    };
+  }
+  bool wait(int seconds = 60) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(seconds), [&] { return done_; });
+  }
+  std::vector<int32_t> tokens() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return tokens_;
+  }
+  runtime::FinishReason reason() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return reason_;
+  }
+  int64_t cached_tokens() {  // prompt tokens resumed from the prefix cache
+    std::lock_guard<std::mutex> lock(mu_);
+    return cached_;
+  }
+  int events() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<int32_t> tokens_;
+  bool done_ = false;
+  runtime::FinishReason reason_ = runtime::FinishReason::None;
+  std::string error_;
+  int events_ = 0;
+  int64_t cached_ = 0;
+};
 
 // The tokens of each request, in request order.
 inline std::vector<std::vector<int32_t>> generate_together(runtime::Engine& engine,

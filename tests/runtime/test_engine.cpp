@@ -19,53 +19,11 @@
 
 using namespace nemotron;
 using namespace nemotron::runtime;
+using nemotron::testing::Collector;
 using nemotron::testing::Expected;
 using nemotron::testing::fixture_dir;
 
 namespace {
-
-// Collects one request's events; wait() blocks until the final event.
-class Collector {
- public:
-  EventSink sink() {
-    return [this](const TokenEvent& ev) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (ev.token >= 0) tokens_.push_back(ev.token);
-      if (ev.finished) {
-        done_ = true;
-        reason_ = ev.reason;
-        error_ = ev.error;
-        cv_.notify_all();
-      }
-      ++events_;
-    };
-  }
-  bool wait(int seconds = 60) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(seconds), [&] { return done_; });
-  }
-  std::vector<int32_t> tokens() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return tokens_;
-  }
-  FinishReason reason() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return reason_;
-  }
-  int events() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return events_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<int32_t> tokens_;
-  bool done_ = false;
-  FinishReason reason_ = FinishReason::None;
-  std::string error_;
-  int events_ = 0;
-};
 
 class EngineTest : public ::testing::Test {
  protected:

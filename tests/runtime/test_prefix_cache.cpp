@@ -15,6 +15,7 @@
 
 #include "temp_dir.h"
 
+#include "engine_test_util.h"
 #include "fixture_util.h"
 #include "model/backend.h"
 #include "runtime/engine.h"
@@ -55,6 +56,12 @@ TEST(PrefixCacheIndex, LongestProperPrefixLruAndBudget) {
   b[12] = 499;
   EXPECT_EQ(c.lookup(b.data(), 40).tokens, 10);
   EXPECT_EQ(c.lookup(a.data(), 5).tokens, 0);
+  // cached_tokens: lookup's answer, neither counted nor marked as used.
+  const auto queries = c.stats().queries;
+  EXPECT_EQ(c.cached_tokens(a.data(), 40), 25);
+  EXPECT_EQ(c.cached_tokens(b.data(), 40), 10);
+  EXPECT_EQ(c.cached_tokens(a.data(), 5), 0);
+  EXPECT_EQ(c.stats().queries, queries);
   EXPECT_TRUE(c.contains(a.data(), 25));
   EXPECT_FALSE(c.contains(b.data(), 25));
   // Budget: 1000 bytes, 300 used. An 800-byte entry evicts the least recently used until it
@@ -252,6 +259,52 @@ TEST_F(PrefixCacheEngine, SamePromptTogetherWaitsForTheFirstAndEqualsUncached) {
   // One prefilled the prompt; the others resumed before its last token (when they arrived
   // together; a late one may have found a longer prefix).
   EXPECT_GE(std::count(cached.begin(), cached.end(), static_cast<int64_t>(p.size()) - 1), 1);
+}
+
+// Requests with a prompt that is cached up to its last tokens start together: none waits for
+// another to lead (the first of them leads once, to its point before the last token), and the
+// step budget is charged only for what each feeds. Before, they joined one per step, each
+// leading the next (64 same-prompt requests ran at 46 sequences through serve).
+TEST_F(PrefixCacheEngine, FollowersOfACachedPromptStartTogether) {
+  const auto p = seq(50, 11);
+  const std::string path = ::testing::TempDir() + "prefix-followers.csv";
+  std::vector<int32_t> want;
+  uint64_t first_phase = 0;
+  std::vector<std::unique_ptr<nemotron::testing::Collector>> cs;
+  {
+    model::BackendOptions b;
+    b.device = "cpu";
+    b.max_seqs = 8;
+    b.max_step_tokens = 64;
+    EngineOptions o;
+    o.limits = {8, 64, 1 << 16};
+    o.max_model_len = 4096;
+    o.prefix_cache_bytes = 1 << 26;
+    o.prefix_snapshot_interval = 16;
+    o.prefix_snapshot_min_gap = 0;
+    o.step_log = path;
+    Engine e(model::make_backend(*m_, b), o);
+    want = serial(e, {req(p, false, 4)})[0];  // snapshots at 16, 32, 48 and 50
+    first_phase = e.stats().steps_total;
+    for (int i = 0; i < 7; ++i) {
+      cs.push_back(std::make_unique<nemotron::testing::Collector>());
+      e.submit(req(p, false, 4), cs.back()->sink());
+    }
+    for (auto& c : cs) ASSERT_TRUE(c->wait());
+  }
+  for (auto& c : cs) {
+    EXPECT_EQ(c->tokens(), want);
+    EXPECT_GE(c->cached_tokens(), 48);
+  }
+  const auto log = nemotron::testing::read_step_log(path);
+  std::remove(path.c_str());
+  ASSERT_TRUE(log.bad.empty());
+  ASSERT_GT(log.rows.size(), first_phase);
+  // The first follower feeds 48..49 (its point for the others) and 49..50; the other six
+  // resume at 49 in one step (with it, or after it when they reach the engine later).
+  int prompt_steps = 0;
+  for (std::size_t i = first_phase; i < log.rows.size(); ++i) prompt_steps += log.rows[i].prompt_rows > 0;
+  EXPECT_LE(prompt_steps, 3);
 }
 
 TEST_F(PrefixCacheEngine, EvictionAndSpeculationStayExact) {

@@ -278,6 +278,41 @@ TEST(Scheduler, AStepsLookaheadSetsTheDecodeCost) {
   EXPECT_EQ(s.prefill_pending(), 4 + 30 + 9);  // two free slots (6 of 8 run): the first two waiting
 }
 
+// A prompt the engine resumes from the prefix cache (set_resume_hint) starts at the cached
+// point and is charged for the tokens after it: seven followers of a cached 40-token prompt
+// (39 cached) join in one 16-token step beside a decode, instead of one per step.
+TEST(Scheduler, APromptResumedFromTheCacheIsChargedForWhatItFeeds) {
+  Scheduler s({8, 16, 1 << 20});
+  std::map<uint64_t, int64_t> cached;
+  s.set_resume_hint([&](uint64_t seq) { return cached.count(seq) ? cached[seq] : 0; });
+  ASSERT_TRUE(s.add(1, 40, 100));
+  auto st = s.schedule();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].start, 0);  // nothing cached
+  EXPECT_EQ(st[0].count, 16);
+  s.commit(st);
+  cached[1] = 30;  // asked only before a sequence's first chunk: seq 1 goes on from 16
+  st = s.schedule();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].start, 16);
+  s.commit(st);
+  s.commit(s.schedule());  // 32..40: seq 1 decodes from here
+  for (uint64_t i = 2; i <= 8; ++i) {
+    cached[i] = 39;
+    ASSERT_TRUE(s.add(i, 40, 100));
+  }
+  cached[8] = 400;  // clamped: at least the prompt's last token is fed
+  st = s.schedule();
+  ASSERT_EQ(st.size(), 8u);
+  EXPECT_TRUE(st[0].decode());
+  for (std::size_t i = 1; i < st.size(); ++i) {
+    EXPECT_EQ(st[i].start, 39) << i;
+    EXPECT_EQ(st[i].count, 1) << i;
+  }
+  s.commit(st);
+  EXPECT_EQ(s.decoding(), 8);
+}
+
 TEST(Scheduler, MorePromptsThanBudgetTokens) {
   // A budget smaller than the number of prompts: the oldest's share is one token, after
   // which it has the fewest left and takes the rest.
