@@ -18,9 +18,15 @@ SchedulerLimits with_env(SchedulerLimits limits) {
   return limits;
 }
 
-// Pending MTP-head inputs of a sequence are fed once this many have gathered (the head's own
-// forward costs about one trunk layer per row).
-constexpr int64_t kMtpPendingRows = 64;
+// While speculation pauses, every decode adds one input (token, hidden row) to its sequence's
+// MTP head; they pile up and are fed in runs (the head's forward costs about one trunk layer
+// per row, cheaper per row in runs). A pile is due at kMtpFeedRows; each step feeds the largest
+// due piles up to twice the rows the step added (at least 2 x kMtpFeedRows), so piles drain
+// faster than they fill and the sequences that started together do not all feed in one step
+// (64 piles of 64 rows at once stalled a CPU step by 0.4 s). A pile of kMtpPileMaxRows (a
+// prompt's rows) is fed whole at once.
+constexpr int64_t kMtpFeedRows = 32;
+constexpr int64_t kMtpPileMaxRows = 128;
 }  // namespace
 
 const char* finish_reason_name(FinishReason r) {
@@ -561,7 +567,7 @@ void Engine::finish_step(InFlight& f) {
   const int64_t H = backend_->model().config.hidden_size;
   uint64_t drafts = 0, draft_tokens = 0, accepted_total = 0;
   std::vector<uint64_t> per_pos(static_cast<std::size_t>(K), 0);
-  std::vector<uint64_t> to_feed;  // sequences whose MTP inputs piled up (kMtpPendingRows)
+  std::vector<uint64_t> to_feed;  // sequences whose MTP inputs piled up (kMtpFeedRows)
   for (std::size_t i = 0; i < f.ids.size(); ++i) {
     // A backend error while finishing one sequence (the MTP head's forward, a roll-back) ends
     // that sequence alone; the engine thread goes on serving the others.
@@ -576,10 +582,9 @@ void Engine::finish_step(InFlight& f) {
         if (!rows || K == 0 || spec_retired_) return;
         s.mtp_ids.insert(s.mtp_ids.end(), next, next + n);
         s.mtp_hidden.insert(s.mtp_hidden.end(), rows, rows + n * H);
-        // While speculation pauses (a large batch) the inputs pile up: they are fed in bounded
-        // runs after this loop, every such sequence's together (all but the last pair, which
-        // the next draft starts from).
-        if (static_cast<int64_t>(s.mtp_ids.size()) >= kMtpPendingRows) to_feed.push_back(f.ids[i]);
+        // While speculation pauses (a large batch) the inputs pile up: the due piles are fed
+        // after this loop (all but the last pair, which the next draft starts from).
+        if (static_cast<int64_t>(s.mtp_ids.size()) >= kMtpFeedRows) to_feed.push_back(f.ids[i]);
       };
       const auto& samples = out[i].samples;
       if (f.verifies[i]) {
@@ -635,14 +640,23 @@ void Engine::finish_step(InFlight& f) {
     }
   }
   if (!to_feed.empty()) {
-    std::vector<model::Backend::DraftInput> inputs;
-    std::vector<uint64_t> fed;
+    std::vector<std::pair<int64_t, uint64_t>> due;  // (pile rows, sequence), largest first
     for (uint64_t id : to_feed) {
       auto it = sequences_.find(id);
       if (it == sequences_.end() || it->second->slot < 0) continue;  // finished in the loop
-      Sequence& s = *it->second;
-      inputs.push_back({s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), static_cast<int64_t>(s.mtp_ids.size()) - 1});
+      due.emplace_back(static_cast<int64_t>(it->second->mtp_ids.size()), id);
+    }
+    std::stable_sort(due.begin(), due.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    const int64_t cap = std::max(2 * kMtpFeedRows, 2 * f.rows);
+    int64_t rows_fed = 0;
+    std::vector<model::Backend::DraftInput> inputs;
+    std::vector<uint64_t> fed;
+    for (const auto& [pile, id] : due) {
+      if (pile < kMtpPileMaxRows && rows_fed >= cap) continue;
+      Sequence& s = *sequences_.at(id);
+      inputs.push_back({s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), pile - 1});
       fed.push_back(id);
+      rows_fed += pile - 1;
     }
     try {
       if (!inputs.empty()) backend_->mtp_feed(inputs);

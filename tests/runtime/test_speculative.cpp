@@ -711,6 +711,9 @@ class LimitedBackend final : public model::Backend {
   void mtp_feed(const std::vector<DraftInput>& in) override {
     ++feed_calls;
     max_feed_inputs = std::max(max_feed_inputs, static_cast<int64_t>(in.size()));
+    int64_t rows = 0;
+    for (const auto& i : in) rows += i.T;
+    max_feed_rows = std::max(max_feed_rows, rows);
     Backend::mtp_feed(in);
   }
   void record_routing(bool on) override { b_->record_routing(on); }
@@ -718,7 +721,7 @@ class LimitedBackend final : public model::Backend {
 
   int64_t max_keeps = 0;  // the most keep_states chunks the engine put in one step
   int64_t mtp_rows_limit = INT64_MAX;  // mtp_forward throws above this many rows
-  int64_t draft_calls = 0, max_draft_inputs = 0, feed_calls = 0, max_feed_inputs = 0;
+  int64_t draft_calls = 0, max_draft_inputs = 0, feed_calls = 0, max_feed_inputs = 0, max_feed_rows = 0;
 
  private:
   std::unique_ptr<model::Backend> b_;
@@ -788,6 +791,34 @@ TEST(Speculative, DraftsAndFeedsAreBatchedPerStep) {
   std::printf("[ batched ] %lld draft calls (at most %lld sequences), %lld feed calls (at most %lld)\n",
               static_cast<long long>(seen->draft_calls), static_cast<long long>(seen->max_draft_inputs),
               static_cast<long long>(seen->feed_calls), static_cast<long long>(seen->max_feed_inputs));
+}
+
+// While speculation pauses (here: a step budget of one token per sequence leaves no room for
+// drafts) the decodes pile up inputs for the MTP head; sequences that started together reach
+// the feeding size in the same step, and their piles are fed over several steps (the largest
+// first, about twice the step's rows per step), not all in one. Tokens as plain decoding.
+TEST(Speculative, PausedSpeculationFeedsThePilesSpreadOverSteps) {
+  const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 8; ++i) {
+    GenerationRequest r;
+    r.prompt = {5 + i, 6, 7};
+    r.sampling.temperature = 0.0f;
+    r.max_tokens = 100;
+    reqs.push_back(r);
+  }
+  const auto plain = run(m, reqs, 0);
+  EngineOptions o;
+  o.limits = {8, 8, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 2;
+  auto limited = std::make_unique<LimitedBackend>(cpu(m, 8, 64), model::KeepLimits{8, 3}, 0);
+  LimitedBackend* seen = limited.get();
+  Engine engine(std::move(limited), o);
+  EXPECT_EQ(nemotron::testing::generate_together(engine, reqs), plain);
+  EXPECT_GE(seen->feed_calls, 6);  // each of 8 sequences' ~100 rows, 31+ per feed
+  EXPECT_LE(seen->max_feed_inputs, 3);
+  EXPECT_LE(seen->max_feed_rows, 96);
 }
 
 // A backend error in the work after a step (here the MTP head's forward of a long prompt's
