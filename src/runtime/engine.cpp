@@ -272,10 +272,12 @@ bool Engine::begin_step(InFlight& f) {
   const int64_t ready = scheduler_.decoding();
   int k = 0;
   if (K > 0 && ready > 0) {
-    k = options_.speculate_always ? K : spec_.choose(ready);
+    // A step with prompt rows is not measured: it does not explore (runtime/speculation.h).
+    const int64_t pending = scheduler_.prefill_pending();
+    k = options_.speculate_always ? K : spec_.choose(ready, pending == 0);
     const int64_t left = std::max<int64_t>(0, scheduler_.limits().max_step_tokens - ready);
     const int64_t prompts = options_.drafts_after_prompts ? left : left / 2;
-    const int64_t spare = left - std::min(scheduler_.prefill_pending(), prompts);
+    const int64_t spare = left - std::min(pending, prompts);
     k = static_cast<int>(std::min<int64_t>(k, spare / ready));
   }
   f.plan = scheduler_.schedule(k);

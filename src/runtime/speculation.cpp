@@ -1,5 +1,7 @@
 #include "runtime/speculation.h"
 
+#include <algorithm>
+
 namespace nemotron::runtime {
 namespace {
 constexpr double kTimeWeight = 0.2;    // weight of a new step time in its moving average
@@ -47,8 +49,24 @@ void SpecController::record_accept(int accepted, int k) {
   }
 }
 
-int SpecController::choose(int64_t batch) {
+int SpecController::best(int64_t batch) const {
+  int best = -1;
+  double best_rate = 0.0;
+  for (int k = 0; k <= K_; ++k) {
+    const double t = step_time(batch, k);
+    if (t < 0) return -1;
+    const double rate = expected_tokens(k) / t;
+    if (best < 0 || rate > best_rate) {
+      best_rate = rate;
+      best = k;
+    }
+  }
+  return best;
+}
+
+int SpecController::choose(int64_t batch, bool explore) {
   if (K_ <= 0 || batch <= 0) return 0;
+  if (!explore) return std::max(0, best(batch));
   if (probe_left_ > 0) {
     --probe_left_;
     return probe_k_;
@@ -58,15 +76,7 @@ int SpecController::choose(int64_t batch) {
   if (step_time(batch, K_) < 0) return K_;
   for (int k = 0; k < K_; ++k)
     if (step_time(batch, k) < 0) return k;
-  int best = 0;
-  double best_rate = 0.0;
-  for (int k = 0; k <= K_; ++k) {
-    const double rate = expected_tokens(k) / step_time(batch, k);
-    if (rate > best_rate) {
-      best_rate = rate;
-      best = k;
-    }
-  }
+  const int best = this->best(batch);
   // Keep the others measured, in turn: the gap between probes starts at probe_every and
   // doubles after each probe that left the choice as it was (up to 2^kMaxGapDoublings times);
   // a new choice or batch bucket starts over.

@@ -38,8 +38,12 @@ class SpecController {
         accept_samples_(static_cast<std::size_t>(K_), 0) {}
 
   int K() const { return K_; }
-  // Drafts per sequence (0..K) in the next decode-only step of `batch` sequences.
-  int choose(int64_t batch);
+  // Drafts per sequence (0..K) in the next step of `batch` decoding sequences. `explore`:
+  // the step decodes only (its time can be measured), so it may try an unmeasured k or probe;
+  // a step with prompt rows is never measured, so it takes the best k once every k of its
+  // batch size is measured, else 0 (plain decoding: under a steady stream of prompts the
+  // batch's steps are rarely decode-only, and an unmeasured K was tried in every one of them).
+  int choose(int64_t batch, bool explore = true);
   // A decode-only step of `batch` sequences took `seconds`; `k`: the drafts it verified per
   // sequence (0: none).
   void record_step(int64_t batch, int k, double seconds);
@@ -56,6 +60,8 @@ class SpecController {
  private:
   static constexpr int kProbeSteps = 2;  // a probe: one transition, one measured step
   static int64_t bucket(int64_t batch);
+  // The k with the most tokens per second at this batch size, or -1 while a k is unmeasured.
+  int best(int64_t batch) const;
   int K_;
   int probe_every_;
   std::vector<double> accepted_;         // EMA of [drafts 1..j+1 accepted], j = 0..K-1

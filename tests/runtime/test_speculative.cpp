@@ -658,6 +658,67 @@ TEST(Speculative, ControllerKeysTimesByBatchAndModeAndSkipsTransitions) {
   EXPECT_DOUBLE_EQ(c.step_time(4, 1), 0.010);
 }
 
+// A step with prompt rows (explore = false) is never measured: it does not try an unmeasured
+// k or probe. It decodes plainly until every k of its batch size is measured, then takes the
+// best one; the decode-only steps explore as before.
+TEST(Speculative, ControllerDoesNotExploreInStepsWithPrompts) {
+  SpecController c(2, 4);
+  for (int i = 0; i < 40; ++i) c.record_accept(2, 2);  // every draft accepted: E(k) = 1 + k
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(c.choose(64, false), 0);
+  EXPECT_EQ(c.choose(64), 2);  // a decode-only step explores: K first
+  c.record_step(64, 2, 0.020);
+  c.record_step(64, 2, 0.020);
+  EXPECT_EQ(c.choose(64, false), 0);  // k = 0 and 1 still unmeasured
+  EXPECT_EQ(c.choose(64), 0);
+  c.record_step(64, 0, 0.010);
+  c.record_step(64, 0, 0.010);
+  EXPECT_EQ(c.choose(64), 1);
+  c.record_step(64, 1, 0.020);
+  c.record_step(64, 1, 0.020);
+  // 3 tokens in 20 ms beats 1 in 10 and 2 in 20: k = 2, in mixed steps too, without probes.
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(c.choose(64, false), 2) << i;
+  // Another batch size is measured on its own.
+  EXPECT_EQ(c.choose(8, false), 0);
+}
+
+// The engine does not explore in steps with prompt rows: a sequence that decodes while
+// another's long prompt is prefilled (every step mixed, none measured) decodes plainly
+// instead of verifying the unmeasured K in every step. Tokens as plain decoding.
+TEST(Speculative, StepsWithPromptsDoNotExploreDrafts) {
+  const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
+  GenerationRequest a, b;
+  a.prompt = {5, 6, 7};
+  for (int t = 0; t < 200; ++t) b.prompt.push_back(5 + (t * 7) % 40);
+  a.max_tokens = 30;
+  b.max_tokens = 4;
+  a.sampling.temperature = b.sampling.temperature = 0.0f;
+  const auto plain = run(m, {a, b}, 0);
+  EngineOptions o;
+  o.limits = {2, 16, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 2;
+  o.step_log = ::testing::TempDir() + "mixed-steps-explore.csv";
+  {
+    Engine engine(cpu(m, 2, 64), o);
+    nemotron::testing::Collector ca, cb;
+    engine.submit(a, ca.sink());  // both before the engine runs a few steps
+    engine.submit(b, cb.sink());
+    ASSERT_TRUE(ca.wait());
+    ASSERT_TRUE(cb.wait());
+    EXPECT_EQ(ca.tokens(), plain[0]);
+    EXPECT_EQ(cb.tokens(), plain[1]);
+  }
+  const auto log = nemotron::testing::read_step_log(o.step_log);
+  std::remove(o.step_log.c_str());
+  int mixed = 0;
+  for (const auto& r : log.rows)
+    if (r.prompt_rows > 0 && r.decode_rows > 0) {
+      ++mixed;
+      EXPECT_EQ(r.drafts, 0) << "step " << r.step;
+    }
+  EXPECT_GE(mixed, 8);  // b's 200 tokens beside a's decodes
+}
+
 // A CPU backend that reports the limits of a backend with bounded roll-back and snapshot room
 // (as the CUDA backend's keep_limits / snapshot_capacity) and checks that the engine keeps to
 // them: at most `chunks` keep_states chunks of at most `rows` rows in a step.
