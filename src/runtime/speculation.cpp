@@ -25,6 +25,11 @@ double SpecController::step_time(int64_t batch, int k) const {
   return it == time_.end() ? -1.0 : it->second.first;
 }
 
+bool SpecController::measured(int64_t batch, int k) const {
+  const auto it = time_.find({bucket(batch), k});
+  return it != time_.end() && it->second.second >= min_samples_;
+}
+
 double SpecController::expected_tokens(int k) const {
   double e = 1.0;
   for (int j = 0; j < k && j < K_; ++j) e += accepted_[static_cast<std::size_t>(j)];
@@ -53,9 +58,8 @@ int SpecController::best(int64_t batch) const {
   int best = -1;
   double best_rate = 0.0;
   for (int k = 0; k <= K_; ++k) {
-    const double t = step_time(batch, k);
-    if (t < 0) return -1;
-    const double rate = expected_tokens(k) / t;
+    if (!measured(batch, k)) return -1;
+    const double rate = expected_tokens(k) / step_time(batch, k);
     if (best < 0 || rate > best_rate) {
       best_rate = rate;
       best = k;
@@ -73,9 +77,9 @@ int SpecController::choose(int64_t batch, bool explore) {
   }
   ++decisions_;
   // Unmeasured k first: K (it also measures every acceptance rate), then 0, 1, ...
-  if (step_time(batch, K_) < 0) return K_;
+  if (!measured(batch, K_)) return K_;
   for (int k = 0; k < K_; ++k)
-    if (step_time(batch, k) < 0) return k;
+    if (!measured(batch, k)) return k;
   const int best = this->best(batch);
   // Keep the others measured, in turn: the gap between probes starts at probe_every and
   // doubles after each probe that left the choice as it was (up to 2^kMaxGapDoublings times);

@@ -8,7 +8,9 @@
 // t_k(B) the measured time of a decode-only step of B sequences at k (a moving average per
 // power-of-two bucket of B; the drafting is part of it). Both averages weigh their first
 // samples evenly (the mean of the first 20 verifies, of the first 5 step times) before moving
-// on, so that one early outlier does not steer the choices that follow. Only steady steps are measured: a
+// on, so that one early outlier does not steer the choices that follow; a k counts as measured
+// at a batch size after `min_samples` steady steps (3: a first step slowed by cold caches or a
+// lazily built graph once stood for plain decoding until the third probe, ~450 steps later). Only steady steps are measured: a
 // step whose previous step had another k (or was not decode-only) pays work the previous one
 // left (the roll-back replays after a verify, the MTP head's piled-up inputs after plain
 // steps) and is not recorded. Until every k of a batch size is measured it tries the
@@ -31,9 +33,10 @@ namespace nemotron::runtime {
 class SpecController {
  public:
   // K = 0: never speculate.
-  explicit SpecController(int K, int probe_every = 64)
+  explicit SpecController(int K, int probe_every = 64, int min_samples = 3)
       : K_(K > 0 ? K : 0),
         probe_every_(probe_every),
+        min_samples_(min_samples > 0 ? min_samples : 1),
         accepted_(static_cast<std::size_t>(K_), 0.0),
         accept_samples_(static_cast<std::size_t>(K_), 0) {}
 
@@ -54,8 +57,10 @@ class SpecController {
 
   double acceptance(int j) const { return accepted_.at(static_cast<std::size_t>(j)); }  // A_j
   double expected_tokens(int k) const;  // 1 + sum_{j < k} A_j
-  // Measured time of a decode-only step of `batch` sequences at k drafts, or -1.
+  // Measured time of a decode-only step of `batch` sequences at k drafts, or -1 (no sample).
   double step_time(int64_t batch, int k) const;
+  // At least min_samples steady steps of `batch` sequences at k drafts were timed.
+  bool measured(int64_t batch, int k) const;
 
  private:
   static constexpr int kProbeSteps = 2;  // a probe: one transition, one measured step
@@ -64,6 +69,7 @@ class SpecController {
   int best(int64_t batch) const;
   int K_;
   int probe_every_;
+  int min_samples_;
   std::vector<double> accepted_;         // EMA of [drafts 1..j+1 accepted], j = 0..K-1
   std::vector<int64_t> accept_samples_;  // verifies averaged into accepted_[j]
   std::map<std::pair<int64_t, int>, std::pair<double, int64_t>> time_;  // (bucket of B, k) -> (EMA seconds, samples)

@@ -453,7 +453,7 @@ TEST(Speculative, DrawsFollowTheTargetDistribution) {
 }
 
 TEST(Speculative, ControllerPicksTheFasterModeAndProbes) {
-  SpecController c(1, 8);
+  SpecController c(1, 8, 1);  // a k is measured after one steady step
   EXPECT_EQ(c.choose(1), 1);  // nothing measured: try verifying first
   c.record_step(1, 1, 0.004);  // the first step of a mode is a transition: not measured
   EXPECT_LT(c.step_time(1, 1), 0);
@@ -485,7 +485,7 @@ TEST(Speculative, ControllerPicksTheFasterModeAndProbes) {
 // Every k is measured (K first, then 0, 1, ...), the one with the most tokens per second wins,
 // and the others are probed in turn.
 TEST(Speculative, ControllerShrinksKWhereLongerVerifiesDoNotPay) {
-  SpecController c(3, 8);
+  SpecController c(3, 8, 1);  // measured after one steady step (the default's three: below)
   // Acceptance 0.9 / 0.7 / 0.5 for drafts 1 / 2 / 3: E(k) = 1, 1.9, 2.6, 3.1.
   for (int i = 0; i < 400; ++i) c.record_accept(i % 10 < 9 ? (i % 10 < 7 ? (i % 10 < 5 ? 3 : 2) : 1) : 0, 3);
   EXPECT_NEAR(c.expected_tokens(3), 3.1, 0.15);
@@ -536,7 +536,7 @@ TEST(Speculative, ControllerShrinksKWhereLongerVerifiesDoNotPay) {
 // While the probes confirm the choice, the gap between them doubles up to 16 x probe_every; a
 // change of the choice starts it over.
 TEST(Speculative, ControllerProbesLessWhileTheChoiceHolds) {
-  SpecController c(1, 8);
+  SpecController c(1, 8, 1);
   const double t[] = {0.003, 0.006};  // verifying never pays (no draft is accepted)
   for (int i = 0; i < 100; ++i) c.record_accept(0, 1);
   std::vector<int64_t> probes;
@@ -658,11 +658,32 @@ TEST(Speculative, ControllerKeysTimesByBatchAndModeAndSkipsTransitions) {
   EXPECT_DOUBLE_EQ(c.step_time(4, 1), 0.010);
 }
 
+// A k counts as measured after three steady steps (the default): a first plain step slowed
+// by a cold start does not stand for plain decoding; the three samples are averaged evenly.
+TEST(Speculative, ControllerMeasuresEveryKThreeTimes) {
+  SpecController c(1, 1000);
+  for (int i = 0; i < 40; ++i) c.record_accept(i % 4 != 0, 1);  // E(1) = 1.75
+  const double t[2] = {0.00166, 0.0038};  // plain 1.66 ms, verify 3.8 ms: plain wins
+  int steps[2] = {0, 0};
+  for (int i = 0; i < 8; ++i) {
+    const int k = c.choose(1);
+    // Plain steps: a transition, then the first steady one slowed to 2.4 ms.
+    c.record_step(1, k, k == 0 && steps[0] == 1 ? 0.0024 : t[k]);
+    ++steps[k];
+  }
+  EXPECT_TRUE(c.measured(1, 0));
+  EXPECT_TRUE(c.measured(1, 1));
+  EXPECT_NEAR(c.step_time(1, 0), (0.0024 + 2 * 0.00166) / 3, 1e-9);
+  EXPECT_EQ(c.choose(1), 0);  // with the first sample alone (2.4 ms) verifying would have won
+  EXPECT_EQ(steps[0], 4);     // a transition and three measured steps each
+  EXPECT_EQ(steps[1], 4);
+}
+
 // A step with prompt rows (explore = false) is never measured: it does not try an unmeasured
 // k or probe. It decodes plainly until every k of its batch size is measured, then takes the
 // best one; the decode-only steps explore as before.
 TEST(Speculative, ControllerDoesNotExploreInStepsWithPrompts) {
-  SpecController c(2, 4);
+  SpecController c(2, 4, 1);
   for (int i = 0; i < 40; ++i) c.record_accept(2, 2);  // every draft accepted: E(k) = 1 + k
   for (int i = 0; i < 10; ++i) EXPECT_EQ(c.choose(64, false), 0);
   EXPECT_EQ(c.choose(64), 2);  // a decode-only step explores: K first
