@@ -415,6 +415,14 @@ void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {
     backend_->load_snapshot(hit.id, s.slot);
     if (s.request.sampling.penalized()) backend_->observe_prompt(s.slot, prompt.data(), hit.tokens);
     s.cached = hit.tokens;
+    // The MTP head stands at hit - 1: its next pair is (this prompt's token at hit, the
+    // snapshot's last hidden row).
+    const auto row = head_rows_.find(hit.id);
+    if (row != head_rows_.end() && options_.speculative_tokens > 0 && !spec_retired_ &&
+        backend_->mtp_position(s.slot) == hit.tokens - 1) {
+      s.mtp_ids.assign(1, prompt[static_cast<std::size_t>(hit.tokens)]);
+      s.mtp_hidden = row->second;
+    }
   }
   // The scheduler planned the chunk from the same cache (its resume hint); the chunk starts
   // where the slot's state now is, whatever it planned.
@@ -442,9 +450,29 @@ void Engine::save_prefix(Sequence& s, const int32_t* ids, int64_t n) {
   std::vector<uint64_t> evicted;
   const uint64_t id = next_snapshot_++;
   if (!cache_->insert(ids, n, id, backend_->snapshot_bytes(n), evicted)) return;
-  for (uint64_t e : evicted) backend_->drop_snapshot(e);
+  for (uint64_t e : evicted) {
+    backend_->drop_snapshot(e);
+    head_rows_.erase(e);
+  }
+  std::vector<float> row = head_to(s, n);
   backend_->save_snapshot(s.slot, id);
+  if (!row.empty()) head_rows_[id] = std::move(row);
   s.last_snapshot = n;
+}
+
+std::vector<float> Engine::head_to(Sequence& s, int64_t n) {
+  if (s.mtp_ids.empty() || s.slot < 0) return {};
+  const int64_t H = backend_->model().config.hidden_size;
+  // The pending pairs are positions [head, head + pending) (pair p: token p + 1, hidden row p).
+  const int64_t head = backend_->mtp_position(s.slot), pending = static_cast<int64_t>(s.mtp_ids.size());
+  const int64_t feed = n - 1 - head;
+  if (feed < 0 || feed >= pending) return {};
+  if (feed > 0) {
+    backend_->mtp_feed({{s.slot, s.mtp_ids.data(), s.mtp_hidden.data(), feed}});
+    s.mtp_ids.erase(s.mtp_ids.begin(), s.mtp_ids.begin() + feed);
+    s.mtp_hidden.erase(s.mtp_hidden.begin(), s.mtp_hidden.begin() + feed * H);
+  }
+  return std::vector<float>(s.mtp_hidden.begin(), s.mtp_hidden.begin() + H);
 }
 
 void Engine::defer_same_prompts(std::vector<ScheduledChunk>& plan) {
@@ -612,24 +640,24 @@ void Engine::finish_step(InFlight& f) {
         for (int j = 0; j < a; ++j) ++per_pos[static_cast<std::size_t>(j)];
         spec_.record_accept(a, kd);
         const int64_t pos0 = backend_->position(s.slot) - (kd + 1);
+        std::vector<int32_t> next;
+        for (int j = 0; j <= a; ++j) next.push_back(emitted[static_cast<std::size_t>(j)].token);
+        feed_head(next.data(), a + 1);  // before a finish's snapshot (head_to)
         bool done = false;
         for (int j = 0; j <= a && !done; ++j) done = emit_token(f.ids[i], s, emitted[static_cast<std::size_t>(j)]);
         if (done) continue;  // finished (slot released)
         if (a < kd) backend_->roll_back(s.slot, pos0 + a + 1);
-        std::vector<int32_t> next;
-        for (int j = 0; j <= a; ++j) next.push_back(emitted[static_cast<std::size_t>(j)].token);
-        feed_head(next.data(), a + 1);
         continue;
       }
       if (!c.decode()) {
         // Prefill rows: the next token of each is the prompt's next, or the draw after the last.
         const auto& prompt = s.request.prompt;
         const int64_t end = c.start + c.count;
-        if (cache_ && end == next_snapshot_point(s, c.start)) save_prefix(s, prompt.data(), end);
         std::vector<int32_t> next(prompt.begin() + c.start + 1,
                                   prompt.begin() + std::min<int64_t>(c.start + c.count + 1, static_cast<int64_t>(prompt.size())));
         if (f.samples[i]) next.push_back(out[i].sample.token);
-        feed_head(next.data(), static_cast<int64_t>(next.size()));
+        feed_head(next.data(), static_cast<int64_t>(next.size()));  // before the snapshot (head_to)
+        if (cache_ && end == next_snapshot_point(s, c.start)) save_prefix(s, prompt.data(), end);
       } else if (f.samples[i]) {
         std::vector<int32_t> next(s.chunk.begin() + 1, s.chunk.end());
         next.push_back(out[i].sample.token);
@@ -646,7 +674,8 @@ void Engine::finish_step(InFlight& f) {
     for (uint64_t id : to_feed) {
       auto it = sequences_.find(id);
       if (it == sequences_.end() || it->second->slot < 0) continue;  // finished in the loop
-      due.emplace_back(static_cast<int64_t>(it->second->mtp_ids.size()), id);
+      const int64_t pile = static_cast<int64_t>(it->second->mtp_ids.size());
+      if (pile >= kMtpFeedRows) due.emplace_back(pile, id);  // (a snapshot may have fed it: head_to)
     }
     std::stable_sort(due.begin(), due.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
     const int64_t cap = std::max(2 * kMtpFeedRows, 2 * f.rows);

@@ -225,6 +225,11 @@ class Engine {
   // chunk is moved past it); snapshots `s`'s state as the prefix ids[0, n) it has been fed.
   void resume_from_cache(Sequence& s, ScheduledChunk& c);
   void save_prefix(Sequence& s, const int32_t* ids, int64_t n);
+  // Before a snapshot of the first n positions: feeds the MTP head the pending pairs before
+  // position n - 1 (the head then stands at n - 1, as a draft would leave it) and returns the
+  // hidden row of position n - 1, which a sequence resuming there pairs with its own token n.
+  // Empty when the head is not followed or its pairs do not reach n - 1.
+  std::vector<float> head_to(Sequence& s, int64_t n);
   // The first prompt length after `after` at which `s` takes a snapshot (prefill chunks are
   // cut there): a multiple of prefix_snapshot_interval, a requested one, the one before the
   // last token for a leader; else the prompt's end.
@@ -267,6 +272,9 @@ class Engine {
   bool spec_retired_ = false;
   model::KeepLimits keep_limits_;  // the backend's: verify chunks per step, rows per verify
   std::unique_ptr<PrefixCache> cache_;
+  // Per snapshot: the hidden row of its last position (head_to), the first pending MTP pair of
+  // a sequence resumed from it. Absent for snapshots read from the prefix-cache directory.
+  std::map<uint64_t, std::vector<float>> head_rows_;
   uint64_t next_snapshot_ = 1;
   uint64_t fingerprint_ = 0;  // of the model, for the prefix-cache directory
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> step_log_{nullptr, &std::fclose};

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -75,6 +76,24 @@ inline std::vector<std::vector<int32_t>> generate_together(runtime::Engine& engi
         if (e.event.token >= 0) out[i].push_back(e.event.token);
     });
   for (auto& t : threads) t.join();
+  return out;
+}
+
+// The tokens of each request, all submitted back to back from this thread (microseconds apart,
+// so that they reach the engine within one step; threads may start milliseconds apart on a
+// loaded machine), in request order.
+inline std::vector<std::vector<int32_t>> submit_together(runtime::Engine& engine,
+                                                         const std::vector<runtime::GenerationRequest>& reqs) {
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const auto& r : reqs) {
+    cs.push_back(std::make_unique<Collector>());
+    engine.submit(r, cs.back()->sink());
+  }
+  std::vector<std::vector<int32_t>> out;
+  for (auto& c : cs) {
+    c->wait();
+    out.push_back(c->tokens());
+  }
   return out;
 }
 

@@ -271,7 +271,7 @@ TEST_P(SpeculativeTest, DraftsAfterPromptsLeaveTheBudgetToPendingPrompts) {
     o.step_log = ::testing::TempDir() + "drafts-after-prompts-" + std::to_string(after) + ".csv";
     {
       Engine engine(cpu(m, 2, 64), o);
-      EXPECT_EQ(nemotron::testing::generate_together(engine, reqs), want) << "after " << after;
+      EXPECT_EQ(nemotron::testing::submit_together(engine, reqs), want) << "after " << after;
     }
     const auto rows = nemotron::testing::read_step_log(o.step_log).rows;
     ASSERT_FALSE(rows.empty());
@@ -786,11 +786,16 @@ class LimitedBackend final : public model::Backend {
   // Batched drafting and feeding, counted; then Backend's one-at-a-time path (through this
   // wrapper's mtp_forward and its limit).
   std::vector<std::vector<int32_t>> mtp_draft(const std::vector<DraftInput>& in, int K) override {
+    // The head follows its trunk: its pending pairs take it to the trunk's position.
+    for (const auto& i : in) head_lag = std::max(head_lag, std::abs(b_->position(i.slot) - b_->mtp_position(i.slot) - i.T));
     ++draft_calls;
     max_draft_inputs = std::max(max_draft_inputs, static_cast<int64_t>(in.size()));
     return Backend::mtp_draft(in, K);
   }
   void mtp_feed(const std::vector<DraftInput>& in) override {
+    // A feed leaves the last pair pending (the next draft starts from it): one short of the trunk.
+    for (const auto& i : in)
+      head_lag = std::max(head_lag, std::abs(b_->position(i.slot) - 1 - b_->mtp_position(i.slot) - i.T));
     ++feed_calls;
     max_feed_inputs = std::max(max_feed_inputs, static_cast<int64_t>(in.size()));
     int64_t rows = 0;
@@ -804,6 +809,7 @@ class LimitedBackend final : public model::Backend {
   int64_t max_keeps = 0;  // the most keep_states chunks the engine put in one step
   int64_t mtp_rows_limit = INT64_MAX;  // mtp_forward throws above this many rows
   int64_t draft_calls = 0, max_draft_inputs = 0, feed_calls = 0, max_feed_inputs = 0, max_feed_rows = 0;
+  int64_t head_lag = 0;  // the most an MTP head's position (with its pending pairs) missed its trunk's
 
  private:
   std::unique_ptr<model::Backend> b_;
@@ -830,6 +836,7 @@ TEST(Speculative, EngineKeepsToTheBackendsRoom) {
   Engine engine(std::move(limited), o);
   EXPECT_EQ(nemotron::testing::generate_together(engine, reqs), plain);
   EXPECT_EQ(seen->max_keeps, 1);
+  EXPECT_EQ(seen->head_lag, 0);  // the prefix cache on: resumed heads stand with their trunks
   EXPECT_GT(engine.stats().spec_drafts, 0u);
   EXPECT_EQ(engine.stats().prefix_cache.budget, 12345);
   // K + 1 above the rows kept: refused; the default K follows the rows kept.
@@ -870,6 +877,7 @@ TEST(Speculative, DraftsAndFeedsAreBatchedPerStep) {
   EXPECT_GT(seen->draft_calls, 0);
   EXPECT_GE(seen->max_draft_inputs, 2);  // sequences that decode together draft together
   EXPECT_GT(seen->feed_calls, 0);  // the prefilled prompts' rows (how many per call: arrival order)
+  EXPECT_EQ(seen->head_lag, 0);
   std::printf("[ batched ] %lld draft calls (at most %lld sequences), %lld feed calls (at most %lld)\n",
               static_cast<long long>(seen->draft_calls), static_cast<long long>(seen->max_draft_inputs),
               static_cast<long long>(seen->feed_calls), static_cast<long long>(seen->max_feed_inputs));
@@ -901,6 +909,52 @@ TEST(Speculative, PausedSpeculationFeedsThePilesSpreadOverSteps) {
   EXPECT_GE(seen->feed_calls, 6);  // each of 8 sequences' ~100 rows, 31+ per feed
   EXPECT_LE(seen->max_feed_inputs, 3);
   EXPECT_LE(seen->max_feed_rows, 96);
+  EXPECT_EQ(seen->head_lag, 0);
+}
+
+// The MTP head resumes from the prefix cache where its trunk does: a snapshot holds the head
+// fed up to the point's last pair, and the resumed sequence's pending pairs start with that
+// pair (the point's last hidden row, kept with the snapshot). Before, a snapshot held the head
+// where its last feed had left it (the chunk ending at the point not yet fed), and every
+// resumed sequence drafted with those positions missing. Checked at every draft and feed;
+// outputs as plain decoding.
+TEST(Speculative, TheHeadResumesFromTheCacheWithItsTrunk) {
+  const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
+  std::vector<int32_t> p1;
+  for (int t = 0; t < 40; ++t) p1.push_back(5 + (t * 11) % 40);
+  GenerationRequest r1;
+  r1.prompt = p1;
+  r1.sampling.temperature = 0.0f;
+  r1.max_tokens = 8;
+  EngineOptions o;
+  o.limits = {2, 64, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 2;
+  o.prefix_cache_bytes = int64_t{1} << 28;
+  o.prefix_snapshot_interval = 16;
+  o.prefix_snapshot_min_gap = 0;
+  for (const bool always : {true, false}) {
+    o.speculate_always = always;
+    auto limited = std::make_unique<LimitedBackend>(cpu(m, 2, 64), model::KeepLimits{2, 3}, int64_t{1} << 28);
+    LimitedBackend* seen = limited.get();
+    Engine engine(std::move(limited), o);
+    const auto first = nemotron::testing::generate_together(engine, {r1})[0];
+    // The next turn: prompt + reply + more (resumes at the reply's end); a prompt diverging
+    // after 36 tokens (resumes at 32, a chunk's end); the same prompt again (its point before
+    // the last token is not cached: 32).
+    GenerationRequest r2 = r1, r3 = r1, r4 = r1;
+    r2.prompt.insert(r2.prompt.end(), first.begin(), first.end());
+    for (int t = 0; t < 9; ++t) r2.prompt.push_back(7 + t);
+    r3.prompt.resize(36);
+    for (int t = 0; t < 6; ++t) r3.prompt.push_back(30 - t);
+    for (const auto& r : {r2, r3, r4}) {
+      const auto want = run(m, {r}, 0)[0];
+      EXPECT_EQ(nemotron::testing::generate_together(engine, {r})[0], want) << "always " << always;
+    }
+    EXPECT_GT(engine.stats().prefix_cache.hit_tokens, 0u);
+    EXPECT_GT(seen->draft_calls + seen->feed_calls, 0);
+    EXPECT_EQ(seen->head_lag, 0) << "always " << always;
+  }
 }
 
 // A backend error in the work after a step (here the MTP head's forward of a long prompt's
