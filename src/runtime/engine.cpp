@@ -76,7 +76,8 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
   if (cache_bytes > 0 && backend_->can_snapshot()) cache_ = std::make_unique<PrefixCache>(cache_bytes);
   if (cache_ && !options.prefix_cache_dir.empty()) {
     fingerprint_ = model_fingerprint(backend_->model());
-    const int n = load_prefixes(options.prefix_cache_dir, fingerprint_, *cache_, *backend_, next_snapshot_, std::cerr);
+    const int n = load_prefixes(options.prefix_cache_dir, fingerprint_, *cache_, *backend_, next_snapshot_, std::cerr,
+                                &head_rows_);
     if (n > 0) std::fprintf(stderr, "prefix cache: %d cached prefixes read from %s\n", n, options.prefix_cache_dir.c_str());
   }
   // A fresh prompt's first chunk starts where resume_from_cache will resume it, so the step
@@ -114,7 +115,7 @@ Engine::~Engine() {
   thread_.join();
   if (cache_ && !options_.prefix_cache_dir.empty()) {
     try {
-      const int n = save_prefixes(options_.prefix_cache_dir, fingerprint_, *cache_, *backend_);
+      const int n = save_prefixes(options_.prefix_cache_dir, fingerprint_, *cache_, *backend_, &head_rows_);
       std::fprintf(stderr, "prefix cache: %d cached prefixes written to %s\n", n, options_.prefix_cache_dir.c_str());
     } catch (const std::exception& e) {
       std::fprintf(stderr, "prefix cache: not saved: %s\n", e.what());
@@ -419,6 +420,7 @@ void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {
     // snapshot's last hidden row).
     const auto row = head_rows_.find(hit.id);
     if (row != head_rows_.end() && options_.speculative_tokens > 0 && !spec_retired_ &&
+        static_cast<int64_t>(row->second.size()) == backend_->model().config.hidden_size &&
         backend_->mtp_position(s.slot) == hit.tokens - 1) {
       s.mtp_ids.assign(1, prompt[static_cast<std::size_t>(hit.tokens)]);
       s.mtp_hidden = row->second;

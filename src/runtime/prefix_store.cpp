@@ -12,7 +12,8 @@
 namespace nemotron::runtime {
 namespace {
 
-constexpr char kMagic[8] = {'N', 'M', 'T', 'P', 'F', 'X', '0', '1'};
+constexpr char kMagic[8] = {'N', 'M', 'T', 'P', 'F', 'X', '0', '2'};
+constexpr char kMagicNoRow[8] = {'N', 'M', 'T', 'P', 'F', 'X', '0', '1'};  // before the head row
 
 uint64_t mix(uint64_t h, const void* p, std::size_t n) {
   const auto* b = static_cast<const uint8_t*>(p);
@@ -53,7 +54,7 @@ uint64_t model_fingerprint(const model::Model& m) {
 }
 
 int save_prefixes(const std::string& dir, uint64_t fingerprint, const PrefixCache& cache,
-                  const model::Backend& backend) {
+                  const model::Backend& backend, const std::map<uint64_t, std::vector<float>>* head_rows) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create the prefix-cache directory: " + ec.message());
@@ -70,6 +71,14 @@ int save_prefixes(const std::string& dir, uint64_t fingerprint, const PrefixCach
     out.write(reinterpret_cast<const char*>(e.ids->data()), n * 4);
     out.write(reinterpret_cast<const char*>(&m), 8);
     out.write(reinterpret_cast<const char*>(snap.data()), m);
+    const std::vector<float>* row = nullptr;
+    if (head_rows) {
+      const auto it = head_rows->find(e.id);
+      if (it != head_rows->end()) row = &it->second;
+    }
+    const int64_t r = row ? static_cast<int64_t>(row->size()) : 0;
+    out.write(reinterpret_cast<const char*>(&r), 8);
+    if (row) out.write(reinterpret_cast<const char*>(row->data()), r * 4);
     out.close();
     if (!out) throw Error(path + ": cannot write the prefix-cache file");
     fs::rename(path + ".tmp", path, ec);
@@ -80,7 +89,7 @@ int save_prefixes(const std::string& dir, uint64_t fingerprint, const PrefixCach
 }
 
 int load_prefixes(const std::string& dir, uint64_t fingerprint, PrefixCache& cache, model::Backend& backend,
-                  uint64_t& next_id, std::ostream& log) {
+                  uint64_t& next_id, std::ostream& log, std::map<uint64_t, std::vector<float>>* head_rows) {
   int loaded = 0;
   for (const auto& path : prefix_files(dir)) {
     try {
@@ -90,7 +99,8 @@ int load_prefixes(const std::string& dir, uint64_t fingerprint, PrefixCache& cac
       int64_t n = 0, m = 0;
       in.read(magic, 8);
       in.read(reinterpret_cast<char*>(&fp), 8);
-      if (!in || std::memcmp(magic, kMagic, 8) != 0) throw Error("not a prefix-cache file");
+      const bool has_row = in && std::memcmp(magic, kMagic, 8) == 0;
+      if (!in || (!has_row && std::memcmp(magic, kMagicNoRow, 8) != 0)) throw Error("not a prefix-cache file");
       if (fp != fingerprint) throw Error("written for another model or checkpoint");
       in.read(reinterpret_cast<char*>(&n), 8);
       if (!in || n <= 0 || n > (int64_t{1} << 31)) throw Error("bad token count");
@@ -100,6 +110,14 @@ int load_prefixes(const std::string& dir, uint64_t fingerprint, PrefixCache& cac
       if (!in || m < 0 || m > (int64_t{1} << 40)) throw Error("bad snapshot size");
       std::vector<uint8_t> snap(static_cast<std::size_t>(m));
       in.read(reinterpret_cast<char*>(snap.data()), m);
+      std::vector<float> row;
+      if (has_row) {
+        int64_t r = 0;
+        in.read(reinterpret_cast<char*>(&r), 8);
+        if (!in || (r != 0 && r != backend.model().config.hidden_size)) throw Error("bad head row size");
+        row.resize(static_cast<std::size_t>(r));
+        in.read(reinterpret_cast<char*>(row.data()), r * 4);
+      }
       if (!in || in.peek() != std::char_traits<char>::eof()) throw Error("truncated or trailing bytes");
       const uint64_t id = next_id++;
       // Registered first, evicting (and dropping) older entries until it fits the budget, so
@@ -107,13 +125,17 @@ int load_prefixes(const std::string& dir, uint64_t fingerprint, PrefixCache& cac
       // has the room when the bytes are imported; newer files win over older ones.
       std::vector<uint64_t> evicted;
       if (!cache.insert(ids.data(), n, id, backend.snapshot_bytes(n), evicted)) continue;
-      for (uint64_t e : evicted) backend.drop_snapshot(e);
+      for (uint64_t e : evicted) {
+        backend.drop_snapshot(e);
+        if (head_rows) head_rows->erase(e);
+      }
       try {
         backend.import_snapshot(id, snap);  // throws for bytes of another shape
       } catch (...) {
         cache.remove(id);
         throw;
       }
+      if (head_rows && !row.empty()) (*head_rows)[id] = std::move(row);
       ++loaded;
     } catch (const std::exception& e) {
       log << path.string() << ": skipped (" << e.what() << ")\n";

@@ -13,12 +13,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <random>
 #include <thread>
 
 #include "engine_test_util.h"
+#include "temp_dir.h"
 #include "fixture_util.h"
 #include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
@@ -954,6 +958,57 @@ TEST(Speculative, TheHeadResumesFromTheCacheWithItsTrunk) {
     EXPECT_GT(engine.stats().prefix_cache.hit_tokens, 0u);
     EXPECT_GT(seen->draft_calls + seen->feed_calls, 0);
     EXPECT_EQ(seen->head_lag, 0) << "always " << always;
+  }
+}
+
+// The head rows go to --prefix-cache-dir with the snapshots: after a restart a resumed head
+// still stands with its trunk. A file of the format before the row ("NMTPFX01") still loads
+// (its resumed heads miss one position).
+TEST(Speculative, TheHeadRowsSurviveARestart) {
+  const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
+  nemotron::testing::TempDir tmp;
+  GenerationRequest r1;
+  for (int t = 0; t < 40; ++t) r1.prompt.push_back(5 + (t * 11) % 40);
+  r1.sampling.temperature = 0.0f;
+  r1.max_tokens = 8;
+  EngineOptions o;
+  o.limits = {2, 64, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 2;
+  o.speculate_always = true;
+  o.prefix_cache_bytes = int64_t{1} << 28;
+  o.prefix_snapshot_interval = 16;
+  o.prefix_snapshot_min_gap = 0;
+  o.prefix_cache_dir = tmp.sub("prefixes");
+  GenerationRequest r2 = r1;
+  {
+    Engine first(cpu(m, 2, 64), o);
+    const auto out = nemotron::testing::generate_together(first, {r1})[0];
+    r2.prompt.insert(r2.prompt.end(), out.begin(), out.end());
+    for (int t = 0; t < 5; ++t) r2.prompt.push_back(9 + t);
+  }  // stops: writes the prefixes with their head rows
+  const auto want = run(m, {r2}, 0)[0];
+  for (const bool old_format : {false, true}) {
+    if (old_format) {  // every file rewritten as the format before the row
+      for (const auto& f : std::filesystem::directory_iterator(o.prefix_cache_dir)) {
+        std::ifstream in(f.path(), std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        in.close();
+        int64_t n = 0, snap = 0;
+        std::memcpy(&n, bytes.data() + 16, 8);
+        const std::size_t at = 24 + 4 * static_cast<std::size_t>(n);
+        std::memcpy(&snap, bytes.data() + at, 8);
+        bytes.resize(at + 8 + static_cast<std::size_t>(snap));  // up to the snapshot's end
+        bytes[7] = '1';
+        std::ofstream(f.path(), std::ios::binary | std::ios::trunc) << bytes;
+      }
+    }
+    auto limited = std::make_unique<LimitedBackend>(cpu(m, 2, 64), model::KeepLimits{2, 3}, int64_t{1} << 28);
+    LimitedBackend* seen = limited.get();
+    Engine second(std::move(limited), o);
+    EXPECT_EQ(nemotron::testing::generate_together(second, {r2})[0], want) << "old " << old_format;
+    EXPECT_GT(second.stats().prefix_cache.hit_tokens, 0u) << "old " << old_format;
+    EXPECT_EQ(seen->head_lag, old_format ? 1 : 0);
   }
 }
 
