@@ -272,7 +272,9 @@ TEST_P(SpeculativeTest, DraftsAfterPromptsLeaveTheBudgetToPendingPrompts) {
     o.speculative_tokens = 3;
     o.speculate_always = true;
     o.drafts_after_prompts = after;
-    o.step_log = ::testing::TempDir() + "drafts-after-prompts-" + std::to_string(after) + ".csv";
+    // A directory of its own: ctest runs the three models' cases at once, in separate processes.
+    const nemotron::testing::TempDir dir;
+    o.step_log = dir.sub("drafts-after-prompts-" + std::to_string(after) + ".csv");
     {
       Engine engine(cpu(m, 2, 64), o);
       EXPECT_EQ(nemotron::testing::submit_together(engine, reqs), want) << "after " << after;
