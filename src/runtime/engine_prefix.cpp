@@ -49,6 +49,8 @@ void Engine::save_prefix(Sequence& s, const int32_t* ids, int64_t n) {
     s.last_snapshot = n;
     return;
   }
+  // The head first: a backend error there registers nothing.
+  std::vector<float> row = head_to(s, n);
   std::vector<uint64_t> evicted;
   const uint64_t id = next_snapshot_++;
   if (!cache_->insert(ids, n, id, backend_->snapshot_bytes(n), evicted)) return;
@@ -56,8 +58,12 @@ void Engine::save_prefix(Sequence& s, const int32_t* ids, int64_t n) {
     backend_->drop_snapshot(e);
     head_rows_.erase(e);
   }
-  std::vector<float> row = head_to(s, n);
-  backend_->save_snapshot(s.slot, id);
+  try {
+    backend_->save_snapshot(s.slot, id);
+  } catch (...) {
+    cache_->remove(id);  // no entry without its snapshot: a later request would resume from it
+    throw;
+  }
   if (!row.empty()) head_rows_[id] = std::move(row);
   s.last_snapshot = n;
 }

@@ -809,6 +809,35 @@ TEST(Speculative, ABackendErrorAfterAStepEndsOneSequenceNotTheEngine) {
   EXPECT_EQ(later, 4);
 }
 
+// A backend error while a snapshot is taken (here the MTP head's feed before it) ends that
+// request and registers nothing: a later request with the prompt resumes from what was saved
+// (or prefills) and equals plain decoding, instead of resuming from an entry without a snapshot.
+TEST(Speculative, ASnapshotThatFailsLeavesNoEntry) {
+  const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
+  EngineOptions o;
+  o.limits = {2, 64, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 2;
+  o.speculate_always = true;
+  o.prefix_cache_bytes = int64_t{1} << 28;
+  o.prefix_snapshot_interval = 16;
+  o.prefix_snapshot_min_gap = 0;
+  auto limited = std::make_unique<LimitedBackend>(cpu(m, 2, 64), model::KeepLimits{2, 3}, int64_t{1} << 28);
+  LimitedBackend* seen = limited.get();
+  seen->mtp_rows_limit = 8;  // the head's feed of a 16-token chunk throws
+  Engine engine(std::move(limited), o);
+  GenerationRequest r;
+  for (int t = 0; t < 40; ++t) r.prompt.push_back(5 + (t * 11) % 40);
+  r.sampling.temperature = 0.0f;
+  r.max_tokens = 6;
+  nemotron::testing::Collector failed;
+  engine.submit(r, failed.sink());
+  ASSERT_TRUE(failed.wait());
+  EXPECT_EQ(failed.reason(), FinishReason::Error);
+  seen->mtp_rows_limit = INT64_MAX;
+  EXPECT_EQ(nemotron::testing::submit_together(engine, {r})[0], run(m, {r}, 0)[0]);
+}
+
 TEST(Speculative, RefusedWithoutAnMtpHead) {
   const model::Model m = model::Model::load(fixture_dir("nano-moe"));
   EngineOptions o;
