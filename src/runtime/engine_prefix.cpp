@@ -13,7 +13,19 @@ void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {
   const int64_t n = static_cast<int64_t>(prompt.size());
   const PrefixCache::Hit hit = cache_->lookup(prompt.data(), n);
   if (hit.tokens > 0) {
-    backend_->load_snapshot(hit.id, s.slot);
+    try {
+      backend_->load_snapshot(hit.id, s.slot);
+    } catch (...) {
+      // This request fails (its slot may hold part of the snapshot); the entry goes, so that
+      // the next request with the prefix resumes from another one or prefills.
+      cache_->remove(hit.id);
+      head_rows_.erase(hit.id);
+      try {
+        backend_->drop_snapshot(hit.id);
+      } catch (...) {
+      }
+      throw;
+    }
     if (s.request.sampling.penalized()) backend_->observe_prompt(s.slot, prompt.data(), hit.tokens);
     s.cached = hit.tokens;
     // The MTP head stands at hit - 1: its next pair is (this prompt's token at hit, the

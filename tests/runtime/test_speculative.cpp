@@ -22,6 +22,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "engine_test_util.h"
@@ -534,7 +535,12 @@ class LimitedBackend final : public model::Backend {
   int64_t snapshot_bytes(int64_t pos) const override { return b_->snapshot_bytes(pos); }
   int64_t snapshot_capacity() const override { return capacity_; }
   void save_snapshot(int slot, uint64_t id) override { b_->save_snapshot(slot, id); }
-  void load_snapshot(uint64_t id, int slot) override { b_->load_snapshot(id, slot); }
+  void load_snapshot(uint64_t id, int slot) override {
+    if (break_next_load) bad_snapshots.insert(id);
+    break_next_load = false;
+    if (bad_snapshots.count(id)) throw Error("snapshot " + std::to_string(id) + " cannot be loaded");
+    b_->load_snapshot(id, slot);
+  }
   void drop_snapshot(uint64_t id) override { b_->drop_snapshot(id); }
   std::vector<uint8_t> export_snapshot(uint64_t id) const override { return b_->export_snapshot(id); }
   void import_snapshot(uint64_t id, const std::vector<uint8_t>& bytes) override { b_->import_snapshot(id, bytes); }
@@ -569,6 +575,8 @@ class LimitedBackend final : public model::Backend {
 
   int64_t max_keeps = 0;  // the most keep_states chunks the engine put in one step
   int64_t mtp_rows_limit = INT64_MAX;  // mtp_forward throws above this many rows
+  bool break_next_load = false;        // the next snapshot loaded is broken: loading it always throws
+  std::set<uint64_t> bad_snapshots;
   int64_t draft_calls = 0, max_draft_inputs = 0, feed_calls = 0, max_feed_inputs = 0, max_feed_rows = 0;
   int64_t head_lag = 0;  // the most an MTP head's position (with its pending pairs) missed its trunk's
 
@@ -812,6 +820,7 @@ TEST(Speculative, ABackendErrorAfterAStepEndsOneSequenceNotTheEngine) {
 // A backend error while a snapshot is taken (here the MTP head's feed before it) ends that
 // request and registers nothing: a later request with the prompt resumes from what was saved
 // (or prefills) and equals plain decoding, instead of resuming from an entry without a snapshot.
+// One that cannot be loaded is removed the same way.
 TEST(Speculative, ASnapshotThatFailsLeavesNoEntry) {
   const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
   EngineOptions o;
@@ -835,7 +844,20 @@ TEST(Speculative, ASnapshotThatFailsLeavesNoEntry) {
   ASSERT_TRUE(failed.wait());
   EXPECT_EQ(failed.reason(), FinishReason::Error);
   seen->mtp_rows_limit = INT64_MAX;
-  EXPECT_EQ(nemotron::testing::submit_together(engine, {r})[0], run(m, {r}, 0)[0]);
+  const auto want = run(m, {r}, 0)[0];
+  EXPECT_EQ(nemotron::testing::submit_together(engine, {r})[0], want);
+  // A snapshot that cannot be loaded fails its request and leaves the index: the next request
+  // resumes from a shorter entry (else it would fail on the same snapshot, and every later one).
+  seen->break_next_load = true;
+  nemotron::testing::Collector unloadable;
+  engine.submit(r, unloadable.sink());
+  ASSERT_TRUE(unloadable.wait());
+  EXPECT_EQ(unloadable.reason(), FinishReason::Error);
+  nemotron::testing::Collector again;
+  engine.submit(r, again.sink());
+  ASSERT_TRUE(again.wait());
+  EXPECT_EQ(again.tokens(), want);
+  EXPECT_GT(again.cached_tokens(), 0);
 }
 
 TEST(Speculative, RefusedWithoutAnMtpHead) {
