@@ -84,9 +84,15 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
   // budget is charged for what it feeds, not for its cached prefix.
   if (cache_)
     scheduler_.set_resume_hint([this](uint64_t id) -> int64_t {
-      const Sequence& s = *sequences_.at(id);
+      Sequence& s = *sequences_.at(id);
       if (s.slot >= 0) return 0;
-      return cache_->cached_tokens(s.request.prompt.data(), static_cast<int64_t>(s.request.prompt.size()));
+      // Asked every step while the sequence waits for its first chunk: a long prompt's hashes
+      // are computed again only when the cache has changed.
+      if (s.resume_hint_generation != cache_->generation()) {
+        s.resume_hint = cache_->cached_tokens(s.request.prompt.data(), static_cast<int64_t>(s.request.prompt.size()));
+        s.resume_hint_generation = cache_->generation();
+      }
+      return s.resume_hint;
     });
   // Stats from the start (the engine thread publishes them only after it has run).
   if (cache_) stats_.prefix_cache = cache_->stats();

@@ -178,6 +178,9 @@ class Engine {
     // [last_token, drafts...].
     std::vector<int32_t> mtp_ids;
     std::vector<float> mtp_hidden;
+    // The scheduler's resume hint (cached prompt tokens) and the cache generation it holds for.
+    int64_t resume_hint = 0;
+    uint64_t resume_hint_generation = UINT64_MAX;
     std::vector<int32_t> verify;
     // Prefix cache: the tokens emitted so far, the prompt tokens resumed from the cache, and
     // whether the prompt's last token is held back one step (followers with the same prompt

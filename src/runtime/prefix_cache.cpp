@@ -63,6 +63,7 @@ void PrefixCache::erase(Lru::iterator it) {
       break;
     }
   lengths_.erase(lengths_.find(static_cast<int64_t>(it->ids.size())));
+  ++generation_;
   stats_.bytes -= it->bytes;
   stats_.entries--;
   lru_.erase(it);
@@ -81,6 +82,7 @@ bool PrefixCache::insert(const int32_t* ids, int64_t n, uint64_t id, int64_t byt
   lengths_.insert(n);
   stats_.bytes += bytes;
   stats_.entries++;
+  ++generation_;
   return true;
 }
 

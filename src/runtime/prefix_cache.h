@@ -34,6 +34,9 @@ class PrefixCache {
   Hit lookup(const int32_t* ids, int64_t n);
   // The length lookup would return, without marking or counting anything (0: none).
   int64_t cached_tokens(const int32_t* ids, int64_t n) const;
+  // Changes whenever an entry is added or removed (answers computed at one generation hold
+  // until the next).
+  uint64_t generation() const { return generation_; }
   bool contains(const int32_t* ids, int64_t n) const;
   // Registers snapshot `id` of ids[0, n) taking `bytes`. Entries are evicted (least recently
   // used first) until it fits; their ids are appended to `evicted` (the caller drops the
@@ -68,6 +71,7 @@ class PrefixCache {
   std::unordered_multimap<uint64_t, Lru::iterator> by_hash_;  // hash of ids[0, n) -> entries
   std::multiset<int64_t> lengths_;                             // lengths of the entries
   PrefixCacheStats stats_;
+  uint64_t generation_ = 0;
 };
 
 }  // namespace nemotron::runtime

@@ -56,18 +56,24 @@ TEST(PrefixCacheIndex, LongestProperPrefixLruAndBudget) {
   b[12] = 499;
   EXPECT_EQ(c.lookup(b.data(), 40).tokens, 10);
   EXPECT_EQ(c.lookup(a.data(), 5).tokens, 0);
-  // cached_tokens: lookup's answer, neither counted nor marked as used.
+  // cached_tokens: lookup's answer, neither counted nor marked as used; the generation moves
+  // only when entries come or go.
   const auto queries = c.stats().queries;
+  const uint64_t generation = c.generation();
   EXPECT_EQ(c.cached_tokens(a.data(), 40), 25);
   EXPECT_EQ(c.cached_tokens(b.data(), 40), 10);
   EXPECT_EQ(c.cached_tokens(a.data(), 5), 0);
   EXPECT_EQ(c.stats().queries, queries);
+  EXPECT_EQ(c.generation(), generation);
+  EXPECT_FALSE(c.insert(a.data(), 25, 9, 100, ev));  // cached already: nothing changes
+  EXPECT_EQ(c.generation(), generation);
   EXPECT_TRUE(c.contains(a.data(), 25));
   EXPECT_FALSE(c.contains(b.data(), 25));
   // Budget: 1000 bytes, 300 used. An 800-byte entry evicts the least recently used until it
   // fits: the 25-token entry (used by the first query; the 40 and 10 ones were used since).
   EXPECT_TRUE(c.insert(seq(5, 2).data(), 5, 4, 800, ev));
   EXPECT_EQ(ev, (std::vector<uint64_t>{2u}));
+  EXPECT_GT(c.generation(), generation);
   EXPECT_EQ(c.stats().bytes, 1000);
   EXPECT_FALSE(c.insert(seq(5, 3).data(), 5, 5, 1001, ev));  // never fits
   // remove: the entry goes (its bytes with it); unknown ids are left alone.
