@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine_test_util.h"
+#include "temp_dir.h"
 #include "fixture_util.h"
 #include "model/checkpoint/weights.h"
 #include "runtime/engine.h"
@@ -246,7 +247,8 @@ TEST_F(EngineTest, PromptsOnlyStepsTakeThePrefillBudget) {
 // first (drawn at its prompt's last row).
 TEST_F(EngineTest, StepLogAccountsForEveryRow) {
   const Expected ex("nano-moe");
-  const std::string path = ::testing::TempDir() + "engine-steps.csv";
+  const nemotron::testing::TempDir dir;  // of its own (other test processes run beside it)
+  const std::string path = dir.sub("engine-steps.csv");
   int64_t prompt_tokens = 0;
   const int64_t out = 5;
   uint64_t steps = 0;
@@ -263,7 +265,6 @@ TEST_F(EngineTest, StepLogAccountsForEveryRow) {
     steps = engine->stats().steps_total;
   }
   const nemotron::testing::StepLog log = nemotron::testing::read_step_log(path);
-  std::remove(path.c_str());
   ASSERT_TRUE(log.opened);
   EXPECT_EQ(log.header, "step,start_s,gap_s,prep_s,run_s,sequences,decode_rows,prompt_rows,drafts,running,waiting\n");
   ASSERT_TRUE(log.bad.empty()) << log.bad.front();

@@ -273,7 +273,8 @@ TEST_F(PrefixCacheEngine, SamePromptTogetherWaitsForTheFirstAndEqualsUncached) {
 // leading the next (64 same-prompt requests ran at 46 sequences through serve).
 TEST_F(PrefixCacheEngine, FollowersOfACachedPromptStartTogether) {
   const auto p = seq(50, 11);
-  const std::string path = ::testing::TempDir() + "prefix-followers.csv";
+  const nemotron::testing::TempDir dir;
+  const std::string path = dir.sub("prefix-followers.csv");
   std::vector<int32_t> want;
   uint64_t first_phase = 0;
   std::vector<std::unique_ptr<nemotron::testing::Collector>> cs;
@@ -303,7 +304,6 @@ TEST_F(PrefixCacheEngine, FollowersOfACachedPromptStartTogether) {
     EXPECT_GE(c->cached_tokens(), 48);
   }
   const auto log = nemotron::testing::read_step_log(path);
-  std::remove(path.c_str());
   ASSERT_TRUE(log.bad.empty());
   ASSERT_GT(log.rows.size(), first_phase);
   // The first follower feeds 48..49 (its point for the others) and 49..50; the other six

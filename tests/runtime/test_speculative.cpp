@@ -478,7 +478,8 @@ TEST(Speculative, StepsWithPromptsDoNotExploreDrafts) {
   o.limits = {2, 16, 1 << 16};
   o.max_model_len = 4096;
   o.speculative_tokens = 2;
-  o.step_log = ::testing::TempDir() + "mixed-steps-explore.csv";
+  const nemotron::testing::TempDir dir;
+  o.step_log = dir.sub("mixed-steps-explore.csv");
   {
     Engine engine(cpu(m, 2, 64), o);
     nemotron::testing::Collector ca, cb;
@@ -492,7 +493,6 @@ TEST(Speculative, StepsWithPromptsDoNotExploreDrafts) {
     EXPECT_EQ(cb.tokens(), plain[1]);
   }
   const auto log = nemotron::testing::read_step_log(o.step_log);
-  std::remove(o.step_log.c_str());
   int mixed = 0;
   for (const auto& r : log.rows)
     if (r.prompt_rows > 0 && r.decode_rows > 0) {
