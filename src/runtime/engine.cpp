@@ -85,14 +85,7 @@ Engine::Engine(std::unique_ptr<model::Backend> backend, const EngineOptions& opt
   if (cache_)
     scheduler_.set_resume_hint([this](uint64_t id) -> int64_t {
       Sequence& s = *sequences_.at(id);
-      if (s.slot >= 0) return 0;
-      // Asked every step while the sequence waits for its first chunk: a long prompt's hashes
-      // are computed again only when the cache has changed.
-      if (s.resume_hint_generation != cache_->generation()) {
-        s.resume_hint = cache_->cached_tokens(s.request.prompt.data(), static_cast<int64_t>(s.request.prompt.size()));
-        s.resume_hint_generation = cache_->generation();
-      }
-      return s.resume_hint;
+      return s.slot >= 0 ? 0 : cached_prefix(s);
     });
   // Stats from the start (the engine thread publishes them only after it has run).
   if (cache_) stats_.prefix_cache = cache_->stats();

@@ -178,9 +178,9 @@ class Engine {
     // [last_token, drafts...].
     std::vector<int32_t> mtp_ids;
     std::vector<float> mtp_hidden;
-    // The scheduler's resume hint (cached prompt tokens) and the cache generation it holds for.
-    int64_t resume_hint = 0;
-    uint64_t resume_hint_generation = UINT64_MAX;
+    // cached_prefix's answer and the cache generation it holds for.
+    int64_t cached_prefix = 0;
+    uint64_t cached_prefix_generation = UINT64_MAX;
     std::vector<int32_t> verify;
     // Prefix cache: the tokens emitted so far, the prompt tokens resumed from the cache, and
     // whether the prompt's last token is held back one step (followers with the same prompt
@@ -228,6 +228,10 @@ class Engine {
   // chunk is moved past it); snapshots `s`'s state as the prefix ids[0, n) it has been fed.
   void resume_from_cache(Sequence& s, ScheduledChunk& c);
   void save_prefix(Sequence& s, const int32_t* ids, int64_t n);
+  // Tokens of `s`'s prompt the cache holds (PrefixCache::cached_tokens), kept until the cache
+  // changes: the scheduler's resume hint and the same-prompt deferral ask it every step while
+  // the sequence waits for its first chunk, and a long prompt's hashes are not computed again.
+  int64_t cached_prefix(Sequence& s);
   // Before a snapshot of the first n positions: feeds the MTP head the pending pairs before
   // position n - 1 (the head then stands at n - 1, as a draft would leave it) and returns the
   // hidden row of position n - 1, which a sequence resuming there pairs with its own token n.
@@ -276,7 +280,8 @@ class Engine {
   model::KeepLimits keep_limits_;  // the backend's: verify chunks per step, rows per verify
   std::unique_ptr<PrefixCache> cache_;
   // Per snapshot: the hidden row of its last position (head_to), the first pending MTP pair of
-  // a sequence resumed from it. Absent for snapshots read from the prefix-cache directory.
+  // a sequence resumed from it (read back with the snapshots from the prefix-cache directory;
+  // absent for files of the format before it and where the head's pairs did not reach it).
   std::map<uint64_t, std::vector<float>> head_rows_;
   uint64_t next_snapshot_ = 1;
   uint64_t fingerprint_ = 0;  // of the model, for the prefix-cache directory

@@ -32,7 +32,6 @@ void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {
     // snapshot's last hidden row).
     const auto row = head_rows_.find(hit.id);
     if (row != head_rows_.end() && options_.speculative_tokens > 0 && !spec_retired_ &&
-        static_cast<int64_t>(row->second.size()) == backend_->model().config.hidden_size &&
         backend_->mtp_position(s.slot) == hit.tokens - 1) {
       s.mtp_ids.assign(1, prompt[static_cast<std::size_t>(hit.tokens)]);
       s.mtp_hidden = row->second;
@@ -42,6 +41,14 @@ void Engine::resume_from_cache(Sequence& s, ScheduledChunk& c) {
   // where the slot's state now is, whatever it planned.
   c.count = std::min(c.count, n - hit.tokens);
   c.start = hit.tokens;
+}
+
+int64_t Engine::cached_prefix(Sequence& s) {
+  if (s.cached_prefix_generation != cache_->generation()) {
+    s.cached_prefix = cache_->cached_tokens(s.request.prompt.data(), static_cast<int64_t>(s.request.prompt.size()));
+    s.cached_prefix_generation = cache_->generation();
+  }
+  return s.cached_prefix;
 }
 
 int64_t Engine::next_snapshot_point(const Sequence& s, int64_t after) const {
@@ -109,7 +116,7 @@ void Engine::defer_same_prompts(std::vector<ScheduledChunk>& plan) {
     Sequence& s = *sequences_.at(c.seq);
     const auto& prompt = s.request.prompt;
     const int64_t n = static_cast<int64_t>(prompt.size());
-    if (!c.decode() && s.slot < 0 && !(n > 1 && cache_->contains(prompt.data(), n - 1))) {
+    if (!c.decode() && s.slot < 0 && !(n > 1 && cached_prefix(s) == n - 1)) {
       Sequence* leader = nullptr;
       for (Sequence* p : prefilling)
         if (p != &s && p->request.prompt == prompt) leader = p;

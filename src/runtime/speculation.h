@@ -10,10 +10,10 @@
 // samples evenly (the mean of the first 20 verifies, of the first 5 step times) before moving
 // on, so that one early outlier does not steer the choices that follow; a k counts as measured
 // at a batch size after `min_samples` steady steps (3: a first step slowed by cold caches or a
-// lazily built graph once stood for plain decoding until the third probe, ~450 steps later). Only steady steps are measured: a
-// step whose previous step had another k (or was not decode-only) pays work the previous one
-// left (the roll-back replays after a verify, the MTP head's piled-up inputs after plain
-// steps) and is not recorded. Until every k of a batch size is measured it tries the
+// lazily built graph once stood for plain decoding until the third probe, ~450 steps later).
+// Only steady steps are measured: a step whose previous step had another k (or was not
+// decode-only) pays work the previous one left (the roll-back replays after a verify, the MTP
+// head's piled-up inputs after plain steps) and is not recorded. Until every k of a batch size is measured it tries the
 // unmeasured ones (K first, then 0, 1, ...); afterwards it re-measures one of the other k (in
 // turn) for two steps (the first a transition), so that it follows a change of load or of
 // acceptance: `probe_every` decisions after the choice last changed, then at gaps doubling up

@@ -586,6 +586,32 @@ class LimitedBackend final : public model::Backend {
   int64_t capacity_;
 };
 
+// The prefix-cache tests with speculation: two slots, K = 2, a snapshot at every 16th prompt
+// token (and at none closer than that gap to the last: 0), room for every snapshot.
+constexpr int64_t kCacheBytes = int64_t{1} << 28;
+EngineOptions cached_speculation(bool always) {
+  EngineOptions o;
+  o.limits = {2, 64, 1 << 16};
+  o.max_model_len = 4096;
+  o.speculative_tokens = 2;
+  o.speculate_always = always;
+  o.prefix_cache_bytes = kCacheBytes;
+  o.prefix_snapshot_interval = 16;
+  o.prefix_snapshot_min_gap = 0;
+  return o;
+}
+std::unique_ptr<LimitedBackend> cached_backend(const model::Model& m) {
+  return std::make_unique<LimitedBackend>(cpu(m, 2, 64), model::KeepLimits{2, 3}, kCacheBytes);
+}
+// A greedy request with a 40-token prompt.
+GenerationRequest forty_token_request(int max_tokens) {
+  GenerationRequest r;
+  for (int t = 0; t < 40; ++t) r.prompt.push_back(5 + (t * 11) % 40);
+  r.sampling.temperature = 0.0f;
+  r.max_tokens = max_tokens;
+  return r;
+}
+
 // The engine verifies no more sequences per step than the backend keeps (the others decode
 // plainly in the same step, with the same tokens), refuses K + 1 above the rows it keeps,
 // defaults to fewer drafts when it keeps fewer rows, and caps the prefix cache's budget at
@@ -689,24 +715,11 @@ TEST(Speculative, PausedSpeculationFeedsThePilesSpreadOverSteps) {
 // outputs as plain decoding.
 TEST(Speculative, TheHeadResumesFromTheCacheWithItsTrunk) {
   const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
-  std::vector<int32_t> p1;
-  for (int t = 0; t < 40; ++t) p1.push_back(5 + (t * 11) % 40);
-  GenerationRequest r1;
-  r1.prompt = p1;
-  r1.sampling.temperature = 0.0f;
-  r1.max_tokens = 8;
-  EngineOptions o;
-  o.limits = {2, 64, 1 << 16};
-  o.max_model_len = 4096;
-  o.speculative_tokens = 2;
-  o.prefix_cache_bytes = int64_t{1} << 28;
-  o.prefix_snapshot_interval = 16;
-  o.prefix_snapshot_min_gap = 0;
+  const GenerationRequest r1 = forty_token_request(8);
   for (const bool always : {true, false}) {
-    o.speculate_always = always;
-    auto limited = std::make_unique<LimitedBackend>(cpu(m, 2, 64), model::KeepLimits{2, 3}, int64_t{1} << 28);
+    auto limited = cached_backend(m);
     LimitedBackend* seen = limited.get();
-    Engine engine(std::move(limited), o);
+    Engine engine(std::move(limited), cached_speculation(always));
     const auto first = nemotron::testing::generate_together(engine, {r1})[0];
     // The next turn: prompt + reply + more (resumes at the reply's end); a prompt diverging
     // after 36 tokens (resumes at 32, a chunk's end); the same prompt again (its point before
@@ -732,18 +745,8 @@ TEST(Speculative, TheHeadResumesFromTheCacheWithItsTrunk) {
 TEST(Speculative, TheHeadRowsSurviveARestart) {
   const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
   nemotron::testing::TempDir tmp;
-  GenerationRequest r1;
-  for (int t = 0; t < 40; ++t) r1.prompt.push_back(5 + (t * 11) % 40);
-  r1.sampling.temperature = 0.0f;
-  r1.max_tokens = 8;
-  EngineOptions o;
-  o.limits = {2, 64, 1 << 16};
-  o.max_model_len = 4096;
-  o.speculative_tokens = 2;
-  o.speculate_always = true;
-  o.prefix_cache_bytes = int64_t{1} << 28;
-  o.prefix_snapshot_interval = 16;
-  o.prefix_snapshot_min_gap = 0;
+  const GenerationRequest r1 = forty_token_request(8);
+  EngineOptions o = cached_speculation(true);
   o.prefix_cache_dir = tmp.sub("prefixes");
   GenerationRequest r2 = r1;
   {
@@ -768,7 +771,7 @@ TEST(Speculative, TheHeadRowsSurviveARestart) {
         std::ofstream(f.path(), std::ios::binary | std::ios::trunc) << bytes;
       }
     }
-    auto limited = std::make_unique<LimitedBackend>(cpu(m, 2, 64), model::KeepLimits{2, 3}, int64_t{1} << 28);
+    auto limited = cached_backend(m);
     LimitedBackend* seen = limited.get();
     Engine second(std::move(limited), o);
     EXPECT_EQ(nemotron::testing::generate_together(second, {r2})[0], want) << "old " << old_format;
@@ -823,22 +826,11 @@ TEST(Speculative, ABackendErrorAfterAStepEndsOneSequenceNotTheEngine) {
 // One that cannot be loaded is removed the same way.
 TEST(Speculative, ASnapshotThatFailsLeavesNoEntry) {
   const model::Model m = model::Model::load(fixture_dir("super-latent-mtp"));
-  EngineOptions o;
-  o.limits = {2, 64, 1 << 16};
-  o.max_model_len = 4096;
-  o.speculative_tokens = 2;
-  o.speculate_always = true;
-  o.prefix_cache_bytes = int64_t{1} << 28;
-  o.prefix_snapshot_interval = 16;
-  o.prefix_snapshot_min_gap = 0;
-  auto limited = std::make_unique<LimitedBackend>(cpu(m, 2, 64), model::KeepLimits{2, 3}, int64_t{1} << 28);
+  auto limited = cached_backend(m);
   LimitedBackend* seen = limited.get();
   seen->mtp_rows_limit = 8;  // the head's feed of a 16-token chunk throws
-  Engine engine(std::move(limited), o);
-  GenerationRequest r;
-  for (int t = 0; t < 40; ++t) r.prompt.push_back(5 + (t * 11) % 40);
-  r.sampling.temperature = 0.0f;
-  r.max_tokens = 6;
+  Engine engine(std::move(limited), cached_speculation(true));
+  const GenerationRequest r = forty_token_request(6);
   nemotron::testing::Collector failed;
   engine.submit(r, failed.sink());
   ASSERT_TRUE(failed.wait());
