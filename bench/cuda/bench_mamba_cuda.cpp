@@ -3,8 +3,8 @@
 // sequences: us per launch, the bytes one launch moves (each sequence's SSM state read and
 // written, its conv windows read and written, its in_proj row read, its output row written)
 // and that rate as a share of the copy bandwidth measured in the same run. Each launch of the
-// timed graph (20 launches) takes its own set of B slots where memory allows, cycling over at
-// least 512 MiB of state, so that a small B reads its state from DRAM as a decode step does.
+// timed graph (at least 20) takes its own set of B slots, the launches cycling over at least
+// 512 MiB of state, so that a small B reads its state from DRAM as a decode step does.
 //   build-gpu/bench/bench_mamba_cuda [--state float32|bfloat16|float16] [--batch 1,8,64,256]
 // The kernel's layout variant comes from NEMOTRON_MAMBA_DECODE (src/kernels/cuda/mamba_decode.cu);
 // the table names it.
@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   cudaStream_t st;
   CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   std::mt19937 rng(7);
-  constexpr int kLaunches = 20;
+  constexpr int kMinLaunches = 20;
   for (const Shape s : {Shape{"Nano", 64, 64, 128, 8, 4}, Shape{"Super", 128, 64, 128, 8, 4}}) {
     if (!kernels::mamba_decode_fused_supported(s.heads, s.head_dim, s.state_dim, s.groups, s.K)) {
       std::printf("| %s | - | unsupported on this device | | | |\n", s.name);
@@ -117,11 +117,11 @@ int main(int argc, char** argv) {
     auto* d_A = upload(A);
     auto* d_D = upload(D);
     for (const int64_t B : batches) {
-      // Slot sets: enough that the graph's launches cycle over >= 512 MiB of state (at most one
-      // set per launch, and at least one set).
+      // Slot sets: enough that the graph's launches (one set each, at least kMinLaunches of
+      // them) cycle over >= 512 MiB of state, far beyond the L2 cache.
       const int64_t set_bytes = B * (state_bytes + conv_bytes);
-      const int64_t sets =
-          std::min<int64_t>(kLaunches, std::max<int64_t>(1, ((int64_t{512} << 20) + set_bytes - 1) / set_bytes));
+      const int64_t sets = std::max<int64_t>(1, ((int64_t{512} << 20) + set_bytes - 1) / set_bytes);
+      const int launches = static_cast<int>(std::max<int64_t>(kMinLaunches, sets));
       const int64_t slots = sets * B;
       void* state = device_alloc(static_cast<std::size_t>(slots * state_bytes));
       auto* conv_state = static_cast<float*>(device_alloc(static_cast<std::size_t>(slots * conv_bytes)));
@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
       a.groups = s.groups;
       a.K = s.K;
       a.out = out;
-      const double ms = bench::median_launch_ms(st, kLaunches, [&](int i) {
+      const double ms = bench::median_launch_ms(st, launches, [&](int i) {
         kernels::MambaDecodeArgs ai = a;
         ai.slot = d_slots + (i % sets) * B;
         kernels::mamba_decode_fused_cuda(ai, st);
