@@ -251,10 +251,14 @@ bool launch_pipe(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t str
   if (smem > cuda::device_limits().smem_optin) return false;
   const void* kernel = s16 ? reinterpret_cast<const void*>(mamba_decode_pipe_kernel<NPT, LPR, true>)
                            : reinterpret_cast<const void*>(mamba_decode_pipe_kernel<NPT, LPR, false>);
+  // The attribute and the occupancy, once per (thread, device, kernel, size).
+  int device = 0;
+  cuda::require(cudaGetDevice(&device) == cudaSuccess, "mamba_decode_fused_cuda: no current device");
   thread_local const void* cached_kernel = nullptr;
   thread_local int64_t cached_smem = -1;
+  thread_local int cached_device = -1;
   thread_local int per_sm = 1;
-  if (kernel != cached_kernel || smem != cached_smem) {
+  if (kernel != cached_kernel || smem != cached_smem || device != cached_device) {
     const cudaError_t e =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     cuda::require(e == cudaSuccess, "mamba_decode_fused_cuda: shared memory opt-in of " + std::to_string(smem) +
@@ -265,6 +269,7 @@ bool launch_pipe(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t str
       per_sm = 1;
     cached_kernel = kernel;
     cached_smem = smem;
+    cached_device = device;
   }
   static const int64_t forced_y = [] {
     const char* e = std::getenv("NEMOTRON_MAMBA_PIPE_Y");
