@@ -10,13 +10,13 @@
 // the table names it.
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "bench_util.h"
 #include "kernels/mamba_cuda.h"
+#include "kernels/numeric.h"
 
 using namespace nemotron;
 
@@ -51,12 +51,7 @@ void* device_alloc(std::size_t bytes) {
 std::vector<uint16_t> random_bf16(std::size_t n, float scale, std::mt19937& rng) {
   std::normal_distribution<float> nd(0.0f, scale);
   std::vector<uint16_t> v(n);
-  for (auto& x : v) {
-    const float f = nd(rng);
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    x = static_cast<uint16_t>(u >> 16);
-  }
+  for (auto& x : v) x = kernels::float_to_bf16(nd(rng));
   return v;
 }
 

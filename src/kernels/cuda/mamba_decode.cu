@@ -265,23 +265,11 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
 
 template <int NPT, int LPR, int kPasses>
 void launch_passes(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t stream) {
-  const bool s16 = a.state_dtype != StateDType::F32;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = static_cast<unsigned>(geo.cs);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(a.heads / geo.hpb), static_cast<unsigned>(a.rows));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = 0;
-  cfg.stream = stream;
-  cfg.attrs = attr;
-  cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
-  if (s16) cudaLaunchKernelEx(&cfg, mamba_decode_kernel<NPT, LPR, kPasses, true>, a, geo.hpb);
-  else cudaLaunchKernelEx(&cfg, mamba_decode_kernel<NPT, LPR, kPasses, false>, a, geo.hpb);
+  const dim3 grid(static_cast<unsigned>(a.heads / geo.hpb), static_cast<unsigned>(a.rows));
+  if (a.state_dtype != StateDType::F32)
+    launch_clustered(mamba_decode_kernel<NPT, LPR, kPasses, true>, grid, geo, 0, stream, a);
+  else
+    launch_clustered(mamba_decode_kernel<NPT, LPR, kPasses, false>, grid, geo, 0, stream, a);
 }
 
 // The layout of an Auto call (A/B runs): NEMOTRON_MAMBA_DECODE=pipe the pipelined one, else

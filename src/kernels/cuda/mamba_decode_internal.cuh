@@ -3,6 +3,7 @@
 // layout and the dispatch; mamba_decode_pipe.cu: the pipelined layout). See mamba_decode.cu.
 #include <cstdint>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda_stream.h"
 #include "kernels/mamba_cuda.h"
 
@@ -28,6 +29,27 @@ inline Geometry geometry(int64_t heads, int64_t groups) {
       break;
     }
   return g;
+}
+
+// kernel(a, hpb) on grid blocks of kThreads, in clusters of geo.cs blocks along x, with PDL
+// when it is on (cuda::pdl_enabled); smem bytes of dynamic shared memory.
+inline void launch_clustered(void (*kernel)(MambaDecodeArgs, int), dim3 grid, const Geometry& geo, size_t smem,
+                             cudaStream_t stream, const MambaDecodeArgs& a) {
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = static_cast<unsigned>(geo.cs);
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
+  cudaLaunchKernelEx(&cfg, kernel, a, geo.hpb);
 }
 
 // Launches the pipelined layout for validated arguments; false (nothing launched) where its

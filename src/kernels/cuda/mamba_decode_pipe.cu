@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <string>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/device_limits.cuh"
+#include "kernels/cuda/linear_internal.cuh"
 #include "kernels/cuda/mamba_decode_internal.cuh"
 #include "kernels/cuda/state_io.cuh"
 
@@ -251,26 +251,7 @@ bool launch_pipe(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t str
   if (smem > cuda::device_limits().smem_optin) return false;
   const void* kernel = s16 ? reinterpret_cast<const void*>(mamba_decode_pipe_kernel<NPT, LPR, true>)
                            : reinterpret_cast<const void*>(mamba_decode_pipe_kernel<NPT, LPR, false>);
-  // The attribute and the occupancy, once per (thread, device, kernel, size).
-  int device = 0;
-  cuda::require(cudaGetDevice(&device) == cudaSuccess, "mamba_decode_fused_cuda: no current device");
-  thread_local const void* cached_kernel = nullptr;
-  thread_local int64_t cached_smem = -1;
-  thread_local int cached_device = -1;
-  thread_local int per_sm = 1;
-  if (kernel != cached_kernel || smem != cached_smem || device != cached_device) {
-    const cudaError_t e =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    cuda::require(e == cudaSuccess, "mamba_decode_fused_cuda: shared memory opt-in of " + std::to_string(smem) +
-                                        " bytes failed: " + cudaGetErrorString(e));
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, static_cast<size_t>(smem)) !=
-            cudaSuccess ||
-        per_sm < 1)
-      per_sm = 1;
-    cached_kernel = kernel;
-    cached_smem = smem;
-    cached_device = device;
-  }
+  const int per_sm = cuda::resident_blocks(kernel, kThreads, smem);  // opts in to the shared memory
   static const int64_t forced_y = [] {
     const char* e = std::getenv("NEMOTRON_MAMBA_PIPE_Y");
     return e ? std::atoll(e) : 0;
@@ -280,22 +261,9 @@ bool launch_pipe(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t str
               : forced_y > 0 ? forced_y
                              : std::max<int64_t>(1, int64_t{per_sm} * cuda::device_limits().sms / X);
   Y = std::min<int64_t>(Y, a.rows);
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = static_cast<unsigned>(geo.cs);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(X), static_cast<unsigned>(Y));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
-  cfg.stream = stream;
-  cfg.attrs = attr;
-  cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
-  if (s16) cudaLaunchKernelEx(&cfg, mamba_decode_pipe_kernel<NPT, LPR, true>, a, geo.hpb);
-  else cudaLaunchKernelEx(&cfg, mamba_decode_pipe_kernel<NPT, LPR, false>, a, geo.hpb);
+  const dim3 grid(static_cast<unsigned>(X), static_cast<unsigned>(Y));
+  if (s16) launch_clustered(mamba_decode_pipe_kernel<NPT, LPR, true>, grid, geo, static_cast<size_t>(smem), stream, a);
+  else launch_clustered(mamba_decode_pipe_kernel<NPT, LPR, false>, grid, geo, static_cast<size_t>(smem), stream, a);
   return true;
 }
 
