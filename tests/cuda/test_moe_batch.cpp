@@ -14,7 +14,8 @@
 // 16, K not a multiple of 128); router-like routing (distinct experts per token), skewed
 // routing (one expert in every token: r = T pairs, several passes of 8), ids repeated inside a
 // token, bad ids; fewer pairs than 8 (k = 1); results bit-identical when the other pairs'
-// routing changes and across runs (the bucket order is not deterministic); the dispatch
+// routing changes and across runs (the bucket order is not deterministic); the ring form of the
+// warp-per-tile layout (weights through cp.async rings) bit for bit the register form; the dispatch
 // (expert_gemv_path) and the path each T takes; a CUDA graph captured once following the ids
 // on the device; argument errors.
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_test_util.h"
@@ -58,6 +60,7 @@ struct Case {
   kernels::ExpertGemvArgs::BatchLayout layout = kernels::ExpertGemvArgs::BatchLayout::SplitK;
 };
 constexpr auto kWarpTile = kernels::ExpertGemvArgs::BatchLayout::WarpTile;
+constexpr auto kWarpTileRing = kernels::ExpertGemvArgs::BatchLayout::WarpTileRing;
 
 std::vector<int32_t> make_ids(const Case& c) {
   const int64_t N = c.T * c.k;
@@ -127,7 +130,7 @@ std::string case_name(const Case& c) {
          "] E=" + std::to_string(c.E) + " T=" + std::to_string(c.T) + " k=" + std::to_string(c.k) +
          (c.per_slot ? " per-slot" : "") + (c.relu2 ? " relu2" : "") + routing + (c.bad_ids ? " bad-ids" : "") +
          (c.tiles_per_block ? " tiles/block=" + std::to_string(c.tiles_per_block) : "") +
-         (c.layout == kWarpTile ? " warp-per-tile" : "");
+         (c.layout == kWarpTile ? " warp-per-tile" : c.layout == kWarpTileRing ? " warp-per-tile ring" : "");
 }
 
 bool is_bad(const Case& c, int32_t id) { return id < 0 || id >= c.E; }
@@ -186,6 +189,15 @@ void check(const Case& c, const Experts& ex) {
     if (is_bad(c, ids[static_cast<std::size_t>(i)]))
       for (int64_t r = 0; r < c.out; ++r) got[static_cast<std::size_t>(i * c.out + r)] = 0.0f;
   EXPECT_EQ(report(name + " (max r " + std::to_string(max_r) + ")", got, ref, tol), 0u);
+  if (c.layout == kWarpTile) {
+    // The ring form runs the same super-steps in the same order: the same bits, bad ids' NaN
+    // rows included. Where it does not fit (NVFP4 with in % 64 != 0) the call takes the
+    // register form.
+    Case r = c;
+    r.layout = kWarpTileRing;
+    const auto ring = run(r, ex, ids, xb, Via::Batch);
+    EXPECT_EQ(ring, raw) << case_name(r) << ": differs from the register form";
+  }
   if (!c.vs_per_pair) return;
 
   // Against the per-pair GEMV: both one BF16 rounding of an fp32 sum (possibly another warp
@@ -220,6 +232,13 @@ TEST(MoeBatch, NanoShapesAgainstCpuAndPerPair) {
   const Case up{WeightFormat::NVFP4, 128, 1856, 2688, 2, 6, false, true, Routing::Spread, false, true, 201};
   const Case down{WeightFormat::NVFP4, 128, 2688, 1856, 2, 6, true, false, Routing::Spread, false, true, 202};
   const auto eu = experts_for(up), ed = experts_for(down);
+  for (const auto& [table, T] : {std::pair{eu->table, int64_t{8}}, {ed->table, int64_t{64}}}) {
+    kernels::ExpertGemvArgs a;  // the ring form's comparisons below are not vacuous at these shapes
+    a.w = table;
+    a.T = T;
+    a.k = 6;
+    EXPECT_TRUE(kernels::cuda::expert_batch_ring_fits(a)) << "in " << table.in << " T " << T;
+  }
   uint64_t seed = 300;
   for (int64_t T : {2, 3, 8, 17, 64}) {
     for (const Case* base : {&up, &down}) {
@@ -332,7 +351,7 @@ TEST(MoeBatch, EveryFormatRaggedShapes) {
 TEST(MoeBatch, IndependentOfTheOtherPairsAndRepeatable) {
   ASSERT_TRUE(have_device());
   for (auto f : {WeightFormat::NVFP4, WeightFormat::FP8})
-    for (auto layout : {kernels::ExpertGemvArgs::BatchLayout::SplitK, kWarpTile}) {
+    for (auto layout : {kernels::ExpertGemvArgs::BatchLayout::SplitK, kWarpTile, kWarpTileRing}) {
       Case c{f, 128, 1856, 2688, 17, 6, false, true, Routing::Spread, false, false, 801};
       c.layout = layout;
       const std::string name = case_name(c);
@@ -358,7 +377,7 @@ TEST(MoeBatch, IndependentOfTheOtherPairsAndRepeatable) {
       }
       EXPECT_GT(same, ids_a.size() / 3);
       EXPECT_EQ(diff, 0u) << name << ": rows changed with the other pairs' routing";
-      if (layout != kWarpTile) continue;
+      if (layout == kernels::ExpertGemvArgs::BatchLayout::SplitK) continue;
       // Each warp runs its tile's whole K in one fixed order: the first 3 tokens alone (a
       // smaller grid, other warp counts per expert) give the same bits.
       Case t3 = c;
@@ -409,8 +428,8 @@ TEST(MoeBatch, DispatchPicksThePath) {
 // itself: the layouts add the K range in different orders).
 TEST(MoeBatch, GraphReplayFollowsTheDeviceIds) {
   ASSERT_TRUE(have_device());
-  for (const auto layout : {kernels::ExpertGemvArgs::BatchLayout::SplitK, kWarpTile}) {
-    SCOPED_TRACE(layout == kWarpTile ? "warp per tile" : "split K");
+  for (const auto layout : {kernels::ExpertGemvArgs::BatchLayout::SplitK, kWarpTile, kWarpTileRing}) {
+    SCOPED_TRACE(layout == kWarpTile ? "warp per tile" : layout == kWarpTileRing ? "warp per tile, ring" : "split K");
     Case c{WeightFormat::NVFP4, 128, 2688, 1856, 8, 6, true, false, Routing::Spread, false, false, 1001};
     c.layout = layout;
     const auto ex = experts_for(c);
@@ -474,7 +493,9 @@ TEST(MoeBatch, ReusedBucketsDownEqualsRebucketedDown) {
   for (auto f : {WeightFormat::NVFP4, WeightFormat::FP8}) {
     const auto up = make_experts(f, E, I, H, 21, 101);
     const auto down = make_experts(f, E, H, I, 22, 101);
+    for (const auto layout : {kWarpTile, kWarpTileRing})
     for (int64_t T : {4, 8, 17, 64}) {
+      SCOPED_TRACE(layout == kWarpTileRing ? "ring" : "registers");
       const int64_t k = 6, N = T * k;
       Rng rng(static_cast<uint64_t>(T));
       DeviceBuffer<uint16_t> dx(rng.bf16(static_cast<std::size_t>(T * H), 1.0f, nullptr));
@@ -487,7 +508,7 @@ TEST(MoeBatch, ReusedBucketsDownEqualsRebucketedDown) {
       for (kernels::ExpertGemvArgs* a : {&ua, &da}) {
         a->workspace = ws.get();
         a->workspace_bytes = ws_bytes;
-        a->batch_layout = kWarpTile;
+        a->batch_layout = layout;
       }
       da.ids_settled = da.reuse_buckets = true;
       kernels::ExpertGemvArgs ra = da;

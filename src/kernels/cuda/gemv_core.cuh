@@ -164,6 +164,37 @@ __device__ __forceinline__ void stage_x(const uint16_t* __restrict__ x, int T, i
   stage_x_rows<F>([&](int n) { return x + static_cast<int64_t>(n) * in; }, T, in, xs);
 }
 
+// One super-step of a warp's tile (mma_tile's layout): chunk c of rows g (va, block scales qa)
+// and g + 8 (vc, qc), decoded to BF16 and multiplied with the staged x (xrow: token g's row,
+// read where has_b and c < nchunk); the step's mma sum is added to acc. All lanes (mma).
+template <WeightFormat F>
+__device__ __forceinline__ void mma_super_step(const uint4& va, const uint4& vc, uint16_t qa, uint16_t qc, int c,
+                                               int nchunk, bool has_b, const uint4* xrow, int g, float (&acc)[4]) {
+  using D = MmaFmt<F>;
+  constexpr int U = D::kE / 8;
+  uint32_t sca[2] = {0, 0}, scc[2] = {0, 0};
+  D::prep_scale(qa, sca);
+  D::prep_scale(qc, scc);
+  float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int w = 0; w < U; ++w) {
+    uint32_t ra4[4], rc4[4];
+    D::unit(va, sca, w, ra4);
+    D::unit(vc, scc, w, rc4);
+    uint4 b = make_uint4(0, 0, 0, 0);
+    if (has_b && c < nchunk) {
+      const int u = c * U + w;
+      b = xrow[u ^ xs_swizzle<F>(g, u)];
+    }
+    const uint32_t a0[4] = {ra4[0], rc4[0], ra4[1], rc4[1]};
+    const uint32_t a1[4] = {ra4[2], rc4[2], ra4[3], rc4[3]};
+    mma_bf16_16816(part, a0, b.x, b.y);
+    mma_bf16_16816(part, a1, b.z, b.w);
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j) acc[j] += part[j];
+}
+
 // One warp's share of a 16-row tile: super-steps warp, warp + nwarps, ... Returns the fp32
 // partial sums acc[j] of lane 4g+t: j = 0, 1: row g, tokens 2t, 2t+1; j = 2, 3: row g+8.
 // Rows past `out` are clamped (read, never stored); chunks past `in` count as zeros.
@@ -174,7 +205,7 @@ __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, cons
                                          int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
                                          Stage&& stage, float (&acc)[4]) {
   using D = MmaFmt<F>;
-  constexpr int E = D::kE, U = E / 8;
+  constexpr int E = D::kE;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nchunk = in / E, nsteps = (nchunk + 3) / 4, stride = xs_stride(in);
   const int64_t rb = row_bytes(F, in);
@@ -216,28 +247,7 @@ __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, cons
     for (int i = 0; i < kAhead; ++i) {
       const int s = s0 + i * nwarps;
       if (s >= nsteps) break;  // warp-uniform: the mma needs every lane
-      const int c = s * 4 + t;
-      uint32_t sca[2] = {0, 0}, scc[2] = {0, 0};
-      D::prep_scale(qa[i], sca);
-      D::prep_scale(qc[i], scc);
-      float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-      for (int w = 0; w < U; ++w) {
-        uint32_t ra4[4], rc4[4];
-        D::unit(va[i], sca, w, ra4);
-        D::unit(vc[i], scc, w, rc4);
-        uint4 b = make_uint4(0, 0, 0, 0);
-        if (has_b && c < nchunk) {
-          const int u = c * U + w;
-          b = xrow[u ^ xs_swizzle<F>(g, u)];
-        }
-        const uint32_t a0[4] = {ra4[0], rc4[0], ra4[1], rc4[1]};
-        const uint32_t a1[4] = {ra4[2], rc4[2], ra4[3], rc4[3]};
-        mma_bf16_16816(part, a0, b.x, b.y);
-        mma_bf16_16816(part, a1, b.z, b.w);
-      }
-#pragma unroll
-      for (int j = 0; j < 4; ++j) acc[j] += part[j];
+      mma_super_step<F>(va[i], vc[i], qa[i], qc[i], s * 4 + t, nchunk, has_b, xrow, g, acc);
     }
   };
   const int batch = nwarps * kAhead;
@@ -250,6 +260,92 @@ __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, cons
     load(va0, vc0, qa0, qc0, s0 + 2 * batch);
     compute(va1, vc1, qa1, qc1, s0 + batch);
   }
+}
+
+// mma_tile with the weights travelling by cp.async through a ring of kDepth super-steps in the
+// warp's own shared memory (kDepth - 1 super-steps in flight per lane) instead of two register
+// batches of kAhead: more bytes in flight per warp at no register cost, for tiles whose warps
+// are too few per SM to cover the memory latency with mma_tile's two batches (routed experts at
+// decode sizes: ~16 warps per SM, bench/RESULTS.md). Same super-steps, same arithmetic in the
+// same order: the same bits as mma_tile.
+// Slot layout (mma_ring_slot_bytes): [2 rows: g, g + 8][32 lanes] 16-byte chunks (a quarter-warp
+// reads 128 contiguous bytes: no bank conflict), then for NVFP4 [2][8 row groups] 8 bytes: the
+// block scales of the 4 chunks of the row group (lane 4g + t's at byte 2t), copied 4 bytes at a
+// time by the even lanes, so scale rows must be 4-byte aligned: NVFP4 needs in % 64 == 0
+// (mma_ring_fits).
+template <WeightFormat F>
+__host__ __device__ constexpr int mma_ring_slot_bytes() {
+  return 2 * 32 * 16 + (F == WeightFormat::NVFP4 ? 2 * 8 * 8 : 0);
+}
+template <WeightFormat F>
+__host__ __device__ inline bool mma_ring_fits(int64_t in) {
+  return F != WeightFormat::NVFP4 || in % 64 == 0;
+}
+
+template <WeightFormat F, int kDepth, class Stage>
+__device__ __forceinline__ void mma_tile_ring(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
+                                              int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
+                                              Stage&& stage, float (&acc)[4], uint8_t* ring) {
+  static_assert(kDepth >= 2, "a ring of at least 2 super-steps");
+  using D = MmaFmt<F>;
+  constexpr int E = D::kE, kSlot = mma_ring_slot_bytes<F>();
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int nchunk = in / E, nsteps = (nchunk + 3) / 4, stride = xs_stride(in);
+  const int64_t rb = row_bytes(F, in);
+  const int ra = min(row0 + g, out - 1), rc = min(row0 + g + 8, out - 1);
+  const uint4* wa = reinterpret_cast<const uint4*>(wdata + ra * rb);
+  const uint4* wc = reinterpret_cast<const uint4*>(wdata + rc * rb);
+  const uint16_t* sa = nullptr;
+  const uint16_t* sc = nullptr;
+  if constexpr (F == WeightFormat::NVFP4) {
+    sa = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(ra) * (in / 16));
+    sc = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(rc) * (in / 16));
+  }
+  const bool has_b = g < T;
+  const uint4* xrow = xs + g * stride;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) acc[j] = 0.0f;
+  const int steps = warp < nsteps ? (nsteps - warp + nwarps - 1) / nwarps : 0;  // this warp's super-steps
+  // Super-step i of this warp (s = warp + i * nwarps) into slot i % kDepth; one commit group
+  // per super-step (empty past the last), so that group i is complete after wait<kDepth - 1>
+  // at iteration i. Chunks past `in` are zero-filled (and count as zeros, as in mma_tile).
+  auto issue = [&](int i, uint8_t* slot) {
+    if (i < steps) {
+      const int c = (warp + i * nwarps) * 4 + t;
+      const bool ok = c < nchunk;
+      cp_async16(slot + lane * 16, ok ? wa + c : wa, ok ? 16 : 0);
+      cp_async16(slot + 512 + lane * 16, ok ? wc + c : wc, ok ? 16 : 0);
+      if constexpr (F == WeightFormat::NVFP4) {
+        if ((t & 1) == 0) {  // nchunk is even (in % 64 == 0): chunk c + 1 exists where c does
+          cp_async4(slot + 1024 + g * 8 + t * 2, ok ? sa + c : sa, ok ? 4 : 0);
+          cp_async4(slot + 1024 + 64 + g * 8 + t * 2, ok ? sc + c : sc, ok ? 4 : 0);
+        }
+      }
+    }
+    cp_async_commit();
+  };
+  int fill = 0;  // slot of super-step i + kDepth - 1
+  for (int i = 0; i < kDepth - 1; ++i, ++fill) issue(i, ring + fill * kSlot);
+  stage();
+  int use = 0;  // slot of super-step i
+  for (int i = 0; i < steps; ++i) {
+    __syncwarp();  // every lane is past its reads of the slot refilled now (super-step i - 1's)
+    issue(i + kDepth - 1, ring + fill * kSlot);
+    fill = fill + 1 == kDepth ? 0 : fill + 1;
+    cp_async_wait<kDepth - 1>();
+    __syncwarp();  // the scale pairs copied by the even lanes are visible to the odd ones
+    const uint8_t* slot = ring + use * kSlot;
+    use = use + 1 == kDepth ? 0 : use + 1;
+    const uint4 va = *reinterpret_cast<const uint4*>(slot + lane * 16);
+    const uint4 vc = *reinterpret_cast<const uint4*>(slot + 512 + lane * 16);
+    uint16_t qa = 0, qc = 0;
+    if constexpr (F == WeightFormat::NVFP4) {
+      qa = *reinterpret_cast<const uint16_t*>(slot + 1024 + g * 8 + t * 2);
+      qc = *reinterpret_cast<const uint16_t*>(slot + 1024 + 64 + g * 8 + t * 2);
+    }
+    mma_super_step<F>(va, vc, qa, qc, (warp + i * nwarps) * 4 + t, nchunk, has_b, xrow, g, acc);
+  }
+  cp_async_wait<0>();  // no copy outlives the tile (the caller may reuse the ring)
 }
 
 // Adds the warps' partial sums in warp order (red: 4 * 32 floats per warp of shared memory)

@@ -46,6 +46,10 @@ ExpertBuckets expert_buckets_in_workspace(const ExpertGemvArgs& a);
 // workspace checked here. Returns false (nothing launched) when 8 rows of x do not fit in
 // shared memory (in > ~14000), where the per-pair kernels must run instead.
 bool launch_expert_batch(const ExpertGemvArgs& a, cudaStream_t stream);
+// Whether a batch-path call with the WarpTileRing layout runs the ring form (its format and
+// `in` allow the ring's copies and its x rows plus rings fit in shared memory), not the
+// register form it falls back to.
+bool expert_batch_ring_fits(const ExpertGemvArgs& a);
 
 
 // Blocks of `kernel` (threads per block, dynamic shared memory bytes) resident per SM (>= 1);

@@ -123,13 +123,24 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32, 1) batch_kernel(ExpertGemvA
   }
 }
 
-// The warp-per-tile layout: warp w of block (i, j) owns tile kWarpTileWarps i + w of the j-th
+// The warp-per-tile layout: warp w of block (i, j) owns tile kWarps i + w of the j-th
 // selected expert and runs the whole K range itself (mma_tile with one warp), so a tile needs no
 // cross-warp reduction and no barrier, and each warp keeps its look-ahead loads in flight over
 // the whole row instead of a quarter of it. The block's warps share the staged x rows of each
 // group of 8 pairs. A warp past the last tile computes the last tile again (its reads hit L2)
 // and stores nothing: every warp must reach the staging barriers.
 constexpr int kWarpTileWarps = 4;
+// The ring form (ExpertGemvArgs::BatchLayout::WarpTileRing): the same warps and tiles, each
+// warp's weights through a cp.async ring of kRingDepth super-steps in shared memory
+// (mma_tile_ring), 8 warps per block sharing the staged x rows (the x rows, up to 8 x in x 2
+// bytes, and the rings together fit 2 blocks per SM at Nano's shapes: 16 warps with 5
+// super-steps, ~5.6 KiB, in flight each).
+constexpr int kRingWarps = 8;
+constexpr int kRingDepth = 6;
+template <bool kRing>
+__host__ __device__ constexpr int warp_tile_warps() {
+  return kRing ? kRingWarps : kWarpTileWarps;
+}
 // Reused buckets (ExpertGemvArgs::reuse_buckets; `early`): the tables and the first weight
 // loads are read before the PDL wait (for x, the up projection's output); the NaN rows of the
 // pairs with a bad id, which the bucketing wrote into the previous call's output, are written
@@ -143,8 +154,12 @@ __device__ __forceinline__ void bad_id_rows(const ExpertGemvArgs& a) {
   }
 }
 
-template <WeightFormat F>
-__global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertGemvArgs a, ExpertBuckets b) {
+// Dynamic shared memory: the staged x rows (cap x xs_stride(in) 16-byte units), then, in the
+// ring form, each warp's ring (kRingDepth slots of mma_ring_slot_bytes).
+template <WeightFormat F, bool kRing>
+__global__ void __launch_bounds__(warp_tile_warps<kRing>() * 32)
+    batch_warp_kernel(ExpertGemvArgs a, ExpertBuckets b, int cap) {
+  constexpr int kWarps = warp_tile_warps<kRing>();
   extern __shared__ uint4 smem[];
   __shared__ int32_t xrow[2][kGroup], yrow[2][kGroup];  // as in batch_kernel
   const bool early = a.reuse_buckets;
@@ -166,8 +181,8 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
   const int r = (j + 1 < nexp ? next : bucketed) - start;
   const int in = static_cast<int>(a.w.in), out = static_cast<int>(a.w.out), k = static_cast<int>(a.k);
   const int tiles = (out + kTileRows - 1) / kTileRows;
-  const int lane = static_cast<int>(threadIdx.x & 31), tile = static_cast<int>(blockIdx.x) * kWarpTileWarps +
-                                                                 static_cast<int>(threadIdx.x >> 5);
+  const int lane = static_cast<int>(threadIdx.x & 31), warp = static_cast<int>(threadIdx.x >> 5);
+  const int tile = static_cast<int>(blockIdx.x) * kWarps + warp;
   const bool owns = tile < tiles;
   const int row0 = min(tile, tiles - 1) * kTileRows;
   const auto* wdata = static_cast<const uint8_t*>(a.w.data[e]);
@@ -180,10 +195,16 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
   for (int g0 = 0; g0 < r; g0 += kGroup, par ^= 1) {  // block-uniform
     const int nr = min(kGroup, r - g0);
     float acc[4];
-    mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, 0, 1, [&] {
+    auto stage = [&] {
       if (early && g0 == 0) wait();
       stage_group<F>(x, per_slot, k, in, b, start + g0, nr, xrow[par], yrow[par], smem);
-    }, acc);
+    };
+    if constexpr (kRing) {
+      uint8_t* ring = reinterpret_cast<uint8_t*>(smem + cap * xs_stride(in)) + warp * kRingDepth * mma_ring_slot_bytes<F>();
+      mma_tile_ring<F, kRingDepth>(wdata, wscale, in, out, row0, smem, nr, 0, 1, stage, acc, ring);
+    } else {
+      mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, 0, 1, stage, acc);
+    }
     if (!owns) continue;
     // acc[jj] of lane 4g+t: row g (jj < 2) or g + 8, token 2t + (jj & 1) (mma_tile's layout).
 #pragma unroll
@@ -198,32 +219,45 @@ __global__ void __launch_bounds__(kWarpTileWarps * 32) batch_warp_kernel(ExpertG
   if (fixer) bad_id_rows(a);
 }
 
-// The layout a call runs: ExpertGemvArgs::batch_layout, else NEMOTRON_EXPERT_BATCH=split (A/B
-// runs), else warp per tile (measured faster at every row count from 2: bench/RESULTS.md,
-// fourteenth session; a look-ahead of 4 super-steps instead of 2 was slower).
+// The layout a call runs: ExpertGemvArgs::batch_layout, else NEMOTRON_EXPERT_BATCH=split or
+// =ring (A/B runs), else warp per tile (measured faster than split K at every row count from 2:
+// bench/RESULTS.md, fourteenth session; a register look-ahead of 4 super-steps instead of 2 was
+// slower).
 using Layout = ExpertGemvArgs::BatchLayout;
 Layout batch_layout(Layout asked) {
   if (asked != Layout::Auto) return asked;
-  static const Layout env = env_equals("NEMOTRON_EXPERT_BATCH", "split") ? Layout::SplitK : Layout::WarpTile;
+  static const Layout env = env_equals("NEMOTRON_EXPERT_BATCH", "split")  ? Layout::SplitK
+                            : env_equals("NEMOTRON_EXPERT_BATCH", "ring") ? Layout::WarpTileRing
+                                                                          : Layout::WarpTile;
   return env;
 }
 
-template <WeightFormat F>
+// batch_warp_kernel's dynamic shared memory: x rows of min(8, T*k) pairs, then the rings.
+template <WeightFormat F, bool kRing>
+int64_t batch_warp_smem(const ExpertGemvArgs& a) {
+  const int64_t cap = std::min<int64_t>(kGroup, a.T * a.k);
+  return cap * xs_stride(static_cast<int>(a.w.in)) * 16 +
+         (kRing ? int64_t{warp_tile_warps<kRing>()} * kRingDepth * mma_ring_slot_bytes<F>() : 0);
+}
+
+template <WeightFormat F, bool kRing>
 bool launch_batch_warp(const ExpertGemvArgs& a, cudaStream_t stream) {
+  constexpr int kWarps = warp_tile_warps<kRing>();
   const DeviceLimits lim = device_limits();
   const int64_t N = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows, slots = std::min(a.w.experts, N);
   const int64_t cap = std::min<int64_t>(kGroup, N);
-  const int64_t smem = cap * xs_stride(static_cast<int>(a.w.in)) * 16;
+  const int64_t smem = batch_warp_smem<F, kRing>(a);
   if (smem + kStaticSmem > lim.smem_optin) return false;
   if (smem > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(batch_warp_kernel<F>,
+    const cudaError_t e = cudaFuncSetAttribute(batch_warp_kernel<F, kRing>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     require(e == cudaSuccess, std::string("expert_gemv_cuda: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
   const ExpertBuckets b = a.reuse_buckets ? expert_buckets_in_workspace(a) : launch_expert_buckets(a, stream);
-  const dim3 grid(static_cast<unsigned>((tiles + kWarpTileWarps - 1) / kWarpTileWarps), static_cast<unsigned>(slots));
-  launch_pdl(batch_warp_kernel<F>, grid, dim3(kWarpTileWarps * 32), static_cast<size_t>(smem), stream, a, b);
-  check_launch("expert_gemv_cuda (batch, warp per tile)");
+  const dim3 grid(static_cast<unsigned>((tiles + kWarps - 1) / kWarps), static_cast<unsigned>(slots));
+  launch_pdl(batch_warp_kernel<F, kRing>, grid, dim3(kWarps * 32), static_cast<size_t>(smem), stream, a, b,
+             static_cast<int>(cap));
+  check_launch(kRing ? "expert_gemv_cuda (batch, warp per tile, ring)" : "expert_gemv_cuda (batch, warp per tile)");
   return true;
 }
 
@@ -247,7 +281,11 @@ int tiles_per_block(int64_t tiles, int64_t slots, int sms, int asked) {
 
 template <WeightFormat F>
 bool launch_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
-  if (batch_layout(a.batch_layout) == Layout::WarpTile) return launch_batch_warp<F>(a, stream);
+  const Layout layout = batch_layout(a.batch_layout);
+  // The ring form where its scale copies are aligned (mma_ring_fits), else the register form:
+  // the same bits either way.
+  if (layout == Layout::WarpTileRing && mma_ring_fits<F>(a.w.in) && launch_batch_warp<F, true>(a, stream)) return true;
+  if (layout == Layout::WarpTile || layout == Layout::WarpTileRing) return launch_batch_warp<F, false>(a, stream);
   const DeviceLimits lim = device_limits();
   const int64_t N = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows, slots = std::min(a.w.experts, N);
   const int cap = static_cast<int>(std::min<int64_t>(kGroup, N));
@@ -272,6 +310,16 @@ bool launch_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
 }
 
 }  // namespace
+
+bool expert_batch_ring_fits(const ExpertGemvArgs& a) {
+  const int64_t optin = device_limits().smem_optin - kStaticSmem;
+  switch (a.w.format) {
+    case WeightFormat::Dense: return batch_warp_smem<WeightFormat::Dense, true>(a) <= optin;
+    case WeightFormat::FP8: return batch_warp_smem<WeightFormat::FP8, true>(a) <= optin;
+    case WeightFormat::NVFP4: break;
+  }
+  return mma_ring_fits<WeightFormat::NVFP4>(a.w.in) && batch_warp_smem<WeightFormat::NVFP4, true>(a) <= optin;
+}
 
 bool launch_expert_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
   // Checked before anything else (also by the bucketing): the grid's expert dimension, min(E,
