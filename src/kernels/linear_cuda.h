@@ -41,6 +41,10 @@ struct LinearCudaArgs {
   // at the same time (one per stream).
   void* workspace = nullptr;
   int64_t workspace_bytes = 0;
+  // The tensor-core GEMV's 16-row tiles per block: 0 = the default (1, or
+  // NEMOTRON_GEMV_TILES_PER_BLOCK=2|4 from 2 rows of x, for A/B runs), else 1..4 (tests); a
+  // block of several tiles stages x once for all of them.
+  int tiles_per_block = 0;
 };
 
 // The split-K GEMM (linear_gemm.cu): the blocks per SM it aims for and its tile.

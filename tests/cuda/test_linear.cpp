@@ -50,7 +50,7 @@ void add_extremes(HostWeight& hw) {
 }
 
 void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType yt, uint64_t seed,
-              bool extremes = false, bool split = false) {
+              bool extremes = false, bool split = false, int tiles_per_block = 0) {
   HostWeight hw = make_weight(f, c.out, c.in, seed);
   if (extremes) add_extremes(hw);
   Rng rng(seed * 7 + 1);
@@ -75,6 +75,7 @@ void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType
   a.y = yt == OutType::F32 ? static_cast<void*>(dyf.get()) : static_cast<void*>(dyb.get());
   a.y_type = yt;
   a.path = path;
+  a.tiles_per_block = tiles_per_block;
   SplitWorkspace ws;
   if (split) ws.attach(a);
   ASSERT_NO_THROW(kernels::linear_cuda(a, nullptr));
@@ -111,7 +112,8 @@ void run_case(const Case& c, WeightFormat f, int64_t T, LinearPath path, OutType
   const char* pname = path == LinearPath::Gemm ? " gemm" : path == LinearPath::GemvWarpRow ? " gemv-rows" : " gemv";
   const std::string what = std::string(c.name) + " " + kernels::weight_format_name(f) + " T=" + std::to_string(T) +
                            pname + (yt == OutType::F32 ? " f32" : " bf16") + (extremes ? " extremes" : "") +
-                           (split ? " split-K" : "");
+                           (split ? " split-K" : "") +
+                           (tiles_per_block ? " tiles/block=" + std::to_string(tiles_per_block) : "");
   EXPECT_EQ(report(what, got, ref, tol), 0u);
 }
 
@@ -179,6 +181,23 @@ TEST(LinearCuda, GemvTilesEdgeCases) {
   for (auto f : kFormats) {
     run_case(wide, f, 8, LinearPath::Gemv, OutType::F32, seed++);
     run_case(wide, f, 1, LinearPath::Gemv, OutType::BF16, seed++);
+  }
+}
+
+// Blocks of several 16-row tiles (LinearCudaArgs::tiles_per_block; x staged once per block):
+// real shapes at the row counts of decode batches and verify steps, ragged shapes whose last
+// block holds fewer tiles (37 rows: 3 tiles; 300: 19), every format.
+TEST(LinearCuda, GemvSeveralTilesPerBlock) {
+  ASSERT_TRUE(have_device());
+  uint64_t seed = 700;
+  for (int tpb : {2, 3, 4}) {
+    for (auto f : kFormats) {
+      for (int64_t T : {1, 4, 8}) run_case(kNano[0], f, T, LinearPath::Gemv, OutType::BF16, seed++, false, false, tpb);
+      run_case(kNano[1], f, 2, LinearPath::Gemv, OutType::F32, seed++, false, false, tpb);
+      run_case({"k1856_rows37", 37, 1856}, f, 5, LinearPath::Gemv, OutType::BF16, seed++, false, false, tpb);
+      run_case({"k224_rows300", 300, 224}, f, 8, LinearPath::Gemv, OutType::F32, seed++, false, false, tpb);
+    }
+    run_case(kNano[2], WeightFormat::NVFP4, 8, LinearPath::Gemv, OutType::BF16, seed++, true, false, tpb);
   }
 }
 
@@ -333,6 +352,11 @@ TEST(LinearCuda, RejectsBadArguments) {
   a.w.format = WeightFormat::Dense;
   a.w.dense_type = kernels::ElementType::F32;
   EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error);
+  a.w.dense_type = kernels::ElementType::BF16;
+  for (int tpb : {-1, 5}) {
+    a.tiles_per_block = tpb;
+    EXPECT_THROW(kernels::linear_cuda(a, nullptr), Error) << "tiles_per_block " << tpb;
+  }
 }
 
 }  // namespace

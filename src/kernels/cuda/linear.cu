@@ -32,6 +32,8 @@ void check_args(const LinearCudaArgs& a) {
   require(!gemv || a.T <= kLinearGemvMaxRows,
           "linear_cuda: the GEMV path takes at most " + std::to_string(kLinearGemvMaxRows) + " rows");
   require(!a.relu2 || a.y_type == OutType::BF16 || gemv, "linear_cuda: relu2 with fp32 output needs the GEMV path");
+  require(a.tiles_per_block >= 0 && a.tiles_per_block <= 4,
+          "linear_cuda: tiles_per_block must be 0..4 (got " + std::to_string(a.tiles_per_block) + ")");
 }
 
 // A checked linear.

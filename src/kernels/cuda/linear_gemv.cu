@@ -1,9 +1,11 @@
 // Decode GEMV: y[t, r] = sum_k x[t, k] W[r, k] for T <= 8 rows of x.
 //   Default: the tensor-core GEMV (gemv_core.cuh, mma_tile): one block per 16 output rows, x
-//   staged in shared memory, 4-16 warps splitting K.
+//   staged in shared memory, 4-16 warps splitting K (LinearCudaArgs::tiles_per_block: a block
+//   per 2 or 4 tiles, staging x once for them).
 //   LinearPath::GemvWarpRow, Auto at T = 1 for BF16 / FP8 / small NVFP4 (prefer_rows), or x too
 //   large for shared memory: one warp per output row on the CUDA cores (gemv_row), kWarps rows
 //   per block.
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -95,49 +97,79 @@ void launch_group(const LinearCudaArgs* parts, int n, cudaStream_t stream) {
   });
 }
 
-// grid.x = 16-row tiles; dynamic shared memory = mma_smem_bytes (x, then the warp partials).
-template <WeightFormat F>
+// grid.x = 16-row tiles (kMulti: groups of `tpb` consecutive tiles, the block's tiles one after
+// another over the x rows it staged once: at T = 8 rows x is 43 KB per block at Nano's in_proj,
+// more than the tile's 24 KB of NVFP4 weights); dynamic shared memory = mma_smem_bytes (x, then
+// the warp partials). Each tile's sums are those of a single-tile block of as many warps.
+template <WeightFormat F, bool kMulti>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32) gemv_mma_kernel(const uint8_t* __restrict__ wdata,
                                                                      const uint8_t* __restrict__ wscale, float post,
                                                                      const uint16_t* __restrict__ x, int T, int in,
                                                                      int out, void* __restrict__ y, bool y_f32,
-                                                                     bool relu2) {
+                                                                     bool relu2, int tpb) {
   extern __shared__ uint4 smem[];
   pdl_trigger();
   float* red = reinterpret_cast<float*>(smem + T * xs_stride(in));
-  const int row0 = blockIdx.x * kTileRows;
-  float acc[4];
-  // The first weight loads are in flight before the wait for the previous kernel (PDL): the
-  // weights are never written during a step; x and y only after pdl_wait().
-  mma_tile<F>(wdata, wscale, in, out, row0, smem, T, threadIdx.x >> 5, blockDim.x >> 5, [&] {
-    pdl_wait();
-    stage_x<F>(x, T, in, smem);
-    __syncthreads();
-  }, acc);
-  mma_tile_store(acc, red, row0, out, T, post, relu2, y, y_f32, out);
+  const int tile0 = kMulti ? static_cast<int>(blockIdx.x) * tpb : static_cast<int>(blockIdx.x);
+  const int ntiles = kMulti ? min(tpb, (out + kTileRows - 1) / kTileRows - tile0) : 1;  // block-uniform, >= 1
+  for (int ti = 0; ti < ntiles; ++ti) {
+    const int row0 = (tile0 + ti) * kTileRows;
+    float acc[4];
+    // The first weight loads are in flight before the wait for the previous kernel (PDL): the
+    // weights are never written during a step; x and y only after pdl_wait(). A later tile's
+    // barrier (after its first loads) keeps its partial sums from overwriting `red` while the
+    // previous tile's stores still read it.
+    mma_tile<F>(wdata, wscale, in, out, row0, smem, T, threadIdx.x >> 5, blockDim.x >> 5, [&] {
+      if (ti == 0) {
+        pdl_wait();
+        stage_x<F>(x, T, in, smem);
+      }
+      __syncthreads();
+    }, acc);
+    mma_tile_store(acc, red, row0, out, T, post, relu2, y, y_f32, out);
+  }
+}
+
+// Tiles per block: LinearCudaArgs::tiles_per_block, else NEMOTRON_GEMV_TILES_PER_BLOCK (2 or 4,
+// for A/B runs; applies from 2 rows of x, where the staged x is what a block re-reads), else 1.
+int gemv_tiles_per_block(const LinearCudaArgs& a) {
+  if (a.tiles_per_block >= 1) return a.tiles_per_block;
+  static const int env = [] {
+    const char* e = std::getenv("NEMOTRON_GEMV_TILES_PER_BLOCK");
+    const int v = e ? std::atoi(e) : 1;
+    return v == 2 || v == 4 ? v : 1;
+  }();
+  return a.T >= 2 ? env : 1;
 }
 
 // Returns false (nothing launched) when x does not fit in shared memory.
-template <WeightFormat F>
-bool launch_mma(const LinearCudaArgs& a, cudaStream_t stream) {
+template <WeightFormat F, bool kMulti>
+bool launch_mma_tiles(const LinearCudaArgs& a, int tpb, cudaStream_t stream) {
   const DeviceLimits lim = device_limits();
-  const int64_t tiles = (a.w.out + kTileRows - 1) / kTileRows;
+  const int64_t tiles = (a.w.out + kTileRows - 1) / kTileRows, blocks = (tiles + tpb - 1) / tpb;
   const int nsteps = static_cast<int>((a.w.in / MmaFmt<F>::kE + 3) / 4);
-  const int warps = mma_warps(tiles, nsteps, lim.sms, [&](int w) {
-    return resident_blocks(reinterpret_cast<const void*>(gemv_mma_kernel<F>), w * 32, mma_smem_bytes<F>(a.T, a.w.in, w));
+  const auto kernel = gemv_mma_kernel<F, kMulti>;
+  const int warps = mma_warps(blocks, nsteps, lim.sms, [&](int w) {
+    return resident_blocks(reinterpret_cast<const void*>(kernel), w * 32, mma_smem_bytes<F>(a.T, a.w.in, w));
   });
   const int64_t smem = mma_smem_bytes<F>(a.T, a.w.in, warps);
   if (smem > lim.smem_optin) return false;
   if (smem > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(smem));
     require(e == cudaSuccess, std::string("linear_gemv: shared memory opt-in failed: ") + cudaGetErrorString(e));
   }
   const float post = MmaFmt<F>::kPost * post_scale(F, a.w.scale);
-  launch_pdl(gemv_mma_kernel<F>, dim3(static_cast<unsigned>(tiles)), dim3(warps * 32), static_cast<size_t>(smem), stream,
+  launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(warps * 32), static_cast<size_t>(smem), stream,
              static_cast<const uint8_t*>(a.w.data), a.w.block_scale, post, a.x, static_cast<int>(a.T),
-             static_cast<int>(a.w.in), static_cast<int>(a.w.out), a.y, a.y_type == OutType::F32, a.relu2);
+             static_cast<int>(a.w.in), static_cast<int>(a.w.out), a.y, a.y_type == OutType::F32, a.relu2, tpb);
   return true;
+}
+
+template <WeightFormat F>
+bool launch_mma(const LinearCudaArgs& a, cudaStream_t stream) {
+  const int tpb = gemv_tiles_per_block(a);
+  return tpb > 1 ? launch_mma_tiles<F, true>(a, tpb, stream) : launch_mma_tiles<F, false>(a, 1, stream);
 }
 
 // LinearPath::Auto at T = 1 keeps the warp-per-row kernel where it measured faster on the H100
