@@ -195,6 +195,39 @@ __device__ __forceinline__ void mma_super_step(const uint4& va, const uint4& vc,
   for (int j = 0; j < 4; ++j) acc[j] += part[j];
 }
 
+// A lane's share of a 16-row tile (mma_tile's layout): lane 4g+t reads chunks t, t + 4, ... of
+// rows g and g + 8 (clamped to out - 1: read, never stored) and, for NVFP4, their block scales;
+// token g's staged x row is its mma B column (has_b: g < T).
+template <WeightFormat F>
+struct TileLanes {
+  int lane, g, t, nchunk, nsteps;
+  const uint4* wa;
+  const uint4* wc;
+  const uint16_t* sa = nullptr;
+  const uint16_t* sc = nullptr;
+  bool has_b;
+  const uint4* xrow;
+  __device__ __forceinline__ TileLanes(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale, int in,
+                                       int out, int row0, const uint4* xs, int T) {
+    lane = threadIdx.x & 31;
+    g = lane >> 2;
+    t = lane & 3;
+    nchunk = in / MmaFmt<F>::kE;
+    nsteps = (nchunk + 3) / 4;
+    const int stride = xs_stride(in);
+    const int64_t rb = row_bytes(F, in);
+    const int ra = min(row0 + g, out - 1), rc = min(row0 + g + 8, out - 1);
+    wa = reinterpret_cast<const uint4*>(wdata + ra * rb);
+    wc = reinterpret_cast<const uint4*>(wdata + rc * rb);
+    if constexpr (F == WeightFormat::NVFP4) {
+      sa = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(ra) * (in / 16));
+      sc = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(rc) * (in / 16));
+    }
+    has_b = g < T;
+    xrow = xs + g * stride;
+  }
+};
+
 // One warp's share of a 16-row tile: super-steps warp, warp + nwarps, ... Returns the fp32
 // partial sums acc[j] of lane 4g+t: j = 0, 1: row g, tokens 2t, 2t+1; j = 2, 3: row g+8.
 // Rows past `out` are clamped (read, never stored); chunks past `in` count as zeros.
@@ -204,22 +237,12 @@ template <WeightFormat F, class Stage>
 __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, const uint8_t* __restrict__ wscale,
                                          int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
                                          Stage&& stage, float (&acc)[4]) {
-  using D = MmaFmt<F>;
-  constexpr int E = D::kE;
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int nchunk = in / E, nsteps = (nchunk + 3) / 4, stride = xs_stride(in);
-  const int64_t rb = row_bytes(F, in);
-  const int ra = min(row0 + g, out - 1), rc = min(row0 + g + 8, out - 1);
-  const uint4* wa = reinterpret_cast<const uint4*>(wdata + ra * rb);
-  const uint4* wc = reinterpret_cast<const uint4*>(wdata + rc * rb);
-  const uint16_t* sa = nullptr;
-  const uint16_t* sc = nullptr;
-  if constexpr (F == WeightFormat::NVFP4) {
-    sa = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(ra) * (in / 16));
-    sc = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(rc) * (in / 16));
-  }
-  const bool has_b = g < T;
-  const uint4* xrow = xs + g * stride;
+  const TileLanes<F> L(wdata, wscale, in, out, row0, xs, T);
+  const int lane = L.lane, g = L.g, t = L.t, nchunk = L.nchunk, nsteps = L.nsteps;
+  const uint4 *wa = L.wa, *wc = L.wc;
+  const uint16_t *sa = L.sa, *sc = L.sc;
+  const bool has_b = L.has_b;
+  const uint4* xrow = L.xrow;
 #pragma unroll
   for (int j = 0; j < 4; ++j) acc[j] = 0.0f;
 
@@ -287,22 +310,13 @@ __device__ __forceinline__ void mma_tile_ring(const uint8_t* __restrict__ wdata,
                                               int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
                                               Stage&& stage, float (&acc)[4], uint8_t* ring) {
   static_assert(kDepth >= 2, "a ring of at least 2 super-steps");
-  using D = MmaFmt<F>;
-  constexpr int E = D::kE, kSlot = mma_ring_slot_bytes<F>();
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int nchunk = in / E, nsteps = (nchunk + 3) / 4, stride = xs_stride(in);
-  const int64_t rb = row_bytes(F, in);
-  const int ra = min(row0 + g, out - 1), rc = min(row0 + g + 8, out - 1);
-  const uint4* wa = reinterpret_cast<const uint4*>(wdata + ra * rb);
-  const uint4* wc = reinterpret_cast<const uint4*>(wdata + rc * rb);
-  const uint16_t* sa = nullptr;
-  const uint16_t* sc = nullptr;
-  if constexpr (F == WeightFormat::NVFP4) {
-    sa = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(ra) * (in / 16));
-    sc = reinterpret_cast<const uint16_t*>(wscale + static_cast<int64_t>(rc) * (in / 16));
-  }
-  const bool has_b = g < T;
-  const uint4* xrow = xs + g * stride;
+  constexpr int kSlot = mma_ring_slot_bytes<F>();
+  const TileLanes<F> L(wdata, wscale, in, out, row0, xs, T);
+  const int lane = L.lane, g = L.g, t = L.t, nchunk = L.nchunk, nsteps = L.nsteps;
+  const uint4 *wa = L.wa, *wc = L.wc;
+  const uint16_t *sa = L.sa, *sc = L.sc;
+  const bool has_b = L.has_b;
+  const uint4* xrow = L.xrow;
 #pragma unroll
   for (int j = 0; j < 4; ++j) acc[j] = 0.0f;
   const int steps = warp < nsteps ? (nsteps - warp + nwarps - 1) / nwarps : 0;  // this warp's super-steps
