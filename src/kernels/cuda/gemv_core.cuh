@@ -238,11 +238,6 @@ __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, cons
                                          int in, int out, int row0, const uint4* xs, int T, int warp, int nwarps,
                                          Stage&& stage, float (&acc)[4]) {
   const TileLanes<F> L(wdata, wscale, in, out, row0, xs, T);
-  const int lane = L.lane, g = L.g, t = L.t, nchunk = L.nchunk, nsteps = L.nsteps;
-  const uint4 *wa = L.wa, *wc = L.wc;
-  const uint16_t *sa = L.sa, *sc = L.sc;
-  const bool has_b = L.has_b;
-  const uint4* xrow = L.xrow;
 #pragma unroll
   for (int j = 0; j < 4; ++j) acc[j] = 0.0f;
 
@@ -253,14 +248,14 @@ __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, cons
   auto load = [&](uint4 (&va)[kAhead], uint4 (&vc)[kAhead], uint16_t (&qa)[kAhead], uint16_t (&qc)[kAhead], int s0) {
 #pragma unroll
     for (int i = 0; i < kAhead; ++i) {
-      const int c = (s0 + i * nwarps) * 4 + t;
-      const bool ok = c < nchunk;
-      va[i] = ok ? ldg_stream(wa + c) : make_uint4(0, 0, 0, 0);
-      vc[i] = ok ? ldg_stream(wc + c) : make_uint4(0, 0, 0, 0);
+      const int c = (s0 + i * nwarps) * 4 + L.t;
+      const bool ok = c < L.nchunk;
+      va[i] = ok ? ldg_stream(L.wa + c) : make_uint4(0, 0, 0, 0);
+      vc[i] = ok ? ldg_stream(L.wc + c) : make_uint4(0, 0, 0, 0);
       qa[i] = qc[i] = 0;
       if constexpr (F == WeightFormat::NVFP4) {
-        qa[i] = ok ? __ldg(sa + c) : uint16_t{0};
-        qc[i] = ok ? __ldg(sc + c) : uint16_t{0};
+        qa[i] = ok ? __ldg(L.sa + c) : uint16_t{0};
+        qc[i] = ok ? __ldg(L.sc + c) : uint16_t{0};
       }
     }
   };
@@ -269,17 +264,17 @@ __device__ __forceinline__ void mma_tile(const uint8_t* __restrict__ wdata, cons
 #pragma unroll
     for (int i = 0; i < kAhead; ++i) {
       const int s = s0 + i * nwarps;
-      if (s >= nsteps) break;  // warp-uniform: the mma needs every lane
-      mma_super_step<F>(va[i], vc[i], qa[i], qc[i], s * 4 + t, nchunk, has_b, xrow, g, acc);
+      if (s >= L.nsteps) break;  // warp-uniform: the mma needs every lane
+      mma_super_step<F>(va[i], vc[i], qa[i], qc[i], s * 4 + L.t, L.nchunk, L.has_b, L.xrow, L.g, acc);
     }
   };
   const int batch = nwarps * kAhead;
   load(va0, vc0, qa0, qc0, warp);
   stage();
-  for (int s0 = warp; s0 < nsteps; s0 += 2 * batch) {
+  for (int s0 = warp; s0 < L.nsteps; s0 += 2 * batch) {
     load(va1, vc1, qa1, qc1, s0 + batch);
     compute(va0, vc0, qa0, qc0, s0);
-    if (s0 + batch >= nsteps) break;
+    if (s0 + batch >= L.nsteps) break;
     load(va0, vc0, qa0, qc0, s0 + 2 * batch);
     compute(va1, vc1, qa1, qc1, s0 + batch);
   }
@@ -312,27 +307,22 @@ __device__ __forceinline__ void mma_tile_ring(const uint8_t* __restrict__ wdata,
   static_assert(kDepth >= 2, "a ring of at least 2 super-steps");
   constexpr int kSlot = mma_ring_slot_bytes<F>();
   const TileLanes<F> L(wdata, wscale, in, out, row0, xs, T);
-  const int lane = L.lane, g = L.g, t = L.t, nchunk = L.nchunk, nsteps = L.nsteps;
-  const uint4 *wa = L.wa, *wc = L.wc;
-  const uint16_t *sa = L.sa, *sc = L.sc;
-  const bool has_b = L.has_b;
-  const uint4* xrow = L.xrow;
 #pragma unroll
   for (int j = 0; j < 4; ++j) acc[j] = 0.0f;
-  const int steps = warp < nsteps ? (nsteps - warp + nwarps - 1) / nwarps : 0;  // this warp's super-steps
+  const int steps = warp < L.nsteps ? (L.nsteps - warp + nwarps - 1) / nwarps : 0;  // this warp's super-steps
   // Super-step i of this warp (s = warp + i * nwarps) into slot i % kDepth; one commit group
   // per super-step (empty past the last), so that group i is complete after wait<kDepth - 1>
   // at iteration i. Chunks past `in` are zero-filled (and count as zeros, as in mma_tile).
   auto issue = [&](int i, uint8_t* slot) {
     if (i < steps) {
-      const int c = (warp + i * nwarps) * 4 + t;
-      const bool ok = c < nchunk;
-      cp_async16(slot + lane * 16, ok ? wa + c : wa, ok ? 16 : 0);
-      cp_async16(slot + 512 + lane * 16, ok ? wc + c : wc, ok ? 16 : 0);
+      const int c = (warp + i * nwarps) * 4 + L.t;
+      const bool ok = c < L.nchunk;
+      cp_async16(slot + L.lane * 16, ok ? L.wa + c : L.wa, ok ? 16 : 0);
+      cp_async16(slot + 512 + L.lane * 16, ok ? L.wc + c : L.wc, ok ? 16 : 0);
       if constexpr (F == WeightFormat::NVFP4) {
-        if ((t & 1) == 0) {  // nchunk is even (in % 64 == 0): chunk c + 1 exists where c does
-          cp_async4(slot + 1024 + g * 8 + t * 2, ok ? sa + c : sa, ok ? 4 : 0);
-          cp_async4(slot + 1024 + 64 + g * 8 + t * 2, ok ? sc + c : sc, ok ? 4 : 0);
+        if ((L.t & 1) == 0) {  // nchunk is even (in % 64 == 0): chunk c + 1 exists where c does
+          cp_async4(slot + 1024 + L.g * 8 + L.t * 2, ok ? L.sa + c : L.sa, ok ? 4 : 0);
+          cp_async4(slot + 1024 + 64 + L.g * 8 + L.t * 2, ok ? L.sc + c : L.sc, ok ? 4 : 0);
         }
       }
     }
@@ -350,14 +340,14 @@ __device__ __forceinline__ void mma_tile_ring(const uint8_t* __restrict__ wdata,
     __syncwarp();  // the scale pairs copied by the even lanes are visible to the odd ones
     const uint8_t* slot = ring + use * kSlot;
     use = use + 1 == kDepth ? 0 : use + 1;
-    const uint4 va = *reinterpret_cast<const uint4*>(slot + lane * 16);
-    const uint4 vc = *reinterpret_cast<const uint4*>(slot + 512 + lane * 16);
+    const uint4 va = *reinterpret_cast<const uint4*>(slot + L.lane * 16);
+    const uint4 vc = *reinterpret_cast<const uint4*>(slot + 512 + L.lane * 16);
     uint16_t qa = 0, qc = 0;
     if constexpr (F == WeightFormat::NVFP4) {
-      qa = *reinterpret_cast<const uint16_t*>(slot + 1024 + g * 8 + t * 2);
-      qc = *reinterpret_cast<const uint16_t*>(slot + 1024 + 64 + g * 8 + t * 2);
+      qa = *reinterpret_cast<const uint16_t*>(slot + 1024 + L.g * 8 + L.t * 2);
+      qc = *reinterpret_cast<const uint16_t*>(slot + 1024 + 64 + L.g * 8 + L.t * 2);
     }
-    mma_super_step<F>(va, vc, qa, qc, (warp + i * nwarps) * 4 + t, nchunk, has_b, xrow, g, acc);
+    mma_super_step<F>(va, vc, qa, qc, (warp + i * nwarps) * 4 + L.t, L.nchunk, L.has_b, L.xrow, L.g, acc);
   }
   cp_async_wait<0>();  // no copy outlives the tile (the caller may reuse the ring)
 }
