@@ -149,31 +149,7 @@ __global__ void __launch_bounds__(kThreads) mamba_decode_kernel(MambaDecodeArgs 
 #pragma unroll
     for (int u = 0; u < 2; ++u)
       if (q0 + u * kThreads < nch) xin[u] = bf16f(xbc[ch[u]]);
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      const int q = q0 + u * kThreads;
-      if (q >= nch) continue;
-      const int64_t c = ch[u];
-      float acc = cb[u];
-#pragma unroll
-      for (int k = 0; k < kMaxK; ++k) {  // static indices: the arrays stay in registers
-        if (k < W) acc += cw[u][k] * win[u][k];
-        else if (k == W) acc += cw[u][k] * xin[u];
-      }
-      const float o = acc / (1.0f + expf(-acc));
-      if (q < rows) {
-        xs[q] = o;
-        float* st = cst + c;
-#pragma unroll
-        for (int k = 0; k + 1 < kMaxK; ++k)
-          if (k + 1 < W) st[k * C] = win[u][k + 1];
-        if (W > 0) st[(W - 1) * C] = xin[u];
-      } else if (q < rows + N) {
-        Bf[q - rows] = o;
-      } else {
-        Cf[q - rows - N] = o;
-      }
-    }
+    conv_round(q0, nch, rows, N, W, C, cst, win, cw, cb, xin, ch, xs, Bf, Cf);
   }
   if (tid < hpb) {
     float dt = softplus(dt_raw + dtb);
