@@ -26,7 +26,10 @@ _prebuilt_unpack() {
   fi
   mkdir -p /tmp/gpudeps
   local f
-  for f in "$root"/.gpudeps/*.deb; do dpkg -x "$f" /tmp/gpudeps || { rm -rf "$stage"; return 1; }; done
+  for f in "$root"/.gpudeps/*.deb; do
+    [ -e "$f" ] || continue  # no .gpudeps: the machine's own libraries
+    dpkg -x "$f" /tmp/gpudeps || { rm -rf "$stage"; return 1; }
+  done
   local cudart
   cudart=$(ldconfig -p | awk '/libcudart\.so\.13 / {print $NF; exit}')
   [ -n "$cudart" ] || cudart=$(find /usr/local /usr/lib -name 'libcudart.so.13' 2>/dev/null | head -1)
