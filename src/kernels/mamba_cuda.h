@@ -30,7 +30,7 @@ struct SsmStateSlots {
 //   slot    device int32 [B]; distinct slots within one call
 //   w       BF16 [C, K] (conv1d.weight [C, 1, K]); bias BF16 [C] or nullptr
 //   out     fp32 [B, C] = silu(bias + sum_k w[c, k] * window[k][c]) (window = state ++ x)
-struct ConvUpdateArgs {
+struct ConvOperands {  // shared with ConvPrefillArgs
   const uint16_t* xbc = nullptr;
   int64_t xbc_stride = 0;
   float* state = nullptr;
@@ -40,6 +40,7 @@ struct ConvUpdateArgs {
   int64_t B = 0, C = 0, K = 4;
   float* out = nullptr;
 };
+struct ConvUpdateArgs : ConvOperands {};
 void conv1d_update_silu_cuda(const ConvUpdateArgs& a, cudaStream_t stream);
 
 // Selective state update (one step), per sequence b and head h (group g = h / (Hm / G)):
@@ -48,7 +49,7 @@ void conv1d_update_silu_cuda(const ConvUpdateArgs& a, cudaStream_t stream);
 //   x, B, C fp32 rows of stride xbc_stride (the conv output: x at column 0, B at Hm*P,
 //   C at Hm*P + G*N); dt_raw BF16 rows of stride dt_stride; dt_bias, A (= -exp(A_log)), D fp32 [Hm]
 //   state [slots, Hm, P, N] (SsmStateSlots), slot slot[b] updated in place; y fp32 [B, Hm*P].
-struct SsmUpdateArgs : SsmStateSlots {
+struct SsmOperands : SsmStateSlots {  // shared with SsmScanArgs
   const float* xbc = nullptr;
   int64_t xbc_stride = 0;
   const uint16_t* dt_raw = nullptr;
@@ -61,6 +62,7 @@ struct SsmUpdateArgs : SsmStateSlots {
   float dt_min = 0.0f, dt_max = std::numeric_limits<float>::infinity();
   float* y = nullptr;
 };
+struct SsmUpdateArgs : SsmOperands {};
 void ssm_state_update_cuda(const SsmUpdateArgs& a, cudaStream_t stream);
 
 // Varlen prefill: sequences b = 0..B-1 own rows [cu_rows[b], cu_rows[b+1]) of the inputs
@@ -68,34 +70,17 @@ void ssm_state_update_cuda(const SsmUpdateArgs& a, cudaStream_t stream);
 // Conv: like conv1d_update_silu_cuda but over each sequence's rows in order, starting from
 // the slot's window and leaving the last K-1 pre-conv rows of (window ++ rows) in it.
 //   xbc BF16 rows of stride xbc_stride; state fp32 [slots, K-1, C]; out fp32 [rows, C].
-struct ConvPrefillArgs {
-  const uint16_t* xbc = nullptr;
-  int64_t xbc_stride = 0;
-  float* state = nullptr;
-  const int32_t* slot = nullptr;
+struct ConvPrefillArgs : ConvOperands {
   const int32_t* cu_rows = nullptr;
-  const uint16_t* w = nullptr;
-  const uint16_t* bias = nullptr;
-  int64_t B = 0, rows = 0, C = 0, K = 4;
-  float* out = nullptr;
+  int64_t rows = 0;
 };
 void conv1d_prefill_silu_cuda(const ConvPrefillArgs& a, cudaStream_t stream);
 // Scan: ssm_state_update_cuda's math applied to each sequence's rows in order (row r of
 // sequence b uses and updates slot[b]'s state); y fp32 [rows, Hm*P]. Same operands and
 // strides as SsmUpdateArgs, with rows instead of B.
-struct SsmScanArgs : SsmStateSlots {
-  const float* xbc = nullptr;
-  int64_t xbc_stride = 0;
-  const uint16_t* dt_raw = nullptr;
-  int64_t dt_stride = 0;
-  const float* dt_bias = nullptr;
-  const float* A = nullptr;
-  const float* D = nullptr;
-  const int32_t* slot = nullptr;
+struct SsmScanArgs : SsmOperands {
   const int32_t* cu_rows = nullptr;
-  int64_t B = 0, rows = 0, heads = 0, head_dim = 0, state_dim = 0, groups = 1;
-  float dt_min = 0.0f, dt_max = std::numeric_limits<float>::infinity();
-  float* y = nullptr;
+  int64_t rows = 0;
   // Algorithm: 1 sequential; 2 SSD chunked (chunk 128, tensor cores; (head_dim, state_dim) =
   // (64, 128) or (16, 16)); 0 each sequence by its own length: the chunked scan from
   // kSsmChunkedMinRows rows when a workspace is given, the dims are supported and
