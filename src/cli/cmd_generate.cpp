@@ -9,11 +9,10 @@
 #include <cstdio>
 
 #include "cli/args.h"
+#include "cli/backend_flags.h"
 #include "cli/command.h"
 #include "model/backend.h"
 #include "model/cpu/cpu_forward.h"
-#include "model/parallel/parallel_flags.h"
-#include "model/ssm_state_flags.h"
 #include "runtime/engine.h"
 #include "text/jinja/chat_template.h"
 #include "text/tokenizer/tokenizer.h"
@@ -25,7 +24,7 @@ namespace {
 int run_generate(int argc, char** argv) {
   CLI::App app{"Greedy generation from token ids or text. Prints the generated ids (and, with a tokenizer, the "
                "text); with --json the last line is {\"ids\": [...], \"mtp_drafts\": [...]}."};
-  std::string model_dir, ids_text, prompt_text, device, stop_text;
+  std::string model_dir, ids_text, prompt_text, stop_text;
   bool chat = false;
   int64_t max_tokens = 16;
   int mtp_drafts = 0, spec_tokens = -1;
@@ -48,16 +47,11 @@ int run_generate(int argc, char** argv) {
       ->check(CLI::Range(0, 16));
   app.add_flag("--speculate-always", spec_always,
                "Verify drafts in every decode step (default: only while measured faster); for measurements");
-  app.add_option("--device", device, "cpu or cuda (default: cuda when a CUDA device is present)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  model::ParallelConfig parallel;
-  model::add_parallel_flags(app, parallel);
-  model::add_node_flags(app, parallel);
-  model::SsmStateFlags ssm;
-  model::add_ssm_state_flags(app, ssm);
+  BackendFlags backend_flags;
+  backend_flags.add(app);
   CLI11_PARSE(app, argc, argv);
-  model::require_parallel_supported(device, parallel);  // before "no CUDA device"
-  device = model::resolve_device(device);
+  backend_flags.resolve();
+  const std::string& device = backend_flags.device;
 
   if (ids_text.empty() && prompt_text.empty()) throw Error("give the prompt with --ids or --prompt");
   if (chat && prompt_text.empty()) throw Error("--chat needs --prompt");
@@ -90,9 +84,7 @@ int run_generate(int argc, char** argv) {
 
   const int64_t V = m.config.vocab_size, H = m.config.hidden_size, T = static_cast<int64_t>(prompt.size());
   model::BackendOptions bo;
-  bo.device = device;
-  bo.parallel = parallel;
-  bo.ssm_state = model::resolve_ssm_state(ssm, m.config);
+  backend_flags.apply(bo, m.config);
   bo.max_step_tokens = std::max<int64_t>(T, 1 + 16);  // a prompt in one step; a verify of up to 16 drafts
   bo.kv_tokens = T + max_tokens + 16;
   auto backend = model::make_backend(m, bo);

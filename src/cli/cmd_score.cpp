@@ -5,11 +5,10 @@
 #include <cstdio>
 
 #include "cli/args.h"
+#include "cli/backend_flags.h"
 #include "cli/command.h"
 #include "model/backend.h"
 #include "model/checkpoint/safetensors.h"
-#include "model/parallel/parallel_flags.h"
-#include "model/ssm_state_flags.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -19,7 +18,7 @@ namespace {
 int run_score(int argc, char** argv) {
   CLI::App app{"Compute the logits at every position of a token sequence and write them to a safetensors "
                "file as `logits` F32 [T, vocab]."};
-  std::string model_dir, ids_text, out_path, device;
+  std::string model_dir, ids_text, out_path;
   int64_t chunk = 0;
   app.add_option("--model", model_dir, "Model directory (config.json + safetensors)")->required();
   std::string ids_file;
@@ -31,16 +30,12 @@ int run_score(int argc, char** argv) {
   app.add_option("--chunk", chunk, "Process the sequence as prefill chunks of N tokens (default: all at once; "
                                    "1 runs the decode path for every token)")->check(CLI::NonNegativeNumber);
   app.add_option("--out", out_path, "Output .safetensors file")->required();
-  app.add_option("--device", device, "cpu or cuda (default: cuda when a CUDA device is present)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  model::ParallelConfig parallel;
-  model::add_parallel_flags(app, parallel);
-  model::add_node_flags(app, parallel);
-  model::SsmStateFlags ssm;
-  model::add_ssm_state_flags(app, ssm);
+  BackendFlags backend_flags;
+  backend_flags.add(app);
   CLI11_PARSE(app, argc, argv);
-  model::require_parallel_supported(device, parallel);  // before "no CUDA device"
-  device = model::resolve_device(device);
+  backend_flags.resolve();
+  const std::string& device = backend_flags.device;
+  const model::ParallelConfig& parallel = backend_flags.parallel;
 
   if (ids_text.empty() == ids_file.empty()) throw Error("give exactly one of --ids, --ids-file");
   const auto ids = ids_file.empty() ? parse_ids(ids_text, "--ids") : parse_ids(read_file(ids_file), ids_file);
@@ -48,12 +43,10 @@ int run_score(int argc, char** argv) {
   const int64_t T = static_cast<int64_t>(ids.size());
   if (chunk <= 0) chunk = T;
   model::BackendOptions bo;
-  bo.device = device;
   bo.max_step_tokens = std::min(chunk, T);
   bo.kv_tokens = T;
   bo.max_spec_seqs = 0;  // scoring never rolls back
-  bo.parallel = parallel;
-  bo.ssm_state = model::resolve_ssm_state(ssm, m.config);
+  backend_flags.apply(bo, m.config);
   const auto backend = model::make_backend(m, bo);
   const int slot = backend->acquire_slot();
   std::vector<float> logits;
