@@ -192,7 +192,8 @@ TEST(LinearCuda, GemvSeveralTilesPerBlock) {
   uint64_t seed = 700;
   for (int tpb : {2, 3, 4}) {
     for (auto f : kFormats) {
-      for (int64_t T : {1, 4, 8}) run_case(kNano[0], f, T, LinearPath::Gemv, OutType::BF16, seed++, false, false, tpb);
+      for (int64_t T : {1, 4, 8})
+        run_case(kNano[0], f, T, LinearPath::Gemv, OutType::BF16, seed++, false, false, tpb);
       run_case(kNano[1], f, 2, LinearPath::Gemv, OutType::F32, seed++, false, false, tpb);
       run_case({"k1856_rows37", 37, 1856}, f, 5, LinearPath::Gemv, OutType::BF16, seed++, false, false, tpb);
       run_case({"k224_rows300", 300, 224}, f, 8, LinearPath::Gemv, OutType::F32, seed++, false, false, tpb);

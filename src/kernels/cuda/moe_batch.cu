@@ -200,7 +200,8 @@ __global__ void __launch_bounds__(warp_tile_warps<kRing>() * 32)
       stage_group<F>(x, per_slot, k, in, b, start + g0, nr, xrow[par], yrow[par], smem);
     };
     if constexpr (kRing) {
-      uint8_t* ring = reinterpret_cast<uint8_t*>(smem + cap * xs_stride(in)) + warp * kRingDepth * mma_ring_slot_bytes<F>();
+      uint8_t* ring = reinterpret_cast<uint8_t*>(smem + cap * xs_stride(in)) +
+                      warp * kRingDepth * mma_ring_slot_bytes<F>();
       mma_tile_ring<F, kRingDepth>(wdata, wscale, in, out, row0, smem, nr, 0, 1, stage, acc, ring);
     } else {
       mma_tile<F>(wdata, wscale, in, out, row0, smem, nr, 0, 1, stage, acc);
