@@ -5,12 +5,12 @@
 //   LinearPath::GemvWarpRow, Auto at T = 1 for BF16 / FP8 / small NVFP4 (prefer_rows), or x too
 //   large for shared memory: one warp per output row on the CUDA cores (gemv_row), kWarps rows
 //   per block.
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 
 #include "kernels/cuda/gemv_core.cuh"
 #include "kernels/cuda/linear_internal.cuh"
+#include "util/env.h"
 
 namespace nemotron::kernels::cuda {
 namespace {
@@ -135,9 +135,8 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) gemv_mma_kernel(const uint8
 int gemv_tiles_per_block(const LinearCudaArgs& a) {
   if (a.tiles_per_block >= 1) return a.tiles_per_block;
   static const int env = [] {
-    const char* e = std::getenv("NEMOTRON_GEMV_TILES_PER_BLOCK");
-    const int v = e ? std::atoi(e) : 1;
-    return v == 2 || v == 4 ? v : 1;
+    const int64_t v = env_int("NEMOTRON_GEMV_TILES_PER_BLOCK", 1);
+    return v == 2 || v == 4 ? static_cast<int>(v) : 1;
   }();
   return a.T >= 2 ? env : 1;
 }

@@ -25,7 +25,6 @@
 // bench/cuda/bench_mamba_cuda before making it the default.
 #include <cooperative_groups.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "kernels/cuda/common.cuh"
@@ -33,6 +32,7 @@
 #include "kernels/cuda/mamba_decode_internal.cuh"
 #include "kernels/cuda/state_io.cuh"
 #include "kernels/mamba_cuda.h"
+#include "util/env.h"
 
 namespace nemotron::kernels {
 namespace {
@@ -251,10 +251,7 @@ void launch_passes(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t s
 // The layout of an Auto call (A/B runs): NEMOTRON_MAMBA_DECODE=pipe the pipelined one, else
 // the register layout (read once).
 bool auto_pipelined() {
-  static const bool v = [] {
-    const char* e = std::getenv("NEMOTRON_MAMBA_DECODE");
-    return e && std::string(e) == "pipe";
-  }();
+  static const bool v = env_equals("NEMOTRON_MAMBA_DECODE", "pipe");
   return v;
 }
 

@@ -4,13 +4,13 @@
 #include <cooperative_groups.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/device_limits.cuh"
 #include "kernels/cuda/linear_internal.cuh"
 #include "kernels/cuda/mamba_decode_internal.cuh"
 #include "kernels/cuda/state_io.cuh"
+#include "util/env.h"
 
 namespace nemotron::kernels::mamba_decode_detail {
 namespace {
@@ -228,10 +228,7 @@ bool launch_pipe(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t str
   const void* kernel = s16 ? reinterpret_cast<const void*>(mamba_decode_pipe_kernel<NPT, LPR, true>)
                            : reinterpret_cast<const void*>(mamba_decode_pipe_kernel<NPT, LPR, false>);
   const int per_sm = cuda::resident_blocks(kernel, kThreads, smem);  // opts in to the shared memory
-  static const int64_t forced_y = [] {
-    const char* e = std::getenv("NEMOTRON_MAMBA_PIPE_Y");
-    return e ? std::atoll(e) : 0;
-  }();
+  static const int64_t forced_y = env_int("NEMOTRON_MAMBA_PIPE_Y", 0);
   const int64_t X = a.heads / geo.hpb;
   int64_t Y = a.pipe_rows > 0 ? a.pipe_rows
               : forced_y > 0 ? forced_y

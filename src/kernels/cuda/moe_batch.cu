@@ -39,7 +39,6 @@
 // that prologue once for them; a persistent grid walking a work list, with the next tile's
 // loads issued before the current tile's reduction, is the step after.
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 
 #include "kernels/cuda/gemv_core.cuh"
@@ -241,6 +240,13 @@ int64_t batch_warp_smem(const ExpertGemvArgs& a) {
          (kRing ? int64_t{warp_tile_warps<kRing>()} * kRingDepth * mma_ring_slot_bytes<F>() : 0);
 }
 
+// Whether the ring form runs for this call: its scale copies aligned (mma_ring_fits) and its x
+// rows plus rings within the device's shared memory.
+template <WeightFormat F>
+bool ring_fits(const ExpertGemvArgs& a) {
+  return mma_ring_fits<F>(a.w.in) && batch_warp_smem<F, true>(a) + kStaticSmem <= device_limits().smem_optin;
+}
+
 template <WeightFormat F, bool kRing>
 bool launch_batch_warp(const ExpertGemvArgs& a, cudaStream_t stream) {
   constexpr int kWarps = warp_tile_warps<kRing>();
@@ -270,9 +276,8 @@ constexpr int kMinBlocksPerSm = 4;
 int tiles_per_block(int64_t tiles, int64_t slots, int sms, int asked) {
   if (asked == 1 || asked == 2 || asked == 4) return asked;
   static const int forced = [] {
-    const char* e = std::getenv("NEMOTRON_EXPERT_TILES_PER_BLOCK");
-    const int v = e ? std::atoi(e) : 0;
-    return v == 1 || v == 2 || v == 4 ? v : 0;
+    const int64_t v = env_int("NEMOTRON_EXPERT_TILES_PER_BLOCK", 0);
+    return v == 1 || v == 2 || v == 4 ? static_cast<int>(v) : 0;
   }();
   if (forced) return forced;
   int tpb = 1;
@@ -283,9 +288,8 @@ int tiles_per_block(int64_t tiles, int64_t slots, int sms, int asked) {
 template <WeightFormat F>
 bool launch_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
   const Layout layout = batch_layout(a.batch_layout);
-  // The ring form where its scale copies are aligned (mma_ring_fits), else the register form:
-  // the same bits either way.
-  if (layout == Layout::WarpTileRing && mma_ring_fits<F>(a.w.in) && launch_batch_warp<F, true>(a, stream)) return true;
+  // The ring form where it fits (ring_fits), else the register form: the same bits either way.
+  if (layout == Layout::WarpTileRing && ring_fits<F>(a)) return launch_batch_warp<F, true>(a, stream);
   if (layout == Layout::WarpTile || layout == Layout::WarpTileRing) return launch_batch_warp<F, false>(a, stream);
   const DeviceLimits lim = device_limits();
   const int64_t N = a.T * a.k, tiles = (a.w.out + kTileRows - 1) / kTileRows, slots = std::min(a.w.experts, N);
@@ -313,13 +317,12 @@ bool launch_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
 }  // namespace
 
 bool expert_batch_ring_fits(const ExpertGemvArgs& a) {
-  const int64_t optin = device_limits().smem_optin - kStaticSmem;
   switch (a.w.format) {
-    case WeightFormat::Dense: return batch_warp_smem<WeightFormat::Dense, true>(a) <= optin;
-    case WeightFormat::FP8: return batch_warp_smem<WeightFormat::FP8, true>(a) <= optin;
+    case WeightFormat::Dense: return ring_fits<WeightFormat::Dense>(a);
+    case WeightFormat::FP8: return ring_fits<WeightFormat::FP8>(a);
     case WeightFormat::NVFP4: break;
   }
-  return mma_ring_fits<WeightFormat::NVFP4>(a.w.in) && batch_warp_smem<WeightFormat::NVFP4, true>(a) <= optin;
+  return ring_fits<WeightFormat::NVFP4>(a);
 }
 
 bool launch_expert_batch(const ExpertGemvArgs& a, cudaStream_t stream) {
