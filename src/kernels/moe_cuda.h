@@ -123,8 +123,8 @@ struct ExpertGemvArgs {
   // The SplitK layout's 16-row tiles per block: 0 = by size (1, 2 or 4; the environment's
   // NEMOTRON_EXPERT_TILES_PER_BLOCK when set), else 1, 2 or 4 (tests).
   int tiles_per_block = 0;
-  // The batch path's tile layout: Auto = WarpTile, or SplitK / WarpTileRing with
-  // NEMOTRON_EXPERT_BATCH=split / ring (A/B runs); SplitK = a block per 1, 2 or 4 16-row tiles
+  // The batch path's tile layout: Auto = WarpTileRing, or SplitK / WarpTile with
+  // NEMOTRON_EXPERT_BATCH=split / registers (A/B runs); SplitK = a block per 1, 2 or 4 16-row tiles
   // whose warps split K; WarpTile = every warp owns one 16-row tile over the whole K;
   // WarpTileRing = the same tiles, the weights through a cp.async ring in shared memory (more
   // bytes in flight per warp; the same bits as WarpTile; NVFP4 with in % 64 != 0, or x rows

@@ -5,10 +5,12 @@
 // 1. launch_expert_buckets (moe_grouped.cu's bucketing kernel, one block): the pair indices
 //    grouped by expert, the selected experts in ascending order and their number nexp; the NaN
 //    output rows of pairs with an id outside [0, E).
-// 2. batch_warp_kernel (the default; below): grid (groups of 4 16-row tiles, min(E, T*k)
+// 2. batch_warp_kernel (the default; below): grid (groups of 4 or 8 16-row tiles, min(E, T*k)
 //    expert slots); each warp owns one tile of the j-th selected expert over the whole K, so a
 //    pair's row is computed in one fixed order whatever the batch (the same bits at any T).
-//    Measured 7-24% faster than the split-K layout from 2 rows on (bench/RESULTS.md).
+//    Measured 7-24% faster than the split-K layout from 2 rows on (bench/RESULTS.md). By
+//    default each warp's weights travel through a cp.async ring in shared memory (the ring
+//    form, 8 warps a block); NEMOTRON_EXPERT_BATCH=registers keeps them in registers (4 warps).
 //    The split-K layout (NEMOTRON_EXPERT_BATCH=split):
 //    batch_kernel, grid (groups of tpb 16-row tiles of W, min(E, T*k) expert slots), tiles
 //    fastest: block (i, j) computes output rows [16 tpb i, 16 tpb (i + 1)) of every pair of the
@@ -220,15 +222,19 @@ __global__ void __launch_bounds__(warp_tile_warps<kRing>() * 32)
 }
 
 // The layout a call runs: ExpertGemvArgs::batch_layout, else NEMOTRON_EXPERT_BATCH=split or
-// =ring (A/B runs), else warp per tile (measured faster than split K at every row count from 2:
-// bench/RESULTS.md, fourteenth session; a register look-ahead of 4 super-steps instead of 2 was
-// slower).
+// =registers (A/B runs), else warp per tile through the ring (where it fits; launch_batch).
+// Warp per tile measured faster than split K at every row count from 2 (bench/RESULTS.md,
+// fourteenth session; a register look-ahead of 4 super-steps instead of 2 was slower). The ring
+// form measured 2-3% faster whole-model decode steps than the register form at 8, 32 and 64
+// rows (synth Nano NVFP4, H100, alternating runs; through `serve` +1-2% at 8 and 64 clients),
+// although alone, call after call, it is ~11% slower at 8 rows and ~3% at 64
+// (bench_gemv_cuda --experts; bench/RESULTS.md, twenty-seventh session).
 using Layout = ExpertGemvArgs::BatchLayout;
 Layout batch_layout(Layout asked) {
   if (asked != Layout::Auto) return asked;
-  static const Layout env = env_equals("NEMOTRON_EXPERT_BATCH", "split")  ? Layout::SplitK
-                            : env_equals("NEMOTRON_EXPERT_BATCH", "ring") ? Layout::WarpTileRing
-                                                                          : Layout::WarpTile;
+  static const Layout env = env_equals("NEMOTRON_EXPERT_BATCH", "split")       ? Layout::SplitK
+                            : env_equals("NEMOTRON_EXPERT_BATCH", "registers") ? Layout::WarpTile
+                                                                               : Layout::WarpTileRing;
   return env;
 }
 
