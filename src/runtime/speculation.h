@@ -13,8 +13,18 @@
 // lazily built graph once stood for plain decoding until the third probe, ~450 steps later).
 // Only steady steps are measured: a step whose previous step had another k (or was not
 // decode-only) pays work the previous one left (the roll-back replays after a verify, the MTP
-// head's piled-up inputs after plain steps) and is not recorded. Until every k of a batch size is measured it tries the
-// unmeasured ones (K first, then 0, 1, ...); afterwards it re-measures one of the other k (in
+// head's piled-up inputs after plain steps) and is not recorded. It measures the k of a batch
+// size the fewest drafts first (0, 1, ..., K), and only those that could still win: an
+// unmeasured k is skipped while even its best case, E+(k) / t_j, is no faster than the best
+// measured k, where t_j is the slowest measured step with fewer drafts (more rows and more
+// drafting cannot be faster) and E+(k) = 1 + sum_{j < k} of the upper end of A_j's confidence
+// interval (Wilson, z = 2; a position not yet drafted at the bound of the one before it, since
+// drafts 1..j+1 are all accepted no more often than drafts 1..j). From a few verifies the
+// interval is wide and every k is measured, as before; after many verifies that accepted
+// little, the k that cannot pay are not tried at the next batch sizes (K first, as before,
+// verified K drafts at every new batch size). The bound is re-evaluated with every decision,
+// so a k skipped while acceptance was low is measured once it rises.
+// Afterwards it re-measures one of the other measured k (in
 // turn) for two steps (the first a transition), so that it follows a change of load or of
 // acceptance: `probe_every` decisions after the choice last changed, then at gaps doubling up
 // to 16 x probe_every while the probes leave the choice as it is (a head that is never right
@@ -44,8 +54,9 @@ class SpecController {
   // Drafts per sequence (0..K) in the next step of `batch` decoding sequences. `explore`:
   // the step decodes only (its time can be measured), so it may try an unmeasured k or probe;
   // a step with prompt rows is never measured, so it takes the best k once every k of its
-  // batch size is measured, else 0 (plain decoding: under a steady stream of prompts the
-  // batch's steps are rarely decode-only, and an unmeasured K was tried in every one of them).
+  // batch size that could win is measured, else 0 (plain decoding: under a steady stream of
+  // prompts the batch's steps are rarely decode-only, and an unmeasured K was tried in every
+  // one of them).
   int choose(int64_t batch, bool explore = true);
   // A decode-only step of `batch` sequences took `seconds`; `k`: the drafts it verified per
   // sequence (0: none).
@@ -65,8 +76,16 @@ class SpecController {
  private:
   static constexpr int kProbeSteps = 2;  // a probe: one transition, one measured step
   static int64_t bucket(int64_t batch);
-  // The k with the most tokens per second at this batch size, or -1 while a k is unmeasured.
+  // The k with the most tokens per second at this batch size, or -1 while a k that could win
+  // is unmeasured.
   int best(int64_t batch) const;
+  // E+(k): 1 + the upper ends of the acceptance rates' confidence intervals up to k, each at
+  // most the one before it (a position never drafted: the bound of the one before, else 1).
+  double expected_tokens_bound(int k) const;
+  // The most tokens per second of a measured k at this batch size (its k in *best_k), or -1.
+  double best_measured_rate(int64_t batch, int* best_k) const;
+  // k is unmeasured at this batch size and its best case beats the best measured k.
+  bool worth_measuring(int64_t batch, int k) const;
   int K_;
   int probe_every_;
   int min_samples_;
