@@ -36,7 +36,12 @@ old, new, name = kernels(sys.argv[1]), kernels(sys.argv[2]), sys.argv[3]
 changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
 gone, added = sorted(old.keys() - new.keys()), sorted(new.keys() - old.keys())
 print(f"{name}: {len(old)} kernels before, {len(new)} after; {len(changed)} changed, {len(gone)} gone, {len(added)} new")
-for k in changed: print(f"  changed {k} ({len(old[k])} -> {len(new[k])} bytes)")
+def differing(a, b):  # 16-byte instructions (sm_70 and later) that differ, when the sizes match
+    return sum(a[i:i + 16] != b[i:i + 16] for i in range(0, len(a), 16)) if len(a) == len(b) else None
+for k in changed:
+    d = differing(old[k], new[k])
+    print(f"  changed {k} ({len(old[k])} -> {len(new[k])} bytes" +
+          (f"; {d} of {len(old[k]) // 16} instructions differ)" if d is not None else ")"))
 # A kernel renamed (a template parameter added) whose code is unchanged counts as unchanged.
 renamed = {k: next((n for n in added if new[n] == old[k]), None) for k in gone}
 for k in gone:

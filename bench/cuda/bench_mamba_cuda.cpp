@@ -6,8 +6,6 @@
 // timed graph (at least 20) takes its own set of B slots, the launches cycling over at least
 // 512 MiB of state, so that a small B reads its state from DRAM as a decode step does.
 //   build-gpu/bench/bench_mamba_cuda [--state float32|bfloat16|float16] [--batch 1,8,64,256]
-// The kernel's layout variant comes from NEMOTRON_MAMBA_DECODE (src/kernels/cuda/mamba_decode.cu);
-// the table names it.
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -82,8 +80,7 @@ int main(int argc, char** argv) {
     }
   }
   const double copy = bench::print_device_header();
-  const char* variant = std::getenv("NEMOTRON_MAMBA_DECODE");
-  std::printf("state %s, variant %s\n\n", kernels::state_dtype_name(sdt), variant && *variant ? variant : "default");
+  std::printf("state %s\n\n", kernels::state_dtype_name(sdt));
   std::printf("| shape | B | us per launch | MB per launch | GB/s | %% of copy |\n|---|---|---|---|---|---|\n");
   cudaStream_t st;
   CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));

@@ -131,13 +131,6 @@ inline int64_t ssm_scan_workspace_bytes(int64_t rows, int64_t heads, int64_t hea
 //   ssm state [slots, heads, head_dim, state_dim] (SsmStateSlots: `state`); dt_bias, A, D fp32
 //   [heads]; norm_w BF16 [di]; out BF16 [rows, di]; slot device int32 [rows], distinct.
 // Runs on sm_90+ only (thread block clusters): check mamba_decode_fused_supported first.
-// Layouts (the same arithmetic, so the same results): Registers, one block per (row, heads of a
-// block), its state rows loaded into registers; Pipelined, a grid of pipe_rows block rows
-// (0: as many as the device holds at once) each taking rows y, y + pipe_rows, ..., the next
-// row's state copied into shared memory while the current one is computed (where its two
-// buffers fit in shared memory, else Registers). Auto: NEMOTRON_MAMBA_DECODE (A/B runs), else
-// Registers.
-enum class MambaDecodeLayout : uint8_t { Auto, Registers, Pipelined };
 struct MambaDecodeArgs : SsmStateSlots {
   const uint16_t* in_proj = nullptr;
   int64_t in_stride = 0;
@@ -153,8 +146,6 @@ struct MambaDecodeArgs : SsmStateSlots {
   float dt_min = 0.0f, dt_max = std::numeric_limits<float>::infinity();
   float eps = 1e-5f;
   uint16_t* out = nullptr;
-  MambaDecodeLayout layout = MambaDecodeLayout::Auto;
-  int64_t pipe_rows = 0;
 };
 // True when the current device and these dimensions are supported: sm_90+, heads % groups
 // == 0, state_dim in {16, 32, 64, 128, 256}, K in [1, 8], (heads / groups) * head_dim / (the

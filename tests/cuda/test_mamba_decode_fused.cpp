@@ -94,25 +94,10 @@ struct DevicePath {
       : conv(conv_state), ssm(ssm_state), dtb(w.dt_bias), A(w.A), D(w.D), cw(w.conv_w), cb(w.conv_b), nw(w.norm_w) {}
 };
 
-// The kernel's layouts under test: the register layout, and the pipelined one with one block
-// row (every block takes each row in turn), two (uneven turns) and as many as fit.
-struct Layout {
-  kernels::MambaDecodeLayout layout;
-  int64_t pipe_rows;
-  const char* name;
-};
-const Layout kLayouts[] = {{kernels::MambaDecodeLayout::Registers, 0, "registers"},
-                           {kernels::MambaDecodeLayout::Pipelined, 1, "pipelined x1"},
-                           {kernels::MambaDecodeLayout::Pipelined, 2, "pipelined x2"},
-                           {kernels::MambaDecodeLayout::Pipelined, 0, "pipelined"}};
-
 // dt / row_pos: the SSM state's storage (p.ssm then holds 16-bit codes, two per float).
 void run_fused(const Dims& d, DevicePath& p, const uint16_t* in, const int32_t* slot, int64_t R, uint16_t* out,
-               kernels::StateDType dt = kernels::StateDType::F32, const int32_t* row_pos = nullptr,
-               const Layout& layout = kLayouts[0]) {
+               kernels::StateDType dt = kernels::StateDType::F32, const int32_t* row_pos = nullptr) {
   kernels::MambaDecodeArgs a;
-  a.layout = layout.layout;
-  a.pipe_rows = layout.pipe_rows;
   a.state_dtype = dt;
   a.state_layer = 3;
   a.row_pos = row_pos;
@@ -185,7 +170,7 @@ void run_unfused(const Dims& d, DevicePath& p, const uint16_t* in, const int32_t
   kernels::gated_rmsnorm_cuda(y, in, d.W(), p.nw.get(), R, d.di(), d.di() / d.G, kEps, out, nullptr);
 }
 
-void check_dims(const Dims& d, const std::vector<int32_t>& slots, uint64_t seed, const Layout& layout) {
+void check_dims(const Dims& d, const std::vector<int32_t>& slots, uint64_t seed) {
   Rng rng(seed);
   const int64_t R = static_cast<int64_t>(slots.size()), di = d.di(), C = d.C(), GN = d.GN(), W = d.W();
   const int64_t conv_per = (d.K - 1) * C, ssm_per = d.heads * d.P * d.N, group = di / d.G;
@@ -207,7 +192,7 @@ void check_dims(const Dims& d, const std::vector<int32_t>& slots, uint64_t seed,
     DeviceBuffer<uint16_t> din(in);
     out_f.poison();
     out_u.poison();
-    run_fused(d, fused, din.get(), dslot.get(), R, out_f.get(), kernels::StateDType::F32, nullptr, layout);
+    run_fused(d, fused, din.get(), dslot.get(), R, out_f.get());
     run_unfused(d, unfused, din.get(), dslot.get(), dcu.get(), R, conv_out.get(), ybuf.get(), out_u.get());
     CUDA_OK(cudaDeviceSynchronize());
 
@@ -272,7 +257,7 @@ void check_dims(const Dims& d, const std::vector<int32_t>& slots, uint64_t seed,
         }
       }
     }
-    const std::string what = std::string("fused decode (") + layout.name + ") " + d.name + " R=" + std::to_string(R) +
+    const std::string what = std::string("fused decode ") + d.name + " R=" + std::to_string(R) +
                              " step " + std::to_string(step);
     const auto got = bf16_to_f32(out_f.download());
     EXPECT_EQ(report(what + " out vs CPU", got, ref, tol), 0u);
@@ -302,14 +287,12 @@ void check_dims(const Dims& d, const std::vector<int32_t>& slots, uint64_t seed,
 
 TEST(MambaDecodeFused, MatchesCpuAndThreeKernelPath) {
   ASSERT_TRUE(have_device());
-  for (const Layout& layout : kLayouts) {
-    uint64_t seed = 100;
-    for (const auto& d : kDims) {
-      ASSERT_TRUE(kernels::mamba_decode_fused_supported(d.heads, d.P, d.N, d.G, d.K)) << d.name;
-      check_dims(d, kSlots, ++seed, layout);
-    }
-    check_dims(kDims[1], {4}, ++seed, layout);  // a single row (single-stream decode), Nano dims
+  uint64_t seed = 100;
+  for (const auto& d : kDims) {
+    ASSERT_TRUE(kernels::mamba_decode_fused_supported(d.heads, d.P, d.N, d.G, d.K)) << d.name;
+    check_dims(d, kSlots, ++seed);
   }
+  check_dims(kDims[1], {4}, ++seed);  // a single row (single-stream decode), Nano dims
 }
 
 // A 16-bit SSM state (kernels/state_round.h): the fused kernel rounds like the three-kernel
@@ -319,60 +302,58 @@ TEST(MambaDecodeFused, MatchesCpuAndThreeKernelPath) {
 // moves it (both paths compute y from the fp32 state before rounding it).
 TEST(MambaDecodeFused, SixteenBitStateMatchesThreeKernelPath) {
   ASSERT_TRUE(have_device());
-  for (const Layout& layout : kLayouts) {
-    uint64_t seed = 300;
-    for (const Dims& d : {kDims[0], kDims[1]})
-      for (kernels::StateDType dt : {kernels::StateDType::BF16, kernels::StateDType::F16}) {
-        Rng rng(++seed);
-        const int64_t R = static_cast<int64_t>(kSlots.size()), per = d.heads * d.P * d.N;
-        const Weights w = make_weights(d, rng);
-        std::vector<float> conv_state(static_cast<std::size_t>(kNumSlots * (d.K - 1) * d.C()));
-        for (auto& v : conv_state) v = rng.normal(1.0f);
-        std::vector<uint16_t> codes(static_cast<std::size_t>(kNumSlots * per));
-        for (auto& c : codes) c = kernels::encode_state16(kernels::round_state(rng.normal(0.5f), dt, false, 0), dt);
-        std::vector<float> packed(codes.size() / 2);  // the codes' bytes, as the buffer type
-        std::memcpy(packed.data(), codes.data(), codes.size() * 2);
-        DevicePath fused(w, conv_state, packed), unfused(w, conv_state, packed);
-        std::vector<int32_t> cu, pos;
-        for (int64_t r = 0; r <= R; ++r) cu.push_back(static_cast<int32_t>(r));
-        DeviceBuffer<int32_t> dslot(kSlots), dcu(cu);
-        DeviceBuffer<float> conv_out(static_cast<std::size_t>(R * d.C())), ybuf(static_cast<std::size_t>(R * d.di()));
-        DeviceBuffer<uint16_t> out_f(static_cast<std::size_t>(R * d.di())), out_u(static_cast<std::size_t>(R * d.di()));
-        for (int step = 0; step < 3; ++step) {
-          pos = {10 + step, 3 + step, 2000 + step};
-          DeviceBuffer<int32_t> dpos(pos);
-          std::vector<float> inf;
-          DeviceBuffer<uint16_t> din(make_in_proj(d, R, rng, &inf));
-          run_fused(d, fused, din.get(), dslot.get(), R, out_f.get(), dt, dpos.get(), layout);
-          run_unfused(d, unfused, din.get(), dslot.get(), dcu.get(), R, conv_out.get(), ybuf.get(), out_u.get(), dt,
-                      dpos.get());
-          CUDA_OK(cudaDeviceSynchronize());
-          auto unpack = [&](const std::vector<float>& f) {
-            std::vector<uint16_t> c(f.size() * 2);
-            std::memcpy(c.data(), f.data(), c.size() * 2);
-            std::vector<float> v(c.size());
-            for (std::size_t i = 0; i < c.size(); ++i) v[i] = kernels::decode_state16(c[i], dt);
-            return v;
-          };
-          const auto sf = unpack(fused.ssm.download()), su = unpack(unfused.ssm.download());
-          std::size_t same = 0, far = 0;
-          const double rel = dt == kernels::StateDType::BF16 ? 1.0 / 128 : 1.0 / 1024;
-          for (std::size_t i = 0; i < sf.size(); ++i) {
-            same += sf[i] == su[i];
-            far += !(std::fabs(sf[i] - su[i]) <= 2 * rel * std::fmax(std::fabs(sf[i]), std::fabs(su[i])) + 1.2e-7);
-          }
-          const std::string what = std::string("fused decode (") + layout.name + ") " + d.name + " " +
-                                   kernels::state_dtype_name(dt) + " step " + std::to_string(step);
-          std::printf("[ max_err ] %s: %zu of %zu state elements identical to the 3-kernel path\n", what.c_str(), same,
-                      sf.size());
-          EXPECT_EQ(far, 0u) << what;
-          EXPECT_GE(static_cast<double>(same), 0.99 * static_cast<double>(sf.size())) << what;
-          EXPECT_EQ(fused.conv.download(), unfused.conv.download()) << what;
-          const auto got = bf16_to_f32(out_f.download()), ref = bf16_to_f32(out_u.download());
-          EXPECT_EQ(report(what + " out", got, ref, uniform_tol(ref.size(), 1e-3f, ref, 1.0f / 64)), 0u);
+  uint64_t seed = 300;
+  for (const Dims& d : {kDims[0], kDims[1]})
+    for (kernels::StateDType dt : {kernels::StateDType::BF16, kernels::StateDType::F16}) {
+      Rng rng(++seed);
+      const int64_t R = static_cast<int64_t>(kSlots.size()), per = d.heads * d.P * d.N;
+      const Weights w = make_weights(d, rng);
+      std::vector<float> conv_state(static_cast<std::size_t>(kNumSlots * (d.K - 1) * d.C()));
+      for (auto& v : conv_state) v = rng.normal(1.0f);
+      std::vector<uint16_t> codes(static_cast<std::size_t>(kNumSlots * per));
+      for (auto& c : codes) c = kernels::encode_state16(kernels::round_state(rng.normal(0.5f), dt, false, 0), dt);
+      std::vector<float> packed(codes.size() / 2);  // the codes' bytes, as the buffer type
+      std::memcpy(packed.data(), codes.data(), codes.size() * 2);
+      DevicePath fused(w, conv_state, packed), unfused(w, conv_state, packed);
+      std::vector<int32_t> cu, pos;
+      for (int64_t r = 0; r <= R; ++r) cu.push_back(static_cast<int32_t>(r));
+      DeviceBuffer<int32_t> dslot(kSlots), dcu(cu);
+      DeviceBuffer<float> conv_out(static_cast<std::size_t>(R * d.C())), ybuf(static_cast<std::size_t>(R * d.di()));
+      DeviceBuffer<uint16_t> out_f(static_cast<std::size_t>(R * d.di())), out_u(static_cast<std::size_t>(R * d.di()));
+      for (int step = 0; step < 3; ++step) {
+        pos = {10 + step, 3 + step, 2000 + step};
+        DeviceBuffer<int32_t> dpos(pos);
+        std::vector<float> inf;
+        DeviceBuffer<uint16_t> din(make_in_proj(d, R, rng, &inf));
+        run_fused(d, fused, din.get(), dslot.get(), R, out_f.get(), dt, dpos.get());
+        run_unfused(d, unfused, din.get(), dslot.get(), dcu.get(), R, conv_out.get(), ybuf.get(), out_u.get(), dt,
+                    dpos.get());
+        CUDA_OK(cudaDeviceSynchronize());
+        auto unpack = [&](const std::vector<float>& f) {
+          std::vector<uint16_t> c(f.size() * 2);
+          std::memcpy(c.data(), f.data(), c.size() * 2);
+          std::vector<float> v(c.size());
+          for (std::size_t i = 0; i < c.size(); ++i) v[i] = kernels::decode_state16(c[i], dt);
+          return v;
+        };
+        const auto sf = unpack(fused.ssm.download()), su = unpack(unfused.ssm.download());
+        std::size_t same = 0, far = 0;
+        const double rel = dt == kernels::StateDType::BF16 ? 1.0 / 128 : 1.0 / 1024;
+        for (std::size_t i = 0; i < sf.size(); ++i) {
+          same += sf[i] == su[i];
+          far += !(std::fabs(sf[i] - su[i]) <= 2 * rel * std::fmax(std::fabs(sf[i]), std::fabs(su[i])) + 1.2e-7);
         }
+        const std::string what = std::string("fused decode ") + d.name + " " +
+                                 kernels::state_dtype_name(dt) + " step " + std::to_string(step);
+        std::printf("[ max_err ] %s: %zu of %zu state elements identical to the 3-kernel path\n", what.c_str(), same,
+                    sf.size());
+        EXPECT_EQ(far, 0u) << what;
+        EXPECT_GE(static_cast<double>(same), 0.99 * static_cast<double>(sf.size())) << what;
+        EXPECT_EQ(fused.conv.download(), unfused.conv.download()) << what;
+        const auto got = bf16_to_f32(out_f.download()), ref = bf16_to_f32(out_u.download());
+        EXPECT_EQ(report(what + " out", got, ref, uniform_tol(ref.size(), 1e-3f, ref, 1.0f / 64)), 0u);
       }
-  }
+    }
 }
 
 TEST(MambaDecodeFused, RejectsBadArguments) {

@@ -14,15 +14,15 @@
 // SSM: as the sequential prefill scan for one step (lane j of a row holds state columns
 // 4 * (i * LPR + j) + e), so the state and y match it bit for bit given the same inputs.
 //
-// Two layouts of that work (MambaDecodeArgs::layout). Registers (the default): one block per
-// (batch row, heads of a block), its state rows loaded into registers before the PDL wait.
-// At 64-256 rows it moves the state at ~53% of the copy bandwidth (bench/RESULTS.md, tenth
-// session): 128 registers allow two blocks per SM, and each block's chain of load, conv,
-// update, store and two cluster barriers leaves the memory system idle between blocks.
-// Pipelined (mamba_decode_pipe_kernel): the grid holds only as many block rows as the device
-// runs at once, each block takes batch rows in turn and copies the next row's state into
-// shared memory (cp.async) while it computes the current one. Measure with
-// bench/cuda/bench_mamba_cuda before making it the default.
+// One block per (batch row, heads of a block), its state rows loaded into registers before the
+// PDL wait. At 64-256 rows it moves the state at ~55% of the copy bandwidth (bench/RESULTS.md,
+// tenth and twenty-seventh sessions): 128 registers allow two blocks per SM, and each block's
+// chain of load, conv, update, store and two cluster barriers leaves the memory system idle
+// between blocks. A pipelined layout (a grid of as many block rows as run at once, each block
+// taking batch rows in turn and copying the next row's state into shared memory with cp.async
+// while computing the current one) measured slower at every batch size on an H100 (Nano 25%
+// slower at 1 row, 18% at 64, 22% at 256; Super 40% slower from 8 rows) and was removed
+// (twenty-seventh session).
 #include <cooperative_groups.h>
 
 #include <string>
@@ -32,7 +32,6 @@
 #include "kernels/cuda/mamba_decode_internal.cuh"
 #include "kernels/cuda/state_io.cuh"
 #include "kernels/mamba_cuda.h"
-#include "util/env.h"
 
 namespace nemotron::kernels {
 namespace {
@@ -248,19 +247,10 @@ void launch_passes(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t s
     launch_clustered(mamba_decode_kernel<NPT, LPR, kPasses, false>, grid, geo, 0, stream, a);
 }
 
-// The layout of an Auto call (A/B runs): NEMOTRON_MAMBA_DECODE=pipe the pipelined one, else
-// the register layout (read once).
-bool auto_pipelined() {
-  static const bool v = env_equals("NEMOTRON_MAMBA_DECODE", "pipe");
-  return v;
-}
-
 template <int NPT, int LPR>
 void launch(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t stream) {
   constexpr int PT = kThreads / LPR;
   const int64_t passes = (geo.hpb * a.head_dim + PT - 1) / PT;
-  if (a.layout == MambaDecodeLayout::Pipelined || (a.layout == MambaDecodeLayout::Auto && auto_pipelined()))
-    if (launch_pipelined(a, geo, stream)) return;  // else its buffers do not fit: registers
   if (passes <= 1) {
     launch_passes<NPT, LPR, 1>(a, geo, stream);
   } else if constexpr (NPT > 16) {

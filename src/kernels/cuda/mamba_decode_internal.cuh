@@ -1,6 +1,5 @@
 #pragma once
-// Shared by the two layouts of the fused Mamba-2 decode step (mamba_decode.cu: the register
-// layout and the dispatch; mamba_decode_pipe.cu: the pipelined layout). See mamba_decode.cu.
+// The fused Mamba-2 decode step's constants, geometry, conv round and launch (mamba_decode.cu).
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
@@ -87,9 +86,5 @@ inline void launch_clustered(void (*kernel)(MambaDecodeArgs, int), dim3 grid, co
   cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
   cudaLaunchKernelEx(&cfg, kernel, a, geo.hpb);
 }
-
-// Launches the pipelined layout for validated arguments; false (nothing launched) where its
-// two state buffers do not fit in the device's shared memory.
-bool launch_pipelined(const MambaDecodeArgs& a, const Geometry& geo, cudaStream_t stream);
 
 }  // namespace nemotron::kernels::mamba_decode_detail
