@@ -43,7 +43,8 @@ struct LinearCudaArgs {
   int64_t workspace_bytes = 0;
   // The tensor-core GEMV's 16-row tiles per block: 0 = the default (1, or
   // NEMOTRON_GEMV_TILES_PER_BLOCK=2|4 from 2 rows of x, for A/B runs), else 1..4 (tests); a
-  // block of several tiles stages x once for all of them.
+  // block of several tiles stages x once for all of them (measured slower for NVFP4 at 4-8
+  // rows on an H100, faster only for BF16's widest weights: bench/RESULTS.md, 27th session).
   int tiles_per_block = 0;
 };
 
