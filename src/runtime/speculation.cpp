@@ -98,6 +98,7 @@ double SpecController::best_measured_rate(int64_t batch, int* best_k) const {
 
 bool SpecController::worth_measuring(int64_t batch, int k) const {
   if (measured(batch, k)) return false;
+  if (k == K_) return true;  // measured first: its verifies sample every draft position
   double t_low = -1.0;  // t_k >= t_j for every j < k: more rows, more drafting
   for (int j = 0; j < k; ++j)
     if (measured(batch, j)) t_low = std::max(t_low, step_time(batch, j));
@@ -121,8 +122,10 @@ int SpecController::choose(int64_t batch, bool explore) {
     return probe_k_;
   }
   ++decisions_;
-  // Unmeasured k that could still win, the fewest drafts first.
-  for (int k = 0; k <= K_; ++k)
+  // Unmeasured k that could still win: K first (it also samples every acceptance rate, and
+  // a head that is never right reaches the retiring count soonest), then 0, 1, ...
+  if (worth_measuring(batch, K_)) return K_;
+  for (int k = 0; k < K_; ++k)
     if (worth_measuring(batch, k)) return k;
   const int best = std::max(0, this->best(batch));
   // Keep the others measured, in turn: the gap between probes starts at probe_every and

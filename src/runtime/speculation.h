@@ -13,17 +13,16 @@
 // lazily built graph once stood for plain decoding until the third probe, ~450 steps later).
 // Only steady steps are measured: a step whose previous step had another k (or was not
 // decode-only) pays work the previous one left (the roll-back replays after a verify, the MTP
-// head's piled-up inputs after plain steps) and is not recorded. It measures the k of a batch
-// size the fewest drafts first (0, 1, ..., K), and only those that could still win: an
-// unmeasured k is skipped while even its best case, E+(k) / t_j, is no faster than the best
-// measured k, where t_j is the slowest measured step with fewer drafts (more rows and more
-// drafting cannot be faster) and E+(k) = 1 + sum_{j < k} of the upper end of A_j's confidence
-// interval (Wilson, z = 2; a position not yet drafted at the bound of the one before it, since
-// drafts 1..j+1 are all accepted no more often than drafts 1..j). From a few verifies the
-// interval is wide and every k is measured, as before; after many verifies that accepted
-// little, the k that cannot pay are not tried at the next batch sizes (K first, as before,
-// verified K drafts at every new batch size). The bound is re-evaluated with every decision,
-// so a k skipped while acceptance was low is measured once it rises.
+// head's piled-up inputs after plain steps) and is not recorded. At each batch size it measures
+// K first (its verifies sample every draft position's acceptance), then 0, 1, ..., K - 1, but
+// only those that could still win: an unmeasured k is skipped while even its best case,
+// E+(k) / t_j, is no faster than the best measured k, where t_j is the slowest measured step
+// with fewer drafts (more rows and more drafting cannot be faster) and E+(k) = 1 + sum_{j < k}
+// of the upper end of A_j's confidence interval (Wilson, z = 2; a position never drafted at the
+// bound of the one before it, since drafts 1..j+1 are all accepted no more often than drafts
+// 1..j). From a few verifies the interval is wide and every k is measured; once many verifies
+// accepted little, the k that cannot pay are not tried. The bound is re-evaluated with every
+// decision, so a k skipped while acceptance was low is measured once it rises.
 // Afterwards it re-measures one of the other measured k (in
 // turn) for two steps (the first a transition), so that it follows a change of load or of
 // acceptance: `probe_every` decisions after the choice last changed, then at gaps doubling up

@@ -16,18 +16,18 @@ namespace {
 
 TEST(Speculative, ControllerPicksTheFasterModeAndProbes) {
   SpecController c(1, 8, 1);  // a k is measured after one steady step
-  EXPECT_EQ(c.choose(1), 0);  // nothing measured: plain decoding first (the cheapest k)
-  c.record_step(1, 0, 0.009);  // the first step of a mode is a transition: not measured
-  EXPECT_LT(c.step_time(1, 0), 0);
-  EXPECT_EQ(c.choose(1), 0);
-  c.record_step(1, 0, 0.003);
-  EXPECT_DOUBLE_EQ(c.step_time(1, 0), 0.003);
-  EXPECT_EQ(c.choose(1), 1);  // then verifying: no acceptance measured, so it could pay
-  c.record_step(1, 1, 0.004);  // the transition
+  EXPECT_EQ(c.choose(1), 1);  // nothing measured: try verifying first
+  c.record_step(1, 1, 0.004);  // the first step of a mode is a transition: not measured
+  EXPECT_LT(c.step_time(1, 1), 0);
   EXPECT_EQ(c.choose(1), 1);
   c.record_step(1, 1, 0.004);
   EXPECT_DOUBLE_EQ(c.step_time(1, 1), 0.004);
   c.record_accept(1, 1);
+  EXPECT_EQ(c.choose(1), 0);  // then plain
+  c.record_step(1, 0, 0.009);  // the transition (it pays the verify's roll-back)
+  EXPECT_EQ(c.choose(1), 0);
+  c.record_step(1, 0, 0.003);
+  EXPECT_DOUBLE_EQ(c.step_time(1, 0), 0.003);
   // 2 tokens per verify in 4 ms vs 1 in 3 ms: speculate, except for the probes (two plain
   // steps every 8 decisions).
   int spec = 0;
@@ -44,8 +44,8 @@ TEST(Speculative, ControllerPicksTheFasterModeAndProbes) {
   EXPECT_EQ(off.choose(4), 0);
 }
 
-// Every k that could win is measured (0, 1, ..., K; at this acceptance all of them), the one
-// with the most tokens per second wins, and the others are probed in turn.
+// Every k is measured (K first, then 0, 1, ...), the one with the most tokens per second wins,
+// and the others are probed in turn.
 TEST(Speculative, ControllerShrinksKWhereLongerVerifiesDoNotPay) {
   SpecController c(3, 8, 1);  // measured after one steady step (the default's three: below)
   // Acceptance 0.9 / 0.7 / 0.5 for drafts 1 / 2 / 3: E(k) = 1, 1.9, 2.6, 3.1.
@@ -60,7 +60,7 @@ TEST(Speculative, ControllerShrinksKWhereLongerVerifiesDoNotPay) {
     order.push_back(k);
     c.record_step(1, k, t[k]);
   }
-  EXPECT_EQ(order, (std::vector<int>{0, 0, 1, 1, 2, 2, 3, 3}));
+  EXPECT_EQ(order, (std::vector<int>{3, 3, 0, 0, 1, 1, 2, 2}));
   std::vector<int> count(4, 0);
   int last = -1;
   for (int n = 0; n < 80; ++n) {
@@ -107,9 +107,7 @@ TEST(Speculative, ControllerProbesLessWhileTheChoiceHolds) {
     if (k == 1 && (probes.empty() || probes.back() < n - 1)) probes.push_back(n);
     c.record_step(1, k, t[k]);
   }
-  // Measuring (k = 0 twice, then k = 1 twice: 0 of 100 verifies accepted bounds the rate only
-  // by ~0.17, as the moving average counts as 20 samples), then probes 8, 16, 32, 64, 128, 128,
-  // ... decisions apart.
+  // Measuring (k = 1 twice, k = 0 twice), then probes 8, 16, 32, 64, 128, 128, ... decisions apart.
   ASSERT_GE(probes.size(), 8u);
   std::vector<int64_t> gaps;
   for (std::size_t i = 2; i < probes.size(); ++i) gaps.push_back(probes[i] - probes[i - 1]);
@@ -250,28 +248,27 @@ TEST(Speculative, ControllerDoesNotExploreInStepsWithPrompts) {
   SpecController c(2, 4, 1);
   for (int i = 0; i < 40; ++i) c.record_accept(2, 2);  // every draft accepted: E(k) = 1 + k
   for (int i = 0; i < 10; ++i) EXPECT_EQ(c.choose(64, false), 0);
-  EXPECT_EQ(c.choose(64), 0);  // a decode-only step explores: plain first
+  EXPECT_EQ(c.choose(64), 2);  // a decode-only step explores: K first
+  c.record_step(64, 2, 0.020);
+  c.record_step(64, 2, 0.020);
+  EXPECT_EQ(c.choose(64, false), 0);  // k = 0 and 1 still unmeasured
+  EXPECT_EQ(c.choose(64), 0);
   c.record_step(64, 0, 0.010);
   c.record_step(64, 0, 0.010);
-  EXPECT_EQ(c.choose(64, false), 0);  // k = 1 and 2 still unmeasured
   EXPECT_EQ(c.choose(64), 1);
   c.record_step(64, 1, 0.020);
   c.record_step(64, 1, 0.020);
-  EXPECT_EQ(c.choose(64, false), 0);  // k = 2 could still win: 3 tokens in >= 20 ms
-  EXPECT_EQ(c.choose(64), 2);
-  c.record_step(64, 2, 0.020);
-  c.record_step(64, 2, 0.020);
   // 3 tokens in 20 ms beats 1 in 10 and 2 in 20: k = 2, in mixed steps too, without probes.
   for (int i = 0; i < 20; ++i) EXPECT_EQ(c.choose(64, false), 2) << i;
   // Another batch size is measured on its own.
   EXPECT_EQ(c.choose(8, false), 0);
 }
 
-// A k is measured only while its best case can beat the best measured k: the acceptance at
-// the upper end of its confidence interval (a position not yet drafted at the bound of the one
-// before it), and a step no faster than the slowest measured one with fewer drafts. With few
-// verifies the interval is wide and every k is measured; once many verifies accepted nothing,
-// a k whose best case cannot pay is skipped at the next batch size, and measured once
+// A k below K is measured only while its best case can beat the best measured k: the
+// acceptance at the upper end of its confidence interval (a position never drafted at the bound
+// of the one before it), and a step no faster than the slowest measured one with fewer drafts.
+// From a few verifies the interval is wide and every k is measured; once many verifies accepted
+// nothing, a k whose best case cannot pay is skipped at the next batch size, and measured once
 // acceptance rises.
 TEST(Speculative, ControllerSkipsTheKThatCannotWin) {
   SpecController c(3, 1 << 20, 1);  // no probes in this test
@@ -284,20 +281,20 @@ TEST(Speculative, ControllerSkipsTheKThatCannotWin) {
         for (int64_t s = 0; s < B; ++s) c.record_accept(std::min(accepted, k), k);
     }
   };
-  // B = 1, a head that is never right: 0 of 2 verifies bounds the rate by 0.67, 0 of 4 by 0.5,
-  // so E+(2) = 2.33 in >= 2.9 ms and E+(3) = 2.5 in >= 4.2 ms could beat 1 in 2 ms: all measured.
+  // B = 1, a head that is never right: K's two verifies bound the rates by 0.67 and one
+  // draft's two more by 0.5, so one and then two drafts (at most 1.67 in >= 2 ms, 2.0 in >= 2.9
+  // ms) could beat plain (1 in 2 ms): every k is measured.
   const double t1[] = {0.0020, 0.0029, 0.0042, 0.0056};
   std::vector<int> order;
   run(1, t1, 10, order, 0);
-  EXPECT_EQ(order, (std::vector<int>{0, 0, 1, 1, 2, 2, 3, 3, 0, 0}));
-  // B = 64 (plain steps go on: the first is steady): after 128 more first drafts rejected the
-  // bound is 0.093 (the moving average counts as 39 samples): one draft is measured (1.09 in
-  // >= 21 ms vs 1 in 21 ms); then two (1.19 in >= 25 ms) cannot pay and are skipped; three
-  // (1.28 in >= 25 ms, the slowest measured step with fewer drafts) still could.
+  EXPECT_EQ(order, (std::vector<int>{3, 3, 0, 0, 1, 1, 2, 2, 0, 0}));
+  // B = 64: after K's 128 more rejected first drafts the bound is 0.093 (the moving average
+  // counts as 39 samples): one draft is measured (1.09 in >= 21 ms vs 1 in 21 ms); after its
+  // 25 ms, two drafts (at most 1.19 in >= 25 ms) cannot pay and are skipped.
   const double t64[] = {0.021, 0.025, 0.030, 0.035};
   order.clear();
   run(64, t64, 8, order, 0);
-  EXPECT_EQ(order, (std::vector<int>{0, 1, 1, 3, 3, 0, 0, 0}));
+  EXPECT_EQ(order, (std::vector<int>{3, 3, 0, 0, 1, 1, 0, 0}));
   EXPECT_FALSE(c.measured(64, 2));
   EXPECT_EQ(c.choose(64, false), 0);  // the skipped k does not hold back the choice of mixed steps
   // Acceptance rises (every draft accepted): the skipped k is measured, and k = 3 wins.
