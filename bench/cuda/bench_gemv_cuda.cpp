@@ -13,7 +13,8 @@
 // own choice with a workspace (what the model runs), in us per call and as the bytes of the
 // distinct experts a call selects over its time (the bytes the batch path must read; the
 // per-pair GEMV reads more at T > 1). At T <= 4 a later launch may find some of its experts
-// still in L2 (the 50 MB hold ~18 Nano experts), which flatters those rows a little.
+// still in L2 (the 50 MB hold ~18 Nano experts), which flatters those rows a little. Then the
+// layer's up + down pair as the model launches them, per batch layout.
 // With --few-rows: the GEMM path at 9..64 rows (decode batches, verify steps) without and with
 // the split-K workspace, on the dense decode shapes.
 //   usage: bench_gemv_cuda [T ...]            (default T = 1 2 4 8)
@@ -208,16 +209,11 @@ struct ExpertCopies {
   }
 };
 
-// One projection at T rows: `launches` routings (k distinct random experts per token each), one
-// per launch of the graph. Prints one table row.
-void bench_expert_projection(const char* name, const ExpertCopies& ex, int64_t out, int64_t in, int64_t T, int64_t k,
-                             bool up, double copy) {
-  namespace nk = nemotron::kernels;
-  const int launches = 20;
-  const int64_t N = T * k, E = ex.E;
-  std::vector<int32_t> ids(static_cast<std::size_t>(launches * N));
-  uint64_t seed = 4242 + static_cast<uint64_t>(T);
-  double distinct = 0;
+// `launches` routings of T tokens, k distinct random experts of E per token each ([launches, T,
+// k]); *distinct: the mean number of distinct experts a routing selects.
+std::vector<int32_t> random_routing(int64_t E, int64_t T, int64_t k, int launches, uint64_t seed, double* distinct) {
+  std::vector<int32_t> ids(static_cast<std::size_t>(launches * T * k));
+  *distinct = 0;
   for (int l = 0; l < launches; ++l) {
     std::vector<char> used(static_cast<std::size_t>(E), 0);
     for (int64_t t = 0; t < T; ++t)
@@ -228,9 +224,21 @@ void bench_expert_projection(const char* name, const ExpertCopies& ex, int64_t o
         } while (std::find(slot - j, slot, *slot) != slot);  // distinct inside the token
         used[static_cast<std::size_t>(*slot)] = 1;
       }
-    distinct += static_cast<double>(std::count(used.begin(), used.end(), 1));
+    *distinct += static_cast<double>(std::count(used.begin(), used.end(), 1));
   }
-  distinct /= launches;
+  *distinct /= launches;
+  return ids;
+}
+
+// One projection at T rows: `launches` routings (k distinct random experts per token each), one
+// per launch of the graph. Prints one table row.
+void bench_expert_projection(const char* name, const ExpertCopies& ex, int64_t out, int64_t in, int64_t T, int64_t k,
+                             bool up, double copy) {
+  namespace nk = nemotron::kernels;
+  const int launches = 20;
+  const int64_t N = T * k, E = ex.E;
+  double distinct = 0;
+  const std::vector<int32_t> ids = random_routing(E, T, k, launches, 4242 + static_cast<uint64_t>(T), &distinct);
   const double bytes = distinct * static_cast<double>(ex.bytes);
   void *dids = nullptr, *x = nullptr, *y = nullptr, *ws = nullptr;
   CHECK(cudaMalloc(&dids, ids.size() * 4));
@@ -287,6 +295,81 @@ void bench_expert_projection(const char* name, const ExpertCopies& ex, int64_t o
   for (void* p : {dids, x, y, ws}) CHECK(cudaFree(p));
 }
 
+// The MoE layer's routed pair as the model runs it (cuda_block_moe.cpp): the up projection
+// (+ relu2) buckets the pairs into the workspace, then the down projection on its output reuses
+// the buckets and reads them and its first weights before its PDL wait (ids_settled,
+// reuse_buckets), so its loads overlap the up projection's tail, which one projection timed
+// alone does not show. Up and down are distinct copies (the down projection finds nothing of
+// the up projection's experts in L2). us per up + down, for each batch layout in turn, twice.
+void bench_expert_layer(const char* name, int64_t hidden, int64_t inter, int64_t E, int64_t k, double copy) {
+  namespace nk = nemotron::kernels;
+  using Layout = nk::ExpertGemvArgs::BatchLayout;
+  const ExpertCopies up_ex(E, inter, hidden), down_ex(E, hidden, inter);
+  const int launches = 20;
+  std::printf("\n%s routed experts, up + down as the model runs them (us per layer; GB/s of the distinct experts' "
+              "bytes)\n\n| T | experts | MB | path | registers | ring | split K | registers | ring | split K |\n"
+              "|---|---|---|---|---|---|---|---|---|---|\n", name);
+  for (int64_t T : {2, 4, 8, 16, 32, 64}) {
+    const int64_t N = T * k;
+    double distinct = 0;
+    const std::vector<int32_t> ids = random_routing(E, T, k, launches, 777 + static_cast<uint64_t>(T), &distinct);
+    const double bytes = distinct * static_cast<double>(up_ex.bytes + down_ex.bytes);
+    void *dids = nullptr, *x = nullptr, *h = nullptr, *y = nullptr, *ws = nullptr;
+    CHECK(cudaMalloc(&dids, ids.size() * 4));
+    CHECK(cudaMemcpy(dids, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+    std::vector<uint16_t> xh(static_cast<std::size_t>(T * hidden));
+    for (std::size_t i = 0; i < xh.size(); ++i) xh[i] = nk::float_to_bf16(0.01f * static_cast<float>(i % 89) - 0.4f);
+    CHECK(cudaMalloc(&x, xh.size() * 2));
+    CHECK(cudaMemcpy(x, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+    CHECK(cudaMalloc(&h, static_cast<std::size_t>(N * inter) * 2));
+    CHECK(cudaMalloc(&y, static_cast<std::size_t>(N * hidden) * 2));
+    const int64_t ws_bytes = nk::expert_gemv_workspace_bytes(T, k, E);
+    CHECK(cudaMalloc(&ws, static_cast<std::size_t>(ws_bytes)));
+    cudaStream_t st;
+    CHECK(cudaStreamCreate(&st));
+    nk::ExpertGemvPath path = nk::ExpertGemvPath::PerPair;
+    auto layer = [&](int i, Layout layout) {
+      nk::ExpertGemvArgs a;
+      a.w = up_ex.table(inter, hidden);
+      a.ids = static_cast<const int32_t*>(dids) + (i % launches) * N;
+      a.T = T;
+      a.k = k;
+      a.x = static_cast<const uint16_t*>(x);
+      a.relu2 = true;
+      a.y = static_cast<uint16_t*>(h);
+      a.workspace = ws;
+      a.workspace_bytes = ws_bytes;
+      a.batch_layout = layout;
+      path = nk::expert_gemv_cuda(a, st);
+      a.w = down_ex.table(hidden, inter);
+      a.x = static_cast<const uint16_t*>(h);
+      a.x_per_slot = true;
+      a.relu2 = false;
+      a.y = static_cast<uint16_t*>(y);
+      a.ids_settled = true;
+      a.reuse_buckets = path == nk::ExpertGemvPath::Batch;
+      nk::expert_gemv_cuda(a, st);
+    };
+    double us[6];
+    const Layout order[3] = {Layout::WarpTile, Layout::WarpTileRing, Layout::SplitK};
+    for (int r = 0; r < 6; ++r) {
+      const Layout lay = order[r % 3];
+      for (int i = 0; i < launches; ++i) layer(i, lay);  // warm-up (attributes, first touch)
+      CHECK(cudaStreamSynchronize(st));
+      us[r] = nemotron::bench::median_launch_ms(st, launches, [&](int i) { layer(i, lay); }) * 1e3;
+    }
+    const char* pname = path == nk::ExpertGemvPath::Batch     ? "batch"
+                        : path == nk::ExpertGemvPath::Grouped ? "grouped"
+                                                              : "per-pair";
+    std::printf("| %d | %.1f | %.1f | %s |", static_cast<int>(T), distinct, bytes / 1e6, pname);
+    for (double u : us) std::printf(" %.1f (%.1f%%) |", u, 100.0 * bytes / (u * 1e-6) / 1e9 / copy);
+    std::printf("\n");
+    std::fflush(stdout);
+    CHECK(cudaStreamDestroy(st));
+    for (void* p : {dids, x, h, y, ws}) CHECK(cudaFree(p));
+  }
+}
+
 void bench_expert_paths(double copy) {
   std::printf("\nrouted-expert projection by path (NVFP4, random router-like routing; GB/s = bytes of the distinct "
               "experts selected / time; auto = expert_gemv_cuda with a workspace)\n\n");
@@ -303,6 +386,8 @@ void bench_expert_paths(double copy) {
     for (int64_t T : Ts) bench_expert_projection("super up [2688, 1024] + relu2", super, 2688, 1024, T, 22, true, copy);
     for (int64_t T : Ts) bench_expert_projection("super down [1024, 2688]", super, 1024, 2688, T, 22, false, copy);
   }
+  bench_expert_layer("Nano (128 experts [1856, 2688], k = 6)", 2688, 1856, 128, 6, copy);
+  bench_expert_layer("Super latent (512 experts [2688, 1024], k = 22)", 1024, 2688, 512, 22, copy);
 }
 
 }  // namespace
