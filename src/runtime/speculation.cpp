@@ -127,7 +127,8 @@ int SpecController::choose(int64_t batch, bool explore) {
   if (worth_measuring(batch, K_)) return K_;
   for (int k = 0; k < K_; ++k)
     if (worth_measuring(batch, k)) return k;
-  const int best = std::max(0, this->best(batch));
+  int best = 0;  // every k that could win is measured: the fastest of them
+  best_measured_rate(batch, &best);
   // Keep the others measured, in turn: the gap between probes starts at probe_every and
   // doubles after each probe that left the choice as it was (up to 2^kMaxGapDoublings times);
   // a new choice or batch bucket starts over.
